@@ -1,0 +1,152 @@
+//! Audit records: one JSON line for every request, allowed or denied.
+//!
+//! A record says who called (client id, certificate serial, key id), what
+//! (method, tool name), and how it ended (outcome, reason, duration). It
+//! must never hold argument values, payloads, keys, signatures or any other
+//! personal data: the record type has no field that could carry them.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::error::{Fault, Reason};
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Forwarded, and the backend's answer returned signed.
+    Allowed,
+    /// Refused by the gateway, or failed in the backend.
+    Denied,
+}
+
+/// One audit line. Every field is either gateway-derived or a bounded,
+/// validated identifier (client id, key id, method, tool name).
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    /// RFC 3339 UTC, millisecond precision.
+    pub ts: String,
+    pub client_id: Option<String>,
+    pub cert_serial: Option<String>,
+    pub key_id: Option<String>,
+    pub method: Option<&'static str>,
+    pub tool: Option<String>,
+    pub outcome: Outcome,
+    pub reason: Option<&'static str>,
+    pub fault: Option<Fault>,
+    /// Whether the backend returned a tool error (`isError`) or a JSON-RPC
+    /// error object: the call was allowed but did not succeed.
+    pub backend_error: bool,
+    pub duration_us: u64,
+}
+
+impl AuditRecord {
+    pub fn new() -> Self {
+        AuditRecord {
+            ts: now_rfc3339(),
+            client_id: None,
+            cert_serial: None,
+            key_id: None,
+            method: None,
+            tool: None,
+            outcome: Outcome::Denied,
+            reason: None,
+            fault: None,
+            backend_error: false,
+            duration_us: 0,
+        }
+    }
+
+    pub fn deny(&mut self, reason: Reason) {
+        self.outcome = Outcome::Denied;
+        self.reason = Some(reason.as_str());
+        self.fault = Some(reason.fault());
+    }
+}
+
+impl Default for AuditRecord {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    now.format(&format).unwrap_or_default()
+}
+
+enum Sink {
+    Stdout,
+    File(BufWriter<File>),
+    /// Keeps records in memory: for tests that assert on them.
+    Memory(Vec<String>),
+}
+
+/// The audit log. Writes are serialised and flushed per line so that a
+/// crash loses at most the line being written.
+pub struct AuditLog {
+    sink: Mutex<Sink>,
+}
+
+impl AuditLog {
+    pub fn stdout() -> Self {
+        AuditLog { sink: Mutex::new(Sink::Stdout) }
+    }
+
+    pub fn memory() -> Self {
+        AuditLog { sink: Mutex::new(Sink::Memory(Vec::new())) }
+    }
+
+    /// Appends to `path`, creating it 0600.
+    pub fn file(path: &Path) -> std::io::Result<Self> {
+        let mut opts = OpenOptions::new();
+        opts.create(true).append(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let file = opts.open(path)?;
+        Ok(AuditLog { sink: Mutex::new(Sink::File(BufWriter::new(file))) })
+    }
+
+    pub fn write(&self, record: &AuditRecord) {
+        let line = match serde_json::to_string(record) {
+            Ok(line) => line,
+            Err(e) => {
+                tracing::error!(error = %e, "audit record could not be serialised");
+                return;
+            }
+        };
+        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        let result = match &mut *sink {
+            Sink::Stdout => {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{line}").and_then(|_| out.flush())
+            }
+            Sink::File(f) => writeln!(f, "{line}").and_then(|_| f.flush()),
+            Sink::Memory(lines) => {
+                lines.push(line);
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "audit record could not be written");
+        }
+    }
+
+    /// The lines written so far, for a memory sink (empty otherwise).
+    pub fn lines(&self) -> Vec<String> {
+        match &*self.sink.lock().unwrap_or_else(|p| p.into_inner()) {
+            Sink::Memory(lines) => lines.clone(),
+            _ => Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The one place where a stage's error becomes a gRPC status.
+//!
+//! Every denial carries a [`Reason`]: a stable, machine-readable code that
+//! goes on the wire as `google.rpc.ErrorInfo.reason` (domain
+//! [`ERROR_DOMAIN`]), into the audit record, and into the README's table.
+//! Messages are written for humans and never contain secrets, payloads,
+//! argument values or key material.
+
+use std::borrow::Cow;
+
+use tonic::Code;
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `domain` of every `google.rpc.ErrorInfo` sealgate sends.
+pub const ERROR_DOMAIN: &str = "sealgate";
+
+/// Who caused a denial: used in logs and audit so an operator can tell a
+/// misbehaving client from a failing backend or gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    Client,
+    Backend,
+    Gateway,
+}
+
+macro_rules! reasons {
+    ($( $(#[$doc:meta])* $variant:ident => ($code:expr, $fault:ident, $text:literal) ),+ $(,)?) => {
+        /// Stable reason codes. Never rename one: clients match on them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum Reason {
+            $( $(#[$doc])* $variant, )+
+        }
+
+        impl Reason {
+            /// Every reason, in table order (used by tests and docs).
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant),+];
+
+            /// The wire form, e.g. `SIGNATURE_INVALID`.
+            pub fn as_str(self) -> &'static str {
+                match self { $( Reason::$variant => $text, )+ }
+            }
+
+            /// The gRPC status code this reason is sent with.
+            pub fn code(self) -> Code {
+                match self { $( Reason::$variant => $code, )+ }
+            }
+
+            /// Who caused it.
+            pub fn fault(self) -> Fault {
+                match self { $( Reason::$variant => Fault::$fault, )+ }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// The connection carries no verified client certificate.
+    IdentityMissing => (Code::Unauthenticated, Client, "IDENTITY_MISSING"),
+    /// The client certificate has no single valid SPIFFE ID of our trust
+    /// domain, or lacks the clientAuth extended key usage.
+    IdentityInvalid => (Code::Unauthenticated, Client, "IDENTITY_INVALID"),
+    /// The certificate's client id is not in the registry.
+    ClientUnknown => (Code::Unauthenticated, Client, "CLIENT_UNKNOWN"),
+    /// The client is in the registry but disabled.
+    ClientDisabled => (Code::Unauthenticated, Client, "CLIENT_DISABLED"),
+    /// The client exceeded its request rate.
+    RateLimited => (Code::ResourceExhausted, Client, "RATE_LIMITED"),
+    /// The envelope is larger than the configured limit.
+    EnvelopeTooLarge => (Code::ResourceExhausted, Client, "ENVELOPE_TOO_LARGE"),
+    /// The call has no envelope.
+    EnvelopeMissing => (Code::InvalidArgument, Client, "ENVELOPE_MISSING"),
+    /// The payload type is not the one version 1 defines.
+    PayloadTypeUnsupported => (Code::InvalidArgument, Client, "PAYLOAD_TYPE_UNSUPPORTED"),
+    /// The envelope is addressed to another audience.
+    AudienceMismatch => (Code::Unauthenticated, Client, "AUDIENCE_MISMATCH"),
+    /// The nonce is too short or too long.
+    NonceInvalid => (Code::InvalidArgument, Client, "NONCE_INVALID"),
+    /// A request set request_digest, which only responses carry.
+    RequestDigestUnexpected => (Code::InvalidArgument, Client, "REQUEST_DIGEST_UNEXPECTED"),
+    /// The key id is not registered for the certificate's identity.
+    KeyNotBound => (Code::Unauthenticated, Client, "KEY_NOT_BOUND"),
+    /// The key is registered but outside its validity window.
+    KeyNotValidNow => (Code::Unauthenticated, Client, "KEY_NOT_VALID_NOW"),
+    /// The Ed25519 signature does not verify.
+    SignatureInvalid => (Code::Unauthenticated, Client, "SIGNATURE_INVALID"),
+    /// The envelope timestamp is older than the skew window.
+    TimestampStale => (Code::Unauthenticated, Client, "TIMESTAMP_STALE"),
+    /// The envelope timestamp is further ahead than the skew window.
+    TimestampFuture => (Code::Unauthenticated, Client, "TIMESTAMP_FUTURE"),
+    /// The nonce was already used by this client within the window.
+    ReplayedNonce => (Code::Unauthenticated, Client, "REPLAYED_NONCE"),
+    /// The replay cache for this client is full of live nonces.
+    ReplayCacheFull => (Code::ResourceExhausted, Client, "REPLAY_CACHE_FULL"),
+    /// The payload is not UTF-8 JSON.
+    JsonInvalid => (Code::InvalidArgument, Client, "JSON_INVALID"),
+    /// The payload nests deeper than allowed.
+    JsonTooDeep => (Code::InvalidArgument, Client, "JSON_TOO_DEEP"),
+    /// The payload is a JSON-RPC batch (an array), which MCP no longer allows.
+    BatchNotSupported => (Code::InvalidArgument, Client, "BATCH_NOT_SUPPORTED"),
+    /// The payload is JSON but not a valid JSON-RPC 2.0 request or notification.
+    JsonRpcInvalid => (Code::InvalidArgument, Client, "JSONRPC_INVALID"),
+    /// The method is not one the gateway forwards.
+    MethodUnknown => (Code::InvalidArgument, Client, "METHOD_UNKNOWN"),
+    /// The method's params are malformed.
+    ParamsInvalid => (Code::InvalidArgument, Client, "PARAMS_INVALID"),
+    /// The client may not call this method.
+    MethodNotAllowed => (Code::PermissionDenied, Client, "METHOD_NOT_ALLOWED"),
+    /// The client may not call this tool.
+    ToolNotAllowed => (Code::PermissionDenied, Client, "TOOL_NOT_ALLOWED"),
+    /// The backend could not be reached or failed.
+    BackendUnavailable => (Code::Unavailable, Backend, "BACKEND_UNAVAILABLE"),
+    /// The backend did not answer in time.
+    BackendTimeout => (Code::DeadlineExceeded, Backend, "BACKEND_TIMEOUT"),
+    /// The backend answered something that is not valid MCP.
+    BackendProtocol => (Code::Unavailable, Backend, "BACKEND_PROTOCOL_ERROR"),
+    /// The gateway failed; details are in its log, not on the wire.
+    Internal => (Code::Internal, Gateway, "INTERNAL"),
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refusal: a reason plus a human message that is safe to send to the
+/// client (no secrets, no payload, no argument values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: Reason,
+    pub message: Cow<'static, str>,
+}
+
+impl Denial {
+    pub fn new(reason: Reason, message: impl Into<Cow<'static, str>>) -> Self {
+        Denial {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// The gRPC status: code from the reason, the message, and an
+    /// `ErrorInfo{reason, domain}` in the status details.
+    pub fn to_status(&self) -> tonic::Status {
+        let details = ErrorDetails::with_error_info(
+            self.reason.as_str(),
+            ERROR_DOMAIN,
+            std::collections::HashMap::<String, String>::new(),
+        );
+        tonic::Status::with_error_details(
+            self.reason.code(),
+            format!("{}: {}", self.reason.as_str(), self.message),
+            details,
+        )
+    }
+}
+
+/// Reads the sealgate reason back out of a status (clients and tests).
+pub fn reason_of(status: &tonic::Status) -> Option<String> {
+    let details = status.get_error_details();
+    details
+        .error_info()
+        .filter(|info| info.domain == ERROR_DOMAIN)
+        .map(|info| info.reason.clone())
+}
+
+impl From<crate::envelope::EnvelopeError> for Denial {
+    fn from(e: crate::envelope::EnvelopeError) -> Self {
+        use crate::envelope::EnvelopeError as E;
+        let reason = match e {
+            E::Missing => Reason::EnvelopeMissing,
+            E::PayloadType => Reason::PayloadTypeUnsupported,
+            E::Audience => Reason::AudienceMismatch,
+            E::Nonce => Reason::NonceInvalid,
+            E::KeyNotBound => Reason::KeyNotBound,
+            E::KeyNotValidNow => Reason::KeyNotValidNow,
+            E::RequestDigest => Reason::RequestDigestUnexpected,
+            E::Signature => Reason::SignatureInvalid,
+            E::Stale => Reason::TimestampStale,
+            E::Future => Reason::TimestampFuture,
+        };
+        Denial::new(reason, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_strings_are_unique_screaming_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Reason::ALL {
+            let s = r.as_str();
+            assert!(seen.insert(s), "duplicate reason {s}");
+            assert!(
+                s.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{s} is not SCREAMING_SNAKE_CASE"
+            );
+        }
+    }
+
+    #[test]
+    fn status_carries_code_reason_and_domain() {
+        let status = Denial::new(Reason::SignatureInvalid, "bad").to_status();
+        assert_eq!(status.code(), Code::Unauthenticated);
+        assert_eq!(reason_of(&status).as_deref(), Some("SIGNATURE_INVALID"));
+        assert_eq!(status.message(), "SIGNATURE_INVALID: bad");
+    }
+
+    #[test]
+    fn readme_lists_every_reason() {
+        let readme = include_str!("../README.md");
+        for r in Reason::ALL {
+            assert!(
+                readme.contains(&format!("`{}`", r.as_str())),
+                "README.md does not document {}",
+                r.as_str()
+            );
+        }
+    }
+}

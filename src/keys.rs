@@ -1,0 +1,186 @@
+//! Key files: Ed25519 signing keys and TLS private keys on disk.
+//!
+//! Private keys are written 0600 with `create_new` (never overwritten
+//! unless the caller asked for it) and refused on read when the group or
+//! others can read them. Key material is held in zeroizing buffers and is
+//! never formatted into an error, a log line or a panic.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+
+use base64::Engine;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use zeroize::Zeroizing;
+
+use crate::identity::key_id_for;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyFileError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: cannot write: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error("{path}: already exists; pass --force to overwrite it")]
+    Exists { path: String },
+    #[error("{path}: private key is readable by group or others (mode {mode:o}); run `chmod 600 {path}`")]
+    TooOpen { path: String, mode: u32 },
+    #[error("{path}: not a valid {what}")]
+    Invalid { path: String, what: &'static str },
+}
+
+/// Writes a file with mode 0600. Refuses to replace an existing file
+/// unless `force`.
+pub fn write_private(path: &Path, contents: &[u8], force: bool) -> Result<(), KeyFileError> {
+    write_file(path, contents, force, 0o600)
+}
+
+/// Writes a public file (certificates, public keys, registry snippets) 0644.
+pub fn write_public(path: &Path, contents: &[u8], force: bool) -> Result<(), KeyFileError> {
+    write_file(path, contents, force, 0o644)
+}
+
+fn write_file(path: &Path, contents: &[u8], force: bool, mode: u32) -> Result<(), KeyFileError> {
+    let p = path.display().to_string();
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| KeyFileError::Write { path: p.clone(), source })?;
+    }
+    let mut opts = OpenOptions::new();
+    opts.write(true);
+    if force {
+        opts.create(true).truncate(true);
+    } else {
+        opts.create_new(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(mode);
+    }
+    let mut file = opts.open(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            KeyFileError::Exists { path: p.clone() }
+        } else {
+            KeyFileError::Write { path: p.clone(), source }
+        }
+    })?;
+    // A forced overwrite keeps the old inode's mode: set it explicitly.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|source| KeyFileError::Write { path: p.clone(), source })?;
+    }
+    file.write_all(contents)
+        .and_then(|_| file.sync_all())
+        .map_err(|source| KeyFileError::Write { path: p, source })
+}
+
+/// Reads a private key file, refusing it when group or others can read it.
+pub fn read_private(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
+    let p = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|source| KeyFileError::Read { path: p.clone(), source })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyFileError::TooOpen { path: p, mode });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    std::fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|source| KeyFileError::Read { path: p, source })
+}
+
+/// Generates a new Ed25519 signing key from the OS RNG.
+pub fn generate_signing_key() -> SigningKey {
+    SigningKey::generate(&mut rand::rngs::OsRng)
+}
+
+/// The PKCS#8 PEM encoding of a signing key (what `load_signing_key` reads).
+pub fn signing_key_pem(key: &SigningKey) -> Result<Zeroizing<String>, KeyFileError> {
+    key.to_pkcs8_pem(Default::default())
+        .map(|pem| Zeroizing::new(pem.to_string()))
+        .map_err(|_| KeyFileError::Invalid { path: String::new(), what: "Ed25519 key" })
+}
+
+/// Loads an Ed25519 signing key (PKCS#8 PEM, mode 0600).
+pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
+    let bytes = read_private(path)?;
+    let invalid = || KeyFileError::Invalid {
+        path: path.display().to_string(),
+        what: "Ed25519 PKCS#8 PEM private key",
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|_| invalid())?;
+    SigningKey::from_pkcs8_pem(text).map_err(|_| invalid())
+}
+
+/// A public key as the registry and profiles hold it: standard base64 of
+/// the raw 32 bytes.
+pub fn public_key_b64(key: &VerifyingKey) -> String {
+    base64::engine::general_purpose::STANDARD.encode(key.as_bytes())
+}
+
+/// The public half of a signing key, as TOML (`key_id`, `public_key`): what
+/// `key generate` writes beside the private key for others to trust.
+pub fn public_key_toml(key: &VerifyingKey) -> String {
+    format!(
+        "# Ed25519 public signing key (safe to share)\nkey_id = \"{}\"\npublic_key = \"{}\"\n",
+        key_id_for(key),
+        public_key_b64(key)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_files_are_0600_and_not_overwritten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("k.pem");
+        write_private(&path, b"secret", false).expect("first write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let err = write_private(&path, b"other", false).expect_err("must refuse");
+        assert!(matches!(err, KeyFileError::Exists { .. }), "{err}");
+        assert_eq!(std::fs::read(&path).expect("read"), b"secret");
+        write_private(&path, b"other", true).expect("forced write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"other");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn group_readable_private_key_is_refused_without_leaking_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("k.pem");
+        let key = generate_signing_key();
+        write_private(&path, signing_key_pem(&key).expect("pem").as_bytes(), false).expect("write");
+        assert_eq!(load_signing_key(&path).expect("load").to_bytes(), key.to_bytes());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let err = load_signing_key(&path).expect_err("must refuse");
+        let msg = err.to_string();
+        assert!(matches!(err, KeyFileError::TooOpen { mode: 0o640, .. }), "{msg}");
+        assert!(msg.contains("chmod 600"), "{msg}");
+        assert!(!msg.contains("PRIVATE KEY"), "{msg}");
+    }
+
+    #[test]
+    fn garbage_key_file_is_refused_without_echoing_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("k.pem");
+        write_private(&path, b"not-a-key-SECRETVALUE", false).expect("write");
+        let msg = load_signing_key(&path).expect_err("must refuse").to_string();
+        assert!(!msg.contains("SECRETVALUE"), "{msg}");
+    }
+}

@@ -1,0 +1,149 @@
+//! The replay store: which nonces each client has used within the window.
+//!
+//! A nonce is recorded only after its envelope's signature verified (the
+//! caller guarantees it by taking a [`VerifiedEnvelope`]), so nobody can burn
+//! another client's nonces. Memory is bounded per client: a nonce is kept
+//! for twice the skew window (long enough to outlive every envelope that
+//! could still pass the freshness check) and a client whose live nonces
+//! reach the cap is refused, never allowed to evict live nonces, because
+//! evicting would re-open a replay.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
+use crate::envelope::VerifiedEnvelope;
+use crate::identity::ClientId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    #[error("this nonce was already used")]
+    Replayed,
+    #[error("too many live nonces for this client; slow down")]
+    Full,
+}
+
+/// Where seen nonces live. In-memory for one process; a shared store (for
+/// example Redis) implements the same trait for several replicas.
+pub trait ReplayStore: Send + Sync {
+    /// Records the envelope's nonce for `client`, or refuses it if it was
+    /// seen within the window or the client's cache is full.
+    fn check_and_record(&self, client: &ClientId, env: &VerifiedEnvelope, now_ms: i64) -> Result<(), ReplayError>;
+}
+
+struct ClientNonces {
+    seen: HashSet<[u8; 16]>,
+    /// (expiry, key) in insertion order; expiries are monotonic because they
+    /// are computed from the gateway clock at insertion.
+    order: VecDeque<(i64, [u8; 16])>,
+}
+
+/// The in-memory [`ReplayStore`].
+pub struct MemoryReplayStore {
+    /// How long a nonce is remembered: twice the skew window.
+    retention_ms: i64,
+    /// Live nonces allowed per client.
+    per_client_capacity: usize,
+    clients: Mutex<HashMap<ClientId, ClientNonces>>,
+}
+
+impl MemoryReplayStore {
+    pub fn new(skew_ms: i64, per_client_capacity: usize) -> Self {
+        MemoryReplayStore {
+            retention_ms: skew_ms.saturating_mul(2),
+            per_client_capacity,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl ReplayStore for MemoryReplayStore {
+    fn check_and_record(&self, client: &ClientId, env: &VerifiedEnvelope, now_ms: i64) -> Result<(), ReplayError> {
+        // Nonces are stored as a 128-bit digest: fixed size whatever the
+        // nonce length, and collision-resistant enough for a replay check.
+        let digest = Sha256::digest(&env.nonce);
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = clients.entry(client.clone()).or_insert_with(|| ClientNonces {
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+        });
+        while let Some(&(expiry, old)) = entry.order.front() {
+            if expiry > now_ms {
+                break;
+            }
+            entry.order.pop_front();
+            entry.seen.remove(&old);
+        }
+        if entry.seen.contains(&key) {
+            return Err(ReplayError::Replayed);
+        }
+        if entry.seen.len() >= self.per_client_capacity {
+            return Err(ReplayError::Full);
+        }
+        entry.seen.insert(key);
+        entry.order.push_back((now_ms.saturating_add(self.retention_ms), key));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn env(nonce: &[u8]) -> VerifiedEnvelope {
+        VerifiedEnvelope {
+            payload: Bytes::new(),
+            key_id: "k".into(),
+            nonce: Bytes::copy_from_slice(nonce),
+            timestamp_unix_ms: 0,
+            digest: [0; 32],
+        }
+    }
+
+    fn id(s: &str) -> ClientId {
+        ClientId::parse(s).expect("valid id")
+    }
+
+    #[test]
+    fn second_use_is_replayed() {
+        let store = MemoryReplayStore::new(30_000, 10);
+        let e = env(&[7; 16]);
+        assert_eq!(store.check_and_record(&id("a"), &e, 1000), Ok(()));
+        assert_eq!(store.check_and_record(&id("a"), &e, 1001), Err(ReplayError::Replayed));
+    }
+
+    #[test]
+    fn nonces_are_per_client() {
+        let store = MemoryReplayStore::new(30_000, 10);
+        let e = env(&[7; 16]);
+        assert_eq!(store.check_and_record(&id("a"), &e, 1000), Ok(()));
+        assert_eq!(store.check_and_record(&id("b"), &e, 1000), Ok(()));
+    }
+
+    #[test]
+    fn nonce_is_forgotten_after_twice_the_window() {
+        let store = MemoryReplayStore::new(30_000, 10);
+        let e = env(&[7; 16]);
+        assert_eq!(store.check_and_record(&id("a"), &e, 0), Ok(()));
+        assert_eq!(store.check_and_record(&id("a"), &e, 59_999), Err(ReplayError::Replayed));
+        assert_eq!(store.check_and_record(&id("a"), &e, 60_000), Ok(()));
+    }
+
+    #[test]
+    fn full_cache_refuses_instead_of_evicting_live_nonces() {
+        let store = MemoryReplayStore::new(30_000, 2);
+        assert_eq!(store.check_and_record(&id("a"), &env(&[1; 16]), 0), Ok(()));
+        assert_eq!(store.check_and_record(&id("a"), &env(&[2; 16]), 0), Ok(()));
+        assert_eq!(store.check_and_record(&id("a"), &env(&[3; 16]), 0), Err(ReplayError::Full));
+        // The first nonce is still remembered.
+        assert_eq!(store.check_and_record(&id("a"), &env(&[1; 16]), 1), Err(ReplayError::Replayed));
+        // Other clients are unaffected, and space returns after expiry.
+        assert_eq!(store.check_and_record(&id("b"), &env(&[3; 16]), 0), Ok(()));
+        assert_eq!(store.check_and_record(&id("a"), &env(&[3; 16]), 60_000), Ok(()));
+    }
+}
