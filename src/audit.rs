@@ -97,11 +97,15 @@ pub struct AuditLog {
 
 impl AuditLog {
     pub fn stdout() -> Self {
-        AuditLog { sink: Mutex::new(Sink::Stdout) }
+        AuditLog {
+            sink: Mutex::new(Sink::Stdout),
+        }
     }
 
     pub fn memory() -> Self {
-        AuditLog { sink: Mutex::new(Sink::Memory(Vec::new())) }
+        AuditLog {
+            sink: Mutex::new(Sink::Memory(Vec::new())),
+        }
     }
 
     /// Appends to `path`, creating it 0600.
@@ -114,7 +118,9 @@ impl AuditLog {
             opts.mode(0o600);
         }
         let file = opts.open(path)?;
-        Ok(AuditLog { sink: Mutex::new(Sink::File(BufWriter::new(file))) })
+        Ok(AuditLog {
+            sink: Mutex::new(Sink::File(BufWriter::new(file))),
+        })
     }
 
     pub fn write(&self, record: &AuditRecord) {

@@ -12,9 +12,9 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType,
-    SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SanType, SerialNumber,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -22,7 +22,10 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::identity::{client_spiffe_id, key_id_for, valid_trust_domain, ClientId};
-use crate::keys::{generate_signing_key, public_key_b64, read_private, signing_key_pem, write_private, write_public};
+use crate::keys::{
+    generate_signing_key, public_key_b64, read_private, signing_key_pem, write_private,
+    write_public,
+};
 
 /// Default validity of the root CA: 5 years.
 pub const DEFAULT_CA_DAYS: u32 = 1825;
@@ -52,7 +55,10 @@ pub enum CaError {
 }
 
 fn file_err(path: &Path, message: impl std::fmt::Display) -> CaError {
-    CaError::File { path: path.display().to_string(), message: message.to_string() }
+    CaError::File {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
 }
 
 /// The CA key algorithm.
@@ -111,13 +117,21 @@ fn random_serial() -> SerialNumber {
 
 fn check_days(days: u32, max: u32, what: &str) -> Result<(), CaError> {
     if days == 0 || days > max {
-        return Err(CaError::Invalid(format!("{what} validity must be 1..={max} days, got {days}")));
+        return Err(CaError::Invalid(format!(
+            "{what} validity must be 1..={max} days, got {days}"
+        )));
     }
     Ok(())
 }
 
 /// `ca init`: a new root CA in `dir`.
-pub fn init(dir: &Path, trust_domain: &str, algorithm: CaAlgorithm, days: u32, force: bool) -> Result<Ca, CaError> {
+pub fn init(
+    dir: &Path,
+    trust_domain: &str,
+    algorithm: CaAlgorithm,
+    days: u32,
+    force: bool,
+) -> Result<Ca, CaError> {
     if !valid_trust_domain(trust_domain) {
         return Err(CaError::Invalid(format!(
             "trust domain {trust_domain:?} must be lowercase letters, digits, '.', '-' or '_'"
@@ -134,7 +148,11 @@ pub fn init(dir: &Path, trust_domain: &str, algorithm: CaAlgorithm, days: u32, f
     dn.push(DnType::OrganizationName, "sealgate");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let now = OffsetDateTime::now_utc();
     params.not_before = now - BACKDATE;
     params.not_after = now + Duration::days(i64::from(days));
@@ -143,7 +161,10 @@ pub fn init(dir: &Path, trust_domain: &str, algorithm: CaAlgorithm, days: u32, f
     let cert = params.self_signed(&key)?;
     write_private(&dir.join("ca.key"), key.serialize_pem().as_bytes(), force)?;
     write_public(&ca_cert_path(dir), cert.pem().as_bytes(), force)?;
-    let meta = CaMeta { trust_domain: trust_domain.to_string(), algorithm };
+    let meta = CaMeta {
+        trust_domain: trust_domain.to_string(),
+        algorithm,
+    };
     let meta_toml = toml::to_string(&meta).map_err(|e| CaError::Invalid(e.to_string()))?;
     write_public(&dir.join("ca.toml"), meta_toml.as_bytes(), force)?;
     Ca::load(dir)
@@ -153,20 +174,34 @@ impl Ca {
     /// Loads the CA in `dir` (ca.crt, ca.key, ca.toml).
     pub fn load(dir: &Path) -> Result<Ca, CaError> {
         let meta_path = dir.join("ca.toml");
-        let meta_text = std::fs::read_to_string(&meta_path).map_err(|e| file_err(&meta_path, format!("cannot read ({e}); run `sealgate ca init` first")))?;
+        let meta_text = std::fs::read_to_string(&meta_path).map_err(|e| {
+            file_err(
+                &meta_path,
+                format!("cannot read ({e}); run `sealgate ca init` first"),
+            )
+        })?;
         let meta: CaMeta = toml::from_str(&meta_text).map_err(|e| file_err(&meta_path, e))?;
         let cert_path = ca_cert_path(dir);
         let cert_pem = std::fs::read_to_string(&cert_path).map_err(|e| file_err(&cert_path, e))?;
         let key_path = dir.join("ca.key");
         let key_bytes = read_private(&key_path)?;
-        let key_text = std::str::from_utf8(&key_bytes).map_err(|_| file_err(&key_path, "not a PEM key"))?;
-        let key = KeyPair::from_pem(key_text).map_err(|_| file_err(&key_path, "not a valid PEM private key"))?;
+        let key_text =
+            std::str::from_utf8(&key_bytes).map_err(|_| file_err(&key_path, "not a PEM key"))?;
+        let key = KeyPair::from_pem(key_text)
+            .map_err(|_| file_err(&key_path, "not a valid PEM private key"))?;
         let der = rustls_pki_types::pem::PemObject::from_pem_slice(cert_pem.as_bytes())
             .map(|c: rustls_pki_types::CertificateDer<'static>| c.to_vec())
             .map_err(|_| file_err(&cert_path, "not a PEM certificate"))?;
-        let (_, parsed) = X509Certificate::from_der(&der).map_err(|_| file_err(&cert_path, "not a valid certificate"))?;
+        let (_, parsed) = X509Certificate::from_der(&der)
+            .map_err(|_| file_err(&cert_path, "not a valid certificate"))?;
         let not_after = parsed.validity().not_after.to_datetime();
-        Ok(Ca { dir: dir.to_path_buf(), trust_domain: meta.trust_domain, cert_pem, key, not_after })
+        Ok(Ca {
+            dir: dir.to_path_buf(),
+            trust_domain: meta.trust_domain,
+            cert_pem,
+            key,
+            not_after,
+        })
     }
 
     fn issuer(&self) -> Result<Issuer<'static, &KeyPair>, CaError> {
@@ -196,7 +231,10 @@ impl Ca {
     }
 
     /// Signs `params` with a fresh P-256 key; returns (cert PEM, key PEM).
-    pub fn sign(&self, params: &CertificateParams) -> Result<(String, zeroize::Zeroizing<String>), CaError> {
+    pub fn sign(
+        &self,
+        params: &CertificateParams,
+    ) -> Result<(String, zeroize::Zeroizing<String>), CaError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let cert = params.signed_by(&key, &self.issuer()?)?;
         Ok((cert.pem(), zeroize::Zeroizing::new(key.serialize_pem())))
@@ -204,9 +242,18 @@ impl Ca {
 
     /// `ca issue-server`: a server certificate (EKU serverAuth) for DNS
     /// names and IP addresses.
-    pub fn issue_server(&self, names: &[String], days: u32, cert_out: &Path, key_out: &Path, force: bool) -> Result<(), CaError> {
+    pub fn issue_server(
+        &self,
+        names: &[String],
+        days: u32,
+        cert_out: &Path,
+        key_out: &Path,
+        force: bool,
+    ) -> Result<(), CaError> {
         if names.is_empty() {
-            return Err(CaError::Invalid("give at least one --dns name or --ip address".into()));
+            return Err(CaError::Invalid(
+                "give at least one --dns name or --ip address".into(),
+            ));
         }
         let mut params = self.leaf_params(days, names[0].clone())?;
         params.subject_alt_names = CertificateParams::new(names.to_vec())
@@ -223,7 +270,8 @@ impl Ca {
     /// `spiffe://<trust-domain>/client/<id>` and EKU clientAuth, plus the
     /// client's Ed25519 signing key and its registry entry.
     pub fn issue_client(&self, req: &ClientRequest<'_>) -> Result<IssuedClient, CaError> {
-        let id = ClientId::parse(req.id).map_err(|e| CaError::Invalid(format!("client id {:?}: {e}", req.id)))?;
+        let id = ClientId::parse(req.id)
+            .map_err(|e| CaError::Invalid(format!("client id {:?}: {e}", req.id)))?;
         let spiffe_id = client_spiffe_id(&self.trust_domain, &id);
         let mut params = self.leaf_params(req.days, format!("sealgate client {id}"))?;
         let uri = rcgen::string::Ia5String::try_from(spiffe_id.clone())
@@ -236,8 +284,14 @@ impl Ca {
         let verifying = signing.verifying_key();
         let key_id = key_id_for(&verifying);
         let fmt = time::format_description::well_known::Rfc3339;
-        let not_before = params.not_before.format(&fmt).map_err(|e| CaError::Invalid(e.to_string()))?;
-        let not_after = params.not_after.format(&fmt).map_err(|e| CaError::Invalid(e.to_string()))?;
+        let not_before = params
+            .not_before
+            .format(&fmt)
+            .map_err(|e| CaError::Invalid(e.to_string()))?;
+        let not_after = params
+            .not_after
+            .format(&fmt)
+            .map_err(|e| CaError::Invalid(e.to_string()))?;
         let tools: Vec<String> = req.tools.iter().map(|t| format!("{t:?}")).collect();
         let registry_entry = format!(
             "# Registry entry for client {id}: append to the gateway's client registry.\n\
@@ -269,7 +323,11 @@ impl Ca {
             registry_toml: registry_entry.clone(),
         };
         write_private(&paths.key, key.as_bytes(), req.force)?;
-        write_private(&paths.signing_key, signing_key_pem(&signing)?.as_bytes(), req.force)?;
+        write_private(
+            &paths.signing_key,
+            signing_key_pem(&signing)?.as_bytes(),
+            req.force,
+        )?;
         write_public(&paths.cert, cert.as_bytes(), req.force)?;
         write_public(&paths.registry_entry, registry_entry.as_bytes(), req.force)?;
         if let Some(gw) = &req.gateway {
@@ -310,7 +368,10 @@ impl Ca {
             let now = OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .map_err(|e| CaError::Invalid(e.to_string()))?;
-            revoked.serials.push(RevokedSerial { serial: info.serial.clone(), revoked_at: now });
+            revoked.serials.push(RevokedSerial {
+                serial: info.serial.clone(),
+                revoked_at: now,
+            });
         }
         self.write_crl(revoked, crl_days)?;
         Ok(info.serial)
@@ -337,9 +398,14 @@ impl Ca {
         let now = OffsetDateTime::now_utc();
         let mut certs = Vec::new();
         for s in &revoked.serials {
-            let serial = hex::decode(&s.serial).map_err(|_| CaError::Invalid(format!("bad serial {:?} in revoked.toml", s.serial)))?;
-            let at = OffsetDateTime::parse(&s.revoked_at, &time::format_description::well_known::Rfc3339)
-                .map_err(|_| CaError::Invalid("bad revoked_at in revoked.toml".into()))?;
+            let serial = hex::decode(&s.serial).map_err(|_| {
+                CaError::Invalid(format!("bad serial {:?} in revoked.toml", s.serial))
+            })?;
+            let at = OffsetDateTime::parse(
+                &s.revoked_at,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .map_err(|_| CaError::Invalid("bad revoked_at in revoked.toml".into()))?;
             certs.push(RevokedCertParams {
                 serial_number: SerialNumber::from_slice(&serial),
                 revocation_time: at,
@@ -439,7 +505,8 @@ pub struct CertInfo {
 
 /// Parses a certificate for `ca inspect`.
 pub fn inspect_der(der: &[u8]) -> Result<CertInfo, String> {
-    let (_, cert) = X509Certificate::from_der(der).map_err(|_| "not a valid X.509 certificate".to_string())?;
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|_| "not a valid X.509 certificate".to_string())?;
     let mut sans = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for n in &san.value.general_names {
@@ -483,7 +550,12 @@ pub fn inspect_der(der: &[u8]) -> Result<CertInfo, String> {
 
 /// Test-only and tooling access: issue a client certificate with explicit
 /// validity (used to produce expired certificates in tests).
-pub fn client_params_with_validity(ca: &Ca, id: &ClientId, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Result<CertificateParams, CaError> {
+pub fn client_params_with_validity(
+    ca: &Ca,
+    id: &ClientId,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<CertificateParams, CaError> {
     let mut params = ca.leaf_params(1, format!("sealgate client {id}"))?;
     params.not_before = not_before;
     params.not_after = not_after;

@@ -73,7 +73,9 @@ impl Profile {
             }
         }
         if p.gateway_keys.is_empty() {
-            return Err(err("no [[gateway_key]]: responses could not be verified".into()));
+            return Err(err(
+                "no [[gateway_key]]: responses could not be verified".into()
+            ));
         }
         Ok(p)
     }
@@ -92,7 +94,11 @@ pub enum ClientError {
     Key(#[from] crate::keys::KeyFileError),
     /// The gateway refused the request.
     #[error("{}: {message} (gRPC {code:?})", reason.as_deref().unwrap_or("UNKNOWN"))]
-    Denied { code: tonic::Code, reason: Option<String>, message: String },
+    Denied {
+        code: tonic::Code,
+        reason: Option<String>,
+        message: String,
+    },
     /// The response failed verification: never trust its content.
     #[error("response rejected: {0}")]
     BadResponse(String),
@@ -141,7 +147,8 @@ impl Client {
     /// Connects with the credentials of a profile.
     pub async fn connect(profile: &Profile) -> Result<Client, ClientError> {
         let tls = crate::tls::client_config(&profile.ca, &profile.cert, &profile.key)?;
-        let channel = crate::tls::connect_channel(&profile.endpoint, &profile.server_name, tls).await?;
+        let channel =
+            crate::tls::connect_channel(&profile.endpoint, &profile.server_name, tls).await?;
         let mut gateway_keys = HashMap::new();
         for k in &profile.gateway_keys {
             let key = crate::identity::decode_public_key(&k.public_key)
@@ -154,7 +161,8 @@ impl Client {
             audience: profile.audience.clone(),
             spiffe_id: profile.spiffe_id.clone(),
             gateway_keys,
-            clock_skew_ms: i64::try_from(profile.clock_skew_secs.unwrap_or(30)).unwrap_or(30) * 1000,
+            clock_skew_ms: i64::try_from(profile.clock_skew_secs.unwrap_or(30)).unwrap_or(30)
+                * 1000,
         };
         Ok(Client::new(channel, creds))
     }
@@ -187,17 +195,17 @@ impl Client {
         let response = self
             .rpc
             .clone()
-            .call(CallRequest { envelope: Some(env) })
+            .call(CallRequest {
+                envelope: Some(env),
+            })
             .await?
             .into_inner();
         let env = response
             .envelope
             .ok_or_else(|| ClientError::BadResponse("no envelope".into()))?;
-        let key = self
-            .creds
-            .gateway_keys
-            .get(&env.key_id)
-            .ok_or_else(|| ClientError::BadResponse("signed with a key this client does not trust".into()))?;
+        let key = self.creds.gateway_keys.get(&env.key_id).ok_or_else(|| {
+            ClientError::BadResponse("signed with a key this client does not trust".into())
+        })?;
         envelope::verify_response(
             &env,
             &self.creds.spiffe_id,
@@ -220,14 +228,17 @@ impl Client {
         let value: Value = serde_json::from_slice(&reply)
             .map_err(|_| ClientError::BadResponse("payload is not JSON".into()))?;
         if value.get("id") != Some(&json!(id)) {
-            return Err(ClientError::BadResponse("JSON-RPC id does not match the request".into()));
+            return Err(ClientError::BadResponse(
+                "JSON-RPC id does not match the request".into(),
+            ));
         }
         Ok(value)
     }
 
     /// `tools/call`: returns the JSON-RPC response object.
     pub async fn call_tool(&self, name: &str, arguments: Value) -> Result<Value, ClientError> {
-        self.request("tools/call", json!({"name": name, "arguments": arguments})).await
+        self.request("tools/call", json!({"name": name, "arguments": arguments}))
+            .await
     }
 
     /// `tools/list`: returns the JSON-RPC response object.

@@ -91,7 +91,10 @@ impl Default for EnvelopeConfig {
 }
 
 fn default_rate_limit() -> RateLimitFile {
-    RateLimitFile { per_second: 50, burst: 100 }
+    RateLimitFile {
+        per_second: 50,
+        burst: 100,
+    }
 }
 
 /// Transport limits, all set on purpose rather than left at library defaults.
@@ -166,7 +169,10 @@ pub struct ConfigError {
 impl Config {
     /// Loads, resolves relative paths and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let err = |message: String| ConfigError { path: path.display().to_string(), message };
+        let err = |message: String| ConfigError {
+            path: path.display().to_string(),
+            message,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
         let mut config: Config = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -197,7 +203,9 @@ impl Config {
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), String> {
         if !valid_trust_domain(&self.trust_domain) {
-            return Err("field trust_domain: must be a lowercase DNS-like name, e.g. sealgate.local".into());
+            return Err(
+                "field trust_domain: must be a lowercase DNS-like name, e.g. sealgate.local".into(),
+            );
         }
         if let Some(a) = &self.audience {
             if a.is_empty() || a.len() > crate::envelope::MAX_AUDIENCE_LEN {
@@ -223,10 +231,19 @@ impl Config {
             ("transport.max_connections", t.max_connections as u64),
             ("transport.handshake_timeout_secs", t.handshake_timeout_secs),
             ("transport.idle_timeout_secs", t.idle_timeout_secs),
-            ("transport.keepalive_interval_secs", t.keepalive_interval_secs),
+            (
+                "transport.keepalive_interval_secs",
+                t.keepalive_interval_secs,
+            ),
             ("transport.keepalive_timeout_secs", t.keepalive_timeout_secs),
-            ("transport.max_concurrent_streams", t.max_concurrent_streams as u64),
-            ("transport.max_header_list_size", t.max_header_list_size as u64),
+            (
+                "transport.max_concurrent_streams",
+                t.max_concurrent_streams as u64,
+            ),
+            (
+                "transport.max_header_list_size",
+                t.max_header_list_size as u64,
+            ),
             ("transport.request_timeout_secs", t.request_timeout_secs),
         ] {
             if v == 0 {

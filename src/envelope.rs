@@ -180,8 +180,7 @@ pub fn verify_request(
     now_ms: i64,
     skew_ms: i64,
 ) -> Result<VerifiedEnvelope, EnvelopeError> {
-    let signature =
-        Signature::from_slice(&env.signature).map_err(|_| EnvelopeError::Signature)?;
+    let signature = Signature::from_slice(&env.signature).map_err(|_| EnvelopeError::Signature)?;
     let signed = signed_bytes(&SignedFields {
         direction: Direction::Request,
         audience: &env.audience,
@@ -289,8 +288,7 @@ pub fn verify_response(
     if env.request_digest.as_ref() != request_digest.as_slice() {
         return Err(EnvelopeError::RequestDigest);
     }
-    let signature =
-        Signature::from_slice(&env.signature).map_err(|_| EnvelopeError::Signature)?;
+    let signature = Signature::from_slice(&env.signature).map_err(|_| EnvelopeError::Signature)?;
     let signed = signed_bytes(&SignedFields {
         direction: Direction::Response,
         audience: &env.audience,

@@ -128,22 +128,34 @@ impl Gateway {
         record.client_id = Some(identity.client_id.to_string());
         record.cert_serial = Some(identity.serial.clone());
         let registry = self.registry.load();
-        let client = registry
-            .get(&identity.client_id)
-            .ok_or_else(|| Denial::new(Reason::ClientUnknown, "this client certificate's identity is not registered"))?;
+        let client = registry.get(&identity.client_id).ok_or_else(|| {
+            Denial::new(
+                Reason::ClientUnknown,
+                "this client certificate's identity is not registered",
+            )
+        })?;
         if !client.enabled {
-            return Err(Denial::new(Reason::ClientDisabled, "this client is disabled"));
+            return Err(Denial::new(
+                Reason::ClientDisabled,
+                "this client is disabled",
+            ));
         }
 
         // 2 admission: rate, then size, before any cryptography.
         if client.limiter.check().is_err() {
-            return Err(Denial::new(Reason::RateLimited, "request rate limit exceeded for this client"));
+            return Err(Denial::new(
+                Reason::RateLimited,
+                "request rate limit exceeded for this client",
+            ));
         }
         let size = request.encoded_len();
         if size > self.limits.max_envelope_bytes {
             return Err(Denial::new(
                 Reason::EnvelopeTooLarge,
-                format!("envelope is {size} bytes; the limit is {}", self.limits.max_envelope_bytes),
+                format!(
+                    "envelope is {size} bytes; the limit is {}",
+                    self.limits.max_envelope_bytes
+                ),
             ));
         }
 
@@ -151,7 +163,10 @@ impl Gateway {
         // freshness, replay.
         let env = request.envelope.ok_or(envelope::EnvelopeError::Missing)?;
         envelope::check_shape(&env, &self.audience)?;
-        let bound = client.keys.get(&env.key_id).ok_or(envelope::EnvelopeError::KeyNotBound)?;
+        let bound = client
+            .keys
+            .get(&env.key_id)
+            .ok_or(envelope::EnvelopeError::KeyNotBound)?;
         record.key_id = Some(env.key_id.clone());
         let now = self.clock.now_ms();
         if !bound.valid_at(now) {
@@ -166,7 +181,8 @@ impl Gateway {
             })?;
 
         // 4 message: strict JSON-RPC, only now that the signature held.
-        let message = jsonrpc::parse(&verified.payload, self.limits.json).map_err(message_denial)?;
+        let message =
+            jsonrpc::parse(&verified.payload, self.limits.json).map_err(message_denial)?;
         record.method = Some(message.method.as_str());
 
         // 5 authorization.
@@ -195,12 +211,17 @@ impl Gateway {
                 request_digest: Some(verified.digest),
             },
         );
-        Ok(CallResponse { envelope: Some(envelope) })
+        Ok(CallResponse {
+            envelope: Some(envelope),
+        })
     }
 
     fn identify<'a>(&self, peer: Option<&'a PeerInfo>) -> Result<&'a ClientIdentity, Denial> {
         match peer.map(|p| &p.identity) {
-            None => Err(Denial::new(Reason::IdentityMissing, "no verified client certificate on this connection")),
+            None => Err(Denial::new(
+                Reason::IdentityMissing,
+                "no verified client certificate on this connection",
+            )),
             Some(Err(e)) => Err(Denial::new(Reason::IdentityInvalid, e.to_string())),
             Some(Ok(identity)) => Ok(identity),
         }
@@ -227,7 +248,8 @@ impl Gateway {
                 match message.method {
                     Method::ToolsList => filter_tools(&mut result, client)?,
                     Method::ToolsCall => {
-                        record.backend_error = result.get("isError").and_then(Value::as_bool) == Some(true);
+                        record.backend_error =
+                            result.get("isError").and_then(Value::as_bool) == Some(true);
                     }
                     _ => {}
                 }
@@ -239,19 +261,30 @@ impl Gateway {
             }
             Reply::None => return Err(backend_denial(BackendError::Protocol)),
         };
-        serde_json::to_vec(&body).map_err(|_| Denial::new(Reason::Internal, "response could not be encoded"))
+        serde_json::to_vec(&body)
+            .map_err(|_| Denial::new(Reason::Internal, "response could not be encoded"))
     }
 }
 
-fn authorize(client: &ClientEntry, message: &jsonrpc::Message, record: &mut AuditRecord) -> Result<(), Denial> {
+fn authorize(
+    client: &ClientEntry,
+    message: &jsonrpc::Message,
+    record: &mut AuditRecord,
+) -> Result<(), Denial> {
     if !client.methods.contains(&message.method) {
-        return Err(Denial::new(Reason::MethodNotAllowed, format!("this client may not call {}", message.method.as_str())));
+        return Err(Denial::new(
+            Reason::MethodNotAllowed,
+            format!("this client may not call {}", message.method.as_str()),
+        ));
     }
     if let Some(tool) = &message.tool {
         // The name is validated ([A-Za-z0-9_.-], at most 128): safe to audit.
         record.tool = Some(tool.clone());
         if !client.tools.allows(tool) {
-            return Err(Denial::new(Reason::ToolNotAllowed, format!("this client may not call tool {tool}")));
+            return Err(Denial::new(
+                Reason::ToolNotAllowed,
+                format!("this client may not call tool {tool}"),
+            ));
         }
     }
     Ok(())
@@ -262,7 +295,11 @@ fn filter_tools(result: &mut Value, client: &ClientEntry) -> Result<(), Denial> 
     let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) else {
         return Err(backend_denial(BackendError::Protocol));
     };
-    tools.retain(|t| t.get("name").and_then(Value::as_str).is_some_and(|n| client.tools.allows(n)));
+    tools.retain(|t| {
+        t.get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| client.tools.allows(n))
+    });
     Ok(())
 }
 

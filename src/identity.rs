@@ -34,8 +34,7 @@ impl ClientId {
         let ok = !s.is_empty()
             && s.len() <= MAX_CLIENT_ID_LEN
             && s.as_bytes()[0].is_ascii_alphanumeric()
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
         if ok {
             Ok(ClientId(s.to_string()))
@@ -59,9 +58,9 @@ impl fmt::Display for ClientId {
 pub fn valid_trust_domain(td: &str) -> bool {
     !td.is_empty()
         && td.len() <= 255
-        && td
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'_')
+        && td.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'_'
+        })
 }
 
 /// The SPIFFE ID of a client in a trust domain.
@@ -157,7 +156,8 @@ pub fn decode_public_key(b64: &str) -> Result<VerifyingKey, String> {
         .as_slice()
         .try_into()
         .map_err(|_| "public_key must be 32 bytes (raw Ed25519)".to_string())?;
-    let key = VerifyingKey::from_bytes(&raw).map_err(|_| "public_key is not a valid Ed25519 point".to_string())?;
+    let key = VerifyingKey::from_bytes(&raw)
+        .map_err(|_| "public_key is not a valid Ed25519 point".to_string())?;
     if key.is_weak() {
         return Err("public_key is a weak (small-order) Ed25519 key".to_string());
     }
@@ -221,7 +221,8 @@ pub struct BoundKey {
 
 impl BoundKey {
     pub fn valid_at(&self, now_ms: i64) -> bool {
-        self.not_before_ms.is_none_or(|nb| now_ms >= nb) && self.not_after_ms.is_none_or(|na| now_ms <= na)
+        self.not_before_ms.is_none_or(|nb| now_ms >= nb)
+            && self.not_after_ms.is_none_or(|na| now_ms <= na)
     }
 }
 
@@ -312,7 +313,8 @@ impl Registry {
             let ctx = |field: &str| format!("client {id:?} field {field}");
             let mut methods = HashSet::new();
             for m in &c.methods {
-                let method = Method::parse(m).ok_or_else(|| format!("{}: unknown method {m:?}", ctx("methods")))?;
+                let method = Method::parse(m)
+                    .ok_or_else(|| format!("{}: unknown method {m:?}", ctx("methods")))?;
                 methods.insert(method);
             }
             let tools = if c.tools.iter().any(|t| t == "*") {
@@ -334,16 +336,47 @@ impl Registry {
                     return Err(format!("{}: key id must be 1-128 bytes", ctx("key.id")));
                 }
                 if !all_key_ids.insert(k.id.clone()) {
-                    return Err(format!("{}: key id {:?} is registered twice", ctx("key.id"), k.id));
+                    return Err(format!(
+                        "{}: key id {:?} is registered twice",
+                        ctx("key.id"),
+                        k.id
+                    ));
                 }
-                let key = decode_public_key(&k.public_key).map_err(|e| format!("{} ({}): {e}", ctx("key.public_key"), k.id))?;
-                let not_before_ms = k.not_before.as_deref().map(parse_rfc3339_ms).transpose().map_err(|e| format!("{}: {e}", ctx("key.not_before")))?;
-                let not_after_ms = k.not_after.as_deref().map(parse_rfc3339_ms).transpose().map_err(|e| format!("{}: {e}", ctx("key.not_after")))?;
-                keys.insert(k.id, BoundKey { key, not_before_ms, not_after_ms });
+                let key = decode_public_key(&k.public_key)
+                    .map_err(|e| format!("{} ({}): {e}", ctx("key.public_key"), k.id))?;
+                let not_before_ms = k
+                    .not_before
+                    .as_deref()
+                    .map(parse_rfc3339_ms)
+                    .transpose()
+                    .map_err(|e| format!("{}: {e}", ctx("key.not_before")))?;
+                let not_after_ms = k
+                    .not_after
+                    .as_deref()
+                    .map(parse_rfc3339_ms)
+                    .transpose()
+                    .map_err(|e| format!("{}: {e}", ctx("key.not_after")))?;
+                keys.insert(
+                    k.id,
+                    BoundKey {
+                        key,
+                        not_before_ms,
+                        not_after_ms,
+                    },
+                );
             }
             let rate = c.rate_limit.unwrap_or(default_rate);
-            let limiter = DefaultDirectRateLimiter::direct(quota(rate).map_err(|e| format!("{}: {e}", ctx("rate_limit")))?);
-            let entry = ClientEntry { id: id.clone(), enabled: c.enabled, methods, tools, keys, limiter };
+            let limiter = DefaultDirectRateLimiter::direct(
+                quota(rate).map_err(|e| format!("{}: {e}", ctx("rate_limit")))?,
+            );
+            let entry = ClientEntry {
+                id: id.clone(),
+                enabled: c.enabled,
+                methods,
+                tools,
+                keys,
+                limiter,
+            };
             if clients.insert(id.clone(), Arc::new(entry)).is_some() {
                 return Err(format!("client {id:?} is listed twice"));
             }
@@ -354,7 +387,8 @@ impl Registry {
 
 /// Builds a GCRA quota, refusing zero rates.
 pub fn quota(rate: RateLimitFile) -> Result<Quota, String> {
-    let per_second = std::num::NonZeroU32::new(rate.per_second).ok_or("per_second must be at least 1")?;
+    let per_second =
+        std::num::NonZeroU32::new(rate.per_second).ok_or("per_second must be at least 1")?;
     let burst = std::num::NonZeroU32::new(rate.burst).ok_or("burst must be at least 1")?;
     Ok(Quota::per_second(per_second).allow_burst(burst))
 }

@@ -68,7 +68,10 @@ impl Method {
 
     /// Notifications carry no id and get no JSON-RPC response.
     pub fn is_notification(self) -> bool {
-        matches!(self, Method::NotificationsInitialized | Method::NotificationsCancelled)
+        matches!(
+            self,
+            Method::NotificationsInitialized | Method::NotificationsCancelled
+        )
     }
 }
 
@@ -76,7 +79,8 @@ impl Method {
 pub fn valid_tool_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_TOOL_NAME_LEN
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }
 
 /// A parsed, validated message.
@@ -155,7 +159,11 @@ pub fn parse(payload: &[u8], limits: Limits) -> Result<Message, JsonRpcError> {
     let obj = match value {
         Value::Object(obj) => obj,
         Value::Array(_) => return Err(JsonRpcError::Batch),
-        _ => return Err(JsonRpcError::Invalid("the payload must be one JSON-RPC object")),
+        _ => {
+            return Err(JsonRpcError::Invalid(
+                "the payload must be one JSON-RPC object",
+            ))
+        }
     };
     for key in obj.keys() {
         if !matches!(key.as_str(), "jsonrpc" | "id" | "method" | "params") {
@@ -170,7 +178,9 @@ pub fn parse(payload: &[u8], limits: Limits) -> Result<Message, JsonRpcError> {
     let method_str = obj
         .get("method")
         .and_then(Value::as_str)
-        .ok_or(JsonRpcError::Invalid("\"method\" must be a string (responses are not accepted)"))?;
+        .ok_or(JsonRpcError::Invalid(
+            "\"method\" must be a string (responses are not accepted)",
+        ))?;
     let method = Method::parse(method_str).ok_or(JsonRpcError::UnknownMethod)?;
     let id = match obj.get("id") {
         None => None,
@@ -197,7 +207,12 @@ pub fn parse(payload: &[u8], limits: Limits) -> Result<Message, JsonRpcError> {
     } else {
         None
     };
-    Ok(Message { id, method, params, tool })
+    Ok(Message {
+        id,
+        method,
+        params,
+        tool,
+    })
 }
 
 fn tool_call_name(params: Option<&Map<String, Value>>) -> Result<String, JsonRpcError> {
@@ -212,7 +227,9 @@ fn tool_call_name(params: Option<&Map<String, Value>>) -> Result<String, JsonRpc
     let name = params
         .get("name")
         .and_then(Value::as_str)
-        .ok_or(JsonRpcError::Params("tools/call params.name must be a string"))?;
+        .ok_or(JsonRpcError::Params(
+            "tools/call params.name must be a string",
+        ))?;
     if !valid_tool_name(name) {
         return Err(JsonRpcError::Params(
             "tools/call params.name must be 1-128 characters of [A-Za-z0-9_.-]",
@@ -220,7 +237,11 @@ fn tool_call_name(params: Option<&Map<String, Value>>) -> Result<String, JsonRpc
     }
     match params.get("arguments") {
         None | Some(Value::Object(_)) => {}
-        Some(_) => return Err(JsonRpcError::Params("tools/call params.arguments must be an object")),
+        Some(_) => {
+            return Err(JsonRpcError::Params(
+                "tools/call params.arguments must be an object",
+            ))
+        }
     }
     Ok(name.to_string())
 }

@@ -20,9 +20,15 @@ use crate::identity::key_id_for;
 #[non_exhaustive]
 pub enum KeyFileError {
     #[error("{path}: cannot read: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: cannot write: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: already exists; pass --force to overwrite it")]
     Exists { path: String },
     #[error("{path}: private key is readable by group or others (mode {mode:o}); run `chmod 600 {path}`")]
@@ -45,7 +51,10 @@ pub fn write_public(path: &Path, contents: &[u8], force: bool) -> Result<(), Key
 fn write_file(path: &Path, contents: &[u8], force: bool, mode: u32) -> Result<(), KeyFileError> {
     let p = path.display().to_string();
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| KeyFileError::Write { path: p.clone(), source })?;
+        std::fs::create_dir_all(parent).map_err(|source| KeyFileError::Write {
+            path: p.clone(),
+            source,
+        })?;
     }
     let mut opts = OpenOptions::new();
     opts.write(true);
@@ -63,7 +72,10 @@ fn write_file(path: &Path, contents: &[u8], force: bool, mode: u32) -> Result<()
         if source.kind() == std::io::ErrorKind::AlreadyExists {
             KeyFileError::Exists { path: p.clone() }
         } else {
-            KeyFileError::Write { path: p.clone(), source }
+            KeyFileError::Write {
+                path: p.clone(),
+                source,
+            }
         }
     })?;
     // A forced overwrite keeps the old inode's mode: set it explicitly.
@@ -71,7 +83,10 @@ fn write_file(path: &Path, contents: &[u8], force: bool, mode: u32) -> Result<()
     {
         use std::os::unix::fs::PermissionsExt;
         file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|source| KeyFileError::Write { path: p.clone(), source })?;
+            .map_err(|source| KeyFileError::Write {
+                path: p.clone(),
+                source,
+            })?;
     }
     file.write_all(contents)
         .and_then(|_| file.sync_all())
@@ -81,7 +96,10 @@ fn write_file(path: &Path, contents: &[u8], force: bool, mode: u32) -> Result<()
 /// Reads a private key file, refusing it when group or others can read it.
 pub fn read_private(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
     let p = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|source| KeyFileError::Read { path: p.clone(), source })?;
+    let meta = std::fs::metadata(path).map_err(|source| KeyFileError::Read {
+        path: p.clone(),
+        source,
+    })?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -106,7 +124,10 @@ pub fn generate_signing_key() -> SigningKey {
 pub fn signing_key_pem(key: &SigningKey) -> Result<Zeroizing<String>, KeyFileError> {
     key.to_pkcs8_pem(Default::default())
         .map(|pem| Zeroizing::new(pem.to_string()))
-        .map_err(|_| KeyFileError::Invalid { path: String::new(), what: "Ed25519 key" })
+        .map_err(|_| KeyFileError::Invalid {
+            path: String::new(),
+            what: "Ed25519 key",
+        })
 }
 
 /// Loads an Ed25519 signing key (PKCS#8 PEM, mode 0600).
@@ -166,11 +187,17 @@ mod tests {
         let path = dir.path().join("k.pem");
         let key = generate_signing_key();
         write_private(&path, signing_key_pem(&key).expect("pem").as_bytes(), false).expect("write");
-        assert_eq!(load_signing_key(&path).expect("load").to_bytes(), key.to_bytes());
+        assert_eq!(
+            load_signing_key(&path).expect("load").to_bytes(),
+            key.to_bytes()
+        );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
         let err = load_signing_key(&path).expect_err("must refuse");
         let msg = err.to_string();
-        assert!(matches!(err, KeyFileError::TooOpen { mode: 0o640, .. }), "{msg}");
+        assert!(
+            matches!(err, KeyFileError::TooOpen { mode: 0o640, .. }),
+            "{msg}"
+        );
         assert!(msg.contains("chmod 600"), "{msg}");
         assert!(!msg.contains("PRIVATE KEY"), "{msg}");
     }
@@ -180,7 +207,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("k.pem");
         write_private(&path, b"not-a-key-SECRETVALUE", false).expect("write");
-        let msg = load_signing_key(&path).expect_err("must refuse").to_string();
+        let msg = load_signing_key(&path)
+            .expect_err("must refuse")
+            .to_string();
         assert!(!msg.contains("SECRETVALUE"), "{msg}");
     }
 }

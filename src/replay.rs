@@ -29,7 +29,12 @@ pub enum ReplayError {
 pub trait ReplayStore: Send + Sync {
     /// Records the envelope's nonce for `client`, or refuses it if it was
     /// seen within the window or the client's cache is full.
-    fn check_and_record(&self, client: &ClientId, env: &VerifiedEnvelope, now_ms: i64) -> Result<(), ReplayError>;
+    fn check_and_record(
+        &self,
+        client: &ClientId,
+        env: &VerifiedEnvelope,
+        now_ms: i64,
+    ) -> Result<(), ReplayError>;
 }
 
 struct ClientNonces {
@@ -59,7 +64,12 @@ impl MemoryReplayStore {
 }
 
 impl ReplayStore for MemoryReplayStore {
-    fn check_and_record(&self, client: &ClientId, env: &VerifiedEnvelope, now_ms: i64) -> Result<(), ReplayError> {
+    fn check_and_record(
+        &self,
+        client: &ClientId,
+        env: &VerifiedEnvelope,
+        now_ms: i64,
+    ) -> Result<(), ReplayError> {
         // Nonces are stored as a 128-bit digest: fixed size whatever the
         // nonce length, and collision-resistant enough for a replay check.
         let digest = Sha256::digest(&env.nonce);
@@ -67,10 +77,12 @@ impl ReplayStore for MemoryReplayStore {
         key.copy_from_slice(&digest[..16]);
 
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = clients.entry(client.clone()).or_insert_with(|| ClientNonces {
-            seen: HashSet::new(),
-            order: VecDeque::new(),
-        });
+        let entry = clients
+            .entry(client.clone())
+            .or_insert_with(|| ClientNonces {
+                seen: HashSet::new(),
+                order: VecDeque::new(),
+            });
         while let Some(&(expiry, old)) = entry.order.front() {
             if expiry > now_ms {
                 break;
@@ -85,7 +97,9 @@ impl ReplayStore for MemoryReplayStore {
             return Err(ReplayError::Full);
         }
         entry.seen.insert(key);
-        entry.order.push_back((now_ms.saturating_add(self.retention_ms), key));
+        entry
+            .order
+            .push_back((now_ms.saturating_add(self.retention_ms), key));
         Ok(())
     }
 }
@@ -114,7 +128,10 @@ mod tests {
         let store = MemoryReplayStore::new(30_000, 10);
         let e = env(&[7; 16]);
         assert_eq!(store.check_and_record(&id("a"), &e, 1000), Ok(()));
-        assert_eq!(store.check_and_record(&id("a"), &e, 1001), Err(ReplayError::Replayed));
+        assert_eq!(
+            store.check_and_record(&id("a"), &e, 1001),
+            Err(ReplayError::Replayed)
+        );
     }
 
     #[test]
@@ -130,7 +147,10 @@ mod tests {
         let store = MemoryReplayStore::new(30_000, 10);
         let e = env(&[7; 16]);
         assert_eq!(store.check_and_record(&id("a"), &e, 0), Ok(()));
-        assert_eq!(store.check_and_record(&id("a"), &e, 59_999), Err(ReplayError::Replayed));
+        assert_eq!(
+            store.check_and_record(&id("a"), &e, 59_999),
+            Err(ReplayError::Replayed)
+        );
         assert_eq!(store.check_and_record(&id("a"), &e, 60_000), Ok(()));
     }
 
@@ -139,11 +159,20 @@ mod tests {
         let store = MemoryReplayStore::new(30_000, 2);
         assert_eq!(store.check_and_record(&id("a"), &env(&[1; 16]), 0), Ok(()));
         assert_eq!(store.check_and_record(&id("a"), &env(&[2; 16]), 0), Ok(()));
-        assert_eq!(store.check_and_record(&id("a"), &env(&[3; 16]), 0), Err(ReplayError::Full));
+        assert_eq!(
+            store.check_and_record(&id("a"), &env(&[3; 16]), 0),
+            Err(ReplayError::Full)
+        );
         // The first nonce is still remembered.
-        assert_eq!(store.check_and_record(&id("a"), &env(&[1; 16]), 1), Err(ReplayError::Replayed));
+        assert_eq!(
+            store.check_and_record(&id("a"), &env(&[1; 16]), 1),
+            Err(ReplayError::Replayed)
+        );
         // Other clients are unaffected, and space returns after expiry.
         assert_eq!(store.check_and_record(&id("b"), &env(&[3; 16]), 0), Ok(()));
-        assert_eq!(store.check_and_record(&id("a"), &env(&[3; 16]), 60_000), Ok(()));
+        assert_eq!(
+            store.check_and_record(&id("a"), &env(&[3; 16]), 60_000),
+            Ok(())
+        );
     }
 }

@@ -51,7 +51,11 @@ pub struct Activity {
 
 impl Activity {
     fn new() -> Self {
-        Activity { epoch: Instant::now(), last_ms: AtomicU64::new(0), in_flight: AtomicUsize::new(0) }
+        Activity {
+            epoch: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
     }
 
     fn touch(&self) {
@@ -105,7 +109,10 @@ impl PeerStream {
             }
             match self.info.activity.idle_deadline(self.idle_timeout) {
                 Some(deadline) if deadline <= Instant::now() => {
-                    return Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "idle connection timeout"));
+                    return Poll::Ready(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "idle connection timeout",
+                    ));
                 }
                 Some(deadline) => self.idle.as_mut().reset(deadline),
                 None => self.idle.as_mut().reset(Instant::now() + self.idle_timeout),
@@ -122,7 +129,11 @@ impl tonic::transport::server::Connected for PeerStream {
 }
 
 impl AsyncRead for PeerStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(r) => Poll::Ready(r),
@@ -135,7 +146,11 @@ impl AsyncRead for PeerStream {
 }
 
 impl AsyncWrite for PeerStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -144,7 +159,11 @@ impl AsyncWrite for PeerStream {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
@@ -171,11 +190,27 @@ pub struct ServerParts {
 
 /// Serves the gateway on a bound listener until `shutdown` completes, then
 /// lets in-flight requests finish.
-pub async fn run(listener: TcpListener, parts: ServerParts, shutdown: impl Future<Output = ()> + Send) -> Result<(), tonic::transport::Error> {
+pub async fn run(
+    listener: TcpListener,
+    parts: ServerParts,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     let t = parts.transport.clone();
     let (tx, rx) = mpsc::channel::<io::Result<PeerStream>>(64);
-    let accept = tokio::spawn(accept_loop(listener, parts.tls.clone(), t.clone(), parts.trust_domain.clone(), parts.stats.clone(), tx));
-    let max_decoding = parts.gateway.limits.max_envelope_bytes.saturating_mul(2).saturating_add(4096);
+    let accept = tokio::spawn(accept_loop(
+        listener,
+        parts.tls.clone(),
+        t.clone(),
+        parts.trust_domain.clone(),
+        parts.stats.clone(),
+        tx,
+    ));
+    let max_decoding = parts
+        .gateway
+        .limits
+        .max_envelope_bytes
+        .saturating_mul(2)
+        .saturating_add(4096);
     let service = McpGatewayServiceServer::new(GatewayService::new(parts.gateway.clone()))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(16 * 1024 * 1024);
@@ -211,7 +246,9 @@ async fn accept_loop(
     let limit = Arc::new(Semaphore::new(transport.max_connections));
     let trust_domain: Arc<str> = trust_domain.into();
     loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else { return };
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
         let (tcp, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -252,7 +289,11 @@ async fn accept_loop(
             if let Err(e) = &identity {
                 tracing::info!(peer.addr = %remote, error = %e, "client certificate names no valid identity");
             }
-            let info = Arc::new(PeerInfo { identity, remote, activity: Activity::new() });
+            let info = Arc::new(PeerInfo {
+                identity,
+                remote,
+                activity: Activity::new(),
+            });
             let stream = PeerStream {
                 io,
                 info,
@@ -294,24 +335,38 @@ impl ServerParts {
         if registry.is_empty() {
             tracing::warn!(path = %config.registry.path.display(), "the client registry is empty: every request will be refused");
         }
-        let tls = crate::tls::server_config(&config.tls.cert, &config.tls.key, &config.tls.client_ca, &config.tls.crls)?;
+        let tls = crate::tls::server_config(
+            &config.tls.cert,
+            &config.tls.key,
+            &config.tls.client_ca,
+            &config.tls.crls,
+        )?;
         let key = crate::keys::load_signing_key(&config.signing.key)?;
         let key_id = crate::identity::key_id_for(&key.verifying_key());
         let audit = match audit {
             Some(a) => a,
             None => match &config.audit.path {
-                Some(p) if p.as_os_str() != "-" => Arc::new(
-                    crate::audit::AuditLog::file(p)
-                        .map_err(|source| StartError::Audit { path: p.display().to_string(), source })?,
-                ),
+                Some(p) if p.as_os_str() != "-" => {
+                    Arc::new(crate::audit::AuditLog::file(p).map_err(|source| {
+                        StartError::Audit {
+                            path: p.display().to_string(),
+                            source,
+                        }
+                    })?)
+                }
                 _ => Arc::new(crate::audit::AuditLog::stdout()),
             },
         };
-        let skew_ms = i64::try_from(config.envelope.clock_skew_secs).unwrap_or(600).saturating_mul(1000);
+        let skew_ms = i64::try_from(config.envelope.clock_skew_secs)
+            .unwrap_or(600)
+            .saturating_mul(1000);
         let gateway = Gateway {
             audience: config.audience(),
             registry: arc_swap::ArcSwap::from_pointee(registry),
-            replay: Box::new(crate::replay::MemoryReplayStore::new(skew_ms, config.envelope.replay_capacity_per_client)),
+            replay: Box::new(crate::replay::MemoryReplayStore::new(
+                skew_ms,
+                config.envelope.replay_capacity_per_client,
+            )),
             signer: ResponseSigner { key, key_id },
             backend,
             audit,
@@ -319,7 +374,9 @@ impl ServerParts {
             limits: RequestLimits {
                 clock_skew_ms: skew_ms,
                 max_envelope_bytes: config.envelope.max_envelope_bytes,
-                json: crate::jsonrpc::Limits { max_depth: config.envelope.max_json_depth },
+                json: crate::jsonrpc::Limits {
+                    max_depth: config.envelope.max_json_depth,
+                },
                 backend_timeout: Duration::from_secs(config.transport.request_timeout_secs),
             },
         };

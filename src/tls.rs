@@ -20,7 +20,10 @@ use crate::keys::read_private;
 #[non_exhaustive]
 pub enum TlsError {
     #[error("{path}: cannot read: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: no {what} found in PEM")]
     Pem { path: String, what: &'static str },
     #[error(transparent)]
@@ -37,12 +40,21 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// Reads every certificate of a PEM file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let p = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| TlsError::Read { path: p.clone(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: p.clone(),
+        source,
+    })?;
     let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<_, _>>()
-        .map_err(|_| TlsError::Pem { path: p.clone(), what: "valid certificate" })?;
+        .map_err(|_| TlsError::Pem {
+            path: p.clone(),
+            what: "valid certificate",
+        })?;
     if certs.is_empty() {
-        return Err(TlsError::Pem { path: p, what: "certificate" });
+        return Err(TlsError::Pem {
+            path: p,
+            what: "certificate",
+        });
     }
     Ok(certs)
 }
@@ -56,17 +68,28 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError>
     })
 }
 
-fn load_crls(paths: &[impl AsRef<Path>]) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+fn load_crls(
+    paths: &[impl AsRef<Path>],
+) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     let mut crls = Vec::new();
     for path in paths {
         let path = path.as_ref();
         let p = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| TlsError::Read { path: p.clone(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
+            path: p.clone(),
+            source,
+        })?;
         let found: Vec<_> = CertificateRevocationListDer::pem_slice_iter(&bytes)
             .collect::<Result<_, _>>()
-            .map_err(|_| TlsError::Pem { path: p.clone(), what: "valid CRL" })?;
+            .map_err(|_| TlsError::Pem {
+                path: p.clone(),
+                what: "valid CRL",
+            })?;
         if found.is_empty() {
-            return Err(TlsError::Pem { path: p, what: "CRL" });
+            return Err(TlsError::Pem {
+                path: p,
+                what: "CRL",
+            });
         }
         crls.extend(found);
     }
@@ -76,9 +99,9 @@ fn load_crls(paths: &[impl AsRef<Path>]) -> Result<Vec<CertificateRevocationList
 fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in load_certs(ca)? {
-        roots
-            .add(cert)
-            .map_err(|e| TlsError::Config(format!("{}: unusable CA certificate: {e}", ca.display())))?;
+        roots.add(cert).map_err(|e| {
+            TlsError::Config(format!("{}: unusable CA certificate: {e}", ca.display()))
+        })?;
     }
     Ok(roots)
 }
@@ -92,10 +115,11 @@ pub fn server_config(
     crls: &[impl AsRef<Path>],
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider.clone())
-        .with_crls(load_crls(crls)?)
-        .build()
-        .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider.clone())
+            .with_crls(load_crls(crls)?)
+            .build()
+            .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?

@@ -42,7 +42,11 @@ pub trait Backend: Send + Sync + 'static {
     /// A short name for logs.
     fn name(&self) -> &str;
     /// Answers one request or notification.
-    async fn handle(&self, method: Method, params: Option<&Map<String, Value>>) -> Result<Reply, BackendError>;
+    async fn handle(
+        &self,
+        method: Method,
+        params: Option<&Map<String, Value>>,
+    ) -> Result<Reply, BackendError>;
     /// How many messages reached this backend: an operational counter that
     /// tests also use to prove a denied request never got here.
     fn messages_received(&self) -> u64;
@@ -80,7 +84,11 @@ impl Backend for EmbeddedBackend {
         "embedded"
     }
 
-    async fn handle(&self, method: Method, params: Option<&Map<String, Value>>) -> Result<Reply, BackendError> {
+    async fn handle(
+        &self,
+        method: Method,
+        params: Option<&Map<String, Value>>,
+    ) -> Result<Reply, BackendError> {
         self.received.fetch_add(1, Ordering::Relaxed);
         let reply = match method {
             Method::Initialize => Reply::Result(json!({
@@ -105,14 +113,21 @@ impl Backend for EmbeddedBackend {
                     Some(Value::Object(a)) => a,
                     Some(_) => return Ok(invalid_params("arguments must be an object")),
                 };
-                if !self.tools.tool_definitions().iter().any(|t| t.get("name").and_then(Value::as_str) == Some(name)) {
+                if !self
+                    .tools
+                    .tool_definitions()
+                    .iter()
+                    .any(|t| t.get("name").and_then(Value::as_str) == Some(name))
+                {
                     return Ok(invalid_params("unknown tool"));
                 }
                 Reply::Result(self.tools.call(name, arguments))
             }
             Method::ResourcesList => Reply::Result(json!({"resources": []})),
             Method::ResourcesTemplatesList => Reply::Result(json!({"resourceTemplates": []})),
-            Method::ResourcesRead => Reply::Error(json!({"code": -32002, "message": "resource not found"})),
+            Method::ResourcesRead => {
+                Reply::Error(json!({"code": -32002, "message": "resource not found"}))
+            }
             Method::PromptsList => Reply::Result(json!({"prompts": []})),
             Method::PromptsGet => invalid_params("unknown prompt"),
             Method::NotificationsInitialized | Method::NotificationsCancelled => Reply::None,

@@ -1,0 +1,158 @@
+use super::*;
+
+const RATE: RateLimitFile = RateLimitFile {
+    per_second: 10,
+    burst: 10,
+};
+
+#[test]
+fn client_ids() {
+    for ok in ["demo", "a", "agency-1.team_2", "A9"] {
+        assert!(ClientId::parse(ok).is_ok(), "{ok}");
+    }
+    let long = "a".repeat(65);
+    for bad in [
+        "",
+        ".",
+        "..",
+        "-x",
+        "a/b",
+        "a b",
+        "é",
+        "a\n",
+        long.as_str(),
+        "../etc",
+    ] {
+        assert_eq!(
+            ClientId::parse(bad),
+            Err(IdentityError::BadClientId),
+            "{bad:?}"
+        );
+    }
+}
+
+fn pk_b64(seed: u8) -> String {
+    let k = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    base64::engine::general_purpose::STANDARD.encode(k.verifying_key().as_bytes())
+}
+
+#[test]
+fn registry_parses_and_binds_keys() {
+    let text = format!(
+        r#"
+[[client]]
+id = "demo"
+methods = ["tools/list", "tools/call"]
+tools = ["get_meps"]
+[[client.key]]
+id = "k1"
+public_key = "{}"
+not_before = "2026-01-01T00:00:00Z"
+not_after = "2026-12-31T00:00:00Z"
+"#,
+        pk_b64(1)
+    );
+    let reg = Registry::parse(&text, RATE).expect("valid registry");
+    let c = reg
+        .get(&ClientId::parse("demo").expect("id"))
+        .expect("client");
+    assert!(c.enabled);
+    assert!(c.methods.contains(&Method::ToolsCall));
+    assert!(!c.methods.contains(&Method::Initialize));
+    assert!(c.tools.allows("get_meps"));
+    assert!(!c.tools.allows("get_mep_details"));
+    let k = &c.keys["k1"];
+    assert!(k.valid_at(parse_rfc3339_ms("2026-06-01T00:00:00Z").expect("ts")));
+    assert!(!k.valid_at(parse_rfc3339_ms("2027-01-01T00:00:00Z").expect("ts")));
+    assert!(!k.valid_at(parse_rfc3339_ms("2025-12-31T00:00:00Z").expect("ts")));
+}
+
+#[test]
+fn registry_errors_name_the_field() {
+    let cases = [
+        (
+            r#"[[client]]
+id = "a b"
+methods = []
+tools = []"#,
+            "client id",
+        ),
+        (
+            r#"[[client]]
+id = "a"
+methods = ["sampling/createMessage"]
+tools = []"#,
+            "field methods",
+        ),
+        (
+            r#"[[client]]
+id = "a"
+methods = []
+tools = ["*", "x"]"#,
+            "field tools",
+        ),
+        (
+            r#"[[client]]
+id = "a"
+methods = []
+tools = []
+[[client.key]]
+id = "k"
+public_key = "AAAA""#,
+            "field key.public_key",
+        ),
+        (
+            r#"[[client]]
+id = "a"
+methods = []"#,
+            "tools",
+        ),
+        (
+            r#"[[client]]
+id = "a"
+methods = []
+tools = []
+colour = "red""#,
+            "colour",
+        ),
+    ];
+    for (text, needle) in cases {
+        let e = Registry::parse(text, RATE).expect_err("must fail");
+        assert!(e.contains(needle), "{e:?} should mention {needle:?}");
+    }
+}
+
+#[test]
+fn key_ids_are_unique_across_clients() {
+    let text = format!(
+        r#"
+[[client]]
+id = "a"
+methods = []
+tools = []
+[[client.key]]
+id = "same"
+public_key = "{}"
+[[client]]
+id = "b"
+methods = []
+tools = []
+[[client.key]]
+id = "same"
+public_key = "{}"
+"#,
+        pk_b64(1),
+        pk_b64(2)
+    );
+    let e = Registry::parse(&text, RATE).expect_err("duplicate key id");
+    assert!(e.contains("registered twice"), "{e}");
+}
+
+#[test]
+fn weak_public_keys_are_refused() {
+    // The identity point: a small-order key that verify_strict would also refuse.
+    let mut raw = [0u8; 32];
+    raw[0] = 1;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+    assert!(decode_public_key(&b64).expect_err("weak").contains("weak"));
+}
