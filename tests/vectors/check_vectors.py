@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Check tests/vectors/envelope-v1.json against docs/ENVELOPE.md.
+
+This is an independent implementation of the sealgate envelope v1, written
+from docs/ENVELOPE.md alone (sections 2, 3 and 6), without reference to the
+gateway's source. It rebuilds the signed bytes from the individual fields,
+derives the keys from their seeds, signs, verifies, and tries a few
+tamperings that must fail verification.
+
+Usage: python3 tests/vectors/check_vectors.py   (exit status 0 iff all pass)
+Needs only the standard library and the `cryptography` package.
+"""
+import hashlib
+import json
+import struct
+import sys
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+REQUEST_CONTEXT = "sealgate/v1/request"
+RESPONSE_CONTEXT = "sealgate/v1/response"
+
+results = {"passed": 0, "failed": 0}
+
+
+def check(name, ok, detail=""):
+    results["passed" if ok else "failed"] += 1
+    print(f"{'PASS' if ok else 'FAIL'}  {name}" + (f"  ({detail})" if detail and not ok else ""))
+
+
+def u64be(x):
+    return struct.pack(">Q", x)
+
+
+def signed_bytes(fields):
+    """Section 2: u64be(N) || (u64be(len(b)) || b) for each field."""
+    out = u64be(len(fields))
+    for f in fields:
+        b = f.encode("utf-8") if isinstance(f, str) else f
+        out += u64be(len(b)) + b
+    return out
+
+
+def build(context, v, request_digest=None, payload=None):
+    """The 7 request fields (or 8 response fields) in the order of section 2."""
+    if payload is None:
+        payload = v["payload_utf8"].encode("utf-8")
+    fields = [
+        context,
+        v["audience"],
+        v["key_id"],
+        struct.pack(">q", v["timestamp_unix_ms"]),  # signed int64, big-endian
+        bytes.fromhex(v["nonce_hex"]),
+        v["payload_type"],
+        payload,
+    ]
+    if request_digest is not None:
+        fields.append(request_digest)
+    return signed_bytes(fields)
+
+
+def key_id(public_raw):
+    """Section 3: 'ed25519:' + lowercase hex of the first 16 bytes of SHA-256(pk)."""
+    return "ed25519:" + hashlib.sha256(public_raw).digest()[:16].hex()
+
+
+def verifies(public_key, signature, data):
+    try:
+        public_key.verify(signature, data)
+        return True
+    except InvalidSignature:
+        return False
+
+
+def check_direction(label, v, context, other_context, request_digest=None):
+    sk = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(v["signing_key_seed_hex"]))
+    pk = sk.public_key()
+    pk_raw = pk.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    check(f"{label}: public key from seed", pk_raw.hex() == v["public_key_hex"])
+    check(f"{label}: key id from public key", key_id(pk_raw) == v["key_id"], key_id(pk_raw))
+
+    data = build(context, v, request_digest)
+    check(f"{label}: signed bytes built from fields", data.hex() == v["signed_bytes_hex"])
+    if "signed_bytes_sha256_hex" in v:
+        check(f"{label}: SHA-256 of signed bytes",
+              hashlib.sha256(data).hexdigest() == v["signed_bytes_sha256_hex"])
+    sig = sk.sign(data)
+    check(f"{label}: signature", sig.hex() == v["signature_hex"])
+
+    expected_sig = bytes.fromhex(v["signature_hex"])
+    check(f"{label}: vector signature verifies", verifies(pk, expected_sig, data))
+
+    # Negative cases: each tampering must make verification fail.
+    payload = bytearray(v["payload_utf8"].encode("utf-8"))
+    payload[len(payload) // 2] ^= 0x01
+    check(f"{label}: flipped payload byte is refused",
+          not verifies(pk, expected_sig, build(context, v, request_digest, bytes(payload))))
+    check(f"{label}: swapped context string is refused",
+          not verifies(pk, expected_sig, build(other_context, v, request_digest)))
+    bad_sig = bytearray(expected_sig)
+    bad_sig[10] ^= 0x80
+    check(f"{label}: flipped signature byte is refused", not verifies(pk, bytes(bad_sig), data))
+    return data
+
+
+def main():
+    vectors = json.loads((Path(__file__).parent / "envelope-v1.json").read_text())
+    req, resp = vectors["request"], vectors["response"]
+
+    check("request: context string", req["context"] == REQUEST_CONTEXT)
+    check("response: context string", resp["context"] == RESPONSE_CONTEXT)
+
+    req_bytes = check_direction("request", req, REQUEST_CONTEXT, RESPONSE_CONTEXT)
+
+    digest = hashlib.sha256(req_bytes).digest()
+    check("response: request_digest = SHA-256(request signed bytes built here)",
+          digest.hex() == resp["request_digest_hex"])
+    resp_bytes = check_direction("response", resp, RESPONSE_CONTEXT, REQUEST_CONTEXT, digest)
+
+    # Cross-direction: the response signed bytes without field 8 must not verify
+    # (as a 7-field message), and a response bound to another request must not.
+    resp_pk = Ed25519PrivateKey.from_private_bytes(
+        bytes.fromhex(resp["signing_key_seed_hex"])).public_key()
+    resp_sig = bytes.fromhex(resp["signature_hex"])
+    check("response: binding to a different request is refused",
+          not verifies(resp_pk, resp_sig,
+                       build(RESPONSE_CONTEXT, resp, hashlib.sha256(b"other").digest())))
+    check("response: 7-field encoding (no request_digest) is refused",
+          not verifies(resp_pk, resp_sig, build(RESPONSE_CONTEXT, resp)))
+    check("response: signed bytes end with request_digest", resp_bytes.endswith(digest))
+
+    print(f"{results['passed']} passed, {results['failed']} failed")
+    return 0 if results["failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
