@@ -17,8 +17,13 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Connects with `config`, completes the client side of the handshake, then
 /// sends the HTTP/2 preface and reads: returns the TLS alert the server sent,
 /// or None if the connection was usable.
-async fn alert_from_server(gw: &TestGateway, config: Arc<rustls::ClientConfig>) -> Option<rustls::Error> {
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.expect("tcp connect");
+async fn alert_from_server(
+    gw: &TestGateway,
+    config: Arc<rustls::ClientConfig>,
+) -> Option<rustls::Error> {
+    let tcp = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("tcp connect");
     let connector = tokio_rustls::TlsConnector::from(config);
     let name = ServerName::try_from("localhost").expect("name");
     let mut tls = match connector.connect(name, tcp).await {
@@ -62,8 +67,17 @@ fn roots(gw: &TestGateway) -> rustls::RootCertStore {
 
 fn assert_untouched(gw: &TestGateway) {
     assert_eq!(gw.backend_calls(), 0, "the backend must not be reached");
-    assert!(gw.audit.lines().is_empty(), "no request may reach the service");
-    assert!(gw.stats.handshakes_failed.load(std::sync::atomic::Ordering::Relaxed) >= 1, "the gateway counted the refusal");
+    assert!(
+        gw.audit.lines().is_empty(),
+        "no request may reach the service"
+    );
+    assert!(
+        gw.stats
+            .handshakes_failed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1,
+        "the gateway counted the refusal"
+    );
 }
 
 #[tokio::test]
@@ -92,8 +106,15 @@ async fn plaintext_http2_is_refused() {
     };
     if let Some(s) = status {
         // tonic reports a connection torn down under it as a transport error.
-        assert!(matches!(s.code(), tonic::Code::Unknown | tonic::Code::Unavailable), "{s:?}");
-        assert_eq!(sealgate::error::reason_of(&s), None, "no sealgate service answered");
+        assert!(
+            matches!(s.code(), tonic::Code::Unknown | tonic::Code::Unavailable),
+            "{s:?}"
+        );
+        assert_eq!(
+            sealgate::error::reason_of(&s),
+            None,
+            "no sealgate service answered"
+        );
     }
     // Raw bytes: the server answers a plaintext preface by closing.
     let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.expect("tcp");
@@ -104,7 +125,10 @@ async fn plaintext_http2_is_refused() {
         .expect("server closes the connection");
     // Nothing but, at most, a TLS alert record (content type 21) comes back:
     // never an HTTP/2 SETTINGS frame.
-    assert!(buf.is_empty() || buf[0] == 21, "unexpected bytes from the server: {buf:02x?}");
+    assert!(
+        buf.is_empty() || buf[0] == 21,
+        "unexpected bytes from the server: {buf:02x?}"
+    );
     assert_untouched(&gw);
 }
 
@@ -121,7 +145,12 @@ async fn tls12_client_is_refused() {
         )
         .expect("config");
     let err = alert_from_server(&gw, sealgate::tls::with_h2(config)).await;
-    assert_eq!(err, Some(rustls::Error::AlertReceived(AlertDescription::ProtocolVersion)));
+    assert_eq!(
+        err,
+        Some(rustls::Error::AlertReceived(
+            AlertDescription::ProtocolVersion
+        ))
+    );
     assert_untouched(&gw);
 }
 
@@ -134,14 +163,26 @@ async fn client_without_certificate_is_refused() {
         .with_root_certificates(roots(&gw))
         .with_no_client_auth();
     let err = alert_from_server(&gw, sealgate::tls::with_h2(config)).await;
-    assert_eq!(err, Some(rustls::Error::AlertReceived(AlertDescription::CertificateRequired)));
+    assert_eq!(
+        err,
+        Some(rustls::Error::AlertReceived(
+            AlertDescription::CertificateRequired
+        ))
+    );
     assert_untouched(&gw);
 }
 
 async fn foreign_ca_alert(trust_domain: &str) -> (TestGateway, Option<rustls::Error>) {
     let gw = TestGateway::start().await;
     let other = tempfile::tempdir().expect("tempdir");
-    let foreign = sealgate::ca::init(&other.path().join("ca"), trust_domain, CaAlgorithm::EcdsaP256, 365, false).expect("ca");
+    let foreign = sealgate::ca::init(
+        &other.path().join("ca"),
+        trust_domain,
+        CaAlgorithm::EcdsaP256,
+        365,
+        false,
+    )
+    .expect("ca");
     // Same trust domain and the same client id as a registered client.
     let issued = foreign
         .issue_client(&sealgate::ca::ClientRequest {
@@ -160,7 +201,10 @@ async fn foreign_ca_alert(trust_domain: &str) -> (TestGateway, Option<rustls::Er
 #[tokio::test]
 async fn certificate_from_another_ca_is_refused() {
     let (gw, err) = foreign_ca_alert("elsewhere.test").await;
-    assert_eq!(err, Some(rustls::Error::AlertReceived(AlertDescription::UnknownCA)));
+    assert_eq!(
+        err,
+        Some(rustls::Error::AlertReceived(AlertDescription::UnknownCA))
+    );
     assert_untouched(&gw);
 }
 
@@ -169,13 +213,24 @@ async fn certificate_from_a_lookalike_ca_with_our_name_is_refused() {
     // The foreign CA has exactly our CA's subject name: the chain is found by
     // name but its signature does not verify under our CA key.
     let (gw, err) = foreign_ca_alert(TRUST_DOMAIN).await;
-    assert_eq!(err, Some(rustls::Error::AlertReceived(AlertDescription::DecryptError)));
+    assert_eq!(
+        err,
+        Some(rustls::Error::AlertReceived(AlertDescription::DecryptError))
+    );
     assert_untouched(&gw);
 }
 
-fn write_cert(dir: &Path, name: &str, ca: &Ca, params: &rcgen::CertificateParams) -> (std::path::PathBuf, std::path::PathBuf) {
+fn write_cert(
+    dir: &Path,
+    name: &str,
+    ca: &Ca,
+    params: &rcgen::CertificateParams,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let (cert, key) = ca.sign(params).expect("sign");
-    let (c, k) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    let (c, k) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
     sealgate::keys::write_public(&c, cert.as_bytes(), false).expect("cert");
     sealgate::keys::write_private(&k, key.as_bytes(), false).expect("key");
     (c, k)
@@ -186,11 +241,21 @@ async fn expired_client_certificate_is_refused() {
     let gw = TestGateway::start().await;
     let id = sealgate::identity::ClientId::parse("alice").expect("id");
     let now = time::OffsetDateTime::now_utc();
-    let params = sealgate::ca::client_params_with_validity(&gw.ca, &id, now - time::Duration::days(10), now - time::Duration::days(1))
-        .expect("params");
+    let params = sealgate::ca::client_params_with_validity(
+        &gw.ca,
+        &id,
+        now - time::Duration::days(10),
+        now - time::Duration::days(1),
+    )
+    .expect("params");
     let (cert, key) = write_cert(gw.dir.path(), "expired", &gw.ca, &params);
     let err = alert_from_server(&gw, tls13_with_cert(&gw, &cert, &key)).await;
-    assert_eq!(err, Some(rustls::Error::AlertReceived(AlertDescription::CertificateExpired)));
+    assert_eq!(
+        err,
+        Some(rustls::Error::AlertReceived(
+            AlertDescription::CertificateExpired
+        ))
+    );
     assert_untouched(&gw);
 }
 
@@ -199,11 +264,21 @@ async fn not_yet_valid_client_certificate_is_refused() {
     let gw = TestGateway::start().await;
     let id = sealgate::identity::ClientId::parse("alice").expect("id");
     let now = time::OffsetDateTime::now_utc();
-    let params = sealgate::ca::client_params_with_validity(&gw.ca, &id, now + time::Duration::days(1), now + time::Duration::days(10))
-        .expect("params");
+    let params = sealgate::ca::client_params_with_validity(
+        &gw.ca,
+        &id,
+        now + time::Duration::days(1),
+        now + time::Duration::days(10),
+    )
+    .expect("params");
     let (cert, key) = write_cert(gw.dir.path(), "future", &gw.ca, &params);
     let err = alert_from_server(&gw, tls13_with_cert(&gw, &cert, &key)).await;
-    assert_eq!(err, Some(rustls::Error::AlertReceived(AlertDescription::CertificateExpired)));
+    assert_eq!(
+        err,
+        Some(rustls::Error::AlertReceived(
+            AlertDescription::CertificateExpired
+        ))
+    );
     assert_untouched(&gw);
 }
 
@@ -211,21 +286,42 @@ async fn not_yet_valid_client_certificate_is_refused() {
 async fn server_eku_certificate_used_as_client_is_refused() {
     let gw = TestGateway::start().await;
     // A real server certificate from our own CA, presented as a client certificate.
-    let err = alert_from_server(&gw, tls13_with_cert(&gw, &gw.path("server.crt"), &gw.path("server.key"))).await;
-    assert_eq!(err, Some(rustls::Error::AlertReceived(AlertDescription::UnsupportedCertificate)));
+    let err = alert_from_server(
+        &gw,
+        tls13_with_cert(&gw, &gw.path("server.crt"), &gw.path("server.key")),
+    )
+    .await;
+    assert_eq!(
+        err,
+        Some(rustls::Error::AlertReceived(
+            AlertDescription::UnsupportedCertificate
+        ))
+    );
     assert_untouched(&gw);
 }
 
 #[tokio::test]
 async fn revoked_client_certificate_is_refused() {
-    let gw = TestGateway::start_with(Options { revoked_clients: vec!["carol"], ..Default::default() }).await;
+    let gw = TestGateway::start_with(Options {
+        revoked_clients: vec!["carol"],
+        ..Default::default()
+    })
+    .await;
     let carol = gw.path("clients/carol.crt");
     let key = gw.path("clients/carol.key");
     let err = alert_from_server(&gw, tls13_with_cert(&gw, &carol, &key)).await;
-    assert_eq!(err, Some(rustls::Error::AlertReceived(AlertDescription::CertificateRevoked)));
+    assert_eq!(
+        err,
+        Some(rustls::Error::AlertReceived(
+            AlertDescription::CertificateRevoked
+        ))
+    );
     assert_untouched(&gw);
     // alice, not revoked, still gets in.
-    assert_eq!(alert_from_server(&gw, tls13_with_cert(&gw, &gw.alice.cert, &gw.alice.key)).await, None);
+    assert_eq!(
+        alert_from_server(&gw, tls13_with_cert(&gw, &gw.alice.cert, &gw.alice.key)).await,
+        None
+    );
 }
 
 #[tokio::test]
@@ -234,14 +330,27 @@ async fn certificate_without_spiffe_id_gets_identity_invalid() {
     // A clientAuth certificate from our CA whose only SAN is a DNS name.
     let id = sealgate::identity::ClientId::parse("alice").expect("id");
     let now = time::OffsetDateTime::now_utc();
-    let mut params = sealgate::ca::client_params_with_validity(&gw.ca, &id, now - time::Duration::hours(1), now + time::Duration::days(1))
-        .expect("params");
-    params.subject_alt_names = vec![rcgen::SanType::DnsName("alice.example".try_into().expect("dns"))];
+    let mut params = sealgate::ca::client_params_with_validity(
+        &gw.ca,
+        &id,
+        now - time::Duration::hours(1),
+        now + time::Duration::days(1),
+    )
+    .expect("params");
+    params.subject_alt_names = vec![rcgen::SanType::DnsName(
+        "alice.example".try_into().expect("dns"),
+    )];
     let (cert, key) = write_cert(gw.dir.path(), "nospiffe", &gw.ca, &params);
     let p = gw.profile(&gw.alice);
     let raw = gw.raw_with(&cert, &key, &p.signing_key, &p.key_id).await;
     let result = raw.send_payload(GET_MEPS).await;
-    assert_denied(&gw, result, tonic::Code::Unauthenticated, "IDENTITY_INVALID", 0);
+    assert_denied(
+        &gw,
+        result,
+        tonic::Code::Unauthenticated,
+        "IDENTITY_INVALID",
+        0,
+    );
 }
 
 #[tokio::test]
@@ -249,13 +358,27 @@ async fn spiffe_id_of_another_trust_domain_gets_identity_invalid() {
     let gw = TestGateway::start().await;
     let id = sealgate::identity::ClientId::parse("alice").expect("id");
     let now = time::OffsetDateTime::now_utc();
-    let mut params = sealgate::ca::client_params_with_validity(&gw.ca, &id, now - time::Duration::hours(1), now + time::Duration::days(1))
-        .expect("params");
-    params.subject_alt_names =
-        vec![rcgen::SanType::URI("spiffe://other.domain/client/alice".try_into().expect("uri"))];
+    let mut params = sealgate::ca::client_params_with_validity(
+        &gw.ca,
+        &id,
+        now - time::Duration::hours(1),
+        now + time::Duration::days(1),
+    )
+    .expect("params");
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        "spiffe://other.domain/client/alice"
+            .try_into()
+            .expect("uri"),
+    )];
     let (cert, key) = write_cert(gw.dir.path(), "otherdomain", &gw.ca, &params);
     let p = gw.profile(&gw.alice);
     let raw = gw.raw_with(&cert, &key, &p.signing_key, &p.key_id).await;
     let result = raw.send_payload(GET_MEPS).await;
-    assert_denied(&gw, result, tonic::Code::Unauthenticated, "IDENTITY_INVALID", 0);
+    assert_denied(
+        &gw,
+        result,
+        tonic::Code::Unauthenticated,
+        "IDENTITY_INVALID",
+        0,
+    );
 }

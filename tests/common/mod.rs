@@ -47,7 +47,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { config_extra: String::new(), registry_extra: String::new(), bob_rate_limit: None, revoked_clients: Vec::new() }
+        Options {
+            config_extra: String::new(),
+            registry_extra: String::new(),
+            bob_rate_limit: None,
+            revoked_clients: Vec::new(),
+        }
     }
 }
 
@@ -58,6 +63,8 @@ pub struct TestGateway {
     pub backend: Arc<EmbeddedBackend>,
     pub audit: Arc<AuditLog>,
     pub stats: Arc<AcceptStats>,
+    /// The running gateway's shared state (registry swaps in tests).
+    pub gateway: Arc<sealgate::gateway::Gateway>,
     /// alice may call every embedded tool; bob only get_meps and no ping.
     pub alice: IssuedClient,
     pub bob: IssuedClient,
@@ -85,13 +92,22 @@ impl TestGateway {
     pub async fn start_with(opts: Options) -> TestGateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        let ca = sealgate::ca::init(&ca_dir(d), TRUST_DOMAIN, CaAlgorithm::EcdsaP256, 365, false).expect("ca init");
-        ca.issue_server(&["localhost".into(), "127.0.0.1".into()], 30, &d.join("server.crt"), &d.join("server.key"), false)
-            .expect("server cert");
+        let ca = sealgate::ca::init(&ca_dir(d), TRUST_DOMAIN, CaAlgorithm::EcdsaP256, 365, false)
+            .expect("ca init");
+        ca.issue_server(
+            &["localhost".into(), "127.0.0.1".into()],
+            30,
+            &d.join("server.crt"),
+            &d.join("server.key"),
+            false,
+        )
+        .expect("server cert");
         let gkey = sealgate::keys::generate_signing_key();
         sealgate::keys::write_private(
             &d.join("gateway.signing.key"),
-            sealgate::keys::signing_key_pem(&gkey).expect("pem").as_bytes(),
+            sealgate::keys::signing_key_pem(&gkey)
+                .expect("pem")
+                .as_bytes(),
             false,
         )
         .expect("gateway key");
@@ -114,7 +130,10 @@ impl TestGateway {
                 &format!("enabled = true\nrate_limit = {{ per_second = {per_second}, burst = {burst} }}\n"),
             );
         }
-        let mut registry = format!("{}\n{}\n{}", alice.registry_toml, bob_entry, opts.registry_extra);
+        let mut registry = format!(
+            "{}\n{}\n{}",
+            alice.registry_toml, bob_entry, opts.registry_extra
+        );
         ca.write_crl_now(7).expect("empty CRL");
         for id in &opts.revoked_clients {
             let c = issue(&ca, d, id, &["get_meps".to_string()], &gateway_pub);
@@ -130,8 +149,10 @@ impl TestGateway {
         let config = Config::load(&d.join("sealgate.toml")).expect("config loads");
         let backend = Arc::new(EmbeddedBackend::new());
         let audit = Arc::new(AuditLog::memory());
-        let parts = ServerParts::from_config(&config, backend.clone(), Some(audit.clone())).expect("server parts");
+        let parts = ServerParts::from_config(&config, backend.clone(), Some(audit.clone()))
+            .expect("server parts");
         let stats = parts.stats.clone();
+        let gateway = parts.gateway.clone();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = sealgate::server::run(listener, parts, async {
@@ -139,7 +160,19 @@ impl TestGateway {
             })
             .await;
         });
-        TestGateway { addr, dir, ca, backend, audit, stats, alice, bob, gateway_pub, shutdown: Some(tx) }
+        TestGateway {
+            addr,
+            dir,
+            ca,
+            backend,
+            audit,
+            stats,
+            gateway,
+            alice,
+            bob,
+            gateway_pub,
+            shutdown: Some(tx),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -161,18 +194,30 @@ impl TestGateway {
     }
 
     pub async fn client(&self, who: &IssuedClient) -> Client {
-        Client::connect(&self.profile(who)).await.expect("client connects")
+        Client::connect(&self.profile(who))
+            .await
+            .expect("client connects")
     }
 
     /// A low-level client that sends hand-made envelopes.
     pub async fn raw(&self, who: &IssuedClient) -> RawClient {
         let p = self.profile(who);
-        self.raw_with(&p.cert, &p.key, &p.signing_key, &p.key_id).await
+        self.raw_with(&p.cert, &p.key, &p.signing_key, &p.key_id)
+            .await
     }
 
-    pub async fn raw_with(&self, cert: &Path, key: &Path, signing_key: &Path, key_id: &str) -> RawClient {
-        let tls = sealgate::tls::client_config(&ca_dir(self.dir.path()).join("ca.crt"), cert, key).expect("tls config");
-        let channel = sealgate::tls::connect_channel(&self.addr.to_string(), "localhost", tls).await.expect("connect");
+    pub async fn raw_with(
+        &self,
+        cert: &Path,
+        key: &Path,
+        signing_key: &Path,
+        key_id: &str,
+    ) -> RawClient {
+        let tls = sealgate::tls::client_config(&ca_dir(self.dir.path()).join("ca.crt"), cert, key)
+            .expect("tls config");
+        let channel = sealgate::tls::connect_channel(&self.addr.to_string(), "localhost", tls)
+            .await
+            .expect("connect");
         RawClient {
             rpc: McpGatewayServiceClient::new(channel),
             key: sealgate::keys::load_signing_key(signing_key).expect("signing key"),
@@ -234,7 +279,13 @@ impl RawClient {
     }
 
     pub async fn send(&self, env: SignedEnvelope) -> Result<CallResponse, tonic::Status> {
-        self.rpc.clone().call(CallRequest { envelope: Some(env) }).await.map(|r| r.into_inner())
+        self.rpc
+            .clone()
+            .call(CallRequest {
+                envelope: Some(env),
+            })
+            .await
+            .map(|r| r.into_inner())
     }
 
     pub async fn send_payload(&self, payload: &[u8]) -> Result<CallResponse, tonic::Status> {
@@ -259,9 +310,21 @@ pub fn assert_denied(
         Err(s) => s,
     };
     assert_eq!(status.code(), code, "code for {reason}: {status:?}");
-    assert_eq!(sealgate::error::reason_of(&status).as_deref(), Some(reason), "{status:?}");
-    assert!(status.message().starts_with(reason), "message names the reason: {}", status.message());
-    assert_eq!(gw.backend_calls(), backend_before, "{reason}: the backend must not be reached");
+    assert_eq!(
+        sealgate::error::reason_of(&status).as_deref(),
+        Some(reason),
+        "{status:?}"
+    );
+    assert!(
+        status.message().starts_with(reason),
+        "message names the reason: {}",
+        status.message()
+    );
+    assert_eq!(
+        gw.backend_calls(),
+        backend_before,
+        "{reason}: the backend must not be reached"
+    );
     let audit = gw.last_audit();
     assert_eq!(audit["outcome"], "denied");
     assert_eq!(audit["reason"], reason);
