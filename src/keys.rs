@@ -141,6 +141,23 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
     SigningKey::from_pkcs8_pem(text).map_err(|_| invalid())
 }
 
+/// `<key>.pub`: where the public half of a key file goes.
+pub fn pub_path(key: &Path) -> std::path::PathBuf {
+    let mut s = key.as_os_str().to_owned();
+    s.push(".pub");
+    std::path::PathBuf::from(s)
+}
+
+/// Generates a signing key into `out` (0600) and its public key file
+/// `<out>.pub`; returns (key id, base64 public key).
+pub fn generate_key_files(out: &Path, force: bool) -> Result<(String, String), KeyFileError> {
+    let key = generate_signing_key();
+    write_private(out, signing_key_pem(&key)?.as_bytes(), force)?;
+    let vk = key.verifying_key();
+    write_public(&pub_path(out), public_key_toml(&vk).as_bytes(), force)?;
+    Ok((key_id_for(&vk), public_key_b64(&vk)))
+}
+
 /// A public key as the registry and profiles hold it: standard base64 of
 /// the raw 32 bytes.
 pub fn public_key_b64(key: &VerifyingKey) -> String {

@@ -30,6 +30,7 @@ pub mod backend;
 pub mod ca;
 pub mod client;
 pub mod config;
+pub mod dev;
 pub mod envelope;
 pub mod error;
 pub mod gateway;

@@ -279,7 +279,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dev { dir, listen } => {
-            let config_path = dev_setup(&dir, listen)?;
+            let config_path = sealgate::dev::setup(&dir, listen)?;
             let config = Config::load(&config_path)?;
             runtime()?.block_on(serve(config, Some(&dir)))?;
             Ok(ExitCode::SUCCESS)
@@ -290,7 +290,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!(
                 "wrote {} (private, 0600) and {} (public); key id {key_id}",
                 out.display(),
-                pub_path(&out).display()
+                sealgate::keys::pub_path(&out).display()
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -409,26 +409,8 @@ async fn serve(config: Config, dev_dir: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-fn pub_path(key: &Path) -> PathBuf {
-    let mut s = key.as_os_str().to_owned();
-    s.push(".pub");
-    PathBuf::from(s)
-}
-
 fn generate_key(out: &Path, force: bool) -> Result<(String, String)> {
-    let key = sealgate::keys::generate_signing_key();
-    let pem = sealgate::keys::signing_key_pem(&key)?;
-    sealgate::keys::write_private(out, pem.as_bytes(), force)?;
-    let vk = key.verifying_key();
-    sealgate::keys::write_public(
-        &pub_path(out),
-        sealgate::keys::public_key_toml(&vk).as_bytes(),
-        force,
-    )?;
-    Ok((
-        sealgate::identity::key_id_for(&vk),
-        sealgate::keys::public_key_b64(&vk),
-    ))
+    Ok(sealgate::keys::generate_key_files(out, force)?)
 }
 
 #[derive(serde::Deserialize)]
@@ -576,95 +558,4 @@ fn ca_command(cmd: CaCommand) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The tools the dev client "demo" may call: all embedded tools but one,
-/// so the tour can show a TOOL_NOT_ALLOWED denial.
-const DEV_TOOLS: &[&str] = &[
-    "get_meps",
-    "get_current_meps",
-    "get_mep_details",
-    "get_plenary_sessions",
-    "get_committee_info",
-    "search_documents",
-    "get_parliamentary_questions",
-];
-
-/// Creates the dev PKI and configs under `dir` once; later runs reuse them.
-fn dev_setup(dir: &Path, listen: SocketAddr) -> Result<PathBuf> {
-    let config_path = dir.join("sealgate.toml");
-    if config_path.exists() {
-        println!("reusing the dev PKI and config in {}", dir.display());
-        return Ok(config_path);
-    }
-    if dir.join("ca").exists() {
-        bail!(
-            "{} is incomplete (no sealgate.toml); remove it to create a fresh dev PKI",
-            dir.display()
-        );
-    }
-    let ca_dir = dir.join("ca");
-    let ca = ca::init(
-        &ca_dir,
-        "sealgate.local",
-        CaAlgorithm::EcdsaP256,
-        ca::DEFAULT_CA_DAYS,
-        false,
-    )?;
-    ca.issue_server(
-        &["localhost".into(), "127.0.0.1".into()],
-        ca::DEFAULT_SERVER_DAYS,
-        &dir.join("server.crt"),
-        &dir.join("server.key"),
-        false,
-    )?;
-    let (key_id, public_key) = generate_key(&dir.join("gateway.signing.key"), false)?;
-    let tools: Vec<String> = DEV_TOOLS.iter().map(|t| t.to_string()).collect();
-    let issued = ca.issue_client(&ClientRequest {
-        id: "demo",
-        days: ca::DEFAULT_CLIENT_DAYS,
-        tools: &tools,
-        out_dir: &dir.join("clients"),
-        gateway: Some(GatewayInfo {
-            endpoint: listen.to_string().replace("127.0.0.1", "localhost"),
-            server_name: "localhost".into(),
-            key_id,
-            public_key,
-        }),
-        force: false,
-    })?;
-    sealgate::keys::write_public(
-        &dir.join("clients.toml"),
-        format!(
-            "# sealgate client registry (dev)\n\n{}",
-            issued.registry_toml
-        )
-        .as_bytes(),
-        false,
-    )?;
-    let config = format!(
-        "# sealgate gateway configuration (dev). Paths are relative to this file.\n\
-         listen = \"{listen}\"\n\
-         trust_domain = \"sealgate.local\"\n\
-         \n\
-         [tls]\n\
-         cert = \"server.crt\"\n\
-         key = \"server.key\"\n\
-         client_ca = \"ca/ca.crt\"\n\
-         \n\
-         [signing]\n\
-         key = \"gateway.signing.key\"\n\
-         \n\
-         [registry]\n\
-         path = \"clients.toml\"\n\
-         \n\
-         [audit]\n\
-         path = \"audit.jsonl\"\n\
-         \n\
-         [backend]\n\
-         kind = \"embedded\"\n"
-    );
-    sealgate::keys::write_public(&config_path, config.as_bytes(), false)?;
-    println!("created dev PKI and config in {}", dir.display());
-    Ok(config_path)
 }

@@ -222,7 +222,8 @@ fn every_signed_field_is_covered() {
     let vk = key.verifying_key();
     let good = sample(&key);
     assert!(verify_request(&good, &vk, 1_000_000, 30_000).is_ok());
-    let mutations: Vec<Box<dyn Fn(&mut SignedEnvelope)>> = vec![
+    type Mutation = Box<dyn Fn(&mut SignedEnvelope)>;
+    let mutations: Vec<Mutation> = vec![
         Box::new(|e| e.payload = Bytes::from_static(b"{ }")),
         Box::new(|e| e.audience = "other".into()),
         Box::new(|e| e.key_id = "kie".into()),

@@ -34,6 +34,7 @@ pub const ALICE_TOOLS: &[&str] = &[
     "get_current_meps",
 ];
 
+#[derive(Default)]
 pub struct Options {
     /// Extra TOML appended to the gateway config.
     pub config_extra: String,
@@ -43,17 +44,6 @@ pub struct Options {
     pub bob_rate_limit: Option<(u32, u32)>,
     /// Clients issued, registered, then revoked in the CRL before start.
     pub revoked_clients: Vec<&'static str>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            config_extra: String::new(),
-            registry_extra: String::new(),
-            bob_rate_limit: None,
-            revoked_clients: Vec::new(),
-        }
-    }
 }
 
 pub struct TestGateway {

@@ -1,0 +1,115 @@
+//! `sealgate dev`: a development PKI and config, created once under a
+//! folder and reused on later runs.
+//!
+//! Everything it writes is for a developer's machine: a CA, a server
+//! certificate for localhost, the client "demo" with a profile, the gateway
+//! signing key, the registry and the config. Private keys are 0600 and
+//! existing files are never overwritten.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::ca::{self, CaAlgorithm, ClientRequest, GatewayInfo};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DevError {
+    #[error("{0}")]
+    Incomplete(String),
+    #[error(transparent)]
+    Ca(#[from] ca::CaError),
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyFileError),
+}
+
+/// The tools the dev client "demo" may call: all embedded tools but one,
+/// so the tour can show a TOOL_NOT_ALLOWED denial.
+pub const DEV_TOOLS: &[&str] = &[
+    "get_meps",
+    "get_current_meps",
+    "get_mep_details",
+    "get_plenary_sessions",
+    "get_committee_info",
+    "search_documents",
+    "get_parliamentary_questions",
+];
+
+/// Creates the dev PKI and configs under `dir` once; later runs reuse them.
+pub fn setup(dir: &Path, listen: SocketAddr) -> Result<PathBuf, DevError> {
+    let config_path = dir.join("sealgate.toml");
+    if config_path.exists() {
+        println!("reusing the dev PKI and config in {}", dir.display());
+        return Ok(config_path);
+    }
+    if dir.join("ca").exists() {
+        return Err(DevError::Incomplete(format!(
+            "{} is incomplete (no sealgate.toml); remove it to create a fresh dev PKI",
+            dir.display()
+        )));
+    }
+    let ca_dir = dir.join("ca");
+    let ca = ca::init(
+        &ca_dir,
+        "sealgate.local",
+        CaAlgorithm::EcdsaP256,
+        ca::DEFAULT_CA_DAYS,
+        false,
+    )?;
+    ca.issue_server(
+        &["localhost".into(), "127.0.0.1".into()],
+        ca::DEFAULT_SERVER_DAYS,
+        &dir.join("server.crt"),
+        &dir.join("server.key"),
+        false,
+    )?;
+    let (key_id, public_key) =
+        crate::keys::generate_key_files(&dir.join("gateway.signing.key"), false)?;
+    let tools: Vec<String> = DEV_TOOLS.iter().map(|t| t.to_string()).collect();
+    let issued = ca.issue_client(&ClientRequest {
+        id: "demo",
+        days: ca::DEFAULT_CLIENT_DAYS,
+        tools: &tools,
+        out_dir: &dir.join("clients"),
+        gateway: Some(GatewayInfo {
+            endpoint: listen.to_string().replace("127.0.0.1", "localhost"),
+            server_name: "localhost".into(),
+            key_id,
+            public_key,
+        }),
+        force: false,
+    })?;
+    crate::keys::write_public(
+        &dir.join("clients.toml"),
+        format!(
+            "# sealgate client registry (dev)\n\n{}",
+            issued.registry_toml
+        )
+        .as_bytes(),
+        false,
+    )?;
+    let config = format!(
+        "# sealgate gateway configuration (dev). Paths are relative to this file.\n\
+         listen = \"{listen}\"\n\
+         trust_domain = \"sealgate.local\"\n\
+         \n\
+         [tls]\n\
+         cert = \"server.crt\"\n\
+         key = \"server.key\"\n\
+         client_ca = \"ca/ca.crt\"\n\
+         \n\
+         [signing]\n\
+         key = \"gateway.signing.key\"\n\
+         \n\
+         [registry]\n\
+         path = \"clients.toml\"\n\
+         \n\
+         [audit]\n\
+         path = \"audit.jsonl\"\n\
+         \n\
+         [backend]\n\
+         kind = \"embedded\"\n"
+    );
+    crate::keys::write_public(&config_path, config.as_bytes(), false)?;
+    println!("created dev PKI and config in {}", dir.display());
+    Ok(config_path)
+}

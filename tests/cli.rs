@@ -1,0 +1,356 @@
+//! The `sealgate` binary: CA tooling, key files, and the dev tour end to end
+//! (`sealgate dev`, then the `sealgate call` it prints).
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn sealgate(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(args)
+        .current_dir(dir)
+        .env("SEALGATE_LOG", "warn")
+        .output()
+        .expect("run sealgate")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).expect("meta").permissions().mode() & 0o777
+}
+
+#[test]
+fn ca_init_issue_inspect() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    ok(&sealgate(
+        d,
+        &[
+            "ca",
+            "init",
+            "--dir",
+            "ca",
+            "--trust-domain",
+            "agency.example",
+        ],
+    ));
+    assert_eq!(mode(&d.join("ca/ca.key")), 0o600);
+    // Never overwritten without --force.
+    let again = sealgate(
+        d,
+        &[
+            "ca",
+            "init",
+            "--dir",
+            "ca",
+            "--trust-domain",
+            "agency.example",
+        ],
+    );
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already exists; pass --force"),
+        "{again:?}"
+    );
+
+    ok(&sealgate(
+        d,
+        &[
+            "ca",
+            "issue-server",
+            "--dir",
+            "ca",
+            "--dns",
+            "gw.agency.example",
+            "--ip",
+            "127.0.0.1",
+        ],
+    ));
+    assert_eq!(mode(&d.join("server.key")), 0o600);
+    let server = ok(&sealgate(d, &["ca", "inspect", "server.crt"]));
+    assert!(
+        server.contains("DNS:gw.agency.example, IP:127.0.0.1"),
+        "{server}"
+    );
+    assert!(server.contains("EKU:         serverAuth"), "{server}");
+
+    ok(&sealgate(
+        d,
+        &["key", "generate", "--out", "gateway.signing.key"],
+    ));
+    assert_eq!(mode(&d.join("gateway.signing.key")), 0o600);
+    let issued = ok(&sealgate(
+        d,
+        &[
+            "ca",
+            "issue-client",
+            "analyst-7",
+            "--dir",
+            "ca",
+            "--out",
+            "clients",
+            "--tool",
+            "get_meps,get_mep_details",
+            "--gateway-pub",
+            "gateway.signing.key.pub",
+        ],
+    ));
+    assert!(
+        issued.contains("spiffe://agency.example/client/analyst-7"),
+        "{issued}"
+    );
+    for f in ["analyst-7.key", "analyst-7.signing.key"] {
+        assert_eq!(mode(&d.join("clients").join(f)), 0o600, "{f}");
+    }
+    let client = ok(&sealgate(d, &["ca", "inspect", "clients/analyst-7.crt"]));
+    assert!(
+        client.contains("SANs:        URI:spiffe://agency.example/client/analyst-7\n"),
+        "{client}"
+    );
+    assert!(client.contains("EKU:         clientAuth"), "{client}");
+    assert!(client.contains("SHA-256:"), "{client}");
+    let entry = std::fs::read_to_string(d.join("clients/analyst-7.registry.toml")).expect("entry");
+    assert!(
+        entry.contains(r#"tools = ["get_meps", "get_mep_details"]"#),
+        "{entry}"
+    );
+    // The registry entry is valid registry TOML.
+    sealgate::identity::Registry::parse(
+        &entry,
+        sealgate::identity::RateLimitFile {
+            per_second: 1,
+            burst: 1,
+        },
+    )
+    .expect("valid entry");
+    assert!(d.join("clients/analyst-7.profile.toml").exists());
+
+    // Unsafe ids are refused before anything is written.
+    for bad in ["../evil", "a b", "é", ""] {
+        let out = sealgate(
+            d,
+            &["ca", "issue-client", bad, "--dir", "ca", "--out", "clients"],
+        );
+        assert!(!out.status.success(), "{bad:?} accepted");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("client id"),
+            "{out:?}"
+        );
+    }
+    // Revocation writes a CRL.
+    let rev = ok(&sealgate(
+        d,
+        &["ca", "revoke", "clients/analyst-7.crt", "--dir", "ca"],
+    ));
+    assert!(rev.contains("revoked serial"), "{rev}");
+    assert!(std::fs::read_to_string(d.join("ca/crl.pem"))
+        .expect("crl")
+        .contains("BEGIN X509 CRL"));
+}
+
+#[test]
+fn group_readable_key_is_refused_by_serve() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let port = free_port();
+    let mut child = spawn_dev(d, port);
+    wait_for_port(port, &mut child);
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let key = d.join("dev/gateway.signing.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = sealgate(d, &["serve", "--config", "dev/sealgate.toml"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("readable by group or others (mode 644)"),
+        "{err}"
+    );
+    assert!(!err.contains("PRIVATE KEY"), "{err}");
+}
+
+#[test]
+fn config_errors_name_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(d.join("bad.toml"), "listen = \"127.0.0.1:1\"\ntrust_domain = \"Bad Domain\"\n[tls]\ncert=\"a\"\nkey=\"b\"\nclient_ca=\"c\"\n[signing]\nkey=\"k\"\n[registry]\npath=\"r\"\n").expect("write");
+    let out = sealgate(d, &["serve", "--config", "bad.toml"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("trust_domain"),
+        "{err}"
+    );
+    std::fs::write(
+        d.join("typo.toml"),
+        "listen = \"127.0.0.1:1\"\ntrust_domian = \"x\"\n",
+    )
+    .expect("write");
+    let err = String::from_utf8_lossy(&sealgate(d, &["serve", "--config", "typo.toml"]).stderr)
+        .into_owned();
+    assert!(
+        err.contains("unknown field") && err.contains("trust_domian"),
+        "{err}"
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn spawn_dev(d: &Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args([
+            "dev",
+            "--dir",
+            "dev",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .current_dir(d)
+        .env("SEALGATE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn dev")
+}
+
+fn wait_for_port(port: u16, child: &mut Child) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("sealgate dev exited early: {status}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "sealgate dev did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Kills the dev gateway even when an assertion fails.
+struct Reap(Child);
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn dev_tour_runs_the_printed_call_command() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let port = free_port();
+    let mut child = spawn_dev(d, port);
+    wait_for_port(port, &mut child);
+    let stdout = child.stdout.take().expect("stdout");
+    let mut dev = Reap(child);
+    // Find the printed `call` command and run it as printed (minus `cargo run --release --`).
+    let mut reader = BufReader::new(stdout);
+    let mut printed = None;
+    let mut line = String::new();
+    while reader.read_line(&mut line).expect("read") > 0 {
+        if let Some(cmd) = line.trim().strip_prefix("cargo run --release -- call ") {
+            printed = Some(cmd.to_string());
+            break;
+        }
+        line.clear();
+    }
+    let printed = printed.expect("dev prints a call command");
+    let args = shell_words(&printed);
+    let mut argv = vec!["call".to_string()];
+    argv.extend(args);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = ok(&sealgate(d, &argv));
+    assert!(out.contains("person/900001"), "{out}");
+    assert!(
+        out.contains("sealgate embedded sample data (fictional)"),
+        "{out}"
+    );
+
+    // tools, and a denial with its reason and exit code 1.
+    let profile = "dev/clients/demo.profile.toml";
+    let tools = ok(&sealgate(d, &["tools", "--profile", profile]));
+    assert!(
+        tools.contains("\"get_meps\"") && !tools.contains("get_voting_records"),
+        "{tools}"
+    );
+    let denied = sealgate(d, &["call", "get_voting_records", "--profile", profile]);
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("denied: TOOL_NOT_ALLOWED"),
+        "{denied:?}"
+    );
+    // A tool error exits 3.
+    let bad = sealgate(
+        d,
+        &[
+            "call",
+            "get_meps",
+            "--args",
+            r#"{"limit":0}"#,
+            "--profile",
+            profile,
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(3), "{bad:?}");
+
+    // The audit log is in the dev folder, 0600, one line per request.
+    let audit = std::fs::read_to_string(d.join("dev/audit.jsonl")).expect("audit");
+    assert_eq!(audit.lines().count(), 4, "{audit}");
+    assert_eq!(mode(&d.join("dev/audit.jsonl")), 0o600);
+
+    // A second run reuses the dev PKI.
+    let _ = dev.0.kill();
+    let _ = dev.0.wait();
+    let ca_before = std::fs::read(d.join("dev/ca/ca.crt")).expect("ca");
+    let mut child = spawn_dev(d, port);
+    wait_for_port(port, &mut child);
+    let _dev2 = Reap(child);
+    assert_eq!(
+        std::fs::read(d.join("dev/ca/ca.crt")).expect("ca"),
+        ca_before
+    );
+    ok(&sealgate(d, &["tools", "--profile", profile]));
+}
+
+/// Splits a printed command line: words, and single-quoted strings.
+fn shell_words(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in s.chars() {
+        match c {
+            '\'' => quoted = !quoted,
+            ' ' if !quoted => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
