@@ -95,6 +95,7 @@ pub struct PeerStream {
     info: Arc<PeerInfo>,
     idle_timeout: Duration,
     idle: Pin<Box<Sleep>>,
+    stats: Arc<AcceptStats>,
     /// Holds one of `max_connections` until the connection closes.
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -109,6 +110,8 @@ impl PeerStream {
             }
             match self.info.activity.idle_deadline(self.idle_timeout) {
                 Some(deadline) if deadline <= Instant::now() => {
+                    self.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer.addr = %self.info.remote, "closing idle connection");
                     return Poll::Ready(io::Error::new(
                         io::ErrorKind::TimedOut,
                         "idle connection timeout",
@@ -177,6 +180,8 @@ pub struct AcceptStats {
     pub handshakes_ok: AtomicU64,
     pub handshakes_failed: AtomicU64,
     pub handshakes_timed_out: AtomicU64,
+    /// Connections closed for having no request for `idle_timeout`.
+    pub idle_closed: AtomicU64,
 }
 
 /// Everything `run` needs besides the listener.
@@ -299,6 +304,7 @@ async fn accept_loop(
                 info,
                 idle_timeout,
                 idle: Box::pin(tokio::time::sleep(idle_timeout)),
+                stats,
                 _permit: permit,
             };
             let _ = tx.send(Ok(stream)).await;

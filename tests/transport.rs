@@ -382,3 +382,102 @@ async fn spiffe_id_of_another_trust_domain_gets_identity_invalid() {
         0,
     );
 }
+
+#[tokio::test]
+async fn silent_connection_is_dropped_at_the_handshake_timeout() {
+    let gw = TestGateway::start_with(Options {
+        config_extra: "[transport]\nhandshake_timeout_secs = 1\n".into(),
+        ..Default::default()
+    })
+    .await;
+    // A client that connects and never says anything (slowloris).
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.expect("tcp");
+    let mut buf = [0u8; 16];
+    let started = std::time::Instant::now();
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read(&mut buf))
+        .await
+        .expect("the gateway closes the connection")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without data");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "not before the timeout"
+    );
+    assert_eq!(
+        gw.stats
+            .handshakes_timed_out
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(gw.backend_calls(), 0);
+}
+
+#[tokio::test]
+async fn idle_connection_is_closed_and_busy_one_is_not() {
+    let gw = TestGateway::start_with(Options {
+        config_extra: "[transport]\nidle_timeout_secs = 1\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let idle = std::sync::atomic::Ordering::Relaxed;
+    let client = gw.client(&gw.alice).await;
+    // Requests every 400 ms keep the connection open past the idle timeout.
+    for _ in 0..5 {
+        client
+            .call_tool("get_meps", serde_json::json!({"limit": 1}))
+            .await
+            .expect("call");
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    }
+    assert_eq!(
+        gw.stats.idle_closed.load(idle),
+        0,
+        "a connection in use is not idle"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
+    assert_eq!(
+        gw.stats.idle_closed.load(idle),
+        1,
+        "closed after 1 s without requests"
+    );
+    // The client reconnects transparently.
+    client
+        .call_tool("get_meps", serde_json::json!({"limit": 1}))
+        .await
+        .expect("call after reconnect");
+    assert_eq!(gw.stats.handshakes_ok.load(idle), 2);
+}
+
+#[tokio::test]
+async fn certificate_without_eku_gets_identity_invalid() {
+    // webpki accepts a chain without an EKU extension; the identity stage
+    // insists on clientAuth.
+    let gw = TestGateway::start().await;
+    let id = sealgate::identity::ClientId::parse("alice").expect("id");
+    let now = time::OffsetDateTime::now_utc();
+    let mut params = sealgate::ca::client_params_with_validity(
+        &gw.ca,
+        &id,
+        now - time::Duration::hours(1),
+        now + time::Duration::days(1),
+    )
+    .expect("params");
+    params.extended_key_usages = vec![];
+    let (cert, key) = write_cert(gw.dir.path(), "noeku", &gw.ca, &params);
+    let p = gw.profile(&gw.alice);
+    let raw = gw.raw_with(&cert, &key, &p.signing_key, &p.key_id).await;
+    let result = raw.send_payload(GET_MEPS).await;
+    let message = result
+        .as_ref()
+        .err()
+        .map(|s| s.message().to_string())
+        .unwrap_or_default();
+    assert_denied(
+        &gw,
+        result,
+        tonic::Code::Unauthenticated,
+        "IDENTITY_INVALID",
+        0,
+    );
+    assert!(message.contains("clientAuth"), "{message}");
+}
