@@ -37,7 +37,9 @@ pub mod gateway;
 pub mod identity;
 pub mod jsonrpc;
 pub mod keys;
+pub mod policy;
 pub mod replay;
+pub mod secrets;
 pub mod server;
 pub mod tls;
 

@@ -145,6 +145,18 @@ pub fn client_config(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<ClientCon
     Ok(with_h2(config))
 }
 
+/// The TLS config for connections *from* the gateway to backends and to
+/// OpenBao: TLS 1.3 only, trusting only the given CA, no client certificate.
+pub fn backend_client_config(ca: &Path) -> Result<ClientConfig, TlsError> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots(ca)?)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// Sets ALPN h2 on a client config.
 pub fn with_h2(mut config: ClientConfig) -> Arc<ClientConfig> {
     config.alpn_protocols = vec![b"h2".to_vec()];

@@ -1,0 +1,11 @@
+//! Policy on what a verified request may carry: pinned tool definitions and
+//! their input schemas, and the sanitizer rules for string arguments.
+//!
+//! Nothing here sees a client's identity or keys; everything here refuses
+//! with the JSON path and the rule, never with an argument value.
+
+pub mod pins;
+pub mod sanitize;
+
+pub use pins::{canonical_json, PinError, PinFile, PinnedTool, ToolDigest};
+pub use sanitize::{SanitizeError, SanitizePolicy, SanitizeRules};

@@ -1,0 +1,350 @@
+//! The sanitizer: rules for every string in tool arguments, beyond what a
+//! backend's schema says. Limits on length, total size and depth; no control
+//! characters and no Unicode bidirectional overrides; NFC (normalise or
+//! reject); and, in identifier-like fields, no path traversal and no URL
+//! schemes. Errors name the JSON path and the rule, never the value.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Deserialize;
+use serde_json::Value;
+use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
+
+/// What to do with a string that is not in Unicode NFC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NfcPolicy {
+    /// Refuse it.
+    Reject,
+    /// Rewrite it to NFC before forwarding.
+    Normalize,
+}
+
+/// One set of rules (the defaults, or a tool's overrides).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SanitizeRules {
+    /// Longest string, in characters.
+    pub max_string_chars: Option<usize>,
+    /// Largest argument object, serialised, in bytes.
+    pub max_total_bytes: Option<usize>,
+    /// Deepest nesting of the arguments object.
+    pub max_depth: Option<usize>,
+    pub nfc: Option<NfcPolicy>,
+    /// Field names treated as identifiers, in addition to the built-in
+    /// rule (`id`, `*Id`, `*_id`, `*ID`, `identifier`, `uri`, `url`, `path`).
+    pub identifier_fields: Option<Vec<String>>,
+}
+
+/// The effective policy: defaults plus per-tool overrides.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SanitizePolicy {
+    #[serde(flatten)]
+    pub defaults: SanitizeRules,
+    #[serde(default)]
+    pub tools: BTreeMap<String, SanitizeRules>,
+}
+
+struct Effective<'a> {
+    max_string_chars: usize,
+    max_total_bytes: usize,
+    max_depth: usize,
+    nfc: NfcPolicy,
+    identifier_fields: HashSet<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("argument {path} {rule}")]
+pub struct SanitizeError {
+    pub path: String,
+    pub rule: &'static str,
+}
+
+const DEFAULT_MAX_STRING_CHARS: usize = 4096;
+const DEFAULT_MAX_TOTAL_BYTES: usize = 64 * 1024;
+const DEFAULT_MAX_DEPTH: usize = 8;
+
+impl SanitizePolicy {
+    fn effective(&self, tool: &str) -> Effective<'_> {
+        let t = self.tools.get(tool);
+        let pick = |f: fn(&SanitizeRules) -> Option<usize>, d: usize| {
+            t.and_then(f).or(f(&self.defaults)).unwrap_or(d)
+        };
+        let mut identifier_fields: HashSet<&str> = HashSet::new();
+        for rules in [Some(&self.defaults), t].into_iter().flatten() {
+            if let Some(fields) = &rules.identifier_fields {
+                identifier_fields.extend(fields.iter().map(String::as_str));
+            }
+        }
+        Effective {
+            max_string_chars: pick(|r| r.max_string_chars, DEFAULT_MAX_STRING_CHARS),
+            max_total_bytes: pick(|r| r.max_total_bytes, DEFAULT_MAX_TOTAL_BYTES),
+            max_depth: pick(|r| r.max_depth, DEFAULT_MAX_DEPTH),
+            nfc: t
+                .and_then(|r| r.nfc)
+                .or(self.defaults.nfc)
+                .unwrap_or(NfcPolicy::Reject),
+            identifier_fields,
+        }
+    }
+
+    /// Checks (and, for NFC normalisation, rewrites) a tool's arguments.
+    pub fn apply(&self, tool: &str, arguments: &mut Value) -> Result<(), SanitizeError> {
+        let rules = self.effective(tool);
+        let size = serde_json::to_vec(arguments)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > rules.max_total_bytes {
+            return Err(SanitizeError {
+                path: "/".into(),
+                rule: "exceeds the total argument size limit",
+            });
+        }
+        walk(arguments, &mut String::new(), None, 0, &rules)
+    }
+}
+
+fn is_identifier_field(name: &str, rules: &Effective<'_>) -> bool {
+    rules.identifier_fields.contains(name)
+        || matches!(name, "id" | "identifier" | "uri" | "url" | "path")
+        || name.ends_with("Id")
+        || name.ends_with("_id")
+        || name.ends_with("ID")
+}
+
+/// Bidirectional controls (Trojan Source, CVE-2021-42574) and other
+/// invisible format characters that change how text reads.
+fn is_bidi_or_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+        | '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+}
+
+fn walk(
+    v: &mut Value,
+    path: &mut String,
+    key: Option<&str>,
+    depth: usize,
+    rules: &Effective<'_>,
+) -> Result<(), SanitizeError> {
+    let fail = |path: &str, rule| {
+        Err(SanitizeError {
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.to_string()
+            },
+            rule,
+        })
+    };
+    if depth > rules.max_depth {
+        return fail(path, "nests deeper than the limit");
+    }
+    match v {
+        Value::String(s) => {
+            if s.chars().count() > rules.max_string_chars {
+                return fail(path, "is longer than the string length limit");
+            }
+            if s.chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+            {
+                return fail(path, "contains control characters");
+            }
+            if s.chars().any(is_bidi_or_invisible) {
+                return fail(
+                    path,
+                    "contains Unicode bidirectional or invisible format characters",
+                );
+            }
+            if is_nfc_quick(s.chars()) != IsNormalized::Yes {
+                let nfc: String = s.nfc().collect();
+                if nfc != *s {
+                    match rules.nfc {
+                        NfcPolicy::Reject => return fail(path, "is not in Unicode NFC"),
+                        NfcPolicy::Normalize => *s = nfc,
+                    }
+                }
+            }
+            if key.is_some_and(|k| is_identifier_field(k, rules)) {
+                let lower = s.to_ascii_lowercase();
+                let traversal = s.split(['/', '\\']).any(|seg| seg == ".." || seg == ".")
+                    || s.starts_with('/')
+                    || s.contains('\\')
+                    || lower.contains("%2e")
+                    || lower.contains("%2f")
+                    || lower.contains("%5c")
+                    || s.contains('\0');
+                if traversal {
+                    return fail(path, "in an identifier field looks like a path traversal");
+                }
+                let scheme = s.split_once(':').is_some_and(|(head, _)| {
+                    !head.is_empty()
+                        && head
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+                        && head.starts_with(|c: char| c.is_ascii_alphabetic())
+                });
+                if scheme {
+                    return fail(path, "in an identifier field carries a URL scheme");
+                }
+            }
+            Ok(())
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("/{i}"));
+                // Items of an identifier list are identifiers too.
+                walk(item, path, key, depth + 1, rules)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Object(map) => {
+            for (k, item) in map.iter_mut() {
+                if k.chars().any(|c| c.is_control() || is_bidi_or_invisible(c))
+                    || k.chars().count() > 256
+                {
+                    return fail(
+                        path,
+                        "has a member name with control or format characters, or too long",
+                    );
+                }
+                let len = path.len();
+                path.push('/');
+                path.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                walk(item, path, Some(k), depth + 1, rules)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn check(v: Value) -> Result<Value, SanitizeError> {
+        let mut v = v;
+        SanitizePolicy::default().apply("t", &mut v).map(|_| v)
+    }
+
+    #[test]
+    fn ordinary_arguments_pass() {
+        let v = json!({"country": "SE", "id": "person/900001", "docId": "A10-9004/2025", "keyword": "café, Straße", "limit": 5});
+        assert_eq!(check(v.clone()), Ok(v));
+    }
+
+    #[test]
+    fn each_rule_refuses_with_path_and_no_value() {
+        let cases = [
+            (
+                json!({"q": "a\u{0007}b"}),
+                "/q",
+                "contains control characters",
+            ),
+            (
+                json!({"q": "admin\u{202E}txt.exe"}),
+                "/q",
+                "contains Unicode bidirectional or invisible format characters",
+            ),
+            (
+                json!({"q": "zero\u{200B}width"}),
+                "/q",
+                "contains Unicode bidirectional or invisible format characters",
+            ),
+            (json!({"q": "cafe\u{0301}"}), "/q", "is not in Unicode NFC"),
+            (
+                json!({"id": "../../etc/passwd"}),
+                "/id",
+                "in an identifier field looks like a path traversal",
+            ),
+            (
+                json!({"docId": "%2e%2e%2fsecret"}),
+                "/docId",
+                "in an identifier field looks like a path traversal",
+            ),
+            (
+                json!({"mep_id": "/etc/passwd"}),
+                "/mep_id",
+                "in an identifier field looks like a path traversal",
+            ),
+            (
+                json!({"id": "file:///etc/passwd"}),
+                "/id",
+                "in an identifier field carries a URL scheme",
+            ),
+            (
+                json!({"sessionId": "javascript:alert(1)"}),
+                "/sessionId",
+                "in an identifier field carries a URL scheme",
+            ),
+            (
+                json!({"ids": ["ok", "x"], "nested": {"eventId": "http://evil"}}),
+                "/nested/eventId",
+                "in an identifier field carries a URL scheme",
+            ),
+            (
+                json!({"q": "x".repeat(4097)}),
+                "/q",
+                "is longer than the string length limit",
+            ),
+            (
+                json!({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": 1}}}}}}}}}),
+                "/a/b/c/d/e/f/g/h/i",
+                "nests deeper than the limit",
+            ),
+        ];
+        for (v, path, rule) in cases {
+            let text = v.to_string();
+            let e = check(v).expect_err(&text);
+            assert_eq!((e.path.as_str(), e.rule), (path, rule), "{text}");
+        }
+        // Non-identifier fields may hold URLs and slashes.
+        assert!(check(json!({"keyword": "see http://example.org/a/../b"})).is_ok());
+    }
+
+    #[test]
+    fn nfc_normalize_policy_rewrites() {
+        let policy: SanitizePolicy = toml::from_str("nfc = \"normalize\"").expect("policy");
+        let mut v = json!({"q": "cafe\u{0301}"});
+        policy.apply("t", &mut v).expect("normalised");
+        assert_eq!(v, json!({"q": "caf\u{e9}"}));
+    }
+
+    #[test]
+    fn per_tool_overrides() {
+        let policy: SanitizePolicy = toml::from_str(
+            "max_string_chars = 100\n[tools.search_documents]\nmax_string_chars = 10\nidentifier_fields = [\"keyword\"]\n",
+        )
+        .expect("policy");
+        let mut long = json!({"q": "x".repeat(50)});
+        assert!(policy.apply("get_meps", &mut long).is_ok());
+        assert_eq!(
+            policy
+                .apply("search_documents", &mut long)
+                .expect_err("10")
+                .rule,
+            "is longer than the string length limit"
+        );
+        let mut kw = json!({"keyword": "http:x"});
+        assert_eq!(
+            policy
+                .apply("search_documents", &mut kw)
+                .expect_err("id")
+                .rule,
+            "in an identifier field carries a URL scheme"
+        );
+        let mut total: SanitizePolicy = toml::from_str("max_total_bytes = 20").expect("policy");
+        total.tools.clear();
+        let mut big = json!({"q": "x".repeat(30)});
+        assert_eq!(
+            total.apply("t", &mut big).expect_err("size").rule,
+            "exceeds the total argument size limit"
+        );
+    }
+}
