@@ -58,13 +58,13 @@ async fn main() {
         per_second: 1_000_000,
         burst: 1_000_000,
     };
-    let parts = sealgate::server::ServerParts::from_config(
+    let parts = sealgate::server::ServerParts::build(
         &config,
-        Arc::new(sealgate::backend::EmbeddedBackend::new()),
         Some(Arc::new(
             sealgate::audit::AuditLog::file(&dev.join("audit.jsonl")).expect("audit"),
         )),
     )
+    .await
     .expect("parts");
     let tls_server = parts.tls.clone();
     tokio::spawn(async move {

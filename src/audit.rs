@@ -74,6 +74,32 @@ impl Default for AuditRecord {
     }
 }
 
+/// A security event in the audit trail. Like request records, it holds
+/// names and digests only.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecurityEvent<'a> {
+    pub ts: String,
+    /// e.g. `tool_definition_changed`, `tool_added`, `tools_pinned_on_first_use`.
+    pub event: &'a str,
+    pub backend: &'a str,
+    pub tool: Option<&'a str>,
+    pub pinned_digest: Option<&'a str>,
+    pub offered_digest: Option<&'a str>,
+}
+
+impl<'a> SecurityEvent<'a> {
+    pub fn new(event: &'a str, backend: &'a str) -> Self {
+        SecurityEvent {
+            ts: now_rfc3339(),
+            event,
+            backend,
+            tool: None,
+            pinned_digest: None,
+            offered_digest: None,
+        }
+    }
+}
+
 fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
     let format = time::macros::format_description!(
@@ -124,6 +150,21 @@ impl AuditLog {
     }
 
     pub fn write(&self, record: &AuditRecord) {
+        self.write_line(record);
+    }
+
+    /// Records a security event (for example a changed tool definition).
+    pub fn security_event(&self, event: &SecurityEvent<'_>) {
+        tracing::warn!(
+            event = event.event,
+            backend = event.backend,
+            tool = event.tool.unwrap_or("-"),
+            "security event"
+        );
+        self.write_line(event);
+    }
+
+    fn write_line<T: Serialize>(&self, record: &T) {
         let line = match serde_json::to_string(record) {
             Ok(line) => line,
             Err(e) => {

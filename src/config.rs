@@ -4,6 +4,7 @@
 //! Every error names the file and the field. The config holds paths and
 //! references, never secret values.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,6 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::identity::{valid_trust_domain, RateLimitFile};
+use crate::policy::SanitizePolicy;
+use crate::secrets::SecretRef;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,8 +37,194 @@ pub struct Config {
     pub transport: TransportConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// The MCP servers behind the gateway; default: one embedded backend.
+    #[serde(default = "default_backends", rename = "backend")]
+    pub backends: Vec<BackendConfig>,
     #[serde(default)]
-    pub backend: BackendConfig,
+    pub secrets: SecretsConfig,
+    /// Rules for string arguments of every tool call.
+    #[serde(default)]
+    pub sanitize: SanitizePolicy,
+}
+
+fn default_backends() -> Vec<BackendConfig> {
+    vec![BackendConfig::Embedded {
+        name: default_embedded_name(),
+        prefix: String::new(),
+    }]
+}
+
+fn default_embedded_name() -> String {
+    "embedded".into()
+}
+
+/// Where secret references are resolved.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Re-resolve every secret this often (also on SIGHUP).
+    #[serde(default = "default_refresh")]
+    pub refresh_secs: u64,
+    #[serde(default)]
+    pub openbao: Option<OpenBaoSection>,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        SecretsConfig {
+            refresh_secs: default_refresh(),
+            openbao: None,
+        }
+    }
+}
+
+fn default_refresh() -> u64 {
+    300
+}
+
+/// `[secrets.openbao]`: the OpenBao/Vault server and how to log in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenBaoSection {
+    pub address: String,
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// `token` or `approle`.
+    pub auth: String,
+    /// For `token`: a file: or env: reference to the token.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// For `approle`: references to the role id and secret id.
+    #[serde(default)]
+    pub role_id: Option<String>,
+    #[serde(default)]
+    pub secret_id: Option<String>,
+    #[serde(default)]
+    pub approle_mount: Option<String>,
+}
+
+/// One backend. Secret-bearing fields are strings here and become
+/// [`SecretRef`]s in [`Config::validate`], so that a literal secret is
+/// refused with an error that names its key and never echoes it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum BackendConfig {
+    /// The built-in EP sample backend.
+    Embedded {
+        #[serde(default = "default_embedded_name")]
+        name: String,
+        #[serde(default)]
+        prefix: String,
+    },
+    /// An MCP server child process over stdio.
+    Stdio {
+        name: String,
+        #[serde(default)]
+        prefix: String,
+        #[serde(default = "default_backend_timeout")]
+        timeout_secs: u64,
+        #[serde(default = "default_init_timeout")]
+        init_timeout_secs: u64,
+        /// Pin file; default `pins/<name>.toml` beside the config.
+        #[serde(default)]
+        pins: Option<PathBuf>,
+        command: String,
+        #[serde(default)]
+        args: Vec<String>,
+        #[serde(default)]
+        cwd: Option<PathBuf>,
+        /// Non-secret environment variables.
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        /// Environment variables from the secrets source (references only).
+        #[serde(default)]
+        secret_env: BTreeMap<String, String>,
+        /// Variables passed through from the gateway's environment.
+        #[serde(default = "default_inherit")]
+        inherit_env: Vec<String>,
+    },
+    /// An MCP server over Streamable HTTP.
+    Http {
+        name: String,
+        #[serde(default)]
+        prefix: String,
+        #[serde(default = "default_backend_timeout")]
+        timeout_secs: u64,
+        #[serde(default)]
+        pins: Option<PathBuf>,
+        url: String,
+        /// CA of the backend's certificate (required for https).
+        #[serde(default)]
+        ca: Option<PathBuf>,
+        /// Reference to the bearer credential.
+        #[serde(default)]
+        bearer_token: Option<String>,
+    },
+}
+
+fn default_backend_timeout() -> u64 {
+    30
+}
+
+fn default_init_timeout() -> u64 {
+    20
+}
+
+fn default_inherit() -> Vec<String> {
+    vec!["PATH".into()]
+}
+
+/// Environment variable names that hold credentials by convention: a plain
+/// `env` entry with such a name is refused as a likely literal secret.
+fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    [
+        "KEY",
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "CREDENTIAL",
+        "AUTH",
+        "PRIVATE",
+        "COOKIE",
+        "SESSION",
+    ]
+    .iter()
+    .any(|w| upper.contains(w))
+}
+
+impl BackendConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            BackendConfig::Embedded { name, .. }
+            | BackendConfig::Stdio { name, .. }
+            | BackendConfig::Http { name, .. } => name,
+        }
+    }
+
+    /// Every secret reference this backend uses, validated.
+    pub fn secret_refs(&self) -> Result<Vec<(String, SecretRef)>, String> {
+        let name = self.name();
+        let parse = |key: String, v: &str| {
+            SecretRef::parse(v)
+                .map(|r| (key.clone(), r))
+                .map_err(|e| format!("backend {name:?} field {key}: {e}"))
+        };
+        match self {
+            BackendConfig::Embedded { .. } => Ok(Vec::new()),
+            BackendConfig::Stdio { secret_env, .. } => secret_env
+                .iter()
+                .map(|(k, v)| parse(format!("secret_env.{k}"), v))
+                .collect(),
+            BackendConfig::Http { bearer_token, .. } => bearer_token
+                .iter()
+                .map(|v| parse("bearer_token".into(), v))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -55,8 +244,23 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SigningConfig {
-    /// The gateway's Ed25519 response-signing key (PKCS#8 PEM, 0600).
-    pub key: PathBuf,
+    /// The gateway's Ed25519 response-signing key (PKCS#8 PEM): a path to a
+    /// 0600 file, or a secret reference (`openbao://…#field`, `file:…`, `env:…`).
+    pub key: String,
+}
+
+impl SigningConfig {
+    /// The key as a secret reference (a plain path is a `file:` reference).
+    pub fn key_ref(&self) -> Result<SecretRef, String> {
+        if self.key.contains("://") || self.key.starts_with("env:") || self.key.starts_with("file:")
+        {
+            SecretRef::parse(&self.key).map_err(|e| format!("field signing.key: {e}"))
+        } else if self.key.contains("PRIVATE KEY") || self.key.contains('\n') {
+            Err("field signing.key: holds a literal key; give a path or a secret reference".into())
+        } else {
+            Ok(SecretRef::File(PathBuf::from(&self.key)))
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,12 +355,18 @@ pub struct AuditConfig {
     pub path: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
-#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
-pub enum BackendConfig {
-    /// The built-in EP sample backend.
-    #[default]
-    Embedded,
+/// A TOML error as "line L, column C: message", without the source
+/// snippet toml would quote: that line could hold a secret.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {col}: {}", e.message())
+        }
+        None => e.message().to_string(),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +384,7 @@ impl Config {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let mut config: Config = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| err(toml_error(&text, &e)))?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
         config.validate().map_err(err)?;
@@ -191,8 +401,38 @@ impl Config {
         fix(&mut self.tls.key);
         fix(&mut self.tls.client_ca);
         self.tls.crls.iter_mut().for_each(fix);
-        fix(&mut self.signing.key);
+        if let Ok(SecretRef::File(p)) = self.signing.key_ref() {
+            if p.is_relative() {
+                self.signing.key = base.join(p).display().to_string();
+            }
+        }
         fix(&mut self.registry.path);
+        if let Some(ob) = self.secrets.openbao.as_mut() {
+            if let Some(ca) = ob.ca.as_mut() {
+                fix(ca);
+            }
+        }
+        for b in &mut self.backends {
+            match b {
+                BackendConfig::Embedded { .. } => {}
+                BackendConfig::Stdio {
+                    name, pins, cwd, ..
+                } => {
+                    let p = pins.get_or_insert_with(|| PathBuf::from(format!("pins/{name}.toml")));
+                    fix(p);
+                    if let Some(c) = cwd.as_mut() {
+                        fix(c);
+                    }
+                }
+                BackendConfig::Http { name, pins, ca, .. } => {
+                    let p = pins.get_or_insert_with(|| PathBuf::from(format!("pins/{name}.toml")));
+                    fix(p);
+                    if let Some(c) = ca.as_mut() {
+                        fix(c);
+                    }
+                }
+            }
+        }
         if let Some(p) = self.audit.path.as_mut() {
             if p.as_os_str() != "-" {
                 fix(p);
@@ -250,7 +490,120 @@ impl Config {
                 return Err(format!("field {name}: must be at least 1"));
             }
         }
+        self.signing.key_ref()?;
+        if self.secrets.refresh_secs == 0 {
+            return Err("field secrets.refresh_secs: must be at least 1".into());
+        }
+        if let Some(ob) = &self.secrets.openbao {
+            self.openbao_config(ob)?;
+        }
+        if self.backends.is_empty() {
+            return Err("no [[backend]]: configure at least one".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for b in &self.backends {
+            let name = b.name();
+            if crate::identity::ClientId::parse(name).is_err() {
+                return Err(format!(
+                    "backend name {name:?}: 1-64 characters of [A-Za-z0-9._-]"
+                ));
+            }
+            if !names.insert(name) {
+                return Err(format!("backend name {name:?} is used twice"));
+            }
+            match b {
+                BackendConfig::Stdio {
+                    env, timeout_secs, ..
+                } => {
+                    if let Some(k) = env.keys().find(|k| looks_secret(k)) {
+                        return Err(format!(
+                            "backend {name:?} field env.{k}: looks like a secret, and literal secret values are not allowed in the config; \
+                             move it to secret_env as a reference (openbao://<path>#<field>, file:<path> or env:<NAME>)"
+                        ));
+                    }
+                    if *timeout_secs == 0 {
+                        return Err(format!(
+                            "backend {name:?} field timeout_secs: must be at least 1"
+                        ));
+                    }
+                }
+                BackendConfig::Http {
+                    timeout_secs, url, ..
+                } => {
+                    if *timeout_secs == 0 {
+                        return Err(format!(
+                            "backend {name:?} field timeout_secs: must be at least 1"
+                        ));
+                    }
+                    if !(url.starts_with("https://")
+                        || url.starts_with("http://127.")
+                        || url.starts_with("http://localhost")
+                        || url.starts_with("http://[::1]"))
+                    {
+                        return Err(format!("backend {name:?} field url: must be https:// (plain http only on loopback)"));
+                    }
+                }
+                BackendConfig::Embedded { .. } => {}
+            }
+            b.secret_refs()?;
+        }
         Ok(())
+    }
+
+    /// The OpenBao settings with validated credential references.
+    pub fn openbao_config(
+        &self,
+        ob: &OpenBaoSection,
+    ) -> Result<crate::secrets::OpenBaoConfig, String> {
+        use crate::secrets::{OpenBaoAuth, OpenBaoConfig};
+        let r = |field: &str, v: &Option<String>| -> Result<SecretRef, String> {
+            let v = v.as_deref().ok_or_else(|| {
+                format!(
+                    "field secrets.openbao.{field}: required for auth = {:?}",
+                    ob.auth
+                )
+            })?;
+            let r =
+                SecretRef::parse(v).map_err(|e| format!("field secrets.openbao.{field}: {e}"))?;
+            if matches!(r, SecretRef::OpenBao { .. }) {
+                return Err(format!(
+                    "field secrets.openbao.{field}: must be a file: or env: reference"
+                ));
+            }
+            Ok(r)
+        };
+        let auth = match ob.auth.as_str() {
+            "token" => OpenBaoAuth::Token {
+                token: r("token", &ob.token)?,
+            },
+            "approle" => OpenBaoAuth::Approle {
+                role_id: r("role_id", &ob.role_id)?,
+                secret_id: r("secret_id", &ob.secret_id)?,
+                mount: ob.approle_mount.clone().unwrap_or_else(|| "approle".into()),
+            },
+            other => {
+                return Err(format!(
+                    "field secrets.openbao.auth: {other:?} is not token or approle"
+                ))
+            }
+        };
+        Ok(OpenBaoConfig {
+            address: ob.address.clone(),
+            ca: ob.ca.clone(),
+            auth,
+            namespace: ob.namespace.clone(),
+        })
+    }
+
+    /// Every secret reference the config uses: signing key, backends, with
+    /// relative file paths resolved against `base`.
+    pub fn secret_refs(&self) -> Result<Vec<SecretRef>, String> {
+        let mut refs = vec![self.signing.key_ref()?];
+        for b in &self.backends {
+            refs.extend(b.secret_refs()?.into_iter().map(|(_, r)| r));
+        }
+        refs.dedup();
+        Ok(refs)
     }
 
     /// The audience request envelopes must carry.

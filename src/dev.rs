@@ -106,7 +106,8 @@ pub fn setup(dir: &Path, listen: SocketAddr) -> Result<PathBuf, DevError> {
          [audit]\n\
          path = \"audit.jsonl\"\n\
          \n\
-         [backend]\n\
+         [[backend]]\n\
+         name = \"sample\"\n\
          kind = \"embedded\"\n"
     );
     crate::keys::write_public(&config_path, config.as_bytes(), false)?;

@@ -109,6 +109,15 @@ reasons! {
     MethodNotAllowed => (Code::PermissionDenied, Client, "METHOD_NOT_ALLOWED"),
     /// The client may not call this tool.
     ToolNotAllowed => (Code::PermissionDenied, Client, "TOOL_NOT_ALLOWED"),
+    /// No backend offers a tool of this name.
+    ToolUnknown => (Code::NotFound, Client, "TOOL_UNKNOWN"),
+    /// The backend's definition of this tool differs from the pinned one;
+    /// refused until an operator accepts it.
+    ToolDefinitionChanged => (Code::FailedPrecondition, Backend, "TOOL_DEFINITION_CHANGED"),
+    /// The arguments do not match the tool's pinned inputSchema.
+    ArgumentsInvalid => (Code::InvalidArgument, Client, "ARGUMENTS_INVALID"),
+    /// The arguments break a sanitizer rule.
+    ArgumentsRejected => (Code::InvalidArgument, Client, "ARGUMENTS_REJECTED"),
     /// The backend could not be reached or failed.
     BackendUnavailable => (Code::Unavailable, Backend, "BACKEND_UNAVAILABLE"),
     /// The backend did not answer in time.

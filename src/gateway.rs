@@ -8,20 +8,22 @@
 //! or denied, produces exactly one audit record.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use ed25519_dalek::SigningKey;
 use prost::Message as _;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tonic::{Request, Response, Status};
 
 use crate::audit::{AuditLog, AuditRecord, Outcome};
-use crate::backend::{Backend, BackendError, Reply};
+use crate::backend::router::{Lookup, Router};
+use crate::backend::{BackendError, Reply};
 use crate::envelope::{self, Direction, Seal};
 use crate::error::{Denial, Reason};
 use crate::identity::{ClientEntry, ClientIdentity, Registry};
 use crate::jsonrpc::{self, Method};
+use crate::policy::SanitizePolicy;
 use crate::proto::mcp_gateway_service_server::McpGatewayService;
 use crate::proto::{CallRequest, CallResponse};
 use crate::replay::{ReplayError, ReplayStore};
@@ -57,9 +59,10 @@ pub struct RequestLimits {
     pub clock_skew_ms: i64,
     pub max_envelope_bytes: usize,
     pub json: jsonrpc::Limits,
-    /// How long the backend may take.
-    pub backend_timeout: Duration,
 }
+
+/// Protocol versions the gateway speaks to clients, newest first.
+pub const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
 
 /// Everything a request needs, shared by all connections.
 pub struct Gateway {
@@ -68,8 +71,12 @@ pub struct Gateway {
     /// Swapped atomically on reload; the hot path only loads a pointer.
     pub registry: ArcSwap<Registry>,
     pub replay: Box<dyn ReplayStore>,
-    pub signer: ResponseSigner,
-    pub backend: Arc<dyn Backend>,
+    /// Swapped when the signing key secret is refreshed.
+    pub signer: ArcSwap<ResponseSigner>,
+    pub router: Arc<Router>,
+    pub sanitize: SanitizePolicy,
+    pub secrets: Arc<crate::secrets::Secrets>,
+    pub signing_key_ref: crate::secrets::SecretRef,
     pub audit: Arc<AuditLog>,
     pub clock: Arc<dyn Clock>,
     pub limits: RequestLimits,
@@ -188,23 +195,18 @@ impl Gateway {
         // 5 authorization.
         authorize(client, &message, record)?;
 
-        // 8 backend.
-        let reply = tokio::time::timeout(
-            self.limits.backend_timeout,
-            self.backend.handle(message.method, message.params.as_ref()),
-        )
-        .await
-        .map_err(|_| Denial::new(Reason::BackendTimeout, "the backend did not answer in time"))?
-        .map_err(backend_denial)?;
-        let payload = self.response_payload(client, &message, reply, record)?;
+        // 6 arguments and 8 backend.
+        let reply = self.dispatch(client, &message).await?;
+        let payload = self.response_payload(&message, reply, record)?;
 
         // 9 seal, bound to the request.
+        let signer = self.signer.load();
         let (envelope, _) = envelope::seal(
-            &self.signer.key,
+            &signer.key,
             Seal {
                 direction: Direction::Response,
                 audience: &identity.spiffe_id,
-                key_id: &self.signer.key_id,
+                key_id: &signer.key_id,
                 timestamp_unix_ms: self.clock.now_ms(),
                 nonce: envelope::random_nonce(),
                 payload: payload.into(),
@@ -227,43 +229,136 @@ impl Gateway {
         }
     }
 
-    /// Turns the backend's reply into the JSON-RPC response bytes, filtering
-    /// tools/list down to what the client may call.
-    fn response_payload(
+    /// Stages 6 and 8: the gateway answers lifecycle methods itself, serves
+    /// tools/list from the pinned tools, and for tools/call checks the
+    /// arguments against the sanitizer and the pinned schema before the
+    /// routed backend sees them.
+    async fn dispatch(
         &self,
         client: &ClientEntry,
         message: &jsonrpc::Message,
-        reply: Reply,
+    ) -> Result<Option<Reply>, Denial> {
+        let params = message
+            .params
+            .clone()
+            .map(Value::Object)
+            .unwrap_or_else(|| json!({}));
+        let reply = match message.method {
+            Method::Initialize => Reply::Result(initialize_result(&params)),
+            Method::Ping => Reply::Result(json!({})),
+            Method::ToolsList => {
+                Reply::Result(json!({"tools": self.router.list(|name| client.tools.allows(name))}))
+            }
+            Method::ToolsCall => {
+                let name = message.tool.as_deref().unwrap_or_default();
+                let route = self.router.resolve(name).map_err(|e| match e {
+                    Lookup::Unknown => Denial::new(Reason::ToolUnknown, format!("no backend offers tool {name}")),
+                    Lookup::Changed => Denial::new(
+                        Reason::ToolDefinitionChanged,
+                        format!("the definition of tool {name} changed at its backend and awaits an operator's acceptance"),
+                    ),
+                })?;
+                let mut arguments = params
+                    .get("arguments")
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                self.sanitize
+                    .apply(name, &mut arguments)
+                    .map_err(|e| Denial::new(Reason::ArgumentsRejected, e.to_string()))?;
+                route
+                    .tool
+                    .validate(&arguments)
+                    .map_err(|e| Denial::new(Reason::ArgumentsInvalid, e))?;
+                self.router
+                    .call_tool(&route, arguments)
+                    .await
+                    .map_err(backend_denial)?
+            }
+            // The gateway initialized each backend itself; cancellation of
+            // a call is the gRPC cancellation of that call.
+            Method::NotificationsInitialized | Method::NotificationsCancelled => return Ok(None),
+            other => self
+                .router
+                .forward_to_primary(other.as_str(), params)
+                .await
+                .map_err(backend_denial)?,
+        };
+        Ok(Some(reply))
+    }
+
+    /// Turns the reply into the JSON-RPC response bytes.
+    fn response_payload(
+        &self,
+        message: &jsonrpc::Message,
+        reply: Option<Reply>,
         record: &mut AuditRecord,
     ) -> Result<Vec<u8>, Denial> {
-        let Some(id) = message.id.as_ref() else {
+        let (Some(id), Some(reply)) = (message.id.as_ref(), reply) else {
             // A notification: nothing to answer but the signed acknowledgement.
             return Ok(Vec::new());
         };
         let body = match reply {
-            Reply::Result(mut result) => {
-                if !result.is_object() {
-                    return Err(backend_denial(BackendError::Protocol));
-                }
-                match message.method {
-                    Method::ToolsList => filter_tools(&mut result, client)?,
-                    Method::ToolsCall => {
-                        record.backend_error =
-                            result.get("isError").and_then(Value::as_bool) == Some(true);
-                    }
-                    _ => {}
+            Reply::Result(result) => {
+                if message.method == Method::ToolsCall {
+                    record.backend_error =
+                        result.get("isError").and_then(Value::as_bool) == Some(true);
                 }
                 jsonrpc::response(id, result)
             }
             Reply::Error(error) => {
                 record.backend_error = true;
-                serde_json::json!({"jsonrpc": "2.0", "id": id, "error": error})
+                json!({"jsonrpc": "2.0", "id": id, "error": error})
             }
-            Reply::None => return Err(backend_denial(BackendError::Protocol)),
         };
         serde_json::to_vec(&body)
             .map_err(|_| Denial::new(Reason::Internal, "response could not be encoded"))
     }
+
+    /// Re-resolves every secret and swaps in a changed signing key.
+    pub async fn refresh_secrets(&self) {
+        self.secrets.refresh().await;
+        match signer_from(&self.secrets, &self.signing_key_ref) {
+            Ok(signer) => {
+                if signer.key_id != self.signer.load().key_id {
+                    tracing::info!(key.id = signer.key_id, "gateway signing key rotated");
+                }
+                self.signer.store(Arc::new(signer));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "signing key refresh failed; keeping the previous key")
+            }
+        }
+    }
+}
+
+/// The gateway's own answer to `initialize`: it is the MCP server its
+/// clients talk to; the backends were initialized by the gateway.
+fn initialize_result(params: &Value) -> Value {
+    let requested = params.get("protocolVersion").and_then(Value::as_str);
+    let version = requested
+        .filter(|v| SUPPORTED_VERSIONS.contains(v))
+        .unwrap_or(SUPPORTED_VERSIONS[0]);
+    json!({
+        "protocolVersion": version,
+        "capabilities": {"tools": {"listChanged": false}, "resources": {}, "prompts": {}},
+        "serverInfo": {"name": "sealgate", "title": "sealgate MCP gateway", "version": env!("CARGO_PKG_VERSION")},
+    })
+}
+
+/// Builds the response signer from the signing-key secret (PKCS#8 PEM).
+pub fn signer_from(
+    secrets: &crate::secrets::Secrets,
+    r: &crate::secrets::SecretRef,
+) -> Result<ResponseSigner, String> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    use secrecy::ExposeSecret;
+    let pem = secrets
+        .get(r)
+        .ok_or_else(|| format!("secret {r} was not resolved"))?;
+    let key = SigningKey::from_pkcs8_pem(pem.expose_secret())
+        .map_err(|_| format!("secret {r}: not an Ed25519 PKCS#8 PEM private key"))?;
+    let key_id = crate::identity::key_id_for(&key.verifying_key());
+    Ok(ResponseSigner { key, key_id })
 }
 
 fn authorize(
@@ -287,19 +382,6 @@ fn authorize(
             ));
         }
     }
-    Ok(())
-}
-
-/// Keeps only the tools the client may call in a tools/list result.
-fn filter_tools(result: &mut Value, client: &ClientEntry) -> Result<(), Denial> {
-    let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) else {
-        return Err(backend_denial(BackendError::Protocol));
-    };
-    tools.retain(|t| {
-        t.get("name")
-            .and_then(Value::as_str)
-            .is_some_and(|n| client.tools.allows(n))
-    });
     Ok(())
 }
 

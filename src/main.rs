@@ -11,7 +11,6 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
-use sealgate::backend::{Backend, EmbeddedBackend};
 use sealgate::ca::{self, Ca, CaAlgorithm, ClientRequest, GatewayInfo};
 use sealgate::client::{Client, ClientError, GatewayKey, Profile};
 use sealgate::config::Config;
@@ -59,10 +58,27 @@ enum Command {
         #[command(flatten)]
         conn: ConnArgs,
     },
-    /// List the tools this client may call (tools/list).
+    /// List the tools this client may call (tools/list), or, with
+    /// `accept`, accept backends' current tool definitions.
+    #[command(args_conflicts_with_subcommands = true)]
     Tools {
+        #[command(subcommand)]
+        action: Option<ToolsAction>,
         #[command(flatten)]
         conn: ConnArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ToolsAction {
+    /// Make the backends' current tool definitions the accepted pins (after
+    /// reviewing a change the gateway refused); then SIGHUP the gateway.
+    Accept {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this backend.
+        #[arg(long)]
+        backend: Option<String>,
     },
 }
 
@@ -305,7 +321,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_response(client.call_tool(&tool, args).await)
             })
         }
-        Command::Tools { conn } => {
+        Command::Tools {
+            action: Some(ToolsAction::Accept { config, backend }),
+            ..
+        } => {
+            let config = Config::load(&config)?;
+            let accepted =
+                runtime()?.block_on(server::accept_tools(&config, backend.as_deref()))?;
+            for a in &accepted {
+                println!(
+                    "backend {}: {} tools pinned in {}{}",
+                    a.backend,
+                    a.report.accepted.len(),
+                    a.pins.display(),
+                    if a.newly_accepted.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; newly accepted: {}", a.newly_accepted.join(", "))
+                    }
+                );
+            }
+            println!("send SIGHUP to the running gateway to apply the pins");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tools { action: None, conn } => {
             let profile = conn.profile()?;
             runtime()?.block_on(async {
                 let client = Client::connect(&profile).await?;
@@ -359,10 +398,7 @@ fn print_response(result: Result<Value, ClientError>) -> Result<ExitCode> {
 }
 
 async fn serve(config: Config, dev_dir: Option<&Path>) -> Result<()> {
-    let backend: Arc<dyn Backend> = match config.backend {
-        sealgate::config::BackendConfig::Embedded => Arc::new(EmbeddedBackend::new()),
-    };
-    let parts = ServerParts::from_config(&config, backend, None)?;
+    let parts = ServerParts::build(&config, None).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -384,7 +420,8 @@ async fn serve(config: Config, dev_dir: Option<&Path>) -> Result<()> {
     let rate = config.rate_limit;
     let gateway = parts.gateway.clone();
     tokio::spawn(async move {
-        // SIGHUP reloads the client registry; a bad file keeps the old one.
+        // SIGHUP reloads the client registry (a bad file keeps the old one),
+        // re-resolves secrets and re-reads tool pins.
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {
             return;

@@ -312,8 +312,8 @@ async fn accept_loop(
     }
 }
 
-/// Why the gateway could not start. Names the file and what is wrong;
-/// never a secret value.
+/// Why the gateway could not start. Names the file, field or reference
+/// and what is wrong; never a secret value.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
@@ -323,20 +323,202 @@ pub enum StartError {
     Registry(#[from] crate::identity::RegistryError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
-    #[error("signing key: {0}")]
-    Key(#[from] crate::keys::KeyFileError),
+    #[error("{0}")]
+    Secrets(String),
+    #[error("{0}")]
+    Backend(String),
     #[error("audit log {path}: {source}")]
     Audit { path: String, source: io::Error },
 }
 
+impl From<crate::secrets::SecretError> for StartError {
+    fn from(e: crate::secrets::SecretError) -> Self {
+        StartError::Secrets(e.to_string())
+    }
+}
+
+/// Starts the configured backends (only the one named `only`, if given).
+async fn start_backends(
+    config: &crate::config::Config,
+    secrets: &Arc<crate::secrets::Secrets>,
+    only: Option<&str>,
+) -> Result<Vec<crate::backend::router::Slot>, StartError> {
+    use crate::backend::router::{PinMode, Slot};
+    use crate::config::BackendConfig;
+    let mut slots = Vec::new();
+    for b in config
+        .backends
+        .iter()
+        .filter(|b| only.is_none_or(|o| o == b.name()))
+    {
+        let name = b.name();
+        let refs = b.secret_refs().map_err(StartError::Backend)?;
+        let secret = |key: &str| refs.iter().find(|(k, _)| k == key).map(|(_, r)| r.clone());
+        let slot = match b {
+            BackendConfig::Embedded { prefix, .. } => Slot {
+                backend: Arc::new(crate::backend::EmbeddedBackend::new(name)),
+                prefix: prefix.clone(),
+                timeout: Duration::from_secs(30),
+                pins: PinMode::Builtin,
+            },
+            BackendConfig::Stdio {
+                prefix,
+                timeout_secs,
+                init_timeout_secs,
+                pins,
+                command,
+                args,
+                cwd,
+                env,
+                secret_env,
+                inherit_env,
+                ..
+            } => {
+                let spec = crate::backend::stdio::StdioSpec {
+                    command: command.clone(),
+                    args: args.clone(),
+                    cwd: cwd.clone(),
+                    env: env.clone(),
+                    secret_env: secret_env
+                        .keys()
+                        .filter_map(|k| secret(&format!("secret_env.{k}")).map(|r| (k.clone(), r)))
+                        .collect(),
+                    inherit_env: inherit_env.clone(),
+                    init_timeout: Duration::from_secs(*init_timeout_secs),
+                };
+                let backend =
+                    crate::backend::stdio::StdioBackend::start(name, spec, secrets.clone())
+                        .await
+                        .map_err(|e| StartError::Backend(format!("backend {name:?}: {e}")))?;
+                Slot {
+                    backend: Arc::new(backend),
+                    prefix: prefix.clone(),
+                    timeout: Duration::from_secs(*timeout_secs),
+                    pins: PinMode::File(
+                        pins.clone()
+                            .unwrap_or_else(|| format!("pins/{name}.toml").into()),
+                    ),
+                }
+            }
+            BackendConfig::Http {
+                prefix,
+                timeout_secs,
+                pins,
+                url,
+                ca,
+                ..
+            } => {
+                let spec = crate::backend::http::HttpSpec {
+                    url: url.clone(),
+                    ca: ca.clone(),
+                    bearer_token: secret("bearer_token"),
+                };
+                let backend = crate::backend::http::HttpBackend::new(name, spec, secrets.clone())
+                    .map_err(|e| StartError::Backend(format!("backend {name:?}: {e}")))?;
+                Slot {
+                    backend: Arc::new(backend),
+                    prefix: prefix.clone(),
+                    timeout: Duration::from_secs(*timeout_secs),
+                    pins: PinMode::File(
+                        pins.clone()
+                            .unwrap_or_else(|| format!("pins/{name}.toml").into()),
+                    ),
+                }
+            }
+        };
+        slots.push(slot);
+    }
+    Ok(slots)
+}
+
+async fn resolve_secrets(
+    config: &crate::config::Config,
+) -> Result<Arc<crate::secrets::Secrets>, StartError> {
+    let openbao = match &config.secrets.openbao {
+        Some(ob) => Some(config.openbao_config(ob).map_err(StartError::Secrets)?),
+        None => None,
+    };
+    let refs = config.secret_refs().map_err(StartError::Secrets)?;
+    let secrets = Arc::new(
+        crate::secrets::Secrets::new(openbao.as_ref(), refs).map_err(StartError::Secrets)?,
+    );
+    secrets.resolve_all().await?;
+    Ok(secrets)
+}
+
+/// What `sealgate tools accept` did for one backend.
+pub struct Accepted {
+    pub backend: String,
+    pub pins: std::path::PathBuf,
+    pub report: crate::backend::router::SyncReport,
+    /// Tools whose pinned digest changed or that were not pinned before.
+    pub newly_accepted: Vec<String>,
+}
+
+/// `sealgate tools accept`: starts the backends (or one), lists their tools
+/// and makes the current definitions the pins. The running gateway applies
+/// them on SIGHUP.
+pub async fn accept_tools(
+    config: &crate::config::Config,
+    only: Option<&str>,
+) -> Result<Vec<Accepted>, StartError> {
+    use crate::backend::router::{PinMode, Router};
+    if let Some(o) = only {
+        if !config.backends.iter().any(|b| b.name() == o) {
+            return Err(StartError::Backend(format!(
+                "no backend named {o:?} in the config"
+            )));
+        }
+    }
+    let audit = match &config.audit.path {
+        Some(p) if p.as_os_str() != "-" => Arc::new(crate::audit::AuditLog::file(p).map_err(
+            |source| StartError::Audit {
+                path: p.display().to_string(),
+                source,
+            },
+        )?),
+        _ => Arc::new(crate::audit::AuditLog::stdout()),
+    };
+    let secrets = resolve_secrets(config).await?;
+    let slots = start_backends(config, &secrets, only).await?;
+    let router = Router::unsynced(slots, audit);
+    let mut out = Vec::new();
+    for (i, slot) in router.slots().iter().enumerate() {
+        let PinMode::File(path) = &slot.pins else {
+            continue;
+        };
+        let before = crate::policy::PinFile::load(path)
+            .map_err(StartError::Backend)?
+            .unwrap_or_default();
+        let report = router.sync(i, true).await.map_err(StartError::Backend)?;
+        let after = crate::policy::PinFile::load(path)
+            .map_err(StartError::Backend)?
+            .unwrap_or_default();
+        let newly_accepted = after
+            .tools
+            .iter()
+            .filter(|(name, entry)| before.accepted(name) != Some(&entry.digest))
+            .map(|(name, _)| name.clone())
+            .collect();
+        out.push(Accepted {
+            backend: slot.backend.name().to_string(),
+            pins: path.clone(),
+            report,
+            newly_accepted,
+        });
+    }
+    Ok(out)
+}
+
 impl ServerParts {
-    /// Builds the gateway from a validated config and a backend.
-    pub fn from_config(
+    /// Builds the gateway from a validated config: resolves every secret,
+    /// starts every backend and pins its tools. `audit` overrides the
+    /// configured audit sink (tests keep records in memory).
+    pub async fn build(
         config: &crate::config::Config,
-        backend: Arc<dyn crate::backend::Backend>,
         audit: Option<Arc<crate::audit::AuditLog>>,
     ) -> Result<ServerParts, StartError> {
-        use crate::gateway::{RequestLimits, ResponseSigner, SystemClock};
+        use crate::gateway::{signer_from, RequestLimits, SystemClock};
         let registry = crate::identity::Registry::load(&config.registry.path, config.rate_limit)?;
         if registry.is_empty() {
             tracing::warn!(path = %config.registry.path.display(), "the client registry is empty: every request will be refused");
@@ -347,8 +529,6 @@ impl ServerParts {
             &config.tls.client_ca,
             &config.tls.crls,
         )?;
-        let key = crate::keys::load_signing_key(&config.signing.key)?;
-        let key_id = crate::identity::key_id_for(&key.verifying_key());
         let audit = match audit {
             Some(a) => a,
             None => match &config.audit.path {
@@ -363,18 +543,28 @@ impl ServerParts {
                 _ => Arc::new(crate::audit::AuditLog::stdout()),
             },
         };
+        let signing_key_ref = config.signing.key_ref().map_err(StartError::Secrets)?;
+        let secrets = resolve_secrets(config).await?;
+        let signer = signer_from(&secrets, &signing_key_ref).map_err(StartError::Secrets)?;
+        let slots = start_backends(config, &secrets, None).await?;
+        let router = crate::backend::router::Router::start(slots, audit.clone())
+            .await
+            .map_err(StartError::Backend)?;
         let skew_ms = i64::try_from(config.envelope.clock_skew_secs)
             .unwrap_or(600)
             .saturating_mul(1000);
-        let gateway = Gateway {
+        let gateway = Arc::new(Gateway {
             audience: config.audience(),
             registry: arc_swap::ArcSwap::from_pointee(registry),
             replay: Box::new(crate::replay::MemoryReplayStore::new(
                 skew_ms,
                 config.envelope.replay_capacity_per_client,
             )),
-            signer: ResponseSigner { key, key_id },
-            backend,
+            signer: arc_swap::ArcSwap::from_pointee(signer),
+            router,
+            sanitize: config.sanitize.clone(),
+            secrets,
+            signing_key_ref,
             audit,
             clock: Arc::new(SystemClock),
             limits: RequestLimits {
@@ -383,11 +573,22 @@ impl ServerParts {
                 json: crate::jsonrpc::Limits {
                     max_depth: config.envelope.max_json_depth,
                 },
-                backend_timeout: Duration::from_secs(config.transport.request_timeout_secs),
             },
-        };
+        });
+        // Secrets are refreshed on an interval; the task ends with the gateway.
+        let weak = Arc::downgrade(&gateway);
+        let every = Duration::from_secs(config.secrets.refresh_secs);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(gw) = weak.upgrade() else { return };
+                gw.refresh_secrets().await;
+            }
+        });
         Ok(ServerParts {
-            gateway: Arc::new(gateway),
+            gateway,
             tls,
             transport: config.transport.clone(),
             trust_domain: config.trust_domain.clone(),

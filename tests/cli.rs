@@ -300,7 +300,8 @@ fn dev_tour_runs_the_printed_call_command() {
         String::from_utf8_lossy(&denied.stderr).contains("denied: TOOL_NOT_ALLOWED"),
         "{denied:?}"
     );
-    // A tool error exits 3.
+    // Arguments that fail the pinned schema are refused at the gateway (exit 1);
+    // a tool error from the backend exits 3.
     let bad = sealgate(
         d,
         &[
@@ -312,11 +313,27 @@ fn dev_tour_runs_the_printed_call_command() {
             profile,
         ],
     );
-    assert_eq!(bad.status.code(), Some(3), "{bad:?}");
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("denied: ARGUMENTS_INVALID"),
+        "{bad:?}"
+    );
+    let missing = sealgate(
+        d,
+        &[
+            "call",
+            "get_mep_details",
+            "--args",
+            r#"{"id":"MEP-124810"}"#,
+            "--profile",
+            profile,
+        ],
+    );
+    assert_eq!(missing.status.code(), Some(3), "{missing:?}");
 
     // The audit log is in the dev folder, 0600, one line per request.
     let audit = std::fs::read_to_string(d.join("dev/audit.jsonl")).expect("audit");
-    assert_eq!(audit.lines().count(), 4, "{audit}");
+    assert_eq!(audit.lines().count(), 5, "{audit}");
     assert_eq!(mode(&d.join("dev/audit.jsonl")), 0o600);
 
     // A second run reuses the dev PKI.

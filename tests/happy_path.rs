@@ -118,8 +118,9 @@ async fn every_embedded_tool_answers_through_the_gateway() {
 async fn tool_errors_come_back_signed_and_audited() {
     let gw = TestGateway::start().await;
     let client = gw.client(&gw.alice).await;
+    // Valid by the schema, but no such MEP in the sample data.
     let response = client
-        .call_tool("get_meps", json!({"limit": 0}))
+        .call_tool("get_mep_details", json!({"id": "MEP-124810"}))
         .await
         .expect("answered");
     assert_eq!(response["result"]["isError"], true);

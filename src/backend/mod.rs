@@ -1,18 +1,22 @@
-//! Backends: where a verified, authorized MCP request is answered.
+//! Backends: the MCP servers behind the gateway, and the router that maps
+//! each exposed tool to the backend that offers it.
 //!
-//! A [`Backend`] takes a parsed [`Message`] (never the client's raw bytes and
-//! never the client's JSON-RPC id: the gateway owns ids) and returns the
-//! JSON-RPC `result` or `error` object. The gateway builds the response
-//! with the client's id, signs it and audits it. A backend never sees a
-//! client certificate, a signature or a key.
+//! A [`Backend`] speaks JSON-RPC to one MCP server with ids of its own: it
+//! never sees the client's id, certificate, signature or keys. Kinds:
+//! [`EmbeddedBackend`] (built in), [`stdio::StdioBackend`] (a supervised
+//! child process) and [`http::HttpBackend`] (Streamable HTTP). The
+//! [`router::Router`] pins every tool's definition and refuses changed ones.
 
 pub mod embedded;
+pub mod http;
+pub mod router;
+pub mod stdio;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
-
-use crate::jsonrpc::{Method, PROTOCOL_VERSION};
+use tokio::sync::watch;
 
 /// What a backend answered to a request.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,10 +25,10 @@ pub enum Reply {
     Result(Value),
     /// The JSON-RPC `error` member: `{code, message, data?}`.
     Error(Value),
-    /// Notifications have no answer.
-    None,
 }
 
+/// Why a backend could not answer. The detail is for the gateway's log, not
+/// for the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackendError {
@@ -39,15 +43,19 @@ pub enum BackendError {
 /// An MCP server behind the gateway.
 #[tonic::async_trait]
 pub trait Backend: Send + Sync + 'static {
-    /// A short name for logs.
+    /// The configured name, for logs and routing.
     fn name(&self) -> &str;
-    /// Answers one request or notification.
-    async fn handle(
+    /// Sends one JSON-RPC request and waits at most `timeout` for its answer.
+    async fn request(
         &self,
-        method: Method,
-        params: Option<&Map<String, Value>>,
+        method: &str,
+        params: Value,
+        timeout: Duration,
     ) -> Result<Reply, BackendError>;
-    /// How many messages reached this backend: an operational counter that
+    /// Changes whenever the backend (re)connected or announced a changed
+    /// tool list: the router then re-lists and re-checks its tools.
+    fn generation(&self) -> watch::Receiver<u64>;
+    /// How many requests reached this backend: an operational counter that
     /// tests also use to prove a denied request never got here.
     fn messages_received(&self) -> u64;
 }
@@ -55,22 +63,20 @@ pub trait Backend: Send + Sync + 'static {
 /// The built-in backend: the EP MCP Server's tools over bundled sample
 /// data, so the gateway works offline on a fresh machine.
 pub struct EmbeddedBackend {
+    name: String,
     tools: embedded::EmbeddedTools,
     received: AtomicU64,
+    generation: watch::Sender<u64>,
 }
 
 impl EmbeddedBackend {
-    pub fn new() -> Self {
+    pub fn new(name: &str) -> Self {
         EmbeddedBackend {
+            name: name.to_string(),
             tools: embedded::EmbeddedTools::new(),
             received: AtomicU64::new(0),
+            generation: watch::Sender::new(1),
         }
-    }
-}
-
-impl Default for EmbeddedBackend {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -81,61 +87,81 @@ fn invalid_params(message: &str) -> Reply {
 #[tonic::async_trait]
 impl Backend for EmbeddedBackend {
     fn name(&self) -> &str {
-        "embedded"
+        &self.name
     }
 
-    async fn handle(
+    async fn request(
         &self,
-        method: Method,
-        params: Option<&Map<String, Value>>,
+        method: &str,
+        params: Value,
+        _timeout: Duration,
     ) -> Result<Reply, BackendError> {
         self.received.fetch_add(1, Ordering::Relaxed);
         let reply = match method {
-            Method::Initialize => Reply::Result(json!({
-                "protocolVersion": PROTOCOL_VERSION,
+            "initialize" => Reply::Result(json!({
+                "protocolVersion": crate::jsonrpc::PROTOCOL_VERSION,
                 "capabilities": {"tools": {"listChanged": false}},
-                "serverInfo": {
-                    "name": "sealgate-embedded-ep-sample",
-                    "title": "sealgate embedded backend (EP MCP Server tools over fictional sample data)",
-                    "version": env!("CARGO_PKG_VERSION"),
-                },
-                "instructions": "Answers a subset of the European Parliament MCP Server's tools from a small bundled SAMPLE dataset (fictional, not EP data).",
+                "serverInfo": {"name": "sealgate-embedded-ep-sample", "version": env!("CARGO_PKG_VERSION")},
             })),
-            Method::Ping => Reply::Result(json!({})),
-            Method::ToolsList => Reply::Result(json!({"tools": self.tools.tool_definitions()})),
-            Method::ToolsCall => {
-                let Some(name) = params.and_then(|p| p.get("name")).and_then(Value::as_str) else {
+            "ping" => Reply::Result(json!({})),
+            "tools/list" => Reply::Result(json!({"tools": self.tools.tool_definitions()})),
+            "tools/call" => {
+                let Some(name) = params.get("name").and_then(Value::as_str) else {
                     return Ok(invalid_params("tools/call needs params.name"));
                 };
                 let empty = Map::new();
-                let arguments = match params.and_then(|p| p.get("arguments")) {
+                let arguments = match params.get("arguments") {
                     None => &empty,
                     Some(Value::Object(a)) => a,
                     Some(_) => return Ok(invalid_params("arguments must be an object")),
                 };
-                if !self
-                    .tools
-                    .tool_definitions()
-                    .iter()
-                    .any(|t| t.get("name").and_then(Value::as_str) == Some(name))
-                {
-                    return Ok(invalid_params("unknown tool"));
-                }
                 Reply::Result(self.tools.call(name, arguments))
             }
-            Method::ResourcesList => Reply::Result(json!({"resources": []})),
-            Method::ResourcesTemplatesList => Reply::Result(json!({"resourceTemplates": []})),
-            Method::ResourcesRead => {
+            "resources/list" => Reply::Result(json!({"resources": []})),
+            "resources/templates/list" => Reply::Result(json!({"resourceTemplates": []})),
+            "resources/read" => {
                 Reply::Error(json!({"code": -32002, "message": "resource not found"}))
             }
-            Method::PromptsList => Reply::Result(json!({"prompts": []})),
-            Method::PromptsGet => invalid_params("unknown prompt"),
-            Method::NotificationsInitialized | Method::NotificationsCancelled => Reply::None,
+            "prompts/list" => Reply::Result(json!({"prompts": []})),
+            "prompts/get" => invalid_params("unknown prompt"),
+            _ => Reply::Error(json!({"code": -32601, "message": "method not found"})),
         };
         Ok(reply)
+    }
+
+    fn generation(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     fn messages_received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
     }
+}
+
+/// Parses a JSON-RPC response object into a [`Reply`].
+pub(crate) fn reply_from_message(msg: &Value) -> Result<Reply, BackendError> {
+    match (msg.get("result"), msg.get("error")) {
+        (Some(r), None) if r.is_object() => Ok(Reply::Result(r.clone())),
+        (None, Some(e))
+            if e.get("code").is_some_and(Value::is_i64)
+                && e.get("message").is_some_and(Value::is_string) =>
+        {
+            // Forward only code, message and data: nothing else a backend adds.
+            let mut err = json!({"code": e["code"], "message": e["message"]});
+            if let Some(d) = e.get("data") {
+                err["data"] = d.clone();
+            }
+            Ok(Reply::Error(err))
+        }
+        _ => Err(BackendError::Protocol),
+    }
+}
+
+/// The `initialize` params the gateway sends to each backend.
+pub(crate) fn initialize_params() -> Value {
+    json!({
+        "protocolVersion": crate::jsonrpc::PROTOCOL_VERSION,
+        "capabilities": {},
+        "clientInfo": {"name": "sealgate", "version": env!("CARGO_PKG_VERSION")},
+    })
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use sealgate::audit::AuditLog;
-use sealgate::backend::{Backend, EmbeddedBackend};
+use sealgate::backend::Backend;
 use sealgate::ca::{Ca, CaAlgorithm, ClientRequest, GatewayInfo, IssuedClient};
 use sealgate::client::{Client, Profile};
 use sealgate::config::Config;
@@ -50,7 +50,8 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     pub ca: Ca,
-    pub backend: Arc<EmbeddedBackend>,
+    pub backend: Arc<dyn Backend>,
+    backend_baseline: u64,
     pub audit: Arc<AuditLog>,
     pub stats: Arc<AcceptStats>,
     /// The running gateway's shared state (registry swaps in tests).
@@ -137,10 +138,13 @@ impl TestGateway {
         );
         std::fs::write(d.join("sealgate.toml"), config).expect("config");
         let config = Config::load(&d.join("sealgate.toml")).expect("config loads");
-        let backend = Arc::new(EmbeddedBackend::new());
         let audit = Arc::new(AuditLog::memory());
-        let parts = ServerParts::from_config(&config, backend.clone(), Some(audit.clone()))
+        let parts = ServerParts::build(&config, Some(audit.clone()))
+            .await
             .expect("server parts");
+        let backend = parts.gateway.router.slots()[0].backend.clone();
+        // Startup traffic (tools/list for pinning) is not a client's.
+        let backend_baseline = backend.messages_received();
         let stats = parts.stats.clone();
         let gateway = parts.gateway.clone();
         let (tx, rx) = oneshot::channel::<()>();
@@ -155,6 +159,7 @@ impl TestGateway {
             dir,
             ca,
             backend,
+            backend_baseline,
             audit,
             stats,
             gateway,
@@ -169,8 +174,9 @@ impl TestGateway {
         self.dir.path().join(name)
     }
 
+    /// Requests that reached the first backend since startup.
     pub fn backend_calls(&self) -> u64 {
-        self.backend.messages_received()
+        self.backend.messages_received() - self.backend_baseline
     }
 
     pub fn last_audit(&self) -> serde_json::Value {

@@ -1,0 +1,326 @@
+//! An MCP server over Streamable HTTP (the transport of the current MCP
+//! specification): each JSON-RPC message is POSTed; the answer comes back as
+//! JSON or as a Server-Sent Events stream; the session is carried in the
+//! `Mcp-Session-Id` header. HTTPS with a configured CA (TLS 1.3 only), and a
+//! bearer credential from the secrets source, read fresh for every request
+//! so a refreshed secret takes effect without a restart. Bodies are read up
+//! to a bound; the credential never appears in a log line or an error.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use tokio::sync::{watch, Mutex};
+
+use super::{initialize_params, reply_from_message, Backend, BackendError, Reply};
+use crate::jsonrpc::PROTOCOL_VERSION;
+use crate::secrets::{SecretRef, Secrets};
+
+/// Largest response body accepted from a backend.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+pub struct HttpSpec {
+    pub url: String,
+    /// CA of the backend's server certificate; `None` only for plain http
+    /// on loopback.
+    pub ca: Option<std::path::PathBuf>,
+    pub bearer_token: Option<SecretRef>,
+}
+
+pub struct HttpBackend {
+    name: String,
+    url: String,
+    http: reqwest::Client,
+    token: Option<SecretRef>,
+    secrets: Arc<Secrets>,
+    /// The negotiated session, `None` before initialize or after expiry.
+    session: Mutex<Option<Session>>,
+    next_id: AtomicU64,
+    received: AtomicU64,
+    generation: watch::Sender<u64>,
+}
+
+#[derive(Clone)]
+struct Session {
+    id: Option<String>,
+    protocol_version: String,
+}
+
+impl HttpBackend {
+    pub fn new(name: &str, spec: HttpSpec, secrets: Arc<Secrets>) -> Result<HttpBackend, String> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60));
+        if spec.url.starts_with("https://") {
+            let ca = spec.ca.as_ref().ok_or("an https backend needs `ca`")?;
+            builder = builder.tls_backend_preconfigured(
+                crate::tls::backend_client_config(ca).map_err(|e| e.to_string())?,
+            );
+        } else if !(spec.url.starts_with("http://127.")
+            || spec.url.starts_with("http://localhost")
+            || spec.url.starts_with("http://[::1]"))
+        {
+            return Err("url must be https:// (plain http only on loopback)".into());
+        }
+        Ok(HttpBackend {
+            name: name.to_string(),
+            url: spec.url,
+            http: builder.build().map_err(|e| format!("HTTP client: {e}"))?,
+            token: spec.bearer_token,
+            secrets,
+            session: Mutex::new(None),
+            next_id: AtomicU64::new(1),
+            received: AtomicU64::new(0),
+            generation: watch::Sender::new(1),
+        })
+    }
+
+    /// POSTs one message; returns the matching response for requests, and
+    /// the session id the server assigned, if any.
+    async fn post(
+        &self,
+        session: Option<&Session>,
+        msg: &Value,
+        id: Option<u64>,
+        timeout: Duration,
+    ) -> Result<(Option<Value>, Option<String>), PostError> {
+        let mut rb = self
+            .http
+            .post(&self.url)
+            .timeout(timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(
+                reqwest::header::ACCEPT,
+                "application/json, text/event-stream",
+            )
+            .body(msg.to_string());
+        if let Some(s) = session {
+            rb = rb.header("MCP-Protocol-Version", &s.protocol_version);
+            if let Some(sid) = &s.id {
+                rb = rb.header("Mcp-Session-Id", sid);
+            }
+        }
+        if let Some(r) = &self.token {
+            let token = self
+                .secrets
+                .get(r)
+                .ok_or(PostError::Fatal(BackendError::Unavailable))?;
+            rb = rb.bearer_auth(token.expose_secret());
+        }
+        let resp = rb.send().await.map_err(|e| {
+            if e.is_timeout() {
+                PostError::Fatal(BackendError::Timeout)
+            } else {
+                tracing::warn!(
+                    backend = self.name,
+                    cause = if e.is_connect() { "connect" } else { "request" },
+                    "backend request failed"
+                );
+                PostError::Fatal(BackendError::Unavailable)
+            }
+        })?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND && session.and_then(|s| s.id.as_ref()).is_some()
+        {
+            return Err(PostError::SessionExpired);
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            tracing::warn!(
+                backend = self.name,
+                http.status = status.as_u16(),
+                "backend refused the gateway's credential"
+            );
+            return Err(PostError::Fatal(BackendError::Unavailable));
+        }
+        if !status.is_success() {
+            tracing::warn!(
+                backend = self.name,
+                http.status = status.as_u16(),
+                "backend answered with an HTTP error"
+            );
+            return Err(PostError::Fatal(BackendError::Unavailable));
+        }
+        let session_id = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let Some(id) = id else {
+            return Ok((None, session_id)); // a notification: 202, no body to read
+        };
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let body = read_bounded(resp).await?;
+        let message = if content_type.starts_with("text/event-stream") {
+            find_in_sse(&body, id)?
+        } else {
+            let v: Value = serde_json::from_slice(&body)
+                .map_err(|_| PostError::Fatal(BackendError::Protocol))?;
+            (v.get("id").and_then(Value::as_u64) == Some(id))
+                .then_some(v)
+                .ok_or(PostError::Fatal(BackendError::Protocol))?
+        };
+        Ok((Some(message), session_id))
+    }
+
+    async fn initialize(&self, timeout: Duration) -> Result<Session, BackendError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let msg = json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": initialize_params()});
+        let (resp, session_id) = self
+            .post(None, &msg, Some(id), timeout)
+            .await
+            .map_err(PostError::into_backend)?;
+        let resp = resp.ok_or(BackendError::Protocol)?;
+        let Reply::Result(result) = reply_from_message(&resp)? else {
+            return Err(BackendError::Unavailable);
+        };
+        let version = result
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or(PROTOCOL_VERSION)
+            .to_string();
+        let session = Session {
+            id: session_id,
+            protocol_version: version,
+        };
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        self.post(Some(&session), &note, None, timeout)
+            .await
+            .map_err(PostError::into_backend)?;
+        Ok(session)
+    }
+
+    async fn session(&self, timeout: Duration) -> Result<Session, BackendError> {
+        let mut guard = self.session.lock().await;
+        if let Some(s) = guard.as_ref() {
+            return Ok(s.clone());
+        }
+        let s = self.initialize(timeout).await?;
+        *guard = Some(s.clone());
+        self.generation.send_modify(|g| *g += 1);
+        Ok(s)
+    }
+}
+
+enum PostError {
+    SessionExpired,
+    Fatal(BackendError),
+}
+
+impl PostError {
+    fn into_backend(self) -> BackendError {
+        match self {
+            PostError::SessionExpired => BackendError::Unavailable,
+            PostError::Fatal(e) => e,
+        }
+    }
+}
+
+async fn read_bounded(resp: reqwest::Response) -> Result<Vec<u8>, PostError> {
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            PostError::Fatal(if e.is_timeout() {
+                BackendError::Timeout
+            } else {
+                BackendError::Unavailable
+            })
+        })?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(PostError::Fatal(BackendError::Protocol));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Finds the JSON-RPC response with `id` among the `data:` events of an SSE
+/// body (other events, such as notifications, are skipped).
+fn find_in_sse(body: &[u8], id: u64) -> Result<Value, PostError> {
+    let text = std::str::from_utf8(body).map_err(|_| PostError::Fatal(BackendError::Protocol))?;
+    let mut data = String::new();
+    let flush = |data: &mut String| -> Option<Value> {
+        let v = serde_json::from_str::<Value>(data).ok();
+        data.clear();
+        v.filter(|v| v.get("id").and_then(Value::as_u64) == Some(id) && v.get("method").is_none())
+    };
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            if let Some(v) = flush(&mut data) {
+                return Ok(v);
+            }
+        } else if let Some(d) = line.strip_prefix("data:") {
+            if !data.is_empty() {
+                data.push('\n');
+            }
+            data.push_str(d.strip_prefix(' ').unwrap_or(d));
+        }
+    }
+    flush(&mut data).ok_or(PostError::Fatal(BackendError::Protocol))
+}
+
+#[tonic::async_trait]
+impl Backend for HttpBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn request(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Reply, BackendError> {
+        self.received.fetch_add(1, Ordering::Relaxed);
+        for attempt in 0..2 {
+            let session = self.session(timeout).await?;
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+            match self.post(Some(&session), &msg, Some(id), timeout).await {
+                Ok((Some(resp), _)) => return reply_from_message(&resp),
+                Ok((None, _)) => return Err(BackendError::Protocol),
+                Err(PostError::SessionExpired) if attempt == 0 => {
+                    tracing::info!(
+                        backend = self.name,
+                        "backend session expired; initializing a new one"
+                    );
+                    *self.session.lock().await = None;
+                }
+                Err(e) => return Err(e.into_backend()),
+            }
+        }
+        Err(BackendError::Unavailable)
+    }
+
+    fn generation(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    fn messages_received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_body_yields_the_matching_response() {
+        let body = b"event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\r\n\r\nevent: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"ok\":true}}\r\n\r\n";
+        let v = find_in_sse(body, 7).ok().expect("found");
+        assert_eq!(v["result"]["ok"], true);
+        assert!(find_in_sse(body, 8).is_err());
+        assert!(find_in_sse(b"data: not json\n\n", 1).is_err());
+    }
+}

@@ -1,0 +1,495 @@
+//! A supervised MCP server child process over stdio.
+//!
+//! The gateway starts the child (command, args, working directory and an
+//! environment built only from the config: inherited variables by name,
+//! plain values, and secrets resolved from the secrets source), performs the
+//! MCP initialize handshake, and multiplexes concurrent calls over its stdin
+//! and stdout with ids of its own, so ids from different clients never
+//! collide. A caller that goes away or passes its deadline is forwarded as
+//! `notifications/cancelled`. A child that exits fails its in-flight calls at
+//! once with UNAVAILABLE and is restarted with exponential backoff; one that
+//! stops answering is probed with `ping` and killed. Its stderr goes to the
+//! gateway's log, never to the audit trail.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::codec::{FramedRead, LinesCodec};
+
+use super::{initialize_params, reply_from_message, Backend, BackendError, Reply};
+use crate::secrets::{SecretRef, Secrets};
+
+/// Longest line accepted from a child: one JSON-RPC message.
+const MAX_LINE: usize = 16 * 1024 * 1024;
+/// How long a call waits for a restarting child before it fails.
+const READY_WAIT: Duration = Duration::from_secs(10);
+/// Backoff bounds between restarts.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A child that stayed up this long resets the backoff.
+const STABLE: Duration = Duration::from_secs(30);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct StdioSpec {
+    pub command: String,
+    pub args: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    /// Non-secret variables.
+    pub env: BTreeMap<String, String>,
+    /// Variables whose values come from the secrets source.
+    pub secret_env: BTreeMap<String, SecretRef>,
+    /// Variables passed through from the gateway's own environment.
+    pub inherit_env: Vec<String>,
+    /// How long the child may take to answer `initialize`.
+    pub init_timeout: Duration,
+}
+
+struct Conn {
+    tx: mpsc::Sender<String>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Result<Reply, BackendError>>>>,
+    kill: Mutex<Option<oneshot::Sender<()>>>,
+    pid: Option<u32>,
+}
+
+impl Conn {
+    fn fail_all(&self) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, tx) in pending.drain() {
+            let _ = tx.send(Err(BackendError::Unavailable));
+        }
+    }
+
+    fn kill(&self) {
+        if let Some(tx) = self.kill.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+struct Shared {
+    name: String,
+    spec: StdioSpec,
+    secrets: Arc<Secrets>,
+    conn: watch::Sender<Option<Arc<Conn>>>,
+    generation: watch::Sender<u64>,
+    received: AtomicU64,
+    next_id: AtomicU64,
+    restarts: AtomicU32,
+    probing: AtomicBool,
+}
+
+/// A stdio MCP backend. Dropping it stops the supervisor and kills the child.
+pub struct StdioBackend {
+    shared: Arc<Shared>,
+    supervisor: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StdioBackend {
+    fn drop(&mut self) {
+        if let Some(conn) = self.shared.conn.borrow().as_ref() {
+            conn.kill();
+        }
+        self.supervisor.abort();
+    }
+}
+
+/// Removes a pending call when its caller stops waiting, and tells the
+/// child with `notifications/cancelled`.
+struct PendingGuard {
+    conn: Arc<Conn>,
+    id: u64,
+    armed: bool,
+    reason: &'static str,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let was_pending = self
+            .conn
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id)
+            .is_some();
+        if was_pending {
+            let note = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": self.id, "reason": self.reason}});
+            let _ = self.conn.tx.try_send(note.to_string());
+        }
+    }
+}
+
+impl StdioBackend {
+    /// Starts the supervisor and waits for the first successful initialize.
+    pub async fn start(
+        name: &str,
+        spec: StdioSpec,
+        secrets: Arc<Secrets>,
+    ) -> Result<StdioBackend, String> {
+        let shared = Arc::new(Shared {
+            name: name.to_string(),
+            spec,
+            secrets,
+            conn: watch::Sender::new(None),
+            generation: watch::Sender::new(0),
+            received: AtomicU64::new(0),
+            next_id: AtomicU64::new(1),
+            restarts: AtomicU32::new(0),
+            probing: AtomicBool::new(false),
+        });
+        // The first start is done here so that a broken command stops the
+        // gateway with a clear message instead of restarting forever.
+        let first = spawn_and_initialize(&shared).await?;
+        let supervisor = tokio::spawn(supervise(shared.clone(), first));
+        Ok(StdioBackend { shared, supervisor })
+    }
+
+    /// The child's process id, while it runs.
+    pub fn child_pid(&self) -> Option<u32> {
+        self.shared.conn.borrow().as_ref().and_then(|c| c.pid)
+    }
+
+    /// How many times the child was restarted.
+    pub fn restarts(&self) -> u32 {
+        self.shared.restarts.load(Ordering::Relaxed)
+    }
+
+    async fn ready(&self, wait: Duration) -> Option<Arc<Conn>> {
+        let mut rx = self.shared.conn.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(conn) = rx.borrow_and_update().clone() {
+                return Some(conn);
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .map_or(true, |r| r.is_err())
+            {
+                return None;
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Backend for StdioBackend {
+    fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    async fn request(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Reply, BackendError> {
+        let started = tokio::time::Instant::now();
+        let conn = self
+            .ready(timeout.min(READY_WAIT))
+            .await
+            .ok_or(BackendError::Unavailable)?;
+        self.shared.received.fetch_add(1, Ordering::Relaxed);
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let result = call(&conn, &self.shared.next_id, method, params, remaining).await;
+        if result == Err(BackendError::Timeout) {
+            probe(self.shared.clone(), conn);
+        }
+        result
+    }
+
+    fn generation(&self) -> watch::Receiver<u64> {
+        self.shared.generation.subscribe()
+    }
+
+    fn messages_received(&self) -> u64 {
+        self.shared.received.load(Ordering::Relaxed)
+    }
+}
+
+async fn call(
+    conn: &Arc<Conn>,
+    next_id: &AtomicU64,
+    method: &str,
+    params: Value,
+    timeout: Duration,
+) -> Result<Reply, BackendError> {
+    let id = next_id.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = oneshot::channel();
+    conn.pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id, tx);
+    let mut guard = PendingGuard {
+        conn: conn.clone(),
+        id,
+        armed: true,
+        reason: "the gateway's caller went away",
+    };
+    let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+    if conn.tx.send(line).await.is_err() {
+        return Err(BackendError::Unavailable);
+    }
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(result)) => {
+            guard.armed = false;
+            result
+        }
+        Ok(Err(_)) => {
+            guard.armed = false;
+            Err(BackendError::Unavailable)
+        }
+        Err(_) => {
+            guard.reason = "deadline exceeded at the gateway";
+            Err(BackendError::Timeout)
+        }
+    }
+}
+
+/// After a timeout: ping the child; if it does not answer, kill it so the
+/// supervisor restarts it.
+fn probe(shared: Arc<Shared>, conn: Arc<Conn>) {
+    if shared.probing.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    tokio::spawn(async move {
+        let alive = call(
+            &conn,
+            &shared.next_id,
+            "ping",
+            json!({}),
+            Duration::from_secs(5),
+        )
+        .await;
+        if alive.is_err() {
+            tracing::warn!(
+                backend = shared.name,
+                "backend does not answer ping; restarting it"
+            );
+            conn.kill();
+        }
+        shared.probing.store(false, Ordering::Release);
+    });
+}
+
+struct Running {
+    conn: Arc<Conn>,
+    child: tokio::process::Child,
+    kill_rx: oneshot::Receiver<()>,
+}
+
+async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
+    let spec = &shared.spec;
+    let mut cmd = Command::new(&spec.command);
+    cmd.args(&spec.args)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    for name in &spec.inherit_env {
+        if let Ok(v) = std::env::var(name) {
+            cmd.env(name, v);
+        }
+    }
+    cmd.envs(&spec.env);
+    for (name, reference) in &spec.secret_env {
+        let value = shared
+            .secrets
+            .get(reference)
+            .ok_or_else(|| format!("secret {reference} for {name} was not resolved"))?;
+        cmd.env(name, value.expose_secret());
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", spec.command))?;
+    let pid = child.id();
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err("child has no stdio pipes".into());
+    };
+    let (tx, mut rx) = mpsc::channel::<String>(256);
+    let (kill_tx, kill_rx) = oneshot::channel();
+    let conn = Arc::new(Conn {
+        tx,
+        pending: Mutex::new(HashMap::new()),
+        kill: Mutex::new(Some(kill_tx)),
+        pid,
+    });
+
+    // Writer: one JSON-RPC message per line.
+    tokio::spawn(async move {
+        let mut stdin = stdin;
+        while let Some(line) = rx.recv().await {
+            if stdin.write_all(line.as_bytes()).await.is_err()
+                || stdin.write_all(b"\n").await.is_err()
+                || stdin.flush().await.is_err()
+            {
+                return;
+            }
+        }
+    });
+    // Reader: route responses to their callers.
+    {
+        let conn = conn.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE));
+            while let Some(line) = lines.next().await {
+                match line {
+                    Ok(line) => on_message(&shared, &conn, &line),
+                    Err(e) => {
+                        tracing::warn!(backend = shared.name, error = %e, "unreadable output from backend; restarting it");
+                        conn.kill();
+                        break;
+                    }
+                }
+            }
+            conn.fail_all();
+        });
+    }
+    // Stderr: to the gateway's log, bounded per line.
+    {
+        let name = shared.name.clone();
+        tokio::spawn(async move {
+            let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(8 * 1024));
+            while let Some(line) = lines.next().await {
+                match line {
+                    Ok(line) => {
+                        tracing::info!(target: "sealgate::backend::stderr", backend = name, "{}", line.chars().take(1024).collect::<String>())
+                    }
+                    Err(_) => continue,
+                }
+            }
+        });
+    }
+
+    let init = call(
+        &conn,
+        &shared.next_id,
+        "initialize",
+        initialize_params(),
+        spec.init_timeout,
+    )
+    .await;
+    match init {
+        Ok(Reply::Result(r)) if r.get("protocolVersion").is_some_and(Value::is_string) => {}
+        Ok(_) => return Err("the backend refused initialize".into()),
+        Err(e) => return Err(format!("initialize failed: {e}")),
+    }
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
+    conn.tx
+        .send(note)
+        .await
+        .map_err(|_| "the backend closed its input".to_string())?;
+    Ok(Running {
+        conn,
+        child,
+        kill_rx,
+    })
+}
+
+fn on_message(shared: &Shared, conn: &Conn, line: &str) {
+    let Ok(msg) = serde_json::from_str::<Value>(line) else {
+        tracing::warn!(
+            backend = shared.name,
+            "backend wrote a line that is not JSON"
+        );
+        return;
+    };
+    let method = msg.get("method").and_then(Value::as_str);
+    match (msg.get("id"), method) {
+        // A response to one of our requests.
+        (Some(id), None) => {
+            let Some(id) = id.as_u64() else {
+                tracing::warn!(
+                    backend = shared.name,
+                    "response with an id the gateway never used"
+                );
+                return;
+            };
+            let waiter = conn
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            if let Some(tx) = waiter {
+                let _ = tx.send(reply_from_message(&msg));
+            }
+        }
+        // A request from the server to the client: the gateway offers no
+        // client capabilities (sampling, roots, elicitation).
+        (Some(id), Some(m)) => {
+            let answer = if m == "ping" {
+                json!({"jsonrpc": "2.0", "id": id, "result": {}})
+            } else {
+                json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "method not supported by the sealgate gateway"}})
+            };
+            let _ = conn.tx.try_send(answer.to_string());
+        }
+        (None, Some("notifications/tools/list_changed")) => {
+            shared.generation.send_modify(|g| *g += 1);
+        }
+        (None, Some(_)) => {}
+        (None, None) => tracing::warn!(
+            backend = shared.name,
+            "backend wrote a message that is neither request nor response"
+        ),
+    }
+}
+
+async fn supervise(shared: Arc<Shared>, first: Running) {
+    let mut running = Some(first);
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        if let Some(Running {
+            conn,
+            mut child,
+            kill_rx,
+        }) = running.take()
+        {
+            let up = Instant::now();
+            shared.conn.send_replace(Some(conn.clone()));
+            shared.generation.send_modify(|g| *g += 1);
+            tokio::select! {
+                status = child.wait() => {
+                    tracing::warn!(backend = shared.name, status = ?status.ok(), "backend process exited");
+                }
+                _ = kill_rx => {
+                    let _ = child.kill().await;
+                }
+            }
+            shared.conn.send_replace(None);
+            conn.fail_all();
+            if up.elapsed() >= STABLE {
+                backoff = BACKOFF_MIN;
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+        match spawn_and_initialize(&shared).await {
+            Ok(r) => {
+                shared.restarts.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(backend = shared.name, "backend process restarted");
+                running = Some(r);
+            }
+            Err(e) => tracing::warn!(backend = shared.name, error = %e, "backend restart failed"),
+        }
+    }
+}
