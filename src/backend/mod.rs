@@ -58,6 +58,10 @@ pub trait Backend: Send + Sync + 'static {
     /// How many requests reached this backend: an operational counter that
     /// tests also use to prove a denied request never got here.
     fn messages_received(&self) -> u64;
+    /// The backend's process id, for backends that run a child process.
+    fn process_id(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// The built-in backend: the EP MCP Server's tools over bundled sample

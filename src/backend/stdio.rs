@@ -217,6 +217,10 @@ impl Backend for StdioBackend {
     fn messages_received(&self) -> u64 {
         self.shared.received.load(Ordering::Relaxed)
     }
+
+    fn process_id(&self) -> Option<u32> {
+        self.child_pid()
+    }
 }
 
 async fn call(

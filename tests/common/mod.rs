@@ -2,6 +2,8 @@
 //! freshly generated CA, server certificate, gateway key and clients.
 #![allow(dead_code)]
 
+pub mod services;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,6 +61,7 @@ pub struct TestGateway {
     /// alice may call every embedded tool; bob only get_meps and no ping.
     pub alice: IssuedClient,
     pub bob: IssuedClient,
+    pub ops: IssuedClient,
     pub gateway_pub: GatewayInfo,
     shutdown: Option<oneshot::Sender<()>>,
 }
@@ -81,6 +84,14 @@ impl TestGateway {
     }
 
     pub async fn start_with(opts: Options) -> TestGateway {
+        match Self::try_start_with(opts).await {
+            Ok(gw) => gw,
+            Err(e) => panic!("gateway did not start: {e}"),
+        }
+    }
+
+    /// Starts a gateway, or returns why it refused to start.
+    pub async fn try_start_with(opts: Options) -> Result<TestGateway, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let ca = sealgate::ca::init(&ca_dir(d), TRUST_DOMAIN, CaAlgorithm::EcdsaP256, 365, false)
@@ -113,6 +124,8 @@ impl TestGateway {
         let alice_tools: Vec<String> = ALICE_TOOLS.iter().map(|s| s.to_string()).collect();
         let alice = issue(&ca, d, "alice", &alice_tools, &gateway_pub);
         let bob = issue(&ca, d, "bob", &["get_meps".to_string()], &gateway_pub);
+        // ops may call every tool any backend offers.
+        let ops = issue(&ca, d, "ops", &["*".to_string()], &gateway_pub);
         // bob may not ping: rewrite his methods.
         let mut bob_entry = bob.registry_toml.replace("\"ping\", ", "");
         if let Some((per_second, burst)) = opts.bob_rate_limit {
@@ -122,8 +135,8 @@ impl TestGateway {
             );
         }
         let mut registry = format!(
-            "{}\n{}\n{}",
-            alice.registry_toml, bob_entry, opts.registry_extra
+            "{}\n{}\n{}\n{}",
+            alice.registry_toml, bob_entry, ops.registry_toml, opts.registry_extra
         );
         ca.write_crl_now(7).expect("empty CRL");
         for id in &opts.revoked_clients {
@@ -137,11 +150,11 @@ impl TestGateway {
             opts.config_extra
         );
         std::fs::write(d.join("sealgate.toml"), config).expect("config");
-        let config = Config::load(&d.join("sealgate.toml")).expect("config loads");
+        let config = Config::load(&d.join("sealgate.toml")).map_err(|e| e.to_string())?;
         let audit = Arc::new(AuditLog::memory());
         let parts = ServerParts::build(&config, Some(audit.clone()))
             .await
-            .expect("server parts");
+            .map_err(|e| e.to_string())?;
         let backend = parts.gateway.router.slots()[0].backend.clone();
         // Startup traffic (tools/list for pinning) is not a client's.
         let backend_baseline = backend.messages_received();
@@ -154,7 +167,7 @@ impl TestGateway {
             })
             .await;
         });
-        TestGateway {
+        Ok(TestGateway {
             addr,
             dir,
             ca,
@@ -165,9 +178,10 @@ impl TestGateway {
             gateway,
             alice,
             bob,
+            ops,
             gateway_pub,
             shutdown: Some(tx),
-        }
+        })
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

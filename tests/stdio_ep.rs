@@ -1,0 +1,223 @@
+//! The stdio backend against the real European Parliament MCP Server
+//! (`npm ci` installs it): initialize, tools/list filtered per client, a
+//! tools/call whose EP API request cannot leave this machine, argument
+//! validation against its pinned schemas, deadlines, and a child killed in
+//! the middle of a call.
+
+mod common;
+
+use common::services::*;
+use common::*;
+use serde_json::{json, Value};
+use tonic::Code;
+
+fn ep_backend(timeout_secs: u64) -> String {
+    format!(
+        "[[backend]]\nname = \"ep\"\nkind = \"stdio\"\ncommand = \"node\"\nargs = [\"{}\"]\ncwd = \"{}\"\ntimeout_secs = {timeout_secs}\ninherit_env = [\"PATH\", \"HOME\"]\nenv = {{ NODE_ENV = \"production\" }}\n",
+        ep_server_js().display(),
+        repo().display()
+    )
+}
+
+async fn ep_gateway(timeout_secs: u64) -> TestGateway {
+    TestGateway::start_with(Options {
+        config_extra: ep_backend(timeout_secs),
+        ..Default::default()
+    })
+    .await
+}
+
+fn names(response: &Value) -> Vec<String> {
+    let mut n: Vec<String> = response["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_string))
+        .collect();
+    n.sort();
+    n
+}
+
+#[tokio::test]
+async fn initialize_and_filtered_tools_list() {
+    let gw = ep_gateway(30).await;
+    let ops = gw.client(&gw.ops).await;
+    let init = ops
+        .request("initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}))
+        .await
+        .expect("initialize");
+    assert_eq!(init["result"]["protocolVersion"], "2025-11-25");
+    // ops may call anything: every EP tool (61 in the pinned version).
+    let all = names(&ops.list_tools().await.expect("tools/list"));
+    assert_eq!(all.len(), 61, "{all:?}");
+    assert!(all.contains(&"get_voting_records".to_string()));
+    // alice sees exactly her allowlist, bob only get_meps.
+    let alice = gw.client(&gw.alice).await;
+    let mut want: Vec<String> = ALICE_TOOLS.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(names(&alice.list_tools().await.expect("alice")), want);
+    let bob = gw.client(&gw.bob).await;
+    assert_eq!(names(&bob.list_tools().await.expect("bob")), ["get_meps"]);
+    // tools/list is served from the pins: no client listing reached the child.
+    assert_eq!(gw.backend_calls(), 0);
+}
+
+#[tokio::test]
+async fn unreachable_ep_api_comes_back_as_a_signed_tool_error() {
+    let gw = ep_gateway(30).await;
+    let alice = gw.client(&gw.alice).await;
+    let response = alice
+        .call_tool("get_meps", json!({"country": "SE", "limit": 5}))
+        .await
+        .expect("signed answer");
+    assert_eq!(response["result"]["isError"], true, "{response}");
+    let text = response["result"]["content"][0]["text"]
+        .as_str()
+        .expect("text");
+    assert!(!text.is_empty());
+    assert_eq!(gw.backend_calls(), 1);
+    let audit = gw.last_audit();
+    assert_eq!(audit["outcome"], "allowed");
+    assert_eq!(audit["backend_error"], true);
+    assert_eq!(audit["tool"], "get_meps");
+}
+
+#[tokio::test]
+async fn bad_arguments_are_refused_before_the_ep_server() {
+    let gw = ep_gateway(30).await;
+    let raw = gw.raw(&gw.alice).await;
+    let call = |args: Value| {
+        serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "get_meps", "arguments": args}}))
+            .expect("json")
+    };
+    let r = raw.send_payload(&call(json!({"country": "SWE"}))).await;
+    let msg = r
+        .as_ref()
+        .err()
+        .map(|s| s.message().to_string())
+        .unwrap_or_default();
+    assert_denied(&gw, r, Code::InvalidArgument, "ARGUMENTS_INVALID", 0);
+    assert!(msg.contains("/country") && !msg.contains("SWE"), "{msg}");
+    let r = raw.send_payload(&call(json!({"limit": 1000}))).await;
+    let msg = r
+        .as_ref()
+        .err()
+        .map(|s| s.message().to_string())
+        .unwrap_or_default();
+    assert_denied(&gw, r, Code::InvalidArgument, "ARGUMENTS_INVALID", 0);
+    assert!(
+        msg.contains("/limit") && msg.contains("maximum") && !msg.contains("1000"),
+        "{msg}"
+    );
+    let r = raw.send_payload(&call(json!({"country": 46}))).await;
+    assert_denied(&gw, r, Code::InvalidArgument, "ARGUMENTS_INVALID", 0);
+    // Sanitizer rules, before the schema.
+    let details = |id: &str| {
+        serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "get_mep_details", "arguments": {"id": id}}}))
+            .expect("json")
+    };
+    assert_denied(
+        &gw,
+        raw.send_payload(&details("../../etc/passwd")).await,
+        Code::InvalidArgument,
+        "ARGUMENTS_REJECTED",
+        0,
+    );
+    assert_denied(
+        &gw,
+        raw.send_payload(&details("file:///etc/passwd")).await,
+        Code::InvalidArgument,
+        "ARGUMENTS_REJECTED",
+        0,
+    );
+    let search = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "search_documents", "arguments": {"keyword": "budget\u{202E}evil"}}}))
+    .expect("json");
+    assert_denied(
+        &gw,
+        raw.send_payload(&search).await,
+        Code::InvalidArgument,
+        "ARGUMENTS_REJECTED",
+        0,
+    );
+    // An EP tool the client may call but no backend offers under that name.
+    let ghost = br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"get_mepz"}}"#;
+    let ops = gw.raw(&gw.ops).await;
+    assert_denied(
+        &gw,
+        ops.send_payload(ghost).await,
+        Code::NotFound,
+        "TOOL_UNKNOWN",
+        0,
+    );
+}
+
+#[tokio::test]
+async fn deadline_fails_the_call_and_the_backend_keeps_serving() {
+    // The EP server retries its unreachable API for about 3 s: a 1 s
+    // deadline fails first, and the call is cancelled at the child.
+    let gw = ep_gateway(1).await;
+    let alice = gw.raw(&gw.alice).await;
+    let r = alice.send_payload(GET_MEPS).await;
+    assert_eq!(
+        r.as_ref().err().map(|s| s.code()),
+        Some(Code::DeadlineExceeded),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.as_ref()
+            .err()
+            .and_then(sealgate::error::reason_of)
+            .as_deref(),
+        Some("BACKEND_TIMEOUT")
+    );
+    assert_eq!(gw.last_audit()["reason"], "BACKEND_TIMEOUT");
+    // The child was not killed: it still answers a call that fails fast.
+    let pid = gw.backend.process_id();
+    let quick = br#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"get_mep_details","arguments":{"id":"x"}}}"#;
+    let _ = alice.send_payload(quick).await;
+    assert_eq!(gw.backend.process_id(), pid);
+}
+
+#[tokio::test]
+async fn killed_child_fails_the_call_and_is_restarted() {
+    let gw = ep_gateway(30).await;
+    let alice = gw.raw(&gw.alice).await;
+    let pid = gw.backend.process_id().expect("child pid");
+    let env = alice.seal(GET_MEPS);
+    let rpc = alice.rpc.clone();
+    let in_flight = tokio::spawn(async move {
+        let mut rpc = rpc;
+        rpc.call(sealgate::proto::CallRequest {
+            envelope: Some(env),
+        })
+        .await
+    });
+    // The EP server is busy retrying its API: kill it in the middle.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = in_flight
+        .await
+        .expect("join")
+        .expect_err("the in-flight call fails");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(
+        sealgate::error::reason_of(&status).as_deref(),
+        Some("BACKEND_UNAVAILABLE")
+    );
+    assert_eq!(gw.last_audit()["reason"], "BACKEND_UNAVAILABLE");
+    // The next call waits for the restarted child and succeeds.
+    let next = gw
+        .client(&gw.alice)
+        .await
+        .call_tool("get_mep_details", json!({"id": "MEP-1"}))
+        .await
+        .expect("after restart");
+    assert!(next.get("result").is_some(), "{next}");
+    let new_pid = gw.backend.process_id().expect("new pid");
+    assert_ne!(new_pid, pid);
+}
