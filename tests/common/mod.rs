@@ -44,6 +44,8 @@ pub struct Options {
     pub registry_extra: String,
     /// Replaces the generated registry entry of bob (to set a rate limit, say).
     pub bob_rate_limit: Option<(u32, u32)>,
+    /// Replaces `[signing] key` (a path by default) with this value.
+    pub signing_key: Option<String>,
     /// Clients issued, registered, then revoked in the CRL before start.
     pub revoked_clients: Vec<&'static str>,
 }
@@ -146,7 +148,8 @@ impl TestGateway {
         }
         std::fs::write(d.join("clients.toml"), registry).expect("registry");
         let config = format!(
-            "listen = \"{addr}\"\ntrust_domain = \"{TRUST_DOMAIN}\"\n\n[tls]\ncert = \"server.crt\"\nkey = \"server.key\"\nclient_ca = \"ca/ca.crt\"\ncrls = [\"ca/crl.pem\"]\n\n[signing]\nkey = \"gateway.signing.key\"\n\n[registry]\npath = \"clients.toml\"\n\n{}\n",
+            "listen = \"{addr}\"\ntrust_domain = \"{TRUST_DOMAIN}\"\n\n[tls]\ncert = \"server.crt\"\nkey = \"server.key\"\nclient_ca = \"ca/ca.crt\"\ncrls = [\"ca/crl.pem\"]\n\n[signing]\nkey = \"{}\"\n\n[registry]\npath = \"clients.toml\"\n\n{}\n",
+            opts.signing_key.as_deref().unwrap_or("gateway.signing.key"),
             opts.config_extra
         );
         std::fs::write(d.join("sealgate.toml"), config).expect("config");
