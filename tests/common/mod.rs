@@ -191,6 +191,15 @@ impl TestGateway {
         self.dir.path().join(name)
     }
 
+    /// Requests that reached the backend `name` (including startup listing).
+    pub fn router_calls(&self, name: &str) -> u64 {
+        self.gateway
+            .router
+            .backend(name)
+            .expect("backend")
+            .messages_received()
+    }
+
     /// Requests that reached the first backend since startup.
     pub fn backend_calls(&self) -> u64 {
         self.backend.messages_received() - self.backend_baseline
