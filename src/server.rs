@@ -431,6 +431,19 @@ async fn start_backends(
     Ok(slots)
 }
 
+/// The configured audit sink: a 0600 file, or stdout.
+fn open_audit(config: &crate::config::Config) -> Result<Arc<crate::audit::AuditLog>, StartError> {
+    Ok(match &config.audit.path {
+        Some(p) if p.as_os_str() != "-" => Arc::new(crate::audit::AuditLog::file(p).map_err(
+            |source| StartError::Audit {
+                path: p.display().to_string(),
+                source,
+            },
+        )?),
+        _ => Arc::new(crate::audit::AuditLog::stdout()),
+    })
+}
+
 async fn resolve_secrets(
     config: &crate::config::Config,
 ) -> Result<Arc<crate::secrets::Secrets>, StartError> {
@@ -470,15 +483,7 @@ pub async fn accept_tools(
             )));
         }
     }
-    let audit = match &config.audit.path {
-        Some(p) if p.as_os_str() != "-" => Arc::new(crate::audit::AuditLog::file(p).map_err(
-            |source| StartError::Audit {
-                path: p.display().to_string(),
-                source,
-            },
-        )?),
-        _ => Arc::new(crate::audit::AuditLog::stdout()),
-    };
+    let audit = open_audit(config)?;
     let secrets = resolve_secrets(config).await?;
     let slots = start_backends(config, &secrets, only).await?;
     let router = Router::unsynced(slots, audit);
@@ -531,17 +536,7 @@ impl ServerParts {
         )?;
         let audit = match audit {
             Some(a) => a,
-            None => match &config.audit.path {
-                Some(p) if p.as_os_str() != "-" => {
-                    Arc::new(crate::audit::AuditLog::file(p).map_err(|source| {
-                        StartError::Audit {
-                            path: p.display().to_string(),
-                            source,
-                        }
-                    })?)
-                }
-                _ => Arc::new(crate::audit::AuditLog::stdout()),
-            },
+            None => open_audit(config)?,
         };
         let signing_key_ref = config.signing.key_ref().map_err(StartError::Secrets)?;
         let secrets = resolve_secrets(config).await?;
