@@ -66,7 +66,7 @@ async fn main() {
     )
     .await
     .expect("parts");
-    let tls_server = parts.tls.clone();
+    let tls_server = parts.tls.load_full();
     tokio::spawn(async move {
         let _ = sealgate::server::run(listener, parts, std::future::pending()).await;
     });

@@ -22,6 +22,9 @@ pub enum Outcome {
     Allowed,
     /// Refused by the gateway, or failed in the backend.
     Denied,
+    /// The client went away (or the transport's request timeout fired)
+    /// before the gateway answered; the backend may have run the call.
+    Cancelled,
 }
 
 /// One audit line. Every field is either gateway-derived or a bounded,

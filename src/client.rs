@@ -161,7 +161,8 @@ impl Client {
             audience: profile.audience.clone(),
             spiffe_id: profile.spiffe_id.clone(),
             gateway_keys,
-            clock_skew_ms: i64::try_from(profile.clock_skew_secs.unwrap_or(30)).unwrap_or(30)
+            clock_skew_ms: i64::try_from(profile.clock_skew_secs.unwrap_or(30).min(600))
+                .unwrap_or(30)
                 * 1000,
         };
         Ok(Client::new(channel, creds))

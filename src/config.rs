@@ -363,10 +363,24 @@ fn toml_error(text: &str, e: &toml::de::Error) -> String {
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
             let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            format!("line {line}, column {col}: {}", e.message())
+            format!("line {line}, column {col}: {}", redact_quoted(e.message()))
         }
-        None => e.message().to_string(),
+        None => redact_quoted(e.message()),
     }
+}
+
+/// toml quotes an offending *value* between backticks ("invalid type:
+/// integer `1234`, expected a string"): replace it, since the value may be a
+/// secret. Field names (in "unknown field `x`") are kept: they are not.
+fn redact_quoted(message: &str) -> String {
+    if !message.starts_with("invalid") {
+        return message.to_string();
+    }
+    message
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| if i % 2 == 1 { "`…`" } else { part })
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -407,24 +421,50 @@ impl Config {
             }
         }
         fix(&mut self.registry.path);
+        // `file:` references in secret-bearing strings are relative to the
+        // config file too.
+        let fix_ref = |v: &mut String| {
+            if let Some(path) = v.strip_prefix("file:") {
+                if Path::new(path).is_relative() && !path.is_empty() {
+                    *v = format!("file:{}", base.join(path).display());
+                }
+            }
+        };
         if let Some(ob) = self.secrets.openbao.as_mut() {
             if let Some(ca) = ob.ca.as_mut() {
                 fix(ca);
             }
+            ob.token
+                .iter_mut()
+                .chain(ob.role_id.iter_mut())
+                .chain(ob.secret_id.iter_mut())
+                .for_each(fix_ref);
         }
         for b in &mut self.backends {
             match b {
                 BackendConfig::Embedded { .. } => {}
                 BackendConfig::Stdio {
-                    name, pins, cwd, ..
+                    name,
+                    pins,
+                    cwd,
+                    secret_env,
+                    ..
                 } => {
+                    secret_env.values_mut().for_each(fix_ref);
                     let p = pins.get_or_insert_with(|| PathBuf::from(format!("pins/{name}.toml")));
                     fix(p);
                     if let Some(c) = cwd.as_mut() {
                         fix(c);
                     }
                 }
-                BackendConfig::Http { name, pins, ca, .. } => {
+                BackendConfig::Http {
+                    name,
+                    pins,
+                    ca,
+                    bearer_token,
+                    ..
+                } => {
+                    bearer_token.iter_mut().for_each(fix_ref);
                     let p = pins.get_or_insert_with(|| PathBuf::from(format!("pins/{name}.toml")));
                     fix(p);
                     if let Some(c) = ca.as_mut() {
@@ -467,6 +507,33 @@ impl Config {
         }
         crate::identity::quota(self.rate_limit).map_err(|m| format!("field rate_limit: {m}"))?;
         let t = &self.transport;
+        for (name, v, max) in [
+            (
+                "transport.handshake_timeout_secs",
+                t.handshake_timeout_secs,
+                300,
+            ),
+            ("transport.idle_timeout_secs", t.idle_timeout_secs, 86_400),
+            (
+                "transport.keepalive_interval_secs",
+                t.keepalive_interval_secs,
+                3_600,
+            ),
+            (
+                "transport.keepalive_timeout_secs",
+                t.keepalive_timeout_secs,
+                3_600,
+            ),
+            (
+                "transport.request_timeout_secs",
+                t.request_timeout_secs,
+                3_600,
+            ),
+        ] {
+            if v > max {
+                return Err(format!("field {name}: at most {max}"));
+            }
+        }
         for (name, v) in [
             ("transport.max_connections", t.max_connections as u64),
             ("transport.handshake_timeout_secs", t.handshake_timeout_secs),
@@ -535,11 +602,7 @@ impl Config {
                             "backend {name:?} field timeout_secs: must be at least 1"
                         ));
                     }
-                    if !(url.starts_with("https://")
-                        || url.starts_with("http://127.")
-                        || url.starts_with("http://localhost")
-                        || url.starts_with("http://[::1]"))
-                    {
+                    if !crate::tls::transport_allowed(url) {
                         return Err(format!("backend {name:?} field url: must be https:// (plain http only on loopback)"));
                     }
                 }

@@ -61,6 +61,8 @@ reasons! {
     /// The client certificate has no single valid SPIFFE ID of our trust
     /// domain, or lacks the clientAuth extended key usage.
     IdentityInvalid => (Code::Unauthenticated, Client, "IDENTITY_INVALID"),
+    /// The client certificate was revoked after this connection was opened.
+    CertificateRevoked => (Code::Unauthenticated, Client, "CERTIFICATE_REVOKED"),
     /// The certificate's client id is not in the registry.
     ClientUnknown => (Code::Unauthenticated, Client, "CLIENT_UNKNOWN"),
     /// The client is in the registry but disabled.

@@ -70,6 +70,9 @@ pub struct Gateway {
     pub audience: String,
     /// Swapped atomically on reload; the hot path only loads a pointer.
     pub registry: ArcSwap<Registry>,
+    /// Serials (lowercase hex) on the configured CRLs: connections opened
+    /// before a revocation was loaded are refused per request.
+    pub revoked: ArcSwap<std::collections::HashSet<String>>,
     pub replay: Box<dyn ReplayStore>,
     /// Swapped when the signing key secret is refreshed.
     pub signer: ArcSwap<ResponseSigner>,
@@ -97,28 +100,55 @@ impl GatewayService {
 #[tonic::async_trait]
 impl McpGatewayService for GatewayService {
     async fn call(&self, request: Request<CallRequest>) -> Result<Response<CallResponse>, Status> {
-        let started = Instant::now();
         let peer = request.extensions().get::<Arc<PeerInfo>>().cloned();
         let _busy = peer.as_ref().map(|p| p.activity.begin());
-        let mut record = AuditRecord::new();
+        // Written when this future ends, however it ends: a client that
+        // resets its stream, or the transport's request timeout, drops the
+        // future mid-call and still leaves a record.
+        let mut audit = AuditOnDrop {
+            record: AuditRecord::new(),
+            log: &self.gateway.audit,
+            started: Instant::now(),
+            done: false,
+        };
         let result = self
             .gateway
-            .process(peer.as_deref(), request.into_inner(), &mut record)
+            .process(peer.as_deref(), request.into_inner(), &mut audit.record)
             .await;
-        record.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         match &result {
-            Ok(_) => record.outcome = Outcome::Allowed,
+            Ok(_) => audit.record.outcome = Outcome::Allowed,
             Err(denial) => {
-                record.deny(denial.reason);
+                audit.record.deny(denial.reason);
                 tracing::info!(
-                    client.id = record.client_id.as_deref().unwrap_or("-"),
+                    client.id = audit.record.client_id.as_deref().unwrap_or("-"),
                     reason = denial.reason.as_str(),
                     "request denied"
                 );
             }
         }
-        self.gateway.audit.write(&record);
+        audit.done = true;
+        drop(audit);
         result.map(Response::new).map_err(|d| d.to_status())
+    }
+}
+
+/// Writes the audit record of one request when dropped; a request that did
+/// not finish is recorded as `cancelled`.
+struct AuditOnDrop<'a> {
+    record: AuditRecord,
+    log: &'a AuditLog,
+    started: Instant,
+    done: bool,
+}
+
+impl Drop for AuditOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.record.outcome = Outcome::Cancelled;
+        }
+        self.record.duration_us =
+            u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.log.write(&self.record);
     }
 }
 
@@ -225,6 +255,12 @@ impl Gateway {
                 "no verified client certificate on this connection",
             )),
             Some(Err(e)) => Err(Denial::new(Reason::IdentityInvalid, e.to_string())),
+            Some(Ok(identity)) if self.revoked.load().contains(&identity.serial) => {
+                Err(Denial::new(
+                    Reason::CertificateRevoked,
+                    "this client certificate has been revoked",
+                ))
+            }
             Some(Ok(identity)) => Ok(identity),
         }
     }
@@ -251,12 +287,13 @@ impl Gateway {
             }
             Method::ToolsCall => {
                 let name = message.tool.as_deref().unwrap_or_default();
-                let route = self.router.resolve(name).map_err(|e| match e {
+                let route = self.router.resolve(name).await.map_err(|e| match e {
                     Lookup::Unknown => Denial::new(Reason::ToolUnknown, format!("no backend offers tool {name}")),
                     Lookup::Changed => Denial::new(
                         Reason::ToolDefinitionChanged,
                         format!("the definition of tool {name} changed at its backend and awaits an operator's acceptance"),
                     ),
+                    Lookup::Unavailable => Denial::new(Reason::BackendUnavailable, "the backend of this tool reconnected and could not be re-listed"),
                 })?;
                 let mut arguments = params
                     .get("arguments")
@@ -277,11 +314,18 @@ impl Gateway {
             // The gateway initialized each backend itself; cancellation of
             // a call is the gRPC cancellation of that call.
             Method::NotificationsInitialized | Method::NotificationsCancelled => return Ok(None),
-            other => self
-                .router
-                .forward_to_primary(other.as_str(), params)
-                .await
-                .map_err(backend_denial)?,
+            // Resources and prompts: the sanitizer checks their params too
+            // (a resource uri is an identifier field).
+            other => {
+                let mut params = params;
+                self.sanitize
+                    .apply(other.as_str(), &mut params)
+                    .map_err(|e| Denial::new(Reason::ArgumentsRejected, e.to_string()))?;
+                self.router
+                    .forward_to_primary(other.as_str(), params)
+                    .await
+                    .map_err(backend_denial)?
+            }
         };
         Ok(Some(reply))
     }

@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -416,26 +415,15 @@ async fn serve(config: Config, dev_dir: Option<&Path>) -> Result<()> {
         );
         println!("Stop with Ctrl-C.");
     }
-    let registry_path = config.registry.path.clone();
-    let rate = config.rate_limit;
-    let gateway = parts.gateway.clone();
+    let reloader = parts.reloader(&config);
     tokio::spawn(async move {
-        // SIGHUP reloads the client registry (a bad file keeps the old one),
-        // re-resolves secrets and re-reads tool pins.
+        // SIGHUP: registry, TLS material and CRLs, secrets, tool pins.
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {
             return;
         };
         while hup.recv().await.is_some() {
-            match sealgate::identity::Registry::load(&registry_path, rate) {
-                Ok(r) => {
-                    tracing::info!(clients = r.len(), "client registry reloaded");
-                    gateway.registry.store(Arc::new(r));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "client registry reload failed; keeping the previous one")
-                }
-            }
+            reloader.reload().await;
         }
     });
     server::run(listener, parts, async {

@@ -56,7 +56,9 @@ pub struct MemoryReplayStore {
 impl MemoryReplayStore {
     pub fn new(skew_ms: i64, per_client_capacity: usize) -> Self {
         MemoryReplayStore {
-            retention_ms: skew_ms.saturating_mul(2),
+            // One millisecond more than the longest an envelope stays fresh
+            // (from -skew to +skew), since eviction is at `expiry <= now`.
+            retention_ms: skew_ms.saturating_mul(2).saturating_add(1),
             per_client_capacity,
             clients: Mutex::new(HashMap::new()),
         }
@@ -143,15 +145,15 @@ mod tests {
     }
 
     #[test]
-    fn nonce_is_forgotten_after_twice_the_window() {
+    fn nonce_is_forgotten_just_after_twice_the_window() {
         let store = MemoryReplayStore::new(30_000, 10);
         let e = env(&[7; 16]);
         assert_eq!(store.check_and_record(&id("a"), &e, 0), Ok(()));
         assert_eq!(
-            store.check_and_record(&id("a"), &e, 59_999),
+            store.check_and_record(&id("a"), &e, 60_000),
             Err(ReplayError::Replayed)
         );
-        assert_eq!(store.check_and_record(&id("a"), &e, 60_000), Ok(()));
+        assert_eq!(store.check_and_record(&id("a"), &e, 60_001), Ok(()));
     }
 
     #[test]
@@ -171,7 +173,7 @@ mod tests {
         // Other clients are unaffected, and space returns after expiry.
         assert_eq!(store.check_and_record(&id("b"), &env(&[3; 16]), 0), Ok(()));
         assert_eq!(
-            store.check_and_record(&id("a"), &env(&[3; 16]), 60_000),
+            store.check_and_record(&id("a"), &env(&[3; 16]), 60_001),
             Ok(())
         );
     }

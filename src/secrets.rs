@@ -209,7 +209,10 @@ struct KvData {
 }
 
 fn renew_at(ttl: u64) -> Option<Instant> {
-    (ttl > 0).then(|| Instant::now() + Duration::from_secs(ttl.saturating_mul(2) / 3))
+    // A huge TTL from the server must not overflow the clock: treat as never.
+    (ttl > 0)
+        .then(|| Instant::now().checked_add(Duration::from_secs(ttl.saturating_mul(2) / 3)))
+        .flatten()
 }
 
 impl OpenBao {
@@ -226,9 +229,7 @@ impl OpenBao {
             builder = builder.tls_backend_preconfigured(
                 crate::tls::backend_client_config(ca).map_err(|e| e.to_string())?,
             );
-        } else if !config.address.starts_with("http://127.")
-            && !config.address.starts_with("http://localhost")
-        {
+        } else if !crate::tls::transport_allowed(&config.address) {
             return Err(
                 "secrets.openbao.address must be https:// (plain http only on loopback)".into(),
             );
@@ -401,11 +402,19 @@ impl OpenBao {
             .json()
             .await
             .map_err(|_| err(r, "not a KV v2 secret"))?;
-        match body.data.data.get(field) {
-            Some(serde_json::Value::String(s)) => Ok(SecretString::from(s.clone())),
+        let mut data = body.data.data;
+        let found = match data.remove(field) {
+            Some(serde_json::Value::String(s)) => Ok(SecretString::from(s)),
             Some(_) => Err(err(r, format!("field {field} is not a string"))),
             None => Err(err(r, format!("the secret has no field {field}"))),
+        };
+        // The secret's other fields are not ours to keep around.
+        for v in data.values_mut() {
+            if let serde_json::Value::String(s) = v {
+                zeroize::Zeroize::zeroize(s);
+            }
         }
+        found
     }
 }
 

@@ -187,7 +187,8 @@ pub struct AcceptStats {
 /// Everything `run` needs besides the listener.
 pub struct ServerParts {
     pub gateway: Arc<Gateway>,
-    pub tls: Arc<rustls::ServerConfig>,
+    /// Swapped on reload (certificate, CA, CRLs); each handshake loads it.
+    pub tls: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
     pub transport: TransportConfig,
     pub trust_domain: String,
     pub stats: Arc<AcceptStats>,
@@ -241,13 +242,12 @@ pub async fn run(
 
 async fn accept_loop(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
     transport: TransportConfig,
     trust_domain: String,
     stats: Arc<AcceptStats>,
     tx: mpsc::Sender<io::Result<PeerStream>>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let limit = Arc::new(Semaphore::new(transport.max_connections));
     let trust_domain: Arc<str> = trust_domain.into();
     loop {
@@ -264,7 +264,7 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        let acceptor = TlsAcceptor::from(tls.load_full());
         let tx = tx.clone();
         let stats = stats.clone();
         let trust_domain = trust_domain.clone();
@@ -551,6 +551,9 @@ impl ServerParts {
         let gateway = Arc::new(Gateway {
             audience: config.audience(),
             registry: arc_swap::ArcSwap::from_pointee(registry),
+            revoked: arc_swap::ArcSwap::from_pointee(crate::tls::revoked_serials(
+                &config.tls.crls,
+            )?),
             replay: Box::new(crate::replay::MemoryReplayStore::new(
                 skew_ms,
                 config.envelope.replay_capacity_per_client,
@@ -584,10 +587,63 @@ impl ServerParts {
         });
         Ok(ServerParts {
             gateway,
-            tls,
+            tls: Arc::new(arc_swap::ArcSwap::new(tls)),
             transport: config.transport.clone(),
             trust_domain: config.trust_domain.clone(),
             stats: Arc::new(AcceptStats::default()),
         })
+    }
+}
+
+/// What SIGHUP reloads, without dropping a connection: the client registry,
+/// the TLS certificate, client CA and CRLs (for new handshakes, and revoked
+/// serials for requests on open connections), every secret, and the tool
+/// pins. A part that fails to load keeps its previous version.
+pub struct Reloader {
+    config: crate::config::Config,
+    gateway: Arc<Gateway>,
+    tls: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
+}
+
+impl ServerParts {
+    /// The reloader for this gateway and the config it was built from.
+    pub fn reloader(&self, config: &crate::config::Config) -> Reloader {
+        Reloader {
+            config: config.clone(),
+            gateway: self.gateway.clone(),
+            tls: self.tls.clone(),
+        }
+    }
+}
+
+impl Reloader {
+    pub async fn reload(&self) {
+        let c = &self.config;
+        match crate::identity::Registry::load(&c.registry.path, c.rate_limit) {
+            Ok(r) => {
+                tracing::info!(clients = r.len(), "client registry reloaded");
+                self.gateway.registry.store(Arc::new(r));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "client registry reload failed; keeping the previous one")
+            }
+        }
+        let tls = crate::tls::server_config(&c.tls.cert, &c.tls.key, &c.tls.client_ca, &c.tls.crls)
+            .and_then(|cfg| crate::tls::revoked_serials(&c.tls.crls).map(|r| (cfg, r)));
+        match tls {
+            Ok((cfg, revoked)) => {
+                tracing::info!(
+                    revoked = revoked.len(),
+                    "TLS certificate, client CA and CRLs reloaded"
+                );
+                self.tls.store(cfg);
+                self.gateway.revoked.store(Arc::new(revoked));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "TLS reload failed; keeping the previous configuration")
+            }
+        }
+        self.gateway.refresh_secrets().await;
+        self.gateway.router.resync_all().await;
     }
 }

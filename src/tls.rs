@@ -96,6 +96,23 @@ fn load_crls(
     Ok(crls)
 }
 
+/// The serial numbers (lowercase hex, as in [`crate::identity::ClientIdentity`])
+/// revoked by the given CRL files.
+pub fn revoked_serials(
+    paths: &[impl AsRef<Path>],
+) -> Result<std::collections::HashSet<String>, TlsError> {
+    use x509_parser::prelude::FromDer;
+    let mut out = std::collections::HashSet::new();
+    for crl in load_crls(paths)? {
+        let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(&crl)
+            .map_err(|_| TlsError::Config("a CRL could not be parsed".into()))?;
+        for revoked in parsed.iter_revoked_certificates() {
+            out.insert(hex::encode(revoked.raw_serial()));
+        }
+    }
+    Ok(out)
+}
+
 fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in load_certs(ca)? {
@@ -157,6 +174,29 @@ pub fn backend_client_config(ca: &Path) -> Result<ClientConfig, TlsError> {
     Ok(config)
 }
 
+/// Whether the gateway may send credentials to `url`: `https://`, or plain
+/// `http://` to a loopback address only (host exactly `localhost` or a
+/// loopback IP; no user info). Parsed, not prefix-matched, so
+/// `http://localhost.evil.example` and `http://127.0.0.1.nip.io` are refused.
+pub fn transport_allowed(url: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    if !u.username().is_empty() || u.password().is_some() {
+        return false;
+    }
+    match u.scheme() {
+        "https" => u.host().is_some(),
+        "http" => match u.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
 /// Sets ALPN h2 on a client config.
 pub fn with_h2(mut config: ClientConfig) -> Arc<ClientConfig> {
     config.alpn_protocols = vec![b"h2".to_vec()];
@@ -191,6 +231,34 @@ pub async fn connect_channel(
         }))
         .await
         .map_err(ConnectError::Transport)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn plain_http_only_to_loopback() {
+        use super::transport_allowed as ok;
+        for good in [
+            "https://bao.internal:8200",
+            "http://127.0.0.1:8200",
+            "http://localhost:1/mcp",
+            "http://[::1]:9/x",
+            "http://127.9.9.9/",
+        ] {
+            assert!(ok(good), "{good}");
+        }
+        for bad in [
+            "http://localhost.evil.example/mcp",
+            "http://127.0.0.1.nip.io/",
+            "http://localhost@evil.example/",
+            "http://user:pw@127.0.0.1/",
+            "http://10.0.0.1/",
+            "ftp://127.0.0.1/",
+            "not a url",
+        ] {
+            assert!(!ok(bad), "{bad}");
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

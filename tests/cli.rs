@@ -371,3 +371,22 @@ fn shell_words(s: &str) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn config_type_errors_do_not_quote_the_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("leaky.toml"),
+        "listen = \"127.0.0.1:1\"\ntrust_domain = \"x\"\n[tls]\ncert=\"a\"\nkey=\"b\"\nclient_ca=\"c\"\n[signing]\nkey=\"k\"\n[registry]\npath=\"r\"\n[[backend]]\nname=\"ep\"\nkind=\"stdio\"\ncommand=\"node\"\nsecret_env = { EP_API_KEY = 9876543210123 }\n",
+    )
+    .expect("write");
+    let out = sealgate(d, &["serve", "--config", "leaky.toml"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("leaky.toml: line 11") && err.contains("invalid type"),
+        "{err}"
+    );
+    assert!(!err.contains("9876543210123"), "{err}");
+}

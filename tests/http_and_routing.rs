@@ -246,15 +246,15 @@ async fn changed_tool_definitions_are_refused_until_accepted() {
         .expect("new tool recorded");
     assert_eq!(added["tool"], "exfiltrate");
     assert!(matches!(
-        router.resolve("env_names"),
+        router.resolve("env_names").await,
         Err(sealgate::backend::router::Lookup::Changed)
     ));
     assert!(matches!(
-        router.resolve("exfiltrate"),
+        router.resolve("exfiltrate").await,
         Err(sealgate::backend::router::Lookup::Changed)
     ));
     assert!(
-        router.resolve("env_digest").is_ok(),
+        router.resolve("env_digest").await.is_ok(),
         "unchanged tools keep working"
     );
     let listed: Vec<String> = router

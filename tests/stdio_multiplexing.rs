@@ -148,4 +148,16 @@ async fn client_going_away_is_forwarded_as_notifications_cancelled() {
     let id = id_of_call(&record, "wait");
     let cancel = wait_for_cancel(&record, &id).await;
     assert_eq!(cancel["params"]["reason"], "the gateway's caller went away");
+    // The request still has its audit record.
+    let started = Instant::now();
+    while gw.audit.lines().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no audit record for a cancelled call"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let audit = gw.last_audit();
+    assert_eq!(audit["outcome"], "cancelled");
+    assert_eq!(audit["tool"], "wait");
 }

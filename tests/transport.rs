@@ -481,3 +481,39 @@ async fn certificate_without_eku_gets_identity_invalid() {
     );
     assert!(message.contains("clientAuth"), "{message}");
 }
+
+#[tokio::test]
+async fn revocation_loaded_at_run_time_refuses_new_and_open_connections() {
+    let gw = TestGateway::start().await;
+    // alice connects and works.
+    let open = gw.raw(&gw.alice).await;
+    open.send_payload(GET_MEPS)
+        .await
+        .expect("before revocation");
+    // The operator revokes her certificate and reloads (SIGHUP).
+    gw.ca.revoke(&gw.alice.cert, 7).expect("revoke");
+    gw.reloader.reload().await;
+    // A new handshake is refused...
+    let err = alert_from_server(&gw, tls13_with_cert(&gw, &gw.alice.cert, &gw.alice.key)).await;
+    assert_eq!(
+        err,
+        Some(rustls::Error::AlertReceived(
+            AlertDescription::CertificateRevoked
+        ))
+    );
+    // ...and so is the next request on the connection she already had.
+    let calls = gw.backend_calls();
+    assert_denied(
+        &gw,
+        open.send_payload(GET_MEPS).await,
+        tonic::Code::Unauthenticated,
+        "CERTIFICATE_REVOKED",
+        calls,
+    );
+    // bob is unaffected.
+    gw.raw(&gw.bob)
+        .await
+        .send_payload(GET_MEPS)
+        .await
+        .expect("bob still works");
+}

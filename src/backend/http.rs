@@ -60,10 +60,7 @@ impl HttpBackend {
             builder = builder.tls_backend_preconfigured(
                 crate::tls::backend_client_config(ca).map_err(|e| e.to_string())?,
             );
-        } else if !(spec.url.starts_with("http://127.")
-            || spec.url.starts_with("http://localhost")
-            || spec.url.starts_with("http://[::1]"))
-        {
+        } else if !crate::tls::transport_allowed(&spec.url) {
             return Err("url must be https:// (plain http only on loopback)".into());
         }
         Ok(HttpBackend {
@@ -158,10 +155,10 @@ impl HttpBackend {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let body = read_bounded(resp).await?;
         let message = if content_type.starts_with("text/event-stream") {
-            find_in_sse(&body, id)?
+            read_sse_response(resp, id).await?
         } else {
+            let body = read_bounded(resp).await?;
             let v: Value = serde_json::from_slice(&body)
                 .map_err(|_| PostError::Fatal(BackendError::Protocol))?;
             (v.get("id").and_then(Value::as_u64) == Some(id))
@@ -243,6 +240,48 @@ async fn read_bounded(resp: reqwest::Response) -> Result<Vec<u8>, PostError> {
     Ok(body)
 }
 
+/// Where the first complete SSE event in `buf` ends (after its blank line).
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Reads an SSE body event by event until the response with `id` arrives:
+/// the server may keep the stream open after it.
+async fn read_sse_response(resp: reqwest::Response, id: u64) -> Result<Value, PostError> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut stream = resp.bytes_stream();
+    loop {
+        while let Some(end) = event_end(&buf) {
+            let found = find_in_sse(&buf[..end], id).ok();
+            buf.drain(..end);
+            if let Some(v) = found {
+                return Ok(v);
+            }
+        }
+        match stream.next().await {
+            Some(Ok(chunk)) => {
+                if buf.len() + chunk.len() > MAX_BODY {
+                    return Err(PostError::Fatal(BackendError::Protocol));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Some(Err(e)) => {
+                return Err(PostError::Fatal(if e.is_timeout() {
+                    BackendError::Timeout
+                } else {
+                    BackendError::Unavailable
+                }));
+            }
+            None => return find_in_sse(&buf, id),
+        }
+    }
+}
+
 /// Finds the JSON-RPC response with `id` among the `data:` events of an SSE
 /// body (other events, such as notifications, are skipped).
 fn find_in_sse(body: &[u8], id: u64) -> Result<Value, PostError> {
@@ -294,7 +333,12 @@ impl Backend for HttpBackend {
                         backend = self.name,
                         "backend session expired; initializing a new one"
                     );
-                    *self.session.lock().await = None;
+                    // Only this session: another task may already have
+                    // set up a new one.
+                    let mut current = self.session.lock().await;
+                    if current.as_ref().map(|s| &s.id) == Some(&session.id) {
+                        *current = None;
+                    }
                 }
                 Err(e) => return Err(e.into_backend()),
             }

@@ -3,22 +3,29 @@
 //!
 //! On every (re)connection of a backend the router lists its tools, compiles
 //! each inputSchema once and compares each definition's digest with the
-//! backend's pin file. A tool whose definition changed, or that was not
-//! pinned, is refused (and recorded as a security event) until an operator
-//! accepts it with `sealgate tools accept`. With no pin file yet, the first
-//! listing is pinned (trust on first use) and written. Exposed names carry
-//! the backend's prefix; two backends exposing one name is a startup error.
+//! backend's pin file. A tool whose definition changed, that was not pinned,
+//! whose schema does not compile, or whose name is listed twice or clashes
+//! with another backend's, is refused (and recorded as a security event);
+//! the other tools keep working. A changed or new tool stays refused until an
+//! operator accepts it with `sealgate tools accept`. With no pin file yet,
+//! the first listing is pinned (trust on first use) and written.
+//!
+//! A backend that reconnected is re-listed before its tools are routed
+//! again: a restarted child never gets a call under its old pins.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 use super::{Backend, BackendError, Reply};
 use crate::audit::{AuditLog, SecurityEvent};
+use crate::policy::pins::PinEntry;
 use crate::policy::{PinFile, PinnedTool};
 
 /// How a backend's tool definitions are trusted.
@@ -51,25 +58,36 @@ pub struct Route {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
     Unknown,
-    /// The backend offers a definition that differs from the accepted pin.
+    /// The backend offers a definition that is not the accepted one.
     Changed,
+    /// The backend reconnected and could not be re-listed.
+    Unavailable,
 }
 
 #[derive(Default)]
 struct Table {
     routes: HashMap<String, Route>,
-    /// Exposed names whose current definition is refused.
+    /// Exposed names whose current definition is refused, with their slot.
     refused: HashMap<String, usize>,
-    /// (exposed name, definition with the exposed name), in backend order.
+    /// (exposed name, slot, definition with the exposed name), in order.
     listing: Vec<(String, usize, Value)>,
+}
+
+struct SlotState {
+    generation: watch::Receiver<u64>,
+    /// The backend generation the table reflects.
+    synced: AtomicU64,
+    /// One listing at a time per backend.
+    syncing: tokio::sync::Mutex<()>,
 }
 
 pub struct Router {
     slots: Vec<Slot>,
+    state: Vec<SlotState>,
     table: ArcSwap<Table>,
     audit: Arc<AuditLog>,
-    /// Serialises syncs, so two reconnections never interleave table updates.
-    sync_lock: Mutex<()>,
+    /// Serialises table updates across backends.
+    table_lock: Mutex<()>,
 }
 
 /// What listing a backend's tools found.
@@ -78,28 +96,39 @@ pub struct SyncReport {
     pub accepted: Vec<String>,
     pub changed: Vec<String>,
     pub added: Vec<String>,
+    /// Tools refused for an invalid definition or a name clash.
+    pub invalid: Vec<String>,
     pub pinned_now: bool,
 }
 
+const UNSYNCED: u64 = u64::MAX;
+
 impl Router {
     /// Lists and pins every backend's tools; fails on a backend that cannot
-    /// be listed, a tool whose schema does not compile, or a name collision.
+    /// be listed or a name offered by two backends.
     pub async fn start(slots: Vec<Slot>, audit: Arc<AuditLog>) -> Result<Arc<Router>, String> {
         let router = Arc::new(Router::unsynced(slots, audit));
         for i in 0..router.slots.len() {
-            router
+            let report = router
                 .sync(i, false)
                 .await
                 .map_err(|e| format!("backend {}: {e}", router.slots[i].backend.name()))?;
+            if let Some(clash) = report.invalid.iter().find(|n| n.starts_with("clash:")) {
+                let name = clash.trim_start_matches("clash:");
+                return Err(format!(
+                    "backend {}: tool name {name} is offered by two backends; give one of them a prefix",
+                    router.slots[i].backend.name()
+                ));
+            }
         }
         for i in 0..router.slots.len() {
             let weak = Arc::downgrade(&router);
-            let mut generation = router.slots[i].backend.generation();
+            let mut generation = router.state[i].generation.clone();
             generation.borrow_and_update();
             tokio::spawn(async move {
                 while generation.changed().await.is_ok() {
                     let Some(router) = weak.upgrade() else { return };
-                    if let Err(e) = router.sync(i, false).await {
+                    if let Err(e) = router.ensure_synced(i).await {
                         tracing::warn!(backend = router.slots[i].backend.name(), error = %e, "re-listing tools failed");
                     }
                 }
@@ -111,11 +140,20 @@ impl Router {
     /// A router that has listed nothing yet and watches nothing (for
     /// `sealgate tools accept`, which syncs explicitly).
     pub fn unsynced(slots: Vec<Slot>, audit: Arc<AuditLog>) -> Router {
+        let state = slots
+            .iter()
+            .map(|s| SlotState {
+                generation: s.backend.generation(),
+                synced: AtomicU64::new(UNSYNCED),
+                syncing: tokio::sync::Mutex::new(()),
+            })
+            .collect();
         Router {
             slots,
+            state,
             table: ArcSwap::from_pointee(Table::default()),
             audit,
-            sync_lock: Mutex::new(()),
+            table_lock: Mutex::new(()),
         }
     }
 
@@ -129,6 +167,23 @@ impl Router {
             .iter()
             .map(|s| &s.backend)
             .find(|b| b.name() == name)
+    }
+
+    fn is_stale(&self, slot: usize) -> bool {
+        let st = &self.state[slot];
+        *st.generation.borrow() != st.synced.load(Ordering::Acquire)
+    }
+
+    /// Re-lists a backend if it reconnected since its last listing.
+    async fn ensure_synced(&self, slot: usize) -> Result<(), String> {
+        if !self.is_stale(slot) {
+            return Ok(());
+        }
+        let _one = self.state[slot].syncing.lock().await;
+        if !self.is_stale(slot) {
+            return Ok(());
+        }
+        self.sync(slot, false).await.map(|_| ())
     }
 
     async fn list_tools(&self, slot: usize) -> Result<Vec<Value>, String> {
@@ -164,17 +219,74 @@ impl Router {
         Err("tools/list pagination did not end after 100 pages".into())
     }
 
+    fn event(
+        &self,
+        kind: &str,
+        backend: &str,
+        tool: Option<&str>,
+        pinned: Option<&str>,
+        offered: Option<&str>,
+    ) {
+        let mut ev = SecurityEvent::new(kind, backend);
+        ev.tool = tool;
+        ev.pinned_digest = pinned;
+        ev.offered_digest = offered;
+        self.audit.security_event(&ev);
+    }
+
     /// Lists a backend's tools and rebuilds its part of the table. With
-    /// `accept_all`, the current definitions become the pins.
+    /// `accept_all`, the current definitions become the pins. Fails only when
+    /// the backend cannot be listed or the pin file cannot be used; bad
+    /// tools are refused one by one.
     pub async fn sync(&self, slot: usize, accept_all: bool) -> Result<SyncReport, String> {
+        // The generation this listing reflects, taken before listing: a
+        // reconnection during the listing makes the slot stale again.
+        let generation = *self.state[slot].generation.borrow();
         let listed = self.list_tools(slot).await?;
         let s = &self.slots[slot];
         let name = s.backend.name();
-        let mut compiled = Vec::new();
-        for def in listed {
-            compiled.push(PinnedTool::compile(def).map_err(|e| e.to_string())?);
-        }
         let mut report = SyncReport::default();
+
+        // Compile each definition; a tool listed twice is refused entirely.
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for def in &listed {
+            if let Some(n) = def.get("name").and_then(Value::as_str) {
+                *counts.entry(n.to_string()).or_default() += 1;
+            }
+        }
+        let mut compiled = Vec::new();
+        let mut invalid: Vec<String> = Vec::new();
+        for def in listed {
+            let tool_name = def
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if counts.get(&tool_name).copied().unwrap_or(0) > 1 {
+                if !invalid.contains(&tool_name) {
+                    self.event("tool_listed_twice", name, Some(&tool_name), None, None);
+                    invalid.push(tool_name);
+                }
+                continue;
+            }
+            match PinnedTool::compile(def) {
+                Ok(t) => compiled.push(t),
+                Err(e) => {
+                    tracing::warn!(backend = name, error = %e, "tool refused: invalid definition");
+                    self.event(
+                        "tool_definition_invalid",
+                        name,
+                        crate::jsonrpc::valid_tool_name(&tool_name).then_some(tool_name.as_str()),
+                        None,
+                        None,
+                    );
+                    if crate::jsonrpc::valid_tool_name(&tool_name) {
+                        invalid.push(tool_name);
+                    }
+                }
+            }
+        }
+
         let pins = match &s.pins {
             PinMode::Builtin => None,
             PinMode::File(path) => {
@@ -186,69 +298,90 @@ impl Router {
                         for t in &compiled {
                             pins.tools.insert(
                                 t.name.clone(),
-                                crate::policy::pins::PinEntry {
+                                PinEntry {
                                     digest: t.digest.clone(),
                                 },
                             );
                         }
                         pins.save(path, name)?;
                         report.pinned_now = true;
-                        let event = if accept_all {
+                        let kind = if accept_all {
                             "tools_accepted"
                         } else {
                             "tools_pinned_on_first_use"
                         };
-                        self.audit.security_event(&SecurityEvent::new(event, name));
+                        self.event(kind, name, None, None, None);
                         Some(pins)
                     }
                 }
             }
         };
 
-        let _guard = self.sync_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.table_lock.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.table.load();
-        let mut table = Table::default();
-        // Keep the other slots' entries.
-        for (exposed, route) in &old.routes {
-            if route.slot != slot {
-                table.routes.insert(exposed.clone(), route.clone());
-            }
-        }
-        for (exposed, s_idx) in &old.refused {
-            if *s_idx != slot {
-                table.refused.insert(exposed.clone(), *s_idx);
-            }
-        }
-        table.listing = old
-            .listing
-            .iter()
-            .filter(|(_, s_idx, _)| *s_idx != slot)
+        let mut table = Table {
+            routes: old
+                .routes
+                .iter()
+                .filter(|(_, r)| r.slot != slot)
+                .map(|(k, r)| (k.clone(), r.clone()))
+                .collect(),
+            refused: old
+                .refused
+                .iter()
+                .filter(|(_, s_idx)| **s_idx != slot)
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            listing: old
+                .listing
+                .iter()
+                .filter(|(_, s_idx, _)| *s_idx != slot)
+                .cloned()
+                .collect(),
+        };
+        let taken: HashSet<String> = table
+            .routes
+            .keys()
+            .chain(table.refused.keys())
             .cloned()
             .collect();
-
+        for n in invalid {
+            table.refused.insert(format!("{}{n}", s.prefix), slot);
+            report.invalid.push(n);
+        }
         for tool in compiled {
             let exposed = format!("{}{}", s.prefix, tool.name);
-            if table.routes.get(&exposed).is_some_and(|r| r.slot != slot) {
-                return Err(format!(
-                    "tool name {exposed} is offered by two backends; give one of them a prefix"
-                ));
+            if taken.contains(&exposed) {
+                self.event(
+                    "tool_name_clash",
+                    name,
+                    Some(&tool.name),
+                    None,
+                    Some(&tool.digest),
+                );
+                report.invalid.push(format!("clash:{exposed}"));
+                continue;
             }
-            let verdict = pins.as_ref().map(|p| p.accepted(&tool.name));
-            match verdict {
+            match pins.as_ref().map(|p| p.accepted(&tool.name)) {
                 Some(Some(pinned)) if *pinned != tool.digest => {
-                    let mut ev = SecurityEvent::new("tool_definition_changed", name);
-                    ev.tool = Some(&tool.name);
-                    ev.pinned_digest = Some(pinned);
-                    ev.offered_digest = Some(&tool.digest);
-                    self.audit.security_event(&ev);
+                    self.event(
+                        "tool_definition_changed",
+                        name,
+                        Some(&tool.name),
+                        Some(pinned),
+                        Some(&tool.digest),
+                    );
                     report.changed.push(tool.name.clone());
                     table.refused.insert(exposed, slot);
                 }
                 Some(None) => {
-                    let mut ev = SecurityEvent::new("tool_added", name);
-                    ev.tool = Some(&tool.name);
-                    ev.offered_digest = Some(&tool.digest);
-                    self.audit.security_event(&ev);
+                    self.event(
+                        "tool_added",
+                        name,
+                        Some(&tool.name),
+                        None,
+                        Some(&tool.digest),
+                    );
                     report.added.push(tool.name.clone());
                     table.refused.insert(exposed, slot);
                 }
@@ -268,17 +401,33 @@ impl Router {
             }
         }
         self.table.store(Arc::new(table));
+        self.state[slot].synced.store(generation, Ordering::Release);
         tracing::info!(
             backend = name,
             accepted = report.accepted.len(),
-            refused = report.changed.len() + report.added.len(),
+            refused = report.changed.len() + report.added.len() + report.invalid.len(),
             "tools pinned"
         );
         Ok(report)
     }
 
-    /// The route of an exposed tool name.
-    pub fn resolve(&self, exposed: &str) -> Result<Route, Lookup> {
+    /// The route of an exposed tool name. A backend that reconnected since
+    /// its last listing is re-listed first.
+    pub async fn resolve(&self, exposed: &str) -> Result<Route, Lookup> {
+        for slot in 0..self.slots.len() {
+            if self.is_stale(slot) && self.ensure_synced(slot).await.is_err() {
+                // Its tools cannot be trusted until it is re-listed.
+                let table = self.table.load();
+                let owner = table
+                    .routes
+                    .get(exposed)
+                    .map(|r| r.slot)
+                    .or_else(|| table.refused.get(exposed).copied());
+                if owner == Some(slot) {
+                    return Err(Lookup::Unavailable);
+                }
+            }
+        }
         let table = self.table.load();
         if let Some(route) = table.routes.get(exposed) {
             return Ok(route.clone());
@@ -325,8 +474,10 @@ impl Router {
     /// Re-lists every backend (after a pin file changed on disk).
     pub async fn resync_all(&self) {
         for i in 0..self.slots.len() {
+            let _one = self.state[i].syncing.lock().await;
             if let Err(e) = self.sync(i, false).await {
                 tracing::warn!(backend = self.slots[i].backend.name(), error = %e, "re-listing tools failed");
+                self.state[i].synced.store(UNSYNCED, Ordering::Release);
             }
         }
     }

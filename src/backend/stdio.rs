@@ -55,19 +55,35 @@ pub struct StdioSpec {
     pub init_timeout: Duration,
 }
 
+/// Where the answer to one pending call goes.
+type Waiter = oneshot::Sender<Result<Reply, BackendError>>;
+
 struct Conn {
     tx: mpsc::Sender<String>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Result<Reply, BackendError>>>>,
+    /// `None` once the child is gone: no call may wait on it any more.
+    pending: Mutex<Option<HashMap<u64, Waiter>>>,
     kill: Mutex<Option<oneshot::Sender<()>>>,
     pid: Option<u32>,
 }
 
 impl Conn {
     fn fail_all(&self) {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        for (_, tx) in pending.drain() {
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        for (_, tx) in pending.into_iter().flatten() {
             let _ = tx.send(Err(BackendError::Unavailable));
         }
+    }
+
+    fn take_pending(&self, id: u64) -> Option<Waiter> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .and_then(|m| m.remove(&id))
     }
 
     fn kill(&self) {
@@ -118,13 +134,7 @@ impl Drop for PendingGuard {
         if !self.armed {
             return;
         }
-        let was_pending = self
-            .conn
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id)
-            .is_some();
+        let was_pending = self.conn.take_pending(self.id).is_some();
         if was_pending {
             let note = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": self.id, "reason": self.reason}});
             let _ = self.conn.tx.try_send(note.to_string());
@@ -153,6 +163,7 @@ impl StdioBackend {
         // The first start is done here so that a broken command stops the
         // gateway with a clear message instead of restarting forever.
         let first = spawn_and_initialize(&shared).await?;
+        publish(&shared, &first);
         let supervisor = tokio::spawn(supervise(shared.clone(), first));
         Ok(StdioBackend { shared, supervisor })
     }
@@ -232,10 +243,15 @@ async fn call(
 ) -> Result<Reply, BackendError> {
     let id = next_id.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = oneshot::channel();
-    conn.pending
+    match conn
+        .pending
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(id, tx);
+        .as_mut()
+    {
+        Some(pending) => pending.insert(id, tx),
+        None => return Err(BackendError::Unavailable),
+    };
     let mut guard = PendingGuard {
         conn: conn.clone(),
         id,
@@ -243,17 +259,19 @@ async fn call(
         reason: "the gateway's caller went away",
     };
     let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
-    if conn.tx.send(line).await.is_err() {
-        return Err(BackendError::Unavailable);
-    }
-    match tokio::time::timeout(timeout, rx).await {
-        Ok(Ok(result)) => {
+    // Sending and waiting share one deadline: a child that stops reading
+    // its stdin fails the call in time too.
+    let exchange = async {
+        conn.tx
+            .send(line)
+            .await
+            .map_err(|_| BackendError::Unavailable)?;
+        rx.await.unwrap_or(Err(BackendError::Unavailable))
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(result) => {
             guard.armed = false;
             result
-        }
-        Ok(Err(_)) => {
-            guard.armed = false;
-            Err(BackendError::Unavailable)
         }
         Err(_) => {
             guard.reason = "deadline exceeded at the gateway";
@@ -269,6 +287,14 @@ fn probe(shared: Arc<Shared>, conn: Arc<Conn>) {
         return;
     }
     tokio::spawn(async move {
+        // Cleared however this task ends.
+        struct Probing<'a>(&'a AtomicBool);
+        impl Drop for Probing<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _probing = Probing(&shared.probing);
         let alive = call(
             &conn,
             &shared.next_id,
@@ -284,7 +310,6 @@ fn probe(shared: Arc<Shared>, conn: Arc<Conn>) {
             );
             conn.kill();
         }
-        shared.probing.store(false, Ordering::Release);
     });
 }
 
@@ -332,7 +357,7 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
     let (kill_tx, kill_rx) = oneshot::channel();
     let conn = Arc::new(Conn {
         tx,
-        pending: Mutex::new(HashMap::new()),
+        pending: Mutex::new(Some(HashMap::new())),
         kill: Mutex::new(Some(kill_tx)),
         pid,
     });
@@ -428,12 +453,7 @@ fn on_message(shared: &Shared, conn: &Conn, line: &str) {
                 );
                 return;
             };
-            let waiter = conn
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
-            if let Some(tx) = waiter {
+            if let Some(tx) = conn.take_pending(id) {
                 let _ = tx.send(reply_from_message(&msg));
             }
         }
@@ -458,6 +478,15 @@ fn on_message(shared: &Shared, conn: &Conn, line: &str) {
     }
 }
 
+/// Makes a freshly initialized child the one calls go to, and bumps the
+/// generation so the router re-lists its tools before routing to it.
+fn publish(shared: &Shared, running: &Running) {
+    shared.conn.send_replace(Some(running.conn.clone()));
+    shared.generation.send_modify(|g| *g += 1);
+}
+
+/// Watches the published child; when it exits (or is killed), fails its
+/// calls and starts a new one with backoff.
 async fn supervise(shared: Arc<Shared>, first: Running) {
     let mut running = Some(first);
     let mut backoff = BACKOFF_MIN;
@@ -469,8 +498,6 @@ async fn supervise(shared: Arc<Shared>, first: Running) {
         }) = running.take()
         {
             let up = Instant::now();
-            shared.conn.send_replace(Some(conn.clone()));
-            shared.generation.send_modify(|g| *g += 1);
             tokio::select! {
                 status = child.wait() => {
                     tracing::warn!(backend = shared.name, status = ?status.ok(), "backend process exited");
@@ -491,6 +518,7 @@ async fn supervise(shared: Arc<Shared>, first: Running) {
             Ok(r) => {
                 shared.restarts.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(backend = shared.name, "backend process restarted");
+                publish(&shared, &r);
                 running = Some(r);
             }
             Err(e) => tracing::warn!(backend = shared.name, error = %e, "backend restart failed"),

@@ -58,6 +58,8 @@ pub struct TestGateway {
     backend_baseline: u64,
     pub audit: Arc<AuditLog>,
     pub stats: Arc<AcceptStats>,
+    /// What SIGHUP would do.
+    pub reloader: Arc<sealgate::server::Reloader>,
     /// The running gateway's shared state (registry swaps in tests).
     pub gateway: Arc<sealgate::gateway::Gateway>,
     /// alice may call every embedded tool; bob only get_meps and no ping.
@@ -162,6 +164,7 @@ impl TestGateway {
         // Startup traffic (tools/list for pinning) is not a client's.
         let backend_baseline = backend.messages_received();
         let stats = parts.stats.clone();
+        let reloader = Arc::new(parts.reloader(&config));
         let gateway = parts.gateway.clone();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -176,6 +179,7 @@ impl TestGateway {
             ca,
             backend,
             backend_baseline,
+            reloader,
             audit,
             stats,
             gateway,
