@@ -15,6 +15,20 @@ use sealgate::client::{Client, ClientError, GatewayKey, Profile};
 use sealgate::config::Config;
 use sealgate::server::{self, ServerParts};
 
+/// Prints a line to stdout. A closed pipe (`sealgate call … | head`) ends
+/// the process quietly instead of panicking as `println!` would.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = writeln!(stdout, $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "sealgate",
@@ -302,7 +316,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ca(cmd) => ca_command(cmd).map(|_| ExitCode::SUCCESS),
         Command::Key(KeyCommand::Generate { out, force }) => {
             let (key_id, _) = generate_key(&out, force)?;
-            println!(
+            out!(
                 "wrote {} (private, 0600) and {} (public); key id {key_id}",
                 out.display(),
                 sealgate::keys::pub_path(&out).display()
@@ -328,7 +342,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let accepted =
                 runtime()?.block_on(server::accept_tools(&config, backend.as_deref()))?;
             for a in &accepted {
-                println!(
+                out!(
                     "backend {}: {} tools pinned in {}{}",
                     a.backend,
                     a.report.accepted.len(),
@@ -340,7 +354,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 );
             }
-            println!("send SIGHUP to the running gateway to apply the pins");
+            out!("send SIGHUP to the running gateway to apply the pins");
             Ok(ExitCode::SUCCESS)
         }
         Command::Tools { action: None, conn } => {
@@ -374,7 +388,7 @@ fn print_response(result: Result<Value, ClientError>) -> Result<ExitCode> {
                 return Ok(ExitCode::from(3));
             }
             let result = response.get("result").cloned().unwrap_or(Value::Null);
-            println!("{}", serde_json::to_string_pretty(&result)?);
+            out!("{}", serde_json::to_string_pretty(&result)?);
             if result.get("isError").and_then(Value::as_bool) == Some(true) {
                 eprintln!("the tool reported an error (isError: true)");
                 return Ok(ExitCode::from(3));
@@ -405,15 +419,15 @@ async fn serve(config: Config, dev_dir: Option<&Path>) -> Result<()> {
     tracing::info!(listen = %addr, audience = %config.audience(), "sealgate gateway serving (TLS 1.3, client certificates required)");
     if let Some(dir) = dev_dir {
         let profile = dir.join("clients/demo.profile.toml");
-        println!("\nsealgate dev gateway listening on {addr} (embedded sample backend).");
-        println!("Audit log: {}", dir.join("audit.jsonl").display());
-        println!("From a second terminal in this directory, try:\n");
-        println!("  cargo run --release -- call get_meps --args '{{\"country\":\"SE\",\"limit\":2}}' --profile {}", profile.display());
-        println!(
+        out!("\nsealgate dev gateway listening on {addr} (embedded sample backend).");
+        out!("Audit log: {}", dir.join("audit.jsonl").display());
+        out!("From a second terminal in this directory, try:\n");
+        out!("  cargo run --release -- call get_meps --args '{{\"country\":\"SE\",\"limit\":2}}' --profile {}", profile.display());
+        out!(
             "  cargo run --release -- tools --profile {}\n",
             profile.display()
         );
-        println!("Stop with Ctrl-C.");
+        out!("Stop with Ctrl-C.");
     }
     let reloader = parts.reloader(&config);
     tokio::spawn(async move {
@@ -465,7 +479,7 @@ fn ca_command(cmd: CaCommand) -> Result<()> {
             force,
         } => {
             ca::init(&dir, &trust_domain, algorithm, days, force)?;
-            println!(
+            out!(
                 "created CA in {} (trust domain {trust_domain}); ca.key is 0600",
                 dir.display()
             );
@@ -485,7 +499,7 @@ fn ca_command(cmd: CaCommand) -> Result<()> {
                 .chain(ip.iter().map(|i| i.to_string()))
                 .collect();
             ca.issue_server(&names, days, &cert_out, &key_out, force)?;
-            println!(
+            out!(
                 "wrote {} and {} (0600)",
                 cert_out.display(),
                 key_out.display()
@@ -523,31 +537,31 @@ fn ca_command(cmd: CaCommand) -> Result<()> {
                 gateway,
                 force,
             })?;
-            println!("issued client {} ({})", id, issued.spiffe_id);
-            println!("  certificate   {}", issued.cert.display());
-            println!("  TLS key       {} (0600)", issued.key.display());
-            println!(
+            out!("issued client {} ({})", id, issued.spiffe_id);
+            out!("  certificate   {}", issued.cert.display());
+            out!("  TLS key       {} (0600)", issued.key.display());
+            out!(
                 "  signing key   {} (0600), key id {}",
                 issued.signing_key.display(),
                 issued.key_id
             );
-            println!(
+            out!(
                 "  registry      {} (append to the gateway's client registry)",
                 issued.registry_entry.display()
             );
             if issued.profile.exists() {
-                println!("  profile       {}", issued.profile.display());
+                out!("  profile       {}", issued.profile.display());
             }
         }
         CaCommand::Inspect { file } => {
             let info = ca::inspect_der(&ca::read_cert_der(&file)?)
                 .map_err(|m| anyhow::anyhow!("{}: {m}", file.display()))?;
-            println!("subject:     {}", info.subject);
-            println!("issuer:      {}", info.issuer);
-            println!("serial:      {}", info.serial);
-            println!("not before:  {}", info.not_before);
-            println!("not after:   {}", info.not_after);
-            println!(
+            out!("subject:     {}", info.subject);
+            out!("issuer:      {}", info.issuer);
+            out!("serial:      {}", info.serial);
+            out!("not before:  {}", info.not_before);
+            out!("not after:   {}", info.not_after);
+            out!(
                 "SANs:        {}",
                 if info.sans.is_empty() {
                     "-".into()
@@ -555,7 +569,7 @@ fn ca_command(cmd: CaCommand) -> Result<()> {
                     info.sans.join(", ")
                 }
             );
-            println!(
+            out!(
                 "EKU:         {}",
                 if info.extended_key_usage.is_empty() {
                     "-".into()
@@ -563,8 +577,8 @@ fn ca_command(cmd: CaCommand) -> Result<()> {
                     info.extended_key_usage.join(", ")
                 }
             );
-            println!("CA:          {}", info.is_ca);
-            println!("SHA-256:     {}", info.sha256_fingerprint);
+            out!("CA:          {}", info.is_ca);
+            out!("SHA-256:     {}", info.sha256_fingerprint);
         }
         CaCommand::Revoke {
             cert,
@@ -572,14 +586,14 @@ fn ca_command(cmd: CaCommand) -> Result<()> {
             crl_days,
         } => {
             let serial = Ca::load(&dir)?.revoke(&cert, crl_days)?;
-            println!(
+            out!(
                 "revoked serial {serial}; wrote {}",
                 dir.join("crl.pem").display()
             );
         }
         CaCommand::Crl { dir, crl_days } => {
             let path = Ca::load(&dir)?.write_crl_now(crl_days)?;
-            println!("wrote {}", path.display());
+            out!("wrote {}", path.display());
         }
     }
     Ok(())
