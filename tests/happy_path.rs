@@ -106,12 +106,30 @@ async fn every_embedded_tool_answers_through_the_gateway() {
     assert_eq!(current["total"], 27);
     assert_eq!(current["data"].as_array().expect("data").len(), 25);
 
-    assert_eq!(gw.backend_calls(), 8);
+    // The eighth embedded tool, for a client allowed every tool.
+    let ops = gw.client(&gw.ops).await;
+    let votes = tool_json(
+        &ops.call_tool(
+            "get_voting_records",
+            json!({"sessionId": "MTG-PL-2025-03-10"}),
+        )
+        .await
+        .expect("votes"),
+    );
+    let ids: Vec<&str> = votes["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|v| v["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["VOTE-2025-03-10-001", "VOTE-2025-03-10-002"]);
+
+    assert_eq!(gw.backend_calls(), 9);
     let audit = gw.last_audit();
     assert_eq!(audit["outcome"], "allowed");
-    assert_eq!(audit["tool"], "get_current_meps");
-    assert_eq!(audit["client_id"], "alice");
-    assert_eq!(audit["key_id"], gw.alice.key_id.as_str());
+    assert_eq!(audit["tool"], "get_voting_records");
+    assert_eq!(audit["client_id"], "ops");
+    assert_eq!(audit["key_id"], gw.ops.key_id.as_str());
 }
 
 #[tokio::test]

@@ -140,6 +140,40 @@ async fn bad_arguments_are_refused_before_the_ep_server() {
         "ARGUMENTS_REJECTED",
         0,
     );
+    // Every other sanitizer rule, against the EP server's real tools.
+    let search = |arguments: Value| {
+        serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+            "params": {"name": "search_documents", "arguments": arguments}}))
+        .expect("json")
+    };
+    for (arguments, rule) in [
+        (
+            json!({"keyword": "budget\u{0007}"}),
+            "contains control characters",
+        ),
+        (json!({"keyword": "cafe\u{0301}"}), "is not in Unicode NFC"),
+        (
+            json!({"keyword": "x".repeat(5000)}),
+            "is longer than the string length limit",
+        ),
+        (
+            json!({"keyword": "ok", "extra": [[[[[[[[[["deep"]]]]]]]]]]}),
+            "nests deeper than the limit",
+        ),
+        (
+            json!({"keyword": "ok", "pad": vec!["y".repeat(4000); 20]}),
+            "exceeds the total argument size limit",
+        ),
+    ] {
+        let r = raw.send_payload(&search(arguments)).await;
+        let msg = r
+            .as_ref()
+            .err()
+            .map(|s| s.message().to_string())
+            .unwrap_or_default();
+        assert_denied(&gw, r, Code::InvalidArgument, "ARGUMENTS_REJECTED", 0);
+        assert!(msg.contains(rule), "{msg} should name {rule:?}");
+    }
     // An EP tool the client may call but no backend offers under that name.
     let ghost = br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"get_mepz"}}"#;
     let ops = gw.raw(&gw.ops).await;
