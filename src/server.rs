@@ -354,6 +354,14 @@ async fn start_backends(
         let name = b.name();
         let refs = b.secret_refs().map_err(StartError::Backend)?;
         let secret = |key: &str| refs.iter().find(|(k, _)| k == key).map(|(_, r)| r.clone());
+        // Every stdio/http backend has a pin file (default filled in by Config::load).
+        let pinned = |pins: &Option<std::path::PathBuf>| {
+            PinMode::File(
+                pins.clone()
+                    .unwrap_or_else(|| format!("pins/{name}.toml").into()),
+            )
+        };
+        let started = |e: String| StartError::Backend(format!("backend {name:?}: {e}"));
         let slot = match b {
             BackendConfig::Embedded { prefix, .. } => Slot {
                 backend: Arc::new(crate::backend::EmbeddedBackend::new(name)),
@@ -389,15 +397,12 @@ async fn start_backends(
                 let backend =
                     crate::backend::stdio::StdioBackend::start(name, spec, secrets.clone())
                         .await
-                        .map_err(|e| StartError::Backend(format!("backend {name:?}: {e}")))?;
+                        .map_err(started)?;
                 Slot {
                     backend: Arc::new(backend),
                     prefix: prefix.clone(),
                     timeout: Duration::from_secs(*timeout_secs),
-                    pins: PinMode::File(
-                        pins.clone()
-                            .unwrap_or_else(|| format!("pins/{name}.toml").into()),
-                    ),
+                    pins: pinned(pins),
                 }
             }
             BackendConfig::Http {
@@ -414,15 +419,12 @@ async fn start_backends(
                     bearer_token: secret("bearer_token"),
                 };
                 let backend = crate::backend::http::HttpBackend::new(name, spec, secrets.clone())
-                    .map_err(|e| StartError::Backend(format!("backend {name:?}: {e}")))?;
+                    .map_err(started)?;
                 Slot {
                     backend: Arc::new(backend),
                     prefix: prefix.clone(),
                     timeout: Duration::from_secs(*timeout_secs),
-                    pins: PinMode::File(
-                        pins.clone()
-                            .unwrap_or_else(|| format!("pins/{name}.toml").into()),
-                    ),
+                    pins: pinned(pins),
                 }
             }
         };
