@@ -343,3 +343,68 @@ async fn frozen_child_times_out_and_is_replaced() {
         .expect("new child serves");
     assert_eq!(text(&r).len(), 64);
 }
+
+#[tokio::test]
+async fn restarted_http_backend_gets_a_new_session() {
+    let bao = OpenBao::start().await;
+    let token = "session-test-token";
+    bao.put("docs", json!({"token": token})).await;
+    let pki = tempfile::tempdir().expect("tempdir");
+    let ca = sealgate::ca::init(
+        &pki.path().join("ca"),
+        "fixture.test",
+        sealgate::ca::CaAlgorithm::EcdsaP256,
+        365,
+        false,
+    )
+    .expect("ca");
+    let (cert, key) = fixture_cert(pki.path(), &ca);
+    let port = free_port_pair();
+    let fixture = HttpFixture::start_on(port, &cert, &key, token, false);
+    let token_file = pki.path().join("bao-token");
+    sealgate::keys::write_private(&token_file, bao.root_token.as_bytes(), false).expect("token");
+    let extra = format!(
+        "[secrets.openbao]\naddress = \"{}\"\nauth = \"token\"\ntoken = \"file:{}\"\n\n\
+         [[backend]]\nname = \"docs\"\nkind = \"http\"\nurl = \"{}\"\nca = \"{}\"\nbearer_token = \"openbao://secret/data/docs#token\"\n",
+        bao.addr,
+        token_file.display(),
+        fixture.url,
+        pki.path().join("ca/ca.crt").display()
+    );
+    let gw = TestGateway::start_with(Options {
+        config_extra: extra,
+        ..Default::default()
+    })
+    .await;
+    let ops = gw.client(&gw.ops).await;
+    assert_eq!(
+        text(
+            &ops.call_tool("echo", json!({"text": "one"}))
+                .await
+                .expect("first")
+        ),
+        "echo: one"
+    );
+    // The server restarts: it forgets every session. The gateway's next
+    // request carries a stale Mcp-Session-Id, gets 404, initializes a new
+    // session and retries.
+    drop(fixture);
+    let _fixture = HttpFixture::start_on(port, &cert, &key, token, false);
+    assert_eq!(
+        text(
+            &ops.call_tool("echo", json!({"text": "two"}))
+                .await
+                .expect("after restart")
+        ),
+        "echo: two"
+    );
+    // The fresh server counts only the new session's requests.
+    let count: u64 = text(
+        &ops.call_tool("count_requests", json!({}))
+            .await
+            .expect("count"),
+    )
+    .parse()
+    .expect("number");
+    assert!(count <= 8, "{count} requests on the new server");
+}

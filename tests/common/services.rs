@@ -148,6 +148,18 @@ pub struct HttpFixture {
 
 impl HttpFixture {
     pub fn start(cert: &Path, key: &Path, token: &str, json_response: bool) -> HttpFixture {
+        Self::start_on(0, cert, key, token, json_response)
+    }
+
+    /// On a given port (0: any), to restart a server where clients expect it.
+    pub fn start_on(
+        port: u16,
+        cert: &Path,
+        key: &Path,
+        token: &str,
+        json_response: bool,
+    ) -> HttpFixture {
+        let port = port.to_string();
         use sha2::Digest;
         let digest = hex::encode(sha2::Sha256::digest(token.as_bytes()));
         let mut cmd = Command::new("python3");
@@ -156,7 +168,7 @@ impl HttpFixture {
                 "--host",
                 "127.0.0.1",
                 "--port",
-                "0",
+                &port,
                 "--token-sha256",
                 &digest,
             ])
