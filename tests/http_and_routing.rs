@@ -33,44 +33,73 @@ fn text(response: &Value) -> String {
         .to_string()
 }
 
+/// OpenBao holding the backend token, and a PKI for the fixture's
+/// certificate. Both live as long as this value.
+struct HttpSetup {
+    bao: OpenBao,
+    pki: tempfile::TempDir,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+impl HttpSetup {
+    async fn new(token_in_bao: &str) -> HttpSetup {
+        let bao = OpenBao::start().await;
+        bao.put("docs", json!({"token": token_in_bao})).await;
+        let pki = tempfile::tempdir().expect("tempdir");
+        let ca = sealgate::ca::init(
+            &pki.path().join("ca"),
+            "fixture.test",
+            sealgate::ca::CaAlgorithm::EcdsaP256,
+            365,
+            false,
+        )
+        .expect("ca");
+        let (cert, key) = fixture_cert(pki.path(), &ca);
+        HttpSetup {
+            bao,
+            pki,
+            cert,
+            key,
+        }
+    }
+
+    /// Gateway config: OpenBao, optionally the embedded backend, and the
+    /// fixture at `url` as backend "docs" with `prefix`.
+    fn config(&self, url: &str, with_embedded: bool, prefix: &str) -> String {
+        let token_file = self.pki.path().join("bao-token");
+        sealgate::keys::write_private(&token_file, self.bao.root_token.as_bytes(), true)
+            .expect("token");
+        format!(
+            "[secrets.openbao]\naddress = \"{}\"\nauth = \"token\"\ntoken = \"file:{}\"\n\n{}\
+             [[backend]]\nname = \"docs\"\nkind = \"http\"\nurl = \"{url}\"\nca = \"{}\"\nbearer_token = \"openbao://secret/data/docs#token\"\nprefix = \"{prefix}\"\n",
+            self.bao.addr,
+            token_file.display(),
+            if with_embedded { "[[backend]]\nname = \"sample\"\nkind = \"embedded\"\n\n" } else { "" },
+            self.pki.path().join("ca/ca.crt").display()
+        )
+    }
+}
+
 async fn http_gateway(
     json_response: bool,
     token_in_bao: &str,
     token_fixture_expects: &str,
-) -> (Result<TestGateway, String>, OpenBao, HttpFixture) {
-    let bao = OpenBao::start().await;
-    bao.put("docs", json!({"token": token_in_bao})).await;
-    // The CA must exist before the gateway starts: make one PKI dir, then
-    // point the harness at it through a pre-created CA.
-    let pki = tempfile::tempdir().expect("tempdir");
-    let ca = sealgate::ca::init(
-        &pki.path().join("ca"),
-        "fixture.test",
-        sealgate::ca::CaAlgorithm::EcdsaP256,
-        365,
-        false,
-    )
-    .expect("ca");
-    let (cert, key) = fixture_cert(pki.path(), &ca);
-    let fixture = HttpFixture::start(&cert, &key, token_fixture_expects, json_response);
-    let token_file = pki.path().join("bao-token");
-    sealgate::keys::write_private(&token_file, bao.root_token.as_bytes(), false).expect("token");
-    let extra = format!(
-        "[secrets.openbao]\naddress = \"{}\"\nauth = \"token\"\ntoken = \"file:{}\"\n\n\
-         [[backend]]\nname = \"sample\"\nkind = \"embedded\"\n\n\
-         [[backend]]\nname = \"docs\"\nkind = \"http\"\nurl = \"{}\"\nca = \"{}\"\nbearer_token = \"openbao://secret/data/docs#token\"\nprefix = \"docs_\"\n",
-        bao.addr,
-        token_file.display(),
-        fixture.url,
-        pki.path().join("ca/ca.crt").display()
+) -> (Result<TestGateway, String>, HttpSetup, HttpFixture) {
+    let setup = HttpSetup::new(token_in_bao).await;
+    let fixture = HttpFixture::start(
+        &setup.cert,
+        &setup.key,
+        token_fixture_expects,
+        json_response,
     );
+    let extra = setup.config(&fixture.url, true, "docs_");
     let gw = TestGateway::try_start_with(Options {
         config_extra: extra,
         ..Default::default()
     })
     .await;
-    std::mem::forget(pki); // the fixture's files must outlive this function
-    (gw, bao, fixture)
+    (gw, setup, fixture)
 }
 
 async fn routes_to_both_backends(json_response: bool) {
@@ -346,31 +375,12 @@ async fn frozen_child_times_out_and_is_replaced() {
 
 #[tokio::test]
 async fn restarted_http_backend_gets_a_new_session() {
-    let bao = OpenBao::start().await;
     let token = "session-test-token";
-    bao.put("docs", json!({"token": token})).await;
-    let pki = tempfile::tempdir().expect("tempdir");
-    let ca = sealgate::ca::init(
-        &pki.path().join("ca"),
-        "fixture.test",
-        sealgate::ca::CaAlgorithm::EcdsaP256,
-        365,
-        false,
-    )
-    .expect("ca");
-    let (cert, key) = fixture_cert(pki.path(), &ca);
+    let setup = HttpSetup::new(token).await;
+    let (cert, key) = (&setup.cert, &setup.key);
     let port = free_port_pair();
-    let fixture = HttpFixture::start_on(port, &cert, &key, token, false);
-    let token_file = pki.path().join("bao-token");
-    sealgate::keys::write_private(&token_file, bao.root_token.as_bytes(), false).expect("token");
-    let extra = format!(
-        "[secrets.openbao]\naddress = \"{}\"\nauth = \"token\"\ntoken = \"file:{}\"\n\n\
-         [[backend]]\nname = \"docs\"\nkind = \"http\"\nurl = \"{}\"\nca = \"{}\"\nbearer_token = \"openbao://secret/data/docs#token\"\n",
-        bao.addr,
-        token_file.display(),
-        fixture.url,
-        pki.path().join("ca/ca.crt").display()
-    );
+    let fixture = HttpFixture::start_on(port, cert, key, token, false);
+    let extra = setup.config(&fixture.url, false, "");
     let gw = TestGateway::start_with(Options {
         config_extra: extra,
         ..Default::default()
@@ -389,7 +399,7 @@ async fn restarted_http_backend_gets_a_new_session() {
     // request carries a stale Mcp-Session-Id, gets 404, initializes a new
     // session and retries.
     drop(fixture);
-    let _fixture = HttpFixture::start_on(port, &cert, &key, token, false);
+    let _fixture = HttpFixture::start_on(port, cert, key, token, false);
     assert_eq!(
         text(
             &ops.call_tool("echo", json!({"text": "two"}))

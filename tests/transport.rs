@@ -220,6 +220,18 @@ async fn certificate_from_a_lookalike_ca_with_our_name_is_refused() {
     assert_untouched(&gw);
 }
 
+/// Certificate parameters for client "alice" of the test CA, valid from
+/// `now + from` to `now + to`.
+fn alice_params(
+    gw: &TestGateway,
+    from: time::Duration,
+    to: time::Duration,
+) -> rcgen::CertificateParams {
+    let id = sealgate::identity::ClientId::parse("alice").expect("id");
+    let now = time::OffsetDateTime::now_utc();
+    sealgate::ca::client_params_with_validity(&gw.ca, &id, now + from, now + to).expect("params")
+}
+
 fn write_cert(
     dir: &Path,
     name: &str,
@@ -239,15 +251,7 @@ fn write_cert(
 #[tokio::test]
 async fn expired_client_certificate_is_refused() {
     let gw = TestGateway::start().await;
-    let id = sealgate::identity::ClientId::parse("alice").expect("id");
-    let now = time::OffsetDateTime::now_utc();
-    let params = sealgate::ca::client_params_with_validity(
-        &gw.ca,
-        &id,
-        now - time::Duration::days(10),
-        now - time::Duration::days(1),
-    )
-    .expect("params");
+    let params = alice_params(&gw, time::Duration::days(-10), time::Duration::days(-1));
     let (cert, key) = write_cert(gw.dir.path(), "expired", &gw.ca, &params);
     let err = alert_from_server(&gw, tls13_with_cert(&gw, &cert, &key)).await;
     assert_eq!(
@@ -262,15 +266,7 @@ async fn expired_client_certificate_is_refused() {
 #[tokio::test]
 async fn not_yet_valid_client_certificate_is_refused() {
     let gw = TestGateway::start().await;
-    let id = sealgate::identity::ClientId::parse("alice").expect("id");
-    let now = time::OffsetDateTime::now_utc();
-    let params = sealgate::ca::client_params_with_validity(
-        &gw.ca,
-        &id,
-        now + time::Duration::days(1),
-        now + time::Duration::days(10),
-    )
-    .expect("params");
+    let params = alice_params(&gw, time::Duration::days(1), time::Duration::days(10));
     let (cert, key) = write_cert(gw.dir.path(), "future", &gw.ca, &params);
     let err = alert_from_server(&gw, tls13_with_cert(&gw, &cert, &key)).await;
     assert_eq!(
@@ -328,15 +324,7 @@ async fn revoked_client_certificate_is_refused() {
 async fn certificate_without_spiffe_id_gets_identity_invalid() {
     let gw = TestGateway::start().await;
     // A clientAuth certificate from our CA whose only SAN is a DNS name.
-    let id = sealgate::identity::ClientId::parse("alice").expect("id");
-    let now = time::OffsetDateTime::now_utc();
-    let mut params = sealgate::ca::client_params_with_validity(
-        &gw.ca,
-        &id,
-        now - time::Duration::hours(1),
-        now + time::Duration::days(1),
-    )
-    .expect("params");
+    let mut params = alice_params(&gw, time::Duration::hours(-1), time::Duration::days(1));
     params.subject_alt_names = vec![rcgen::SanType::DnsName(
         "alice.example".try_into().expect("dns"),
     )];
@@ -356,15 +344,7 @@ async fn certificate_without_spiffe_id_gets_identity_invalid() {
 #[tokio::test]
 async fn spiffe_id_of_another_trust_domain_gets_identity_invalid() {
     let gw = TestGateway::start().await;
-    let id = sealgate::identity::ClientId::parse("alice").expect("id");
-    let now = time::OffsetDateTime::now_utc();
-    let mut params = sealgate::ca::client_params_with_validity(
-        &gw.ca,
-        &id,
-        now - time::Duration::hours(1),
-        now + time::Duration::days(1),
-    )
-    .expect("params");
+    let mut params = alice_params(&gw, time::Duration::hours(-1), time::Duration::days(1));
     params.subject_alt_names = vec![rcgen::SanType::URI(
         "spiffe://other.domain/client/alice"
             .try_into()
@@ -453,15 +433,7 @@ async fn certificate_without_eku_gets_identity_invalid() {
     // webpki accepts a chain without an EKU extension; the identity stage
     // insists on clientAuth.
     let gw = TestGateway::start().await;
-    let id = sealgate::identity::ClientId::parse("alice").expect("id");
-    let now = time::OffsetDateTime::now_utc();
-    let mut params = sealgate::ca::client_params_with_validity(
-        &gw.ca,
-        &id,
-        now - time::Duration::hours(1),
-        now + time::Duration::days(1),
-    )
-    .expect("params");
+    let mut params = alice_params(&gw, time::Duration::hours(-1), time::Duration::days(1));
     params.extended_key_usages = vec![];
     let (cert, key) = write_cert(gw.dir.path(), "noeku", &gw.ca, &params);
     let p = gw.profile(&gw.alice);
