@@ -104,7 +104,7 @@ async fn http_gateway(
 
 async fn routes_to_both_backends(json_response: bool) {
     let token = format!("bearer-{}", if json_response { "json" } else { "sse" });
-    let (gw, _bao, _fixture) = http_gateway(json_response, &token, &token).await;
+    let (gw, _setup, _fixture) = http_gateway(json_response, &token, &token).await;
     let gw = gw.expect("gateway starts");
     let ops = gw.client(&gw.ops).await;
     let list = ops.list_tools().await.expect("tools/list");
@@ -175,7 +175,7 @@ async fn http_backend_with_json_responses() {
 
 #[tokio::test]
 async fn wrong_bearer_token_stops_startup_without_leaking_it() {
-    let (gw, _bao, _fixture) =
+    let (gw, _setup, _fixture) =
         http_gateway(false, "the-wrong-token-value", "the-right-token").await;
     let e = gw.err().expect("refused");
     assert_eq!(e, "backend docs: the backend is unavailable");
