@@ -7,7 +7,9 @@
 //! TLS keys are always P-256 for the same reason. Envelope signing keys are
 //! Ed25519 and separate from the TLS keys, so either can be rotated alone.
 //!
-//! Private keys are written 0600 and never overwritten without `force`.
+//! Private keys are written 0600 and never overwritten without `force`. This
+//! module is tooling for the CLI and `sealgate dev`: it never runs on the
+//! gateway's request path, and never puts key material in an error.
 
 use std::path::{Path, PathBuf};
 
@@ -41,17 +43,30 @@ pub const MAX_CA_DAYS: u32 = 7300;
 /// Certificates start 5 minutes in the past to tolerate clock skew.
 const BACKDATE: Duration = Duration::minutes(5);
 
+/// Why a CA operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CaError {
+    /// A key or output file could not be read or written (exists without
+    /// `force`, too open, I/O error).
     #[error(transparent)]
     Key(#[from] crate::keys::KeyFileError),
+    /// A request made no sense: bad trust domain, client id or server name,
+    /// validity out of range or past the CA's own, corrupt CA state.
     #[error("{0}")]
     Invalid(String),
+    /// rcgen could not generate a key or sign a certificate or CRL.
     #[error("certificate generation failed: {0}")]
     Rcgen(#[from] rcgen::Error),
+    /// A CA or certificate file is missing, unreadable or not what it should
+    /// be.
     #[error("{path}: {message}")]
-    File { path: String, message: String },
+    File {
+        /// The file, as given.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 fn file_err(path: &Path, message: impl std::fmt::Display) -> CaError {
@@ -65,7 +80,9 @@ fn file_err(path: &Path, message: impl std::fmt::Display) -> CaError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CaAlgorithm {
+    /// ECDSA P-256 with SHA-256: the default, accepted by every TLS stack.
     EcdsaP256,
+    /// Ed25519: smaller, but still refused by several TLS stacks and HSMs.
     Ed25519,
 }
 
@@ -95,13 +112,16 @@ struct RevokedSerial {
 
 /// A loaded CA, ready to sign.
 pub struct Ca {
+    /// The CA directory (`ca.crt`, `ca.key`, `ca.toml`, revocation state).
     pub dir: PathBuf,
+    /// The SPIFFE trust domain of the client certificates it issues.
     pub trust_domain: String,
     cert_pem: String,
     key: KeyPair,
     not_after: OffsetDateTime,
 }
 
+/// `<dir>/ca.crt`: the CA certificate that clients and the gateway trust.
 pub fn ca_cert_path(dir: &Path) -> PathBuf {
     dir.join("ca.crt")
 }
@@ -432,32 +452,50 @@ impl Ca {
 
 /// The gateway details a client profile needs.
 pub struct GatewayInfo {
+    /// `host:port` clients connect to.
     pub endpoint: String,
+    /// The DNS name (or IP) in the gateway's server certificate.
     pub server_name: String,
+    /// The id of the gateway's response-signing key.
     pub key_id: String,
+    /// That key's public half, standard base64 of the raw 32 bytes.
     pub public_key: String,
 }
 
 /// What `issue_client` needs.
 pub struct ClientRequest<'a> {
+    /// The client id (1-64 of `[A-Za-z0-9._-]`), also the file names' stem.
     pub id: &'a str,
+    /// Validity of the certificate and signing key, in days.
     pub days: u32,
+    /// The tools the registry entry allows; empty allows none.
     pub tools: &'a [String],
+    /// Where the files are written.
     pub out_dir: &'a Path,
+    /// When given, a client profile pointing at this gateway is written too.
     pub gateway: Option<GatewayInfo>,
+    /// Overwrite existing files instead of refusing.
     pub force: bool,
 }
 
 /// What `issue_client` wrote.
 #[derive(Debug, Clone)]
 pub struct IssuedClient {
+    /// The client certificate (PEM, 0644).
     pub cert: PathBuf,
+    /// Its TLS private key (PEM, 0600).
     pub key: PathBuf,
+    /// The client's Ed25519 envelope-signing key (PKCS#8 PEM, 0600).
     pub signing_key: PathBuf,
+    /// The registry entry to append to the gateway's registry.
     pub registry_entry: PathBuf,
+    /// The client profile; written only when gateway details were given.
     pub profile: PathBuf,
+    /// The id of the new signing key.
     pub key_id: String,
+    /// The client's SPIFFE ID, the certificate's only URI SAN.
     pub spiffe_id: String,
+    /// The registry entry's text: public data only, no key material.
     pub registry_toml: String,
 }
 
@@ -492,14 +530,23 @@ pub fn read_cert_der(path: &Path) -> Result<Vec<u8>, CaError> {
 /// What `ca inspect` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct CertInfo {
+    /// Subject distinguished name, e.g. `CN=sealgate client demo`.
     pub subject: String,
+    /// Issuer distinguished name, e.g. `CN=sealgate CA sealgate.local, O=sealgate`.
     pub issuer: String,
+    /// Serial number, lowercase hex (as CRLs and the identity use it).
     pub serial: String,
+    /// Start of validity, as x509-parser prints it.
     pub not_before: String,
+    /// End of validity, as x509-parser prints it.
     pub not_after: String,
+    /// Subject alternative names, `DNS:…`, `URI:…` or `IP:…`.
     pub sans: Vec<String>,
+    /// `serverAuth` and/or `clientAuth`; other purposes are not listed.
     pub extended_key_usage: Vec<String>,
+    /// Whether the certificate is a CA (basic constraints).
     pub is_ca: bool,
+    /// SHA-256 of the DER, lowercase hex.
     pub sha256_fingerprint: String,
 }
 

@@ -4,7 +4,9 @@
 //! A response is returned only after its signature verified with a
 //! configured gateway key, its audience is this client, its
 //! `request_digest` matches the request that was sent, it is fresh, and
-//! (for requests) its JSON-RPC id is the one sent.
+//! (for requests) its JSON-RPC id is the one sent. It never hands back any
+//! content of a response that failed one of these checks, and never logs a
+//! payload or key.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -57,11 +59,15 @@ pub struct Profile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayKey {
+    /// The id the gateway puts in the envelopes this key signs.
     pub key_id: String,
+    /// The Ed25519 public key, standard base64 of the raw 32 bytes.
     pub public_key: String,
 }
 
 impl Profile {
+    /// Reads a profile, resolves its paths against the profile's directory
+    /// and refuses one that trusts no gateway key.
     pub fn load(path: &Path) -> Result<Profile, ClientError> {
         let err = |m: String| ClientError::Config(format!("{}: {m}", path.display()));
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
@@ -81,22 +87,32 @@ impl Profile {
     }
 }
 
+/// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
+    /// The profile could not be read or is incomplete, a gateway key does
+    /// not decode, or a request could not be encoded.
     #[error("configuration: {0}")]
     Config(String),
+    /// The gateway could not be reached, or the TLS handshake failed.
     #[error(transparent)]
     Connect(#[from] crate::tls::ConnectError),
+    /// The profile's CA, certificate or TLS key could not be loaded.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The signing key file is unreadable, too open or not an Ed25519 key.
     #[error(transparent)]
     Key(#[from] crate::keys::KeyFileError),
     /// The gateway refused the request.
     #[error("{}: {message} (gRPC {code:?})", reason.as_deref().unwrap_or("UNKNOWN"))]
     Denied {
+        /// The gRPC status code.
         code: tonic::Code,
+        /// The stable sealgate reason (e.g. `TOOL_NOT_ALLOWED`), when the
+        /// status carried one: match on this, not on the message.
         reason: Option<String>,
+        /// The status message, meant for people.
         message: String,
     },
     /// The response failed verification: never trust its content.
@@ -126,11 +142,18 @@ impl ClientError {
 
 /// What a client signs with and whom it trusts.
 pub struct Credentials {
+    /// This client's Ed25519 envelope-signing key; never logged or sent.
     pub signing_key: SigningKey,
+    /// The id under which the signing key is registered at the gateway.
     pub key_id: String,
+    /// The gateway's audience, put in every request envelope.
     pub audience: String,
+    /// This client's SPIFFE ID: the audience every response must carry.
     pub spiffe_id: String,
+    /// Trusted gateway response-signing keys by key id; a response signed
+    /// with any other key is rejected.
     pub gateway_keys: HashMap<String, VerifyingKey>,
+    /// Accepted skew of response timestamps, in milliseconds.
     pub clock_skew_ms: i64,
 }
 

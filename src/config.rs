@@ -1,8 +1,11 @@
 //! Typed gateway configuration, loaded from TOML and validated once.
 //!
-//! Relative paths are resolved against the directory of the config file.
-//! Every error names the file and the field. The config holds paths and
-//! references, never secret values.
+//! This module owns the config file's schema, the defaults, the resolution
+//! of relative paths (against the directory of the config file) and the
+//! checks of values that parse but make no sense. Every error names the
+//! file and the field. The config holds paths and references, never secret
+//! values: it never resolves a secret, never reads the environment, and
+//! never echoes a value that could be a secret in an error.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,6 +18,8 @@ use crate::identity::{valid_trust_domain, RateLimitFile};
 use crate::policy::SanitizePolicy;
 use crate::secrets::SecretRef;
 
+/// The whole gateway config file, as [`Config::load`] returns it: paths
+/// absolute, values validated.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -26,20 +31,30 @@ pub struct Config {
     /// `spiffe://<trust_domain>/gateway`.
     #[serde(default)]
     pub audience: Option<String>,
+    /// `[tls]`: the server certificate and key, and whom client
+    /// certificates must come from.
     pub tls: TlsConfig,
+    /// `[signing]`: the key that signs every response.
     pub signing: SigningConfig,
+    /// `[registry]`: where the known clients and their keys are listed.
     pub registry: RegistryConfig,
+    /// `[envelope]`: freshness, size and replay-cache limits.
     #[serde(default)]
     pub envelope: EnvelopeConfig,
+    /// The rate limit of clients whose registry entry sets none (default
+    /// 50 per second, burst 100).
     #[serde(default = "default_rate_limit")]
     pub rate_limit: RateLimitFile,
+    /// `[transport]`: connection, HTTP/2 and timeout limits.
     #[serde(default)]
     pub transport: TransportConfig,
+    /// `[audit]`: where audit records go.
     #[serde(default)]
     pub audit: AuditConfig,
     /// The MCP servers behind the gateway; default: one embedded backend.
     #[serde(default = "default_backends", rename = "backend")]
     pub backends: Vec<BackendConfig>,
+    /// `[secrets]`: where secret references are resolved and how often.
     #[serde(default)]
     pub secrets: SecretsConfig,
     /// Rules for string arguments of every tool call.
@@ -65,6 +80,8 @@ pub struct SecretsConfig {
     /// Re-resolve every secret this often (also on SIGHUP).
     #[serde(default = "default_refresh")]
     pub refresh_secs: u64,
+    /// The OpenBao/Vault server; required as soon as one `openbao://`
+    /// reference is used.
     #[serde(default)]
     pub openbao: Option<OpenBaoSection>,
 }
@@ -86,9 +103,12 @@ fn default_refresh() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenBaoSection {
+    /// The server's URL: https://, or plain http:// on loopback only.
     pub address: String,
+    /// CA certificate of the server (PEM); required for https.
     #[serde(default)]
     pub ca: Option<PathBuf>,
+    /// Sent as `X-Vault-Namespace` when set.
     #[serde(default)]
     pub namespace: Option<String>,
     /// `token` or `approle`.
@@ -96,11 +116,13 @@ pub struct OpenBaoSection {
     /// For `token`: a file: or env: reference to the token.
     #[serde(default)]
     pub token: Option<String>,
-    /// For `approle`: references to the role id and secret id.
+    /// For `approle`: a file: or env: reference to the role id.
     #[serde(default)]
     pub role_id: Option<String>,
+    /// For `approle`: a file: or env: reference to the secret id.
     #[serde(default)]
     pub secret_id: Option<String>,
+    /// For `approle`: the auth mount; `approle` when absent.
     #[serde(default)]
     pub approle_mount: Option<String>,
 }
@@ -113,26 +135,39 @@ pub struct OpenBaoSection {
 pub enum BackendConfig {
     /// The built-in EP sample backend.
     Embedded {
+        /// Unique backend name (1-64 of `[A-Za-z0-9._-]`); `embedded` by
+        /// default.
         #[serde(default = "default_embedded_name")]
         name: String,
+        /// Prepended to every tool name this backend offers; empty by default.
         #[serde(default)]
         prefix: String,
     },
     /// An MCP server child process over stdio.
     Stdio {
+        /// Unique backend name (1-64 of `[A-Za-z0-9._-]`), used in logs,
+        /// audit records and the default pin file.
         name: String,
+        /// Prepended to every tool name this backend offers; empty by default.
         #[serde(default)]
         prefix: String,
+        /// How long one call may take, in seconds (default 30, at least 1).
         #[serde(default = "default_backend_timeout")]
         timeout_secs: u64,
+        /// How long the child may take to answer `initialize`, in seconds
+        /// (default 20).
         #[serde(default = "default_init_timeout")]
         init_timeout_secs: u64,
         /// Pin file; default `pins/<name>.toml` beside the config.
         #[serde(default)]
         pins: Option<PathBuf>,
+        /// The program to start.
         command: String,
+        /// Its arguments, visible to every local user in `ps`: never put a
+        /// secret here (use `secret_env`).
         #[serde(default)]
         args: Vec<String>,
+        /// Its working directory; the gateway's own when absent.
         #[serde(default)]
         cwd: Option<PathBuf>,
         /// Non-secret environment variables.
@@ -147,13 +182,19 @@ pub enum BackendConfig {
     },
     /// An MCP server over Streamable HTTP.
     Http {
+        /// Unique backend name (1-64 of `[A-Za-z0-9._-]`), used in logs,
+        /// audit records and the default pin file.
         name: String,
+        /// Prepended to every tool name this backend offers; empty by default.
         #[serde(default)]
         prefix: String,
+        /// How long one call may take, in seconds (default 30, at least 1).
         #[serde(default = "default_backend_timeout")]
         timeout_secs: u64,
+        /// Pin file; default `pins/<name>.toml` beside the config.
         #[serde(default)]
         pins: Option<PathBuf>,
+        /// The MCP endpoint: https://, or plain http:// on loopback only.
         url: String,
         /// CA of the backend's certificate (required for https).
         #[serde(default)]
@@ -197,6 +238,7 @@ fn looks_secret(name: &str) -> bool {
 }
 
 impl BackendConfig {
+    /// The backend's name, whatever its kind.
     pub fn name(&self) -> &str {
         match self {
             BackendConfig::Embedded { name, .. }
@@ -227,6 +269,8 @@ impl BackendConfig {
     }
 }
 
+/// `[tls]`: the gateway's certificate and key, and the CA that issues
+/// client certificates.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
@@ -241,6 +285,7 @@ pub struct TlsConfig {
     pub crls: Vec<PathBuf>,
 }
 
+/// `[signing]`: where the response-signing key comes from.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SigningConfig {
@@ -263,6 +308,7 @@ impl SigningConfig {
     }
 }
 
+/// `[registry]`: where the client registry is.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
@@ -270,6 +316,7 @@ pub struct RegistryConfig {
     pub path: PathBuf,
 }
 
+/// `[envelope]`: limits on request envelopes and the replay cache.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnvelopeConfig {
@@ -339,14 +386,18 @@ impl Default for TransportConfig {
 }
 
 impl TransportConfig {
+    /// [`Self::handshake_timeout_secs`] as a duration.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs)
     }
+
+    /// [`Self::idle_timeout_secs`] as a duration.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
     }
 }
 
+/// `[audit]`: where audit records are written.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
@@ -383,10 +434,14 @@ fn redact_quoted(message: &str) -> String {
         .collect()
 }
 
+/// Why the config file could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct ConfigError {
+    /// The config file, as given.
     pub path: String,
+    /// What is wrong, naming the field (or TOML line and column); never
+    /// echoes a value that could be a secret.
     pub message: String,
 }
 
@@ -440,37 +495,30 @@ impl Config {
                 .chain(ob.secret_id.iter_mut())
                 .for_each(fix_ref);
         }
+        // Each stdio/HTTP backend has secret references, a pin file (given
+        // or the default) and one more optional path: its `cwd` or `ca`.
         for b in &mut self.backends {
-            match b {
-                BackendConfig::Embedded { .. } => {}
+            let (name, pins, path, secret_refs): (&str, _, _, Vec<&mut String>) = match b {
+                BackendConfig::Embedded { .. } => continue,
                 BackendConfig::Stdio {
                     name,
                     pins,
                     cwd,
                     secret_env,
                     ..
-                } => {
-                    secret_env.values_mut().for_each(fix_ref);
-                    let p = pins.get_or_insert_with(|| PathBuf::from(format!("pins/{name}.toml")));
-                    fix(p);
-                    if let Some(c) = cwd.as_mut() {
-                        fix(c);
-                    }
-                }
+                } => (name, pins, cwd, secret_env.values_mut().collect()),
                 BackendConfig::Http {
                     name,
                     pins,
                     ca,
                     bearer_token,
                     ..
-                } => {
-                    bearer_token.iter_mut().for_each(fix_ref);
-                    let p = pins.get_or_insert_with(|| PathBuf::from(format!("pins/{name}.toml")));
-                    fix(p);
-                    if let Some(c) = ca.as_mut() {
-                        fix(c);
-                    }
-                }
+                } => (name, pins, ca, bearer_token.iter_mut().collect()),
+            };
+            secret_refs.into_iter().for_each(fix_ref);
+            fix(pins.get_or_insert_with(|| PathBuf::from(format!("pins/{name}.toml"))));
+            if let Some(p) = path.as_mut() {
+                fix(p);
             }
         }
         if let Some(p) = self.audit.path.as_mut() {
@@ -674,5 +722,84 @@ impl Config {
         self.audience
             .clone()
             .unwrap_or_else(|| format!("spiffe://{}/gateway", self.trust_domain))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_paths_resolve_against_the_config_directory() {
+        let text = r#"
+listen = "127.0.0.1:7443"
+trust_domain = "sealgate.local"
+[tls]
+cert = "server.crt"
+key = "server.key"
+client_ca = "ca/ca.crt"
+[signing]
+key = "gateway.signing.key"
+[registry]
+path = "clients.toml"
+[[backend]]
+name = "ep"
+kind = "stdio"
+command = "ep-server"
+cwd = "work"
+secret_env = { EP_API_KEY = "file:creds/ep", OTHER = "env:OTHER" }
+[[backend]]
+name = "web"
+kind = "http"
+url = "https://mcp.internal/mcp"
+ca = "/etc/ca.crt"
+pins = "my-pins.toml"
+bearer_token = "file:creds/web"
+[[backend]]
+name = "embedded"
+kind = "embedded"
+"#;
+        let mut config: Config = toml::from_str(text).expect("parses");
+        let base = Path::new("/etc/sealgate");
+        config.resolve_paths(base);
+        match &config.backends[0] {
+            BackendConfig::Stdio {
+                pins,
+                cwd,
+                secret_env,
+                ..
+            } => {
+                assert_eq!(pins.as_deref(), Some(base.join("pins/ep.toml").as_path()));
+                assert_eq!(cwd.as_deref(), Some(base.join("work").as_path()));
+                assert_eq!(secret_env["EP_API_KEY"], "file:/etc/sealgate/creds/ep");
+                assert_eq!(secret_env["OTHER"], "env:OTHER");
+            }
+            other => panic!("not stdio: {other:?}"),
+        }
+        match &config.backends[1] {
+            BackendConfig::Http {
+                pins,
+                ca,
+                bearer_token,
+                ..
+            } => {
+                assert_eq!(pins.as_deref(), Some(base.join("my-pins.toml").as_path()));
+                assert_eq!(ca.as_deref(), Some(Path::new("/etc/ca.crt")));
+                assert_eq!(
+                    bearer_token.as_deref(),
+                    Some("file:/etc/sealgate/creds/web")
+                );
+            }
+            other => panic!("not http: {other:?}"),
+        }
+        assert_eq!(
+            config.backends[2],
+            BackendConfig::Embedded {
+                name: "embedded".into(),
+                prefix: String::new(),
+            }
+        );
+        assert_eq!(config.registry.path, base.join("clients.toml"));
+        assert_eq!(config.signing.key, "/etc/sealgate/gateway.signing.key");
     }
 }

@@ -4,20 +4,26 @@
 //! Everything it writes is for a developer's machine: a CA, a server
 //! certificate for localhost, the client "demo" with a profile, the gateway
 //! signing key, the registry and the config. Private keys are 0600 and
-//! existing files are never overwritten.
+//! existing files are never overwritten. It must never be used for a
+//! deployment: the CA key sits in the same folder as the config.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::ca::{self, CaAlgorithm, ClientRequest, GatewayInfo};
 
+/// Why the dev setup could not be created.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DevError {
+    /// The folder holds a CA but no config: an earlier run stopped halfway,
+    /// and it is not completed or overwritten.
     #[error("{0}")]
     Incomplete(String),
+    /// Creating the CA or issuing a certificate failed.
     #[error(transparent)]
     Ca(#[from] ca::CaError),
+    /// A key, registry or config file could not be written.
     #[error(transparent)]
     Key(#[from] crate::keys::KeyFileError),
 }

@@ -16,25 +16,51 @@ use zeroize::Zeroizing;
 
 use crate::identity::key_id_for;
 
+/// Why a key file could not be read or written. Names the file, never its
+/// content.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyFileError {
+    /// The file's metadata or content could not be read.
     #[error("{path}: cannot read: {source}")]
     Read {
+        /// The file, as given.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file or its parent directories could not be created, or the
+    /// write, permission change or sync failed.
     #[error("{path}: cannot write: {source}")]
     Write {
+        /// The file, as given.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file exists and the caller did not ask to overwrite it.
     #[error("{path}: already exists; pass --force to overwrite it")]
-    Exists { path: String },
+    Exists {
+        /// The file, as given.
+        path: String,
+    },
+    /// A private key file is readable by group or others (Unix only).
     #[error("{path}: private key is readable by group or others (mode {mode:o}); run `chmod 600 {path}`")]
-    TooOpen { path: String, mode: u32 },
+    TooOpen {
+        /// The file, as given.
+        path: String,
+        /// Its permission bits (`0o777` mask), shown in octal.
+        mode: u32,
+    },
+    /// The content is not a key of the expected kind (or a key could not be
+    /// encoded); the content itself is never part of the error.
     #[error("{path}: not a valid {what}")]
-    Invalid { path: String, what: &'static str },
+    Invalid {
+        /// The file, as given; empty when encoding a key in memory.
+        path: String,
+        /// The kind that was expected, e.g. `Ed25519 PKCS#8 PEM private key`.
+        what: &'static str,
+    },
 }
 
 /// Writes a file with mode 0600. Refuses to replace an existing file

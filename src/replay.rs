@@ -16,10 +16,14 @@ use sha2::{Digest, Sha256};
 use crate::envelope::VerifiedEnvelope;
 use crate::identity::ClientId;
 
+/// Why a nonce was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ReplayError {
+    /// The client already used this nonce within the retention window.
     #[error("this nonce was already used")]
     Replayed,
+    /// The client holds as many live nonces as its cap allows; it is refused
+    /// until some expire.
     #[error("too many live nonces for this client; slow down")]
     Full,
 }
@@ -54,6 +58,8 @@ pub struct MemoryReplayStore {
 }
 
 impl MemoryReplayStore {
+    /// A store for envelopes fresh within `skew_ms` either side, holding at
+    /// most `per_client_capacity` live nonces per client.
     pub fn new(skew_ms: i64, per_client_capacity: usize) -> Self {
         MemoryReplayStore {
             // One millisecond more than the longest an envelope stays fresh

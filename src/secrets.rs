@@ -25,7 +25,13 @@ use tokio::sync::Mutex;
 pub enum SecretRef {
     /// OpenBao/Vault KV v2: the API path after `/v1/` (e.g.
     /// `secret/data/ep`) and the field in the secret's data.
-    OpenBao { path: String, field: String },
+    OpenBao {
+        /// The KV v2 API path after `/v1/`: relative, no empty or `..`
+        /// segment.
+        path: String,
+        /// The key within the secret's data whose string value is used.
+        field: String,
+    },
     /// A file's whole content (one trailing newline removed).
     File(PathBuf),
     /// An environment variable of the gateway process.
@@ -109,7 +115,9 @@ impl<'de> Deserialize<'de> for SecretRef {
 #[derive(Debug, thiserror::Error)]
 #[error("secret {reference}: {reason}")]
 pub struct SecretError {
+    /// The reference as written in the config (`env:NAME`, …): safe to show.
     pub reference: String,
+    /// What went wrong; never holds the secret's value.
     pub reason: String,
 }
 
@@ -129,6 +137,7 @@ pub struct OpenBaoConfig {
     /// CA certificate for the OpenBao server (PEM); required for https.
     #[serde(default)]
     pub ca: Option<PathBuf>,
+    /// How the gateway logs in; its credentials are references, not values.
     pub auth: OpenBaoAuth,
     /// Namespace header, for Vault Enterprise / OpenBao namespaces.
     #[serde(default)]
@@ -140,12 +149,18 @@ pub struct OpenBaoConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, tag = "method", rename_all = "lowercase")]
 pub enum OpenBaoAuth {
+    /// A ready-made token, checked with `lookup-self` at login.
     Token {
+        /// Where the token is read from (a `file:` or `env:` reference).
         token: SecretRef,
     },
+    /// An AppRole login that yields a fresh token.
     Approle {
+        /// Where the role id is read from (a `file:` or `env:` reference).
         role_id: SecretRef,
+        /// Where the secret id is read from (a `file:` or `env:` reference).
         secret_id: SecretRef,
+        /// The AppRole auth mount, `approle` unless configured otherwise.
         #[serde(default = "default_approle_mount")]
         mount: String,
     },
@@ -216,6 +231,8 @@ fn renew_at(ttl: u64) -> Option<Instant> {
 }
 
 impl OpenBao {
+    /// A client for `config` that has not logged in yet: https with the
+    /// configured CA, or plain http on loopback only; never follows redirects.
     pub fn new(config: &OpenBaoConfig) -> Result<OpenBao, String> {
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -293,20 +310,13 @@ impl OpenBao {
         match &self.auth {
             OpenBaoAuth::Token { token } => {
                 let value = local(token).map_err(|e| e.to_string())?;
-                let resp = self
-                    .request(reqwest::Method::GET, "auth/token/lookup-self")
-                    .header("X-Vault-Token", value.expose_secret())
-                    .send()
-                    .await
-                    .map_err(|e| format!("OpenBao unreachable: {}", without_url(&e)))?;
-                let status = resp.status();
-                if !status.is_success() {
-                    return Err(format!("OpenBao refused the token (HTTP {status})"));
-                }
-                let body: LookupBody = resp
-                    .json()
-                    .await
-                    .map_err(|_| "OpenBao token lookup: unexpected answer".to_string())?;
+                let body: LookupBody = auth_call(
+                    self.request(reqwest::Method::GET, "auth/token/lookup-self")
+                        .header("X-Vault-Token", value.expose_secret()),
+                    |status| format!("OpenBao refused the token (HTTP {status})"),
+                    "OpenBao token lookup: unexpected answer",
+                )
+                .await?;
                 Ok(Token {
                     value,
                     renewable: body.data.renewable,
@@ -321,20 +331,13 @@ impl OpenBao {
                 let role_id = local(role_id).map_err(|e| e.to_string())?;
                 let secret_id = local(secret_id).map_err(|e| e.to_string())?;
                 let body = serde_json::json!({"role_id": role_id.expose_secret(), "secret_id": secret_id.expose_secret()});
-                let resp = self
-                    .request(reqwest::Method::POST, &format!("auth/{mount}/login"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .map_err(|e| format!("OpenBao unreachable: {}", without_url(&e)))?;
-                let status = resp.status();
-                if !status.is_success() {
-                    return Err(format!("OpenBao AppRole login refused (HTTP {status})"));
-                }
-                let body: AuthBody = resp
-                    .json()
-                    .await
-                    .map_err(|_| "OpenBao AppRole login: unexpected answer".to_string())?;
+                let body: AuthBody = auth_call(
+                    self.request(reqwest::Method::POST, &format!("auth/{mount}/login"))
+                        .json(&body),
+                    |status| format!("OpenBao AppRole login refused (HTTP {status})"),
+                    "OpenBao AppRole login: unexpected answer",
+                )
+                .await?;
                 Ok(Token {
                     value: SecretString::from(body.auth.client_token),
                     renewable: body.auth.renewable,
@@ -345,21 +348,14 @@ impl OpenBao {
     }
 
     async fn renew(&self, token: &SecretString) -> Result<Token, String> {
-        let resp = self
-            .request(reqwest::Method::POST, "auth/token/renew-self")
-            .header("X-Vault-Token", token.expose_secret())
-            .json(&serde_json::json!({}))
-            .send()
-            .await
-            .map_err(|e| format!("OpenBao unreachable: {}", without_url(&e)))?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(format!("HTTP {status}"));
-        }
-        let body: AuthBody = resp
-            .json()
-            .await
-            .map_err(|_| "unexpected answer".to_string())?;
+        let body: AuthBody = auth_call(
+            self.request(reqwest::Method::POST, "auth/token/renew-self")
+                .header("X-Vault-Token", token.expose_secret())
+                .json(&serde_json::json!({})),
+            |status| format!("HTTP {status}"),
+            "unexpected answer",
+        )
+        .await?;
         tracing::info!(ttl_secs = body.auth.lease_duration, "OpenBao token renewed");
         Ok(Token {
             value: token.clone(),
@@ -418,6 +414,25 @@ impl OpenBao {
     }
 }
 
+/// Sends one token request (lookup, AppRole login, renewal) and parses its
+/// JSON answer. The caller words the refusal and the bad-answer errors for
+/// its step; neither ever carries a credential or the answer's body.
+async fn auth_call<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    refused: impl FnOnce(reqwest::StatusCode) -> String,
+    unexpected: &str,
+) -> Result<T, String> {
+    let resp = request
+        .send()
+        .await
+        .map_err(|e| format!("OpenBao unreachable: {}", without_url(&e)))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(refused(status));
+    }
+    resp.json().await.map_err(|_| unexpected.to_string())
+}
+
 /// A short cause for a failed request: reqwest's own messages can carry the
 /// URL, which is not secret but not needed either.
 fn without_url(e: &reqwest::Error) -> &'static str {
@@ -438,6 +453,8 @@ pub struct Secrets {
 }
 
 impl Secrets {
+    /// A store for `refs`, nothing resolved yet; refuses an `openbao://`
+    /// reference when no OpenBao server is configured.
     pub fn new(openbao: Option<&OpenBaoConfig>, refs: Vec<SecretRef>) -> Result<Secrets, String> {
         let openbao = openbao.map(OpenBao::new).transpose()?;
         if openbao.is_none() {

@@ -1,6 +1,10 @@
 //! rustls configurations: TLS 1.3 only, client certificates required.
 //!
-//! The server verifies client chains against our CA (and its CRLs) with
+//! This module owns the gateway's server config, the client configs (to the
+//! gateway, and from it to backends and OpenBao), the PEM loading of
+//! certificates, keys and CRLs behind them, the rule for which URLs may
+//! receive credentials, and the TLS channel of the client SDK. The server
+//! verifies client chains against our CA (and its CRLs) with
 //! webpki, which also enforces validity dates and the clientAuth EKU.
 //! Provider: aws-lc-rs, whose default key-exchange groups put the hybrid
 //! post-quantum X25519MLKEM768 first. This module never accepts TLS 1.2,
@@ -16,18 +20,32 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::keys::read_private;
 
+/// Why a TLS configuration could not be built. Names files, never key
+/// material.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
+    /// A certificate or CRL file could not be read from disk.
     #[error("{path}: cannot read: {source}")]
     Read {
+        /// The file, as given.
         path: String,
+        /// The I/O error from the read.
         source: std::io::Error,
     },
+    /// A PEM file held a malformed item, or none of the expected kind.
     #[error("{path}: no {what} found in PEM")]
-    Pem { path: String, what: &'static str },
+    Pem {
+        /// The file, as given.
+        path: String,
+        /// The kind that was expected, e.g. `certificate` or `valid CRL`.
+        what: &'static str,
+    },
+    /// A private key file was unreadable or readable by group or others.
     #[error(transparent)]
     Key(#[from] crate::keys::KeyFileError),
+    /// rustls refused the parts (unusable CA, key not matching the
+    /// certificate, unparsable CRL, …).
     #[error("TLS configuration: {0}")]
     Config(String),
 }
@@ -39,24 +57,32 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Reads every certificate of a PEM file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    load_pem(path, "certificate", "valid certificate")
+}
+
+/// Reads every item of one kind `T` from a PEM file (other kinds are
+/// skipped). A malformed item is a [`TlsError::Pem`] naming `valid_what`, a
+/// file without any naming `what`.
+fn load_pem<T: PemObject>(
+    path: &Path,
+    what: &'static str,
+    valid_what: &'static str,
+) -> Result<Vec<T>, TlsError> {
     let p = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
         path: p.clone(),
         source,
     })?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
+    let items: Vec<T> = T::pem_slice_iter(&bytes)
         .collect::<Result<_, _>>()
         .map_err(|_| TlsError::Pem {
             path: p.clone(),
-            what: "valid certificate",
+            what: valid_what,
         })?;
-    if certs.is_empty() {
-        return Err(TlsError::Pem {
-            path: p,
-            what: "certificate",
-        });
+    if items.is_empty() {
+        return Err(TlsError::Pem { path: p, what });
     }
-    Ok(certs)
+    Ok(items)
 }
 
 /// Reads a PEM private key, refusing group/world-readable files.
@@ -68,30 +94,13 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError>
     })
 }
 
+/// Reads every CRL of every file; each file must hold at least one.
 fn load_crls(
     paths: &[impl AsRef<Path>],
 ) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     let mut crls = Vec::new();
     for path in paths {
-        let path = path.as_ref();
-        let p = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
-            path: p.clone(),
-            source,
-        })?;
-        let found: Vec<_> = CertificateRevocationListDer::pem_slice_iter(&bytes)
-            .collect::<Result<_, _>>()
-            .map_err(|_| TlsError::Pem {
-                path: p.clone(),
-                what: "valid CRL",
-            })?;
-        if found.is_empty() {
-            return Err(TlsError::Pem {
-                path: p,
-                what: "CRL",
-            });
-        }
-        crls.extend(found);
+        crls.extend(load_pem(path.as_ref(), "CRL", "valid CRL")?);
     }
     Ok(crls)
 }
@@ -261,11 +270,15 @@ mod tests {
     }
 }
 
+/// Why [`connect_channel`] could not open a channel to the gateway.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
+    /// The configured server name is neither a DNS name nor an IP address.
     #[error("{0:?} is not a valid TLS server name")]
     ServerName(String),
+    /// The endpoint was malformed, or the TCP connection or TLS handshake
+    /// failed or timed out (after 10 s).
     #[error("cannot connect: {0}")]
     Transport(#[source] tonic::transport::Error),
 }
