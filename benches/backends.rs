@@ -69,12 +69,10 @@ async fn main() {
         per_second: 1_000_000,
         burst: 1_000_000,
     };
-    let parts = sealgate::server::ServerParts::build(
-        &config,
-        Some(Arc::new(sealgate::audit::AuditLog::memory())),
-    )
-    .await
-    .expect("gateway");
+    let parts =
+        sealgate::startup::build(&config, Some(Arc::new(sealgate::audit::AuditLog::memory())))
+            .await
+            .expect("gateway");
     tokio::spawn(async move {
         let _ = sealgate::server::run(listener, parts, std::future::pending()).await;
     });

@@ -58,7 +58,7 @@ async fn main() {
         per_second: 1_000_000,
         burst: 1_000_000,
     };
-    let parts = sealgate::server::ServerParts::build(
+    let parts = sealgate::startup::build(
         &config,
         Some(Arc::new(
             sealgate::audit::AuditLog::file(&dev.join("audit.jsonl")).expect("audit"),

@@ -12,8 +12,6 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::error::{Fault, Reason};
-
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -27,27 +25,54 @@ pub enum Outcome {
     Cancelled,
 }
 
+/// Who caused a denial: used in logs and audit so an operator can tell a
+/// misbehaving client from a failing backend or gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// The caller sent something it should not have, or may not.
+    Client,
+    /// A backend failed, timed out, or changed its tools.
+    Backend,
+    /// The gateway itself failed.
+    Gateway,
+}
+
 /// One audit line. Every field is either gateway-derived or a bounded,
 /// validated identifier (client id, key id, method, tool name).
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord {
     /// RFC 3339 UTC, millisecond precision.
     pub ts: String,
+    /// The client named by the certificate; `None` when the request was
+    /// refused before the caller was identified.
     pub client_id: Option<String>,
+    /// The client certificate's serial, lowercase hex.
     pub cert_serial: Option<String>,
+    /// The envelope's signing key id, recorded only once it is known to be
+    /// bound to this client.
     pub key_id: Option<String>,
+    /// The JSON-RPC method, recorded only after the signature held.
     pub method: Option<&'static str>,
+    /// The called tool's name (validated, at most 128 characters); never its
+    /// arguments.
     pub tool: Option<String>,
+    /// How the request ended; `Denied` until the request is allowed.
     pub outcome: Outcome,
+    /// The stable reason code of a denial, as on the wire.
     pub reason: Option<&'static str>,
+    /// Who caused a denial: client, backend or gateway.
     pub fault: Option<Fault>,
     /// Whether the backend returned a tool error (`isError`) or a JSON-RPC
     /// error object: the call was allowed but did not succeed.
     pub backend_error: bool,
+    /// How long the gateway spent on the request, in microseconds.
     pub duration_us: u64,
 }
 
 impl AuditRecord {
+    /// An empty record stamped now, with outcome `Denied` until the request
+    /// is allowed: a request that ends early is never recorded as allowed.
     pub fn new() -> Self {
         AuditRecord {
             ts: now_rfc3339(),
@@ -64,10 +89,12 @@ impl AuditRecord {
         }
     }
 
-    pub fn deny(&mut self, reason: Reason) {
+    /// Marks the record denied, with the stable reason code (as on the
+    /// wire) and who caused it.
+    pub fn deny(&mut self, reason: &'static str, fault: Fault) {
         self.outcome = Outcome::Denied;
-        self.reason = Some(reason.as_str());
-        self.fault = Some(reason.fault());
+        self.reason = Some(reason);
+        self.fault = Some(fault);
     }
 }
 
@@ -81,16 +108,22 @@ impl Default for AuditRecord {
 /// names and digests only.
 #[derive(Debug, Clone, Serialize)]
 pub struct SecurityEvent<'a> {
+    /// RFC 3339 UTC, millisecond precision.
     pub ts: String,
     /// e.g. `tool_definition_changed`, `tool_added`, `tools_pinned_on_first_use`.
     pub event: &'a str,
+    /// The configured name of the backend concerned.
     pub backend: &'a str,
+    /// The tool concerned, when the event is about one tool.
     pub tool: Option<&'a str>,
+    /// The pinned definition's digest (`sha256:<hex>`), never the definition.
     pub pinned_digest: Option<&'a str>,
+    /// The digest of the definition the backend now offers.
     pub offered_digest: Option<&'a str>,
 }
 
 impl<'a> SecurityEvent<'a> {
+    /// An event stamped now, with no tool or digests yet.
     pub fn new(event: &'a str, backend: &'a str) -> Self {
         SecurityEvent {
             ts: now_rfc3339(),
@@ -125,12 +158,15 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
+    /// Writes to standard output, one JSON line per record.
     pub fn stdout() -> Self {
         AuditLog {
             sink: Mutex::new(Sink::Stdout),
         }
     }
 
+    /// Keeps lines in memory for [`AuditLog::lines`]; for tests, never for
+    /// a running gateway.
     pub fn memory() -> Self {
         AuditLog {
             sink: Mutex::new(Sink::Memory(Vec::new())),
@@ -152,6 +188,8 @@ impl AuditLog {
         })
     }
 
+    /// Writes one request record; a failure is logged, never returned, so
+    /// auditing cannot change a request's outcome.
     pub fn write(&self, record: &AuditRecord) {
         self.write_line(record);
     }

@@ -32,7 +32,9 @@ pub const DIGEST_LEN: usize = 32;
 /// so a request signature can never be replayed as a response or vice versa.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
+    /// Client to gateway, signed by the client's key.
     Request,
+    /// Gateway to client, signed by the gateway's key and bound to a request.
     Response,
 }
 
@@ -48,12 +50,21 @@ impl Direction {
 /// The fields of an envelope that are covered by its signature.
 #[derive(Debug, Clone, Copy)]
 pub struct SignedFields<'a> {
+    /// Selects the context string, the first signed field.
     pub direction: Direction,
+    /// Who the envelope is for: the gateway's audience on a request, the
+    /// client's SPIFFE ID on a response.
     pub audience: &'a str,
+    /// The id of the key that signs.
     pub key_id: &'a str,
+    /// When it was sealed, in milliseconds since the Unix epoch (signed as
+    /// 8 bytes big-endian).
     pub timestamp_unix_ms: i64,
+    /// Random bytes, unique per sender within the freshness window.
     pub nonce: &'a [u8],
+    /// Always [`PAYLOAD_TYPE`] in version 1.
     pub payload_type: &'a str,
+    /// The JSON-RPC message, exactly as sent: never re-serialised.
     pub payload: &'a [u8],
     /// Responses only: SHA-256 of the request's signed bytes.
     pub request_digest: Option<&'a [u8; DIGEST_LEN]>,
@@ -142,9 +153,13 @@ pub enum EnvelopeError {
 /// JSON-RPC stage.
 #[derive(Debug, Clone)]
 pub struct VerifiedEnvelope {
+    /// The signed JSON-RPC bytes, not yet parsed.
     pub payload: Bytes,
+    /// The key that signed it (bound to the caller's identity).
     pub key_id: String,
+    /// The nonce the replay store records.
     pub nonce: Bytes,
+    /// The sender's timestamp, within the skew window of now.
     pub timestamp_unix_ms: i64,
     /// SHA-256 of the request's signed bytes, echoed in the response.
     pub digest: [u8; DIGEST_LEN],
@@ -180,20 +195,7 @@ pub fn verify_request(
     now_ms: i64,
     skew_ms: i64,
 ) -> Result<VerifiedEnvelope, EnvelopeError> {
-    let signature = Signature::from_slice(&env.signature).map_err(|_| EnvelopeError::Signature)?;
-    let signed = signed_bytes(&SignedFields {
-        direction: Direction::Request,
-        audience: &env.audience,
-        key_id: &env.key_id,
-        timestamp_unix_ms: env.timestamp_unix_ms,
-        nonce: &env.nonce,
-        payload_type: &env.payload_type,
-        payload: &env.payload,
-        request_digest: None,
-    });
-    key.verify_strict(&signed, &signature)
-        .map_err(|_| EnvelopeError::Signature)?;
-    check_freshness(env.timestamp_unix_ms, now_ms, skew_ms)?;
+    let signed = verify_signed(env, Direction::Request, None, key, now_ms, skew_ms)?;
     Ok(VerifiedEnvelope {
         payload: env.payload.clone(),
         key_id: env.key_id.clone(),
@@ -225,12 +227,19 @@ pub fn random_nonce() -> Bytes {
 
 /// Everything needed to seal one envelope besides the key.
 pub struct Seal<'a> {
+    /// Request (client) or response (gateway).
     pub direction: Direction,
+    /// Who the envelope is for.
     pub audience: &'a str,
+    /// The id of the signing key.
     pub key_id: &'a str,
+    /// Now, in milliseconds since the Unix epoch.
     pub timestamp_unix_ms: i64,
+    /// Fresh random bytes ([`random_nonce`]).
     pub nonce: Bytes,
+    /// The JSON-RPC message bytes.
     pub payload: Bytes,
+    /// Responses only: the request's digest ([`digest`] of its signed bytes).
     pub request_digest: Option<[u8; DIGEST_LEN]>,
 }
 
@@ -288,21 +297,44 @@ pub fn verify_response(
     if env.request_digest.as_ref() != request_digest.as_slice() {
         return Err(EnvelopeError::RequestDigest);
     }
+    verify_signed(
+        env,
+        Direction::Response,
+        Some(request_digest),
+        key,
+        now_ms,
+        skew_ms,
+    )?;
+    Ok(env.payload.clone())
+}
+
+/// The signature check both directions share: rebuilds the signed bytes
+/// from the envelope's own fields, `verify_strict`s them with `key`, then
+/// checks freshness (after the signature, so an unsigned timestamp never
+/// decides anything). Returns the signed bytes for the caller's digest.
+fn verify_signed(
+    env: &SignedEnvelope,
+    direction: Direction,
+    request_digest: Option<&[u8; DIGEST_LEN]>,
+    key: &VerifyingKey,
+    now_ms: i64,
+    skew_ms: i64,
+) -> Result<Vec<u8>, EnvelopeError> {
     let signature = Signature::from_slice(&env.signature).map_err(|_| EnvelopeError::Signature)?;
     let signed = signed_bytes(&SignedFields {
-        direction: Direction::Response,
+        direction,
         audience: &env.audience,
         key_id: &env.key_id,
         timestamp_unix_ms: env.timestamp_unix_ms,
         nonce: &env.nonce,
         payload_type: &env.payload_type,
         payload: &env.payload,
-        request_digest: Some(request_digest),
+        request_digest,
     });
     key.verify_strict(&signed, &signature)
         .map_err(|_| EnvelopeError::Signature)?;
     check_freshness(env.timestamp_unix_ms, now_ms, skew_ms)?;
-    Ok(env.payload.clone())
+    Ok(signed)
 }
 
 #[cfg(test)]

@@ -14,15 +14,9 @@ use tonic_types::{ErrorDetails, StatusExt};
 /// The `domain` of every `google.rpc.ErrorInfo` sealgate sends.
 pub const ERROR_DOMAIN: &str = "sealgate";
 
-/// Who caused a denial: used in logs and audit so an operator can tell a
-/// misbehaving client from a failing backend or gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Fault {
-    Client,
-    Backend,
-    Gateway,
-}
+/// Who caused a denial. It is defined beside the audit record that carries
+/// it, so that the audit trail does not depend on this module.
+pub use crate::audit::Fault;
 
 macro_rules! reasons {
     ($( $(#[$doc:meta])* $variant:ident => ($code:expr, $fault:ident, $text:literal) ),+ $(,)?) => {
@@ -140,11 +134,15 @@ impl std::fmt::Display for Reason {
 /// client (no secrets, no payload, no argument values).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
+    /// The stable reason code.
     pub reason: Reason,
+    /// For humans; sent to the client, so it never holds secrets, payload
+    /// data or argument values.
     pub message: Cow<'static, str>,
 }
 
 impl Denial {
+    /// A denial for `reason` with a message safe to send to the client.
     pub fn new(reason: Reason, message: impl Into<Cow<'static, str>>) -> Self {
         Denial {
             reason,
@@ -177,7 +175,18 @@ pub fn reason_of(status: &tonic::Status) -> Option<String> {
         .map(|info| info.reason.clone())
 }
 
+// Every stage error becomes a denial here, beside the reason table; the
+// request path only writes `?`. Each conversion has a row test below.
+
+impl From<&crate::identity::IdentityError> for Denial {
+    /// Stage 1: the certificate names no valid identity.
+    fn from(e: &crate::identity::IdentityError) -> Self {
+        Denial::new(Reason::IdentityInvalid, e.to_string())
+    }
+}
+
 impl From<crate::envelope::EnvelopeError> for Denial {
+    /// Stage 3: the envelope's shape, key binding, signature or freshness.
     fn from(e: crate::envelope::EnvelopeError) -> Self {
         use crate::envelope::EnvelopeError as E;
         let reason = match e {
@@ -191,6 +200,79 @@ impl From<crate::envelope::EnvelopeError> for Denial {
             E::Signature => Reason::SignatureInvalid,
             E::Stale => Reason::TimestampStale,
             E::Future => Reason::TimestampFuture,
+        };
+        Denial::new(reason, e.to_string())
+    }
+}
+
+impl From<crate::replay::ReplayError> for Denial {
+    /// Stage 3: the nonce was seen before, or the client has too many live.
+    fn from(e: crate::replay::ReplayError) -> Self {
+        use crate::replay::ReplayError as E;
+        let reason = match e {
+            E::Replayed => Reason::ReplayedNonce,
+            E::Full => Reason::ReplayCacheFull,
+        };
+        Denial::new(reason, e.to_string())
+    }
+}
+
+impl From<crate::jsonrpc::JsonRpcError> for Denial {
+    /// Stage 4: the payload is not a strict MCP JSON-RPC message.
+    fn from(e: crate::jsonrpc::JsonRpcError) -> Self {
+        use crate::jsonrpc::JsonRpcError as E;
+        let reason = match e {
+            E::Json => Reason::JsonInvalid,
+            E::TooDeep(_) => Reason::JsonTooDeep,
+            E::Batch => Reason::BatchNotSupported,
+            E::Invalid(_) => Reason::JsonRpcInvalid,
+            E::UnknownMethod => Reason::MethodUnknown,
+            E::Params(_) => Reason::ParamsInvalid,
+        };
+        Denial::new(reason, e.to_string())
+    }
+}
+
+impl From<crate::policy::SanitizeError> for Denial {
+    /// Stage 6: an argument breaks a sanitizer rule (path and rule only,
+    /// never the value).
+    fn from(e: crate::policy::SanitizeError) -> Self {
+        Denial::new(Reason::ArgumentsRejected, e.to_string())
+    }
+}
+
+/// Stage 6: the arguments do not match the tool's pinned inputSchema. The
+/// message names the path and the rule, never the value.
+pub fn schema_denial(message: String) -> Denial {
+    Denial::new(Reason::ArgumentsInvalid, message)
+}
+
+/// Stage 8: the tool `tool` cannot be routed to a backend.
+pub fn route_denial(e: crate::backend::router::Lookup, tool: &str) -> Denial {
+    use crate::backend::router::Lookup as L;
+    match e {
+        L::Unknown => Denial::new(Reason::ToolUnknown, format!("no backend offers tool {tool}")),
+        L::Changed => Denial::new(
+            Reason::ToolDefinitionChanged,
+            format!(
+                "the definition of tool {tool} changed at its backend and awaits an operator's acceptance"
+            ),
+        ),
+        L::Unavailable => Denial::new(
+            Reason::BackendUnavailable,
+            "the backend of this tool reconnected and could not be re-listed",
+        ),
+    }
+}
+
+impl From<crate::backend::BackendError> for Denial {
+    /// Stage 8: the backend failed, timed out or spoke invalid MCP.
+    fn from(e: crate::backend::BackendError) -> Self {
+        use crate::backend::BackendError as E;
+        let reason = match e {
+            E::Unavailable => Reason::BackendUnavailable,
+            E::Timeout => Reason::BackendTimeout,
+            E::Protocol => Reason::BackendProtocol,
         };
         Denial::new(reason, e.to_string())
     }
@@ -231,5 +313,145 @@ mod tests {
                 r.as_str()
             );
         }
+    }
+
+    /// Asserts each row's denial has the expected reason and the error's
+    /// own message.
+    fn check_rows(rows: Vec<(Denial, Reason, String)>) {
+        for (denial, reason, message) in rows {
+            assert_eq!(denial.reason, reason, "{message}");
+            assert_eq!(denial.message, message);
+        }
+    }
+
+    #[test]
+    fn identity_errors_map_to_identity_invalid() {
+        use crate::identity::IdentityError as E;
+        let rows = [
+            E::BadClientId,
+            E::Unparseable,
+            E::UriSanCount,
+            E::NotOurSpiffeId,
+            E::NoClientAuth,
+        ];
+        check_rows(
+            rows.iter()
+                .map(|e| (Denial::from(e), Reason::IdentityInvalid, e.to_string()))
+                .collect(),
+        );
+    }
+
+    #[test]
+    fn envelope_errors_map_to_their_reasons() {
+        use crate::envelope::EnvelopeError as E;
+        let rows = [
+            (E::Missing, Reason::EnvelopeMissing),
+            (E::PayloadType, Reason::PayloadTypeUnsupported),
+            (E::Audience, Reason::AudienceMismatch),
+            (E::Nonce, Reason::NonceInvalid),
+            (E::KeyNotBound, Reason::KeyNotBound),
+            (E::KeyNotValidNow, Reason::KeyNotValidNow),
+            (E::RequestDigest, Reason::RequestDigestUnexpected),
+            (E::Signature, Reason::SignatureInvalid),
+            (E::Stale, Reason::TimestampStale),
+            (E::Future, Reason::TimestampFuture),
+        ];
+        check_rows(
+            rows.into_iter()
+                .map(|(e, r)| (Denial::from(e.clone()), r, e.to_string()))
+                .collect(),
+        );
+    }
+
+    #[test]
+    fn replay_errors_map_to_their_reasons() {
+        use crate::replay::ReplayError as E;
+        let rows = [
+            (E::Replayed, Reason::ReplayedNonce),
+            (E::Full, Reason::ReplayCacheFull),
+        ];
+        check_rows(
+            rows.into_iter()
+                .map(|(e, r)| (Denial::from(e), r, e.to_string()))
+                .collect(),
+        );
+    }
+
+    #[test]
+    fn jsonrpc_errors_map_to_their_reasons() {
+        use crate::jsonrpc::JsonRpcError as E;
+        let rows = [
+            (E::Json, Reason::JsonInvalid),
+            (E::TooDeep(32), Reason::JsonTooDeep),
+            (E::Batch, Reason::BatchNotSupported),
+            (
+                E::Invalid("id must be a string or an integer"),
+                Reason::JsonRpcInvalid,
+            ),
+            (E::UnknownMethod, Reason::MethodUnknown),
+            (E::Params("params must be an object"), Reason::ParamsInvalid),
+        ];
+        check_rows(
+            rows.into_iter()
+                .map(|(e, r)| (Denial::from(e.clone()), r, e.to_string()))
+                .collect(),
+        );
+    }
+
+    #[test]
+    fn argument_errors_map_to_their_reasons() {
+        let sanitize = crate::policy::SanitizeError {
+            path: "/country".into(),
+            rule: "contains a control character",
+        };
+        let schema = "argument /limit: 1000 is greater than the maximum of 100".to_string();
+        check_rows(vec![
+            (
+                Denial::from(sanitize.clone()),
+                Reason::ArgumentsRejected,
+                sanitize.to_string(),
+            ),
+            (
+                schema_denial(schema.clone()),
+                Reason::ArgumentsInvalid,
+                schema,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn route_and_backend_errors_map_to_their_reasons() {
+        use crate::backend::router::Lookup as L;
+        use crate::backend::BackendError as E;
+        let routes = [
+            (L::Unknown, Reason::ToolUnknown, "no backend offers tool get_x"),
+            (
+                L::Changed,
+                Reason::ToolDefinitionChanged,
+                "the definition of tool get_x changed at its backend and awaits an operator's acceptance",
+            ),
+            (
+                L::Unavailable,
+                Reason::BackendUnavailable,
+                "the backend of this tool reconnected and could not be re-listed",
+            ),
+        ];
+        check_rows(
+            routes
+                .into_iter()
+                .map(|(e, r, m)| (route_denial(e, "get_x"), r, m.to_string()))
+                .collect(),
+        );
+        let backends = [
+            (E::Unavailable, Reason::BackendUnavailable),
+            (E::Timeout, Reason::BackendTimeout),
+            (E::Protocol, Reason::BackendProtocol),
+        ];
+        check_rows(
+            backends
+                .into_iter()
+                .map(|(e, r)| (Denial::from(e.clone()), r, e.to_string()))
+                .collect(),
+        );
     }
 }

@@ -17,17 +17,17 @@ use serde_json::{json, Value};
 use tonic::{Request, Response, Status};
 
 use crate::audit::{AuditLog, AuditRecord, Outcome};
-use crate::backend::router::{Lookup, Router};
-use crate::backend::{BackendError, Reply};
+use crate::backend::router::Router;
+use crate::backend::Reply;
 use crate::envelope::{self, Direction, Seal};
-use crate::error::{Denial, Reason};
+use crate::error::{route_denial, Denial, Reason};
 use crate::identity::{ClientEntry, ClientIdentity, Registry};
 use crate::jsonrpc::{self, Method};
+use crate::peer::PeerInfo;
 use crate::policy::SanitizePolicy;
 use crate::proto::mcp_gateway_service_server::McpGatewayService;
 use crate::proto::{CallRequest, CallResponse};
-use crate::replay::{ReplayError, ReplayStore};
-use crate::server::PeerInfo;
+use crate::replay::ReplayStore;
 
 /// The clock, injectable so time-dependent logic can be tested.
 pub trait Clock: Send + Sync + 'static {
@@ -49,15 +49,22 @@ impl Clock for SystemClock {
 
 /// The gateway's response-signing key and its id.
 pub struct ResponseSigner {
+    /// The Ed25519 private key; zeroized on drop, never logged.
     pub key: SigningKey,
+    /// Its key id (`ed25519:` + hex of the first 16 bytes of the SHA-256 of
+    /// the public key), as clients find it in their profiles.
     pub key_id: String,
 }
 
 /// Limits the request path enforces.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestLimits {
+    /// How far an envelope's timestamp may be from now, either side, in ms;
+    /// also how long a nonce is remembered.
     pub clock_skew_ms: i64,
+    /// Largest encoded request accepted, checked before any cryptography.
     pub max_envelope_bytes: usize,
+    /// Limits applied while parsing the JSON-RPC payload.
     pub json: jsonrpc::Limits,
 }
 
@@ -73,15 +80,26 @@ pub struct Gateway {
     /// Serials (lowercase hex) on the configured CRLs: connections opened
     /// before a revocation was loaded are refused per request.
     pub revoked: ArcSwap<std::collections::HashSet<String>>,
+    /// Nonces seen per client within the skew window; takes only verified
+    /// envelopes.
     pub replay: Box<dyn ReplayStore>,
     /// Swapped when the signing key secret is refreshed.
     pub signer: ArcSwap<ResponseSigner>,
+    /// Maps every exposed tool to its backend and pinned definition.
     pub router: Arc<Router>,
+    /// Argument rules applied before the schema and the backend.
     pub sanitize: SanitizePolicy,
+    /// Resolved secret values (backend credentials, the signing key);
+    /// refreshed by [`crate::reload`], never logged.
     pub secrets: Arc<crate::secrets::Secrets>,
+    /// Where the response-signing key comes from, to reload it on refresh.
     pub signing_key_ref: crate::secrets::SecretRef,
+    /// Where every request's record goes.
     pub audit: Arc<AuditLog>,
+    /// The time source for freshness and key validity (a fixed clock in
+    /// tests).
     pub clock: Arc<dyn Clock>,
+    /// Size, skew and depth limits of the request path.
     pub limits: RequestLimits,
 }
 
@@ -92,6 +110,7 @@ pub struct GatewayService {
 }
 
 impl GatewayService {
+    /// The service for `gateway`.
     pub fn new(gateway: Arc<Gateway>) -> Self {
         GatewayService { gateway }
     }
@@ -118,7 +137,9 @@ impl McpGatewayService for GatewayService {
         match &result {
             Ok(_) => audit.record.outcome = Outcome::Allowed,
             Err(denial) => {
-                audit.record.deny(denial.reason);
+                audit
+                    .record
+                    .deny(denial.reason.as_str(), denial.reason.fault());
                 tracing::info!(
                     client.id = audit.record.client_id.as_deref().unwrap_or("-"),
                     reason = denial.reason.as_str(),
@@ -210,16 +231,10 @@ impl Gateway {
             return Err(envelope::EnvelopeError::KeyNotValidNow.into());
         }
         let verified = envelope::verify_request(&env, &bound.key, now, self.limits.clock_skew_ms)?;
-        self.replay
-            .check_and_record(&client.id, &verified, now)
-            .map_err(|e| match e {
-                ReplayError::Replayed => Denial::new(Reason::ReplayedNonce, e.to_string()),
-                ReplayError::Full => Denial::new(Reason::ReplayCacheFull, e.to_string()),
-            })?;
+        self.replay.check_and_record(&client.id, &verified, now)?;
 
         // 4 message: strict JSON-RPC, only now that the signature held.
-        let message =
-            jsonrpc::parse(&verified.payload, self.limits.json).map_err(message_denial)?;
+        let message = jsonrpc::parse(&verified.payload, self.limits.json)?;
         record.method = Some(message.method.as_str());
 
         // 5 authorization.
@@ -254,7 +269,7 @@ impl Gateway {
                 Reason::IdentityMissing,
                 "no verified client certificate on this connection",
             )),
-            Some(Err(e)) => Err(Denial::new(Reason::IdentityInvalid, e.to_string())),
+            Some(Err(e)) => Err(e.into()),
             Some(Ok(identity)) if self.revoked.load().contains(&identity.serial) => {
                 Err(Denial::new(
                     Reason::CertificateRevoked,
@@ -287,29 +302,21 @@ impl Gateway {
             }
             Method::ToolsCall => {
                 let name = message.tool.as_deref().unwrap_or_default();
-                let route = self.router.resolve(name).await.map_err(|e| match e {
-                    Lookup::Unknown => Denial::new(Reason::ToolUnknown, format!("no backend offers tool {name}")),
-                    Lookup::Changed => Denial::new(
-                        Reason::ToolDefinitionChanged,
-                        format!("the definition of tool {name} changed at its backend and awaits an operator's acceptance"),
-                    ),
-                    Lookup::Unavailable => Denial::new(Reason::BackendUnavailable, "the backend of this tool reconnected and could not be re-listed"),
-                })?;
+                let route = self
+                    .router
+                    .resolve(name)
+                    .await
+                    .map_err(|e| route_denial(e, name))?;
                 let mut arguments = params
                     .get("arguments")
                     .cloned()
                     .unwrap_or_else(|| json!({}));
-                self.sanitize
-                    .apply(name, &mut arguments)
-                    .map_err(|e| Denial::new(Reason::ArgumentsRejected, e.to_string()))?;
+                self.sanitize.apply(name, &mut arguments)?;
                 route
                     .tool
                     .validate(&arguments)
-                    .map_err(|e| Denial::new(Reason::ArgumentsInvalid, e))?;
-                self.router
-                    .call_tool(&route, arguments)
-                    .await
-                    .map_err(backend_denial)?
+                    .map_err(crate::error::schema_denial)?;
+                self.router.call_tool(&route, arguments).await?
             }
             // The gateway initialized each backend itself; cancellation of
             // a call is the gRPC cancellation of that call.
@@ -318,13 +325,10 @@ impl Gateway {
             // (a resource uri is an identifier field).
             other => {
                 let mut params = params;
-                self.sanitize
-                    .apply(other.as_str(), &mut params)
-                    .map_err(|e| Denial::new(Reason::ArgumentsRejected, e.to_string()))?;
+                self.sanitize.apply(other.as_str(), &mut params)?;
                 self.router
                     .forward_to_primary(other.as_str(), params)
-                    .await
-                    .map_err(backend_denial)?
+                    .await?
             }
         };
         Ok(Some(reply))
@@ -357,22 +361,6 @@ impl Gateway {
         serde_json::to_vec(&body)
             .map_err(|_| Denial::new(Reason::Internal, "response could not be encoded"))
     }
-
-    /// Re-resolves every secret and swaps in a changed signing key.
-    pub async fn refresh_secrets(&self) {
-        self.secrets.refresh().await;
-        match signer_from(&self.secrets, &self.signing_key_ref) {
-            Ok(signer) => {
-                if signer.key_id != self.signer.load().key_id {
-                    tracing::info!(key.id = signer.key_id, "gateway signing key rotated");
-                }
-                self.signer.store(Arc::new(signer));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "signing key refresh failed; keeping the previous key")
-            }
-        }
-    }
 }
 
 /// The gateway's own answer to `initialize`: it is the MCP server its
@@ -387,22 +375,6 @@ fn initialize_result(params: &Value) -> Value {
         "capabilities": {"tools": {"listChanged": false}, "resources": {}, "prompts": {}},
         "serverInfo": {"name": "sealgate", "title": "sealgate MCP gateway", "version": env!("CARGO_PKG_VERSION")},
     })
-}
-
-/// Builds the response signer from the signing-key secret (PKCS#8 PEM).
-pub fn signer_from(
-    secrets: &crate::secrets::Secrets,
-    r: &crate::secrets::SecretRef,
-) -> Result<ResponseSigner, String> {
-    use ed25519_dalek::pkcs8::DecodePrivateKey;
-    use secrecy::ExposeSecret;
-    let pem = secrets
-        .get(r)
-        .ok_or_else(|| format!("secret {r} was not resolved"))?;
-    let key = SigningKey::from_pkcs8_pem(pem.expose_secret())
-        .map_err(|_| format!("secret {r}: not an Ed25519 PKCS#8 PEM private key"))?;
-    let key_id = crate::identity::key_id_for(&key.verifying_key());
-    Ok(ResponseSigner { key, key_id })
 }
 
 fn authorize(
@@ -427,26 +399,4 @@ fn authorize(
         }
     }
     Ok(())
-}
-
-fn message_denial(e: jsonrpc::JsonRpcError) -> Denial {
-    use jsonrpc::JsonRpcError as E;
-    let reason = match e {
-        E::Json => Reason::JsonInvalid,
-        E::TooDeep(_) => Reason::JsonTooDeep,
-        E::Batch => Reason::BatchNotSupported,
-        E::Invalid(_) => Reason::JsonRpcInvalid,
-        E::UnknownMethod => Reason::MethodUnknown,
-        E::Params(_) => Reason::ParamsInvalid,
-    };
-    Denial::new(reason, e.to_string())
-}
-
-fn backend_denial(e: BackendError) -> Denial {
-    let reason = match e {
-        BackendError::Unavailable => Reason::BackendUnavailable,
-        BackendError::Timeout => Reason::BackendTimeout,
-        BackendError::Protocol => Reason::BackendProtocol,
-    };
-    Denial::new(reason, e.to_string())
 }

@@ -2,16 +2,24 @@
 //! of MCP servers.
 //!
 //! # Layout
-//! - [`server`] accepts TCP, runs the TLS 1.3 handshake, reads the peer
-//!   identity once per connection and serves [`gateway`], which runs the
-//!   request stages in order.
-//! - Stages: [`identity`] (certificate → client, registry), admission (rate
-//!   limit and size, in [`gateway`]), [`envelope`] (signed bytes, verify) and
-//!   [`replay`], [`jsonrpc`] (strict MCP JSON-RPC), authorization (in
-//!   [`gateway`]), [`backend`], sealing ([`envelope`]) and [`audit`].
-//! - [`error`] is the one place a denial becomes a gRPC status with a stable
-//!   reason. [`config`], [`tls`], [`keys`] load what the gateway runs on;
-//!   [`ca`] issues certificates and keys; [`client`] is the Rust client SDK.
+//! docs/ARCHITECTURE.md has the full map; in short, along the process
+//! lifecycle and the request path:
+//! - Start: [`config`] (typed TOML) → [`startup`] (secrets, registry, TLS,
+//!   backends, signer → a ready [`gateway::Gateway`] in
+//!   [`server::ServerParts`]); [`reload`] keeps it fresh (interval secret
+//!   refresh, SIGHUP).
+//! - Serve: [`server`] accepts TCP, runs the TLS 1.3 handshake ([`tls`]),
+//!   reads the peer identity once per connection into [`peer::PeerInfo`]
+//!   and serves [`gateway`], which runs the request stages in order:
+//!   [`identity`] (certificate → client, registry), admission (rate limit
+//!   and size), [`envelope`] (signed bytes, verify) and [`replay`],
+//!   [`jsonrpc`] (strict MCP JSON-RPC), authorization, [`policy`] (pins,
+//!   schema, sanitizer), [`backend`], sealing ([`envelope`]) and [`audit`].
+//! - [`error`] is the one place a stage error becomes a denial and a denial
+//!   becomes a gRPC status with a stable reason.
+//! - Tooling: [`ca`] issues certificates and keys, [`keys`] reads and writes
+//!   key files, [`secrets`] resolves secret references, [`dev`] writes the
+//!   dev setup, [`client`] is the Rust client SDK.
 //!
 //! # Security model
 //! Every connection is TLS 1.3 with a client certificate from our CA; every
@@ -25,6 +33,8 @@
 //! Errors on the hot path are small enums; cold-path errors (startup, CLI)
 //! may carry strings and are boxed through `anyhow` in the binary only.
 
+#![warn(missing_docs)]
+
 pub mod audit;
 pub mod backend;
 pub mod ca;
@@ -37,10 +47,13 @@ pub mod gateway;
 pub mod identity;
 pub mod jsonrpc;
 pub mod keys;
+pub mod peer;
 pub mod policy;
+pub mod reload;
 pub mod replay;
 pub mod secrets;
 pub mod server;
+pub mod startup;
 pub mod tls;
 
 /// Code generated from proto/sealgate/v1/gateway.proto.

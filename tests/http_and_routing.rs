@@ -254,7 +254,7 @@ async fn changed_tool_definitions_are_refused_until_accepted() {
     std::fs::write(gw.path("sealgate.toml"), &config).expect("write");
     let config = sealgate::config::Config::load(&gw.path("sealgate.toml")).expect("config");
     let audit = std::sync::Arc::new(sealgate::audit::AuditLog::memory());
-    let parts = sealgate::server::ServerParts::build(&config, Some(audit.clone()))
+    let parts = sealgate::startup::build(&config, Some(audit.clone()))
         .await
         .expect("gateway starts, refusing the changes");
     let router = parts.gateway.router.clone();
@@ -325,7 +325,7 @@ async fn changed_tool_definitions_are_refused_until_accepted() {
     assert_eq!(fixture.messages_received(), before);
 
     // The operator reviews and accepts; the gateway re-reads pins (SIGHUP).
-    let accepted = sealgate::server::accept_tools(&config, Some("fixture"))
+    let accepted = sealgate::startup::accept_tools(&config, Some("fixture"))
         .await
         .expect("accept");
     let mut newly = accepted[0].newly_accepted.clone();

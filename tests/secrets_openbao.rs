@@ -384,7 +384,7 @@ async fn signing_key_from_openbao_rotates_on_refresh() {
     assert_eq!(gw.gateway.signer.load().key_id, kid(&first));
     bao.put("gateway", json!({"signing_key": pem(&second)}))
         .await;
-    gw.gateway.refresh_secrets().await;
+    sealgate::reload::refresh_secrets(&gw.gateway).await;
     assert_eq!(gw.gateway.signer.load().key_id, kid(&second));
     // Same connection, new key.
     client

@@ -16,9 +16,9 @@ use sealgate::ca::{Ca, CaAlgorithm, ClientRequest, GatewayInfo, IssuedClient};
 use sealgate::client::{Client, Profile};
 use sealgate::config::Config;
 use sealgate::envelope::{self, Direction, Seal};
+use sealgate::peer::AcceptStats;
 use sealgate::proto::mcp_gateway_service_client::McpGatewayServiceClient;
 use sealgate::proto::{CallRequest, CallResponse, SignedEnvelope};
-use sealgate::server::{AcceptStats, ServerParts};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -59,7 +59,7 @@ pub struct TestGateway {
     pub audit: Arc<AuditLog>,
     pub stats: Arc<AcceptStats>,
     /// What SIGHUP would do.
-    pub reloader: Arc<sealgate::server::Reloader>,
+    pub reloader: Arc<sealgate::reload::Reloader>,
     /// The running gateway's shared state (registry swaps in tests).
     pub gateway: Arc<sealgate::gateway::Gateway>,
     /// alice may call every embedded tool; bob only get_meps and no ping.
@@ -157,14 +157,14 @@ impl TestGateway {
         std::fs::write(d.join("sealgate.toml"), config).expect("config");
         let config = Config::load(&d.join("sealgate.toml")).map_err(|e| e.to_string())?;
         let audit = Arc::new(AuditLog::memory());
-        let parts = ServerParts::build(&config, Some(audit.clone()))
+        let parts = sealgate::startup::build(&config, Some(audit.clone()))
             .await
             .map_err(|e| e.to_string())?;
         let backend = parts.gateway.router.slots()[0].backend.clone();
         // Startup traffic (tools/list for pinning) is not a client's.
         let backend_baseline = backend.messages_received();
         let stats = parts.stats.clone();
-        let reloader = Arc::new(parts.reloader(&config));
+        let reloader = Arc::new(sealgate::reload::Reloader::new(&config, &parts));
         let gateway = parts.gateway.clone();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {

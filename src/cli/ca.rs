@@ -1,0 +1,235 @@
+//! `sealgate ca`: the certificate authority: a root CA, server and client
+//! certificates, inspection, revocation and CRLs.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+
+use sealgate::ca::{self, Ca, CaAlgorithm, ClientRequest, GatewayInfo};
+
+#[derive(Subcommand)]
+pub enum CaCommand {
+    /// Create a root CA.
+    Init {
+        #[arg(long, default_value = "certs/ca")]
+        dir: PathBuf,
+        #[arg(long, default_value = "sealgate.local")]
+        trust_domain: String,
+        #[arg(long, value_enum, default_value = "ecdsa-p256")]
+        algorithm: CaAlgorithm,
+        #[arg(long, default_value_t = ca::DEFAULT_CA_DAYS)]
+        days: u32,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a server certificate (EKU serverAuth).
+    IssueServer {
+        #[arg(long, default_value = "certs/ca")]
+        dir: PathBuf,
+        /// DNS names (repeatable).
+        #[arg(long = "dns")]
+        dns: Vec<String>,
+        /// IP addresses (repeatable).
+        #[arg(long = "ip")]
+        ip: Vec<std::net::IpAddr>,
+        #[arg(long, default_value_t = ca::DEFAULT_SERVER_DAYS)]
+        days: u32,
+        #[arg(long, default_value = "server.crt")]
+        cert_out: PathBuf,
+        #[arg(long, default_value = "server.key")]
+        key_out: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a client certificate, its Ed25519 signing key, its registry
+    /// entry and (with --gateway-pub) a client profile.
+    IssueClient {
+        /// Client id: 1-64 characters of [A-Za-z0-9._-].
+        id: String,
+        #[arg(long, default_value = "certs/ca")]
+        dir: PathBuf,
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        #[arg(long, default_value_t = ca::DEFAULT_CLIENT_DAYS)]
+        days: u32,
+        /// Tools the client may call (repeatable, or comma-separated).
+        #[arg(long = "tool", value_delimiter = ',')]
+        tools: Vec<String>,
+        /// The gateway's public signing key file (from `key generate`), to write a profile.
+        #[arg(long)]
+        gateway_pub: Option<PathBuf>,
+        #[arg(long, default_value = "localhost:7443")]
+        endpoint: String,
+        #[arg(long, default_value = "localhost")]
+        server_name: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a certificate's subject, SANs, serial, validity and fingerprint.
+    Inspect { file: PathBuf },
+    /// Revoke a certificate and rewrite the CA's crl.pem.
+    Revoke {
+        cert: PathBuf,
+        #[arg(long, default_value = "certs/ca")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 7)]
+        crl_days: u32,
+    },
+    /// Re-issue the CA's crl.pem (do so before its next update).
+    Crl {
+        #[arg(long, default_value = "certs/ca")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 7)]
+        crl_days: u32,
+    },
+}
+
+#[derive(serde::Deserialize)]
+struct PubFile {
+    key_id: String,
+    public_key: String,
+}
+
+fn read_pub(path: &Path) -> Result<PubFile> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| {
+        format!(
+            "{}: not a public key file from `sealgate key generate`",
+            path.display()
+        )
+    })
+}
+
+/// Runs one `sealgate ca` command.
+pub fn run(cmd: CaCommand) -> Result<ExitCode> {
+    match cmd {
+        CaCommand::Init {
+            dir,
+            trust_domain,
+            algorithm,
+            days,
+            force,
+        } => {
+            ca::init(&dir, &trust_domain, algorithm, days, force)?;
+            out!(
+                "created CA in {} (trust domain {trust_domain}); ca.key is 0600",
+                dir.display()
+            );
+        }
+        CaCommand::IssueServer {
+            dir,
+            dns,
+            ip,
+            days,
+            cert_out,
+            key_out,
+            force,
+        } => {
+            let ca = Ca::load(&dir)?;
+            let names: Vec<String> = dns
+                .into_iter()
+                .chain(ip.iter().map(|i| i.to_string()))
+                .collect();
+            ca.issue_server(&names, days, &cert_out, &key_out, force)?;
+            out!(
+                "wrote {} and {} (0600)",
+                cert_out.display(),
+                key_out.display()
+            );
+        }
+        CaCommand::IssueClient {
+            id,
+            dir,
+            out,
+            days,
+            tools,
+            gateway_pub,
+            endpoint,
+            server_name,
+            force,
+        } => {
+            let ca = Ca::load(&dir)?;
+            let gateway = match gateway_pub {
+                Some(p) => {
+                    let pubf = read_pub(&p)?;
+                    Some(GatewayInfo {
+                        endpoint,
+                        server_name,
+                        key_id: pubf.key_id,
+                        public_key: pubf.public_key,
+                    })
+                }
+                None => None,
+            };
+            let issued = ca.issue_client(&ClientRequest {
+                id: &id,
+                days,
+                tools: &tools,
+                out_dir: &out,
+                gateway,
+                force,
+            })?;
+            out!("issued client {} ({})", id, issued.spiffe_id);
+            out!("  certificate   {}", issued.cert.display());
+            out!("  TLS key       {} (0600)", issued.key.display());
+            out!(
+                "  signing key   {} (0600), key id {}",
+                issued.signing_key.display(),
+                issued.key_id
+            );
+            out!(
+                "  registry      {} (append to the gateway's client registry)",
+                issued.registry_entry.display()
+            );
+            if issued.profile.exists() {
+                out!("  profile       {}", issued.profile.display());
+            }
+        }
+        CaCommand::Inspect { file } => {
+            let info = ca::inspect_der(&ca::read_cert_der(&file)?)
+                .map_err(|m| anyhow::anyhow!("{}: {m}", file.display()))?;
+            out!("subject:     {}", info.subject);
+            out!("issuer:      {}", info.issuer);
+            out!("serial:      {}", info.serial);
+            out!("not before:  {}", info.not_before);
+            out!("not after:   {}", info.not_after);
+            out!(
+                "SANs:        {}",
+                if info.sans.is_empty() {
+                    "-".into()
+                } else {
+                    info.sans.join(", ")
+                }
+            );
+            out!(
+                "EKU:         {}",
+                if info.extended_key_usage.is_empty() {
+                    "-".into()
+                } else {
+                    info.extended_key_usage.join(", ")
+                }
+            );
+            out!("CA:          {}", info.is_ca);
+            out!("SHA-256:     {}", info.sha256_fingerprint);
+        }
+        CaCommand::Revoke {
+            cert,
+            dir,
+            crl_days,
+        } => {
+            let serial = Ca::load(&dir)?.revoke(&cert, crl_days)?;
+            out!(
+                "revoked serial {serial}; wrote {}",
+                dir.join("crl.pem").display()
+            );
+        }
+        CaCommand::Crl { dir, crl_days } => {
+            let path = Ca::load(&dir)?.write_crl_now(crl_days)?;
+            out!("wrote {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,219 @@
+//! `sealgate call` and `sealgate tools`: the client side, through a
+//! profile (or flags); and `sealgate tools accept`, the operator's side of
+//! tool pinning.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use sealgate::client::{Client, ClientError, GatewayKey, Profile};
+use sealgate::config::Config;
+
+#[derive(Args)]
+pub struct CallArgs {
+    /// Tool name, e.g. get_meps.
+    tool: String,
+    /// Tool arguments as a JSON object.
+    #[arg(long, default_value = "{}")]
+    args: String,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+#[derive(Args)]
+pub struct ToolsArgs {
+    #[command(subcommand)]
+    action: Option<ToolsAction>,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+#[derive(Subcommand)]
+pub enum ToolsAction {
+    /// Make the backends' current tool definitions the accepted pins (after
+    /// reviewing a change the gateway refused); then SIGHUP the gateway.
+    Accept {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this backend.
+        #[arg(long)]
+        backend: Option<String>,
+    },
+}
+
+/// `sealgate call TOOL --args JSON`.
+pub fn call(a: CallArgs) -> Result<ExitCode> {
+    let args: Value = serde_json::from_str(&a.args).context("--args is not valid JSON")?;
+    if !args.is_object() {
+        bail!("--args must be a JSON object");
+    }
+    let profile = a.conn.profile()?;
+    super::runtime()?.block_on(async {
+        let client = Client::connect(&profile).await?;
+        print_response(client.call_tool(&a.tool, args).await)
+    })
+}
+
+/// `sealgate tools` (list) and `sealgate tools accept`.
+pub fn tools(a: ToolsArgs) -> Result<ExitCode> {
+    match a.action {
+        Some(ToolsAction::Accept { config, backend }) => accept(config, backend),
+        None => {
+            let profile = a.conn.profile()?;
+            super::runtime()?.block_on(async {
+                let client = Client::connect(&profile).await?;
+                print_response(client.list_tools().await)
+            })
+        }
+    }
+}
+
+/// `sealgate tools accept`: pins the backends' current definitions.
+fn accept(config: PathBuf, backend: Option<String>) -> Result<ExitCode> {
+    let config = Config::load(&config)?;
+    let accepted =
+        super::runtime()?.block_on(sealgate::startup::accept_tools(&config, backend.as_deref()))?;
+    for a in &accepted {
+        out!(
+            "backend {}: {} tools pinned in {}{}",
+            a.backend,
+            a.report.accepted.len(),
+            a.pins.display(),
+            if a.newly_accepted.is_empty() {
+                String::new()
+            } else {
+                format!("; newly accepted: {}", a.newly_accepted.join(", "))
+            }
+        );
+    }
+    out!("send SIGHUP to the running gateway to apply the pins");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How to reach the gateway: a profile file, with any field overridable.
+#[derive(Args)]
+pub struct ConnArgs {
+    /// Client profile (TOML), as written by `ca issue-client --gateway-pub`.
+    #[arg(long)]
+    profile: Option<PathBuf>,
+    #[arg(long)]
+    endpoint: Option<String>,
+    #[arg(long)]
+    server_name: Option<String>,
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    #[arg(long)]
+    key: Option<PathBuf>,
+    #[arg(long)]
+    signing_key: Option<PathBuf>,
+    #[arg(long)]
+    key_id: Option<String>,
+    #[arg(long)]
+    audience: Option<String>,
+    #[arg(long)]
+    spiffe_id: Option<String>,
+    /// A trusted gateway key as KEY_ID=BASE64 (repeatable).
+    #[arg(long = "gateway-key")]
+    gateway_keys: Vec<String>,
+}
+
+impl ConnArgs {
+    fn profile(self) -> Result<Profile> {
+        let mut p = match &self.profile {
+            Some(path) => Profile::load(path)?,
+            None => {
+                let need = |v: Option<String>, name: &str| {
+                    v.with_context(|| format!("--{name} is required without --profile"))
+                };
+                let needp = |v: Option<PathBuf>, name: &str| {
+                    v.with_context(|| format!("--{name} is required without --profile"))
+                };
+                Profile {
+                    endpoint: need(self.endpoint.clone(), "endpoint")?,
+                    server_name: need(self.server_name.clone(), "server-name")?,
+                    ca: needp(self.ca.clone(), "ca")?,
+                    cert: needp(self.cert.clone(), "cert")?,
+                    key: needp(self.key.clone(), "key")?,
+                    signing_key: needp(self.signing_key.clone(), "signing-key")?,
+                    key_id: need(self.key_id.clone(), "key-id")?,
+                    audience: need(self.audience.clone(), "audience")?,
+                    spiffe_id: need(self.spiffe_id.clone(), "spiffe-id")?,
+                    gateway_keys: Vec::new(),
+                    clock_skew_secs: None,
+                }
+            }
+        };
+        // Flags override the profile field by field.
+        set(&mut p.endpoint, self.endpoint);
+        set(&mut p.server_name, self.server_name);
+        set(&mut p.ca, self.ca);
+        set(&mut p.cert, self.cert);
+        set(&mut p.key, self.key);
+        set(&mut p.signing_key, self.signing_key);
+        set(&mut p.key_id, self.key_id);
+        set(&mut p.audience, self.audience);
+        set(&mut p.spiffe_id, self.spiffe_id);
+        for g in self.gateway_keys {
+            let (key_id, public_key) = g
+                .split_once('=')
+                .context("--gateway-key must be KEY_ID=BASE64")?;
+            p.gateway_keys.push(GatewayKey {
+                key_id: key_id.into(),
+                public_key: public_key.into(),
+            });
+        }
+        if p.gateway_keys.is_empty() {
+            bail!("no trusted gateway key: give --gateway-key or a profile with [[gateway_key]]");
+        }
+        Ok(p)
+    }
+}
+
+/// Replaces `slot` with `value` when the flag was given.
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+/// Prints a JSON-RPC result; denials and errors go to stderr with their
+/// reason code and a non-zero exit (1: refused by the gateway or transport;
+/// 3: the backend or tool reported an error).
+fn print_response(result: Result<Value, ClientError>) -> Result<ExitCode> {
+    match result {
+        Ok(response) => {
+            if let Some(error) = response.get("error") {
+                eprintln!(
+                    "JSON-RPC error {}: {}",
+                    error.get("code").unwrap_or(&Value::Null),
+                    error.get("message").and_then(Value::as_str).unwrap_or("")
+                );
+                return Ok(ExitCode::from(3));
+            }
+            let result = response.get("result").cloned().unwrap_or(Value::Null);
+            out!("{}", serde_json::to_string_pretty(&result)?);
+            if result.get("isError").and_then(Value::as_bool) == Some(true) {
+                eprintln!("the tool reported an error (isError: true)");
+                return Ok(ExitCode::from(3));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ClientError::Denied {
+            code,
+            reason,
+            message,
+        }) => {
+            eprintln!(
+                "denied: {} (gRPC {code:?}): {message}",
+                reason.as_deref().unwrap_or("UNKNOWN")
+            );
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

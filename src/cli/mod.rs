@@ -1,0 +1,85 @@
+//! The `sealgate` command line: one file per command family.
+//!
+//! - [`serve`]: `serve` and `dev` (run the gateway);
+//! - [`ca`]: `ca init | issue-server | issue-client | inspect | revoke | crl`;
+//! - [`key`]: `key generate`;
+//! - [`client`]: `call` and `tools` (the client side), and `tools accept`.
+//!
+//! Handlers print to stdout with [`out!`] and return an exit code; errors
+//! go to stderr once, in `main`. Nothing here implements gateway logic: it
+//! parses arguments and calls the library.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Prints a line to stdout. A closed pipe (`sealgate call … | head`) ends
+/// the process quietly instead of panicking as `println!` would.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = writeln!(stdout, $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+mod ca;
+mod client;
+mod key;
+mod serve;
+
+#[derive(Parser)]
+#[command(
+    name = "sealgate",
+    version,
+    about = "mTLS-only gRPC gateway with signed envelopes in front of MCP servers"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway from a config file.
+    Serve(serve::ServeArgs),
+    /// Create a dev PKI and configs under --dir (once), then serve the
+    /// embedded backend on 127.0.0.1.
+    Dev(serve::DevArgs),
+    /// Certificate authority tooling.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
+    /// Ed25519 signing keys.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Call a tool through the gateway and print the JSON-RPC result.
+    Call(client::CallArgs),
+    /// List the tools this client may call (tools/list), or, with
+    /// `accept`, accept backends' current tool definitions.
+    #[command(args_conflicts_with_subcommands = true)]
+    Tools(client::ToolsArgs),
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve::serve(args),
+        Command::Dev(args) => serve::dev(args),
+        Command::Ca(cmd) => ca::run(cmd),
+        Command::Key(cmd) => key::run(cmd),
+        Command::Call(args) => client::call(args),
+        Command::Tools(args) => client::tools(args),
+    }
+}
+
+/// The multi-threaded runtime every async command runs on.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

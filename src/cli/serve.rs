@@ -1,0 +1,75 @@
+//! `sealgate serve` and `sealgate dev`: run the gateway until Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use sealgate::config::Config;
+use sealgate::reload::Reloader;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[derive(Args)]
+pub struct DevArgs {
+    #[arg(long, default_value = "certs/dev")]
+    dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    listen: SocketAddr,
+}
+
+/// `sealgate serve --config FILE`.
+pub fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let config = Config::load(&args.config)?;
+    super::runtime()?.block_on(run(config, None))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sealgate dev`: creates the dev setup once, then serves it.
+pub fn dev(args: DevArgs) -> Result<ExitCode> {
+    let config_path = sealgate::dev::setup(&args.dir, args.listen)?;
+    let config = Config::load(&config_path)?;
+    super::runtime()?.block_on(run(config, Some(&args.dir)))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the gateway, binds, starts reloading, and serves until Ctrl-C.
+async fn run(config: Config, dev_dir: Option<&Path>) -> Result<()> {
+    let parts = sealgate::startup::build(&config, None).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(listen = %addr, audience = %config.audience(), "sealgate gateway serving (TLS 1.3, client certificates required)");
+    if let Some(dir) = dev_dir {
+        print_dev_banner(dir, addr);
+    }
+    // Secrets on an interval; registry, TLS material and CRLs, secrets and
+    // tool pins on SIGHUP.
+    Reloader::new(&config, &parts).spawn();
+    sealgate::server::run(listener, parts, async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
+    .await?;
+    Ok(())
+}
+
+fn print_dev_banner(dir: &Path, addr: SocketAddr) {
+    let profile = dir.join("clients/demo.profile.toml");
+    out!("\nsealgate dev gateway listening on {addr} (embedded sample backend).");
+    out!("Audit log: {}", dir.join("audit.jsonl").display());
+    out!("From a second terminal in this directory, try:\n");
+    out!("  cargo run --release -- call get_meps --args '{{\"country\":\"SE\",\"limit\":2}}' --profile {}", profile.display());
+    out!(
+        "  cargo run --release -- tools --profile {}\n",
+        profile.display()
+    );
+    out!("Stop with Ctrl-C.");
+}

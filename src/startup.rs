@@ -1,0 +1,346 @@
+//! Assembly: from a validated [`Config`] to ready [`ServerParts`].
+//!
+//! In order: the client registry, the TLS server config, the audit sink,
+//! every secret (resolved up front, so a missing one stops the gateway with
+//! its reference named), the gateway's response signer, the backends (each
+//! started and its tools listed and checked against the pins), and finally
+//! the [`Gateway`] itself. `sealgate tools accept` reuses the backend half
+//! ([`accept_tools`]).
+//!
+//! This module runs once per process (and once per `tools accept`); it
+//! never serves a request and never reloads: [`crate::reload`] keeps what it
+//! built fresh. A [`StartError`] names the file, field or reference and
+//! what is wrong, never a secret value.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use ed25519_dalek::SigningKey;
+
+use crate::audit::AuditLog;
+use crate::backend::http::{HttpBackend, HttpSpec};
+use crate::backend::router::{PinMode, Router, Slot, SyncReport};
+use crate::backend::stdio::{StdioBackend, StdioSpec};
+use crate::backend::{Backend, EmbeddedBackend};
+use crate::config::{BackendConfig, Config};
+use crate::gateway::{Gateway, RequestLimits, ResponseSigner, SystemClock};
+use crate::identity::Registry;
+use crate::peer::AcceptStats;
+use crate::policy::PinFile;
+use crate::replay::MemoryReplayStore;
+use crate::secrets::{SecretError, SecretRef, Secrets};
+use crate::server::ServerParts;
+
+/// How long a call to the embedded backend may take (it answers from
+/// memory; this only bounds a bug).
+const EMBEDDED_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the gateway could not start. Names the file, field or reference
+/// and what is wrong; never a secret value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The config file is unreadable or invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The client registry is unreadable or invalid.
+    #[error(transparent)]
+    Registry(#[from] crate::identity::RegistryError),
+    /// A certificate, key or CRL could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// A secret reference could not be resolved, or the signing key secret
+    /// is not a usable key; the message names the reference, not the value.
+    #[error("{0}")]
+    Secrets(String),
+    /// A backend could not be started, listed or pinned.
+    #[error("{0}")]
+    Backend(String),
+    /// The audit sink could not be opened.
+    #[error("audit log {path}: {source}")]
+    Audit {
+        /// The configured audit file.
+        path: String,
+        /// Why it could not be opened.
+        source: io::Error,
+    },
+}
+
+impl From<SecretError> for StartError {
+    fn from(e: SecretError) -> Self {
+        StartError::Secrets(e.to_string())
+    }
+}
+
+/// Builds the gateway from a validated config: resolves every secret,
+/// starts every backend and pins its tools. `audit` overrides the
+/// configured audit sink (tests keep records in memory).
+///
+/// Secrets are not refreshed by what this returns alone: hand it to
+/// [`crate::reload::Reloader`] for the interval refresh and SIGHUP.
+pub async fn build(
+    config: &Config,
+    audit: Option<Arc<AuditLog>>,
+) -> Result<ServerParts, StartError> {
+    let registry = Registry::load(&config.registry.path, config.rate_limit)?;
+    if registry.is_empty() {
+        tracing::warn!(path = %config.registry.path.display(), "the client registry is empty: every request will be refused");
+    }
+    let tls = crate::tls::server_config(
+        &config.tls.cert,
+        &config.tls.key,
+        &config.tls.client_ca,
+        &config.tls.crls,
+    )?;
+    let revoked = crate::tls::revoked_serials(&config.tls.crls)?;
+    let audit = match audit {
+        Some(a) => a,
+        None => open_audit(config)?,
+    };
+    let signing_key_ref = config.signing.key_ref().map_err(StartError::Secrets)?;
+    let secrets = resolve_secrets(config).await?;
+    let signer = signer_from(&secrets, &signing_key_ref).map_err(StartError::Secrets)?;
+    let slots = start_backends(config, &secrets, None).await?;
+    let router = Router::start(slots, audit.clone())
+        .await
+        .map_err(StartError::Backend)?;
+    let skew_ms = i64::try_from(config.envelope.clock_skew_secs)
+        .unwrap_or(600)
+        .saturating_mul(1000);
+    let gateway = Arc::new(Gateway {
+        audience: config.audience(),
+        registry: ArcSwap::from_pointee(registry),
+        revoked: ArcSwap::from_pointee(revoked),
+        replay: Box::new(MemoryReplayStore::new(
+            skew_ms,
+            config.envelope.replay_capacity_per_client,
+        )),
+        signer: ArcSwap::from_pointee(signer),
+        router,
+        sanitize: config.sanitize.clone(),
+        secrets,
+        signing_key_ref,
+        audit,
+        clock: Arc::new(SystemClock),
+        limits: RequestLimits {
+            clock_skew_ms: skew_ms,
+            max_envelope_bytes: config.envelope.max_envelope_bytes,
+            json: crate::jsonrpc::Limits {
+                max_depth: config.envelope.max_json_depth,
+            },
+        },
+    });
+    Ok(ServerParts {
+        gateway,
+        tls: Arc::new(ArcSwap::new(tls)),
+        transport: config.transport.clone(),
+        trust_domain: config.trust_domain.clone(),
+        stats: Arc::new(AcceptStats::default()),
+    })
+}
+
+/// Builds the response signer from the signing-key secret (PKCS#8 PEM).
+/// The error names the reference, never the value.
+pub fn signer_from(secrets: &Secrets, r: &SecretRef) -> Result<ResponseSigner, String> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    use secrecy::ExposeSecret;
+    let pem = secrets
+        .get(r)
+        .ok_or_else(|| format!("secret {r} was not resolved"))?;
+    let key = SigningKey::from_pkcs8_pem(pem.expose_secret())
+        .map_err(|_| format!("secret {r}: not an Ed25519 PKCS#8 PEM private key"))?;
+    let key_id = crate::identity::key_id_for(&key.verifying_key());
+    Ok(ResponseSigner { key, key_id })
+}
+
+/// What `sealgate tools accept` did for one backend.
+pub struct Accepted {
+    /// The backend's configured name.
+    pub backend: String,
+    /// The pin file that now holds its accepted definitions.
+    pub pins: PathBuf,
+    /// The tools the backend offered, sorted by how they compared to the
+    /// pins before.
+    pub report: SyncReport,
+    /// Tools whose pinned digest changed or that were not pinned before.
+    pub newly_accepted: Vec<String>,
+}
+
+/// `sealgate tools accept`: starts the backends (or one), lists their tools
+/// and makes the current definitions the pins. The running gateway applies
+/// them on SIGHUP.
+pub async fn accept_tools(
+    config: &Config,
+    only: Option<&str>,
+) -> Result<Vec<Accepted>, StartError> {
+    if let Some(o) = only {
+        if !config.backends.iter().any(|b| b.name() == o) {
+            return Err(StartError::Backend(format!(
+                "no backend named {o:?} in the config"
+            )));
+        }
+    }
+    let audit = open_audit(config)?;
+    let secrets = resolve_secrets(config).await?;
+    let slots = start_backends(config, &secrets, only).await?;
+    let router = Router::unsynced(slots, audit);
+    let mut out = Vec::new();
+    for (i, slot) in router.slots().iter().enumerate() {
+        let PinMode::File(path) = &slot.pins else {
+            continue;
+        };
+        let load = || {
+            PinFile::load(path)
+                .map(Option::unwrap_or_default)
+                .map_err(StartError::Backend)
+        };
+        let before = load()?;
+        let report = router.sync(i, true).await.map_err(StartError::Backend)?;
+        let after = load()?;
+        let newly_accepted = after
+            .tools
+            .iter()
+            .filter(|(name, entry)| before.accepted(name) != Some(&entry.digest))
+            .map(|(name, _)| name.clone())
+            .collect();
+        out.push(Accepted {
+            backend: slot.backend.name().to_string(),
+            pins: path.clone(),
+            report,
+            newly_accepted,
+        });
+    }
+    Ok(out)
+}
+
+/// Starts the configured backends (only the one named `only`, if given).
+async fn start_backends(
+    config: &Config,
+    secrets: &Arc<Secrets>,
+    only: Option<&str>,
+) -> Result<Vec<Slot>, StartError> {
+    let mut slots = Vec::new();
+    for b in config
+        .backends
+        .iter()
+        .filter(|b| only.is_none_or(|o| o == b.name()))
+    {
+        slots.push(start_backend(b, secrets).await?);
+    }
+    Ok(slots)
+}
+
+/// Starts one backend and wraps it in its routing slot.
+async fn start_backend(b: &BackendConfig, secrets: &Arc<Secrets>) -> Result<Slot, StartError> {
+    let name = b.name();
+    let refs = b.secret_refs().map_err(StartError::Backend)?;
+    let secret = |key: &str| refs.iter().find(|(k, _)| k == key).map(|(_, r)| r.clone());
+    let started = |e: String| StartError::Backend(format!("backend {name:?}: {e}"));
+    // Every stdio/http backend has a pin file (the default is filled in by
+    // Config::load; this fallback only covers a config built by hand).
+    let pin_file = |pins: &Option<PathBuf>| {
+        PinMode::File(
+            pins.clone()
+                .unwrap_or_else(|| format!("pins/{name}.toml").into()),
+        )
+    };
+    let (backend, prefix, timeout, pins): (Arc<dyn Backend>, _, _, _) = match b {
+        BackendConfig::Embedded { prefix, .. } => (
+            Arc::new(EmbeddedBackend::new(name)),
+            prefix,
+            EMBEDDED_TIMEOUT,
+            PinMode::Builtin,
+        ),
+        BackendConfig::Stdio {
+            prefix,
+            timeout_secs,
+            init_timeout_secs,
+            pins,
+            command,
+            args,
+            cwd,
+            env,
+            secret_env,
+            inherit_env,
+            ..
+        } => {
+            let spec = StdioSpec {
+                command: command.clone(),
+                args: args.clone(),
+                cwd: cwd.clone(),
+                env: env.clone(),
+                secret_env: secret_env
+                    .keys()
+                    .filter_map(|k| secret(&format!("secret_env.{k}")).map(|r| (k.clone(), r)))
+                    .collect(),
+                inherit_env: inherit_env.clone(),
+                init_timeout: Duration::from_secs(*init_timeout_secs),
+            };
+            let backend = StdioBackend::start(name, spec, secrets.clone())
+                .await
+                .map_err(started)?;
+            (
+                Arc::new(backend),
+                prefix,
+                Duration::from_secs(*timeout_secs),
+                pin_file(pins),
+            )
+        }
+        BackendConfig::Http {
+            prefix,
+            timeout_secs,
+            pins,
+            url,
+            ca,
+            ..
+        } => {
+            let spec = HttpSpec {
+                url: url.clone(),
+                ca: ca.clone(),
+                bearer_token: secret("bearer_token"),
+            };
+            let backend = HttpBackend::new(name, spec, secrets.clone()).map_err(started)?;
+            (
+                Arc::new(backend),
+                prefix,
+                Duration::from_secs(*timeout_secs),
+                pin_file(pins),
+            )
+        }
+    };
+    Ok(Slot {
+        backend,
+        prefix: prefix.clone(),
+        timeout,
+        pins,
+    })
+}
+
+/// The configured audit sink: a 0600 file, or stdout.
+fn open_audit(config: &Config) -> Result<Arc<AuditLog>, StartError> {
+    Ok(match &config.audit.path {
+        Some(p) if p.as_os_str() != "-" => {
+            Arc::new(AuditLog::file(p).map_err(|source| StartError::Audit {
+                path: p.display().to_string(),
+                source,
+            })?)
+        }
+        _ => Arc::new(AuditLog::stdout()),
+    })
+}
+
+/// Resolves every secret reference in the config, so that a missing one
+/// stops the gateway before it serves anything.
+async fn resolve_secrets(config: &Config) -> Result<Arc<Secrets>, StartError> {
+    let openbao = match &config.secrets.openbao {
+        Some(ob) => Some(config.openbao_config(ob).map_err(StartError::Secrets)?),
+        None => None,
+    };
+    let refs = config.secret_refs().map_err(StartError::Secrets)?;
+    let secrets = Arc::new(Secrets::new(openbao.as_ref(), refs).map_err(StartError::Secrets)?);
+    secrets.resolve_all().await?;
+    Ok(secrets)
+}
