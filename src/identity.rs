@@ -30,6 +30,8 @@ pub const MAX_CLIENT_ID_LEN: usize = 64;
 pub struct ClientId(String);
 
 impl ClientId {
+    /// Accepts `s` only if it follows the naming rule above; never trims or
+    /// rewrites it.
     pub fn parse(s: &str) -> Result<Self, IdentityError> {
         let ok = !s.is_empty()
             && s.len() <= MAX_CLIENT_ID_LEN
@@ -43,6 +45,7 @@ impl ClientId {
         }
     }
 
+    /// The id as it appears in the certificate, registry and logs.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -71,6 +74,7 @@ pub fn client_spiffe_id(trust_domain: &str, id: &ClientId) -> String {
 /// The identity of a connected client, read once from its certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientIdentity {
+    /// The `<id>` part of the SPIFFE ID: the registry key for this client.
     pub client_id: ClientId,
     /// `spiffe://<trust-domain>/client/<id>`: the audience of responses.
     pub spiffe_id: String,
@@ -80,17 +84,30 @@ pub struct ClientIdentity {
     pub fingerprint: String,
 }
 
+/// Why a certificate (or a client id in a file) names no valid client: on
+/// the request path every variant becomes `IDENTITY_INVALID`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdentityError {
+    /// A client id given to [`ClientId::parse`] (registry, CLI) is empty,
+    /// longer than [`MAX_CLIENT_ID_LEN`], starts with `.`, `_` or `-`, or
+    /// holds a character outside `[A-Za-z0-9._-]`.
     #[error("client id must be 1-{MAX_CLIENT_ID_LEN} characters of [A-Za-z0-9._-], starting with a letter or digit")]
     BadClientId,
+    /// The DER is not an X.509 certificate, or its SAN or EKU extension is
+    /// malformed; also used when the TLS layer handed over no certificate.
     #[error("the client certificate cannot be parsed")]
     Unparseable,
+    /// The certificate has no URI SAN, or more than one: the identity
+    /// would be ambiguous.
     #[error("the client certificate must carry exactly one URI SAN")]
     UriSanCount,
+    /// The one URI SAN is not `spiffe://<our trust domain>/client/<id>`
+    /// with a valid id (another trust domain, a workload path, a bad id).
     #[error("the client certificate's URI SAN is not spiffe://<trust-domain>/client/<id> of this trust domain")]
     NotOurSpiffeId,
+    /// The certificate has no extended key usage, or one without
+    /// clientAuth (a server certificate presented as a client's).
     #[error("the client certificate lacks the clientAuth extended key usage")]
     NoClientAuth,
 }
@@ -196,7 +213,9 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitFile {
+    /// Sustained rate, in requests per second; at least 1.
     pub per_second: u32,
+    /// Most requests accepted back to back after a quiet spell; at least 1.
     pub burst: u32,
 }
 
@@ -214,12 +233,19 @@ struct KeyFile {
 /// One signing key bound to a client, decoded once at load.
 #[derive(Debug)]
 pub struct BoundKey {
+    /// The public key, already checked not to be weak (small-order).
     pub key: VerifyingKey,
+    /// First instant the key may sign, in Unix milliseconds (inclusive);
+    /// `None` for no lower bound.
     pub not_before_ms: Option<i64>,
+    /// Last instant the key may sign, in Unix milliseconds (inclusive);
+    /// `None` for no upper bound.
     pub not_after_ms: Option<i64>,
 }
 
 impl BoundKey {
+    /// Whether `now_ms` (Unix milliseconds) lies inside the key's validity
+    /// window, both ends inclusive.
     pub fn valid_at(&self, now_ms: i64) -> bool {
         self.not_before_ms.is_none_or(|nb| now_ms >= nb)
             && self.not_after_ms.is_none_or(|na| now_ms <= na)
@@ -231,10 +257,12 @@ impl BoundKey {
 pub enum ToolPolicy {
     /// `tools = ["*"]`: every tool the backend offers.
     Any,
+    /// Only these tools, by exposed name (the backend prefix included).
     Only(HashSet<String>),
 }
 
 impl ToolPolicy {
+    /// Whether the client may call (and see) the tool with exposed name `tool`.
     pub fn allows(&self, tool: &str) -> bool {
         match self {
             ToolPolicy::Any => true,
@@ -245,10 +273,17 @@ impl ToolPolicy {
 
 /// A registered client.
 pub struct ClientEntry {
+    /// The id its certificate must carry.
     pub id: ClientId,
+    /// `false` refuses every request with `CLIENT_DISABLED` while keeping
+    /// the entry (and its keys) on file.
     pub enabled: bool,
+    /// The MCP methods it may call; any other is `METHOD_NOT_ALLOWED`.
     pub methods: HashSet<Method>,
+    /// The tools it may call and see in `tools/list`.
     pub tools: ToolPolicy,
+    /// Its signing keys by key id; a key id names one key across the whole
+    /// registry.
     pub keys: HashMap<String, BoundKey>,
     /// Its own GCRA limiter, so one client's flood never spends another's quota.
     pub limiter: DefaultDirectRateLimiter,
@@ -274,19 +309,24 @@ pub struct Registry {
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct RegistryError {
+    /// The registry file, as given in the configuration.
     pub path: String,
+    /// What is wrong, naming the client and field where it can.
     pub message: String,
 }
 
 impl Registry {
+    /// The entry of the client `id`, `None` if it is not registered.
     pub fn get(&self, id: &ClientId) -> Option<&Arc<ClientEntry>> {
         self.clients.get(id)
     }
 
+    /// How many clients are registered (disabled ones included).
     pub fn len(&self) -> usize {
         self.clients.len()
     }
 
+    /// Whether no client is registered: such a gateway refuses everyone.
     pub fn is_empty(&self) -> bool {
         self.clients.is_empty()
     }
@@ -344,18 +384,14 @@ impl Registry {
                 }
                 let key = decode_public_key(&k.public_key)
                     .map_err(|e| format!("{} ({}): {e}", ctx("key.public_key"), k.id))?;
-                let not_before_ms = k
-                    .not_before
-                    .as_deref()
-                    .map(parse_rfc3339_ms)
-                    .transpose()
-                    .map_err(|e| format!("{}: {e}", ctx("key.not_before")))?;
-                let not_after_ms = k
-                    .not_after
-                    .as_deref()
-                    .map(parse_rfc3339_ms)
-                    .transpose()
-                    .map_err(|e| format!("{}: {e}", ctx("key.not_after")))?;
+                let instant = |value: Option<&str>, field: &str| {
+                    value
+                        .map(parse_rfc3339_ms)
+                        .transpose()
+                        .map_err(|e| format!("{}: {e}", ctx(field)))
+                };
+                let not_before_ms = instant(k.not_before.as_deref(), "key.not_before")?;
+                let not_after_ms = instant(k.not_after.as_deref(), "key.not_after")?;
                 keys.insert(
                     k.id,
                     BoundKey {

@@ -18,20 +18,41 @@ pub const MAX_ID_LEN: usize = 256;
 /// The MCP methods the gateway forwards from clients to servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {
+    /// `initialize`: answered by the gateway itself, never forwarded.
     Initialize,
+    /// `ping`: a liveness check, answered by the gateway.
     Ping,
+    /// `tools/list`: the pinned tools this client may call.
     ToolsList,
+    /// `tools/call`: routed by tool name; its arguments pass the sanitizer
+    /// and the tool's pinned schema before a backend sees them.
     ToolsCall,
+    /// `resources/list`: forwarded to the primary backend once its params
+    /// passed the sanitizer.
     ResourcesList,
+    /// `resources/templates/list`: forwarded to the primary backend once its params
+    /// passed the sanitizer.
     ResourcesTemplatesList,
+    /// `resources/read`: forwarded to the primary backend once its params
+    /// passed the sanitizer.
     ResourcesRead,
+    /// `prompts/list`: forwarded to the primary backend once its params
+    /// passed the sanitizer.
     PromptsList,
+    /// `prompts/get`: forwarded to the primary backend once its params
+    /// passed the sanitizer.
     PromptsGet,
+    /// `notifications/initialized`: acknowledged, never forwarded (the
+    /// gateway initializes each backend itself).
     NotificationsInitialized,
+    /// `notifications/cancelled`: acknowledged, never forwarded (a call is
+    /// cancelled by cancelling its gRPC call).
     NotificationsCancelled,
 }
 
 impl Method {
+    /// Every method, so the name table in [`Method::as_str`] is the only
+    /// list of wire names.
     pub const ALL: &'static [Method] = &[
         Method::Initialize,
         Method::Ping,
@@ -46,10 +67,13 @@ impl Method {
         Method::NotificationsCancelled,
     ];
 
+    /// The method with wire name `s`, exactly (case-sensitive); `None`
+    /// for any method the gateway does not forward.
     pub fn parse(s: &str) -> Option<Method> {
         Method::ALL.iter().copied().find(|m| m.as_str() == s)
     }
 
+    /// The MCP wire name, e.g. `tools/call`.
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Initialize => "initialize",
@@ -88,25 +112,41 @@ pub fn valid_tool_name(s: &str) -> bool {
 pub struct Message {
     /// The request id (a string or an integer), `None` for notifications.
     pub id: Option<Value>,
+    /// The method, one the gateway forwards.
     pub method: Method,
+    /// The `params` object, `None` when absent; never an array or scalar.
     pub params: Option<Map<String, Value>>,
     /// For `tools/call`: the tool name, checked by [`valid_tool_name`].
     pub tool: Option<String>,
 }
 
+/// Why a payload is not a strict MCP JSON-RPC message. The `&'static str`
+/// details are fixed texts written here: they never quote the payload.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum JsonRpcError {
+    /// The payload is not UTF-8, not JSON, or has trailing bytes.
     #[error("the payload is not valid UTF-8 JSON")]
     Json,
+    /// Objects and arrays nest deeper than the limit (carried); found
+    /// before the payload is parsed.
     #[error("the payload nests deeper than {0} levels")]
     TooDeep(usize),
+    /// The payload is a JSON array, i.e. a JSON-RPC batch.
     #[error("JSON-RPC batches are not supported")]
     Batch,
+    /// The envelope of the message is wrong: not an object, an unknown
+    /// top-level member, `jsonrpc` not `"2.0"`, no string `method` (a
+    /// response), a bad `id`, or an id on a notification or none on a
+    /// request.
     #[error("{0}")]
     Invalid(&'static str),
+    /// `method` is a string but not one of the [`Method`]s the gateway
+    /// forwards.
     #[error("unknown or unsupported method")]
     UnknownMethod,
+    /// `params` is not an object, or a `tools/call` lacks a valid tool name,
+    /// has an unknown member, or has `arguments` that are not an object.
     #[error("{0}")]
     Params(&'static str),
 }
@@ -114,6 +154,8 @@ pub enum JsonRpcError {
 /// Limits applied while parsing.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Deepest nesting of objects and arrays accepted, counting the
+    /// top-level object as 1.
     pub max_depth: usize,
 }
 

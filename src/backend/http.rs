@@ -5,6 +5,8 @@
 //! bearer credential from the secrets source, read fresh for every request
 //! so a refreshed secret takes effect without a restart. Bodies are read up
 //! to a bound; the credential never appears in a log line or an error.
+//! Redirects are never followed: one could carry the request, and its
+//! credential, to another server.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,24 +14,33 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use secrecy::ExposeSecret;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{watch, Mutex};
 
-use super::{initialize_params, reply_from_message, Backend, BackendError, Reply};
+use super::{
+    initialize_params, initialized_notification, reply_from_message, request_message, Backend,
+    BackendError, Reply,
+};
 use crate::jsonrpc::PROTOCOL_VERSION;
 use crate::secrets::{SecretRef, Secrets};
 
 /// Largest response body accepted from a backend.
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
+/// Where and how to reach a Streamable HTTP backend, from the config.
 pub struct HttpSpec {
+    /// The MCP endpoint: `https://`, or `http://` on loopback only.
     pub url: String,
     /// CA of the backend's server certificate; `None` only for plain http
     /// on loopback.
     pub ca: Option<std::path::PathBuf>,
+    /// The secret sent as `Authorization: Bearer`, resolved per request;
+    /// never logged.
     pub bearer_token: Option<SecretRef>,
 }
 
+/// A Streamable HTTP MCP backend: one session, shared by all calls and
+/// renewed when the server forgets it.
 pub struct HttpBackend {
     name: String,
     url: String,
@@ -50,6 +61,8 @@ struct Session {
 }
 
 impl HttpBackend {
+    /// Builds the HTTP client; connects lazily, on the first call. Fails on
+    /// an https URL without `ca`, an unusable CA, or plain http off loopback.
     pub fn new(name: &str, spec: HttpSpec, secrets: Arc<Secrets>) -> Result<HttpBackend, String> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -170,7 +183,7 @@ impl HttpBackend {
 
     async fn initialize(&self, timeout: Duration) -> Result<Session, BackendError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let msg = json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": initialize_params()});
+        let msg = request_message(id, "initialize", initialize_params());
         let (resp, session_id) = self
             .post(None, &msg, Some(id), timeout)
             .await
@@ -188,8 +201,7 @@ impl HttpBackend {
             id: session_id,
             protocol_version: version,
         };
-        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        self.post(Some(&session), &note, None, timeout)
+        self.post(Some(&session), &initialized_notification(), None, timeout)
             .await
             .map_err(PostError::into_backend)?;
         Ok(session)
@@ -221,17 +233,21 @@ impl PostError {
     }
 }
 
+/// A failure while reading a response body: the call's deadline, or a
+/// broken connection.
+fn body_error(e: &reqwest::Error) -> PostError {
+    PostError::Fatal(if e.is_timeout() {
+        BackendError::Timeout
+    } else {
+        BackendError::Unavailable
+    })
+}
+
 async fn read_bounded(resp: reqwest::Response) -> Result<Vec<u8>, PostError> {
     let mut body = Vec::new();
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            PostError::Fatal(if e.is_timeout() {
-                BackendError::Timeout
-            } else {
-                BackendError::Unavailable
-            })
-        })?;
+        let chunk = chunk.map_err(|e| body_error(&e))?;
         if body.len() + chunk.len() > MAX_BODY {
             return Err(PostError::Fatal(BackendError::Protocol));
         }
@@ -270,13 +286,7 @@ async fn read_sse_response(resp: reqwest::Response, id: u64) -> Result<Value, Po
                 }
                 buf.extend_from_slice(&chunk);
             }
-            Some(Err(e)) => {
-                return Err(PostError::Fatal(if e.is_timeout() {
-                    BackendError::Timeout
-                } else {
-                    BackendError::Unavailable
-                }));
-            }
+            Some(Err(e)) => return Err(body_error(&e)),
             None => return find_in_sse(&buf, id),
         }
     }
@@ -324,7 +334,7 @@ impl Backend for HttpBackend {
         for attempt in 0..2 {
             let session = self.session(timeout).await?;
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+            let msg = request_message(id, method, params.clone());
             match self.post(Some(&session), &msg, Some(id), timeout).await {
                 Ok((Some(resp), _)) => return reply_from_message(&resp),
                 Ok((None, _)) => return Err(BackendError::Protocol),

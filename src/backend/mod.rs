@@ -32,10 +32,19 @@ pub enum Reply {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackendError {
+    /// The backend cannot take the call: no backend is configured, the
+    /// child process is down or restarting, the HTTP connection failed or
+    /// answered with an error status, the credential was refused or cannot
+    /// be resolved, or the backend refused `initialize`.
     #[error("the backend is unavailable")]
     Unavailable,
+    /// No answer arrived within the call's timeout; a stdio child is then
+    /// probed with `ping` and restarted if it stays silent.
     #[error("the backend did not answer in time")]
     Timeout,
+    /// The answer is not valid MCP: not JSON, larger than the body limit,
+    /// without the request's id, or neither a `result` object nor an
+    /// `error` with an integer code and a string message.
     #[error("the backend answered with invalid MCP")]
     Protocol,
 }
@@ -74,6 +83,7 @@ pub struct EmbeddedBackend {
 }
 
 impl EmbeddedBackend {
+    /// The embedded backend, under the configured `name`.
     pub fn new(name: &str) -> Self {
         EmbeddedBackend {
             name: name.to_string(),
@@ -159,6 +169,18 @@ pub(crate) fn reply_from_message(msg: &Value) -> Result<Reply, BackendError> {
         }
         _ => Err(BackendError::Protocol),
     }
+}
+
+/// A JSON-RPC request from the gateway to a backend. The id is the
+/// gateway's own, never the client's.
+pub(crate) fn request_message(id: u64, method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+/// The `notifications/initialized` the gateway sends once a backend
+/// answered `initialize`.
+pub(crate) fn initialized_notification() -> Value {
+    json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
 }
 
 /// The `initialize` params the gateway sends to each backend.

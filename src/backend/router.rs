@@ -39,24 +39,30 @@ pub enum PinMode {
 
 /// One configured backend.
 pub struct Slot {
+    /// The backend itself, shared with the tasks that watch it.
     pub backend: Arc<dyn Backend>,
     /// Prepended to every tool name this backend offers.
     pub prefix: String,
     /// How long one call may take.
     pub timeout: Duration,
+    /// Where its accepted tool digests come from.
     pub pins: PinMode,
 }
 
 /// A routable tool.
 #[derive(Clone)]
 pub struct Route {
+    /// Index of the backend's [`Slot`] in [`Router::slots`].
     pub slot: usize,
+    /// The pinned definition the arguments are validated against; its
+    /// `name` is the name at the backend, without the prefix.
     pub tool: Arc<PinnedTool>,
 }
 
 /// Why a tool cannot be called.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
+    /// No backend lists a tool of this name, accepted or refused.
     Unknown,
     /// The backend offers a definition that is not the accepted one.
     Changed,
@@ -81,6 +87,8 @@ struct SlotState {
     syncing: tokio::sync::Mutex<()>,
 }
 
+/// Maps exposed tool names to backends. The table is swapped whole, so a
+/// lookup never sees a backend's tools half re-listed.
 pub struct Router {
     slots: Vec<Slot>,
     state: Vec<SlotState>,
@@ -93,11 +101,16 @@ pub struct Router {
 /// What listing a backend's tools found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SyncReport {
+    /// Tools now routed: their definition matches the pin (or is built in).
     pub accepted: Vec<String>,
+    /// Pinned tools whose definition differs from the pin: refused.
     pub changed: Vec<String>,
+    /// Tools the pin file does not know: refused until accepted.
     pub added: Vec<String>,
-    /// Tools refused for an invalid definition or a name clash.
+    /// Tools refused for an invalid definition or a name listed twice (by
+    /// backend name), or a name clash (`clash:<exposed name>`).
     pub invalid: Vec<String>,
+    /// Whether this listing wrote the pin file (first use, or accept).
     pub pinned_now: bool,
 }
 
@@ -157,6 +170,8 @@ impl Router {
         }
     }
 
+    /// The configured backends, in configuration order; the first is the
+    /// primary that serves resources and prompts.
     pub fn slots(&self) -> &[Slot] {
         &self.slots
     }

@@ -26,15 +26,19 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::{FramedRead, LinesCodec};
 
-use super::{initialize_params, reply_from_message, Backend, BackendError, Reply};
+use super::{
+    initialize_params, initialized_notification, reply_from_message, request_message, Backend,
+    BackendError, Reply,
+};
 use crate::secrets::{SecretRef, Secrets};
 
 /// Longest line accepted from a child: one JSON-RPC message.
 const MAX_LINE: usize = 16 * 1024 * 1024;
 /// How long a call waits for a restarting child before it fails.
 const READY_WAIT: Duration = Duration::from_secs(10);
-/// Backoff bounds between restarts.
+/// First wait before a restart; doubled after each failed one.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between restarts.
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A child that stayed up this long resets the backoff.
 const STABLE: Duration = Duration::from_secs(30);
@@ -42,8 +46,11 @@ const STABLE: Duration = Duration::from_secs(30);
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct StdioSpec {
+    /// The program, run directly: never through a shell.
     pub command: String,
+    /// Its arguments, passed as they are (no shell expansion).
     pub args: Vec<String>,
+    /// Its working directory; `None` keeps the gateway's.
     pub cwd: Option<PathBuf>,
     /// Non-secret variables.
     pub env: BTreeMap<String, String>,
@@ -258,7 +265,7 @@ async fn call(
         armed: true,
         reason: "the gateway's caller went away",
     };
-    let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+    let line = request_message(id, method, params).to_string();
     // Sending and waiting share one deadline: a child that stops reading
     // its stdin fails the call in time too.
     let exchange = async {
@@ -422,9 +429,8 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         Ok(_) => return Err("the backend refused initialize".into()),
         Err(e) => return Err(format!("initialize failed: {e}")),
     }
-    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
     conn.tx
-        .send(note)
+        .send(initialized_notification().to_string())
         .await
         .map_err(|_| "the backend closed its input".to_string())?;
     Ok(Running {

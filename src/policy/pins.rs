@@ -3,6 +3,11 @@
 //! compiled once. A definition that differs from its pin (a "rug pull":
 //! changed description or schema, or a tool that was not there) is refused
 //! until an operator accepts it.
+//!
+//! This module owns the digest, the schema compilation and the pin file
+//! format; the decision which tools to route is the router's. It never
+//! fetches a remote `$ref` (jsonschema is built without its HTTP and file
+//! resolvers) and never quotes an argument value in a validation error.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -63,15 +68,26 @@ pub fn tool_digest(tool: &Value) -> ToolDigest {
     )
 }
 
+/// Why a backend's tool definition cannot be compiled; the router refuses
+/// that one tool and keeps the others.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PinError {
+    /// `name` is missing, not a string, or not a valid tool name.
     #[error("tool definition has no valid name")]
     NoName,
+    /// The named tool has no `inputSchema`, or one that is not an object.
     #[error("tool {0}: inputSchema is missing or not an object")]
     NoSchema(String),
+    /// The schema is invalid or needs what the gateway refuses (a remote
+    /// `$ref`).
     #[error("tool {tool}: inputSchema does not compile ({reason})")]
-    BadSchema { tool: String, reason: String },
+    BadSchema {
+        /// The tool's name at the backend.
+        tool: String,
+        /// The JSON Schema keyword that failed, not the schema text.
+        reason: String,
+    },
 }
 
 /// A tool as the gateway exposes and enforces it.
@@ -80,6 +96,7 @@ pub struct PinnedTool {
     pub name: String,
     /// The definition as offered by the backend.
     pub definition: Value,
+    /// The digest of `definition`, compared with the pin file.
     pub digest: ToolDigest,
     /// The inputSchema, compiled once.
     pub validator: jsonschema::Validator,
@@ -143,13 +160,17 @@ impl PinnedTool {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PinFile {
+    /// Accepted tools by name at the backend (no prefix), sorted so the
+    /// file diffs cleanly.
     #[serde(default)]
     pub tools: BTreeMap<String, PinEntry>,
 }
 
+/// The pin of one tool: a `[tools.<name>]` table in the pin file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PinEntry {
+    /// The accepted digest; any other definition of the tool is refused.
     pub digest: ToolDigest,
 }
 
@@ -165,6 +186,8 @@ impl PinFile {
         }
     }
 
+    /// Writes the pin file for `backend` through a temporary file and a
+    /// rename, so a crash leaves the old file or the new one, never half.
     pub fn save(&self, path: &Path, backend: &str) -> Result<(), String> {
         let body = toml::to_string(self).map_err(|e| e.to_string())?;
         let text = format!(
@@ -180,6 +203,8 @@ impl PinFile {
             .map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// The accepted digest of `tool` (name at the backend), `None` if it
+    /// was never accepted.
     pub fn accepted(&self, tool: &str) -> Option<&ToolDigest> {
         self.tools.get(tool).map(|e| &e.digest)
     }

@@ -3,6 +3,10 @@
 //! characters and no Unicode bidirectional overrides; NFC (normalise or
 //! reject); and, in identifier-like fields, no path traversal and no URL
 //! schemes. Errors name the JSON path and the rule, never the value.
+//!
+//! It runs before the pinned schema check and is the only code that may
+//! rewrite an argument (and only to NFC, when configured); it never
+//! consults the client's identity.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -30,6 +34,7 @@ pub struct SanitizeRules {
     pub max_total_bytes: Option<usize>,
     /// Deepest nesting of the arguments object.
     pub max_depth: Option<usize>,
+    /// What to do with a string that is not NFC; rejected by default.
     pub nfc: Option<NfcPolicy>,
     /// Field names treated as identifiers, in addition to the built-in
     /// rule (`id`, `*Id`, `*_id`, `*ID`, `identifier`, `uri`, `url`, `path`).
@@ -40,8 +45,13 @@ pub struct SanitizeRules {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SanitizePolicy {
+    /// Rules for every tool, each unset one falling back to the built-in
+    /// default.
     #[serde(flatten)]
     pub defaults: SanitizeRules,
+    /// Overrides by exposed tool name (or method name, for resources and
+    /// prompts); an unset limit falls back to `defaults`, and identifier
+    /// fields add to those of `defaults`.
     #[serde(default)]
     pub tools: BTreeMap<String, SanitizeRules>,
 }
@@ -54,10 +64,14 @@ struct Effective<'a> {
     identifier_fields: HashSet<&'a str>,
 }
 
+/// An argument that breaks a rule: sent to the client as
+/// `ARGUMENTS_REJECTED`, so it must never hold the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("argument {path} {rule}")]
 pub struct SanitizeError {
+    /// JSON Pointer of the offending value (`/` for the whole arguments).
     pub path: String,
+    /// The broken rule, as a fixed phrase that completes "argument `<path>`".
     pub rule: &'static str,
 }
 
