@@ -136,12 +136,71 @@ impl<'a> SecurityEvent<'a> {
     }
 }
 
+/// An anomaly detector's action, its expiry, or an operator's unblock. Names
+/// and figures only: never argument values.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnomalyEvent<'a> {
+    /// RFC 3339 UTC, millisecond precision, on the gateway's clock.
+    pub ts: String,
+    /// Always `anomaly`.
+    pub event: &'static str,
+    /// `volume`, `new_tool`, `off_hours`, `denials`, `source_failures`, or
+    /// `operator` for an unblock.
+    pub detector: &'static str,
+    /// `alert`, `throttle`, `block`, `block_expired`, `throttle_expired` or
+    /// `unblock`.
+    pub action: &'static str,
+    /// The identity concerned, when the subject is an identity.
+    pub client_id: Option<&'a str>,
+    /// The source address concerned, when the subject is a source.
+    pub source: Option<&'a str>,
+    /// The tool name, for `new_tool` (a validated name, never arguments).
+    pub tool: Option<&'a str>,
+    /// The figures that fired the detector (counts, rates, thresholds).
+    pub figures: std::collections::BTreeMap<&'static str, f64>,
+    /// When a throttle or block ends by itself; absent: never (or no
+    /// restriction).
+    pub until: Option<String>,
+    /// The admin who lifted a restriction.
+    pub by: Option<&'a str>,
+}
+
+/// Repeated admission refusals of one identity (or source) and reason,
+/// counted since the previous summary: the first of them has its own full
+/// record.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusalSummary<'a> {
+    /// RFC 3339 UTC, millisecond precision: when the count was taken.
+    pub ts: String,
+    /// Always `refusal_summary`.
+    pub event: &'static str,
+    /// The client id, or the source address when no identity was read.
+    pub who: &'a str,
+    /// The stable reason code.
+    pub reason: &'static str,
+    /// How many more requests were refused.
+    pub count: u64,
+    /// The interval counted over, in milliseconds.
+    pub interval_ms: u64,
+}
+
 fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
+    rfc3339_of(now)
+}
+
+/// `ms` (Unix milliseconds) as RFC 3339 UTC with millisecond precision.
+pub fn rfc3339_ms(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    rfc3339_of(t)
+}
+
+fn rfc3339_of(t: time::OffsetDateTime) -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
-    now.format(&format).unwrap_or_default()
+    t.format(&format).unwrap_or_default()
 }
 
 enum Sink {
@@ -201,6 +260,23 @@ impl AuditLog {
             backend = event.backend,
             tool = event.tool.unwrap_or("-"),
             "security event"
+        );
+        self.write_line(event);
+    }
+
+    /// Records a count of repeated admission refusals.
+    pub fn refusal_summary(&self, summary: &RefusalSummary<'_>) {
+        self.write_line(summary);
+    }
+
+    /// Records an anomaly action, expiry or unblock, and logs it.
+    pub fn anomaly_event(&self, event: &AnomalyEvent<'_>) {
+        tracing::warn!(
+            detector = event.detector,
+            action = event.action,
+            client.id = event.client_id.unwrap_or("-"),
+            source = event.source.unwrap_or("-"),
+            "anomaly"
         );
         self.write_line(event);
     }

@@ -290,6 +290,28 @@ impl Ca {
     /// `spiffe://<trust-domain>/client/<id>` and EKU clientAuth, plus the
     /// client's Ed25519 signing key and its registry entry.
     pub fn issue_client(&self, req: &ClientRequest<'_>) -> Result<IssuedClient, CaError> {
+        self.issue_client_with(req, &EntryOptions::default())
+    }
+
+    /// [`Ca::issue_client`] with a tier and the admin flag in the registry
+    /// entry. With a tier and no tools, the entry leaves methods and tools
+    /// to the tier.
+    pub fn issue_client_with(
+        &self,
+        req: &ClientRequest<'_>,
+        options: &EntryOptions<'_>,
+    ) -> Result<IssuedClient, CaError> {
+        if let Some(t) = options.tier {
+            let ok = !t.is_empty()
+                && t.len() <= 64
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !ok {
+                return Err(CaError::Invalid(format!(
+                    "tier {t:?}: 1-64 characters of [A-Za-z0-9_-]"
+                )));
+            }
+        }
         let id = ClientId::parse(req.id)
             .map_err(|e| CaError::Invalid(format!("client id {:?}: {e}", req.id)))?;
         let spiffe_id = client_spiffe_id(&self.trust_domain, &id);
@@ -313,21 +335,36 @@ impl Ca {
             .format(&fmt)
             .map_err(|e| CaError::Invalid(e.to_string()))?;
         let tools: Vec<String> = req.tools.iter().map(|t| format!("{t:?}")).collect();
+        let mut policy = String::new();
+        if let Some(t) = options.tier {
+            policy.push_str(&format!(
+                "# Its policy starts from [tier.{t}] in the gateway config.\ntier = \"{t}\"\n"
+            ));
+        }
+        if options.admin {
+            policy.push_str("# May list and lift anomaly blocks (sealgate admin).\nadmin = true\n");
+        }
+        if options.tier.is_none() || !req.tools.is_empty() {
+            if options.tier.is_none() {
+                policy.push_str("methods = [\"initialize\", \"ping\", \"tools/list\", \"tools/call\", \"notifications/initialized\", \"notifications/cancelled\"]\n");
+            }
+            policy.push_str(&format!(
+                "# The tools this client may call (names or globs); an empty list allows none.\ntools = [{}]\n",
+                tools.join(", ")
+            ));
+        }
         let registry_entry = format!(
             "# Registry entry for client {id}: append to the gateway's client registry.\n\
              [[client]]\n\
              id = \"{id}\"\n\
              enabled = true\n\
-             methods = [\"initialize\", \"ping\", \"tools/list\", \"tools/call\", \"notifications/initialized\", \"notifications/cancelled\"]\n\
-             # The tools this client may call; an empty list allows none.\n\
-             tools = [{}]\n\
+             {policy}\
              \n\
              [[client.key]]\n\
              id = \"{key_id}\"\n\
              public_key = \"{}\"\n\
              not_before = \"{not_before}\"\n\
              not_after = \"{not_after}\"\n",
-            tools.join(", "),
             public_key_b64(&verifying),
         );
 
@@ -476,6 +513,15 @@ pub struct ClientRequest<'a> {
     pub gateway: Option<GatewayInfo>,
     /// Overwrite existing files instead of refusing.
     pub force: bool,
+}
+
+/// What the registry entry of an issued client says beyond its tools.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EntryOptions<'a> {
+    /// The tier the entry names (`[tier.NAME]` in the gateway config).
+    pub tier: Option<&'a str>,
+    /// Whether the client may call the admin service.
+    pub admin: bool,
 }
 
 /// What `issue_client` wrote.

@@ -21,8 +21,9 @@ use tonic::transport::Channel;
 
 use crate::envelope::{self, Direction, EnvelopeError, Seal};
 use crate::gateway::{Clock, SystemClock};
+use crate::proto::admin_service_client::AdminServiceClient;
 use crate::proto::mcp_gateway_service_client::McpGatewayServiceClient;
-use crate::proto::CallRequest;
+use crate::proto::{CallRequest, ListBlocksRequest, UnblockRequest};
 
 /// A client profile file: where the gateway is and which credentials to
 /// use. Relative paths are resolved against the profile's directory.
@@ -161,6 +162,7 @@ pub struct Credentials {
 #[derive(Clone)]
 pub struct Client {
     rpc: McpGatewayServiceClient<Channel>,
+    admin: AdminServiceClient<Channel>,
     creds: Arc<Credentials>,
     clock: Arc<dyn Clock>,
     next_id: Arc<AtomicU64>,
@@ -194,7 +196,8 @@ impl Client {
     /// A client over an existing channel.
     pub fn new(channel: Channel, creds: Credentials) -> Client {
         Client {
-            rpc: McpGatewayServiceClient::new(channel),
+            rpc: McpGatewayServiceClient::new(channel.clone()),
+            admin: AdminServiceClient::new(channel),
             creds: Arc::new(creds),
             clock: Arc::new(SystemClock),
             next_id: Arc::new(AtomicU64::new(1)),
@@ -204,7 +207,83 @@ impl Client {
     /// Seals `payload` (one JSON-RPC message, exact bytes), sends it and
     /// returns the verified response payload.
     pub async fn send(&self, payload: Bytes) -> Result<Bytes, ClientError> {
-        let (env, signed) = envelope::seal(
+        let (env, signed) = self.seal(payload);
+        let response = self
+            .rpc
+            .clone()
+            .call(CallRequest {
+                envelope: Some(env),
+            })
+            .await?
+            .into_inner();
+        self.open(response.envelope, &signed)
+    }
+
+    /// `sealgate admin blocks`: the current blocks and throttles (an admin
+    /// identity only), verified like every response.
+    pub async fn admin_blocks(&self) -> Result<Value, ClientError> {
+        let (payload, id) = self.admin_payload(crate::admin::METHOD_BLOCKS, None)?;
+        let (env, signed) = self.seal(payload);
+        let response = self
+            .admin
+            .clone()
+            .list_blocks(ListBlocksRequest {
+                envelope: Some(env),
+            })
+            .await?
+            .into_inner();
+        self.admin_result(self.open(response.envelope, &signed)?, id)
+    }
+
+    /// `sealgate admin unblock ID`: lifts every block and throttle of a
+    /// client id or source address (an admin identity only).
+    pub async fn admin_unblock(&self, target: &str) -> Result<Value, ClientError> {
+        let (payload, id) =
+            self.admin_payload(crate::admin::METHOD_UNBLOCK, Some(json!({"id": target})))?;
+        let (env, signed) = self.seal(payload);
+        let response = self
+            .admin
+            .clone()
+            .unblock(UnblockRequest {
+                envelope: Some(env),
+            })
+            .await?
+            .into_inner();
+        self.admin_result(self.open(response.envelope, &signed)?, id)
+    }
+
+    fn admin_payload(
+        &self,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<(Bytes, u64), ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut msg = json!({"jsonrpc": "2.0", "id": id, "method": method});
+        if let Some(p) = params {
+            msg["params"] = p;
+        }
+        let payload = serde_json::to_vec(&msg).map_err(|e| ClientError::Config(e.to_string()))?;
+        Ok((payload.into(), id))
+    }
+
+    fn admin_result(&self, reply: Bytes, id: u64) -> Result<Value, ClientError> {
+        let value: Value = serde_json::from_slice(&reply)
+            .map_err(|_| ClientError::BadResponse("payload is not JSON".into()))?;
+        if value.get("id") != Some(&json!(id)) {
+            return Err(ClientError::BadResponse(
+                "JSON-RPC id does not match the request".into(),
+            ));
+        }
+        value
+            .get("result")
+            .cloned()
+            .ok_or_else(|| ClientError::BadResponse("no result".into()))
+    }
+
+    /// Seals one request payload; returns the envelope and its signed
+    /// bytes (whose digest the response must carry).
+    fn seal(&self, payload: Bytes) -> (crate::proto::SignedEnvelope, Vec<u8>) {
+        envelope::seal(
             &self.creds.signing_key,
             Seal {
                 direction: Direction::Request,
@@ -215,18 +294,17 @@ impl Client {
                 payload,
                 request_digest: None,
             },
-        );
-        let response = self
-            .rpc
-            .clone()
-            .call(CallRequest {
-                envelope: Some(env),
-            })
-            .await?
-            .into_inner();
-        let env = response
-            .envelope
-            .ok_or_else(|| ClientError::BadResponse("no envelope".into()))?;
+        )
+    }
+
+    /// Verifies a response envelope against the request's signed bytes and
+    /// returns its payload.
+    fn open(
+        &self,
+        env: Option<crate::proto::SignedEnvelope>,
+        signed: &[u8],
+    ) -> Result<Bytes, ClientError> {
+        let env = env.ok_or_else(|| ClientError::BadResponse("no envelope".into()))?;
         let key = self.creds.gateway_keys.get(&env.key_id).ok_or_else(|| {
             ClientError::BadResponse("signed with a key this client does not trust".into())
         })?;
@@ -235,7 +313,7 @@ impl Client {
             &self.creds.spiffe_id,
             &env.key_id,
             key,
-            &envelope::digest(&signed),
+            &envelope::digest(signed),
             self.clock.now_ms(),
             self.creds.clock_skew_ms,
         )

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::identity::{valid_trust_domain, RateLimitFile};
+use crate::identity::{valid_trust_domain, RateLimitFile, RegistryDefaults};
+use crate::policy::PolicyFields;
 use crate::policy::SanitizePolicy;
 use crate::secrets::SecretRef;
 
@@ -60,6 +61,12 @@ pub struct Config {
     /// Rules for string arguments of every tool call.
     #[serde(default)]
     pub sanitize: SanitizePolicy,
+    /// `[tier.NAME]`: named policies a registry entry can start from.
+    #[serde(default, rename = "tier")]
+    pub tiers: std::collections::BTreeMap<String, PolicyFields>,
+    /// `[anomaly]`: the detectors of unusual behaviour and what they do.
+    #[serde(default)]
+    pub anomaly: crate::policy::AnomalyConfig,
 }
 
 fn default_backends() -> Vec<BackendConfig> {
@@ -352,10 +359,29 @@ fn default_rate_limit() -> RateLimitFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TransportConfig {
-    /// Open connections at most; further ones wait in the kernel backlog.
+    /// Established (authenticated) connections at most; a handshake that
+    /// completes while they are all taken is closed.
     pub max_connections: usize,
+    /// TLS handshakes in progress at once, from all sources: silent or slow
+    /// sockets can hold at most this many slots, never an established
+    /// client's.
+    pub max_handshakes: usize,
+    /// TLS handshakes in progress at once from one source address; more
+    /// are closed at accept.
+    pub max_handshakes_per_source: usize,
     /// A TLS handshake that takes longer is dropped.
     pub handshake_timeout_secs: u64,
+    /// Open connections of one identity at most, unless its tier or registry
+    /// entry says otherwise; a further handshake of it is closed.
+    pub max_connections_per_identity: usize,
+    /// A connection older than this is closed as soon as no request is in
+    /// flight, and `request_timeout_secs` later regardless, so no client
+    /// holds a slot forever.
+    pub max_connection_age_secs: u64,
+    /// Requests refused for identity (unknown, disabled, revoked, expired,
+    /// invalid) one connection may make without any request passing
+    /// identity; then the connection is closed.
+    pub max_identity_denials_per_connection: u32,
     /// A connection with no request for this long is closed.
     pub idle_timeout_secs: u64,
     /// HTTP/2 PING interval to detect dead peers.
@@ -374,7 +400,12 @@ impl Default for TransportConfig {
     fn default() -> Self {
         TransportConfig {
             max_connections: 1024,
-            handshake_timeout_secs: 10,
+            max_handshakes: 128,
+            max_handshakes_per_source: 16,
+            handshake_timeout_secs: 5,
+            max_connections_per_identity: 64,
+            max_connection_age_secs: 3_600,
+            max_identity_denials_per_connection: 8,
             idle_timeout_secs: 300,
             keepalive_interval_secs: 30,
             keepalive_timeout_secs: 10,
@@ -394,6 +425,11 @@ impl TransportConfig {
     /// [`Self::idle_timeout_secs`] as a duration.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// [`Self::max_connection_age_secs`] as a duration.
+    pub fn max_connection_age(&self) -> Duration {
+        Duration::from_secs(self.max_connection_age_secs)
     }
 }
 
@@ -554,6 +590,10 @@ impl Config {
             return Err("field envelope.replay_capacity_per_client: must be at least 1".into());
         }
         crate::identity::quota(self.rate_limit).map_err(|m| format!("field rate_limit: {m}"))?;
+        for (name, tier) in &self.tiers {
+            tier.validate(&format!("tier.{name}"))?;
+        }
+        self.anomaly.validate()?;
         let t = &self.transport;
         for (name, v, max) in [
             (
@@ -562,6 +602,11 @@ impl Config {
                 300,
             ),
             ("transport.idle_timeout_secs", t.idle_timeout_secs, 86_400),
+            (
+                "transport.max_connection_age_secs",
+                t.max_connection_age_secs,
+                30 * 86_400,
+            ),
             (
                 "transport.keepalive_interval_secs",
                 t.keepalive_interval_secs,
@@ -584,6 +629,23 @@ impl Config {
         }
         for (name, v) in [
             ("transport.max_connections", t.max_connections as u64),
+            ("transport.max_handshakes", t.max_handshakes as u64),
+            (
+                "transport.max_handshakes_per_source",
+                t.max_handshakes_per_source as u64,
+            ),
+            (
+                "transport.max_connections_per_identity",
+                t.max_connections_per_identity as u64,
+            ),
+            (
+                "transport.max_connection_age_secs",
+                t.max_connection_age_secs,
+            ),
+            (
+                "transport.max_identity_denials_per_connection",
+                u64::from(t.max_identity_denials_per_connection),
+            ),
             ("transport.handshake_timeout_secs", t.handshake_timeout_secs),
             ("transport.idle_timeout_secs", t.idle_timeout_secs),
             (
@@ -715,6 +777,15 @@ impl Config {
         }
         refs.dedup();
         Ok(refs)
+    }
+
+    /// What the client registry falls back on: the default rate and the
+    /// tiers.
+    pub fn registry_defaults(&self) -> RegistryDefaults {
+        RegistryDefaults {
+            rate: self.rate_limit,
+            tiers: self.tiers.clone(),
+        }
     }
 
     /// The audience request envelopes must carry.

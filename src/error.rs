@@ -57,12 +57,20 @@ reasons! {
     IdentityInvalid => (Code::Unauthenticated, Client, "IDENTITY_INVALID"),
     /// The client certificate was revoked after this connection was opened.
     CertificateRevoked => (Code::Unauthenticated, Client, "CERTIFICATE_REVOKED"),
+    /// The client certificate expired after this connection was opened.
+    CertificateExpired => (Code::Unauthenticated, Client, "CERTIFICATE_EXPIRED"),
     /// The certificate's client id is not in the registry.
     ClientUnknown => (Code::Unauthenticated, Client, "CLIENT_UNKNOWN"),
     /// The client is in the registry but disabled.
     ClientDisabled => (Code::Unauthenticated, Client, "CLIENT_DISABLED"),
-    /// The client exceeded its request rate.
+    /// The identity is blocked by an anomaly detector until its cool-down
+    /// passes or an operator unblocks it.
+    IdentityBlocked => (Code::PermissionDenied, Client, "IDENTITY_BLOCKED"),
+    /// The client exceeded its request rate (or its throttled rate, or a
+    /// tool's cost exceeded what remains); the status carries a RetryInfo.
     RateLimited => (Code::ResourceExhausted, Client, "RATE_LIMITED"),
+    /// The client has as many calls in flight as its tier allows.
+    ConcurrencyLimited => (Code::ResourceExhausted, Client, "CONCURRENCY_LIMITED"),
     /// The envelope is larger than the configured limit.
     EnvelopeTooLarge => (Code::ResourceExhausted, Client, "ENVELOPE_TOO_LARGE"),
     /// The call has no envelope.
@@ -105,6 +113,10 @@ reasons! {
     MethodNotAllowed => (Code::PermissionDenied, Client, "METHOD_NOT_ALLOWED"),
     /// The client may not call this tool.
     ToolNotAllowed => (Code::PermissionDenied, Client, "TOOL_NOT_ALLOWED"),
+    /// The client may not read this resource URI.
+    ResourceNotAllowed => (Code::PermissionDenied, Client, "RESOURCE_NOT_ALLOWED"),
+    /// The caller is not an admin of this gateway.
+    AdminNotAllowed => (Code::PermissionDenied, Client, "ADMIN_NOT_ALLOWED"),
     /// No backend offers a tool of this name.
     ToolUnknown => (Code::NotFound, Client, "TOOL_UNKNOWN"),
     /// The backend's definition of this tool differs from the pinned one;
@@ -139,6 +151,9 @@ pub struct Denial {
     /// For humans; sent to the client, so it never holds secrets, payload
     /// data or argument values.
     pub message: Cow<'static, str>,
+    /// When to try again, for refusals that pass with time (rate limits);
+    /// sent as `google.rpc.RetryInfo`.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Denial {
@@ -147,23 +162,38 @@ impl Denial {
         Denial {
             reason,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// This denial with a retry-after hint.
+    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
     }
 
     /// The gRPC status: code from the reason, the message, and an
     /// `ErrorInfo{reason, domain}` in the status details.
     pub fn to_status(&self) -> tonic::Status {
-        let details = ErrorDetails::with_error_info(
+        let mut details = ErrorDetails::with_error_info(
             self.reason.as_str(),
             ERROR_DOMAIN,
             std::collections::HashMap::<String, String>::new(),
         );
+        if let Some(wait) = self.retry_after {
+            details.set_retry_info(Some(wait));
+        }
         tonic::Status::with_error_details(
             self.reason.code(),
             format!("{}: {}", self.reason.as_str(), self.message),
             details,
         )
     }
+}
+
+/// Reads the retry-after hint (`google.rpc.RetryInfo`) out of a status.
+pub fn retry_after_of(status: &tonic::Status) -> Option<std::time::Duration> {
+    status.get_error_details().retry_info()?.retry_delay
 }
 
 /// Reads the sealgate reason back out of a status (clients and tests).
@@ -301,6 +331,19 @@ mod tests {
         assert_eq!(status.code(), Code::Unauthenticated);
         assert_eq!(reason_of(&status).as_deref(), Some("SIGNATURE_INVALID"));
         assert_eq!(status.message(), "SIGNATURE_INVALID: bad");
+    }
+
+    #[test]
+    fn a_rate_refusal_carries_its_retry_info() {
+        let wait = std::time::Duration::from_millis(1500);
+        let status = Denial::new(Reason::RateLimited, "slow down")
+            .retry_after(wait)
+            .to_status();
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(reason_of(&status).as_deref(), Some("RATE_LIMITED"));
+        assert_eq!(retry_after_of(&status), Some(wait));
+        let plain = Denial::new(Reason::SignatureInvalid, "bad").to_status();
+        assert_eq!(retry_after_of(&plain), None);
     }
 
     #[test]

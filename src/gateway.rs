@@ -8,7 +8,9 @@
 //! or denied, produces exactly one audit record.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use governor::clock::DefaultClock;
 
 use arc_swap::ArcSwap;
 use ed25519_dalek::SigningKey;
@@ -25,9 +27,11 @@ use crate::identity::{ClientEntry, ClientIdentity, Registry};
 use crate::jsonrpc::{self, Method};
 use crate::peer::PeerInfo;
 use crate::policy::SanitizePolicy;
+use crate::policy::{Admission, Anomaly};
 use crate::proto::mcp_gateway_service_server::McpGatewayService;
 use crate::proto::{CallRequest, CallResponse};
 use crate::replay::ReplayStore;
+use crate::summary::{Seen, Summary, Tally};
 
 /// The clock, injectable so time-dependent logic can be tested.
 pub trait Clock: Send + Sync + 'static {
@@ -101,6 +105,29 @@ pub struct Gateway {
     pub clock: Arc<dyn Clock>,
     /// Size, skew and depth limits of the request path.
     pub limits: RequestLimits,
+    /// The anomaly detectors and their per-identity state (stage 7, and
+    /// blocks and throttles at stage 2); kept across registry reloads.
+    pub anomaly: Arc<Anomaly>,
+    /// Admission refusals per (identity or source, reason): the first is
+    /// recorded in full, the rest counted into one summary record per
+    /// interval ([`Gateway::report_refusals`]), so no flood fills a disk.
+    pub refusals: Summary<(String, Reason)>,
+}
+
+/// Refusals that say nothing new when repeated: they are summarized.
+fn is_admission_refusal(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::IdentityMissing
+            | Reason::IdentityInvalid
+            | Reason::CertificateRevoked
+            | Reason::CertificateExpired
+            | Reason::ClientUnknown
+            | Reason::ClientDisabled
+            | Reason::IdentityBlocked
+            | Reason::RateLimited
+            | Reason::ConcurrencyLimited
+    )
 }
 
 /// The tonic service: a cheap handle on the shared [`Gateway`].
@@ -129,6 +156,7 @@ impl McpGatewayService for GatewayService {
             log: &self.gateway.audit,
             started: Instant::now(),
             done: false,
+            skip: false,
         };
         let result = self
             .gateway
@@ -140,11 +168,23 @@ impl McpGatewayService for GatewayService {
                 audit
                     .record
                     .deny(denial.reason.as_str(), denial.reason.fault());
-                tracing::info!(
-                    client.id = audit.record.client_id.as_deref().unwrap_or("-"),
-                    reason = denial.reason.as_str(),
-                    "request denied"
-                );
+                let who = match (&audit.record.client_id, &peer) {
+                    (Some(id), _) => id.clone(),
+                    (None, Some(p)) => p.remote.ip().to_string(),
+                    (None, None) => "-".to_string(),
+                };
+                let repeat = is_admission_refusal(denial.reason)
+                    && self.gateway.refusals.note((who, denial.reason)) == Seen::Repeat;
+                if repeat {
+                    // Counted into the next summary record instead.
+                    audit.skip = true;
+                } else {
+                    tracing::info!(
+                        client.id = audit.record.client_id.as_deref().unwrap_or("-"),
+                        reason = denial.reason.as_str(),
+                        "request denied"
+                    );
+                }
             }
         }
         audit.done = true;
@@ -160,12 +200,17 @@ struct AuditOnDrop<'a> {
     log: &'a AuditLog,
     started: Instant,
     done: bool,
+    /// A repeated admission refusal, counted in a summary record instead.
+    skip: bool,
 }
 
 impl Drop for AuditOnDrop<'_> {
     fn drop(&mut self) {
         if !self.done {
             self.record.outcome = Outcome::Cancelled;
+        }
+        if self.skip && self.done {
+            return;
         }
         self.record.duration_us =
             u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -174,39 +219,164 @@ impl Drop for AuditOnDrop<'_> {
 }
 
 impl Gateway {
-    /// Runs the stages in order. Fills `record` as facts become known.
+    /// Writes one summary record (and log line) per identity or source and
+    /// reason whose admission refusals repeated since the last report, with
+    /// the exact count. Runs every interval; tests call it directly.
+    pub fn report_refusals(&self) {
+        let interval = self.refusals.interval();
+        for (tally, count) in self.refusals.drain() {
+            let (who, reason) = match &tally {
+                Tally::Key((who, reason)) => (who.as_str(), Some(*reason)),
+                Tally::Others => ("(others)", None),
+            };
+            let reason = reason.map(Reason::as_str).unwrap_or("(various)");
+            tracing::info!(
+                who,
+                reason,
+                count,
+                "{count} more requests refused in the last {}",
+                crate::summary::interval_text(interval)
+            );
+            self.audit.refusal_summary(&crate::audit::RefusalSummary {
+                ts: crate::audit::rfc3339_ms(self.clock.now_ms()),
+                event: "refusal_summary",
+                who,
+                reason,
+                count,
+                interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+    }
+
+    /// Runs the stages in order. Fills `record` as facts become known, and
+    /// tells the anomaly detectors about refusals that say something of the
+    /// caller.
     pub async fn process(
         &self,
         peer: Option<&PeerInfo>,
         request: CallRequest,
         record: &mut AuditRecord,
     ) -> Result<CallResponse, Denial> {
-        // 1 identity: read from the certificate once per connection.
-        let identity = self.identify(peer)?;
-        record.client_id = Some(identity.client_id.to_string());
-        record.cert_serial = Some(identity.serial.clone());
-        let registry = self.registry.load();
-        let client = registry.get(&identity.client_id).ok_or_else(|| {
-            Denial::new(
-                Reason::ClientUnknown,
-                "this client certificate's identity is not registered",
-            )
-        })?;
+        let mut registered = false;
+        let result = self.stages(peer, request, record, &mut registered).await;
+        if let Err(denial) = &result {
+            self.observe_denial(peer, record, registered, denial.reason);
+        }
+        result
+    }
+
+    async fn stages(
+        &self,
+        peer: Option<&PeerInfo>,
+        request: CallRequest,
+        record: &mut AuditRecord,
+        registered: &mut bool,
+    ) -> Result<CallResponse, Denial> {
+        let size = request.encoded_len();
+        let now = self.clock.now_ms();
+        // 1 identity, 2 admission, 3 envelope.
+        let Authenticated {
+            identity,
+            client,
+            verified,
+            in_flight: _in_flight,
+        } = self.authenticate(peer, request.envelope, size, record, registered, now)?;
+
+        // 4 message: strict JSON-RPC, only now that the signature held.
+        let message = jsonrpc::parse(&verified.payload, self.limits.json)?;
+        record.method = Some(message.method.as_str());
+
+        // 5 authorization: method, tool, resource, and a tool's extra cost.
+        authorize(&client, &message, record)?;
+
+        // 6 arguments.
+        let prepared = self.prepare(&client, &message).await?;
+
+        // 7 anomaly: the identity compared with itself.
+        let in_hours = client
+            .allowed_hours
+            .as_ref()
+            .is_none_or(|h| h.contains(now));
+        if let Admission::Blocked { detector, until_ms } = self.anomaly.observe_call(
+            identity.client_id.as_str(),
+            message.tool.as_deref(),
+            in_hours,
+            now,
+        ) {
+            return Err(blocked(detector, until_ms));
+        }
+
+        // 8 backend.
+        let reply = self.execute(prepared).await?;
+        let payload = self.response_payload(&message, reply, record)?;
+
+        // 9 seal, bound to the request.
+        Ok(CallResponse {
+            envelope: Some(self.seal_response(identity, payload, verified.digest)),
+        })
+    }
+
+    /// Stages 1 to 3, shared by every service: the certificate's identity
+    /// and its registry entry, admission (blocks, throttles, rate,
+    /// concurrency, size), and the envelope (key bound to this identity,
+    /// signature, freshness, replay). `size` is the encoded request's.
+    pub fn authenticate<'p>(
+        &self,
+        peer: Option<&'p PeerInfo>,
+        envelope: Option<crate::proto::SignedEnvelope>,
+        size: usize,
+        record: &mut AuditRecord,
+        registered: &mut bool,
+        now: i64,
+    ) -> Result<Authenticated<'p>, Denial> {
+        // 1 identity: read from the certificate once per connection. The
+        // record names the certificate even when it is refused below.
+        if let Some(Ok(named)) = peer.map(|p| &p.identity) {
+            record.client_id = Some(named.client_id.to_string());
+            record.cert_serial = Some(named.serial.clone());
+        }
+        let identity = self
+            .identify(peer, now)
+            .inspect_err(|_| note_identity_denied(peer))?;
+        let client = self
+            .registry
+            .load()
+            .get(&identity.client_id)
+            .cloned()
+            .ok_or_else(|| {
+                Denial::new(
+                    Reason::ClientUnknown,
+                    "this client certificate's identity is not registered",
+                )
+            })
+            .inspect_err(|_| note_identity_denied(peer))?;
         if !client.enabled {
+            note_identity_denied(peer);
             return Err(Denial::new(
                 Reason::ClientDisabled,
                 "this client is disabled",
             ));
         }
-
-        // 2 admission: rate, then size, before any cryptography.
-        if client.limiter.check().is_err() {
-            return Err(Denial::new(
-                Reason::RateLimited,
-                "request rate limit exceeded for this client",
-            ));
+        *registered = true;
+        if let Some(p) = peer {
+            p.note_identity_passed();
         }
-        let size = request.encoded_len();
+
+        // 2 admission: blocks and throttles, rate, concurrency, then size,
+        // before any cryptography.
+        self.admit(&client, now)?;
+        let in_flight = match &client.concurrency {
+            Some(permits) => Some(permits.clone().try_acquire_owned().map_err(|_| {
+                Denial::new(
+                    Reason::ConcurrencyLimited,
+                    format!(
+                        "this client already has {} calls in flight, its limit",
+                        client.concurrent_limit.unwrap_or_default()
+                    ),
+                )
+            })?),
+            None => None,
+        };
         if size > self.limits.max_envelope_bytes {
             return Err(Denial::new(
                 Reason::EnvelopeTooLarge,
@@ -219,34 +389,36 @@ impl Gateway {
 
         // 3 envelope: shape, key bound to this identity, signature,
         // freshness, replay.
-        let env = request.envelope.ok_or(envelope::EnvelopeError::Missing)?;
+        let env = envelope.ok_or(envelope::EnvelopeError::Missing)?;
         envelope::check_shape(&env, &self.audience)?;
         let bound = client
             .keys
             .get(&env.key_id)
             .ok_or(envelope::EnvelopeError::KeyNotBound)?;
         record.key_id = Some(env.key_id.clone());
-        let now = self.clock.now_ms();
         if !bound.valid_at(now) {
             return Err(envelope::EnvelopeError::KeyNotValidNow.into());
         }
         let verified = envelope::verify_request(&env, &bound.key, now, self.limits.clock_skew_ms)?;
         self.replay.check_and_record(&client.id, &verified, now)?;
+        Ok(Authenticated {
+            identity,
+            client,
+            verified,
+            in_flight,
+        })
+    }
 
-        // 4 message: strict JSON-RPC, only now that the signature held.
-        let message = jsonrpc::parse(&verified.payload, self.limits.json)?;
-        record.method = Some(message.method.as_str());
-
-        // 5 authorization.
-        authorize(client, &message, record)?;
-
-        // 6 arguments and 8 backend.
-        let reply = self.dispatch(client, &message).await?;
-        let payload = self.response_payload(&message, reply, record)?;
-
-        // 9 seal, bound to the request.
+    /// Stage 9: `payload` signed by the gateway, addressed to the caller and
+    /// bound to the request by `digest`.
+    pub fn seal_response(
+        &self,
+        identity: &ClientIdentity,
+        payload: Vec<u8>,
+        digest: [u8; envelope::DIGEST_LEN],
+    ) -> crate::proto::SignedEnvelope {
         let signer = self.signer.load();
-        let (envelope, _) = envelope::seal(
+        envelope::seal(
             &signer.key,
             Seal {
                 direction: Direction::Response,
@@ -255,15 +427,17 @@ impl Gateway {
                 timestamp_unix_ms: self.clock.now_ms(),
                 nonce: envelope::random_nonce(),
                 payload: payload.into(),
-                request_digest: Some(verified.digest),
+                request_digest: Some(digest),
             },
-        );
-        Ok(CallResponse {
-            envelope: Some(envelope),
-        })
+        )
+        .0
     }
 
-    fn identify<'a>(&self, peer: Option<&'a PeerInfo>) -> Result<&'a ClientIdentity, Denial> {
+    fn identify<'a>(
+        &self,
+        peer: Option<&'a PeerInfo>,
+        now_ms: i64,
+    ) -> Result<&'a ClientIdentity, Denial> {
         match peer.map(|p| &p.identity) {
             None => Err(Denial::new(
                 Reason::IdentityMissing,
@@ -276,30 +450,97 @@ impl Gateway {
                     "this client certificate has been revoked",
                 ))
             }
+            Some(Ok(identity)) if now_ms > identity.not_after_ms => Err(Denial::new(
+                Reason::CertificateExpired,
+                "this client certificate has expired since the connection was opened; reconnect with a renewed certificate",
+            )),
             Some(Ok(identity)) => Ok(identity),
         }
     }
 
-    /// Stages 6 and 8: the gateway answers lifecycle methods itself, serves
+    /// Stage 2: anomaly blocks and throttles, then the client's own rate.
+    fn admit(&self, client: &ClientEntry, now_ms: i64) -> Result<(), Denial> {
+        match self.anomaly.admit(client.id.as_str(), now_ms) {
+            Admission::Allow => {}
+            Admission::Blocked { detector, until_ms } => return Err(blocked(detector, until_ms)),
+            Admission::Throttled { retry_after_ms } => {
+                return Err(Denial::new(
+                    Reason::RateLimited,
+                    "this client is throttled after unusual activity; slow down",
+                )
+                .retry_after(Duration::from_millis(retry_after_ms)))
+            }
+        }
+        if let Err(not_until) = client.limiter.check() {
+            let wait =
+                not_until.wait_time_from(governor::clock::Clock::now(&DefaultClock::default()));
+            return Err(Denial::new(
+                Reason::RateLimited,
+                "request rate limit exceeded for this client",
+            )
+            .retry_after(wait));
+        }
+        Ok(())
+    }
+
+    /// Tells the detectors about a refusal: of a registered identity for
+    /// what it sent, or of a source for whom it claims to be.
+    fn observe_denial(
+        &self,
+        peer: Option<&PeerInfo>,
+        record: &AuditRecord,
+        registered: bool,
+        reason: Reason,
+    ) {
+        let now = self.clock.now_ms();
+        let from_source = matches!(
+            reason,
+            Reason::IdentityInvalid
+                | Reason::ClientUnknown
+                | Reason::CertificateRevoked
+                | Reason::KeyNotBound
+        );
+        if from_source {
+            if let Some(p) = peer {
+                self.anomaly.observe_source_failure(p.remote.ip(), now);
+            }
+        }
+        // Admission refusals say nothing new (and would let a block feed
+        // itself); identity refusals have no registered identity to blame.
+        let admission = matches!(
+            reason,
+            Reason::RateLimited
+                | Reason::ConcurrencyLimited
+                | Reason::IdentityBlocked
+                | Reason::ClientDisabled
+        );
+        if registered && !admission && reason.fault() == crate::error::Fault::Client {
+            if let Some(id) = &record.client_id {
+                self.anomaly.observe_denial(id, reason.as_str(), now);
+            }
+        }
+    }
+
+    /// Stage 6: the gateway answers lifecycle methods itself, serves
     /// tools/list from the pinned tools, and for tools/call checks the
     /// arguments against the sanitizer and the pinned schema before the
-    /// routed backend sees them.
-    async fn dispatch(
+    /// routed backend may see them.
+    async fn prepare(
         &self,
         client: &ClientEntry,
         message: &jsonrpc::Message,
-    ) -> Result<Option<Reply>, Denial> {
+    ) -> Result<Prepared, Denial> {
         let params = message
             .params
             .clone()
             .map(Value::Object)
             .unwrap_or_else(|| json!({}));
-        let reply = match message.method {
-            Method::Initialize => Reply::Result(initialize_result(&params)),
-            Method::Ping => Reply::Result(json!({})),
-            Method::ToolsList => {
-                Reply::Result(json!({"tools": self.router.list(|name| client.tools.allows(name))}))
-            }
+        Ok(match message.method {
+            Method::Initialize => Prepared::Answer(Reply::Result(initialize_result(&params))),
+            Method::Ping => Prepared::Answer(Reply::Result(json!({}))),
+            Method::ToolsList => Prepared::Answer(Reply::Result(
+                json!({"tools": self.router.list(|name| client.tools.allows(name))}),
+            )),
             Method::ToolsCall => {
                 let name = message.tool.as_deref().unwrap_or_default();
                 let route = self
@@ -316,22 +557,34 @@ impl Gateway {
                     .tool
                     .validate(&arguments)
                     .map_err(crate::error::schema_denial)?;
-                self.router.call_tool(&route, arguments).await?
+                Prepared::Tool { route, arguments }
             }
             // The gateway initialized each backend itself; cancellation of
             // a call is the gRPC cancellation of that call.
-            Method::NotificationsInitialized | Method::NotificationsCancelled => return Ok(None),
+            Method::NotificationsInitialized | Method::NotificationsCancelled => Prepared::Nothing,
             // Resources and prompts: the sanitizer checks their params too
             // (a resource uri is an identifier field).
             other => {
                 let mut params = params;
                 self.sanitize.apply(other.as_str(), &mut params)?;
-                self.router
-                    .forward_to_primary(other.as_str(), params)
-                    .await?
+                Prepared::Forward {
+                    method: other.as_str(),
+                    params,
+                }
             }
-        };
-        Ok(Some(reply))
+        })
+    }
+
+    /// Stage 8: the backend answers what stage 6 prepared.
+    async fn execute(&self, prepared: Prepared) -> Result<Option<Reply>, Denial> {
+        Ok(Some(match prepared {
+            Prepared::Answer(reply) => reply,
+            Prepared::Nothing => return Ok(None),
+            Prepared::Tool { route, arguments } => self.router.call_tool(&route, arguments).await?,
+            Prepared::Forward { method, params } => {
+                self.router.forward_to_primary(method, params).await?
+            }
+        }))
     }
 
     /// Turns the reply into the JSON-RPC response bytes.
@@ -361,6 +614,55 @@ impl Gateway {
         serde_json::to_vec(&body)
             .map_err(|_| Denial::new(Reason::Internal, "response could not be encoded"))
     }
+}
+
+/// A request that passed stages 1 to 3.
+pub struct Authenticated<'p> {
+    /// The caller, as its certificate names it.
+    pub identity: &'p ClientIdentity,
+    /// Its registry entry, as loaded when the request arrived.
+    pub client: Arc<ClientEntry>,
+    /// The envelope, signature and freshness checked, nonce recorded.
+    pub verified: envelope::VerifiedEnvelope,
+    /// One of its concurrent-call permits, held until the request ends.
+    pub in_flight: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// What stage 6 left for the backend stage.
+enum Prepared {
+    /// The gateway answers itself.
+    Answer(Reply),
+    /// A notification: nothing to answer.
+    Nothing,
+    /// A tool call with checked arguments, to its routed backend.
+    Tool {
+        route: crate::backend::router::Route,
+        arguments: Value,
+    },
+    /// Resources and prompts, to the primary backend.
+    Forward { method: &'static str, params: Value },
+}
+
+/// Counts an identity refusal on the connection; one that produced nothing
+/// else for long enough is closed by the transport.
+fn note_identity_denied(peer: Option<&PeerInfo>) {
+    if let Some(p) = peer {
+        if p.note_identity_denied() {
+            tracing::debug!(peer.addr = %p.remote, "marking a connection that only produced identity refusals for closing");
+        }
+    }
+}
+
+/// The refusal of a blocked identity.
+fn blocked(detector: &str, until_ms: Option<i64>) -> Denial {
+    let until = match until_ms {
+        Some(ms) => format!("until {}", crate::audit::rfc3339_ms(ms)),
+        None => "until an operator unblocks it".to_string(),
+    };
+    Denial::new(
+        Reason::IdentityBlocked,
+        format!("this identity is blocked by the {detector} detector {until}"),
+    )
 }
 
 /// The gateway's own answer to `initialize`: it is the MCP server its
@@ -395,6 +697,45 @@ fn authorize(
             return Err(Denial::new(
                 Reason::ToolNotAllowed,
                 format!("this client may not call tool {tool}"),
+            ));
+        }
+        // Stage 2 took one unit of the rate; a dearer tool takes the rest
+        // now that its name is known.
+        let cost = client.tool_cost.of(Some(tool));
+        if cost > 1 {
+            let extra = std::num::NonZeroU32::new(cost - 1).unwrap_or(std::num::NonZeroU32::MIN);
+            match client.limiter.check_n(extra) {
+                Ok(Ok(())) => {}
+                Ok(Err(not_until)) => {
+                    let wait = not_until
+                        .wait_time_from(governor::clock::Clock::now(&DefaultClock::default()));
+                    return Err(Denial::new(
+                        Reason::RateLimited,
+                        format!("tool {tool} costs {cost} calls of this client's rate; not enough remain now"),
+                    )
+                    .retry_after(wait));
+                }
+                Err(_) => {
+                    return Err(Denial::new(
+                        Reason::RateLimited,
+                        format!("tool {tool} costs {cost} calls, more than this client's burst"),
+                    ))
+                }
+            }
+        }
+    }
+    if message.method == Method::ResourcesRead {
+        let uri = message
+            .params
+            .as_ref()
+            .and_then(|p| p.get("uri"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        // The URI itself is not echoed: it may name a person.
+        if !client.resources.allows(uri) {
+            return Err(Denial::new(
+                Reason::ResourceNotAllowed,
+                "this client may not read this resource",
             ));
         }
     }

@@ -12,13 +12,17 @@ use std::sync::Arc;
 
 use base64::Engine;
 use ed25519_dalek::VerifyingKey;
-use governor::{DefaultDirectRateLimiter, Quota};
+use governor::DefaultDirectRateLimiter;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::jsonrpc::Method;
+/// The rate-limit table of the registry and config (defined with the tier
+/// policy it belongs to).
+pub use crate::policy::{quota, RateLimitFile};
+use crate::policy::{AllowedHours, Patterns, PolicyFields, ToolCost};
 
 /// Longest client id accepted.
 pub const MAX_CLIENT_ID_LEN: usize = 64;
@@ -82,6 +86,9 @@ pub struct ClientIdentity {
     pub serial: String,
     /// SHA-256 of the certificate DER, lowercase hex.
     pub fingerprint: String,
+    /// The certificate's notAfter in Unix milliseconds: a connection opened
+    /// before it is refused per request once it has passed.
+    pub not_after_ms: i64,
 }
 
 /// Why a certificate (or a client id in a file) names no valid client: on
@@ -153,6 +160,7 @@ pub fn identity_from_cert(der: &[u8], trust_domain: &str) -> Result<ClientIdenti
         client_id,
         serial: hex::encode(cert.raw_serial()),
         fingerprint: hex::encode(Sha256::digest(der)),
+        not_after_ms: cert.validity().not_after.timestamp().saturating_mul(1000),
     })
 }
 
@@ -197,26 +205,80 @@ struct ClientFile {
     id: String,
     #[serde(default = "yes")]
     enabled: bool,
-    methods: Vec<String>,
-    tools: Vec<String>,
+    /// The tier whose policy this entry starts from.
+    #[serde(default)]
+    tier: Option<String>,
+    /// May call the admin service.
+    #[serde(default)]
+    admin: bool,
+    // The policy fields (serde cannot flatten with deny_unknown_fields).
+    #[serde(default)]
+    methods: Option<Vec<String>>,
+    #[serde(default)]
+    tools: Option<Vec<String>>,
+    #[serde(default)]
+    resources: Option<Vec<String>>,
     #[serde(default)]
     rate_limit: Option<RateLimitFile>,
+    #[serde(default)]
+    tool_cost: Option<std::collections::BTreeMap<String, u32>>,
+    #[serde(default)]
+    max_concurrent_calls: Option<u32>,
+    #[serde(default)]
+    max_connections: Option<u32>,
+    #[serde(default)]
+    allowed_hours: Option<crate::policy::AllowedHoursSpec>,
     #[serde(default, rename = "key")]
     keys: Vec<KeyFile>,
 }
 
-fn yes() -> bool {
-    true
+impl ClientFile {
+    fn policy(&self) -> PolicyFields {
+        PolicyFields {
+            methods: self.methods.clone(),
+            tools: self.tools.clone(),
+            resources: self.resources.clone(),
+            rate_limit: self.rate_limit,
+            tool_cost: self.tool_cost.clone(),
+            max_concurrent_calls: self.max_concurrent_calls,
+            max_connections: self.max_connections,
+            allowed_hours: self.allowed_hours.clone(),
+        }
+    }
 }
 
-/// A per-identity rate limit (GCRA): a sustained rate and a burst.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimitFile {
-    /// Sustained rate, in requests per second; at least 1.
-    pub per_second: u32,
-    /// Most requests accepted back to back after a quiet spell; at least 1.
-    pub burst: u32,
+/// The methods of a client whose tier and entry name none.
+pub const DEFAULT_TIER_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "notifications/initialized",
+    "notifications/cancelled",
+];
+
+/// What a registry entry falls back on: the gateway's default rate and the
+/// tiers defined in its config.
+#[derive(Debug, Clone)]
+pub struct RegistryDefaults {
+    /// The rate limit of a client whose entry and tier name none.
+    pub rate: RateLimitFile,
+    /// `[tier.NAME]` tables of the gateway config, by name.
+    pub tiers: std::collections::BTreeMap<String, PolicyFields>,
+}
+
+impl RegistryDefaults {
+    /// Defaults with a rate and no tiers.
+    pub fn rate_only(rate: RateLimitFile) -> Self {
+        RegistryDefaults {
+            rate,
+            tiers: Default::default(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,25 +314,6 @@ impl BoundKey {
     }
 }
 
-/// Which tools a client may call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ToolPolicy {
-    /// `tools = ["*"]`: every tool the backend offers.
-    Any,
-    /// Only these tools, by exposed name (the backend prefix included).
-    Only(HashSet<String>),
-}
-
-impl ToolPolicy {
-    /// Whether the client may call (and see) the tool with exposed name `tool`.
-    pub fn allows(&self, tool: &str) -> bool {
-        match self {
-            ToolPolicy::Any => true,
-            ToolPolicy::Only(set) => set.contains(tool),
-        }
-    }
-}
-
 /// A registered client.
 pub struct ClientEntry {
     /// The id its certificate must carry.
@@ -280,13 +323,36 @@ pub struct ClientEntry {
     pub enabled: bool,
     /// The MCP methods it may call; any other is `METHOD_NOT_ALLOWED`.
     pub methods: HashSet<Method>,
-    /// The tools it may call and see in `tools/list`.
-    pub tools: ToolPolicy,
+    /// The tools it may call and see in `tools/list`, by exposed name (the
+    /// backend prefix included) or glob.
+    pub tools: Patterns,
+    /// The resource URIs it may read, as globs; none unless configured.
+    pub resources: Patterns,
+    /// The tier it belongs to, if any (for messages and `admin blocks`).
+    pub tier: Option<String>,
+    /// Whether it may call the admin service.
+    pub admin: bool,
     /// Its signing keys by key id; a key id names one key across the whole
     /// registry.
     pub keys: HashMap<String, BoundKey>,
-    /// Its own GCRA limiter, so one client's flood never spends another's quota.
-    pub limiter: DefaultDirectRateLimiter,
+    /// Its own GCRA limiter, so one client's flood never spends another's
+    /// quota. Shared with the previous registry across a reload when the
+    /// rate did not change, so a reload never refills a burst.
+    pub limiter: Arc<DefaultDirectRateLimiter>,
+    /// The rate `limiter` enforces.
+    pub rate: RateLimitFile,
+    /// What one call of each tool costs against `limiter`.
+    pub tool_cost: ToolCost,
+    /// Permits for calls in flight at once (`max_concurrent_calls`); `None`:
+    /// unlimited. Kept across a reload like the limiter.
+    pub concurrency: Option<Arc<tokio::sync::Semaphore>>,
+    /// The `max_concurrent_calls` that `concurrency` enforces.
+    pub concurrent_limit: Option<u32>,
+    /// Open connections it may hold at once; `None`: the transport's
+    /// `max_connections_per_identity`.
+    pub max_connections: Option<usize>,
+    /// When it may call; `None`: any time.
+    pub allowed_hours: Option<AllowedHours>,
 }
 
 impl fmt::Debug for ClientEntry {
@@ -331,44 +397,100 @@ impl Registry {
         self.clients.is_empty()
     }
 
-    /// Loads and validates a registry file.
-    pub fn load(path: &Path, default_rate: RateLimitFile) -> Result<Registry, RegistryError> {
+    /// Loads and validates a registry file. Clients also in `previous` keep
+    /// their rate-limiter and concurrency state when those did not change.
+    pub fn load(
+        path: &Path,
+        defaults: &RegistryDefaults,
+        previous: Option<&Registry>,
+    ) -> Result<Registry, RegistryError> {
         let text = std::fs::read_to_string(path).map_err(|e| RegistryError {
             path: path.display().to_string(),
             message: format!("cannot read: {e}"),
         })?;
-        Registry::parse(&text, default_rate).map_err(|message| RegistryError {
+        Registry::parse_with(&text, defaults, previous).map_err(|message| RegistryError {
             path: path.display().to_string(),
             message,
         })
     }
 
-    /// Parses and validates registry TOML. Errors name the client and field.
+    /// Parses and validates registry TOML with a default rate and no tiers.
+    /// Errors name the client and field.
     pub fn parse(text: &str, default_rate: RateLimitFile) -> Result<Registry, String> {
+        Registry::parse_with(text, &RegistryDefaults::rate_only(default_rate), None)
+    }
+
+    /// Parses and validates registry TOML against `defaults` (the tiers),
+    /// carrying limiter state over from `previous`. Errors name the client
+    /// and field.
+    pub fn parse_with(
+        text: &str,
+        defaults: &RegistryDefaults,
+        previous: Option<&Registry>,
+    ) -> Result<Registry, String> {
         let file: RegistryFile = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut clients = HashMap::new();
         let mut all_key_ids = HashSet::new();
         for c in file.clients {
             let id = ClientId::parse(&c.id).map_err(|e| format!("client id {:?}: {e}", c.id))?;
             let ctx = |field: &str| format!("client {id:?} field {field}");
+            let policy = match &c.tier {
+                Some(t) => {
+                    let tier = defaults.tiers.get(t).ok_or_else(|| {
+                        format!("{}: no tier {t:?} in the gateway config", ctx("tier"))
+                    })?;
+                    c.policy().over(tier)
+                }
+                None => c.policy(),
+            };
+            // A tier that names no methods gives the MCP tool methods.
+            let tier_methods: Vec<String> =
+                DEFAULT_TIER_METHODS.iter().map(|m| m.to_string()).collect();
+            let method_names = match (&policy.methods, &c.tier) {
+                (Some(m), _) => m,
+                (None, Some(_)) => &tier_methods,
+                (None, None) => {
+                    return Err(format!(
+                        "{}: missing (and no tier names it)",
+                        ctx("methods")
+                    ))
+                }
+            };
             let mut methods = HashSet::new();
-            for m in &c.methods {
+            for m in method_names {
                 let method = Method::parse(m)
                     .ok_or_else(|| format!("{}: unknown method {m:?}", ctx("methods")))?;
                 methods.insert(method);
             }
-            let tools = if c.tools.iter().any(|t| t == "*") {
-                if c.tools.len() != 1 {
-                    return Err(format!("{}: \"*\" must be the only entry", ctx("tools")));
+            let tool_names = policy
+                .tools
+                .as_ref()
+                .ok_or_else(|| format!("{}: missing (and no tier names it)", ctx("tools")))?;
+            if tool_names.iter().any(|t| t == "*") && tool_names.len() != 1 {
+                return Err(format!("{}: \"*\" must be the only entry", ctx("tools")));
+            }
+            for t in tool_names {
+                let plain: String = t.chars().filter(|c| !matches!(c, '*' | '?')).collect();
+                if t != "*" && !plain.is_empty() && !crate::jsonrpc::valid_tool_name(&plain) {
+                    return Err(format!("{}: invalid tool name {t:?}", ctx("tools")));
                 }
-                ToolPolicy::Any
-            } else {
-                for t in &c.tools {
-                    if !crate::jsonrpc::valid_tool_name(t) {
-                        return Err(format!("{}: invalid tool name {t:?}", ctx("tools")));
-                    }
-                }
-                ToolPolicy::Only(c.tools.iter().cloned().collect())
+            }
+            let tools = Patterns::compile(tool_names, &ctx("tools"))?;
+            let resources = match &policy.resources {
+                Some(r) => Patterns::compile(r, &ctx("resources"))?,
+                None => Patterns::none(),
+            };
+            let tool_cost = ToolCost::compile(policy.tool_cost.as_ref())
+                .map_err(|e| format!("client {id:?} field {e}"))?;
+            let allowed_hours = policy
+                .allowed_hours
+                .as_ref()
+                .map(AllowedHours::compile)
+                .transpose()
+                .map_err(|e| format!("client {id:?} field {e}"))?;
+            let max_connections = match policy.max_connections {
+                Some(0) => return Err(format!("{}: must be at least 1", ctx("max_connections"))),
+                other => other.map(|n| n as usize),
             };
             let mut keys = HashMap::new();
             for k in c.keys {
@@ -401,17 +523,45 @@ impl Registry {
                     },
                 );
             }
-            let rate = c.rate_limit.unwrap_or(default_rate);
-            let limiter = DefaultDirectRateLimiter::direct(
-                quota(rate).map_err(|e| format!("{}: {e}", ctx("rate_limit")))?,
-            );
+            let rate = policy.rate_limit.unwrap_or(defaults.rate);
+            let before = previous.and_then(|p| p.get(&id));
+            let limiter = match before {
+                Some(b) if b.rate == rate => b.limiter.clone(),
+                _ => Arc::new(DefaultDirectRateLimiter::direct(
+                    quota(rate).map_err(|e| format!("{}: {e}", ctx("rate_limit")))?,
+                )),
+            };
+            let concurrency = match policy.max_concurrent_calls {
+                None => None,
+                Some(0) => {
+                    return Err(format!(
+                        "{}: must be at least 1",
+                        ctx("max_concurrent_calls")
+                    ))
+                }
+                Some(n) => Some(
+                    before
+                        .and_then(|b| b.concurrency.clone())
+                        .filter(|_| before.and_then(|b| b.concurrent_limit) == Some(n))
+                        .unwrap_or_else(|| Arc::new(tokio::sync::Semaphore::new(n as usize))),
+                ),
+            };
             let entry = ClientEntry {
                 id: id.clone(),
                 enabled: c.enabled,
                 methods,
                 tools,
+                resources,
+                tier: c.tier.clone(),
+                admin: c.admin,
                 keys,
                 limiter,
+                rate,
+                tool_cost,
+                concurrency,
+                concurrent_limit: policy.max_concurrent_calls,
+                max_connections,
+                allowed_hours,
             };
             if clients.insert(id.clone(), Arc::new(entry)).is_some() {
                 return Err(format!("client {id:?} is listed twice"));
@@ -419,14 +569,6 @@ impl Registry {
         }
         Ok(Registry { clients })
     }
-}
-
-/// Builds a GCRA quota, refusing zero rates.
-pub fn quota(rate: RateLimitFile) -> Result<Quota, String> {
-    let per_second =
-        std::num::NonZeroU32::new(rate.per_second).ok_or("per_second must be at least 1")?;
-    let burst = std::num::NonZeroU32::new(rate.burst).ok_or("burst must be at least 1")?;
-    Ok(Quota::per_second(per_second).allow_burst(burst))
 }
 
 /// Parses an RFC 3339 timestamp into Unix milliseconds.

@@ -35,6 +35,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod audit;
 pub mod backend;
 pub mod ca;
@@ -54,6 +55,7 @@ pub mod replay;
 pub mod secrets;
 pub mod server;
 pub mod startup;
+pub mod summary;
 pub mod tls;
 
 /// Code generated from proto/sealgate/v1/gateway.proto.

@@ -16,6 +16,12 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: a file, a pipe or a
+        // journal gets plain text. NO_COLOR (non-empty) turns them off there too.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .init();
     match cli::run(cli::Cli::parse()) {
         Ok(code) => code,

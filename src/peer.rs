@@ -1,15 +1,20 @@
 //! What the gateway knows about one connection: the peer's identity read
-//! once at the handshake, its remote address, and its request activity.
+//! once at the handshake, its remote address, its request activity, and
+//! whether the request path has asked the transport to close it.
 //!
 //! Both the transport ([`crate::server`]) and the request path
 //! ([`crate::gateway`]) use these types, so they live here, below both.
 //! Nothing here parses a certificate or decides anything about a request:
-//! it only carries what the handshake found and counts what happened.
+//! it only carries what the handshake found and counts what happened. The
+//! request path marks a connection for closing here; only the transport
+//! closes it.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::task::Waker;
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use tokio::time::Instant;
 
 use crate::identity::{ClientIdentity, IdentityError};
@@ -24,16 +29,80 @@ pub struct PeerInfo {
     pub remote: SocketAddr,
     /// Requests in flight and the time of the last one, for the idle timeout.
     pub activity: Activity,
+    /// Requests refused for identity this connection may make in a row
+    /// (`max_identity_denials_per_connection`) before it is closed: a
+    /// connection that only ever produces identity denials is a probe, not
+    /// a client.
+    pub identity_denial_limit: u32,
+    /// Identity denials since the last request that passed identity.
+    identity_denials: AtomicU32,
 }
 
-/// Request activity on one connection, for the idle timeout. HTTP/2 PINGs
-/// do not count: only requests do.
+impl PeerInfo {
+    /// What a connection carries from its handshake: the identity read from
+    /// its certificate, its address and the transport's identity-denial
+    /// limit.
+    pub fn new(
+        identity: Result<ClientIdentity, IdentityError>,
+        remote: SocketAddr,
+        identity_denial_limit: u32,
+    ) -> Self {
+        PeerInfo {
+            identity,
+            remote,
+            activity: Activity::new(),
+            identity_denial_limit,
+            identity_denials: AtomicU32::new(0),
+        }
+    }
+
+    /// A request on this connection passed the identity checks: the count
+    /// of identity denials starts again from zero.
+    pub fn note_identity_passed(&self) {
+        self.identity_denials.store(0, Ordering::Relaxed);
+    }
+
+    /// A request on this connection was refused for identity (unknown,
+    /// disabled, revoked, expired, invalid). Returns `true` exactly once:
+    /// when this denial is the [`Self::identity_denial_limit`]-th in a row
+    /// without a request passing identity in between; the connection is
+    /// then marked for closing, and the transport closes it once the denial
+    /// has been sent.
+    pub fn note_identity_denied(&self) -> bool {
+        let limit = self.identity_denial_limit.max(1);
+        let denials = self
+            .identity_denials
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        if denials != limit {
+            return false;
+        }
+        self.activity.request_close();
+        true
+    }
+
+    /// Whether the request path asked for this connection to be closed.
+    pub fn close_requested(&self) -> bool {
+        self.activity.close_requested()
+    }
+}
+
+/// Request activity on one connection, for the idle timeout, and the
+/// transport's handle on the connection: a request to close it and the
+/// waker of the task that reads it. HTTP/2 PINGs do not count: only
+/// requests do.
 #[derive(Debug)]
 pub struct Activity {
     epoch: Instant,
     /// Milliseconds since `epoch` when the last request ended or began.
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
+    /// Set when the request path wants the connection closed.
+    closing: AtomicBool,
+    /// The connection's read side: woken when `closing` is set and when the
+    /// last request in flight of a closing connection ends, so the
+    /// transport notices without waiting for the peer to send anything.
+    reader: AtomicWaker,
 }
 
 impl Default for Activity {
@@ -49,6 +118,8 @@ impl Activity {
             epoch: Instant::now(),
             last_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+            reader: AtomicWaker::new(),
         }
     }
 
@@ -66,10 +137,39 @@ impl Activity {
 
     /// When the connection becomes idle-expired, or `None` while busy.
     pub fn idle_deadline(&self, timeout: Duration) -> Option<Instant> {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
+        if self.in_flight() > 0 {
             return None;
         }
-        Some(self.epoch + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + timeout)
+        Some(self.last_activity() + timeout)
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// When the last request began or ended (the connection's opening if
+    /// none has yet).
+    pub fn last_activity(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+
+    /// Asks the transport to close the connection, and wakes its reader.
+    pub fn request_close(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.reader.wake();
+    }
+
+    /// Whether [`Self::request_close`] was called.
+    pub fn close_requested(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// The transport's read side registers its task here to be woken by
+    /// [`Self::request_close`] and by the end of the last request of a
+    /// closing connection.
+    pub fn register_reader(&self, waker: &Waker) {
+        self.reader.register(waker);
     }
 }
 
@@ -80,7 +180,10 @@ pub struct ActivityGuard<'a>(&'a Activity);
 impl Drop for ActivityGuard<'_> {
     fn drop(&mut self) {
         self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let before = self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if before == 1 && self.0.close_requested() {
+            self.0.reader.wake();
+        }
     }
 }
 
@@ -96,11 +199,123 @@ pub struct AcceptStats {
     pub handshakes_timed_out: AtomicU64,
     /// Connections closed for having no request for `idle_timeout`.
     pub idle_closed: AtomicU64,
+    /// TCP connections closed at accept, before any TLS, because
+    /// `max_handshakes` handshakes were already in progress.
+    pub handshakes_shed: AtomicU64,
+    /// TCP connections closed at accept, before any TLS, because their
+    /// source address already had `max_handshakes_per_source` handshakes in
+    /// progress.
+    pub handshakes_shed_per_source: AtomicU64,
+    /// Connections closed right after a successful handshake because
+    /// `max_connections` connections were already established.
+    pub connections_over_capacity: AtomicU64,
+    /// Connections closed right after a successful handshake because their
+    /// identity already held its cap of open connections (its registry
+    /// entry's `max_connections`, or `max_connections_per_identity`).
+    pub connections_over_identity_cap: AtomicU64,
+    /// Connections still open at `max_connection_age`: sent GOAWAY then,
+    /// and closed once no request was in flight (or `request_timeout_secs`
+    /// later regardless).
+    pub connections_aged_out: AtomicU64,
+    /// Connections closed after `max_identity_denials_per_connection`
+    /// requests in a row were refused for identity.
+    pub connections_closed_for_identity_denials: AtomicU64,
+    /// Connections closed at accept because the `source_failures` anomaly
+    /// detector blocked their source address.
+    pub connections_from_blocked_sources: AtomicU64,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    fn peer(limit: u32) -> PeerInfo {
+        let remote = SocketAddr::from(([127, 0, 0, 1], 4000));
+        PeerInfo::new(Err(IdentityError::Unparseable), remote, limit)
+    }
+
+    /// Counts how often it was woken.
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn register(p: &PeerInfo) -> Arc<Wakes> {
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        p.activity.register_reader(&Waker::from(wakes.clone()));
+        wakes
+    }
+
+    #[test]
+    fn the_limit_th_identity_denial_in_a_row_marks_the_connection_once() {
+        let p = peer(3);
+        let wakes = register(&p);
+        assert!(!p.note_identity_denied());
+        assert!(!p.note_identity_denied());
+        assert!(!p.close_requested());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+        assert!(
+            p.note_identity_denied(),
+            "the third denial reaches the limit"
+        );
+        assert!(p.close_requested());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "the reader is woken");
+        assert!(!p.note_identity_denied(), "true exactly once");
+        assert!(p.close_requested(), "and it stays marked");
+    }
+
+    #[test]
+    fn a_request_passing_identity_starts_the_count_again() {
+        let p = peer(2);
+        assert!(!p.note_identity_denied());
+        p.note_identity_passed();
+        assert!(!p.note_identity_denied(), "one in a row since the pass");
+        assert!(!p.close_requested());
+        assert!(p.note_identity_denied(), "two in a row");
+        assert!(p.close_requested());
+    }
+
+    #[test]
+    fn a_connection_that_passes_is_never_marked() {
+        let p = peer(1);
+        for _ in 0..100 {
+            p.note_identity_passed();
+        }
+        assert!(!p.close_requested());
+        assert!(p.note_identity_denied(), "a limit of 1: the first denial");
+    }
+
+    #[test]
+    fn a_zero_limit_acts_as_one() {
+        let p = peer(0);
+        assert!(p.note_identity_denied());
+        assert!(p.close_requested());
+    }
+
+    #[test]
+    fn the_end_of_the_last_request_of_a_closing_connection_wakes_the_reader() {
+        let p = peer(1);
+        let first = p.activity.begin();
+        let second = p.activity.begin();
+        assert!(p.note_identity_denied());
+        let wakes = register(&p);
+        drop(first);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "one still in flight");
+        drop(second);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert_eq!(p.activity.in_flight(), 0);
+        // A connection not closing is not woken when its requests end.
+        let open = peer(8);
+        let wakes = register(&open);
+        drop(open.activity.begin());
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+    }
 
     #[test]
     fn only_requests_in_flight_hold_off_the_idle_deadline() {

@@ -74,7 +74,8 @@ impl Reloader {
     /// part that fails keeps its previous version.
     pub async fn reload(&self) {
         let c = &self.config;
-        match Registry::load(&c.registry.path, c.rate_limit) {
+        let previous = self.gateway.registry.load_full();
+        match Registry::load(&c.registry.path, &c.registry_defaults(), Some(&previous)) {
             Ok(r) => {
                 tracing::info!(clients = r.len(), "client registry reloaded");
                 self.gateway.registry.store(Arc::new(r));

@@ -1,71 +1,457 @@
 //! Accepting connections: TCP, the TLS 1.3 handshake, the peer identity,
-//! then HTTP/2 and the gateway service.
+//! then HTTP/2 and the gateway service; and closing them again.
 //!
-//! Handshakes run off the accept loop, each under a timeout, and at most
-//! `max_connections` connections are open at once (a semaphore permit moves
-//! into each connection). The client certificate is parsed into a
-//! [`crate::identity::ClientIdentity`] exactly once per connection and
-//! travels with the connection as [`PeerInfo`]. A connection that failed its
-//! handshake never reaches HTTP/2. A connection with no request in flight
-//! for `idle_timeout` is closed.
+//! Admission happens in steps, each with its own budget, so that what one
+//! peer holds can never lock out the others:
+//! 1. At accept, a connection takes one of `max_handshakes_per_source`
+//!    handshake slots of its source address (IPv6: its /64) and one of
+//!    `max_handshakes` handshake slots overall; with none free it is closed
+//!    at once, before any TLS. Silent or slow sockets therefore hold
+//!    handshake slots only, for at most `handshake_timeout_secs`.
+//! 2. The handshake runs off the accept loop, under that timeout.
+//! 3. The client certificate is parsed into a
+//!    [`crate::identity::ClientIdentity`] exactly once, and the connection
+//!    takes one of its identity's connection slots (its registry entry's
+//!    `max_connections`, or `max_connections_per_identity`) and then one of
+//!    `max_connections` overall; with none free it is closed. Both slots
+//!    move into the connection and are freed when it closes.
+//!
+//! An established connection is closed when it has had no request for
+//! `idle_timeout`; at `max_connection_age` it is sent GOAWAY, so it closes
+//! once no request is in flight, and `request_timeout_secs` later it is
+//! closed regardless; and soon after the request path marks it (too many
+//! identity denials, see [`PeerInfo::note_identity_denied`]). A connection
+//! that failed its handshake never reaches HTTP/2. Every refusal is counted
+//! in [`AcceptStats`] and logged through a [`Summary`]: the first of a kind
+//! from a source in full, then one line with the count per interval.
 //!
 //! This module owns the transport only: it never reads a config file,
 //! starts a backend or decides about a request. [`crate::startup`] hands it
 //! ready [`ServerParts`]; [`crate::gateway`] judges each request.
 
+use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
+use std::hash::Hash;
 use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TransportConfig;
 use crate::gateway::{Gateway, GatewayService};
-use crate::identity::{identity_from_cert, IdentityError};
-use crate::peer::{AcceptStats, Activity, PeerInfo};
+use crate::identity::{identity_from_cert, ClientId, IdentityError};
+use crate::peer::{AcceptStats, PeerInfo};
 use crate::proto::mcp_gateway_service_server::McpGatewayServiceServer;
+use crate::summary::{interval_text, Seen, Summary, Tally};
+
+/// How often repeated transport refusals are logged as one counted line.
+pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Distinct (event, source) keys the log summary tracks at once; more are
+/// counted together.
+const SUMMARY_KEYS: usize = 1024;
+
+/// After the request path marks a connection for closing, how long it must
+/// have had no request in flight before it is closed: the last response is
+/// written and flushed by then.
+const CLOSE_GRACE: Duration = Duration::from_millis(100);
+
+/// How long a connection marked for closing may live regardless of the
+/// requests it keeps in flight.
+const CLOSE_HARD: Duration = Duration::from_secs(1);
+
+/// How soon to look again when a marked connection is quiet but still has
+/// unflushed bytes.
+const FLUSH_RECHECK: Duration = Duration::from_millis(10);
+
+/// Where a connection comes from, for the per-source handshake budget and
+/// the log: its IPv4 address, or the /64 of its IPv6 address (one host
+/// usually holds a whole /64, so counting single IPv6 addresses would give
+/// it billions of budgets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Source(IpAddr);
+
+impl Source {
+    fn of(remote: SocketAddr) -> Source {
+        match remote.ip().to_canonical() {
+            IpAddr::V6(v6) => {
+                let prefix = u128::from(v6) & !(u128::MAX >> 64);
+                Source(IpAddr::V6(Ipv6Addr::from(prefix)))
+            }
+            v4 => Source(v4),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(v4) => v4.fmt(f),
+            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+        }
+    }
+}
+
+/// A transport refusal, by kind and by whom, as the log summary counts it.
+/// Displayed as the plural noun phrase of a summary line ("N more …").
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Refusal {
+    /// The TLS handshake failed (no or bad certificate, wrong version, …).
+    HandshakeFailed(Source),
+    /// The peer closed or reset the connection during the handshake.
+    HandshakeAbandoned(Source),
+    /// The handshake did not finish within `handshake_timeout_secs`.
+    HandshakeTimedOut(Source),
+    /// Closed at accept: `max_handshakes` in progress.
+    Shed(Source),
+    /// Closed at accept: `max_handshakes_per_source` in progress.
+    ShedPerSource(Source),
+    /// Closed after the handshake: `max_connections` established.
+    OverCapacity(Source),
+    /// Closed after the handshake: the identity's connection cap reached.
+    OverIdentityCap(ClientId),
+    /// Closed after only identity denials.
+    IdentityDenials(Source),
+    /// Closed at accept: the `source_failures` detector blocked the source.
+    BlockedSource(Source),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::HandshakeFailed(s) => write!(f, "TLS handshake failures from {s}"),
+            Refusal::HandshakeAbandoned(s) => write!(f, "TLS handshakes abandoned by {s}"),
+            Refusal::HandshakeTimedOut(s) => write!(f, "TLS handshake timeouts from {s}"),
+            Refusal::Shed(s) => write!(
+                f,
+                "connections from {s} closed at accept (max_handshakes in progress)"
+            ),
+            Refusal::ShedPerSource(s) => write!(
+                f,
+                "connections from {s} closed at accept (max_handshakes_per_source in progress)"
+            ),
+            Refusal::OverCapacity(s) => write!(
+                f,
+                "connections from {s} closed after the handshake (max_connections open)"
+            ),
+            Refusal::OverIdentityCap(id) => write!(
+                f,
+                "connections of client {id} closed after the handshake (its connection cap open)"
+            ),
+            Refusal::IdentityDenials(s) => {
+                write!(f, "connections from {s} closed after only identity denials")
+            }
+            Refusal::BlockedSource(s) => {
+                write!(f, "connections from {s} closed at accept (source blocked)")
+            }
+        }
+    }
+}
+
+/// Logs one drained count of the transport's summary.
+fn log_summary(key: Tally<Refusal>, count: u64, interval: Duration) {
+    let interval = interval_text(interval);
+    match key {
+        Tally::Key(refusal) => {
+            tracing::info!(count, "{count} more {refusal} in the last {interval}");
+        }
+        Tally::Others => tracing::info!(
+            count,
+            "{count} more transport refusals from other sources (summary table full) in the last {interval}"
+        ),
+    }
+}
+
+/// Open counts per key, each held by a [`Slot`]. A key is removed when its
+/// count drops to zero, so the map never holds more keys than there are
+/// live slots, and slots are only held alongside a semaphore permit
+/// (`max_handshakes` or `max_connections`): the map is bounded by those.
+#[derive(Debug)]
+struct Slots<K: Eq + Hash + Clone> {
+    counts: Mutex<HashMap<K, usize>>,
+}
+
+impl<K: Eq + Hash + Clone> Slots<K> {
+    fn new() -> Arc<Self> {
+        Arc::new(Slots {
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<K, usize>> {
+        // Every operation leaves the counts consistent.
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One of `cap` slots of `key`, or `None` when all are taken.
+    fn try_take(self: &Arc<Self>, key: K, cap: usize) -> Option<Slot<K>> {
+        let mut counts = self.lock();
+        let count = counts.entry(key.clone()).or_insert(0);
+        if *count >= cap {
+            if *count == 0 {
+                counts.remove(&key);
+            }
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            slots: self.clone(),
+            key,
+        })
+    }
+
+    #[cfg(test)]
+    fn keys(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// One taken slot of a key; dropping it frees the slot.
+#[derive(Debug)]
+struct Slot<K: Eq + Hash + Clone> {
+    slots: Arc<Slots<K>>,
+    key: K,
+}
+
+impl<K: Eq + Hash + Clone> Drop for Slot<K> {
+    fn drop(&mut self) {
+        let mut counts = self.slots.lock();
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Why the transport closed an established connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// No request for `idle_timeout`.
+    Idle,
+    /// Past `max_connection_age` plus `request_timeout_secs`.
+    Aged,
+    /// Marked by the request path after identity denials.
+    IdentityDenials,
+}
+
+/// The timing limits of an established connection.
+#[derive(Debug, Clone, Copy)]
+struct Lifetime {
+    idle_timeout: Duration,
+    /// `max_connection_age` plus `request_timeout_secs`: the GOAWAY sent at
+    /// `max_connection_age` gives the requests in flight this long.
+    hard_age: Duration,
+}
+
+/// What a connection looks like at one instant, for [`Lifetime::verdict`].
+#[derive(Debug, Clone, Copy)]
+struct Moment {
+    now: Instant,
+    opened: Instant,
+    in_flight: usize,
+    last_activity: Instant,
+    /// When the transport saw the request path's mark, if it has.
+    marked: Option<Instant>,
+    /// Whether everything written has been flushed.
+    flushed: bool,
+}
+
+/// Whether to close a connection now, or when to look again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Close(Closing),
+    RecheckAt(Instant),
+}
+
+impl Lifetime {
+    /// The limits that hold however busy the connection is: the hard age,
+    /// and the time a marked connection may live.
+    fn hard_limit(&self, m: &Moment) -> Option<Closing> {
+        if m.now >= m.opened + self.hard_age {
+            return Some(Closing::Aged);
+        }
+        match m.marked {
+            Some(at) if m.now >= at + CLOSE_HARD => Some(Closing::IdentityDenials),
+            _ => None,
+        }
+    }
+
+    /// Every limit: the hard ones, then a marked connection that has been
+    /// quiet for [`CLOSE_GRACE`] with its writes flushed, then the idle
+    /// timeout. A request in flight holds off the last two; its end is seen
+    /// at the next recheck (or, for a marked connection, at once: the
+    /// request's end wakes the reader).
+    fn verdict(&self, m: &Moment) -> Verdict {
+        if let Some(closing) = self.hard_limit(m) {
+            return Verdict::Close(closing);
+        }
+        let mut next = m.opened + self.hard_age;
+        if let Some(at) = m.marked {
+            next = next.min(at + CLOSE_HARD);
+            if m.in_flight == 0 {
+                let quiet = at.max(m.last_activity) + CLOSE_GRACE;
+                if m.now < quiet {
+                    next = next.min(quiet);
+                } else if m.flushed {
+                    return Verdict::Close(Closing::IdentityDenials);
+                } else {
+                    next = next.min(m.now + FLUSH_RECHECK);
+                }
+            }
+        }
+        if m.in_flight == 0 {
+            let idle = m.last_activity + self.idle_timeout;
+            if m.now >= idle {
+                return Verdict::Close(Closing::Idle);
+            }
+            next = next.min(idle);
+        } else {
+            next = next.min(m.now + self.idle_timeout);
+        }
+        Verdict::RecheckAt(next)
+    }
+}
+
+/// The slots an established connection holds until it closes.
+#[derive(Debug)]
+struct Held {
+    /// One of `max_connections`.
+    _connection: OwnedSemaphorePermit,
+    /// One of its identity's connection slots; none for a certificate that
+    /// names no valid identity (it cannot get past the identity stage).
+    _identity: Option<Slot<ClientId>>,
+}
 
 /// An authenticated TLS connection carrying its [`PeerInfo`] into tonic,
 /// which puts a clone of it into every request's extensions.
 pub struct PeerStream {
     io: TlsStream<TcpStream>,
     info: Arc<PeerInfo>,
-    idle_timeout: Duration,
-    idle: Pin<Box<Sleep>>,
+    lifetime: Lifetime,
+    /// The end of the handshake: the start of `max_connection_age`.
+    opened: Instant,
+    timer: Pin<Box<Sleep>>,
+    /// Bytes were written and not yet flushed: a marked connection is not
+    /// closed before its last response is on the wire.
+    unflushed: bool,
+    /// When the read side first saw the request path's mark.
+    marked: Option<Instant>,
+    /// Why the transport closed the connection, once it has.
+    closed: Option<Closing>,
+    /// `max_connection_age`, to count the connections closed by its GOAWAY.
+    max_age: Duration,
     stats: Arc<AcceptStats>,
-    /// Holds one of `max_connections` until the connection closes.
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    summary: Arc<Summary<Refusal>>,
+    _held: Held,
 }
 
 impl PeerStream {
-    /// Fails the read side once the connection has been idle too long, which
-    /// makes hyper close it.
-    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        loop {
-            if self.idle.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
+    fn moment(&self, now: Instant) -> Moment {
+        Moment {
+            now,
+            opened: self.opened,
+            in_flight: self.info.activity.in_flight(),
+            last_activity: self.info.activity.last_activity(),
+            marked: self.marked,
+            flushed: !self.unflushed,
+        }
+    }
+
+    fn see_mark(&mut self, now: Instant) {
+        if self.marked.is_none() && self.info.close_requested() {
+            self.marked = Some(now);
+        }
+    }
+
+    /// Records why the connection is being closed and returns the error
+    /// that makes hyper close it.
+    fn close(&mut self, closing: Closing) -> io::Error {
+        self.closed = Some(closing);
+        let remote = self.info.remote;
+        match closing {
+            Closing::Idle => {
+                self.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer.addr = %remote, "closing idle connection");
             }
-            match self.info.activity.idle_deadline(self.idle_timeout) {
-                Some(deadline) if deadline <= Instant::now() => {
-                    self.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(peer.addr = %self.info.remote, "closing idle connection");
-                    return Poll::Ready(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "idle connection timeout",
-                    ));
+            Closing::Aged => {
+                // Counted on drop, with the connections GOAWAY closed.
+                tracing::debug!(peer.addr = %remote, "closing a connection past its maximum age");
+            }
+            Closing::IdentityDenials => {
+                self.stats
+                    .connections_closed_for_identity_denials
+                    .fetch_add(1, Ordering::Relaxed);
+                let refusal = Refusal::IdentityDenials(Source::of(remote));
+                if self.summary.note(refusal) == Seen::First {
+                    let client = self.info.identity.as_ref().map(|i| i.client_id.as_str());
+                    tracing::info!(
+                        peer.addr = %remote,
+                        client.id = client.unwrap_or("-"),
+                        denials = self.info.identity_denial_limit,
+                        "closing a connection whose requests were all refused for identity"
+                    );
                 }
-                Some(deadline) => self.idle.as_mut().reset(deadline),
-                None => self.idle.as_mut().reset(Instant::now() + self.idle_timeout),
             }
+        }
+        let kind = match closing {
+            Closing::Idle => io::ErrorKind::TimedOut,
+            Closing::Aged | Closing::IdentityDenials => io::ErrorKind::ConnectionAborted,
+        };
+        io::Error::new(kind, "connection closed by the gateway")
+    }
+
+    /// On a read that found no data: closes the connection if a limit says
+    /// so, else arranges to be woken when one might.
+    fn poll_limits(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        self.info.activity.register_reader(cx.waker());
+        loop {
+            let now = Instant::now();
+            self.see_mark(now);
+            match self.lifetime.verdict(&self.moment(now)) {
+                Verdict::Close(closing) => return Poll::Ready(self.close(closing)),
+                Verdict::RecheckAt(at) => {
+                    // A later recheck leaves an earlier timer be: it fires,
+                    // and the verdict is taken again.
+                    let deadline = self.timer.deadline();
+                    if at < deadline || deadline <= now {
+                        self.timer.as_mut().reset(at);
+                    }
+                    if self.timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for PeerStream {
+    fn drop(&mut self) {
+        // tonic sends GOAWAY at `max_connection_age` (counted from a little
+        // after `opened`): a connection that lived that long was closed by
+        // it, unless the transport closed it for another reason.
+        let aged = match self.closed {
+            Some(Closing::Aged) => true,
+            Some(_) => false,
+            None => self.opened.elapsed() >= self.max_age,
+        };
+        if aged {
+            self.stats
+                .connections_aged_out
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -85,8 +471,17 @@ impl AsyncRead for PeerStream {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
-            Poll::Ready(r) => Poll::Ready(r),
-            Poll::Pending => match this.poll_idle(cx) {
+            Poll::Ready(Ok(())) => {
+                // A peer that keeps sending is still held to the hard limits.
+                let now = Instant::now();
+                this.see_mark(now);
+                match this.lifetime.hard_limit(&this.moment(now)) {
+                    Some(closing) => Poll::Ready(Err(this.close(closing))),
+                    None => Poll::Ready(Ok(())),
+                }
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => match this.poll_limits(cx) {
                 Poll::Ready(e) => Poll::Ready(Err(e)),
                 Poll::Pending => Poll::Pending,
             },
@@ -100,10 +495,20 @@ impl AsyncWrite for PeerStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write(cx, buf);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.unflushed = true;
+        }
+        written
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.io).poll_flush(cx);
+        if matches!(flushed, Poll::Ready(Ok(()))) {
+            this.unflushed = false;
+        }
+        flushed
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
@@ -113,7 +518,12 @@ impl AsyncWrite for PeerStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.unflushed = true;
+        }
+        written
     }
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
@@ -136,22 +546,44 @@ pub struct ServerParts {
 }
 
 /// Serves the gateway on a bound listener until `shutdown` completes, then
-/// lets in-flight requests finish.
+/// lets in-flight requests finish. Repeated refusals are logged as counts
+/// every [`SUMMARY_INTERVAL`].
 pub async fn run(
     listener: TcpListener,
     parts: ServerParts,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    run_summarizing(listener, parts, SUMMARY_INTERVAL, shutdown).await
+}
+
+/// [`run`], logging the counts of repeated refusals every
+/// `summary_interval` (tests use a short one).
+pub async fn run_summarizing(
+    listener: TcpListener,
+    parts: ServerParts,
+    summary_interval: Duration,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     let t = parts.transport.clone();
+    let summary = Arc::new(Summary::new(summary_interval, SUMMARY_KEYS));
+    let reporter = tokio::spawn({
+        let summary = summary.clone();
+        async move { summary.report(log_summary).await }
+    });
     let (tx, rx) = mpsc::channel::<io::Result<PeerStream>>(64);
-    let accept = tokio::spawn(accept_loop(
-        listener,
-        parts.tls.clone(),
-        t.clone(),
-        parts.trust_domain.clone(),
-        parts.stats.clone(),
-        tx,
-    ));
+    let admission = Arc::new(Admission {
+        tls: parts.tls.clone(),
+        transport: t.clone(),
+        trust_domain: parts.trust_domain.as_str().into(),
+        gateway: parts.gateway.clone(),
+        stats: parts.stats.clone(),
+        summary: summary.clone(),
+        handshakes: Arc::new(Semaphore::new(t.max_handshakes)),
+        handshakes_per_source: Slots::new(),
+        connections: Arc::new(Semaphore::new(t.max_connections)),
+        connections_per_identity: Slots::new(),
+    });
+    let accept = tokio::spawn(accept_loop(listener, admission, tx));
     let max_decoding = parts
         .gateway
         .limits
@@ -161,6 +593,12 @@ pub async fn run(
     let service = McpGatewayServiceServer::new(GatewayService::new(parts.gateway.clone()))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(16 * 1024 * 1024);
+    // The operator service: same port, same mTLS, same signed envelopes.
+    let admin = crate::proto::admin_service_server::AdminServiceServer::new(
+        crate::admin::AdminService::new(parts.gateway.clone()),
+    )
+    .max_decoding_message_size(max_decoding)
+    .max_encoding_message_size(1024 * 1024);
     let result = tonic::transport::Server::builder()
         .accept_http1(false)
         .tcp_nodelay(true)
@@ -174,27 +612,69 @@ pub async fn run(
         .http2_max_pending_accept_reset_streams(Some(32))
         .initial_connection_window_size(Some(1024 * 1024))
         .initial_stream_window_size(Some(256 * 1024))
+        // GOAWAY at the maximum age: the connection closes once its
+        // requests are done; PeerStream closes it request_timeout later
+        // regardless.
+        .max_connection_age(t.max_connection_age())
         .add_service(service)
+        .add_service(admin)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::ReceiverStream::new(rx), shutdown)
         .await;
     accept.abort();
+    reporter.abort();
+    for (key, count) in summary.drain() {
+        log_summary(key, count, summary_interval);
+    }
     result
+}
+
+/// The accept loop's budgets and what a new connection needs, shared with
+/// every handshake task.
+struct Admission {
+    tls: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
+    transport: TransportConfig,
+    trust_domain: Arc<str>,
+    /// For each identity's connection cap in its registry entry.
+    gateway: Arc<Gateway>,
+    stats: Arc<AcceptStats>,
+    summary: Arc<Summary<Refusal>>,
+    /// `max_handshakes`: held from accept to the end of the handshake.
+    handshakes: Arc<Semaphore>,
+    /// `max_handshakes_per_source`, likewise.
+    handshakes_per_source: Arc<Slots<Source>>,
+    /// `max_connections`: held from the end of the handshake to the close.
+    connections: Arc<Semaphore>,
+    /// Each identity's connection cap, likewise.
+    connections_per_identity: Arc<Slots<ClientId>>,
+}
+
+impl Admission {
+    /// Counts a refusal, and logs it in full when it is the first of its
+    /// kind from its source in the summary interval.
+    fn refuse(&self, counter: &AtomicU64, refusal: Refusal) -> bool {
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.summary.note(refusal) == Seen::First
+    }
+
+    /// The open connections `client` may hold: its registry entry's
+    /// `max_connections`, else `max_connections_per_identity`.
+    fn identity_cap(&self, client: &ClientId) -> usize {
+        self.gateway
+            .registry
+            .load()
+            .get(client)
+            .and_then(|entry| entry.max_connections)
+            .unwrap_or(self.transport.max_connections_per_identity)
+    }
 }
 
 async fn accept_loop(
     listener: TcpListener,
-    tls: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
-    transport: TransportConfig,
-    trust_domain: String,
-    stats: Arc<AcceptStats>,
+    admission: Arc<Admission>,
     tx: mpsc::Sender<io::Result<PeerStream>>,
 ) {
-    let limit = Arc::new(Semaphore::new(transport.max_connections));
-    let trust_domain: Arc<str> = trust_domain.into();
+    let t = &admission.transport;
     loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
         let (tcp, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -204,51 +684,323 @@ async fn accept_loop(
                 continue;
             }
         };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = TlsAcceptor::from(tls.load_full());
-        let tx = tx.clone();
-        let stats = stats.clone();
-        let trust_domain = trust_domain.clone();
-        let handshake_timeout = transport.handshake_timeout();
-        let idle_timeout = transport.idle_timeout();
-        tokio::spawn(async move {
-            let io = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(io)) => io,
-                Ok(Err(e)) => {
-                    stats.handshakes_failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(peer.addr = %remote, error = %e, "TLS handshake refused");
-                    return;
-                }
-                Err(_) => {
-                    stats.handshakes_timed_out.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(peer.addr = %remote, "TLS handshake timed out");
-                    return;
-                }
-            };
-            stats.handshakes_ok.fetch_add(1, Ordering::Relaxed);
-            let identity = match io.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-                Some(cert) => identity_from_cert(cert, &trust_domain),
-                // Unreachable with a verifier that requires certificates;
-                // kept as a refusal rather than a panic.
-                None => Err(IdentityError::Unparseable),
-            };
-            if let Err(e) = &identity {
-                tracing::info!(peer.addr = %remote, error = %e, "client certificate names no valid identity");
+        let source = Source::of(remote);
+        // A refused connection is reset (zero linger): no TIME_WAIT kept
+        // for a peer we did not want.
+        let now_ms = admission.gateway.clock.now_ms();
+        if admission
+            .gateway
+            .anomaly
+            .source_blocked(remote.ip(), now_ms)
+        {
+            let _ = tcp.set_zero_linger();
+            let counter = &admission.stats.connections_from_blocked_sources;
+            if admission.refuse(counter, Refusal::BlockedSource(source)) {
+                tracing::info!(peer.addr = %remote, "connection closed at accept: its source is blocked by the source_failures detector");
             }
-            let info = Arc::new(PeerInfo {
-                identity,
-                remote,
-                activity: Activity::new(),
-            });
-            let stream = PeerStream {
-                io,
-                info,
-                idle_timeout,
-                idle: Box::pin(tokio::time::sleep(idle_timeout)),
-                stats,
-                _permit: permit,
+            continue;
+        }
+        let Some(source_slot) = admission
+            .handshakes_per_source
+            .try_take(source, t.max_handshakes_per_source)
+        else {
+            let _ = tcp.set_zero_linger();
+            let counter = &admission.stats.handshakes_shed_per_source;
+            if admission.refuse(counter, Refusal::ShedPerSource(source)) {
+                tracing::info!(peer.addr = %remote, "connection closed at accept: max_handshakes_per_source handshakes of its source in progress");
+            }
+            continue;
+        };
+        let Ok(handshake) = admission.handshakes.clone().try_acquire_owned() else {
+            let _ = tcp.set_zero_linger();
+            if admission.refuse(&admission.stats.handshakes_shed, Refusal::Shed(source)) {
+                tracing::info!(peer.addr = %remote, "connection closed at accept: max_handshakes handshakes in progress");
+            }
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(admit(
+            admission.clone(),
+            tcp,
+            remote,
+            (handshake, source_slot),
+            tx.clone(),
+        ));
+    }
+}
+
+/// The handshake, the identity and the connection slots of one accepted
+/// connection; hands it to tonic when all of them hold.
+async fn admit(
+    admission: Arc<Admission>,
+    tcp: TcpStream,
+    remote: SocketAddr,
+    handshake_slots: (OwnedSemaphorePermit, Slot<Source>),
+    tx: mpsc::Sender<io::Result<PeerStream>>,
+) {
+    let a = &*admission;
+    let t = &a.transport;
+    let source = Source::of(remote);
+    let acceptor = TlsAcceptor::from(a.tls.load_full());
+    let handshake = tokio::time::timeout(t.handshake_timeout(), acceptor.accept(tcp)).await;
+    drop(handshake_slots);
+    let io = match handshake {
+        Ok(Ok(io)) => io,
+        Ok(Err(e)) => {
+            let refusal = if is_tls_error(&e) {
+                // Failed handshakes feed the per-source detector; timeouts
+                // and abandoned ones are the handshake budget's concern.
+                let now_ms = a.gateway.clock.now_ms();
+                a.gateway
+                    .anomaly
+                    .observe_source_failure(remote.ip(), now_ms);
+                Refusal::HandshakeFailed(source)
+            } else {
+                Refusal::HandshakeAbandoned(source)
             };
-            let _ = tx.send(Ok(stream)).await;
-        });
+            if a.refuse(&a.stats.handshakes_failed, refusal) {
+                tracing::info!(peer.addr = %remote, error = %e, "TLS handshake refused");
+            }
+            return;
+        }
+        Err(_) => {
+            let refusal = Refusal::HandshakeTimedOut(source);
+            if a.refuse(&a.stats.handshakes_timed_out, refusal) {
+                tracing::info!(peer.addr = %remote, "TLS handshake timed out");
+            }
+            return;
+        }
+    };
+    a.stats.handshakes_ok.fetch_add(1, Ordering::Relaxed);
+    let identity = match io.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+        Some(cert) => identity_from_cert(cert, &a.trust_domain),
+        // Unreachable with a verifier that requires certificates;
+        // kept as a refusal rather than a panic.
+        None => Err(IdentityError::Unparseable),
+    };
+    if let Err(e) = &identity {
+        tracing::info!(peer.addr = %remote, error = %e, "client certificate names no valid identity");
+    }
+    let identity_slot = match &identity {
+        Ok(id) => {
+            let cap = a.identity_cap(&id.client_id);
+            let taken = a
+                .connections_per_identity
+                .try_take(id.client_id.clone(), cap);
+            if taken.is_none() {
+                let refusal = Refusal::OverIdentityCap(id.client_id.clone());
+                if a.refuse(&a.stats.connections_over_identity_cap, refusal) {
+                    tracing::info!(peer.addr = %remote, client.id = %id.client_id, cap, "connection closed: its identity already holds its cap of open connections");
+                }
+                return;
+            }
+            taken
+        }
+        Err(_) => None,
+    };
+    let Ok(connection) = a.connections.clone().try_acquire_owned() else {
+        if a.refuse(
+            &a.stats.connections_over_capacity,
+            Refusal::OverCapacity(source),
+        ) {
+            tracing::info!(peer.addr = %remote, "connection closed: max_connections connections open");
+        }
+        return;
+    };
+    let info = Arc::new(PeerInfo::new(
+        identity,
+        remote,
+        t.max_identity_denials_per_connection,
+    ));
+    let idle_timeout = t.idle_timeout();
+    let stream = PeerStream {
+        io,
+        info,
+        lifetime: Lifetime {
+            idle_timeout,
+            hard_age: t
+                .max_connection_age()
+                .saturating_add(Duration::from_secs(t.request_timeout_secs)),
+        },
+        opened: Instant::now(),
+        timer: Box::pin(tokio::time::sleep(idle_timeout)),
+        unflushed: false,
+        marked: None,
+        closed: None,
+        max_age: t.max_connection_age(),
+        stats: a.stats.clone(),
+        summary: a.summary.clone(),
+        _held: Held {
+            _connection: connection,
+            _identity: identity_slot,
+        },
+    };
+    let _ = tx.send(Ok(stream)).await;
+}
+
+/// Whether a handshake error is TLS refusing the peer (an alert sent or
+/// received), rather than the peer closing or resetting the connection.
+fn is_tls_error(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lifetime() -> Lifetime {
+        Lifetime {
+            idle_timeout: Duration::from_secs(300),
+            hard_age: Duration::from_secs(3_600 + 60),
+        }
+    }
+
+    fn at(opened: Instant, secs: u64) -> Moment {
+        Moment {
+            now: opened + Duration::from_secs(secs),
+            opened,
+            in_flight: 0,
+            last_activity: opened,
+            marked: None,
+            flushed: true,
+        }
+    }
+
+    #[test]
+    fn an_idle_connection_closes_at_the_idle_timeout() {
+        let o = Instant::now();
+        let l = lifetime();
+        assert_eq!(
+            l.verdict(&at(o, 10)),
+            Verdict::RecheckAt(o + Duration::from_secs(300))
+        );
+        assert_eq!(l.verdict(&at(o, 300)), Verdict::Close(Closing::Idle));
+        let busy = Moment {
+            in_flight: 1,
+            ..at(o, 400)
+        };
+        assert_eq!(
+            l.verdict(&busy),
+            Verdict::RecheckAt(busy.now + Duration::from_secs(300)),
+            "a request in flight holds off the idle timeout"
+        );
+    }
+
+    #[test]
+    fn past_the_hard_age_a_connection_closes_however_busy() {
+        let o = Instant::now();
+        let l = lifetime();
+        let busy = Moment {
+            in_flight: 3,
+            last_activity: o + Duration::from_secs(3_659),
+            ..at(o, 3_659)
+        };
+        assert!(matches!(l.verdict(&busy), Verdict::RecheckAt(_)));
+        let late = Moment {
+            now: o + Duration::from_secs(3_660),
+            ..busy
+        };
+        assert_eq!(l.verdict(&late), Verdict::Close(Closing::Aged));
+        assert_eq!(l.hard_limit(&late), Some(Closing::Aged));
+    }
+
+    #[test]
+    fn a_marked_connection_closes_once_quiet_and_flushed() {
+        let o = Instant::now();
+        let l = lifetime();
+        let marked = o + Duration::from_secs(5);
+        let busy = Moment {
+            in_flight: 1,
+            marked: Some(marked),
+            last_activity: marked,
+            ..at(o, 5)
+        };
+        assert_eq!(
+            l.verdict(&busy),
+            Verdict::RecheckAt(marked + CLOSE_HARD),
+            "in flight: woken by the request's end, else at the hard limit"
+        );
+        let quiet = Moment {
+            in_flight: 0,
+            now: marked + Duration::from_millis(20),
+            last_activity: marked + Duration::from_millis(10),
+            ..busy
+        };
+        assert_eq!(
+            l.verdict(&quiet),
+            Verdict::RecheckAt(marked + Duration::from_millis(10) + CLOSE_GRACE)
+        );
+        let later = Moment {
+            now: marked + Duration::from_millis(10) + CLOSE_GRACE,
+            ..quiet
+        };
+        assert_eq!(l.verdict(&later), Verdict::Close(Closing::IdentityDenials));
+        let unflushed = Moment {
+            flushed: false,
+            ..later
+        };
+        assert_eq!(
+            l.verdict(&unflushed),
+            Verdict::RecheckAt(later.now + FLUSH_RECHECK),
+            "the last response is not cut off"
+        );
+        let stuck = Moment {
+            now: marked + CLOSE_HARD,
+            ..unflushed
+        };
+        assert_eq!(l.verdict(&stuck), Verdict::Close(Closing::IdentityDenials));
+        let streaming = Moment {
+            in_flight: 5,
+            ..stuck
+        };
+        assert_eq!(
+            l.hard_limit(&streaming),
+            Some(Closing::IdentityDenials),
+            "a peer that keeps requests in flight is closed regardless"
+        );
+    }
+
+    #[test]
+    fn slots_are_capped_per_key_and_forgotten_when_free() {
+        let slots: Arc<Slots<&str>> = Slots::new();
+        let a1 = slots.try_take("a", 2).expect("first");
+        let a2 = slots.try_take("a", 2).expect("second");
+        assert!(slots.try_take("a", 2).is_none(), "over the cap");
+        let b = slots.try_take("b", 2).expect("another key");
+        assert!(slots.try_take("c", 0).is_none());
+        assert_eq!(slots.keys(), 2, "a refused key leaves no entry");
+        drop(a1);
+        let a3 = slots.try_take("a", 2).expect("a slot was freed");
+        drop((a2, a3, b));
+        assert_eq!(slots.keys(), 0, "no live slot, no entry");
+    }
+
+    #[test]
+    fn sources_are_addresses_and_ipv6_slash_64s() {
+        let v4: SocketAddr = "127.0.0.2:5000".parse().expect("v4");
+        assert_eq!(Source::of(v4).to_string(), "127.0.0.2");
+        let mapped: SocketAddr = "[::ffff:127.0.0.2]:5000".parse().expect("mapped");
+        assert_eq!(Source::of(mapped), Source::of(v4));
+        let a: SocketAddr = "[2001:db8:1:2:aaaa::1]:1".parse().expect("v6");
+        let b: SocketAddr = "[2001:db8:1:2:bbbb::2]:2".parse().expect("v6");
+        let other: SocketAddr = "[2001:db8:1:3::1]:1".parse().expect("v6");
+        assert_eq!(Source::of(a), Source::of(b));
+        assert_ne!(Source::of(a), Source::of(other));
+        assert_eq!(Source::of(a).to_string(), "2001:db8:1:2::/64");
+    }
+
+    #[test]
+    fn refusals_read_as_a_summary_line() {
+        let s = Source(IpAddr::from([127, 0, 0, 2]));
+        assert_eq!(
+            Refusal::HandshakeFailed(s).to_string(),
+            "TLS handshake failures from 127.0.0.2"
+        );
+        let id = ClientId::parse("alice").expect("id");
+        assert_eq!(
+            Refusal::OverIdentityCap(id).to_string(),
+            "connections of client alice closed after the handshake (its connection cap open)"
+        );
     }
 }

@@ -38,6 +38,9 @@ use crate::server::ServerParts;
 /// memory; this only bounds a bug).
 const EMBEDDED_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often repeated admission refusals are summarized.
+const REFUSAL_SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Why the gateway could not start. Names the file, field or reference
 /// and what is wrong; never a secret value.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +88,7 @@ pub async fn build(
     config: &Config,
     audit: Option<Arc<AuditLog>>,
 ) -> Result<ServerParts, StartError> {
-    let registry = Registry::load(&config.registry.path, config.rate_limit)?;
+    let registry = Registry::load(&config.registry.path, &config.registry_defaults(), None)?;
     if registry.is_empty() {
         tracing::warn!(path = %config.registry.path.display(), "the client registry is empty: every request will be refused");
     }
@@ -123,8 +126,13 @@ pub async fn build(
         sanitize: config.sanitize.clone(),
         secrets,
         signing_key_ref,
-        audit,
+        audit: audit.clone(),
         clock: Arc::new(SystemClock),
+        refusals: crate::summary::Summary::new(REFUSAL_SUMMARY_INTERVAL, 4096),
+        anomaly: Arc::new(crate::policy::Anomaly::new(
+            config.anomaly.clone(),
+            audit.clone(),
+        )),
         limits: RequestLimits {
             clock_skew_ms: skew_ms,
             max_envelope_bytes: config.envelope.max_envelope_bytes,
@@ -132,6 +140,18 @@ pub async fn build(
                 max_depth: config.envelope.max_json_depth,
             },
         },
+    });
+    // Counted refusals are reported every interval; the task ends with the
+    // gateway.
+    let weak = Arc::downgrade(&gateway);
+    let every = REFUSAL_SUMMARY_INTERVAL;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tick.tick().await;
+            let Some(gw) = weak.upgrade() else { return };
+            gw.report_refusals();
+        }
     });
     Ok(ServerParts {
         gateway,

@@ -5,7 +5,9 @@
 //! certificates, keys and CRLs behind them, the rule for which URLs may
 //! receive credentials, and the TLS channel of the client SDK. The server
 //! verifies client chains against our CA (and its CRLs) with
-//! webpki, which also enforces validity dates and the clientAuth EKU.
+//! webpki, which also enforces validity dates and refuses an EKU extension
+//! without clientAuth; [`ClientAuthOnly`] also refuses a certificate with
+//! no EKU extension at all, which webpki would accept.
 //! Provider: aws-lc-rs, whose default key-exchange groups put the hybrid
 //! post-quantum X25519MLKEM768 first. This module never accepts TLS 1.2,
 //! never runs without a client certificate, and never logs key material.
@@ -13,10 +15,17 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore,
+    ServerConfig, SignatureScheme,
+};
 
 use crate::keys::read_private;
 
@@ -141,11 +150,12 @@ pub fn server_config(
     crls: &[impl AsRef<Path>],
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
-    let verifier =
+    let webpki =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider.clone())
             .with_crls(load_crls(crls)?)
             .build()
             .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
+    let verifier = Arc::new(ClientAuthOnly(webpki));
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
@@ -157,6 +167,81 @@ pub fn server_config(
     // full handshake and a fresh client-certificate check.
     config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
+}
+
+/// The gateway's client-certificate verifier: webpki's chain, date and
+/// revocation checks, and then an EKU extension naming clientAuth, which
+/// webpki does not require (it accepts a certificate without any EKU
+/// extension). A certificate without one fails the handshake with the
+/// `unsupported_certificate` alert, as one whose EKU lacks clientAuth does.
+#[derive(Debug)]
+pub struct ClientAuthOnly(pub Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for ClientAuthOnly {
+    fn offer_client_auth(&self) -> bool {
+        self.0.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.0.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.0.verify_client_cert(end_entity, intermediates, now)?;
+        if !has_client_auth_eku(end_entity)? {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::InvalidPurpose,
+            ));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.0.requires_raw_public_keys()
+    }
+}
+
+/// Whether a certificate has an EKU extension naming clientAuth; a
+/// certificate that does not parse (or has two EKU extensions) is a
+/// `bad_certificate`.
+fn has_client_auth_eku(cert: &CertificateDer<'_>) -> Result<bool, rustls::Error> {
+    use x509_parser::prelude::FromDer;
+    let bad = || rustls::Error::InvalidCertificate(CertificateError::BadEncoding);
+    let (_, parsed) =
+        x509_parser::certificate::X509Certificate::from_der(cert).map_err(|_| bad())?;
+    let eku = parsed.extended_key_usage().map_err(|_| bad())?;
+    Ok(eku.is_some_and(|e| e.value.client_auth))
 }
 
 /// A client TLS config for the gateway: TLS 1.3 only, our CA as the only

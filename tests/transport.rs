@@ -429,29 +429,29 @@ async fn idle_connection_is_closed_and_busy_one_is_not() {
 }
 
 #[tokio::test]
-async fn certificate_without_eku_gets_identity_invalid() {
-    // webpki accepts a chain without an EKU extension; the identity stage
-    // insists on clientAuth.
+async fn certificate_without_eku_is_refused_at_the_handshake() {
+    // webpki accepts a chain without an EKU extension; the gateway's
+    // verifier insists on clientAuth, so the handshake fails as it does for
+    // an EKU without clientAuth.
     let gw = TestGateway::start().await;
     let mut params = alice_params(&gw, time::Duration::hours(-1), time::Duration::days(1));
     params.extended_key_usages = vec![];
     let (cert, key) = write_cert(gw.dir.path(), "noeku", &gw.ca, &params);
-    let p = gw.profile(&gw.alice);
-    let raw = gw.raw_with(&cert, &key, &p.signing_key, &p.key_id).await;
-    let result = raw.send_payload(GET_MEPS).await;
-    let message = result
-        .as_ref()
-        .err()
-        .map(|s| s.message().to_string())
-        .unwrap_or_default();
-    assert_denied(
-        &gw,
-        result,
-        tonic::Code::Unauthenticated,
-        "IDENTITY_INVALID",
-        0,
+    let err = alert_from_server(&gw, tls13_with_cert(&gw, &cert, &key)).await;
+    assert_eq!(
+        err,
+        Some(rustls::Error::AlertReceived(
+            AlertDescription::UnsupportedCertificate
+        ))
     );
-    assert!(message.contains("clientAuth"), "{message}");
+    assert_untouched(&gw);
+    assert_eq!(
+        gw.stats
+            .handshakes_ok
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "the handshake did not complete"
+    );
 }
 
 #[tokio::test]

@@ -57,6 +57,13 @@ pub enum CaCommand {
         /// Tools the client may call (repeatable, or comma-separated).
         #[arg(long = "tool", value_delimiter = ',')]
         tools: Vec<String>,
+        /// The tier (`[tier.NAME]` in the gateway config) the entry starts
+        /// from; without --tool, the tier decides the tools.
+        #[arg(long)]
+        tier: Option<String>,
+        /// Let this client list and lift anomaly blocks (`sealgate admin`).
+        #[arg(long)]
+        admin: bool,
         /// The gateway's public signing key file (from `key generate`), to write a profile.
         #[arg(long)]
         gateway_pub: Option<PathBuf>,
@@ -146,6 +153,8 @@ pub fn run(cmd: CaCommand) -> Result<ExitCode> {
             out,
             days,
             tools,
+            tier,
+            admin,
             gateway_pub,
             endpoint,
             server_name,
@@ -164,14 +173,20 @@ pub fn run(cmd: CaCommand) -> Result<ExitCode> {
                 }
                 None => None,
             };
-            let issued = ca.issue_client(&ClientRequest {
-                id: &id,
-                days,
-                tools: &tools,
-                out_dir: &out,
-                gateway,
-                force,
-            })?;
+            let issued = ca.issue_client_with(
+                &ClientRequest {
+                    id: &id,
+                    days,
+                    tools: &tools,
+                    out_dir: &out,
+                    gateway,
+                    force,
+                },
+                &ca::EntryOptions {
+                    tier: tier.as_deref(),
+                    admin,
+                },
+            )?;
             out!("issued client {} ({})", id, issued.spiffe_id);
             out!("  certificate   {}", issued.cert.display());
             out!("  TLS key       {} (0600)", issued.key.display());

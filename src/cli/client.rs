@@ -95,7 +95,7 @@ fn accept(config: PathBuf, backend: Option<String>) -> Result<ExitCode> {
 
 /// How to reach the gateway: a profile file, with any field overridable.
 #[derive(Args)]
-pub struct ConnArgs {
+pub(super) struct ConnArgs {
     /// Client profile (TOML), as written by `ca issue-client --gateway-pub`.
     #[arg(long)]
     profile: Option<PathBuf>,
@@ -123,7 +123,7 @@ pub struct ConnArgs {
 }
 
 impl ConnArgs {
-    fn profile(self) -> Result<Profile> {
+    pub(super) fn profile(self) -> Result<Profile> {
         let mut p = match &self.profile {
             Some(path) => Profile::load(path)?,
             None => {
@@ -184,7 +184,7 @@ fn set<T>(slot: &mut T, value: Option<T>) {
 /// Prints a JSON-RPC result; denials and errors go to stderr with their
 /// reason code and a non-zero exit (1: refused by the gateway or transport;
 /// 3: the backend or tool reported an error).
-fn print_response(result: Result<Value, ClientError>) -> Result<ExitCode> {
+pub(super) fn print_response(result: Result<Value, ClientError>) -> Result<ExitCode> {
     match result {
         Ok(response) => {
             if let Some(error) = response.get("error") {

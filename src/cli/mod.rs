@@ -3,7 +3,8 @@
 //! - [`serve`]: `serve` and `dev` (run the gateway);
 //! - [`ca`]: `ca init | issue-server | issue-client | inspect | revoke | crl`;
 //! - [`key`]: `key generate`;
-//! - [`client`]: `call` and `tools` (the client side), and `tools accept`.
+//! - [`client`]: `call` and `tools` (the client side), and `tools accept`;
+//! - [`admin`]: `admin blocks | unblock` (an admin identity's client).
 //!
 //! Handlers print to stdout with [`out!`] and return an exit code; errors
 //! go to stderr once, in `main`. Nothing here implements gateway logic: it
@@ -28,6 +29,7 @@ macro_rules! out {
     }};
 }
 
+mod admin;
 mod ca;
 mod client;
 mod key;
@@ -57,6 +59,9 @@ enum Command {
     /// Ed25519 signing keys.
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Operators: list and lift anomaly blocks (an admin identity's profile).
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// Call a tool through the gateway and print the JSON-RPC result.
     Call(client::CallArgs),
     /// List the tools this client may call (tools/list), or, with
@@ -72,6 +77,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Dev(args) => serve::dev(args),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Key(cmd) => key::run(cmd),
+        Command::Admin(cmd) => admin::run(cmd),
         Command::Call(args) => client::call(args),
         Command::Tools(args) => client::tools(args),
     }

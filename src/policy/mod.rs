@@ -9,3 +9,9 @@ pub mod sanitize;
 
 pub use pins::{canonical_json, PinError, PinFile, PinnedTool, ToolDigest};
 pub use sanitize::{SanitizeError, SanitizePolicy, SanitizeRules};
+pub mod anomaly;
+mod tier;
+pub use anomaly::{Action, Admission, Anomaly, AnomalyConfig, Restriction};
+pub use tier::{
+    quota, AllowedHours, AllowedHoursSpec, Patterns, PolicyFields, RateLimitFile, ToolCost,
+};

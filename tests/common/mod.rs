@@ -48,6 +48,10 @@ pub struct Options {
     pub signing_key: Option<String>,
     /// Clients issued, registered, then revoked in the CRL before start.
     pub revoked_clients: Vec<&'static str>,
+    /// Extra TOML lines in alice's registry entry (a connection cap, say).
+    pub alice_entry_extra: String,
+    /// How often the server logs its counted summaries; 60 s when `None`.
+    pub summary_interval: Option<std::time::Duration>,
 }
 
 pub struct TestGateway {
@@ -138,9 +142,14 @@ impl TestGateway {
                 &format!("enabled = true\nrate_limit = {{ per_second = {per_second}, burst = {burst} }}\n"),
             );
         }
+        let alice_entry = alice.registry_toml.replacen(
+            "enabled = true\n",
+            &format!("enabled = true\n{}", opts.alice_entry_extra),
+            1,
+        );
         let mut registry = format!(
             "{}\n{}\n{}\n{}",
-            alice.registry_toml, bob_entry, ops.registry_toml, opts.registry_extra
+            alice_entry, bob_entry, ops.registry_toml, opts.registry_extra
         );
         ca.write_crl_now(7).expect("empty CRL");
         for id in &opts.revoked_clients {
@@ -167,8 +176,11 @@ impl TestGateway {
         let reloader = Arc::new(sealgate::reload::Reloader::new(&config, &parts));
         let gateway = parts.gateway.clone();
         let (tx, rx) = oneshot::channel::<()>();
+        let summary_interval = opts
+            .summary_interval
+            .unwrap_or(sealgate::server::SUMMARY_INTERVAL);
         tokio::spawn(async move {
-            let _ = sealgate::server::run(listener, parts, async {
+            let _ = sealgate::server::run_summarizing(listener, parts, summary_interval, async {
                 let _ = rx.await;
             })
             .await;

@@ -1,0 +1,211 @@
+//! The operator service (`proto/sealgate/v1/admin.proto`): list and lift
+//! what the anomaly detectors imposed.
+//!
+//! It is no side door: every call goes through the same stages 1 to 3 as a
+//! gateway call ([`Gateway::authenticate`]: certificate identity, admission,
+//! signed and fresh envelope), then must come from an identity marked
+//! `admin = true` in the registry, and its answer is signed and bound to the
+//! request like any other. Every call leaves one audit record.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use prost::Message as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tonic::{Request, Response, Status};
+
+use crate::audit::{AuditRecord, Outcome};
+use crate::error::{Denial, Reason};
+use crate::gateway::{Authenticated, Gateway};
+use crate::peer::PeerInfo;
+use crate::proto::admin_service_server::AdminService as AdminRpc;
+use crate::proto::{
+    ListBlocksRequest, ListBlocksResponse, SignedEnvelope, UnblockRequest, UnblockResponse,
+};
+
+/// The JSON-RPC method of `ListBlocks`.
+pub const METHOD_BLOCKS: &str = "admin/blocks";
+/// The JSON-RPC method of `Unblock`.
+pub const METHOD_UNBLOCK: &str = "admin/unblock";
+
+/// The admin service: a handle on the shared [`Gateway`].
+#[derive(Clone)]
+pub struct AdminService {
+    gateway: Arc<Gateway>,
+}
+
+impl AdminService {
+    /// The admin service of `gateway`.
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        AdminService { gateway }
+    }
+
+    /// Runs one admin call: stages 1 to 3, the admin check, the method,
+    /// the signed answer, and its audit record.
+    async fn run(
+        &self,
+        peer: Option<Arc<PeerInfo>>,
+        envelope: Option<SignedEnvelope>,
+        size: usize,
+        method: &'static str,
+    ) -> Result<SignedEnvelope, Status> {
+        let _busy = peer.as_ref().map(|p| p.activity.begin());
+        let started = Instant::now();
+        let mut record = AuditRecord::new();
+        record.method = Some(method);
+        let result = self
+            .handle(peer.as_deref(), envelope, size, method, &mut record)
+            .await;
+        match &result {
+            Ok(_) => record.outcome = Outcome::Allowed,
+            Err(d) => {
+                record.deny(d.reason.as_str(), d.reason.fault());
+                tracing::info!(
+                    client.id = record.client_id.as_deref().unwrap_or("-"),
+                    reason = d.reason.as_str(),
+                    method,
+                    "admin request denied"
+                );
+            }
+        }
+        record.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.gateway.audit.write(&record);
+        result.map_err(|d| d.to_status())
+    }
+
+    async fn handle(
+        &self,
+        peer: Option<&PeerInfo>,
+        envelope: Option<SignedEnvelope>,
+        size: usize,
+        method: &'static str,
+        record: &mut AuditRecord,
+    ) -> Result<SignedEnvelope, Denial> {
+        let gw = &self.gateway;
+        let now = gw.clock.now_ms();
+        let mut registered = false;
+        let Authenticated {
+            identity,
+            client,
+            verified,
+            in_flight: _in_flight,
+        } = gw.authenticate(peer, envelope, size, record, &mut registered, now)?;
+        if !client.admin {
+            return Err(Denial::new(
+                Reason::AdminNotAllowed,
+                "this identity is not an admin of this gateway",
+            ));
+        }
+        let request = parse(&verified.payload, method)?;
+        let result = match method {
+            METHOD_BLOCKS => {
+                let list: Vec<Value> = gw
+                    .anomaly
+                    .restrictions(now)
+                    .into_iter()
+                    .map(|r| {
+                        json!({
+                            "subject": r.subject,
+                            "id": r.id,
+                            "action": r.action,
+                            "detector": r.detector,
+                            "since": crate::audit::rfc3339_ms(r.since_ms),
+                            "until": r.until_ms.map(crate::audit::rfc3339_ms),
+                        })
+                    })
+                    .collect();
+                json!({ "restrictions": list })
+            }
+            _ => {
+                let target = request
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.get("id"))
+                    .and_then(Value::as_str)
+                    .filter(|id| valid_target(id))
+                    .ok_or_else(|| {
+                        Denial::new(
+                            Reason::ParamsInvalid,
+                            "admin/unblock takes params {\"id\": a client id or an IP address}",
+                        )
+                    })?;
+                let lifted = gw.anomaly.unblock(target, identity.client_id.as_str(), now);
+                json!({ "lifted": lifted })
+            }
+        };
+        let body = json!({"jsonrpc": "2.0", "id": request.id, "result": result});
+        let payload = serde_json::to_vec(&body)
+            .map_err(|_| Denial::new(Reason::Internal, "response could not be encoded"))?;
+        Ok(gw.seal_response(identity, payload, verified.digest))
+    }
+}
+
+/// A client id or an IP address: what an unblock may name.
+fn valid_target(id: &str) -> bool {
+    crate::identity::ClientId::parse(id).is_ok() || id.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// The JSON-RPC request of an admin call.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminRequest {
+    jsonrpc: String,
+    id: Value,
+    method: String,
+    #[serde(default)]
+    params: Option<serde_json::Map<String, Value>>,
+}
+
+/// Parses the signed payload strictly: JSON-RPC 2.0, an id, and the method
+/// of the RPC it came on.
+fn parse(payload: &[u8], method: &str) -> Result<AdminRequest, Denial> {
+    let request: AdminRequest = serde_json::from_slice(payload).map_err(|_| {
+        Denial::new(
+            Reason::JsonRpcInvalid,
+            "the payload is not an admin JSON-RPC request",
+        )
+    })?;
+    if request.jsonrpc != "2.0" || !(request.id.is_string() || request.id.is_i64()) {
+        return Err(Denial::new(
+            Reason::JsonRpcInvalid,
+            "jsonrpc must be \"2.0\" and id a string or an integer",
+        ));
+    }
+    if request.method != method {
+        return Err(Denial::new(
+            Reason::MethodUnknown,
+            format!("this RPC takes method {method}"),
+        ));
+    }
+    Ok(request)
+}
+
+#[tonic::async_trait]
+impl AdminRpc for AdminService {
+    async fn list_blocks(
+        &self,
+        request: Request<ListBlocksRequest>,
+    ) -> Result<Response<ListBlocksResponse>, Status> {
+        let peer = request.extensions().get::<Arc<PeerInfo>>().cloned();
+        let inner = request.into_inner();
+        let size = inner.encoded_len();
+        let envelope = self.run(peer, inner.envelope, size, METHOD_BLOCKS).await?;
+        Ok(Response::new(ListBlocksResponse {
+            envelope: Some(envelope),
+        }))
+    }
+
+    async fn unblock(
+        &self,
+        request: Request<UnblockRequest>,
+    ) -> Result<Response<UnblockResponse>, Status> {
+        let peer = request.extensions().get::<Arc<PeerInfo>>().cloned();
+        let inner = request.into_inner();
+        let size = inner.encoded_len();
+        let envelope = self.run(peer, inner.envelope, size, METHOD_UNBLOCK).await?;
+        Ok(Response::new(UnblockResponse {
+            envelope: Some(envelope),
+        }))
+    }
+}

@@ -1,0 +1,907 @@
+//! Anomaly detection (mission rule 9): each identity is compared with
+//! itself, and sources with what they fail at.
+//!
+//! Detectors, each with its own action (`alert`, `throttle`, `block`, or
+//! `off`) and thresholds:
+//! - **volume**: calls in the current window against the identity's own
+//!   exponentially weighted baseline, never below a floor;
+//! - **new_tool**: a tool the identity never called during its learning
+//!   window (a period or a number of calls, whichever ends first);
+//! - **off_hours**: a call outside the identity's allowed hours;
+//! - **denials**: a burst of refusals (bad signatures, replays, schema or
+//!   sanitizer refusals, tools not allowed) from one identity;
+//! - **source_failures**: many handshake failures, unknown identities or
+//!   unknown key ids from one source address.
+//!
+//! `throttle` puts the identity on a lower rate for the cool-down; `block`
+//! refuses it (`IDENTITY_BLOCKED`) until the cool-down passes or an operator
+//! unblocks it. Every action, expiry and unblock is an audit record naming
+//! the detector, the identity (or source) and the figures that fired it,
+//! never argument values.
+//!
+//! State is per identity and per source, in bounded maps, and lives in the
+//! gateway (not in the registry), so it survives a registry reload. Every
+//! function takes the time from the caller: tests drive it with a fixed
+//! clock.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use super::RateLimitFile;
+use crate::audit::{AnomalyEvent, AuditLog};
+
+/// What a detector does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// The detector is disabled.
+    Off,
+    /// An audit record and a warning; the call goes on.
+    Alert,
+    /// The identity gets the `[anomaly] throttle` rate for the cool-down.
+    Throttle,
+    /// The identity (or source) is refused for the cool-down, or until an
+    /// operator unblocks it.
+    Block,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Off => "off",
+            Action::Alert => "alert",
+            Action::Throttle => "throttle",
+            Action::Block => "block",
+        }
+    }
+}
+
+/// `[anomaly.volume]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VolumeConfig {
+    /// What to do when it fires.
+    pub action: Action,
+    /// Length of the counting window, in seconds.
+    pub window_secs: u64,
+    /// Half-life of the baseline, in seconds: how fast it follows change.
+    pub half_life_secs: u64,
+    /// Fires when a window's calls exceed this many times the baseline…
+    pub factor: f64,
+    /// …and this many calls (so a quiet client is not flagged for three).
+    pub floor: u32,
+    /// Cool-down of a throttle or block, in seconds (default: the section's).
+    pub cooldown_secs: Option<u64>,
+}
+
+impl Default for VolumeConfig {
+    fn default() -> Self {
+        VolumeConfig {
+            action: Action::Alert,
+            window_secs: 60,
+            half_life_secs: 3_600,
+            factor: 10.0,
+            floor: 120,
+            cooldown_secs: None,
+        }
+    }
+}
+
+/// `[anomaly.new_tool]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NewToolConfig {
+    /// What to do when it fires.
+    pub action: Action,
+    /// The learning window ends after this many calls…
+    pub learning_calls: u64,
+    /// …or this many seconds after the identity's first call, whichever
+    /// comes first.
+    pub learning_secs: u64,
+    /// Tools remembered per identity, at most (memory bound).
+    pub max_tools: usize,
+    /// Cool-down of a throttle or block, in seconds (default: the section's).
+    pub cooldown_secs: Option<u64>,
+}
+
+impl Default for NewToolConfig {
+    fn default() -> Self {
+        NewToolConfig {
+            action: Action::Alert,
+            learning_calls: 200,
+            learning_secs: 7 * 86_400,
+            max_tools: 64,
+            cooldown_secs: None,
+        }
+    }
+}
+
+/// `[anomaly.off_hours]`: acts on calls outside a tier's allowed hours.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OffHoursConfig {
+    /// What to do when it fires.
+    pub action: Action,
+    /// Cool-down of a throttle or block, in seconds (default: the section's).
+    pub cooldown_secs: Option<u64>,
+}
+
+impl Default for OffHoursConfig {
+    fn default() -> Self {
+        OffHoursConfig {
+            action: Action::Block,
+            cooldown_secs: None,
+        }
+    }
+}
+
+macro_rules! burst_config {
+    ($(#[$doc:meta])* $name:ident, $action:expr, $window:expr, $threshold:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct $name {
+            /// What to do when it fires.
+            pub action: Action,
+            /// Length of the counting window, in seconds.
+            pub window_secs: u64,
+            /// Fires at this many failures within one window.
+            pub threshold: u32,
+            /// Cool-down of a throttle or block, in seconds (default: the
+            /// section's).
+            pub cooldown_secs: Option<u64>,
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name {
+                    action: $action,
+                    window_secs: $window,
+                    threshold: $threshold,
+                    cooldown_secs: None,
+                }
+            }
+        }
+    };
+}
+
+burst_config!(
+    /// `[anomaly.denials]`: refusals of one identity in a window.
+    DenialsConfig,
+    Action::Block,
+    60,
+    20
+);
+burst_config!(
+    /// `[anomaly.source_failures]`: handshake failures, unknown identities
+    /// and unknown key ids from one source address in a window.
+    SourceFailuresConfig,
+    Action::Block,
+    60,
+    50
+);
+
+/// `[anomaly]`: the detectors and the limits of their state.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalyConfig {
+    /// Identities tracked at most; the least recently seen one that is not
+    /// throttled or blocked makes room for a new one.
+    pub max_identities: usize,
+    /// Source addresses tracked at most.
+    pub max_sources: usize,
+    /// Default cool-down of a throttle or block, in seconds; 0 for a block
+    /// means "until an operator unblocks".
+    pub cooldown_secs: u64,
+    /// The rate of a throttled identity.
+    pub throttle: RateLimitFile,
+    /// Volume spikes.
+    pub volume: VolumeConfig,
+    /// First use of a tool after learning.
+    pub new_tool: NewToolConfig,
+    /// Calls outside the allowed hours.
+    pub off_hours: OffHoursConfig,
+    /// Bursts of refusals of one identity.
+    pub denials: DenialsConfig,
+    /// Bursts of handshake failures, unknown identities or key ids from one
+    /// source address (`throttle` is not available here).
+    pub source_failures: SourceFailuresConfig,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        AnomalyConfig {
+            max_identities: 100_000,
+            max_sources: 65_536,
+            cooldown_secs: 900,
+            throttle: RateLimitFile {
+                per_second: 1,
+                burst: 5,
+            },
+            volume: VolumeConfig::default(),
+            new_tool: NewToolConfig::default(),
+            off_hours: OffHoursConfig::default(),
+            denials: DenialsConfig::default(),
+            source_failures: SourceFailuresConfig::default(),
+        }
+    }
+}
+
+impl AnomalyConfig {
+    /// Checks ranges; errors name the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("anomaly.max_identities", self.max_identities as u64),
+            ("anomaly.max_sources", self.max_sources as u64),
+            (
+                "anomaly.throttle.per_second",
+                u64::from(self.throttle.per_second),
+            ),
+            ("anomaly.throttle.burst", u64::from(self.throttle.burst)),
+            ("anomaly.volume.window_secs", self.volume.window_secs),
+            ("anomaly.volume.half_life_secs", self.volume.half_life_secs),
+            ("anomaly.new_tool.max_tools", self.new_tool.max_tools as u64),
+            ("anomaly.denials.window_secs", self.denials.window_secs),
+            (
+                "anomaly.denials.threshold",
+                u64::from(self.denials.threshold),
+            ),
+            (
+                "anomaly.source_failures.window_secs",
+                self.source_failures.window_secs,
+            ),
+            (
+                "anomaly.source_failures.threshold",
+                u64::from(self.source_failures.threshold),
+            ),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(format!("field {name}: must be at least 1"));
+            }
+        }
+        if !(self.volume.factor.is_finite() && self.volume.factor >= 1.0) {
+            return Err("field anomaly.volume.factor: must be a number of at least 1".into());
+        }
+        if self.source_failures.action == Action::Throttle {
+            return Err(
+                "field anomaly.source_failures.action: a source can be alerted on or blocked, not throttled"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Why an identity is refused or slowed at admission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Nothing stands in the way.
+    Allow,
+    /// Throttled and over the throttle rate: retry after this many ms.
+    Throttled {
+        /// Milliseconds until the next call would be accepted.
+        retry_after_ms: u64,
+    },
+    /// Blocked by `detector`, until `until_ms` (None: until unblocked).
+    Blocked {
+        /// The detector that blocked it (`operator` never: operators only
+        /// unblock).
+        detector: &'static str,
+        /// When the block ends by itself, in Unix ms; `None`: never.
+        until_ms: Option<i64>,
+    },
+}
+
+/// One current block or throttle, as `sealgate admin blocks` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Restriction {
+    /// `identity` or `source`.
+    pub subject: &'static str,
+    /// The client id or the source address.
+    pub id: String,
+    /// `block` or `throttle`.
+    pub action: &'static str,
+    /// The detector that fired.
+    pub detector: &'static str,
+    /// When it was imposed, Unix ms.
+    pub since_ms: i64,
+    /// When it ends by itself, Unix ms; `None`: until an operator lifts it.
+    pub until_ms: Option<i64>,
+}
+
+/// A rate in GCRA form on the caller's clock (governor's limiters run on
+/// the system clock; this one must follow the gateway's injectable clock
+/// so tests of throttling are deterministic).
+#[derive(Debug, Clone)]
+struct Gcra {
+    interval_ms: f64,
+    tolerance_ms: f64,
+    tat_ms: f64,
+}
+
+impl Gcra {
+    fn new(rate: RateLimitFile) -> Self {
+        let interval_ms = 1000.0 / f64::from(rate.per_second.max(1));
+        Gcra {
+            interval_ms,
+            tolerance_ms: interval_ms * f64::from(rate.burst.max(1).saturating_sub(1)),
+            tat_ms: 0.0,
+        }
+    }
+
+    /// Takes one cell at `now_ms`, or says how long to wait.
+    fn check(&mut self, now_ms: i64) -> Result<(), u64> {
+        let now = now_ms as f64;
+        let tat = self.tat_ms.max(now);
+        if tat - now > self.tolerance_ms {
+            return Err((tat - now - self.tolerance_ms).ceil() as u64);
+        }
+        self.tat_ms = tat + self.interval_ms;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Imposed {
+    detector: &'static str,
+    since_ms: i64,
+    until_ms: Option<i64>,
+}
+
+/// What is remembered of one identity: fixed-size counters plus at most
+/// `new_tool.max_tools` tool names.
+#[derive(Debug)]
+struct IdentityState {
+    first_ms: i64,
+    last_ms: i64,
+    calls: u64,
+    window_start_ms: i64,
+    window_calls: u32,
+    volume_fired_in_window: bool,
+    baseline: f64,
+    tools: HashSet<String>,
+    denial_window_start_ms: i64,
+    denials: u32,
+    throttle: Option<(Imposed, Gcra)>,
+    block: Option<Imposed>,
+}
+
+impl IdentityState {
+    fn new(now_ms: i64) -> Self {
+        IdentityState {
+            first_ms: now_ms,
+            last_ms: now_ms,
+            calls: 0,
+            window_start_ms: now_ms,
+            window_calls: 0,
+            volume_fired_in_window: false,
+            baseline: 0.0,
+            tools: HashSet::new(),
+            denial_window_start_ms: now_ms,
+            denials: 0,
+            throttle: None,
+            block: None,
+        }
+    }
+
+    fn restricted(&self) -> bool {
+        self.block.is_some() || self.throttle.is_some()
+    }
+}
+
+#[derive(Debug)]
+struct SourceState {
+    window_start_ms: i64,
+    failures: u32,
+    last_ms: i64,
+    block: Option<Imposed>,
+}
+
+/// The detectors and their state, shared by every connection.
+pub struct Anomaly {
+    config: AnomalyConfig,
+    identities: Mutex<HashMap<String, IdentityState>>,
+    sources: Mutex<HashMap<IpAddr, SourceState>>,
+    audit: Arc<AuditLog>,
+}
+
+/// The figures behind an action, for the audit record.
+type Figures = BTreeMap<&'static str, f64>;
+
+impl Anomaly {
+    /// Detectors configured by `config`, writing their actions to `audit`.
+    pub fn new(config: AnomalyConfig, audit: Arc<AuditLog>) -> Self {
+        Anomaly {
+            config,
+            identities: Mutex::new(HashMap::new()),
+            sources: Mutex::new(HashMap::new()),
+            audit,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &AnomalyConfig {
+        &self.config
+    }
+
+    fn cooldown(&self, own: Option<u64>) -> u64 {
+        own.unwrap_or(self.config.cooldown_secs)
+    }
+
+    /// Stage 2: is the identity blocked, or throttled and over its
+    /// throttle rate? Expired restrictions are lifted (and recorded) here.
+    pub fn admit(&self, client_id: &str, now_ms: i64) -> Admission {
+        let mut map = lock(&self.identities);
+        let Some(state) = map.get_mut(client_id) else {
+            return Admission::Allow;
+        };
+        if let Some(b) = &state.block {
+            if b.until_ms.is_some_and(|u| now_ms >= u) {
+                let detector = b.detector;
+                state.block = None;
+                self.record(
+                    client_id,
+                    None,
+                    detector,
+                    "block_expired",
+                    Figures::new(),
+                    None,
+                    now_ms,
+                );
+            } else {
+                return Admission::Blocked {
+                    detector: b.detector,
+                    until_ms: b.until_ms,
+                };
+            }
+        }
+        if let Some((t, gcra)) = &mut state.throttle {
+            if t.until_ms.is_some_and(|u| now_ms >= u) {
+                let detector = t.detector;
+                state.throttle = None;
+                self.record(
+                    client_id,
+                    None,
+                    detector,
+                    "throttle_expired",
+                    Figures::new(),
+                    None,
+                    now_ms,
+                );
+            } else if let Err(wait) = gcra.check(now_ms) {
+                return Admission::Throttled {
+                    retry_after_ms: wait,
+                };
+            }
+        }
+        Admission::Allow
+    }
+
+    /// Stage 7: one call that passed every check so far. Runs the volume,
+    /// new-tool and off-hours detectors; returns the block if one of them
+    /// just blocked the identity (this call is then refused too).
+    pub fn observe_call(
+        &self,
+        client_id: &str,
+        tool: Option<&str>,
+        in_allowed_hours: bool,
+        now_ms: i64,
+    ) -> Admission {
+        let c = &self.config;
+        let mut map = lock(&self.identities);
+        if !map.contains_key(client_id) && !self.make_room(&mut map) {
+            tracing::warn!(
+                client.id = client_id,
+                "anomaly state is full; this identity is not tracked"
+            );
+            return Admission::Allow;
+        }
+        let state = map
+            .entry(client_id.to_string())
+            .or_insert_with(|| IdentityState::new(now_ms));
+        state.last_ms = now_ms;
+        state.calls += 1;
+        let mut fired: Vec<(&'static str, Action, Option<u64>, Figures)> = Vec::new();
+
+        // Volume: close finished windows into the baseline, then count.
+        if c.volume.action != Action::Off {
+            let window_ms = (c.volume.window_secs * 1000) as i64;
+            let elapsed = now_ms.saturating_sub(state.window_start_ms);
+            if elapsed >= window_ms {
+                let windows = (elapsed / window_ms).max(1);
+                let alpha =
+                    1.0 - 0.5f64.powf(c.volume.window_secs as f64 / c.volume.half_life_secs as f64);
+                // The finished window, then any empty ones after it.
+                state.baseline += alpha * (f64::from(state.window_calls) - state.baseline);
+                state.baseline *=
+                    (1.0 - alpha).powi(i32::try_from(windows - 1).unwrap_or(i32::MAX));
+                state.window_start_ms += windows * window_ms;
+                state.window_calls = 0;
+                state.volume_fired_in_window = false;
+            }
+            state.window_calls = state.window_calls.saturating_add(1);
+            let threshold = (c.volume.factor * state.baseline).max(f64::from(c.volume.floor));
+            if f64::from(state.window_calls) > threshold && !state.volume_fired_in_window {
+                state.volume_fired_in_window = true;
+                fired.push((
+                    "volume",
+                    c.volume.action,
+                    c.volume.cooldown_secs,
+                    Figures::from([
+                        ("calls_in_window", f64::from(state.window_calls)),
+                        ("window_secs", c.volume.window_secs as f64),
+                        ("baseline", (state.baseline * 100.0).round() / 100.0),
+                        ("threshold", (threshold * 100.0).round() / 100.0),
+                    ]),
+                ));
+            }
+        }
+
+        // New tool: learn during the window, then flag first uses.
+        if let (Some(tool), true) = (tool, c.new_tool.action != Action::Off) {
+            let learning = state.calls <= c.new_tool.learning_calls
+                && now_ms.saturating_sub(state.first_ms) < (c.new_tool.learning_secs * 1000) as i64;
+            if !state.tools.contains(tool) {
+                if !learning {
+                    fired.push((
+                        "new_tool",
+                        c.new_tool.action,
+                        c.new_tool.cooldown_secs,
+                        Figures::from([
+                            ("known_tools", state.tools.len() as f64),
+                            ("calls_seen", state.calls as f64),
+                        ]),
+                    ));
+                }
+                // Remembered either way, so it fires once per tool.
+                if state.tools.len() < c.new_tool.max_tools {
+                    state.tools.insert(tool.to_string());
+                }
+            }
+        }
+
+        if !in_allowed_hours && c.off_hours.action != Action::Off {
+            fired.push((
+                "off_hours",
+                c.off_hours.action,
+                c.off_hours.cooldown_secs,
+                Figures::new(),
+            ));
+        }
+
+        let mut verdict = Admission::Allow;
+        for (detector, action, cooldown, figures) in fired {
+            let until = self.impose(state, detector, action, self.cooldown(cooldown), now_ms);
+            let tool_name = if detector == "new_tool" { tool } else { None };
+            self.record(
+                client_id,
+                tool_name,
+                detector,
+                action.as_str(),
+                figures,
+                until,
+                now_ms,
+            );
+            if action == Action::Block {
+                verdict = Admission::Blocked {
+                    detector,
+                    until_ms: until,
+                };
+            }
+        }
+        verdict
+    }
+
+    /// A refusal of a registered identity's request for something it did
+    /// (signature, replay, message, authorization, arguments). Admission
+    /// refusals (rate, blocks) must not be passed here: a block would feed
+    /// itself.
+    pub fn observe_denial(&self, client_id: &str, reason: &'static str, now_ms: i64) {
+        let c = &self.config.denials;
+        if c.action == Action::Off {
+            return;
+        }
+        let mut map = lock(&self.identities);
+        if !map.contains_key(client_id) && !self.make_room(&mut map) {
+            return;
+        }
+        let state = map
+            .entry(client_id.to_string())
+            .or_insert_with(|| IdentityState::new(now_ms));
+        state.last_ms = now_ms;
+        let window_ms = (c.window_secs * 1000) as i64;
+        if now_ms.saturating_sub(state.denial_window_start_ms) >= window_ms {
+            state.denial_window_start_ms = now_ms;
+            state.denials = 0;
+        }
+        state.denials = state.denials.saturating_add(1);
+        if state.denials == c.threshold {
+            let figures = Figures::from([
+                ("denials_in_window", f64::from(state.denials)),
+                ("window_secs", c.window_secs as f64),
+            ]);
+            let until = self.impose(
+                state,
+                "denials",
+                c.action,
+                self.cooldown(c.cooldown_secs),
+                now_ms,
+            );
+            tracing::warn!(client.id = client_id, last_reason = reason, "denial burst");
+            self.record(
+                client_id,
+                None,
+                "denials",
+                c.action.as_str(),
+                figures,
+                until,
+                now_ms,
+            );
+        }
+    }
+
+    /// A failure from `source`: a refused handshake, an unknown identity or
+    /// an unknown key id. Returns whether the source is now blocked.
+    pub fn observe_source_failure(&self, source: IpAddr, now_ms: i64) -> bool {
+        let c = &self.config.source_failures;
+        if c.action == Action::Off {
+            return false;
+        }
+        let mut map = lock(&self.sources);
+        if !map.contains_key(&source) && map.len() >= self.config.max_sources {
+            let window_ms = (c.window_secs * 1000) as i64;
+            map.retain(|_, s| s.block.is_some() || now_ms.saturating_sub(s.last_ms) < window_ms);
+            if map.len() >= self.config.max_sources {
+                return false;
+            }
+        }
+        let state = map.entry(source).or_insert(SourceState {
+            window_start_ms: now_ms,
+            failures: 0,
+            last_ms: now_ms,
+            block: None,
+        });
+        state.last_ms = now_ms;
+        if state.block.is_some() {
+            return true;
+        }
+        if now_ms.saturating_sub(state.window_start_ms) >= (c.window_secs * 1000) as i64 {
+            state.window_start_ms = now_ms;
+            state.failures = 0;
+        }
+        state.failures = state.failures.saturating_add(1);
+        if state.failures < c.threshold {
+            return false;
+        }
+        let figures = Figures::from([
+            ("failures_in_window", f64::from(state.failures)),
+            ("window_secs", c.window_secs as f64),
+        ]);
+        let until = match c.action {
+            Action::Block => {
+                let until = until_of(now_ms, self.cooldown(c.cooldown_secs));
+                state.block = Some(Imposed {
+                    detector: "source_failures",
+                    since_ms: now_ms,
+                    until_ms: until,
+                });
+                until
+            }
+            _ => None,
+        };
+        if state.failures == c.threshold || c.action == Action::Block {
+            self.record_source(source, c.action.as_str(), figures, until, now_ms);
+        }
+        c.action == Action::Block
+    }
+
+    /// Whether new connections from `source` are refused now.
+    pub fn source_blocked(&self, source: IpAddr, now_ms: i64) -> bool {
+        let mut map = lock(&self.sources);
+        let Some(state) = map.get_mut(&source) else {
+            return false;
+        };
+        match &state.block {
+            Some(b) if b.until_ms.is_some_and(|u| now_ms >= u) => {
+                state.block = None;
+                state.failures = 0;
+                self.record_source(source, "block_expired", Figures::new(), None, now_ms);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// Every current block and throttle, identities first, sorted.
+    pub fn restrictions(&self, now_ms: i64) -> Vec<Restriction> {
+        let mut out = Vec::new();
+        for (id, s) in lock(&self.identities).iter() {
+            let live = |i: &Imposed| i.until_ms.is_none_or(|u| now_ms < u);
+            if let Some(b) = s.block.as_ref().filter(|b| live(b)) {
+                out.push(restriction("identity", id.clone(), "block", b));
+            }
+            if let Some((t, _)) = s.throttle.as_ref().filter(|(t, _)| live(t)) {
+                out.push(restriction("identity", id.clone(), "throttle", t));
+            }
+        }
+        for (ip, s) in lock(&self.sources).iter() {
+            if let Some(b) = s
+                .block
+                .as_ref()
+                .filter(|b| b.until_ms.is_none_or(|u| now_ms < u))
+            {
+                out.push(restriction("source", ip.to_string(), "block", b));
+            }
+        }
+        out.sort_by(|a, b| (a.subject, &a.id, a.action).cmp(&(b.subject, &b.id, b.action)));
+        out
+    }
+
+    /// Lifts every block and throttle of `id` (a client id or a source
+    /// address), recording who did it. Returns how many were lifted.
+    pub fn unblock(&self, id: &str, by: &str, now_ms: i64) -> usize {
+        let mut lifted = 0;
+        if let Some(s) = lock(&self.identities).get_mut(id) {
+            lifted +=
+                usize::from(s.block.take().is_some()) + usize::from(s.throttle.take().is_some());
+            s.denials = 0;
+        }
+        if let Ok(ip) = id.parse::<IpAddr>() {
+            if let Some(s) = lock(&self.sources).get_mut(&ip) {
+                lifted += usize::from(s.block.take().is_some());
+                s.failures = 0;
+            }
+        }
+        if lifted > 0 {
+            self.audit.anomaly_event(&AnomalyEvent {
+                ts: crate::audit::rfc3339_ms(now_ms),
+                event: "anomaly",
+                detector: "operator",
+                action: "unblock",
+                client_id: Some(id),
+                source: None,
+                tool: None,
+                figures: Figures::from([("lifted", lifted as f64)]),
+                until: None,
+                by: Some(by),
+            });
+        }
+        lifted
+    }
+
+    /// Frees one slot in a full identity map by forgetting the least
+    /// recently seen identity that is not restricted; false if none can go.
+    fn make_room(&self, map: &mut HashMap<String, IdentityState>) -> bool {
+        if map.len() < self.config.max_identities {
+            return true;
+        }
+        let victim = map
+            .iter()
+            .filter(|(_, s)| !s.restricted())
+            .min_by_key(|(_, s)| s.last_ms)
+            .map(|(id, _)| id.clone());
+        match victim {
+            Some(id) => {
+                map.remove(&id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Applies `action` to `state`; returns when it ends.
+    fn impose(
+        &self,
+        state: &mut IdentityState,
+        detector: &'static str,
+        action: Action,
+        cooldown_secs: u64,
+        now_ms: i64,
+    ) -> Option<i64> {
+        let until = until_of(now_ms, cooldown_secs);
+        let imposed = Imposed {
+            detector,
+            since_ms: now_ms,
+            until_ms: until,
+        };
+        match action {
+            Action::Block => {
+                state.block = Some(imposed);
+                until
+            }
+            Action::Throttle => {
+                // A throttle always ends: "until unblocked" is for blocks.
+                let until = Some(now_ms.saturating_add(cooldown_secs.max(1) as i64 * 1000));
+                state.throttle = Some((
+                    Imposed {
+                        until_ms: until,
+                        ..imposed
+                    },
+                    Gcra::new(self.config.throttle),
+                ));
+                until
+            }
+            Action::Alert | Action::Off => None,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        client_id: &str,
+        tool: Option<&str>,
+        detector: &'static str,
+        action: &'static str,
+        figures: Figures,
+        until_ms: Option<i64>,
+        now_ms: i64,
+    ) {
+        self.audit.anomaly_event(&AnomalyEvent {
+            ts: crate::audit::rfc3339_ms(now_ms),
+            event: "anomaly",
+            detector,
+            action,
+            client_id: Some(client_id),
+            source: None,
+            tool,
+            figures,
+            until: until_ms.map(crate::audit::rfc3339_ms),
+            by: None,
+        });
+    }
+
+    fn record_source(
+        &self,
+        source: IpAddr,
+        action: &'static str,
+        figures: Figures,
+        until_ms: Option<i64>,
+        now_ms: i64,
+    ) {
+        let source = source.to_string();
+        self.audit.anomaly_event(&AnomalyEvent {
+            ts: crate::audit::rfc3339_ms(now_ms),
+            event: "anomaly",
+            detector: "source_failures",
+            action,
+            client_id: None,
+            source: Some(&source),
+            tool: None,
+            figures,
+            until: until_ms.map(crate::audit::rfc3339_ms),
+            by: None,
+        });
+    }
+}
+
+fn until_of(now_ms: i64, cooldown_secs: u64) -> Option<i64> {
+    (cooldown_secs > 0).then(|| now_ms.saturating_add(cooldown_secs as i64 * 1000))
+}
+
+fn restriction(
+    subject: &'static str,
+    id: String,
+    action: &'static str,
+    i: &Imposed,
+) -> Restriction {
+    Restriction {
+        subject,
+        id,
+        action,
+        detector: i.detector,
+        since_ms: i.since_ms,
+        until_ms: i.until_ms,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,353 @@
+//! Every detector driven with a fixed clock: the figure at which it fires,
+//! the action, the audit record, the cool-down and the unblock; and a
+//! second identity that is never affected.
+
+use super::*;
+use serde_json::Value;
+
+const T0: i64 = 1_800_000_000_000;
+const MIN: i64 = 60_000;
+
+fn anomaly(config: AnomalyConfig) -> (Anomaly, Arc<AuditLog>) {
+    let audit = Arc::new(AuditLog::memory());
+    (Anomaly::new(config, audit.clone()), audit)
+}
+
+/// The anomaly records written so far, parsed.
+fn events(audit: &AuditLog) -> Vec<Value> {
+    audit
+        .lines()
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON line"))
+        .filter(|v| v["event"] == "anomaly")
+        .collect()
+}
+
+fn quiet() -> AnomalyConfig {
+    let mut c = AnomalyConfig::default();
+    c.volume.action = Action::Off;
+    c.new_tool.action = Action::Off;
+    c.off_hours.action = Action::Off;
+    c.denials.action = Action::Off;
+    c.source_failures.action = Action::Off;
+    c
+}
+
+#[test]
+fn volume_fires_above_the_floor_then_above_factor_times_baseline() {
+    let mut c = quiet();
+    c.volume = VolumeConfig {
+        action: Action::Throttle,
+        window_secs: 60,
+        half_life_secs: 60,
+        factor: 3.0,
+        floor: 10,
+        cooldown_secs: Some(120),
+    };
+    c.throttle = RateLimitFile {
+        per_second: 1,
+        burst: 2,
+    };
+    let (a, audit) = anomaly(c);
+    // A new identity: 10 calls in a minute is the floor, not a spike.
+    for i in 0..10 {
+        assert_eq!(
+            a.observe_call("alice", None, true, T0 + i),
+            Admission::Allow
+        );
+    }
+    assert!(events(&audit).is_empty(), "ten calls do not fire");
+    assert_eq!(
+        a.observe_call("alice", None, true, T0 + 10),
+        Admission::Allow
+    );
+    let e = events(&audit);
+    assert_eq!(e.len(), 1, "the eleventh call fires: {e:?}");
+    assert_eq!(e[0]["detector"], "volume");
+    assert_eq!(e[0]["action"], "throttle");
+    assert_eq!(e[0]["client_id"], "alice");
+    assert_eq!(e[0]["figures"]["calls_in_window"], 11.0);
+    assert_eq!(e[0]["figures"]["threshold"], 10.0);
+    assert!(e[0]["until"].as_str().is_some());
+    // Throttled: burst 2 at 1/s, then refused with a wait.
+    let now = T0 + 100;
+    assert_eq!(a.admit("alice", now), Admission::Allow);
+    assert_eq!(a.admit("alice", now), Admission::Allow);
+    assert_eq!(
+        a.admit("alice", now),
+        Admission::Throttled {
+            retry_after_ms: 1000
+        }
+    );
+    assert_eq!(a.admit("bob", now), Admission::Allow, "bob is untouched");
+    // The cool-down passes: the throttle is lifted and recorded.
+    assert_eq!(a.admit("alice", T0 + 10 + 120_000), Admission::Allow);
+    let e = events(&audit);
+    assert_eq!(e.last().expect("expiry")["action"], "throttle_expired");
+
+    // A steady identity: 20 calls a minute for a while builds a baseline
+    // (half-life one window), so 3 x baseline is the bar, not the floor.
+    let (a, audit) = anomaly(AnomalyConfig {
+        volume: VolumeConfig {
+            action: Action::Alert,
+            floor: 10,
+            factor: 3.0,
+            half_life_secs: 60,
+            ..VolumeConfig::default()
+        },
+        ..quiet()
+    });
+    let mut t = T0;
+    for _minute in 0..10 {
+        for i in 0..20 {
+            a.observe_call("carol", None, true, t + i * 1000);
+        }
+        t += MIN;
+    }
+    let fired_while_learning = events(&audit).len();
+    // The baseline is now close to 20 a minute, so the bar is about 60:
+    // the next minute's 70 calls fire once, at the first call above it.
+    for i in 0..70 {
+        a.observe_call("carol", None, true, t + i * 100);
+    }
+    let e = events(&audit);
+    assert_eq!(e.len(), fired_while_learning + 1, "{e:?}");
+    let last = e.last().expect("spike");
+    assert_eq!(last["action"], "alert");
+    let threshold = last["figures"]["threshold"].as_f64().expect("threshold");
+    let calls = last["figures"]["calls_in_window"].as_f64().expect("calls");
+    assert!(
+        threshold > 55.0 && threshold < 61.0,
+        "threshold {threshold}"
+    );
+    assert_eq!(
+        calls,
+        threshold.floor() + 1.0,
+        "fires at the first call above"
+    );
+}
+
+#[test]
+fn a_new_tool_after_learning_fires_once() {
+    let mut c = quiet();
+    c.new_tool = NewToolConfig {
+        action: Action::Block,
+        learning_calls: 3,
+        learning_secs: 3_600,
+        max_tools: 8,
+        cooldown_secs: Some(0),
+    };
+    let (a, audit) = anomaly(c);
+    for (i, tool) in ["get_meps", "get_meps", "search_documents"]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            a.observe_call("alice", Some(tool), true, T0 + i as i64),
+            Admission::Allow
+        );
+    }
+    // Learning is over (three calls); known tools are fine.
+    assert_eq!(
+        a.observe_call("alice", Some("get_meps"), true, T0 + 10),
+        Admission::Allow
+    );
+    assert!(events(&audit).is_empty());
+    let v = a.observe_call("alice", Some("get_voting_records"), true, T0 + 11);
+    assert_eq!(
+        v,
+        Admission::Blocked {
+            detector: "new_tool",
+            until_ms: None
+        },
+        "cool-down 0: until an operator unblocks"
+    );
+    let e = events(&audit);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0]["detector"], "new_tool");
+    assert_eq!(e[0]["tool"], "get_voting_records");
+    assert_eq!(e[0]["figures"]["known_tools"], 2.0);
+    assert!(e[0]["until"].is_null());
+    // Blocked for good, whatever the time…
+    assert!(matches!(
+        a.admit("alice", T0 + 86_400_000),
+        Admission::Blocked { .. }
+    ));
+    assert_eq!(a.restrictions(T0 + 12).len(), 1);
+    // …until an operator unblocks; the tool is known now.
+    assert_eq!(a.unblock("alice", "ops", T0 + 20), 1);
+    assert_eq!(a.admit("alice", T0 + 21), Admission::Allow);
+    assert_eq!(
+        a.observe_call("alice", Some("get_voting_records"), true, T0 + 22),
+        Admission::Allow
+    );
+    let e = events(&audit);
+    assert_eq!(e.last().expect("unblock")["action"], "unblock");
+    assert_eq!(e.last().expect("unblock")["by"], "ops");
+    assert!(a.restrictions(T0 + 23).is_empty());
+    assert_eq!(
+        a.unblock("alice", "ops", T0 + 24),
+        0,
+        "nothing left to lift"
+    );
+
+    // Learning also ends with time.
+    let mut c = quiet();
+    c.new_tool.action = Action::Alert;
+    c.new_tool.learning_calls = 1_000;
+    c.new_tool.learning_secs = 60;
+    let (a, audit) = anomaly(c);
+    a.observe_call("bob", Some("get_meps"), true, T0);
+    a.observe_call("bob", Some("search_documents"), true, T0 + 59_999);
+    assert!(events(&audit).is_empty(), "still learning");
+    a.observe_call("bob", Some("get_committee_info"), true, T0 + MIN);
+    assert_eq!(events(&audit).len(), 1);
+}
+
+#[test]
+fn off_hours_calls_block_for_the_cool_down() {
+    let mut c = quiet();
+    c.off_hours = OffHoursConfig {
+        action: Action::Block,
+        cooldown_secs: Some(300),
+    };
+    let (a, audit) = anomaly(c);
+    assert_eq!(a.observe_call("alice", None, true, T0), Admission::Allow);
+    assert_eq!(
+        a.observe_call("alice", None, false, T0 + 1),
+        Admission::Blocked {
+            detector: "off_hours",
+            until_ms: Some(T0 + 1 + 300_000)
+        }
+    );
+    assert!(matches!(
+        a.admit("alice", T0 + 299_000),
+        Admission::Blocked { .. }
+    ));
+    assert_eq!(a.admit("bob", T0 + 2), Admission::Allow);
+    assert_eq!(
+        a.admit("alice", T0 + 1 + 300_000),
+        Admission::Allow,
+        "cool-down over"
+    );
+    let e = events(&audit);
+    assert_eq!(e.len(), 2);
+    assert_eq!(e[0]["detector"], "off_hours");
+    assert_eq!(e[0]["action"], "block");
+    assert_eq!(e[1]["action"], "block_expired");
+}
+
+#[test]
+fn a_burst_of_denials_blocks_at_the_threshold_within_the_window() {
+    let mut c = quiet();
+    c.denials = DenialsConfig {
+        action: Action::Block,
+        window_secs: 60,
+        threshold: 5,
+        cooldown_secs: Some(600),
+    };
+    let (a, audit) = anomaly(c);
+    // Four in one window, then the window passes: no block.
+    for i in 0..4 {
+        a.observe_denial("alice", "SIGNATURE_INVALID", T0 + i);
+    }
+    a.observe_denial("alice", "SIGNATURE_INVALID", T0 + MIN + 1);
+    assert_eq!(a.admit("alice", T0 + MIN + 2), Admission::Allow);
+    for i in 0..4 {
+        a.observe_denial("alice", "REPLAYED_NONCE", T0 + MIN + 10 + i);
+    }
+    assert_eq!(
+        a.admit("alice", T0 + MIN + 20),
+        Admission::Blocked {
+            detector: "denials",
+            until_ms: Some(T0 + MIN + 13 + 600_000)
+        }
+    );
+    assert_eq!(a.admit("bob", T0 + MIN + 20), Admission::Allow);
+    let e = events(&audit);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0]["detector"], "denials");
+    assert_eq!(e[0]["figures"]["denials_in_window"], 5.0);
+}
+
+#[test]
+fn a_failing_source_is_blocked_and_lifted() {
+    let mut c = quiet();
+    c.source_failures = SourceFailuresConfig {
+        action: Action::Block,
+        window_secs: 10,
+        threshold: 3,
+        cooldown_secs: Some(30),
+    };
+    let (a, audit) = anomaly(c);
+    let bad: IpAddr = "127.0.0.2".parse().expect("ip");
+    let good: IpAddr = "127.0.0.1".parse().expect("ip");
+    assert!(!a.observe_source_failure(bad, T0));
+    assert!(!a.observe_source_failure(bad, T0 + 1));
+    assert!(
+        a.observe_source_failure(bad, T0 + 2),
+        "third failure blocks"
+    );
+    assert!(a.source_blocked(bad, T0 + 3));
+    assert!(!a.source_blocked(good, T0 + 3));
+    let listed = a.restrictions(T0 + 3);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].subject, "source");
+    assert_eq!(listed[0].id, "127.0.0.2");
+    assert!(!a.source_blocked(bad, T0 + 2 + 30_000), "cool-down over");
+    let e = events(&audit);
+    assert_eq!(e[0]["source"], "127.0.0.2");
+    assert_eq!(e[0]["figures"]["failures_in_window"], 3.0);
+    assert_eq!(e.last().expect("expiry")["action"], "block_expired");
+    // An operator may lift a source block early.
+    for i in 0..3 {
+        a.observe_source_failure(bad, T0 + MIN + i);
+    }
+    assert!(a.source_blocked(bad, T0 + MIN + 5));
+    assert_eq!(a.unblock("127.0.0.2", "ops", T0 + MIN + 6), 1);
+    assert!(!a.source_blocked(bad, T0 + MIN + 7));
+}
+
+#[test]
+fn state_is_bounded_and_restricted_identities_are_never_forgotten() {
+    let mut c = quiet();
+    c.max_identities = 2;
+    c.off_hours.action = Action::Block;
+    c.cooldown_secs = 0;
+    c.volume.action = Action::Alert;
+    let (a, _audit) = anomaly(c);
+    assert!(matches!(
+        a.observe_call("blocked", None, false, T0),
+        Admission::Blocked { .. }
+    ));
+    a.observe_call("x", None, true, T0 + 1);
+    a.observe_call("y", None, true, T0 + 2);
+    a.observe_call("z", None, true, T0 + 3);
+    let map = lock(&a.identities);
+    assert_eq!(map.len(), 2, "bounded");
+    assert!(map.contains_key("blocked"), "a block survives eviction");
+    assert!(map.contains_key("z"));
+}
+
+#[test]
+fn config_ranges_are_checked() {
+    let mut c = AnomalyConfig::default();
+    assert_eq!(c.validate(), Ok(()));
+    c.volume.factor = 0.5;
+    assert!(c
+        .validate()
+        .expect_err("factor")
+        .contains("anomaly.volume.factor"));
+    let mut c = AnomalyConfig::default();
+    c.source_failures.action = Action::Throttle;
+    assert!(c
+        .validate()
+        .expect_err("throttle")
+        .contains("source_failures"));
+    let mut c = AnomalyConfig::default();
+    c.denials.threshold = 0;
+    assert!(c
+        .validate()
+        .expect_err("threshold")
+        .contains("anomaly.denials.threshold"));
+}
