@@ -60,6 +60,15 @@ async fn enroll(
     issued
 }
 
+/// bob, a second identity, is served: whatever happened to another one.
+async fn bob_still_calls(gw: &TestGateway, why: &str) {
+    gw.raw(&gw.bob)
+        .await
+        .send_payload(GET_MEPS)
+        .await
+        .unwrap_or_else(|e| panic!("{why}: {e:?}"));
+}
+
 /// The anomaly records in the audit trail.
 fn anomaly_events(gw: &TestGateway) -> Vec<Value> {
     gw.audit
@@ -290,11 +299,7 @@ async fn a_burst_of_bad_signatures_blocks_the_identity_until_an_admin_unblocks_i
     );
 
     // bob is never affected.
-    gw.raw(&gw.bob)
-        .await
-        .send_payload(GET_MEPS)
-        .await
-        .expect("bob calls");
+    bob_still_calls(&gw, "bob calls").await;
 
     // Only an admin may see and lift blocks, through a signed call.
     let alice_client = gw.client(&gw.alice).await;
@@ -361,11 +366,7 @@ async fn a_volume_spike_throttles_with_retry_info() {
         Some("RATE_LIMITED")
     );
     assert!(sealgate::error::retry_after_of(&status).is_some());
-    gw.raw(&gw.bob)
-        .await
-        .send_payload(GET_MEPS)
-        .await
-        .expect("bob is untouched");
+    bob_still_calls(&gw, "bob is untouched").await;
 }
 
 #[tokio::test]
@@ -429,11 +430,7 @@ async fn a_call_outside_the_allowed_hours_is_blocked() {
     let fired = anomaly_events(&gw);
     assert_eq!(fired[0]["detector"], "off_hours");
     assert_eq!(fired[0]["client_id"], "grace");
-    gw.raw(&gw.bob)
-        .await
-        .send_payload(GET_MEPS)
-        .await
-        .expect("bob has no hours");
+    bob_still_calls(&gw, "bob has no hours").await;
 }
 
 #[tokio::test]
@@ -624,11 +621,7 @@ async fn calls_beyond_the_tier_concurrency_are_refused() {
     );
     assert!(message.contains("1 calls in flight"), "{message}");
     // Other identities are not limited by hank's calls.
-    gw.raw(&gw.bob)
-        .await
-        .send_payload(GET_MEPS)
-        .await
-        .expect("bob calls");
+    bob_still_calls(&gw, "bob calls").await;
     slow.await.expect("task").expect("the slow call completes");
     client
         .call_tool("get_meps", json!({"limit": 1}))

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
-use sealgate::client::{Client, ClientError};
+use sealgate::client::Client;
 
 use super::client::ConnArgs;
 
@@ -45,17 +45,6 @@ pub fn run(cmd: AdminCommand) -> Result<ExitCode> {
             out!("{}", serde_json::to_string_pretty(&value)?);
             Ok(ExitCode::SUCCESS)
         }
-        Err(ClientError::Denied {
-            code,
-            reason,
-            message,
-        }) => {
-            eprintln!(
-                "denied: {} (gRPC {code:?}): {message}",
-                reason.as_deref().unwrap_or("UNKNOWN")
-            );
-            Ok(ExitCode::from(1))
-        }
-        Err(e) => Err(e.into()),
+        Err(e) => super::client::refusal(e),
     }
 }

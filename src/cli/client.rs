@@ -203,17 +203,25 @@ pub(super) fn print_response(result: Result<Value, ClientError>) -> Result<ExitC
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(ClientError::Denied {
+        Err(e) => refusal(e),
+    }
+}
+
+/// A gateway refusal on stderr with its reason, exit code 1; any other
+/// client error is returned.
+pub(super) fn refusal(e: ClientError) -> Result<ExitCode> {
+    match e {
+        ClientError::Denied {
             code,
             reason,
             message,
-        }) => {
+        } => {
             eprintln!(
                 "denied: {} (gRPC {code:?}): {message}",
                 reason.as_deref().unwrap_or("UNKNOWN")
             );
             Ok(ExitCode::from(1))
         }
-        Err(e) => Err(e.into()),
+        e => Err(e.into()),
     }
 }
