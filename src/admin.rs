@@ -8,14 +8,13 @@
 //! request like any other. Every call leaves one audit record.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use prost::Message as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tonic::{Request, Response, Status};
 
-use crate::audit::{AuditRecord, Outcome};
+use crate::audit::AuditRecord;
 use crate::error::{Denial, Reason};
 use crate::gateway::{Authenticated, Gateway};
 use crate::peer::PeerInfo;
@@ -51,26 +50,25 @@ impl AdminService {
         method: &'static str,
     ) -> Result<SignedEnvelope, Status> {
         let _busy = peer.as_ref().map(|p| p.activity.begin());
-        let started = Instant::now();
-        let mut record = AuditRecord::new();
-        record.method = Some(method);
+        let gw = &self.gateway;
+        // The same guard, detectors and refusal summaries as a gateway call.
+        let mut audit = gw.audit_guard();
+        audit.record.method = Some(method);
+        let mut registered = false;
         let result = self
-            .handle(peer.as_deref(), envelope, size, method, &mut record)
+            .handle(
+                peer.as_deref(),
+                envelope,
+                size,
+                method,
+                &mut audit.record,
+                &mut registered,
+            )
             .await;
-        match &result {
-            Ok(_) => record.outcome = Outcome::Allowed,
-            Err(d) => {
-                record.deny(d.reason.as_str(), d.reason.fault());
-                tracing::info!(
-                    client.id = record.client_id.as_deref().unwrap_or("-"),
-                    reason = d.reason.as_str(),
-                    method,
-                    "admin request denied"
-                );
-            }
+        if let Err(d) = &result {
+            gw.observe_denial(peer.as_deref(), &audit.record, registered, d.reason);
         }
-        record.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.gateway.audit.write(&record);
+        gw.conclude(peer.as_deref(), audit, &result);
         result.map_err(|d| d.to_status())
     }
 
@@ -81,16 +79,16 @@ impl AdminService {
         size: usize,
         method: &'static str,
         record: &mut AuditRecord,
+        registered: &mut bool,
     ) -> Result<SignedEnvelope, Denial> {
         let gw = &self.gateway;
         let now = gw.clock.now_ms();
-        let mut registered = false;
         let Authenticated {
             identity,
             client,
             verified,
             in_flight: _in_flight,
-        } = gw.authenticate(peer, envelope, size, record, &mut registered, now)?;
+        } = gw.authenticate(peer, envelope, size, record, registered, now)?;
         if !client.admin {
             return Err(Denial::new(
                 Reason::AdminNotAllowed,
@@ -98,6 +96,17 @@ impl AdminService {
             ));
         }
         let request = parse(&verified.payload, method)?;
+        // Admins are watched like everyone (volume, hours).
+        let in_hours = client
+            .allowed_hours
+            .as_ref()
+            .is_none_or(|h| h.contains(now));
+        if let crate::policy::Admission::Blocked { detector, until_ms } =
+            gw.anomaly
+                .observe_call(identity.client_id.as_str(), None, in_hours, now)
+        {
+            return Err(crate::gateway::blocked(detector, until_ms));
+        }
         let result = match method {
             METHOD_BLOCKS => {
                 let list: Vec<Value> = gw

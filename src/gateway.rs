@@ -5,7 +5,9 @@
 //! before any JSON is parsed; a nonce is recorded only after its signature
 //! held. Each stage returns a [`Denial`] on failure; [`Denial::to_status`]
 //! is the only place a denial becomes a gRPC status. Every request, allowed
-//! or denied, produces exactly one audit record.
+//! or denied, produces exactly one audit record, except that a repeated
+//! admission refusal of the same identity (or source) and reason is counted
+//! into one summary record per interval instead.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -127,6 +129,8 @@ fn is_admission_refusal(reason: Reason) -> bool {
             | Reason::IdentityBlocked
             | Reason::RateLimited
             | Reason::ConcurrencyLimited
+            | Reason::EnvelopeTooLarge
+            | Reason::ReplayCacheFull
     )
 }
 
@@ -151,52 +155,21 @@ impl McpGatewayService for GatewayService {
         // Written when this future ends, however it ends: a client that
         // resets its stream, or the transport's request timeout, drops the
         // future mid-call and still leaves a record.
-        let mut audit = AuditOnDrop {
-            record: AuditRecord::new(),
-            log: &self.gateway.audit,
-            started: Instant::now(),
-            done: false,
-            skip: false,
-        };
+        let mut audit = self.gateway.audit_guard();
         let result = self
             .gateway
             .process(peer.as_deref(), request.into_inner(), &mut audit.record)
             .await;
-        match &result {
-            Ok(_) => audit.record.outcome = Outcome::Allowed,
-            Err(denial) => {
-                audit
-                    .record
-                    .deny(denial.reason.as_str(), denial.reason.fault());
-                let who = match (&audit.record.client_id, &peer) {
-                    (Some(id), _) => id.clone(),
-                    (None, Some(p)) => p.remote.ip().to_string(),
-                    (None, None) => "-".to_string(),
-                };
-                let repeat = is_admission_refusal(denial.reason)
-                    && self.gateway.refusals.note((who, denial.reason)) == Seen::Repeat;
-                if repeat {
-                    // Counted into the next summary record instead.
-                    audit.skip = true;
-                } else {
-                    tracing::info!(
-                        client.id = audit.record.client_id.as_deref().unwrap_or("-"),
-                        reason = denial.reason.as_str(),
-                        "request denied"
-                    );
-                }
-            }
-        }
-        audit.done = true;
-        drop(audit);
+        self.gateway.conclude(peer.as_deref(), audit, &result);
         result.map(Response::new).map_err(|d| d.to_status())
     }
 }
 
 /// Writes the audit record of one request when dropped; a request that did
 /// not finish is recorded as `cancelled`.
-struct AuditOnDrop<'a> {
-    record: AuditRecord,
+pub struct AuditOnDrop<'a> {
+    /// The record, filled in as the request goes.
+    pub record: AuditRecord,
     log: &'a AuditLog,
     started: Instant,
     done: bool,
@@ -219,6 +192,57 @@ impl Drop for AuditOnDrop<'_> {
 }
 
 impl Gateway {
+    /// The audit guard of one request: whatever ends the request's future,
+    /// its record is written (or, for a repeated admission refusal,
+    /// counted by [`Gateway::conclude`]).
+    pub fn audit_guard(&self) -> AuditOnDrop<'_> {
+        AuditOnDrop {
+            record: AuditRecord::new(),
+            log: &self.audit,
+            started: Instant::now(),
+            done: false,
+            skip: false,
+        }
+    }
+
+    /// Finishes a request's record from its outcome: allowed, or denied with
+    /// its reason, logged in full unless it repeats an admission refusal of
+    /// the same identity (or source) in this interval, which is counted.
+    pub fn conclude<T>(
+        &self,
+        peer: Option<&PeerInfo>,
+        mut audit: AuditOnDrop<'_>,
+        result: &Result<T, Denial>,
+    ) {
+        match result {
+            Ok(_) => audit.record.outcome = Outcome::Allowed,
+            Err(denial) => {
+                audit
+                    .record
+                    .deny(denial.reason.as_str(), denial.reason.fault());
+                let who = match (&audit.record.client_id, peer) {
+                    (Some(id), _) => id.clone(),
+                    (None, Some(p)) => p.remote.ip().to_string(),
+                    (None, None) => "-".to_string(),
+                };
+                let repeat = is_admission_refusal(denial.reason)
+                    && self.refusals.note((who, denial.reason)) == Seen::Repeat;
+                if repeat {
+                    // Counted into the next summary record instead.
+                    audit.skip = true;
+                } else {
+                    tracing::info!(
+                        client.id = audit.record.client_id.as_deref().unwrap_or("-"),
+                        method = audit.record.method.unwrap_or("-"),
+                        reason = denial.reason.as_str(),
+                        "request denied"
+                    );
+                }
+            }
+        }
+        audit.done = true;
+    }
+
     /// Writes one summary record (and log line) per identity or source and
     /// reason whose admission refusals repeated since the last report, with
     /// the exact count. Runs every interval; tests call it directly.
@@ -485,7 +509,7 @@ impl Gateway {
 
     /// Tells the detectors about a refusal: of a registered identity for
     /// what it sent, or of a source for whom it claims to be.
-    fn observe_denial(
+    pub fn observe_denial(
         &self,
         peer: Option<&PeerInfo>,
         record: &AuditRecord,
@@ -513,6 +537,8 @@ impl Gateway {
                 | Reason::ConcurrencyLimited
                 | Reason::IdentityBlocked
                 | Reason::ClientDisabled
+                | Reason::EnvelopeTooLarge
+                | Reason::ReplayCacheFull
         );
         if registered && !admission && reason.fault() == crate::error::Fault::Client {
             if let Some(id) = &record.client_id {
@@ -654,7 +680,7 @@ fn note_identity_denied(peer: Option<&PeerInfo>) {
 }
 
 /// The refusal of a blocked identity.
-fn blocked(detector: &str, until_ms: Option<i64>) -> Denial {
+pub fn blocked(detector: &str, until_ms: Option<i64>) -> Denial {
     let until = match until_ms {
         Some(ms) => format!("until {}", crate::audit::rfc3339_ms(ms)),
         None => "until an operator unblocks it".to_string(),

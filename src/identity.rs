@@ -469,9 +469,11 @@ impl Registry {
             if tool_names.iter().any(|t| t == "*") && tool_names.len() != 1 {
                 return Err(format!("{}: \"*\" must be the only entry", ctx("tools")));
             }
+            // A plain name must be a valid tool name; a glob is checked by
+            // its compiler below.
             for t in tool_names {
-                let plain: String = t.chars().filter(|c| !matches!(c, '*' | '?')).collect();
-                if t != "*" && !plain.is_empty() && !crate::jsonrpc::valid_tool_name(&plain) {
+                let glob = t.contains(['*', '?', '[']);
+                if !glob && !crate::jsonrpc::valid_tool_name(t) {
                     return Err(format!("{}: invalid tool name {t:?}", ctx("tools")));
                 }
             }
@@ -482,6 +484,14 @@ impl Registry {
             };
             let tool_cost = ToolCost::compile(policy.tool_cost.as_ref())
                 .map_err(|e| format!("client {id:?} field {e}"))?;
+            let rate = policy.rate_limit.unwrap_or(defaults.rate);
+            if let Some((tool, cost)) = tool_cost.dearest().filter(|(_, c)| *c > rate.burst) {
+                return Err(format!(
+                    "{}: {tool} costs {cost}, more than the burst of {} (it could never be called)",
+                    ctx("tool_cost"),
+                    rate.burst
+                ));
+            }
             let allowed_hours = policy
                 .allowed_hours
                 .as_ref()
@@ -523,7 +533,6 @@ impl Registry {
                     },
                 );
             }
-            let rate = policy.rate_limit.unwrap_or(defaults.rate);
             let before = previous.and_then(|p| p.get(&id));
             let limiter = match before {
                 Some(b) if b.rate == rate => b.limiter.clone(),

@@ -709,3 +709,39 @@ async fn a_source_of_failed_handshakes_is_blocked_at_accept() {
         .await
         .expect("alice calls");
 }
+
+#[tokio::test]
+async fn probing_the_admin_service_counts_like_any_refusal() {
+    let gw = TestGateway::start_with(Options {
+        config_extra: "[anomaly.denials]\naction = \"block\"\nthreshold = 3\ncooldown_secs = 600\n"
+            .into(),
+        ..Options::default()
+    })
+    .await;
+    let bob = gw.client(&gw.bob).await;
+    for _ in 0..3 {
+        let (_, reason, _) = denied(bob.admin_blocks().await);
+        assert_eq!(reason, "ADMIN_NOT_ALLOWED");
+    }
+    let fired = anomaly_events(&gw);
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0]["client_id"], "bob");
+    let before = gw.backend_calls();
+    let result = gw.raw(&gw.bob).await.send_payload(GET_MEPS).await;
+    assert_denied(
+        &gw,
+        result,
+        Code::PermissionDenied,
+        "IDENTITY_BLOCKED",
+        before,
+    );
+    // Each admin refusal left its own record, with its method.
+    let admin_records = gw
+        .audit
+        .lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["method"] == "admin/blocks")
+        .count();
+    assert_eq!(admin_records, 3);
+}

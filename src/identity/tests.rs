@@ -111,6 +111,22 @@ methods = []"#,
             r#"[[client]]
 id = "a"
 methods = []
+tools = ["search_documents"]
+rate_limit = { per_second = 1, burst = 2 }
+tool_cost = { search_documents = 3 }"#,
+            "field tool_cost: search_documents costs 3, more than the burst of 2",
+        ),
+        (
+            r#"[[client]]
+id = "a"
+methods = []
+tools = ["get meps"]"#,
+            "field tools: invalid tool name",
+        ),
+        (
+            r#"[[client]]
+id = "a"
+methods = []
 tools = []
 colour = "red""#,
             "colour",

@@ -33,6 +33,13 @@ use serde::{Deserialize, Serialize};
 use super::RateLimitFile;
 use crate::audit::{AnomalyEvent, AuditLog};
 
+/// The default cool-down of a throttle or block: 15 minutes.
+const DEFAULT_COOLDOWN_SECS: u64 = 900;
+
+/// The longest window, half-life, learning period or cool-down accepted:
+/// a year. Larger values would only overflow time arithmetic.
+const MAX_SECS: u64 = 366 * 86_400;
+
 /// What a detector does when it fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -216,7 +223,7 @@ impl Default for AnomalyConfig {
         AnomalyConfig {
             max_identities: 100_000,
             max_sources: 65_536,
-            cooldown_secs: 900,
+            cooldown_secs: DEFAULT_COOLDOWN_SECS,
             throttle: RateLimitFile {
                 per_second: 1,
                 burst: 5,
@@ -261,6 +268,45 @@ impl AnomalyConfig {
         for (name, v) in positive {
             if v == 0 {
                 return Err(format!("field {name}: must be at least 1"));
+            }
+        }
+        let bounded = [
+            ("anomaly.cooldown_secs", Some(self.cooldown_secs)),
+            ("anomaly.volume.window_secs", Some(self.volume.window_secs)),
+            (
+                "anomaly.volume.half_life_secs",
+                Some(self.volume.half_life_secs),
+            ),
+            ("anomaly.volume.cooldown_secs", self.volume.cooldown_secs),
+            (
+                "anomaly.new_tool.learning_secs",
+                Some(self.new_tool.learning_secs),
+            ),
+            (
+                "anomaly.new_tool.cooldown_secs",
+                self.new_tool.cooldown_secs,
+            ),
+            (
+                "anomaly.off_hours.cooldown_secs",
+                self.off_hours.cooldown_secs,
+            ),
+            (
+                "anomaly.denials.window_secs",
+                Some(self.denials.window_secs),
+            ),
+            ("anomaly.denials.cooldown_secs", self.denials.cooldown_secs),
+            (
+                "anomaly.source_failures.window_secs",
+                Some(self.source_failures.window_secs),
+            ),
+            (
+                "anomaly.source_failures.cooldown_secs",
+                self.source_failures.cooldown_secs,
+            ),
+        ];
+        for (name, v) in bounded {
+            if v.is_some_and(|v| v > MAX_SECS) {
+                return Err(format!("field {name}: at most {MAX_SECS} (a year)"));
             }
         }
         if !(self.volume.factor.is_finite() && self.volume.factor >= 1.0) {
@@ -364,6 +410,8 @@ struct IdentityState {
     volume_fired_in_window: bool,
     baseline: f64,
     tools: HashSet<String>,
+    /// `tools` is full and an unremembered tool has been reported.
+    tools_overflowed: bool,
     denial_window_start_ms: i64,
     denials: u32,
     throttle: Option<(Imposed, Gcra)>,
@@ -381,6 +429,7 @@ impl IdentityState {
             volume_fired_in_window: false,
             baseline: 0.0,
             tools: HashSet::new(),
+            tools_overflowed: false,
             denial_window_start_ms: now_ms,
             denials: 0,
             throttle: None,
@@ -509,7 +558,7 @@ impl Anomaly {
 
         // Volume: close finished windows into the baseline, then count.
         if c.volume.action != Action::Off {
-            let window_ms = (c.volume.window_secs * 1000) as i64;
+            let window_ms = secs_ms(c.volume.window_secs).max(1);
             let elapsed = now_ms.saturating_sub(state.window_start_ms);
             if elapsed >= window_ms {
                 let windows = (elapsed / window_ms).max(1);
@@ -519,7 +568,9 @@ impl Anomaly {
                 state.baseline += alpha * (f64::from(state.window_calls) - state.baseline);
                 state.baseline *=
                     (1.0 - alpha).powi(i32::try_from(windows - 1).unwrap_or(i32::MAX));
-                state.window_start_ms += windows * window_ms;
+                state.window_start_ms = state
+                    .window_start_ms
+                    .saturating_add(windows.saturating_mul(window_ms));
                 state.window_calls = 0;
                 state.volume_fired_in_window = false;
             }
@@ -544,8 +595,15 @@ impl Anomaly {
         // New tool: learn during the window, then flag first uses.
         if let (Some(tool), true) = (tool, c.new_tool.action != Action::Off) {
             let learning = state.calls <= c.new_tool.learning_calls
-                && now_ms.saturating_sub(state.first_ms) < (c.new_tool.learning_secs * 1000) as i64;
-            if !state.tools.contains(tool) {
+                && now_ms.saturating_sub(state.first_ms) < secs_ms(c.new_tool.learning_secs);
+            let full = state.tools.len() >= c.new_tool.max_tools;
+            // Beyond max_tools a tool cannot be remembered: new tools are
+            // then reported once, together, rather than on every call.
+            let reported = full && state.tools_overflowed;
+            if !state.tools.contains(tool) && !reported {
+                if full {
+                    state.tools_overflowed = true;
+                }
                 if !learning {
                     fired.push((
                         "new_tool",
@@ -613,8 +671,7 @@ impl Anomaly {
             .entry(client_id.to_string())
             .or_insert_with(|| IdentityState::new(now_ms));
         state.last_ms = now_ms;
-        let window_ms = (c.window_secs * 1000) as i64;
-        if now_ms.saturating_sub(state.denial_window_start_ms) >= window_ms {
+        if now_ms.saturating_sub(state.denial_window_start_ms) >= secs_ms(c.window_secs) {
             state.denial_window_start_ms = now_ms;
             state.denials = 0;
         }
@@ -651,12 +708,22 @@ impl Anomaly {
         if c.action == Action::Off {
             return false;
         }
+        let source = source_key(source);
         let mut map = lock(&self.sources);
         if !map.contains_key(&source) && map.len() >= self.config.max_sources {
-            let window_ms = (c.window_secs * 1000) as i64;
-            map.retain(|_, s| s.block.is_some() || now_ms.saturating_sub(s.last_ms) < window_ms);
-            if map.len() >= self.config.max_sources {
-                return false;
+            // Full: forget the least recently seen unblocked source, so a
+            // new one is always tracked (an attacker cannot fill the table
+            // to switch the detector off).
+            let victim = map
+                .iter()
+                .filter(|(_, s)| s.block.is_none())
+                .min_by_key(|(_, s)| s.last_ms)
+                .map(|(ip, _)| *ip);
+            match victim {
+                Some(ip) => {
+                    map.remove(&ip);
+                }
+                None => return false,
             }
         }
         let state = map.entry(source).or_insert(SourceState {
@@ -669,7 +736,7 @@ impl Anomaly {
         if state.block.is_some() {
             return true;
         }
-        if now_ms.saturating_sub(state.window_start_ms) >= (c.window_secs * 1000) as i64 {
+        if now_ms.saturating_sub(state.window_start_ms) >= secs_ms(c.window_secs) {
             state.window_start_ms = now_ms;
             state.failures = 0;
         }
@@ -701,6 +768,7 @@ impl Anomaly {
 
     /// Whether new connections from `source` are refused now.
     pub fn source_blocked(&self, source: IpAddr, now_ms: i64) -> bool {
+        let source = source_key(source);
         let mut map = lock(&self.sources);
         let Some(state) = map.get_mut(&source) else {
             return false;
@@ -735,7 +803,7 @@ impl Anomaly {
                 .as_ref()
                 .filter(|b| b.until_ms.is_none_or(|u| now_ms < u))
             {
-                out.push(restriction("source", ip.to_string(), "block", b));
+                out.push(restriction("source", source_text(*ip), "block", b));
             }
         }
         out.sort_by(|a, b| (a.subject, &a.id, a.action).cmp(&(b.subject, &b.id, b.action)));
@@ -745,26 +813,35 @@ impl Anomaly {
     /// Lifts every block and throttle of `id` (a client id or a source
     /// address), recording who did it. Returns how many were lifted.
     pub fn unblock(&self, id: &str, by: &str, now_ms: i64) -> usize {
-        let mut lifted = 0;
+        let mut of_identity = 0;
         if let Some(s) = lock(&self.identities).get_mut(id) {
-            lifted +=
+            of_identity =
                 usize::from(s.block.take().is_some()) + usize::from(s.throttle.take().is_some());
             s.denials = 0;
         }
-        if let Ok(ip) = id.parse::<IpAddr>() {
-            if let Some(s) = lock(&self.sources).get_mut(&ip) {
-                lifted += usize::from(s.block.take().is_some());
+        let mut of_source = 0;
+        let mut source = None;
+        if let Some(key) = id
+            .trim_end_matches("/64")
+            .parse::<IpAddr>()
+            .ok()
+            .map(source_key)
+        {
+            if let Some(s) = lock(&self.sources).get_mut(&key) {
+                of_source = usize::from(s.block.take().is_some());
                 s.failures = 0;
             }
+            source = Some(source_text(key));
         }
+        let lifted = of_identity + of_source;
         if lifted > 0 {
             self.audit.anomaly_event(&AnomalyEvent {
                 ts: crate::audit::rfc3339_ms(now_ms),
                 event: "anomaly",
                 detector: "operator",
                 action: "unblock",
-                client_id: Some(id),
-                source: None,
+                client_id: (of_identity > 0).then_some(id),
+                source: source.as_deref().filter(|_| of_source > 0),
                 tool: None,
                 figures: Figures::from([("lifted", lifted as f64)]),
                 until: None,
@@ -815,8 +892,14 @@ impl Anomaly {
                 until
             }
             Action::Throttle => {
-                // A throttle always ends: "until unblocked" is for blocks.
-                let until = Some(now_ms.saturating_add(cooldown_secs.max(1) as i64 * 1000));
+                // A throttle always ends: "until unblocked" is for blocks,
+                // so a cool-down of 0 means the default here.
+                let secs = if cooldown_secs == 0 {
+                    DEFAULT_COOLDOWN_SECS
+                } else {
+                    cooldown_secs
+                };
+                let until = Some(now_ms.saturating_add(secs_ms(secs)));
                 state.throttle = Some((
                     Imposed {
                         until_ms: until,
@@ -863,7 +946,7 @@ impl Anomaly {
         until_ms: Option<i64>,
         now_ms: i64,
     ) {
-        let source = source.to_string();
+        let source = source_text(source);
         self.audit.anomaly_event(&AnomalyEvent {
             ts: crate::audit::rfc3339_ms(now_ms),
             event: "anomaly",
@@ -880,7 +963,36 @@ impl Anomaly {
 }
 
 fn until_of(now_ms: i64, cooldown_secs: u64) -> Option<i64> {
-    (cooldown_secs > 0).then(|| now_ms.saturating_add(cooldown_secs as i64 * 1000))
+    (cooldown_secs > 0).then(|| now_ms.saturating_add(secs_ms(cooldown_secs)))
+}
+
+/// Seconds as milliseconds, saturating (config values are capped anyway).
+fn secs_ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// The key of a source address: an IPv4 address (IPv4-mapped IPv6
+/// included), or an IPv6 /64, since one IPv6 host usually owns a whole /64
+/// and could otherwise step around a block.
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(bits))
+            }
+        },
+    }
+}
+
+/// A source key as records and `admin blocks` show it.
+fn source_text(key: IpAddr) -> String {
+    match key {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("{v6}/64"),
+    }
 }
 
 fn restriction(

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use governor::Quota;
 use serde::Deserialize;
 
@@ -177,6 +177,12 @@ impl AllowedHours {
         if from_min == to_min {
             return Err("allowed_hours: from and to are equal, which allows no time".into());
         }
+        if from_min == 24 * 60 {
+            return Err("allowed_hours.from: 24:00 starts no window; use 00:00".into());
+        }
+        if spec.days.as_ref().is_some_and(Vec::is_empty) {
+            return Err("allowed_hours.days: an empty list allows no day".into());
+        }
         let mut days = [spec.days.is_none(); 7];
         for d in spec.days.iter().flatten() {
             let i = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -234,7 +240,12 @@ impl Patterns {
             if p == "*" {
                 any = true;
             } else if p.contains(['*', '?', '[']) {
-                let glob = Glob::new(p).map_err(|e| format!("{field}: {p:?}: {e}"))?;
+                // `*` stops at `/`, so `ep://meps/*` never reaches
+                // `ep://meps/../votes`; `**` crosses segments on purpose.
+                let glob = GlobBuilder::new(p)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| format!("{field}: {p:?}: {e}"))?;
                 globs.add(glob);
             } else {
                 exact.insert(p.clone());
@@ -274,6 +285,14 @@ impl ToolCost {
             out.insert(tool.clone(), *cost);
         }
         Ok(ToolCost(out))
+    }
+
+    /// The tool with the highest configured cost, if any.
+    pub fn dearest(&self) -> Option<(&str, u32)> {
+        self.0
+            .iter()
+            .max_by_key(|(_, c)| **c)
+            .map(|(t, c)| (t.as_str(), *c))
     }
 
     /// What one call of `tool` costs (1 unless configured).
@@ -341,6 +360,8 @@ mod tests {
         assert!(err(spec("UTC", None, "08:00", "24:30")).contains("allowed_hours.to"));
         assert!(err(spec("UTC", Some(&["someday"]), "08:00", "18:00")).contains("days"));
         assert!(err(spec("UTC", None, "08:00", "08:00")).contains("equal"));
+        assert!(err(spec("UTC", Some(&[]), "08:00", "18:00")).contains("no day"));
+        assert!(err(spec("UTC", None, "24:00", "00:00")).contains("allowed_hours.from"));
     }
 
     #[test]
@@ -362,6 +383,12 @@ mod tests {
         let r = Patterns::compile(&["ep://meps/*".into()], "resources").expect("valid");
         assert!(r.allows("ep://meps/124810"));
         assert!(!r.allows("file:///etc/passwd"));
+        assert!(!r.allows("ep://meps/../votes/1"), "* stops at /");
+        let deep = Patterns::compile(&["ep://meps/**".into()], "resources").expect("valid");
+        assert!(deep.allows("ep://meps/1/speeches"));
+        let class = Patterns::compile(&["get_[mc]*".into()], "tools").expect("valid");
+        assert!(class.allows("get_meps") && class.allows("get_committee_info"));
+        assert!(!class.allows("get_plenary_sessions"));
         assert!(Patterns::compile(&["get_[".into()], "tools")
             .expect_err("unclosed class")
             .starts_with("tools: "));

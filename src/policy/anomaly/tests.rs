@@ -351,3 +351,100 @@ fn config_ranges_are_checked() {
         .expect_err("threshold")
         .contains("anomaly.denials.threshold"));
 }
+
+#[test]
+fn sources_are_keyed_by_ipv4_address_or_ipv6_slash_64() {
+    let mut c = quiet();
+    c.source_failures = SourceFailuresConfig {
+        action: Action::Block,
+        window_secs: 60,
+        threshold: 2,
+        cooldown_secs: Some(60),
+    };
+    let (a, audit) = anomaly(c);
+    // Two addresses of one /64 are one source.
+    assert!(!a.observe_source_failure("2001:db8:1:2::10".parse().expect("ip"), T0));
+    assert!(a.observe_source_failure("2001:db8:1:2:ffff::1".parse().expect("ip"), T0 + 1));
+    assert!(a.source_blocked("2001:db8:1:2::abcd".parse().expect("ip"), T0 + 2));
+    assert!(!a.source_blocked("2001:db8:1:3::10".parse().expect("ip"), T0 + 2));
+    assert_eq!(events(&audit)[0]["source"], "2001:db8:1:2::/64");
+    // An IPv4-mapped address is its IPv4 address.
+    a.observe_source_failure("::ffff:192.0.2.7".parse().expect("ip"), T0);
+    assert!(a.observe_source_failure("192.0.2.7".parse().expect("ip"), T0 + 1));
+    assert_eq!(a.unblock("192.0.2.7", "ops", T0 + 2), 1);
+    assert!(!a.source_blocked("::ffff:192.0.2.7".parse().expect("ip"), T0 + 3));
+    assert_eq!(a.unblock("2001:db8:1:2::/64", "ops", T0 + 4), 1);
+    let lifted = events(&audit).last().cloned().expect("unblock");
+    assert_eq!(lifted["source"], "2001:db8:1:2::/64");
+    assert!(lifted["client_id"].is_null(), "no identity was lifted");
+}
+
+#[test]
+fn a_full_source_table_still_tracks_a_new_source() {
+    let mut c = quiet();
+    c.max_sources = 3;
+    c.source_failures = SourceFailuresConfig {
+        action: Action::Block,
+        window_secs: 60,
+        threshold: 2,
+        cooldown_secs: Some(60),
+    };
+    let (a, _audit) = anomaly(c);
+    for i in 1..=3u8 {
+        a.observe_source_failure(IpAddr::from([10, 0, 0, i]), T0 + i64::from(i));
+    }
+    let attacker = IpAddr::from([192, 0, 2, 1]);
+    assert!(!a.observe_source_failure(attacker, T0 + 10));
+    assert!(
+        a.observe_source_failure(attacker, T0 + 11),
+        "tracked and blocked"
+    );
+    assert_eq!(lock(&a.sources).len(), 3, "still bounded");
+}
+
+#[test]
+fn beyond_max_tools_new_tools_are_reported_once() {
+    let mut c = quiet();
+    c.new_tool = NewToolConfig {
+        action: Action::Alert,
+        learning_calls: 1,
+        learning_secs: 3_600,
+        max_tools: 2,
+        cooldown_secs: None,
+    };
+    let (a, audit) = anomaly(c);
+    a.observe_call("alice", Some("t0"), true, T0);
+    for i in 1..10 {
+        a.observe_call("alice", Some(&format!("t{i}")), true, T0 + i);
+    }
+    // t1 fills the memory and fires; t2 is the one overflow report.
+    assert_eq!(events(&audit).len(), 2, "{:?}", events(&audit));
+}
+
+#[test]
+fn a_throttle_always_ends_and_windows_cannot_overflow() {
+    let mut c = quiet();
+    c.off_hours = OffHoursConfig {
+        action: Action::Throttle,
+        cooldown_secs: Some(0),
+    };
+    let (a, audit) = anomaly(c);
+    a.observe_call("alice", None, false, T0);
+    let until = events(&audit)[0]["until"]
+        .as_str()
+        .expect("until")
+        .to_string();
+    assert_eq!(until, crate::audit::rfc3339_ms(T0 + 900_000));
+    let mut c = AnomalyConfig::default();
+    c.volume.window_secs = 1 << 61;
+    assert!(c
+        .validate()
+        .expect_err("too long")
+        .contains("anomaly.volume.window_secs"));
+    let mut c = AnomalyConfig::default();
+    c.denials.cooldown_secs = Some(u64::MAX);
+    assert!(c
+        .validate()
+        .expect_err("too long")
+        .contains("anomaly.denials.cooldown_secs"));
+}
