@@ -264,6 +264,11 @@ impl AuditLog {
         self.write_line(event);
     }
 
+    /// Writes any other event record (names, dates and counts only).
+    pub fn write_event<T: Serialize>(&self, event: &T) {
+        self.write_line(event);
+    }
+
     /// Records a count of repeated admission refusals.
     pub fn refusal_summary(&self, summary: &RefusalSummary<'_>) {
         self.write_line(summary);

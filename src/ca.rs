@@ -1,5 +1,13 @@
 //! The CA tooling behind `sealgate ca …`: a root CA, server and client
-//! certificates, client signing keys and registry entries, CRLs.
+//! certificates, client signing keys and registry entries, CRLs, and the
+//! index of what was issued (`issued.toml`, for `ca list`).
+//!
+//! Two ways to enroll a client. `issue-client` makes every key at the CA
+//! (quick, for dev and tests). In production the client makes its own keys
+//! (`sealgate csr`, `sealgate key generate`) and the CA sees only public
+//! data: `sign-csr` checks the request and issues a certificate from the
+//! CA's own parameters (only the checked SPIFFE URI comes from the
+//! request), and `register-key` writes the registry entry for a public key.
 //!
 //! The CA key is ECDSA P-256 by default (Ed25519 on request): P-256 is what
 //! every TLS stack, HSM and smart card our users integrate with supports,
@@ -40,6 +48,13 @@ pub const DEFAULT_CLIENT_DAYS: u32 = 90;
 pub const MAX_LEAF_DAYS: u32 = 398;
 /// Longest CA validity accepted: 20 years.
 pub const MAX_CA_DAYS: u32 = 7300;
+/// Default time until a CRL's next update: 30 days, longer than the
+/// gateway's default expiry-warning horizon (`[expiry] warning_days`, 14),
+/// so a fresh CRL is not reported as expiring; re-issue it (`ca crl`) when
+/// the warning comes.
+pub const DEFAULT_CRL_DAYS: u32 = 30;
+/// A certificate whose end of validity is this close is listed as expiring.
+pub const EXPIRING_WITHIN: Duration = Duration::days(30);
 /// Certificates start 5 minutes in the past to tolerate clock skew.
 const BACKDATE: Duration = Duration::minutes(5);
 
@@ -164,7 +179,18 @@ pub fn init(
     };
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, format!("sealgate CA {trust_domain}"));
+    // A random suffix, so two CAs of one trust domain (a re-init, a test
+    // CA, a second site) are never confused by subject alone.
+    let suffix = {
+        use rand::RngCore;
+        let mut b = [0u8; 4];
+        rand::rngs::OsRng.fill_bytes(&mut b);
+        hex::encode(b)
+    };
+    dn.push(
+        DnType::CommonName,
+        format!("sealgate CA {trust_domain} {suffix}"),
+    );
     dn.push(DnType::OrganizationName, "sealgate");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -187,7 +213,13 @@ pub fn init(
     };
     let meta_toml = toml::to_string(&meta).map_err(|e| CaError::Invalid(e.to_string()))?;
     write_public(&dir.join("ca.toml"), meta_toml.as_bytes(), force)?;
-    Ca::load(dir)
+    let ca = Ca::load(dir)?;
+    // A new CA starts with an empty CRL and an empty index (never a previous
+    // CA's), so a gateway can list `crl.pem` from the start and
+    // `ca revoke` + SIGHUP works without editing its config.
+    ca.write_crl(Revoked::default(), DEFAULT_CRL_DAYS)?;
+    write_public(&ca.index_path(), INDEX_HEADER.as_bytes(), true)?;
+    Ok(ca)
 }
 
 impl Ca {
@@ -283,6 +315,7 @@ impl Ca {
         let (cert, key) = self.sign(&params)?;
         write_private(key_out, key.as_bytes(), force)?;
         write_public(cert_out, cert.as_bytes(), force)?;
+        self.record_issued(&params, CertKind::Server, &names.join(","))?;
         Ok(())
     }
 
@@ -301,72 +334,25 @@ impl Ca {
         req: &ClientRequest<'_>,
         options: &EntryOptions<'_>,
     ) -> Result<IssuedClient, CaError> {
-        if let Some(t) = options.tier {
-            let ok = !t.is_empty()
-                && t.len() <= 64
-                && t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if !ok {
-                return Err(CaError::Invalid(format!(
-                    "tier {t:?}: 1-64 characters of [A-Za-z0-9_-]"
-                )));
-            }
-        }
+        check_tier(options)?;
         let id = ClientId::parse(req.id)
             .map_err(|e| CaError::Invalid(format!("client id {:?}: {e}", req.id)))?;
         let spiffe_id = client_spiffe_id(&self.trust_domain, &id);
-        let mut params = self.leaf_params(req.days, format!("sealgate client {id}"))?;
-        let uri = rcgen::string::Ia5String::try_from(spiffe_id.clone())
-            .map_err(|e| CaError::Invalid(format!("SPIFFE ID: {e}")))?;
-        params.subject_alt_names = vec![SanType::URI(uri)];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let params = self.client_params(&id, req.days)?;
         let (cert, key) = self.sign(&params)?;
 
         let signing = generate_signing_key();
         let verifying = signing.verifying_key();
         let key_id = key_id_for(&verifying);
-        let fmt = time::format_description::well_known::Rfc3339;
-        let not_before = params
-            .not_before
-            .format(&fmt)
-            .map_err(|e| CaError::Invalid(e.to_string()))?;
-        let not_after = params
-            .not_after
-            .format(&fmt)
-            .map_err(|e| CaError::Invalid(e.to_string()))?;
-        let tools: Vec<String> = req.tools.iter().map(|t| format!("{t:?}")).collect();
-        let mut policy = String::new();
-        if let Some(t) = options.tier {
-            policy.push_str(&format!(
-                "# Its policy starts from [tier.{t}] in the gateway config.\ntier = \"{t}\"\n"
-            ));
-        }
-        if options.admin {
-            policy.push_str("# May list and lift anomaly blocks (sealgate admin).\nadmin = true\n");
-        }
-        if options.tier.is_none() || !req.tools.is_empty() {
-            if options.tier.is_none() {
-                policy.push_str("methods = [\"initialize\", \"ping\", \"tools/list\", \"tools/call\", \"notifications/initialized\", \"notifications/cancelled\"]\n");
-            }
-            policy.push_str(&format!(
-                "# The tools this client may call (names or globs); an empty list allows none.\ntools = [{}]\n",
-                tools.join(", ")
-            ));
-        }
-        let registry_entry = format!(
-            "# Registry entry for client {id}: append to the gateway's client registry.\n\
-             [[client]]\n\
-             id = \"{id}\"\n\
-             enabled = true\n\
-             {policy}\
-             \n\
-             [[client.key]]\n\
-             id = \"{key_id}\"\n\
-             public_key = \"{}\"\n\
-             not_before = \"{not_before}\"\n\
-             not_after = \"{not_after}\"\n",
-            public_key_b64(&verifying),
-        );
+        let registry_entry = registry_entry(
+            &id,
+            req.tools,
+            options,
+            &key_id,
+            &public_key_b64(&verifying),
+            params.not_before,
+            params.not_after,
+        )?;
 
         let out = req.out_dir;
         let paths = IssuedClient {
@@ -386,6 +372,7 @@ impl Ca {
             req.force,
         )?;
         write_public(&paths.cert, cert.as_bytes(), req.force)?;
+        self.record_issued(&params, CertKind::Client, id.as_str())?;
         write_public(&paths.registry_entry, registry_entry.as_bytes(), req.force)?;
         if let Some(gw) = &req.gateway {
             let ca_rel = relative_to(&ca_cert_path(&self.dir), out);
@@ -414,6 +401,162 @@ impl Ca {
             write_public(&paths.profile, profile.as_bytes(), req.force)?;
         }
         Ok(paths)
+    }
+
+    /// The parameters of a client certificate for `id`: exactly one URI SAN
+    /// `spiffe://<trust-domain>/client/<id>`, EKU clientAuth, the CA's
+    /// validity rules and a fresh serial.
+    fn client_params(&self, id: &ClientId, days: u32) -> Result<CertificateParams, CaError> {
+        let mut params = self.leaf_params(days, format!("sealgate client {id}"))?;
+        let uri = rcgen::string::Ia5String::try_from(client_spiffe_id(&self.trust_domain, id))
+            .map_err(|e| CaError::Invalid(format!("SPIFFE ID: {e}")))?;
+        params.subject_alt_names = vec![SanType::URI(uri)];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        Ok(params)
+    }
+
+    /// `ca sign-csr`: a client certificate for the public key of a PKCS#10
+    /// request (PEM) the client made with `sealgate csr`, so its TLS private
+    /// key never leaves it.
+    ///
+    /// The request's self-signature must verify, its key must be P-256 and
+    /// its only SAN must be the URI `spiffe://<trust-domain>/client/<id>`;
+    /// a request for another identity, with another SAN, or for a CA is
+    /// refused. Nothing else is taken from it: subject, key usages, EKU,
+    /// validity and serial are the CA's, as for `issue-client`.
+    pub fn sign_csr(&self, csr_pem: &[u8], id: &str, days: u32) -> Result<String, CaError> {
+        let id =
+            ClientId::parse(id).map_err(|e| CaError::Invalid(format!("client id {id:?}: {e}")))?;
+        let expected = client_spiffe_id(&self.trust_domain, &id);
+        let csr = check_csr(csr_pem, &expected)?;
+        let params = self.client_params(&id, days)?;
+        let cert = params.signed_by(&csr.public_key, &self.issuer()?)?;
+        self.record_issued(&params, CertKind::Client, id.as_str())?;
+        Ok(cert.pem())
+    }
+
+    /// [`Ca::sign_csr`] from a file, writing the certificate to `out`; an
+    /// error names the CSR file. Reads only the request: the client's
+    /// private keys are never asked for.
+    pub fn sign_csr_file(
+        &self,
+        csr: &Path,
+        id: &str,
+        days: u32,
+        out: &Path,
+        force: bool,
+    ) -> Result<String, CaError> {
+        let bytes = std::fs::read(csr).map_err(|e| file_err(csr, format!("cannot read: {e}")))?;
+        let pem = self.sign_csr(&bytes, id, days).map_err(|e| match e {
+            CaError::Invalid(m) => file_err(csr, m),
+            other => other,
+        })?;
+        write_public(out, pem.as_bytes(), force)?;
+        Ok(client_spiffe_id(
+            &self.trust_domain,
+            &ClientId::parse(id).map_err(|e| CaError::Invalid(e.to_string()))?,
+        ))
+    }
+
+    /// `ca register-key`: the registry entry for a signing public key the
+    /// client generated itself (`sealgate key generate`), valid from now for
+    /// `days`. Writes it to `out` and returns its text.
+    pub fn register_key(&self, req: &KeyRegistration<'_>) -> Result<String, CaError> {
+        check_tier(&req.options)?;
+        let id = ClientId::parse(req.id)
+            .map_err(|e| CaError::Invalid(format!("client id {:?}: {e}", req.id)))?;
+        check_days(req.days, MAX_LEAF_DAYS, "key")?;
+        let key = read_public_key_file(req.public_key)?;
+        let now = OffsetDateTime::now_utc();
+        let entry = registry_entry(
+            &id,
+            req.tools,
+            &req.options,
+            &key_id_for(&key),
+            &public_key_b64(&key),
+            now - BACKDATE,
+            now + Duration::days(i64::from(req.days)),
+        )?;
+        write_public(req.out, entry.as_bytes(), req.force)?;
+        Ok(entry)
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.dir.join("issued.toml")
+    }
+
+    /// Appends one issued certificate to `issued.toml`, the CA's index
+    /// (what `ca list` reads). Public data only.
+    fn record_issued(
+        &self,
+        params: &CertificateParams,
+        kind: CertKind,
+        name: &str,
+    ) -> Result<(), CaError> {
+        use std::io::Write as _;
+        let serial = params
+            .serial_number
+            .as_ref()
+            .map(|s| hex::encode(s.as_ref()))
+            .ok_or_else(|| CaError::Invalid("certificate without a serial".into()))?;
+        let entry = IssuedCert {
+            serial,
+            kind,
+            name: name.to_string(),
+            issued_at: rfc3339(whole_seconds(OffsetDateTime::now_utc()))?,
+            not_after: rfc3339(whole_seconds(params.not_after))?,
+        };
+        let text = toml::to_string(&IssuedIndex { cert: vec![entry] })
+            .map_err(|e| CaError::Invalid(e.to_string()))?;
+        let path = self.index_path();
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| {
+                f.write_all(b"\n")?;
+                f.write_all(text.as_bytes())?;
+                f.sync_all()
+            })
+            .map_err(|e| file_err(&path, format!("cannot append: {e}")))
+    }
+
+    /// `ca list`: every certificate this CA issued (from `issued.toml`), in
+    /// issue order, with its state at `now`.
+    pub fn list(&self, now: OffsetDateTime) -> Result<Vec<ListedCert>, CaError> {
+        let path = self.index_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(file_err(&path, e)),
+        };
+        let index: IssuedIndex = toml::from_str(&text).map_err(|e| file_err(&path, e))?;
+        let revoked = self.revoked()?;
+        let fmt = time::format_description::well_known::Rfc3339;
+        index
+            .cert
+            .into_iter()
+            .map(|c| {
+                let not_after = OffsetDateTime::parse(&c.not_after, &fmt)
+                    .map_err(|_| file_err(&path, format!("serial {}: bad not_after", c.serial)))?;
+                let state = if revoked.serials.iter().any(|r| r.serial == c.serial) {
+                    CertState::Revoked
+                } else if not_after <= now {
+                    CertState::Expired
+                } else if not_after - now <= EXPIRING_WITHIN {
+                    CertState::Expiring
+                } else {
+                    CertState::Valid
+                };
+                Ok(ListedCert {
+                    serial: c.serial,
+                    kind: c.kind,
+                    name: c.name,
+                    not_after: c.not_after,
+                    state,
+                })
+            })
+            .collect()
     }
 
     /// `ca revoke`: adds a certificate's serial to the CA's revocation list
@@ -485,6 +628,326 @@ impl Ca {
         write_public(&self.dir.join("revoked.toml"), state.as_bytes(), true)?;
         Ok(path)
     }
+}
+
+fn rfc3339(t: OffsetDateTime) -> Result<String, CaError> {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| CaError::Invalid(e.to_string()))
+}
+
+/// `t` without its fraction of a second, for a readable index.
+fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+
+fn check_tier(options: &EntryOptions<'_>) -> Result<(), CaError> {
+    if let Some(t) = options.tier {
+        let ok = !t.is_empty()
+            && t.len() <= 64
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !ok {
+            return Err(CaError::Invalid(format!(
+                "tier {t:?}: 1-64 characters of [A-Za-z0-9_-]"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A client's registry entry (`[[client]]` and one `[[client.key]]`):
+/// public data only. `issue-client` and `register-key` both write it.
+fn registry_entry(
+    id: &ClientId,
+    tools: &[String],
+    options: &EntryOptions<'_>,
+    key_id: &str,
+    public_key: &str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<String, CaError> {
+    let not_before = rfc3339(not_before)?;
+    let not_after = rfc3339(not_after)?;
+    let tool_list: Vec<String> = tools.iter().map(|t| format!("{t:?}")).collect();
+    let mut policy = String::new();
+    if let Some(t) = options.tier {
+        policy.push_str(&format!(
+            "# Its policy starts from [tier.{t}] in the gateway config.\ntier = \"{t}\"\n"
+        ));
+    }
+    if options.admin {
+        policy.push_str("# May list and lift anomaly blocks (sealgate admin).\nadmin = true\n");
+    }
+    if options.tier.is_none() || !tools.is_empty() {
+        if options.tier.is_none() {
+            policy.push_str("methods = [\"initialize\", \"ping\", \"tools/list\", \"tools/call\", \"notifications/initialized\", \"notifications/cancelled\"]\n");
+        }
+        policy.push_str(&format!(
+            "# The tools this client may call (names or globs); an empty list allows none.\ntools = [{}]\n",
+            tool_list.join(", ")
+        ));
+    }
+    Ok(format!(
+        "# Registry entry for client {id}: append to the gateway's client registry.\n\
+         [[client]]\n\
+         id = \"{id}\"\n\
+         enabled = true\n\
+         {policy}\
+         \n\
+         [[client.key]]\n\
+         id = \"{key_id}\"\n\
+         public_key = \"{public_key}\"\n\
+         not_before = \"{not_before}\"\n\
+         not_after = \"{not_after}\"\n"
+    ))
+}
+
+/// Parses and checks a client's certificate signing request: the
+/// self-signature verifies (rcgen checks it while parsing), the key is
+/// P-256, it asks for no CA, and its only SAN is `expected`. Errors say
+/// what is wrong and never echo the request.
+fn check_csr(
+    csr_pem: &[u8],
+    expected: &str,
+) -> Result<rcgen::CertificateSigningRequestParams, CaError> {
+    use rustls_pki_types::pem::PemObject;
+    use x509_parser::certification_request::X509CertificationRequest;
+    use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY};
+
+    let invalid = |m: &str| CaError::Invalid(m.to_string());
+    let der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr_pem)
+        .map_err(|_| invalid("not a PEM certificate signing request (CERTIFICATE REQUEST)"))?;
+    let csr = rcgen::CertificateSigningRequestParams::from_der(&der).map_err(|e| match e {
+        rcgen::Error::InvalidCertificationRequestSignature => {
+            invalid("the CSR's signature does not verify; refused")
+        }
+        rcgen::Error::UnsupportedExtension => {
+            invalid("the CSR requests an extension sealgate does not issue; refused")
+        }
+        _ => invalid("not a valid PKCS#10 certificate signing request"),
+    })?;
+    let (_, parsed) = X509CertificationRequest::from_der(&der)
+        .map_err(|_| invalid("not a valid PKCS#10 certificate signing request"))?;
+    let spki = &parsed.certification_request_info.subject_pki;
+    let p256 = spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY
+        && spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .is_some_and(|oid| oid == OID_EC_P256)
+        && csr.public_key.algorithm() == &rcgen::PKCS_ECDSA_P256_SHA256;
+    if !p256 {
+        return Err(invalid(
+            "the CSR's key must be ECDSA P-256, signed with SHA-256 (as `sealgate csr` makes); refused",
+        ));
+    }
+    if let IsCa::Ca(_) = csr.params.is_ca {
+        return Err(invalid(
+            "the CSR asks for a CA certificate; sealgate signs only client certificates; refused",
+        ));
+    }
+    let sans = &csr.params.subject_alt_names;
+    if let Some(other) = sans.iter().find(|s| !matches!(s, SanType::URI(_))) {
+        let kind = match other {
+            SanType::DnsName(_) => "a DNS",
+            SanType::IpAddress(_) => "an IP",
+            SanType::Rfc822Name(_) => "an email",
+            _ => "a non-URI",
+        };
+        return Err(CaError::Invalid(format!(
+            "the CSR carries {kind} SAN; its only SAN must be the URI {expected}; refused"
+        )));
+    }
+    match sans.as_slice() {
+        [SanType::URI(uri)] if uri.as_str() == expected => Ok(csr),
+        [SanType::URI(uri)] => Err(CaError::Invalid(format!(
+            "the CSR is for {}, not {expected}; refused",
+            uri.as_str()
+        ))),
+        _ => Err(CaError::Invalid(format!(
+            "the CSR carries {} SANs; its only SAN must be the URI {expected}; refused",
+            sans.len()
+        ))),
+    }
+}
+
+/// Reads a public key file written by `sealgate key generate` (`key_id`,
+/// `public_key`) and refuses a malformed or weak key, or a key id that is
+/// not the key's.
+pub fn read_public_key_file(path: &Path) -> Result<ed25519_dalek::VerifyingKey, CaError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PubFile {
+        key_id: String,
+        public_key: String,
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
+    let file: PubFile = toml::from_str(&text).map_err(|_| {
+        file_err(
+            path,
+            "not a public key file from `sealgate key generate` (key_id, public_key)",
+        )
+    })?;
+    let key =
+        crate::identity::decode_public_key(&file.public_key).map_err(|m| file_err(path, m))?;
+    if key_id_for(&key) != file.key_id {
+        return Err(file_err(path, "key_id is not the id of public_key"));
+    }
+    Ok(key)
+}
+
+/// What `register_key` needs.
+pub struct KeyRegistration<'a> {
+    /// The client id.
+    pub id: &'a str,
+    /// The client's public key file (`<key>.pub` from `sealgate key generate`).
+    pub public_key: &'a Path,
+    /// Validity of the key from now, in days.
+    pub days: u32,
+    /// The tools the registry entry allows; empty allows none.
+    pub tools: &'a [String],
+    /// Tier and admin flag of the entry.
+    pub options: EntryOptions<'a>,
+    /// Where the entry is written.
+    pub out: &'a Path,
+    /// Overwrite `out` instead of refusing.
+    pub force: bool,
+}
+
+/// What `write_client_csr` wrote.
+#[derive(Debug, Clone)]
+pub struct ClientCsr {
+    /// The client's new TLS private key (P-256, PEM, 0600): it stays here.
+    pub key: PathBuf,
+    /// The certificate signing request (PEM) to hand to the CA.
+    pub csr: PathBuf,
+    /// The SPIFFE ID it asks for, its only SAN.
+    pub spiffe_id: String,
+}
+
+/// `sealgate csr` (client side): a new P-256 TLS key `<out>/<id>.key` (0600)
+/// and a PKCS#10 request `<out>/<id>.csr` whose only SAN is the URI
+/// `spiffe://<trust_domain>/client/<id>`. Refuses to replace either file
+/// without `force`.
+pub fn write_client_csr(
+    out: &Path,
+    trust_domain: &str,
+    id: &str,
+    force: bool,
+) -> Result<ClientCsr, CaError> {
+    if !valid_trust_domain(trust_domain) {
+        return Err(CaError::Invalid(format!(
+            "trust domain {trust_domain:?} must be lowercase letters, digits, '.', '-' or '_'"
+        )));
+    }
+    let id = ClientId::parse(id).map_err(|e| CaError::Invalid(format!("client id {id:?}: {e}")))?;
+    let spiffe_id = client_spiffe_id(trust_domain, &id);
+    let paths = ClientCsr {
+        key: out.join(format!("{id}.key")),
+        csr: out.join(format!("{id}.csr")),
+        spiffe_id: spiffe_id.clone(),
+    };
+    if !force {
+        // Both checked before anything is written, so a refusal leaves no
+        // half-made pair behind.
+        for p in [&paths.key, &paths.csr] {
+            if p.exists() {
+                return Err(crate::keys::KeyFileError::Exists {
+                    path: p.display().to_string(),
+                }
+                .into());
+            }
+        }
+    }
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("sealgate client {id}"));
+    params.distinguished_name = dn;
+    let uri = rcgen::string::Ia5String::try_from(spiffe_id)
+        .map_err(|e| CaError::Invalid(format!("SPIFFE ID: {e}")))?;
+    params.subject_alt_names = vec![SanType::URI(uri)];
+    let csr = params.serialize_request(&key)?.pem()?;
+    write_private(
+        &paths.key,
+        zeroize::Zeroizing::new(key.serialize_pem()).as_bytes(),
+        force,
+    )?;
+    write_public(&paths.csr, csr.as_bytes(), force)?;
+    Ok(paths)
+}
+
+/// The first lines of `issued.toml`.
+const INDEX_HEADER: &str =
+    "# Certificates this CA issued, appended by sealgate on each issue (read by `sealgate ca list`).\n";
+
+/// What a certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertKind {
+    /// A gateway (or backend) server certificate, EKU serverAuth.
+    Server,
+    /// A client certificate, EKU clientAuth.
+    Client,
+}
+
+/// `issued.toml`: one `[[cert]]` per issued certificate.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssuedIndex {
+    #[serde(default)]
+    cert: Vec<IssuedCert>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssuedCert {
+    serial: String,
+    kind: CertKind,
+    name: String,
+    issued_at: String,
+    not_after: String,
+}
+
+/// A certificate's state in `ca list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertState {
+    /// Not revoked, and valid for more than [`EXPIRING_WITHIN`].
+    Valid,
+    /// Not revoked, and ends within [`EXPIRING_WITHIN`]: renew it.
+    Expiring,
+    /// Past its end of validity.
+    Expired,
+    /// In the CA's revocation list.
+    Revoked,
+}
+
+impl std::fmt::Display for CertState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CertState::Valid => "valid",
+            CertState::Expiring => "expiring",
+            CertState::Expired => "expired",
+            CertState::Revoked => "revoked",
+        })
+    }
+}
+
+/// One row of `ca list`.
+#[derive(Debug, Clone)]
+pub struct ListedCert {
+    /// Serial number, lowercase hex (as `ca inspect` and CRLs show it).
+    pub serial: String,
+    /// Server or client.
+    pub kind: CertKind,
+    /// The client id, or the server's names joined by commas.
+    pub name: String,
+    /// End of validity, RFC 3339.
+    pub not_after: String,
+    /// Valid, expiring, expired or revoked.
+    pub state: CertState,
 }
 
 /// The gateway details a client profile needs.
@@ -657,4 +1120,332 @@ pub fn client_params_with_validity(
     params.subject_alt_names = vec![SanType::URI(uri)];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_ca(dir: &Path) -> Ca {
+        init(dir, "ca.test", CaAlgorithm::EcdsaP256, 365, false).expect("ca init")
+    }
+
+    /// A CSR made by hand, for requests `sealgate csr` would never make.
+    fn csr_with(params: &CertificateParams) -> String {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        params
+            .serialize_request(&key)
+            .expect("csr")
+            .pem()
+            .expect("pem")
+    }
+
+    fn uri(s: &str) -> SanType {
+        SanType::URI(rcgen::string::Ia5String::try_from(s.to_string()).expect("ia5"))
+    }
+
+    fn refusal(ca: &Ca, csr: &str, id: &str) -> String {
+        match ca.sign_csr(csr.as_bytes(), id, 30) {
+            Err(CaError::Invalid(m)) => m,
+            Err(other) => panic!("wrong error kind: {other}"),
+            Ok(_) => panic!("CSR accepted"),
+        }
+    }
+
+    #[test]
+    fn two_inits_of_one_trust_domain_have_distinct_subjects() {
+        let a = tempfile::tempdir().expect("tempdir");
+        let b = tempfile::tempdir().expect("tempdir");
+        let subject = |d: &Path| {
+            new_ca(d);
+            inspect_der(&read_cert_der(&ca_cert_path(d)).expect("read"))
+                .expect("inspect")
+                .subject
+        };
+        let (sa, sb) = (subject(a.path()), subject(b.path()));
+        assert_ne!(sa, sb);
+        for s in [&sa, &sb] {
+            let cn = s
+                .strip_prefix("CN=sealgate CA ca.test ")
+                .and_then(|rest| rest.strip_suffix(", O=sealgate"))
+                .unwrap_or_else(|| panic!("unexpected subject {s}"));
+            assert_eq!(cn.len(), 8, "{s}");
+            assert!(cn.bytes().all(|c| c.is_ascii_hexdigit()), "{s}");
+        }
+    }
+
+    #[test]
+    fn init_writes_an_empty_crl_at_once() {
+        let d = tempfile::tempdir().expect("tempdir");
+        new_ca(d.path());
+        let crl = std::fs::read(d.path().join("crl.pem")).expect("crl.pem written by init");
+        assert!(crate::tls::revoked_serials(&[d.path().join("crl.pem")])
+            .expect("a valid CRL")
+            .is_empty());
+        assert!(String::from_utf8_lossy(&crl).contains("BEGIN X509 CRL"));
+    }
+
+    #[test]
+    fn forced_reinit_starts_with_no_revocations_and_no_index() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let ca = new_ca(d.path());
+        let out = d.path().join("out");
+        let issued = ca
+            .issue_client(&ClientRequest {
+                id: "a",
+                days: 30,
+                tools: &[],
+                out_dir: &out,
+                gateway: None,
+                force: false,
+            })
+            .expect("issue");
+        ca.revoke(&issued.cert, 7).expect("revoke");
+        let ca = init(d.path(), "ca.test", CaAlgorithm::EcdsaP256, 365, true).expect("re-init");
+        assert!(ca.list(OffsetDateTime::now_utc()).expect("list").is_empty());
+        assert!(ca.revoked().expect("revoked").serials.is_empty());
+    }
+
+    #[test]
+    fn sign_csr_issues_exactly_the_checked_identity() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let ca = new_ca(&d.path().join("ca"));
+        let made =
+            write_client_csr(&d.path().join("client"), "ca.test", "carol", false).expect("csr");
+        assert_eq!(made.spiffe_id, "spiffe://ca.test/client/carol");
+        let csr = std::fs::read(&made.csr).expect("read csr");
+        let pem = ca.sign_csr(&csr, "carol", 30).expect("signed");
+        let der = rustls_pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
+            .map(|c: rustls_pki_types::CertificateDer<'static>| c.to_vec())
+            .expect("pem cert");
+        let info = inspect_der(&der).expect("inspect");
+        assert_eq!(info.sans, vec!["URI:spiffe://ca.test/client/carol"]);
+        assert_eq!(info.extended_key_usage, vec!["clientAuth"]);
+        assert!(!info.is_ca);
+        assert_eq!(info.subject, "CN=sealgate client carol");
+        let id = crate::identity::identity_from_cert(&der, "ca.test").expect("identity");
+        assert_eq!(id.client_id.as_str(), "carol");
+        // A second signature of the same request gets a fresh serial.
+        let again = ca.sign_csr(&csr, "carol", 30).expect("signed");
+        assert_ne!(again, pem);
+        let listed = ca.list(OffsetDateTime::now_utc()).expect("list");
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].serial, info.serial);
+        assert_ne!(listed[0].serial, listed[1].serial);
+    }
+
+    #[test]
+    fn sign_csr_refuses_other_identities_and_extra_names() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let ca = new_ca(d.path());
+        let mut p = CertificateParams::default();
+        p.subject_alt_names = vec![uri("spiffe://ca.test/client/mallory")];
+        assert_eq!(
+            refusal(&ca, &csr_with(&p), "alice"),
+            "the CSR is for spiffe://ca.test/client/mallory, not spiffe://ca.test/client/alice; refused"
+        );
+        p.subject_alt_names = vec![uri("spiffe://other.test/client/alice")];
+        assert_eq!(
+            refusal(&ca, &csr_with(&p), "alice"),
+            "the CSR is for spiffe://other.test/client/alice, not spiffe://ca.test/client/alice; refused"
+        );
+        p.subject_alt_names = vec![
+            uri("spiffe://ca.test/client/alice"),
+            uri("spiffe://ca.test/client/admin"),
+        ];
+        assert_eq!(
+            refusal(&ca, &csr_with(&p), "alice"),
+            "the CSR carries 2 SANs; its only SAN must be the URI spiffe://ca.test/client/alice; refused"
+        );
+        p.subject_alt_names = vec![
+            uri("spiffe://ca.test/client/alice"),
+            SanType::DnsName("gw.example".try_into().expect("dns")),
+        ];
+        assert_eq!(
+            refusal(&ca, &csr_with(&p), "alice"),
+            "the CSR carries a DNS SAN; its only SAN must be the URI spiffe://ca.test/client/alice; refused"
+        );
+        p.subject_alt_names = vec![];
+        assert_eq!(
+            refusal(&ca, &csr_with(&p), "alice"),
+            "the CSR carries 0 SANs; its only SAN must be the URI spiffe://ca.test/client/alice; refused"
+        );
+        p.subject_alt_names = vec![uri("spiffe://ca.test/client/alice")];
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        assert_eq!(
+            refusal(&ca, &csr_with(&p), "alice"),
+            "the CSR asks for a CA certificate; sealgate signs only client certificates; refused"
+        );
+        assert_eq!(
+            refusal(&ca, "not a csr", "alice"),
+            "not a PEM certificate signing request (CERTIFICATE REQUEST)"
+        );
+        assert!(ca.list(OffsetDateTime::now_utc()).expect("list").is_empty());
+    }
+
+    #[test]
+    fn sign_csr_refuses_a_tampered_request_and_other_key_types() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let ca = new_ca(d.path());
+        let mut p = CertificateParams::default();
+        p.subject_alt_names = vec![uri("spiffe://ca.test/client/alice")];
+        // Ed25519 keys are not leaf TLS keys here.
+        let ed = KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
+        let csr = p.serialize_request(&ed).expect("csr").pem().expect("pem");
+        assert_eq!(
+            refusal(&ca, &csr, "alice"),
+            "the CSR's key must be ECDSA P-256, signed with SHA-256 (as `sealgate csr` makes); refused"
+        );
+        // Flip one byte of the signed content: the self-signature fails.
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let csr = p.serialize_request(&key).expect("csr");
+        let mut der = csr.der().to_vec();
+        let at = der
+            .windows(5)
+            .position(|w| w == b"alice")
+            .expect("id in the CSR");
+        der[at] = b'b';
+        let pem = pem_of(&der);
+        assert_eq!(
+            refusal(&ca, &pem, "blice"),
+            "the CSR's signature does not verify; refused"
+        );
+    }
+
+    fn pem_of(der: &[u8]) -> String {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let mut out = String::from("-----BEGIN CERTIFICATE REQUEST-----\n");
+        for chunk in b64.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(chunk).expect("ascii"));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE REQUEST-----\n");
+        out
+    }
+
+    #[test]
+    fn register_key_refuses_malformed_and_mismatched_keys() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let ca = new_ca(&d.path().join("ca"));
+        let reg = |pub_file: &Path, out: &str| {
+            ca.register_key(&KeyRegistration {
+                id: "carol",
+                public_key: pub_file,
+                days: 30,
+                tools: &["get_meps".to_string()],
+                options: EntryOptions::default(),
+                out: &d.path().join(out),
+                force: false,
+            })
+        };
+        let key = d.path().join("carol.signing.key");
+        let (key_id, b64) = crate::keys::generate_key_files(&key, false).expect("key");
+        let entry = reg(&crate::keys::pub_path(&key), "ok.toml").expect("entry");
+        assert!(entry.contains(&format!("id = \"{key_id}\"")), "{entry}");
+        assert!(
+            entry.contains(&format!("public_key = \"{b64}\"")),
+            "{entry}"
+        );
+        assert!(entry.contains("tools = [\"get_meps\"]"), "{entry}");
+        crate::identity::Registry::parse(
+            &entry,
+            crate::identity::RateLimitFile {
+                per_second: 1,
+                burst: 1,
+            },
+        )
+        .expect("valid registry entry");
+
+        let bad = d.path().join("bad.pub");
+        let cases = [
+            (
+                "key_id = \"x\"\npublic_key = \"!!\"\n".to_string(),
+                "public_key is not valid base64",
+            ),
+            (
+                // The identity point: small order, so weak.
+                format!(
+                    "key_id = \"x\"\npublic_key = \"{}\"\n",
+                    public_key_b64_raw(&{
+                        let mut k = [0u8; 32];
+                        k[0] = 1;
+                        k
+                    })
+                ),
+                "public_key is a weak (small-order) Ed25519 key",
+            ),
+            (
+                format!("key_id = \"ed25519:00\"\npublic_key = \"{b64}\"\n"),
+                "key_id is not the id of public_key",
+            ),
+            (
+                "-----BEGIN PRIVATE KEY-----\n".to_string(),
+                "not a public key file from `sealgate key generate` (key_id, public_key)",
+            ),
+        ];
+        for (text, want) in cases {
+            std::fs::write(&bad, &text).expect("write");
+            let err = reg(&bad, "bad.toml").expect_err("refused").to_string();
+            assert_eq!(err, format!("{}: {want}", bad.display()));
+        }
+        assert!(!d.path().join("bad.toml").exists());
+    }
+
+    fn public_key_b64_raw(raw: &[u8; 32]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    }
+
+    #[test]
+    fn list_shows_each_state() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let ca = new_ca(&d.path().join("ca"));
+        let out = d.path().join("out");
+        let issue = |id: &str, days: u32| {
+            ca.issue_client(&ClientRequest {
+                id,
+                days,
+                tools: &[],
+                out_dir: &out,
+                gateway: None,
+                force: false,
+            })
+            .expect("issue")
+        };
+        issue("long", 90);
+        issue("short", 10);
+        let gone = issue("gone", 90);
+        ca.revoke(&gone.cert, 7).expect("revoke");
+        ca.issue_server(
+            &["gw.test".into()],
+            90,
+            &d.path().join("s.crt"),
+            &d.path().join("s.key"),
+            false,
+        )
+        .expect("server");
+        let now = OffsetDateTime::now_utc();
+        let states = |at| -> Vec<(String, CertState)> {
+            ca.list(at)
+                .expect("list")
+                .into_iter()
+                .map(|c| (c.name, c.state))
+                .collect()
+        };
+        let s = |n: &str| n.to_string();
+        assert_eq!(
+            states(now),
+            vec![
+                (s("long"), CertState::Valid),
+                (s("short"), CertState::Expiring),
+                (s("gone"), CertState::Revoked),
+                (s("gw.test"), CertState::Valid),
+            ]
+        );
+        assert_eq!(
+            states(now + Duration::days(11))[1],
+            (s("short"), CertState::Expired)
+        );
+    }
 }

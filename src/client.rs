@@ -96,9 +96,27 @@ pub enum ClientError {
     /// not decode, or a request could not be encoded.
     #[error("configuration: {0}")]
     Config(String),
-    /// The gateway could not be reached, or the TLS handshake failed.
+    /// The gateway could not be reached, or the connection failed for a
+    /// reason other than a refused certificate (those are [`Handshake`]).
+    ///
+    /// [`Handshake`]: ClientError::Handshake
     #[error(transparent)]
-    Connect(#[from] crate::tls::ConnectError),
+    Connect(crate::tls::ConnectError),
+    /// The TLS handshake was refused over a certificate: the gateway sent
+    /// an alert (it refused this client's certificate), or this client
+    /// refused the gateway's certificate. Under TLS 1.3 the gateway's
+    /// verdict arrives after the client's side of the handshake is done, so
+    /// this is also what the first call on a new connection can return.
+    #[error("{}", handshake_message(alert, advice))]
+    Handshake {
+        /// The TLS alert the gateway sent, in its RFC 8446 name (e.g.
+        /// `certificate_revoked`, `unknown_ca`); or, when this client
+        /// refused the gateway's certificate, why, in rustls's name for it
+        /// (`unknown_issuer`, `not_valid_for_name`, `expired`, …).
+        alert: String,
+        /// What to do about it, for people.
+        advice: &'static str,
+    },
     /// The profile's CA, certificate or TLS key could not be loaded.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
@@ -123,12 +141,239 @@ pub enum ClientError {
 
 impl From<tonic::Status> for ClientError {
     fn from(status: tonic::Status) -> Self {
+        // A refused certificate surfaces on the first call (TLS 1.3): the
+        // status then carries the transport error, not a sealgate reason.
+        if let Some(handshake) = handshake_failure(&status) {
+            return handshake;
+        }
         ClientError::Denied {
             code: status.code(),
             reason: crate::error::reason_of(&status),
             message: status.message().to_string(),
         }
     }
+}
+
+impl From<crate::tls::ConnectError> for ClientError {
+    fn from(e: crate::tls::ConnectError) -> Self {
+        handshake_failure(&e).unwrap_or(ClientError::Connect(e))
+    }
+}
+
+/// One known way a handshake is refused over a certificate: who refused,
+/// the alert (or rustls reason) name, what happened and what to do.
+struct Refusal {
+    by_gateway: bool,
+    alert: &'static str,
+    what: &'static str,
+    advice: &'static str,
+}
+
+const NEW_CERT: &str = "ask the CA operator for a new client certificate";
+
+/// Every refusal this client explains; the first entry of each side whose
+/// `alert` is empty is the fallback for that side.
+const REFUSALS: &[Refusal] = &[
+    Refusal {
+        by_gateway: true,
+        alert: "certificate_revoked",
+        what: "it has been revoked",
+        advice: NEW_CERT,
+    },
+    Refusal {
+        by_gateway: true,
+        alert: "certificate_expired",
+        what: "it has expired or is not valid yet",
+        advice: "ask the CA operator for a new client certificate, and check this machine's clock",
+    },
+    Refusal {
+        by_gateway: true,
+        alert: "unknown_ca",
+        what: "it was not issued by the gateway's client CA, or the gateway cannot check \
+               its revocation status (its CRL may be past its next update)",
+        advice: "check that the profile's cert was issued by the gateway's CA; if it was, \
+                 ask the gateway operator to re-issue the CRL (`sealgate ca crl`) and reload",
+    },
+    Refusal {
+        by_gateway: true,
+        alert: "certificate_required",
+        what: "no client certificate was sent",
+        advice: "set cert and key in the profile to this client's certificate and key",
+    },
+    Refusal {
+        by_gateway: true,
+        alert: "protocol_version",
+        what: "the TLS version was refused (the gateway speaks TLS 1.3 only)",
+        advice: "connect with a TLS 1.3 client",
+    },
+    Refusal {
+        by_gateway: true,
+        alert: "unsupported_certificate",
+        what: "its extended key usage does not allow client authentication",
+        advice: "ask the CA operator for a client certificate (`sealgate ca issue-client`)",
+    },
+    Refusal {
+        by_gateway: true,
+        alert: "bad_certificate",
+        what: "it is malformed",
+        advice: NEW_CERT,
+    },
+    Refusal {
+        by_gateway: true,
+        alert: "",
+        what: "the handshake was refused",
+        advice: "the gateway's log names the reason; ask its operator",
+    },
+    Refusal {
+        by_gateway: false,
+        alert: "unknown_issuer",
+        what: "it was not issued by the CA in this client's profile",
+        advice: "set the profile's ca to the CA that issued the gateway's server certificate",
+    },
+    Refusal {
+        by_gateway: false,
+        alert: "not_valid_for_name",
+        what: "it is not valid for the profile's server_name",
+        advice: "set the profile's server_name to a name in the gateway's certificate",
+    },
+    Refusal {
+        by_gateway: false,
+        alert: "expired",
+        what: "it has expired",
+        advice: "ask the gateway operator to renew its server certificate, \
+                 and check this machine's clock",
+    },
+    Refusal {
+        by_gateway: false,
+        alert: "not_valid_yet",
+        what: "it is not valid yet",
+        advice: "check this machine's clock",
+    },
+    Refusal {
+        by_gateway: false,
+        alert: "",
+        what: "it could not be verified",
+        advice: "check the profile's ca and server_name",
+    },
+];
+
+/// The entry for a refusal: by the gateway (a received alert) or by this
+/// client (a local verification failure).
+fn refusal_entry(by_gateway: bool, alert: &str) -> &'static Refusal {
+    let side = || REFUSALS.iter().filter(move |r| r.by_gateway == by_gateway);
+    side()
+        .find(|r| r.alert == alert)
+        .or_else(|| side().find(|r| r.alert.is_empty()))
+        .unwrap_or(&REFUSALS[0])
+}
+
+/// The Display of [`ClientError::Handshake`]: who refused what, in words,
+/// and the advice.
+fn handshake_message(alert: &str, advice: &str) -> String {
+    let by_gateway = !REFUSALS.iter().any(|r| !r.by_gateway && r.advice == advice);
+    let what = refusal_entry(by_gateway, alert).what;
+    if by_gateway {
+        format!("the gateway refused this client certificate: {what} (TLS alert {alert}); {advice}")
+    } else {
+        format!("this client refused the gateway's certificate: {what} ({alert}); {advice}")
+    }
+}
+
+/// Walks an error's source chain (tonic → hyper → io → rustls) for the
+/// rustls error of a certificate refusal, and explains it.
+fn handshake_failure(error: &(dyn std::error::Error + 'static)) -> Option<ClientError> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return refusal_of(tls);
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            // io::Error::source skips the error it wraps: look inside it.
+            if let Some(inner) = io.get_ref() {
+                if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+                    return refusal_of(tls);
+                }
+                if let Some(refusal) = alert_in_text(io.kind(), &inner.to_string()) {
+                    return Some(refusal);
+                }
+            }
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// How rustls words `Error::AlertReceived` (its Display).
+const ALERT_RECEIVED: &str = "received fatal alert: ";
+
+/// The alert of an error that reached us as text. An alert that arrives on
+/// the first read after the handshake (TLS 1.3: the gateway's verdict on
+/// the client certificate) passes through h2, which keeps only an I/O
+/// error's kind and message, so at the first call the `rustls::Error` is
+/// gone and only its Display, `received fatal alert: CertificateRevoked`,
+/// remains.
+fn alert_in_text(kind: std::io::ErrorKind, text: &str) -> Option<ClientError> {
+    if kind != std::io::ErrorKind::InvalidData {
+        return None;
+    }
+    let name = text.strip_prefix(ALERT_RECEIVED)?;
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let alert = snake_case(name);
+    let advice = refusal_entry(true, &alert).advice;
+    Some(ClientError::Handshake { alert, advice })
+}
+
+/// A rustls error as a [`ClientError::Handshake`], when it is about a
+/// certificate: an alert from the gateway, or its certificate refused here.
+fn refusal_of(error: &rustls::Error) -> Option<ClientError> {
+    let (by_gateway, alert) = match error {
+        rustls::Error::AlertReceived(alert) => (true, alert_name(*alert)),
+        rustls::Error::InvalidCertificate(e) => (false, certificate_error_name(e)),
+        _ => return None,
+    };
+    let advice = refusal_entry(by_gateway, &alert).advice;
+    Some(ClientError::Handshake { alert, advice })
+}
+
+/// rustls's `AlertDescription` in its RFC 8446 name (`CertificateRevoked`
+/// → `certificate_revoked`).
+fn alert_name(alert: rustls::AlertDescription) -> String {
+    snake_case(&format!("{alert:?}"))
+}
+
+/// rustls's name of a certificate error in snake case, without its context
+/// (`NotValidForNameContext { .. }` → `not_valid_for_name`).
+fn certificate_error_name(error: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as E;
+    match error {
+        E::Expired | E::ExpiredContext { .. } => "expired".into(),
+        E::NotValidYet | E::NotValidYetContext { .. } => "not_valid_yet".into(),
+        E::NotValidForName | E::NotValidForNameContext { .. } => "not_valid_for_name".into(),
+        E::UnknownIssuer => "unknown_issuer".into(),
+        E::InvalidPurpose | E::InvalidPurposeContext { .. } => "invalid_purpose".into(),
+        other => {
+            let debug = format!("{other:?}");
+            let name = debug.split([' ', '(', '{']).next().unwrap_or("");
+            snake_case(name)
+        }
+    }
+}
+
+fn snake_case(camel: &str) -> String {
+    // An underscore only after a lowercase letter or digit: `UnknownCA` is
+    // `unknown_ca`, as RFC 8446 names it.
+    let mut out = String::with_capacity(camel.len() + 4);
+    let mut after_lower = false;
+    for c in camel.chars() {
+        if c.is_ascii_uppercase() && after_lower {
+            out.push('_');
+        }
+        after_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 impl ClientError {
@@ -166,14 +411,19 @@ pub struct Client {
     creds: Arc<Credentials>,
     clock: Arc<dyn Clock>,
     next_id: Arc<AtomicU64>,
+    /// The channel's last TLS error, to explain a call that failed because
+    /// the gateway refused this client's certificate (TLS 1.3 delivers that
+    /// verdict at the first call); none for a channel made elsewhere.
+    tls_failures: Option<crate::tls::TlsFailures>,
 }
 
 impl Client {
     /// Connects with the credentials of a profile.
     pub async fn connect(profile: &Profile) -> Result<Client, ClientError> {
         let tls = crate::tls::client_config(&profile.ca, &profile.cert, &profile.key)?;
-        let channel =
-            crate::tls::connect_channel(&profile.endpoint, &profile.server_name, tls).await?;
+        let (channel, tls_failures) =
+            crate::tls::connect_channel_watched(&profile.endpoint, &profile.server_name, tls)
+                .await?;
         let mut gateway_keys = HashMap::new();
         for k in &profile.gateway_keys {
             let key = crate::identity::decode_public_key(&k.public_key)
@@ -190,7 +440,10 @@ impl Client {
                 .unwrap_or(30)
                 * 1000,
         };
-        Ok(Client::new(channel, creds))
+        Ok(Client {
+            tls_failures: Some(tls_failures),
+            ..Client::new(channel, creds)
+        })
     }
 
     /// A client over an existing channel.
@@ -201,7 +454,27 @@ impl Client {
             creds: Arc::new(creds),
             clock: Arc::new(SystemClock),
             next_id: Arc::new(AtomicU64::new(1)),
+            tls_failures: None,
         }
+    }
+
+    /// A failed call as a [`ClientError`]: a status without a sealgate
+    /// reason that the transport produced (the connection failed under the
+    /// call) is explained by the channel's last TLS error, when it has one.
+    fn call_error(&self, status: tonic::Status) -> ClientError {
+        let error = ClientError::from(status);
+        if let ClientError::Denied {
+            code: tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Unavailable,
+            reason: None,
+            ..
+        } = &error
+        {
+            let last = self.tls_failures.as_ref().and_then(|f| f.last());
+            if let Some(refusal) = last.as_ref().and_then(refusal_of) {
+                return refusal;
+            }
+        }
+        error
     }
 
     /// Seals `payload` (one JSON-RPC message, exact bytes), sends it and
@@ -214,7 +487,8 @@ impl Client {
             .call(CallRequest {
                 envelope: Some(env),
             })
-            .await?
+            .await
+            .map_err(|status| self.call_error(status))?
             .into_inner();
         self.open(response.envelope, &signed)
     }
@@ -230,7 +504,8 @@ impl Client {
             .list_blocks(ListBlocksRequest {
                 envelope: Some(env),
             })
-            .await?
+            .await
+            .map_err(|status| self.call_error(status))?
             .into_inner();
         self.admin_result(self.open(response.envelope, &signed)?, id)
     }
@@ -247,7 +522,8 @@ impl Client {
             .unblock(UnblockRequest {
                 envelope: Some(env),
             })
-            .await?
+            .await
+            .map_err(|status| self.call_error(status))?
             .into_inner();
         self.admin_result(self.open(response.envelope, &signed)?, id)
     }
@@ -346,5 +622,145 @@ impl Client {
     /// `tools/list`: returns the JSON-RPC response object.
     pub async fn list_tools(&self) -> Result<Value, ClientError> {
         self.request("tools/list", json!({})).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::{AlertDescription, CertificateError};
+
+    fn handshake(error: Option<ClientError>) -> (String, &'static str, String) {
+        match error {
+            Some(e @ ClientError::Handshake { .. }) => {
+                let message = e.to_string();
+                let ClientError::Handshake { alert, advice } = e else {
+                    unreachable!()
+                };
+                (alert, advice, message)
+            }
+            other => panic!("not a handshake refusal: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn alerts_from_the_gateway_are_named_and_explained() {
+        for (alert, name, words) in [
+            (
+                AlertDescription::CertificateRevoked,
+                "certificate_revoked",
+                "revoked",
+            ),
+            (
+                AlertDescription::CertificateExpired,
+                "certificate_expired",
+                "expired",
+            ),
+            (
+                AlertDescription::UnknownCA,
+                "unknown_ca",
+                "not issued by the gateway's",
+            ),
+            (
+                AlertDescription::CertificateRequired,
+                "certificate_required",
+                "no client",
+            ),
+            (
+                AlertDescription::ProtocolVersion,
+                "protocol_version",
+                "TLS 1.3",
+            ),
+            (
+                AlertDescription::UnsupportedCertificate,
+                "unsupported_certificate",
+                "key usage",
+            ),
+            (
+                AlertDescription::BadCertificate,
+                "bad_certificate",
+                "malformed",
+            ),
+            (AlertDescription::DecryptError, "decrypt_error", "refused"),
+        ] {
+            let (got, advice, message) =
+                handshake(refusal_of(&rustls::Error::AlertReceived(alert)));
+            assert_eq!(got, name);
+            assert!(message.starts_with("the gateway refused this client certificate: "));
+            assert!(message.contains(words), "{message}");
+            assert!(
+                message.contains(&format!("(TLS alert {name}); {advice}")),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_gateways_certificate_refused_here_is_explained() {
+        for (error, name, words) in [
+            (
+                CertificateError::UnknownIssuer,
+                "unknown_issuer",
+                "not issued by the CA",
+            ),
+            (
+                CertificateError::NotValidForName,
+                "not_valid_for_name",
+                "server_name",
+            ),
+            (CertificateError::Expired, "expired", "expired"),
+            (
+                CertificateError::NotValidYet,
+                "not_valid_yet",
+                "not valid yet",
+            ),
+            (
+                CertificateError::BadEncoding,
+                "bad_encoding",
+                "could not be verified",
+            ),
+        ] {
+            let (got, _, message) =
+                handshake(refusal_of(&rustls::Error::InvalidCertificate(error)));
+            assert_eq!(got, name);
+            assert!(message.starts_with("this client refused the gateway's certificate: "));
+            assert!(message.contains(words), "{message}");
+        }
+        assert!(refusal_of(&rustls::Error::DecryptError).is_none());
+    }
+
+    #[test]
+    fn an_alert_that_reached_us_as_text_is_recognised() {
+        let kind = std::io::ErrorKind::InvalidData;
+        let (alert, advice, _) = handshake(alert_in_text(
+            kind,
+            "received fatal alert: CertificateRevoked",
+        ));
+        assert_eq!((alert.as_str(), advice), ("certificate_revoked", NEW_CERT));
+        let (alert, _, _) = handshake(alert_in_text(kind, "received fatal alert: UnknownCA"));
+        assert_eq!(alert, "unknown_ca");
+        for text in [
+            "received fatal alert: ",
+            "received fatal alert: a b",
+            "other",
+        ] {
+            assert!(alert_in_text(kind, text).is_none(), "{text}");
+        }
+        let other = std::io::ErrorKind::ConnectionReset;
+        assert!(alert_in_text(other, "received fatal alert: UnknownCA").is_none());
+    }
+
+    #[test]
+    fn each_side_has_its_own_advice() {
+        // The message tells the sides apart by the advice.
+        for gateway in REFUSALS.iter().filter(|r| r.by_gateway) {
+            assert!(
+                !REFUSALS
+                    .iter()
+                    .any(|r| !r.by_gateway && r.advice == gateway.advice),
+                "{}",
+                gateway.advice
+            );
+        }
     }
 }

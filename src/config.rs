@@ -67,6 +67,26 @@ pub struct Config {
     /// `[anomaly]`: the detectors of unusual behaviour and what they do.
     #[serde(default)]
     pub anomaly: crate::policy::AnomalyConfig,
+    /// `[expiry]`: how early expiring credentials are warned about.
+    #[serde(default)]
+    pub expiry: ExpiryConfig,
+}
+
+/// `[expiry]`: the gateway warns (log and audit record) when its server
+/// certificate, the client CA, a CRL's next update, a registered signing
+/// key or a client certificate seen on a connection comes within this
+/// horizon of its end.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExpiryConfig {
+    /// The horizon, in days (1 to 365).
+    pub warning_days: u32,
+}
+
+impl Default for ExpiryConfig {
+    fn default() -> Self {
+        ExpiryConfig { warning_days: 14 }
+    }
 }
 
 fn default_backends() -> Vec<BackendConfig> {
@@ -290,6 +310,30 @@ pub struct TlsConfig {
     /// Certificate revocation lists (PEM) from that CA.
     #[serde(default)]
     pub crls: Vec<PathBuf>,
+    /// How long a CRL past its next update is still used, in seconds
+    /// (default 86400, at most 30 days). Within it, every load (start,
+    /// reload) logs a warning naming the file and how long ago it expired;
+    /// beyond it, every client certificate of that CA is refused at the
+    /// handshake (alert `unknown_ca`) until `sealgate ca crl` re-issues the
+    /// CRL and the gateway reloads. A CRL without a next update is treated
+    /// as never expiring, with a warning. `0` refuses as soon as a CRL is
+    /// past its next update.
+    #[serde(default = "default_crl_grace_secs")]
+    pub crl_grace_secs: u64,
+}
+
+fn default_crl_grace_secs() -> u64 {
+    86_400
+}
+
+impl TlsConfig {
+    /// Checks the `[tls]` values that parse but make no sense.
+    fn validate(&self) -> Result<(), String> {
+        if self.crl_grace_secs > 30 * 86_400 {
+            return Err("field tls.crl_grace_secs: at most 2592000 (30 days)".into());
+        }
+        Ok(())
+    }
 }
 
 /// `[signing]`: where the response-signing key comes from.
@@ -589,11 +633,15 @@ impl Config {
         if e.replay_capacity_per_client == 0 {
             return Err("field envelope.replay_capacity_per_client: must be at least 1".into());
         }
+        self.tls.validate()?;
         crate::identity::quota(self.rate_limit).map_err(|m| format!("field rate_limit: {m}"))?;
         for (name, tier) in &self.tiers {
             tier.validate(&format!("tier.{name}"))?;
         }
         self.anomaly.validate()?;
+        if !(1..=365).contains(&self.expiry.warning_days) {
+            return Err("field expiry.warning_days: must be 1..=365".into());
+        }
         let t = &self.transport;
         for (name, v, max) in [
             (
@@ -872,5 +920,27 @@ kind = "embedded"
         );
         assert_eq!(config.registry.path, base.join("clients.toml"));
         assert_eq!(config.signing.key, "/etc/sealgate/gateway.signing.key");
+    }
+
+    fn tls_section(extra: &str) -> TlsConfig {
+        let text = format!("cert = \"s.crt\"\nkey = \"s.key\"\nclient_ca = \"ca.crt\"\n{extra}");
+        toml::from_str(&text).expect("[tls] parses")
+    }
+
+    #[test]
+    fn crl_grace_defaults_to_a_day_and_is_bounded() {
+        assert_eq!(tls_section("").crl_grace_secs, 86_400);
+        let zero = tls_section("crl_grace_secs = 0");
+        assert_eq!(zero.crl_grace_secs, 0);
+        assert_eq!(zero.validate(), Ok(()));
+        assert_eq!(tls_section("crl_grace_secs = 2592000").validate(), Ok(()));
+        assert_eq!(
+            tls_section("crl_grace_secs = 2592001").validate(),
+            Err("field tls.crl_grace_secs: at most 2592000 (30 days)".into())
+        );
+        assert!(toml::from_str::<TlsConfig>(
+            "cert = \"s\"\nkey = \"k\"\nclient_ca = \"c\"\ncrl_grace_secs = -1"
+        )
+        .is_err());
     }
 }

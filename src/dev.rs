@@ -4,7 +4,8 @@
 //! Everything it writes is for a developer's machine: a CA, a server
 //! certificate for localhost, the client "demo" with a profile, the gateway
 //! signing key, the registry and the config. Private keys are 0600 and
-//! existing files are never overwritten. It must never be used for a
+//! existing files are never overwritten; only the CRL is re-issued on each
+//! start (revocations kept), as the gateway enforces its next update. It must never be used for a
 //! deployment: the CA key sits in the same folder as the config.
 
 use std::net::SocketAddr;
@@ -44,6 +45,10 @@ pub const DEV_TOOLS: &[&str] = &[
 pub fn setup(dir: &Path, listen: SocketAddr) -> Result<PathBuf, DevError> {
     let config_path = dir.join("sealgate.toml");
     if config_path.exists() {
+        // The config lists the CRL and the gateway enforces its next update:
+        // re-issue it (revocations kept) so a dev folder left for weeks
+        // still serves.
+        ca::Ca::load(&dir.join("ca"))?.write_crl_now(ca::DEFAULT_CRL_DAYS)?;
         println!("reusing the dev PKI and config in {}", dir.display());
         return Ok(config_path);
     }
@@ -102,6 +107,8 @@ pub fn setup(dir: &Path, listen: SocketAddr) -> Result<PathBuf, DevError> {
          cert = \"server.crt\"\n\
          key = \"server.key\"\n\
          client_ca = \"ca/ca.crt\"\n\
+         # `sealgate ca revoke CERT --dir <this folder>/ca`, then SIGHUP: refused from the next handshake.\n\
+         crls = [\"ca/crl.pem\"]\n\
          \n\
          [signing]\n\
          key = \"gateway.signing.key\"\n\

@@ -114,6 +114,10 @@ pub struct Gateway {
     /// recorded in full, the rest counted into one summary record per
     /// interval ([`Gateway::report_refusals`]), so no flood fills a disk.
     pub refusals: Summary<(String, Reason)>,
+    /// How early an expiring client certificate is warned about, in ms.
+    pub expiry_horizon_ms: i64,
+    /// Client certificates already warned about.
+    pub expiring_seen: crate::expiry::SeenCertificates,
 }
 
 /// Refusals that say nothing new when repeated: they are summarized.
@@ -359,9 +363,19 @@ impl Gateway {
             record.client_id = Some(named.client_id.to_string());
             record.cert_serial = Some(named.serial.clone());
         }
-        let identity = self
-            .identify(peer, now)
-            .inspect_err(|_| note_identity_denied(peer))?;
+        let identity = self.identify(peer, now).inspect_err(|d| {
+            note_identity_denied(peer);
+            // A certificate that was revoked or expired while its connection
+            // was open will never pass again on it: close it after this answer.
+            if matches!(
+                d.reason,
+                Reason::CertificateRevoked | Reason::CertificateExpired
+            ) {
+                if let Some(p) = peer {
+                    p.activity.request_close();
+                }
+            }
+        })?;
         let client = self
             .registry
             .load()
@@ -478,7 +492,21 @@ impl Gateway {
                 Reason::CertificateExpired,
                 "this client certificate has expired since the connection was opened; reconnect with a renewed certificate",
             )),
-            Some(Ok(identity)) => Ok(identity),
+            Some(Ok(identity)) => {
+                let ends_soon = identity.not_after_ms < now_ms.saturating_add(self.expiry_horizon_ms);
+                if ends_soon && self.expiring_seen.first_time(&identity.serial) {
+                    crate::expiry::report(
+                        &self.audit,
+                        &[crate::expiry::Expiring {
+                            what: "client_certificate",
+                            name: format!("serial {} of client {}", identity.serial, identity.client_id),
+                            not_after_ms: identity.not_after_ms,
+                        }],
+                        now_ms,
+                    );
+                }
+                Ok(identity)
+            }
         }
     }
 

@@ -288,8 +288,11 @@ struct KeyFile {
     public_key: String,
     #[serde(default)]
     not_before: Option<String>,
+    /// Required, unless `never_expires` says otherwise on purpose.
     #[serde(default)]
     not_after: Option<String>,
+    #[serde(default)]
+    never_expires: bool,
 }
 
 /// One signing key bound to a client, decoded once at load.
@@ -385,6 +388,11 @@ impl Registry {
     /// The entry of the client `id`, `None` if it is not registered.
     pub fn get(&self, id: &ClientId) -> Option<&Arc<ClientEntry>> {
         self.clients.get(id)
+    }
+
+    /// Every registered client, in no particular order.
+    pub fn clients(&self) -> impl Iterator<Item = &Arc<ClientEntry>> {
+        self.clients.values()
     }
 
     /// How many clients are registered (disabled ones included).
@@ -524,6 +532,30 @@ impl Registry {
                 };
                 let not_before_ms = instant(k.not_before.as_deref(), "key.not_before")?;
                 let not_after_ms = instant(k.not_after.as_deref(), "key.not_after")?;
+                // No credential lives forever unless an operator says so,
+                // and then every load says it again.
+                match (not_after_ms, k.never_expires) {
+                    (None, false) => {
+                        return Err(format!(
+                            "{} ({}): missing; a signing key must expire (or set never_expires = true, which is warned about at every load)",
+                            ctx("key.not_after"),
+                            k.id
+                        ))
+                    }
+                    (Some(_), true) => {
+                        return Err(format!(
+                            "{} ({}): not_after and never_expires = true contradict each other",
+                            ctx("key.never_expires"),
+                            k.id
+                        ))
+                    }
+                    (None, true) => tracing::warn!(
+                        client.id = %id,
+                        key.id = k.id.as_str(),
+                        "this signing key never expires (never_expires = true); give it a not_after"
+                    ),
+                    (Some(_), false) => {}
+                }
                 keys.insert(
                     k.id,
                     BoundKey {

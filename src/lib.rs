@@ -44,6 +44,7 @@ pub mod config;
 pub mod dev;
 pub mod envelope;
 pub mod error;
+pub mod expiry;
 pub mod gateway;
 pub mod identity;
 pub mod jsonrpc;

@@ -1,21 +1,26 @@
 //! Keeping a running gateway fresh without dropping a connection.
 //!
 //! Two triggers: every `secrets.refresh_secs`, the secrets are re-resolved
-//! ([`refresh_secrets`]); on SIGHUP ([`Reloader::reload`]), the client
-//! registry, the TLS certificate, client CA and CRLs (for new handshakes,
-//! and the revoked serials for requests on open connections), every secret
-//! and the tool pins are reloaded.
+//! ([`refresh_secrets`]); on SIGHUP ([`Reloader::reload`]), the config file
+//! (when the reloader knows it), the client registry, the TLS certificate,
+//! client CA and CRLs (for new handshakes, and the revoked serials for
+//! requests on open connections), every secret and the tool pins are
+//! reloaded.
 //!
 //! A part that fails to load keeps its previous version and the failure is
-//! logged: a reload never leaves the gateway with less than it had. What is
-//! not reloaded needs a restart: the listen address, the transport limits,
-//! the envelope limits, the sanitizer and the set of backends (the config
-//! file itself is read once, at start).
+//! logged: a reload never leaves the gateway with less than it had. Of the
+//! config file, the TLS files and CRL list, the registry file, the default
+//! rate and the tiers apply live; the listen address, identity, signing,
+//! envelope and transport limits, audit, backends, secrets source,
+//! sanitizer and anomaly settings need a restart, and a change to them is
+//! logged as such.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+
+use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::gateway::Gateway;
@@ -25,7 +30,11 @@ use crate::startup::signer_from;
 
 /// What SIGHUP reloads, for one gateway and the config it was built from.
 pub struct Reloader {
-    config: Config,
+    /// The config in force; replaced when SIGHUP re-reads a valid file.
+    config: ArcSwap<Config>,
+    /// The file to re-read on SIGHUP; `None` keeps the config it was built
+    /// from (tests, embedders).
+    config_path: Option<PathBuf>,
     gateway: Arc<Gateway>,
     tls: Arc<ArcSwap<rustls::ServerConfig>>,
 }
@@ -34,18 +43,38 @@ impl Reloader {
     /// The reloader for the gateway in `parts`, built from `config`.
     pub fn new(config: &Config, parts: &ServerParts) -> Self {
         Reloader {
-            config: config.clone(),
+            config: ArcSwap::from_pointee(config.clone()),
+            config_path: None,
             gateway: parts.gateway.clone(),
             tls: parts.tls.clone(),
         }
+    }
+
+    /// Re-reads `path` on every SIGHUP: what can change live is applied,
+    /// what needs a restart is logged as such.
+    pub fn with_config_file(mut self, path: &Path) -> Self {
+        self.config_path = Some(path.to_path_buf());
+        self
     }
 
     /// Runs for the life of the gateway: refreshes the secrets every
     /// `secrets.refresh_secs` and reloads everything on SIGHUP. The task
     /// ends when the gateway is dropped.
     pub fn spawn(self) {
-        let every = Duration::from_secs(self.config.secrets.refresh_secs);
+        let every = Duration::from_secs(self.config.load().secrets.refresh_secs);
         let weak = Arc::downgrade(&self.gateway);
+        // Expiring credentials, every hour (and on every reload).
+        let hourly = Arc::downgrade(&self.gateway);
+        let config = self.config.load_full();
+        tokio::spawn(async move {
+            let hour = Duration::from_secs(3_600);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + hour, hour);
+            loop {
+                tick.tick().await;
+                let Some(gw) = hourly.upgrade() else { return };
+                crate::startup::report_expiring(&config, &gw);
+            }
+        });
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
@@ -73,7 +102,8 @@ impl Reloader {
     /// Reloads the registry, TLS material and CRLs, secrets and pins. Each
     /// part that fails keeps its previous version.
     pub async fn reload(&self) {
-        let c = &self.config;
+        self.reread_config();
+        let c = self.config.load_full();
         let previous = self.gateway.registry.load_full();
         match Registry::load(&c.registry.path, &c.registry_defaults(), Some(&previous)) {
             Ok(r) => {
@@ -84,7 +114,7 @@ impl Reloader {
                 tracing::error!(error = %e, "client registry reload failed; keeping the previous one")
             }
         }
-        let tls = crate::tls::server_config(&c.tls.cert, &c.tls.key, &c.tls.client_ca, &c.tls.crls)
+        let tls = crate::startup::tls_server_config(&c)
             .and_then(|cfg| crate::tls::revoked_serials(&c.tls.crls).map(|r| (cfg, r)));
         match tls {
             Ok((cfg, revoked)) => {
@@ -101,6 +131,90 @@ impl Reloader {
         }
         refresh_secrets(&self.gateway).await;
         self.gateway.router.resync_all().await;
+        crate::startup::report_expiring(&self.config.load(), &self.gateway);
+    }
+}
+
+impl Reloader {
+    /// Re-reads the config file, if there is one. A file that no longer
+    /// loads keeps the config in force. Of a valid one, the TLS files and
+    /// CRL list, the registry file, the default rate and the tiers apply now
+    /// (with the rest of this reload); every other section that changed is
+    /// named in the log as waiting for a restart.
+    fn reread_config(&self) {
+        let Some(path) = &self.config_path else {
+            return;
+        };
+        let new = match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "config reload failed; keeping the config in force");
+                return;
+            }
+        };
+        let old = self.config.load();
+        let restart_only = [
+            (
+                "listen",
+                format!("{:?}", old.listen),
+                format!("{:?}", new.listen),
+            ),
+            (
+                "trust_domain/audience",
+                format!("{:?}{:?}", old.trust_domain, old.audience),
+                format!("{:?}{:?}", new.trust_domain, new.audience),
+            ),
+            (
+                "signing",
+                format!("{:?}", old.signing),
+                format!("{:?}", new.signing),
+            ),
+            (
+                "envelope",
+                format!("{:?}", old.envelope),
+                format!("{:?}", new.envelope),
+            ),
+            (
+                "transport",
+                format!("{:?}", old.transport),
+                format!("{:?}", new.transport),
+            ),
+            (
+                "audit",
+                format!("{:?}", old.audit),
+                format!("{:?}", new.audit),
+            ),
+            (
+                "backend",
+                format!("{:?}", old.backends),
+                format!("{:?}", new.backends),
+            ),
+            (
+                "secrets",
+                format!("{:?}", old.secrets),
+                format!("{:?}", new.secrets),
+            ),
+            (
+                "sanitize",
+                format!("{:?}", old.sanitize),
+                format!("{:?}", new.sanitize),
+            ),
+            (
+                "anomaly",
+                format!("{:?}", old.anomaly),
+                format!("{:?}", new.anomaly),
+            ),
+        ];
+        for (section, before, after) in restart_only {
+            if before != after {
+                tracing::warn!(
+                    section,
+                    "config section changed; it takes effect at the next restart"
+                );
+            }
+        }
+        tracing::info!(path = %path.display(), "config re-read: tls, registry, rate_limit and tiers apply now");
+        self.config.store(Arc::new(new));
     }
 }
 

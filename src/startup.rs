@@ -92,12 +92,7 @@ pub async fn build(
     if registry.is_empty() {
         tracing::warn!(path = %config.registry.path.display(), "the client registry is empty: every request will be refused");
     }
-    let tls = crate::tls::server_config(
-        &config.tls.cert,
-        &config.tls.key,
-        &config.tls.client_ca,
-        &config.tls.crls,
-    )?;
+    let tls = tls_server_config(config)?;
     let revoked = crate::tls::revoked_serials(&config.tls.crls)?;
     let audit = match audit {
         Some(a) => a,
@@ -129,6 +124,8 @@ pub async fn build(
         audit: audit.clone(),
         clock: Arc::new(SystemClock),
         refusals: crate::summary::Summary::new(REFUSAL_SUMMARY_INTERVAL, 4096),
+        expiry_horizon_ms: expiry_horizon_ms(config),
+        expiring_seen: Default::default(),
         anomaly: Arc::new(crate::policy::Anomaly::new(
             config.anomaly.clone(),
             audit.clone(),
@@ -141,6 +138,7 @@ pub async fn build(
             },
         },
     });
+    report_expiring(config, &gateway);
     // Counted refusals are reported every interval; the task ends with the
     // gateway.
     let weak = Arc::downgrade(&gateway);
@@ -160,6 +158,39 @@ pub async fn build(
         trust_domain: config.trust_domain.clone(),
         stats: Arc::new(AcceptStats::default()),
     })
+}
+
+/// The server TLS config from `[tls]`: certificate, key, client CA, CRLs
+/// and their grace (at start and on every reload).
+pub fn tls_server_config(
+    config: &Config,
+) -> Result<Arc<rustls::ServerConfig>, crate::tls::TlsError> {
+    let t = &config.tls;
+    crate::tls::server_config_with_grace(
+        &t.cert,
+        &t.key,
+        &t.client_ca,
+        &t.crls,
+        Duration::from_secs(t.crl_grace_secs),
+    )
+}
+
+/// The `[expiry]` horizon in milliseconds.
+pub fn expiry_horizon_ms(config: &Config) -> i64 {
+    i64::from(config.expiry.warning_days) * 86_400_000
+}
+
+/// Warns about every credential of `config` and the gateway's registry
+/// that ends within the horizon (at start, on reload, every hour).
+pub fn report_expiring(config: &Config, gateway: &Gateway) {
+    let now = gateway.clock.now_ms();
+    let items = crate::expiry::scan(
+        config,
+        &gateway.registry.load(),
+        now,
+        expiry_horizon_ms(config),
+    );
+    crate::expiry::report(&gateway.audit, &items, now);
 }
 
 /// Builds the response signer from the signing-key secret (PKCS#8 PEM).

@@ -11,6 +11,13 @@
 //! Provider: aws-lc-rs, whose default key-exchange groups put the hybrid
 //! post-quantum X25519MLKEM768 first. This module never accepts TLS 1.2,
 //! never runs without a client certificate, and never logs key material.
+//!
+//! A CRL past its next update is used, with a warning on every load, for
+//! the configured grace; beyond it the verifier enforces CRL expiry, so
+//! every client of that CA is refused until the CRL is re-issued (see
+//! [`server_config_with_grace`]). On the client side, [`TlsFailures`] keeps
+//! the alert with which the gateway refused a certificate, which TLS 1.3
+//! delivers after the handshake and HTTP/2 would otherwise lose.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -114,6 +121,107 @@ fn load_crls(
     Ok(crls)
 }
 
+/// How long after a CRL's next update the gateway keeps using it, with a
+/// warning on every load, when the configuration does not say: one day.
+pub const DEFAULT_CRL_GRACE: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// Where one CRL stands against its next update at load time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CrlFreshness {
+    /// Before its next update.
+    Current,
+    /// It has no next update: treated as never expiring, but warned about.
+    NoNextUpdate,
+    /// Past its next update by this many seconds, within the grace: used,
+    /// with a warning.
+    InGrace(u64),
+    /// Past its next update by this many seconds, beyond the grace: the
+    /// verifier enforces CRL expiry, so clients of its CA are refused.
+    Stale(u64),
+}
+
+/// The policy for one CRL: `next_update` and `now` in Unix seconds.
+fn crl_freshness(next_update: Option<i64>, now: i64, grace_secs: u64) -> CrlFreshness {
+    let Some(next) = next_update else {
+        return CrlFreshness::NoNextUpdate;
+    };
+    if now <= next {
+        return CrlFreshness::Current;
+    }
+    let overdue = now.abs_diff(next);
+    if overdue <= grace_secs {
+        CrlFreshness::InGrace(overdue)
+    } else {
+        CrlFreshness::Stale(overdue)
+    }
+}
+
+/// A duration in words for a log line: `2d 3h`, `5h 10m`, `12m 3s`, `9s`.
+fn age_in_words(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+/// Reads the CRL files and applies the next-update policy at `now` (Unix
+/// seconds): logs a warning for each CRL without a next update or past it,
+/// and returns whether any is past it by more than `grace`, in which case
+/// the verifier must enforce CRL expiry.
+fn load_crls_checked(
+    paths: &[impl AsRef<Path>],
+    grace: std::time::Duration,
+    now: i64,
+) -> Result<(Vec<CertificateRevocationListDer<'static>>, bool), TlsError> {
+    use x509_parser::prelude::FromDer;
+    let mut all = Vec::new();
+    let mut enforce = false;
+    for path in paths {
+        let path = path.as_ref();
+        let file = path.display().to_string();
+        let crls: Vec<CertificateRevocationListDer<'static>> = load_pem(path, "CRL", "valid CRL")?;
+        for crl in &crls {
+            let (_, parsed) =
+                x509_parser::revocation_list::CertificateRevocationList::from_der(crl)
+                    .map_err(|_| TlsError::Config(format!("{file}: a CRL could not be parsed")))?;
+            let next = parsed.next_update().map(|t| t.timestamp());
+            match crl_freshness(next, now, grace.as_secs()) {
+                CrlFreshness::Current => {}
+                CrlFreshness::NoNextUpdate => tracing::warn!(
+                    crl.path = %file,
+                    "CRL has no next update: treated as never expiring; \
+                     re-issue it with `sealgate ca crl`"
+                ),
+                CrlFreshness::InGrace(overdue) => tracing::warn!(
+                    crl.path = %file,
+                    crl.overdue_secs = overdue,
+                    crl.grace_secs = grace.as_secs(),
+                    "CRL is past its next update by {}: still used within the grace; \
+                     re-issue it with `sealgate ca crl` and reload",
+                    age_in_words(overdue)
+                ),
+                CrlFreshness::Stale(overdue) => {
+                    enforce = true;
+                    tracing::error!(
+                        crl.path = %file,
+                        crl.overdue_secs = overdue,
+                        crl.grace_secs = grace.as_secs(),
+                        "CRL is past its next update by {}, beyond the grace: every client \
+                         certificate of its CA is refused until it is re-issued \
+                         (`sealgate ca crl`) and the gateway reloads",
+                        age_in_words(overdue)
+                    );
+                }
+            }
+        }
+        all.extend(crls);
+    }
+    Ok((all, enforce))
+}
+
 /// The serial numbers (lowercase hex, as in [`crate::identity::ClientIdentity`])
 /// revoked by the given CRL files.
 pub fn revoked_serials(
@@ -142,19 +250,46 @@ fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
 }
 
 /// The gateway's TLS config: TLS 1.3 only, ALPN h2, client certificate
-/// required and verified against `client_ca` and `crls`.
+/// required and verified against `client_ca` and `crls`, with the default
+/// CRL grace ([`DEFAULT_CRL_GRACE`]); see [`server_config_with_grace`].
 pub fn server_config(
     cert: &Path,
     key: &Path,
     client_ca: &Path,
     crls: &[impl AsRef<Path>],
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_with_grace(cert, key, client_ca, crls, DEFAULT_CRL_GRACE)
+}
+
+/// The gateway's TLS config: TLS 1.3 only, ALPN h2, client certificate
+/// required and verified against `client_ca` and `crls`.
+///
+/// A CRL past its next update is still used, with a warning on every load,
+/// for `crl_grace` (`[tls] crl_grace_secs`); beyond that the verifier
+/// enforces CRL expiry, so every client certificate of that CA is refused
+/// at the handshake (alert `unknown_ca`: its revocation status cannot be
+/// known) until the CRL is re-issued and the gateway reloads. A CRL
+/// without a next update never expires, but is warned about.
+pub fn server_config_with_grace(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+    crls: &[impl AsRef<Path>],
+    crl_grace: std::time::Duration,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
-    let webpki =
+    let now = UnixTime::now().as_secs();
+    let (crls, enforce) =
+        load_crls_checked(crls, crl_grace, i64::try_from(now).unwrap_or(i64::MAX))?;
+    let mut builder =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider.clone())
-            .with_crls(load_crls(crls)?)
-            .build()
-            .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
+            .with_crls(crls);
+    if enforce {
+        builder = builder.enforce_revocation_expiration();
+    }
+    let webpki = builder
+        .build()
+        .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
     let verifier = Arc::new(ClientAuthOnly(webpki));
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -305,9 +440,137 @@ pub async fn connect_channel(
     server_name: &str,
     config: Arc<ClientConfig>,
 ) -> Result<tonic::transport::Channel, ConnectError> {
+    connect_channel_watched(addr, server_name, config)
+        .await
+        .map(|(channel, _)| channel)
+}
+
+/// The last TLS error seen on any connection of a channel.
+///
+/// Under TLS 1.3 the gateway's verdict on the client certificate arrives
+/// after the client's side of the handshake, as an alert on the first read,
+/// inside the HTTP/2 connection task; a call on that connection then fails
+/// with a bare "transport error" or "operation was canceled" that has lost
+/// the alert. This keeps it, so the client can say why.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFailures(Arc<std::sync::Mutex<Option<rustls::Error>>>);
+
+impl TlsFailures {
+    /// The last TLS error seen, if any.
+    pub fn last(&self) -> Option<rustls::Error> {
+        self.0.lock().map(|slot| slot.clone()).unwrap_or(None)
+    }
+
+    /// Forgets the last error: a later connection got data from the
+    /// gateway, so it accepted this client.
+    fn clear(&self) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = None;
+        }
+    }
+
+    fn record(&self, error: &std::io::Error) {
+        let tls = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+        if let (Some(tls), Ok(mut slot)) = (tls, self.0.lock()) {
+            *slot = Some(tls.clone());
+        }
+    }
+}
+
+/// A client TLS stream that records its TLS errors in [`TlsFailures`].
+struct Watched<T> {
+    inner: T,
+    failures: TlsFailures,
+    /// Whether data has come from the gateway on this connection: the first
+    /// data clears the errors of earlier connections (once, off the hot path).
+    accepted: bool,
+}
+
+impl<T> Watched<T> {
+    fn note<R>(
+        &self,
+        poll: std::task::Poll<std::io::Result<R>>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        if let std::task::Poll::Ready(Err(e)) = &poll {
+            self.failures.record(e);
+        }
+        poll
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if !self.accepted
+            && matches!(poll, std::task::Poll::Ready(Ok(())))
+            && buf.filled().len() > before
+        {
+            self.accepted = true;
+            self.failures.clear();
+        }
+        self.note(poll)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.note(poll)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.note(poll)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.note(poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.note(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// [`connect_channel`], also returning where the channel's connections
+/// record their TLS errors (the gateway's alerts among them).
+pub async fn connect_channel_watched(
+    addr: &str,
+    server_name: &str,
+    config: Arc<ClientConfig>,
+) -> Result<(tonic::transport::Channel, TlsFailures), ConnectError> {
     let server_name = ServerName::try_from(server_name.to_string())
         .map_err(|_| ConnectError::ServerName(server_name.to_string()))?;
     let connector = tokio_rustls::TlsConnector::from(config);
+    let failures = TlsFailures::default();
+    let watch = failures.clone();
     let target = addr.to_string();
     tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(ConnectError::Transport)?
@@ -316,19 +579,111 @@ pub async fn connect_channel(
             let connector = connector.clone();
             let server_name = server_name.clone();
             let target = target.clone();
+            let failures = watch.clone();
             async move {
                 let tcp = tokio::net::TcpStream::connect(&target).await?;
                 tcp.set_nodelay(true)?;
-                let tls = connector.connect(server_name, tcp).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+                let tls = connector.connect(server_name, tcp).await.inspect_err(|e| {
+                    failures.record(e);
+                })?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(Watched {
+                    inner: tls,
+                    failures,
+                    accepted: false,
+                }))
             }
         }))
         .await
+        .map(|channel| (channel, failures))
         .map_err(ConnectError::Transport)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::{age_in_words, crl_freshness, CrlFreshness};
+
+    #[test]
+    fn crl_freshness_follows_next_update_and_grace() {
+        let day = 86_400;
+        let now = 1_800_000_000;
+        assert_eq!(crl_freshness(None, now, day), CrlFreshness::NoNextUpdate);
+        assert_eq!(
+            crl_freshness(Some(now + 1), now, day),
+            CrlFreshness::Current
+        );
+        assert_eq!(crl_freshness(Some(now), now, day), CrlFreshness::Current);
+        assert_eq!(
+            crl_freshness(Some(now - 3_600), now, day),
+            CrlFreshness::InGrace(3_600)
+        );
+        let edge = i64::try_from(day).expect("fits");
+        assert_eq!(
+            crl_freshness(Some(now - edge), now, day),
+            CrlFreshness::InGrace(day)
+        );
+        assert_eq!(
+            crl_freshness(Some(now - edge - 1), now, day),
+            CrlFreshness::Stale(day + 1)
+        );
+        assert_eq!(crl_freshness(Some(now - 1), now, 0), CrlFreshness::Stale(1));
+    }
+
+    /// A CRL file of a fresh CA whose next update is `next_update`.
+    fn crl_file(dir: &std::path::Path, next_update: time::OffsetDateTime) -> std::path::PathBuf {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut ca = rcgen::CertificateParams::default();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let cert = ca.self_signed(&key).expect("CA");
+        let issuer = rcgen::Issuer::from_ca_cert_pem(&cert.pem(), key).expect("issuer");
+        let crl = rcgen::CertificateRevocationListParams {
+            this_update: next_update - time::Duration::days(7),
+            next_update,
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)
+        .expect("CRL");
+        let path = dir.join("crl.pem");
+        std::fs::write(&path, crl.pem().expect("pem")).expect("write");
+        path
+    }
+
+    #[test]
+    fn a_crl_past_its_grace_turns_on_expiry_enforcement() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let next = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time");
+        let path = crl_file(dir.path(), next);
+        let day = std::time::Duration::from_secs(86_400);
+        let at = |secs: i64| {
+            let (crls, enforce) =
+                super::load_crls_checked(&[&path], day, 1_800_000_000 + secs).expect("loads");
+            assert_eq!(crls.len(), 1);
+            enforce
+        };
+        assert!(!at(-60), "before the next update");
+        assert!(!at(3_600), "within the grace");
+        assert!(!at(86_400), "at the end of the grace");
+        assert!(at(86_401), "past the grace");
+        let (_, enforce) =
+            super::load_crls_checked(&[&path], std::time::Duration::ZERO, 1_800_000_001)
+                .expect("loads");
+        assert!(enforce, "no grace");
+    }
+
+    #[test]
+    fn ages_read_as_words() {
+        assert_eq!(age_in_words(9), "9s");
+        assert_eq!(age_in_words(12 * 60 + 3), "12m 3s");
+        assert_eq!(age_in_words(5 * 3_600 + 10 * 60 + 7), "5h 10m");
+        assert_eq!(age_in_words(2 * 86_400 + 3 * 3_600 + 5), "2d 3h");
+    }
+
     #[test]
     fn plain_http_only_to_loopback() {
         use super::transport_allowed as ok;

@@ -3,32 +3,12 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn sealgate(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sealgate"))
-        .args(args)
-        .current_dir(dir)
-        .env("SEALGATE_LOG", "warn")
-        .output()
-        .expect("run sealgate")
-}
+mod common;
 
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn mode(p: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).expect("meta").permissions().mode() & 0o777
-}
+use common::cli::{mode, ok, sealgate};
 
 #[test]
 fn ca_init_issue_inspect() {
@@ -46,6 +26,10 @@ fn ca_init_issue_inspect() {
         ],
     ));
     assert_eq!(mode(&d.join("ca/ca.key")), 0o600);
+    // An empty CRL from the start, so a gateway can list it right away.
+    assert!(std::fs::read_to_string(d.join("ca/crl.pem"))
+        .expect("crl.pem written by init")
+        .contains("BEGIN X509 CRL"));
     // Never overwritten without --force.
     let again = sealgate(
         d,
@@ -340,12 +324,18 @@ fn dev_tour_runs_the_printed_call_command() {
     let _ = dev.0.kill();
     let _ = dev.0.wait();
     let ca_before = std::fs::read(d.join("dev/ca/ca.crt")).expect("ca");
+    let crl_before = std::fs::read(d.join("dev/ca/crl.pem")).expect("crl");
     let mut child = spawn_dev(d, port);
     wait_for_port(port, &mut child);
     let _dev2 = Reap(child);
     assert_eq!(
         std::fs::read(d.join("dev/ca/ca.crt")).expect("ca"),
         ca_before
+    );
+    // ... and re-issues its CRL, so a dev folder left for weeks still serves.
+    assert_ne!(
+        std::fs::read(d.join("dev/ca/crl.pem")).expect("crl"),
+        crl_before
     );
     ok(&sealgate(d, &["tools", "--profile", profile]));
 }
@@ -389,4 +379,106 @@ fn config_type_errors_do_not_quote_the_value() {
         "{err}"
     );
     assert!(!err.contains("9876543210123"), "{err}");
+}
+
+/// Revocation works out of the box: `ca init` wrote an empty CRL and the dev
+/// config lists it, so `ca revoke` and a SIGHUP refuse the revoked client's
+/// next handshake while others carry on, with no config edit.
+#[test]
+fn dev_revoke_then_sighup_refuses_the_client() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let port = free_port();
+    let mut child = spawn_dev(d, port);
+    wait_for_port(port, &mut child);
+    let dev = Reap(child);
+    let config = std::fs::read_to_string(d.join("dev/sealgate.toml")).expect("config");
+    assert!(config.contains("crls = [\"ca/crl.pem\"]\n"), "{config}");
+    assert!(std::fs::read_to_string(d.join("dev/ca/crl.pem"))
+        .expect("crl written by ca init")
+        .contains("BEGIN X509 CRL"));
+
+    let endpoint = format!("localhost:{port}");
+    ok(&sealgate(
+        d,
+        &[
+            "ca",
+            "issue-client",
+            "carol",
+            "--dir",
+            "dev/ca",
+            "--out",
+            "dev/clients",
+            "--tool",
+            "get_meps",
+            "--gateway-pub",
+            "dev/gateway.signing.key.pub",
+            "--endpoint",
+            &endpoint,
+        ],
+    ));
+    let entry = std::fs::read_to_string(d.join("dev/clients/carol.registry.toml")).expect("entry");
+    let registry = d.join("dev/clients.toml");
+    let mut text = std::fs::read_to_string(&registry).expect("registry");
+    text.push('\n');
+    text.push_str(&entry);
+    std::fs::write(&registry, text).expect("registry");
+    let sighup = || {
+        let status = Command::new("kill")
+            .args(["-HUP", &dev.0.id().to_string()])
+            .status()
+            .expect("kill -HUP");
+        assert!(status.success());
+    };
+    let carol = [
+        "call",
+        "get_meps",
+        "--profile",
+        "dev/clients/carol.profile.toml",
+    ];
+    let demo = [
+        "call",
+        "get_meps",
+        "--profile",
+        "dev/clients/demo.profile.toml",
+    ];
+    // The reload runs in the background: wait for it.
+    let until = |want_ok: bool| {
+        let start = Instant::now();
+        loop {
+            let out = sealgate(d, &carol);
+            if out.status.success() == want_ok {
+                return out;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no reload after SIGHUP: {out:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    sighup();
+    let before = until(true);
+    assert!(
+        String::from_utf8_lossy(&before.stdout).contains("person/900001"),
+        "{before:?}"
+    );
+
+    let rev = ok(&sealgate(
+        d,
+        &["ca", "revoke", "dev/clients/carol.crt", "--dir", "dev/ca"],
+    ));
+    assert!(rev.contains("revoked serial"), "{rev}");
+    sighup();
+    let refused = until(false);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains(
+            "the gateway refused this client certificate: it has been revoked (TLS alert certificate_revoked)"
+        ),
+        "{refused:?}"
+    );
+    // Everyone else carries on.
+    let still = ok(&sealgate(d, &demo));
+    assert!(still.contains("person/900001"), "{still}");
 }

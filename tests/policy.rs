@@ -745,3 +745,35 @@ async fn probing_the_admin_service_counts_like_any_refusal() {
         .count();
     assert_eq!(admin_records, 3);
 }
+
+#[tokio::test]
+async fn sighup_rereads_the_config_file_for_tiers_and_keeps_a_broken_one_out() {
+    let gw = TestGateway::start().await;
+    let config = gw.path("sealgate.toml");
+    let original = std::fs::read_to_string(&config).expect("config");
+    // A tier added to the running gateway's config, and a client using it.
+    std::fs::write(
+        &config,
+        format!("{original}\n[tier.late]\ntools = [\"get_meps\"]\n"),
+    )
+    .expect("config");
+    let ivan = enroll(&gw, "ivan", Some("late"), &[], false).await;
+    let client = gw.client(&ivan).await;
+    client
+        .call_tool("get_meps", json!({"limit": 1}))
+        .await
+        .expect("the new tier applies without a restart");
+    // A config that no longer loads is refused; the one in force stays.
+    std::fs::write(&config, "listen = ").expect("config");
+    gw.reloader.reload().await;
+    client
+        .call_tool("get_meps", json!({"limit": 1}))
+        .await
+        .expect("still served under the previous config");
+    let (_, reason, _) = denied(
+        client
+            .call_tool("search_documents", json!({"keyword": "x"}))
+            .await,
+    );
+    assert_eq!(reason, "TOOL_NOT_ALLOWED");
+}

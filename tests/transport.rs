@@ -67,9 +67,17 @@ fn roots(gw: &TestGateway) -> rustls::RootCertStore {
 
 fn assert_untouched(gw: &TestGateway) {
     assert_eq!(gw.backend_calls(), 0, "the backend must not be reached");
+    // Credential-expiry events (the test CRL's next update is within the
+    // warning horizon) are not requests.
+    let requests: Vec<String> = gw
+        .audit
+        .lines()
+        .into_iter()
+        .filter(|l| !l.contains(r#""event":"credential_expiring""#))
+        .collect();
     assert!(
-        gw.audit.lines().is_empty(),
-        "no request may reach the service"
+        requests.is_empty(),
+        "no request may reach the service: {requests:?}"
     );
     assert!(
         gw.stats
@@ -210,9 +218,42 @@ async fn certificate_from_another_ca_is_refused() {
 
 #[tokio::test]
 async fn certificate_from_a_lookalike_ca_with_our_name_is_refused() {
-    // The foreign CA has exactly our CA's subject name: the chain is found by
-    // name but its signature does not verify under our CA key.
-    let (gw, err) = foreign_ca_alert(TRUST_DOMAIN).await;
+    // The foreign CA has exactly our CA's subject name (`ca init` names
+    // each CA uniquely, so it is made by hand): the chain is found by name
+    // but its signature does not verify under our CA key.
+    let gw = TestGateway::start().await;
+    let ours = sealgate::tls::load_certs(&ca_cert(&gw)).expect("ca.crt");
+    let (_, parsed) = x509_parser::parse_x509_certificate(&ours[0]).expect("parse");
+    let mut lookalike = rcgen::CertificateParams::default();
+    for attr in parsed.subject().iter_attributes() {
+        let value = attr.as_str().expect("string attribute").to_string();
+        let ty = if attr.attr_type() == &x509_parser::oid_registry::OID_X509_COMMON_NAME {
+            rcgen::DnType::CommonName
+        } else if attr.attr_type() == &x509_parser::oid_registry::OID_X509_ORGANIZATION_NAME {
+            rcgen::DnType::OrganizationName
+        } else {
+            panic!("unexpected CA subject attribute {:?}", attr.attr_type())
+        };
+        lookalike.distinguished_name.push(ty, value);
+    }
+    lookalike.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    lookalike.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    lookalike.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    lookalike.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+    let lookalike_key = rcgen::KeyPair::generate().expect("key");
+    let lookalike_cert = lookalike.self_signed(&lookalike_key).expect("lookalike CA");
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&lookalike_cert.pem(), lookalike_key).expect("issuer");
+    let params = alice_params(&gw, time::Duration::days(-1), time::Duration::days(10));
+    let leaf_key = rcgen::KeyPair::generate().expect("key");
+    let leaf = params.signed_by(&leaf_key, &issuer).expect("leaf");
+    let (cert, key) = (gw.path("lookalike.crt"), gw.path("lookalike.key"));
+    sealgate::keys::write_public(&cert, leaf.pem().as_bytes(), false).expect("cert");
+    sealgate::keys::write_private(&key, leaf_key.serialize_pem().as_bytes(), false).expect("key");
+    let err = alert_from_server(&gw, tls13_with_cert(&gw, &cert, &key)).await;
     assert_eq!(
         err,
         Some(rustls::Error::AlertReceived(AlertDescription::DecryptError))
@@ -488,4 +529,86 @@ async fn revocation_loaded_at_run_time_refuses_new_and_open_connections() {
         .send_payload(GET_MEPS)
         .await
         .expect("bob still works");
+}
+
+/// Log lines at WARN and above from every test of this file.
+fn logs() -> &'static common::logs::Captured {
+    common::logs::capture_logs(tracing::Level::WARN)
+}
+
+/// Replaces the gateway's CRL (`ca/crl.pem`, no revocations) with one
+/// signed by its CA whose next update was `overdue` ago.
+fn write_overdue_crl(gw: &TestGateway, overdue: time::Duration) -> std::path::PathBuf {
+    let dir = ca_dir(gw.dir.path());
+    let cert_pem = std::fs::read_to_string(dir.join("ca.crt")).expect("ca.crt");
+    let key_pem = std::fs::read_to_string(dir.join("ca.key")).expect("ca.key");
+    let key = rcgen::KeyPair::from_pem(&key_pem).expect("CA key");
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&cert_pem, key).expect("issuer");
+    let now = time::OffsetDateTime::now_utc();
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: now - overdue - time::Duration::days(7),
+        next_update: now - overdue,
+        crl_number: rcgen::SerialNumber::from(1000u64),
+        issuing_distribution_point: None,
+        revoked_certs: Vec::new(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&issuer)
+    .expect("CRL");
+    let path = dir.join("crl.pem");
+    std::fs::write(&path, crl.pem().expect("pem")).expect("write CRL");
+    path
+}
+
+#[tokio::test]
+async fn crl_past_its_grace_refuses_clients_until_reissued() {
+    let logs = logs();
+    let gw = TestGateway::start().await;
+    let crl = write_overdue_crl(&gw, time::Duration::days(2));
+    gw.reloader.reload().await;
+    // The gateway cannot know whether alice is revoked: unknown_ca.
+    let err = alert_from_server(&gw, tls13_with_cert(&gw, &gw.alice.cert, &gw.alice.key)).await;
+    assert_eq!(
+        err,
+        Some(rustls::Error::AlertReceived(AlertDescription::UnknownCA))
+    );
+    let lines = logs.lines_with(&crl.display().to_string());
+    assert!(
+        lines.iter().any(|l| l.contains("ERROR")
+            && l.contains("past its next update by 2d 0h")
+            && l.contains("beyond the grace")),
+        "{lines:?}"
+    );
+    // The operator re-issues the CRL and reloads: alice is served again.
+    gw.ca.write_crl_now(7).expect("re-issue CRL");
+    gw.reloader.reload().await;
+    let config = tls13_with_cert(&gw, &gw.alice.cert, &gw.alice.key);
+    assert_eq!(alert_from_server(&gw, config).await, None);
+    gw.client(&gw.alice)
+        .await
+        .call_tool("get_meps", serde_json::json!({"limit": 1}))
+        .await
+        .expect("served after the CRL is re-issued");
+}
+
+#[tokio::test]
+async fn crl_within_its_grace_is_used_with_a_warning() {
+    let logs = logs();
+    let gw = TestGateway::start().await;
+    let crl = write_overdue_crl(&gw, time::Duration::hours(1));
+    gw.reloader.reload().await;
+    let config = tls13_with_cert(&gw, &gw.alice.cert, &gw.alice.key);
+    assert_eq!(alert_from_server(&gw, config).await, None);
+    gw.client(&gw.alice)
+        .await
+        .call_tool("get_meps", serde_json::json!({"limit": 1}))
+        .await
+        .expect("served within the grace");
+    let lines = logs.lines_with(&crl.display().to_string());
+    assert!(
+        lines.iter().any(|l| l.contains("WARN")
+            && l.contains("past its next update by 1h 0m")
+            && l.contains("still used within the grace")),
+        "{lines:?}"
+    );
 }

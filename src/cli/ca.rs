@@ -1,13 +1,31 @@
 //! `sealgate ca`: the certificate authority: a root CA, server and client
-//! certificates, inspection, revocation and CRLs.
+//! certificates (issued with their keys, or signed from a client's CSR),
+//! registry entries for client-generated signing keys, the list of what
+//! was issued, inspection, revocation and CRLs.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use sealgate::ca::{self, Ca, CaAlgorithm, ClientRequest, GatewayInfo};
+
+/// What a registry entry says beyond the key: shared by `issue-client` and
+/// `register-key`.
+#[derive(Args)]
+pub struct EntryArgs {
+    /// Tools the client may call (repeatable, or comma-separated).
+    #[arg(long = "tool", value_delimiter = ',')]
+    tools: Vec<String>,
+    /// The tier (`[tier.NAME]` in the gateway config) the entry starts
+    /// from; without --tool, the tier decides the tools.
+    #[arg(long)]
+    tier: Option<String>,
+    /// Let this client list and lift anomaly blocks (`sealgate admin`).
+    #[arg(long)]
+    admin: bool,
+}
 
 #[derive(Subcommand)]
 pub enum CaCommand {
@@ -54,16 +72,8 @@ pub enum CaCommand {
         out: PathBuf,
         #[arg(long, default_value_t = ca::DEFAULT_CLIENT_DAYS)]
         days: u32,
-        /// Tools the client may call (repeatable, or comma-separated).
-        #[arg(long = "tool", value_delimiter = ',')]
-        tools: Vec<String>,
-        /// The tier (`[tier.NAME]` in the gateway config) the entry starts
-        /// from; without --tool, the tier decides the tools.
-        #[arg(long)]
-        tier: Option<String>,
-        /// Let this client list and lift anomaly blocks (`sealgate admin`).
-        #[arg(long)]
-        admin: bool,
+        #[command(flatten)]
+        entry: EntryArgs,
         /// The gateway's public signing key file (from `key generate`), to write a profile.
         #[arg(long)]
         gateway_pub: Option<PathBuf>,
@@ -74,6 +84,52 @@ pub enum CaCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Sign a client's certificate signing request (from `sealgate csr`):
+    /// its only SAN must be spiffe://<trust-domain>/client/<ID>. The
+    /// client's private key never leaves it.
+    SignCsr {
+        /// The CSR file (PEM).
+        csr: PathBuf,
+        /// The client id the CSR must be for.
+        #[arg(long = "client")]
+        id: String,
+        #[arg(long, default_value = "certs/ca")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = ca::DEFAULT_CLIENT_DAYS)]
+        days: u32,
+        /// Where the certificate goes (default: <ID>.crt).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write the registry entry for a signing public key the client made
+    /// with `sealgate key generate` (its <key>.pub file).
+    RegisterKey {
+        /// Client id: 1-64 characters of [A-Za-z0-9._-].
+        id: String,
+        /// The client's public key file (<key>.pub).
+        #[arg(long)]
+        public_key: PathBuf,
+        #[arg(long, default_value = "certs/ca")]
+        dir: PathBuf,
+        /// Validity of the key from now.
+        #[arg(long, default_value_t = ca::DEFAULT_CLIENT_DAYS)]
+        days: u32,
+        #[command(flatten)]
+        entry: EntryArgs,
+        /// Where the entry goes (default: <ID>.registry.toml).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// List every certificate this CA issued: valid, expiring (within 30
+    /// days), expired or revoked.
+    List {
+        #[arg(long, default_value = "certs/ca")]
+        dir: PathBuf,
+    },
     /// Print a certificate's subject, SANs, serial, validity and fingerprint.
     Inspect { file: PathBuf },
     /// Revoke a certificate and rewrite the CA's crl.pem.
@@ -81,14 +137,14 @@ pub enum CaCommand {
         cert: PathBuf,
         #[arg(long, default_value = "certs/ca")]
         dir: PathBuf,
-        #[arg(long, default_value_t = 7)]
+        #[arg(long, default_value_t = ca::DEFAULT_CRL_DAYS)]
         crl_days: u32,
     },
     /// Re-issue the CA's crl.pem (do so before its next update).
     Crl {
         #[arg(long, default_value = "certs/ca")]
         dir: PathBuf,
-        #[arg(long, default_value_t = 7)]
+        #[arg(long, default_value_t = ca::DEFAULT_CRL_DAYS)]
         crl_days: u32,
     },
 }
@@ -152,9 +208,7 @@ pub fn run(cmd: CaCommand) -> Result<ExitCode> {
             dir,
             out,
             days,
-            tools,
-            tier,
-            admin,
+            entry: EntryArgs { tools, tier, admin },
             gateway_pub,
             endpoint,
             server_name,
@@ -201,6 +255,72 @@ pub fn run(cmd: CaCommand) -> Result<ExitCode> {
             );
             if issued.profile.exists() {
                 out!("  profile       {}", issued.profile.display());
+            }
+        }
+        CaCommand::SignCsr {
+            csr,
+            id,
+            dir,
+            days,
+            out,
+            force,
+        } => {
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("{id}.crt")));
+            let spiffe_id = Ca::load(&dir)?.sign_csr_file(&csr, &id, days, &out, force)?;
+            out!(
+                "signed {} for {spiffe_id}: wrote {}",
+                csr.display(),
+                out.display()
+            );
+        }
+        CaCommand::RegisterKey {
+            id,
+            public_key,
+            dir,
+            days,
+            entry: EntryArgs { tools, tier, admin },
+            out,
+            force,
+        } => {
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("{id}.registry.toml")));
+            Ca::load(&dir)?.register_key(&ca::KeyRegistration {
+                id: &id,
+                public_key: &public_key,
+                days,
+                tools: &tools,
+                options: ca::EntryOptions {
+                    tier: tier.as_deref(),
+                    admin,
+                },
+                out: &out,
+                force,
+            })?;
+            out!(
+                "wrote {} (append to the gateway's client registry, then SIGHUP)",
+                out.display()
+            );
+        }
+        CaCommand::List { dir } => {
+            let certs = Ca::load(&dir)?.list(time::OffsetDateTime::now_utc())?;
+            out!(
+                "{:<32}  {:<6}  {:<8}  {:<20}  name",
+                "serial",
+                "kind",
+                "state",
+                "not after"
+            );
+            for c in certs {
+                let kind = match c.kind {
+                    ca::CertKind::Server => "server",
+                    ca::CertKind::Client => "client",
+                };
+                out!(
+                    "{:<32}  {kind:<6}  {:<8}  {:<20}  {}",
+                    c.serial,
+                    c.state.to_string(),
+                    c.not_after,
+                    c.name
+                );
             }
         }
         CaCommand::Inspect { file } => {

@@ -52,7 +52,10 @@ pub fn call(a: CallArgs) -> Result<ExitCode> {
     }
     let profile = a.conn.profile()?;
     super::runtime()?.block_on(async {
-        let client = Client::connect(&profile).await?;
+        let client = match Client::connect(&profile).await {
+            Ok(client) => client,
+            Err(e) => return refusal(e),
+        };
         print_response(client.call_tool(&a.tool, args).await)
     })
 }
@@ -64,7 +67,10 @@ pub fn tools(a: ToolsArgs) -> Result<ExitCode> {
         None => {
             let profile = a.conn.profile()?;
             super::runtime()?.block_on(async {
-                let client = Client::connect(&profile).await?;
+                let client = match Client::connect(&profile).await {
+                    Ok(client) => client,
+                    Err(e) => return refusal(e),
+                };
                 print_response(client.list_tools().await)
             })
         }
@@ -207,8 +213,9 @@ pub(super) fn print_response(result: Result<Value, ClientError>) -> Result<ExitC
     }
 }
 
-/// A gateway refusal on stderr with its reason, exit code 1; any other
-/// client error is returned.
+/// A gateway refusal on stderr with its reason, or a refused TLS handshake
+/// with what to do about it, exit code 1; any other client error is
+/// returned.
 pub(super) fn refusal(e: ClientError) -> Result<ExitCode> {
     match e {
         ClientError::Denied {
@@ -220,6 +227,10 @@ pub(super) fn refusal(e: ClientError) -> Result<ExitCode> {
                 "denied: {} (gRPC {code:?}): {message}",
                 reason.as_deref().unwrap_or("UNKNOWN")
             );
+            Ok(ExitCode::from(1))
+        }
+        e @ ClientError::Handshake { .. } => {
+            eprintln!("{e}");
             Ok(ExitCode::from(1))
         }
         e => Err(e.into()),

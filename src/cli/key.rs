@@ -1,4 +1,5 @@
-//! `sealgate key`: Ed25519 signing keys.
+//! `sealgate key`: Ed25519 signing keys. The private key stays where it
+//! is made; only `<key>.pub` goes to the CA (`sealgate ca register-key`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,10 @@ pub fn run(cmd: KeyCommand) -> Result<ExitCode> {
             out!(
                 "wrote {} (private, 0600) and {} (public); key id {key_id}",
                 out.display(),
+                sealgate::keys::pub_path(&out).display()
+            );
+            out!(
+                "the CA registers the public key with `sealgate ca register-key ID --public-key {}`",
                 sealgate::keys::pub_path(&out).display()
             );
         }

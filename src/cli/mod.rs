@@ -1,7 +1,8 @@
 //! The `sealgate` command line: one file per command family.
 //!
 //! - [`serve`]: `serve` and `dev` (run the gateway);
-//! - [`ca`]: `ca init | issue-server | issue-client | inspect | revoke | crl`;
+//! - [`ca`]: `ca init | issue-server | issue-client | sign-csr | register-key | list | inspect | revoke | crl`;
+//! - [`csr`]: `csr` (a client's own TLS key and certificate request);
 //! - [`key`]: `key generate`;
 //! - [`client`]: `call` and `tools` (the client side), and `tools accept`;
 //! - [`admin`]: `admin blocks | unblock` (an admin identity's client).
@@ -32,6 +33,7 @@ macro_rules! out {
 mod admin;
 mod ca;
 mod client;
+mod csr;
 mod key;
 mod serve;
 
@@ -59,6 +61,8 @@ enum Command {
     /// Ed25519 signing keys.
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Client side: a TLS key (kept here) and a CSR for `ca sign-csr`.
+    Csr(csr::CsrArgs),
     /// Operators: list and lift anomaly blocks (an admin identity's profile).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -77,6 +81,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Dev(args) => serve::dev(args),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Key(cmd) => key::run(cmd),
+        Command::Csr(args) => csr::run(args),
         Command::Admin(cmd) => admin::run(cmd),
         Command::Call(args) => client::call(args),
         Command::Tools(args) => client::tools(args),

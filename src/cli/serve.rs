@@ -27,7 +27,7 @@ pub struct DevArgs {
 /// `sealgate serve --config FILE`.
 pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     let config = Config::load(&args.config)?;
-    super::runtime()?.block_on(run(config, None))?;
+    super::runtime()?.block_on(run(config, &args.config, None))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -35,12 +35,12 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
 pub fn dev(args: DevArgs) -> Result<ExitCode> {
     let config_path = sealgate::dev::setup(&args.dir, args.listen)?;
     let config = Config::load(&config_path)?;
-    super::runtime()?.block_on(run(config, Some(&args.dir)))?;
+    super::runtime()?.block_on(run(config, &config_path, Some(&args.dir)))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Builds the gateway, binds, starts reloading, and serves until Ctrl-C.
-async fn run(config: Config, dev_dir: Option<&Path>) -> Result<()> {
+async fn run(config: Config, config_path: &Path, dev_dir: Option<&Path>) -> Result<()> {
     let parts = sealgate::startup::build(&config, None).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -50,9 +50,11 @@ async fn run(config: Config, dev_dir: Option<&Path>) -> Result<()> {
     if let Some(dir) = dev_dir {
         print_dev_banner(dir, addr);
     }
-    // Secrets on an interval; registry, TLS material and CRLs, secrets and
-    // tool pins on SIGHUP.
-    Reloader::new(&config, &parts).spawn();
+    // Secrets on an interval; on SIGHUP the config file itself, the
+    // registry, TLS material and CRLs, secrets and tool pins.
+    Reloader::new(&config, &parts)
+        .with_config_file(config_path)
+        .spawn();
     sealgate::server::run(listener, parts, async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");

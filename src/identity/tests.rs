@@ -149,6 +149,7 @@ tools = []
 [[client.key]]
 id = "same"
 public_key = "{}"
+not_after = "2030-01-01T00:00:00Z"
 [[client]]
 id = "b"
 methods = []
@@ -156,6 +157,7 @@ tools = []
 [[client.key]]
 id = "same"
 public_key = "{}"
+not_after = "2030-01-01T00:00:00Z"
 "#,
         pk_b64(1),
         pk_b64(2)
@@ -171,4 +173,28 @@ fn weak_public_keys_are_refused() {
     raw[0] = 1;
     let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
     assert!(decode_public_key(&b64).expect_err("weak").contains("weak"));
+}
+
+#[test]
+fn a_signing_key_must_expire_unless_said_otherwise() {
+    let entry = |key_extra: &str| {
+        format!(
+            "[[client]]\nid = \"a\"\nmethods = []\ntools = []\n[[client.key]]\nid = \"k\"\npublic_key = \"{}\"\n{key_extra}",
+            pk_b64(3)
+        )
+    };
+    let e = Registry::parse(&entry(""), RATE).expect_err("no not_after");
+    assert!(
+        e.contains("field key.not_after (k): missing; a signing key must expire"),
+        "{e}"
+    );
+    let reg = Registry::parse(&entry("never_expires = true\n"), RATE).expect("explicit");
+    let c = reg.get(&ClientId::parse("a").expect("id")).expect("client");
+    assert_eq!(c.keys["k"].not_after_ms, None);
+    let e = Registry::parse(
+        &entry("never_expires = true\nnot_after = \"2030-01-01T00:00:00Z\"\n"),
+        RATE,
+    )
+    .expect_err("contradiction");
+    assert!(e.contains("contradict"), "{e}");
 }

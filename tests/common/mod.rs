@@ -2,6 +2,8 @@
 //! freshly generated CA, server certificate, gateway key and clients.
 #![allow(dead_code)]
 
+pub mod cli;
+pub mod logs;
 pub mod services;
 
 use std::net::SocketAddr;
@@ -151,7 +153,8 @@ impl TestGateway {
             "{}\n{}\n{}\n{}",
             alice_entry, bob_entry, ops.registry_toml, opts.registry_extra
         );
-        ca.write_crl_now(7).expect("empty CRL");
+        ca.write_crl_now(sealgate::ca::DEFAULT_CRL_DAYS)
+            .expect("empty CRL");
         for id in &opts.revoked_clients {
             let c = issue(&ca, d, id, &["get_meps".to_string()], &gateway_pub);
             registry.push_str(&c.registry_toml);
@@ -173,7 +176,10 @@ impl TestGateway {
         // Startup traffic (tools/list for pinning) is not a client's.
         let backend_baseline = backend.messages_received();
         let stats = parts.stats.clone();
-        let reloader = Arc::new(sealgate::reload::Reloader::new(&config, &parts));
+        let reloader = Arc::new(
+            sealgate::reload::Reloader::new(&config, &parts)
+                .with_config_file(&d.join("sealgate.toml")),
+        );
         let gateway = parts.gateway.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let summary_interval = opts
