@@ -482,3 +482,33 @@ fn dev_revoke_then_sighup_refuses_the_client() {
     let still = ok(&sealgate(d, &demo));
     assert!(still.contains("person/900001"), "{still}");
 }
+
+/// SIGTERM (what systemd and Kubernetes send) stops the gateway cleanly:
+/// exit code 0, after saying so in its log.
+#[test]
+fn sigterm_stops_the_dev_gateway_with_exit_code_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let port = free_port();
+    let mut child = spawn_dev(d, port);
+    wait_for_port(port, &mut child);
+    let dev = Reap(child);
+    let status = Command::new("kill")
+        .args(["-TERM", &dev.0.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let mut dev = dev;
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = dev.0.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the gateway did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+}

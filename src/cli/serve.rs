@@ -55,12 +55,31 @@ async fn run(config: Config, config_path: &Path, dev_dir: Option<&Path>) -> Resu
     Reloader::new(&config, &parts)
         .with_config_file(config_path)
         .spawn();
-    sealgate::server::run(listener, parts, async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
-    })
-    .await?;
+    sealgate::server::run(listener, parts, stop_signal()).await?;
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM, the signal systemd and
+/// Kubernetes send: the server then stops accepting and lets in-flight
+/// calls finish before `run` returns.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the gateway");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term => tracing::info!("SIGTERM: shutting down"),
+    }
 }
 
 fn print_dev_banner(dir: &Path, addr: SocketAddr) {
@@ -73,5 +92,5 @@ fn print_dev_banner(dir: &Path, addr: SocketAddr) {
         "  cargo run --release -- tools --profile {}\n",
         profile.display()
     );
-    out!("Stop with Ctrl-C.");
+    out!("Stop with Ctrl-C (or SIGTERM).");
 }
