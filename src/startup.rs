@@ -160,6 +160,74 @@ pub async fn build(
     })
 }
 
+/// `sealgate check-config`: everything [`build`] would load, checked
+/// without serving and without starting a backend: the registry (with its
+/// tiers), the TLS files (key permissions included) and CRLs, the audit
+/// file's folder, every secret reference (resolved), the signing key, and
+/// each stdio backend's command (present and executable). Returns what was
+/// checked, one line each; the first failure is the error.
+pub async fn check(config: &Config) -> Result<Vec<String>, StartError> {
+    let mut done = Vec::new();
+    let registry = Registry::load(&config.registry.path, &config.registry_defaults(), None)?;
+    done.push(format!(
+        "registry {}: {} clients, {} tiers",
+        config.registry.path.display(),
+        registry.len(),
+        config.tiers.len()
+    ));
+    tls_server_config(config)?;
+    crate::tls::revoked_serials(&config.tls.crls)?;
+    done.push(format!(
+        "tls: certificate, key, client CA and {} CRLs load",
+        config.tls.crls.len()
+    ));
+    if let Some(p) = config.audit.path.as_ref().filter(|p| p.as_os_str() != "-") {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(StartError::Audit {
+                path: p.display().to_string(),
+                source: io::Error::new(io::ErrorKind::NotFound, "its folder does not exist"),
+            });
+        }
+        done.push(format!("audit: {} (folder exists)", p.display()));
+    }
+    let signing_key_ref = config.signing.key_ref().map_err(StartError::Secrets)?;
+    let secrets = resolve_secrets(config).await?;
+    signer_from(&secrets, &signing_key_ref).map_err(StartError::Secrets)?;
+    done.push("secrets: every reference resolves; the signing key loads".to_string());
+    for b in &config.backends {
+        if let BackendConfig::Stdio { name, command, .. } = b {
+            let found = find_command(command).ok_or_else(|| {
+                StartError::Backend(format!(
+                    "backend {name:?}: command {command:?} is not an executable file (nor on PATH)"
+                ))
+            })?;
+            done.push(format!("backend {name:?}: {}", found.display()));
+        }
+    }
+    Ok(done)
+}
+
+/// `command` as a path, or found on PATH; only an executable file counts.
+fn find_command(command: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if command.contains('/') {
+        let p = PathBuf::from(command);
+        return executable(&p).then_some(p);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(command))
+        .find(|p| executable(p))
+}
+
 /// The server TLS config from `[tls]`: certificate, key, client CA, CRLs
 /// and their grace (at start and on every reload).
 pub fn tls_server_config(

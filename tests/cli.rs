@@ -512,3 +512,47 @@ fn sigterm_stops_the_dev_gateway_with_exit_code_zero() {
     };
     assert_eq!(exit.code(), Some(0), "{exit:?}");
 }
+
+/// `sealgate check-config` loads what `serve` would, without serving: it
+/// passes a good config and names what is wrong in a bad one (exit 1).
+#[test]
+fn check_config_passes_a_good_config_and_names_what_is_wrong() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let listen = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let config = sealgate::dev::setup(&d.join("dev"), listen).expect("dev setup");
+    let path = config.to_str().expect("utf-8 path");
+    let out = ok(&sealgate(d, &["check-config", path]));
+    assert!(out.contains("ok: registry"), "{out}");
+    assert!(out.contains("the gateway would start"), "{out}");
+    assert!(
+        std::net::TcpStream::connect(listen).is_err(),
+        "nothing is served"
+    );
+    let original = std::fs::read_to_string(&config).expect("config");
+    let fails = |text: String, expected: &str| {
+        std::fs::write(&config, text).expect("config");
+        let out = sealgate(d, &["check-config", path]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{expected:?} not in {err}");
+    };
+    fails(
+        format!("{original}\n[[backend]]\nname = \"ep\"\nkind = \"stdio\"\ncommand = \"no-such-command-7f3\"\n"),
+        "backend \"ep\": command \"no-such-command-7f3\" is not an executable file",
+    );
+    fails(
+        original.replace("crls = [\"ca/crl.pem\"]", "crls = [\"ca/missing.pem\"]"),
+        "missing.pem",
+    );
+    std::fs::write(&config, &original).expect("config");
+    let key = d.join("dev/server.key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o640))
+        .expect("chmod");
+    let out = sealgate(d, &["check-config", path]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("server.key"),
+        "{out:?}"
+    );
+}

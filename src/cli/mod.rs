@@ -52,6 +52,8 @@ pub struct Cli {
 enum Command {
     /// Run the gateway from a config file.
     Serve(serve::ServeArgs),
+    /// Check a config file as `serve` would load it, without serving.
+    CheckConfig(serve::CheckArgs),
     /// Create a dev PKI and configs under --dir (once), then serve the
     /// embedded backend on 127.0.0.1.
     Dev(serve::DevArgs),
@@ -79,6 +81,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::serve(args),
         Command::Dev(args) => serve::dev(args),
+        Command::CheckConfig(args) => serve::check(args),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Key(cmd) => key::run(cmd),
         Command::Csr(args) => csr::run(args),

@@ -17,6 +17,12 @@ pub struct ServeArgs {
 }
 
 #[derive(Args)]
+pub struct CheckArgs {
+    /// The config file to check.
+    config: PathBuf,
+}
+
+#[derive(Args)]
 pub struct DevArgs {
     #[arg(long, default_value = "certs/dev")]
     dir: PathBuf,
@@ -28,6 +34,18 @@ pub struct DevArgs {
 pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     let config = Config::load(&args.config)?;
     super::runtime()?.block_on(run(config, &args.config, None))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sealgate check-config FILE`: loads and checks everything `serve` would,
+/// without serving; exit 0 when it would start, 1 with the reason if not.
+pub fn check(args: CheckArgs) -> Result<ExitCode> {
+    let config = Config::load(&args.config)?;
+    let done = super::runtime()?.block_on(sealgate::startup::check(&config))?;
+    for line in &done {
+        out!("ok: {line}");
+    }
+    out!("{}: the gateway would start", args.config.display());
     Ok(ExitCode::SUCCESS)
 }
 
