@@ -556,3 +556,41 @@ fn check_config_passes_a_good_config_and_names_what_is_wrong() {
         "{out:?}"
     );
 }
+
+/// `--log-format json` writes one JSON object a line, for a collector.
+#[test]
+fn json_logs_are_one_object_a_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["--log-format", "json", "dev", "--dir", "dev", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .current_dir(d)
+        .env("SEALGATE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dev");
+    let mut dev = Reap(child);
+    wait_for_port(port, &mut dev.0);
+    let status = Command::new("kill")
+        .args(["-TERM", &dev.0.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut dev.0.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.len() >= 2, "{stderr}");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    assert!(
+        stderr.contains("sealgate gateway serving") && stderr.contains("SIGTERM: shutting down"),
+        "{stderr}"
+    );
+}
