@@ -777,3 +777,76 @@ async fn sighup_rereads_the_config_file_for_tiers_and_keeps_a_broken_one_out() {
     );
     assert_eq!(reason, "TOOL_NOT_ALLOWED");
 }
+
+#[tokio::test]
+async fn an_admin_call_must_carry_the_method_of_its_rpc_in_strict_json_rpc() {
+    use sealgate::proto::admin_service_client::AdminServiceClient;
+    use sealgate::proto::{ListBlocksRequest, UnblockRequest};
+    let gw = TestGateway::start().await;
+    let root = enroll(&gw, "root", None, &[], true).await;
+    let raw = gw.raw(&root).await;
+    let p = gw.profile(&root);
+    let tls = sealgate::tls::client_config(&p.ca, &p.cert, &p.key).expect("tls");
+    let channel = sealgate::tls::connect_channel(&gw.addr.to_string(), "localhost", tls)
+        .await
+        .expect("connect");
+    let mut admin = AdminServiceClient::new(channel);
+    fn reason<T>(r: Result<tonic::Response<T>, tonic::Status>) -> (Code, String) {
+        match r {
+            Ok(_) => panic!("expected a refusal"),
+            Err(s) => (s.code(), sealgate::error::reason_of(&s).unwrap_or_default()),
+        }
+    }
+    // An unblock envelope sent to ListBlocks: the method binds it to its RPC.
+    let env =
+        raw.seal(br#"{"jsonrpc":"2.0","id":1,"method":"admin/unblock","params":{"id":"bob"}}"#);
+    let got = reason(
+        admin
+            .list_blocks(ListBlocksRequest {
+                envelope: Some(env),
+            })
+            .await,
+    );
+    assert_eq!(got, (Code::InvalidArgument, "METHOD_UNKNOWN".to_string()));
+    // Not JSON-RPC 2.0.
+    let env = raw.seal(br#"{"jsonrpc":"1.0","id":1,"method":"admin/blocks"}"#);
+    let got = reason(
+        admin
+            .list_blocks(ListBlocksRequest {
+                envelope: Some(env),
+            })
+            .await,
+    );
+    assert_eq!(got, (Code::InvalidArgument, "JSONRPC_INVALID".to_string()));
+    // Unknown members are refused, not ignored.
+    let env = raw.seal(
+        br#"{"jsonrpc":"2.0","id":1,"method":"admin/unblock","params":{"id":"bob"},"extra":1}"#,
+    );
+    let got = reason(
+        admin
+            .unblock(UnblockRequest {
+                envelope: Some(env),
+            })
+            .await,
+    );
+    assert_eq!(got, (Code::InvalidArgument, "JSONRPC_INVALID".to_string()));
+    // An unsigned (tampered) admin call never reaches the admin check.
+    let mut env = raw.seal(br#"{"jsonrpc":"2.0","id":1,"method":"admin/blocks"}"#);
+    env.payload = br#"{"jsonrpc":"2.0","id":2,"method":"admin/blocks"}"#
+        .to_vec()
+        .into();
+    let got = reason(
+        admin
+            .list_blocks(ListBlocksRequest {
+                envelope: Some(env),
+            })
+            .await,
+    );
+    assert_eq!(
+        got,
+        (Code::Unauthenticated, "SIGNATURE_INVALID".to_string())
+    );
+    let last = gw.last_audit();
+    assert_eq!(last["method"], "admin/blocks");
+    assert_eq!(last["reason"], "SIGNATURE_INVALID");
+}
