@@ -12,8 +12,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use governor::clock::DefaultClock;
-
 use arc_swap::ArcSwap;
 use ed25519_dalek::SigningKey;
 use prost::Message as _;
@@ -525,7 +523,7 @@ impl Gateway {
         }
         if let Err(not_until) = client.limiter.check() {
             let wait =
-                not_until.wait_time_from(governor::clock::Clock::now(&DefaultClock::default()));
+                not_until.wait_time_from(governor::clock::Clock::now(client.limiter.clock()));
             return Err(Denial::new(
                 Reason::RateLimited,
                 "request rate limit exceeded for this client",
@@ -762,7 +760,7 @@ fn authorize(
                 Ok(Ok(())) => {}
                 Ok(Err(not_until)) => {
                     let wait = not_until
-                        .wait_time_from(governor::clock::Clock::now(&DefaultClock::default()));
+                        .wait_time_from(governor::clock::Clock::now(client.limiter.clock()));
                     return Err(Denial::new(
                         Reason::RateLimited,
                         format!("tool {tool} costs {cost} calls of this client's rate; not enough remain now"),

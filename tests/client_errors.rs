@@ -116,6 +116,26 @@ fn assert_cli_refusal(out: &Output, message_part: &str) {
     );
 }
 
+/// alice with `cert` and `key`: the SDK and `sealgate call` both explain
+/// the gateway's refusal with `alert` and `advice`.
+async fn assert_certificate_explained(
+    gw: &TestGateway,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    alert: &str,
+    advice: &str,
+) {
+    let mut profile = gw.profile(&gw.alice);
+    profile.cert = cert.to_path_buf();
+    profile.key = key.to_path_buf();
+    let err = connect_and_call(&profile).await;
+    assert_handshake(&err, alert, advice, true);
+    let cert = cert.display().to_string();
+    let key = key.display().to_string();
+    let out = sealgate_call(gw, &["--cert", &cert, "--key", &key]).await;
+    assert_cli_refusal(&out, &err.to_string());
+}
+
 #[tokio::test]
 async fn revoked_certificate_is_explained() {
     let gw = TestGateway::start().await;
@@ -149,23 +169,8 @@ async fn expired_certificate_is_explained() {
         time::Duration::days(-10),
         time::Duration::days(-1),
     );
-    let mut profile = gw.profile(&gw.alice);
-    profile.cert = cert.clone();
-    profile.key = key.clone();
-    let err = connect_and_call(&profile).await;
     let advice = "ask the CA operator for a new client certificate, and check this machine's clock";
-    assert_handshake(&err, "certificate_expired", advice, true);
-    let out = sealgate_call(
-        &gw,
-        &[
-            "--cert",
-            &cert.display().to_string(),
-            "--key",
-            &key.display().to_string(),
-        ],
-    )
-    .await;
-    assert_cli_refusal(&out, &err.to_string());
+    assert_certificate_explained(&gw, &cert, &key, "certificate_expired", advice).await;
 }
 
 #[tokio::test]
@@ -179,24 +184,9 @@ async fn certificate_from_another_ca_is_explained() {
         time::Duration::days(-1),
         time::Duration::days(10),
     );
-    let mut profile = gw.profile(&gw.alice);
-    profile.cert = cert.clone();
-    profile.key = key.clone();
-    let err = connect_and_call(&profile).await;
     let advice = "check that the profile's cert was issued by the gateway's CA; if it was, \
                   ask the gateway operator to re-issue the CRL (`sealgate ca crl`) and reload";
-    assert_handshake(&err, "unknown_ca", advice, true);
-    let out = sealgate_call(
-        &gw,
-        &[
-            "--cert",
-            &cert.display().to_string(),
-            "--key",
-            &key.display().to_string(),
-        ],
-    )
-    .await;
-    assert_cli_refusal(&out, &err.to_string());
+    assert_certificate_explained(&gw, &cert, &key, "unknown_ca", advice).await;
 }
 
 #[tokio::test]
