@@ -3,7 +3,11 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(
-        ["sealgate/v1/gateway.proto", "sealgate/v1/admin.proto"],
+        [
+            "sealgate/v1/gateway.proto",
+            "sealgate/v1/admin.proto",
+            "sealgate/v1/enrollment.proto",
+        ],
         ["proto"],
     )?;
     tonic_prost_build::configure()

@@ -70,6 +70,10 @@ pub enum CaError {
     /// validity out of range or past the CA's own, corrupt CA state.
     #[error("{0}")]
     Invalid(String),
+    /// A certificate signing request names another identity than the one
+    /// it is issued for.
+    #[error("{0}")]
+    CsrIdentity(String),
     /// rcgen could not generate a key or sign a certificate or CRL.
     #[error("certificate generation failed: {0}")]
     Rcgen(#[from] rcgen::Error),
@@ -226,6 +230,24 @@ impl Ca {
     /// Loads the CA in `dir` (ca.crt, ca.key, ca.toml).
     pub fn load(dir: &Path) -> Result<Ca, CaError> {
         let meta_path = dir.join("ca.toml");
+        if let Err(e) = std::fs::metadata(&meta_path) {
+            return Err(file_err(
+                &meta_path,
+                format!("cannot read ({e}); run `sealgate ca init` first"),
+            ));
+        }
+        let key_path = dir.join("ca.key");
+        let key_bytes = read_private(&key_path)?;
+        let key_text =
+            std::str::from_utf8(&key_bytes).map_err(|_| file_err(&key_path, "not a PEM key"))?;
+        Ca::load_with_key(dir, key_text, &key_path.display().to_string())
+    }
+
+    /// Loads the CA in `dir` with its private key given as PEM (from the
+    /// secrets source; `source` names it in errors, never the key). The key
+    /// must be the one `ca.crt` certifies.
+    pub fn load_with_key(dir: &Path, key_pem: &str, source: &str) -> Result<Ca, CaError> {
+        let meta_path = dir.join("ca.toml");
         let meta_text = std::fs::read_to_string(&meta_path).map_err(|e| {
             file_err(
                 &meta_path,
@@ -235,18 +257,23 @@ impl Ca {
         let meta: CaMeta = toml::from_str(&meta_text).map_err(|e| file_err(&meta_path, e))?;
         let cert_path = ca_cert_path(dir);
         let cert_pem = std::fs::read_to_string(&cert_path).map_err(|e| file_err(&cert_path, e))?;
-        let key_path = dir.join("ca.key");
-        let key_bytes = read_private(&key_path)?;
-        let key_text =
-            std::str::from_utf8(&key_bytes).map_err(|_| file_err(&key_path, "not a PEM key"))?;
-        let key = KeyPair::from_pem(key_text)
-            .map_err(|_| file_err(&key_path, "not a valid PEM private key"))?;
+        let key = KeyPair::from_pem(key_pem)
+            .map_err(|_| CaError::Invalid(format!("{source}: not a valid PEM private key")))?;
         let der = rustls_pki_types::pem::PemObject::from_pem_slice(cert_pem.as_bytes())
             .map(|c: rustls_pki_types::CertificateDer<'static>| c.to_vec())
             .map_err(|_| file_err(&cert_path, "not a PEM certificate"))?;
         let (_, parsed) = X509Certificate::from_der(&der)
             .map_err(|_| file_err(&cert_path, "not a valid certificate"))?;
         let not_after = parsed.validity().not_after.to_datetime();
+        {
+            use rcgen::PublicKeyData as _;
+            if key.subject_public_key_info() != parsed.public_key().raw {
+                return Err(CaError::Invalid(format!(
+                    "{source}: this key is not the key of {}",
+                    cert_path.display()
+                )));
+            }
+        }
         Ok(Ca {
             dir: dir.to_path_buf(),
             trust_domain: meta.trust_domain,
@@ -435,6 +462,40 @@ impl Ca {
         Ok(cert.pem())
     }
 
+    /// The enrollment service's issuance: a client certificate for `id`
+    /// from a PKCS#10 request in DER, checked as [`Ca::sign_csr`] checks
+    /// one, recorded in the index. Returns the certificate (DER) and its
+    /// not_after in Unix milliseconds.
+    pub fn sign_csr_der(
+        &self,
+        csr_der: &[u8],
+        id: &ClientId,
+        days: u32,
+    ) -> Result<(Vec<u8>, i64), CaError> {
+        let expected = client_spiffe_id(&self.trust_domain, id);
+        let csr = check_csr_der(csr_der, &expected)?;
+        let params = self.client_params(id, days)?;
+        let cert = params.signed_by(&csr.public_key, &self.issuer()?)?;
+        self.record_issued(&params, CertKind::Client, id.as_str())?;
+        let not_after_ms = i64::try_from(params.not_after.unix_timestamp_nanos() / 1_000_000)
+            .map_err(|_| CaError::Invalid("certificate not_after out of range".into()))?;
+        Ok((cert.der().to_vec(), not_after_ms))
+    }
+
+    /// The CA certificate, DER.
+    pub fn cert_der(&self) -> Result<Vec<u8>, CaError> {
+        rustls_pki_types::pem::PemObject::from_pem_slice(self.cert_pem.as_bytes())
+            .map(|c: rustls_pki_types::CertificateDer<'static>| c.to_vec())
+            .map_err(|_| CaError::Invalid("the CA certificate is not PEM".into()))
+    }
+
+    /// Whether this CA revoked the certificate with `serial` (lowercase
+    /// hex), from its own revocation state: current even before a CRL is
+    /// re-read anywhere.
+    pub fn is_revoked(&self, serial: &str) -> Result<bool, CaError> {
+        Ok(self.revoked()?.serials.iter().any(|r| r.serial == serial))
+    }
+
     /// [`Ca::sign_csr`] from a file, writing the certificate to `out`; an
     /// error names the CSR file. Reads only the request: the client's
     /// private keys are never asked for.
@@ -448,7 +509,7 @@ impl Ca {
     ) -> Result<String, CaError> {
         let bytes = std::fs::read(csr).map_err(|e| file_err(csr, format!("cannot read: {e}")))?;
         let pem = self.sign_csr(&bytes, id, days).map_err(|e| match e {
-            CaError::Invalid(m) => file_err(csr, m),
+            CaError::Invalid(m) | CaError::CsrIdentity(m) => file_err(csr, m),
             other => other,
         })?;
         write_public(out, pem.as_bytes(), force)?;
@@ -711,12 +772,31 @@ fn check_csr(
     expected: &str,
 ) -> Result<rcgen::CertificateSigningRequestParams, CaError> {
     use rustls_pki_types::pem::PemObject;
+    let der =
+        rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr_pem).map_err(|_| {
+            CaError::Invalid("not a PEM certificate signing request (CERTIFICATE REQUEST)".into())
+        })?;
+    check_csr_der(&der, expected)
+}
+
+/// Checks a PKCS#10 request (DER) as [`Ca::sign_csr`] would for the SPIFFE
+/// ID `expected`, without issuing anything; a request for another identity
+/// is [`CaError::CsrIdentity`].
+pub fn check_client_csr_der(der: &[u8], expected: &str) -> Result<(), CaError> {
+    check_csr_der(der, expected).map(|_| ())
+}
+
+/// [`check_csr`] on the DER of a request (as the enrollment service
+/// receives it).
+fn check_csr_der(
+    der: &[u8],
+    expected: &str,
+) -> Result<rcgen::CertificateSigningRequestParams, CaError> {
     use x509_parser::certification_request::X509CertificationRequest;
     use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY};
 
     let invalid = |m: &str| CaError::Invalid(m.to_string());
-    let der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr_pem)
-        .map_err(|_| invalid("not a PEM certificate signing request (CERTIFICATE REQUEST)"))?;
+    let der = rustls_pki_types::CertificateSigningRequestDer::from(der);
     let csr = rcgen::CertificateSigningRequestParams::from_der(&der).map_err(|e| match e {
         rcgen::Error::InvalidCertificationRequestSignature => {
             invalid("the CSR's signature does not verify; refused")
@@ -761,7 +841,7 @@ fn check_csr(
     }
     match sans.as_slice() {
         [SanType::URI(uri)] if uri.as_str() == expected => Ok(csr),
-        [SanType::URI(uri)] => Err(CaError::Invalid(format!(
+        [SanType::URI(uri)] => Err(CaError::CsrIdentity(format!(
             "the CSR is for {}, not {expected}; refused",
             uri.as_str()
         ))),
@@ -861,22 +941,29 @@ pub fn write_client_csr(
             }
         }
     }
+    let (key, csr) = client_csr(&id, &spiffe_id)?;
+    write_private(&paths.key, key.as_bytes(), force)?;
+    write_public(&paths.csr, csr.pem()?.as_bytes(), force)?;
+    Ok(paths)
+}
+
+/// A new P-256 TLS key (PEM) and a PKCS#10 request for it whose only SAN is
+/// the URI `spiffe_id`: what `sealgate csr`, `enroll` and `renew` make on
+/// the client's machine.
+pub fn client_csr(
+    id: &ClientId,
+    spiffe_id: &str,
+) -> Result<(zeroize::Zeroizing<String>, rcgen::CertificateSigningRequest), CaError> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, format!("sealgate client {id}"));
     params.distinguished_name = dn;
-    let uri = rcgen::string::Ia5String::try_from(spiffe_id)
+    let uri = rcgen::string::Ia5String::try_from(spiffe_id.to_string())
         .map_err(|e| CaError::Invalid(format!("SPIFFE ID: {e}")))?;
     params.subject_alt_names = vec![SanType::URI(uri)];
-    let csr = params.serialize_request(&key)?.pem()?;
-    write_private(
-        &paths.key,
-        zeroize::Zeroizing::new(key.serialize_pem()).as_bytes(),
-        force,
-    )?;
-    write_public(&paths.csr, csr.as_bytes(), force)?;
-    Ok(paths)
+    let csr = params.serialize_request(&key)?;
+    Ok((zeroize::Zeroizing::new(key.serialize_pem()), csr))
 }
 
 /// The first lines of `issued.toml`.
@@ -1146,7 +1233,7 @@ mod tests {
 
     fn refusal(ca: &Ca, csr: &str, id: &str) -> String {
         match ca.sign_csr(csr.as_bytes(), id, 30) {
-            Err(CaError::Invalid(m)) => m,
+            Err(CaError::Invalid(m)) | Err(CaError::CsrIdentity(m)) => m,
             Err(other) => panic!("wrong error kind: {other}"),
             Ok(_) => panic!("CSR accepted"),
         }

@@ -54,6 +54,9 @@ pub struct Profile {
     /// Accepted skew of response timestamps, seconds (default 30).
     #[serde(default)]
     pub clock_skew_secs: Option<u64>,
+    /// `host:port` of the enrollment service, for `sealgate renew`.
+    #[serde(default)]
+    pub enrollment: Option<String>,
 }
 
 /// A trusted gateway signing key.
@@ -158,6 +161,28 @@ impl From<crate::tls::ConnectError> for ClientError {
     fn from(e: crate::tls::ConnectError) -> Self {
         handshake_failure(&e).unwrap_or(ClientError::Connect(e))
     }
+}
+
+/// A failed call as a [`ClientError`]: a status without a sealgate reason
+/// that the transport produced (the connection failed under the call) is
+/// explained by the channel's last TLS error, when there is one.
+pub(crate) fn explain_status(
+    status: tonic::Status,
+    failures: Option<&crate::tls::TlsFailures>,
+) -> ClientError {
+    let error = ClientError::from(status);
+    if let ClientError::Denied {
+        code: tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Unavailable,
+        reason: None,
+        ..
+    } = &error
+    {
+        let last = failures.and_then(|f| f.last());
+        if let Some(refusal) = last.as_ref().and_then(refusal_of) {
+            return refusal;
+        }
+    }
+    error
 }
 
 /// One known way a handshake is refused over a certificate: who refused,
@@ -462,19 +487,7 @@ impl Client {
     /// reason that the transport produced (the connection failed under the
     /// call) is explained by the channel's last TLS error, when it has one.
     fn call_error(&self, status: tonic::Status) -> ClientError {
-        let error = ClientError::from(status);
-        if let ClientError::Denied {
-            code: tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Unavailable,
-            reason: None,
-            ..
-        } = &error
-        {
-            let last = self.tls_failures.as_ref().and_then(|f| f.last());
-            if let Some(refusal) = last.as_ref().and_then(refusal_of) {
-                return refusal;
-            }
-        }
-        error
+        explain_status(status, self.tls_failures.as_ref())
     }
 
     /// Seals `payload` (one JSON-RPC message, exact bytes), sends it and

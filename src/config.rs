@@ -70,6 +70,9 @@ pub struct Config {
     /// `[expiry]`: how early expiring credentials are warned about.
     #[serde(default)]
     pub expiry: ExpiryConfig,
+    /// `[enrollment]`: the enrollment service; absent: off.
+    #[serde(default)]
+    pub enrollment: Option<EnrollmentConfig>,
 }
 
 /// `[expiry]`: the gateway warns (log and audit record) when its server
@@ -365,6 +368,68 @@ impl SigningConfig {
 pub struct RegistryConfig {
     /// The client registry (TOML).
     pub path: PathBuf,
+    /// The keys the enrollment service registered (written by it; see
+    /// [`crate::identity::enrolled`]), merged into the registry. The
+    /// gateway re-reads it when it changes. Required with `[enrollment]`.
+    #[serde(default)]
+    pub enrolled_keys: Option<PathBuf>,
+}
+
+/// `[enrollment]`: the enrollment service (`EnrollmentService` of
+/// enrollment.proto) on its own TLS 1.3 listener, issuing certificates with
+/// the CA's key from the secrets source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentConfig {
+    /// Where the enrollment listener listens, e.g. `127.0.0.1:7444`. Never
+    /// the gateway's own port: a client without a certificate may connect
+    /// here (to Enroll with a token).
+    pub listen: SocketAddr,
+    /// The CA directory (`ca.crt`, `ca.toml`, the issued index, the
+    /// enrollment tokens, the revocation list).
+    pub ca_dir: PathBuf,
+    /// The CA's private key: a secret reference (`openbao://…#field`,
+    /// `file:…`, `env:…`); default `file:<ca_dir>/ca.key`.
+    #[serde(default)]
+    pub ca_key: Option<String>,
+    /// Lifetime of the certificates it issues, in days (default 30).
+    #[serde(default = "default_enroll_cert_days")]
+    pub cert_days: u32,
+    /// Lifetime of the signing keys it registers, in days (default 30).
+    #[serde(default = "default_enroll_key_days")]
+    pub key_days: u32,
+    /// How long a renewed client's previous signing key keeps working, in
+    /// seconds (default 3600), so calls in flight and other processes of
+    /// the client can switch over.
+    #[serde(default = "default_key_overlap_secs")]
+    pub key_overlap_secs: u64,
+    /// Enrollment and renewal requests accepted per minute from one source
+    /// address (default 30).
+    #[serde(default = "default_enroll_per_minute")]
+    pub max_requests_per_minute: u32,
+}
+
+fn default_enroll_cert_days() -> u32 {
+    30
+}
+fn default_enroll_key_days() -> u32 {
+    30
+}
+fn default_key_overlap_secs() -> u64 {
+    3600
+}
+fn default_enroll_per_minute() -> u32 {
+    30
+}
+
+impl EnrollmentConfig {
+    /// The CA key as a secret reference.
+    pub fn ca_key_ref(&self) -> Result<SecretRef, String> {
+        match &self.ca_key {
+            Some(k) => SecretRef::parse(k).map_err(|e| format!("field enrollment.ca_key: {e}")),
+            None => Ok(SecretRef::File(self.ca_dir.join("ca.key"))),
+        }
+    }
 }
 
 /// `[envelope]`: limits on request envelopes and the replay cache.
@@ -556,6 +621,9 @@ impl Config {
             }
         }
         fix(&mut self.registry.path);
+        if let Some(p) = self.registry.enrolled_keys.as_mut() {
+            fix(p);
+        }
         // `file:` references in secret-bearing strings are relative to the
         // config file too.
         let fix_ref = |v: &mut String| {
@@ -565,6 +633,10 @@ impl Config {
                 }
             }
         };
+        if let Some(e) = self.enrollment.as_mut() {
+            fix(&mut e.ca_dir);
+            e.ca_key.iter_mut().for_each(fix_ref);
+        }
         if let Some(ob) = self.secrets.openbao.as_mut() {
             if let Some(ca) = ob.ca.as_mut() {
                 fix(ca);
@@ -716,6 +788,30 @@ impl Config {
             }
         }
         self.signing.key_ref()?;
+        if let Some(e) = &self.enrollment {
+            e.ca_key_ref()?;
+            if self.registry.enrolled_keys.is_none() {
+                return Err("field registry.enrolled_keys: required with [enrollment] (the file the enrollment service registers keys in)".into());
+            }
+            if e.listen == self.listen {
+                return Err(
+                    "field enrollment.listen: must differ from listen (the gateway's mTLS port)"
+                        .into(),
+                );
+            }
+            for (name, v) in [
+                ("enrollment.cert_days", u64::from(e.cert_days)),
+                ("enrollment.key_days", u64::from(e.key_days)),
+                (
+                    "enrollment.max_requests_per_minute",
+                    u64::from(e.max_requests_per_minute),
+                ),
+            ] {
+                if v == 0 {
+                    return Err(format!("field {name}: must be at least 1"));
+                }
+            }
+        }
         if self.secrets.refresh_secs == 0 {
             return Err("field secrets.refresh_secs: must be at least 1".into());
         }
@@ -820,11 +916,28 @@ impl Config {
     /// relative file paths resolved against `base`.
     pub fn secret_refs(&self) -> Result<Vec<SecretRef>, String> {
         let mut refs = vec![self.signing.key_ref()?];
+        if let Some(e) = &self.enrollment {
+            refs.push(e.ca_key_ref()?);
+        }
         for b in &self.backends {
             refs.extend(b.secret_refs()?.into_iter().map(|(_, r)| r));
         }
         refs.dedup();
         Ok(refs)
+    }
+
+    /// Loads the client registry with the enrolled keys merged, carrying
+    /// limiter state over from `previous`.
+    pub fn load_registry(
+        &self,
+        previous: Option<&crate::identity::Registry>,
+    ) -> Result<crate::identity::Registry, crate::identity::RegistryError> {
+        crate::identity::Registry::load_merged(
+            &self.registry.path,
+            self.registry.enrolled_keys.as_deref(),
+            &self.registry_defaults(),
+            previous,
+        )
     }
 
     /// What the client registry falls back on: the default rate and the

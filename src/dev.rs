@@ -98,6 +98,8 @@ pub fn setup(dir: &Path, listen: SocketAddr) -> Result<PathBuf, DevError> {
         .as_bytes(),
         false,
     )?;
+    let enroll_listen = enrollment_addr(listen);
+    set_profile_enrollment(&issued.profile, &enroll_listen)?;
     let config = format!(
         "# sealgate gateway configuration (dev). Paths are relative to this file.\n\
          listen = \"{listen}\"\n\
@@ -115,6 +117,14 @@ pub fn setup(dir: &Path, listen: SocketAddr) -> Result<PathBuf, DevError> {
          \n\
          [registry]\n\
          path = \"clients.toml\"\n\
+         # Written by the enrollment service below; merged into the registry.\n\
+         enrolled_keys = \"enrolled-keys.toml\"\n\
+         \n\
+         # Enroll (one-time token from `sealgate ca enroll-token ID --dir <this folder>/ca`)\n\
+         # and Renew (`sealgate renew --profile FILE`), with the dev CA's key.\n\
+         [enrollment]\n\
+         listen = \"{enroll_listen}\"\n\
+         ca_dir = \"ca\"\n\
          \n\
          [audit]\n\
          path = \"audit.jsonl\"\n\
@@ -126,4 +136,25 @@ pub fn setup(dir: &Path, listen: SocketAddr) -> Result<PathBuf, DevError> {
     crate::keys::write_public(&config_path, config.as_bytes(), false)?;
     println!("created dev PKI and config in {}", dir.display());
     Ok(config_path)
+}
+
+/// The dev enrollment listener: the gateway's port + 1 on the same address.
+pub fn enrollment_addr(listen: SocketAddr) -> SocketAddr {
+    SocketAddr::new(listen.ip(), listen.port().wrapping_add(1).max(1))
+}
+
+/// Points the dev client's profile at the enrollment service, so
+/// `sealgate renew --profile` works on it.
+fn set_profile_enrollment(profile: &Path, addr: &SocketAddr) -> Result<(), DevError> {
+    let io = |source| crate::keys::KeyFileError::Write {
+        path: profile.display().to_string(),
+        source,
+    };
+    let text = std::fs::read_to_string(profile).map_err(io)?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+    doc["enrollment"] = toml_edit::value(addr.to_string().replace("127.0.0.1", "localhost"));
+    crate::keys::replace_atomically(profile, doc.to_string().as_bytes(), 0o644)?;
+    Ok(())
 }

@@ -23,6 +23,7 @@ use crate::jsonrpc::Method;
 /// policy it belongs to).
 pub use crate::policy::{quota, RateLimitFile};
 use crate::policy::{AllowedHours, Patterns, PolicyFields, ToolCost};
+pub use enrolled::EnrolledKeys;
 
 /// Longest client id accepted.
 pub const MAX_CLIENT_ID_LEN: usize = 64;
@@ -412,11 +413,29 @@ impl Registry {
         defaults: &RegistryDefaults,
         previous: Option<&Registry>,
     ) -> Result<Registry, RegistryError> {
+        Registry::load_merged(path, None, defaults, previous)
+    }
+
+    /// [`Registry::load`], merging the keys of the enrolled-keys file at
+    /// `enrolled` (written by the enrollment service; absent is empty).
+    pub fn load_merged(
+        path: &Path,
+        enrolled: Option<&Path>,
+        defaults: &RegistryDefaults,
+        previous: Option<&Registry>,
+    ) -> Result<Registry, RegistryError> {
         let text = std::fs::read_to_string(path).map_err(|e| RegistryError {
             path: path.display().to_string(),
             message: format!("cannot read: {e}"),
         })?;
-        Registry::parse_with(&text, defaults, previous).map_err(|message| RegistryError {
+        let extra = match enrolled {
+            Some(p) => EnrolledKeys::load(p).map_err(|message| RegistryError {
+                path: p.display().to_string(),
+                message,
+            })?,
+            None => EnrolledKeys::default(),
+        };
+        Registry::parse_merged(&text, &extra, defaults, previous).map_err(|message| RegistryError {
             path: path.display().to_string(),
             message,
         })
@@ -436,7 +455,30 @@ impl Registry {
         defaults: &RegistryDefaults,
         previous: Option<&Registry>,
     ) -> Result<Registry, String> {
+        Registry::parse_merged(text, &EnrolledKeys::default(), defaults, previous)
+    }
+
+    /// [`Registry::parse_with`], binding the enrolled keys of `extra` to
+    /// the clients the text lists and applying its caps on replaced keys.
+    pub fn parse_merged(
+        text: &str,
+        extra: &EnrolledKeys,
+        defaults: &RegistryDefaults,
+        previous: Option<&Registry>,
+    ) -> Result<Registry, String> {
         let file: RegistryFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let listed: HashSet<&str> = file.clients.iter().map(|c| c.id.as_str()).collect();
+        for k in extra
+            .keys
+            .iter()
+            .filter(|k| !listed.contains(k.client.as_str()))
+        {
+            tracing::warn!(
+                client.id = k.client.as_str(),
+                key.id = k.id.as_str(),
+                "an enrolled key belongs to a client the registry does not list: ignored until it is added"
+            );
+        }
         let mut clients = HashMap::new();
         let mut all_key_ids = HashSet::new();
         for c in file.clients {
@@ -511,7 +553,18 @@ impl Registry {
                 other => other.map(|n| n as usize),
             };
             let mut keys = HashMap::new();
-            for k in c.keys {
+            let enrolled = extra
+                .keys
+                .iter()
+                .filter(|k| k.client == id.as_str())
+                .map(|k| KeyFile {
+                    id: k.id.clone(),
+                    public_key: k.public_key.clone(),
+                    not_before: Some(k.not_before.clone()),
+                    not_after: Some(k.not_after.clone()),
+                    never_expires: false,
+                });
+            for k in c.keys.into_iter().chain(enrolled) {
                 if k.id.is_empty() || k.id.len() > crate::envelope::MAX_KEY_ID_LEN {
                     return Err(format!("{}: key id must be 1-128 bytes", ctx("key.id")));
                 }
@@ -532,29 +585,38 @@ impl Registry {
                 };
                 let not_before_ms = instant(k.not_before.as_deref(), "key.not_before")?;
                 let not_after_ms = instant(k.not_after.as_deref(), "key.not_after")?;
+                // A renewal caps the key it replaced.
+                let cap = extra
+                    .cap_of(id.as_str(), &k.id)
+                    .map_err(|e| format!("client {id:?} enrolled keys: {e}"))?;
+                let not_after_ms = match (not_after_ms, cap) {
+                    (Some(a), Some(c)) => Some(a.min(c)),
+                    (None, Some(c)) => Some(c),
+                    (a, None) => a,
+                };
                 // No credential lives forever unless an operator says so,
                 // and then every load says it again.
-                match (not_after_ms, k.never_expires) {
-                    (None, false) => {
+                match (k.not_after.is_some(), k.never_expires) {
+                    (false, false) => {
                         return Err(format!(
                             "{} ({}): missing; a signing key must expire (or set never_expires = true, which is warned about at every load)",
                             ctx("key.not_after"),
                             k.id
                         ))
                     }
-                    (Some(_), true) => {
+                    (true, true) => {
                         return Err(format!(
                             "{} ({}): not_after and never_expires = true contradict each other",
                             ctx("key.never_expires"),
                             k.id
                         ))
                     }
-                    (None, true) => tracing::warn!(
+                    (false, true) if cap.is_none() => tracing::warn!(
                         client.id = %id,
                         key.id = k.id.as_str(),
                         "this signing key never expires (never_expires = true); give it a not_after"
                     ),
-                    (Some(_), false) => {}
+                    _ => {}
                 }
                 keys.insert(
                     k.id,
@@ -618,6 +680,8 @@ pub fn parse_rfc3339_ms(s: &str) -> Result<i64, String> {
         .map_err(|e| format!("{s:?} is not an RFC 3339 timestamp: {e}"))?;
     Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
+
+pub mod enrolled;
 
 #[cfg(test)]
 mod tests;

@@ -119,6 +119,53 @@ fn write_file(path: &Path, contents: &[u8], force: bool, mode: u32) -> Result<()
         .map_err(|source| KeyFileError::Write { path: p, source })
 }
 
+/// Replaces `path` atomically with `contents` at `mode`: written to a new
+/// temporary file beside it (created with `mode`, never wider), synced,
+/// renamed over `path`, and the directory synced. A reader sees the old
+/// file or the new one, never a mix; a crash leaves at most a stray
+/// `.tmp` file.
+pub fn replace_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyFileError> {
+    let p = path.display().to_string();
+    let err = |source| KeyFileError::Write {
+        path: p.clone(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.{}.{:08x}.tmp",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(mode);
+    }
+    let written = opts.open(&tmp).and_then(|mut f| {
+        f.write_all(contents)?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|_| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(e));
+    }
+    // The rename is durable only once the directory is.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 /// Reads a private key file, refusing it when group or others can read it.
 pub fn read_private(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
     let p = path.display().to_string();

@@ -42,6 +42,7 @@ pub mod ca;
 pub mod client;
 pub mod config;
 pub mod dev;
+pub mod enroll;
 pub mod envelope;
 pub mod error;
 pub mod expiry;
@@ -59,7 +60,7 @@ pub mod startup;
 pub mod summary;
 pub mod tls;
 
-/// Code generated from proto/sealgate/v1/gateway.proto.
+/// Code generated from proto/sealgate/v1/ (gateway, admin, enrollment).
 pub mod proto {
     #![allow(missing_docs, clippy::all)]
     tonic::include_proto!("sealgate.v1");

@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::gateway::Gateway;
-use crate::identity::Registry;
 use crate::server::ServerParts;
 use crate::startup::signer_from;
 
@@ -37,7 +36,13 @@ pub struct Reloader {
     config_path: Option<PathBuf>,
     gateway: Arc<Gateway>,
     tls: Arc<ArcSwap<rustls::ServerConfig>>,
+    /// The enrollment listener's TLS config, when the gateway serves one.
+    enrollment_tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
 }
+
+/// How often the enrolled-keys file is checked for changes (an enrollment
+/// service in another process, `sealgate ca serve`, writes it).
+const ENROLLED_KEYS_POLL: Duration = Duration::from_secs(2);
 
 impl Reloader {
     /// The reloader for the gateway in `parts`, built from `config`.
@@ -47,7 +52,14 @@ impl Reloader {
             config_path: None,
             gateway: parts.gateway.clone(),
             tls: parts.tls.clone(),
+            enrollment_tls: None,
         }
+    }
+
+    /// Also reloads the enrollment listener's TLS config on SIGHUP.
+    pub fn with_enrollment(mut self, parts: &crate::startup::EnrollmentParts) -> Self {
+        self.enrollment_tls = Some(parts.tls.clone());
+        self
     }
 
     /// Re-reads `path` on every SIGHUP: what can change live is applied,
@@ -75,6 +87,43 @@ impl Reloader {
                 crate::startup::report_expiring(&config, &gw);
             }
         });
+        if let Some(path) = self.config.load().registry.enrolled_keys.clone() {
+            let weak = Arc::downgrade(&self.gateway);
+            let config = self.config.load_full();
+            let stamp = |p: &Path| {
+                std::fs::metadata(p)
+                    .ok()
+                    .map(|m| (m.modified().ok(), m.len()))
+            };
+            // Taken now, not when the task first runs: a change in between
+            // must not be mistaken for the starting state.
+            let mut seen = stamp(&path);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(ENROLLED_KEYS_POLL);
+                loop {
+                    tick.tick().await;
+                    let Some(gw) = weak.upgrade() else { return };
+                    let now = stamp(&path);
+                    if now == seen {
+                        continue;
+                    }
+                    seen = now;
+                    let previous = gw.registry.load_full();
+                    match config.load_registry(Some(&previous)) {
+                        Ok(r) => {
+                            tracing::info!(
+                                clients = r.len(),
+                                "enrolled keys changed: client registry reloaded"
+                            );
+                            gw.registry.store(Arc::new(r));
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "enrolled keys changed but the registry does not load; keeping the previous one")
+                        }
+                    }
+                }
+            });
+        }
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
@@ -105,7 +154,7 @@ impl Reloader {
         self.reread_config();
         let c = self.config.load_full();
         let previous = self.gateway.registry.load_full();
-        match Registry::load(&c.registry.path, &c.registry_defaults(), Some(&previous)) {
+        match c.load_registry(Some(&previous)) {
             Ok(r) => {
                 tracing::info!(clients = r.len(), "client registry reloaded");
                 self.gateway.registry.store(Arc::new(r));
@@ -124,6 +173,14 @@ impl Reloader {
                 );
                 self.tls.store(cfg);
                 self.gateway.revoked.store(Arc::new(revoked));
+                if let Some(swap) = &self.enrollment_tls {
+                    match crate::startup::enrollment_tls_config(&c) {
+                        Ok(cfg) => swap.store(cfg),
+                        Err(e) => {
+                            tracing::error!(error = %e, "enrollment TLS reload failed; keeping the previous configuration")
+                        }
+                    }
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "TLS reload failed; keeping the previous configuration")

@@ -27,7 +27,6 @@ use crate::backend::stdio::{StdioBackend, StdioSpec};
 use crate::backend::{Backend, EmbeddedBackend};
 use crate::config::{BackendConfig, Config};
 use crate::gateway::{Gateway, RequestLimits, ResponseSigner, SystemClock};
-use crate::identity::Registry;
 use crate::peer::AcceptStats;
 use crate::policy::PinFile;
 use crate::replay::MemoryReplayStore;
@@ -88,7 +87,7 @@ pub async fn build(
     config: &Config,
     audit: Option<Arc<AuditLog>>,
 ) -> Result<ServerParts, StartError> {
-    let registry = Registry::load(&config.registry.path, &config.registry_defaults(), None)?;
+    let registry = config.load_registry(None)?;
     if registry.is_empty() {
         tracing::warn!(path = %config.registry.path.display(), "the client registry is empty: every request will be refused");
     }
@@ -168,7 +167,7 @@ pub async fn build(
 /// checked, one line each; the first failure is the error.
 pub async fn check(config: &Config) -> Result<Vec<String>, StartError> {
     let mut done = Vec::new();
-    let registry = Registry::load(&config.registry.path, &config.registry_defaults(), None)?;
+    let registry = config.load_registry(None)?;
     done.push(format!(
         "registry {}: {} clients, {} tiers",
         config.registry.path.display(),
@@ -198,6 +197,32 @@ pub async fn check(config: &Config) -> Result<Vec<String>, StartError> {
     let secrets = resolve_secrets(config).await?;
     signer_from(&secrets, &signing_key_ref).map_err(StartError::Secrets)?;
     done.push("secrets: every reference resolves; the signing key loads".to_string());
+    if let Some(e) = &config.enrollment {
+        let key_ref = e.ca_key_ref().map_err(StartError::Secrets)?;
+        let key = secrets.get(&key_ref).ok_or_else(|| {
+            StartError::Secrets(format!("enrollment.ca_key {key_ref}: not resolved"))
+        })?;
+        let ca = crate::ca::Ca::load_with_key(
+            &e.ca_dir,
+            secrecy::ExposeSecret::expose_secret(&key),
+            "enrollment.ca_key",
+        )
+        .map_err(|m| StartError::Secrets(format!("enrollment: {m}")))?;
+        if ca.trust_domain != config.trust_domain {
+            return Err(StartError::Secrets(format!(
+                "enrollment: the CA in {} issues for trust domain {:?}, the gateway's is {:?}",
+                e.ca_dir.display(),
+                ca.trust_domain,
+                config.trust_domain
+            )));
+        }
+        enrollment_tls_config(config)?;
+        done.push(format!(
+            "enrollment: the CA in {} and its key load; listener {}",
+            e.ca_dir.display(),
+            e.listen
+        ));
+    }
     for b in &config.backends {
         if let BackendConfig::Stdio { name, command, .. } = b {
             let found = find_command(command).ok_or_else(|| {
@@ -241,6 +266,80 @@ pub fn tls_server_config(
         &t.crls,
         Duration::from_secs(t.crl_grace_secs),
     )
+}
+
+/// The enrollment listener's TLS config: the gateway's certificate, client
+/// CA and CRLs, with the client certificate optional.
+pub fn enrollment_tls_config(
+    config: &Config,
+) -> Result<Arc<rustls::ServerConfig>, crate::tls::TlsError> {
+    let t = &config.tls;
+    crate::tls::enrollment_server_config(
+        &t.cert,
+        &t.key,
+        &t.client_ca,
+        &t.crls,
+        Duration::from_secs(t.crl_grace_secs),
+    )
+}
+
+/// The enrollment service, ready to serve: its state and its TLS config
+/// (swapped on SIGHUP with the gateway's).
+pub struct EnrollmentParts {
+    /// The service's state.
+    pub state: Arc<crate::enroll::service::Enrollment>,
+    /// Its listener's TLS config.
+    pub tls: Arc<ArcSwap<rustls::ServerConfig>>,
+}
+
+/// The enrollment service of `config`'s `[enrollment]`, or `None` without
+/// one. With `gateway` (the gateway serves it), the CA key comes from the
+/// gateway's resolved secrets and enrollments reach its registry at once;
+/// without (`sealgate ca serve`), the CA key is resolved here and the
+/// service hands out `gateway_keys`.
+pub async fn build_enrollment(
+    config: &Config,
+    gateway: Option<Arc<Gateway>>,
+    gateway_keys: Vec<(String, ed25519_dalek::VerifyingKey)>,
+    audit: Option<Arc<AuditLog>>,
+) -> Result<Option<EnrollmentParts>, StartError> {
+    let Some(e) = &config.enrollment else {
+        return Ok(None);
+    };
+    let key_ref = e.ca_key_ref().map_err(StartError::Secrets)?;
+    let secrets = match &gateway {
+        Some(g) => g.secrets.clone(),
+        None => {
+            let openbao = match &config.secrets.openbao {
+                Some(ob) => Some(config.openbao_config(ob).map_err(StartError::Secrets)?),
+                None => None,
+            };
+            let s = Secrets::new(openbao.as_ref(), vec![key_ref.clone()])
+                .map_err(StartError::Secrets)?;
+            s.resolve_all().await?;
+            Arc::new(s)
+        }
+    };
+    let key = secrets
+        .get(&key_ref)
+        .ok_or_else(|| StartError::Secrets(format!("enrollment.ca_key {key_ref}: not resolved")))?;
+    let audit = match (audit, &gateway) {
+        (Some(a), _) => a,
+        (None, Some(g)) => g.audit.clone(),
+        (None, None) => open_audit(config)?,
+    };
+    let state = crate::enroll::service::Enrollment::new(
+        config,
+        secrecy::ExposeSecret::expose_secret(&key),
+        gateway,
+        gateway_keys,
+        audit,
+    )
+    .map_err(|m| StartError::Secrets(format!("enrollment: {m}")))?;
+    Ok(Some(EnrollmentParts {
+        state: Arc::new(state),
+        tls: Arc::new(ArcSwap::new(enrollment_tls_config(config)?)),
+    }))
 }
 
 /// The `[expiry]` horizon in milliseconds.

@@ -277,6 +277,32 @@ pub fn server_config_with_grace(
     crls: &[impl AsRef<Path>],
     crl_grace: std::time::Duration,
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    build_server_config(cert, key, client_ca, crls, crl_grace, true)
+}
+
+/// The enrollment listener's TLS config: as [`server_config_with_grace`]
+/// (TLS 1.3 only, ALPN h2, the same chain, date, CRL and EKU checks of a
+/// certificate that *is* presented), except that a client may connect
+/// without one: `Enroll` is how a client without a certificate gets its
+/// first. Never used for the gateway's own port.
+pub fn enrollment_server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+    crls: &[impl AsRef<Path>],
+    crl_grace: std::time::Duration,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    build_server_config(cert, key, client_ca, crls, crl_grace, false)
+}
+
+fn build_server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+    crls: &[impl AsRef<Path>],
+    crl_grace: std::time::Duration,
+    client_cert_required: bool,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let now = UnixTime::now().as_secs();
     let (crls, enforce) =
@@ -286,6 +312,9 @@ pub fn server_config_with_grace(
             .with_crls(crls);
     if enforce {
         builder = builder.enforce_revocation_expiration();
+    }
+    if !client_cert_required {
+        builder = builder.allow_unauthenticated();
     }
     let webpki = builder
         .build()
@@ -377,6 +406,18 @@ fn has_client_auth_eku(cert: &CertificateDer<'_>) -> Result<bool, rustls::Error>
         x509_parser::certificate::X509Certificate::from_der(cert).map_err(|_| bad())?;
     let eku = parsed.extended_key_usage().map_err(|_| bad())?;
     Ok(eku.is_some_and(|e| e.value.client_auth))
+}
+
+/// A client TLS config for the enrollment service's `Enroll`: TLS 1.3
+/// only, ALPN h2, `ca` as the only root, and no client certificate (the
+/// client has none yet).
+pub fn enroll_client_config(ca: &Path) -> Result<Arc<ClientConfig>, TlsError> {
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots(ca)?)
+        .with_no_client_auth();
+    Ok(with_h2(config))
 }
 
 /// A client TLS config for the gateway: TLS 1.3 only, our CA as the only

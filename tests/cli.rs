@@ -190,12 +190,19 @@ fn config_errors_name_the_field() {
     );
 }
 
+/// A free port whose next port is free too: `sealgate dev` serves its
+/// enrollment listener on port + 1.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn spawn_dev(d: &Path, port: u16) -> Child {
@@ -593,4 +600,141 @@ fn json_logs_are_one_object_a_line() {
         stderr.contains("sealgate gateway serving") && stderr.contains("SIGTERM: shutting down"),
         "{stderr}"
     );
+}
+
+/// The lifecycle an agency runs, through the binary and the dev gateway:
+/// the operator makes a one-time token; the client makes its keys on its
+/// own machine, enrolls, calls, and renews (its keys never leave it); the
+/// gateway takes the new credentials without a restart.
+#[test]
+fn dev_enroll_call_and_renew_through_the_binary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let port = free_port();
+    let mut child = spawn_dev(d, port);
+    wait_for_port(port, &mut child);
+    wait_for_port(port + 1, &mut child);
+    let dev = Reap(child);
+    // The operator: a registry entry without keys, then a token.
+    let registry = d.join("dev/clients.toml");
+    let mut text = std::fs::read_to_string(&registry).expect("registry");
+    text.push_str("\n[[client]]\nid = \"carol\"\nmethods = [\"initialize\", \"tools/list\", \"tools/call\"]\ntools = [\"get_meps\"]\n");
+    std::fs::write(&registry, text).expect("registry");
+    let status = Command::new("kill")
+        .args(["-HUP", &dev.0.id().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(status.success());
+    let made = ok(&sealgate(
+        d,
+        &[
+            "ca",
+            "enroll-token",
+            "carol",
+            "--dir",
+            "dev/ca",
+            "--ttl",
+            "10m",
+            "--out",
+            "token",
+        ],
+    ));
+    assert!(made.contains("valid until"), "{made}");
+    assert_eq!(mode(&d.join("token")), 0o600);
+    let token = std::fs::read_to_string(d.join("token")).expect("token");
+    // Only its hash is kept by the CA.
+    for entry in std::fs::read_dir(d.join("dev/ca/tokens")).expect("tokens") {
+        let stored = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
+        assert!(!stored.contains(token.trim()), "token stored in clear");
+    }
+
+    // The client, on its machine.
+    let endpoint = format!("localhost:{port}");
+    let enrollment = format!("localhost:{}", port + 1);
+    let enrolled = ok(&sealgate(
+        d,
+        &[
+            "enroll",
+            "--id",
+            "carol",
+            "--token-file",
+            "token",
+            "--enrollment",
+            &enrollment,
+            "--endpoint",
+            &endpoint,
+            "--ca",
+            "dev/ca/ca.crt",
+            "--dir",
+            "carol",
+        ],
+    ));
+    assert!(enrolled.contains("enrolled: wrote"), "{enrolled}");
+    let call = ["call", "get_meps", "--profile", "carol/carol.toml"];
+    // The reload after SIGHUP runs in the background; the enrollment
+    // reached the registry at once.
+    let start = Instant::now();
+    let first = loop {
+        let out = sealgate(d, &call);
+        if out.status.success() || start.elapsed() > Duration::from_secs(20) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(ok(&first).contains("person/900001"), "{first:?}");
+    // A second use of the token is refused with its reason.
+    let reused = sealgate(
+        d,
+        &[
+            "enroll",
+            "--id",
+            "carol",
+            "--token-file",
+            "token",
+            "--enrollment",
+            &enrollment,
+            "--endpoint",
+            &endpoint,
+            "--ca",
+            "dev/ca/ca.crt",
+            "--dir",
+            "carol-again",
+        ],
+    );
+    assert_eq!(reused.status.code(), Some(1), "{reused:?}");
+    assert!(
+        String::from_utf8_lossy(&reused.stderr).contains("TOKEN_USED"),
+        "{reused:?}"
+    );
+
+    let not_due = ok(&sealgate(d, &["renew", "--profile", "carol/carol.toml"]));
+    assert!(not_due.contains("not due"), "{not_due}");
+    let renewed = ok(&sealgate(
+        d,
+        &["renew", "--profile", "carol/carol.toml", "--force"],
+    ));
+    assert!(renewed.contains("renewed"), "{renewed}");
+    let after = ok(&sealgate(d, &call));
+    assert!(after.contains("person/900001"), "{after}");
+    // The dev client's own profile knows the enrollment service too.
+    let demo = ok(&sealgate(
+        d,
+        &[
+            "renew",
+            "--profile",
+            "dev/clients/demo.profile.toml",
+            "--force",
+        ],
+    ));
+    assert!(demo.contains("renewed"), "{demo}");
+    let demo_call = ok(&sealgate(
+        d,
+        &[
+            "call",
+            "get_meps",
+            "--profile",
+            "dev/clients/demo.profile.toml",
+        ],
+    ));
+    assert!(demo_call.contains("person/900001"), "{demo_call}");
 }

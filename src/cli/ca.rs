@@ -140,6 +140,33 @@ pub enum CaCommand {
         #[arg(long, default_value_t = ca::DEFAULT_CRL_DAYS)]
         crl_days: u32,
     },
+    /// Make a one-time enrollment token for a client (for `sealgate
+    /// enroll`). The token is printed once (or written 0600 with --out);
+    /// the CA keeps only its hash.
+    EnrollToken {
+        /// The client id the token enrolls.
+        id: String,
+        #[arg(long, default_value = "certs/ca")]
+        dir: PathBuf,
+        /// How long the token is valid, e.g. 15m, 1h, 2d (at most 30d).
+        #[arg(long, default_value = "1h")]
+        ttl: humantime::Duration,
+        /// Write the token to this file (0600) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run the enrollment service alone (Enroll, Renew) from a gateway
+    /// config's [enrollment] section, with the CA key from its secrets
+    /// source; the gateway picks up enrolled keys from the shared
+    /// [registry] enrolled_keys file.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+        /// The gateway's public signing key files (from `key generate`),
+        /// handed to enrolling clients for their profiles (repeatable).
+        #[arg(long = "gateway-pub")]
+        gateway_pub: Vec<PathBuf>,
+    },
     /// Re-issue the CA's crl.pem (do so before its next update).
     Crl {
         #[arg(long, default_value = "certs/ca")]
@@ -360,6 +387,59 @@ pub fn run(cmd: CaCommand) -> Result<ExitCode> {
                 "revoked serial {serial}; wrote {}",
                 dir.join("crl.pem").display()
             );
+        }
+        CaCommand::EnrollToken { id, dir, ttl, out } => {
+            let client = sealgate::identity::ClientId::parse(&id)
+                .map_err(|e| anyhow::anyhow!("client id {id:?}: {e}"))?;
+            // The CA must exist: a token for no CA would be useless.
+            let ca = Ca::load(&dir)?;
+            let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+            let (token, expires) =
+                sealgate::enroll::tokens::create(&dir, &client, ttl.as_secs().max(1), now_ms)
+                    .map_err(anyhow::Error::msg)?;
+            let token = zeroize::Zeroizing::new(token);
+            let until = sealgate::audit::rfc3339_ms(expires);
+            match out {
+                Some(path) => {
+                    sealgate::keys::write_private(
+                        &path,
+                        format!("{}\n", *token).as_bytes(),
+                        false,
+                    )?;
+                    out!("wrote a one-time enrollment token for {id} to {} (0600), valid until {until}", path.display());
+                }
+                None => {
+                    out!("{}", *token);
+                    eprintln!("one-time enrollment token for {id} (trust domain {}), valid until {until}; shown once, hand it over privately", ca.trust_domain);
+                }
+            }
+        }
+        CaCommand::Serve {
+            config,
+            gateway_pub,
+        } => {
+            let config = sealgate::config::Config::load(&config)?;
+            let mut keys = Vec::new();
+            for p in &gateway_pub {
+                let f = read_pub(p)?;
+                let key = sealgate::identity::decode_public_key(&f.public_key)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+                keys.push((f.key_id, key));
+            }
+            if keys.is_empty() {
+                anyhow::bail!("pass the gateway's public signing key with --gateway-pub FILE, so enrolled clients can verify its responses");
+            }
+            super::runtime()?.block_on(async move {
+                let parts = sealgate::startup::build_enrollment(&config, None, keys, None)
+                    .await?
+                    .context("no [enrollment] section in the config")?;
+                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                let task = super::serve::spawn_enrollment(&config, &parts, stop_rx).await?;
+                super::serve::stop_signal().await;
+                let _ = stop_tx.send(true);
+                let _ = task.await;
+                anyhow::Ok(())
+            })?;
         }
         CaCommand::Crl { dir, crl_days } => {
             let path = Ca::load(&dir)?.write_crl_now(crl_days)?;

@@ -151,6 +151,7 @@ impl ConnArgs {
                     spiffe_id: need(self.spiffe_id.clone(), "spiffe-id")?,
                     gateway_keys: Vec::new(),
                     clock_skew_secs: None,
+                    enrollment: None,
                 }
             }
         };

@@ -1,8 +1,9 @@
 //! The `sealgate` command line: one file per command family.
 //!
 //! - [`serve`]: `serve` and `dev` (run the gateway);
-//! - [`ca`]: `ca init | issue-server | issue-client | sign-csr | register-key | list | inspect | revoke | crl`;
+//! - [`ca`]: `ca init | issue-server | issue-client | sign-csr | register-key | enroll-token | serve | list | inspect | revoke | crl`;
 //! - [`csr`]: `csr` (a client's own TLS key and certificate request);
+//! - [`enroll`]: `enroll` and `renew` (the enrollment service's client);
 //! - [`key`]: `key generate`;
 //! - [`client`]: `call` and `tools` (the client side), and `tools accept`;
 //! - [`admin`]: `admin blocks | unblock` (an admin identity's client).
@@ -34,6 +35,7 @@ mod admin;
 mod ca;
 mod client;
 mod csr;
+mod enroll;
 mod key;
 mod serve;
 
@@ -84,6 +86,12 @@ enum Command {
     Key(key::KeyCommand),
     /// Client side: a TLS key (kept here) and a CSR for `ca sign-csr`.
     Csr(csr::CsrArgs),
+    /// Client side: exchange a one-time token for a first certificate and
+    /// signing key (made here), and write a profile.
+    Enroll(enroll::EnrollArgs),
+    /// Client side: renew a profile's certificate and signing key through
+    /// the enrollment service (once due, or --force; --daemon keeps going).
+    Renew(enroll::RenewArgs),
     /// Operators: list and lift anomaly blocks (an admin identity's profile).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -104,6 +112,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ca(cmd) => ca::run(cmd),
         Command::Key(cmd) => key::run(cmd),
         Command::Csr(args) => csr::run(args),
+        Command::Enroll(args) => enroll::enroll(args),
+        Command::Renew(args) => enroll::renew(args),
         Command::Admin(cmd) => admin::run(cmd),
         Command::Call(args) => client::call(args),
         Command::Tools(args) => client::tools(args),

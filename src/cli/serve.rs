@@ -68,20 +68,61 @@ async fn run(config: Config, config_path: &Path, dev_dir: Option<&Path>) -> Resu
     if let Some(dir) = dev_dir {
         print_dev_banner(dir, addr);
     }
+    let enrollment =
+        sealgate::startup::build_enrollment(&config, Some(parts.gateway.clone()), Vec::new(), None)
+            .await?;
     // Secrets on an interval; on SIGHUP the config file itself, the
     // registry, TLS material and CRLs, secrets and tool pins.
-    Reloader::new(&config, &parts)
-        .with_config_file(config_path)
-        .spawn();
-    sealgate::server::run(listener, parts, stop_signal()).await?;
+    let mut reloader = Reloader::new(&config, &parts).with_config_file(config_path);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut enrollment_task = None;
+    if let Some(e) = &enrollment {
+        reloader = reloader.with_enrollment(e);
+        enrollment_task = Some(spawn_enrollment(&config, e, stop_rx.clone()).await?);
+    }
+    reloader.spawn();
+    let stop = async move {
+        stop_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    sealgate::server::run(listener, parts, stop).await?;
+    if let Some(task) = enrollment_task {
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Binds the enrollment listener and serves it until `stop` turns true.
+pub(super) async fn spawn_enrollment(
+    config: &Config,
+    parts: &sealgate::startup::EnrollmentParts,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let Some(e) = &config.enrollment else {
+        anyhow::bail!("no [enrollment] in the config");
+    };
+    let listener = tokio::net::TcpListener::bind(e.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (enrollment.listen)", e.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(listen = %addr, "sealgate enrollment service serving (TLS 1.3; Enroll with a one-time token, Renew with the client certificate)");
+    let state = parts.state.clone();
+    let tls = parts.tls.clone();
+    Ok(tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = sealgate::enroll::service::serve(listener, tls, state, shutdown).await {
+            tracing::error!(error = %e, "enrollment service failed");
+        }
+    }))
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM, the signal systemd and
 /// Kubernetes send: the server then stops accepting and lets in-flight
 /// calls finish before `run` returns.
-async fn stop_signal() {
+pub(super) async fn stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let term = async {
         match signal(SignalKind::terminate()) {

@@ -1,0 +1,964 @@
+//! The `EnrollmentService` (enrollment.proto) and its listener.
+//!
+//! It runs on its own TLS 1.3 listener, never on the gateway's mTLS port:
+//! a client without a certificate may connect here, to `Enroll` with a
+//! one-time token. `Renew` needs the certificate it renews, presented on
+//! the connection and verified by the same chain, date, CRL and EKU checks
+//! as the gateway's port.
+//!
+//! Checks run cheapest first and nothing is written before every check
+//! held: the per-source rate, then (Renew) the certificate's identity, the
+//! CA's own revocation state, the registry entry and anomaly blocks; the
+//! shapes; freshness; the current key and both signatures (Renew) or the
+//! token and the new key's proof (Enroll); the nonce; the CSR. Then, under
+//! one lock: the token is spent, the certificate issued and recorded, the
+//! key registered in the enrolled-keys file (and the replaced key capped),
+//! the registry reloaded, and an audit record written.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use ed25519_dalek::{Signature, VerifyingKey};
+use governor::DefaultKeyedRateLimiter;
+use rustls_pki_types::CertificateDer;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tonic::{Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use super::tokens::{self, TokenRefusal};
+use super::{enroll_proof_bytes, renew_proof_bytes, RenewProof};
+use crate::audit::AuditLog;
+use crate::ca::{Ca, CaError};
+use crate::config::{Config, EnrollmentConfig};
+use crate::envelope::{MAX_NONCE_LEN, MIN_NONCE_LEN};
+use crate::error::ERROR_DOMAIN;
+use crate::gateway::{Clock, Gateway, SystemClock};
+use crate::identity::enrolled::{EnrolledKey, Retirement};
+use crate::identity::{
+    client_spiffe_id, identity_from_cert, key_id_for, ClientId, EnrolledKeys, Registry,
+};
+use crate::proto::enrollment_service_server::{
+    EnrollmentService as EnrollmentRpc, EnrollmentServiceServer,
+};
+use crate::proto::{
+    EnrollRequest, EnrollResponse, GatewayPublicKey, IssuedCredentials, RenewRequest, RenewResponse,
+};
+
+/// Largest request the listener decodes (a CSR is well under 1 KiB).
+const MAX_REQUEST_BYTES: usize = 16 * 1024;
+/// Handshakes in progress at once.
+const MAX_HANDSHAKES: usize = 64;
+/// Connections open at once.
+const MAX_CONNECTIONS: usize = 256;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Renewal nonces remembered at most; beyond that renewals are refused
+/// until older ones leave the window.
+const MAX_NONCES: usize = 100_000;
+/// Enrolled keys stay in the file this long past their end, for `ca list`
+/// and investigations, then are pruned.
+const KEEP_EXPIRED_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Why an enrollment or renewal was refused: a stable reason sent in the
+/// status's `ErrorInfo` (docs/ENROLLMENT.md lists them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EnrollReason {
+    /// Too many requests from this source address.
+    RateLimited,
+    /// Renew without a client certificate on the connection.
+    CertificateRequired,
+    /// The certificate names no valid identity.
+    IdentityInvalid,
+    /// The CA revoked the certificate.
+    CertificateRevoked,
+    /// The identity is not in the registry.
+    ClientUnknown,
+    /// The identity is disabled in the registry.
+    ClientDisabled,
+    /// An anomaly detector blocked the identity.
+    IdentityBlocked,
+    /// The token is not one this CA issued.
+    TokenUnknown,
+    /// The token was already used.
+    TokenUsed,
+    /// The token expired.
+    TokenExpired,
+    /// The nonce is too short or too long.
+    NonceInvalid,
+    /// The new signing key is not 32 bytes or is weak.
+    KeyInvalid,
+    /// The new signing key is already registered.
+    KeyInUse,
+    /// The current key id is not bound to this identity.
+    KeyNotBound,
+    /// The current key is outside its validity.
+    KeyNotValidNow,
+    /// The current key's signature does not verify.
+    SignatureInvalid,
+    /// The new key's signature (its proof of possession) does not verify.
+    ProofInvalid,
+    /// The timestamp is older than the skew window.
+    TimestampStale,
+    /// The timestamp is further ahead than the skew window.
+    TimestampFuture,
+    /// The nonce was seen within the window.
+    ReplayedNonce,
+    /// The CSR is malformed, not P-256, asks for a CA or other SANs.
+    CsrInvalid,
+    /// The CSR is for another identity.
+    CsrIdentityMismatch,
+    /// The service failed; details are in its log.
+    Internal,
+}
+
+impl EnrollReason {
+    /// Every reason (for tests and docs).
+    pub const ALL: &'static [EnrollReason] = &[
+        EnrollReason::RateLimited,
+        EnrollReason::CertificateRequired,
+        EnrollReason::IdentityInvalid,
+        EnrollReason::CertificateRevoked,
+        EnrollReason::ClientUnknown,
+        EnrollReason::ClientDisabled,
+        EnrollReason::IdentityBlocked,
+        EnrollReason::TokenUnknown,
+        EnrollReason::TokenUsed,
+        EnrollReason::TokenExpired,
+        EnrollReason::NonceInvalid,
+        EnrollReason::KeyInvalid,
+        EnrollReason::KeyInUse,
+        EnrollReason::KeyNotBound,
+        EnrollReason::KeyNotValidNow,
+        EnrollReason::SignatureInvalid,
+        EnrollReason::ProofInvalid,
+        EnrollReason::TimestampStale,
+        EnrollReason::TimestampFuture,
+        EnrollReason::ReplayedNonce,
+        EnrollReason::CsrInvalid,
+        EnrollReason::CsrIdentityMismatch,
+        EnrollReason::Internal,
+    ];
+
+    /// The wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnrollReason::RateLimited => "RATE_LIMITED",
+            EnrollReason::CertificateRequired => "CERTIFICATE_REQUIRED",
+            EnrollReason::IdentityInvalid => "IDENTITY_INVALID",
+            EnrollReason::CertificateRevoked => "CERTIFICATE_REVOKED",
+            EnrollReason::ClientUnknown => "CLIENT_UNKNOWN",
+            EnrollReason::ClientDisabled => "CLIENT_DISABLED",
+            EnrollReason::IdentityBlocked => "IDENTITY_BLOCKED",
+            EnrollReason::TokenUnknown => "TOKEN_UNKNOWN",
+            EnrollReason::TokenUsed => "TOKEN_USED",
+            EnrollReason::TokenExpired => "TOKEN_EXPIRED",
+            EnrollReason::NonceInvalid => "NONCE_INVALID",
+            EnrollReason::KeyInvalid => "KEY_INVALID",
+            EnrollReason::KeyInUse => "KEY_IN_USE",
+            EnrollReason::KeyNotBound => "KEY_NOT_BOUND",
+            EnrollReason::KeyNotValidNow => "KEY_NOT_VALID_NOW",
+            EnrollReason::SignatureInvalid => "SIGNATURE_INVALID",
+            EnrollReason::ProofInvalid => "PROOF_INVALID",
+            EnrollReason::TimestampStale => "TIMESTAMP_STALE",
+            EnrollReason::TimestampFuture => "TIMESTAMP_FUTURE",
+            EnrollReason::ReplayedNonce => "REPLAYED_NONCE",
+            EnrollReason::CsrInvalid => "CSR_INVALID",
+            EnrollReason::CsrIdentityMismatch => "CSR_IDENTITY_MISMATCH",
+            EnrollReason::Internal => "INTERNAL",
+        }
+    }
+
+    /// The gRPC code it is sent with.
+    pub fn code(self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            EnrollReason::RateLimited => Code::ResourceExhausted,
+            EnrollReason::IdentityBlocked => Code::PermissionDenied,
+            EnrollReason::NonceInvalid
+            | EnrollReason::KeyInvalid
+            | EnrollReason::CsrInvalid
+            | EnrollReason::CsrIdentityMismatch => Code::InvalidArgument,
+            EnrollReason::KeyInUse => Code::AlreadyExists,
+            EnrollReason::Internal => Code::Internal,
+            _ => Code::Unauthenticated,
+        }
+    }
+}
+
+/// A refusal: reason and a message safe to send (never a token or key).
+#[derive(Debug, Clone)]
+pub struct Refused {
+    /// The reason.
+    pub reason: EnrollReason,
+    /// For people.
+    pub message: String,
+}
+
+fn refuse(reason: EnrollReason, message: impl Into<String>) -> Refused {
+    Refused {
+        reason,
+        message: message.into(),
+    }
+}
+
+impl Refused {
+    fn to_status(&self) -> Status {
+        let details = ErrorDetails::with_error_info(
+            self.reason.as_str(),
+            ERROR_DOMAIN,
+            HashMap::<String, String>::new(),
+        );
+        Status::with_error_details(
+            self.reason.code(),
+            format!("{}: {}", self.reason.as_str(), self.message),
+            details,
+        )
+    }
+}
+
+impl From<TokenRefusal> for Refused {
+    fn from(t: TokenRefusal) -> Self {
+        let reason = match t {
+            TokenRefusal::Unknown => EnrollReason::TokenUnknown,
+            TokenRefusal::Used => EnrollReason::TokenUsed,
+            TokenRefusal::Expired => EnrollReason::TokenExpired,
+            TokenRefusal::Store => EnrollReason::Internal,
+        };
+        refuse(reason, t.to_string())
+    }
+}
+
+fn csr_refusal(e: CaError) -> Refused {
+    match e {
+        CaError::CsrIdentity(m) => refuse(EnrollReason::CsrIdentityMismatch, m),
+        CaError::Invalid(m) => refuse(EnrollReason::CsrInvalid, m),
+        other => internal("certificate issuance failed", other),
+    }
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> Refused {
+    tracing::error!(error = %e, "enrollment: {what}");
+    refuse(
+        EnrollReason::Internal,
+        "the enrollment service failed; see its log",
+    )
+}
+
+/// One enrollment or renewal in the audit trail: names, ids, dates only.
+#[derive(Serialize)]
+struct EnrollmentEvent<'a> {
+    ts: String,
+    event: &'static str,
+    outcome: &'static str,
+    client_id: Option<&'a str>,
+    peer: String,
+    reason: Option<&'static str>,
+    cert_serial: Option<&'a str>,
+    key_id: Option<&'a str>,
+    previous_key_id: Option<&'a str>,
+}
+
+/// Where the registry comes from: the running gateway's (kept current
+/// after every enrollment), or the config's files (`sealgate ca serve`).
+enum RegistrySource {
+    Gateway(Arc<Gateway>),
+    Files,
+}
+
+/// The enrollment service's state.
+pub struct Enrollment {
+    ca: Ca,
+    config: Config,
+    settings: EnrollmentConfig,
+    enrolled_keys: PathBuf,
+    audience: String,
+    registry: RegistrySource,
+    gateway_keys: Vec<GatewayPublicKey>,
+    audit: Arc<AuditLog>,
+    clock: Arc<dyn Clock>,
+    skew_ms: i64,
+    /// Serialises every change (token, index, enrolled keys, registry).
+    write: tokio::sync::Mutex<()>,
+    nonces: Mutex<Nonces>,
+    per_source: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+#[derive(Default)]
+struct Nonces {
+    seen: std::collections::HashSet<(ClientId, Vec<u8>)>,
+    order: VecDeque<(i64, (ClientId, Vec<u8>))>,
+}
+
+impl Enrollment {
+    /// The service for `config` (which has an `[enrollment]` section),
+    /// signing with `ca_key_pem`. With `gateway`, it keeps that gateway's
+    /// registry current and hands out its response keys; without, it reads
+    /// the registry files (`sealgate ca serve`) and hands out
+    /// `gateway_keys`.
+    pub fn new(
+        config: &Config,
+        ca_key_pem: &str,
+        gateway: Option<Arc<Gateway>>,
+        gateway_keys: Vec<(String, VerifyingKey)>,
+        audit: Arc<AuditLog>,
+    ) -> Result<Enrollment, String> {
+        let settings = config
+            .enrollment
+            .clone()
+            .ok_or("no [enrollment] section in the config")?;
+        let enrolled_keys = config
+            .registry
+            .enrolled_keys
+            .clone()
+            .ok_or("field registry.enrolled_keys: required with [enrollment]")?;
+        let ca = Ca::load_with_key(&settings.ca_dir, ca_key_pem, "enrollment.ca_key")
+            .map_err(|e| e.to_string())?;
+        if ca.trust_domain != config.trust_domain {
+            return Err(format!(
+                "the CA in {} issues for trust domain {:?}, the gateway's is {:?}",
+                settings.ca_dir.display(),
+                ca.trust_domain,
+                config.trust_domain
+            ));
+        }
+        let per_minute = std::num::NonZeroU32::new(settings.max_requests_per_minute)
+            .ok_or("field enrollment.max_requests_per_minute: must be at least 1")?;
+        let per_source = governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute));
+        let mut keys: Vec<GatewayPublicKey> = gateway_keys
+            .into_iter()
+            .map(|(key_id, k)| GatewayPublicKey {
+                key_id,
+                public_key: k.to_bytes().to_vec().into(),
+            })
+            .collect();
+        let registry = match gateway {
+            Some(g) => {
+                let signer = g.signer.load();
+                keys.push(GatewayPublicKey {
+                    key_id: signer.key_id.clone(),
+                    public_key: signer.key.verifying_key().to_bytes().to_vec().into(),
+                });
+                RegistrySource::Gateway(g)
+            }
+            None => RegistrySource::Files,
+        };
+        Ok(Enrollment {
+            ca,
+            audience: config.audience(),
+            skew_ms: i64::try_from(config.envelope.clock_skew_secs)
+                .unwrap_or(600)
+                .saturating_mul(1000),
+            config: config.clone(),
+            settings,
+            enrolled_keys,
+            registry,
+            gateway_keys: keys,
+            audit,
+            clock: Arc::new(SystemClock),
+            write: tokio::sync::Mutex::new(()),
+            nonces: Mutex::new(Nonces::default()),
+            per_source,
+        })
+    }
+
+    fn registry(&self) -> Result<Arc<Registry>, Refused> {
+        match &self.registry {
+            RegistrySource::Gateway(g) => Ok(g.registry.load_full()),
+            RegistrySource::Files => self
+                .config
+                .load_registry(None)
+                .map(Arc::new)
+                .map_err(|e| internal("the client registry could not be loaded", e)),
+        }
+    }
+
+    /// After a change to the enrolled keys: the gateway's registry is
+    /// reloaded at once (a standalone service's gateway re-reads the file
+    /// when it changes).
+    fn publish(&self) {
+        if let RegistrySource::Gateway(g) = &self.registry {
+            let previous = g.registry.load_full();
+            match self.config.load_registry(Some(&previous)) {
+                Ok(r) => g.registry.store(Arc::new(r)),
+                Err(e) => tracing::error!(error = %e, "registry reload after enrollment failed"),
+            }
+        }
+    }
+
+    fn check_fresh(&self, ts: i64, now_ms: i64) -> Result<(), Refused> {
+        if ts < now_ms.saturating_sub(self.skew_ms) {
+            return Err(refuse(
+                EnrollReason::TimestampStale,
+                "the request's timestamp is older than the skew window; check this machine's clock",
+            ));
+        }
+        if ts > now_ms.saturating_add(self.skew_ms) {
+            return Err(refuse(
+                EnrollReason::TimestampFuture,
+                "the request's timestamp is ahead of the skew window; check this machine's clock",
+            ));
+        }
+        Ok(())
+    }
+
+    fn rate(&self, remote: SocketAddr) -> Result<(), Refused> {
+        let key = crate::policy::anomaly::source_key(remote.ip());
+        self.per_source.check_key(&key).map_err(|_| {
+            refuse(
+                EnrollReason::RateLimited,
+                "too many enrollment requests from this address; retry in a minute",
+            )
+        })
+    }
+
+    fn remember_nonce(&self, client: &ClientId, nonce: &[u8], now_ms: i64) -> Result<(), Refused> {
+        let mut n = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        while n.order.front().is_some_and(|(exp, _)| *exp <= now_ms) {
+            if let Some((_, k)) = n.order.pop_front() {
+                n.seen.remove(&k);
+            }
+        }
+        let key = (client.clone(), nonce.to_vec());
+        if n.seen.contains(&key) {
+            return Err(refuse(
+                EnrollReason::ReplayedNonce,
+                "this renewal request was already received",
+            ));
+        }
+        if n.seen.len() >= MAX_NONCES {
+            return Err(refuse(
+                EnrollReason::RateLimited,
+                "too many renewals in the window; retry later",
+            ));
+        }
+        n.seen.insert(key.clone());
+        n.order
+            .push_back((now_ms.saturating_add(2 * self.skew_ms), key));
+        Ok(())
+    }
+
+    fn credentials(
+        &self,
+        id: &ClientId,
+        cert: Vec<u8>,
+        cert_not_after_ms: i64,
+        key_id: String,
+        key_not_after_ms: i64,
+    ) -> Result<IssuedCredentials, Refused> {
+        Ok(IssuedCredentials {
+            certificate: cert.into(),
+            ca_certificate: self
+                .ca
+                .cert_der()
+                .map_err(|e| internal("CA certificate", e))?
+                .into(),
+            key_id,
+            key_not_after_unix_ms: key_not_after_ms,
+            certificate_not_after_unix_ms: cert_not_after_ms,
+            spiffe_id: client_spiffe_id(&self.ca.trust_domain, id),
+            audience: self.audience.clone(),
+            gateway_keys: self.gateway_keys.clone(),
+        })
+    }
+
+    fn audit(&self, e: &EnrollmentEvent<'_>) {
+        self.audit.write_event(e);
+    }
+
+    /// Enroll: checks, then spends the token and issues.
+    async fn enroll(
+        &self,
+        remote: SocketAddr,
+        req: EnrollRequest,
+    ) -> Result<EnrollResponse, Refused> {
+        self.rate(remote)?;
+        let now_ms = self.clock.now_ms();
+        let pending = tokens::check(&self.settings.ca_dir, &req.token, now_ms)?;
+        let id = pending.client.clone();
+        self.check_fresh(req.timestamp_unix_ms, now_ms)?;
+        let new_key = new_public_key(&req.signing_public_key)?;
+        let proof = enroll_proof_bytes(
+            &self.audience,
+            &req.token,
+            &req.csr,
+            &req.signing_public_key,
+            req.timestamp_unix_ms,
+        );
+        verify(&new_key, &proof, &req.new_key_signature).map_err(|_| {
+            refuse(
+                EnrollReason::ProofInvalid,
+                "the new signing key's signature over the enroll proof does not verify",
+            )
+        })?;
+        let key_id = key_id_for(&new_key);
+        let _guard = self.write.lock().await;
+        let registry = self.registry()?;
+        let mut enrolled = EnrolledKeys::load(&self.enrolled_keys)
+            .map_err(|e| internal("enrolled keys unreadable", e))?;
+        key_unused(&registry, &enrolled, &key_id)?;
+        // The CSR is checked in full before the token is spent.
+        crate::ca::check_client_csr_der(&req.csr, &client_spiffe_id(&self.ca.trust_domain, &id))
+            .map_err(csr_refusal)?;
+        let id = pending.spend()?;
+        let (cert, cert_not_after) = self
+            .ca
+            .sign_csr_der(&req.csr, &id, self.settings.cert_days)
+            .map_err(csr_refusal)?;
+        let key_not_after = now_ms.saturating_add(i64::from(self.settings.key_days) * 86_400_000);
+        enrolled.prune(now_ms, KEEP_EXPIRED_MS);
+        enrolled.keys.push(EnrolledKey {
+            client: id.as_str().to_string(),
+            id: key_id.clone(),
+            public_key: crate::keys::public_key_b64(&new_key),
+            not_before: crate::audit::rfc3339_ms(now_ms - 60_000),
+            not_after: crate::audit::rfc3339_ms(key_not_after),
+        });
+        store_enrolled(&enrolled, &self.enrolled_keys)
+            .map_err(|e| internal("enrolled keys could not be written", e))?;
+        self.publish();
+        let serial = serial_of(&cert);
+        if registry.get(&id).is_none() {
+            tracing::warn!(client.id = %id, "enrolled a client the registry does not list: its calls are refused (CLIENT_UNKNOWN) until it is added");
+        }
+        tracing::info!(client.id = %id, cert.serial = serial.as_deref().unwrap_or("-"), key.id = %key_id, "client enrolled");
+        self.audit(&EnrollmentEvent {
+            ts: crate::audit::rfc3339_ms(now_ms),
+            event: "enrolled",
+            outcome: "allowed",
+            client_id: Some(id.as_str()),
+            peer: remote.to_string(),
+            reason: None,
+            cert_serial: serial.as_deref(),
+            key_id: Some(&key_id),
+            previous_key_id: None,
+        });
+        Ok(EnrollResponse {
+            credentials: Some(self.credentials(
+                &id,
+                cert,
+                cert_not_after,
+                key_id,
+                key_not_after,
+            )?),
+        })
+    }
+
+    /// Renew: the certificate on the connection, the current key and the
+    /// next key's proof, then issue and rotate.
+    async fn renew(
+        &self,
+        remote: SocketAddr,
+        cert: Option<&CertificateDer<'static>>,
+        req: RenewRequest,
+    ) -> Result<(ClientId, RenewResponse), (Option<ClientId>, Refused)> {
+        let no_id = |r: Refused| (None, r);
+        self.rate(remote).map_err(no_id)?;
+        let cert = cert.ok_or_else(|| {
+            no_id(refuse(
+                EnrollReason::CertificateRequired,
+                "Renew needs the client certificate it renews on the connection",
+            ))
+        })?;
+        let identity = identity_from_cert(cert, &self.ca.trust_domain)
+            .map_err(|e| no_id(refuse(EnrollReason::IdentityInvalid, e.to_string())))?;
+        let id = identity.client_id.clone();
+        let with_id = |r: Refused| (Some(id.clone()), r);
+        let revoked = self
+            .ca
+            .is_revoked(&identity.serial)
+            .map_err(|e| with_id(internal("CA revocation state unreadable", e)))?;
+        if revoked {
+            return Err(with_id(refuse(
+                EnrollReason::CertificateRevoked,
+                "this certificate was revoked; a revoked identity cannot renew",
+            )));
+        }
+        let now_ms = self.clock.now_ms();
+        let registry = self.registry().map_err(with_id)?;
+        let entry = registry.get(&id).ok_or_else(|| {
+            with_id(refuse(
+                EnrollReason::ClientUnknown,
+                "this identity is not in the client registry",
+            ))
+        })?;
+        if !entry.enabled {
+            return Err(with_id(refuse(
+                EnrollReason::ClientDisabled,
+                "this identity is disabled in the client registry",
+            )));
+        }
+        if let RegistrySource::Gateway(g) = &self.registry {
+            if let crate::policy::Admission::Blocked { detector, .. } =
+                g.anomaly.admit(id.as_str(), now_ms)
+            {
+                return Err(with_id(refuse(
+                    EnrollReason::IdentityBlocked,
+                    format!("this identity is blocked by the {detector} detector"),
+                )));
+            }
+        }
+        if !(MIN_NONCE_LEN..=MAX_NONCE_LEN).contains(&req.nonce.len()) {
+            return Err(with_id(refuse(
+                EnrollReason::NonceInvalid,
+                "the nonce must be 16 to 64 bytes",
+            )));
+        }
+        let new_key = new_public_key(&req.new_signing_public_key).map_err(with_id)?;
+        self.check_fresh(req.timestamp_unix_ms, now_ms)
+            .map_err(with_id)?;
+        let current = entry.keys.get(&req.current_key_id).ok_or_else(|| {
+            with_id(refuse(
+                EnrollReason::KeyNotBound,
+                "current_key_id is not a key registered for this identity",
+            ))
+        })?;
+        if !current.valid_at(now_ms) {
+            return Err(with_id(refuse(
+                EnrollReason::KeyNotValidNow,
+                "the current signing key is outside its validity; a key that expired cannot renew (ask for an enrollment token)",
+            )));
+        }
+        let spiffe = client_spiffe_id(&self.ca.trust_domain, &id);
+        let proof = renew_proof_bytes(&RenewProof {
+            audience: &self.audience,
+            spiffe_id: &spiffe,
+            current_key_id: &req.current_key_id,
+            csr_der: &req.csr,
+            new_public_key: &req.new_signing_public_key,
+            timestamp_unix_ms: req.timestamp_unix_ms,
+            nonce: &req.nonce,
+        });
+        verify(&current.key, &proof, &req.current_key_signature).map_err(|_| {
+            with_id(refuse(
+                EnrollReason::SignatureInvalid,
+                "the current signing key's signature over the renew proof does not verify",
+            ))
+        })?;
+        verify(&new_key, &proof, &req.new_key_signature).map_err(|_| {
+            with_id(refuse(
+                EnrollReason::ProofInvalid,
+                "the new signing key's signature over the renew proof does not verify",
+            ))
+        })?;
+        self.remember_nonce(&id, &req.nonce, now_ms)
+            .map_err(with_id)?;
+        crate::ca::check_client_csr_der(&req.csr, &spiffe).map_err(|e| with_id(csr_refusal(e)))?;
+        let key_id = key_id_for(&new_key);
+        let _guard = self.write.lock().await;
+        let mut enrolled = EnrolledKeys::load(&self.enrolled_keys)
+            .map_err(|e| with_id(internal("enrolled keys unreadable", e)))?;
+        key_unused(&registry, &enrolled, &key_id).map_err(with_id)?;
+        let (cert, cert_not_after) = self
+            .ca
+            .sign_csr_der(&req.csr, &id, self.settings.cert_days)
+            .map_err(|e| with_id(csr_refusal(e)))?;
+        let key_not_after = now_ms.saturating_add(i64::from(self.settings.key_days) * 86_400_000);
+        let overlap_ms =
+            i64::try_from(self.settings.key_overlap_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let previous_end = current
+            .not_after_ms
+            .map_or(now_ms.saturating_add(overlap_ms), |na| {
+                na.min(now_ms.saturating_add(overlap_ms))
+            });
+        enrolled.prune(now_ms, KEEP_EXPIRED_MS);
+        enrolled.keys.push(EnrolledKey {
+            client: id.as_str().to_string(),
+            id: key_id.clone(),
+            public_key: crate::keys::public_key_b64(&new_key),
+            not_before: crate::audit::rfc3339_ms(now_ms - 60_000),
+            not_after: crate::audit::rfc3339_ms(key_not_after),
+        });
+        enrolled.retired.push(Retirement {
+            client: id.as_str().to_string(),
+            key_id: req.current_key_id.clone(),
+            not_after: crate::audit::rfc3339_ms(previous_end),
+        });
+        store_enrolled(&enrolled, &self.enrolled_keys)
+            .map_err(|e| with_id(internal("enrolled keys could not be written", e)))?;
+        self.publish();
+        let serial = serial_of(&cert);
+        tracing::info!(client.id = %id, cert.serial = serial.as_deref().unwrap_or("-"), key.id = %key_id, previous_key.id = %req.current_key_id, "client renewed");
+        self.audit(&EnrollmentEvent {
+            ts: crate::audit::rfc3339_ms(now_ms),
+            event: "renewed",
+            outcome: "allowed",
+            client_id: Some(id.as_str()),
+            peer: remote.to_string(),
+            reason: None,
+            cert_serial: serial.as_deref(),
+            key_id: Some(&key_id),
+            previous_key_id: Some(&req.current_key_id),
+        });
+        let credentials = self
+            .credentials(&id, cert, cert_not_after, key_id, key_not_after)
+            .map_err(with_id)?;
+        Ok((
+            id,
+            RenewResponse {
+                credentials: Some(credentials),
+                previous_key_not_after_unix_ms: previous_end,
+            },
+        ))
+    }
+
+    fn refused(&self, event: &'static str, remote: SocketAddr, id: Option<&str>, r: &Refused) {
+        tracing::info!(peer.addr = %remote, client.id = id.unwrap_or("-"), reason = r.reason.as_str(), "{event} refused: {}", r.message);
+        self.audit(&EnrollmentEvent {
+            ts: crate::audit::rfc3339_ms(self.clock.now_ms()),
+            event,
+            outcome: "denied",
+            client_id: id,
+            peer: remote.to_string(),
+            reason: Some(r.reason.as_str()),
+            cert_serial: None,
+            key_id: None,
+            previous_key_id: None,
+        });
+    }
+}
+
+const ENROLLED_HEADER: &str =
+    "# Written by sealgate's enrollment service (Enroll, Renew): the signing\n\
+# keys it registered, and until when the keys they replaced keep working.\n\
+# Public data only. Merged into the client registry at every load; a key of\n\
+# a client the registry does not list is ignored.\n\n";
+
+/// Writes the enrolled-keys file atomically (a reader sees the old or the
+/// new one, never a mix).
+pub fn store_enrolled(keys: &EnrolledKeys, path: &std::path::Path) -> Result<(), String> {
+    let body = toml::to_string(keys).map_err(|e| e.to_string())?;
+    crate::keys::replace_atomically(path, format!("{ENROLLED_HEADER}{body}").as_bytes(), 0o644)
+        .map_err(|e| e.to_string())
+}
+
+fn new_public_key(raw: &[u8]) -> Result<VerifyingKey, Refused> {
+    let bytes: [u8; 32] = raw.try_into().map_err(|_| {
+        refuse(
+            EnrollReason::KeyInvalid,
+            "the new signing public key must be the raw 32 bytes of an Ed25519 key",
+        )
+    })?;
+    let key = VerifyingKey::from_bytes(&bytes).map_err(|_| {
+        refuse(
+            EnrollReason::KeyInvalid,
+            "the new signing public key is not a valid Ed25519 point",
+        )
+    })?;
+    if key.is_weak() {
+        return Err(refuse(
+            EnrollReason::KeyInvalid,
+            "the new signing public key is a weak (small-order) key",
+        ));
+    }
+    Ok(key)
+}
+
+fn verify(key: &VerifyingKey, msg: &[u8], sig: &[u8]) -> Result<(), ()> {
+    let sig = Signature::from_slice(sig).map_err(|_| ())?;
+    key.verify_strict(msg, &sig).map_err(|_| ())
+}
+
+/// A key id names one key across the whole registry.
+fn key_unused(registry: &Registry, enrolled: &EnrolledKeys, key_id: &str) -> Result<(), Refused> {
+    let taken = registry.clients().any(|c| c.keys.contains_key(key_id))
+        || enrolled.keys.iter().any(|k| k.id == key_id);
+    if taken {
+        return Err(refuse(
+            EnrollReason::KeyInUse,
+            "this signing key is already registered; generate a new one",
+        ));
+    }
+    Ok(())
+}
+
+fn serial_of(der: &[u8]) -> Option<String> {
+    crate::ca::inspect_der(der).ok().map(|i| i.serial)
+}
+
+/// The tonic service over a shared [`Enrollment`].
+pub struct EnrollmentService {
+    state: Arc<Enrollment>,
+}
+
+impl EnrollmentService {
+    /// The service, ready for [`EnrollmentServiceServer::new`].
+    pub fn new(state: Arc<Enrollment>) -> Self {
+        EnrollmentService { state }
+    }
+}
+
+fn peer_of<T>(req: &Request<T>) -> Option<Arc<EnrollPeer>> {
+    req.extensions().get::<Arc<EnrollPeer>>().cloned()
+}
+
+#[tonic::async_trait]
+impl EnrollmentRpc for EnrollmentService {
+    async fn enroll(
+        &self,
+        request: Request<EnrollRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        let peer = peer_of(&request).ok_or_else(|| Status::internal("no peer information"))?;
+        let s = &self.state;
+        match s.enroll(peer.remote, request.into_inner()).await {
+            Ok(r) => Ok(Response::new(r)),
+            Err(e) => {
+                s.refused("enroll", peer.remote, None, &e);
+                Err(e.to_status())
+            }
+        }
+    }
+
+    async fn renew(
+        &self,
+        request: Request<RenewRequest>,
+    ) -> Result<Response<RenewResponse>, Status> {
+        let peer = peer_of(&request).ok_or_else(|| Status::internal("no peer information"))?;
+        let s = &self.state;
+        match s
+            .renew(peer.remote, peer.cert.as_ref(), request.into_inner())
+            .await
+        {
+            Ok((_, r)) => Ok(Response::new(r)),
+            Err((id, e)) => {
+                s.refused("renew", peer.remote, id.as_ref().map(|i| i.as_str()), &e);
+                Err(e.to_status())
+            }
+        }
+    }
+}
+
+/// Who is on an enrollment connection.
+#[derive(Debug)]
+pub struct EnrollPeer {
+    /// The peer's address.
+    pub remote: SocketAddr,
+    /// Its verified client certificate, if it presented one.
+    pub cert: Option<CertificateDer<'static>>,
+}
+
+struct EnrollStream {
+    io: TlsStream<TcpStream>,
+    info: Arc<EnrollPeer>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tonic::transport::server::Connected for EnrollStream {
+    type ConnectInfo = Arc<EnrollPeer>;
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for EnrollStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for EnrollStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Serves the enrollment service on `listener` until `shutdown` completes:
+/// TLS 1.3 with `tls` (client certificate optional; see
+/// [`crate::tls::enrollment_server_config`]), bounded handshakes and
+/// connections, small requests.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<ArcSwap<rustls::ServerConfig>>,
+    state: Arc<Enrollment>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let (tx, rx) = mpsc::channel::<io::Result<EnrollStream>>(16);
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let accept = tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "enrollment accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(hs) = handshakes.clone().try_acquire_owned() else {
+                continue;
+            };
+            let Ok(conn) = connections.clone().try_acquire_owned() else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = TlsAcceptor::from(tls.load_full());
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let done = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                drop(hs);
+                let io = match done {
+                    Ok(Ok(io)) => io,
+                    Ok(Err(e)) => {
+                        tracing::info!(peer.addr = %remote, error = %e, "enrollment TLS handshake refused");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let cert = io
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| c.clone().into_owned());
+                let info = Arc::new(EnrollPeer { remote, cert });
+                let _ = tx
+                    .send(Ok(EnrollStream {
+                        io,
+                        info,
+                        _permit: conn,
+                    }))
+                    .await;
+            });
+        }
+    });
+    let service = EnrollmentServiceServer::new(EnrollmentService::new(state))
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(64 * 1024);
+    let result = tonic::transport::Server::builder()
+        .accept_http1(false)
+        .timeout(REQUEST_TIMEOUT)
+        .max_concurrent_streams(8)
+        .http2_max_header_list_size(16 * 1024)
+        .add_service(service)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::ReceiverStream::new(rx), shutdown)
+        .await;
+    accept.abort();
+    result
+}

@@ -1,0 +1,106 @@
+//! The enrolled-keys file: the signing keys the enrollment service
+//! registered (`[registry] enrolled_keys`), merged into the registry at load.
+//!
+//! The operator's registry file says *who* a client is and what it may do;
+//! this file, written only by the enrollment service, says which keys it
+//! enrolled or renewed, and until when a key it replaced keeps working. A
+//! key here is bound only to a client the registry file lists: an
+//! enrollment never grants anything by itself.
+//!
+//! ```toml
+//! [[key]]
+//! client = "alice"
+//! id = "ed25519:…"
+//! public_key = "<base64 of the raw 32 bytes>"
+//! not_before = "2026-11-27T10:00:00Z"
+//! not_after = "2026-12-27T10:00:00Z"
+//!
+//! [[retire]]               # a renewal caps the key it replaced
+//! client = "alice"
+//! key_id = "ed25519:…"
+//! not_after = "2026-11-27T11:00:00Z"
+//! ```
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// One key the enrollment service registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolledKey {
+    /// The client it is bound to.
+    pub client: String,
+    /// Its key id (unique across the whole registry).
+    pub id: String,
+    /// Standard base64 of the raw 32-byte Ed25519 public key.
+    pub public_key: String,
+    /// RFC 3339: first instant it may sign.
+    pub not_before: String,
+    /// RFC 3339: last instant it may sign. Always set: no enrolled key
+    /// lives forever.
+    pub not_after: String,
+}
+
+/// A cap on a key's validity: after a renewal, the key it replaced keeps
+/// working only until `not_after`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retirement {
+    /// The client the key belongs to.
+    pub client: String,
+    /// The retired key's id (in the registry file or in this one).
+    pub key_id: String,
+    /// RFC 3339: the key's new last instant, if earlier than its own.
+    pub not_after: String,
+}
+
+/// The whole file. It is written only by the enrollment service
+/// (`crate::enroll::service::store_enrolled`), read here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolledKeys {
+    /// Keys, in the order they were enrolled.
+    #[serde(default, rename = "key")]
+    pub keys: Vec<EnrolledKey>,
+    /// Caps on replaced keys.
+    #[serde(default, rename = "retire")]
+    pub retired: Vec<Retirement>,
+}
+
+impl EnrolledKeys {
+    /// Reads the file; a file that does not exist yet is empty.
+    pub fn load(path: &Path) -> Result<EnrolledKeys, String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(EnrolledKeys::default()),
+            Err(e) => Err(format!("{}: cannot read: {e}", path.display())),
+        }
+    }
+
+    /// Drops what can no longer matter at `now_ms`: keys and caps whose
+    /// `not_after` passed more than `keep_ms` ago, so the file does not
+    /// grow with every renewal.
+    pub fn prune(&mut self, now_ms: i64, keep_ms: i64) {
+        let live = |not_after: &str| {
+            super::parse_rfc3339_ms(not_after).map_or(true, |t| t.saturating_add(keep_ms) > now_ms)
+        };
+        self.keys.retain(|k| live(&k.not_after));
+        self.retired.retain(|r| live(&r.not_after));
+    }
+
+    /// The caps on `client`'s key `key_id`, as the earliest cap in Unix ms.
+    pub fn cap_of(&self, client: &str, key_id: &str) -> Result<Option<i64>, String> {
+        let mut cap: Option<i64> = None;
+        for r in self
+            .retired
+            .iter()
+            .filter(|r| r.client == client && r.key_id == key_id)
+        {
+            let t = super::parse_rfc3339_ms(&r.not_after)
+                .map_err(|e| format!("retire {key_id:?} not_after: {e}"))?;
+            cap = Some(cap.map_or(t, |c| c.min(t)));
+        }
+        Ok(cap)
+    }
+}

@@ -1,0 +1,652 @@
+//! Enrollment and renewal against a real gateway and a real enrollment
+//! listener over TLS 1.3: tokens, proofs of possession, CSRs checked
+//! against the identity, the key overlap, and every refusal with its exact
+//! reason (and nothing issued or registered when refused).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::*;
+use ed25519_dalek::Signer;
+use sealgate::client::{Client, ClientError, Profile};
+use sealgate::enroll::client::{EnrollOptions, RenewOptions, Renewal};
+use sealgate::identity::ClientId;
+use sealgate::proto::enrollment_service_client::EnrollmentServiceClient;
+use sealgate::proto::{EnrollRequest, RenewRequest};
+use serde_json::json;
+
+/// A gateway with `[enrollment]`, its enrollment listener, and a registry
+/// entry for "carol" (no keys: she enrolls).
+struct Setup {
+    gw: TestGateway,
+    enroll_addr: std::net::SocketAddr,
+    /// What SIGHUP does to a gateway serving enrollment (its listener's
+    /// CRLs included).
+    reloader: sealgate::reload::Reloader,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+fn server_parts(
+    gw: &TestGateway,
+    config: &sealgate::config::Config,
+) -> sealgate::server::ServerParts {
+    sealgate::server::ServerParts {
+        gateway: gw.gateway.clone(),
+        tls: Arc::new(arc_swap::ArcSwap::new(
+            sealgate::startup::tls_server_config(config).expect("tls"),
+        )),
+        transport: Default::default(),
+        trust_domain: TRUST_DOMAIN.into(),
+        stats: gw.stats.clone(),
+    }
+}
+
+const CAROL: &str = r#"
+[[client]]
+id = "carol"
+methods = ["initialize", "ping", "tools/list", "tools/call"]
+tools = ["get_meps"]
+"#;
+
+async fn setup(overlap_secs: u64) -> Setup {
+    let gw = TestGateway::start_with(Options {
+        // The first lines land in [registry].
+        config_extra: format!(
+            "enrolled_keys = \"enrolled-keys.toml\"\n\n[enrollment]\nlisten = \"127.0.0.1:1\"\nca_dir = \"ca\"\ncert_days = 2\nkey_days = 3\nkey_overlap_secs = {overlap_secs}\n"
+        ),
+        registry_extra: CAROL.into(),
+        ..Default::default()
+    })
+    .await;
+    let config = sealgate::config::Config::load(&gw.path("sealgate.toml")).expect("config");
+    let parts = sealgate::startup::build_enrollment(
+        &config,
+        Some(gw.gateway.clone()),
+        Vec::new(),
+        Some(gw.audit.clone()),
+    )
+    .await
+    .expect("enrollment builds")
+    .expect("configured");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let enroll_addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(sealgate::enroll::service::serve(
+        listener,
+        parts.tls.clone(),
+        parts.state.clone(),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    let reloader = sealgate::reload::Reloader::new(&config, &server_parts(&gw, &config))
+        .with_config_file(&gw.path("sealgate.toml"))
+        .with_enrollment(&parts);
+    Setup {
+        gw,
+        enroll_addr,
+        reloader,
+        _stop: tx,
+    }
+}
+
+impl Setup {
+    fn token(&self, id: &str, ttl_secs: u64, now_ms: i64) -> String {
+        sealgate::enroll::tokens::create(
+            &ca_dir(self.gw.dir.path()),
+            &ClientId::parse(id).expect("id"),
+            ttl_secs,
+            now_ms,
+        )
+        .expect("token")
+        .0
+    }
+
+    fn enroll_options(&self, id: &str, dir: &str) -> EnrollOptions {
+        EnrollOptions {
+            enrollment: self.enroll_addr.to_string(),
+            endpoint: self.gw.addr.to_string(),
+            server_name: "localhost".into(),
+            ca: ca_dir(self.gw.dir.path()).join("ca.crt"),
+            trust_domain: TRUST_DOMAIN.into(),
+            audience: None,
+            id: id.into(),
+            dir: self.gw.path(dir),
+            force: false,
+        }
+    }
+
+    fn issued_count(&self) -> usize {
+        std::fs::read_to_string(ca_dir(self.gw.dir.path()).join("issued.toml"))
+            .expect("index")
+            .matches("[[cert]]")
+            .count()
+    }
+
+    fn enrolled_text(&self) -> String {
+        std::fs::read_to_string(self.gw.path("enrolled-keys.toml")).unwrap_or_default()
+    }
+
+    /// A raw channel to the enrollment listener, anonymous or with a
+    /// client certificate.
+    async fn rpc(
+        &self,
+        cert: Option<(&Path, &Path)>,
+    ) -> EnrollmentServiceClient<tonic::transport::Channel> {
+        let ca = ca_dir(self.gw.dir.path()).join("ca.crt");
+        let tls = match cert {
+            Some((c, k)) => sealgate::tls::client_config(&ca, c, k).expect("tls"),
+            None => sealgate::tls::enroll_client_config(&ca).expect("tls"),
+        };
+        let channel =
+            sealgate::tls::connect_channel(&self.enroll_addr.to_string(), "localhost", tls)
+                .await
+                .expect("connect");
+        EnrollmentServiceClient::new(channel)
+    }
+}
+
+fn reason(status: &tonic::Status) -> String {
+    sealgate::error::reason_of(status).unwrap_or_default()
+}
+
+fn assert_refused(
+    result: Result<impl std::fmt::Debug, tonic::Status>,
+    code: tonic::Code,
+    want: &str,
+) {
+    let status = result.expect_err("expected a refusal");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert_eq!(reason(&status), want, "{status:?}");
+    assert!(status.message().starts_with(want), "{}", status.message());
+}
+
+fn denied_reason(e: &ClientError) -> Option<&str> {
+    match e {
+        ClientError::Denied { reason, .. } => reason.as_deref(),
+        _ => None,
+    }
+}
+
+async fn call_get_meps(profile: &Profile) -> Result<serde_json::Value, ClientError> {
+    let client = Client::connect(profile).await?;
+    client
+        .call_tool("get_meps", json!({"country": "SE", "limit": 1}))
+        .await
+}
+
+/// A first certificate and key for carol, made on "her machine".
+async fn enroll_carol(s: &Setup) -> PathBuf {
+    let token = s.token("carol", 600, now_ms());
+    let done = sealgate::enroll::client::enroll(&s.enroll_options("carol", "carol"), &token)
+        .await
+        .expect("enroll");
+    done.profile
+}
+
+#[tokio::test]
+async fn enroll_call_renew_and_the_old_key_works_until_its_overlap_ends() {
+    let s = setup(2).await;
+    let before = s.issued_count();
+    let profile_path = enroll_carol(&s).await;
+    assert_eq!(s.issued_count(), before + 1, "one certificate issued");
+    // Her private keys were made here and written 0600.
+    for f in ["carol.key", "carol.signing.key"] {
+        assert_eq!(common::cli::mode(&s.gw.path("carol").join(f)), 0o600, "{f}");
+    }
+    let first = Profile::load(&profile_path).expect("profile");
+    // The gateway accepts the new certificate and key at once, no restart.
+    call_get_meps(&first).await.expect("enrolled client calls");
+    let audit = s.gw.audit.lines().join("\n");
+    assert!(audit.contains("\"event\":\"enrolled\""), "{audit}");
+
+    // Keep the old credentials to show the overlap.
+    let old = s.gw.path("carol-old");
+    std::fs::create_dir_all(&old).expect("dir");
+    for f in [&first.cert, &first.key, &first.signing_key] {
+        std::fs::copy(f, old.join(f.file_name().expect("name"))).expect("copy");
+    }
+
+    let renewed = sealgate::enroll::client::renew(
+        &profile_path,
+        RenewOptions {
+            force: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("renew");
+    let Renewal::Renewed {
+        key_id,
+        previous_key_not_after_ms,
+        ..
+    } = renewed
+    else {
+        panic!("forced renewal did not renew: {renewed:?}");
+    };
+    assert_ne!(key_id, first.key_id);
+    let second = Profile::load(&profile_path).expect("profile");
+    assert_eq!(second.key_id, key_id, "the profile names the new key");
+    assert_ne!(second.cert, first.cert, "new certificate file");
+    assert!(!first.signing_key.exists(), "the old key file is removed");
+    assert_eq!(common::cli::mode(&second.signing_key), 0o600);
+    call_get_meps(&second).await.expect("renewed client calls");
+    // Not due again right after a renewal.
+    let again = sealgate::enroll::client::renew(&profile_path, RenewOptions::default())
+        .await
+        .expect("renew check");
+    assert!(matches!(again, Renewal::NotDue { .. }), "{again:?}");
+
+    // The old certificate and key still work during the overlap ...
+    let mut old_profile = first.clone();
+    old_profile.cert = old.join(first.cert.file_name().expect("name"));
+    old_profile.key = old.join(first.key.file_name().expect("name"));
+    old_profile.signing_key = old.join(first.signing_key.file_name().expect("name"));
+    call_get_meps(&old_profile)
+        .await
+        .expect("the old key works during the overlap");
+    // ... and stop when it ends.
+    let wait = previous_key_not_after_ms - now_ms() + 300;
+    tokio::time::sleep(std::time::Duration::from_millis(wait.max(0) as u64)).await;
+    let backend_before = s.gw.backend_calls();
+    let err = call_get_meps(&old_profile)
+        .await
+        .expect_err("the old key is refused after its overlap");
+    assert_eq!(denied_reason(&err), Some("KEY_NOT_VALID_NOW"), "{err}");
+    assert_eq!(s.gw.backend_calls(), backend_before, "backend not reached");
+    call_get_meps(&second)
+        .await
+        .expect("the new key keeps working");
+}
+
+#[tokio::test]
+async fn a_token_is_used_once_and_unknown_or_expired_tokens_are_refused() {
+    let s = setup(60).await;
+    let token = s.token("carol", 600, now_ms());
+    sealgate::enroll::client::enroll(&s.enroll_options("carol", "carol"), &token)
+        .await
+        .expect("first use");
+    let issued = s.issued_count();
+    let enrolled = s.enrolled_text();
+    let again = sealgate::enroll::client::enroll(&s.enroll_options("carol", "carol2"), &token)
+        .await
+        .expect_err("second use");
+    assert_eq!(denied_reason(&again), Some("TOKEN_USED"), "{again}");
+
+    let expired = s.token("carol", 1, now_ms() - 60_000);
+    let e = sealgate::enroll::client::enroll(&s.enroll_options("carol", "carol3"), &expired)
+        .await
+        .expect_err("expired");
+    assert_eq!(denied_reason(&e), Some("TOKEN_EXPIRED"), "{e}");
+
+    let unknown = format!("sgt1_{}", "A".repeat(43));
+    let e = sealgate::enroll::client::enroll(&s.enroll_options("carol", "carol4"), &unknown)
+        .await
+        .expect_err("unknown");
+    assert_eq!(denied_reason(&e), Some("TOKEN_UNKNOWN"), "{e}");
+    assert_eq!(
+        s.issued_count(),
+        issued,
+        "nothing issued for a refused token"
+    );
+    assert_eq!(s.enrolled_text(), enrolled, "nothing registered");
+    let audit = s.gw.audit.lines().join("\n");
+    assert!(audit.contains("\"reason\":\"TOKEN_USED\""), "{audit}");
+    // No token ever reaches the audit trail.
+    assert!(!audit.contains(&token[5..]), "token in audit");
+}
+
+/// A CSR for "alice" with carol's token: refused, and the token is not
+/// spent, so carol can still enroll with it.
+#[tokio::test]
+async fn enroll_refuses_a_csr_for_another_identity_and_keeps_the_token() {
+    let s = setup(60).await;
+    let token = s.token("carol", 600, now_ms());
+    let alice = ClientId::parse("alice").expect("id");
+    let (_, csr) =
+        sealgate::ca::client_csr(&alice, "spiffe://sealgate.test/client/alice").expect("csr");
+    let csr = csr.der().to_vec();
+    let key = sealgate::keys::generate_signing_key();
+    let public = key.verifying_key().to_bytes();
+    let ts = now_ms();
+    let proof = sealgate::enroll::enroll_proof_bytes(AUDIENCE, &token, &csr, &public, ts);
+    let request = |sig: Vec<u8>, csr: Vec<u8>, token: &str| EnrollRequest {
+        token: token.into(),
+        csr: csr.into(),
+        signing_public_key: public.to_vec().into(),
+        timestamp_unix_ms: ts,
+        new_key_signature: sig.into(),
+    };
+    let mut rpc = s.rpc(None).await;
+    let issued = s.issued_count();
+    assert_refused(
+        rpc.enroll(request(
+            key.sign(&proof).to_bytes().to_vec(),
+            csr.clone(),
+            &token,
+        ))
+        .await,
+        tonic::Code::InvalidArgument,
+        "CSR_IDENTITY_MISMATCH",
+    );
+    // A proof by another key than the one being registered.
+    let other = sealgate::keys::generate_signing_key();
+    assert_refused(
+        rpc.enroll(request(
+            other.sign(&proof).to_bytes().to_vec(),
+            csr.clone(),
+            &token,
+        ))
+        .await,
+        tonic::Code::Unauthenticated,
+        "PROOF_INVALID",
+    );
+    // Garbage for a CSR, correctly proven.
+    let junk = b"not a csr".to_vec();
+    let junk_proof = sealgate::enroll::enroll_proof_bytes(AUDIENCE, &token, &junk, &public, ts);
+    assert_refused(
+        rpc.enroll(request(
+            key.sign(&junk_proof).to_bytes().to_vec(),
+            junk,
+            &token,
+        ))
+        .await,
+        tonic::Code::InvalidArgument,
+        "CSR_INVALID",
+    );
+    assert_eq!(s.issued_count(), issued, "nothing issued");
+    // The token was not spent by the refusals.
+    sealgate::enroll::client::enroll(&s.enroll_options("carol", "carol"), &token)
+        .await
+        .expect("the token still enrolls carol");
+}
+
+/// Hand-made renewals of an enrolled client, each wrong in one way.
+#[tokio::test]
+async fn renewal_refusals_name_their_reason_and_issue_nothing() {
+    let s = setup(60).await;
+    let profile_path = enroll_carol(&s).await;
+    let p = Profile::load(&profile_path).expect("profile");
+    let current = sealgate::keys::load_signing_key(&p.signing_key).expect("key");
+    let carol = ClientId::parse("carol").expect("id");
+    let (_, csr) = sealgate::ca::client_csr(&carol, &p.spiffe_id).expect("csr");
+    let csr = csr.der().to_vec();
+    let next = sealgate::keys::generate_signing_key();
+    let next_pub = next.verifying_key().to_bytes();
+
+    struct R<'a> {
+        csr: &'a [u8],
+        ts: i64,
+        nonce: Vec<u8>,
+        key_id: &'a str,
+        current: &'a ed25519_dalek::SigningKey,
+        next: &'a ed25519_dalek::SigningKey,
+        spiffe: &'a str,
+    }
+    let build = |r: R<'_>| {
+        let proof = sealgate::enroll::renew_proof_bytes(&sealgate::enroll::RenewProof {
+            audience: AUDIENCE,
+            spiffe_id: r.spiffe,
+            current_key_id: r.key_id,
+            csr_der: r.csr,
+            new_public_key: &r.next.verifying_key().to_bytes(),
+            timestamp_unix_ms: r.ts,
+            nonce: &r.nonce,
+        });
+        RenewRequest {
+            csr: r.csr.to_vec().into(),
+            new_signing_public_key: r.next.verifying_key().to_bytes().to_vec().into(),
+            current_key_id: r.key_id.into(),
+            timestamp_unix_ms: r.ts,
+            nonce: r.nonce.into(),
+            current_key_signature: r.current.sign(&proof).to_bytes().to_vec().into(),
+            new_key_signature: r.next.sign(&proof).to_bytes().to_vec().into(),
+        }
+    };
+    let good = || R {
+        csr: &csr,
+        ts: now_ms(),
+        nonce: vec![7u8; 16],
+        key_id: &p.key_id,
+        current: &current,
+        next: &next,
+        spiffe: &p.spiffe_id,
+    };
+    let issued = s.issued_count();
+    let mut rpc = s.rpc(Some((&p.cert, &p.key))).await;
+
+    // A CSR for alice.
+    let alice = ClientId::parse("alice").expect("id");
+    let (_, alice_csr) =
+        sealgate::ca::client_csr(&alice, "spiffe://sealgate.test/client/alice").expect("csr");
+    let alice_csr = alice_csr.der().to_vec();
+    assert_refused(
+        rpc.renew(build(R {
+            csr: &alice_csr,
+            nonce: vec![1u8; 16],
+            ..good()
+        }))
+        .await,
+        tonic::Code::InvalidArgument,
+        "CSR_IDENTITY_MISMATCH",
+    );
+    // Signed by another key than the registered current one.
+    let stranger = sealgate::keys::generate_signing_key();
+    assert_refused(
+        rpc.renew(build(R {
+            current: &stranger,
+            nonce: vec![2u8; 16],
+            ..good()
+        }))
+        .await,
+        tonic::Code::Unauthenticated,
+        "SIGNATURE_INVALID",
+    );
+    // The next key's proof made by another key.
+    let mut req = build(R {
+        nonce: vec![3u8; 16],
+        ..good()
+    });
+    req.new_key_signature = stranger.sign(b"something else").to_bytes().to_vec().into();
+    assert_refused(
+        rpc.renew(req).await,
+        tonic::Code::Unauthenticated,
+        "PROOF_INVALID",
+    );
+    // A key id that is not carol's (alice's).
+    let alice_key = s.gw.profile(&s.gw.alice).key_id;
+    assert_refused(
+        rpc.renew(build(R {
+            key_id: &alice_key,
+            nonce: vec![4u8; 16],
+            ..good()
+        }))
+        .await,
+        tonic::Code::Unauthenticated,
+        "KEY_NOT_BOUND",
+    );
+    // Stale, and a proof for another identity than the certificate's.
+    assert_refused(
+        rpc.renew(build(R {
+            ts: now_ms() - 120_000,
+            nonce: vec![5u8; 16],
+            ..good()
+        }))
+        .await,
+        tonic::Code::Unauthenticated,
+        "TIMESTAMP_STALE",
+    );
+    assert_refused(
+        rpc.renew(build(R {
+            spiffe: "spiffe://sealgate.test/client/alice",
+            nonce: vec![6u8; 16],
+            ..good()
+        }))
+        .await,
+        tonic::Code::Unauthenticated,
+        "SIGNATURE_INVALID",
+    );
+    assert_refused(
+        rpc.renew(build(R {
+            nonce: vec![1u8; 8],
+            ..good()
+        }))
+        .await,
+        tonic::Code::InvalidArgument,
+        "NONCE_INVALID",
+    );
+    assert_eq!(s.issued_count(), issued, "nothing issued for refusals");
+
+    // The same request twice: the second is a replay.
+    let ok = build(good());
+    rpc.renew(ok.clone()).await.expect("a good renewal");
+    assert_eq!(s.issued_count(), issued + 1);
+    assert_refused(
+        rpc.renew(ok).await,
+        tonic::Code::Unauthenticated,
+        "REPLAYED_NONCE",
+    );
+    // Registering a key that is already registered.
+    assert_refused(
+        rpc.renew(build(R {
+            nonce: vec![9u8; 16],
+            ..good()
+        }))
+        .await,
+        tonic::Code::AlreadyExists,
+        "KEY_IN_USE",
+    );
+    let _ = next_pub;
+
+    // Without a client certificate.
+    let mut anon = s.rpc(None).await;
+    assert_refused(
+        anon.renew(build(R {
+            nonce: vec![10u8; 16],
+            ..good()
+        }))
+        .await,
+        tonic::Code::Unauthenticated,
+        "CERTIFICATE_REQUIRED",
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_or_expired_certificate_cannot_renew() {
+    let s = setup(60).await;
+    let profile_path = enroll_carol(&s).await;
+    let p = Profile::load(&profile_path).expect("profile");
+    let issued = s.issued_count();
+    // Revoked at the CA: refused at once, before any CRL is re-read.
+    s.gw.ca.revoke(&p.cert, 7).expect("revoke");
+    let err = sealgate::enroll::client::renew(
+        &profile_path,
+        RenewOptions {
+            force: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect_err("revoked");
+    assert_eq!(denied_reason(&err), Some("CERTIFICATE_REVOKED"), "{err}");
+    // After SIGHUP the listener's CRL refuses it at the handshake too.
+    s.reloader.reload().await;
+    let err = sealgate::enroll::client::renew(
+        &profile_path,
+        RenewOptions {
+            force: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect_err("revoked after reload");
+    assert!(
+        matches!(&err, ClientError::Handshake { alert, .. } if alert == "certificate_revoked"),
+        "{err:?}"
+    );
+
+    // An expired certificate of a registered client (alice).
+    let id = ClientId::parse("alice").expect("id");
+    let now = time::OffsetDateTime::now_utc();
+    let params = sealgate::ca::client_params_with_validity(
+        &s.gw.ca,
+        &id,
+        now - time::Duration::days(10),
+        now - time::Duration::days(1),
+    )
+    .expect("params");
+    let (cert, key) = s.gw.ca.sign(&params).expect("sign");
+    let dir = s.gw.path("expired");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (c, k) = (dir.join("alice.crt"), dir.join("alice.key"));
+    sealgate::keys::write_public(&c, cert.as_bytes(), false).expect("cert");
+    sealgate::keys::write_private(&k, key.as_bytes(), false).expect("key");
+    let mut alice = s.gw.profile(&s.gw.alice);
+    alice.cert = c;
+    alice.key = k;
+    alice.enrollment = Some(s.enroll_addr.to_string());
+    let text = toml::to_string(&json!({
+        "endpoint": alice.endpoint, "server_name": alice.server_name,
+        "ca": alice.ca, "cert": alice.cert, "key": alice.key,
+        "signing_key": alice.signing_key, "key_id": alice.key_id,
+        "audience": alice.audience, "spiffe_id": alice.spiffe_id,
+        "enrollment": alice.enrollment,
+        "gateway_key": [{"key_id": alice.gateway_keys[0].key_id, "public_key": alice.gateway_keys[0].public_key}],
+    }))
+    .expect("toml");
+    let expired_profile = dir.join("alice.toml");
+    std::fs::write(&expired_profile, text).expect("profile");
+    let err = sealgate::enroll::client::renew(
+        &expired_profile,
+        RenewOptions {
+            force: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect_err("expired");
+    assert!(
+        matches!(&err, ClientError::Handshake { alert, .. } if alert == "certificate_expired"),
+        "{err:?}"
+    );
+    assert_eq!(s.issued_count(), issued, "nothing issued");
+}
+
+/// `sealgate ca serve` in another process writes the enrolled-keys file;
+/// a gateway without `[enrollment]` picks the key up by itself.
+#[tokio::test]
+async fn a_gateway_picks_up_keys_enrolled_elsewhere_without_a_restart() {
+    let s = setup(60).await;
+    // Start the reloader's watcher on the gateway (what `serve` runs).
+    let config = sealgate::config::Config::load(&s.gw.path("sealgate.toml")).expect("config");
+    let reloader = sealgate::reload::Reloader::new(&config, &server_parts(&s.gw, &config));
+    reloader.spawn();
+    // A key registered by "another process": written to the file directly.
+    let key = sealgate::keys::generate_signing_key();
+    let mut file = sealgate::identity::EnrolledKeys::default();
+    file.keys.push(sealgate::identity::enrolled::EnrolledKey {
+        client: "carol".into(),
+        id: sealgate::identity::key_id_for(&key.verifying_key()),
+        public_key: sealgate::keys::public_key_b64(&key.verifying_key()),
+        not_before: sealgate::audit::rfc3339_ms(now_ms() - 60_000),
+        not_after: sealgate::audit::rfc3339_ms(now_ms() + 3_600_000),
+    });
+    sealgate::enroll::service::store_enrolled(&file, &s.gw.path("enrolled-keys.toml"))
+        .expect("store");
+    let carol = ClientId::parse("carol").expect("id");
+    let kid = sealgate::identity::key_id_for(&key.verifying_key());
+    let mut seen = false;
+    for _ in 0..50 {
+        let reg = s.gw.gateway.registry.load();
+        if reg.get(&carol).is_some_and(|e| e.keys.contains_key(&kid)) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen, "the gateway did not pick up the enrolled key");
+}
