@@ -427,6 +427,11 @@ impl Ca {
             );
             write_public(&paths.profile, profile.as_bytes(), req.force)?;
         }
+        self.record_key(
+            &id,
+            &key_id,
+            i64::try_from(params.not_after.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX),
+        )?;
         Ok(paths)
     }
 
@@ -539,6 +544,12 @@ impl Ca {
             now + Duration::days(i64::from(req.days)),
         )?;
         write_public(req.out, entry.as_bytes(), req.force)?;
+        let end = now + Duration::days(i64::from(req.days));
+        self.record_key(
+            &id,
+            &key_id_for(&key),
+            i64::try_from(end.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX),
+        )?;
         Ok(entry)
     }
 
@@ -554,19 +565,43 @@ impl Ca {
         kind: CertKind,
         name: &str,
     ) -> Result<(), CaError> {
-        use std::io::Write as _;
         let serial = params
             .serial_number
             .as_ref()
             .map(|s| hex::encode(s.as_ref()))
             .ok_or_else(|| CaError::Invalid("certificate without a serial".into()))?;
-        let entry = IssuedCert {
+        self.append_index(IssuedCert {
             serial,
             kind,
             name: name.to_string(),
             issued_at: rfc3339(whole_seconds(OffsetDateTime::now_utc()))?,
             not_after: rfc3339(whole_seconds(params.not_after))?,
-        };
+        })
+    }
+
+    /// Records a signing key registered for `client` (by `register-key`,
+    /// `issue-client` or the enrollment service), or a new end for one
+    /// (a renewal caps the key it replaced): `ca list` shows the latest.
+    pub fn record_key(
+        &self,
+        client: &ClientId,
+        key_id: &str,
+        not_after_unix_ms: i64,
+    ) -> Result<(), CaError> {
+        let not_after =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(not_after_unix_ms) * 1_000_000)
+                .map_err(|_| CaError::Invalid("key not_after out of range".into()))?;
+        self.append_index(IssuedCert {
+            serial: key_id.to_string(),
+            kind: CertKind::Key,
+            name: client.as_str().to_string(),
+            issued_at: rfc3339(whole_seconds(OffsetDateTime::now_utc()))?,
+            not_after: rfc3339(whole_seconds(not_after))?,
+        })
+    }
+
+    fn append_index(&self, entry: IssuedCert) -> Result<(), CaError> {
+        use std::io::Write as _;
         let text = toml::to_string(&IssuedIndex { cert: vec![entry] })
             .map_err(|e| CaError::Invalid(e.to_string()))?;
         let path = self.index_path();
@@ -575,15 +610,18 @@ impl Ca {
             .append(true)
             .open(&path)
             .and_then(|mut f| {
-                f.write_all(b"\n")?;
-                f.write_all(text.as_bytes())?;
+                // One write in append mode: entries appended together by
+                // the enrollment service and the CLI never interleave.
+                f.write_all(format!("\n{text}").as_bytes())?;
                 f.sync_all()
             })
             .map_err(|e| file_err(&path, format!("cannot append: {e}")))
     }
 
-    /// `ca list`: every certificate this CA issued (from `issued.toml`), in
-    /// issue order, with its state at `now`.
+    /// `ca list`: every certificate this CA issued and every signing key
+    /// it registered (from `issued.toml`), in issue order, with its state
+    /// at `now`; a key recorded again (a renewal capped it) shows its
+    /// latest end, at its first place.
     pub fn list(&self, now: OffsetDateTime) -> Result<Vec<ListedCert>, CaError> {
         let path = self.index_path();
         let text = match std::fs::read_to_string(&path) {
@@ -591,7 +629,21 @@ impl Ca {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(file_err(&path, e)),
         };
-        let index: IssuedIndex = toml::from_str(&text).map_err(|e| file_err(&path, e))?;
+        let mut index: IssuedIndex = toml::from_str(&text).map_err(|e| file_err(&path, e))?;
+        // The latest record of a key wins, kept at its first place.
+        let mut latest: std::collections::HashMap<String, String> = Default::default();
+        for c in index.cert.iter().filter(|c| c.kind == CertKind::Key) {
+            latest.insert(c.serial.clone(), c.not_after.clone());
+        }
+        let mut seen = std::collections::HashSet::new();
+        index
+            .cert
+            .retain(|c| c.kind != CertKind::Key || seen.insert(c.serial.clone()));
+        for c in index.cert.iter_mut().filter(|c| c.kind == CertKind::Key) {
+            if let Some(na) = latest.get(&c.serial) {
+                c.not_after = na.clone();
+            }
+        }
         let revoked = self.revoked()?;
         let fmt = time::format_description::well_known::Rfc3339;
         index
@@ -978,6 +1030,8 @@ pub enum CertKind {
     Server,
     /// A client certificate, EKU clientAuth.
     Client,
+    /// A client's Ed25519 signing key (its `serial` is the key id).
+    Key,
 }
 
 /// `issued.toml`: one `[[cert]]` per issued certificate.
@@ -1513,26 +1567,41 @@ mod tests {
         )
         .expect("server");
         let now = OffsetDateTime::now_utc();
-        let states = |at| -> Vec<(String, CertState)> {
+        let states = |at| -> Vec<(String, CertKind, CertState)> {
             ca.list(at)
                 .expect("list")
                 .into_iter()
-                .map(|c| (c.name, c.state))
+                .map(|c| (c.name, c.kind, c.state))
                 .collect()
         };
         let s = |n: &str| n.to_string();
+        use CertKind::{Client, Key, Server};
+        // Each client's signing key is listed after its certificate; a
+        // key's state is its own validity (the certificate's revocation
+        // does not reach it: remove it from the registry).
         assert_eq!(
             states(now),
             vec![
-                (s("long"), CertState::Valid),
-                (s("short"), CertState::Expiring),
-                (s("gone"), CertState::Revoked),
-                (s("gw.test"), CertState::Valid),
+                (s("long"), Client, CertState::Valid),
+                (s("long"), Key, CertState::Valid),
+                (s("short"), Client, CertState::Expiring),
+                (s("short"), Key, CertState::Expiring),
+                (s("gone"), Client, CertState::Revoked),
+                (s("gone"), Key, CertState::Valid),
+                (s("gw.test"), Server, CertState::Valid),
             ]
         );
         assert_eq!(
-            states(now + Duration::days(11))[1],
-            (s("short"), CertState::Expired)
+            states(now + Duration::days(11))[2],
+            (s("short"), Client, CertState::Expired)
         );
+        // A key recorded again (a renewal capped it) shows its latest end.
+        let long = ClientId::parse("long").expect("id");
+        let long_key = ca.list(now).expect("list")[1].serial.clone();
+        let soon = (now + Duration::days(1)).unix_timestamp() * 1000;
+        ca.record_key(&long, &long_key, soon).expect("record");
+        let listed = states(now);
+        assert_eq!(listed.len(), 7, "no second row for the key: {listed:?}");
+        assert_eq!(listed[1], (s("long"), Key, CertState::Expiring));
     }
 }

@@ -272,6 +272,13 @@ async fn enrollment_through_the_binary_never_shows_the_ca_a_private_key() {
         .unwrap_or_else(|| panic!("dave listed: {listed}"));
     // 30 days: within the 30-day renewal window already.
     assert!(dave_row.contains(" client  expiring  "), "{dave_row}");
+    // The registered signing key is listed too, by its key id.
+    let key_row = listed
+        .lines()
+        .find(|l| l.starts_with(key_id.as_str()))
+        .unwrap_or_else(|| panic!("dave's key listed: {listed}"));
+    assert!(key_row.contains(" key     valid     "), "{key_row}");
+    assert!(key_row.ends_with("  dave"), "{key_row}");
 
     // Back on the client: the certificate joins its keys; the entry is registered.
     std::fs::rename(&hidden, ch.join("c")).expect("restore");

@@ -123,7 +123,7 @@ impl Setup {
     fn issued_count(&self) -> usize {
         std::fs::read_to_string(ca_dir(self.gw.dir.path()).join("issued.toml"))
             .expect("index")
-            .matches("[[cert]]")
+            .matches("kind = \"client\"")
             .count()
     }
 
@@ -229,6 +229,23 @@ async fn enroll_call_renew_and_the_old_key_works_until_its_overlap_ends() {
         panic!("forced renewal did not renew: {renewed:?}");
     };
     assert_ne!(key_id, first.key_id);
+    // `ca list` shows both keys; the replaced one ends with its overlap.
+    let listed =
+        s.gw.ca
+            .list(time::OffsetDateTime::now_utc())
+            .expect("ca list");
+    let row = |kid: &str| {
+        listed
+            .iter()
+            .find(|c| c.kind == sealgate::ca::CertKind::Key && c.serial == kid)
+            .unwrap_or_else(|| panic!("{kid} not listed"))
+            .clone()
+    };
+    assert_eq!(row(&key_id).name, "carol");
+    assert_eq!(
+        row(&first.key_id).not_after,
+        sealgate::audit::rfc3339_ms(previous_key_not_after_ms / 1000 * 1000).replace(".000Z", "Z")
+    );
     let second = Profile::load(&profile_path).expect("profile");
     assert_eq!(second.key_id, key_id, "the profile names the new key");
     assert_ne!(second.cert, first.cert, "new certificate file");

@@ -124,8 +124,8 @@ pub enum CaCommand {
         #[arg(long)]
         force: bool,
     },
-    /// List every certificate this CA issued: valid, expiring (within 30
-    /// days), expired or revoked.
+    /// List every certificate this CA issued and every signing key it
+    /// registered: valid, expiring (within 30 days), expired or revoked.
     List {
         #[arg(long, default_value = "certs/ca")]
         dir: PathBuf,
@@ -330,8 +330,8 @@ pub fn run(cmd: CaCommand) -> Result<ExitCode> {
         CaCommand::List { dir } => {
             let certs = Ca::load(&dir)?.list(time::OffsetDateTime::now_utc())?;
             out!(
-                "{:<32}  {:<6}  {:<8}  {:<20}  name",
-                "serial",
+                "{:<40}  {:<6}  {:<8}  {:<20}  name",
+                "serial or key id",
                 "kind",
                 "state",
                 "not after"
@@ -340,9 +340,10 @@ pub fn run(cmd: CaCommand) -> Result<ExitCode> {
                 let kind = match c.kind {
                     ca::CertKind::Server => "server",
                     ca::CertKind::Client => "client",
+                    ca::CertKind::Key => "key",
                 };
                 out!(
-                    "{:<32}  {kind:<6}  {:<8}  {:<20}  {}",
+                    "{:<40}  {kind:<6}  {:<8}  {:<20}  {}",
                     c.serial,
                     c.state.to_string(),
                     c.not_after,

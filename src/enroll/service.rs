@@ -529,6 +529,9 @@ impl Enrollment {
         store_enrolled(&enrolled, &self.enrolled_keys)
             .map_err(|e| internal("enrolled keys could not be written", e))?;
         self.publish();
+        if let Err(e) = self.ca.record_key(&id, &key_id, key_not_after) {
+            tracing::error!(error = %e, "the CA index could not record the enrolled key");
+        }
         let serial = serial_of(&cert);
         if registry.get(&id).is_none() {
             tracing::warn!(client.id = %id, "enrolled a client the registry does not list: its calls are refused (CLIENT_UNKNOWN) until it is added");
@@ -689,6 +692,14 @@ impl Enrollment {
         store_enrolled(&enrolled, &self.enrolled_keys)
             .map_err(|e| with_id(internal("enrolled keys could not be written", e)))?;
         self.publish();
+        for (kid, end) in [
+            (&key_id, key_not_after),
+            (&req.current_key_id, previous_end),
+        ] {
+            if let Err(e) = self.ca.record_key(&id, kid, end) {
+                tracing::error!(error = %e, "the CA index could not record a renewed key");
+            }
+        }
         let serial = serial_of(&cert);
         tracing::info!(client.id = %id, cert.serial = serial.as_deref().unwrap_or("-"), key.id = %key_id, previous_key.id = %req.current_key_id, "client renewed");
         self.audit(&EnrollmentEvent {
