@@ -82,11 +82,10 @@ async fn main() {
         .await
         .expect("bind");
     let echo_addr = echo.local_addr().expect("addr");
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls_server);
     tokio::spawn(async move {
         let (tcp, _) = echo.accept().await.expect("accept");
         tcp.set_nodelay(true).expect("nodelay");
-        let mut tls = acceptor.accept(tcp).await.expect("handshake");
+        let mut tls = tls_server.accept(tcp).await.expect("handshake");
         let mut buf = vec![0u8; 4096];
         loop {
             let n = match tls.read(&mut buf).await {

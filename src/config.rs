@@ -323,6 +323,25 @@ pub struct TlsConfig {
     /// past its next update.
     #[serde(default = "default_crl_grace_secs")]
     pub crl_grace_secs: u64,
+    /// Refuse clients that cannot do the hybrid post-quantum key exchange
+    /// X25519MLKEM768 (default false: it is preferred whenever a client
+    /// supports it, and classical groups remain for the others).
+    #[serde(default)]
+    pub require_post_quantum: bool,
+}
+
+impl TlsConfig {
+    /// The files and policy a server listener is built from.
+    pub fn server_files(&self) -> crate::tls::ServerTlsFiles<'_, PathBuf> {
+        crate::tls::ServerTlsFiles {
+            cert: &self.cert,
+            key: &self.key,
+            client_ca: &self.client_ca,
+            crls: &self.crls,
+            crl_grace: std::time::Duration::from_secs(self.crl_grace_secs),
+            require_post_quantum: self.require_post_quantum,
+        }
+    }
 }
 
 fn default_crl_grace_secs() -> u64 {

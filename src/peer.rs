@@ -192,6 +192,9 @@ impl Drop for ActivityGuard<'_> {
 pub struct AcceptStats {
     /// TLS handshakes that completed (the certificate chain verified).
     pub handshakes_ok: AtomicU64,
+    /// Of those, the ones whose key exchange was the hybrid post-quantum
+    /// X25519MLKEM768 (the rest used a classical group).
+    pub handshakes_post_quantum: AtomicU64,
     /// TLS handshakes refused: wrong version, no or untrusted certificate,
     /// revoked certificate, or a protocol error.
     pub handshakes_failed: AtomicU64,

@@ -35,9 +35,9 @@ pub struct Reloader {
     /// from (tests, embedders).
     config_path: Option<PathBuf>,
     gateway: Arc<Gateway>,
-    tls: Arc<ArcSwap<rustls::ServerConfig>>,
-    /// The enrollment listener's TLS config, when the gateway serves one.
-    enrollment_tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
+    tls: Arc<ArcSwap<crate::tls::ServerTls>>,
+    /// The enrollment listener's TLS configs, when the gateway serves one.
+    enrollment_tls: Option<Arc<ArcSwap<crate::tls::ServerTls>>>,
 }
 
 /// How often the enrolled-keys file is checked for changes (an enrollment

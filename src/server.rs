@@ -46,7 +46,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
 
 use crate::config::TransportConfig;
 use crate::gateway::{Gateway, GatewayService};
@@ -536,7 +535,7 @@ pub struct ServerParts {
     /// The request path every connection is served by.
     pub gateway: Arc<Gateway>,
     /// Swapped on reload (certificate, CA, CRLs); each handshake loads it.
-    pub tls: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
+    pub tls: Arc<arc_swap::ArcSwap<crate::tls::ServerTls>>,
     /// Connection limits and timeouts; fixed for the life of the listener.
     pub transport: TransportConfig,
     /// The SPIFFE trust domain a client certificate's URI SAN must be in.
@@ -631,7 +630,7 @@ pub async fn run_summarizing(
 /// The accept loop's budgets and what a new connection needs, shared with
 /// every handshake task.
 struct Admission {
-    tls: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
+    tls: Arc<arc_swap::ArcSwap<crate::tls::ServerTls>>,
     transport: TransportConfig,
     trust_domain: Arc<str>,
     /// For each identity's connection cap in its registry entry.
@@ -741,8 +740,8 @@ async fn admit(
     let a = &*admission;
     let t = &a.transport;
     let source = Source::of(remote);
-    let acceptor = TlsAcceptor::from(a.tls.load_full());
-    let handshake = tokio::time::timeout(t.handshake_timeout(), acceptor.accept(tcp)).await;
+    let tls = a.tls.load_full();
+    let handshake = tokio::time::timeout(t.handshake_timeout(), tls.accept(tcp)).await;
     drop(handshake_slots);
     let io = match handshake {
         Ok(Ok(io)) => io,
@@ -772,6 +771,11 @@ async fn admit(
         }
     };
     a.stats.handshakes_ok.fetch_add(1, Ordering::Relaxed);
+    if crate::tls::is_post_quantum(io.get_ref().1) {
+        a.stats
+            .handshakes_post_quantum
+            .fetch_add(1, Ordering::Relaxed);
+    }
     let identity = match io.get_ref().1.peer_certificates().and_then(|c| c.first()) {
         Some(cert) => identity_from_cert(cert, &a.trust_domain),
         // Unreachable with a verifier that requires certificates;

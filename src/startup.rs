@@ -253,34 +253,22 @@ fn find_command(command: &str) -> Option<PathBuf> {
         .find(|p| executable(p))
 }
 
-/// The server TLS config from `[tls]`: certificate, key, client CA, CRLs
-/// and their grace (at start and on every reload).
+/// The server TLS configs from `[tls]`: certificate, key, client CA, CRLs
+/// and their grace, and the post-quantum policy (at start and on every
+/// reload).
 pub fn tls_server_config(
     config: &Config,
-) -> Result<Arc<rustls::ServerConfig>, crate::tls::TlsError> {
-    let t = &config.tls;
-    crate::tls::server_config_with_grace(
-        &t.cert,
-        &t.key,
-        &t.client_ca,
-        &t.crls,
-        Duration::from_secs(t.crl_grace_secs),
-    )
+) -> Result<Arc<crate::tls::ServerTls>, crate::tls::TlsError> {
+    crate::tls::gateway_server_tls(&config.tls.server_files())
 }
 
-/// The enrollment listener's TLS config: the gateway's certificate, client
-/// CA and CRLs, with the client certificate optional.
+/// The enrollment listener's TLS configs: the gateway's certificate,
+/// client CA, CRLs and post-quantum policy, with the client certificate
+/// optional.
 pub fn enrollment_tls_config(
     config: &Config,
-) -> Result<Arc<rustls::ServerConfig>, crate::tls::TlsError> {
-    let t = &config.tls;
-    crate::tls::enrollment_server_config(
-        &t.cert,
-        &t.key,
-        &t.client_ca,
-        &t.crls,
-        Duration::from_secs(t.crl_grace_secs),
-    )
+) -> Result<Arc<crate::tls::ServerTls>, crate::tls::TlsError> {
+    crate::tls::enrollment_server_tls(&config.tls.server_files())
 }
 
 /// The enrollment service, ready to serve: its state and its TLS config
@@ -288,8 +276,8 @@ pub fn enrollment_tls_config(
 pub struct EnrollmentParts {
     /// The service's state.
     pub state: Arc<crate::enroll::service::Enrollment>,
-    /// Its listener's TLS config.
-    pub tls: Arc<ArcSwap<rustls::ServerConfig>>,
+    /// Its listener's TLS configs.
+    pub tls: Arc<ArcSwap<crate::tls::ServerTls>>,
 }
 
 /// The enrollment service of `config`'s `[enrollment]`, or `None` without

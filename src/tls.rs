@@ -8,8 +8,9 @@
 //! webpki, which also enforces validity dates and refuses an EKU extension
 //! without clientAuth; [`ClientAuthOnly`] also refuses a certificate with
 //! no EKU extension at all, which webpki would accept.
-//! Provider: aws-lc-rs, whose default key-exchange groups put the hybrid
-//! post-quantum X25519MLKEM768 first. This module never accepts TLS 1.2,
+//! Provider: aws-lc-rs, with the hybrid post-quantum X25519MLKEM768 first
+//! among the key-exchange groups (a client sends its key share), and a
+//! server that picks it whenever the client supports it ([`ServerTls`]). This module never accepts TLS 1.2,
 //! never runs without a client certificate, and never logs key material.
 //!
 //! A CRL past its next update is used, with a warning on every load, for
@@ -68,7 +69,83 @@ pub enum TlsError {
 
 /// The crypto provider every config uses.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    Arc::new(provider_with(kx_groups()))
+}
+
+/// The key-exchange groups sealgate offers (as a client) and accepts (as a
+/// server), most preferred first: the hybrid post-quantum X25519MLKEM768,
+/// then the classical ones. A client sends its key share for the first.
+fn kx_groups() -> Vec<&'static dyn rustls::crypto::SupportedKxGroup> {
+    use rustls::crypto::aws_lc_rs::kx_group;
+    vec![
+        kx_group::X25519MLKEM768,
+        kx_group::X25519,
+        kx_group::SECP256R1,
+        kx_group::SECP384R1,
+    ]
+}
+
+fn provider_with(
+    kx_groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>,
+) -> rustls::crypto::CryptoProvider {
+    rustls::crypto::CryptoProvider {
+        kx_groups,
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    }
+}
+
+/// A server's TLS configs, one chosen per connection from its ClientHello.
+///
+/// rustls picks the key-exchange group in the *client's* order, so a client
+/// that lists X25519 before X25519MLKEM768 would get the classical group.
+/// To pick the hybrid whenever the client supports it, a ClientHello that
+/// lists X25519MLKEM768 is answered with a config that accepts only that
+/// group (with a HelloRetryRequest when the client sent only a classical
+/// key share); any other with the classical config, or, when post-quantum
+/// is required, with the hybrid-only config too, which then fails the
+/// handshake (alert `handshake_failure`: no group in common).
+#[derive(Debug)]
+pub struct ServerTls {
+    hybrid: Arc<ServerConfig>,
+    classical: Arc<ServerConfig>,
+    require_post_quantum: bool,
+}
+
+impl ServerTls {
+    /// The config for a connection whose ClientHello lists `groups`.
+    pub fn config_for(&self, groups: Option<&[rustls::NamedGroup]>) -> Arc<ServerConfig> {
+        let hybrid = groups.is_some_and(|g| g.contains(&rustls::NamedGroup::X25519MLKEM768));
+        if hybrid || self.require_post_quantum {
+            self.hybrid.clone()
+        } else {
+            self.classical.clone()
+        }
+    }
+
+    /// Runs a server handshake on `io`: reads the ClientHello, picks the
+    /// config ([`ServerTls::config_for`]), completes the handshake. A
+    /// refusal sends its alert and returns an error whose inner error is
+    /// the `rustls::Error`.
+    pub async fn accept<IO>(&self, io: IO) -> std::io::Result<tokio_rustls::server::TlsStream<IO>>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let start =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
+        let config = self.config_for(start.client_hello().named_groups());
+        start.into_stream(config).await
+    }
+
+    /// Whether clients without the hybrid exchange are refused.
+    pub fn requires_post_quantum(&self) -> bool {
+        self.require_post_quantum
+    }
+}
+
+/// Whether a finished handshake used the hybrid post-quantum group.
+pub fn is_post_quantum(conn: &rustls::ServerConnection) -> bool {
+    conn.negotiated_key_exchange_group()
+        .is_some_and(|g| g.name() == rustls::NamedGroup::X25519MLKEM768)
 }
 
 /// Reads every certificate of a PEM file.
@@ -277,7 +354,67 @@ pub fn server_config_with_grace(
     crls: &[impl AsRef<Path>],
     crl_grace: std::time::Duration,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    build_server_config(cert, key, client_ca, crls, crl_grace, true)
+    build_server_config(cert, key, client_ca, crls, crl_grace, true, provider())
+}
+
+/// What a server listener is built from: its certificate and key, whom
+/// client certificates must come from, and its key-exchange policy.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerTlsFiles<'a, P: AsRef<Path>> {
+    /// Server certificate chain (PEM).
+    pub cert: &'a Path,
+    /// Server private key (PEM, 0600).
+    pub key: &'a Path,
+    /// The CA that issues client certificates.
+    pub client_ca: &'a Path,
+    /// Its CRLs.
+    pub crls: &'a [P],
+    /// How long a CRL past its next update is still used.
+    pub crl_grace: std::time::Duration,
+    /// Refuse clients that cannot do the hybrid post-quantum exchange.
+    pub require_post_quantum: bool,
+}
+
+/// The gateway's mTLS listener ([`server_config_with_grace`], client
+/// certificate required), with the hybrid group preferred per connection.
+pub fn gateway_server_tls<P: AsRef<Path>>(
+    f: &ServerTlsFiles<'_, P>,
+) -> Result<Arc<ServerTls>, TlsError> {
+    server_tls(f, true)
+}
+
+/// The enrollment listener ([`enrollment_server_config`], client
+/// certificate optional), with the hybrid group preferred per connection.
+pub fn enrollment_server_tls<P: AsRef<Path>>(
+    f: &ServerTlsFiles<'_, P>,
+) -> Result<Arc<ServerTls>, TlsError> {
+    server_tls(f, false)
+}
+
+fn server_tls<P: AsRef<Path>>(
+    f: &ServerTlsFiles<'_, P>,
+    client_cert_required: bool,
+) -> Result<Arc<ServerTls>, TlsError> {
+    let build = |provider| {
+        build_server_config(
+            f.cert,
+            f.key,
+            f.client_ca,
+            f.crls,
+            f.crl_grace,
+            client_cert_required,
+            provider,
+        )
+    };
+    let hybrid = build(Arc::new(provider_with(vec![
+        rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768,
+    ])))?;
+    let classical = build(provider())?;
+    Ok(Arc::new(ServerTls {
+        hybrid,
+        classical,
+        require_post_quantum: f.require_post_quantum,
+    }))
 }
 
 /// The enrollment listener's TLS config: as [`server_config_with_grace`]
@@ -292,7 +429,7 @@ pub fn enrollment_server_config(
     crls: &[impl AsRef<Path>],
     crl_grace: std::time::Duration,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    build_server_config(cert, key, client_ca, crls, crl_grace, false)
+    build_server_config(cert, key, client_ca, crls, crl_grace, false, provider())
 }
 
 fn build_server_config(
@@ -302,8 +439,8 @@ fn build_server_config(
     crls: &[impl AsRef<Path>],
     crl_grace: std::time::Duration,
     client_cert_required: bool,
+    provider: Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = provider();
     let now = UnixTime::now().as_secs();
     let (crls, enforce) =
         load_crls_checked(crls, crl_grace, i64::try_from(now).unwrap_or(i64::MAX))?;

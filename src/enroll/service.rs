@@ -33,7 +33,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -905,7 +904,7 @@ impl AsyncWrite for EnrollStream {
 /// connections, small requests.
 pub async fn serve(
     listener: TcpListener,
-    tls: Arc<ArcSwap<rustls::ServerConfig>>,
+    tls: Arc<ArcSwap<crate::tls::ServerTls>>,
     state: Arc<Enrollment>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
@@ -929,10 +928,10 @@ pub async fn serve(
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = TlsAcceptor::from(tls.load_full());
+            let tls = tls.load_full();
             let tx = tx.clone();
             tokio::spawn(async move {
-                let done = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                let done = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await;
                 drop(hs);
                 let io = match done {
                     Ok(Ok(io)) => io,

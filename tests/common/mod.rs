@@ -54,6 +54,8 @@ pub struct Options {
     pub alice_entry_extra: String,
     /// How often the server logs its counted summaries; 60 s when `None`.
     pub summary_interval: Option<std::time::Duration>,
+    /// Extra TOML lines in the `[tls]` table.
+    pub tls_extra: String,
 }
 
 pub struct TestGateway {
@@ -162,7 +164,8 @@ impl TestGateway {
         }
         std::fs::write(d.join("clients.toml"), registry).expect("registry");
         let config = format!(
-            "listen = \"{addr}\"\ntrust_domain = \"{TRUST_DOMAIN}\"\n\n[tls]\ncert = \"server.crt\"\nkey = \"server.key\"\nclient_ca = \"ca/ca.crt\"\ncrls = [\"ca/crl.pem\"]\n\n[signing]\nkey = \"{}\"\n\n[registry]\npath = \"clients.toml\"\n\n{}\n",
+            "listen = \"{addr}\"\ntrust_domain = \"{TRUST_DOMAIN}\"\n\n[tls]\ncert = \"server.crt\"\nkey = \"server.key\"\nclient_ca = \"ca/ca.crt\"\ncrls = [\"ca/crl.pem\"]\n{}\n\n[signing]\nkey = \"{}\"\n\n[registry]\npath = \"clients.toml\"\n\n{}\n",
+            opts.tls_extra,
             opts.signing_key.as_deref().unwrap_or("gateway.signing.key"),
             opts.config_extra
         );
