@@ -38,6 +38,7 @@
 pub mod admin;
 pub mod audit;
 pub mod backend;
+pub mod bridge;
 pub mod ca;
 pub mod client;
 pub mod config;

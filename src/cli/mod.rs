@@ -6,7 +6,8 @@
 //! - [`enroll`]: `enroll` and `renew` (the enrollment service's client);
 //! - [`key`]: `key generate`;
 //! - [`client`]: `call` and `tools` (the client side), and `tools accept`;
-//! - [`admin`]: `admin blocks | unblock` (an admin identity's client).
+//! - [`admin`]: `admin blocks | unblock` (an admin identity's client);
+//! - [`bridge`]: `bridge` (a local MCP server for MCP hosts).
 //!
 //! Handlers print to stdout with [`out!`] and return an exit code; errors
 //! go to stderr once, in `main`. Nothing here implements gateway logic: it
@@ -32,6 +33,7 @@ macro_rules! out {
 }
 
 mod admin;
+mod bridge;
 mod ca;
 mod client;
 mod csr;
@@ -97,6 +99,9 @@ enum Command {
     Admin(admin::AdminCommand),
     /// Call a tool through the gateway and print the JSON-RPC result.
     Call(client::CallArgs),
+    /// A local MCP server for MCP hosts (stdio, or Streamable HTTP on
+    /// loopback) that forwards every message through the gateway, signed.
+    Bridge(bridge::BridgeArgs),
     /// List the tools this client may call (tools/list), or, with
     /// `accept`, accept backends' current tool definitions.
     #[command(args_conflicts_with_subcommands = true)]
@@ -116,6 +121,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Renew(args) => enroll::renew(args),
         Command::Admin(cmd) => admin::run(cmd),
         Command::Call(args) => client::call(args),
+        Command::Bridge(args) => bridge::run(args),
         Command::Tools(args) => client::tools(args),
     }
 }
