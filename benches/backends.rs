@@ -44,7 +44,7 @@ async fn main() {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let config_path = sealgate::dev::setup(&dev, addr).expect("dev setup");
+    let config_path = sealgate::dev::setup(&dev, Some(addr)).expect("dev setup");
     // The dev setup, plus the EP MCP Server over stdio under the prefix ep_,
     // and the demo client allowed every tool.
     let mut text = std::fs::read_to_string(&config_path).expect("config");

@@ -48,7 +48,7 @@ async fn run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dev = dir.path().join("dev");
     let addr: SocketAddr = "127.0.0.1:9".parse().expect("addr");
-    let config_path = sealgate::dev::setup(&dev, addr).expect("dev setup");
+    let config_path = sealgate::dev::setup(&dev, Some(addr)).expect("dev setup");
     // Every detector on (alerting, so nothing is refused by them), and the
     // demo client in a tier with globs, a tool cost and allowed hours.
     let mut text = std::fs::read_to_string(&config_path).expect("config");

@@ -51,7 +51,7 @@ async fn main() {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let config_path = sealgate::dev::setup(&dev, addr).expect("dev setup");
+    let config_path = sealgate::dev::setup(&dev, Some(addr)).expect("dev setup");
     let mut config = sealgate::config::Config::load(&config_path).expect("config");
     config.envelope.replay_capacity_per_client = 10_000_000;
     config.rate_limit = sealgate::identity::RateLimitFile {

@@ -41,10 +41,28 @@ pub const DEV_TOOLS: &[&str] = &[
     "get_parliamentary_questions",
 ];
 
+/// Where the dev gateway listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
+
 /// Creates the dev PKI and configs under `dir` once; later runs reuse them.
-pub fn setup(dir: &Path, listen: SocketAddr) -> Result<PathBuf, DevError> {
+/// `listen` (default [`DEFAULT_LISTEN`]) is fixed when the folder is
+/// created, since its profiles name it: asking an existing folder for
+/// another address is refused, never silently ignored.
+pub fn setup(dir: &Path, listen: Option<SocketAddr>) -> Result<PathBuf, DevError> {
     let config_path = dir.join("sealgate.toml");
     if config_path.exists() {
+        if let Some(wanted) = listen {
+            let saved = crate::config::Config::load(&config_path)
+                .map(|c| c.listen)
+                .map_err(|e| DevError::Incomplete(e.to_string()))?;
+            if saved != wanted {
+                return Err(DevError::Incomplete(format!(
+                    "{} was created for {saved} and its client profiles name that address; \
+                     run without --listen to serve it there, or remove the folder to start over on {wanted}",
+                    dir.display()
+                )));
+            }
+        }
         // The config lists the CRL and the gateway enforces its next update:
         // re-issue it (revocations kept) so a dev folder left for weeks
         // still serves.
@@ -58,6 +76,12 @@ pub fn setup(dir: &Path, listen: SocketAddr) -> Result<PathBuf, DevError> {
             dir.display()
         )));
     }
+    let listen = match listen {
+        Some(l) => l,
+        None => DEFAULT_LISTEN
+            .parse()
+            .map_err(|_| DevError::Incomplete("bad default address".into()))?,
+    };
     let ca_dir = dir.join("ca");
     let ca = ca::init(
         &ca_dir,

@@ -245,6 +245,36 @@ impl Drop for Reap {
     }
 }
 
+/// `sealgate dev --listen` on an existing dev folder made for another
+/// address is refused with what to do, never silently ignored.
+#[test]
+fn dev_listen_on_an_existing_folder_for_another_address_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let port = free_port();
+    let mut child = spawn_dev(d, port);
+    wait_for_port(port, &mut child);
+    drop(Reap(child));
+    let other = free_port();
+    let out = sealgate(
+        d,
+        &[
+            "dev",
+            "--dir",
+            "dev",
+            "--listen",
+            &format!("127.0.0.1:{other}"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("was created for 127.0.0.1:{port}"))
+            && err.contains("run without --listen"),
+        "{err}"
+    );
+}
+
 #[test]
 fn dev_tour_runs_the_printed_call_command() {
     use std::io::{BufRead, BufReader};
@@ -527,7 +557,7 @@ fn check_config_passes_a_good_config_and_names_what_is_wrong() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let listen = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let config = sealgate::dev::setup(&d.join("dev"), listen).expect("dev setup");
+    let config = sealgate::dev::setup(&d.join("dev"), Some(listen)).expect("dev setup");
     let path = config.to_str().expect("utf-8 path");
     let out = ok(&sealgate(d, &["check-config", path]));
     assert!(out.contains("ok: registry"), "{out}");

@@ -26,8 +26,11 @@ pub struct CheckArgs {
 pub struct DevArgs {
     #[arg(long, default_value = "certs/dev")]
     dir: PathBuf,
-    #[arg(long, default_value = "127.0.0.1:7443")]
-    listen: SocketAddr,
+    /// Where the gateway listens (default 127.0.0.1:7443; its enrollment
+    /// service on the next port). Fixed when the dev folder is created: its
+    /// profiles name it.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
 }
 
 /// `sealgate serve --config FILE`.
