@@ -125,8 +125,9 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum JsonRpcError {
-    /// The payload is not UTF-8, not JSON, or has trailing bytes.
-    #[error("the payload is not valid UTF-8 JSON")]
+    /// The payload is not UTF-8, not JSON, has trailing bytes, or an
+    /// object in it repeats a key ([`strict`]).
+    #[error("the payload is not valid UTF-8 JSON (or an object in it repeats a key)")]
     Json,
     /// Objects and arrays nest deeper than the limit (carried); found
     /// before the payload is parsed.
@@ -197,7 +198,7 @@ pub fn parse(payload: &[u8], limits: Limits) -> Result<Message, JsonRpcError> {
     if nesting_depth_exceeds(payload, limits.max_depth) {
         return Err(JsonRpcError::TooDeep(limits.max_depth));
     }
-    let value: Value = serde_json::from_slice(payload).map_err(|_| JsonRpcError::Json)?;
+    let value: Value = strict::from_slice_unique(payload).map_err(|_| JsonRpcError::Json)?;
     let obj = match value {
         Value::Object(obj) => obj,
         Value::Array(_) => return Err(JsonRpcError::Batch),
@@ -297,6 +298,8 @@ pub fn response(id: &Value, result: Value) -> Value {
 pub fn error_response(id: &Value, code: i64, message: &str) -> Value {
     serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }
+
+pub mod strict;
 
 #[cfg(test)]
 mod tests;

@@ -304,6 +304,18 @@ async fn malformed_messages() {
     let cases: &[(&[u8], Code, &str)] = &[
         (b"{not json", Code::InvalidArgument, "JSON_INVALID"),
         (b"\xff\xfe", Code::InvalidArgument, "JSON_INVALID"),
+        // A repeated key means one thing to serde_json (the last wins) and
+        // another to a parser that keeps the first: refused, at any depth.
+        (
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/list"}"#,
+            Code::InvalidArgument,
+            "JSON_INVALID",
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_meps","arguments":{"country":"SE","\u0063ountry":"FR"}}}"#,
+            Code::InvalidArgument,
+            "JSON_INVALID",
+        ),
         (
             br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
             Code::InvalidArgument,
