@@ -237,8 +237,10 @@ impl OpenBao {
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none());
-        if config.address.starts_with("https://") {
+            .redirect(reqwest::redirect::Policy::none())
+            // HTTP(S)_PROXY / ALL_PROXY must not reroute secrets traffic.
+            .no_proxy();
+        if crate::tls::is_https(&config.address) {
             let ca = config
                 .ca
                 .as_ref()

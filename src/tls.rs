@@ -604,6 +604,12 @@ pub fn transport_allowed(url: &str) -> bool {
     }
 }
 
+/// Whether `url` is `https` once parsed (schemes are case-insensitive:
+/// `HTTPS://` is https too, and gets the pinned CA and TLS 1.3 like any).
+pub fn is_https(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "https")
+}
+
 /// Sets ALPN h2 on a client config.
 pub fn with_h2(mut config: ClientConfig) -> Arc<ClientConfig> {
     config.alpn_protocols = vec![b"h2".to_vec()];

@@ -67,8 +67,10 @@ impl HttpBackend {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(60));
-        if spec.url.starts_with("https://") {
+            .pool_idle_timeout(Duration::from_secs(60))
+            // HTTP(S)_PROXY / ALL_PROXY must not reroute backend traffic.
+            .no_proxy();
+        if crate::tls::is_https(&spec.url) {
             let ca = spec.ca.as_ref().ok_or("an https backend needs `ca`")?;
             builder = builder.tls_backend_preconfigured(
                 crate::tls::backend_client_config(ca).map_err(|e| e.to_string())?,
