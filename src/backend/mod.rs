@@ -152,6 +152,9 @@ impl Backend for EmbeddedBackend {
     }
 }
 
+/// Longest backend error message passed on to a client, in characters.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 1024;
+
 /// Parses a JSON-RPC response object into a [`Reply`].
 pub(crate) fn reply_from_message(msg: &Value) -> Result<Reply, BackendError> {
     match (msg.get("result"), msg.get("error")) {
@@ -160,12 +163,19 @@ pub(crate) fn reply_from_message(msg: &Value) -> Result<Reply, BackendError> {
             if e.get("code").is_some_and(Value::is_i64)
                 && e.get("message").is_some_and(Value::is_string) =>
         {
-            // Forward only code, message and data: nothing else a backend adds.
-            let mut err = json!({"code": e["code"], "message": e["message"]});
-            if let Some(d) = e.get("data") {
-                err["data"] = d.clone();
+            // Forward only the code and the message (capped): `data` and
+            // anything else a backend adds may hold argument values,
+            // paths or secrets, and stays out of the client's answer.
+            let message: String = e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(MAX_ERROR_MESSAGE_CHARS)
+                .collect();
+            if e.get("data").is_some() {
+                tracing::debug!("a backend error's data was dropped");
             }
-            Ok(Reply::Error(err))
+            Ok(Reply::Error(json!({"code": e["code"], "message": message})))
         }
         _ => Err(BackendError::Protocol),
     }

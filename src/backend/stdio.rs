@@ -122,6 +122,7 @@ impl Drop for StdioBackend {
     fn drop(&mut self) {
         if let Some(conn) = self.shared.conn.borrow().as_ref() {
             conn.kill();
+            kill_group(conn.pid);
         }
         self.supervisor.abort();
     }
@@ -334,7 +335,10 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        // Its own process group: the whole group (grandchildren started
+        // through npx or a shell included) is ended with it.
+        .process_group(0);
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
@@ -408,7 +412,10 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
             while let Some(line) = lines.next().await {
                 match line {
                     Ok(line) => {
-                        tracing::info!(target: "sealgate::backend::stderr", backend = name, "{}", line.chars().take(1024).collect::<String>())
+                        // Debug only: a child's stderr may echo argument
+                        // values or secrets; an operator opts in with
+                        // SEALGATE_LOG=sealgate::backend::stderr=debug.
+                        tracing::debug!(target: "sealgate::backend::stderr", backend = name, "{}", line.chars().take(1024).collect::<String>())
                     }
                     Err(_) => continue,
                 }
@@ -512,6 +519,8 @@ async fn supervise(shared: Arc<Shared>, first: Running) {
                     let _ = child.kill().await;
                 }
             }
+            // Whatever the child left behind in its group goes with it.
+            kill_group(conn.pid);
             shared.conn.send_replace(None);
             conn.fail_all();
             if up.elapsed() >= STABLE {
@@ -530,4 +539,16 @@ async fn supervise(shared: Arc<Shared>, first: Running) {
             Err(e) => tracing::warn!(backend = shared.name, error = %e, "backend restart failed"),
         }
     }
+}
+
+/// Sends SIGKILL to the process group `pid` leads (the child was started
+/// as a group leader): its grandchildren end with it.
+pub(crate) fn kill_group(pid: Option<u32>) {
+    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 1) else {
+        return;
+    };
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
 }
