@@ -10,9 +10,10 @@ use std::io::Write;
 use std::path::Path;
 
 use base64::Engine;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::identity::key_id_for;
 
@@ -193,17 +194,30 @@ pub fn generate_signing_key() -> SigningKey {
     SigningKey::generate(&mut rand::rngs::OsRng)
 }
 
-/// The PKCS#8 PEM encoding of a signing key (what `load_signing_key` reads).
+/// The PKCS#8 PEM encoding of a signing key (what `load_signing_key` reads):
+/// the RFC 5208 "v1" form, `PrivateKeyInfo` with version 0 and no public
+/// key (RFC 8410 section 7), 48 bytes of DER. The "v2" form with the public
+/// key embedded (RFC 5958 `OneAsymmetricKey`, what ed25519-dalek writes by
+/// default) is refused by OpenSSL 3.0, Node 20 and Python `cryptography`,
+/// so clients in other languages could not load their own key.
 pub fn signing_key_pem(key: &SigningKey) -> Result<Zeroizing<String>, KeyFileError> {
-    key.to_pkcs8_pem(Default::default())
-        .map(|pem| Zeroizing::new(pem.to_string()))
+    let mut seed_only = KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    };
+    let pem = seed_only.to_pkcs8_pem(LineEnding::LF);
+    // Not every build of the ed25519 crate zeroizes KeypairBytes on drop.
+    seed_only.secret_key.zeroize();
+    pem.map(|pem| Zeroizing::new(pem.to_string()))
         .map_err(|_| KeyFileError::Invalid {
             path: String::new(),
             what: "Ed25519 key",
         })
 }
 
-/// Loads an Ed25519 signing key (PKCS#8 PEM, mode 0600).
+/// Loads an Ed25519 signing key (PKCS#8 PEM, mode 0600), in the v1 form
+/// [`signing_key_pem`] writes or the v2 form earlier versions wrote (whose
+/// embedded public key must then match the private key).
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
     let bytes = read_private(path)?;
     let invalid = || KeyFileError::Invalid {
@@ -290,6 +304,96 @@ mod tests {
         );
         assert!(msg.contains("chmod 600"), "{msg}");
         assert!(!msg.contains("PRIVATE KEY"), "{msg}");
+    }
+
+    /// The request vector's seed (tests/vectors/envelope-v1.json): a
+    /// published test key, never used for anything else.
+    fn vector_key() -> SigningKey {
+        let seed: [u8; 32] = std::array::from_fn(|i| i as u8);
+        SigningKey::from_bytes(&seed)
+    }
+
+    /// What `signing_key_pem` wrote before keys were written in the v1 form
+    /// (ed25519-dalek's default, PKCS#8 v2 with the public key after the
+    /// `[1]` tag), for the vector key.
+    const V2_PEM: &str = "-----BEGIN PRIVATE KEY-----\n\
+        MFECAQEwBQYDK2VwBCIEIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f\n\
+        gSEAA6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=\n\
+        -----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn signing_keys_are_written_as_pkcs8_v1() {
+        let pem = signing_key_pem(&vector_key()).expect("pem");
+        // RFC 8410 section 7's example layout: version 0, the Ed25519 OID,
+        // the seed in a nested OCTET STRING, nothing after it.
+        assert_eq!(
+            pem.as_str(),
+            "-----BEGIN PRIVATE KEY-----\n\
+             MC4CAQAwBQYDK2VwBCIEIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f\n\
+             -----END PRIVATE KEY-----\n"
+        );
+        let fresh = generate_signing_key();
+        let pem = signing_key_pem(&fresh).expect("pem");
+        let (label, der) =
+            ed25519_dalek::pkcs8::spki::der::pem::decode_vec(pem.as_bytes()).expect("PEM");
+        assert_eq!(label, "PRIVATE KEY");
+        assert_eq!(der.len(), 48);
+        assert_eq!(
+            der[..16],
+            [
+                0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+                0x04, 0x20
+            ]
+        );
+        assert_eq!(der[16..], fresh.to_bytes());
+    }
+
+    #[test]
+    fn v1_and_v2_key_files_both_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = vector_key();
+        // The v2 literal is exactly what the former code path produced.
+        assert_eq!(
+            key.to_pkcs8_pem(LineEnding::LF).expect("v2 pem").as_str(),
+            V2_PEM
+        );
+        let v2 = dir.path().join("v2.key");
+        write_private(&v2, V2_PEM.as_bytes(), false).expect("write v2");
+        assert_eq!(
+            load_signing_key(&v2).expect("v2 loads").to_bytes(),
+            key.to_bytes()
+        );
+        let v1 = dir.path().join("v1.key");
+        write_private(&v1, signing_key_pem(&key).expect("pem").as_bytes(), false)
+            .expect("write v1");
+        assert_eq!(
+            load_signing_key(&v1).expect("v1 loads").to_bytes(),
+            key.to_bytes()
+        );
+    }
+
+    #[test]
+    fn v2_key_whose_public_key_does_not_match_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The vector key's seed with another key's public half.
+        let other = generate_signing_key().verifying_key();
+        let mut der = vec![
+            0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        der.extend_from_slice(&vector_key().to_bytes());
+        der.extend_from_slice(&[0x81, 0x21, 0x00]);
+        der.extend_from_slice(other.as_bytes());
+        let pem = ed25519_dalek::pkcs8::spki::der::pem::encode_string(
+            "PRIVATE KEY",
+            LineEnding::LF,
+            &der,
+        )
+        .expect("pem");
+        let path = dir.path().join("mismatch.key");
+        write_private(&path, pem.as_bytes(), false).expect("write");
+        let err = load_signing_key(&path).expect_err("must refuse");
+        assert!(matches!(err, KeyFileError::Invalid { .. }), "{err}");
     }
 
     #[test]
