@@ -152,6 +152,16 @@ async fn bad_arguments_are_refused_before_the_ep_server() {
             "contains control characters",
         ),
         (json!({"keyword": "cafe\u{0301}"}), "is not in Unicode NFC"),
+        // Hidden prompt injection: Unicode tag characters ("ASCII
+        // smuggling") and a soft hyphen, invisible to a human reviewer.
+        (
+            json!({"keyword": "budget\u{E0049}\u{E0067}\u{E006E}\u{E006F}\u{E0072}\u{E0065}"}),
+            "contains Unicode bidirectional or invisible format characters",
+        ),
+        (
+            json!({"keyword": "bud\u{00AD}get"}),
+            "contains Unicode bidirectional or invisible format characters",
+        ),
         (
             json!({"keyword": "x".repeat(5000)}),
             "is longer than the string length limit",
