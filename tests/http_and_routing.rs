@@ -396,17 +396,23 @@ async fn restarted_http_backend_gets_a_new_session() {
         "echo: one"
     );
     // The server restarts: it forgets every session. The gateway's next
-    // request carries a stale Mcp-Session-Id, gets 404, initializes a new
-    // session and retries.
+    // request carries a stale Mcp-Session-Id and gets 404: that call is
+    // refused (BACKEND_UNAVAILABLE), never retried on a new session whose
+    // tools nobody checked. The next call re-lists and checks them on a
+    // new session first, then goes through.
     drop(fixture);
     let _fixture = HttpFixture::start_on(port, cert, key, token, false);
+    let first = ops.call_tool("echo", json!({"text": "two"})).await;
+    if let Err(e) = &first {
+        assert_eq!(e.reason(), Some("BACKEND_UNAVAILABLE"), "{e}");
+    }
     assert_eq!(
         text(
-            &ops.call_tool("echo", json!({"text": "two"}))
+            &ops.call_tool("echo", json!({"text": "three"}))
                 .await
                 .expect("after restart")
         ),
-        "echo: two"
+        "echo: three"
     );
     // The fresh server counts only the new session's requests.
     let count: u64 = text(

@@ -358,6 +358,46 @@ impl Backend for HttpBackend {
         Err(BackendError::Unavailable)
     }
 
+    async fn request_at(
+        &self,
+        generation: u64,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Reply, BackendError> {
+        // Only on the session whose tools were checked: a lost session is
+        // not retried here (the router re-lists first).
+        let session = {
+            let guard = self.session.lock().await;
+            match guard.as_ref() {
+                Some(s) if *self.generation.borrow() == generation => s.clone(),
+                _ => return Err(BackendError::Unavailable),
+            }
+        };
+        self.received.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let msg = request_message(id, method, params);
+        match self.post(Some(&session), &msg, Some(id), timeout).await {
+            Ok((Some(resp), _)) => reply_from_message(&resp),
+            Ok((None, _)) => Err(BackendError::Protocol),
+            Err(PostError::SessionExpired) => {
+                tracing::info!(
+                    backend = self.name,
+                    "backend session expired; its tools are re-listed before the next call"
+                );
+                let mut current = self.session.lock().await;
+                if current.as_ref().map(|s| &s.id) == Some(&session.id) {
+                    *current = None;
+                    // A new session is a new generation: re-listed and
+                    // re-checked before any tool call reaches it.
+                    self.generation.send_modify(|g| *g += 1);
+                }
+                Err(BackendError::Unavailable)
+            }
+            Err(e) => Err(e.into_backend()),
+        }
+    }
+
     fn generation(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()
     }

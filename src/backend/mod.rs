@@ -61,6 +61,22 @@ pub trait Backend: Send + Sync + 'static {
         params: Value,
         timeout: Duration,
     ) -> Result<Reply, BackendError>;
+    /// Sends a request only to the backend instance of `generation`: the
+    /// one whose tools the router listed and checked against the pins. A
+    /// backend that restarted, lost its session or announced a changed list
+    /// since answers [`BackendError::Unavailable`] without sending anything,
+    /// so a call never reaches a definition nobody checked. The default
+    /// (a backend whose generation never changes) sends it.
+    async fn request_at(
+        &self,
+        generation: u64,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Reply, BackendError> {
+        let _ = generation;
+        self.request(method, params, timeout).await
+    }
     /// Changes whenever the backend (re)connected or announced a changed
     /// tool list: the router then re-lists and re-checks its tools.
     fn generation(&self) -> watch::Receiver<u64>;

@@ -57,6 +57,9 @@ pub struct Route {
     /// The pinned definition the arguments are validated against; its
     /// `name` is the name at the backend, without the prefix.
     pub tool: Arc<PinnedTool>,
+    /// The backend generation whose listing this route came from: the call
+    /// goes to that instance of the backend or nowhere.
+    pub generation: u64,
 }
 
 /// Why a tool cannot be called.
@@ -410,6 +413,7 @@ impl Router {
                         Route {
                             slot,
                             tool: Arc::new(tool),
+                            generation,
                         },
                     );
                 }
@@ -429,18 +433,26 @@ impl Router {
     /// The route of an exposed tool name. A backend that reconnected since
     /// its last listing is re-listed first.
     pub async fn resolve(&self, exposed: &str) -> Result<Route, Lookup> {
-        for slot in 0..self.slots.len() {
-            if self.is_stale(slot) && self.ensure_synced(slot).await.is_err() {
+        // Only the backend that owns the name is re-listed: a crash-looping
+        // or list_changed-spamming backend slows its own tools, no one
+        // else's. A name no backend owned is looked for in every stale one.
+        let owner = {
+            let table = self.table.load();
+            table
+                .routes
+                .get(exposed)
+                .map(|r| r.slot)
+                .or_else(|| table.refused.get(exposed).copied())
+        };
+        let candidates: Vec<usize> = match owner {
+            Some(slot) => vec![slot],
+            None => (0..self.slots.len()).collect(),
+        };
+        for slot in candidates {
+            if self.is_stale(slot) && self.ensure_synced(slot).await.is_err() && owner == Some(slot)
+            {
                 // Its tools cannot be trusted until it is re-listed.
-                let table = self.table.load();
-                let owner = table
-                    .routes
-                    .get(exposed)
-                    .map(|r| r.slot)
-                    .or_else(|| table.refused.get(exposed).copied());
-                if owner == Some(slot) {
-                    return Err(Lookup::Unavailable);
-                }
+                return Err(Lookup::Unavailable);
             }
         }
         let table = self.table.load();
@@ -465,10 +477,40 @@ impl Router {
     }
 
     /// Calls a routed tool with already validated arguments.
+    ///
+    /// The call reaches only the backend generation the route was listed
+    /// from; a backend that restarted or lost its session since gets none
+    /// (BACKEND_UNAVAILABLE) until it is re-listed and checked.
+    ///
+    ///
+    /// A backend that changed generation since the route was looked up (a
+    /// restart, a new HTTP session) is re-listed and checked first; the
+    /// call goes to the new generation only if the tool's definition there
+    /// is still exactly the one the arguments were checked against. A call
+    /// is never sent twice: one that failed is not retried.
     pub async fn call_tool(&self, route: &Route, arguments: Value) -> Result<Reply, BackendError> {
         let s = &self.slots[route.slot];
+        let mut generation = route.generation;
+        if *self.state[route.slot].generation.borrow() != generation {
+            if self.ensure_synced(route.slot).await.is_err() {
+                return Err(BackendError::Unavailable);
+            }
+            let fresh = self
+                .table
+                .load()
+                .routes
+                .values()
+                .find(|r| r.slot == route.slot && r.tool.name == route.tool.name)
+                .map(|r| (r.generation, r.tool.digest == route.tool.digest));
+            match fresh {
+                Some((g, true)) => generation = g,
+                // Gone or changed: refused (the next lookup says which).
+                _ => return Err(BackendError::Unavailable),
+            }
+        }
         s.backend
-            .request(
+            .request_at(
+                generation,
                 "tools/call",
                 json!({"name": route.tool.name, "arguments": arguments}),
                 s.timeout,

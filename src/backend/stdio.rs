@@ -229,6 +229,30 @@ impl Backend for StdioBackend {
         result
     }
 
+    async fn request_at(
+        &self,
+        generation: u64,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Reply, BackendError> {
+        let started = tokio::time::Instant::now();
+        let conn = self
+            .ready(timeout.min(READY_WAIT))
+            .await
+            .ok_or(BackendError::Unavailable)?;
+        if *self.shared.generation.borrow() != generation {
+            return Err(BackendError::Unavailable);
+        }
+        self.shared.received.fetch_add(1, Ordering::Relaxed);
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let result = call(&conn, &self.shared.next_id, method, params, remaining).await;
+        if result == Err(BackendError::Timeout) {
+            probe(self.shared.clone(), conn);
+        }
+        result
+    }
+
     fn generation(&self) -> watch::Receiver<u64> {
         self.shared.generation.subscribe()
     }
@@ -494,8 +518,10 @@ fn on_message(shared: &Shared, conn: &Conn, line: &str) {
 /// Makes a freshly initialized child the one calls go to, and bumps the
 /// generation so the router re-lists its tools before routing to it.
 fn publish(shared: &Shared, running: &Running) {
-    shared.conn.send_replace(Some(running.conn.clone()));
+    // The generation first: whoever sees the new child also sees that it
+    // is a new generation, not yet listed and checked.
     shared.generation.send_modify(|g| *g += 1);
+    shared.conn.send_replace(Some(running.conn.clone()));
 }
 
 /// Watches the published child; when it exits (or is killed), fails its
@@ -521,6 +547,9 @@ async fn supervise(shared: Arc<Shared>, first: Running) {
             }
             // Whatever the child left behind in its group goes with it.
             kill_group(conn.pid);
+            // Gone: calls waiting for a child must not reach the next one
+            // before its tools are re-listed and checked.
+            shared.generation.send_modify(|g| *g += 1);
             shared.conn.send_replace(None);
             conn.fail_all();
             if up.elapsed() >= STABLE {
