@@ -477,14 +477,9 @@ impl TransportConfig {
     }
 }
 
-/// `[audit]`: where audit records are written.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct AuditConfig {
-    /// Audit log file (JSON lines, created 0600); `-` or absent: stdout.
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-}
+/// `[audit]`: sinks, delivery and checkpoints; defined beside the audit
+/// trail that reads it.
+pub use crate::audit::AuditConfig;
 
 /// A TOML error as "line L, column C: message", without the source
 /// snippet toml would quote: that line could hold a secret.
@@ -601,11 +596,7 @@ impl Config {
                 fix(p);
             }
         }
-        if let Some(p) = self.audit.path.as_mut() {
-            if p.as_os_str() != "-" {
-                fix(p);
-            }
-        }
+        self.audit.resolve_paths(base);
     }
 
     /// Checks values that parse but make no sense.
@@ -634,6 +625,7 @@ impl Config {
             return Err("field envelope.replay_capacity_per_client: must be at least 1".into());
         }
         self.tls.validate()?;
+        self.audit.validate()?;
         crate::identity::quota(self.rate_limit).map_err(|m| format!("field rate_limit: {m}"))?;
         for (name, tier) in &self.tiers {
             tier.validate(&format!("tier.{name}"))?;
@@ -820,11 +812,20 @@ impl Config {
     /// relative file paths resolved against `base`.
     pub fn secret_refs(&self) -> Result<Vec<SecretRef>, String> {
         let mut refs = vec![self.signing.key_ref()?];
+        refs.extend(self.audit_key_ref()?);
         for b in &self.backends {
             refs.extend(b.secret_refs()?.into_iter().map(|(_, r)| r));
         }
         refs.dedup();
         Ok(refs)
+    }
+
+    /// `[audit] signing_key` as a secret reference (`None`: not set).
+    pub fn audit_key_ref(&self) -> Result<Option<SecretRef>, String> {
+        self.audit
+            .signing_key_reference()?
+            .map(|r| SecretRef::parse(&r).map_err(|e| format!("field audit.signing_key: {e}")))
+            .transpose()
     }
 
     /// What the client registry falls back on: the default rate and the

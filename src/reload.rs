@@ -102,6 +102,9 @@ impl Reloader {
     /// Reloads the registry, TLS material and CRLs, secrets and pins. Each
     /// part that fails keeps its previous version.
     pub async fn reload(&self) {
+        // The audit files first: after `mv`, the next record goes to a new
+        // file at the configured path (the old one ends with a checkpoint).
+        self.gateway.audit.reopen();
         self.reread_config();
         let c = self.config.load_full();
         let previous = self.gateway.registry.load_full();

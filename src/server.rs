@@ -807,11 +807,17 @@ async fn admit(
         }
         return;
     };
-    let info = Arc::new(PeerInfo::new(
-        identity,
-        remote,
-        t.max_identity_denials_per_connection,
-    ));
+    // An identity that does not parse still has a serial and fingerprint
+    // for its audit records.
+    let certificate = identity
+        .is_err()
+        .then(|| io.get_ref().1.peer_certificates().and_then(|c| c.first()))
+        .flatten()
+        .map(|c| crate::audit::CertFacts::of_der(c));
+    let info = Arc::new(
+        PeerInfo::new(identity, remote, t.max_identity_denials_per_connection)
+            .with_certificate(certificate),
+    );
     let idle_timeout = t.idle_timeout();
     let stream = PeerStream {
         io,

@@ -5,7 +5,8 @@
 //! - [`csr`]: `csr` (a client's own TLS key and certificate request);
 //! - [`key`]: `key generate`;
 //! - [`client`]: `call` and `tools` (the client side), and `tools accept`;
-//! - [`admin`]: `admin blocks | unblock` (an admin identity's client).
+//! - [`admin`]: `admin blocks | unblock` (an admin identity's client);
+//! - [`audit`]: `audit verify` (an audit trail's chain and checkpoints).
 //!
 //! Handlers print to stdout with [`out!`] and return an exit code; errors
 //! go to stderr once, in `main`. Nothing here implements gateway logic: it
@@ -31,6 +32,7 @@ macro_rules! out {
 }
 
 mod admin;
+mod audit;
 mod ca;
 mod client;
 mod csr;
@@ -93,6 +95,9 @@ enum Command {
     /// `accept`, accept backends' current tool definitions.
     #[command(args_conflicts_with_subcommands = true)]
     Tools(client::ToolsArgs),
+    /// Auditors: verify audit files (chain and signed checkpoints).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Runs one parsed command line.
@@ -107,6 +112,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Admin(cmd) => admin::run(cmd),
         Command::Call(args) => client::call(args),
         Command::Tools(args) => client::tools(args),
+        Command::Audit(cmd) => audit::run(cmd),
     }
 }
 
