@@ -183,7 +183,7 @@ impl<'k> Verifier<'k> {
                 }
                 if seq > last + 1 {
                     return Err(format!(
-                        "seq {seq} after seq {last}: {} record(s) deleted",
+                        "seq {seq} after seq {last}: {} record(s) missing here (deleted, or moved elsewhere)",
                         seq - last - 1
                     ));
                 }
@@ -339,7 +339,7 @@ mod tests {
         reordered.swap(1, 2);
         let b = verify(&reordered).broken.expect("reordered");
         assert_eq!(b.at, "f:2");
-        assert!(b.what.contains("deleted"), "{}", b.what);
+        assert!(b.what.contains("missing"), "{}", b.what);
 
         let mut inserted = lines.clone();
         inserted.insert(2, lines[1].clone());
