@@ -120,6 +120,14 @@ pub struct Gateway {
     pub expiring_seen: crate::expiry::SeenCertificates,
 }
 
+impl Drop for Gateway {
+    /// The refusals counted since the last summary are recorded before the
+    /// audit trail closes: a count is never lost at a stop.
+    fn drop(&mut self) {
+        self.report_refusals();
+    }
+}
+
 /// Refusals that say nothing new when repeated: they are summarized.
 fn is_admission_refusal(reason: Reason) -> bool {
     matches!(

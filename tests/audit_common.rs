@@ -70,7 +70,7 @@ impl Setup {
                 let mut c = Command::new("sh");
                 c.arg("-c")
                     .arg(format!(
-                        "trap '' XFSZ; exec prlimit --fsize={bytes}:{bytes} -- \"$0\" serve --config \"$1\""
+                        "trap '' XFSZ; exec prlimit --fsize={bytes}:unlimited -- \"$0\" serve --config \"$1\""
                     ))
                     .arg(bin)
                     .arg(&config);

@@ -274,10 +274,12 @@ impl FileSink {
             Err(e) => {
                 // Half a line must never be left for the next to glue onto.
                 if let Err(cut) = self.file.set_len(self.len) {
-                    // Cannot cut (immutable file, say): make sure the next
+                    // Cannot cut: if part of the line got through, the next
                     // successful write starts on a line of its own.
                     tracing::debug!(error = %cut, "audit file could not be cut back");
-                    self.needs_newline = true;
+                    if self.file.metadata().is_ok_and(|m| m.len() > self.len) {
+                        self.needs_newline = true;
+                    }
                 }
                 Err(e)
             }

@@ -447,9 +447,12 @@ impl Writer {
         for entry in batch {
             match entry {
                 Entry::Request(record, ack) => {
+                    // A refusal for AUDIT_UNAVAILABLE is answered the same
+                    // whether or not its record commits.
+                    let answer_is_refusal = record.reason == Some("AUDIT_UNAVAILABLE");
                     let seq = self.append("request", &*record);
                     if let Some(ack) = ack {
-                        acks.push((seq, ack));
+                        acks.push((seq, ack, answer_is_refusal));
                     }
                 }
                 Entry::Event(map) => {
@@ -465,9 +468,9 @@ impl Writer {
         }
         self.deliver();
         let committed = self.committed_below();
-        for (seq, ack) in acks {
+        for (seq, ack, answer_is_refusal) in acks {
             let ok = committed.is_none_or(|below| seq < below);
-            if !ok {
+            if !ok && !answer_is_refusal {
                 self.withheld.push(seq);
             }
             let _ = ack.send(ok);
