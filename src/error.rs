@@ -139,6 +139,10 @@ reasons! {
     /// refused, or its answer withheld, until records can be committed
     /// again. Retry later.
     AuditUnavailable => (Code::Unavailable, Gateway, "AUDIT_UNAVAILABLE"),
+    /// The gRPC message is larger than the transport decodes; sent by the
+    /// gRPC layer itself (OUT_OF_RANGE, without ErrorInfo) and recorded in
+    /// the audit trail under this reason.
+    MessageTooLarge => (Code::OutOfRange, Client, "MESSAGE_TOO_LARGE"),
 }
 
 impl std::fmt::Display for Reason {

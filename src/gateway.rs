@@ -179,6 +179,82 @@ impl McpGatewayService for GatewayService {
     }
 }
 
+/// A tower layer around the gRPC services: a request the gRPC layer itself
+/// refuses before any handler runs (a message over the decoding limit,
+/// answered OUT_OF_RANGE) still leaves its record, with the peer and the
+/// certificate, stage `transport`.
+#[derive(Clone)]
+pub struct TransportAuditLayer {
+    gateway: Arc<Gateway>,
+}
+
+impl TransportAuditLayer {
+    /// The layer for `gateway`.
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        TransportAuditLayer { gateway }
+    }
+}
+
+impl<S> tower::Layer<S> for TransportAuditLayer {
+    type Service = TransportAudit<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        TransportAudit {
+            inner,
+            gateway: self.gateway.clone(),
+        }
+    }
+}
+
+/// The service of [`TransportAuditLayer`].
+#[derive(Clone)]
+pub struct TransportAudit<S> {
+    inner: S,
+    gateway: Arc<Gateway>,
+}
+
+impl<S, B, RB> tower::Service<http::Request<B>> for TransportAudit<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    RB: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let peer = request.extensions().get::<Arc<PeerInfo>>().cloned();
+        let gateway = self.gateway.clone();
+        let started = Instant::now();
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await?;
+            // 11: OUT_OF_RANGE, sent by tonic for an oversized message; no
+            // sealgate reason uses that code, so this is only that refusal.
+            if response
+                .headers()
+                .get("grpc-status")
+                .is_some_and(|v| v.as_bytes() == b"11")
+            {
+                gateway
+                    .record_transport_refusal(peer.as_deref(), started)
+                    .await;
+            }
+            Ok(response)
+        })
+    }
+}
+
 /// Writes the audit record of one request when dropped; a request that did
 /// not finish is recorded as `cancelled`.
 pub struct AuditOnDrop<'a> {
@@ -279,6 +355,27 @@ impl Gateway {
                     Err(crate::error::audit_unavailable())
                 }
             }
+        }
+    }
+
+    /// The record of a request the gRPC layer refused as too large
+    /// (`MESSAGE_TOO_LARGE`, stage `transport`), counted like an admission
+    /// refusal when it repeats.
+    pub async fn record_transport_refusal(&self, peer: Option<&PeerInfo>, started: Instant) {
+        let mut record = AuditRecord::new();
+        name_peer(&mut record, peer);
+        let audit = AuditOnDrop {
+            record,
+            log: &self.audit,
+            started,
+            done: false,
+        };
+        let denial = Denial::new(
+            Reason::MessageTooLarge,
+            "the gRPC message exceeds the decoding limit",
+        );
+        if let Some(record) = self.conclude::<()>(peer, audit, &Err(denial)) {
+            self.audit.commit(record).await;
         }
     }
 
@@ -403,21 +500,7 @@ impl Gateway {
         // 1 identity: read from the certificate once per connection. The
         // record names the certificate even when it is refused below.
         record.stage = "audit";
-        if let Some(p) = peer {
-            record.peer = Some(p.remote);
-            match (&p.identity, &p.certificate) {
-                (Ok(named), _) => {
-                    record.client_id = Some(named.client_id.to_string());
-                    record.cert_serial = Some(named.serial.clone());
-                    record.cert_fingerprint = Some(named.fingerprint.clone());
-                }
-                (Err(_), Some(facts)) => {
-                    record.cert_serial = Some(facts.serial.clone());
-                    record.cert_fingerprint = Some(facts.fingerprint.clone());
-                }
-                (Err(_), None) => {}
-            }
-        }
+        name_peer(record, peer);
         // 0 audit: while no record can be committed, nothing is served.
         if !self.audit.available() {
             return Err(crate::error::audit_unavailable());
@@ -770,6 +853,27 @@ enum Prepared {
     },
     /// Resources and prompts, to the primary backend.
     Forward { method: &'static str, params: Value },
+}
+
+/// Names the caller in `record`: its address, and its certificate's client
+/// id, serial and fingerprint (serial and fingerprint also when the
+/// certificate names no valid identity).
+fn name_peer(record: &mut AuditRecord, peer: Option<&PeerInfo>) {
+    if let Some(p) = peer {
+        record.peer = Some(p.remote);
+        match (&p.identity, &p.certificate) {
+            (Ok(named), _) => {
+                record.client_id = Some(named.client_id.to_string());
+                record.cert_serial = Some(named.serial.clone());
+                record.cert_fingerprint = Some(named.fingerprint.clone());
+            }
+            (Err(_), Some(facts)) => {
+                record.cert_serial = Some(facts.serial.clone());
+                record.cert_fingerprint = Some(facts.fingerprint.clone());
+            }
+            (Err(_), None) => {}
+        }
+    }
 }
 
 /// Counts an identity refusal on the connection; one that produced nothing

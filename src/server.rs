@@ -600,6 +600,10 @@ pub async fn run_summarizing(
     .max_decoding_message_size(max_decoding)
     .max_encoding_message_size(1024 * 1024);
     let result = tonic::transport::Server::builder()
+        // A message the gRPC layer refuses as too large is audited too.
+        .layer(crate::gateway::TransportAuditLayer::new(
+            parts.gateway.clone(),
+        ))
         .accept_http1(false)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(t.request_timeout_secs))

@@ -369,3 +369,68 @@ rotate_bytes = 4096
     let (code, r) = setup.verify(&[all[0].clone(), all[2].clone()], false);
     assert_eq!(code, 1, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_refused_by_the_grpc_layer_and_a_revoked_certificate_are_recorded() {
+    let setup = Setup::new(FILE_AUDIT);
+    let gw = setup.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("allowed");
+    // Far over the decoding limit: tonic refuses it before any handler.
+    let huge = "x".repeat(600 * 1024);
+    match client.call_tool("get_meps", json!({"country": huge})).await {
+        Err(sealgate::client::ClientError::Denied { code, .. }) => {
+            assert_eq!(code, tonic::Code::OutOfRange)
+        }
+        other => panic!("expected OUT_OF_RANGE, got {other:?}"),
+    }
+    // Revoked while its connection is open: refused per request, and the
+    // record names the certificate.
+    let ca = sealgate::ca::Ca::load(&setup.path("ca")).expect("ca");
+    ca.revoke(&setup.path("clients/demo.crt"), 7)
+        .expect("revoke");
+    gw.signal("HUP");
+    let start = std::time::Instant::now();
+    loop {
+        match call(&client).await {
+            Err((code, Some(reason))) if reason == "CERTIFICATE_REVOKED" => {
+                assert_eq!(code, tonic::Code::Unauthenticated);
+                break;
+            }
+            _ => assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "the revocation did not apply"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    drop(client);
+    gw.stop();
+    let recs = records(&setup.path("audit.jsonl"));
+    let allowed = requests(&recs, "allowed")[0].clone();
+    let too_large: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["reason"] == "MESSAGE_TOO_LARGE")
+        .collect();
+    assert_eq!(too_large.len(), 1, "exactly one record");
+    let r = too_large[0];
+    assert_eq!(r["stage"], "transport");
+    assert_eq!(r["outcome"], "denied");
+    assert_eq!(r["client_id"], "demo");
+    assert_eq!(r["cert_serial"], allowed["cert_serial"]);
+    assert_eq!(r["cert_fingerprint"], allowed["cert_fingerprint"]);
+    assert!(r["peer"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("127.0.0.1:")));
+    let revoked: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["reason"] == "CERTIFICATE_REVOKED")
+        .collect();
+    assert_eq!(revoked.len(), 1, "first in full");
+    let r = revoked[0];
+    assert_eq!(r["stage"], "identity");
+    assert_eq!(r["client_id"], "demo");
+    assert_eq!(r["cert_serial"], allowed["cert_serial"]);
+    assert_eq!(r["cert_fingerprint"], allowed["cert_fingerprint"]);
+    assert!(r["peer"].as_str().is_some());
+}
