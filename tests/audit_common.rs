@@ -253,3 +253,169 @@ pub fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).expect("meta").permissions().mode() & 0o777
 }
+
+/// Debian's rsyslogd on 127.0.0.1, receiving RFC 5424 over TCP (or TLS
+/// with `tls`: CA, certificate, key) and writing each message's MSG part to
+/// `received.log`; stopped on drop.
+pub struct Rsyslog {
+    pub dir: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+    tls: Option<(PathBuf, PathBuf, PathBuf)>,
+}
+
+impl Rsyslog {
+    pub fn start(dir: &Path, port: u16, tls: Option<(PathBuf, PathBuf, PathBuf)>) -> Rsyslog {
+        let dir = dir.to_path_buf();
+        std::fs::create_dir_all(&dir).expect("rsyslog dir");
+        let mut r = Rsyslog {
+            dir,
+            port,
+            child: None,
+            tls,
+        };
+        r.restart();
+        r
+    }
+
+    fn config(&self) -> String {
+        let d = self.dir.display();
+        let (global, module) = match &self.tls {
+            None => (String::new(), "module(load=\"imtcp\")".to_string()),
+            Some((ca, cert, key)) => (
+                format!(
+                    "defaultNetstreamDriver=\"gtls\" defaultNetstreamDriverCAFile=\"{}\" defaultNetstreamDriverCertFile=\"{}\" defaultNetstreamDriverKeyFile=\"{}\"",
+                    ca.display(),
+                    cert.display(),
+                    key.display()
+                ),
+                "module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=\"anon\")".to_string(),
+            ),
+        };
+        format!(
+            "global(workDirectory=\"{d}\" {global})\n{module}\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\")\ntemplate(name=\"msgonly\" type=\"string\" string=\"%msg%\\n\")\naction(type=\"omfile\" file=\"{d}/received.log\" template=\"msgonly\")\n",
+            port = self.port
+        )
+    }
+
+    /// (Re)starts the collector on the same port and waits until it listens.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let conf = self.dir.join("rsyslog.conf");
+        std::fs::write(&conf, self.config()).expect("rsyslog.conf");
+        let child = Command::new("rsyslogd")
+            .args(["-n", "-f"])
+            .arg(&conf)
+            .arg("-i")
+            .arg(self.dir.join("rsyslog.pid"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("rsyslog.err")).expect("err"))
+            .spawn()
+            .expect(
+                "start rsyslogd (apt-get install rsyslog rsyslog-gnutls: scripts/test.sh does)",
+            );
+        self.child = Some(child);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "rsyslogd exited: {status}: {}",
+                    std::fs::read_to_string(self.dir.join("rsyslog.err")).unwrap_or_default()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "rsyslogd did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the collector (SIGTERM: it writes what it received) and waits.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// The chained lines received so far, in the order received.
+    pub fn received(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("received.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.find('{').map(|i| l[i..].to_string()))
+            .collect()
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// tests/fixtures/audit_http_receiver.py on 127.0.0.1; killed on drop.
+pub struct HttpReceiver {
+    pub port: u16,
+    pub out: PathBuf,
+    child: Option<Child>,
+}
+
+impl HttpReceiver {
+    pub fn start(out: &Path, port: u16) -> HttpReceiver {
+        let mut r = HttpReceiver {
+            port,
+            out: out.to_path_buf(),
+            child: None,
+        };
+        r.restart();
+        r
+    }
+
+    pub fn restart(&mut self) {
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audit_http_receiver.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(self.port.to_string())
+            .arg(&self.out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 audit_http_receiver.py");
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("port line");
+        self.port = line.trim().parse().expect("receiver port");
+        self.child = Some(child);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn received(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for HttpReceiver {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -158,22 +158,59 @@ impl SyslogSink {
         out.extend_from_slice(msg.as_bytes());
     }
 
-    /// Whether the collector closed the connection (read returns 0).
-    fn peer_closed(conn: &Conn) -> bool {
-        let Conn::Tcp(s) = conn else {
-            return false;
-        };
-        let _ = s.set_nonblocking(true);
-        let mut b = [0u8; 1];
-        let closed = matches!(std::io::Read::read(&mut &*s, &mut b), Ok(0));
-        let _ = s.set_nonblocking(false);
-        closed
+    /// Whether the collector closed the connection: a collector sends
+    /// nothing but TLS records, so pending bytes are read (TLS) or peeked
+    /// (TCP) without blocking, and end-of-stream or an error means closed.
+    fn peer_closed(conn: &mut Conn) -> bool {
+        match conn {
+            Conn::Tcp(s) => {
+                let _ = s.set_nonblocking(true);
+                let mut b = [0u8; 1];
+                let closed = match s.peek(&mut b) {
+                    Ok(0) => true,
+                    Ok(_) => false,
+                    Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+                };
+                let _ = s.set_nonblocking(false);
+                closed
+            }
+            Conn::Tls(s) => {
+                let _ = s.sock.set_nonblocking(true);
+                let mut closed = false;
+                loop {
+                    match s.conn.read_tls(&mut s.sock) {
+                        Ok(0) => {
+                            closed = true;
+                            break;
+                        }
+                        Ok(_) => match s.conn.process_new_packets() {
+                            Ok(state) if state.peer_has_closed() => {
+                                closed = true;
+                                break;
+                            }
+                            Ok(_) => {}
+                            Err(_) => {
+                                closed = true;
+                                break;
+                            }
+                        },
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            closed = true;
+                            break;
+                        }
+                    }
+                }
+                let _ = s.sock.set_nonblocking(false);
+                closed
+            }
+        }
     }
 }
 
 impl Sink for SyslogSink {
     fn deliver(&mut self, lines: &[Arc<str>]) -> Result<(), (usize, io::Error)> {
-        if self.conn.as_ref().is_some_and(Self::peer_closed) {
+        if self.conn.as_mut().is_some_and(Self::peer_closed) {
             self.conn = None;
         }
         if self.conn.is_none() {
@@ -211,14 +248,18 @@ impl HttpSink {
         let SinkConfig::Http { url, batch, .. } = config else {
             return Err(io::Error::other("not an http sink"));
         };
-        let client = reqwest::Client::builder()
-            .timeout(IO_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .map_err(io::Error::other)?;
+        // reqwest runs on a small runtime of this (the writer's) thread.
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let client = {
+            let _in = rt.enter();
+            reqwest::Client::builder()
+                .timeout(IO_TIMEOUT)
+                .connect_timeout(CONNECT_TIMEOUT)
+                .build()
+                .map_err(io::Error::other)?
+        };
         Ok(HttpSink {
             url: url.clone(),
             batch: *batch,
@@ -237,15 +278,18 @@ impl Sink for HttpSink {
                 body.push_str(l);
                 body.push('\n');
             }
-            let req = self
-                .client
-                .post(&self.url)
-                .header("content-type", "application/x-ndjson")
-                .body(body)
-                .send();
+            let client = &self.client;
+            let url = &self.url;
             let status = self
                 .rt
-                .block_on(req)
+                .block_on(async move {
+                    client
+                        .post(url)
+                        .header("content-type", "application/x-ndjson")
+                        .body(body)
+                        .send()
+                        .await
+                })
                 .map(|r| r.status())
                 .map_err(|e| (done, io::Error::other(e.without_url())))?;
             if !status.is_success() {

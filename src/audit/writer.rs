@@ -192,48 +192,53 @@ impl Slot {
         }
     }
 
-    /// Tries to deliver (spool first, then backlog); a `spool` sink that
-    /// cannot deliver spools its backlog. Returns an error text when the
-    /// sink failed this time.
+    /// Tries to deliver (spool first, then backlog) when its backoff
+    /// allows; a `spool` sink that is failing moves its backlog into its
+    /// spool file at once, so its records are committed without waiting.
+    /// Returns an error text when the sink failed this time.
     fn flush(&mut self, now: Instant) -> Option<String> {
         if self.backlog.is_empty() && self.spool.as_ref().is_none_or(|s| s.pending == 0) {
             return None;
         }
-        if now < self.next_try {
-            return None;
-        }
         let mut error = None;
-        if let Some(spool) = self.spool.as_mut().filter(|s| s.pending > 0) {
-            if let Err(e) = spool.drain(&mut *self.sink) {
-                error = Some(e.to_string());
-            }
-        }
-        if error.is_none() && !self.backlog.is_empty() {
-            let (_, lines): (Vec<u64>, Vec<Arc<str>>) = self.backlog.iter().cloned().unzip();
-            match self.sink.deliver(&lines) {
-                Ok(()) => self.backlog.clear(),
-                Err((n, e)) => {
-                    self.backlog.drain(..n);
+        if now >= self.next_try {
+            if let Some(spool) = self.spool.as_mut().filter(|s| s.pending > 0) {
+                if let Err(e) = spool.drain(&mut *self.sink) {
                     error = Some(e.to_string());
                 }
             }
-        }
-        if let (Some(_), Some(spool)) = (&error, self.spool.as_mut()) {
-            // Spool policy: the backlog goes to the spool file, in order.
-            let (_, lines): (Vec<u64>, Vec<Arc<str>>) = self.backlog.iter().cloned().unzip();
-            if spool.append(&lines).is_ok() {
-                self.backlog.clear();
+            if error.is_none() && !self.backlog.is_empty() {
+                let lines: Vec<Arc<str>> = self.backlog.iter().map(|(_, l)| l.clone()).collect();
+                match self.sink.deliver(&lines) {
+                    Ok(()) => self.backlog.clear(),
+                    Err((n, e)) => {
+                        self.backlog.drain(..n.min(self.backlog.len()));
+                        error = Some(e.to_string());
+                    }
+                }
+            }
+            match &error {
+                Some(_) => {
+                    self.failing_since.get_or_insert(now);
+                    self.next_try = now + self.backoff;
+                    self.backoff = (self.backoff * 2).min(Duration::from_secs(2));
+                }
+                None => {
+                    self.failing_since = None;
+                    self.backoff = Duration::from_millis(50);
+                }
             }
         }
-        match &error {
-            Some(_) => {
-                self.failing_since.get_or_insert(now);
-                self.next_try = now + self.backoff;
-                self.backoff = (self.backoff * 2).min(Duration::from_secs(2));
-            }
-            None => {
-                self.failing_since = None;
-                self.backoff = Duration::from_millis(50);
+        if self.failing_since.is_some() && !self.backlog.is_empty() {
+            if let Some(spool) = self.spool.as_mut() {
+                // Spool policy: the backlog goes to the spool file, in order.
+                let lines: Vec<Arc<str>> = self.backlog.iter().map(|(_, l)| l.clone()).collect();
+                match spool.append(&lines) {
+                    Ok(()) => self.backlog.clear(),
+                    Err(e) => {
+                        tracing::error!(spool = %spool.path.display(), error = %e, "audit spool cannot be written");
+                    }
+                }
             }
         }
         error
