@@ -233,7 +233,12 @@ pub async fn refresh_secrets(gateway: &Gateway) {
             gateway.signer.store(Arc::new(signer));
         }
         Err(e) => {
-            tracing::error!(error = %e, "signing key refresh failed; keeping the previous key")
+            tracing::error!(error = %e, "signing key refresh failed; keeping the previous key");
+            gateway.audit.write_event(&serde_json::json!({
+                "ts": crate::audit::rfc3339_ms(gateway.clock.now_ms()),
+                "event": "secret_refresh_failed",
+                "what": "response signing key",
+            }));
         }
     }
 }

@@ -113,8 +113,20 @@ struct Spool {
 
 impl Spool {
     fn open(path: PathBuf) -> io::Result<Spool> {
-        let pending = match std::fs::read(&path) {
-            Ok(b) => b.iter().filter(|&&c| c == b'\n').count() as u64,
+        use std::io::Read;
+        // Counted as a stream: a spool can be large after a long outage.
+        let pending = match std::fs::File::open(&path) {
+            Ok(mut f) => {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut lines = 0u64;
+                loop {
+                    let n = f.read(&mut buf)?;
+                    if n == 0 {
+                        break lines;
+                    }
+                    lines += buf[..n].iter().filter(|&&c| c == b'\n').count() as u64;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e),
         };
@@ -134,32 +146,55 @@ impl Spool {
         Ok(())
     }
 
-    /// Re-sends the spooled lines through `sink`, in order; the file is
-    /// emptied once all are delivered, rewritten with the rest otherwise.
+    /// Re-sends the spooled lines through `sink`, in order, 256 at a time
+    /// (read as a stream: a long outage's spool is never loaded whole); the
+    /// file is emptied once all are delivered, rewritten with the rest
+    /// otherwise.
     fn drain(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
-        let text = std::fs::read_to_string(&self.path)?;
-        let lines: Vec<Arc<str>> = text.lines().map(Arc::from).collect();
-        let mut sent = 0;
+        use std::io::{BufRead, Read};
+        let mut reader = io::BufReader::new(std::fs::File::open(&self.path)?);
+        let mut chunk: Vec<Arc<str>> = Vec::with_capacity(256);
+        let mut undelivered: Vec<Arc<str>> = Vec::new();
         let mut result = Ok(());
-        for chunk in lines.chunks(256) {
-            match sink.deliver(chunk) {
-                Ok(()) => sent += chunk.len(),
-                Err((n, e)) => {
-                    sent += n;
-                    result = Err(e);
-                    break;
+        let mut sent = 0u64;
+        loop {
+            let mut line = String::new();
+            let n = (&mut reader).take(1024 * 1024).read_line(&mut line)?;
+            let end = n == 0;
+            if !end {
+                chunk.push(Arc::from(line.trim_end_matches('\n')));
+            }
+            if chunk.len() == 256 || (end && !chunk.is_empty()) {
+                match sink.deliver(&chunk) {
+                    Ok(()) => sent += chunk.len() as u64,
+                    Err((n, e)) => {
+                        sent += n as u64;
+                        undelivered = chunk.split_off(n.min(chunk.len()));
+                        result = Err(e);
+                        break;
+                    }
                 }
+                chunk.clear();
+            }
+            if end {
+                break;
             }
         }
-        let rest: String = lines[sent..].iter().map(|l| format!("{l}\n")).collect();
         let tmp = self.path.with_extension("spool.tmp");
         {
             let mut f = super::file::create_0600(&tmp)?;
-            f.write_all(rest.as_bytes())?;
+            for l in &undelivered {
+                f.write_all(l.as_bytes())?;
+                f.write_all(b"\n")?;
+            }
+            io::copy(&mut reader, &mut f)?;
             f.sync_data()?;
         }
         std::fs::rename(&tmp, &self.path)?;
-        self.pending = (lines.len() - sent) as u64;
+        self.pending = self.pending.saturating_sub(sent);
+        if result.is_ok() {
+            self.pending = 0;
+        }
         result
     }
 }
@@ -648,7 +683,9 @@ impl Writer {
                 tracing::error!(sink = %slot.name, error = %e, "audit sink could not be reopened");
             }
         }
-        let mut e = event("audit_reopened");
+        // A reload is a security event: it is recorded here, with the
+        // reopened files.
+        let mut e = event("reload");
         e.insert("trigger".into(), serde_json::json!("SIGHUP"));
         self.append_event(e);
         self.deliver();
