@@ -328,7 +328,7 @@ impl AuditLog {
             available: AtomicBool::new(true),
             not_queued: AtomicU64::new(0),
         });
-        let writer = Writer::open(config, key, shared.clone(), None)?;
+        let writer = Writer::open(config, key, shared.clone())?;
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_capacity);
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())

@@ -324,7 +324,6 @@ impl Writer {
         config: &AuditConfig,
         key: Option<SigningKey>,
         shared: Arc<Shared>,
-        memory: Option<Arc<Mutex<Vec<String>>>>,
     ) -> io::Result<Writer> {
         let mut slots = Vec::new();
         let mut resume: Option<Resume> = None;
@@ -353,13 +352,6 @@ impl Writer {
                 OnFailure::FailClosed => None,
             };
             slots.push(Slot::new(sc.name(), sink, spool));
-        }
-        if let Some(lines) = memory {
-            slots = vec![Slot::new(
-                "memory".into(),
-                Box::new(MemorySink(lines)),
-                None,
-            )];
         }
         let mut w = Writer::new(key, shared, slots, config);
         let r = resume.unwrap_or_default();
