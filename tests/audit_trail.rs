@@ -434,3 +434,42 @@ async fn a_message_refused_by_the_grpc_layer_and_a_revoked_certificate_are_recor
     assert_eq!(r["cert_fingerprint"], allowed["cert_fingerprint"]);
     assert!(r["peer"].as_str().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_rotation_keeps_one_chain_across_files() {
+    let setup = Setup::new(
+        r#"signing_key = "file:audit.signing.key"
+[[audit.sink]]
+kind = "file"
+path = "audit.jsonl"
+rotate_secs = 1
+"#,
+    );
+    let gw = setup.serve();
+    let client = gw.client().await;
+    for _ in 0..12 {
+        call(&client).await.expect("allowed");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    drop(client);
+    gw.stop();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(setup.dev())
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("audit.jsonl."))
+        })
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "rotated by age: {files:?}");
+    files.push(setup.path("audit.jsonl"));
+    let total: usize = files
+        .iter()
+        .map(|f| requests(&records(f), "allowed").len())
+        .sum();
+    assert_eq!(total, 12);
+    let (code, r) = setup.verify(&files, false);
+    assert_eq!(code, 0, "{r}");
+}

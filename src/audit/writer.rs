@@ -432,8 +432,19 @@ impl Writer {
         }
     }
 
-    /// The thread's loop: batches from the queue, ticks in between.
+    /// The thread's loop; a bug that panics in it leaves the gateway
+    /// refusing calls (AUDIT_UNAVAILABLE), never serving without records.
     pub(crate) fn run(mut self, rx: Receiver<Entry>) {
+        let shared = self.shared.clone();
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve(rx)));
+        if ran.is_err() {
+            shared.available.store(false, Ordering::Release);
+            tracing::error!("the audit writer failed; every call is refused with AUDIT_UNAVAILABLE until the gateway restarts");
+        }
+    }
+
+    /// Batches from the queue, ticks in between.
+    fn serve(&mut self, rx: Receiver<Entry>) {
         let tick = Duration::from_millis(20);
         let mut last_tick = Instant::now();
         loop {
