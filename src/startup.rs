@@ -311,9 +311,9 @@ pub async fn accept_tools(
     let secrets = resolve_secrets(config).await?;
     let slots = start_backends(config, &secrets, only).await?;
     // The running gateway owns the audit chain: a second writer would fork
-    // it. Acceptance is logged here and recorded by the gateway when it
-    // applies the new pins on SIGHUP.
-    let router = Router::unsynced(slots, Arc::new(AuditLog::memory()));
+    // it. The events are handed over; the gateway records them at SIGHUP.
+    let audit = Arc::new(AuditLog::memory());
+    let router = Router::unsynced(slots, audit.clone());
     let mut out = Vec::new();
     for (i, slot) in router.slots().iter().enumerate() {
         let PinMode::File(path) = &slot.pins else {
@@ -340,6 +340,12 @@ pub async fn accept_tools(
             newly_accepted,
         });
     }
+    audit
+        .hand_over(&config.audit, "sealgate tools accept")
+        .map_err(|source| StartError::Audit {
+            path: "audit handover".into(),
+            source,
+        })?;
     Ok(out)
 }
 

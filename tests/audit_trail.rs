@@ -473,3 +473,44 @@ rotate_secs = 1
     let (code, r) = setup.verify(&files, false);
     assert_eq!(code, 0, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_accept_beside_a_running_gateway_is_recorded_in_its_chain_at_sighup() {
+    let setup = Setup::new(FILE_AUDIT);
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stdio_env_server.py");
+    let mut config = std::fs::read_to_string(setup.path("sealgate.toml")).expect("config");
+    config.push_str(&format!(
+        "\n[[backend]]\nname = \"fixture\"\nkind = \"stdio\"\nprefix = \"fx_\"\ncommand = \"python3\"\nargs = [\"{}\"]\ninherit_env = [\"PATH\", \"HOME\"]\n",
+        fixture.display()
+    ));
+    std::fs::write(setup.path("sealgate.toml"), config).expect("config");
+    let gw = setup.serve();
+    // Run beside the gateway: it must not write into the gateway's file.
+    let before = std::fs::read(setup.path("audit.jsonl")).expect("trail");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["tools", "accept", "--config"])
+        .arg(setup.path("sealgate.toml"))
+        .env("SEALGATE_LOG", "warn")
+        .output()
+        .expect("tools accept");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read(setup.path("audit.jsonl")).expect("trail"),
+        before,
+        "tools accept wrote into the running gateway's chain"
+    );
+    let handover = setup.path("audit-spool/handover.jsonl");
+    assert!(handover.exists(), "events handed over");
+    gw.signal("HUP");
+    assert!(wait_until(10, || !handover.exists()), "not taken at SIGHUP");
+    gw.stop();
+    let recs = records(&setup.path("audit.jsonl"));
+    let accepted = events(&recs, "tools_accepted");
+    assert_eq!(accepted.len(), 1, "{recs:?}");
+    assert_eq!(accepted[0]["backend"], "fixture");
+    assert_eq!(accepted[0]["recorded_by"], "sealgate tools accept");
+    assert_eq!(events(&recs, "reload").len(), 1);
+    let (code, r) = setup.verify(&[setup.path("audit.jsonl")], false);
+    assert_eq!(code, 0, "{r}");
+}

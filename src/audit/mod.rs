@@ -527,6 +527,50 @@ impl AuditLog {
         }
     }
 
+    /// For a command that runs beside the gateway (`sealgate tools
+    /// accept`): a second writer would fork the chain, so its events (kept
+    /// in this memory log) are handed over in `spool_dir/handover.jsonl`
+    /// (0600) and the running gateway records them in its chain at its
+    /// next SIGHUP. Returns how many were handed over.
+    pub fn hand_over(&self, config: &AuditConfig, by: &str) -> std::io::Result<usize> {
+        use std::io::Write;
+        let mut out = String::new();
+        let mut n = 0;
+        for line in self.lines() {
+            let Ok(mut v) =
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&line)
+            else {
+                continue;
+            };
+            if v.get("type").and_then(|t| t.as_str()) != Some("event") {
+                continue;
+            }
+            for framing in ["seq", "type", "instance", "prev"] {
+                v.remove(framing);
+            }
+            v.insert("recorded_by".into(), serde_json::json!(by));
+            out.push_str(&serde_json::Value::Object(v).to_string());
+            out.push('\n');
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        let dir = config
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from("audit-spool"));
+        std::fs::create_dir_all(&dir)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        let mut f = file::open_append(&dir.join(writer::HANDOVER))?;
+        f.write_all(out.as_bytes())?;
+        f.sync_all()?;
+        Ok(n)
+    }
+
     /// The lines written so far, for a memory sink (empty otherwise).
     pub fn lines(&self) -> Vec<String> {
         match &self.memory {

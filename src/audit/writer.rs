@@ -24,6 +24,13 @@ use super::chain::{self, GENESIS};
 use super::config::{AuditConfig, OnFailure, SinkConfig};
 use super::{AuditRecord, Shared};
 
+/// The file in `spool_dir` where a command running beside the gateway
+/// leaves its events for the gateway to record at SIGHUP.
+pub(crate) const HANDOVER: &str = "handover.jsonl";
+
+/// Largest handover file read (events are a few hundred bytes each).
+const MAX_HANDOVER: u64 = 4 * 1024 * 1024;
+
 /// One thing for the writer.
 pub(crate) enum Entry {
     /// A request's record, with whom to tell once it is committed.
@@ -304,6 +311,8 @@ pub(crate) struct Writer {
     /// Withheld responses to record (seq of their record).
     withheld: Vec<u64>,
     closed: bool,
+    /// Where handed-over events wait (`spool_dir/handover.jsonl`).
+    handover: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -354,6 +363,7 @@ impl Writer {
             slots.push(Slot::new(sc.name(), sink, spool));
         }
         let mut w = Writer::new(key, shared, slots, config);
+        w.handover = Some(spool_dir.join(HANDOVER));
         let r = resume.unwrap_or_default();
         if let Some((seq, hash)) = r.last {
             w.seq = seq + 1;
@@ -429,6 +439,7 @@ impl Writer {
             shared,
             withheld: Vec::new(),
             closed: false,
+            handover: None,
         }
     }
 
@@ -686,12 +697,49 @@ impl Writer {
                 tracing::error!(sink = %slot.name, error = %e, "audit sink could not be reopened");
             }
         }
+        self.take_handover();
         // A reload is a security event: it is recorded here, with the
         // reopened files.
         let mut e = event("reload");
         e.insert("trigger".into(), serde_json::json!("SIGHUP"));
         self.append_event(e);
         self.deliver();
+    }
+
+    /// Records the events a command left for the gateway (`tools accept`),
+    /// then removes them.
+    fn take_handover(&mut self) {
+        use std::io::Read;
+        let Some(path) = self.handover.clone() else {
+            return;
+        };
+        let mut text = String::new();
+        match std::fs::File::open(&path) {
+            Ok(f) => {
+                if let Err(e) = f.take(MAX_HANDOVER).read_to_string(&mut text) {
+                    tracing::error!(path = %path.display(), error = %e, "handed-over audit events unreadable");
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+        let mut bad = 0u64;
+        for line in text.lines() {
+            match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(serde_json::Value::Object(map)) if map.contains_key("event") => {
+                    self.append_event(map);
+                }
+                _ => bad += 1,
+            }
+        }
+        if bad > 0 {
+            let mut e = event("handover_lines_refused");
+            e.insert("count".into(), serde_json::json!(bad));
+            self.append_event(e);
+        }
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::error!(path = %path.display(), error = %e, "handed-over audit events could not be removed");
+        }
     }
 
     /// Seals with a closing checkpoint (once), delivers what it can, syncs.
