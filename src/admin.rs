@@ -68,7 +68,7 @@ impl AdminService {
         if let Err(d) = &result {
             gw.observe_denial(peer.as_deref(), &audit.record, registered, d.reason);
         }
-        gw.conclude(peer.as_deref(), audit, &result);
+        let result = gw.finish(peer.as_deref(), audit, result).await;
         result.map_err(|d| d.to_status())
     }
 

@@ -561,14 +561,9 @@ impl TransportConfig {
     }
 }
 
-/// `[audit]`: where audit records are written.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct AuditConfig {
-    /// Audit log file (JSON lines, created 0600); `-` or absent: stdout.
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-}
+/// `[audit]`: sinks, delivery and checkpoints; defined beside the audit
+/// trail that reads it.
+pub use crate::audit::AuditConfig;
 
 /// A TOML error as "line L, column C: message", without the source
 /// snippet toml would quote: that line could hold a secret.
@@ -692,11 +687,7 @@ impl Config {
                 fix(p);
             }
         }
-        if let Some(p) = self.audit.path.as_mut() {
-            if p.as_os_str() != "-" {
-                fix(p);
-            }
-        }
+        self.audit.resolve_paths(base);
     }
 
     /// Checks values that parse but make no sense.
@@ -725,6 +716,7 @@ impl Config {
             return Err("field envelope.replay_capacity_per_client: must be at least 1".into());
         }
         self.tls.validate()?;
+        self.audit.validate()?;
         crate::identity::quota(self.rate_limit).map_err(|m| format!("field rate_limit: {m}"))?;
         for (name, tier) in &self.tiers {
             tier.validate(&format!("tier.{name}"))?;
@@ -938,6 +930,7 @@ impl Config {
         if let Some(e) = &self.enrollment {
             refs.push(e.ca_key_ref()?);
         }
+        refs.extend(self.audit_key_ref()?);
         for b in &self.backends {
             refs.extend(b.secret_refs()?.into_iter().map(|(_, r)| r));
         }
@@ -957,6 +950,14 @@ impl Config {
             &self.registry_defaults(),
             previous,
         )
+    }
+
+    /// `[audit] signing_key` as a secret reference (`None`: not set).
+    pub fn audit_key_ref(&self) -> Result<Option<SecretRef>, String> {
+        self.audit
+            .signing_key_reference()?
+            .map(|r| SecretRef::parse(&r).map_err(|e| format!("field audit.signing_key: {e}")))
+            .transpose()
     }
 
     /// What the client registry falls back on: the default rate and the

@@ -99,6 +99,8 @@ pub fn setup(dir: &Path, listen: Option<SocketAddr>) -> Result<PathBuf, DevError
     )?;
     let (key_id, public_key) =
         crate::keys::generate_key_files(&dir.join("gateway.signing.key"), false)?;
+    // The audit trail's checkpoints have their own key.
+    crate::keys::generate_key_files(&dir.join("audit.signing.key"), false)?;
     let tools: Vec<String> = DEV_TOOLS.iter().map(|t| t.to_string()).collect();
     let issued = ca.issue_client(&ClientRequest {
         id: "demo",
@@ -152,6 +154,8 @@ pub fn setup(dir: &Path, listen: Option<SocketAddr>) -> Result<PathBuf, DevError
          \n\
          [audit]\n\
          path = \"audit.jsonl\"\n\
+         # Signs the audit checkpoints; verify with `sealgate audit verify --public-key audit.signing.key.pub audit.jsonl`.\n\
+         signing_key = \"file:audit.signing.key\"\n\
          \n\
          [[backend]]\n\
          name = \"sample\"\n\

@@ -134,6 +134,15 @@ reasons! {
     BackendProtocol => (Code::Unavailable, Backend, "BACKEND_PROTOCOL_ERROR"),
     /// The gateway failed; details are in its log, not on the wire.
     Internal => (Code::Internal, Gateway, "INTERNAL"),
+    /// No audit sink that must hold every record can take one now (a full
+    /// or read-only disk, a collector away, the queue full): the call is
+    /// refused, or its answer withheld, until records can be committed
+    /// again. Retry later.
+    AuditUnavailable => (Code::Unavailable, Gateway, "AUDIT_UNAVAILABLE"),
+    /// The gRPC message is larger than the transport decodes; sent by the
+    /// gRPC layer itself (OUT_OF_RANGE, without ErrorInfo) and recorded in
+    /// the audit trail under this reason.
+    MessageTooLarge => (Code::OutOfRange, Client, "MESSAGE_TOO_LARGE"),
 }
 
 impl std::fmt::Display for Reason {
@@ -189,6 +198,15 @@ impl Denial {
             details,
         )
     }
+}
+
+/// The refusal of a call whose audit record cannot be committed now.
+pub fn audit_unavailable() -> Denial {
+    Denial::new(
+        Reason::AuditUnavailable,
+        "the audit trail cannot record this call now; nothing was answered. Retry later",
+    )
+    .retry_after(std::time::Duration::from_secs(1))
 }
 
 /// Reads the retry-after hint (`google.rpc.RetryInfo`) out of a status.

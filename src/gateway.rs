@@ -7,7 +7,9 @@
 //! is the only place a denial becomes a gRPC status. Every request, allowed
 //! or denied, produces exactly one audit record, except that a repeated
 //! admission refusal of the same identity (or source) and reason is counted
-//! into one summary record per interval instead.
+//! into one summary record per interval instead. A call is answered only
+//! once its record is committed ([`Gateway::finish`]); while the audit
+//! trail cannot take records, calls are refused with `AUDIT_UNAVAILABLE`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -118,6 +120,14 @@ pub struct Gateway {
     pub expiring_seen: crate::expiry::SeenCertificates,
 }
 
+impl Drop for Gateway {
+    /// The refusals counted since the last summary are recorded before the
+    /// audit trail closes: a count is never lost at a stop.
+    fn drop(&mut self) {
+        self.report_refusals();
+    }
+}
+
 /// Refusals that say nothing new when repeated: they are summarized.
 fn is_admission_refusal(reason: Reason) -> bool {
     matches!(
@@ -133,6 +143,7 @@ fn is_admission_refusal(reason: Reason) -> bool {
             | Reason::ConcurrencyLimited
             | Reason::EnvelopeTooLarge
             | Reason::ReplayCacheFull
+            | Reason::AuditUnavailable
     )
 }
 
@@ -162,8 +173,85 @@ impl McpGatewayService for GatewayService {
             .gateway
             .process(peer.as_deref(), request.into_inner(), &mut audit.record)
             .await;
-        self.gateway.conclude(peer.as_deref(), audit, &result);
+        // Answered only once its record is committed.
+        let result = self.gateway.finish(peer.as_deref(), audit, result).await;
         result.map(Response::new).map_err(|d| d.to_status())
+    }
+}
+
+/// A tower layer around the gRPC services: a request the gRPC layer itself
+/// refuses before any handler runs (a message over the decoding limit,
+/// answered OUT_OF_RANGE) still leaves its record, with the peer and the
+/// certificate, stage `transport`.
+#[derive(Clone)]
+pub struct TransportAuditLayer {
+    gateway: Arc<Gateway>,
+}
+
+impl TransportAuditLayer {
+    /// The layer for `gateway`.
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        TransportAuditLayer { gateway }
+    }
+}
+
+impl<S> tower::Layer<S> for TransportAuditLayer {
+    type Service = TransportAudit<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        TransportAudit {
+            inner,
+            gateway: self.gateway.clone(),
+        }
+    }
+}
+
+/// The service of [`TransportAuditLayer`].
+#[derive(Clone)]
+pub struct TransportAudit<S> {
+    inner: S,
+    gateway: Arc<Gateway>,
+}
+
+impl<S, B, RB> tower::Service<http::Request<B>> for TransportAudit<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    RB: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let peer = request.extensions().get::<Arc<PeerInfo>>().cloned();
+        let gateway = self.gateway.clone();
+        let started = Instant::now();
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await?;
+            // 11: OUT_OF_RANGE, sent by tonic for an oversized message; no
+            // sealgate reason uses that code, so this is only that refusal.
+            if response
+                .headers()
+                .get("grpc-status")
+                .is_some_and(|v| v.as_bytes() == b"11")
+            {
+                gateway
+                    .record_transport_refusal(peer.as_deref(), started)
+                    .await;
+            }
+            Ok(response)
+        })
     }
 }
 
@@ -174,22 +262,21 @@ pub struct AuditOnDrop<'a> {
     pub record: AuditRecord,
     log: &'a AuditLog,
     started: Instant,
+    /// Concluded: the record was taken (or counted in a summary).
     done: bool,
-    /// A repeated admission refusal, counted in a summary record instead.
-    skip: bool,
 }
 
 impl Drop for AuditOnDrop<'_> {
     fn drop(&mut self) {
-        if !self.done {
-            self.record.outcome = Outcome::Cancelled;
-        }
-        if self.skip && self.done {
+        // A concluded record was taken by `conclude`; only a request whose
+        // future ended early is written from here.
+        if self.done {
             return;
         }
+        self.record.outcome = Outcome::Cancelled;
         self.record.duration_us =
             u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.log.write(&self.record);
+        self.log.write_owned(std::mem::take(&mut self.record));
     }
 }
 
@@ -203,7 +290,6 @@ impl Gateway {
             log: &self.audit,
             started: Instant::now(),
             done: false,
-            skip: false,
         }
     }
 
@@ -215,7 +301,7 @@ impl Gateway {
         peer: Option<&PeerInfo>,
         mut audit: AuditOnDrop<'_>,
         result: &Result<T, Denial>,
-    ) {
+    ) -> Option<AuditRecord> {
         match result {
             Ok(_) => audit.record.outcome = Outcome::Allowed,
             Err(denial) => {
@@ -231,7 +317,8 @@ impl Gateway {
                     && self.refusals.note((who, denial.reason)) == Seen::Repeat;
                 if repeat {
                     // Counted into the next summary record instead.
-                    audit.skip = true;
+                    audit.done = true;
+                    return None;
                 } else {
                     tracing::info!(
                         client.id = audit.record.client_id.as_deref().unwrap_or("-"),
@@ -243,6 +330,53 @@ impl Gateway {
             }
         }
         audit.done = true;
+        audit.record.duration_us =
+            u64::try_from(audit.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        Some(std::mem::take(&mut audit.record))
+    }
+
+    /// Concludes a request's record and commits it; the call is answered
+    /// only once the record is committed. A record that cannot be
+    /// committed turns the answer into `AUDIT_UNAVAILABLE` (and the trail
+    /// says so once it can): no client sees an answer that has no record.
+    pub async fn finish<T>(
+        &self,
+        peer: Option<&PeerInfo>,
+        audit: AuditOnDrop<'_>,
+        result: Result<T, Denial>,
+    ) -> Result<T, Denial> {
+        match self.conclude(peer, audit, &result) {
+            None => result,
+            Some(record) => {
+                if self.audit.commit(record).await {
+                    result
+                } else {
+                    tracing::error!("audit record could not be committed; the answer is withheld");
+                    Err(crate::error::audit_unavailable())
+                }
+            }
+        }
+    }
+
+    /// The record of a request the gRPC layer refused as too large
+    /// (`MESSAGE_TOO_LARGE`, stage `transport`), counted like an admission
+    /// refusal when it repeats.
+    pub async fn record_transport_refusal(&self, peer: Option<&PeerInfo>, started: Instant) {
+        let mut record = AuditRecord::new();
+        name_peer(&mut record, peer);
+        let audit = AuditOnDrop {
+            record,
+            log: &self.audit,
+            started,
+            done: false,
+        };
+        let denial = Denial::new(
+            Reason::MessageTooLarge,
+            "the gRPC message exceeds the decoding limit",
+        );
+        if let Some(record) = self.conclude::<()>(peer, audit, &Err(denial)) {
+            self.audit.commit(record).await;
+        }
     }
 
     /// Writes one summary record (and log line) per identity or source and
@@ -309,16 +443,22 @@ impl Gateway {
         } = self.authenticate(peer, request.envelope, size, record, registered, now)?;
 
         // 4 message: strict JSON-RPC, only now that the signature held.
+        record.request_digest = Some(verified.digest);
+        record.stage = "message";
         let message = jsonrpc::parse(&verified.payload, self.limits.json)?;
         record.method = Some(message.method.as_str());
 
         // 5 authorization: method, tool, resource, and a tool's extra cost.
+        record.stage = "authorization";
         authorize(&client, &message, record)?;
 
         // 6 arguments.
+        record.stage = "arguments";
         let prepared = self.prepare(&client, &message).await?;
+        record.backend = self.backend_of(&prepared);
 
         // 7 anomaly: the identity compared with itself.
+        record.stage = "anomaly";
         let in_hours = client
             .allowed_hours
             .as_ref()
@@ -333,10 +473,12 @@ impl Gateway {
         }
 
         // 8 backend.
+        record.stage = "backend";
         let reply = self.execute(prepared).await?;
         let payload = self.response_payload(&message, reply, record)?;
 
         // 9 seal, bound to the request.
+        record.stage = "seal";
         Ok(CallResponse {
             envelope: Some(self.seal_response(identity, payload, verified.digest)),
         })
@@ -357,10 +499,13 @@ impl Gateway {
     ) -> Result<Authenticated<'p>, Denial> {
         // 1 identity: read from the certificate once per connection. The
         // record names the certificate even when it is refused below.
-        if let Some(Ok(named)) = peer.map(|p| &p.identity) {
-            record.client_id = Some(named.client_id.to_string());
-            record.cert_serial = Some(named.serial.clone());
+        record.stage = "audit";
+        name_peer(record, peer);
+        // 0 audit: while no record can be committed, nothing is served.
+        if !self.audit.available() {
+            return Err(crate::error::audit_unavailable());
         }
+        record.stage = "identity";
         let identity = self.identify(peer, now).inspect_err(|d| {
             note_identity_denied(peer);
             // A certificate that was revoked or expired while its connection
@@ -400,6 +545,7 @@ impl Gateway {
 
         // 2 admission: blocks and throttles, rate, concurrency, then size,
         // before any cryptography.
+        record.stage = "admission";
         self.admit(&client, now)?;
         let in_flight = match &client.concurrency {
             Some(permits) => Some(permits.clone().try_acquire_owned().map_err(|_| {
@@ -425,6 +571,7 @@ impl Gateway {
 
         // 3 envelope: shape, key bound to this identity, signature,
         // freshness, replay.
+        record.stage = "envelope";
         let env = envelope.ok_or(envelope::EnvelopeError::Missing)?;
         envelope::check_shape(&env, &self.audience)?;
         let bound = client
@@ -627,6 +774,19 @@ impl Gateway {
         })
     }
 
+    /// The configured name of the backend `prepared` goes to, if any.
+    fn backend_of(&self, prepared: &Prepared) -> Option<String> {
+        let slot = match prepared {
+            Prepared::Tool { route, .. } => route.slot,
+            Prepared::Forward { .. } => 0,
+            Prepared::Answer(_) | Prepared::Nothing => return None,
+        };
+        self.router
+            .slots()
+            .get(slot)
+            .map(|s| s.backend.name().to_string())
+    }
+
     /// Stage 8: the backend answers what stage 6 prepared.
     async fn execute(&self, prepared: Prepared) -> Result<Option<Reply>, Denial> {
         Ok(Some(match prepared {
@@ -693,6 +853,27 @@ enum Prepared {
     },
     /// Resources and prompts, to the primary backend.
     Forward { method: &'static str, params: Value },
+}
+
+/// Names the caller in `record`: its address, and its certificate's client
+/// id, serial and fingerprint (serial and fingerprint also when the
+/// certificate names no valid identity).
+fn name_peer(record: &mut AuditRecord, peer: Option<&PeerInfo>) {
+    if let Some(p) = peer {
+        record.peer = Some(p.remote);
+        match (&p.identity, &p.certificate) {
+            (Ok(named), _) => {
+                record.client_id = Some(named.client_id.to_string());
+                record.cert_serial = Some(named.serial.clone());
+                record.cert_fingerprint = Some(named.fingerprint.clone());
+            }
+            (Err(_), Some(facts)) => {
+                record.cert_serial = Some(facts.serial.clone());
+                record.cert_fingerprint = Some(facts.fingerprint.clone());
+            }
+            (Err(_), None) => {}
+        }
+    }
 }
 
 /// Counts an identity refusal on the connection; one that produced nothing

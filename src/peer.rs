@@ -36,6 +36,9 @@ pub struct PeerInfo {
     pub identity_denial_limit: u32,
     /// Identity denials since the last request that passed identity.
     identity_denials: AtomicU32,
+    /// The client certificate's serial and fingerprint, for audit records
+    /// even when it names no valid identity; set by the transport.
+    pub certificate: Option<crate::audit::CertFacts>,
 }
 
 impl PeerInfo {
@@ -53,7 +56,14 @@ impl PeerInfo {
             activity: Activity::new(),
             identity_denial_limit,
             identity_denials: AtomicU32::new(0),
+            certificate: None,
         }
+    }
+
+    /// This peer with the facts of its certificate, for audit records.
+    pub fn with_certificate(mut self, facts: Option<crate::audit::CertFacts>) -> Self {
+        self.certificate = facts;
+        self
     }
 
     /// A request on this connection passed the identity checks: the count

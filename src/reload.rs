@@ -151,6 +151,9 @@ impl Reloader {
     /// Reloads the registry, TLS material and CRLs, secrets and pins. Each
     /// part that fails keeps its previous version.
     pub async fn reload(&self) {
+        // The audit files first: after `mv`, the next record goes to a new
+        // file at the configured path (the old one ends with a checkpoint).
+        self.gateway.audit.reopen();
         self.reread_config();
         let c = self.config.load_full();
         let previous = self.gateway.registry.load_full();
@@ -287,7 +290,12 @@ pub async fn refresh_secrets(gateway: &Gateway) {
             gateway.signer.store(Arc::new(signer));
         }
         Err(e) => {
-            tracing::error!(error = %e, "signing key refresh failed; keeping the previous key")
+            tracing::error!(error = %e, "signing key refresh failed; keeping the previous key");
+            gateway.audit.write_event(&serde_json::json!({
+                "ts": crate::audit::rfc3339_ms(gateway.clock.now_ms()),
+                "event": "secret_refresh_failed",
+                "what": "response signing key",
+            }));
         }
     }
 }

@@ -599,6 +599,10 @@ pub async fn run_summarizing(
     .max_decoding_message_size(max_decoding)
     .max_encoding_message_size(1024 * 1024);
     let result = tonic::transport::Server::builder()
+        // A message the gRPC layer refuses as too large is audited too.
+        .layer(crate::gateway::TransportAuditLayer::new(
+            parts.gateway.clone(),
+        ))
         .accept_http1(false)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(t.request_timeout_secs))
@@ -811,11 +815,17 @@ async fn admit(
         }
         return;
     };
-    let info = Arc::new(PeerInfo::new(
-        identity,
-        remote,
-        t.max_identity_denials_per_connection,
-    ));
+    // An identity that does not parse still has a serial and fingerprint
+    // for its audit records.
+    let certificate = identity
+        .is_err()
+        .then(|| io.get_ref().1.peer_certificates().and_then(|c| c.first()))
+        .flatten()
+        .map(|c| crate::audit::CertFacts::of_der(c));
+    let info = Arc::new(
+        PeerInfo::new(identity, remote, t.max_identity_denials_per_connection)
+            .with_certificate(certificate),
+    );
     let idle_timeout = t.idle_timeout();
     let stream = PeerStream {
         io,

@@ -93,13 +93,13 @@ pub async fn build(
     }
     let tls = tls_server_config(config)?;
     let revoked = crate::tls::revoked_serials(&config.tls.crls)?;
-    let audit = match audit {
-        Some(a) => a,
-        None => open_audit(config)?,
-    };
     let signing_key_ref = config.signing.key_ref().map_err(StartError::Secrets)?;
     let secrets = resolve_secrets(config).await?;
     let signer = signer_from(&secrets, &signing_key_ref).map_err(StartError::Secrets)?;
+    let audit = match audit {
+        Some(a) => a,
+        None => open_audit(config, &secrets, &signer)?,
+    };
     let slots = start_backends(config, &secrets, None).await?;
     let router = Router::start(slots, audit.clone())
         .await
@@ -195,7 +195,7 @@ pub async fn check(config: &Config) -> Result<Vec<String>, StartError> {
     }
     let signing_key_ref = config.signing.key_ref().map_err(StartError::Secrets)?;
     let secrets = resolve_secrets(config).await?;
-    signer_from(&secrets, &signing_key_ref).map_err(StartError::Secrets)?;
+    let signer = signer_from(&secrets, &signing_key_ref).map_err(StartError::Secrets)?;
     done.push("secrets: every reference resolves; the signing key loads".to_string());
     if let Some(e) = &config.enrollment {
         let key_ref = e.ca_key_ref().map_err(StartError::Secrets)?;
@@ -221,6 +221,12 @@ pub async fn check(config: &Config) -> Result<Vec<String>, StartError> {
             "enrollment: the CA in {} and its key load; listener {}",
             e.ca_dir.display(),
             e.listen
+        ));
+    }
+    if let Some(k) = audit_key(config, &secrets, &signer)? {
+        done.push(format!(
+            "audit: checkpoint key {} loads",
+            crate::identity::key_id_for(&k.verifying_key())
         ));
     }
     for b in &config.backends {
@@ -314,7 +320,10 @@ pub async fn build_enrollment(
     let audit = match (audit, &gateway) {
         (Some(a), _) => a,
         (None, Some(g)) => g.audit.clone(),
-        (None, None) => open_audit(config)?,
+        // `sealgate ca serve`: never the gateway's own audit file (two
+        // writers would break its hash chain); records go to stdout, one
+        // JSON line each, for the service manager's journal or a collector.
+        (None, None) => Arc::new(AuditLog::stdout()),
     };
     let state = crate::enroll::service::Enrollment::new(
         config,
@@ -389,10 +398,12 @@ pub async fn accept_tools(
             )));
         }
     }
-    let audit = open_audit(config)?;
     let secrets = resolve_secrets(config).await?;
     let slots = start_backends(config, &secrets, only).await?;
-    let router = Router::unsynced(slots, audit);
+    // The running gateway owns the audit chain: a second writer would fork
+    // it. The events are handed over; the gateway records them at SIGHUP.
+    let audit = Arc::new(AuditLog::memory());
+    let router = Router::unsynced(slots, audit.clone());
     let mut out = Vec::new();
     for (i, slot) in router.slots().iter().enumerate() {
         let PinMode::File(path) = &slot.pins else {
@@ -419,6 +430,12 @@ pub async fn accept_tools(
             newly_accepted,
         });
     }
+    audit
+        .hand_over(&config.audit, "sealgate tools accept")
+        .map_err(|source| StartError::Audit {
+            path: "audit handover".into(),
+            source,
+        })?;
     Ok(out)
 }
 
@@ -525,17 +542,45 @@ async fn start_backend(b: &BackendConfig, secrets: &Arc<Secrets>) -> Result<Slot
     })
 }
 
-/// The configured audit sink: a 0600 file, or stdout.
-fn open_audit(config: &Config) -> Result<Arc<AuditLog>, StartError> {
-    Ok(match &config.audit.path {
-        Some(p) if p.as_os_str() != "-" => {
-            Arc::new(AuditLog::file(p).map_err(|source| StartError::Audit {
-                path: p.display().to_string(),
-                source,
-            })?)
-        }
-        _ => Arc::new(AuditLog::stdout()),
-    })
+/// The configured audit trail: its sinks opened (files 0600), its
+/// checkpoint key loaded, its writer thread started.
+fn open_audit(
+    config: &Config,
+    secrets: &Secrets,
+    signer: &ResponseSigner,
+) -> Result<Arc<AuditLog>, StartError> {
+    let key = audit_key(config, secrets, signer)?;
+    let sinks: Vec<String> = config
+        .audit
+        .effective_sinks()
+        .iter()
+        .map(|s| s.name())
+        .collect();
+    AuditLog::open(&config.audit, key)
+        .map(Arc::new)
+        .map_err(|source| StartError::Audit {
+            path: sinks.join(", "),
+            source,
+        })
+}
+
+/// The audit checkpoint key from `[audit] signing_key` (PKCS#8 PEM); it
+/// must not be the response-signing key.
+pub fn audit_key(
+    config: &Config,
+    secrets: &Secrets,
+    signer: &ResponseSigner,
+) -> Result<Option<SigningKey>, StartError> {
+    let Some(r) = config.audit_key_ref().map_err(StartError::Secrets)? else {
+        return Ok(None);
+    };
+    let key = signer_from(secrets, &r).map_err(StartError::Secrets)?;
+    if key.key_id == signer.key_id {
+        return Err(StartError::Secrets(
+            "field audit.signing_key: is the response-signing key; the audit trail needs its own key".into(),
+        ));
+    }
+    Ok(Some(key.key.clone()))
 }
 
 /// Resolves every secret reference in the config, so that a missing one

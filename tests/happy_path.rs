@@ -287,17 +287,26 @@ async fn audit_never_holds_argument_values_payloads_or_keys() {
         assert_eq!(
             keys,
             [
+                "backend",
                 "backend_error",
+                "cert_fingerprint",
                 "cert_serial",
                 "client_id",
                 "duration_us",
                 "fault",
+                "instance",
                 "key_id",
                 "method",
                 "outcome",
+                "peer",
+                "prev",
                 "reason",
+                "request_digest",
+                "seq",
+                "stage",
                 "tool",
-                "ts"
+                "ts",
+                "type"
             ]
         );
     }

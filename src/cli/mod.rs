@@ -7,7 +7,8 @@
 //! - [`key`]: `key generate`;
 //! - [`client`]: `call` and `tools` (the client side), and `tools accept`;
 //! - [`admin`]: `admin blocks | unblock` (an admin identity's client);
-//! - [`bridge`]: `bridge` (a local MCP server for MCP hosts).
+//! - [`bridge`]: `bridge` (a local MCP server for MCP hosts);
+//! - [`audit`]: `audit verify` (an audit trail's chain and checkpoints).
 //!
 //! Handlers print to stdout with [`out!`] and return an exit code; errors
 //! go to stderr once, in `main`. Nothing here implements gateway logic: it
@@ -33,6 +34,7 @@ macro_rules! out {
 }
 
 mod admin;
+mod audit;
 mod bridge;
 mod ca;
 mod client;
@@ -106,6 +108,9 @@ enum Command {
     /// `accept`, accept backends' current tool definitions.
     #[command(args_conflicts_with_subcommands = true)]
     Tools(client::ToolsArgs),
+    /// Auditors: verify audit files (chain and signed checkpoints).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Runs one parsed command line.
@@ -123,6 +128,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Call(args) => client::call(args),
         Command::Bridge(args) => bridge::run(args),
         Command::Tools(args) => client::tools(args),
+        Command::Audit(cmd) => audit::run(cmd),
     }
 }
 

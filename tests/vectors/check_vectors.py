@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Check tests/vectors/envelope-v1.json against docs/ENVELOPE.md.
+"""Check tests/vectors/envelope-v1.json against docs/ENVELOPE.md, and
+tests/vectors/audit-v1.jsonl against docs/AUDIT.md.
 
 This is an independent implementation of the sealgate envelope v1, written
 from docs/ENVELOPE.md alone (sections 2, 3 and 6), without reference to the
@@ -7,9 +8,15 @@ gateway's source. It rebuilds the signed bytes from the individual fields,
 derives the keys from their seeds, signs, verifies, and tries a few
 tamperings that must fail verification.
 
+The audit part is likewise written from docs/AUDIT.md alone ("Lines",
+"The chain", "Checkpoints"): it hashes each line's bytes, follows `prev`
+and `seq`, rebuilds each checkpoint's signed bytes and verifies them with
+the key derived from the vector's seed, and checks that tampering fails.
+
 Usage: python3 tests/vectors/check_vectors.py   (exit status 0 iff all pass)
 Needs only the standard library and the `cryptography` package.
 """
+import base64
 import hashlib
 import json
 import struct
@@ -106,6 +113,66 @@ def check_direction(label, v, context, other_context, request_digest=None):
     return data
 
 
+AUDIT_CONTEXT = b"sealgate-audit-checkpoint-v1\x00"
+
+
+def audit_chain_ok(lines, pk):
+    """docs/AUDIT.md: prev = SHA-256 of the previous line's bytes (64 zeros
+    for seq 0), seq one more each line, checkpoints signed over
+    context || u64be(seq) || i64be(ts_ms) || u8 len || instance || prev."""
+    prev, last_seq = b"\x00" * 32, None
+    for raw in lines:
+        rec = json.loads(raw)
+        if rec["seq"] != (0 if last_seq is None else last_seq + 1):
+            return False
+        if bytes.fromhex(rec["prev"]) != prev:
+            return False
+        if rec["type"] == "checkpoint":
+            inst = rec["instance"].encode("ascii")
+            signed = (AUDIT_CONTEXT + struct.pack(">Q", rec["seq"]) + struct.pack(">q", rec["ts_ms"])
+                      + bytes([len(inst)]) + inst + prev)
+            if not verifies(pk, base64.b64decode(rec["sig"]), signed):
+                return False
+        prev, last_seq = hashlib.sha256(raw).digest(), rec["seq"]
+    return True
+
+
+def check_audit():
+    here = Path(__file__).parent
+    meta = json.loads((here / "audit-v1.json").read_text())
+    lines = (here / meta["file"]).read_bytes().split(b"\n")
+    check("audit: file ends with a newline", lines[-1] == b"")
+    lines = lines[:-1]
+    sk = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(meta["signing_key_seed_hex"]))
+    pk = sk.public_key()
+    raw_pk = pk.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    check("audit: public key derived from the seed", raw_pk.hex() == meta["public_key_hex"])
+    check("audit: key id = ed25519: + hex(SHA-256(public key)[:16])",
+          meta["key_id"] == "ed25519:" + hashlib.sha256(raw_pk).digest()[:16].hex())
+    check("audit: context string", meta["checkpoint_context"].encode() == AUDIT_CONTEXT)
+    records = [json.loads(l) for l in lines]
+    check("audit: every line has seq, type, instance, prev, ts",
+          all({"seq", "type", "instance", "prev", "ts"} <= r.keys() for r in records))
+    check("audit: the last line is a closing checkpoint by this key",
+          records[-1]["type"] == "checkpoint" and records[-1]["reason"] == "close"
+          and records[-1]["key_id"] == meta["key_id"])
+    check("audit: the chain and the checkpoint verify", audit_chain_ok(lines, pk))
+    altered = list(lines)
+    altered[0] = altered[0].replace(b"get_meps", b"get_mepz")
+    check("audit: an altered record breaks the chain", not audit_chain_ok(altered, pk))
+    check("audit: a deleted record breaks the chain", not audit_chain_ok(lines[:1] + lines[2:], pk))
+    check("audit: reordered records break the chain",
+          not audit_chain_ok([lines[1], lines[0]] + lines[2:], pk))
+    rec = json.loads(lines[-1])
+    sig = bytearray(base64.b64decode(rec["sig"]))
+    sig[5] ^= 1
+    rec["sig"] = base64.b64encode(bytes(sig)).decode()
+    forged = lines[:-1] + [json.dumps(rec, separators=(",", ":")).encode()]
+    check("audit: a flipped checkpoint signature bit is refused", not audit_chain_ok(forged, pk))
+    other = Ed25519PrivateKey.from_private_bytes(b"\x01" * 32).public_key()
+    check("audit: another key does not verify the checkpoint", not audit_chain_ok(lines, other))
+
+
 def main():
     vectors = json.loads((Path(__file__).parent / "envelope-v1.json").read_text())
     req, resp = vectors["request"], vectors["response"]
@@ -131,6 +198,8 @@ def main():
     check("response: 7-field encoding (no request_digest) is refused",
           not verifies(resp_pk, resp_sig, build(RESPONSE_CONTEXT, resp)))
     check("response: signed bytes end with request_digest", resp_bytes.endswith(digest))
+
+    check_audit()
 
     print(f"{results['passed']} passed, {results['failed']} failed")
     return 0 if results["failed"] == 0 else 1

@@ -1,0 +1,587 @@
+//! The audit trail: one record for every request, allowed or denied, and
+//! one for every security event, hash-chained, checkpointed with the audit
+//! key, and delivered to every configured sink before the call is answered.
+//!
+//! A record says who called (client id, certificate serial and
+//! fingerprint, key id, peer address), what (method, tool name, the digest
+//! of the signed request bytes), and how it ended (outcome, reason, stage,
+//! backend, duration). It must never hold argument values, payloads, keys,
+//! signatures or any other personal data: the record type has no field that
+//! could carry them.
+//!
+//! The request path only fills a record and hands it to a bounded queue
+//! ([`AuditLog::commit`]); the writer thread frames, chains, signs and
+//! writes, and answers once every sink that must hold the record does. This
+//! module never blocks a request on a disk or a network, and never drops a
+//! record without saying so in the trail (docs/AUDIT.md).
+
+pub mod chain;
+pub mod config;
+mod file;
+mod syslog;
+mod writer;
+
+pub use config::{AuditConfig, Fsync, OnFailure, SinkConfig, SyslogTransport};
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use ed25519_dalek::SigningKey;
+use serde::{Serialize, Serializer};
+
+use writer::{Entry, Writer};
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Forwarded, and the backend's answer returned signed.
+    Allowed,
+    /// Refused by the gateway, or failed in the backend.
+    Denied,
+    /// The client went away (or the transport's request timeout fired)
+    /// before the gateway answered; the backend may have run the call.
+    Cancelled,
+}
+
+/// Who caused a denial: used in logs and audit so an operator can tell a
+/// misbehaving client from a failing backend or gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// The caller sent something it should not have, or may not.
+    Client,
+    /// A backend failed, timed out, or changed its tools.
+    Backend,
+    /// The gateway itself failed.
+    Gateway,
+}
+
+/// One request's record. Every field is either gateway-derived or a
+/// bounded, validated identifier (client id, key id, method, tool name).
+/// `seq`, `type`, `instance` and `prev` are added by the writer.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    /// When the request arrived: RFC 3339 UTC, millisecond precision
+    /// (formatted by the writer, off the request path).
+    #[serde(serialize_with = "ser_time")]
+    pub ts: SystemTime,
+    /// The client named by the certificate; `None` when the certificate
+    /// names no valid identity.
+    pub client_id: Option<String>,
+    /// The client certificate's serial, lowercase hex.
+    pub cert_serial: Option<String>,
+    /// SHA-256 of the client certificate's DER, lowercase hex.
+    pub cert_fingerprint: Option<String>,
+    /// The envelope's signing key id, recorded only once it is known to be
+    /// bound to this client.
+    pub key_id: Option<String>,
+    /// The peer's address (`ip:port`).
+    pub peer: Option<SocketAddr>,
+    /// SHA-256 of the request's signed bytes (docs/ENVELOPE.md), lowercase
+    /// hex: the digest the signed response is bound to; known once the
+    /// signature held.
+    #[serde(serialize_with = "ser_digest")]
+    pub request_digest: Option<[u8; 32]>,
+    /// The JSON-RPC method, recorded only after the signature held.
+    pub method: Option<&'static str>,
+    /// The called tool's name (validated, at most 128 characters); never its
+    /// arguments.
+    pub tool: Option<String>,
+    /// How the request ended; `Denied` until the request is allowed.
+    pub outcome: Outcome,
+    /// The stable reason code of a denial, as on the wire.
+    pub reason: Option<&'static str>,
+    /// The stage the request reached (the one that refused it, for a
+    /// denial): `transport`, `audit`, `identity`, `admission`, `envelope`,
+    /// `message`, `authorization`, `arguments`, `anomaly`, `backend`,
+    /// `seal`.
+    pub stage: &'static str,
+    /// Who caused a denial: client, backend or gateway.
+    pub fault: Option<Fault>,
+    /// The configured name of the backend the call was routed to.
+    pub backend: Option<String>,
+    /// Whether the backend returned a tool error (`isError`) or a JSON-RPC
+    /// error object: the call was allowed but did not succeed.
+    pub backend_error: bool,
+    /// How long the gateway spent on the request, in microseconds.
+    pub duration_us: u64,
+}
+
+/// The facts of a client certificate an audit record names, read once at
+/// the handshake, also when the certificate names no valid identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFacts {
+    /// The serial, lowercase hex (`?` when the DER does not parse).
+    pub serial: String,
+    /// SHA-256 of the DER, lowercase hex.
+    pub fingerprint: String,
+}
+
+impl CertFacts {
+    /// Serial and fingerprint of a DER certificate.
+    pub fn of_der(der: &[u8]) -> CertFacts {
+        use sha2::Digest;
+        use x509_parser::prelude::FromDer;
+        let serial = x509_parser::certificate::X509Certificate::from_der(der)
+            .map(|(_, c)| hex::encode(c.raw_serial()))
+            .unwrap_or_else(|_| "?".into());
+        CertFacts {
+            serial,
+            fingerprint: hex::encode(sha2::Sha256::digest(der)),
+        }
+    }
+}
+
+fn ser_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339_ms(unix_ms(*t)))
+}
+
+fn ser_digest<S: Serializer>(d: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&hex::encode(d)),
+        None => s.serialize_none(),
+    }
+}
+
+/// `t` in Unix milliseconds (0 before 1970).
+pub fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl AuditRecord {
+    /// An empty record stamped now, with outcome `Denied` until the request
+    /// is allowed: a request that ends early is never recorded as allowed.
+    pub fn new() -> Self {
+        AuditRecord {
+            ts: SystemTime::now(),
+            client_id: None,
+            cert_serial: None,
+            cert_fingerprint: None,
+            key_id: None,
+            peer: None,
+            request_digest: None,
+            method: None,
+            tool: None,
+            outcome: Outcome::Denied,
+            reason: None,
+            stage: "transport",
+            fault: None,
+            backend: None,
+            backend_error: false,
+            duration_us: 0,
+        }
+    }
+
+    /// Marks the record denied, with the stable reason code (as on the
+    /// wire) and who caused it.
+    pub fn deny(&mut self, reason: &'static str, fault: Fault) {
+        self.outcome = Outcome::Denied;
+        self.reason = Some(reason);
+        self.fault = Some(fault);
+    }
+}
+
+impl Default for AuditRecord {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A security event in the audit trail. Like request records, it holds
+/// names and digests only.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecurityEvent<'a> {
+    /// RFC 3339 UTC, millisecond precision.
+    pub ts: String,
+    /// e.g. `tool_definition_changed`, `tool_added`, `tools_pinned_on_first_use`.
+    pub event: &'a str,
+    /// The configured name of the backend concerned.
+    pub backend: &'a str,
+    /// The tool concerned, when the event is about one tool.
+    pub tool: Option<&'a str>,
+    /// The pinned definition's digest (`sha256:<hex>`), never the definition.
+    pub pinned_digest: Option<&'a str>,
+    /// The digest of the definition the backend now offers.
+    pub offered_digest: Option<&'a str>,
+}
+
+impl<'a> SecurityEvent<'a> {
+    /// An event stamped now, with no tool or digests yet.
+    pub fn new(event: &'a str, backend: &'a str) -> Self {
+        SecurityEvent {
+            ts: now_rfc3339(),
+            event,
+            backend,
+            tool: None,
+            pinned_digest: None,
+            offered_digest: None,
+        }
+    }
+}
+
+/// An anomaly detector's action, its expiry, or an operator's unblock. Names
+/// and figures only: never argument values.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnomalyEvent<'a> {
+    /// RFC 3339 UTC, millisecond precision, on the gateway's clock.
+    pub ts: String,
+    /// Always `anomaly`.
+    pub event: &'static str,
+    /// `volume`, `new_tool`, `off_hours`, `denials`, `source_failures`, or
+    /// `operator` for an unblock.
+    pub detector: &'static str,
+    /// `alert`, `throttle`, `block`, `block_expired`, `throttle_expired` or
+    /// `unblock`.
+    pub action: &'static str,
+    /// The identity concerned, when the subject is an identity.
+    pub client_id: Option<&'a str>,
+    /// The source address concerned, when the subject is a source.
+    pub source: Option<&'a str>,
+    /// The tool name, for `new_tool` (a validated name, never arguments).
+    pub tool: Option<&'a str>,
+    /// The figures that fired the detector (counts, rates, thresholds).
+    pub figures: std::collections::BTreeMap<&'static str, f64>,
+    /// When a throttle or block ends by itself; absent: never (or no
+    /// restriction).
+    pub until: Option<String>,
+    /// The admin who lifted a restriction.
+    pub by: Option<&'a str>,
+}
+
+/// Repeated admission refusals of one identity (or source) and reason,
+/// counted since the previous summary: the first of them has its own full
+/// record.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusalSummary<'a> {
+    /// RFC 3339 UTC, millisecond precision: when the count was taken.
+    pub ts: String,
+    /// Always `refusal_summary`.
+    pub event: &'static str,
+    /// The client id, or the source address when no identity was read.
+    pub who: &'a str,
+    /// The stable reason code.
+    pub reason: &'static str,
+    /// How many more requests were refused.
+    pub count: u64,
+    /// The interval counted over, in milliseconds.
+    pub interval_ms: u64,
+}
+
+fn now_rfc3339() -> String {
+    rfc3339_of(time::OffsetDateTime::now_utc())
+}
+
+/// `ms` (Unix milliseconds) as RFC 3339 UTC with millisecond precision.
+pub fn rfc3339_ms(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    rfc3339_of(t)
+}
+
+fn rfc3339_of(t: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&format).unwrap_or_default()
+}
+
+/// What the request path and the writer thread share: whether records can
+/// be committed now, and counts of what could not even be queued.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// False while a sink that must hold every record cannot take one (or
+    /// the queue is full): new requests are refused with AUDIT_UNAVAILABLE.
+    available: AtomicBool,
+    /// Records and events refused by a full queue since the writer last
+    /// reported them (it writes the count into the trail).
+    not_queued: AtomicU64,
+}
+
+/// The audit trail's handle: cheap to call from the request path, which
+/// only queues. See the module documentation.
+pub struct AuditLog {
+    /// Thread mode: the bounded queue to the writer thread.
+    queue: Option<SyncSender<Entry>>,
+    /// Memory mode (tests): the same writer, run in the caller.
+    inline: Option<Mutex<Writer>>,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    memory: Option<Arc<Mutex<Vec<String>>>>,
+    /// Auditing off: every record is accepted and discarded (benchmarks'
+    /// baseline only; no config reaches it).
+    off: bool,
+}
+
+impl AuditLog {
+    /// Opens every sink of `config` (files are created 0600, a wider mode
+    /// is fixed with a warning, a torn last line is terminated) and starts
+    /// the writer thread. `key` signs checkpoints; without one the trail
+    /// has its hash chain only.
+    pub fn open(config: &AuditConfig, key: Option<SigningKey>) -> std::io::Result<AuditLog> {
+        let shared = Arc::new(Shared {
+            available: AtomicBool::new(true),
+            not_queued: AtomicU64::new(0),
+        });
+        let writer = Writer::open(config, key, shared.clone())?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_capacity);
+        let thread = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer.run(rx))?;
+        Ok(AuditLog {
+            queue: Some(tx),
+            inline: None,
+            shared,
+            thread: Mutex::new(Some(thread)),
+            memory: None,
+            off: false,
+        })
+    }
+
+    /// Writes to standard output, one JSON line per record.
+    pub fn stdout() -> Self {
+        Self::open(&AuditConfig::default(), None).unwrap_or_else(|_| Self::memory())
+    }
+
+    /// Appends to `path` (created 0600), fsync on an interval, no key.
+    pub fn file(path: &std::path::Path) -> std::io::Result<Self> {
+        let config = AuditConfig {
+            path: Some(path.to_path_buf()),
+            ..AuditConfig::default()
+        };
+        Self::open(&config, None)
+    }
+
+    /// Keeps lines in memory for [`AuditLog::lines`], written in the caller
+    /// so a test sees a record as soon as its call returns; never for a
+    /// running gateway.
+    pub fn memory() -> Self {
+        Self::memory_with_key(None)
+    }
+
+    /// [`AuditLog::memory`] with checkpoints signed by `key` (every 1000
+    /// records).
+    pub fn memory_with_key(key: Option<SigningKey>) -> Self {
+        let shared = Arc::new(Shared {
+            available: AtomicBool::new(true),
+            not_queued: AtomicU64::new(0),
+        });
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let writer = Writer::memory(key, shared.clone(), lines.clone());
+        AuditLog {
+            queue: None,
+            inline: Some(Mutex::new(writer)),
+            shared,
+            thread: Mutex::new(None),
+            memory: Some(lines),
+            off: false,
+        }
+    }
+
+    /// Auditing off: records are accepted and discarded. Only for the
+    /// benchmark's baseline; a gateway never runs so.
+    pub fn off() -> Self {
+        AuditLog {
+            queue: None,
+            inline: None,
+            shared: Arc::new(Shared {
+                available: AtomicBool::new(true),
+                not_queued: AtomicU64::new(0),
+            }),
+            thread: Mutex::new(None),
+            memory: None,
+            off: true,
+        }
+    }
+
+    /// Whether records can be committed now; while not, new requests are
+    /// refused with AUDIT_UNAVAILABLE. One atomic load.
+    pub fn available(&self) -> bool {
+        self.shared.available.load(Ordering::Acquire)
+    }
+
+    /// Queues `entry`; false when the queue is full (counted, and said in
+    /// the trail by the writer).
+    fn submit(&self, entry: Entry) -> bool {
+        if self.off {
+            if let Entry::Request(_, Some(ack)) = entry {
+                let _ = ack.send(true);
+            }
+            return true;
+        }
+        if let Some(inline) = &self.inline {
+            inline
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .process(vec![entry]);
+            return true;
+        }
+        let Some(queue) = &self.queue else {
+            return false;
+        };
+        match queue.try_send(entry) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.shared.not_queued.fetch_add(1, Ordering::Relaxed);
+                self.shared.available.store(false, Ordering::Release);
+                false
+            }
+        }
+    }
+
+    /// Commits a request's record: resolves to `true` once every sink that
+    /// must hold it does (written, and fsynced when the sink's policy says
+    /// so), `false` when it cannot be (the call is then answered with
+    /// AUDIT_UNAVAILABLE). The request task only queues; it never waits on
+    /// a lock held across I/O.
+    pub async fn commit(&self, record: AuditRecord) -> bool {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if !self.submit(Entry::Request(Box::new(record), Some(tx))) {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    /// Queues a request's record without waiting (a cancelled call).
+    pub fn write(&self, record: &AuditRecord) {
+        self.submit(Entry::Request(Box::new(record.clone()), None));
+    }
+
+    /// Queues a request's record without waiting, by value.
+    pub fn write_owned(&self, record: AuditRecord) {
+        self.submit(Entry::Request(Box::new(record), None));
+    }
+
+    /// Records a security event (for example a changed tool definition).
+    pub fn security_event(&self, event: &SecurityEvent<'_>) {
+        tracing::warn!(
+            event = event.event,
+            backend = event.backend,
+            tool = event.tool.unwrap_or("-"),
+            "security event"
+        );
+        self.write_event(event);
+    }
+
+    /// Writes any other event record (names, dates and counts only).
+    pub fn write_event<T: Serialize>(&self, event: &T) {
+        match serde_json::to_value(event) {
+            Ok(serde_json::Value::Object(map)) => {
+                self.submit(Entry::Event(map));
+            }
+            _ => tracing::error!("audit event could not be serialised"),
+        }
+    }
+
+    /// Records a count of repeated admission refusals.
+    pub fn refusal_summary(&self, summary: &RefusalSummary<'_>) {
+        self.write_event(summary);
+    }
+
+    /// Records an anomaly action, expiry or unblock, and logs it.
+    pub fn anomaly_event(&self, event: &AnomalyEvent<'_>) {
+        tracing::warn!(
+            detector = event.detector,
+            action = event.action,
+            client.id = event.client_id.unwrap_or("-"),
+            source = event.source.unwrap_or("-"),
+            "anomaly"
+        );
+        self.write_event(event);
+    }
+
+    /// SIGHUP: seals each file with a checkpoint and reopens it by its
+    /// path (after `mv`, the next record goes to a new file).
+    pub fn reopen(&self) {
+        if !self.submit(Entry::Reopen) {
+            tracing::error!("audit queue full: the files are reopened with the next batch");
+        }
+    }
+
+    /// Waits until everything queued so far is handled (tests, benches).
+    pub fn flush(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.submit(Entry::Flush(tx)) {
+            let _ = rx.recv_timeout(std::time::Duration::from_secs(30));
+        }
+    }
+
+    /// Writes a closing checkpoint, flushes and stops the writer thread.
+    pub fn close(&self) {
+        if let Some(inline) = &self.inline {
+            inline.lock().unwrap_or_else(|p| p.into_inner()).close();
+            return;
+        }
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            if let Some(q) = &self.queue {
+                // Blocking is fine here: the gateway is stopping.
+                let _ = q.send(Entry::Close);
+            }
+            let _ = handle.join();
+        }
+    }
+
+    /// For a command that runs beside the gateway (`sealgate tools
+    /// accept`): a second writer would fork the chain, so its events (kept
+    /// in this memory log) are handed over in `spool_dir/handover.jsonl`
+    /// (0600) and the running gateway records them in its chain at its
+    /// next SIGHUP. Returns how many were handed over.
+    pub fn hand_over(&self, config: &AuditConfig, by: &str) -> std::io::Result<usize> {
+        use std::io::Write;
+        let mut out = String::new();
+        let mut n = 0;
+        for line in self.lines() {
+            let Ok(mut v) =
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&line)
+            else {
+                continue;
+            };
+            if v.get("type").and_then(|t| t.as_str()) != Some("event") {
+                continue;
+            }
+            for framing in ["seq", "type", "instance", "prev"] {
+                v.remove(framing);
+            }
+            v.insert("recorded_by".into(), serde_json::json!(by));
+            out.push_str(&serde_json::Value::Object(v).to_string());
+            out.push('\n');
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        let dir = config
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from("audit-spool"));
+        std::fs::create_dir_all(&dir)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        let mut f = file::open_append(&dir.join(writer::HANDOVER))?;
+        f.write_all(out.as_bytes())?;
+        f.sync_all()?;
+        Ok(n)
+    }
+
+    /// The lines written so far, for a memory sink (empty otherwise).
+    pub fn lines(&self) -> Vec<String> {
+        match &self.memory {
+            Some(lines) => lines.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            None => Vec::new(),
+        }
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,777 @@
+//! The writer: drains the queue on its own thread, frames each entry as one
+//! chained line, inserts signed checkpoints, hands every line to every sink
+//! and answers each waiting request once the sinks that must hold its
+//! record do.
+//!
+//! Each sink has a backlog of lines it has not taken yet (bounded by
+//! `max_backlog`) and retries with backoff; a `spool` sink moves its
+//! backlog into a local spool file and re-sends it in order once it is
+//! back. The writer never drops a line without writing how many it could
+//! not keep into the trail.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use ed25519_dalek::SigningKey;
+use serde::Serialize;
+
+use super::chain::{self, GENESIS};
+use super::config::{AuditConfig, OnFailure, SinkConfig};
+use super::{AuditRecord, Shared};
+
+/// The file in `spool_dir` where a command running beside the gateway
+/// leaves its events for the gateway to record at SIGHUP.
+pub(crate) const HANDOVER: &str = "handover.jsonl";
+
+/// Largest handover file read (events are a few hundred bytes each).
+const MAX_HANDOVER: u64 = 4 * 1024 * 1024;
+
+/// One thing for the writer.
+pub(crate) enum Entry {
+    /// A request's record, with whom to tell once it is committed.
+    Request(Box<AuditRecord>, Option<tokio::sync::oneshot::Sender<bool>>),
+    /// A security or operational event (an object with `ts` and `event`).
+    Event(serde_json::Map<String, serde_json::Value>),
+    /// SIGHUP: seal and reopen files.
+    Reopen,
+    /// Answer once everything before is handled.
+    Flush(std::sync::mpsc::Sender<()>),
+    /// Seal and stop.
+    Close,
+}
+
+/// Where the chain of an existing file left off.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Resume {
+    /// The last complete line's seq and hash.
+    pub last: Option<(u64, [u8; 32])>,
+    /// Bytes of a torn last line (no newline), terminated at open.
+    pub torn_bytes: Option<u64>,
+    /// The file existed with a wider mode, now fixed to 0600.
+    pub mode_fixed: Option<u32>,
+}
+
+/// A destination of lines.
+pub(crate) trait Sink: Send {
+    /// Delivers `lines` in order; on failure, how many were delivered.
+    fn deliver(&mut self, lines: &[Arc<str>]) -> Result<(), (usize, io::Error)>;
+    /// Periodic work: group fsync, noticing a deleted or replaced file.
+    /// Returns an event to record, if any.
+    fn tick(&mut self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        None
+    }
+    /// Whether the sink wants to rotate now (size or age).
+    fn rotate_due(&self) -> bool {
+        false
+    }
+    /// Renames the current file aside and opens a new one.
+    fn rotate(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Reopens by path (SIGHUP).
+    fn reopen(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Flushes and fsyncs (close).
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Lines in memory (tests).
+struct MemorySink(Arc<Mutex<Vec<String>>>);
+
+impl Sink for MemorySink {
+    fn deliver(&mut self, lines: &[Arc<str>]) -> Result<(), (usize, io::Error)> {
+        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        v.extend(lines.iter().map(|l| l.to_string()));
+        Ok(())
+    }
+}
+
+/// JSON lines on stdout.
+struct StdoutSink;
+
+impl Sink for StdoutSink {
+    fn deliver(&mut self, lines: &[Arc<str>]) -> Result<(), (usize, io::Error)> {
+        let mut out = io::stdout().lock();
+        let mut buf = String::new();
+        for l in lines {
+            buf.push_str(l);
+            buf.push('\n');
+        }
+        out.write_all(buf.as_bytes())
+            .and_then(|_| out.flush())
+            .map_err(|e| (0, e))
+    }
+}
+
+/// A spool file: lines a `spool` sink could not take yet, in order.
+struct Spool {
+    path: PathBuf,
+    /// Lines in the file not yet re-sent.
+    pending: u64,
+}
+
+impl Spool {
+    fn open(path: PathBuf) -> io::Result<Spool> {
+        use std::io::Read;
+        // Counted as a stream: a spool can be large after a long outage.
+        let pending = match std::fs::File::open(&path) {
+            Ok(mut f) => {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut lines = 0u64;
+                loop {
+                    let n = f.read(&mut buf)?;
+                    if n == 0 {
+                        break lines;
+                    }
+                    lines += buf[..n].iter().filter(|&&c| c == b'\n').count() as u64;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e),
+        };
+        Ok(Spool { path, pending })
+    }
+
+    fn append(&mut self, lines: &[Arc<str>]) -> io::Result<()> {
+        let mut f = super::file::open_append(&self.path)?;
+        let mut buf = String::new();
+        for l in lines {
+            buf.push_str(l);
+            buf.push('\n');
+        }
+        f.write_all(buf.as_bytes())?;
+        f.sync_data()?;
+        self.pending += lines.len() as u64;
+        Ok(())
+    }
+
+    /// Re-sends the spooled lines through `sink`, in order, 256 at a time
+    /// (read as a stream: a long outage's spool is never loaded whole); the
+    /// file is emptied once all are delivered, rewritten with the rest
+    /// otherwise.
+    fn drain(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
+        use std::io::{BufRead, Read};
+        let mut reader = io::BufReader::new(std::fs::File::open(&self.path)?);
+        let mut chunk: Vec<Arc<str>> = Vec::with_capacity(256);
+        let mut undelivered: Vec<Arc<str>> = Vec::new();
+        let mut result = Ok(());
+        let mut sent = 0u64;
+        loop {
+            let mut line = String::new();
+            let n = (&mut reader).take(1024 * 1024).read_line(&mut line)?;
+            let end = n == 0;
+            if !end {
+                chunk.push(Arc::from(line.trim_end_matches('\n')));
+            }
+            if chunk.len() == 256 || (end && !chunk.is_empty()) {
+                match sink.deliver(&chunk) {
+                    Ok(()) => sent += chunk.len() as u64,
+                    Err((n, e)) => {
+                        sent += n as u64;
+                        undelivered = chunk.split_off(n.min(chunk.len()));
+                        result = Err(e);
+                        break;
+                    }
+                }
+                chunk.clear();
+            }
+            if end {
+                break;
+            }
+        }
+        let tmp = self.path.with_extension("spool.tmp");
+        {
+            let mut f = super::file::create_0600(&tmp)?;
+            for l in &undelivered {
+                f.write_all(l.as_bytes())?;
+                f.write_all(b"\n")?;
+            }
+            io::copy(&mut reader, &mut f)?;
+            f.sync_data()?;
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        self.pending = self.pending.saturating_sub(sent);
+        if result.is_ok() {
+            self.pending = 0;
+        }
+        result
+    }
+}
+
+/// One sink and what it still owes.
+struct Slot {
+    name: String,
+    sink: Box<dyn Sink>,
+    /// Lines (with their seq) not yet taken by the sink (or its spool).
+    backlog: VecDeque<(u64, Arc<str>)>,
+    spool: Option<Spool>,
+    /// Lines that did not fit the backlog, to be said in the trail.
+    lost: u64,
+    failing_since: Option<Instant>,
+    next_try: Instant,
+    backoff: Duration,
+}
+
+impl Slot {
+    fn new(name: String, sink: Box<dyn Sink>, spool: Option<Spool>) -> Self {
+        Slot {
+            name,
+            sink,
+            backlog: VecDeque::new(),
+            spool,
+            lost: 0,
+            failing_since: None,
+            next_try: Instant::now(),
+            backoff: Duration::from_millis(50),
+        }
+    }
+
+    /// Tries to deliver (spool first, then backlog) when its backoff
+    /// allows; a `spool` sink that is failing moves its backlog into its
+    /// spool file at once, so its records are committed without waiting.
+    /// Returns an error text when the sink failed this time.
+    fn flush(&mut self, now: Instant) -> Option<String> {
+        if self.backlog.is_empty() && self.spool.as_ref().is_none_or(|s| s.pending == 0) {
+            return None;
+        }
+        let mut error = None;
+        if now >= self.next_try {
+            if let Some(spool) = self.spool.as_mut().filter(|s| s.pending > 0) {
+                if let Err(e) = spool.drain(&mut *self.sink) {
+                    error = Some(e.to_string());
+                }
+            }
+            if error.is_none() && !self.backlog.is_empty() {
+                let lines: Vec<Arc<str>> = self.backlog.iter().map(|(_, l)| l.clone()).collect();
+                match self.sink.deliver(&lines) {
+                    Ok(()) => self.backlog.clear(),
+                    Err((n, e)) => {
+                        self.backlog.drain(..n.min(self.backlog.len()));
+                        error = Some(e.to_string());
+                    }
+                }
+            }
+            match &error {
+                Some(_) => {
+                    self.failing_since.get_or_insert(now);
+                    self.next_try = now + self.backoff;
+                    self.backoff = (self.backoff * 2).min(Duration::from_secs(2));
+                }
+                None => {
+                    self.failing_since = None;
+                    self.backoff = Duration::from_millis(50);
+                }
+            }
+        }
+        if self.failing_since.is_some() && !self.backlog.is_empty() {
+            if let Some(spool) = self.spool.as_mut() {
+                // Spool policy: the backlog goes to the spool file, in order.
+                let lines: Vec<Arc<str>> = self.backlog.iter().map(|(_, l)| l.clone()).collect();
+                match spool.append(&lines) {
+                    Ok(()) => self.backlog.clear(),
+                    Err(e) => {
+                        tracing::error!(spool = %spool.path.display(), error = %e, "audit spool cannot be written");
+                    }
+                }
+            }
+        }
+        error
+    }
+
+    /// The highest seq this sink holds for sure (delivered or spooled):
+    /// everything before the first line of its backlog.
+    fn committed_below(&self) -> Option<u64> {
+        self.backlog.front().map(|(seq, _)| *seq)
+    }
+}
+
+/// The chain's state and the sinks.
+pub(crate) struct Writer {
+    instance: String,
+    key: Option<SigningKey>,
+    key_id: Option<String>,
+    seq: u64,
+    prev: [u8; 32],
+    /// Whether any line was written yet (seq of the next line is `seq`).
+    since_checkpoint: u64,
+    last_checkpoint: Instant,
+    checkpoint_records: u64,
+    checkpoint_every: Duration,
+    max_backlog: usize,
+    slots: Vec<Slot>,
+    shared: Arc<Shared>,
+    /// Withheld responses to record (seq of their record).
+    withheld: Vec<u64>,
+    closed: bool,
+    /// Where handed-over events wait (`spool_dir/handover.jsonl`).
+    handover: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Framed<'a, B: Serialize> {
+    seq: u64,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    instance: &'a str,
+    #[serde(flatten)]
+    body: B,
+    prev: String,
+}
+
+impl Writer {
+    /// Opens the sinks of `config`; the chain resumes from the first file
+    /// sink's last complete line.
+    pub(crate) fn open(
+        config: &AuditConfig,
+        key: Option<SigningKey>,
+        shared: Arc<Shared>,
+    ) -> io::Result<Writer> {
+        let mut slots = Vec::new();
+        let mut resume: Option<Resume> = None;
+        let spool_dir = config
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("audit-spool"));
+        for (i, sc) in config.effective_sinks().iter().enumerate() {
+            let sink: Box<dyn Sink> = match sc {
+                SinkConfig::File { .. } => {
+                    let (f, r) = super::file::FileSink::open(sc)?;
+                    if resume.is_none() {
+                        resume = Some(r);
+                    }
+                    Box::new(f)
+                }
+                SinkConfig::Stdout { .. } => Box::new(StdoutSink),
+                SinkConfig::Syslog { .. } => Box::new(super::syslog::SyslogSink::new(sc)?),
+                SinkConfig::Http { .. } => Box::new(super::syslog::HttpSink::new(sc)?),
+            };
+            let spool = match sc.on_failure() {
+                OnFailure::Spool => {
+                    std::fs::create_dir_all(&spool_dir)?;
+                    Some(Spool::open(spool_dir.join(format!("sink-{i}.spool")))?)
+                }
+                OnFailure::FailClosed => None,
+            };
+            slots.push(Slot::new(sc.name(), sink, spool));
+        }
+        let mut w = Writer::new(key, shared, slots, config);
+        w.handover = Some(spool_dir.join(HANDOVER));
+        let r = resume.unwrap_or_default();
+        if let Some((seq, hash)) = r.last {
+            w.seq = seq + 1;
+            w.prev = hash;
+        }
+        let resumed = r.last.map(|(s, _)| s);
+        let mut start = event("audit_started");
+        start.insert("resumed_after_seq".into(), serde_json::json!(resumed));
+        start.insert(
+            "checkpoint_key_id".into(),
+            serde_json::json!(w.key_id.clone()),
+        );
+        start.insert(
+            "sinks".into(),
+            serde_json::json!(w.slots.iter().map(|s| s.name.clone()).collect::<Vec<_>>()),
+        );
+        if let Some(bytes) = r.torn_bytes {
+            // The fragment stays (it is evidence) on a line of its own; this
+            // event tells a verifier it was a crash, not an edit.
+            let mut torn = event("torn_line");
+            torn.insert("bytes".into(), serde_json::json!(bytes));
+            tracing::warn!(bytes, "audit file ended with a torn line (a crash mid-write); it is terminated and recorded");
+            w.append_event(torn);
+        }
+        if let Some(mode) = r.mode_fixed {
+            let mut fixed = event("audit_file_mode_fixed");
+            fixed.insert("was".into(), serde_json::json!(format!("{mode:o}")));
+            w.append_event(fixed);
+        }
+        w.append_event(start);
+        Ok(w)
+    }
+
+    /// The writer of [`super::AuditLog::memory`].
+    pub(crate) fn memory(
+        key: Option<SigningKey>,
+        shared: Arc<Shared>,
+        lines: Arc<Mutex<Vec<String>>>,
+    ) -> Writer {
+        let slots = vec![Slot::new(
+            "memory".into(),
+            Box::new(MemorySink(lines)),
+            None,
+        )];
+        Writer::new(key, shared, slots, &AuditConfig::default())
+    }
+
+    fn new(
+        key: Option<SigningKey>,
+        shared: Arc<Shared>,
+        slots: Vec<Slot>,
+        config: &AuditConfig,
+    ) -> Writer {
+        use rand::RngCore;
+        let mut id = [0u8; 8];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        let key_id = key.as_ref().map(|k| chain::key_id(&k.verifying_key()));
+        if key.is_none() {
+            tracing::warn!("[audit] signing_key is not set: no signed checkpoints, the audit trail has its hash chain only");
+        }
+        Writer {
+            instance: hex::encode(id),
+            key,
+            key_id,
+            seq: 0,
+            prev: GENESIS,
+            since_checkpoint: 0,
+            last_checkpoint: Instant::now(),
+            checkpoint_records: config.checkpoint_records,
+            checkpoint_every: Duration::from_secs(config.checkpoint_secs),
+            max_backlog: config.max_backlog,
+            slots,
+            shared,
+            withheld: Vec::new(),
+            closed: false,
+            handover: None,
+        }
+    }
+
+    /// The thread's loop; a bug that panics in it leaves the gateway
+    /// refusing calls (AUDIT_UNAVAILABLE), never serving without records.
+    pub(crate) fn run(mut self, rx: Receiver<Entry>) {
+        let shared = self.shared.clone();
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve(rx)));
+        if ran.is_err() {
+            shared.available.store(false, Ordering::Release);
+            tracing::error!("the audit writer failed; every call is refused with AUDIT_UNAVAILABLE until the gateway restarts");
+        }
+    }
+
+    /// Batches from the queue, ticks in between.
+    fn serve(&mut self, rx: Receiver<Entry>) {
+        let tick = Duration::from_millis(20);
+        let mut last_tick = Instant::now();
+        loop {
+            let first = match rx.recv_timeout(tick) {
+                Ok(e) => Some(e),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.close();
+                    return;
+                }
+            };
+            let mut batch: Vec<Entry> = first.into_iter().collect();
+            while batch.len() < 4096 {
+                match rx.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+            self.process(batch);
+            if self.closed {
+                return;
+            }
+            if last_tick.elapsed() >= tick {
+                self.tick();
+                last_tick = Instant::now();
+            }
+        }
+    }
+
+    /// Frames, writes and acknowledges one batch.
+    pub(crate) fn process(&mut self, batch: Vec<Entry>) {
+        let mut acks = Vec::new();
+        let mut flushes = Vec::new();
+        let mut reopen = false;
+        let mut close = false;
+        let not_queued = self.shared.not_queued.swap(0, Ordering::Relaxed);
+        if not_queued > 0 {
+            let mut e = event("records_not_queued");
+            e.insert("count".into(), serde_json::json!(not_queued));
+            e.insert("reason".into(), serde_json::json!("audit queue full"));
+            self.append_event(e);
+        }
+        for entry in batch {
+            match entry {
+                Entry::Request(record, ack) => {
+                    // A refusal for AUDIT_UNAVAILABLE is answered the same
+                    // whether or not its record commits.
+                    let answer_is_refusal = record.reason == Some("AUDIT_UNAVAILABLE");
+                    let seq = self.append("request", &*record);
+                    if let Some(ack) = ack {
+                        acks.push((seq, ack, answer_is_refusal));
+                    }
+                }
+                Entry::Event(map) => {
+                    self.append("event", &map);
+                }
+                Entry::Reopen => reopen = true,
+                Entry::Flush(tx) => flushes.push(tx),
+                Entry::Close => close = true,
+            }
+        }
+        if reopen && !close {
+            self.checkpoint("rotate");
+        }
+        self.deliver();
+        let committed = self.committed_below();
+        for (seq, ack, answer_is_refusal) in acks {
+            let ok = committed.is_none_or(|below| seq < below);
+            if !ok && !answer_is_refusal {
+                self.withheld.push(seq);
+            }
+            let _ = ack.send(ok);
+        }
+        if reopen {
+            self.reopen_files();
+        }
+        if close {
+            self.close();
+        }
+        for f in flushes {
+            let _ = f.send(());
+        }
+    }
+
+    /// Appends a line of `kind` to every backlog; returns its seq.
+    fn append<B: Serialize>(&mut self, kind: &'static str, body: B) -> u64 {
+        let seq = self.seq;
+        let framed = Framed {
+            seq,
+            kind,
+            instance: &self.instance,
+            body,
+            prev: hex::encode(self.prev),
+        };
+        let line: Arc<str> = match serde_json::to_string(&framed) {
+            Ok(l) => Arc::from(l),
+            Err(e) => {
+                tracing::error!(error = %e, "audit record could not be serialised");
+                return seq;
+            }
+        };
+        self.prev = chain::line_hash(line.as_bytes());
+        self.seq += 1;
+        for slot in &mut self.slots {
+            if slot.backlog.len() >= self.max_backlog {
+                slot.lost += 1;
+            } else {
+                slot.backlog.push_back((seq, line.clone()));
+            }
+        }
+        if kind != "checkpoint" {
+            self.since_checkpoint += 1;
+            if self.since_checkpoint >= self.checkpoint_records {
+                self.checkpoint("count");
+            }
+        }
+        seq
+    }
+
+    fn append_event(&mut self, e: serde_json::Map<String, serde_json::Value>) -> u64 {
+        self.append("event", &e)
+    }
+
+    /// A signed checkpoint over everything before it (when there is a key
+    /// and something new to cover).
+    fn checkpoint(&mut self, reason: &'static str) {
+        let (Some(key), Some(key_id)) = (&self.key, &self.key_id) else {
+            return;
+        };
+        if self.since_checkpoint == 0 && reason == "count" {
+            return;
+        }
+        let ts_ms = super::unix_ms(SystemTime::now());
+        let sig = chain::sign_checkpoint(key, self.seq, ts_ms, &self.instance, &self.prev);
+        let body = serde_json::json!({
+            "ts": super::rfc3339_ms(ts_ms),
+            "ts_ms": ts_ms,
+            "reason": reason,
+            "records": self.since_checkpoint,
+            "key_id": key_id,
+            "sig": sig,
+        });
+        self.since_checkpoint = 0;
+        self.last_checkpoint = Instant::now();
+        self.append("checkpoint", &body);
+    }
+
+    /// Every slot tries to deliver; availability follows.
+    fn deliver(&mut self) {
+        let now = Instant::now();
+        let mut recovered = Vec::new();
+        for slot in &mut self.slots {
+            let was_failing = slot.failing_since;
+            if let Some(error) = slot.flush(now) {
+                if was_failing.is_none() {
+                    tracing::error!(sink = %slot.name, error = %error, "audit sink cannot take records");
+                }
+            } else if let Some(since) = was_failing.filter(|_| slot.failing_since.is_none()) {
+                tracing::info!(sink = %slot.name, "audit sink takes records again");
+                recovered.push((
+                    slot.name.clone(),
+                    since.elapsed(),
+                    std::mem::take(&mut slot.lost),
+                ));
+            }
+        }
+        let available = self.slots.iter().all(|s| s.backlog.is_empty());
+        self.shared.available.store(available, Ordering::Release);
+        let withheld = std::mem::take(&mut self.withheld);
+        let mut any = false;
+        for (name, outage, lost) in recovered {
+            let mut e = event("audit_sink_recovered");
+            e.insert("sink".into(), serde_json::json!(name));
+            e.insert(
+                "outage_ms".into(),
+                serde_json::json!(u64::try_from(outage.as_millis()).unwrap_or(u64::MAX)),
+            );
+            e.insert("records_not_kept".into(), serde_json::json!(lost));
+            self.append_event(e);
+            any = true;
+        }
+        for seq in withheld {
+            // The call of that record was answered AUDIT_UNAVAILABLE, not
+            // with what the record says.
+            let mut e = event("response_withheld");
+            e.insert("record_seq".into(), serde_json::json!(seq));
+            e.insert("reason".into(), serde_json::json!("AUDIT_UNAVAILABLE"));
+            self.append_event(e);
+            any = true;
+        }
+        if any {
+            for slot in &mut self.slots {
+                slot.flush(now);
+            }
+        }
+    }
+
+    /// Everything below the returned seq is held by every sink; `None`:
+    /// everything.
+    fn committed_below(&self) -> Option<u64> {
+        self.slots.iter().filter_map(Slot::committed_below).min()
+    }
+
+    /// Periodic: time checkpoints, group fsync, rotation, retries.
+    fn tick(&mut self) {
+        if self.since_checkpoint > 0 && self.last_checkpoint.elapsed() >= self.checkpoint_every {
+            self.checkpoint("interval");
+        }
+        let mut events = Vec::new();
+        for slot in &mut self.slots {
+            if let Some(e) = slot.sink.tick() {
+                events.push(e);
+            }
+        }
+        for e in events {
+            self.append_event(e);
+        }
+        if self
+            .slots
+            .iter()
+            .any(|s| s.sink.rotate_due() && s.backlog.is_empty())
+        {
+            self.checkpoint("rotate");
+            self.deliver();
+            for slot in &mut self.slots {
+                if slot.backlog.is_empty() && slot.sink.rotate_due() {
+                    if let Err(e) = slot.sink.rotate() {
+                        tracing::error!(sink = %slot.name, error = %e, "audit file rotation failed");
+                    }
+                }
+            }
+        }
+        self.deliver();
+    }
+
+    fn reopen_files(&mut self) {
+        for slot in &mut self.slots {
+            if let Err(e) = slot.sink.reopen() {
+                tracing::error!(sink = %slot.name, error = %e, "audit sink could not be reopened");
+            }
+        }
+        self.take_handover();
+        // A reload is a security event: it is recorded here, with the
+        // reopened files.
+        let mut e = event("reload");
+        e.insert("trigger".into(), serde_json::json!("SIGHUP"));
+        self.append_event(e);
+        self.deliver();
+    }
+
+    /// Records the events a command left for the gateway (`tools accept`),
+    /// then removes them.
+    fn take_handover(&mut self) {
+        use std::io::Read;
+        let Some(path) = self.handover.clone() else {
+            return;
+        };
+        let mut text = String::new();
+        match std::fs::File::open(&path) {
+            Ok(f) => {
+                if let Err(e) = f.take(MAX_HANDOVER).read_to_string(&mut text) {
+                    tracing::error!(path = %path.display(), error = %e, "handed-over audit events unreadable");
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+        let mut bad = 0u64;
+        for line in text.lines() {
+            match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(serde_json::Value::Object(map)) if map.contains_key("event") => {
+                    self.append_event(map);
+                }
+                _ => bad += 1,
+            }
+        }
+        if bad > 0 {
+            let mut e = event("handover_lines_refused");
+            e.insert("count".into(), serde_json::json!(bad));
+            self.append_event(e);
+        }
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::error!(path = %path.display(), error = %e, "handed-over audit events could not be removed");
+        }
+    }
+
+    /// Seals with a closing checkpoint (once), delivers what it can, syncs.
+    pub(crate) fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.checkpoint("close");
+        for _ in 0..3 {
+            for slot in &mut self.slots {
+                slot.next_try = Instant::now();
+            }
+            self.deliver();
+            if self.committed_below().is_none() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for slot in &mut self.slots {
+            if !slot.backlog.is_empty() {
+                tracing::error!(sink = %slot.name, records = slot.backlog.len(), "audit sink still could not take these records at stop");
+            }
+            let _ = slot.sink.sync();
+        }
+    }
+}
+
+/// A new event body: `ts` now and `event`.
+pub(crate) fn event(name: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("ts".into(), serde_json::json!(super::now_rfc3339()));
+    m.insert("event".into(), serde_json::json!(name));
+    m
+}

@@ -1,0 +1,142 @@
+//! `sealgate audit verify`: checks audit files without the gateway: the
+//! hash chain across the files given (in order) and every checkpoint's
+//! signature with the audit public key; reports the first broken point.
+//!
+//! Exit status: 0 verified and sealed (the last line is a closing or
+//! rotation checkpoint, or `--open-tail`), 1 broken, 3 verified but the
+//! tail after the last checkpoint is not sealed (the gateway is running,
+//! was killed, or the tail was truncated). docs/AUDIT.md has the format.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+
+use sealgate::audit::chain::Verifier;
+
+/// Longest line read; a longer one is a break, not an allocation.
+const MAX_LINE: u64 = 1024 * 1024;
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Verify audit files: the chain, every checkpoint signature, the tail.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The audit public key file (`<audit key>.pub`: key_id, public_key).
+    #[arg(long)]
+    public_key: Option<PathBuf>,
+    /// A live file: an unsealed tail after the last checkpoint is not an
+    /// error (it is still reported).
+    #[arg(long)]
+    open_tail: bool,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// The files, oldest first (rotations, then the current file).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+pub fn run(cmd: AuditCommand) -> Result<ExitCode> {
+    match cmd {
+        AuditCommand::Verify(args) => verify(args),
+    }
+}
+
+fn verify(args: VerifyArgs) -> Result<ExitCode> {
+    let key = match &args.public_key {
+        Some(p) => Some(load_public_key(p)?),
+        None => None,
+    };
+    let mut v = Verifier::new(key.as_ref());
+    'files: for file in &args.files {
+        let f = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
+        let mut r = BufReader::new(f);
+        let mut n = 0u64;
+        loop {
+            let mut line = Vec::new();
+            let read = (&mut r)
+                .take(MAX_LINE + 1)
+                .read_until(b'\n', &mut line)
+                .with_context(|| format!("{}", file.display()))?;
+            if read == 0 {
+                break;
+            }
+            n += 1;
+            let at = format!("{}:{n}", file.display());
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            } else if line.len() as u64 > MAX_LINE {
+                v.fail(&at, format!("a line longer than {MAX_LINE} bytes"));
+                break 'files;
+            }
+            v.line(&at, &line);
+        }
+    }
+    let report = v.finish();
+    if args.json {
+        out!(
+            "{}",
+            serde_json::json!({
+                "ok": report.broken.is_none(),
+                "broken_at": report.broken.as_ref().map(|b| b.at.clone()),
+                "broken": report.broken.as_ref().map(|b| b.what.clone()),
+                "lines": report.lines,
+                "first_seq": report.first_seq,
+                "last_seq": report.last_seq,
+                "checkpoints": report.checkpoints,
+                "last_checkpoint": report.last_checkpoint,
+                "unsigned_tail": report.unsigned_tail,
+                "torn": report.torn,
+                "sealed": report.sealed,
+            })
+        );
+    } else if let Some(b) = &report.broken {
+        out!("BROKEN at {}: {}", b.at, b.what);
+    } else {
+        out!(
+            "ok: {} lines, seq {}..{}, {} checkpoint signatures valid, {} torn line(s) acknowledged",
+            report.lines,
+            report.first_seq.map_or("-".into(), |s| s.to_string()),
+            report.last_seq.map_or("-".into(), |s| s.to_string()),
+            report.checkpoints,
+            report.torn
+        );
+        match (&report.last_checkpoint, report.sealed) {
+            (_, true) => out!("sealed: the last line is a closing or rotation checkpoint"),
+            (Some(at), false) => out!(
+                "UNSEALED TAIL: {} line(s) after the last checkpoint ({at}) are not covered by a signature; a truncation there cannot be ruled out from this file alone",
+                report.unsigned_tail
+            ),
+            (None, false) => out!(
+                "UNSEALED TAIL: no checkpoint at all; {} line(s) are covered by the hash chain only",
+                report.unsigned_tail
+            ),
+        }
+    }
+    Ok(if report.broken.is_some() {
+        ExitCode::from(1)
+    } else if report.sealed || args.open_tail {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+/// The audit public key from a `.pub` file (`public_key = "<base64>"`).
+fn load_public_key(path: &std::path::Path) -> Result<ed25519_dalek::VerifyingKey> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    let v: toml::Value = toml::from_str(&text)
+        .with_context(|| format!("{}: not a public key file", path.display()))?;
+    let b64 = v
+        .get("public_key")
+        .and_then(toml::Value::as_str)
+        .with_context(|| format!("{}: no public_key", path.display()))?;
+    sealgate::identity::decode_public_key(b64)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}

@@ -1,0 +1,314 @@
+//! Fail-closed for real: a gateway whose audit file cannot be written
+//! (file size limit, a full tmpfs, an immutable file) refuses calls with
+//! UNAVAILABLE / AUDIT_UNAVAILABLE, recovers by itself once it can write
+//! again, and never lets a client see an answer that has no record; SIGKILL
+//! under load (disk healthy and full) leaves a file that verifies up to its
+//! last complete record.
+
+#[path = "audit_common.rs"]
+mod audit_common;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use audit_common::*;
+use serde_json::Value;
+
+const AUDIT: &str = r#"path = "audit.jsonl"
+signing_key = "file:audit.signing.key"
+checkpoint_records = 20
+"#;
+
+/// Calls until `n` calls were refused with AUDIT_UNAVAILABLE (or `max`
+/// calls); asserts every refusal is exactly that. Returns successes.
+async fn call_until_refused(client: &sealgate::client::Client, n: u32, max: u32) -> u64 {
+    let mut ok = 0;
+    let mut refused = 0;
+    for _ in 0..max {
+        match call(client).await {
+            Ok(()) => {
+                assert_eq!(
+                    refused, 0,
+                    "served again while the audit file is unwritable"
+                );
+                ok += 1;
+            }
+            Err((code, reason)) => {
+                assert_eq!(code, tonic::Code::Unavailable, "{reason:?}");
+                assert_eq!(reason.as_deref(), Some("AUDIT_UNAVAILABLE"));
+                refused += 1;
+                if refused == n {
+                    return ok;
+                }
+            }
+        }
+    }
+    panic!("{max} calls and only {refused} AUDIT_UNAVAILABLE refusals ({ok} served)");
+}
+
+/// Calls until one is served again (the gateway recovers by itself).
+async fn call_until_served(client: &sealgate::client::Client) -> u64 {
+    let start = std::time::Instant::now();
+    loop {
+        match call(client).await {
+            Ok(()) => return 1,
+            Err((code, reason)) => {
+                assert_eq!(code, tonic::Code::Unavailable);
+                assert_eq!(reason.as_deref(), Some("AUDIT_UNAVAILABLE"));
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the gateway did not recover by itself"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Allowed records whose answer was not withheld (the answers clients
+/// saw as successes).
+fn answered_allowed(recs: &[Value]) -> u64 {
+    let withheld: std::collections::HashSet<u64> = events(recs, "response_withheld")
+        .iter()
+        .filter_map(|e| e["record_seq"].as_u64())
+        .collect();
+    requests(recs, "allowed")
+        .iter()
+        .filter(|r| r["seq"].as_u64().is_some_and(|s| !withheld.contains(&s)))
+        .count() as u64
+}
+
+/// What the trail says after a full outage and recovery: allowed records
+/// whose answer was not withheld equal the calls served, and every
+/// AUDIT_UNAVAILABLE refusal is a record or in a summary's exact count.
+fn check_trail(setup: &Setup, served: u64, refused_at_entry_min: u64) {
+    let file = setup.path("audit.jsonl");
+    let recs = records(&file);
+    let withheld = events(&recs, "response_withheld").len() as u64;
+    assert_eq!(answered_allowed(&recs), served, "answers seen vs records");
+    assert!(!events(&recs, "audit_sink_recovered").is_empty());
+    let full = recs
+        .iter()
+        .filter(|r| r["type"] == "request" && r["reason"] == "AUDIT_UNAVAILABLE")
+        .count() as u64;
+    let counted: u64 = events(&recs, "refusal_summary")
+        .iter()
+        .filter(|r| r["reason"] == "AUDIT_UNAVAILABLE")
+        .filter_map(|r| r["count"].as_u64())
+        .sum();
+    assert!(full >= 1, "the first refusal is recorded in full");
+    assert!(
+        full + counted + withheld >= refused_at_entry_min,
+        "refusals: {full} full + {counted} counted + {withheld} withheld"
+    );
+    let (code, report) = setup.verify(&[file], false);
+    assert_eq!(code, 0, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_size_limit_refuses_calls_and_the_gateway_recovers() {
+    // RLIMIT_FSIZE on the gateway process: no mount privileges needed.
+    let setup = Setup::new(AUDIT);
+    let gw = setup.serve_with(Some(12 * 1024));
+    let client = gw.client().await;
+    let served = call_until_refused(&client, 5, 200).await;
+    assert!(served >= 3, "some calls fit under the limit: {served}");
+    // Lift the limit on the running process: it recovers by itself.
+    let ok = Command::new("prlimit")
+        .args([
+            "--pid",
+            &gw.pid().to_string(),
+            "--fsize=unlimited:unlimited",
+        ])
+        .status()
+        .expect("prlimit")
+        .success();
+    assert!(ok, "prlimit --pid failed");
+    let served = served + call_until_served(&client).await;
+    for _ in 0..3 {
+        call(&client).await.expect("served after recovery");
+    }
+    drop(client);
+    gw.stop();
+    check_trail(&setup, served + 3, 5);
+}
+
+/// A tmpfs mounted for the test, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_filesystem_refuses_calls_and_the_gateway_recovers() {
+    let setup = Setup::new(&AUDIT.replace("audit.jsonl", "{dir}/mnt/audit.jsonl"));
+    let mnt = setup.path("mnt");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        // Never a silent pass: without mount privileges the run must say
+        // so explicitly (RLIMIT_FSIZE covers the same path above).
+        assert!(
+            std::env::var_os("SEALGATE_TEST_NO_MOUNT").is_some(),
+            "mount -t tmpfs refused: run as root, or set SEALGATE_TEST_NO_MOUNT=1 to rely on the RLIMIT_FSIZE test"
+        );
+        eprintln!("NOT RUN: mount refused and SEALGATE_TEST_NO_MOUNT is set");
+        return;
+    }
+    let _guard = Tmpfs(mnt.clone());
+    let gw = setup.serve();
+    let client = gw.client().await;
+    let mut served = 0;
+    for _ in 0..3 {
+        call(&client).await.expect("served");
+        served += 1;
+    }
+    // Fill the filesystem.
+    let filler = mnt.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+    }
+    served += call_until_refused(&client, 5, 200).await;
+    std::fs::remove_file(&filler).expect("free space");
+    served += call_until_served(&client).await;
+    drop(client);
+    gw.stop();
+    let file = setup.path("mnt/audit.jsonl");
+    let recs = records(&file);
+    assert_eq!(answered_allowed(&recs), served, "answers seen vs records");
+    let (code, report) = setup.verify(&[file], false);
+    assert_eq!(code, 0, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_immutable_file_refuses_calls_and_the_gateway_recovers() {
+    let setup = Setup::new(AUDIT);
+    let gw = setup.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("served");
+    let file = setup.path("audit.jsonl");
+    let chattr = |flag: &str| {
+        Command::new("chattr")
+            .arg(flag)
+            .arg(&file)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !chattr("+i") {
+        assert!(
+            std::env::var_os("SEALGATE_TEST_NO_CHATTR").is_some(),
+            "chattr +i failed: run as root on a filesystem with the immutable flag, or set SEALGATE_TEST_NO_CHATTR=1"
+        );
+        eprintln!("NOT RUN: chattr +i unsupported and SEALGATE_TEST_NO_CHATTR is set");
+        return;
+    }
+    let served = 1 + call_until_refused(&client, 5, 50).await;
+    assert!(chattr("-i"), "chattr -i");
+    let served = served + call_until_served(&client).await;
+    drop(client);
+    gw.stop();
+    check_trail(&setup, served, 5);
+}
+
+/// Load from several clients until the gateway is killed; returns the
+/// answers the clients saw as successes, and the AUDIT_UNAVAILABLE ones.
+async fn load_then_sigkill(gw: Gateway) -> (u64, u64) {
+    let served = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let client = gw.client().await;
+        let served = served.clone();
+        let refused = refused.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match call(&client).await {
+                    Ok(()) => {
+                        served.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err((tonic::Code::Unavailable, Some(r))) if r == "AUDIT_UNAVAILABLE" => {
+                        refused.fetch_add(1, Ordering::SeqCst);
+                    }
+                    // The connection dies with the gateway.
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::task::spawn_blocking(move || gw.kill9())
+        .await
+        .expect("kill");
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    (
+        served.load(Ordering::SeqCst),
+        refused.load(Ordering::SeqCst),
+    )
+}
+
+fn check_after_kill(setup: &Setup, served: u64) {
+    let file = setup.path("audit.jsonl");
+    let recs = records(&file);
+    let allowed = requests(&recs, "allowed").len() as u64;
+    // Every answer a client saw as a success has its record (a record may
+    // exist for a call whose answer was lost with the process).
+    assert!(
+        allowed >= served,
+        "{served} successes seen, {allowed} allowed records"
+    );
+    let (code, report) = setup.verify(std::slice::from_ref(&file), true);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["ok"], Value::Bool(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_leaves_every_answered_call_recorded() {
+    let setup = Setup::new(AUDIT);
+    let (served, refused) = load_then_sigkill(setup.serve()).await;
+    assert!(served > 10, "the load ran: {served}");
+    assert_eq!(refused, 0, "a healthy disk refuses nothing");
+    check_after_kill(&setup, served);
+    // A restart continues the file; stopped cleanly it verifies sealed.
+    let gw = setup.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("served after restart");
+    drop(client);
+    gw.stop();
+    let (code, report) = setup.verify(&[setup.path("audit.jsonl")], false);
+    assert_eq!(code, 0, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_with_the_disk_full_loses_no_answered_record() {
+    let setup = Setup::new(AUDIT);
+    let (served, refused) = load_then_sigkill(setup.serve_with(Some(8 * 1024))).await;
+    assert!(served > 0, "some calls fit before the limit");
+    assert!(refused > 0, "the full disk refused calls ({served} served)");
+    check_after_kill(&setup, served);
+    let len = std::fs::metadata(setup.path("audit.jsonl"))
+        .expect("file")
+        .len();
+    assert!(len <= 8 * 1024, "the limit held: {len}");
+    // Restarted without the limit, the chain continues and verifies.
+    let gw = setup.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("served after restart");
+    drop(client);
+    gw.stop();
+    let (code, report) = setup.verify(&[setup.path("audit.jsonl")], false);
+    assert_eq!(code, 0, "{report}");
+}

@@ -1,0 +1,516 @@
+//! The audit trail of a real gateway process: the record's fields, the
+//! hash chain and signed checkpoints checked by `sealgate audit verify`,
+//! each kind of tampering found at its line, rotation, SIGHUP reopen, a
+//! deleted file, a too-open file, a torn last line.
+
+#[path = "audit_common.rs"]
+mod audit_common;
+
+use std::path::PathBuf;
+
+use audit_common::*;
+use serde_json::{json, Value};
+
+const FILE_AUDIT: &str = r#"path = "audit.jsonl"
+signing_key = "file:audit.signing.key"
+checkpoint_records = 5
+"#;
+
+/// A run with allowed and denied calls, stopped cleanly.
+async fn a_run(setup: &Setup) -> PathBuf {
+    let gw = setup.serve();
+    let client = gw.client().await;
+    for _ in 0..8 {
+        call(&client).await.expect("allowed");
+    }
+    let denied = client
+        .call_tool("get_voting_records", json!({}))
+        .await
+        .expect_err("not allowed");
+    assert_eq!(denied.reason(), Some("TOOL_NOT_ALLOWED"));
+    drop(client);
+    gw.stop();
+    setup.path("audit.jsonl")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_name_the_caller_the_request_and_the_stage() {
+    let setup = Setup::new(FILE_AUDIT);
+    let file = a_run(&setup).await;
+    assert_eq!(mode(&file), 0o600);
+    let recs = records(&file);
+    let allowed = requests(&recs, "allowed");
+    assert_eq!(allowed.len(), 8);
+    let r = allowed[0];
+    assert_eq!(r["client_id"], "demo");
+    assert_eq!(r["method"], "tools/call");
+    assert_eq!(r["tool"], "get_meps");
+    assert_eq!(r["stage"], "seal");
+    assert_eq!(r["backend"], "sample");
+    assert_eq!(r["backend_error"], false);
+    assert!(r["peer"].as_str().expect("peer").starts_with("127.0.0.1:"));
+    for (field, len) in [("request_digest", 64), ("cert_fingerprint", 64)] {
+        let v = r[field].as_str().expect(field);
+        assert_eq!(v.len(), len, "{field}");
+        assert!(v.bytes().all(|b| b.is_ascii_hexdigit()), "{field}");
+    }
+    assert!(r["cert_serial"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(r["key_id"]
+        .as_str()
+        .expect("key id")
+        .starts_with("ed25519:"));
+    // Each request has its own digest: it correlates with one request.
+    let digests: std::collections::HashSet<&str> = allowed
+        .iter()
+        .filter_map(|r| r["request_digest"].as_str())
+        .collect();
+    assert_eq!(digests.len(), 8);
+    let denied = requests(&recs, "denied");
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0]["reason"], "TOOL_NOT_ALLOWED");
+    assert_eq!(denied[0]["stage"], "authorization");
+    assert_eq!(denied[0]["fault"], "client");
+    // seq counts up from 0 across every line, one instance.
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(r["seq"], json!(i), "{r}");
+        assert_eq!(r["instance"], recs[0]["instance"]);
+    }
+    assert_eq!(recs[0]["event"], "audit_started");
+    let last = recs.last().expect("lines");
+    assert_eq!(last["type"], "checkpoint");
+    assert_eq!(last["reason"], "close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_finds_each_tampering_at_its_line() {
+    let setup = Setup::new(FILE_AUDIT);
+    let file = a_run(&setup).await;
+    let (code, report) = setup.verify(std::slice::from_ref(&file), false);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["sealed"], true);
+    assert!(report["checkpoints"].as_u64().expect("n") >= 2, "{report}");
+
+    let text = std::fs::read_to_string(&file).expect("read");
+    let lines: Vec<&str> = text.lines().collect();
+    // Line 4 (1-based) is a request record, not a checkpoint.
+    assert_eq!(
+        serde_json::from_str::<Value>(lines[3]).expect("json")["type"],
+        "request"
+    );
+    let tampered = |name: &str, lines: Vec<String>| {
+        let p = setup.dir.path().join(name);
+        std::fs::write(&p, lines.join("\n") + "\n").expect("write");
+        setup.verify(&[p], false)
+    };
+    let owned: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+
+    // Altered: one character of record 4; the break is at line 5.
+    let mut altered = owned.clone();
+    altered[3] = altered[3].replace("\"outcome\":\"allowed\"", "\"outcome\":\"denied\"");
+    let (code, r) = tampered("altered.jsonl", altered);
+    assert_eq!(code, 1, "{r}");
+    assert!(
+        r["broken_at"]
+            .as_str()
+            .expect("at")
+            .ends_with("altered.jsonl:5"),
+        "{r}"
+    );
+    assert!(
+        r["broken"].as_str().expect("what").contains("altered"),
+        "{r}"
+    );
+
+    // Deleted: line 4 removed; the break is at the line now 4.
+    let mut deleted = owned.clone();
+    deleted.remove(3);
+    let (code, r) = tampered("deleted.jsonl", deleted);
+    assert_eq!(code, 1, "{r}");
+    assert!(
+        r["broken_at"]
+            .as_str()
+            .expect("at")
+            .ends_with("deleted.jsonl:4"),
+        "{r}"
+    );
+    assert!(
+        r["broken"].as_str().expect("what").contains("missing"),
+        "{r}"
+    );
+
+    // Inserted: a copy of line 3 after it.
+    let mut inserted = owned.clone();
+    inserted.insert(3, owned[2].clone());
+    let (code, r) = tampered("inserted.jsonl", inserted);
+    assert_eq!(code, 1, "{r}");
+    assert!(
+        r["broken_at"]
+            .as_str()
+            .expect("at")
+            .ends_with("inserted.jsonl:4"),
+        "{r}"
+    );
+    assert!(
+        r["broken"].as_str().expect("what").contains("inserted"),
+        "{r}"
+    );
+
+    // Reordered: lines 4 and 5 swapped.
+    let mut reordered = owned.clone();
+    reordered.swap(3, 4);
+    let (code, r) = tampered("reordered.jsonl", reordered);
+    assert_eq!(code, 1, "{r}");
+    assert!(
+        r["broken_at"]
+            .as_str()
+            .expect("at")
+            .ends_with("reordered.jsonl:4"),
+        "{r}"
+    );
+
+    // A record altered and the whole chain after it recomputed: only the
+    // checkpoint signature can tell, and it does.
+    let mut rechained = owned.clone();
+    rechained[3] = rechained[3].replace("\"outcome\":\"allowed\"", "\"outcome\":\"denied\"");
+    let mut prev = sealgate::audit::chain::line_hash(rechained[3].as_bytes());
+    for line in rechained.iter_mut().skip(4) {
+        let old_prev = serde_json::from_str::<Value>(line).expect("json")["prev"]
+            .as_str()
+            .expect("prev")
+            .to_string();
+        *line = line.replace(&old_prev, &hex::encode(prev));
+        prev = sealgate::audit::chain::line_hash(line.as_bytes());
+    }
+    let (code, r) = tampered("rechained.jsonl", rechained);
+    assert_eq!(code, 1, "{r}");
+    assert!(
+        r["broken"].as_str().expect("what").contains("signature"),
+        "{r}"
+    );
+
+    // Tail truncated after the last checkpoint: the closing checkpoint and
+    // the records before it cut; what remains verifies, unsealed (exit 3).
+    let last_cp = (0..owned.len() - 1)
+        .rev()
+        .find(|&i| {
+            owned[i].contains("\"reason\":\"count\"")
+                && owned[i + 1].contains("\"type\":\"request\"")
+        })
+        .expect("a count checkpoint followed by a record");
+    let truncated = owned[..=last_cp + 1].to_vec();
+    let (code, r) = tampered("truncated.jsonl", truncated);
+    assert_eq!(code, 3, "{r}");
+    assert_eq!(r["ok"], true);
+    assert_eq!(r["sealed"], false);
+    assert_eq!(r["unsigned_tail"], 1, "{r}");
+
+    // Verified with another key: the first checkpoint fails.
+    let other = setup.dir.path().join("other.key");
+    sealgate::keys::generate_key_files(&other, false).expect("key");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["audit", "verify", "--json", "--public-key"])
+        .arg(sealgate::keys::pub_path(&other))
+        .arg(&file)
+        .output()
+        .expect("verify");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not by the audit key given"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_continues_the_chain_and_a_torn_line_is_never_glued() {
+    let setup = Setup::new(FILE_AUDIT);
+    let file = a_run(&setup).await;
+    let before = records(&file).len();
+    // A crash mid-write leaves half a line without its newline.
+    let fragment = r#"{"seq":999,"type":"request","instance":"dead","ts":"2026-"#;
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .expect("open");
+        f.write_all(fragment.as_bytes()).expect("append");
+    }
+    let gw = setup.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("allowed");
+    drop(client);
+    gw.stop();
+    let text = std::fs::read_to_string(&file).expect("read");
+    let lines: Vec<&str> = text.lines().collect();
+    // The fragment is alone on its line; the next line is its record.
+    assert_eq!(lines[before], fragment);
+    let torn: Value = serde_json::from_str(lines[before + 1]).expect("torn event");
+    assert_eq!(torn["event"], "torn_line");
+    assert_eq!(torn["bytes"], json!(fragment.len()));
+    let recs = records(&file);
+    assert_eq!(
+        recs.iter()
+            .filter(|r| r["event"] == "audit_started")
+            .count(),
+        2
+    );
+    let (code, report) = setup.verify(&[file], false);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["torn"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_after_mv_writes_a_new_0600_file_and_the_chain_spans_both() {
+    let setup = Setup::new(FILE_AUDIT);
+    let gw = setup.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("allowed");
+    let file = setup.path("audit.jsonl");
+    let moved = setup.path("audit.jsonl.1");
+    std::fs::rename(&file, &moved).expect("mv");
+    gw.signal("HUP");
+    assert!(wait_until(10, || file.exists()), "no new file after SIGHUP");
+    call(&client).await.expect("allowed");
+    drop(client);
+    gw.stop();
+    assert_eq!(mode(&file), 0o600);
+    let old = records(&moved);
+    let new = records(&file);
+    assert_eq!(requests(&old, "allowed").len(), 1);
+    assert_eq!(requests(&new, "allowed").len(), 1);
+    // The old file ends sealed with a rotation checkpoint.
+    assert_eq!(old.last().expect("old")["reason"], "rotate");
+    let (code, r) = setup.verify(std::slice::from_ref(&moved), false);
+    assert_eq!(code, 0, "{r}");
+    let (code, r) = setup.verify(&[moved, file], false);
+    assert_eq!(code, 0, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_file_is_recreated_and_records_go_on() {
+    let setup = Setup::new(FILE_AUDIT);
+    let gw = setup.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("allowed");
+    let file = setup.path("audit.jsonl");
+    std::fs::remove_file(&file).expect("rm");
+    assert!(
+        wait_until(10, || file.exists()),
+        "the deleted file was not recreated"
+    );
+    call(&client).await.expect("allowed");
+    drop(client);
+    gw.stop();
+    let recs = records(&file);
+    assert_eq!(events(&recs, "audit_file_reopened")[0]["cause"], "deleted");
+    assert_eq!(requests(&recs, "allowed").len(), 1);
+    assert_eq!(mode(&file), 0o600);
+    let (code, r) = setup.verify(&[file], false);
+    assert_eq!(code, 0, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_too_open_file_is_set_to_0600_with_a_record() {
+    use std::os::unix::fs::PermissionsExt;
+    let setup = Setup::new(FILE_AUDIT);
+    let file = setup.path("audit.jsonl");
+    std::fs::write(&file, "").expect("create");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let gw = setup.serve();
+    gw.stop();
+    assert_eq!(mode(&file), 0o600);
+    let recs = records(&file);
+    assert_eq!(events(&recs, "audit_file_mode_fixed")[0]["was"], "644");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_rotation_keeps_one_chain_across_files() {
+    let setup = Setup::new(
+        r#"signing_key = "file:audit.signing.key"
+[[audit.sink]]
+kind = "file"
+path = "audit.jsonl"
+fsync = "every_record"
+rotate_bytes = 4096
+"#,
+    );
+    let gw = setup.serve();
+    let client = gw.client().await;
+    for _ in 0..30 {
+        call(&client).await.expect("allowed");
+        // Rotation happens on the writer's tick, between batches.
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    drop(client);
+    gw.stop();
+    let mut rotated: Vec<PathBuf> = std::fs::read_dir(setup.dev())
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("audit.jsonl."))
+        })
+        .collect();
+    rotated.sort();
+    assert!(rotated.len() >= 2, "{rotated:?}");
+    let mut all = rotated.clone();
+    all.push(setup.path("audit.jsonl"));
+    let mut total = 0;
+    for f in &all {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+        total += requests(&records(f), "allowed").len();
+    }
+    assert_eq!(total, 30);
+    for f in &rotated {
+        assert_eq!(records(f).last().expect("lines")["reason"], "rotate");
+    }
+    let (code, r) = setup.verify(&all, false);
+    assert_eq!(code, 0, "{r}");
+    // Without the first file, the chain is missing its start.
+    let (code, r) = setup.verify(&[all[0].clone(), all[2].clone()], false);
+    assert_eq!(code, 1, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_refused_by_the_grpc_layer_and_a_revoked_certificate_are_recorded() {
+    let setup = Setup::new(FILE_AUDIT);
+    let gw = setup.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("allowed");
+    // Far over the decoding limit: tonic refuses it before any handler.
+    let huge = "x".repeat(600 * 1024);
+    match client.call_tool("get_meps", json!({"country": huge})).await {
+        Err(sealgate::client::ClientError::Denied { code, .. }) => {
+            assert_eq!(code, tonic::Code::OutOfRange)
+        }
+        other => panic!("expected OUT_OF_RANGE, got {other:?}"),
+    }
+    // Revoked while its connection is open: refused per request, and the
+    // record names the certificate.
+    let ca = sealgate::ca::Ca::load(&setup.path("ca")).expect("ca");
+    ca.revoke(&setup.path("clients/demo.crt"), 7)
+        .expect("revoke");
+    gw.signal("HUP");
+    let start = std::time::Instant::now();
+    loop {
+        match call(&client).await {
+            Err((code, Some(reason))) if reason == "CERTIFICATE_REVOKED" => {
+                assert_eq!(code, tonic::Code::Unauthenticated);
+                break;
+            }
+            _ => assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "the revocation did not apply"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    drop(client);
+    gw.stop();
+    let recs = records(&setup.path("audit.jsonl"));
+    let allowed = requests(&recs, "allowed")[0].clone();
+    let too_large: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["reason"] == "MESSAGE_TOO_LARGE")
+        .collect();
+    assert_eq!(too_large.len(), 1, "exactly one record");
+    let r = too_large[0];
+    assert_eq!(r["stage"], "transport");
+    assert_eq!(r["outcome"], "denied");
+    assert_eq!(r["client_id"], "demo");
+    assert_eq!(r["cert_serial"], allowed["cert_serial"]);
+    assert_eq!(r["cert_fingerprint"], allowed["cert_fingerprint"]);
+    assert!(r["peer"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("127.0.0.1:")));
+    let revoked: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["reason"] == "CERTIFICATE_REVOKED")
+        .collect();
+    assert_eq!(revoked.len(), 1, "first in full");
+    let r = revoked[0];
+    assert_eq!(r["stage"], "identity");
+    assert_eq!(r["client_id"], "demo");
+    assert_eq!(r["cert_serial"], allowed["cert_serial"]);
+    assert_eq!(r["cert_fingerprint"], allowed["cert_fingerprint"]);
+    assert!(r["peer"].as_str().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_rotation_keeps_one_chain_across_files() {
+    let setup = Setup::new(
+        r#"signing_key = "file:audit.signing.key"
+[[audit.sink]]
+kind = "file"
+path = "audit.jsonl"
+rotate_secs = 1
+"#,
+    );
+    let gw = setup.serve();
+    let client = gw.client().await;
+    for _ in 0..12 {
+        call(&client).await.expect("allowed");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    drop(client);
+    gw.stop();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(setup.dev())
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("audit.jsonl."))
+        })
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "rotated by age: {files:?}");
+    files.push(setup.path("audit.jsonl"));
+    let total: usize = files
+        .iter()
+        .map(|f| requests(&records(f), "allowed").len())
+        .sum();
+    assert_eq!(total, 12);
+    let (code, r) = setup.verify(&files, false);
+    assert_eq!(code, 0, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_accept_beside_a_running_gateway_is_recorded_in_its_chain_at_sighup() {
+    let setup = Setup::new(FILE_AUDIT);
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stdio_env_server.py");
+    let mut config = std::fs::read_to_string(setup.path("sealgate.toml")).expect("config");
+    config.push_str(&format!(
+        "\n[[backend]]\nname = \"fixture\"\nkind = \"stdio\"\nprefix = \"fx_\"\ncommand = \"python3\"\nargs = [\"{}\"]\ninherit_env = [\"PATH\", \"HOME\"]\n",
+        fixture.display()
+    ));
+    std::fs::write(setup.path("sealgate.toml"), config).expect("config");
+    let gw = setup.serve();
+    // Run beside the gateway: it must not write into the gateway's file.
+    let before = std::fs::read(setup.path("audit.jsonl")).expect("trail");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["tools", "accept", "--config"])
+        .arg(setup.path("sealgate.toml"))
+        .env("SEALGATE_LOG", "warn")
+        .output()
+        .expect("tools accept");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read(setup.path("audit.jsonl")).expect("trail"),
+        before,
+        "tools accept wrote into the running gateway's chain"
+    );
+    let handover = setup.path("audit-spool/handover.jsonl");
+    assert!(handover.exists(), "events handed over");
+    gw.signal("HUP");
+    assert!(wait_until(10, || !handover.exists()), "not taken at SIGHUP");
+    gw.stop();
+    let recs = records(&setup.path("audit.jsonl"));
+    let accepted = events(&recs, "tools_accepted");
+    assert_eq!(accepted.len(), 1, "{recs:?}");
+    assert_eq!(accepted[0]["backend"], "fixture");
+    assert_eq!(accepted[0]["recorded_by"], "sealgate tools accept");
+    assert_eq!(events(&recs, "reload").len(), 1);
+    let (code, r) = setup.verify(&[setup.path("audit.jsonl")], false);
+    assert_eq!(code, 0, "{r}");
+}
