@@ -41,7 +41,7 @@ async fn run(audit_toml: Option<&str>, clients: usize, secs: u64) -> f64 {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let config_path = sealgate::dev::setup(&dev, addr).expect("dev setup");
+    let config_path = sealgate::dev::setup(&dev, Some(addr)).expect("dev setup");
     if let Some(audit) = audit_toml {
         let text = std::fs::read_to_string(&config_path).expect("config");
         let start = text.find("[audit]").expect("[audit]");

@@ -10,12 +10,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// A free port whose next port is free too: the dev config serves its
+/// enrollment listener on port + 1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A dev setup (CA, certificates, keys, registry, config) in a temp folder.
@@ -30,8 +37,9 @@ impl Setup {
     pub fn new(audit: &str) -> Setup {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let listen = format!("127.0.0.1:{port}").parse().expect("addr");
-        let config = sealgate::dev::setup(&dir.path().join("dev"), listen).expect("dev setup");
+        let listen: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let config =
+            sealgate::dev::setup(&dir.path().join("dev"), Some(listen)).expect("dev setup");
         let text = std::fs::read_to_string(&config).expect("config");
         let start = text.find("[audit]").expect("[audit] in dev config");
         let end = text.find("[[backend]]").expect("[[backend]] in dev config");
