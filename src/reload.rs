@@ -163,7 +163,8 @@ impl Reloader {
                 self.gateway.registry.store(Arc::new(r));
             }
             Err(e) => {
-                tracing::error!(error = %e, "client registry reload failed; keeping the previous one")
+                tracing::error!(error = %e, "client registry reload failed; keeping the previous one");
+                self.reload_failed("client registry");
             }
         }
         let tls = crate::startup::tls_server_config(&c)
@@ -186,7 +187,8 @@ impl Reloader {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "TLS reload failed; keeping the previous configuration")
+                tracing::error!(error = %e, "TLS reload failed; keeping the previous configuration");
+                self.reload_failed("TLS");
             }
         }
         refresh_secrets(&self.gateway).await;
@@ -196,6 +198,16 @@ impl Reloader {
 }
 
 impl Reloader {
+    /// Records a part of a reload that failed (and kept its previous
+    /// version) in the audit trail.
+    fn reload_failed(&self, part: &str) {
+        self.gateway.audit.write_event(&serde_json::json!({
+            "ts": crate::audit::rfc3339_ms(self.gateway.clock.now_ms()),
+            "event": "reload_failed",
+            "part": part,
+        }));
+    }
+
     /// Re-reads the config file, if there is one. A file that no longer
     /// loads keeps the config in force. Of a valid one, the TLS files and
     /// CRL list, the registry file, the default rate and the tiers apply now
@@ -281,7 +293,14 @@ impl Reloader {
 /// Re-resolves every secret and swaps in a changed signing key; a key that
 /// no longer loads keeps the previous one.
 pub async fn refresh_secrets(gateway: &Gateway) {
-    gateway.secrets.refresh().await;
+    for reference in gateway.secrets.refresh().await {
+        // The reference names where the secret lives, never its value.
+        gateway.audit.write_event(&serde_json::json!({
+            "ts": crate::audit::rfc3339_ms(gateway.clock.now_ms()),
+            "event": "secret_refresh_failed",
+            "what": reference,
+        }));
+    }
     match signer_from(&gateway.secrets, &gateway.signing_key_ref) {
         Ok(signer) => {
             if signer.key_id != gateway.signer.load().key_id {

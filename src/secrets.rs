@@ -524,19 +524,25 @@ impl Secrets {
 
     /// Re-resolves every reference; a failure keeps the previous value of
     /// that reference (and is logged) so a blip never drops a credential.
-    pub async fn refresh(&self) {
+    ///
+    /// Returns the references (never values) that failed to refresh, for
+    /// the audit trail.
+    pub async fn refresh(&self) -> Vec<String> {
         let mut next: HashMap<SecretRef, SecretString> = (**self.values.load()).clone();
+        let mut failed = Vec::new();
         for r in &self.refs {
             match self.resolve_one(r).await {
                 Ok(v) => {
                     next.insert(r.clone(), v);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "secret refresh failed; keeping the previous value")
+                    tracing::warn!(error = %e, "secret refresh failed; keeping the previous value");
+                    failed.push(r.to_string());
                 }
             }
         }
         self.values.store(Arc::new(next));
+        failed
     }
 
     /// The current value of a reference resolved at startup.

@@ -391,4 +391,28 @@ async fn signing_key_from_openbao_rotates_on_refresh() {
         .call_tool("get_meps", json!({"limit": 1}))
         .await
         .expect("signed by the second key");
+
+    // OpenBao goes away: the refresh fails, the key in use stays, and the
+    // audit trail says which reference failed (never a value).
+    drop(bao);
+    sealgate::reload::refresh_secrets(&gw.gateway).await;
+    assert_eq!(gw.gateway.signer.load().key_id, kid(&second));
+    let failed: Vec<serde_json::Value> = gw
+        .audit
+        .lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "secret_refresh_failed")
+        .collect();
+    assert!(
+        failed
+            .iter()
+            .any(|e| e["what"] == "openbao://secret/data/gateway#signing_key"),
+        "{failed:?}"
+    );
+    assert!(!failed.iter().any(|e| e.to_string().contains("PRIVATE KEY")));
+    client
+        .call_tool("get_meps", json!({"limit": 1}))
+        .await
+        .expect("still signed by the second key");
 }
