@@ -95,6 +95,24 @@ async fn talks_to_a_real_gateway(ex: Example) {
     );
     let listed: BTreeSet<&str> = line(&out, "verified tools/list: ").split(", ").collect();
     assert_eq!(listed, ALICE_TOOLS.iter().copied().collect::<BTreeSet<_>>());
+    // The key exchange the gateway negotiated with this library: grpcio
+    // (BoringSSL) offers the hybrid X25519MLKEM768 and gets it; Node 20's
+    // OpenSSL 3.0 has no ML-KEM and connects classically.
+    let ok = gw
+        .stats
+        .handshakes_ok
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let pq = gw
+        .stats
+        .handshakes_post_quantum
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(ok >= 1, "a handshake completed");
+    if ex.program == "python3" {
+        assert_eq!(
+            pq, ok,
+            "grpcio negotiated X25519MLKEM768 on every connection"
+        );
+    }
     let audit = gw.last_audit();
     assert_eq!(audit["method"], "tools/list");
     assert_eq!(audit["client_id"], "alice");
