@@ -381,3 +381,68 @@ fn the_http_bridge_refuses_a_non_loopback_address() {
         "no secret written for a refused address"
     );
 }
+
+/// The MCP Inspector in its command-line mode (headless), launching the
+/// bridge over stdio like any host.
+#[tokio::test(flavor = "multi_thread")]
+async fn mcp_inspector_cli_through_the_bridge() {
+    let gw = TestGateway::start().await;
+    let inspector = repo().join("node_modules/.bin/mcp-inspector");
+    let profile = gw.alice.profile.clone();
+    let run = move |extra: &[&str]| {
+        let mut args = vec!["--cli", BIN, "bridge", "--profile", s(&profile)];
+        args.extend_from_slice(extra);
+        Command::new(&inspector)
+            .args(&args)
+            .env("SEALGATE_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the MCP Inspector")
+    };
+    let (listed, called, denied) = tokio::task::spawn_blocking(move || {
+        (
+            run(&["--method", "tools/list"]),
+            run(&[
+                "--method",
+                "tools/call",
+                "--tool-name",
+                "get_meps",
+                "--tool-arg",
+                "country=SE",
+                "--tool-arg",
+                "limit=1",
+            ]),
+            run(&[
+                "--method",
+                "tools/call",
+                "--tool-name",
+                "get_voting_records",
+            ]),
+        )
+    })
+    .await
+    .expect("join");
+    assert!(listed.status.success(), "{listed:?}");
+    let tools: Value = serde_json::from_slice(&listed.stdout).expect("tools/list JSON");
+    let mut names: Vec<&str> = tools["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    names.sort();
+    let mut want = ALICE_TOOLS.to_vec();
+    want.sort();
+    assert_eq!(names, want);
+    assert!(called.status.success(), "{called:?}");
+    assert!(
+        String::from_utf8_lossy(&called.stdout).contains("person/900001"),
+        "{called:?}"
+    );
+    assert!(!denied.status.success(), "{denied:?}");
+    let err = String::from_utf8_lossy(&denied.stderr);
+    assert!(
+        err.contains("-32000") && err.contains("TOOL_NOT_ALLOWED"),
+        "{err}"
+    );
+}
