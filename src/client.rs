@@ -166,7 +166,11 @@ impl From<crate::tls::ConnectError> for ClientError {
 /// A failed call as a [`ClientError`]: a status without a sealgate reason
 /// that the transport produced (the connection failed under the call) is
 /// explained by the channel's last TLS error, when there is one.
-pub(crate) fn explain_status(
+///
+/// The gateway's alert and the failed call race each other (the call can
+/// fail before the connection task has read the alert), so a bare
+/// transport failure waits up to [`ALERT_WAIT`] for it.
+pub(crate) async fn explain_status(
     status: tonic::Status,
     failures: Option<&crate::tls::TlsFailures>,
 ) -> ClientError {
@@ -177,13 +181,25 @@ pub(crate) fn explain_status(
         ..
     } = &error
     {
-        let last = failures.and_then(|f| f.last());
-        if let Some(refusal) = last.as_ref().and_then(refusal_of) {
-            return refusal;
+        let Some(failures) = failures else {
+            return error;
+        };
+        let deadline = tokio::time::Instant::now() + ALERT_WAIT;
+        loop {
+            if let Some(refusal) = failures.last().as_ref().and_then(refusal_of) {
+                return refusal;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
     error
 }
+
+/// How long a failed call waits for the TLS alert that explains it.
+const ALERT_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// One known way a handshake is refused over a certificate: who refused,
 /// the alert (or rustls reason) name, what happened and what to do.
@@ -486,23 +502,25 @@ impl Client {
     /// A failed call as a [`ClientError`]: a status without a sealgate
     /// reason that the transport produced (the connection failed under the
     /// call) is explained by the channel's last TLS error, when it has one.
-    fn call_error(&self, status: tonic::Status) -> ClientError {
-        explain_status(status, self.tls_failures.as_ref())
+    async fn call_error(&self, status: tonic::Status) -> ClientError {
+        explain_status(status, self.tls_failures.as_ref()).await
     }
 
     /// Seals `payload` (one JSON-RPC message, exact bytes), sends it and
     /// returns the verified response payload.
     pub async fn send(&self, payload: Bytes) -> Result<Bytes, ClientError> {
         let (env, signed) = self.seal(payload);
-        let response = self
+        let response = match self
             .rpc
             .clone()
             .call(CallRequest {
                 envelope: Some(env),
             })
             .await
-            .map_err(|status| self.call_error(status))?
-            .into_inner();
+        {
+            Ok(r) => r.into_inner(),
+            Err(status) => return Err(self.call_error(status).await),
+        };
         self.open(response.envelope, &signed)
     }
 
@@ -511,15 +529,17 @@ impl Client {
     pub async fn admin_blocks(&self) -> Result<Value, ClientError> {
         let (payload, id) = self.admin_payload(crate::admin::METHOD_BLOCKS, None)?;
         let (env, signed) = self.seal(payload);
-        let response = self
+        let response = match self
             .admin
             .clone()
             .list_blocks(ListBlocksRequest {
                 envelope: Some(env),
             })
             .await
-            .map_err(|status| self.call_error(status))?
-            .into_inner();
+        {
+            Ok(r) => r.into_inner(),
+            Err(status) => return Err(self.call_error(status).await),
+        };
         self.admin_result(self.open(response.envelope, &signed)?, id)
     }
 
@@ -529,15 +549,17 @@ impl Client {
         let (payload, id) =
             self.admin_payload(crate::admin::METHOD_UNBLOCK, Some(json!({"id": target})))?;
         let (env, signed) = self.seal(payload);
-        let response = self
+        let response = match self
             .admin
             .clone()
             .unblock(UnblockRequest {
                 envelope: Some(env),
             })
             .await
-            .map_err(|status| self.call_error(status))?
-            .into_inner();
+        {
+            Ok(r) => r.into_inner(),
+            Err(status) => return Err(self.call_error(status).await),
+        };
         self.admin_result(self.open(response.envelope, &signed)?, id)
     }
 

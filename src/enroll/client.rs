@@ -130,9 +130,11 @@ pub async fn enroll(opts: &EnrollOptions, token: &str) -> Result<Enrolled, Clien
             timestamp_unix_ms: ts,
             new_key_signature: signing.sign(&proof).to_bytes().to_vec().into(),
         })
-        .await
-        .map_err(|s| explain_status(s, Some(&failures)))?
-        .into_inner();
+        .await;
+    let response = match response {
+        Ok(r) => r.into_inner(),
+        Err(s) => return Err(explain_status(s, Some(&failures)).await),
+    };
     let creds = response
         .credentials
         .ok_or_else(|| ClientError::BadResponse("no credentials in the response".into()))?;
@@ -401,9 +403,11 @@ pub async fn renew(profile_path: &Path, opts: RenewOptions) -> Result<Renewal, C
             current_key_signature: current.sign(&proof).to_bytes().to_vec().into(),
             new_key_signature: next.sign(&proof).to_bytes().to_vec().into(),
         })
-        .await
-        .map_err(|s| explain_status(s, Some(&failures)))?
-        .into_inner();
+        .await;
+    let response = match response {
+        Ok(r) => r.into_inner(),
+        Err(s) => return Err(explain_status(s, Some(&failures)).await),
+    };
     let creds = response
         .credentials
         .ok_or_else(|| ClientError::BadResponse("no credentials in the response".into()))?;
