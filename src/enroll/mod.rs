@@ -121,6 +121,60 @@ mod tests {
         assert!(!e.windows(3).any(|w| w == b"tok"));
     }
 
+    /// tests/vectors/enrollment-v1.json, made from docs/ENROLLMENT.md by an
+    /// independent implementation (Python `cryptography`): the same proof
+    /// bytes and signatures here.
+    #[test]
+    fn the_enrollment_vectors_reproduce() {
+        use ed25519_dalek::{Signer, SigningKey};
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/vectors/enrollment-v1.json"))
+                .expect("vector json");
+        let hex = |x: &serde_json::Value| hex::decode(x.as_str().expect("hex")).expect("hex");
+        let key = |x: &serde_json::Value| {
+            SigningKey::from_bytes(&hex(x).try_into().expect("32-byte seed"))
+        };
+        let e = &v["enroll"];
+        let new_key = key(&e["new_key_seed_hex"]);
+        let proof = enroll_proof_bytes(
+            e["audience"].as_str().expect("audience"),
+            e["token"].as_str().expect("token"),
+            &hex(&e["csr_der_hex"]),
+            &new_key.verifying_key().to_bytes(),
+            e["timestamp_unix_ms"].as_i64().expect("ts"),
+        );
+        assert_eq!(proof, hex(&e["proof_bytes_hex"]));
+        assert_eq!(
+            new_key.sign(&proof).to_bytes().to_vec(),
+            hex(&e["new_key_signature_hex"])
+        );
+        let r = &v["renew"];
+        let current = key(&r["current_key_seed_hex"]);
+        let next = key(&r["new_key_seed_hex"]);
+        assert_eq!(
+            crate::identity::key_id_for(&current.verifying_key()),
+            r["current_key_id"].as_str().expect("key id")
+        );
+        let proof = renew_proof_bytes(&RenewProof {
+            audience: r["audience"].as_str().expect("audience"),
+            spiffe_id: r["spiffe_id"].as_str().expect("spiffe"),
+            current_key_id: r["current_key_id"].as_str().expect("key id"),
+            csr_der: &hex(&r["csr_der_hex"]),
+            new_public_key: &next.verifying_key().to_bytes(),
+            timestamp_unix_ms: r["timestamp_unix_ms"].as_i64().expect("ts"),
+            nonce: &hex(&r["nonce_hex"]),
+        });
+        assert_eq!(proof, hex(&r["proof_bytes_hex"]));
+        assert_eq!(
+            current.sign(&proof).to_bytes().to_vec(),
+            hex(&r["current_key_signature_hex"])
+        );
+        assert_eq!(
+            next.sign(&proof).to_bytes().to_vec(),
+            hex(&r["new_key_signature_hex"])
+        );
+    }
+
     #[test]
     fn moving_bytes_between_fields_changes_the_proof() {
         let a = renew_proof_bytes(&RenewProof {

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Check tests/vectors/envelope-v1.json against docs/ENVELOPE.md, and
-tests/vectors/audit-v1.jsonl against docs/AUDIT.md.
+"""Check tests/vectors/envelope-v1.json against docs/ENVELOPE.md,
+tests/vectors/audit-v1.jsonl against docs/AUDIT.md, and
+tests/vectors/enrollment-v1.json against docs/ENROLLMENT.md.
 
 This is an independent implementation of the sealgate envelope v1, written
 from docs/ENVELOPE.md alone (sections 2, 3 and 6), without reference to the
@@ -173,6 +174,47 @@ def check_audit():
     check("audit: another key does not verify the checkpoint", not audit_chain_ok(lines, other))
 
 
+def check_enrollment():
+    """tests/vectors/enrollment-v1.json against docs/ENROLLMENT.md, "The
+    proof bytes": the same length-prefixed encoding, 6 fields for Enroll and
+    8 for Renew; the token and the CSR enter only as their SHA-256."""
+    v = json.loads((Path(__file__).parent / "enrollment-v1.json").read_text())
+    e, r = v["enroll"], v["renew"]
+
+    def key(seed_hex):
+        return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(seed_hex))
+
+    def raw(k):
+        return k.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    new = key(e["new_key_seed_hex"])
+    ts = struct.pack(">q", e["timestamp_unix_ms"])
+    proof = signed_bytes(["sealgate/v1/enroll", e["audience"],
+                          hashlib.sha256(e["token"].encode()).digest(),
+                          hashlib.sha256(bytes.fromhex(e["csr_der_hex"])).digest(),
+                          raw(new), ts])
+    check("enroll: proof bytes rebuilt from the doc", proof.hex() == e["proof_bytes_hex"])
+    check("enroll: the token itself is not in the proof", e["token"].encode() not in proof)
+    check("enroll: the new key's signature verifies",
+          verifies(new.public_key(), bytes.fromhex(e["new_key_signature_hex"]), proof))
+
+    cur, nxt = key(r["current_key_seed_hex"]), key(r["new_key_seed_hex"])
+    check("renew: current_key_id derived as in ENVELOPE.md section 3",
+          key_id(raw(cur)) == r["current_key_id"])
+    proof = signed_bytes(["sealgate/v1/renew", r["audience"], r["spiffe_id"], r["current_key_id"],
+                          hashlib.sha256(bytes.fromhex(r["csr_der_hex"])).digest(),
+                          raw(nxt), struct.pack(">q", r["timestamp_unix_ms"]),
+                          bytes.fromhex(r["nonce_hex"])])
+    check("renew: proof bytes rebuilt from the doc", proof.hex() == r["proof_bytes_hex"])
+    check("renew: the current key's signature verifies",
+          verifies(cur.public_key(), bytes.fromhex(r["current_key_signature_hex"]), proof))
+    check("renew: the next key's signature verifies",
+          verifies(nxt.public_key(), bytes.fromhex(r["new_key_signature_hex"]), proof))
+    check("renew: a proof for another identity does not verify",
+          not verifies(cur.public_key(), bytes.fromhex(r["current_key_signature_hex"]),
+                       proof.replace(b"client/alice", b"client/bobby")))
+
+
 def main():
     vectors = json.loads((Path(__file__).parent / "envelope-v1.json").read_text())
     req, resp = vectors["request"], vectors["response"]
@@ -200,6 +242,7 @@ def main():
     check("response: signed bytes end with request_digest", resp_bytes.endswith(digest))
 
     check_audit()
+    check_enrollment()
 
     print(f"{results['passed']} passed, {results['failed']} failed")
     return 0 if results["failed"] == 0 else 1
