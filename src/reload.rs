@@ -133,9 +133,12 @@ impl Reloader {
                 refresh_secrets(&gw).await;
             }
         });
+        // Installed now, not when the task first runs: a SIGHUP right after
+        // this returns must reload, not take the default action (exit).
+        use tokio::signal::unix::{signal, SignalKind};
+        let hup = signal(SignalKind::hangup());
         tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let mut hup = match signal(SignalKind::hangup()) {
+            let mut hup = match hup {
                 Ok(hup) => hup,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot listen for SIGHUP; reloading is off");

@@ -431,12 +431,13 @@ pub fn run(cmd: CaCommand) -> Result<ExitCode> {
                 anyhow::bail!("pass the gateway's public signing key with --gateway-pub FILE, so enrolled clients can verify its responses");
             }
             super::runtime()?.block_on(async move {
+                let stop = super::serve::StopSignal::install();
                 let parts = sealgate::startup::build_enrollment(&config, None, keys, None)
                     .await?
                     .context("no [enrollment] section in the config")?;
                 let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
                 let task = super::serve::spawn_enrollment(&config, &parts, stop_rx).await?;
-                super::serve::stop_signal().await;
+                stop.wait().await;
                 let _ = stop_tx.send(true);
                 let _ = task.await;
                 anyhow::Ok(())

@@ -60,17 +60,13 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds the gateway, binds, starts reloading, and serves until Ctrl-C.
+/// Builds the gateway, starts reloading, binds, and serves until SIGTERM or
+/// Ctrl-C. Every signal handler is in place before the port opens: a
+/// signal sent as soon as the gateway accepts connections is handled, never
+/// the default action that would kill it.
 async fn run(config: Config, config_path: &Path, dev_dir: Option<&Path>) -> Result<()> {
+    let stop_signal = StopSignal::install();
     let parts = sealgate::startup::build(&config, None).await?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(listen = %addr, audience = %config.audience(), "sealgate gateway serving (TLS 1.3, client certificates required)");
-    if let Some(dir) = dev_dir {
-        print_dev_banner(dir, addr);
-    }
     let enrollment =
         sealgate::startup::build_enrollment(&config, Some(parts.gateway.clone()), Vec::new(), None)
             .await?;
@@ -84,8 +80,16 @@ async fn run(config: Config, config_path: &Path, dev_dir: Option<&Path>) -> Resu
         enrollment_task = Some(spawn_enrollment(&config, e, stop_rx.clone()).await?);
     }
     reloader.spawn();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(listen = %addr, audience = %config.audience(), "sealgate gateway serving (TLS 1.3, client certificates required)");
+    if let Some(dir) = dev_dir {
+        print_dev_banner(dir, addr);
+    }
     let stop = async move {
-        stop_signal().await;
+        stop_signal.wait().await;
         let _ = stop_tx.send(true);
     };
     sealgate::server::run(listener, parts, stop).await?;
@@ -126,21 +130,51 @@ pub(super) async fn spawn_enrollment(
 /// Kubernetes send: the server then stops accepting and lets in-flight
 /// calls finish before `run` returns.
 pub(super) async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
+    StopSignal::install().wait().await
+}
+
+/// SIGTERM and SIGINT handlers, installed when this is made (not when it
+/// is first awaited), so a signal that arrives during startup is caught.
+pub(super) struct StopSignal {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignal {
+    /// Installs the handlers now.
+    pub(super) fn install() -> StopSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate())
+            .map_err(|e| tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the gateway"))
+            .ok();
+        let int = signal(SignalKind::interrupt())
+            .map_err(|e| tracing::error!(error = %e, "cannot listen for SIGINT"))
+            .ok();
+        StopSignal { term, int }
+    }
+
+    /// Completes on the first SIGTERM or SIGINT.
+    pub(super) async fn wait(mut self) {
+        let term = async {
+            match self.term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the gateway");
-                std::future::pending::<()>().await;
+        };
+        let int = async {
+            match self.int.as_mut() {
+                Some(i) => {
+                    i.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
+        };
+        tokio::select! {
+            _ = int => tracing::info!("SIGINT: shutting down"),
+            _ = term => tracing::info!("SIGTERM: shutting down"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = term => tracing::info!("SIGTERM: shutting down"),
     }
 }
 
