@@ -186,6 +186,32 @@ impl StdioBackend {
         self.shared.restarts.load(Ordering::Relaxed)
     }
 
+    /// Waits for a child, then sends; with `generation`, only to a child of
+    /// that generation (one whose tools the router checked).
+    async fn send(
+        &self,
+        generation: Option<u64>,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Reply, BackendError> {
+        let started = tokio::time::Instant::now();
+        let conn = self
+            .ready(timeout.min(READY_WAIT))
+            .await
+            .ok_or(BackendError::Unavailable)?;
+        if generation.is_some_and(|g| *self.shared.generation.borrow() != g) {
+            return Err(BackendError::Unavailable);
+        }
+        self.shared.received.fetch_add(1, Ordering::Relaxed);
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let result = call(&conn, &self.shared.next_id, method, params, remaining).await;
+        if result == Err(BackendError::Timeout) {
+            probe(self.shared.clone(), conn);
+        }
+        result
+    }
+
     async fn ready(&self, wait: Duration) -> Option<Arc<Conn>> {
         let mut rx = self.shared.conn.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
@@ -215,18 +241,7 @@ impl Backend for StdioBackend {
         params: Value,
         timeout: Duration,
     ) -> Result<Reply, BackendError> {
-        let started = tokio::time::Instant::now();
-        let conn = self
-            .ready(timeout.min(READY_WAIT))
-            .await
-            .ok_or(BackendError::Unavailable)?;
-        self.shared.received.fetch_add(1, Ordering::Relaxed);
-        let remaining = timeout.saturating_sub(started.elapsed());
-        let result = call(&conn, &self.shared.next_id, method, params, remaining).await;
-        if result == Err(BackendError::Timeout) {
-            probe(self.shared.clone(), conn);
-        }
-        result
+        self.send(None, method, params, timeout).await
     }
 
     async fn request_at(
@@ -236,21 +251,7 @@ impl Backend for StdioBackend {
         params: Value,
         timeout: Duration,
     ) -> Result<Reply, BackendError> {
-        let started = tokio::time::Instant::now();
-        let conn = self
-            .ready(timeout.min(READY_WAIT))
-            .await
-            .ok_or(BackendError::Unavailable)?;
-        if *self.shared.generation.borrow() != generation {
-            return Err(BackendError::Unavailable);
-        }
-        self.shared.received.fetch_add(1, Ordering::Relaxed);
-        let remaining = timeout.saturating_sub(started.elapsed());
-        let result = call(&conn, &self.shared.next_id, method, params, remaining).await;
-        if result == Err(BackendError::Timeout) {
-            probe(self.shared.clone(), conn);
-        }
-        result
+        self.send(Some(generation), method, params, timeout).await
     }
 
     fn generation(&self) -> watch::Receiver<u64> {
