@@ -667,3 +667,63 @@ async fn a_gateway_picks_up_keys_enrolled_elsewhere_without_a_restart() {
     }
     assert!(seen, "the gateway did not pick up the enrolled key");
 }
+
+/// The remaining Enroll refusals: a malformed or weak new key, a timestamp
+/// from the future, and a source over its rate.
+#[tokio::test]
+async fn enroll_refuses_bad_keys_future_timestamps_and_floods() {
+    let s = setup(60).await;
+    let token = s.token("carol", 600, now_ms());
+    let carol = ClientId::parse("carol").expect("id");
+    let (_, csr) =
+        sealgate::ca::client_csr(&carol, "spiffe://sealgate.test/client/carol").expect("csr");
+    let csr = csr.der().to_vec();
+    let key = sealgate::keys::generate_signing_key();
+    let request = |public: Vec<u8>, ts: i64| {
+        let proof = sealgate::enroll::enroll_proof_bytes(AUDIENCE, &token, &csr, &public, ts);
+        EnrollRequest {
+            token: token.clone(),
+            csr: csr.clone().into(),
+            signing_public_key: public.into(),
+            timestamp_unix_ms: ts,
+            new_key_signature: key.sign(&proof).to_bytes().to_vec().into(),
+        }
+    };
+    let mut rpc = s.rpc(None).await;
+    let issued = s.issued_count();
+    assert_refused(
+        rpc.enroll(request(vec![1u8; 31], now_ms())).await,
+        tonic::Code::InvalidArgument,
+        "KEY_INVALID",
+    );
+    // The identity point: a small-order (weak) key.
+    let mut weak = vec![0u8; 32];
+    weak[0] = 1;
+    assert_refused(
+        rpc.enroll(request(weak, now_ms())).await,
+        tonic::Code::InvalidArgument,
+        "KEY_INVALID",
+    );
+    assert_refused(
+        rpc.enroll(request(
+            key.verifying_key().to_bytes().to_vec(),
+            now_ms() + 120_000,
+        ))
+        .await,
+        tonic::Code::Unauthenticated,
+        "TIMESTAMP_FUTURE",
+    );
+    assert_eq!(s.issued_count(), issued, "nothing issued");
+    // 30 a minute per source by default: the flood is cut off.
+    let mut limited = false;
+    for _ in 0..40 {
+        if let Err(st) = rpc.enroll(request(vec![1u8; 31], now_ms())).await {
+            if reason(&st) == "RATE_LIMITED" {
+                assert_eq!(st.code(), tonic::Code::ResourceExhausted);
+                limited = true;
+                break;
+            }
+        }
+    }
+    assert!(limited, "40 requests in a burst were never rate limited");
+}
