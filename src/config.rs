@@ -61,6 +61,9 @@ pub struct Config {
     /// Rules for string arguments of every tool call.
     #[serde(default)]
     pub sanitize: SanitizePolicy,
+    /// `[results]`: checks and filters on what backends answer.
+    #[serde(default)]
+    pub results: crate::policy::ResultPolicy,
     /// `[tier.NAME]`: named policies a registry entry can start from.
     #[serde(default, rename = "tier")]
     pub tiers: std::collections::BTreeMap<String, PolicyFields>,
@@ -232,7 +235,17 @@ pub enum BackendConfig {
         /// Reference to the bearer credential.
         #[serde(default)]
         bearer_token: Option<String>,
+        /// Re-list the tools this often, in seconds (default 300; 0: only
+        /// on a new session): a stateless server can change a tool's
+        /// definition without any session ending, and a changed tool is
+        /// refused from the next listing on.
+        #[serde(default = "default_relist")]
+        relist_secs: u64,
     },
+}
+
+fn default_relist() -> u64 {
+    300
 }
 
 fn default_backend_timeout() -> u64 {
@@ -274,6 +287,17 @@ impl BackendConfig {
             BackendConfig::Embedded { name, .. }
             | BackendConfig::Stdio { name, .. }
             | BackendConfig::Http { name, .. } => name,
+        }
+    }
+
+    /// How often its tools are re-listed on a schedule (HTTP backends;
+    /// a stdio child is re-listed at every restart and list_changed).
+    pub fn relist_every(&self) -> Option<std::time::Duration> {
+        match self {
+            BackendConfig::Http { relist_secs, .. } if *relist_secs > 0 => {
+                Some(std::time::Duration::from_secs(*relist_secs))
+            }
+            _ => None,
         }
     }
 

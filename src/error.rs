@@ -132,6 +132,14 @@ reasons! {
     BackendTimeout => (Code::DeadlineExceeded, Backend, "BACKEND_TIMEOUT"),
     /// The backend answered something that is not valid MCP.
     BackendProtocol => (Code::Unavailable, Backend, "BACKEND_PROTOCOL_ERROR"),
+    /// The backend's result is not the shape MCP defines for the method, or
+    /// a tool's structuredContent fails its pinned outputSchema.
+    ResultInvalid => (Code::FailedPrecondition, Backend, "RESULT_INVALID"),
+    /// The backend's result is larger than `[results] max_bytes`.
+    ResultTooLarge => (Code::ResourceExhausted, Backend, "RESULT_TOO_LARGE"),
+    /// The backend's result holds what a `[results]` filter refuses: text
+    /// matching a secret pattern, or invisible characters.
+    ResultRefused => (Code::FailedPrecondition, Backend, "RESULT_REFUSED"),
     /// The gateway failed; details are in its log, not on the wire.
     Internal => (Code::Internal, Gateway, "INTERNAL"),
     /// No audit sink that must hold every record can take one now (a full
@@ -310,6 +318,20 @@ pub fn route_denial(e: crate::backend::router::Lookup, tool: &str) -> Denial {
             Reason::BackendUnavailable,
             "the backend of this tool reconnected and could not be re-listed",
         ),
+    }
+}
+
+impl From<crate::policy::ResultError> for Denial {
+    /// Stage 9: the backend's result was refused (path and rule only,
+    /// never the value).
+    fn from(e: crate::policy::ResultError) -> Self {
+        use crate::policy::ResultError as E;
+        let reason = match e {
+            E::Invalid { .. } => Reason::ResultInvalid,
+            E::TooLarge { .. } => Reason::ResultTooLarge,
+            E::Refused { .. } => Reason::ResultRefused,
+        };
+        Denial::new(reason, e.to_string())
     }
 }
 

@@ -95,6 +95,11 @@ pub struct Gateway {
     pub router: Arc<Router>,
     /// Argument rules applied before the schema and the backend.
     pub sanitize: SanitizePolicy,
+    /// Checks on what backends answer (stage 9): shape, outputSchema,
+    /// size, secret patterns, invisible characters.
+    pub results: crate::policy::ResultPolicy,
+    /// The URI schemes the primary backend offers, for `resources/read`.
+    pub resource_schemes: crate::backend::resources::ResourceSchemes,
     /// Resolved secret values (backend credentials, the signing key);
     /// refreshed by [`crate::reload`], never logged.
     pub secrets: Arc<crate::secrets::Secrets>,
@@ -474,10 +479,38 @@ impl Gateway {
 
         // 8 backend.
         record.stage = "backend";
-        let reply = self.execute(prepared).await?;
-        let payload = self.response_payload(&message, reply, record)?;
+        let from_backend = prepared.answered_by_backend();
+        let mut reply = self.execute(prepared).await?;
 
-        // 9 seal, bound to the request.
+        // 9 result: what a backend answered, checked before it is signed.
+        let mut limit = None;
+        if let (Some(from), Some(reply)) = (from_backend, reply.as_mut()) {
+            record.stage = "result";
+            let key = message.tool.as_deref().unwrap_or(message.method.as_str());
+            let findings = match reply {
+                Reply::Result(result) => self.results.check(
+                    message.method.as_str(),
+                    from.tool.as_deref(),
+                    key,
+                    result,
+                )?,
+                Reply::Error(error) => self.results.filter(key, error)?,
+            };
+            if findings.any() {
+                self.record_filtered(record, key, &findings);
+            }
+            limit = Some(self.results.max_bytes(key));
+        }
+        let payload = self.response_payload(&message, reply, record)?;
+        if let Some(limit) = limit.filter(|l| payload.len() > *l) {
+            return Err(crate::policy::ResultError::TooLarge {
+                size: payload.len(),
+                limit,
+            }
+            .into());
+        }
+
+        // 10 seal, bound to the request.
         record.stage = "seal";
         Ok(CallResponse {
             envelope: Some(self.seal_response(identity, payload, verified.digest)),
@@ -761,8 +794,26 @@ impl Gateway {
             // The gateway initialized each backend itself; cancellation of
             // a call is the gRPC cancellation of that call.
             Method::NotificationsInitialized | Method::NotificationsCancelled => Prepared::Nothing,
-            // Resources and prompts: the sanitizer checks their params too
-            // (a resource uri is an identifier field).
+            // A resource URI must carry a scheme the backend offers.
+            Method::ResourcesRead => {
+                let mut params = params;
+                let primary = self
+                    .router
+                    .slots()
+                    .first()
+                    .ok_or_else(|| Denial::from(crate::backend::BackendError::Unavailable))?;
+                let offered = self
+                    .resource_schemes
+                    .offered(primary.backend.as_ref(), primary.timeout)
+                    .await?;
+                self.sanitize.apply_resource_read(&mut params, &offered)?;
+                Prepared::Forward {
+                    method: Method::ResourcesRead.as_str(),
+                    params,
+                }
+            }
+            // Prompts and resource listings: the sanitizer checks their
+            // params too.
             other => {
                 let mut params = params;
                 self.sanitize.apply(other.as_str(), &mut params)?;
@@ -797,6 +848,29 @@ impl Gateway {
                 self.router.forward_to_primary(method, params).await?
             }
         }))
+    }
+
+    /// Records that stage 9 changed a result (pattern names and counts,
+    /// never the text): a security event, warned in the log.
+    fn record_filtered(&self, record: &AuditRecord, key: &str, findings: &crate::policy::Findings) {
+        let backend = record.backend.as_deref().unwrap_or("-");
+        tracing::warn!(
+            backend,
+            tool = key,
+            redacted = ?findings.redacted,
+            stripped = findings.stripped,
+            "a backend's result was filtered"
+        );
+        self.audit.write_event(&json!({
+            "ts": crate::audit::rfc3339_ms(self.clock.now_ms()),
+            "event": "result_filtered",
+            "backend": backend,
+            "tool": key,
+            "client_id": record.client_id,
+            "request_digest": record.request_digest.map(hex::encode),
+            "redacted": findings.redacted,
+            "stripped": findings.stripped,
+        }));
     }
 
     /// Turns the reply into the JSON-RPC response bytes.
@@ -838,6 +912,25 @@ pub struct Authenticated<'p> {
     pub verified: envelope::VerifiedEnvelope,
     /// One of its concurrent-call permits, held until the request ends.
     pub in_flight: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// A reply that comes from a backend, and the pinned tool it answers.
+struct FromBackend {
+    tool: Option<Arc<crate::policy::PinnedTool>>,
+}
+
+impl Prepared {
+    /// `Some` when a backend answers what was prepared: its reply is then
+    /// checked at stage 9.
+    fn answered_by_backend(&self) -> Option<FromBackend> {
+        match self {
+            Prepared::Tool { route, .. } => Some(FromBackend {
+                tool: Some(route.tool.clone()),
+            }),
+            Prepared::Forward { .. } => Some(FromBackend { tool: None }),
+            Prepared::Answer(_) | Prepared::Nothing => None,
+        }
+    }
 }
 
 /// What stage 6 left for the backend stage.

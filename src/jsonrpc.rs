@@ -250,6 +250,16 @@ pub fn parse(payload: &[u8], limits: Limits) -> Result<Message, JsonRpcError> {
     } else {
         None
     };
+    if method == Method::ResourcesRead
+        && !params
+            .as_ref()
+            .and_then(|p| p.get("uri"))
+            .is_some_and(Value::is_string)
+    {
+        return Err(JsonRpcError::Params(
+            "resources/read params.uri must be a string",
+        ));
+    }
     Ok(Message {
         id,
         method,

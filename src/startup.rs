@@ -118,6 +118,8 @@ pub async fn build(
         signer: ArcSwap::from_pointee(signer),
         router,
         sanitize: config.sanitize.clone(),
+        results: config.results.clone(),
+        resource_schemes: Default::default(),
         secrets,
         signing_key_ref,
         audit: audit.clone(),
@@ -539,6 +541,7 @@ async fn start_backend(b: &BackendConfig, secrets: &Arc<Secrets>) -> Result<Slot
         prefix: prefix.clone(),
         timeout,
         pins,
+        relist: b.relist_every(),
     })
 }
 

@@ -9,13 +9,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use sealgate::ca::{ClientRequest, EntryOptions, IssuedClient};
+use sealgate::ca::IssuedClient;
 use sealgate::client::ClientError;
 use serde_json::{json, Value};
 use tonic::Code;
 
-/// Issues `id` with a tier (and admin flag), appends it to the registry
-/// and reloads, as an operator would.
 async fn enroll(
     gw: &TestGateway,
     id: &str,
@@ -23,41 +21,7 @@ async fn enroll(
     tools: &[&str],
     admin: bool,
 ) -> IssuedClient {
-    let tools: Vec<String> = tools.iter().map(|t| t.to_string()).collect();
-    let issued = gw
-        .ca
-        .issue_client_with(
-            &ClientRequest {
-                id,
-                days: 30,
-                tools: &tools,
-                out_dir: &gw.path("clients"),
-                gateway: Some(sealgate::ca::GatewayInfo {
-                    endpoint: gw.gateway_pub.endpoint.clone(),
-                    server_name: gw.gateway_pub.server_name.clone(),
-                    key_id: gw.gateway_pub.key_id.clone(),
-                    public_key: gw.gateway_pub.public_key.clone(),
-                }),
-                force: false,
-            },
-            &EntryOptions { tier, admin },
-        )
-        .expect("issue client");
-    let registry = gw.path("clients.toml");
-    let mut text = std::fs::read_to_string(&registry).expect("registry");
-    text.push('\n');
-    text.push_str(&issued.registry_toml);
-    std::fs::write(&registry, text).expect("registry written");
-    gw.reloader.reload().await;
-    assert!(
-        gw.gateway
-            .registry
-            .load()
-            .get(&sealgate::identity::ClientId::parse(id).expect("id"))
-            .is_some(),
-        "{id} was loaded"
-    );
-    issued
+    gw.enroll(id, tier, tools, admin).await
 }
 
 /// bob, a second identity, is served: whatever happened to another one.

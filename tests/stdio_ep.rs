@@ -265,3 +265,42 @@ async fn killed_child_fails_the_call_and_is_restarted() {
     let new_pid = gw.backend.process_id().expect("new pid");
     assert_ne!(new_pid, pid);
 }
+
+#[tokio::test]
+async fn resources_read_reaches_the_ep_server_only_under_its_own_scheme() {
+    let gw = TestGateway::start_with(Options {
+        config_extra: format!(
+            "{}\n[tier.reader]\nmethods = [\"initialize\", \"resources/read\"]\ntools = []\nresources = [\"**\"]\n",
+            ep_backend(30)
+        ),
+        ..Default::default()
+    })
+    .await;
+    let who = gw.enroll("reader", Some("reader"), &[], false).await;
+    let client = gw.client(&who).await;
+    // The EP server offers ep:// templates (resources/templates/list); its
+    // answer to a read needs the EP API, which is out of reach here: what
+    // matters is that the gateway forwarded it and passed back a signed
+    // JSON-RPC answer (a result or an error), not a refusal.
+    let before = gw.backend_calls();
+    let answer = client
+        .request("resources/read", json!({"uri": "ep://meps/124810"}))
+        .await
+        .expect("forwarded and answered");
+    assert!(
+        answer.get("result").is_some() || answer.get("error").is_some(),
+        "{answer}"
+    );
+    assert!(gw.backend_calls() > before, "the EP server was reached");
+    let record = gw.last_audit();
+    assert_eq!(record["outcome"], "allowed", "{record}");
+    assert_eq!(record["method"], "resources/read");
+
+    let before = gw.backend_calls();
+    let refused = client
+        .request("resources/read", json!({"uri": "file:///etc/passwd"}))
+        .await
+        .expect_err("file: is not offered");
+    assert_eq!(refused.reason(), Some("ARGUMENTS_REJECTED"), "{refused:?}");
+    assert_eq!(gw.backend_calls(), before, "the EP server was not reached");
+}

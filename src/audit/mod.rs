@@ -97,7 +97,7 @@ pub struct AuditRecord {
     pub reason: Option<&'static str>,
     /// The stage the request reached (the one that refused it, for a
     /// denial): `transport`, `audit`, `identity`, `admission`, `envelope`,
-    /// `message`, `authorization`, `arguments`, `anomaly`, `backend`,
+    /// `message`, `authorization`, `arguments`, `anomaly`, `backend`, `result`,
     /// `seal`.
     pub stage: &'static str,
     /// Who caused a denial: client, backend or gateway.

@@ -9,6 +9,7 @@
 
 pub mod embedded;
 pub mod http;
+pub mod resources;
 pub mod router;
 pub mod stdio;
 

@@ -47,6 +47,10 @@ pub struct Slot {
     pub timeout: Duration,
     /// Where its accepted tool digests come from.
     pub pins: PinMode,
+    /// Re-list its tools this often, whether or not it reconnected (a
+    /// stateless HTTP server can change a definition without a new
+    /// session).
+    pub relist: Option<Duration>,
 }
 
 /// A routable tool.
@@ -138,6 +142,9 @@ impl Router {
             }
         }
         for i in 0..router.slots.len() {
+            if let Some(every) = router.slots[i].relist {
+                tokio::spawn(relist_on_schedule(Arc::downgrade(&router), i, every));
+            }
             let weak = Arc::downgrade(&router);
             let mut generation = router.state[i].generation.clone();
             generation.borrow_and_update();
@@ -528,14 +535,33 @@ impl Router {
         s.backend.request(method, params, s.timeout).await
     }
 
+    /// Lists one backend's tools again now, whatever its generation.
+    async fn relist(&self, slot: usize) {
+        let _one = self.state[slot].syncing.lock().await;
+        if let Err(e) = self.sync(slot, false).await {
+            tracing::warn!(backend = self.slots[slot].backend.name(), error = %e, "re-listing tools failed");
+            self.state[slot].synced.store(UNSYNCED, Ordering::Release);
+        }
+    }
+
     /// Re-lists every backend (after a pin file changed on disk).
     pub async fn resync_all(&self) {
         for i in 0..self.slots.len() {
-            let _one = self.state[i].syncing.lock().await;
-            if let Err(e) = self.sync(i, false).await {
-                tracing::warn!(backend = self.slots[i].backend.name(), error = %e, "re-listing tools failed");
-                self.state[i].synced.store(UNSYNCED, Ordering::Release);
-            }
+            self.relist(i).await;
         }
+    }
+}
+
+/// Re-lists slot `i` every `every` while the router lives.
+async fn relist_on_schedule(router: std::sync::Weak<Router>, i: usize, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(router) = router.upgrade() else {
+            return;
+        };
+        router.relist(i).await;
     }
 }

@@ -5,9 +5,11 @@
 //! with the JSON path and the rule, never with an argument value.
 
 pub mod pins;
+pub mod results;
 pub mod sanitize;
 
 pub use pins::{canonical_json, PinError, PinFile, PinnedTool, ToolDigest};
+pub use results::{Findings, ResultError, ResultPolicy};
 pub use sanitize::{SanitizeError, SanitizePolicy, SanitizeRules};
 pub mod anomaly;
 mod tier;

@@ -100,6 +100,9 @@ pub struct PinnedTool {
     pub digest: ToolDigest,
     /// The inputSchema, compiled once.
     pub validator: jsonschema::Validator,
+    /// The outputSchema, compiled once, if the tool declares one: a
+    /// successful result's `structuredContent` must match it.
+    pub output: Option<jsonschema::Validator>,
 }
 
 impl std::fmt::Debug for PinnedTool {
@@ -124,19 +127,52 @@ impl PinnedTool {
             .get("inputSchema")
             .filter(|s| s.is_object())
             .ok_or_else(|| PinError::NoSchema(name.clone()))?;
-        let validator = jsonschema::options()
-            .should_validate_formats(true)
-            .build(schema)
-            .map_err(|e| PinError::BadSchema {
-                tool: name.clone(),
-                reason: e.kind().keyword().to_string(),
-            })?;
+        let compile = |schema: &Value| {
+            jsonschema::options()
+                .should_validate_formats(true)
+                .build(schema)
+                .map_err(|e| PinError::BadSchema {
+                    tool: name.clone(),
+                    reason: e.kind().keyword().to_string(),
+                })
+        };
+        let validator = compile(schema)?;
+        let output = match definition.get("outputSchema") {
+            None => None,
+            Some(s) if s.is_object() => Some(compile(s)?),
+            Some(_) => {
+                return Err(PinError::BadSchema {
+                    tool: name.clone(),
+                    reason: "outputSchema".into(),
+                })
+            }
+        };
         Ok(PinnedTool {
             digest: tool_digest(&definition),
             name,
             definition,
             validator,
+            output,
         })
+    }
+
+    /// Whether the tool declares an outputSchema.
+    pub fn has_output_schema(&self) -> bool {
+        self.output.is_some()
+    }
+
+    /// Validates a result's `structuredContent` against the pinned
+    /// outputSchema; the error is the JSON path and the schema keyword,
+    /// never the value.
+    pub fn validate_output(&self, structured: &Value) -> Result<(), (String, String)> {
+        let Some(v) = &self.output else { return Ok(()) };
+        match v.iter_errors(structured).next() {
+            None => Ok(()),
+            Some(e) => Err((
+                e.instance_path().as_str().to_string(),
+                e.kind().keyword().to_string(),
+            )),
+        }
     }
 
     /// Validates arguments against the pinned inputSchema. The error names

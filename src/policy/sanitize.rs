@@ -119,6 +119,74 @@ impl SanitizePolicy {
     }
 }
 
+impl SanitizePolicy {
+    /// Checks the params of `resources/read`: the `uri` must carry one of
+    /// the schemes the backend `offered` (lower case, compared after
+    /// parsing) and no path traversal after it; it gets the string rules
+    /// every argument gets (length, control and invisible characters,
+    /// NFC), and the other params the ordinary rules.
+    pub fn apply_resource_read(
+        &self,
+        params: &mut Value,
+        offered: &std::collections::BTreeSet<String>,
+    ) -> Result<(), SanitizeError> {
+        let fail = |rule| SanitizeError {
+            path: "/uri".into(),
+            rule,
+        };
+        let Value::Object(map) = params else {
+            return Err(fail("is missing"));
+        };
+        let Some(Value::String(uri)) = map.remove("uri") else {
+            return Err(fail("is missing or not a string"));
+        };
+        self.apply("resources/read", params)?;
+        let rules = self.effective("resources/read");
+        let mut uri = Value::String(uri);
+        walk(&mut uri, &mut "/uri".to_string(), None, 0, &rules)?;
+        let Value::String(uri) = uri else {
+            return Err(fail("is missing or not a string"));
+        };
+        match scheme_of(&uri) {
+            None => return Err(fail("has no URL scheme")),
+            Some(scheme) if !offered.contains(&scheme) => {
+                return Err(fail("carries a URL scheme the backend does not offer"))
+            }
+            Some(_) => {}
+        }
+        let rest = uri.split_once(':').map(|(_, r)| r).unwrap_or_default();
+        if is_traversal(rest.trim_start_matches('/')) {
+            return Err(fail("looks like a path traversal"));
+        }
+        if let Value::Object(map) = params {
+            map.insert("uri".into(), Value::String(uri));
+        }
+        Ok(())
+    }
+}
+
+/// The scheme of `uri` in lower case: RFC 3986 `ALPHA *( ALPHA / DIGIT /
+/// "+" / "-" / "." )` before the first `:`; `None` when it has none.
+pub fn scheme_of(uri: &str) -> Option<String> {
+    let (head, _) = uri.split_once(':')?;
+    let valid = head.starts_with(|c: char| c.is_ascii_alphabetic())
+        && head
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then(|| head.to_ascii_lowercase())
+}
+
+/// `.` or `..` segments, backslashes, percent-encoded dots or slashes, NUL.
+fn is_traversal(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    s.split(['/', '\\']).any(|seg| seg == ".." || seg == ".")
+        || s.contains('\\')
+        || lower.contains("%2e")
+        || lower.contains("%2f")
+        || lower.contains("%5c")
+        || s.contains('\0')
+}
+
 fn is_identifier_field(name: &str, rules: &Effective<'_>) -> bool {
     rules.identifier_fields.contains(name)
         || matches!(name, "id" | "identifier" | "uri" | "url" | "path")
@@ -133,7 +201,7 @@ fn is_identifier_field(name: &str, rules: &Effective<'_>) -> bool {
 /// characters (U+E0000–U+E007F, "ASCII smuggling"), soft hyphens, zero-width
 /// and invisible operators, the Mongolian vowel separator, interlinear
 /// annotations, and variation selectors beyond the basic block.
-fn is_bidi_or_invisible(c: char) -> bool {
+pub(crate) fn is_bidi_or_invisible(c: char) -> bool {
     matches!(c,
         '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
         | '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}'
@@ -189,24 +257,10 @@ fn walk(
                 }
             }
             if key.is_some_and(|k| is_identifier_field(k, rules)) {
-                let lower = s.to_ascii_lowercase();
-                let traversal = s.split(['/', '\\']).any(|seg| seg == ".." || seg == ".")
-                    || s.starts_with('/')
-                    || s.contains('\\')
-                    || lower.contains("%2e")
-                    || lower.contains("%2f")
-                    || lower.contains("%5c")
-                    || s.contains('\0');
-                if traversal {
+                if s.starts_with('/') || is_traversal(s) {
                     return fail(path, "in an identifier field looks like a path traversal");
                 }
-                let scheme = s.split_once(':').is_some_and(|(head, _)| {
-                    !head.is_empty()
-                        && head
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
-                        && head.starts_with(|c: char| c.is_ascii_alphabetic())
-                });
+                let scheme = scheme_of(s).is_some();
                 if scheme {
                     return fail(path, "in an identifier field carries a URL scheme");
                 }

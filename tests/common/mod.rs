@@ -212,6 +212,52 @@ impl TestGateway {
         })
     }
 
+    /// Issues `id` with a tier (and admin flag), appends it to the
+    /// registry and reloads, as an operator would.
+    pub async fn enroll(
+        &self,
+        id: &str,
+        tier: Option<&str>,
+        tools: &[&str],
+        admin: bool,
+    ) -> IssuedClient {
+        let tools: Vec<String> = tools.iter().map(|t| t.to_string()).collect();
+        let issued = self
+            .ca
+            .issue_client_with(
+                &ClientRequest {
+                    id,
+                    days: 30,
+                    tools: &tools,
+                    out_dir: &self.path("clients"),
+                    gateway: Some(GatewayInfo {
+                        endpoint: self.gateway_pub.endpoint.clone(),
+                        server_name: self.gateway_pub.server_name.clone(),
+                        key_id: self.gateway_pub.key_id.clone(),
+                        public_key: self.gateway_pub.public_key.clone(),
+                    }),
+                    force: false,
+                },
+                &sealgate::ca::EntryOptions { tier, admin },
+            )
+            .expect("issue client");
+        let registry = self.path("clients.toml");
+        let mut text = std::fs::read_to_string(&registry).expect("registry");
+        text.push('\n');
+        text.push_str(&issued.registry_toml);
+        std::fs::write(&registry, text).expect("registry written");
+        self.reloader.reload().await;
+        assert!(
+            self.gateway
+                .registry
+                .load()
+                .get(&sealgate::identity::ClientId::parse(id).expect("id"))
+                .is_some(),
+            "{id} was loaded"
+        );
+        issued
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
