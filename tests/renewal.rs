@@ -51,10 +51,15 @@ tools = ["get_meps"]
 "#;
 
 async fn setup(overlap_secs: u64) -> Setup {
+    setup_with(overlap_secs, "").await
+}
+
+/// [`setup`] with `extra` config after the `[enrollment]` table.
+async fn setup_with(overlap_secs: u64, extra: &str) -> Setup {
     let gw = TestGateway::start_with(Options {
         // The first lines land in [registry].
         config_extra: format!(
-            "enrolled_keys = \"enrolled-keys.toml\"\n\n[enrollment]\nlisten = \"127.0.0.1:1\"\nca_dir = \"ca\"\ncert_days = 2\nkey_days = 3\nkey_overlap_secs = {overlap_secs}\n"
+            "enrolled_keys = \"enrolled-keys.toml\"\n\n[enrollment]\nlisten = \"127.0.0.1:1\"\nca_dir = \"ca\"\ncert_days = 2\nkey_days = 3\nkey_overlap_secs = {overlap_secs}\n{extra}"
         ),
         registry_extra: CAROL.into(),
         ..Default::default()
@@ -552,6 +557,35 @@ async fn renewal_refusals_name_their_reason_and_issue_nothing() {
     );
 }
 
+/// A copy of `base` whose TLS certificate is one the CA signs from
+/// `params` (with a fresh key), written under `dir`, naming the enrollment
+/// listener.
+fn profile_with_certificate(
+    s: &Setup,
+    base: &Profile,
+    params: &rcgen::CertificateParams,
+    dir: &str,
+) -> PathBuf {
+    let (cert, key) = s.gw.ca.sign(params).expect("sign");
+    let dir = s.gw.path(dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (c, k) = (dir.join("client.crt"), dir.join("client.key"));
+    sealgate::keys::write_public(&c, cert.as_bytes(), false).expect("cert");
+    sealgate::keys::write_private(&k, key.as_bytes(), false).expect("key");
+    let text = toml::to_string(&json!({
+        "endpoint": base.endpoint, "server_name": base.server_name,
+        "ca": base.ca, "cert": c, "key": k,
+        "signing_key": base.signing_key, "key_id": base.key_id,
+        "audience": base.audience, "spiffe_id": base.spiffe_id,
+        "enrollment": s.enroll_addr.to_string(),
+        "gateway_key": [{"key_id": base.gateway_keys[0].key_id, "public_key": base.gateway_keys[0].public_key}],
+    }))
+    .expect("toml");
+    let profile = dir.join("profile.toml");
+    std::fs::write(&profile, text).expect("profile");
+    profile
+}
+
 #[tokio::test]
 async fn a_revoked_or_expired_certificate_cannot_renew() {
     let s = setup(60).await;
@@ -596,27 +630,8 @@ async fn a_revoked_or_expired_certificate_cannot_renew() {
         now - time::Duration::days(1),
     )
     .expect("params");
-    let (cert, key) = s.gw.ca.sign(&params).expect("sign");
-    let dir = s.gw.path("expired");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let (c, k) = (dir.join("alice.crt"), dir.join("alice.key"));
-    sealgate::keys::write_public(&c, cert.as_bytes(), false).expect("cert");
-    sealgate::keys::write_private(&k, key.as_bytes(), false).expect("key");
-    let mut alice = s.gw.profile(&s.gw.alice);
-    alice.cert = c;
-    alice.key = k;
-    alice.enrollment = Some(s.enroll_addr.to_string());
-    let text = toml::to_string(&json!({
-        "endpoint": alice.endpoint, "server_name": alice.server_name,
-        "ca": alice.ca, "cert": alice.cert, "key": alice.key,
-        "signing_key": alice.signing_key, "key_id": alice.key_id,
-        "audience": alice.audience, "spiffe_id": alice.spiffe_id,
-        "enrollment": alice.enrollment,
-        "gateway_key": [{"key_id": alice.gateway_keys[0].key_id, "public_key": alice.gateway_keys[0].public_key}],
-    }))
-    .expect("toml");
-    let expired_profile = dir.join("alice.toml");
-    std::fs::write(&expired_profile, text).expect("profile");
+    let alice = s.gw.profile(&s.gw.alice);
+    let expired_profile = profile_with_certificate(&s, &alice, &params, "expired");
     let err = sealgate::enroll::client::renew(
         &expired_profile,
         RenewOptions {
@@ -726,4 +741,142 @@ async fn enroll_refuses_bad_keys_future_timestamps_and_floods() {
         }
     }
     assert!(limited, "40 requests in a burst were never rate limited");
+}
+
+/// The last audit event of the enrollment service for `what` (`renew`).
+fn last_refusal(s: &Setup, what: &str) -> serde_json::Value {
+    s.gw.audit
+        .lines()
+        .iter()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == what)
+        .unwrap_or_else(|| panic!("no {what} event"))
+}
+
+/// Renew refusals that concern the identity rather than the request: a
+/// certificate naming no identity of this trust domain, a current key
+/// outside its validity, an identity blocked by an anomaly detector, one
+/// disabled, one no longer in the registry. Each names its reason, is
+/// audited, and issues and registers nothing.
+#[tokio::test]
+async fn renew_refuses_an_identity_that_is_invalid_blocked_disabled_or_unknown() {
+    let s = setup_with(
+        60,
+        "\n[anomaly.denials]\naction = \"block\"\nwindow_secs = 60\nthreshold = 3\ncooldown_secs = 0\n",
+    )
+    .await;
+    let profile_path = enroll_carol(&s).await;
+    let p = Profile::load(&profile_path).expect("profile");
+    let issued = s.issued_count();
+    let enrolled = s.enrolled_text();
+    let renew = |path: PathBuf| async move {
+        sealgate::enroll::client::renew(
+            &path,
+            RenewOptions {
+                force: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("refused")
+    };
+    let expect = |err: ClientError, code: tonic::Code, reason: &str| {
+        match &err {
+            ClientError::Denied { code: c, .. } => assert_eq!(*c, code, "{err:?}"),
+            other => panic!("expected {reason}, got {other:?}"),
+        }
+        assert_eq!(denied_reason(&err), Some(reason), "{err:?}");
+        let event = last_refusal(&s, "renew");
+        assert_eq!(event["outcome"], "denied", "{event}");
+        assert_eq!(event["reason"], reason, "{event}");
+        assert_eq!(s.issued_count(), issued, "{reason}: nothing issued");
+        assert_eq!(s.enrolled_text(), enrolled, "{reason}: nothing registered");
+    };
+
+    // A certificate from our CA whose SPIFFE ID is of another trust domain.
+    let carol = ClientId::parse("carol").expect("id");
+    let now = time::OffsetDateTime::now_utc();
+    let mut params = sealgate::ca::client_params_with_validity(
+        &s.gw.ca,
+        &carol,
+        now - time::Duration::hours(1),
+        now + time::Duration::days(1),
+    )
+    .expect("params");
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        rcgen::string::Ia5String::try_from("spiffe://elsewhere.test/client/carol").expect("uri"),
+    )];
+    let foreign = profile_with_certificate(&s, &p, &params, "foreign");
+    expect(
+        renew(foreign).await,
+        tonic::Code::Unauthenticated,
+        "IDENTITY_INVALID",
+    );
+
+    // Her current key not valid yet (its not_before moved a day ahead).
+    let tomorrow = sealgate::audit::rfc3339_ms(now_ms() + 86_400_000);
+    let moved = enrolled
+        .lines()
+        .map(|l| {
+            if l.starts_with("not_before") {
+                format!("not_before = \"{tomorrow}\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(moved, enrolled, "the file names a not_before");
+    std::fs::write(s.gw.path("enrolled-keys.toml"), &moved).expect("edit");
+    s.gw.reloader.reload().await;
+    let err = renew(profile_path.clone()).await;
+    match &err {
+        ClientError::Denied { code, .. } => assert_eq!(*code, tonic::Code::Unauthenticated),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(denied_reason(&err), Some("KEY_NOT_VALID_NOW"), "{err:?}");
+    assert_eq!(s.issued_count(), issued);
+    std::fs::write(s.gw.path("enrolled-keys.toml"), &enrolled).expect("restore");
+    s.gw.reloader.reload().await;
+
+    // Three bad signatures at the gateway: the denials detector blocks her.
+    let raw =
+        s.gw.raw_with(&p.cert, &p.key, &p.signing_key, &p.key_id)
+            .await;
+    for _ in 0..3 {
+        let mut env = raw.seal(GET_MEPS);
+        env.payload = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.to_vec().into();
+        let status = raw.send(env).await.expect_err("tampered");
+        assert_eq!(reason(&status), "SIGNATURE_INVALID");
+    }
+    let status = raw.send_payload(GET_MEPS).await.expect_err("blocked");
+    assert_eq!(reason(&status), "IDENTITY_BLOCKED");
+    expect(
+        renew(profile_path.clone()).await,
+        tonic::Code::PermissionDenied,
+        "IDENTITY_BLOCKED",
+    );
+
+    // Disabled in the registry (checked before blocks).
+    let registry = s.gw.path("clients.toml");
+    let text = std::fs::read_to_string(&registry).expect("registry");
+    let disabled = text.replace("id = \"carol\"\n", "id = \"carol\"\nenabled = false\n");
+    assert_ne!(disabled, text);
+    std::fs::write(&registry, &disabled).expect("registry");
+    s.gw.reloader.reload().await;
+    expect(
+        renew(profile_path.clone()).await,
+        tonic::Code::Unauthenticated,
+        "CLIENT_DISABLED",
+    );
+
+    // Gone from the registry.
+    std::fs::write(&registry, text.replace(CAROL, "")).expect("registry");
+    s.gw.reloader.reload().await;
+    expect(
+        renew(profile_path.clone()).await,
+        tonic::Code::Unauthenticated,
+        "CLIENT_UNKNOWN",
+    );
 }
