@@ -6,7 +6,7 @@
 //! never parses the payload: JSON comes after the signature has held.
 
 use bytes::Bytes;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use crate::proto::SignedEnvelope;
@@ -245,7 +245,7 @@ pub struct Seal<'a> {
 
 /// Signs `seal` with `key` and returns the envelope plus its signed bytes
 /// (a client keeps their digest to check the response's binding).
-pub fn seal(key: &SigningKey, seal: Seal<'_>) -> (SignedEnvelope, Vec<u8>) {
+pub fn seal(key: &impl Signer<Signature>, seal: Seal<'_>) -> (SignedEnvelope, Vec<u8>) {
     let signed = signed_bytes(&SignedFields {
         direction: seal.direction,
         audience: seal.audience,
@@ -336,6 +336,8 @@ fn verify_signed(
     check_freshness(env.timestamp_unix_ms, now_ms, skew_ms)?;
     Ok(signed)
 }
+
+pub mod ed25519;
 
 #[cfg(test)]
 mod tests;

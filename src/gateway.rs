@@ -57,6 +57,8 @@ impl Clock for SystemClock {
 pub struct ResponseSigner {
     /// The Ed25519 private key; zeroized on drop, never logged.
     pub key: SigningKey,
+    /// The same key in aws-lc-rs, which signs each response.
+    pub fast: envelope::ed25519::FastSigner,
     /// Its key id (`ed25519:` + hex of the first 16 bytes of the SHA-256 of
     /// the public key), as clients find it in their profiles.
     pub key_id: String,
@@ -635,7 +637,7 @@ impl Gateway {
     ) -> crate::proto::SignedEnvelope {
         let signer = self.signer.load();
         envelope::seal(
-            &signer.key,
+            &signer.fast,
             Seal {
                 direction: Direction::Response,
                 audience: &identity.spiffe_id,

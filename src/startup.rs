@@ -370,7 +370,9 @@ pub fn signer_from(secrets: &Secrets, r: &SecretRef) -> Result<ResponseSigner, S
     let key = SigningKey::from_pkcs8_pem(pem.expose_secret())
         .map_err(|_| format!("secret {r}: not an Ed25519 PKCS#8 PEM private key"))?;
     let key_id = crate::identity::key_id_for(&key.verifying_key());
-    Ok(ResponseSigner { key, key_id })
+    let fast = crate::envelope::ed25519::FastSigner::new(&key)
+        .ok_or_else(|| format!("secret {r}: the key is refused by aws-lc-rs"))?;
+    Ok(ResponseSigner { key, fast, key_id })
 }
 
 /// What `sealgate tools accept` did for one backend.

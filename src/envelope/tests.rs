@@ -1,4 +1,5 @@
 use super::*;
+use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
 
 const VECTORS: &str = include_str!("../../tests/vectors/envelope-v1.json");
