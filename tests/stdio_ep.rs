@@ -11,11 +11,21 @@ use common::*;
 use serde_json::{json, Value};
 use tonic::Code;
 
+/// The EP server as production runs it: sandboxed with every layer this
+/// kernel has (`required`: a missing one fails the test), as an
+/// unprivileged account when the tests run as root, reading only its
+/// install directory, no network.
 fn ep_backend(timeout_secs: u64) -> String {
+    let user = if nix::unistd::geteuid().is_root() {
+        "user = \"nobody\"\n"
+    } else {
+        ""
+    };
     format!(
-        "[[backend]]\nname = \"ep\"\nkind = \"stdio\"\ncommand = \"node\"\nargs = [\"{}\"]\ncwd = \"{}\"\ntimeout_secs = {timeout_secs}\ninherit_env = [\"PATH\", \"HOME\"]\nenv = {{ NODE_ENV = \"production\" }}\n",
+        "[[backend]]\nname = \"ep\"\nkind = \"stdio\"\ncommand = \"node\"\nargs = [\"{}\"]\ncwd = \"{}\"\ntimeout_secs = {timeout_secs}\ninherit_env = [\"PATH\", \"HOME\"]\nenv = {{ NODE_ENV = \"production\" }}\n{user}read_paths = [\"{}\"]\nsandbox = \"required\"\n",
         ep_server_js().display(),
-        repo().display()
+        repo().display(),
+        repo().join("node_modules").display()
     )
 }
 
@@ -47,6 +57,14 @@ async fn initialize_and_filtered_tools_list() {
         .await
         .expect("initialize");
     assert_eq!(init["result"]["protocolVersion"], "2025-11-25");
+    // It runs inside its sandbox (`required`: every layer or no start).
+    let sandbox = gw.backend.sandbox().expect("the EP server is sandboxed");
+    println!("EP server sandbox: {}", sandbox.summary());
+    assert!(sandbox.missing.is_empty(), "{:?}", sandbox.missing);
+    assert!(sandbox.seccomp && sandbox.netns && sandbox.no_new_privs && sandbox.rlimits);
+    if nix::unistd::geteuid().is_root() {
+        assert_eq!(sandbox.uid, 65534, "runs as nobody, not root");
+    }
     // ops may call anything: every EP tool (61 in the pinned version).
     let all = names(&ops.list_tools().await.expect("tools/list"));
     assert_eq!(all.len(), 61, "{all:?}");
