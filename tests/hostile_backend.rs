@@ -221,6 +221,9 @@ async fn every_attack_fails_as_another_user_in_the_sandbox() {
     assert_eq!(at("write pin file"), "EACCES");
     assert_eq!(at("signal parent"), "EPERM");
     assert_eq!(at("ptrace parent"), "EPERM");
+    if sandbox.seccomp {
+        assert_eq!(at("setsid in a grandchild"), "EPERM");
+    }
     if root() {
         assert_eq!(o["uid"], 65534, "{o}");
         assert_eq!(o["groups"], json!([]), "supplementary groups cleared");
@@ -306,6 +309,7 @@ async fn the_sandbox_alone_confines_a_backend_of_the_gateway_s_own_user() {
     }
     assert_eq!(at("signal parent"), "EPERM");
     assert_eq!(at("ptrace parent"), "EPERM");
+    assert_eq!(at("setsid in a grandchild"), "EPERM");
     // A TCP port other than 443: Landlock refuses the connect.
     assert_eq!(at("connect"), "EACCES");
     assert_never_connected(&l);
@@ -554,6 +558,12 @@ async fn a_restarted_backend_gets_no_call_before_its_tools_are_checked_again() {
     ops.call_tool("h_noop", serde_json::json!({}))
         .await
         .expect("the pinned tool works");
+    let first_grandchild: i32 = std::fs::read_to_string(dir.path().join("scratch/grandchild.pid"))
+        .expect("grandchild pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert!(alive(first_grandchild));
     // Crash it, and call the tool at once, while it restarts.
     let _ = ops.call_tool("h_crash", serde_json::json!({})).await;
     let during = ops.call_tool("h_noop", serde_json::json!({})).await;
@@ -585,6 +595,15 @@ async fn a_restarted_backend_gets_no_call_before_its_tools_are_checked_again() {
         );
         assert!(start.elapsed() < Duration::from_secs(20), "never re-listed");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The crashed child's grandchild went with its process group.
+    let start = Instant::now();
+    while alive(first_grandchild) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "grandchild {first_grandchild} outlived the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let starts = std::fs::read_to_string(dir.path().join("scratch/starts")).expect("starts");
     assert_eq!(starts.trim(), "2", "restarted once");

@@ -12,7 +12,8 @@
 //! name setters, `syslog`, `iopl/ioperm`); large kernel attack surface
 //! (`bpf`, `perf_event_open`, `userfaultfd`, `io_uring_*`, the key
 //! retention service `keyctl`, `add_key`, `request_key`, `fanotify_init`,
-//! `open_by_handle_at`); signals to the gateway's process id and to every
+//! `open_by_handle_at`); leaving its process group (`setsid`, `setpgid`),
+//! which the gateway ends whole; signals to the gateway's process id and to every
 //! process at once (`kill(-1)`); and, for `egress = "none"`, IPv4, IPv6 and
 //! packet sockets.
 
@@ -32,6 +33,9 @@ const DENIED: &[i64] = &[
     libc::SYS_pidfd_getfd,
     libc::SYS_unshare,
     libc::SYS_setns,
+    // Leaving the process group the gateway ends whole.
+    libc::SYS_setsid,
+    libc::SYS_setpgid,
     libc::SYS_mount,
     libc::SYS_umount2,
     libc::SYS_pivot_root,
