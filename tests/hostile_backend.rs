@@ -67,20 +67,33 @@ async fn hostile_gateway_with(dir: &Path, backend_extra: &str, env_extra: &str) 
     }
 }
 
+/// The fixture, copied into the test's folder: readable by the backend's
+/// account wherever the checkout lives.
+fn script_of(dir: &Path) -> PathBuf {
+    dir.join("hostile_stdio_server.py")
+}
+
 async fn try_hostile_gateway(
     dir: &Path,
     backend_extra: &str,
     env_extra: &str,
 ) -> Result<TestGateway, String> {
     let scratch = scratch_of(dir);
+    std::fs::copy(
+        repo().join("tests/fixtures/hostile_stdio_server.py"),
+        script_of(dir),
+    )
+    .expect("copy the fixture");
+    std::fs::set_permissions(script_of(dir), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
     TestGateway::try_start_with(Options {
         config_extra: format!(
             "[[backend]]\nname = \"hostile\"\nkind = \"stdio\"\ncommand = \"{PYTHON}\"\nargs = [\"{}\"]\nprefix = \"h_\"\n\
              read_paths = [\"{}\"]\nscratch = \"{}\"\npins = \"{}\"\n{backend_extra}\
              env = {{ GRANDCHILD_PID_FILE = \"{}\", START_COUNT_FILE = \"{}\", RECORD_FILE = \"{}\", PINS_FILE = \"{}\"{env_extra} }}\n\n\
              [[backend]]\nname = \"sample\"\nkind = \"embedded\"\n",
-            repo().join("tests/fixtures/hostile_stdio_server.py").display(),
-            repo().join("tests/fixtures").display(),
+            script_of(dir).display(),
+            script_of(dir).display(),
             scratch.display(),
             pins_of(dir).display(),
             scratch.join("grandchild.pid").display(),
@@ -126,7 +139,7 @@ async fn attack(gw: &TestGateway, dir: &Path, port: u16) -> Value {
             "signing key": gw.path("gateway.signing.key"),
             "server key": gw.path("server.key"),
             "token file": token,
-            "own script": repo().join("tests/fixtures/hostile_stdio_server.py"),
+            "own script": script_of(dir),
         },
         "write": {
             "pin file": pins_of(dir),
