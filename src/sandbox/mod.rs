@@ -374,11 +374,19 @@ fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
     let (uid, gid) = switch_user(spec)?;
 
     let mut ll = landlock::Outcome::default();
-    match ruleset.and_then(landlock::enforce) {
-        Ok(o) => ll = o,
-        Err(e) => skip(&mut missing, "landlock", e)?,
-    }
-    if ll.abi.is_none() {
+    let applied = match ruleset.and_then(landlock::enforce) {
+        Ok(o) => {
+            ll = o;
+            true
+        }
+        Err(e) => {
+            skip(&mut missing, "landlock", e)?;
+            false
+        }
+    };
+    if !applied {
+        // Named above.
+    } else if ll.abi.is_none() {
         skip(
             &mut missing,
             "landlock",
