@@ -48,9 +48,22 @@ async fn main() {
     // The dev setup, plus the EP MCP Server over stdio under the prefix ep_,
     // and the demo client allowed every tool.
     let mut text = std::fs::read_to_string(&config_path).expect("config");
+    // Sandboxed as in production: as root, under an unprivileged account;
+    // the benchmark binary names the helper that applies the sandbox.
+    let user = if nix::unistd::geteuid().is_root() {
+        "user = \"nobody\"\n"
+    } else {
+        ""
+    };
+    let node_modules = ep
+        .ancestors()
+        .find(|p| p.ends_with("node_modules"))
+        .expect("the EP server is installed under node_modules");
     text.push_str(&format!(
-        "\n[[backend]]\nname = \"ep\"\nkind = \"stdio\"\nprefix = \"ep_\"\ncommand = \"node\"\nargs = [\"{}\"]\ninherit_env = [\"PATH\", \"HOME\"]\n",
-        ep.display()
+        "\n[[backend]]\nname = \"ep\"\nkind = \"stdio\"\nprefix = \"ep_\"\ncommand = \"node\"\nargs = [\"{}\"]\ninherit_env = [\"PATH\", \"HOME\"]\n{user}read_paths = [\"{}\"]\n\n[sandbox]\nhelper = \"{}\"\n",
+        ep.display(),
+        node_modules.display(),
+        env!("CARGO_BIN_EXE_sealgate")
     ));
     std::fs::write(&config_path, text).expect("write");
     let registry = dev.join("clients.toml");

@@ -76,6 +76,105 @@ pub struct Config {
     /// `[enrollment]`: the enrollment service; absent: off.
     #[serde(default)]
     pub enrollment: Option<EnrollmentConfig>,
+    /// How tool pins are trusted, for every backend that does not say
+    /// (`tofu` by default; `strict` in production).
+    #[serde(default)]
+    pub pinning: Pinning,
+    /// `[sandbox]`: settings shared by every sandboxed stdio backend.
+    #[serde(default)]
+    pub sandbox: SandboxSection,
+    /// The file this config was loaded from (set by [`Config::load`]): a
+    /// backend's sandbox must not reach it.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// How a backend's tool pins are trusted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pinning {
+    /// Trust on first use: a backend without a pin file has its first
+    /// listing pinned and written by the gateway; the pin file is re-read
+    /// at every re-listing.
+    #[default]
+    Tofu,
+    /// Production: pin files are written only by `sealgate tools accept`;
+    /// a backend without one serves no tool; pins are read at start and on
+    /// SIGHUP only, never at a re-listing the backend itself triggers.
+    Strict,
+}
+
+/// `[sandbox]`: shared by every sandboxed stdio backend.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSection {
+    /// The `sealgate` executable that applies a backend's sandbox
+    /// (`sealgate sandbox-exec`). Default: the running `sealgate` itself;
+    /// needed only when the gateway runs inside another program (tests).
+    #[serde(default)]
+    pub helper: Option<PathBuf>,
+}
+
+/// How a stdio backend's sandbox layers are applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxMode {
+    /// Every layer the kernel supports; those it lacks are logged.
+    #[default]
+    BestEffort,
+    /// Every layer must be in force, or the backend does not start.
+    Required,
+    /// No sandbox: only the user and group switch and the process group.
+    Off,
+}
+
+/// `egress` of a stdio backend: `"none"` (default), `"any"`, or a list of
+/// `"tcp:<port>"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "EgressFile")]
+pub struct EgressSetting(pub crate::sandbox::Egress);
+
+impl Default for EgressSetting {
+    fn default() -> Self {
+        EgressSetting(crate::sandbox::Egress::None)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EgressFile {
+    Word(String),
+    List(Vec<String>),
+}
+
+impl TryFrom<EgressFile> for EgressSetting {
+    type Error = String;
+    fn try_from(f: EgressFile) -> Result<Self, String> {
+        use crate::sandbox::Egress;
+        let expected = "field egress: expected \"none\", \"any\" or a list like [\"tcp:443\"]";
+        match f {
+            EgressFile::Word(w) if w == "none" => Ok(EgressSetting(Egress::None)),
+            EgressFile::Word(w) if w == "any" => Ok(EgressSetting(Egress::Any)),
+            EgressFile::Word(_) => Err(expected.into()),
+            EgressFile::List(items) => {
+                let mut ports = Vec::new();
+                for item in &items {
+                    let port = item
+                        .strip_prefix("tcp:")
+                        .and_then(|p| p.parse::<u16>().ok())
+                        .filter(|p| *p != 0)
+                        .ok_or_else(|| format!("{expected}; {item:?} is not tcp:<port 1-65535>"))?;
+                    ports.push(port);
+                }
+                ports.sort_unstable();
+                ports.dedup();
+                if ports.is_empty() {
+                    return Ok(EgressSetting(Egress::None));
+                }
+                Ok(EgressSetting(Egress::TcpPorts(ports)))
+            }
+        }
+    }
 }
 
 /// `[expiry]`: the gateway warns (log and audit record) when its server
@@ -165,6 +264,10 @@ pub struct OpenBaoSection {
 /// refused with an error that names its key and never echoes it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start into a short list; boxing would only complicate matching"
+)]
 pub enum BackendConfig {
     /// The built-in EP sample backend.
     Embedded {
@@ -212,6 +315,35 @@ pub enum BackendConfig {
         /// Variables passed through from the gateway's environment.
         #[serde(default = "default_inherit")]
         inherit_env: Vec<String>,
+        /// The account the child runs as. Unset: the gateway's own, except
+        /// that a gateway running as root refuses to start the child until
+        /// an account is named (`"root"` to run it as root knowingly).
+        #[serde(default)]
+        user: Option<String>,
+        /// Its group; default: the user's primary group.
+        #[serde(default)]
+        group: Option<String>,
+        /// `best-effort` (default), `required` or `off`.
+        #[serde(default)]
+        sandbox: SandboxMode,
+        /// The one directory the child may write (also its `TMPDIR`);
+        /// default: a fresh private directory under the system temp
+        /// directory, removed when the backend stops.
+        #[serde(default)]
+        scratch: Option<PathBuf>,
+        /// Directories or files the child may read and execute besides the
+        /// system paths, its command and its `cwd`: its install directory.
+        #[serde(default)]
+        read_paths: Vec<PathBuf>,
+        /// Network access: `"none"` (default), `"any"` or `["tcp:443"]`.
+        #[serde(default)]
+        egress: EgressSetting,
+        /// `[backend.limits]`: memory, processes, open files, CPU time.
+        #[serde(default)]
+        limits: crate::sandbox::Limits,
+        /// Overrides the top-level `pinning` for this backend.
+        #[serde(default)]
+        pinning: Option<Pinning>,
     },
     /// An MCP server over Streamable HTTP.
     Http {
@@ -241,6 +373,9 @@ pub enum BackendConfig {
         /// refused from the next listing on.
         #[serde(default = "default_relist")]
         relist_secs: u64,
+        /// Overrides the top-level `pinning` for this backend.
+        #[serde(default)]
+        pinning: Option<Pinning>,
     },
 }
 
@@ -298,6 +433,16 @@ impl BackendConfig {
                 Some(std::time::Duration::from_secs(*relist_secs))
             }
             _ => None,
+        }
+    }
+
+    /// How this backend's pins are trusted, given the top-level default.
+    pub fn pinning(&self, default: Pinning) -> Pinning {
+        match self {
+            BackendConfig::Embedded { .. } => default,
+            BackendConfig::Stdio { pinning, .. } | BackendConfig::Http { pinning, .. } => {
+                pinning.unwrap_or(default)
+            }
         }
     }
 
@@ -640,6 +785,7 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
         config.validate().map_err(err)?;
+        config.source = Some(path.to_path_buf());
         Ok(config)
     }
 
@@ -684,6 +830,20 @@ impl Config {
                 .chain(ob.role_id.iter_mut())
                 .chain(ob.secret_id.iter_mut())
                 .for_each(fix_ref);
+        }
+        if let Some(h) = self.sandbox.helper.as_mut() {
+            fix(h);
+        }
+        for b in &mut self.backends {
+            if let BackendConfig::Stdio {
+                scratch,
+                read_paths,
+                ..
+            } = b
+            {
+                scratch.iter_mut().for_each(fix);
+                read_paths.iter_mut().for_each(fix);
+            }
         }
         // Each stdio/HTTP backend has secret references, a pin file (given
         // or the default) and one more optional path: its `cwd` or `ca`.
@@ -869,8 +1029,42 @@ impl Config {
             }
             match b {
                 BackendConfig::Stdio {
-                    env, timeout_secs, ..
+                    env,
+                    timeout_secs,
+                    limits,
+                    user,
+                    group,
+                    ..
                 } => {
+                    for (field, v, min) in [
+                        ("limits.memory_mb", limits.memory_mb, 64),
+                        ("limits.processes", limits.processes, 1),
+                        ("limits.open_files", limits.open_files, 16),
+                        ("limits.cpu_secs", limits.cpu_secs, 1),
+                    ] {
+                        if v < min {
+                            return Err(format!(
+                                "backend {name:?} field {field}: must be at least {min}"
+                            ));
+                        }
+                    }
+                    if group.is_some() && user.is_none() {
+                        return Err(format!(
+                            "backend {name:?} field group: set user too (the group goes with an account)"
+                        ));
+                    }
+                    for (field, v) in [("user", user), ("group", group)] {
+                        if v.as_deref().is_some_and(|v| {
+                            v.is_empty()
+                                || !v
+                                    .chars()
+                                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                        }) {
+                            return Err(format!(
+                                "backend {name:?} field {field}: an account name of [A-Za-z0-9._-]"
+                            ));
+                        }
+                    }
                     if let Some(k) = env.keys().find(|k| looks_secret(k)) {
                         return Err(format!(
                             "backend {name:?} field env.{k}: looks like a secret, and literal secret values are not allowed in the config; \
@@ -1099,5 +1293,90 @@ kind = "embedded"
             "cert = \"s\"\nkey = \"k\"\nclient_ca = \"c\"\ncrl_grace_secs = -1"
         )
         .is_err());
+    }
+    fn stdio(extra: &str) -> Result<Config, String> {
+        let text = format!(
+            "listen = \"127.0.0.1:7443\"\ntrust_domain = \"sealgate.local\"\n[tls]\ncert = \"s.crt\"\nkey = \"s.key\"\nclient_ca = \"ca.crt\"\n[signing]\nkey = \"g.key\"\n[registry]\npath = \"c.toml\"\n[[backend]]\nname = \"ep\"\nkind = \"stdio\"\ncommand = \"node\"\n{extra}"
+        );
+        let config: Config = toml::from_str(&text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn isolation_keys_default_to_a_sandbox_without_network() {
+        use crate::sandbox::{Egress, Limits};
+        let c = stdio("").expect("valid");
+        let BackendConfig::Stdio {
+            sandbox,
+            egress,
+            limits,
+            user,
+            pinning,
+            ..
+        } = &c.backends[0]
+        else {
+            panic!("stdio")
+        };
+        assert_eq!(*sandbox, SandboxMode::BestEffort);
+        assert_eq!(egress.0, Egress::None);
+        assert_eq!(*limits, Limits::default());
+        assert_eq!(*user, None);
+        assert_eq!(*pinning, None);
+        assert_eq!(c.backends[0].pinning(c.pinning), Pinning::Tofu);
+        let c = stdio("egress = [\"tcp:443\", \"tcp:53\", \"tcp:443\"]\npinning = \"strict\"")
+            .expect("valid");
+        let BackendConfig::Stdio { egress, .. } = &c.backends[0] else {
+            panic!("stdio")
+        };
+        assert_eq!(egress.0, Egress::TcpPorts(vec![53, 443]));
+        assert_eq!(c.backends[0].pinning(Pinning::Tofu), Pinning::Strict);
+    }
+
+    #[test]
+    fn isolation_keys_that_make_no_sense_are_refused_by_name() {
+        for (extra, want) in [
+            ("egress = \"internet\"", "field egress: expected"),
+            (
+                "egress = [\"udp:53\"]",
+                "\"udp:53\" is not tcp:<port 1-65535>",
+            ),
+            (
+                "egress = [\"tcp:0\"]",
+                "\"tcp:0\" is not tcp:<port 1-65535>",
+            ),
+            ("sandbox = \"maybe\"", "unknown variant `maybe`"),
+            ("pinning = \"lax\"", "unknown variant `lax`"),
+            (
+                "group = \"nogroup\"",
+                "backend \"ep\" field group: set user too",
+            ),
+            (
+                "user = \"no body\"",
+                "backend \"ep\" field user: an account name",
+            ),
+            (
+                "[backend.limits]\nmemory_mb = 10",
+                "backend \"ep\" field limits.memory_mb: must be at least 64",
+            ),
+            (
+                "[backend.limits]\nprocesses = 0",
+                "backend \"ep\" field limits.processes: must be at least 1",
+            ),
+            (
+                "[backend.limits]\nopen_files = 3",
+                "backend \"ep\" field limits.open_files: must be at least 16",
+            ),
+            (
+                "[backend.limits]\ncpu_secs = 0",
+                "backend \"ep\" field limits.cpu_secs: must be at least 1",
+            ),
+            ("[backend.limits]\nthreads = 4", "unknown field `threads`"),
+        ] {
+            let e = stdio(extra)
+                .err()
+                .unwrap_or_else(|| panic!("{extra} accepted"));
+            assert!(e.contains(want), "{extra}: {e}");
+        }
     }
 }

@@ -17,6 +17,9 @@
 //!   schema, sanitizer), [`backend`], sealing ([`envelope`]) and [`audit`].
 //! - [`error`] is the one place a stage error becomes a denial and a denial
 //!   becomes a gRPC status with a stable reason.
+//! - Backends: [`backend`] runs stdio children inside [`sandbox`] (their
+//!   own account, limits, Landlock, seccomp, network), applied by the
+//!   `sealgate sandbox-exec` helper before the backend runs.
 //! - Tooling: [`ca`] issues certificates and keys, [`keys`] reads and writes
 //!   key files, [`secrets`] resolves secret references, [`dev`] writes the
 //!   dev setup, [`client`] is the Rust client SDK.
@@ -55,6 +58,7 @@ pub mod peer;
 pub mod policy;
 pub mod reload;
 pub mod replay;
+pub mod sandbox;
 pub mod secrets;
 pub mod server;
 pub mod startup;

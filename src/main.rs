@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // This executable can run `sandbox-exec` for the stdio backends it starts.
+    sealgate::sandbox::this_executable_is_the_helper();
     let cli = cli::Cli::parse();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(

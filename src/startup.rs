@@ -23,9 +23,9 @@ use ed25519_dalek::SigningKey;
 use crate::audit::AuditLog;
 use crate::backend::http::{HttpBackend, HttpSpec};
 use crate::backend::router::{PinMode, Router, Slot, SyncReport};
-use crate::backend::stdio::{StdioBackend, StdioSpec};
+use crate::backend::stdio::{Sandboxing, StdioBackend, StdioSpec};
 use crate::backend::{Backend, EmbeddedBackend};
-use crate::config::{BackendConfig, Config};
+use crate::config::{BackendConfig, Config, Pinning, SandboxMode};
 use crate::gateway::{Gateway, RequestLimits, ResponseSigner, SystemClock};
 use crate::peer::AcceptStats;
 use crate::policy::PinFile;
@@ -232,7 +232,18 @@ pub async fn check(config: &Config) -> Result<Vec<String>, StartError> {
         ));
     }
     for b in &config.backends {
-        if let BackendConfig::Stdio { name, command, .. } = b {
+        if let BackendConfig::Stdio {
+            name,
+            command,
+            user,
+            ..
+        } = b
+        {
+            if user.is_none() && nix::unistd::geteuid().is_root() {
+                return Err(StartError::Backend(format!(
+                    "backend {name:?} field user: the gateway runs as root; name an unprivileged account for this backend (or user = \"root\")"
+                )));
+            }
             let found = find_command(command).ok_or_else(|| {
                 StartError::Backend(format!(
                     "backend {name:?}: command {command:?} is not an executable file (nor on PATH)"
@@ -410,7 +421,7 @@ pub async fn accept_tools(
     let router = Router::unsynced(slots, audit.clone());
     let mut out = Vec::new();
     for (i, slot) in router.slots().iter().enumerate() {
-        let PinMode::File(path) = &slot.pins else {
+        let (PinMode::File(path) | PinMode::Strict(path)) = &slot.pins else {
             continue;
         };
         let load = || {
@@ -455,13 +466,17 @@ async fn start_backends(
         .iter()
         .filter(|b| only.is_none_or(|o| o == b.name()))
     {
-        slots.push(start_backend(b, secrets).await?);
+        slots.push(start_backend(config, b, secrets).await?);
     }
     Ok(slots)
 }
 
 /// Starts one backend and wraps it in its routing slot.
-async fn start_backend(b: &BackendConfig, secrets: &Arc<Secrets>) -> Result<Slot, StartError> {
+async fn start_backend(
+    config: &Config,
+    b: &BackendConfig,
+    secrets: &Arc<Secrets>,
+) -> Result<Slot, StartError> {
     let name = b.name();
     let refs = b.secret_refs().map_err(StartError::Backend)?;
     let secret = |key: &str| refs.iter().find(|(k, _)| k == key).map(|(_, r)| r.clone());
@@ -469,10 +484,13 @@ async fn start_backend(b: &BackendConfig, secrets: &Arc<Secrets>) -> Result<Slot
     // Every stdio/http backend has a pin file (the default is filled in by
     // Config::load; this fallback only covers a config built by hand).
     let pin_file = |pins: &Option<PathBuf>| {
-        PinMode::File(
-            pins.clone()
-                .unwrap_or_else(|| format!("pins/{name}.toml").into()),
-        )
+        let path = pins
+            .clone()
+            .unwrap_or_else(|| format!("pins/{name}.toml").into());
+        match b.pinning(config.pinning) {
+            Pinning::Tofu => PinMode::File(path),
+            Pinning::Strict => PinMode::Strict(path),
+        }
     };
     let (backend, prefix, timeout, pins): (Arc<dyn Backend>, _, _, _) = match b {
         BackendConfig::Embedded { prefix, .. } => (
@@ -494,6 +512,7 @@ async fn start_backend(b: &BackendConfig, secrets: &Arc<Secrets>) -> Result<Slot
             inherit_env,
             ..
         } => {
+            let isolation = isolation(config, b)?;
             let spec = StdioSpec {
                 command: command.clone(),
                 args: args.clone(),
@@ -505,6 +524,10 @@ async fn start_backend(b: &BackendConfig, secrets: &Arc<Secrets>) -> Result<Slot
                     .collect(),
                 inherit_env: inherit_env.clone(),
                 init_timeout: Duration::from_secs(*init_timeout_secs),
+                account: isolation.account,
+                sandbox: isolation.sandbox,
+                scratch: Some(isolation.scratch),
+                scratch_is_temporary: isolation.scratch_is_temporary,
             };
             let backend = StdioBackend::start(name, spec, secrets.clone())
                 .await
@@ -545,6 +568,229 @@ async fn start_backend(b: &BackendConfig, secrets: &Arc<Secrets>) -> Result<Slot
         pins,
         relist: b.relist_every(),
     })
+}
+
+/// Where and as whom a stdio backend's child runs.
+struct Isolation {
+    account: Option<(u32, u32)>,
+    sandbox: Option<Sandboxing>,
+    scratch: PathBuf,
+    scratch_is_temporary: bool,
+}
+
+/// Resolves a stdio backend's account, checks that nothing it may read or
+/// write reaches a file of the gateway, and creates its scratch directory.
+fn isolation(config: &Config, b: &BackendConfig) -> Result<Isolation, StartError> {
+    use nix::unistd::{getegid, geteuid, Group, User};
+    let BackendConfig::Stdio {
+        name,
+        user,
+        group,
+        sandbox,
+        scratch,
+        read_paths,
+        egress,
+        limits,
+        cwd,
+        ..
+    } = b
+    else {
+        return Err(StartError::Backend("not a stdio backend".into()));
+    };
+    let fail = |field: &str, what: String| {
+        StartError::Backend(format!("backend {name:?} field {field}: {what}"))
+    };
+    let root = geteuid().is_root();
+    let account = match user.as_deref() {
+        None if root => {
+            return Err(fail(
+                "user",
+                "the gateway runs as root and would start this backend as root; name an unprivileged account \
+                 for it (e.g. user = \"sealgate-ep\"), or user = \"root\" to run it as root knowingly"
+                    .into(),
+            ))
+        }
+        None => None,
+        Some(u) => {
+            let found = User::from_name(u)
+                .map_err(|e| fail("user", format!("cannot look up {u:?}: {e}")))?
+                .ok_or_else(|| fail("user", format!("no account named {u:?} on this host")))?;
+            let gid = match group.as_deref() {
+                None => found.gid,
+                Some(g) => {
+                    Group::from_name(g)
+                        .map_err(|e| fail("group", format!("cannot look up {g:?}: {e}")))?
+                        .ok_or_else(|| fail("group", format!("no group named {g:?} on this host")))?
+                        .gid
+                }
+            };
+            if !root && (found.uid != geteuid() || gid != getegid()) {
+                return Err(fail(
+                    "user",
+                    format!("the gateway does not run as root, so it cannot start this backend as {u:?}; remove user/group or run the gateway as root"),
+                ));
+            }
+            if found.uid.is_root() {
+                tracing::warn!(backend = name.as_str(), "backend runs as root (user = \"root\"): only the sandbox layers confine it");
+            }
+            Some((found.uid.as_raw(), gid.as_raw()))
+        }
+    };
+
+    let (scratch, scratch_is_temporary) = match scratch {
+        Some(p) => (p.clone(), false),
+        None => {
+            let mut suffix = [0u8; 6];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut suffix);
+            (
+                std::env::temp_dir().join(format!("sealgate-{name}-{}", hex::encode(suffix))),
+                true,
+            )
+        }
+    };
+    let mut read: Vec<PathBuf> = read_paths.clone();
+    read.extend(cwd.iter().cloned());
+    for p in &read {
+        if !p.exists() {
+            return Err(fail(
+                "read_paths",
+                format!("{} does not exist", p.display()),
+            ));
+        }
+    }
+    let protected = protected_paths(config);
+    for (field, granted) in read
+        .iter()
+        .map(|p| ("read_paths/cwd", p))
+        .chain(std::iter::once(("scratch", &scratch)))
+    {
+        let g = canonical(granted);
+        if let Some((what, p)) = protected.iter().find(|(_, p)| canonical(p).starts_with(&g)) {
+            return Err(fail(
+                field,
+                format!(
+                    "{} would let the backend reach the gateway's {what} {}; grant a narrower directory",
+                    granted.display(),
+                    p.display()
+                ),
+            ));
+        }
+    }
+    make_scratch(&scratch, account)
+        .map_err(|e| fail("scratch", format!("{}: {e}", scratch.display())))?;
+
+    let sandbox = match sandbox {
+        SandboxMode::Off => {
+            tracing::warn!(backend = name.as_str(), "sandbox = \"off\": no resource limits, Landlock, seccomp or egress rules for this backend");
+            None
+        }
+        mode => {
+            let helper = config
+                .sandbox
+                .helper
+                .clone()
+                .or_else(crate::sandbox::default_helper)
+                .ok_or_else(|| {
+                    fail(
+                        "sandbox",
+                        "this program is not the sealgate binary; name it in [sandbox] helper"
+                            .into(),
+                    )
+                })?;
+            Some(Sandboxing {
+                helper,
+                limits: *limits,
+                read,
+                egress: egress.0.clone(),
+                enforcement: if *mode == SandboxMode::Required {
+                    crate::sandbox::Enforcement::Required
+                } else {
+                    crate::sandbox::Enforcement::BestEffort
+                },
+            })
+        }
+    };
+    Ok(Isolation {
+        account,
+        sandbox,
+        scratch,
+        scratch_is_temporary,
+    })
+}
+
+/// Files of the gateway a backend's sandbox must never reach: the config,
+/// TLS key, signing keys, secret files, the registry, pins, audit files and
+/// the CA directory.
+fn protected_paths(config: &Config) -> Vec<(&'static str, PathBuf)> {
+    let mut out: Vec<(&'static str, PathBuf)> = vec![
+        ("TLS key", config.tls.key.clone()),
+        ("client registry", config.registry.path.clone()),
+    ];
+    out.extend(config.source.clone().map(|p| ("config file", p)));
+    out.extend(
+        config
+            .registry
+            .enrolled_keys
+            .clone()
+            .map(|p| ("enrolled keys", p)),
+    );
+    if let Ok(refs) = config.secret_refs() {
+        for r in refs {
+            if let SecretRef::File(p) = r {
+                out.push(("secret file", p));
+            }
+        }
+    }
+    if let Some(ob) = &config.secrets.openbao {
+        for v in [&ob.token, &ob.role_id, &ob.secret_id]
+            .into_iter()
+            .flatten()
+        {
+            if let Ok(SecretRef::File(p)) = SecretRef::parse(v) {
+                out.push(("OpenBao credential", p));
+            }
+        }
+    }
+    for b in &config.backends {
+        if let BackendConfig::Stdio { pins: Some(p), .. }
+        | BackendConfig::Http { pins: Some(p), .. } = b
+        {
+            out.push(("pin file", p.clone()));
+        }
+    }
+    for sink in config.audit.effective_sinks() {
+        if let crate::audit::SinkConfig::File { path, .. } = sink {
+            out.push(("audit file", path));
+        }
+    }
+    out.extend(
+        config
+            .enrollment
+            .as_ref()
+            .map(|e| ("CA directory", e.ca_dir.clone())),
+    );
+    out
+}
+
+/// The path with symbolic links resolved, as far as it exists.
+fn canonical(p: &std::path::Path) -> PathBuf {
+    if let Ok(c) = p.canonicalize() {
+        return c;
+    }
+    match (p.parent(), p.file_name()) {
+        (Some(parent), Some(name)) => canonical(parent).join(name),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// Creates the scratch directory, owned by the backend's account, 0700.
+fn make_scratch(dir: &std::path::Path, account: Option<(u32, u32)>) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    if let Some((uid, gid)) = account {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// The configured audit trail: its sinks opened (files 0600), its

@@ -427,3 +427,15 @@ impl Drop for HttpReceiver {
         self.stop();
     }
 }
+
+/// Backend keys for a stdio backend whose test is not about isolation: it
+/// runs as the test's own user without a sandbox (tests/hostile_backend.rs
+/// tests the sandbox).
+pub fn unsandboxed() -> String {
+    let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .expect("the test's own account has a name");
+    format!("user = \"{me}\"\nsandbox = \"off\"\n")
+}

@@ -44,8 +44,9 @@ checkpoint_records = 4
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stdio_env_server.py");
     let mut config = std::fs::read_to_string(setup.path("sealgate.toml")).expect("config");
     config.push_str(&format!(
-        "\n[[backend]]\nname = \"fixture\"\nkind = \"stdio\"\nprefix = \"fx_\"\ncommand = \"sh\"\nargs = [\"-c\", \"echo {STDERR_MARKER} >&2; exec python3 {}\"]\ninherit_env = [\"PATH\", \"HOME\"]\nsecret_env = {{ EP_API_KEY = \"file:backend.secret\" }}\n",
-        fixture.display()
+        "\n[[backend]]\nname = \"fixture\"\nkind = \"stdio\"\nprefix = \"fx_\"\ncommand = \"sh\"\nargs = [\"-c\", \"echo {STDERR_MARKER} >&2; exec python3 {}\"]\ninherit_env = [\"PATH\", \"HOME\"]\nsecret_env = {{ EP_API_KEY = \"file:backend.secret\" }}\n{}",
+        fixture.display(),
+        unsandboxed()
     ));
     std::fs::write(setup.path("sealgate.toml"), config).expect("config");
     let registry = std::fs::read_to_string(setup.path("clients.toml")).expect("registry");

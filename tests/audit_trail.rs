@@ -481,8 +481,9 @@ async fn tools_accept_beside_a_running_gateway_is_recorded_in_its_chain_at_sighu
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stdio_env_server.py");
     let mut config = std::fs::read_to_string(setup.path("sealgate.toml")).expect("config");
     config.push_str(&format!(
-        "\n[[backend]]\nname = \"fixture\"\nkind = \"stdio\"\nprefix = \"fx_\"\ncommand = \"python3\"\nargs = [\"{}\"]\ninherit_env = [\"PATH\", \"HOME\"]\n",
-        fixture.display()
+        "\n[[backend]]\nname = \"fixture\"\nkind = \"stdio\"\nprefix = \"fx_\"\ncommand = \"python3\"\nargs = [\"{}\"]\ninherit_env = [\"PATH\", \"HOME\"]\n{}",
+        fixture.display(),
+        unsandboxed()
     ));
     std::fs::write(setup.path("sealgate.toml"), config).expect("config");
     let gw = setup.serve();

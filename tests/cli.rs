@@ -580,9 +580,16 @@ fn check_config_passes_a_good_config_and_names_what_is_wrong() {
         assert!(err.contains(expected), "{expected:?} not in {err}");
     };
     fails(
-        format!("{original}\n[[backend]]\nname = \"ep\"\nkind = \"stdio\"\ncommand = \"no-such-command-7f3\"\n"),
+        format!("{original}\n[[backend]]\nname = \"ep\"\nkind = \"stdio\"\ncommand = \"no-such-command-7f3\"\nuser = \"nobody\"\n"),
         "backend \"ep\": command \"no-such-command-7f3\" is not an executable file",
     );
+    if nix::unistd::geteuid().is_root() {
+        // A root gateway would start this backend as root: refused.
+        fails(
+            format!("{original}\n[[backend]]\nname = \"ep\"\nkind = \"stdio\"\ncommand = \"sh\"\n"),
+            "backend \"ep\" field user: the gateway runs as root",
+        );
+    }
     fails(
         original.replace("crls = [\"ca/crl.pem\"]", "crls = [\"ca/missing.pem\"]"),
         "missing.pem",

@@ -1,13 +1,23 @@
-//! A hostile stdio backend: what it leaves behind or sends back does not
-//! outlive it or reach clients.
+//! A hostile stdio backend: what it tries against the gateway fails, and
+//! what it leaves behind or sends back does not outlive it or reach clients.
+//!
+//! The fixture (tests/fixtures/hostile_stdio_server.py) runs with the
+//! system Python (`/usr/bin/python3`, readable by any account) and reports
+//! each attempt's outcome; every test prints the sandbox layers that were in
+//! force.
 
 mod common;
 
-use std::path::Path;
+use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::services::repo;
 use common::*;
+use serde_json::{json, Value};
+
+const PYTHON: &str = "/usr/bin/python3";
 
 fn alive(pid: i32) -> bool {
     // A zombie waiting for its (new) parent to reap it is dead too.
@@ -19,31 +29,494 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-async fn hostile_gateway(dir: &Path) -> TestGateway {
-    hostile_gateway_with(dir, "").await
+fn root() -> bool {
+    nix::unistd::geteuid().is_root()
 }
 
-async fn hostile_gateway_with(dir: &Path, env_extra: &str) -> TestGateway {
-    TestGateway::start_with(Options {
+/// The backend keys of a sandboxed child: as `nobody` when the tests run
+/// as root (they do here and in CI), else as the test's own user.
+fn as_nobody() -> &'static str {
+    if root() {
+        "user = \"nobody\"\n"
+    } else {
+        ""
+    }
+}
+
+/// The test's folder (traversable by the backend's account, as a real
+/// state directory would be) and the backend's scratch directory in it.
+fn scratch_of(dir: &Path) -> PathBuf {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    dir.join("scratch")
+}
+
+fn pins_of(dir: &Path) -> PathBuf {
+    dir.join("pins/hostile.toml")
+}
+
+async fn hostile_gateway(dir: &Path) -> TestGateway {
+    hostile_gateway_with(dir, as_nobody(), "").await
+}
+
+/// A gateway with the embedded backend and the hostile one (prefix `h_`);
+/// `backend_extra` holds its account, sandbox, egress and pinning keys.
+async fn hostile_gateway_with(dir: &Path, backend_extra: &str, env_extra: &str) -> TestGateway {
+    match try_hostile_gateway(dir, backend_extra, env_extra).await {
+        Ok(gw) => gw,
+        Err(e) => panic!("gateway did not start: {e}"),
+    }
+}
+
+/// The fixture, copied into the test's folder: readable by the backend's
+/// account wherever the checkout lives.
+fn script_of(dir: &Path) -> PathBuf {
+    dir.join("hostile_stdio_server.py")
+}
+
+async fn try_hostile_gateway(
+    dir: &Path,
+    backend_extra: &str,
+    env_extra: &str,
+) -> Result<TestGateway, String> {
+    let scratch = scratch_of(dir);
+    std::fs::copy(
+        repo().join("tests/fixtures/hostile_stdio_server.py"),
+        script_of(dir),
+    )
+    .expect("copy the fixture");
+    std::fs::set_permissions(script_of(dir), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    TestGateway::try_start_with(Options {
         config_extra: format!(
-            "[[backend]]\nname = \"sample\"\nkind = \"embedded\"\n\n\
-             [[backend]]\nname = \"hostile\"\nkind = \"stdio\"\ncommand = \"python3\"\nargs = [\"{}\"]\nprefix = \"h_\"\n\
-             env = {{ GRANDCHILD_PID_FILE = \"{}\", START_COUNT_FILE = \"{}\", RECORD_FILE = \"{}\"{env_extra} }}\n",
-            repo().join("tests/fixtures/hostile_stdio_server.py").display(),
-            dir.join("grandchild.pid").display(),
-            dir.join("starts").display(),
-            dir.join("calls").display(),
+            "[[backend]]\nname = \"hostile\"\nkind = \"stdio\"\ncommand = \"{PYTHON}\"\nargs = [\"{}\"]\nprefix = \"h_\"\n\
+             read_paths = [\"{}\"]\nscratch = \"{}\"\npins = \"{}\"\n{backend_extra}\
+             env = {{ GRANDCHILD_PID_FILE = \"{}\", START_COUNT_FILE = \"{}\", RECORD_FILE = \"{}\", PINS_FILE = \"{}\"{env_extra} }}\n\n\
+             [[backend]]\nname = \"sample\"\nkind = \"embedded\"\n",
+            script_of(dir).display(),
+            script_of(dir).display(),
+            scratch.display(),
+            pins_of(dir).display(),
+            scratch.join("grandchild.pid").display(),
+            scratch.join("starts").display(),
+            scratch.join("calls").display(),
+            pins_of(dir).display(),
         ),
         ..Default::default()
     })
     .await
 }
 
+fn sandbox_of(gw: &TestGateway) -> Option<sealgate::sandbox::SandboxReport> {
+    let report = gw
+        .gateway
+        .router
+        .backend("hostile")
+        .expect("backend")
+        .sandbox();
+    match &report {
+        Some(r) => println!(
+            "hostile backend sandbox: {}; missing: {:?}",
+            r.summary(),
+            r.missing
+        ),
+        None => println!("hostile backend sandbox: off"),
+    }
+    report
+}
+
+/// Writes what the fixture attacks, calls its `attack` tool and returns
+/// the outcomes.
+async fn attack(gw: &TestGateway, dir: &Path, port: u16) -> Value {
+    let scratch = dir.join("scratch");
+    // A token file as the gateway keeps its OpenBao token: 0600.
+    let token = dir.join("bao-token");
+    std::fs::write(&token, "s.hostile-test-token").expect("token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    // A place outside the scratch directory that any account may write.
+    let outside = std::env::temp_dir().join(format!("sealgate-outside-{}", std::process::id()));
+    let targets = json!({
+        "read": {
+            "signing key": gw.path("gateway.signing.key"),
+            "server key": gw.path("server.key"),
+            "token file": token,
+            "own script": script_of(dir),
+        },
+        "write": {
+            "pin file": pins_of(dir),
+            "outside scratch": outside,
+            "scratch": scratch.join("own-file"),
+        },
+        "connect": port,
+    });
+    std::fs::write(scratch.join("targets.json"), targets.to_string()).expect("targets");
+    let ops = gw.client(&gw.ops).await;
+    let r = ops
+        .call_tool("h_attack", json!({}))
+        .await
+        .expect("the attack tool answers");
+    let text = r["result"]["content"][0]["text"].as_str().expect("text");
+    let outcomes: Value = serde_json::from_str(text).expect("outcomes");
+    println!("attack outcomes: {outcomes:#}");
+    let _ = std::fs::remove_file(&outside);
+    outcomes
+}
+
+/// A loopback listener that must never see a connection.
+fn listener() -> (std::net::TcpListener, u16) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.set_nonblocking(true).expect("nonblocking");
+    let port = l.local_addr().expect("addr").port();
+    (l, port)
+}
+
+fn assert_never_connected(l: &std::net::TcpListener) {
+    match l.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the backend reached a loopback port: {other:?}"),
+    }
+}
+
+/// Polls until the hostile backend's `noop` is refused as changed.
+async fn wait_until_noop_refused(gw: &TestGateway) {
+    let ops = gw.client(&gw.ops).await;
+    let start = Instant::now();
+    loop {
+        let r = ops.call_tool("h_noop", json!({})).await;
+        match r.as_ref().err().and_then(|e| e.reason()) {
+            Some("TOOL_DEFINITION_CHANGED") => return,
+            Some("BACKEND_UNAVAILABLE") | None => {}
+            other => panic!("unexpected answer: {other:?} {r:?}"),
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the changed noop was never refused: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn rug_pull(gw: &TestGateway) -> String {
+    let ops = gw.client(&gw.ops).await;
+    let r = ops
+        .call_tool("h_rug_pull", json!({}))
+        .await
+        .expect("rug_pull answers");
+    r["result"]["content"][0]["text"]
+        .as_str()
+        .expect("text")
+        .to_string()
+}
+
+/// The backend as another, unprivileged user in the full sandbox: every
+/// attack fails, each for a reason the layers in force explain.
+#[tokio::test]
+async fn every_attack_fails_as_another_user_in_the_sandbox() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = hostile_gateway(dir.path()).await;
+    let sandbox = sandbox_of(&gw).expect("sandboxed");
+    let (l, port) = listener();
+    let pins_before = std::fs::read(pins_of(dir.path())).expect("pins written on first use");
+    let o = attack(&gw, dir.path(), port).await;
+    let at = |k: &str| {
+        o[k].as_str()
+            .unwrap_or_else(|| panic!("no outcome {k}: {o}"))
+            .to_string()
+    };
+    // Controls: what it is allowed to do works.
+    assert_eq!(at("read own script"), "ok");
+    assert_eq!(at("write scratch"), "ok");
+    // The gateway's keys and a 0600 token file: another user's files (and
+    // outside Landlock's read paths).
+    for k in ["read signing key", "read server key", "read token file"] {
+        assert_eq!(at(k), "EACCES", "{k}");
+    }
+    assert_eq!(at("read parent environ"), "EACCES");
+    assert_eq!(at("write pin file"), "EACCES");
+    assert_eq!(at("signal parent"), "EPERM");
+    assert_eq!(at("ptrace parent"), "EPERM");
+    if sandbox.seccomp {
+        assert_eq!(at("setsid in a grandchild"), "EPERM");
+    }
+    if root() {
+        assert_eq!(o["uid"], 65534, "{o}");
+        assert_eq!(o["groups"], json!([]), "supplementary groups cleared");
+    }
+    if sandbox.landlock_fs {
+        // World-readable, and outside the granted paths: Landlock alone.
+        assert_eq!(at("read parent cmdline"), "EACCES");
+        assert_eq!(at("write outside scratch"), "EACCES");
+    } else {
+        println!("SKIPPED Landlock filesystem checks: {:?}", sandbox.missing);
+    }
+    if sandbox.seccomp {
+        assert_eq!(o["seccomp"], "2", "seccomp filter mode");
+        // egress = "none": no IPv4 socket at all.
+        assert_eq!(at("connect"), "EPERM");
+    } else {
+        println!("SKIPPED seccomp checks: {:?}", sandbox.missing);
+        assert_ne!(at("connect"), "ok:connected");
+    }
+    assert_eq!(o["no_new_privs"], "1");
+    if sandbox.netns {
+        assert_eq!(at("interfaces"), "ok:lo", "an empty network namespace");
+    } else {
+        println!("SKIPPED network namespace check: {:?}", sandbox.missing);
+    }
+    assert_never_connected(&l);
+    // Rewrite the pins and announce a changed list: the write fails, the
+    // changed tool is refused, the pin file is untouched.
+    assert_eq!(rug_pull(&gw).await, "EACCES");
+    wait_until_noop_refused(&gw).await;
+    assert_eq!(
+        std::fs::read(pins_of(dir.path())).expect("pins"),
+        pins_before
+    );
+}
+
+/// The backend as the gateway's own user (here root, which passes every
+/// file permission check: the worst case of a gateway not run as root),
+/// with the sandbox `required`: Landlock and seccomp alone stop it, and
+/// egress limited to TCP port 443 keeps it off every other port.
+#[tokio::test]
+async fn the_sandbox_alone_confines_a_backend_of_the_gateway_s_own_user() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .expect("lookup")
+        .expect("own account")
+        .name;
+    let gw = hostile_gateway_with(
+        dir.path(),
+        &format!("user = \"{me}\"\nsandbox = \"required\"\negress = [\"tcp:443\"]\n"),
+        "",
+    )
+    .await;
+    let sandbox = sandbox_of(&gw).expect("sandboxed");
+    assert!(
+        sandbox.landlock_fs && sandbox.landlock_net && sandbox.seccomp,
+        "required"
+    );
+    assert!(
+        !sandbox.netns,
+        "egress to port 443 keeps the host's network"
+    );
+    let (l, port) = listener();
+    let pins_before = std::fs::read(pins_of(dir.path())).expect("pins");
+    let o = attack(&gw, dir.path(), port).await;
+    let at = |k: &str| {
+        o[k].as_str()
+            .unwrap_or_else(|| panic!("no outcome {k}: {o}"))
+            .to_string()
+    };
+    assert_eq!(at("read own script"), "ok");
+    assert_eq!(at("write scratch"), "ok");
+    for k in [
+        "read signing key",
+        "read server key",
+        "read token file",
+        "read parent environ",
+        "read parent cmdline",
+        "write pin file",
+        "write outside scratch",
+    ] {
+        assert_eq!(at(k), "EACCES", "{k}: Landlock");
+    }
+    assert_eq!(at("signal parent"), "EPERM");
+    assert_eq!(at("ptrace parent"), "EPERM");
+    assert_eq!(at("setsid in a grandchild"), "EPERM");
+    // A TCP port other than 443: Landlock refuses the connect.
+    assert_eq!(at("connect"), "EACCES");
+    assert_never_connected(&l);
+    assert_eq!(rug_pull(&gw).await, "EACCES");
+    wait_until_noop_refused(&gw).await;
+    assert_eq!(
+        std::fs::read(pins_of(dir.path())).expect("pins"),
+        pins_before
+    );
+}
+
+/// Without uid separation or sandbox, a backend can rewrite its own pin
+/// file; with `pinning = "tofu"` the re-listing it triggers then accepts its
+/// changed tool. This is the attack the other layers and strict pinning
+/// stop (the control for the tests around it).
+#[tokio::test]
+async fn without_sandbox_or_strict_pinning_a_rewritten_pin_file_is_trusted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = hostile_gateway_with(dir.path(), &unsandboxed(), "").await;
+    assert!(sandbox_of(&gw).is_none());
+    assert_eq!(rug_pull(&gw).await, "ok");
+    let ops = gw.client(&gw.ops).await;
+    let start = Instant::now();
+    loop {
+        let listed = ops.list_tools().await.expect("tools/list");
+        let noop = listed["result"]["tools"]
+            .as_array()
+            .expect("tools")
+            .iter()
+            .find(|t| t["name"] == "h_noop")
+            .cloned();
+        if noop
+            .as_ref()
+            .is_some_and(|t| t["description"].as_str().unwrap_or("").contains("evil"))
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never re-listed: {noop:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `pinning = "strict"`, with every other layer off (the backend runs as
+/// the gateway's user without a sandbox, and so *can* rewrite its pin
+/// file): no tool is served before `sealgate tools accept`, the gateway
+/// never writes a pin file, and a pin file the backend rewrote is not read
+/// at the re-listing it triggers.
+#[tokio::test]
+async fn strict_pinning_trusts_only_pins_read_at_start_or_reload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = format!("{}pinning = \"strict\"\n", unsandboxed());
+    // STABLE: the second instance `tools accept` starts offers the same tools.
+    let gw = hostile_gateway_with(dir.path(), &extra, ", STABLE = \"1\"").await;
+    let pins = pins_of(dir.path());
+    // No pin file: none of its tools is served, and none is written.
+    assert!(
+        !pins.exists(),
+        "the gateway wrote a pin file in strict mode"
+    );
+    let ops = gw.client(&gw.ops).await;
+    let r = ops.call_tool("h_noop", json!({})).await;
+    assert_eq!(
+        r.as_ref().err().and_then(|e| e.reason()),
+        Some("TOOL_DEFINITION_CHANGED"),
+        "{r:?}"
+    );
+    assert!(gw
+        .audit
+        .lines()
+        .iter()
+        .any(|l| l.contains("tools_not_pinned") && l.contains("hostile")));
+    // The embedded backend serves on.
+    ops.call_tool("get_meps", json!({"limit": 1}))
+        .await
+        .expect("the other backend serves");
+    // The operator accepts (the `sealgate tools accept` code path) and
+    // reloads (SIGHUP): now its tools are served.
+    let config = sealgate::config::Config::load(&gw.path("sealgate.toml")).expect("config");
+    let accepted = sealgate::startup::accept_tools(&config, Some("hostile"))
+        .await
+        .expect("tools accept");
+    assert_eq!(accepted.len(), 1);
+    assert!(pins.exists());
+    gw.reloader.reload().await;
+    ops.call_tool("h_noop", json!({}))
+        .await
+        .expect("accepted and served");
+    // The backend rewrites its pin file (it can: no other layer is on) and
+    // announces a changed list: the pins read at the reload still rule.
+    assert_eq!(rug_pull(&gw).await, "ok");
+    let mut on_disk = String::new();
+    std::fs::File::open(&pins)
+        .expect("pins")
+        .read_to_string(&mut on_disk)
+        .expect("read");
+    assert!(
+        on_disk.contains("[tools.noop]"),
+        "the rewrite happened: {on_disk}"
+    );
+    wait_until_noop_refused(&gw).await;
+}
+
+/// A gateway running as root does not start a backend as root unless the
+/// config says so.
+#[tokio::test]
+async fn a_root_gateway_refuses_a_backend_without_an_account() {
+    if !root() {
+        println!("SKIPPED: the tests do not run as root, so there is no root gateway to refuse");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = try_hostile_gateway(dir.path(), "", "")
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        e.contains("backend \"hostile\" field user: the gateway runs as root"),
+        "{e}"
+    );
+    assert!(
+        !dir.path().join("scratch/starts").exists(),
+        "the child never ran"
+    );
+}
+
+/// Granting a directory that holds a gateway file is refused at start.
+#[tokio::test]
+async fn a_read_path_that_reaches_the_gateway_s_files_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The temp directory holds the test gateway's folder (keys, config).
+    let extra = format!(
+        "{}read_paths = [\"{}\"]\n",
+        as_nobody(),
+        std::env::temp_dir().display()
+    );
+    // read_paths given twice is a TOML error: use a backend of its own.
+    let scratch = scratch_of(dir.path());
+    let e = TestGateway::try_start_with(Options {
+        config_extra: format!(
+            "[[backend]]\nname = \"wide\"\nkind = \"stdio\"\ncommand = \"{PYTHON}\"\nscratch = \"{}\"\n{extra}",
+            scratch.display()
+        ),
+        ..Default::default()
+    })
+    .await
+    .err()
+    .expect("refused");
+    assert!(
+        e.contains("backend \"wide\" field read_paths/cwd:")
+            && e.contains("would let the backend reach the gateway's"),
+        "{e}"
+    );
+}
+
+/// `sandbox = "required"`: a layer that cannot be set up stops the
+/// backend. A helper run as an unprivileged user cannot create a network
+/// namespace, which egress = "none" needs.
+#[test]
+fn a_required_layer_that_cannot_be_applied_stops_the_backend() {
+    use std::os::unix::process::CommandExt;
+    let spec = json!({
+        "program": PYTHON, "args": ["-c", "print('backend ran')"],
+        "uid": null, "gid": null,
+        "limits": {"memory_mb": 256, "processes": 64, "open_files": 64, "cpu_secs": 10},
+        "read": [], "write": [], "egress": "none", "enforcement": "required",
+        "gateway_pid": std::process::id(),
+    });
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"));
+    cmd.args(["sandbox-exec", &spec.to_string()]);
+    if root() {
+        cmd.uid(65534).gid(65534);
+    }
+    let out = cmd.output().expect("helper runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let first: Value =
+        serde_json::from_str(stdout.lines().next().expect("a report line")).expect("json");
+    assert_eq!(first["method"], "notifications/sealgate/sandbox");
+    let error = first["params"]["error"]
+        .as_str()
+        .expect("an error, not a report");
+    assert!(error.starts_with("netns:"), "{error}");
+    assert!(!stdout.contains("backend ran"));
+    assert!(!out.status.success());
+}
+
 #[tokio::test]
 async fn a_grandchild_ends_with_its_backend() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gw = hostile_gateway(dir.path()).await;
-    let pid: i32 = std::fs::read_to_string(dir.path().join("grandchild.pid"))
+    sandbox_of(&gw);
+    let pid: i32 = std::fs::read_to_string(dir.path().join("scratch/grandchild.pid"))
         .expect("the fixture wrote its grandchild's pid")
         .trim()
         .parse()
@@ -98,6 +571,12 @@ async fn a_restarted_backend_gets_no_call_before_its_tools_are_checked_again() {
     ops.call_tool("h_noop", serde_json::json!({}))
         .await
         .expect("the pinned tool works");
+    let first_grandchild: i32 = std::fs::read_to_string(dir.path().join("scratch/grandchild.pid"))
+        .expect("grandchild pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert!(alive(first_grandchild));
     // Crash it, and call the tool at once, while it restarts.
     let _ = ops.call_tool("h_crash", serde_json::json!({})).await;
     let during = ops.call_tool("h_noop", serde_json::json!({})).await;
@@ -130,9 +609,18 @@ async fn a_restarted_backend_gets_no_call_before_its_tools_are_checked_again() {
         assert!(start.elapsed() < Duration::from_secs(20), "never re-listed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let starts = std::fs::read_to_string(dir.path().join("starts")).expect("starts");
+    // The crashed child's grandchild went with its process group.
+    let start = Instant::now();
+    while alive(first_grandchild) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "grandchild {first_grandchild} outlived the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let starts = std::fs::read_to_string(dir.path().join("scratch/starts")).expect("starts");
     assert_eq!(starts.trim(), "2", "restarted once");
-    let calls = std::fs::read_to_string(dir.path().join("calls")).expect("calls");
+    let calls = std::fs::read_to_string(dir.path().join("scratch/calls")).expect("calls");
     assert!(
         !calls.lines().any(|l| l.starts_with("2 ")),
         "the restarted, unchecked child received a call: {calls}"
@@ -144,7 +632,7 @@ async fn a_restarted_backend_gets_no_call_before_its_tools_are_checked_again() {
 #[tokio::test]
 async fn a_crash_looping_backend_does_not_hold_up_another_backend() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = hostile_gateway_with(dir.path(), ", CRASH_LOOP = \"1\"").await;
+    let gw = hostile_gateway_with(dir.path(), as_nobody(), ", CRASH_LOOP = \"1\"").await;
     let ops = gw.client(&gw.ops).await;
     let _ = ops.call_tool("h_crash", serde_json::json!({})).await;
     // The hostile backend is now down for good (it exits at every start):

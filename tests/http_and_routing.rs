@@ -217,8 +217,9 @@ async fn colliding_tool_names_without_prefix_are_a_startup_error() {
 
 fn fixture_backend(variant: &str) -> String {
     format!(
-        "[[backend]]\nname = \"fixture\"\nkind = \"stdio\"\ncommand = \"python3\"\nargs = [\"{}\"]\nenv = {{ FIXTURE_VARIANT = \"{variant}\" }}\n",
-        stdio_fixture().display()
+        "[[backend]]\nname = \"fixture\"\nkind = \"stdio\"\ncommand = \"python3\"\nargs = [\"{}\"]\nenv = {{ FIXTURE_VARIANT = \"{variant}\" }}\n{}",
+        stdio_fixture().display(),
+        unsandboxed()
     )
 }
 
@@ -343,8 +344,9 @@ async fn changed_tool_definitions_are_refused_until_accepted() {
 async fn frozen_child_times_out_and_is_replaced() {
     let gw = TestGateway::start_with(Options {
         config_extra: format!(
-            "[[backend]]\nname = \"fixture\"\nkind = \"stdio\"\ncommand = \"python3\"\nargs = [\"{}\"]\ntimeout_secs = 1\n",
-            stdio_fixture().display()
+            "[[backend]]\nname = \"fixture\"\nkind = \"stdio\"\ncommand = \"python3\"\nargs = [\"{}\"]\ntimeout_secs = 1\n{}",
+            stdio_fixture().display(),
+            unsandboxed()
         ),
         ..Default::default()
     })

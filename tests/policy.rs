@@ -550,8 +550,9 @@ async fn a_flood_of_refusals_leaves_one_record_and_an_exact_count() {
 async fn calls_beyond_the_tier_concurrency_are_refused() {
     let gw = TestGateway::start_with(Options {
         config_extra: format!(
-            "[tier.single]\ntools = [\"*\"]\nmax_concurrent_calls = 1\n\n[[backend]]\nname = \"sample\"\nkind = \"embedded\"\n\n[[backend]]\nname = \"fixture\"\nkind = \"stdio\"\ncommand = \"python3\"\nargs = [\"{}\"]\ntimeout_secs = 10\n",
-            common::services::stdio_fixture().display()
+            "[tier.single]\ntools = [\"*\"]\nmax_concurrent_calls = 1\n\n[[backend]]\nname = \"sample\"\nkind = \"embedded\"\n\n[[backend]]\nname = \"fixture\"\nkind = \"stdio\"\ncommand = \"python3\"\nargs = [\"{}\"]\ntimeout_secs = 10\n{}",
+            common::services::stdio_fixture().display(),
+            unsandboxed()
         ),
         ..Options::default()
     })

@@ -29,9 +29,10 @@ fn fixture() -> String {
 async fn results_gateway(dir: &Path) -> TestGateway {
     let backend = |name: &str, prefix: &str| {
         format!(
-            "[[backend]]\nname = \"{name}\"\nkind = \"stdio\"\ncommand = \"python3\"\nargs = [\"{}\"]\nprefix = \"{prefix}\"\nenv = {{ RECORD_FILE = \"{}\" }}\n\n",
+            "[[backend]]\nname = \"{name}\"\nkind = \"stdio\"\ncommand = \"python3\"\nargs = [\"{}\"]\nprefix = \"{prefix}\"\nenv = {{ RECORD_FILE = \"{}\" }}\n{}\n",
             fixture(),
             dir.join(format!("{name}.calls")).display(),
+            unsandboxed(),
         )
     };
     TestGateway::start_with(Options {

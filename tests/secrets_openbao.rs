@@ -30,8 +30,9 @@ fn openbao_section(bao: &OpenBao, token_path: &Path) -> String {
 
 fn fixture_backend(secret: &str) -> String {
     format!(
-        "[[backend]]\nname = \"fixture\"\nkind = \"stdio\"\ncommand = \"python3\"\nargs = [\"{}\"]\ninherit_env = [\"PATH\", \"HOME\"]\nsecret_env = {{ EP_API_KEY = \"{secret}\" }}\n",
-        stdio_fixture().display()
+        "[[backend]]\nname = \"fixture\"\nkind = \"stdio\"\ncommand = \"python3\"\nargs = [\"{}\"]\ninherit_env = [\"PATH\", \"HOME\"]\nsecret_env = {{ EP_API_KEY = \"{secret}\" }}\n{}",
+        stdio_fixture().display(),
+        unsandboxed()
     )
 }
 

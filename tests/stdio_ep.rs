@@ -11,12 +11,41 @@ use common::*;
 use serde_json::{json, Value};
 use tonic::Code;
 
+/// The EP server as production runs it: sandboxed with every layer this
+/// kernel has (`required`: a missing one fails the test), as an
+/// unprivileged account when the tests run as root, reading only its
+/// install directory, no network.
 fn ep_backend(timeout_secs: u64) -> String {
+    let user = if !nix::unistd::geteuid().is_root() {
+        ""
+    } else if others_can_reach(&repo().join("node_modules")) {
+        "user = \"nobody\"\n"
+    } else {
+        // A checkout under a private folder (e.g. /root): nobody could not
+        // read the server; Landlock and seccomp still confine it as root.
+        println!(
+            "EP server runs as root: {} is not reachable by other accounts",
+            repo().display()
+        );
+        "user = \"root\"\n"
+    };
     format!(
-        "[[backend]]\nname = \"ep\"\nkind = \"stdio\"\ncommand = \"node\"\nargs = [\"{}\"]\ncwd = \"{}\"\ntimeout_secs = {timeout_secs}\ninherit_env = [\"PATH\", \"HOME\"]\nenv = {{ NODE_ENV = \"production\" }}\n",
+        "[[backend]]\nname = \"ep\"\nkind = \"stdio\"\ncommand = \"node\"\nargs = [\"{}\"]\ncwd = \"{}\"\ntimeout_secs = {timeout_secs}\ninherit_env = [\"PATH\", \"HOME\"]\nenv = {{ NODE_ENV = \"production\" }}\n{user}read_paths = [\"{}\"]\nsandbox = \"required\"\n",
         ep_server_js().display(),
-        repo().display()
+        repo().display(),
+        repo().join("node_modules").display()
     )
+}
+
+/// Whether every folder above `path` lets other accounts through.
+fn others_can_reach(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(real) = path.canonicalize() else {
+        return false;
+    };
+    real.ancestors()
+        .skip(1)
+        .all(|dir| std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
 }
 
 async fn ep_gateway(timeout_secs: u64) -> TestGateway {
@@ -47,6 +76,14 @@ async fn initialize_and_filtered_tools_list() {
         .await
         .expect("initialize");
     assert_eq!(init["result"]["protocolVersion"], "2025-11-25");
+    // It runs inside its sandbox (`required`: every layer or no start).
+    let sandbox = gw.backend.sandbox().expect("the EP server is sandboxed");
+    println!("EP server sandbox: {}", sandbox.summary());
+    assert!(sandbox.missing.is_empty(), "{:?}", sandbox.missing);
+    assert!(sandbox.seccomp && sandbox.netns && sandbox.no_new_privs && sandbox.rlimits);
+    if nix::unistd::geteuid().is_root() && others_can_reach(&repo().join("node_modules")) {
+        assert_eq!(sandbox.uid, 65534, "runs as nobody, not root");
+    }
     // ops may call anything: every EP tool (61 in the pinned version).
     let all = names(&ops.list_tools().await.expect("tools/list"));
     assert_eq!(all.len(), 61, "{all:?}");

@@ -19,9 +19,10 @@ async fn recording_gateway(
     let record = dir.path().join("received.jsonl");
     let gw = TestGateway::start_with(Options {
         config_extra: format!(
-            "[[backend]]\nname = \"rec\"\nkind = \"stdio\"\ncommand = \"python3\"\nargs = [\"{}\"]\ntimeout_secs = {timeout_secs}\nenv = {{ RECORD_FILE = \"{}\" }}\n",
+            "[[backend]]\nname = \"rec\"\nkind = \"stdio\"\ncommand = \"python3\"\nargs = [\"{}\"]\ntimeout_secs = {timeout_secs}\nenv = {{ RECORD_FILE = \"{}\" }}\n{}",
             repo().join("tests/fixtures/recording_stdio_server.py").display(),
-            record.display()
+            record.display(),
+            unsandboxed()
         ),
         ..Default::default()
     })

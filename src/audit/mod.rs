@@ -199,7 +199,8 @@ impl Default for AuditRecord {
 pub struct SecurityEvent<'a> {
     /// RFC 3339 UTC, millisecond precision.
     pub ts: String,
-    /// e.g. `tool_definition_changed`, `tool_added`, `tools_pinned_on_first_use`.
+    /// e.g. `tool_definition_changed`, `tool_added`, `tools_pinned_on_first_use`,
+    /// `tools_not_pinned`.
     pub event: &'a str,
     /// The configured name of the backend concerned.
     pub backend: &'a str,

@@ -88,6 +88,11 @@ pub trait Backend: Send + Sync + 'static {
     fn process_id(&self) -> Option<u32> {
         None
     }
+    /// The sandbox layers in force for a backend child process, as its
+    /// helper reported them; `None` for backends without one.
+    fn sandbox(&self) -> Option<crate::sandbox::SandboxReport> {
+        None
+    }
 }
 
 /// The built-in backend: the EP MCP Server's tools over bundled sample

@@ -8,7 +8,11 @@
 //! with another backend's, is refused (and recorded as a security event);
 //! the other tools keep working. A changed or new tool stays refused until an
 //! operator accepts it with `sealgate tools accept`. With no pin file yet,
-//! the first listing is pinned (trust on first use) and written.
+//! the first listing is pinned (trust on first use) and written; with
+//! `pinning = "strict"` nothing is pinned by the gateway (a backend without
+//! a pin file serves no tool) and the pins are read at start and on SIGHUP
+//! only: a backend that rewrote its pin file and announced a changed list
+//! is checked against the pins read before.
 //!
 //! A backend that reconnected is re-listed before its tools are routed
 //! again: a restarted child never gets a call under its old pins.
@@ -33,8 +37,25 @@ use crate::policy::{PinFile, PinnedTool};
 pub enum PinMode {
     /// Built into the gateway (the embedded backend): nothing to pin.
     Builtin,
-    /// Pinned in this file (created on first use).
+    /// Pinned in this file (created on first use), re-read at every
+    /// listing (`pinning = "tofu"`).
     File(PathBuf),
+    /// Pinned in this file, which only `sealgate tools accept` writes; read
+    /// at start and on SIGHUP only (`pinning = "strict"`). Without it, the
+    /// backend serves no tool.
+    Strict(PathBuf),
+}
+
+/// The pins of a strict backend as last read from disk.
+#[derive(Debug, Clone, Default)]
+enum PinCache {
+    /// Not read yet (or a reload asked for a fresh read).
+    #[default]
+    Unread,
+    /// The pin file did not exist.
+    Missing,
+    /// The pin file as read.
+    Read(PinFile),
 }
 
 /// One configured backend.
@@ -92,6 +113,10 @@ struct SlotState {
     synced: AtomicU64,
     /// One listing at a time per backend.
     syncing: tokio::sync::Mutex<()>,
+    /// Strict pinning: the pins as read at start or the last reload, so a
+    /// re-listing the backend triggers never reads a file it may have
+    /// rewritten.
+    pins: Mutex<PinCache>,
 }
 
 /// Maps exposed tool names to backends. The table is swapped whole, so a
@@ -169,6 +194,7 @@ impl Router {
                 generation: s.backend.generation(),
                 synced: AtomicU64::new(UNSYNCED),
                 syncing: tokio::sync::Mutex::new(()),
+                pins: Mutex::new(PinCache::Unread),
             })
             .collect();
         Router {
@@ -318,25 +344,39 @@ impl Router {
                 let existing = PinFile::load(path)?;
                 match existing {
                     Some(p) if !accept_all => Some(p),
-                    _ => {
-                        let mut pins = PinFile::default();
-                        for t in &compiled {
-                            pins.tools.insert(
-                                t.name.clone(),
-                                PinEntry {
-                                    digest: t.digest.clone(),
-                                },
-                            );
+                    _ => Some(self.write_pins(slot, path, &compiled, accept_all, &mut report)?),
+                }
+            }
+            PinMode::Strict(path) => {
+                if accept_all {
+                    // `sealgate tools accept`: the one writer of strict pins.
+                    let pins = self.write_pins(slot, path, &compiled, true, &mut report)?;
+                    *self.pin_cache(slot) = PinCache::Read(pins.clone());
+                    Some(pins)
+                } else {
+                    let cached = self.pin_cache(slot).clone();
+                    let cached = match cached {
+                        PinCache::Unread => {
+                            let read = match PinFile::load(path)? {
+                                Some(p) => PinCache::Read(p),
+                                None => PinCache::Missing,
+                            };
+                            *self.pin_cache(slot) = read.clone();
+                            read
                         }
-                        pins.save(path, name)?;
-                        report.pinned_now = true;
-                        let kind = if accept_all {
-                            "tools_accepted"
-                        } else {
-                            "tools_pinned_on_first_use"
-                        };
-                        self.event(kind, name, None, None, None);
-                        Some(pins)
+                        other => other,
+                    };
+                    match cached {
+                        PinCache::Read(p) => Some(p),
+                        _ => {
+                            tracing::error!(
+                                backend = name,
+                                pins = %path.display(),
+                                "pinning is strict and the backend has no pin file: none of its tools is served; review them and run `sealgate tools accept`, then reload"
+                            );
+                            self.event("tools_not_pinned", name, None, None, None);
+                            Some(PinFile::default())
+                        }
                     }
                 }
             }
@@ -437,6 +477,43 @@ impl Router {
         Ok(report)
     }
 
+    fn pin_cache(&self, slot: usize) -> std::sync::MutexGuard<'_, PinCache> {
+        self.state[slot]
+            .pins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the current definitions as the pins (first use, or accept).
+    fn write_pins(
+        &self,
+        slot: usize,
+        path: &std::path::Path,
+        compiled: &[PinnedTool],
+        accept_all: bool,
+        report: &mut SyncReport,
+    ) -> Result<PinFile, String> {
+        let name = self.slots[slot].backend.name();
+        let mut pins = PinFile::default();
+        for t in compiled {
+            pins.tools.insert(
+                t.name.clone(),
+                PinEntry {
+                    digest: t.digest.clone(),
+                },
+            );
+        }
+        pins.save(path, name)?;
+        report.pinned_now = true;
+        let kind = if accept_all {
+            "tools_accepted"
+        } else {
+            "tools_pinned_on_first_use"
+        };
+        self.event(kind, name, None, None, None);
+        Ok(pins)
+    }
+
     /// The route of an exposed tool name. A backend that reconnected since
     /// its last listing is re-listed first.
     pub async fn resolve(&self, exposed: &str) -> Result<Route, Lookup> {
@@ -535,7 +612,8 @@ impl Router {
         s.backend.request(method, params, s.timeout).await
     }
 
-    /// Lists one backend's tools again now, whatever its generation.
+    /// Lists one backend's tools again now, whatever its generation (the
+    /// pins as last read: a scheduled re-list never re-reads them).
     async fn relist(&self, slot: usize) {
         let _one = self.state[slot].syncing.lock().await;
         if let Err(e) = self.sync(slot, false).await {
@@ -544,10 +622,16 @@ impl Router {
         }
     }
 
-    /// Re-lists every backend (after a pin file changed on disk).
+    /// Re-reads every pin file and re-lists every backend (SIGHUP, after
+    /// `sealgate tools accept`).
     pub async fn resync_all(&self) {
         for i in 0..self.slots.len() {
-            self.relist(i).await;
+            let _one = self.state[i].syncing.lock().await;
+            *self.pin_cache(i) = PinCache::Unread;
+            if let Err(e) = self.sync(i, false).await {
+                tracing::warn!(backend = self.slots[i].backend.name(), error = %e, "re-listing tools failed");
+                self.state[i].synced.store(UNSYNCED, Ordering::Release);
+            }
         }
     }
 }

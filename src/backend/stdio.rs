@@ -10,6 +10,12 @@
 //! once with UNAVAILABLE and is restarted with exponential backoff; one that
 //! stops answering is probed with `ping` and killed. Its stderr goes to the
 //! gateway's log, never to the audit trail.
+//!
+//! The child runs as its configured account, in its own process group, and
+//! (unless `sandbox = "off"`) inside the sandbox of [`crate::sandbox`]: it
+//! is started as `sealgate sandbox-exec`, whose first stdout line reports
+//! the layers in force (or why the backend could not start) before it
+//! executes the backend. That line is read here, before any JSON-RPC.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -30,6 +36,7 @@ use super::{
     initialize_params, initialized_notification, reply_from_message, request_message, Backend,
     BackendError, Reply,
 };
+use crate::sandbox::{Egress, Enforcement, Limits, SandboxReport, SandboxSpec, REPORT_METHOD};
 use crate::secrets::{SecretRef, Secrets};
 
 /// Longest line accepted from a child: one JSON-RPC message.
@@ -60,6 +67,31 @@ pub struct StdioSpec {
     pub inherit_env: Vec<String>,
     /// How long the child may take to answer `initialize`.
     pub init_timeout: Duration,
+    /// The user and group ids it runs as; `None`: the gateway's own.
+    pub account: Option<(u32, u32)>,
+    /// The sandbox it runs in; `None`: only the account and process group.
+    pub sandbox: Option<Sandboxing>,
+    /// The one directory it may write; passed as `TMPDIR` unless `env`
+    /// sets that.
+    pub scratch: Option<PathBuf>,
+    /// Whether `scratch` was made for this backend and goes with it.
+    pub scratch_is_temporary: bool,
+}
+
+/// How the sandbox helper is started and what it applies.
+#[derive(Debug, Clone)]
+pub struct Sandboxing {
+    /// The `sealgate` executable that runs `sandbox-exec`.
+    pub helper: PathBuf,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Paths it may read and execute besides the system ones and its
+    /// command: its install directory and `cwd`.
+    pub read: Vec<PathBuf>,
+    /// Network access.
+    pub egress: Egress,
+    /// Whether a layer the kernel lacks stops it.
+    pub enforcement: Enforcement,
 }
 
 /// Where the answer to one pending call goes.
@@ -110,6 +142,8 @@ struct Shared {
     next_id: AtomicU64,
     restarts: AtomicU32,
     probing: AtomicBool,
+    /// The layers the current child's sandbox helper reported.
+    sandbox: Mutex<Option<SandboxReport>>,
 }
 
 /// A stdio MCP backend. Dropping it stops the supervisor and kills the child.
@@ -125,6 +159,12 @@ impl Drop for StdioBackend {
             kill_group(conn.pid);
         }
         self.supervisor.abort();
+        if let (true, Some(dir)) = (
+            self.shared.spec.scratch_is_temporary,
+            &self.shared.spec.scratch,
+        ) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -167,6 +207,7 @@ impl StdioBackend {
             next_id: AtomicU64::new(1),
             restarts: AtomicU32::new(0),
             probing: AtomicBool::new(false),
+            sandbox: Mutex::new(None),
         });
         // The first start is done here so that a broken command stops the
         // gateway with a clear message instead of restarting forever.
@@ -179,6 +220,16 @@ impl StdioBackend {
     /// The child's process id, while it runs.
     pub fn child_pid(&self) -> Option<u32> {
         self.shared.conn.borrow().as_ref().and_then(|c| c.pid)
+    }
+
+    /// The sandbox layers in force for the current child, as its helper
+    /// reported them; `None` without a sandbox.
+    pub fn sandbox_report(&self) -> Option<SandboxReport> {
+        self.shared
+            .sandbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// How many times the child was restarted.
@@ -264,6 +315,10 @@ impl Backend for StdioBackend {
 
     fn process_id(&self) -> Option<u32> {
         self.child_pid()
+    }
+
+    fn sandbox(&self) -> Option<SandboxReport> {
+        self.sandbox_report()
     }
 }
 
@@ -354,9 +409,36 @@ struct Running {
 
 async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
     let spec = &shared.spec;
-    let mut cmd = Command::new(&spec.command);
-    cmd.args(&spec.args)
-        .env_clear()
+    let mut cmd = match &spec.sandbox {
+        Some(sb) => {
+            let sandbox = SandboxSpec {
+                program: spec.command.clone(),
+                args: spec.args.clone(),
+                uid: spec.account.map(|(u, _)| u),
+                gid: spec.account.map(|(_, g)| g),
+                limits: sb.limits,
+                read: sb.read.clone(),
+                write: spec.scratch.iter().cloned().collect(),
+                egress: sb.egress.clone(),
+                enforcement: sb.enforcement,
+                gateway_pid: std::process::id(),
+            };
+            let json = serde_json::to_string(&sandbox).map_err(|e| e.to_string())?;
+            let mut cmd = Command::new(&sb.helper);
+            cmd.arg(crate::sandbox::SUBCOMMAND).arg(json);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new(&spec.command);
+            cmd.args(&spec.args);
+            // std clears the supplementary groups when root switches user.
+            if let Some((uid, gid)) = spec.account {
+                cmd.uid(uid).gid(gid);
+            }
+            cmd
+        }
+    };
+    cmd.env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -371,6 +453,9 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         if let Ok(v) = std::env::var(name) {
             cmd.env(name, v);
         }
+    }
+    if let Some(dir) = &spec.scratch {
+        cmd.env("TMPDIR", dir);
     }
     cmd.envs(&spec.env);
     for (name, reference) in &spec.secret_env {
@@ -410,12 +495,26 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
             }
         }
     });
+    let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE));
+    if spec.sandbox.is_some() {
+        let report = tokio::time::timeout(spec.init_timeout, read_sandbox_report(&mut lines))
+            .await
+            .map_err(|_| "the sandbox helper did not report".to_string())??;
+        tracing::info!(
+            backend = shared.name,
+            sandbox = %report.summary(),
+            "backend sandbox in force"
+        );
+        for m in &report.missing {
+            tracing::warn!(backend = shared.name, layer = %m, "backend sandbox layer not in force");
+        }
+        *shared.sandbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+    }
     // Reader: route responses to their callers.
     {
         let conn = conn.clone();
         let shared = shared.clone();
         tokio::spawn(async move {
-            let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE));
             while let Some(line) = lines.next().await {
                 match line {
                     Ok(line) => on_message(&shared, &conn, &line),
@@ -470,6 +569,29 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         child,
         kill_rx,
     })
+}
+
+/// The helper's first line: the layers in force, or why the backend could
+/// not be started. Written before the backend runs, so the backend cannot
+/// forge it.
+async fn read_sandbox_report(
+    lines: &mut FramedRead<tokio::process::ChildStdout, LinesCodec>,
+) -> Result<SandboxReport, String> {
+    let line = match lines.next().await {
+        Some(Ok(line)) => line,
+        _ => return Err("the sandbox helper exited without a report".into()),
+    };
+    let msg: Value = serde_json::from_str(&line)
+        .map_err(|_| "the sandbox helper's first line is not its report".to_string())?;
+    if msg.get("method").and_then(Value::as_str) != Some(REPORT_METHOD) {
+        return Err("the sandbox helper's first line is not its report".into());
+    }
+    let params = msg.get("params").cloned().unwrap_or(Value::Null);
+    if let Some(e) = params.get("error").and_then(Value::as_str) {
+        return Err(format!("sandbox: {e}"));
+    }
+    serde_json::from_value(params.get("report").cloned().unwrap_or(Value::Null))
+        .map_err(|e| format!("the sandbox helper's report is unreadable: {e}"))
 }
 
 fn on_message(shared: &Shared, conn: &Conn, line: &str) {

@@ -111,6 +111,13 @@ enum Command {
     /// Auditors: verify audit files (chain and signed checkpoints).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Internal: the gateway starts a sandboxed stdio backend through this
+    /// (applies the sandbox, then executes the backend).
+    #[command(hide = true, name = "sandbox-exec")]
+    SandboxExec {
+        /// The sandbox spec (JSON).
+        spec: String,
+    },
 }
 
 /// Runs one parsed command line.
@@ -129,6 +136,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bridge(args) => bridge::run(args),
         Command::Tools(args) => client::tools(args),
         Command::Audit(cmd) => audit::run(cmd),
+        // Returns only when the backend could not be executed.
+        Command::SandboxExec { spec } => Err(sealgate::sandbox::exec(&spec).into()),
     }
 }
 

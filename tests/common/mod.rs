@@ -163,9 +163,12 @@ impl TestGateway {
             ca.revoke(&c.cert, 7).expect("revoke");
         }
         std::fs::write(d.join("clients.toml"), registry).expect("registry");
+        // The test binary is not sealgate: name the helper that applies a
+        // stdio backend's sandbox.
         let config = format!(
-            "listen = \"{addr}\"\ntrust_domain = \"{TRUST_DOMAIN}\"\n\n[tls]\ncert = \"server.crt\"\nkey = \"server.key\"\nclient_ca = \"ca/ca.crt\"\ncrls = [\"ca/crl.pem\"]\n{}\n\n[signing]\nkey = \"{}\"\n\n[registry]\npath = \"clients.toml\"\n\n{}\n",
+            "listen = \"{addr}\"\ntrust_domain = \"{TRUST_DOMAIN}\"\n\n[tls]\ncert = \"server.crt\"\nkey = \"server.key\"\nclient_ca = \"ca/ca.crt\"\ncrls = [\"ca/crl.pem\"]\n{}\n\n[sandbox]\nhelper = \"{}\"\n\n[signing]\nkey = \"{}\"\n\n[registry]\npath = \"clients.toml\"\n\n{}\n",
             opts.tls_extra,
+            env!("CARGO_BIN_EXE_sealgate"),
             opts.signing_key.as_deref().unwrap_or("gateway.signing.key"),
             opts.config_extra
         );
@@ -334,6 +337,18 @@ fn issue(ca: &Ca, dir: &Path, id: &str, tools: &[String], gw: &GatewayInfo) -> I
         force: false,
     })
     .expect("issue client")
+}
+
+/// Backend keys for a stdio backend whose test is not about isolation: it
+/// runs as the test's own user without a sandbox, so fixtures may write
+/// where the test tells them (tests/hostile_backend.rs tests the sandbox).
+pub fn unsandboxed() -> String {
+    let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .expect("the test's own account has a name");
+    format!("user = \"{me}\"\nsandbox = \"off\"\n")
 }
 
 pub fn now_ms() -> i64 {

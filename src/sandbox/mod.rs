@@ -1,0 +1,524 @@
+//! The stdio backend sandbox: what a backend child may do, applied by the
+//! child to itself just before it becomes the backend.
+//!
+//! The gateway cannot run code between `fork` and `exec` without `unsafe`
+//! (`pre_exec`), which this crate forbids. So a sandboxed backend is started
+//! as the gateway's own executable with a hidden subcommand,
+//! `sealgate sandbox-exec <spec>`, and that process (single-threaded, before
+//! anything of the backend runs) applies, in this order:
+//!
+//! 1. resource limits (data memory, processes, open files, CPU time, no core
+//!    dumps);
+//! 2. for `egress = "none"`, a new, empty network namespace;
+//! 3. Landlock rules are prepared (paths opened while they still can be);
+//! 4. supplementary groups cleared, then the group and the user switched;
+//! 5. Landlock enforced: read-only paths, one read-write scratch directory,
+//!    TCP ports, and the signal and abstract-socket scopes (this also sets
+//!    `PR_SET_NO_NEW_PRIVS`: no setuid binary gains anything);
+//! 6. the seccomp denylist ([`seccomp`]);
+//!
+//! then writes one line on stdout, a [`SandboxReport`] as a JSON-RPC
+//! notification naming the layers in force (or why it could not start the
+//! backend), and `execv`s the backend, which inherits all of it.
+//!
+//! This module never reads the gateway's config, keys or secrets; a spec
+//! holds no secret (it is visible in `ps`, like the backend's arguments).
+//! The backend's environment is the helper's, passed on untouched.
+
+mod landlock;
+mod seccomp;
+
+use std::ffi::CString;
+use std::io::Write as _;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+/// The JSON-RPC method of the helper's first stdout line.
+pub const REPORT_METHOD: &str = "notifications/sealgate/sandbox";
+
+/// The hidden subcommand the helper runs as.
+pub const SUBCOMMAND: &str = "sandbox-exec";
+
+/// How strictly the layers must hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Enforcement {
+    /// Every layer the kernel supports; a missing one is named in the
+    /// report and the log.
+    #[default]
+    BestEffort,
+    /// A layer the kernel lacks (Landlock, its TCP rules when egress names
+    /// ports, seccomp, the network namespace for `egress = "none"`) stops
+    /// the backend from starting.
+    Required,
+}
+
+/// Where a backend may connect to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Egress {
+    /// No network: an empty network namespace (no interface but a down
+    /// loopback), no IPv4/IPv6 socket (seccomp), no TCP (Landlock).
+    None,
+    /// TCP connections to these ports only (any host), no listening socket
+    /// (Landlock ABI 4 or later). UDP (DNS) is not restricted.
+    TcpPorts(Vec<u16>),
+    /// No network restriction.
+    Any,
+}
+
+impl std::fmt::Display for Egress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Egress::None => f.write_str("none"),
+            Egress::Any => f.write_str("any"),
+            Egress::TcpPorts(ports) => {
+                let p: Vec<String> = ports.iter().map(|p| format!("tcp:{p}")).collect();
+                f.write_str(&p.join(","))
+            }
+        }
+    }
+}
+
+/// Resource limits of a backend process (setrlimit, soft = hard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// RLIMIT_DATA in MiB: heap and other private writable memory. Not
+    /// RLIMIT_AS: Node/V8 reserves far more address space than it uses.
+    pub memory_mb: u64,
+    /// RLIMIT_NPROC: processes and threads of the backend's *user* (all of
+    /// them, system-wide: give each backend its own user).
+    pub processes: u64,
+    /// RLIMIT_NOFILE: open file descriptors.
+    pub open_files: u64,
+    /// RLIMIT_CPU in seconds of CPU over the process's life; past it the
+    /// kernel kills it and the gateway restarts it.
+    pub cpu_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // Node 20 with the EP MCP Server needs ~150 MiB of data segment to
+        // start (measured: 128 MiB fails, 256 MiB works) and ~12 threads.
+        Limits {
+            memory_mb: 1024,
+            processes: 256,
+            open_files: 1024,
+            cpu_secs: 3600,
+        }
+    }
+}
+
+/// What the helper applies before it executes the backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSpec {
+    /// The backend's program: a path, or a name looked up on the `PATH` of
+    /// the backend's environment.
+    pub program: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Switch to this user and group (supplementary groups cleared).
+    pub uid: Option<u32>,
+    /// The group to switch to along with `uid`.
+    pub gid: Option<u32>,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Read-only (and executable) beneath these paths.
+    pub read: Vec<PathBuf>,
+    /// Read-write beneath these paths (the scratch directory).
+    pub write: Vec<PathBuf>,
+    /// Network access.
+    pub egress: Egress,
+    /// Best effort or required.
+    pub enforcement: Enforcement,
+    /// The gateway's process id: the seccomp filter refuses signals to it
+    /// even where Landlock's signal scope is missing.
+    pub gateway_pid: u32,
+}
+
+/// The layers in force for one backend process, as its helper found them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxReport {
+    /// The user the backend runs as.
+    pub uid: u32,
+    /// Its group.
+    pub gid: u32,
+    /// The kernel's Landlock ABI as used (`None`: no Landlock).
+    pub landlock_abi: Option<u32>,
+    /// Landlock filesystem rules enforced.
+    pub landlock_fs: bool,
+    /// Landlock TCP rules enforced (egress `none` or ports).
+    pub landlock_net: bool,
+    /// Landlock signal and abstract-socket scopes enforced.
+    pub landlock_scopes: bool,
+    /// The seccomp denylist installed.
+    pub seccomp: bool,
+    /// A new network namespace (egress `none`).
+    pub netns: bool,
+    /// Resource limits set.
+    pub rlimits: bool,
+    /// `PR_SET_NO_NEW_PRIVS` set.
+    pub no_new_privs: bool,
+    /// The egress policy.
+    pub egress: Egress,
+    /// Each layer asked for but not in force, with why.
+    pub missing: Vec<String>,
+}
+
+impl SandboxReport {
+    /// One line for the log: `uid=… landlock=ABI 7 (fs, tcp, scopes) …`.
+    pub fn summary(&self) -> String {
+        let landlock = match self.landlock_abi {
+            Some(abi) => {
+                let mut parts = Vec::new();
+                if self.landlock_fs {
+                    parts.push("fs");
+                }
+                if self.landlock_net {
+                    parts.push("tcp");
+                }
+                if self.landlock_scopes {
+                    parts.push("scopes");
+                }
+                format!("ABI {abi} ({})", parts.join(", "))
+            }
+            None => "off".into(),
+        };
+        let on = |b: bool| if b { "on" } else { "off" };
+        format!(
+            "uid={} gid={} rlimits={} landlock={landlock} seccomp={} netns={} no_new_privs={} egress={}",
+            self.uid,
+            self.gid,
+            on(self.rlimits),
+            on(self.seccomp),
+            on(self.netns),
+            on(self.no_new_privs),
+            self.egress
+        )
+    }
+}
+
+/// Why the helper could not start the backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SandboxError {
+    /// The spec on the command line is not valid JSON for a [`SandboxSpec`].
+    #[error("invalid sandbox spec: {0}")]
+    Spec(String),
+    /// The program is not an executable file, nor found on PATH.
+    #[error("command {0:?} is not an executable file (nor on the backend's PATH)")]
+    Program(String),
+    /// A resource limit could not be set.
+    #[error("resource limit {what}: {source}")]
+    Limit {
+        /// Which limit.
+        what: &'static str,
+        /// The OS error.
+        source: nix::Error,
+    },
+    /// The user or group could not be switched.
+    #[error("cannot switch to uid {uid} gid {gid}: {source}")]
+    User {
+        /// The configured user id.
+        uid: u32,
+        /// The configured group id.
+        gid: u32,
+        /// The OS error.
+        source: nix::Error,
+    },
+    /// A layer is required and the kernel lacks it, or failed to apply.
+    #[error("{layer}: {reason}")]
+    Layer {
+        /// Which layer (`landlock`, `seccomp`, `netns`).
+        layer: &'static str,
+        /// What the kernel said.
+        reason: String,
+    },
+    /// `execv` failed.
+    #[error("cannot execute {program}: {source}")]
+    Exec {
+        /// The resolved program.
+        program: String,
+        /// The OS error.
+        source: nix::Error,
+    },
+}
+
+/// Whether this process's executable is the `sealgate` binary (set by its
+/// `main`), so that it can start itself as the sandbox helper.
+static SELF_IS_HELPER: OnceLock<()> = OnceLock::new();
+
+/// Called by the `sealgate` binary's `main`: its own executable can run
+/// `sandbox-exec`. A library user (a test, an embedding program) names the
+/// helper in `[sandbox] helper` instead.
+pub fn this_executable_is_the_helper() {
+    let _ = SELF_IS_HELPER.set(());
+}
+
+/// The helper to start when the config names none: this very executable
+/// (through `/proc/self/exe`, which still works after the file on disk was
+/// replaced by an upgrade), if it is the `sealgate` binary.
+pub fn default_helper() -> Option<PathBuf> {
+    SELF_IS_HELPER
+        .get()
+        .map(|()| PathBuf::from("/proc/self/exe"))
+}
+
+/// The system paths every sandboxed backend may read (those that exist):
+/// the dynamic loader, libraries and interpreters, the few files in /etc a
+/// C library, Node or Python reads (name service, DNS, CA certificates,
+/// time zone), its own /proc entry and the CPU and memory facts Node asks
+/// for. Never /etc as a whole, /root, /home, /var or /run.
+pub const SYSTEM_READ: &[&str] = &[
+    "/usr",
+    "/lib",
+    "/lib64",
+    "/lib32",
+    "/bin",
+    "/sbin",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/ssl/certs",
+    "/etc/ssl/openssl.cnf",
+    "/etc/ca-certificates",
+    "/etc/pki/tls/certs",
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/host.conf",
+    "/etc/gai.conf",
+    "/etc/nsswitch.conf",
+    "/etc/localtime",
+    "/etc/passwd",
+    "/etc/group",
+    "/proc/self",
+    "/proc/stat",
+    "/proc/meminfo",
+    "/proc/cpuinfo",
+    "/proc/sys/vm/overcommit_memory",
+    "/sys/fs/cgroup",
+    "/sys/devices/system/cpu",
+    "/dev/urandom",
+    "/dev/random",
+    "/dev/zero",
+];
+
+/// Devices every sandboxed backend may read and write.
+pub const SYSTEM_READ_WRITE: &[&str] = &["/dev/null"];
+
+/// `sealgate sandbox-exec <spec>`: applies the sandbox and executes the
+/// backend. Returns only on failure, after writing the error as the report
+/// line, so the gateway can name it.
+pub fn exec(spec_json: &str) -> SandboxError {
+    let error = match serde_json::from_str::<SandboxSpec>(spec_json) {
+        Ok(spec) => match apply(&spec) {
+            Ok(e) => e,
+            Err(e) => e,
+        },
+        Err(e) => SandboxError::Spec(e.to_string()),
+    };
+    report_line(&serde_json::json!({"error": error.to_string()}));
+    error
+}
+
+fn report_line(params: &serde_json::Value) {
+    let line = serde_json::json!({"jsonrpc": "2.0", "method": REPORT_METHOD, "params": params});
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Applies every layer, reports, and executes; `Ok` holds the error of a
+/// failed `execv` (it never returns otherwise).
+fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
+    let required = spec.enforcement == Enforcement::Required;
+    let mut missing: Vec<String> = Vec::new();
+    // A layer the kernel lacks: fatal when required, else named in the report.
+    let skip = |missing: &mut Vec<String>, layer: &'static str, reason: String| {
+        if required {
+            Err(SandboxError::Layer { layer, reason })
+        } else {
+            missing.push(format!("{layer}: {reason}"));
+            Ok(())
+        }
+    };
+    let program = resolve_program(&spec.program)
+        .ok_or_else(|| SandboxError::Program(spec.program.clone()))?;
+
+    set_limits(&spec.limits)?;
+
+    let mut netns = false;
+    if spec.egress == Egress::None {
+        match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+            Ok(()) => netns = true,
+            Err(e) => skip(
+                &mut missing,
+                "netns",
+                format!("no new network namespace ({e})"),
+            )?,
+        }
+    }
+
+    let mut read: Vec<PathBuf> = SYSTEM_READ.iter().map(PathBuf::from).collect();
+    read.extend(spec.read.iter().cloned());
+    read.push(program.clone());
+    let mut write: Vec<PathBuf> = SYSTEM_READ_WRITE.iter().map(PathBuf::from).collect();
+    write.extend(spec.write.iter().cloned());
+    let ruleset = landlock::prepare(&read, &write, &spec.egress);
+
+    let (uid, gid) = switch_user(spec)?;
+
+    let mut ll = landlock::Outcome::default();
+    let applied = match ruleset.and_then(landlock::enforce) {
+        Ok(o) => {
+            ll = o;
+            true
+        }
+        Err(e) => {
+            skip(&mut missing, "landlock", e)?;
+            false
+        }
+    };
+    if !applied {
+        // Named above.
+    } else if ll.abi.is_none() {
+        skip(
+            &mut missing,
+            "landlock",
+            "not supported by this kernel".into(),
+        )?;
+    } else if spec.egress != Egress::Any && !ll.net {
+        skip(
+            &mut missing,
+            "landlock-net",
+            format!(
+                "TCP rules need Landlock ABI 4, the kernel has {}",
+                ll.abi.unwrap_or(0)
+            ),
+        )?;
+    }
+    if ll.abi.is_some() && !ll.scopes {
+        // Signals to the gateway are also refused by seccomp and, with
+        // another user, by the kernel's permission check: not required.
+        missing
+            .push("landlock-scopes: signal and abstract-socket scopes need Landlock ABI 6".into());
+    }
+    let no_new_privs = ll.no_new_privs || nix::sys::prctl::set_no_new_privs().is_ok();
+
+    let mut seccomp_on = false;
+    match seccomp::install(spec.egress == Egress::None, spec.gateway_pid) {
+        Ok(()) => seccomp_on = true,
+        Err(e) => skip(&mut missing, "seccomp", e)?,
+    }
+
+    let report = SandboxReport {
+        uid,
+        gid,
+        landlock_abi: ll.abi,
+        landlock_fs: ll.fs,
+        landlock_net: ll.net,
+        landlock_scopes: ll.scopes,
+        seccomp: seccomp_on,
+        netns,
+        rlimits: true,
+        no_new_privs,
+        egress: spec.egress.clone(),
+        missing,
+    };
+    report_line(&serde_json::json!({ "report": report }));
+
+    let c = |s: &[u8]| CString::new(s).map_err(|_| SandboxError::Program(spec.program.clone()));
+    let path = c(program.as_os_str().as_bytes())?;
+    let mut argv = vec![c(spec.program.as_bytes())?];
+    for a in &spec.args {
+        argv.push(c(a.as_bytes())?);
+    }
+    match nix::unistd::execv(&path, &argv) {
+        Ok(never) => match never {},
+        Err(source) => Ok(SandboxError::Exec {
+            program: program.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// The program as a path: as given when it holds a `/`, else the first
+/// executable file of that name on the `PATH` of this (the backend's)
+/// environment.
+fn resolve_program(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return executable(&p).then_some(p);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|p| executable(p))
+}
+
+fn set_limits(l: &Limits) -> Result<(), SandboxError> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let set = |what: &'static str, r: Resource, soft: u64, hard: u64| {
+        // Never above the current hard limit: only root may raise it.
+        let (_, current_hard) =
+            getrlimit(r).map_err(|source| SandboxError::Limit { what, source })?;
+        let hard = hard.min(current_hard);
+        setrlimit(r, soft.min(hard), hard).map_err(|source| SandboxError::Limit { what, source })
+    };
+    let mb = l.memory_mb.saturating_mul(1024 * 1024);
+    set("memory_mb", Resource::RLIMIT_DATA, mb, mb)?;
+    set(
+        "processes",
+        Resource::RLIMIT_NPROC,
+        l.processes,
+        l.processes,
+    )?;
+    set(
+        "open_files",
+        Resource::RLIMIT_NOFILE,
+        l.open_files,
+        l.open_files,
+    )?;
+    // SIGXCPU at the soft limit, SIGKILL 5 s of CPU later.
+    set(
+        "cpu_secs",
+        Resource::RLIMIT_CPU,
+        l.cpu_secs,
+        l.cpu_secs.saturating_add(5),
+    )?;
+    // No core dump: it would hold the backend's secrets from its environment.
+    set("core", Resource::RLIMIT_CORE, 0, 0)
+}
+
+/// Clears supplementary groups and switches group, then user. Returns the
+/// ids now in force.
+fn switch_user(spec: &SandboxSpec) -> Result<(u32, u32), SandboxError> {
+    use nix::unistd::{getegid, geteuid, getgid, getuid, setgid, setgroups, setuid, Gid, Uid};
+    if let Some(uid) = spec.uid {
+        let gid = spec.gid.unwrap_or_else(|| getgid().as_raw());
+        let err = |source| SandboxError::User { uid, gid, source };
+        if geteuid().is_root() {
+            setgroups(&[]).map_err(err)?;
+        }
+        setgid(Gid::from_raw(gid)).map_err(err)?;
+        setuid(Uid::from_raw(uid)).map_err(err)?;
+        // setuid from root changes real, effective and saved ids; make sure
+        // none of them is root any more unless root was asked for.
+        if (getuid().as_raw(), geteuid().as_raw()) != (uid, uid)
+            || (getgid().as_raw(), getegid().as_raw()) != (gid, gid)
+        {
+            return Err(err(nix::Error::EPERM));
+        }
+    }
+    Ok((getuid().as_raw(), getgid().as_raw()))
+}
