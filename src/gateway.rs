@@ -118,6 +118,8 @@ pub struct Gateway {
     pub expiry_horizon_ms: i64,
     /// Client certificates already warned about.
     pub expiring_seen: crate::expiry::SeenCertificates,
+    /// Counters and latency histograms of the request path.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Drop for Gateway {
@@ -165,6 +167,7 @@ impl McpGatewayService for GatewayService {
     async fn call(&self, request: Request<CallRequest>) -> Result<Response<CallResponse>, Status> {
         let peer = request.extensions().get::<Arc<PeerInfo>>().cloned();
         let _busy = peer.as_ref().map(|p| p.activity.begin());
+        let _in_flight = self.gateway.metrics.in_flight();
         // Written when this future ends, however it ends: a client that
         // resets its stream, or the transport's request timeout, drops the
         // future mid-call and still leaves a record.
@@ -261,6 +264,7 @@ pub struct AuditOnDrop<'a> {
     /// The record, filled in as the request goes.
     pub record: AuditRecord,
     log: &'a AuditLog,
+    metrics: &'a crate::metrics::Metrics,
     started: Instant,
     /// Concluded: the record was taken (or counted in a summary).
     done: bool,
@@ -274,8 +278,10 @@ impl Drop for AuditOnDrop<'_> {
             return;
         }
         self.record.outcome = Outcome::Cancelled;
-        self.record.duration_us =
-            u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let elapsed = self.started.elapsed();
+        self.metrics
+            .request(self.record.method, Outcome::Cancelled, None, elapsed);
+        self.record.duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.log.write_owned(std::mem::take(&mut self.record));
     }
 }
@@ -288,6 +294,7 @@ impl Gateway {
         AuditOnDrop {
             record: AuditRecord::new(),
             log: &self.audit,
+            metrics: &self.metrics,
             started: Instant::now(),
             done: false,
         }
@@ -302,6 +309,16 @@ impl Gateway {
         mut audit: AuditOnDrop<'_>,
         result: &Result<T, Denial>,
     ) -> Option<AuditRecord> {
+        self.metrics.request(
+            audit.record.method,
+            if result.is_ok() {
+                Outcome::Allowed
+            } else {
+                Outcome::Denied
+            },
+            result.as_ref().err().map(|d| d.reason.as_str()),
+            audit.started.elapsed(),
+        );
         match result {
             Ok(_) => audit.record.outcome = Outcome::Allowed,
             Err(denial) => {
@@ -348,7 +365,11 @@ impl Gateway {
         match self.conclude(peer, audit, &result) {
             None => result,
             Some(record) => {
-                if self.audit.commit(record).await {
+                let started = Instant::now();
+                let committed = self.audit.commit(record).await;
+                self.metrics
+                    .stage(crate::metrics::Stage::Audit, started.elapsed());
+                if committed {
                     result
                 } else {
                     tracing::error!("audit record could not be committed; the answer is withheld");
@@ -367,6 +388,7 @@ impl Gateway {
         let audit = AuditOnDrop {
             record,
             log: &self.audit,
+            metrics: &self.metrics,
             started,
             done: false,
         };
@@ -434,6 +456,7 @@ impl Gateway {
     ) -> Result<CallResponse, Denial> {
         let size = request.encoded_len();
         let now = self.clock.now_ms();
+        let mut timer = self.metrics.stages();
         // 1 identity, 2 admission, 3 envelope.
         let Authenticated {
             identity,
@@ -441,6 +464,7 @@ impl Gateway {
             verified,
             in_flight: _in_flight,
         } = self.authenticate(peer, request.envelope, size, record, registered, now)?;
+        timer.lap(crate::metrics::Stage::Authenticate);
 
         // 4 message: strict JSON-RPC, only now that the signature held.
         record.request_digest = Some(verified.digest);
@@ -456,6 +480,7 @@ impl Gateway {
         record.stage = "arguments";
         let prepared = self.prepare(&client, &message).await?;
         record.backend = self.backend_of(&prepared);
+        timer.lap(crate::metrics::Stage::Prepare);
 
         // 7 anomaly: the identity compared with itself.
         record.stage = "anomaly";
@@ -476,11 +501,14 @@ impl Gateway {
         record.stage = "backend";
         let reply = self.execute(prepared).await?;
         let payload = self.response_payload(&message, reply, record)?;
+        timer.lap(crate::metrics::Stage::Backend);
 
         // 9 seal, bound to the request.
         record.stage = "seal";
+        let envelope = self.seal_response(identity, payload, verified.digest);
+        timer.lap(crate::metrics::Stage::Seal);
         Ok(CallResponse {
-            envelope: Some(self.seal_response(identity, payload, verified.digest)),
+            envelope: Some(envelope),
         })
     }
 
@@ -792,9 +820,18 @@ impl Gateway {
         Ok(Some(match prepared {
             Prepared::Answer(reply) => reply,
             Prepared::Nothing => return Ok(None),
-            Prepared::Tool { route, arguments } => self.router.call_tool(&route, arguments).await?,
+            Prepared::Tool { route, arguments } => {
+                let started = Instant::now();
+                let reply = self.router.call_tool(&route, arguments).await;
+                self.metrics
+                    .backend_call(route.slot, started.elapsed(), &reply);
+                reply?
+            }
             Prepared::Forward { method, params } => {
-                self.router.forward_to_primary(method, params).await?
+                let started = Instant::now();
+                let reply = self.router.forward_to_primary(method, params).await;
+                self.metrics.backend_call(0, started.elapsed(), &reply);
+                reply?
             }
         }))
     }

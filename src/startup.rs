@@ -125,6 +125,13 @@ pub async fn build(
         refusals: crate::summary::Summary::new(REFUSAL_SUMMARY_INTERVAL, 4096),
         expiry_horizon_ms: expiry_horizon_ms(config),
         expiring_seen: Default::default(),
+        metrics: Arc::new(crate::metrics::Metrics::new(
+            &config
+                .backends
+                .iter()
+                .map(BackendConfig::name)
+                .collect::<Vec<_>>(),
+        )),
         anomaly: Arc::new(crate::policy::Anomaly::new(
             config.anomaly.clone(),
             audit.clone(),

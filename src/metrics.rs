@@ -1,0 +1,785 @@
+//! What an operator's Prometheus sees: the gateway's metric families, and
+//! the plain-HTTP listener that serves them with `/healthz` and `/readyz`.
+//!
+//! Two kinds of figures. Those the request path produces (requests by
+//! method, outcome and reason; latency per stage and end to end; backend
+//! calls; handshake failures by alert) are counted here, through handles
+//! created once at start: the hot path does an atomic add or a histogram
+//! observation, never a string format or an allocation. Those other parts
+//! already keep (the accept loop's [`AcceptStats`], the audit queue, the
+//! replay cache, the backends' state, credential expiry) are read at scrape
+//! time by [`StateCollector`], so nothing is counted twice.
+//!
+//! Every label value is bounded: a static method, outcome, reason, stage or
+//! alert name, or a configured backend name. Client ids are never labels.
+//! This module never serves a request, never sees a payload and never
+//! changes anything but its own counters.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::audit::Outcome;
+use crate::backend::BackendError;
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::peer::AcceptStats;
+
+/// One label: a static name and a static value.
+type Label = (&'static str, &'static str);
+
+/// The request path's stages as the latency histograms group them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// 1 identity, 2 admission, 3 envelope (signature, freshness, replay).
+    Authenticate,
+    /// 4 message, 5 authorization, 6 arguments (schema, sanitizer).
+    Prepare,
+    /// 7 anomaly and 8 backend: the backend's answer.
+    Backend,
+    /// 9 the response envelope, signed.
+    Seal,
+    /// 10 the audit record committed.
+    Audit,
+}
+
+impl Stage {
+    const ALL: [Stage; 5] = [
+        Stage::Authenticate,
+        Stage::Prepare,
+        Stage::Backend,
+        Stage::Seal,
+        Stage::Audit,
+    ];
+
+    /// The `stage` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Authenticate => "authenticate",
+            Stage::Prepare => "prepare",
+            Stage::Backend => "backend",
+            Stage::Seal => "seal",
+            Stage::Audit => "audit",
+        }
+    }
+}
+
+/// Latency buckets of a whole request, in seconds (0.5 ms to 30 s).
+const REQUEST_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Latency buckets of one stage, in seconds (20 µs to 30 s).
+const STAGE_BUCKETS: [f64; 16] = [
+    0.00002, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0,
+    5.0, 10.0, 30.0,
+];
+
+/// The handles of one configured backend, by its position in the config.
+#[derive(Debug)]
+struct BackendHandles {
+    calls: Histogram,
+    unavailable: Counter,
+    timeout: Counter,
+    protocol: Counter,
+}
+
+/// The gateway's metrics: the registry every family is in, and the handles
+/// the request path and the accept loop count through.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<[Label; 3], Counter>,
+    /// End to end, by outcome (allowed, denied, cancelled).
+    request_seconds: [Histogram; 3],
+    stage_seconds: [Histogram; 5],
+    in_flight: Gauge,
+    handshake_failures: Family<[Label; 1], Counter>,
+    backends: Vec<BackendHandles>,
+    /// Set once SIGTERM or SIGINT arrived: `/readyz` and grpc.health say
+    /// NOT_SERVING while the calls in flight finish.
+    draining: tokio::sync::watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Registers every family; `backends` are the configured backend names,
+    /// in config order (the router's slots).
+    pub fn new(backends: &[&str]) -> Metrics {
+        let mut registry = Registry::with_prefix("sealgate");
+        let requests = Family::<[Label; 3], Counter>::default();
+        registry.register(
+            "requests",
+            "Requests by JSON-RPC method, outcome (allowed, denied, cancelled) and denial reason",
+            requests.clone(),
+        );
+        let request_family = Family::<[Label; 1], Histogram, _>::new_with_constructor(|| {
+            Histogram::new(REQUEST_BUCKETS)
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Time from the call's arrival to its answer, by outcome",
+            request_family.clone(),
+        );
+        let request_seconds = [Outcome::Allowed, Outcome::Denied, Outcome::Cancelled].map(|o| {
+            request_family
+                .get_or_create(&[("outcome", outcome_str(o))])
+                .clone()
+        });
+        let stage_family = Family::<[Label; 1], Histogram, _>::new_with_constructor(|| {
+            Histogram::new(STAGE_BUCKETS)
+        });
+        registry.register(
+            "stage_duration_seconds",
+            "Time spent in each stage of the request path, by requests that completed it",
+            stage_family.clone(),
+        );
+        let stage_seconds =
+            Stage::ALL.map(|s| stage_family.get_or_create(&[("stage", s.as_str())]).clone());
+        let in_flight = Gauge::default();
+        registry.register(
+            "requests_in_flight",
+            "Calls being processed now",
+            in_flight.clone(),
+        );
+        let handshake_failures = Family::<[Label; 1], Counter>::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that did not complete, by the alert or cause",
+            handshake_failures.clone(),
+        );
+        let call_family =
+            Family::<[(&'static str, String); 1], Histogram, _>::new_with_constructor(|| {
+                Histogram::new(STAGE_BUCKETS)
+            });
+        registry.register(
+            "backend_call_duration_seconds",
+            "Time a backend took to answer a forwarded call",
+            call_family.clone(),
+        );
+        let error_family = Family::<[(&'static str, String); 2], Counter>::default();
+        registry.register(
+            "backend_errors",
+            "Forwarded calls a backend did not answer usefully, by kind (unavailable, timeout, protocol)",
+            error_family.clone(),
+        );
+        let backends = backends
+            .iter()
+            .map(|name| {
+                let error = |kind: &str| {
+                    error_family
+                        .get_or_create(&[
+                            ("backend", (*name).to_string()),
+                            ("kind", kind.to_string()),
+                        ])
+                        .clone()
+                };
+                BackendHandles {
+                    calls: call_family
+                        .get_or_create(&[("backend", (*name).to_string())])
+                        .clone(),
+                    unavailable: error("unavailable"),
+                    timeout: error("timeout"),
+                    protocol: error("protocol"),
+                }
+            })
+            .collect();
+        let info = Family::<[Label; 1], Gauge>::default();
+        info.get_or_create(&[("version", env!("CARGO_PKG_VERSION"))])
+            .set(1);
+        registry.register("build_info", "The running sealgate version", info);
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            request_seconds,
+            stage_seconds,
+            in_flight,
+            handshake_failures,
+            backends,
+            draining: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// A request concluded: counted by method, outcome and reason, and its
+    /// whole duration observed.
+    pub fn request(
+        &self,
+        method: Option<&'static str>,
+        outcome: Outcome,
+        reason: Option<&'static str>,
+        elapsed: Duration,
+    ) {
+        self.requests
+            .get_or_create(&[
+                ("method", method.unwrap_or("unknown")),
+                ("outcome", outcome_str(outcome)),
+                ("reason", reason.unwrap_or("")),
+            ])
+            .inc();
+        let i = match outcome {
+            Outcome::Allowed => 0,
+            Outcome::Denied => 1,
+            Outcome::Cancelled => 2,
+        };
+        self.request_seconds[i].observe(elapsed.as_secs_f64());
+    }
+
+    /// Starts timing the stages of one request.
+    pub fn stages(&self) -> StageTimer<'_> {
+        StageTimer {
+            metrics: self,
+            last: Instant::now(),
+        }
+    }
+
+    /// Observes `elapsed` for `stage`.
+    pub fn stage(&self, stage: Stage, elapsed: Duration) {
+        let i = Stage::ALL.iter().position(|s| *s == stage).unwrap_or(0);
+        self.stage_seconds[i].observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a call in flight until the guard drops.
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.inc();
+        InFlight(&self.in_flight)
+    }
+
+    /// A forwarded call to the backend at `slot` ended after `elapsed`.
+    pub fn backend_call<T>(
+        &self,
+        slot: usize,
+        elapsed: Duration,
+        result: &Result<T, BackendError>,
+    ) {
+        let Some(b) = self.backends.get(slot) else {
+            return;
+        };
+        b.calls.observe(elapsed.as_secs_f64());
+        match result {
+            Ok(_) => {}
+            Err(BackendError::Unavailable) => {
+                b.unavailable.inc();
+            }
+            Err(BackendError::Timeout) => {
+                b.timeout.inc();
+            }
+            Err(BackendError::Protocol) => {
+                b.protocol.inc();
+            }
+        }
+    }
+
+    /// A TLS handshake failed: `cause` is an alert name or `timed_out` /
+    /// `abandoned` (see [`handshake_failure_cause`]).
+    pub fn handshake_failed(&self, cause: &'static str) {
+        self.handshake_failures
+            .get_or_create(&[("cause", cause)])
+            .inc();
+    }
+
+    /// The process stops: health checks say NOT_SERVING from now on.
+    pub fn start_draining(&self) {
+        self.draining.send_replace(true);
+    }
+
+    /// Whether the process is stopping.
+    pub fn draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+
+    /// Sees the stop begin (the grpc.health task reacts at once).
+    pub fn watch_draining(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.draining.subscribe()
+    }
+
+    /// Adds the figures other parts keep, read at each scrape.
+    pub fn register_collector(&self, collector: StateCollector) {
+        self.registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .register_collector(Box::new(collector));
+    }
+
+    /// The Prometheus text exposition (OpenMetrics 1.0) of every family.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+            out.clear();
+            let _ = writeln!(out, "# metrics could not be encoded");
+        }
+        out
+    }
+}
+
+fn outcome_str(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Allowed => "allowed",
+        Outcome::Denied => "denied",
+        Outcome::Cancelled => "cancelled",
+    }
+}
+
+/// Times the stages of one request: each [`StageTimer::lap`] observes the
+/// time since the previous one (or since the start) for that stage.
+pub struct StageTimer<'a> {
+    metrics: &'a Metrics,
+    last: Instant,
+}
+
+impl StageTimer<'_> {
+    /// `stage` just completed.
+    pub fn lap(&mut self, stage: Stage) {
+        let now = Instant::now();
+        self.metrics.stage(stage, now.duration_since(self.last));
+        self.last = now;
+    }
+}
+
+/// Counts one call in flight; dropping it ends the count.
+pub struct InFlight<'a>(&'a Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The metrics label of a failed handshake: the TLS alert the gateway sent
+/// for the error (or `alert_received` when the client sent one), else the
+/// peer's going away.
+pub fn handshake_failure_cause(e: &std::io::Error) -> &'static str {
+    use rustls::{CertificateError as C, Error as E};
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<E>()) else {
+        return "abandoned";
+    };
+    match tls {
+        E::NoCertificatesPresented => "certificate_required",
+        E::InvalidCertificate(c) => match c {
+            C::Revoked => "certificate_revoked",
+            C::Expired
+            | C::ExpiredContext { .. }
+            | C::NotValidYet
+            | C::NotValidYetContext { .. } => "certificate_expired",
+            C::UnknownIssuer => "unknown_ca",
+            _ => "bad_certificate",
+        },
+        E::PeerIncompatible(_) => "protocol_version",
+        E::AlertReceived(_) => "alert_received",
+        E::InvalidMessage(_) => "decode_error",
+        E::PeerMisbehaved(_) => "illegal_parameter",
+        _ => "other",
+    }
+}
+
+/// Scrape-time figures: the accept loop's counters, connections open, the
+/// backends' state, the audit trail's queue, the replay cache, anomaly
+/// actions and how long each credential has left.
+#[derive(Debug)]
+pub struct StateCollector {
+    gateway: Weak<Gateway>,
+    stats: Arc<AcceptStats>,
+    config: Config,
+}
+
+impl StateCollector {
+    /// Reads `gateway` (while it lives), `stats` and the credential files
+    /// named in `config`.
+    pub fn new(gateway: &Arc<Gateway>, stats: Arc<AcceptStats>, config: Config) -> Self {
+        StateCollector {
+            gateway: Arc::downgrade(gateway),
+            stats,
+            config,
+        }
+    }
+}
+
+/// Encodes one metric without labels.
+fn single(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: &impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    let m = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+    metric.encode(m)
+}
+
+/// Encodes one metric family of (labels, value) rows.
+fn rows<L: prometheus_client::encoding::EncodeLabelSet, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    rows: &[(L, M)],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, value) in rows {
+        value.encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &*self.stats;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        rows(
+            &mut enc,
+            "tls_handshakes",
+            "Connections by how their TLS handshake ended (ok, failed, timed_out) or why they were closed at accept (shed, shed_per_source, blocked_source)",
+            MetricType::Counter,
+            &[
+                ([("result", "ok")], ConstCounter::new(load(&s.handshakes_ok))),
+                (
+                    [("result", "failed")],
+                    ConstCounter::new(load(&s.handshakes_failed)),
+                ),
+                (
+                    [("result", "timed_out")],
+                    ConstCounter::new(load(&s.handshakes_timed_out)),
+                ),
+                (
+                    [("result", "shed")],
+                    ConstCounter::new(load(&s.handshakes_shed)),
+                ),
+                (
+                    [("result", "shed_per_source")],
+                    ConstCounter::new(load(&s.handshakes_shed_per_source)),
+                ),
+                (
+                    [("result", "blocked_source")],
+                    ConstCounter::new(load(&s.connections_from_blocked_sources)),
+                ),
+            ],
+        )?;
+        single(
+            &mut enc,
+            "tls_handshakes_post_quantum",
+            "Completed handshakes whose key exchange was X25519MLKEM768",
+            &ConstCounter::new(load(&s.handshakes_post_quantum)),
+        )?;
+        single(
+            &mut enc,
+            "connections_open",
+            "Authenticated connections open now",
+            &ConstGauge::new(load(&s.connections_open) as i64),
+        )?;
+        rows(
+            &mut enc,
+            "connections_closed",
+            "Connections the gateway closed, by reason",
+            MetricType::Counter,
+            &[
+                (
+                    [("reason", "idle")],
+                    ConstCounter::new(load(&s.idle_closed)),
+                ),
+                (
+                    [("reason", "max_age")],
+                    ConstCounter::new(load(&s.connections_aged_out)),
+                ),
+                (
+                    [("reason", "identity_denials")],
+                    ConstCounter::new(load(&s.connections_closed_for_identity_denials)),
+                ),
+                (
+                    [("reason", "max_connections")],
+                    ConstCounter::new(load(&s.connections_over_capacity)),
+                ),
+                (
+                    [("reason", "identity_connection_cap")],
+                    ConstCounter::new(load(&s.connections_over_identity_cap)),
+                ),
+            ],
+        )?;
+        let Some(gw) = self.gateway.upgrade() else {
+            return Ok(());
+        };
+        let ready = crate::health::serving(&gw);
+        single(
+            &mut enc,
+            "ready",
+            "1 while the gateway serves (every backend up and its tools pinned, the audit trail taking records, not stopping)",
+            &ConstGauge::new(i64::from(ready)),
+        )?;
+        let router = &gw.router;
+        let names: Vec<String> = router
+            .slots()
+            .iter()
+            .map(|s| s.backend.name().to_string())
+            .collect();
+        let up: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    [("backend", n.as_str())],
+                    ConstGauge::new(i64::from(router.is_ready(i))),
+                )
+            })
+            .collect();
+        rows(
+            &mut enc,
+            "backend_up",
+            "1 while the backend runs and its current tools are listed and checked against the pins",
+            MetricType::Gauge,
+            &up,
+        )?;
+        let restarts: Vec<_> = router
+            .slots()
+            .iter()
+            .zip(&names)
+            .map(|(s, n)| {
+                (
+                    [("backend", n.as_str())],
+                    ConstCounter::new(s.backend.restarts()),
+                )
+            })
+            .collect();
+        rows(
+            &mut enc,
+            "backend_restarts",
+            "Times a backend's process was restarted",
+            MetricType::Counter,
+            &restarts,
+        )?;
+        single(
+            &mut enc,
+            "replay_cache_nonces",
+            "Nonces remembered by the replay cache now",
+            &ConstGauge::new(gw.replay.nonces() as i64),
+        )?;
+        let audit = &gw.audit;
+        single(
+            &mut enc,
+            "audit_queue_depth",
+            "Audit records and events queued for the writer",
+            &ConstGauge::new(audit.queue_depth() as i64),
+        )?;
+        single(
+            &mut enc,
+            "audit_sink_failures",
+            "Failed attempts to deliver to an audit sink",
+            &ConstCounter::new(audit.sink_failures()),
+        )?;
+        single(
+            &mut enc,
+            "audit_available",
+            "1 while every audit sink that must hold records takes them (else calls are refused with AUDIT_UNAVAILABLE)",
+            &ConstGauge::new(i64::from(audit.available())),
+        )?;
+        let actions: Vec<_> = audit
+            .anomaly_actions()
+            .into_iter()
+            .map(|((detector, action), n)| {
+                (
+                    [("detector", detector), ("action", action)],
+                    ConstCounter::new(n),
+                )
+            })
+            .collect();
+        rows(
+            &mut enc,
+            "anomaly_actions",
+            "Anomaly detector actions (alert, throttle, block, their expiry, unblock)",
+            MetricType::Counter,
+            &actions,
+        )?;
+        let now = gw.clock.now_ms();
+        let items = crate::expiry::scan(&self.config, &gw.registry.load(), now, i64::MAX / 4);
+        let mut soonest: Vec<(&'static str, i64)> = Vec::new();
+        for item in &items {
+            match soonest.iter_mut().find(|(w, _)| *w == item.what) {
+                Some((_, ms)) => *ms = (*ms).min(item.not_after_ms),
+                None => soonest.push((item.what, item.not_after_ms)),
+            }
+        }
+        let left: Vec<_> = soonest
+            .iter()
+            .map(|(what, ms)| {
+                (
+                    [("credential", *what)],
+                    ConstGauge::new((ms - now).div_euclid(1000)),
+                )
+            })
+            .collect();
+        rows(
+            &mut enc,
+            "credential_expiry_seconds",
+            "Seconds until the soonest end of each kind of credential (server_certificate, client_ca, crl next update, signing_key of a registered client); negative once past",
+            MetricType::Gauge,
+            &left,
+        )?;
+        Ok(())
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` (plain
+/// HTTP/1.1) until `shutdown` completes. Anything else is 404; only GET
+/// and HEAD are answered.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, Infallible>(answer(&gateway, &req)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+            let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
+        });
+    }
+}
+
+fn answer<B>(
+    gateway: &Gateway,
+    req: &http::Request<B>,
+) -> http::Response<http_body_util::Full<Bytes>> {
+    let text = |status: http::StatusCode, ctype: &'static str, body: String| {
+        let mut r = http::Response::new(http_body_util::Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(ctype),
+        );
+        r
+    };
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
+        return text(
+            http::StatusCode::METHOD_NOT_ALLOWED,
+            PLAIN,
+            "GET only\n".into(),
+        );
+    }
+    match req.uri().path() {
+        "/metrics" => text(
+            http::StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            gateway.metrics.encode(),
+        ),
+        "/healthz" => text(http::StatusCode::OK, PLAIN, "ok\n".into()),
+        "/readyz" => {
+            if crate::health::serving(gateway) {
+                text(http::StatusCode::OK, PLAIN, "ready\n".into())
+            } else {
+                text(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    PLAIN,
+                    format!("not ready: {}\n", crate::health::why_not(gateway)),
+                )
+            }
+        }
+        _ => text(http::StatusCode::NOT_FOUND, PLAIN, "not found\n".into()),
+    }
+}
+
+/// Binds `[metrics] listen`; the error names the field.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} (metrics.listen): {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_method_outcome_and_reason() {
+        let m = Metrics::new(&["embedded"]);
+        m.request(
+            Some("tools/call"),
+            Outcome::Allowed,
+            None,
+            Duration::from_millis(3),
+        );
+        m.request(
+            None,
+            Outcome::Denied,
+            Some("SIGNATURE_INVALID"),
+            Duration::from_millis(1),
+        );
+        m.request(
+            None,
+            Outcome::Denied,
+            Some("SIGNATURE_INVALID"),
+            Duration::from_millis(1),
+        );
+        m.stages().lap(Stage::Seal);
+        m.backend_call::<()>(0, Duration::from_millis(2), &Err(BackendError::Timeout));
+        m.backend_call::<()>(7, Duration::from_millis(2), &Err(BackendError::Timeout));
+        m.handshake_failed("unknown_ca");
+        let text = m.encode();
+        for line in [
+            r#"sealgate_requests_total{method="tools/call",outcome="allowed",reason=""} 1"#,
+            r#"sealgate_requests_total{method="unknown",outcome="denied",reason="SIGNATURE_INVALID"} 2"#,
+            r#"sealgate_request_duration_seconds_count{outcome="denied"} 2"#,
+            r#"sealgate_stage_duration_seconds_count{stage="seal"} 1"#,
+            r#"sealgate_stage_duration_seconds_count{stage="backend"} 0"#,
+            r#"sealgate_backend_errors_total{backend="embedded",kind="timeout"} 1"#,
+            r#"sealgate_backend_call_duration_seconds_count{backend="embedded"} 1"#,
+            r#"sealgate_tls_handshake_failures_total{cause="unknown_ca"} 1"#,
+            r#"sealgate_requests_in_flight 0"#,
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+        let guard = m.in_flight();
+        assert!(m.encode().contains("sealgate_requests_in_flight 1"));
+        drop(guard);
+    }
+
+    #[test]
+    fn a_failed_handshake_is_named_by_its_alert() {
+        let tls = |e: rustls::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        assert_eq!(
+            handshake_failure_cause(&tls(rustls::Error::NoCertificatesPresented)),
+            "certificate_required"
+        );
+        assert_eq!(
+            handshake_failure_cause(&tls(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked
+            ))),
+            "certificate_revoked"
+        );
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(handshake_failure_cause(&reset), "abandoned");
+    }
+}

@@ -1,0 +1,416 @@
+//! Operations, through the real `sealgate serve` process: a stop signal
+//! with a call in flight, the shutdown deadline, and the metrics listener
+//! scraped after real calls.
+
+#[path = "audit_common.rs"]
+mod audit_common;
+
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use audit_common::{free_port, Setup};
+use serde_json::{json, Value};
+
+/// The dev setup with its audit file and checkpoint key, a second backend
+/// whose tool `s_slow` takes as long as asked (demo may call it), the
+/// shutdown deadline and, with `metrics_port`, the metrics listener.
+fn setup(deadline_secs: u64, metrics_port: Option<u16>) -> Setup {
+    let s = Setup::new("path = \"audit.jsonl\"\nsigning_key = \"file:audit.signing.key\"");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/slow_stdio_server.py");
+    let mut extra = format!(
+        "\n[[backend]]\nname = \"slow\"\nkind = \"stdio\"\ncommand = \"python3\"\nargs = [\"{}\"]\nprefix = \"s_\"\n\
+         env = {{ GRANDCHILD_PID_FILE = \"{}\", STARTED_FILE = \"{}\" }}\n\n[transport]\nshutdown_deadline_secs = {deadline_secs}\n",
+        fixture.display(),
+        s.path("grandchild.pid").display(),
+        s.path("started").display(),
+    );
+    if let Some(port) = metrics_port {
+        extra.push_str(&format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    }
+    let config = s.path("sealgate.toml");
+    let text = std::fs::read_to_string(&config).expect("config") + &extra;
+    std::fs::write(&config, text).expect("config");
+    let registry = s.path("clients.toml");
+    let text = std::fs::read_to_string(&registry)
+        .expect("registry")
+        .replacen("tools = [", "tools = [\"s_slow\", ", 1);
+    std::fs::write(&registry, text).expect("registry");
+    s
+}
+
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Waits until `path` exists (the fixture saw the call).
+fn wait_for_file(path: &Path) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for the process to exit; its exit code.
+fn wait_exit(child: &mut std::process::Child, within: Duration) -> Option<i32> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code();
+        }
+        assert!(
+            start.elapsed() < within,
+            "the gateway did not exit within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The audit file's lines as JSON.
+fn audit_lines(s: &Setup) -> Vec<Value> {
+    std::fs::read_to_string(s.path("audit.jsonl"))
+        .expect("audit file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
+}
+
+/// One plain HTTP/1.1 GET; (status code, body).
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect metrics");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut raw = String::new();
+    tcp.read_to_string(&mut raw).expect("response");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    (status, body.to_string())
+}
+
+/// SIGTERM with a call in flight: the gateway stops accepting at once,
+/// says NOT ready, lets the call finish and answers it, writes its record
+/// and the closing checkpoint, ends the backend's whole process group and
+/// exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_the_call_in_flight_finish_then_exits_zero() {
+    let metrics_port = free_port();
+    let s = setup(30, Some(metrics_port));
+    let mut gw = s.serve();
+    let grandchild: i32 = std::fs::read_to_string(s.path("grandchild.pid"))
+        .expect("grandchild pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert!(alive(grandchild));
+    assert_eq!(http_get(metrics_port, "/readyz").0, 200);
+    let client = gw.client().await;
+    let call = tokio::spawn(async move { client.call_tool("s_slow", json!({"seconds": 2})).await });
+    wait_for_file(&s.path("started"));
+    let signalled = Instant::now();
+    gw.signal("TERM");
+
+    // New connections are refused while the call runs.
+    let refused = loop {
+        if std::net::TcpStream::connect(("127.0.0.1", gw.port)).is_err() {
+            break signalled.elapsed();
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_millis(1500),
+            "the gateway still accepts connections after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (status, body) = http_get(metrics_port, "/readyz");
+    assert_eq!((status, body.trim()), (503, "not ready: stopping"));
+    assert_eq!(http_get(metrics_port, "/healthz").0, 200);
+
+    let answer = call
+        .await
+        .expect("call task")
+        .expect("the call in flight is answered");
+    assert_eq!(answer["result"]["content"][0]["text"], "done", "{answer}");
+    assert!(
+        signalled.elapsed() >= Duration::from_millis(1500),
+        "answered before the backend finished?"
+    );
+    let code = wait_exit(&mut gw.child, Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{}", gw.log_text());
+    assert!(refused < Duration::from_millis(1500));
+
+    let lines = audit_lines(&s);
+    let record = lines
+        .iter()
+        .find(|l| l["tool"] == "s_slow")
+        .expect("the call's record");
+    assert_eq!(record["outcome"], "allowed", "{record}");
+    let last = lines.last().expect("a last line");
+    assert_eq!(last["type"], "checkpoint", "{last}");
+    assert_eq!(last["reason"], "close", "{last}");
+    let start = Instant::now();
+    while alive(grandchild) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the backend's grandchild {grandchild} outlived the gateway"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = gw.log_text();
+    assert!(log.contains("SIGTERM: shutting down"), "{log}");
+    assert!(log.contains("every call in flight finished"), "{log}");
+}
+
+/// A call still running at `shutdown_deadline_secs` is cut off: the
+/// gateway exits 0 on time and the call is recorded as cancelled.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shutdown_deadline_cuts_off_a_call_that_runs_too_long() {
+    let s = setup(1, None);
+    let mut gw = s.serve();
+    let client = gw.client().await;
+    let call =
+        tokio::spawn(async move { client.call_tool("s_slow", json!({"seconds": 60})).await });
+    wait_for_file(&s.path("started"));
+    let signalled = Instant::now();
+    gw.signal("INT");
+    let code = wait_exit(&mut gw.child, Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", gw.log_text());
+    let took = signalled.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(6),
+        "stopped after {took:?} with a 1 s deadline"
+    );
+    assert!(
+        call.await.expect("call task").is_err(),
+        "the cut-off call fails"
+    );
+    let lines = audit_lines(&s);
+    let record = lines
+        .iter()
+        .find(|l| l["tool"] == "s_slow")
+        .expect("the cut-off call's record");
+    assert_eq!(record["outcome"], "cancelled", "{record}");
+    assert_eq!(
+        lines.last().expect("a last line")["reason"],
+        "close",
+        "the closing checkpoint comes after the cancelled record"
+    );
+    assert!(gw.log_text().contains("shutdown deadline passed"));
+}
+
+/// The metrics listener after real calls: the figures are exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_real_calls_refusals_and_handshakes_exactly() {
+    let metrics_port = free_port();
+    let s = setup(30, Some(metrics_port));
+    let gw = s.serve();
+    let client = gw.client().await;
+    for _ in 0..2 {
+        client
+            .call_tool("get_meps", json!({"country": "SE", "limit": 1}))
+            .await
+            .expect("allowed");
+    }
+    client
+        .call_tool("s_slow", json!({"seconds": 0}))
+        .await
+        .expect("allowed");
+    let denied = client
+        .call_tool("get_voting_records", json!({}))
+        .await
+        .expect_err("demo may not call get_voting_records");
+    assert_eq!(denied.reason(), Some("TOOL_NOT_ALLOWED"));
+    // A TLS client without a certificate: refused at the handshake, with
+    // the alert certificate_required (read here before scraping).
+    let tls = sealgate::tls::enroll_client_config(&s.path("ca/ca.crt")).expect("tls config");
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gw.port))
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut no_cert = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .expect("the client side of the handshake completes");
+    let mut buf = [0u8; 64];
+    let read = tokio::io::AsyncReadExt::read(&mut no_cert, &mut buf).await;
+    let alert = read.expect_err("refused").to_string();
+    assert!(alert.contains("CertificateRequired"), "{alert}");
+    // The refused handshake is counted as the gateway sends its alert.
+    let start = Instant::now();
+    let text = loop {
+        let (status, text) = http_get(metrics_port, "/metrics");
+        assert_eq!(status, 200);
+        if text.contains("certificate_required") || start.elapsed() > Duration::from_secs(5) {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for line in [
+        r#"sealgate_requests_total{method="tools/call",outcome="allowed",reason=""} 3"#,
+        r#"sealgate_requests_total{method="tools/call",outcome="denied",reason="TOOL_NOT_ALLOWED"} 1"#,
+        r#"sealgate_request_duration_seconds_count{outcome="allowed"} 3"#,
+        r#"sealgate_request_duration_seconds_count{outcome="denied"} 1"#,
+        r#"sealgate_stage_duration_seconds_count{stage="authenticate"} 4"#,
+        r#"sealgate_stage_duration_seconds_count{stage="backend"} 3"#,
+        r#"sealgate_stage_duration_seconds_count{stage="audit"} 4"#,
+        r#"sealgate_backend_call_duration_seconds_count{backend="sample"} 2"#,
+        r#"sealgate_backend_call_duration_seconds_count{backend="slow"} 1"#,
+        r#"sealgate_backend_errors_total{backend="slow",kind="timeout"} 0"#,
+        r#"sealgate_backend_up{backend="sample"} 1"#,
+        r#"sealgate_backend_up{backend="slow"} 1"#,
+        r#"sealgate_backend_restarts_total{backend="slow"} 0"#,
+        r#"sealgate_tls_handshakes_total{result="ok"} 1"#,
+        r#"sealgate_tls_handshake_failures_total{cause="certificate_required"} 1"#,
+        r#"sealgate_connections_open 1"#,
+        r#"sealgate_requests_in_flight 0"#,
+        r#"sealgate_replay_cache_nonces 4"#,
+        r#"sealgate_audit_sink_failures_total 0"#,
+        r#"sealgate_audit_available 1"#,
+        r#"sealgate_ready 1"#,
+    ] {
+        assert!(text.contains(line), "{line}\nnot in\n{text}");
+    }
+    for credential in ["server_certificate", "client_ca", "crl"] {
+        let prefix = format!("sealgate_credential_expiry_seconds{{credential=\"{credential}\"}} ");
+        let secs: i64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} not in\n{text}"));
+        assert!(
+            secs > 86_400 && secs <= 1825 * 86_400,
+            "{credential}: {secs} s left"
+        );
+    }
+    assert!(
+        !text.contains("demo"),
+        "client ids are never labels: {text}"
+    );
+    assert_eq!(http_get(metrics_port, "/healthz"), (200, "ok\n".into()));
+    assert_eq!(http_get(metrics_port, "/readyz"), (200, "ready\n".into()));
+    assert_eq!(http_get(metrics_port, "/other").0, 404);
+    gw.stop();
+}
+
+/// An mTLS channel to the gateway with demo's certificate.
+async fn mtls_channel(gw: &audit_common::Gateway) -> tonic::transport::Channel {
+    let p = sealgate::client::Profile::load(&gw.profile).expect("profile");
+    let tls = sealgate::tls::client_config(&p.ca, &p.cert, &p.key).expect("tls");
+    sealgate::tls::connect_channel(&p.endpoint, &p.server_name, tls)
+        .await
+        .expect("mTLS channel")
+}
+
+/// grpc.health.v1 and server reflection on the mTLS port: a client with a
+/// certificate of our CA asks whether the gateway serves and which
+/// services it has; on SIGTERM a watcher reads NOT_SERVING, its stream
+/// ends, and the stop does not wait for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn health_and_reflection_answer_an_mtls_client() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let s = setup(30, None);
+    let mut gw = s.serve();
+    let channel = mtls_channel(&gw).await;
+    let mut health = HealthClient::new(channel.clone());
+    for service in [
+        "",
+        "sealgate.v1.McpGatewayService",
+        "sealgate.v1.AdminService",
+    ] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("Check({service:?}): {e}"))
+            .into_inner()
+            .status();
+        assert_eq!(status, ServingStatus::Serving, "{service:?}");
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .expect_err("unknown service");
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+
+    let mut reflection = ServerReflectionClient::new(channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let first = answers
+        .message()
+        .await
+        .expect("a reflection answer")
+        .expect("not empty");
+    let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
+        panic!("not a service list: {first:?}");
+    };
+    let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "sealgate.v1.AdminService",
+            "sealgate.v1.McpGatewayService"
+        ]
+    );
+
+    // A watcher sees the stop, and its stream ends with it.
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: "sealgate.v1.McpGatewayService".into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let now = watch.message().await.expect("watch").expect("a status");
+    assert_eq!(now.status(), ServingStatus::Serving);
+    let signalled = Instant::now();
+    gw.signal("TERM");
+    let mut seen = Vec::new();
+    while let Ok(Some(m)) = watch.message().await {
+        seen.push(m.status());
+    }
+    assert_eq!(seen.last(), Some(&ServingStatus::NotServing), "{seen:?}");
+    let code = wait_exit(&mut gw.child, Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "an open Watch held the stop for {:?}",
+        signalled.elapsed()
+    );
+}
