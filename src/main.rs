@@ -9,6 +9,21 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The error and its causes on one line, each cause once: an error whose
+/// message already quotes its source ("cannot read: No such file") does
+/// not repeat it.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let logs = tracing_subscriber::fmt()
@@ -32,7 +47,7 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(1)
         }
     }

@@ -69,7 +69,9 @@ fn serve_until_stopped(
 /// without serving; exit 0 when it would start, 1 with the reason if not.
 pub fn check(args: CheckArgs) -> Result<ExitCode> {
     let config = Config::load(&args.config)?;
-    let done = super::runtime()?.block_on(sealgate::startup::check(&config))?;
+    let done = super::runtime()?
+        .block_on(sealgate::startup::check(&config))
+        .with_context(|| args.config.display().to_string())?;
     for line in &done {
         out!("ok: {line}");
     }
