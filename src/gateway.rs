@@ -280,7 +280,7 @@ impl Drop for AuditOnDrop<'_> {
         self.record.outcome = Outcome::Cancelled;
         let elapsed = self.started.elapsed();
         self.metrics
-            .request(self.record.method, Outcome::Cancelled, None, elapsed);
+            .request(&self.record, Outcome::Cancelled, None, elapsed);
         self.record.duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.log.write_owned(std::mem::take(&mut self.record));
     }
@@ -310,7 +310,7 @@ impl Gateway {
         result: &Result<T, Denial>,
     ) -> Option<AuditRecord> {
         self.metrics.request(
-            audit.record.method,
+            &audit.record,
             if result.is_ok() {
                 Outcome::Allowed
             } else {
@@ -365,11 +365,9 @@ impl Gateway {
         match self.conclude(peer, audit, &result) {
             None => result,
             Some(record) => {
-                let started = Instant::now();
-                let committed = self.audit.commit(record).await;
-                self.metrics
-                    .stage(crate::metrics::Stage::Audit, started.elapsed());
-                if committed {
+                let commit = self.audit.commit(record);
+                let stage = crate::metrics::Stage::Audit;
+                if self.metrics.stage_of(stage, commit).await {
                     result
                 } else {
                     tracing::error!("audit record could not be committed; the answer is withheld");
@@ -468,6 +466,7 @@ impl Gateway {
 
         // 4 message: strict JSON-RPC, only now that the signature held.
         record.request_digest = Some(verified.digest);
+        crate::traces::correlate(&verified.digest);
         record.stage = "message";
         let message = jsonrpc::parse(&verified.payload, self.limits.json)?;
         record.method = Some(message.method.as_str());
@@ -821,17 +820,12 @@ impl Gateway {
             Prepared::Answer(reply) => reply,
             Prepared::Nothing => return Ok(None),
             Prepared::Tool { route, arguments } => {
-                let started = Instant::now();
-                let reply = self.router.call_tool(&route, arguments).await;
-                self.metrics
-                    .backend_call(route.slot, started.elapsed(), &reply);
-                reply?
+                let call = self.router.call_tool(&route, arguments);
+                self.metrics.backend_call(route.slot, call).await?
             }
             Prepared::Forward { method, params } => {
-                let started = Instant::now();
-                let reply = self.router.forward_to_primary(method, params).await;
-                self.metrics.backend_call(0, started.elapsed(), &reply);
-                reply?
+                let call = self.router.forward_to_primary(method, params);
+                self.metrics.backend_call(0, call).await?
             }
         }))
     }

@@ -62,6 +62,7 @@ pub mod server;
 pub mod startup;
 pub mod summary;
 pub mod tls;
+pub mod traces;
 
 /// Code generated from proto/sealgate/v1/ (gateway, admin, enrollment).
 pub mod proto {

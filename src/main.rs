@@ -25,16 +25,17 @@ fn error_text(e: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
     let cli = cli::Cli::parse();
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SEALGATE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr);
-    match cli.log_format() {
-        // One JSON object a line, for a log collector.
-        cli::LogFormat::Json => logs.json().init(),
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SEALGATE_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match cli.log_format() {
+        // One JSON object a line, for a log collector; the request span's
+        // fields (the request digest: the correlation id) come along.
+        cli::LogFormat::Json => logs.json().boxed(),
         // Colour codes only for a person at a terminal: a file, a pipe or a
         // journal gets plain text. NO_COLOR (non-empty) turns them off there too.
         cli::LogFormat::Text => logs
@@ -42,8 +43,15 @@ fn main() -> ExitCode {
                 std::io::IsTerminal::is_terminal(&std::io::stderr())
                     && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
             )
-            .init(),
-    }
+            .boxed(),
+    };
+    // The trace export slot first (it sees request spans only, and only
+    // when [traces] is configured), then the log lines at SEALGATE_LOG's
+    // level.
+    tracing_subscriber::registry()
+        .with(sealgate::traces::layer())
+        .with(logs.with_filter(filter))
+        .init();
     match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

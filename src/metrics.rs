@@ -32,7 +32,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::audit::Outcome;
+use crate::audit::{AuditRecord, Outcome};
 use crate::backend::BackendError;
 use crate::config::Config;
 use crate::gateway::Gateway;
@@ -91,6 +91,7 @@ const STAGE_BUCKETS: [f64; 16] = [
 /// The handles of one configured backend, by its position in the config.
 #[derive(Debug)]
 struct BackendHandles {
+    name: String,
     calls: Histogram,
     unavailable: Counter,
     timeout: Counter,
@@ -192,6 +193,7 @@ impl Metrics {
                         .clone()
                 };
                 BackendHandles {
+                    name: (*name).to_string(),
                     calls: call_family
                         .get_or_create(&[("backend", (*name).to_string())])
                         .clone(),
@@ -217,15 +219,31 @@ impl Metrics {
         }
     }
 
-    /// A request concluded: counted by method, outcome and reason, and its
-    /// whole duration observed.
+    /// A request concluded: counted by method, outcome and reason, its
+    /// whole duration observed, and its request span told who, what and
+    /// how it ended.
     pub fn request(
         &self,
-        method: Option<&'static str>,
+        record: &AuditRecord,
         outcome: Outcome,
         reason: Option<&'static str>,
         elapsed: Duration,
     ) {
+        let method = record.method;
+        let span = tracing::Span::current();
+        if !span.is_disabled() {
+            span.record("method", method.unwrap_or("unknown"));
+            span.record("outcome", outcome_str(outcome));
+            if let Some(r) = reason {
+                span.record("reason", r);
+            }
+            if let Some(id) = &record.client_id {
+                span.record("client.id", id.as_str());
+            }
+            if let Some(d) = &record.request_digest {
+                crate::traces::correlate(d);
+            }
+        }
         self.requests
             .get_or_create(&[
                 ("method", method.unwrap_or("unknown")),
@@ -241,12 +259,23 @@ impl Metrics {
         self.request_seconds[i].observe(elapsed.as_secs_f64());
     }
 
-    /// Starts timing the stages of one request.
+    /// Starts timing the stages of one request (and, when traces are
+    /// exported, a child span of the request per stage).
     pub fn stages(&self) -> StageTimer<'_> {
         StageTimer {
             metrics: self,
             last: Instant::now(),
+            span: stage_span(Stage::Authenticate),
         }
+    }
+
+    /// Runs `stage` (the audit commit), timed and in its own span.
+    pub async fn stage_of<F: std::future::Future>(&self, stage: Stage, fut: F) -> F::Output {
+        use tracing::Instrument as _;
+        let started = Instant::now();
+        let out = fut.instrument(stage_span(stage)).await;
+        self.stage(stage, started.elapsed());
+        out
     }
 
     /// Observes `elapsed` for `stage`.
@@ -261,8 +290,24 @@ impl Metrics {
         InFlight(&self.in_flight)
     }
 
-    /// A forwarded call to the backend at `slot` ended after `elapsed`.
-    pub fn backend_call<T>(
+    /// Runs a forwarded call to the backend at `slot`: timed, its errors
+    /// counted by kind, in a `backend_call` span.
+    pub async fn backend_call<T>(
+        &self,
+        slot: usize,
+        call: impl std::future::Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
+        use tracing::Instrument as _;
+        let name = self.backends.get(slot).map_or("", |b| b.name.as_str());
+        let span =
+            tracing::debug_span!(target: crate::traces::TARGET, "backend_call", backend = name);
+        let started = Instant::now();
+        let result = call.instrument(span).await;
+        self.observe_backend_call(slot, started.elapsed(), &result);
+        result
+    }
+
+    fn observe_backend_call<T>(
         &self,
         slot: usize,
         elapsed: Duration,
@@ -338,10 +383,13 @@ fn outcome_str(o: Outcome) -> &'static str {
 }
 
 /// Times the stages of one request: each [`StageTimer::lap`] observes the
-/// time since the previous one (or since the start) for that stage.
+/// time since the previous one (or since the start) for that stage, ends
+/// its span and opens the next stage's.
 pub struct StageTimer<'a> {
     metrics: &'a Metrics,
     last: Instant,
+    /// The running stage's span (disabled unless traces are exported).
+    span: tracing::Span,
 }
 
 impl StageTimer<'_> {
@@ -350,7 +398,19 @@ impl StageTimer<'_> {
         let now = Instant::now();
         self.metrics.stage(stage, now.duration_since(self.last));
         self.last = now;
+        let next = match stage {
+            Stage::Authenticate => Some(Stage::Prepare),
+            Stage::Prepare => Some(Stage::Backend),
+            Stage::Backend => Some(Stage::Seal),
+            Stage::Seal | Stage::Audit => None,
+        };
+        self.span = next.map_or_else(tracing::Span::none, stage_span);
     }
+}
+
+/// The span of one stage, a child of the request span (names only).
+fn stage_span(stage: Stage) -> tracing::Span {
+    tracing::debug_span!(target: crate::traces::TARGET, "stage", otel.name = stage.as_str())
 }
 
 /// Counts one call in flight; dropping it ends the count.
@@ -725,27 +785,21 @@ mod tests {
     #[test]
     fn requests_are_counted_by_method_outcome_and_reason() {
         let m = Metrics::new(&["embedded"]);
-        m.request(
-            Some("tools/call"),
-            Outcome::Allowed,
-            None,
-            Duration::from_millis(3),
-        );
-        m.request(
-            None,
-            Outcome::Denied,
-            Some("SIGNATURE_INVALID"),
-            Duration::from_millis(1),
-        );
-        m.request(
-            None,
-            Outcome::Denied,
-            Some("SIGNATURE_INVALID"),
-            Duration::from_millis(1),
-        );
+        let mut call = AuditRecord::new();
+        call.method = Some("tools/call");
+        m.request(&call, Outcome::Allowed, None, Duration::from_millis(3));
+        let unparsed = AuditRecord::new();
+        for _ in 0..2 {
+            m.request(
+                &unparsed,
+                Outcome::Denied,
+                Some("SIGNATURE_INVALID"),
+                Duration::from_millis(1),
+            );
+        }
         m.stages().lap(Stage::Seal);
-        m.backend_call::<()>(0, Duration::from_millis(2), &Err(BackendError::Timeout));
-        m.backend_call::<()>(7, Duration::from_millis(2), &Err(BackendError::Timeout));
+        m.observe_backend_call::<()>(0, Duration::from_millis(2), &Err(BackendError::Timeout));
+        m.observe_backend_call::<()>(7, Duration::from_millis(2), &Err(BackendError::Timeout));
         m.handshake_failed("unknown_ca");
         let text = m.encode();
         for line in [

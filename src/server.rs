@@ -621,6 +621,8 @@ pub async fn run_summarizing(
         .ok();
     let result = tonic::transport::Server::builder()
         // A message the gRPC layer refuses as too large is audited too.
+        // Every request in its span: the correlation id of its log lines.
+        .layer(crate::traces::RequestSpanLayer)
         .layer(crate::gateway::TransportAuditLayer::new(
             parts.gateway.clone(),
         ))

@@ -414,3 +414,203 @@ async fn health_and_reflection_answer_an_mtls_client() {
         signalled.elapsed()
     );
 }
+
+/// Starts `sealgate ARGS serve --config` of `s`, stderr to `log`; waits
+/// until it listens.
+fn serve_with_args(s: &Setup, args: &[&str], log: &Path) -> audit_common::Gateway {
+    let out = std::fs::File::create(log).expect("log file");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(args)
+        .arg("serve")
+        .arg("--config")
+        .arg(s.path("sealgate.toml"))
+        .env("SEALGATE_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(out)
+        .spawn()
+        .expect("spawn sealgate serve");
+    let mut gw = audit_common::Gateway {
+        child,
+        port: s.port,
+        profile: s.path("clients/demo.profile.toml"),
+        log: log.to_path_buf(),
+    };
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", gw.port)).is_err() {
+        if let Ok(Some(status)) = gw.child.try_wait() {
+            panic!("serve exited early: {status}\n{}", gw.log_text());
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "not listening");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    gw
+}
+
+/// `--log-format json`: a request's log lines carry its request digest,
+/// the correlation id that its audit record carries too.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_log_lines_carry_the_request_digest_as_correlation_id() {
+    let s = setup(30, None);
+    let log = s.dir.path().join("json.log");
+    let gw = serve_with_args(&s, &["--log-format", "json"], &log);
+    let client = gw.client().await;
+    let denied = client
+        .call_tool("get_voting_records", json!({}))
+        .await
+        .expect_err("TOOL_NOT_ALLOWED");
+    assert_eq!(denied.reason(), Some("TOOL_NOT_ALLOWED"));
+    gw.stop();
+    let record = audit_lines(&s)
+        .into_iter()
+        .find(|l| l["reason"] == "TOOL_NOT_ALLOWED")
+        .expect("the denial's record");
+    let digest = record["request_digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    assert_eq!(digest.len(), 64, "{record}");
+    let text = std::fs::read_to_string(&log).expect("log");
+    let line: Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .find(|v| v["fields"]["message"] == "request denied")
+        .unwrap_or_else(|| panic!("no 'request denied' line in\n{text}"));
+    assert_eq!(line["span"]["name"], "request", "{line}");
+    assert_eq!(line["span"]["request.digest"], digest.as_str(), "{line}");
+    assert_eq!(line["span"]["client.id"], "demo", "{line}");
+    assert_eq!(line["span"]["rpc"], "McpGatewayService/Call", "{line}");
+}
+
+/// A loopback OTLP/gRPC trace receiver: what the gateway exports.
+#[derive(Default, Clone)]
+struct Receiver(std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>>);
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for Receiver
+{
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        let mut spans = self.0.lock().expect("spans");
+        for rs in request.into_inner().resource_spans {
+            let service = rs
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .any(|a| a.key == "service.name" && attr_text(a) == "sealgate-test");
+            assert!(service, "service.name is the configured one");
+            for ss in rs.scope_spans {
+                spans.extend(ss.spans);
+            }
+        }
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+fn attr_text(a: &opentelemetry_proto::tonic::common::v1::KeyValue) -> String {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    match a.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(V::StringValue(s)) => s.clone(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn attr(span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str) -> Option<String> {
+    span.attributes.iter().find(|a| a.key == key).map(attr_text)
+}
+
+/// `[traces]`: one span per request with a child per stage and per backend
+/// call, exported over OTLP/gRPC to a real receiver on loopback; names,
+/// ids and outcomes only, never an argument value.
+#[tokio::test(flavor = "multi_thread")]
+async fn request_spans_are_exported_over_otlp() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let otlp = listener.local_addr().expect("addr");
+    let receiver = Receiver::default();
+    let service =
+        opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer::new(
+            receiver.clone(),
+        );
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await;
+    });
+    let s = setup(30, None);
+    let config = s.path("sealgate.toml");
+    let text = std::fs::read_to_string(&config).expect("config")
+        + &format!(
+            "\n[traces]\notlp_endpoint = \"http://{otlp}\"\nservice_name = \"sealgate-test\"\n"
+        );
+    std::fs::write(&config, text).expect("config");
+    let gw = s.serve();
+    let client = gw.client().await;
+    client
+        .call_tool("s_slow", json!({"seconds": 0.25}))
+        .await
+        .expect("allowed");
+    // The stop flushes the batch.
+    gw.stop();
+    let spans = receiver.0.lock().expect("spans").clone();
+    let call = spans
+        .iter()
+        .find(|s| {
+            s.name == "request" && attr(s, "rpc").as_deref() == Some("McpGatewayService/Call")
+        })
+        .unwrap_or_else(|| panic!("no request span in {spans:#?}"));
+    let record = audit_lines(&s)
+        .into_iter()
+        .find(|l| l["tool"] == "s_slow")
+        .expect("record");
+    assert_eq!(
+        attr(call, "request.digest").as_deref(),
+        record["request_digest"].as_str()
+    );
+    assert_eq!(attr(call, "method").as_deref(), Some("tools/call"));
+    assert_eq!(attr(call, "outcome").as_deref(), Some("allowed"));
+    assert_eq!(attr(call, "client.id").as_deref(), Some("demo"));
+    let children: Vec<&str> = spans
+        .iter()
+        .filter(|s| s.parent_span_id == call.span_id && s.trace_id == call.trace_id)
+        .map(|s| s.name.as_str())
+        .collect();
+    for stage in [
+        "authenticate",
+        "prepare",
+        "backend",
+        "seal",
+        "audit",
+        "backend_call",
+    ] {
+        assert!(children.contains(&stage), "{stage} not among {children:?}");
+    }
+    let backend_call = spans
+        .iter()
+        .find(|s| s.name == "backend_call" && s.parent_span_id == call.span_id)
+        .expect("backend call span");
+    assert_eq!(attr(backend_call, "backend").as_deref(), Some("slow"));
+    let took = backend_call.end_time_unix_nano - backend_call.start_time_unix_nano;
+    assert!(took >= 250_000_000, "the backend call took {took} ns");
+    for span in &spans {
+        for a in &span.attributes {
+            assert!(
+                !attr_text(a).contains("0.25") && !a.key.contains("seconds"),
+                "an argument leaked into span {}: {a:?}",
+                span.name
+            );
+        }
+    }
+}

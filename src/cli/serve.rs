@@ -96,6 +96,7 @@ async fn run(
     dev_dir: Option<&Path>,
 ) -> Result<Arc<sealgate::gateway::Gateway>> {
     let stop_signal = StopSignal::install();
+    sealgate::traces::install(config.traces.as_ref()).map_err(anyhow::Error::msg)?;
     let parts = sealgate::startup::build(&config, None).await?;
     let gateway = parts.gateway.clone();
     let enrollment =
@@ -169,6 +170,8 @@ async fn run(
     if let Some(task) = metrics_task {
         task.abort();
     }
+    // The spans of the last calls, exported before the runtime ends.
+    let _ = tokio::task::spawn_blocking(sealgate::traces::shutdown).await;
     Ok(gateway)
 }
 
