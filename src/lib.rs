@@ -57,6 +57,7 @@ pub mod peer;
 pub mod policy;
 pub mod reload;
 pub mod replay;
+pub mod scrape;
 pub mod secrets;
 pub mod server;
 pub mod startup;

@@ -1,5 +1,4 @@
-//! What an operator's Prometheus sees: the gateway's metric families, and
-//! the plain-HTTP listener that serves them with `/healthz` and `/readyz`.
+//! What an operator's Prometheus sees: the gateway's metric families.
 //!
 //! Two kinds of figures. Those the request path produces (requests by
 //! method, outcome and reason; latency per stage and end to end; backend
@@ -8,35 +7,26 @@
 //! observation, never a string format or an allocation. Those other parts
 //! already keep (the accept loop's [`AcceptStats`], the audit queue, the
 //! replay cache, the backends' state, credential expiry) are read at scrape
-//! time by [`StateCollector`], so nothing is counted twice.
+//! time by [`crate::scrape`], so nothing is counted twice.
 //!
 //! Every label value is bounded: a static method, outcome, reason, stage or
 //! alert name, or a configured backend name. Client ids are never labels.
 //! This module never serves a request, never sees a payload and never
 //! changes anything but its own counters.
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::audit::{AuditRecord, Outcome};
 use crate::backend::BackendError;
-use crate::config::Config;
-use crate::gateway::Gateway;
-use crate::peer::AcceptStats;
 
 /// One label: a static name and a static value.
 type Label = (&'static str, &'static str);
@@ -354,8 +344,9 @@ impl Metrics {
         self.draining.subscribe()
     }
 
-    /// Adds the figures other parts keep, read at each scrape.
-    pub fn register_collector(&self, collector: StateCollector) {
+    /// Adds the figures other parts keep, read at each scrape (see
+    /// [`crate::scrape`]).
+    pub fn register_collector(&self, collector: impl Collector) {
         self.registry
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -447,335 +438,6 @@ pub fn handshake_failure_cause(e: &std::io::Error) -> &'static str {
         E::PeerMisbehaved(_) => "illegal_parameter",
         _ => "other",
     }
-}
-
-/// Scrape-time figures: the accept loop's counters, connections open, the
-/// backends' state, the audit trail's queue, the replay cache, anomaly
-/// actions and how long each credential has left.
-#[derive(Debug)]
-pub struct StateCollector {
-    gateway: Weak<Gateway>,
-    stats: Arc<AcceptStats>,
-    config: Config,
-}
-
-impl StateCollector {
-    /// Reads `gateway` (while it lives), `stats` and the credential files
-    /// named in `config`.
-    pub fn new(gateway: &Arc<Gateway>, stats: Arc<AcceptStats>, config: Config) -> Self {
-        StateCollector {
-            gateway: Arc::downgrade(gateway),
-            stats,
-            config,
-        }
-    }
-}
-
-/// Encodes one metric without labels.
-fn single(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    metric: &impl EncodeMetric,
-) -> Result<(), std::fmt::Error> {
-    let m = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
-    metric.encode(m)
-}
-
-/// Encodes one metric family of (labels, value) rows.
-fn rows<L: prometheus_client::encoding::EncodeLabelSet, M: EncodeMetric>(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    kind: MetricType,
-    rows: &[(L, M)],
-) -> Result<(), std::fmt::Error> {
-    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
-    for (labels, value) in rows {
-        value.encode(family.encode_family(labels)?)?;
-    }
-    Ok(())
-}
-
-impl Collector for StateCollector {
-    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let s = &*self.stats;
-        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        rows(
-            &mut enc,
-            "tls_handshakes",
-            "Connections by how their TLS handshake ended (ok, failed, timed_out) or why they were closed at accept (shed, shed_per_source, blocked_source)",
-            MetricType::Counter,
-            &[
-                ([("result", "ok")], ConstCounter::new(load(&s.handshakes_ok))),
-                (
-                    [("result", "failed")],
-                    ConstCounter::new(load(&s.handshakes_failed)),
-                ),
-                (
-                    [("result", "timed_out")],
-                    ConstCounter::new(load(&s.handshakes_timed_out)),
-                ),
-                (
-                    [("result", "shed")],
-                    ConstCounter::new(load(&s.handshakes_shed)),
-                ),
-                (
-                    [("result", "shed_per_source")],
-                    ConstCounter::new(load(&s.handshakes_shed_per_source)),
-                ),
-                (
-                    [("result", "blocked_source")],
-                    ConstCounter::new(load(&s.connections_from_blocked_sources)),
-                ),
-            ],
-        )?;
-        single(
-            &mut enc,
-            "tls_handshakes_post_quantum",
-            "Completed handshakes whose key exchange was X25519MLKEM768",
-            &ConstCounter::new(load(&s.handshakes_post_quantum)),
-        )?;
-        single(
-            &mut enc,
-            "connections_open",
-            "Authenticated connections open now",
-            &ConstGauge::new(load(&s.connections_open) as i64),
-        )?;
-        rows(
-            &mut enc,
-            "connections_closed",
-            "Connections the gateway closed, by reason",
-            MetricType::Counter,
-            &[
-                (
-                    [("reason", "idle")],
-                    ConstCounter::new(load(&s.idle_closed)),
-                ),
-                (
-                    [("reason", "max_age")],
-                    ConstCounter::new(load(&s.connections_aged_out)),
-                ),
-                (
-                    [("reason", "identity_denials")],
-                    ConstCounter::new(load(&s.connections_closed_for_identity_denials)),
-                ),
-                (
-                    [("reason", "max_connections")],
-                    ConstCounter::new(load(&s.connections_over_capacity)),
-                ),
-                (
-                    [("reason", "identity_connection_cap")],
-                    ConstCounter::new(load(&s.connections_over_identity_cap)),
-                ),
-            ],
-        )?;
-        let Some(gw) = self.gateway.upgrade() else {
-            return Ok(());
-        };
-        let ready = crate::health::serving(&gw);
-        single(
-            &mut enc,
-            "ready",
-            "1 while the gateway serves (every backend up and its tools pinned, the audit trail taking records, not stopping)",
-            &ConstGauge::new(i64::from(ready)),
-        )?;
-        let router = &gw.router;
-        let names: Vec<String> = router
-            .slots()
-            .iter()
-            .map(|s| s.backend.name().to_string())
-            .collect();
-        let up: Vec<_> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                (
-                    [("backend", n.as_str())],
-                    ConstGauge::new(i64::from(router.is_ready(i))),
-                )
-            })
-            .collect();
-        rows(
-            &mut enc,
-            "backend_up",
-            "1 while the backend runs and its current tools are listed and checked against the pins",
-            MetricType::Gauge,
-            &up,
-        )?;
-        let restarts: Vec<_> = router
-            .slots()
-            .iter()
-            .zip(&names)
-            .map(|(s, n)| {
-                (
-                    [("backend", n.as_str())],
-                    ConstCounter::new(s.backend.restarts()),
-                )
-            })
-            .collect();
-        rows(
-            &mut enc,
-            "backend_restarts",
-            "Times a backend's process was restarted",
-            MetricType::Counter,
-            &restarts,
-        )?;
-        single(
-            &mut enc,
-            "replay_cache_nonces",
-            "Nonces remembered by the replay cache now",
-            &ConstGauge::new(gw.replay.nonces() as i64),
-        )?;
-        let audit = &gw.audit;
-        single(
-            &mut enc,
-            "audit_queue_depth",
-            "Audit records and events queued for the writer",
-            &ConstGauge::new(audit.queue_depth() as i64),
-        )?;
-        single(
-            &mut enc,
-            "audit_sink_failures",
-            "Failed attempts to deliver to an audit sink",
-            &ConstCounter::new(audit.sink_failures()),
-        )?;
-        single(
-            &mut enc,
-            "audit_available",
-            "1 while every audit sink that must hold records takes them (else calls are refused with AUDIT_UNAVAILABLE)",
-            &ConstGauge::new(i64::from(audit.available())),
-        )?;
-        let actions: Vec<_> = audit
-            .anomaly_actions()
-            .into_iter()
-            .map(|((detector, action), n)| {
-                (
-                    [("detector", detector), ("action", action)],
-                    ConstCounter::new(n),
-                )
-            })
-            .collect();
-        rows(
-            &mut enc,
-            "anomaly_actions",
-            "Anomaly detector actions (alert, throttle, block, their expiry, unblock)",
-            MetricType::Counter,
-            &actions,
-        )?;
-        let now = gw.clock.now_ms();
-        let items = crate::expiry::scan(&self.config, &gw.registry.load(), now, i64::MAX / 4);
-        let mut soonest: Vec<(&'static str, i64)> = Vec::new();
-        for item in &items {
-            match soonest.iter_mut().find(|(w, _)| *w == item.what) {
-                Some((_, ms)) => *ms = (*ms).min(item.not_after_ms),
-                None => soonest.push((item.what, item.not_after_ms)),
-            }
-        }
-        let left: Vec<_> = soonest
-            .iter()
-            .map(|(what, ms)| {
-                (
-                    [("credential", *what)],
-                    ConstGauge::new((ms - now).div_euclid(1000)),
-                )
-            })
-            .collect();
-        rows(
-            &mut enc,
-            "credential_expiry_seconds",
-            "Seconds until the soonest end of each kind of credential (server_certificate, client_ca, crl next update, signing_key of a registered client); negative once past",
-            MetricType::Gauge,
-            &left,
-        )?;
-        Ok(())
-    }
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` (plain
-/// HTTP/1.1) until `shutdown` completes. Anything else is 404; only GET
-/// and HEAD are answered.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    gateway: Arc<Gateway>,
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, _) = tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics listener: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let gateway = gateway.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let gateway = gateway.clone();
-                async move { Ok::<_, Infallible>(answer(&gateway, &req)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(5))
-                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
-            let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
-        });
-    }
-}
-
-fn answer<B>(
-    gateway: &Gateway,
-    req: &http::Request<B>,
-) -> http::Response<http_body_util::Full<Bytes>> {
-    let text = |status: http::StatusCode, ctype: &'static str, body: String| {
-        let mut r = http::Response::new(http_body_util::Full::new(Bytes::from(body)));
-        *r.status_mut() = status;
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static(ctype),
-        );
-        r
-    };
-    const PLAIN: &str = "text/plain; charset=utf-8";
-    if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
-        return text(
-            http::StatusCode::METHOD_NOT_ALLOWED,
-            PLAIN,
-            "GET only\n".into(),
-        );
-    }
-    match req.uri().path() {
-        "/metrics" => text(
-            http::StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            gateway.metrics.encode(),
-        ),
-        "/healthz" => text(http::StatusCode::OK, PLAIN, "ok\n".into()),
-        "/readyz" => {
-            if crate::health::serving(gateway) {
-                text(http::StatusCode::OK, PLAIN, "ready\n".into())
-            } else {
-                text(
-                    http::StatusCode::SERVICE_UNAVAILABLE,
-                    PLAIN,
-                    format!("not ready: {}\n", crate::health::why_not(gateway)),
-                )
-            }
-        }
-        _ => text(http::StatusCode::NOT_FOUND, PLAIN, "not found\n".into()),
-    }
-}
-
-/// Binds `[metrics] listen`; the error names the field.
-pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr} (metrics.listen): {e}"))
 }
 
 #[cfg(test)]

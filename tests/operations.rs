@@ -20,10 +20,11 @@ fn setup(deadline_secs: u64, metrics_port: Option<u16>) -> Setup {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/slow_stdio_server.py");
     let mut extra = format!(
         "\n[[backend]]\nname = \"slow\"\nkind = \"stdio\"\ncommand = \"python3\"\nargs = [\"{}\"]\nprefix = \"s_\"\n\
-         env = {{ GRANDCHILD_PID_FILE = \"{}\", STARTED_FILE = \"{}\" }}\n\n[transport]\nshutdown_deadline_secs = {deadline_secs}\n",
+         env = {{ GRANDCHILD_PID_FILE = \"{}\", STARTED_FILE = \"{}\", FAIL_START_FILE = \"{}\" }}\n\n[transport]\nshutdown_deadline_secs = {deadline_secs}\n",
         fixture.display(),
         s.path("grandchild.pid").display(),
         s.path("started").display(),
+        s.path("fail-start").display(),
     );
     if let Some(port) = metrics_port {
         extra.push_str(&format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
@@ -613,4 +614,113 @@ async fn request_spans_are_exported_over_otlp() {
             );
         }
     }
+}
+
+/// The parent process id of `pid`.
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let (_, rest) = stat.rsplit_once(')').expect("stat format");
+    rest.split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("ppid")
+}
+
+/// Polls `/readyz` until its status is `want` (10 s at most); its body.
+async fn readyz_until(port: u16, want: u16) -> String {
+    let start = Instant::now();
+    loop {
+        let (status, body) = http_get(port, "/readyz");
+        if status == want {
+            return body;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "/readyz stayed {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A backend that goes down and cannot come back turns /readyz, grpc.health
+/// and `sealgate_backend_up` to not serving, naming it; once it can start
+/// again they turn back, with its restarts counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_down_is_not_ready_until_it_is_back() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let metrics_port = free_port();
+    let s = setup(30, Some(metrics_port));
+    let gw = s.serve();
+    let mut health = HealthClient::new(mtls_channel(&gw).await);
+    let check = |mut h: HealthClient<tonic::transport::Channel>| async move {
+        h.check(HealthCheckRequest {
+            service: "sealgate.v1.McpGatewayService".into(),
+        })
+        .await
+        .expect("Check")
+        .into_inner()
+        .status()
+    };
+    assert_eq!(check(health.clone()).await, ServingStatus::Serving);
+    let grandchild: i32 = std::fs::read_to_string(s.path("grandchild.pid"))
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    let backend = parent_of(grandchild);
+    std::fs::write(s.path("fail-start"), "").expect("fail-start");
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &backend.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+
+    let body = readyz_until(metrics_port, 503).await;
+    assert!(body.contains("backend \"slow\" is down"), "{body}");
+    let text = http_get(metrics_port, "/metrics").1;
+    assert!(
+        text.contains(r#"sealgate_backend_up{backend="slow"} 0"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"sealgate_backend_up{backend="sample"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("sealgate_ready 0"), "{text}");
+    let start = Instant::now();
+    while check(health.clone()).await != ServingStatus::NotServing {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "grpc.health still SERVING"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    std::fs::remove_file(s.path("fail-start")).expect("remove fail-start");
+    readyz_until(metrics_port, 200).await;
+    let text = http_get(metrics_port, "/metrics").1;
+    assert!(
+        text.contains(r#"sealgate_backend_up{backend="slow"} 1"#),
+        "{text}"
+    );
+    let restarts: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"sealgate_backend_restarts_total{backend="slow"} "#))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no restarts line in {text}"));
+    assert!(restarts >= 1, "{restarts}");
+    let start = Instant::now();
+    while check(health.clone()).await != ServingStatus::Serving {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "grpc.health not SERVING again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    health = HealthClient::new(mtls_channel(&gw).await);
+    assert_eq!(check(health).await, ServingStatus::Serving);
+    gw.stop();
 }

@@ -114,19 +114,19 @@ async fn run(
     reloader.spawn();
     let metrics_task = match &config.metrics {
         Some(m) => {
-            let listener = sealgate::metrics::bind(m.listen)
+            let listener = sealgate::scrape::bind(m.listen)
                 .await
                 .map_err(anyhow::Error::msg)?;
             tracing::info!(listen = %listener.local_addr()?, "metrics, /healthz and /readyz serving (plain HTTP)");
             gateway
                 .metrics
-                .register_collector(sealgate::metrics::StateCollector::new(
+                .register_collector(sealgate::scrape::StateCollector::new(
                     &gateway,
                     parts.stats.clone(),
                     config.clone(),
                 ));
             // Up until the process ends: /readyz says 503 while draining.
-            Some(tokio::spawn(sealgate::metrics::serve(
+            Some(tokio::spawn(sealgate::scrape::serve(
                 listener,
                 gateway.clone(),
                 std::future::pending::<()>(),
