@@ -230,9 +230,8 @@ impl Metrics {
             if let Some(id) = &record.client_id {
                 span.record("client.id", id.as_str());
             }
-            if let Some(d) = &record.request_digest {
-                crate::traces::correlate(d);
-            }
+            // request.digest was recorded as soon as the signature held
+            // (crate::traces::correlate), for the log lines before this.
         }
         self.requests
             .get_or_create(&[
