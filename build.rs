@@ -10,6 +10,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
         ["proto"],
     )?;
+    // Served by gRPC reflection on the gateway's port (`grpcurl list`):
+    // exactly what was compiled, less the enrollment service, which has a
+    // listener of its own.
+    let mut served = fds.clone();
+    served
+        .file
+        .retain(|f| f.name() != "sealgate/v1/enrollment.proto");
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("sealgate_descriptor.bin"),
+        prost::Message::encode_to_vec(&served),
+    )?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

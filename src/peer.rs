@@ -236,6 +236,9 @@ pub struct AcceptStats {
     /// Connections closed at accept because the `source_failures` anomaly
     /// detector blocked their source address.
     pub connections_from_blocked_sources: AtomicU64,
+    /// Authenticated connections open now (handed to HTTP/2, not yet
+    /// closed).
+    pub connections_open: AtomicU64,
 }
 
 #[cfg(test)]

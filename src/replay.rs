@@ -39,6 +39,12 @@ pub trait ReplayStore: Send + Sync {
         env: &VerifiedEnvelope,
         now_ms: i64,
     ) -> Result<(), ReplayError>;
+
+    /// How many nonces are remembered now (for the metrics; may include
+    /// some past their retention that were not evicted yet).
+    fn nonces(&self) -> usize {
+        0
+    }
 }
 
 struct ClientNonces {
@@ -109,6 +115,11 @@ impl ReplayStore for MemoryReplayStore {
             .order
             .push_back((now_ms.saturating_add(self.retention_ms), key));
         Ok(())
+    }
+
+    fn nonces(&self) -> usize {
+        let clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients.values().map(|c| c.seen.len()).sum()
     }
 }
 

@@ -439,6 +439,7 @@ impl PeerStream {
 
 impl Drop for PeerStream {
     fn drop(&mut self) {
+        self.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
         // tonic sends GOAWAY at `max_connection_age` (counted from a little
         // after `opened`): a connection that lived that long was closed by
         // it, unless the transport closed it for another reason.
@@ -582,7 +583,17 @@ pub async fn run_summarizing(
         connections: Arc::new(Semaphore::new(t.max_connections)),
         connections_per_identity: Slots::new(),
     });
-    let accept = tokio::spawn(accept_loop(listener, admission, tx));
+    // At the stop signal the accept loop ends and the listener closes at
+    // once (new connections are refused), while tonic lets the requests in
+    // flight finish.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let gateway = parts.gateway.clone();
+    let shutdown = async move {
+        shutdown.await;
+        gateway.metrics.start_draining();
+        let _ = stopping_tx.send(true);
+    };
+    let accept = tokio::spawn(accept_loop(listener, admission, tx, stopping));
     let max_decoding = parts
         .gateway
         .limits
@@ -598,8 +609,20 @@ pub async fn run_summarizing(
     )
     .max_decoding_message_size(max_decoding)
     .max_encoding_message_size(1024 * 1024);
+    // grpc.health.v1 and server reflection: same port, same mTLS (any
+    // client certificate of our CA), no envelope; they reveal the service
+    // names and whether the gateway serves, nothing about any client.
+    let health = crate::health::service(&parts.gateway);
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .inspect_err(|e| tracing::error!(error = %e, "server reflection is off: the descriptors did not load"))
+        .ok();
     let result = tonic::transport::Server::builder()
         // A message the gRPC layer refuses as too large is audited too.
+        // Every request in its span: the correlation id of its log lines.
+        .layer(crate::traces::RequestSpanLayer)
         .layer(crate::gateway::TransportAuditLayer::new(
             parts.gateway.clone(),
         ))
@@ -621,6 +644,8 @@ pub async fn run_summarizing(
         .max_connection_age(t.max_connection_age())
         .add_service(service)
         .add_service(admin)
+        .add_service(health)
+        .add_optional_service(reflection)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::ReceiverStream::new(rx), shutdown)
         .await;
     accept.abort();
@@ -675,10 +700,15 @@ async fn accept_loop(
     listener: TcpListener,
     admission: Arc<Admission>,
     tx: mpsc::Sender<io::Result<PeerStream>>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     let t = &admission.transport;
     loop {
-        let (tcp, remote) = match listener.accept().await {
+        let accepted = tokio::select! {
+            _ = stopping.wait_for(|s| *s) => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, remote) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Typically EMFILE: back off instead of spinning.
@@ -750,6 +780,9 @@ async fn admit(
     let io = match handshake {
         Ok(Ok(io)) => io,
         Ok(Err(e)) => {
+            a.gateway
+                .metrics
+                .handshake_failed(crate::metrics::handshake_failure_cause(&e));
             let refusal = if is_tls_error(&e) {
                 // Failed handshakes feed the per-source detector; timeouts
                 // and abandoned ones are the handshake budget's concern.
@@ -767,6 +800,7 @@ async fn admit(
             return;
         }
         Err(_) => {
+            a.gateway.metrics.handshake_failed("timed_out");
             let refusal = Refusal::HandshakeTimedOut(source);
             if a.refuse(&a.stats.handshakes_timed_out, refusal) {
                 tracing::info!(peer.addr = %remote, "TLS handshake timed out");
@@ -827,6 +861,7 @@ async fn admit(
             .with_certificate(certificate),
     );
     let idle_timeout = t.idle_timeout();
+    a.stats.connections_open.fetch_add(1, Ordering::Relaxed);
     let stream = PeerStream {
         io,
         info,

@@ -61,6 +61,14 @@ pub enum StartError {
     /// A backend could not be started, listed or pinned.
     #[error("{0}")]
     Backend(String),
+    /// A file the config names is missing, unreadable or unusable.
+    #[error("field {field}: {message}")]
+    File {
+        /// The config field, e.g. `tls.key`.
+        field: String,
+        /// What is wrong, naming the file.
+        message: String,
+    },
     /// The audit sink could not be opened.
     #[error("audit log {path}: {source}")]
     Audit {
@@ -127,6 +135,13 @@ pub async fn build(
         refusals: crate::summary::Summary::new(REFUSAL_SUMMARY_INTERVAL, 4096),
         expiry_horizon_ms: expiry_horizon_ms(config),
         expiring_seen: Default::default(),
+        metrics: Arc::new(crate::metrics::Metrics::new(
+            &config
+                .backends
+                .iter()
+                .map(BackendConfig::name)
+                .collect::<Vec<_>>(),
+        )),
         anomaly: Arc::new(crate::policy::Anomaly::new(
             config.anomaly.clone(),
             audit.clone(),
@@ -176,6 +191,19 @@ pub async fn check(config: &Config) -> Result<Vec<String>, StartError> {
         registry.len(),
         config.tiers.len()
     ));
+    // Each file by the field that names it, then the configs built from
+    // them as `serve` builds them.
+    let field = |field: &str, e: crate::tls::TlsError| StartError::File {
+        field: field.to_string(),
+        message: e.to_string(),
+    };
+    crate::tls::load_certs(&config.tls.cert).map_err(|e| field("tls.cert", e))?;
+    crate::tls::load_private_key(&config.tls.key).map_err(|e| field("tls.key", e))?;
+    crate::tls::load_certs(&config.tls.client_ca).map_err(|e| field("tls.client_ca", e))?;
+    for (i, crl) in config.tls.crls.iter().enumerate() {
+        crate::tls::revoked_serials(std::slice::from_ref(crl))
+            .map_err(|e| field(&format!("tls.crls[{i}]"), e))?;
+    }
     tls_server_config(config)?;
     crate::tls::revoked_serials(&config.tls.crls)?;
     done.push(format!(

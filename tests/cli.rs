@@ -594,16 +594,53 @@ fn check_config_passes_a_good_config_and_names_what_is_wrong() {
         original.replace("crls = [\"ca/crl.pem\"]", "crls = [\"ca/missing.pem\"]"),
         "missing.pem",
     );
+    fails(
+        original.replace(
+            "key = \"gateway.signing.key\"",
+            "key = \"env:SEALGATE_TEST_NO_SUCH_VARIABLE\"",
+        ),
+        "secret env:SEALGATE_TEST_NO_SUCH_VARIABLE: the environment variable is not set",
+    );
+    fails(
+        format!("{original}\n[metrics]\nlisten = \"0.0.0.0:9464\"\n"),
+        "field metrics.listen: 0.0.0.0:9464 is not a loopback address",
+    );
     std::fs::write(&config, &original).expect("config");
+    // The error names the config file, the field, the file and the problem,
+    // each cause once.
     let key = d.join("dev/server.key");
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o640))
-        .expect("chmod");
+    let moved = d.join("dev/server.key.moved");
+    std::fs::rename(&key, &moved).expect("move key");
     let out = sealgate(d, &["check-config", path]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("server.key"),
-        "{out:?}"
+    let err = String::from_utf8_lossy(&out.stderr);
+    let expected = format!(
+        "error: {path}: field tls.key: {}: cannot read: ",
+        key.display()
     );
+    assert!(
+        err.starts_with(&expected),
+        "{expected:?} does not start {err}"
+    );
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+    std::fs::rename(&moved, &key).expect("restore key");
+    for mode in [0o640, 0o644] {
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .expect("chmod");
+        let out = sealgate(d, &["check-config", path]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "field tls.key: {}: private key is readable by group or others (mode {mode:o})",
+                key.display()
+            )),
+            "{err}"
+        );
+    }
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    ok(&sealgate(d, &["check-config", path]));
 }
 
 /// `--log-format json` writes one JSON object a line, for a collector.

@@ -294,7 +294,7 @@ fn rfc3339_of(t: time::OffsetDateTime) -> String {
 
 /// What the request path and the writer thread share: whether records can
 /// be committed now, and counts of what could not even be queued.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Shared {
     /// False while a sink that must hold every record cannot take one (or
     /// the queue is full): new requests are refused with AUDIT_UNAVAILABLE.
@@ -302,6 +302,13 @@ pub(crate) struct Shared {
     /// Records and events refused by a full queue since the writer last
     /// reported them (it writes the count into the trail).
     not_queued: AtomicU64,
+    /// Entries queued and not yet taken by the writer (metrics).
+    pub(crate) queued: AtomicU64,
+    /// Failed delivery attempts to any sink since start (metrics).
+    pub(crate) sink_failures: AtomicU64,
+    /// Anomaly actions recorded since start, by (detector, action); both
+    /// are static names, so the map stays small (metrics).
+    anomaly_actions: Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 /// The audit trail's handle: cheap to call from the request path, which
@@ -328,6 +335,7 @@ impl AuditLog {
         let shared = Arc::new(Shared {
             available: AtomicBool::new(true),
             not_queued: AtomicU64::new(0),
+            ..Shared::default()
         });
         let writer = Writer::open(config, key, shared.clone())?;
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_capacity);
@@ -371,6 +379,7 @@ impl AuditLog {
         let shared = Arc::new(Shared {
             available: AtomicBool::new(true),
             not_queued: AtomicU64::new(0),
+            ..Shared::default()
         });
         let lines = Arc::new(Mutex::new(Vec::new()));
         let writer = Writer::memory(key, shared.clone(), lines.clone());
@@ -393,6 +402,7 @@ impl AuditLog {
             shared: Arc::new(Shared {
                 available: AtomicBool::new(true),
                 not_queued: AtomicU64::new(0),
+                ..Shared::default()
             }),
             thread: Mutex::new(None),
             memory: None,
@@ -404,6 +414,27 @@ impl AuditLog {
     /// refused with AUDIT_UNAVAILABLE. One atomic load.
     pub fn available(&self) -> bool {
         self.shared.available.load(Ordering::Acquire)
+    }
+
+    /// Entries waiting in the writer's queue now.
+    pub fn queue_depth(&self) -> u64 {
+        self.shared.queued.load(Ordering::Relaxed)
+    }
+
+    /// Failed delivery attempts to a sink since start.
+    pub fn sink_failures(&self) -> u64 {
+        self.shared.sink_failures.load(Ordering::Relaxed)
+    }
+
+    /// Anomaly actions recorded since start, by (detector, action).
+    pub fn anomaly_actions(&self) -> Vec<((&'static str, &'static str), u64)> {
+        self.shared
+            .anomaly_actions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect()
     }
 
     /// Queues `entry`; false when the queue is full (counted, and said in
@@ -426,7 +457,10 @@ impl AuditLog {
             return false;
         };
         match queue.try_send(entry) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.shared.queued.fetch_add(1, Ordering::Relaxed);
+                true
+            }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.shared.not_queued.fetch_add(1, Ordering::Relaxed);
                 self.shared.available.store(false, Ordering::Release);
@@ -486,6 +520,13 @@ impl AuditLog {
 
     /// Records an anomaly action, expiry or unblock, and logs it.
     pub fn anomaly_event(&self, event: &AnomalyEvent<'_>) {
+        *self
+            .shared
+            .anomaly_actions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((event.detector, event.action))
+            .or_default() += 1;
         tracing::warn!(
             detector = event.detector,
             action = event.action,

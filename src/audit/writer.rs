@@ -474,6 +474,9 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            self.shared
+                .queued
+                .fetch_sub(batch.len() as u64, Ordering::Relaxed);
             self.process(batch);
             if self.closed {
                 return;
@@ -610,6 +613,7 @@ impl Writer {
         for slot in &mut self.slots {
             let was_failing = slot.failing_since;
             if let Some(error) = slot.flush(now) {
+                self.shared.sink_failures.fetch_add(1, Ordering::Relaxed);
                 if was_failing.is_none() {
                     tracing::error!(sink = %slot.name, error = %error, "audit sink cannot take records");
                 }

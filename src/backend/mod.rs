@@ -93,6 +93,18 @@ pub trait Backend: Send + Sync + 'static {
     fn sandbox(&self) -> Option<crate::sandbox::SandboxReport> {
         None
     }
+    /// Whether the backend can take a call now (a stdio backend: its child
+    /// runs); the metrics and health checks read it.
+    fn is_up(&self) -> bool {
+        true
+    }
+    /// How many times the backend's process was restarted.
+    fn restarts(&self) -> u64 {
+        0
+    }
+    /// Stops the backend for good at shutdown (a stdio backend: its whole
+    /// process group). The default has nothing to stop.
+    fn stop(&self) {}
 }
 
 /// The built-in backend: the EP MCP Server's tools over bundled sample

@@ -220,6 +220,19 @@ impl Router {
             .find(|b| b.name() == name)
     }
 
+    /// Whether the backend at `slot` is up and its current tools were
+    /// listed and checked against the pins.
+    pub fn is_ready(&self, slot: usize) -> bool {
+        slot < self.slots.len() && !self.is_stale(slot) && self.slots[slot].backend.is_up()
+    }
+
+    /// Stops every backend (stdio children with their process groups).
+    pub fn stop(&self) {
+        for s in &self.slots {
+            s.backend.stop();
+        }
+    }
+
     fn is_stale(&self, slot: usize) -> bool {
         let st = &self.state[slot];
         *st.generation.borrow() != st.synced.load(Ordering::Acquire)

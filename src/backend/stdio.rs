@@ -320,6 +320,22 @@ impl Backend for StdioBackend {
     fn sandbox(&self) -> Option<SandboxReport> {
         self.sandbox_report()
     }
+
+    fn is_up(&self) -> bool {
+        self.child_pid().is_some()
+    }
+
+    fn restarts(&self) -> u64 {
+        u64::from(StdioBackend::restarts(self))
+    }
+
+    fn stop(&self) {
+        self.supervisor.abort();
+        if let Some(conn) = self.shared.conn.borrow().as_ref() {
+            conn.kill();
+            kill_group(conn.pid);
+        }
+    }
 }
 
 async fn call(

@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -36,7 +38,30 @@ pub struct DevArgs {
 /// `sealgate serve --config FILE`.
 pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     let config = Config::load(&args.config)?;
-    super::runtime()?.block_on(run(config, &args.config, None))?;
+    serve_until_stopped(config, &args.config, None)
+}
+
+/// Runs the gateway until SIGTERM or SIGINT, then finishes in order: calls
+/// in flight complete (or are cut off at `shutdown_deadline_secs`), the
+/// audit trail is flushed and sealed, the backends stop with their process
+/// groups; exit code 0.
+fn serve_until_stopped(
+    config: Config,
+    config_path: &Path,
+    dev_dir: Option<&Path>,
+) -> Result<ExitCode> {
+    let runtime = super::runtime()?;
+    let served = runtime.block_on(run(config, config_path, dev_dir));
+    // Calls cut off at the deadline end here: dropping their futures
+    // leaves each its `cancelled` record, queued before the trail closes.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    let gateway = served?;
+    // Repeated refusals counted since the last summary, then the closing
+    // checkpoint, written and synced before the process ends.
+    gateway.report_refusals();
+    gateway.audit.close();
+    gateway.router.stop();
+    tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -44,7 +69,9 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
 /// without serving; exit 0 when it would start, 1 with the reason if not.
 pub fn check(args: CheckArgs) -> Result<ExitCode> {
     let config = Config::load(&args.config)?;
-    let done = super::runtime()?.block_on(sealgate::startup::check(&config))?;
+    let done = super::runtime()?
+        .block_on(sealgate::startup::check(&config))
+        .with_context(|| args.config.display().to_string())?;
     for line in &done {
         out!("ok: {line}");
     }
@@ -56,17 +83,22 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
 pub fn dev(args: DevArgs) -> Result<ExitCode> {
     let config_path = sealgate::dev::setup(&args.dir, args.listen)?;
     let config = Config::load(&config_path)?;
-    super::runtime()?.block_on(run(config, &config_path, Some(&args.dir)))?;
-    Ok(ExitCode::SUCCESS)
+    serve_until_stopped(config, &config_path, Some(&args.dir))
 }
 
 /// Builds the gateway, starts reloading, binds, and serves until SIGTERM or
 /// Ctrl-C. Every signal handler is in place before the port opens: a
 /// signal sent as soon as the gateway accepts connections is handled, never
 /// the default action that would kill it.
-async fn run(config: Config, config_path: &Path, dev_dir: Option<&Path>) -> Result<()> {
+async fn run(
+    config: Config,
+    config_path: &Path,
+    dev_dir: Option<&Path>,
+) -> Result<Arc<sealgate::gateway::Gateway>> {
     let stop_signal = StopSignal::install();
+    sealgate::traces::install(config.traces.as_ref()).map_err(anyhow::Error::msg)?;
     let parts = sealgate::startup::build(&config, None).await?;
+    let gateway = parts.gateway.clone();
     let enrollment =
         sealgate::startup::build_enrollment(&config, Some(parts.gateway.clone()), Vec::new(), None)
             .await?;
@@ -80,6 +112,28 @@ async fn run(config: Config, config_path: &Path, dev_dir: Option<&Path>) -> Resu
         enrollment_task = Some(spawn_enrollment(&config, e, stop_rx.clone()).await?);
     }
     reloader.spawn();
+    let metrics_task = match &config.metrics {
+        Some(m) => {
+            let listener = sealgate::scrape::bind(m.listen)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            tracing::info!(listen = %listener.local_addr()?, "metrics, /healthz and /readyz serving (plain HTTP)");
+            gateway
+                .metrics
+                .register_collector(sealgate::scrape::StateCollector::new(
+                    &gateway,
+                    parts.stats.clone(),
+                    config.clone(),
+                ));
+            // Up until the process ends: /readyz says 503 while draining.
+            Some(tokio::spawn(sealgate::scrape::serve(
+                listener,
+                gateway.clone(),
+                std::future::pending::<()>(),
+            )))
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -88,16 +142,37 @@ async fn run(config: Config, config_path: &Path, dev_dir: Option<&Path>) -> Resu
     if let Some(dir) = dev_dir {
         print_dev_banner(dir, addr);
     }
+    let mut stopping = stop_rx.clone();
     let stop = async move {
         stop_signal.wait().await;
         let _ = stop_tx.send(true);
     };
-    sealgate::server::run(listener, parts, stop).await?;
-    if let Some(task) = enrollment_task {
-        let _ = task.await;
+    let deadline = config.transport.shutdown_deadline();
+    let cut_off = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(deadline).await;
+    };
+    tokio::select! {
+        served = sealgate::server::run(listener, parts, stop) => {
+            served?;
+            tracing::info!("every call in flight finished");
+        }
+        _ = cut_off => {
+            tracing::warn!(
+                deadline_secs = deadline.as_secs(),
+                "shutdown deadline passed: the calls still in flight are cut off (recorded as cancelled)"
+            );
+        }
     }
-    tracing::info!("stopped");
-    Ok(())
+    if let Some(task) = enrollment_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
+    // The spans of the last calls, exported before the runtime ends.
+    let _ = tokio::task::spawn_blocking(sealgate::traces::shutdown).await;
+    Ok(gateway)
 }
 
 /// Binds the enrollment listener and serves it until `stop` turns true.

@@ -1,0 +1,364 @@
+//! The metrics listener: `/metrics`, `/healthz` and `/readyz` on plain
+//! HTTP, and the figures read from the running gateway at each scrape.
+//!
+//! [`crate::metrics`] counts what the request path produces; this module
+//! adds, at scrape time, what other parts already keep: the accept loop's
+//! [`AcceptStats`], connections open, the backends' state, the audit
+//! queue, the replay cache, anomaly actions and how long each credential
+//! has left. It only reads: it never changes the gateway or a request.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::peer::AcceptStats;
+
+/// Scrape-time figures: the accept loop's counters, connections open, the
+/// backends' state, the audit trail's queue, the replay cache, anomaly
+/// actions and how long each credential has left.
+#[derive(Debug)]
+pub struct StateCollector {
+    gateway: Weak<Gateway>,
+    stats: Arc<AcceptStats>,
+    config: Config,
+}
+
+impl StateCollector {
+    /// Reads `gateway` (while it lives), `stats` and the credential files
+    /// named in `config`.
+    pub fn new(gateway: &Arc<Gateway>, stats: Arc<AcceptStats>, config: Config) -> Self {
+        StateCollector {
+            gateway: Arc::downgrade(gateway),
+            stats,
+            config,
+        }
+    }
+}
+
+/// Encodes one metric without labels.
+fn single(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: &impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    let m = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+    metric.encode(m)
+}
+
+/// Encodes one metric family of (labels, value) rows.
+fn rows<L: prometheus_client::encoding::EncodeLabelSet, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    rows: &[(L, M)],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, value) in rows {
+        value.encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &*self.stats;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        rows(
+            &mut enc,
+            "tls_handshakes",
+            "Connections by how their TLS handshake ended (ok, failed, timed_out) or why they were closed at accept (shed, shed_per_source, blocked_source)",
+            MetricType::Counter,
+            &[
+                ([("result", "ok")], ConstCounter::new(load(&s.handshakes_ok))),
+                (
+                    [("result", "failed")],
+                    ConstCounter::new(load(&s.handshakes_failed)),
+                ),
+                (
+                    [("result", "timed_out")],
+                    ConstCounter::new(load(&s.handshakes_timed_out)),
+                ),
+                (
+                    [("result", "shed")],
+                    ConstCounter::new(load(&s.handshakes_shed)),
+                ),
+                (
+                    [("result", "shed_per_source")],
+                    ConstCounter::new(load(&s.handshakes_shed_per_source)),
+                ),
+                (
+                    [("result", "blocked_source")],
+                    ConstCounter::new(load(&s.connections_from_blocked_sources)),
+                ),
+            ],
+        )?;
+        single(
+            &mut enc,
+            "tls_handshakes_post_quantum",
+            "Completed handshakes whose key exchange was X25519MLKEM768",
+            &ConstCounter::new(load(&s.handshakes_post_quantum)),
+        )?;
+        single(
+            &mut enc,
+            "connections_open",
+            "Authenticated connections open now",
+            &ConstGauge::new(load(&s.connections_open) as i64),
+        )?;
+        rows(
+            &mut enc,
+            "connections_closed",
+            "Connections the gateway closed, by reason",
+            MetricType::Counter,
+            &[
+                (
+                    [("reason", "idle")],
+                    ConstCounter::new(load(&s.idle_closed)),
+                ),
+                (
+                    [("reason", "max_age")],
+                    ConstCounter::new(load(&s.connections_aged_out)),
+                ),
+                (
+                    [("reason", "identity_denials")],
+                    ConstCounter::new(load(&s.connections_closed_for_identity_denials)),
+                ),
+                (
+                    [("reason", "max_connections")],
+                    ConstCounter::new(load(&s.connections_over_capacity)),
+                ),
+                (
+                    [("reason", "identity_connection_cap")],
+                    ConstCounter::new(load(&s.connections_over_identity_cap)),
+                ),
+            ],
+        )?;
+        let Some(gw) = self.gateway.upgrade() else {
+            return Ok(());
+        };
+        let ready = crate::health::serving(&gw);
+        single(
+            &mut enc,
+            "ready",
+            "1 while the gateway serves (every backend up and its tools pinned, the audit trail taking records, not stopping)",
+            &ConstGauge::new(i64::from(ready)),
+        )?;
+        let router = &gw.router;
+        let names: Vec<String> = router
+            .slots()
+            .iter()
+            .map(|s| s.backend.name().to_string())
+            .collect();
+        let up: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    [("backend", n.as_str())],
+                    ConstGauge::new(i64::from(router.is_ready(i))),
+                )
+            })
+            .collect();
+        rows(
+            &mut enc,
+            "backend_up",
+            "1 while the backend runs and its current tools are listed and checked against the pins",
+            MetricType::Gauge,
+            &up,
+        )?;
+        let restarts: Vec<_> = router
+            .slots()
+            .iter()
+            .zip(&names)
+            .map(|(s, n)| {
+                (
+                    [("backend", n.as_str())],
+                    ConstCounter::new(s.backend.restarts()),
+                )
+            })
+            .collect();
+        rows(
+            &mut enc,
+            "backend_restarts",
+            "Times a backend's process was restarted",
+            MetricType::Counter,
+            &restarts,
+        )?;
+        single(
+            &mut enc,
+            "replay_cache_nonces",
+            "Nonces remembered by the replay cache now",
+            &ConstGauge::new(gw.replay.nonces() as i64),
+        )?;
+        let audit = &gw.audit;
+        single(
+            &mut enc,
+            "audit_queue_depth",
+            "Audit records and events queued for the writer",
+            &ConstGauge::new(audit.queue_depth() as i64),
+        )?;
+        single(
+            &mut enc,
+            "audit_sink_failures",
+            "Failed attempts to deliver to an audit sink",
+            &ConstCounter::new(audit.sink_failures()),
+        )?;
+        single(
+            &mut enc,
+            "audit_available",
+            "1 while every audit sink that must hold records takes them (else calls are refused with AUDIT_UNAVAILABLE)",
+            &ConstGauge::new(i64::from(audit.available())),
+        )?;
+        let actions: Vec<_> = audit
+            .anomaly_actions()
+            .into_iter()
+            .map(|((detector, action), n)| {
+                (
+                    [("detector", detector), ("action", action)],
+                    ConstCounter::new(n),
+                )
+            })
+            .collect();
+        rows(
+            &mut enc,
+            "anomaly_actions",
+            "Anomaly detector actions (alert, throttle, block, their expiry, unblock)",
+            MetricType::Counter,
+            &actions,
+        )?;
+        let now = gw.clock.now_ms();
+        let items = crate::expiry::scan(&self.config, &gw.registry.load(), now, i64::MAX / 4);
+        let mut soonest: Vec<(&'static str, i64)> = Vec::new();
+        for item in &items {
+            match soonest.iter_mut().find(|(w, _)| *w == item.what) {
+                Some((_, ms)) => *ms = (*ms).min(item.not_after_ms),
+                None => soonest.push((item.what, item.not_after_ms)),
+            }
+        }
+        let left: Vec<_> = soonest
+            .iter()
+            .map(|(what, ms)| {
+                (
+                    [("credential", *what)],
+                    ConstGauge::new((ms - now).div_euclid(1000)),
+                )
+            })
+            .collect();
+        rows(
+            &mut enc,
+            "credential_expiry_seconds",
+            "Seconds until the soonest end of each kind of credential (server_certificate, client_ca, crl next update, signing_key of a registered client); negative once past",
+            MetricType::Gauge,
+            &left,
+        )?;
+        Ok(())
+    }
+}
+
+/// Connections the metrics listener serves at once; more are closed at
+/// accept (scrapers and probes need a handful).
+const MAX_METRICS_CONNECTIONS: usize = 32;
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` (plain
+/// HTTP/1.1) until `shutdown` completes. Anything else is 404; only GET
+/// and HEAD are answered. At most [`MAX_METRICS_CONNECTIONS`] at once,
+/// each for 30 s at most.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_METRICS_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let service = hyper::service::service_fn(move |req| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, Infallible>(answer(&gateway, &req)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+            let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
+        });
+    }
+}
+
+fn answer<B>(
+    gateway: &Gateway,
+    req: &http::Request<B>,
+) -> http::Response<http_body_util::Full<Bytes>> {
+    let text = |status: http::StatusCode, ctype: &'static str, body: String| {
+        let mut r = http::Response::new(http_body_util::Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(ctype),
+        );
+        r
+    };
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
+        return text(
+            http::StatusCode::METHOD_NOT_ALLOWED,
+            PLAIN,
+            "GET only\n".into(),
+        );
+    }
+    match req.uri().path() {
+        "/metrics" => text(
+            http::StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            gateway.metrics.encode(),
+        ),
+        "/healthz" => text(http::StatusCode::OK, PLAIN, "ok\n".into()),
+        "/readyz" => {
+            if crate::health::serving(gateway) {
+                text(http::StatusCode::OK, PLAIN, "ready\n".into())
+            } else {
+                text(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    PLAIN,
+                    format!("not ready: {}\n", crate::health::why_not(gateway)),
+                )
+            }
+        }
+        _ => text(http::StatusCode::NOT_FOUND, PLAIN, "not found\n".into()),
+    }
+}
+
+/// Binds `[metrics] listen`; the error names the field.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} (metrics.listen): {e}"))
+}
