@@ -38,10 +38,6 @@ W=$(pwd)/target/bench/run-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$W"
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 PORT_GW=$(free_port); PORT_ECHO=$(free_port); PORT_UP=$(free_port); PORT_NG=$(free_port)
-# The gateway's enrollment listener takes the next port.
-while [ "$PORT_ECHO" = $((PORT_GW+1)) ] || [ "$PORT_NG" = $((PORT_GW+1)) ] || [ "$PORT_UP" = $((PORT_GW+1)) ]; do
-  PORT_GW=$(free_port)
-done
 
 PIDS=()
 cleanup() {
@@ -82,7 +78,9 @@ http {
   access_log off;
   client_body_temp_path $W/nginx-body;
   proxy_temp_path $W/nginx-proxy;
-  upstream echo { server 127.0.0.1:$PORT_UP; keepalive 64; }
+  # No recycling of client or upstream connections every 1000 requests.
+  keepalive_requests 100000000;
+  upstream echo { server 127.0.0.1:$PORT_UP; keepalive 64; keepalive_requests 100000000; }
   server {
     listen 127.0.0.1:$PORT_NG ssl http2;
     ssl_certificate $W/dev/server.crt;
@@ -109,12 +107,12 @@ r=json.loads(sys.stdin.read()); print("   %-28s %9.0f/s  cpu/call %6.1f us  p50 
 echo "== one call in flight (latency), then 4 connections x 16 in flight (throughput), ${SECS} s each"
 for t in echo nginx sealgate; do
   case $t in
-    echo) EP="localhost:$PORT_ECHO"; P=$PID_ECHO; V=0 ;;
-    nginx) EP="localhost:$PORT_NG"; P=$PID_NGINX_WORKERS; V=0 ;;
-    sealgate) EP="localhost:$PORT_GW"; P=$PID_GW; V=64 ;;
+    echo) EP="localhost:$PORT_ECHO"; P=$PID_ECHO; V=0; M=60000 ;;
+    nginx) EP="localhost:$PORT_NG"; P=$PID_NGINX_WORKERS; V=0; M=30000 ;;
+    sealgate) EP="localhost:$PORT_GW"; P=$PID_GW; V=64; M=30000 ;;
   esac
-  load --profile "$DEMO" --endpoint "$EP" --pids "$P" --conns 1 --inflight 1 --secs "$SECS" --verify-every "$V" --label "$t latency"
-  load --profile "$DEMO" --endpoint "$EP" --pids "$P" --conns 4 --inflight 16 --secs "$SECS" --verify-every "$V" --label "$t throughput"
+  load --profile "$DEMO" --endpoint "$EP" --pids "$P" --conns 1 --inflight 1 --secs "$SECS" --verify-every "$V" --max-rate 20000 --label "$t latency"
+  load --profile "$DEMO" --endpoint "$EP" --pids "$P" --conns 4 --inflight 16 --secs "$SECS" --verify-every "$V" --max-rate "$M" --label "$t throughput"
 done
 
 MAX=$(python3 -c "import json
