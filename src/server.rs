@@ -764,6 +764,46 @@ async fn accept_loop(
 
 /// The handshake, the identity and the connection slots of one accepted
 /// connection; hands it to tonic when all of them hold.
+/// Connections being closed gently after a refused handshake; beyond this
+/// many, one is closed at once.
+const MAX_LINGERING: usize = 256;
+/// How long a refused connection is read and discarded after its alert.
+const ALERT_LINGER: Duration = Duration::from_millis(500);
+static LINGERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Closes a connection whose handshake was refused, its alert written.
+///
+/// Under TLS 1.3 the client sends its certificate and, at once, its first
+/// HTTP/2 bytes. Closing the socket with those bytes unread sends a TCP
+/// reset, which can reach the client before it reads the alert: it then
+/// sees a bare transport error instead of the reason (say `unknown_ca`).
+/// So the gateway half-closes (FIN after the alert), reads and discards
+/// what the client still sends, for at most [`ALERT_LINGER`] and 64 KiB,
+/// then closes; at most [`MAX_LINGERING`] connections at a time.
+fn close_after_alert(mut tcp: TcpStream) {
+    use std::sync::atomic::Ordering;
+    if LINGERING.fetch_add(1, Ordering::Relaxed) >= MAX_LINGERING {
+        LINGERING.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = tcp.shutdown().await;
+        let mut buf = [0u8; 4096];
+        let _ = tokio::time::timeout(ALERT_LINGER, async {
+            let mut total = 0usize;
+            while let Ok(n) = tcp.read(&mut buf).await {
+                total += n;
+                if n == 0 || total > 64 * 1024 {
+                    break;
+                }
+            }
+        })
+        .await;
+        LINGERING.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
 async fn admit(
     admission: Arc<Admission>,
     tcp: TcpStream,
@@ -775,11 +815,14 @@ async fn admit(
     let t = &a.transport;
     let source = Source::of(remote);
     let tls = a.tls.load_full();
-    let handshake = tokio::time::timeout(t.handshake_timeout(), tls.accept(tcp)).await;
+    let handshake = tokio::time::timeout(t.handshake_timeout(), tls.accept_or_return(tcp)).await;
     drop(handshake_slots);
     let io = match handshake {
         Ok(Ok(io)) => io,
-        Ok(Err(e)) => {
+        Ok(Err((e, tcp))) => {
+            if let Some(tcp) = tcp.filter(|_| is_tls_error(&e)) {
+                close_after_alert(tcp);
+            }
             a.gateway
                 .metrics
                 .handshake_failed(crate::metrics::handshake_failure_cause(&e));

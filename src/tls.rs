@@ -130,10 +130,28 @@ impl ServerTls {
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        let start =
-            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
+        self.accept_or_return(io).await.map_err(|(e, _)| e)
+    }
+
+    /// [`Self::accept`], giving the connection back when the handshake
+    /// failed after the ClientHello (its alert written), so the caller can
+    /// close it gently.
+    pub async fn accept_or_return<IO>(
+        &self,
+        io: IO,
+    ) -> Result<tokio_rustls::server::TlsStream<IO>, (std::io::Error, Option<IO>)>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io)
+            .await
+            .map_err(|e| (e, None))?;
         let config = self.config_for(start.client_hello().named_groups());
-        start.into_stream(config).await
+        start
+            .into_stream(config)
+            .into_fallible()
+            .await
+            .map_err(|(e, io)| (e, Some(io)))
     }
 
     /// Whether clients without the hybrid exchange are refused.
