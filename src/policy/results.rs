@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::pins::PinnedTool;
+use super::sanitize::{push_index, push_key};
 
 /// What to do with result text that matches a secret pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -298,7 +299,8 @@ impl ResultPolicy {
         let rules = self.effective(key);
         let mut findings = Findings::default();
         if rules.secrets != SecretAction::Off || rules.invisible != InvisibleAction::Allow {
-            let mut hits = vec![false; self.names.len()];
+            // Sized at the first redaction: a clean result allocates nothing.
+            let mut hits = Vec::new();
             self.walk(value, &mut String::new(), &rules, &mut hits, &mut findings)?;
             findings.redacted = self
                 .names
@@ -316,7 +318,7 @@ impl ResultPolicy {
         v: &mut Value,
         path: &mut String,
         rules: &Effective,
-        hits: &mut [bool],
+        hits: &mut Vec<bool>,
         findings: &mut Findings,
     ) -> Result<(), ResultError> {
         match v {
@@ -324,8 +326,7 @@ impl ResultPolicy {
             Value::Array(items) => {
                 for (i, item) in items.iter_mut().enumerate() {
                     let len = path.len();
-                    path.push('/');
-                    path.push_str(&i.to_string());
+                    push_index(path, i);
                     self.walk(item, path, rules, hits, findings)?;
                     path.truncate(len);
                 }
@@ -349,7 +350,7 @@ impl ResultPolicy {
         s: &mut String,
         path: &str,
         rules: &Effective,
-        hits: &mut [bool],
+        hits: &mut Vec<bool>,
         findings: &mut Findings,
     ) -> Result<(), ResultError> {
         let at = || {
@@ -380,6 +381,7 @@ impl ResultPolicy {
                 what: format!("text matching the secret pattern {}", first.unwrap_or("?")),
             });
         }
+        hits.resize(self.names.len(), false);
         for i in matched {
             let marker = format!("[REDACTED:{}]", self.names[i]);
             let replaced = self.each[i].replace_all(s, marker.as_str());
@@ -397,11 +399,6 @@ impl ResultPolicy {
 /// (terminal escape sequences among them).
 fn is_hidden(c: char) -> bool {
     super::sanitize::is_bidi_or_invisible(c) || (c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
-}
-
-fn push_key(path: &mut String, k: &str) {
-    path.push('/');
-    path.push_str(&k.replace('~', "~0").replace('/', "~1"));
 }
 
 fn first_line(s: &str) -> String {

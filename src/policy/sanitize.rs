@@ -176,6 +176,23 @@ pub fn scheme_of(uri: &str) -> Option<String> {
     valid.then(|| head.to_ascii_lowercase())
 }
 
+/// Appends array index `i` to the JSON Pointer `path`, without allocating.
+pub(crate) fn push_index(path: &mut String, i: usize) {
+    use std::fmt::Write;
+    let _ = write!(path, "/{i}");
+}
+
+/// Appends member name `k` to the JSON Pointer `path` (RFC 6901 escapes
+/// `~` and `/`), allocating only for a name that needs escaping.
+pub(crate) fn push_key(path: &mut String, k: &str) {
+    path.push('/');
+    if k.contains(['~', '/']) {
+        path.push_str(&k.replace('~', "~0").replace('/', "~1"));
+    } else {
+        path.push_str(k);
+    }
+}
+
 /// `.` or `..` segments, backslashes, percent-encoded dots or slashes, NUL.
 fn is_traversal(s: &str) -> bool {
     let lower = s.to_ascii_lowercase();
@@ -270,7 +287,7 @@ fn walk(
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 let len = path.len();
-                path.push_str(&format!("/{i}"));
+                push_index(path, i);
                 // Items of an identifier list are identifiers too.
                 walk(item, path, key, depth + 1, rules)?;
                 path.truncate(len);
@@ -288,8 +305,7 @@ fn walk(
                     );
                 }
                 let len = path.len();
-                path.push('/');
-                path.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                push_key(path, k);
                 walk(item, path, Some(k), depth + 1, rules)?;
                 path.truncate(len);
             }
