@@ -173,6 +173,10 @@ impl GatewayService {
 impl McpGatewayService for GatewayService {
     async fn call(&self, request: Request<CallRequest>) -> Result<Response<CallResponse>, Status> {
         let peer = request.extensions().get::<Arc<PeerInfo>>().cloned();
+        let early = request
+            .extensions()
+            .get::<crate::admission::Ticket>()
+            .cloned();
         let _busy = peer.as_ref().map(|p| p.activity.begin());
         let _in_flight = self.gateway.metrics.in_flight();
         // Written when this future ends, however it ends: a client that
@@ -181,7 +185,12 @@ impl McpGatewayService for GatewayService {
         let mut audit = self.gateway.audit_guard();
         let result = self
             .gateway
-            .process(peer.as_deref(), request.into_inner(), &mut audit.record)
+            .process_admitted(
+                peer.as_deref(),
+                early.as_ref(),
+                request.into_inner(),
+                &mut audit.record,
+            )
             .await;
         // Answered only once its record is committed.
         let result = self.gateway.finish(peer.as_deref(), audit, result).await;
@@ -384,6 +393,33 @@ impl Gateway {
         }
     }
 
+    /// Answers a request that stages 1 or 2 refused before its body was
+    /// read ([`crate::admission`]): tells the detectors, records it as
+    /// the service would (a repeat counted into the summary), and returns
+    /// the status to send.
+    pub async fn refuse(
+        &self,
+        peer: Option<&PeerInfo>,
+        record: AuditRecord,
+        registered: bool,
+        started: Instant,
+        denial: Denial,
+    ) -> Status {
+        self.observe_denial(peer, &record, registered, denial.reason);
+        let audit = AuditOnDrop {
+            record,
+            log: &self.audit,
+            metrics: &self.metrics,
+            started,
+            done: false,
+        };
+        match self.finish::<()>(peer, audit, Err(denial)).await {
+            Err(denial) => denial.to_status(),
+            // `finish` turns a refusal into a refusal; never reached.
+            Ok(()) => crate::error::audit_unavailable().to_status(),
+        }
+    }
+
     /// The record of a request the gRPC layer refused as too large
     /// (`MESSAGE_TOO_LARGE`, stage `transport`), counted like an admission
     /// refusal when it repeats.
@@ -444,8 +480,23 @@ impl Gateway {
         request: CallRequest,
         record: &mut AuditRecord,
     ) -> Result<CallResponse, Denial> {
+        self.process_admitted(peer, None, request, record).await
+    }
+
+    /// [`Gateway::process`] for a request whose stages 1 and 2 the early
+    /// admission layer already ran (`early`), so that they are not run,
+    /// nor its rate charged, twice.
+    pub async fn process_admitted(
+        &self,
+        peer: Option<&PeerInfo>,
+        early: Option<&crate::admission::Ticket>,
+        request: CallRequest,
+        record: &mut AuditRecord,
+    ) -> Result<CallResponse, Denial> {
         let mut registered = false;
-        let result = self.stages(peer, request, record, &mut registered).await;
+        let result = self
+            .stages(peer, early, request, record, &mut registered)
+            .await;
         if let Err(denial) = &result {
             self.observe_denial(peer, record, registered, denial.reason);
         }
@@ -455,6 +506,7 @@ impl Gateway {
     async fn stages(
         &self,
         peer: Option<&PeerInfo>,
+        early: Option<&crate::admission::Ticket>,
         request: CallRequest,
         record: &mut AuditRecord,
         registered: &mut bool,
@@ -462,13 +514,23 @@ impl Gateway {
         let size = request.encoded_len();
         let now = self.clock.now_ms();
         let mut timer = self.metrics.stages();
-        // 1 identity, 2 admission, 3 envelope.
+        // 1 identity, 2 admission (unless the early layer ran them), 3
+        // envelope.
+        let admitted = match early {
+            Some(ticket) => {
+                name_peer(record, peer);
+                let admitted = ticket.admitted(peer)?;
+                *registered = true;
+                admitted
+            }
+            None => self.admit_request(peer, record, registered, now)?,
+        };
         let Authenticated {
             identity,
             client,
             verified,
             in_flight: _in_flight,
-        } = self.authenticate(peer, request.envelope, size, record, registered, now)?;
+        } = self.open_envelope(admitted, request.envelope, size, record, now)?;
         timer.lap(crate::metrics::Stage::Authenticate);
 
         // 4 message: strict JSON-RPC, only now that the signature held.
@@ -560,6 +622,21 @@ impl Gateway {
         registered: &mut bool,
         now: i64,
     ) -> Result<Authenticated<'p>, Denial> {
+        let admitted = self.admit_request(peer, record, registered, now)?;
+        self.open_envelope(admitted, envelope, size, record, now)
+    }
+
+    /// Stages 1 and 2, which need nothing from the request's body: the
+    /// certificate's identity and its registry entry, then admission
+    /// (blocks, throttles, rate, concurrency). The early admission layer
+    /// ([`crate::admission`]) runs them before the body is decoded.
+    pub fn admit_request<'p>(
+        &self,
+        peer: Option<&'p PeerInfo>,
+        record: &mut AuditRecord,
+        registered: &mut bool,
+        now: i64,
+    ) -> Result<Admitted<'p>, Denial> {
         // 1 identity: read from the certificate once per connection. The
         // record names the certificate even when it is refused below.
         record.stage = "audit";
@@ -622,6 +699,30 @@ impl Gateway {
             })?),
             None => None,
         };
+        Ok(Admitted {
+            identity,
+            client,
+            in_flight,
+        })
+    }
+
+    /// The rest of stage 2 (the size) and stage 3, for a request that
+    /// stages 1 and 2 admitted: the envelope's shape, the key bound to this
+    /// identity, signature, freshness, replay.
+    pub fn open_envelope<'p>(
+        &self,
+        admitted: Admitted<'p>,
+        envelope: Option<crate::proto::SignedEnvelope>,
+        size: usize,
+        record: &mut AuditRecord,
+        now: i64,
+    ) -> Result<Authenticated<'p>, Denial> {
+        let Admitted {
+            identity,
+            client,
+            in_flight,
+        } = admitted;
+        record.stage = "admission";
         if size > self.limits.max_envelope_bytes {
             return Err(Denial::new(
                 Reason::EnvelopeTooLarge,
@@ -934,6 +1035,16 @@ impl Gateway {
         serde_json::to_vec(&body)
             .map_err(|_| Denial::new(Reason::Internal, "response could not be encoded"))
     }
+}
+
+/// A request that passed stages 1 and 2.
+pub struct Admitted<'p> {
+    /// The caller, as its certificate names it.
+    pub identity: &'p ClientIdentity,
+    /// Its registry entry, as loaded when the request arrived.
+    pub client: Arc<ClientEntry>,
+    /// One of its concurrent-call permits, held until the request ends.
+    pub in_flight: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// A request that passed stages 1 to 3.

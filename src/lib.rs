@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod admission;
 pub mod audit;
 pub mod backend;
 pub mod bridge;

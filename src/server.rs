@@ -626,6 +626,11 @@ pub async fn run_summarizing(
         .layer(crate::gateway::TransportAuditLayer::new(
             parts.gateway.clone(),
         ))
+        // Identity and admission from the headers, before the body is
+        // decoded: a flood is refused for the price of HTTP/2.
+        .layer(crate::admission::EarlyAdmissionLayer::new(
+            parts.gateway.clone(),
+        ))
         .accept_http1(false)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(t.request_timeout_secs))

@@ -6,6 +6,8 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
+use sealgate::ca::IssuedClient;
+use sealgate::proto::CallResponse;
 use tonic::Code;
 
 #[tokio::test]
@@ -507,4 +509,115 @@ async fn rate_limit_per_identity() {
         .send_payload(GET_MEPS)
         .await
         .expect("alice is not limited by bob");
+}
+
+/// Sends `body` as the gRPC message of a `Call`, as it is: no protobuf
+/// encoding, so the body may be anything.
+async fn call_with_raw_body(
+    gw: &TestGateway,
+    who: &IssuedClient,
+    body: Vec<u8>,
+) -> Result<CallResponse, tonic::Status> {
+    use bytes::{Buf, BufMut};
+    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+    struct RawCodec;
+    struct RawEncoder;
+    struct ProstDecoder;
+    impl Encoder for RawEncoder {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+        fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+            dst.put_slice(&item);
+            Ok(())
+        }
+    }
+    impl Decoder for ProstDecoder {
+        type Item = CallResponse;
+        type Error = tonic::Status;
+        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<CallResponse>, tonic::Status> {
+            let bytes = src.copy_to_bytes(src.remaining());
+            prost::Message::decode(bytes)
+                .map(Some)
+                .map_err(|e| tonic::Status::internal(e.to_string()))
+        }
+    }
+    impl Codec for RawCodec {
+        type Encode = Vec<u8>;
+        type Decode = CallResponse;
+        type Encoder = RawEncoder;
+        type Decoder = ProstDecoder;
+        fn encoder(&mut self) -> RawEncoder {
+            RawEncoder
+        }
+        fn decoder(&mut self) -> ProstDecoder {
+            ProstDecoder
+        }
+    }
+
+    let p = gw.profile(who);
+    let tls = sealgate::tls::client_config(&ca_dir(gw.dir.path()).join("ca.crt"), &p.cert, &p.key)
+        .expect("tls config");
+    let channel = sealgate::tls::connect_channel(&gw.addr.to_string(), "localhost", tls)
+        .await
+        .expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel).max_encoding_message_size(64 << 20);
+    grpc.ready().await.expect("ready");
+    grpc.unary(
+        tonic::Request::new(body),
+        http::uri::PathAndQuery::from_static("/sealgate.v1.McpGatewayService/Call"),
+        RawCodec,
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+/// Admission is decided from the headers, before the message is read: a
+/// client over its rate is refused RATE_LIMITED whatever its body holds,
+/// even bytes that are no protobuf at all or a message over the decoding
+/// limit, which an admitted client would be refused for (INTERNAL,
+/// OUT_OF_RANGE). The refusal is audited like any other.
+#[tokio::test]
+async fn a_client_over_its_rate_is_refused_before_its_message_is_decoded() {
+    let gw = TestGateway::start_with(Options {
+        bob_rate_limit: Some((1, 1)),
+        ..Default::default()
+    })
+    .await;
+    // Within the rate, the same garbage is decoded, and refused for what it is.
+    let garbage = vec![0xff; 64];
+    let decoded = call_with_raw_body(&gw, &gw.alice, garbage.clone())
+        .await
+        .expect_err("not a CallRequest");
+    assert_eq!(decoded.code(), Code::Internal, "{decoded:?}");
+    let oversized = vec![0u8; 8 << 20];
+    let too_large = call_with_raw_body(&gw, &gw.alice, oversized.clone())
+        .await
+        .expect_err("over the decoding limit");
+    assert_eq!(too_large.code(), Code::OutOfRange, "{too_large:?}");
+
+    let bob = gw.raw(&gw.bob).await;
+    bob.send_payload(GET_MEPS).await.expect("within burst");
+    let calls = gw.backend_calls();
+    assert_denied(
+        &gw,
+        call_with_raw_body(&gw, &gw.bob, garbage).await,
+        Code::ResourceExhausted,
+        "RATE_LIMITED",
+        calls,
+    );
+    let audit = gw.last_audit();
+    assert_eq!(audit["client_id"], "bob");
+    assert_eq!(audit["stage"], "admission");
+    // The second refusal of the same kind in the interval is counted into
+    // the summary record, not written: the status is the same.
+    let status = call_with_raw_body(&gw, &gw.bob, oversized)
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(
+        sealgate::error::reason_of(&status).as_deref(),
+        Some("RATE_LIMITED")
+    );
+    assert_eq!(gw.backend_calls(), calls);
 }

@@ -1,0 +1,139 @@
+//! Stages 1 and 2 ahead of the body: a tower layer in front of the gateway's
+//! gRPC service that checks the connection's identity and admits the call
+//! (blocks, throttles, the client's rate, its calls in flight) from the
+//! request's headers alone, before tonic reads or decodes the message.
+//!
+//! A flood from one identity is then refused for the price of HTTP/2 and
+//! its status: no protobuf decoding, no allocation of the body, no
+//! envelope. The refusal is audited exactly as the service would audit it
+//! (the first of each identity and reason in full, then counted summaries,
+//! [`crate::gateway::Gateway::finish`]), so this layer changes what a
+//! refusal costs, never what it records.
+//!
+//! An admitted call carries a [`Ticket`] in its request extensions (which a
+//! client cannot set: they are the server's own) so the service does not
+//! run the stages, or charge the rate, a second time; the call's permit for
+//! `max_concurrent_calls` is held by this layer's future until the answer
+//! is ready.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use crate::audit::AuditRecord;
+use crate::error::{Denial, Reason};
+use crate::gateway::{Admitted, Gateway};
+use crate::identity::ClientEntry;
+use crate::peer::PeerInfo;
+
+/// The one route this layer admits: the gateway's `Call`. The admin
+/// service, health and reflection pass through untouched.
+pub const CALL_PATH: &str = "/sealgate.v1.McpGatewayService/Call";
+
+/// Proof, inside the server, that stages 1 and 2 admitted this request.
+#[derive(Clone)]
+pub struct Ticket {
+    client: Arc<ClientEntry>,
+}
+
+impl Ticket {
+    /// The admission the layer made, for the service's stage 3. The
+    /// connection's identity was checked by the layer; a request without one
+    /// never gets a ticket, so the error is only a guard.
+    pub fn admitted<'p>(&self, peer: Option<&'p PeerInfo>) -> Result<Admitted<'p>, Denial> {
+        match peer.map(|p| &p.identity) {
+            Some(Ok(identity)) => Ok(Admitted {
+                identity,
+                client: self.client.clone(),
+                in_flight: None,
+            }),
+            _ => Err(Denial::new(
+                Reason::IdentityMissing,
+                "no verified client certificate on this connection",
+            )),
+        }
+    }
+}
+
+/// The layer; see the module documentation.
+#[derive(Clone)]
+pub struct EarlyAdmissionLayer {
+    gateway: Arc<Gateway>,
+}
+
+impl EarlyAdmissionLayer {
+    /// The layer for `gateway`.
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        EarlyAdmissionLayer { gateway }
+    }
+}
+
+impl<S> tower::Layer<S> for EarlyAdmissionLayer {
+    type Service = EarlyAdmission<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        EarlyAdmission {
+            inner,
+            gateway: self.gateway.clone(),
+        }
+    }
+}
+
+/// The service of [`EarlyAdmissionLayer`].
+#[derive(Clone)]
+pub struct EarlyAdmission<S> {
+    inner: S,
+    gateway: Arc<Gateway>,
+}
+
+impl<S, B, RB> tower::Service<http::Request<B>> for EarlyAdmission<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>> + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    RB: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != CALL_PATH {
+            return Box::pin(self.inner.call(request));
+        }
+        let started = Instant::now();
+        let peer = request.extensions().get::<Arc<PeerInfo>>().cloned();
+        let gateway = &self.gateway;
+        let now = gateway.clock.now_ms();
+        let mut record = AuditRecord::new();
+        let mut registered = false;
+        let admitted = gateway
+            .admit_request(peer.as_deref(), &mut record, &mut registered, now)
+            .map(|a| (a.client, a.in_flight));
+        match admitted {
+            Ok((client, permit)) => {
+                request.extensions_mut().insert(Ticket { client });
+                let answer = self.inner.call(request);
+                Box::pin(async move {
+                    let _permit = permit;
+                    answer.await
+                })
+            }
+            Err(denial) => {
+                let gateway = gateway.clone();
+                Box::pin(async move {
+                    let _busy = peer.as_ref().map(|p| p.activity.begin());
+                    let status = gateway
+                        .refuse(peer.as_deref(), record, registered, started, denial)
+                        .await;
+                    Ok(status.into_http())
+                })
+            }
+        }
+    }
+}
