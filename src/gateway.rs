@@ -537,7 +537,7 @@ impl Gateway {
         record.request_digest = Some(verified.digest);
         crate::traces::correlate(&verified.digest);
         record.stage = "message";
-        let message = jsonrpc::parse(&verified.payload, self.limits.json)?;
+        let mut message = jsonrpc::parse(&verified.payload, self.limits.json)?;
         record.method = Some(message.method.as_str());
 
         // 5 authorization: method, tool, resource, and a tool's extra cost.
@@ -546,7 +546,7 @@ impl Gateway {
 
         // 6 arguments.
         record.stage = "arguments";
-        let prepared = self.prepare(&client, &message).await?;
+        let prepared = self.prepare(&client, &mut message).await?;
         record.backend = self.backend_of(&prepared);
         timer.lap(crate::metrics::Stage::Prepare);
 
@@ -891,11 +891,13 @@ impl Gateway {
     async fn prepare(
         &self,
         client: &ClientEntry,
-        message: &jsonrpc::Message,
+        message: &mut jsonrpc::Message,
     ) -> Result<Prepared, Denial> {
+        // The params move into what the backend is sent: nothing after this
+        // stage reads them from the message.
         let params = message
             .params
-            .clone()
+            .take()
             .map(Value::Object)
             .unwrap_or_else(|| json!({}));
         Ok(match message.method {
@@ -911,10 +913,11 @@ impl Gateway {
                     .resolve(name)
                     .await
                     .map_err(|e| route_denial(e, name))?;
-                let mut arguments = params
-                    .get("arguments")
-                    .cloned()
-                    .unwrap_or_else(|| json!({}));
+                let mut arguments = match params {
+                    Value::Object(mut params) => params.remove("arguments"),
+                    _ => None,
+                }
+                .unwrap_or_else(|| json!({}));
                 self.sanitize.apply(name, &mut arguments)?;
                 route
                     .tool

@@ -535,7 +535,10 @@ async fn call_with_raw_body(
     impl Decoder for ProstDecoder {
         type Item = CallResponse;
         type Error = tonic::Status;
-        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<CallResponse>, tonic::Status> {
+        fn decode(
+            &mut self,
+            src: &mut DecodeBuf<'_>,
+        ) -> Result<Option<CallResponse>, tonic::Status> {
             let bytes = src.copy_to_bytes(src.remaining());
             prost::Message::decode(bytes)
                 .map(Some)

@@ -9,10 +9,13 @@
 //! signatures or any other personal data: the record type has no field that
 //! could carry them.
 //!
-//! The request path only fills a record and hands it to a bounded queue
+//! The request path fills a record and hands it to a bounded queue
 //! ([`AuditLog::commit`]); the writer thread frames, chains, signs and
-//! writes, and answers once every sink that must hold the record does. This
-//! module never blocks a request on a disk or a network, and never drops a
+//! writes, and answers once every sink that must hold the record does.
+//! When every sink is a local file without a per-record fsync and the
+//! writer is free, the request writes its record itself (a page-cache
+//! write, no thread hop); it never waits for a busy writer. This module
+//! never blocks a request on an fsync or a network, and never drops a
 //! record without saying so in the trail (docs/AUDIT.md).
 
 pub mod chain;
@@ -304,6 +307,8 @@ pub(crate) struct Shared {
     not_queued: AtomicU64,
     /// Entries queued and not yet taken by the writer (metrics).
     pub(crate) queued: AtomicU64,
+    /// Request records written in their own task (the fast path).
+    pub(crate) written_in_task: AtomicU64,
     /// Failed delivery attempts to any sink since start (metrics).
     pub(crate) sink_failures: AtomicU64,
     /// Anomaly actions recorded since start, by (detector, action); both
@@ -316,6 +321,11 @@ pub(crate) struct Shared {
 pub struct AuditLog {
     /// Thread mode: the bounded queue to the writer thread.
     queue: Option<SyncSender<Entry>>,
+    /// Thread mode, when every sink is a local file that is not fsynced
+    /// per record: the writer itself, which a request's commit takes when
+    /// it is free, writing its record in the caller (no thread hop, no
+    /// wake-up); when the thread holds it, the record is queued.
+    fast: Option<Arc<Mutex<Writer>>>,
     /// Memory mode (tests): the same writer, run in the caller.
     inline: Option<Mutex<Writer>>,
     shared: Arc<Shared>,
@@ -337,13 +347,24 @@ impl AuditLog {
             not_queued: AtomicU64::new(0),
             ..Shared::default()
         });
-        let writer = Writer::open(config, key, shared.clone())?;
+        let writer = Arc::new(Mutex::new(Writer::open(config, key, shared.clone())?));
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_capacity);
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer.run(rx))?;
+            .spawn({
+                let writer = writer.clone();
+                move || Writer::run(writer, rx)
+            })?;
+        // Only local files whose fsync is grouped (or left to the system)
+        // are written from a request's task: a write to the page cache. A
+        // per-record fsync, stdout (a pipe may block) and network sinks
+        // stay on the thread.
+        let local = config.effective_sinks().iter().all(|s| {
+            matches!(s, config::SinkConfig::File { fsync, .. } if *fsync != config::Fsync::EveryRecord)
+        });
         Ok(AuditLog {
             queue: Some(tx),
+            fast: local.then_some(writer),
             inline: None,
             shared,
             thread: Mutex::new(Some(thread)),
@@ -385,6 +406,7 @@ impl AuditLog {
         let writer = Writer::memory(key, shared.clone(), lines.clone());
         AuditLog {
             queue: None,
+            fast: None,
             inline: Some(Mutex::new(writer)),
             shared,
             thread: Mutex::new(None),
@@ -398,6 +420,7 @@ impl AuditLog {
     pub fn off() -> Self {
         AuditLog {
             queue: None,
+            fast: None,
             inline: None,
             shared: Arc::new(Shared {
                 available: AtomicBool::new(true),
@@ -472,9 +495,20 @@ impl AuditLog {
     /// Commits a request's record: resolves to `true` once every sink that
     /// must hold it does (written, and fsynced when the sink's policy says
     /// so), `false` when it cannot be (the call is then answered with
-    /// AUDIT_UNAVAILABLE). The request task only queues; it never waits on
-    /// a lock held across I/O.
+    /// AUDIT_UNAVAILABLE). The request task writes the record itself when
+    /// the writer is free and every sink is a local file (see the module
+    /// documentation), else queues it; it never waits on a lock.
     pub async fn commit(&self, record: AuditRecord) -> bool {
+        if let Some(writer) = &self.fast {
+            // Free: write it here. Busy (the thread is on a batch, a tick
+            // or an fsync): never wait on it, queue instead.
+            if let Ok(mut w) = writer.try_lock() {
+                if let Some(committed) = w.commit_now(&record) {
+                    self.shared.written_in_task.fetch_add(1, Ordering::Relaxed);
+                    return committed;
+                }
+            }
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         if !self.submit(Entry::Request(Box::new(record), Some(tx))) {
             return false;
@@ -625,5 +659,91 @@ impl AuditLog {
 impl Drop for AuditLog {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(method: &'static str) -> AuditRecord {
+        let mut r = AuditRecord::new();
+        r.method = Some(method);
+        r.outcome = Outcome::Allowed;
+        r
+    }
+
+    fn methods(path: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .expect("audit file")
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["type"] == "request")
+            .map(|v| v["method"].as_str().unwrap_or("-").to_string())
+            .collect()
+    }
+
+    // The guard held across the sleep stands for the writer thread holding
+    // the writer; the runtime has another worker for the queued commit.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_free_writer_takes_the_record_in_the_task_a_busy_one_gets_it_queued() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.jsonl");
+        let log = Arc::new(AuditLog::file(&path).expect("open"));
+        let writer = log
+            .fast
+            .clone()
+            .expect("a grouped-fsync file takes the fast path");
+
+        assert!(log.commit(record("ping")).await);
+        assert_eq!(log.shared.written_in_task.load(Ordering::Relaxed), 1);
+        assert_eq!(methods(&path), ["ping"], "written before commit returned");
+
+        // The thread holds the writer (a batch, a tick, an fsync): the
+        // record is queued, and answered once the thread wrote it.
+        let held = writer.lock().expect("writer");
+        let queued = tokio::spawn({
+            let log = log.clone();
+            async move { log.commit(record("tools/list")).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!queued.is_finished(), "never answered before it is written");
+        drop(held);
+        assert!(queued.await.expect("task"));
+        assert_eq!(log.shared.written_in_task.load(Ordering::Relaxed), 1);
+        assert_eq!(methods(&path), ["ping", "tools/list"]);
+        log.close();
+        let mut verifier = chain::Verifier::new(None);
+        for (i, line) in std::fs::read_to_string(&path)
+            .expect("audit file")
+            .lines()
+            .enumerate()
+        {
+            verifier.line(&format!("line {}", i + 1), line.as_bytes());
+        }
+        let report = verifier.finish();
+        assert!(report.broken.is_none(), "one chain: {:?}", report.broken);
+    }
+
+    #[test]
+    fn per_record_fsync_stdout_and_network_sinks_stay_on_the_thread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = |fsync: &str| {
+            let text = format!(
+                "[[sink]]\nkind = \"file\"\npath = \"{}\"\nfsync = \"{fsync}\"\n",
+                dir.path().join(format!("{fsync}.jsonl")).display()
+            );
+            toml::from_str::<AuditConfig>(&text).expect("config")
+        };
+        let grouped = AuditLog::open(&file("interval"), None).expect("open");
+        assert!(grouped.fast.is_some());
+        grouped.close();
+        let every = AuditLog::open(&file("every_record"), None).expect("open");
+        assert!(every.fast.is_none());
+        every.close();
+        let stdout = AuditLog::open(&AuditConfig::default(), None).expect("open");
+        assert!(stdout.fast.is_none());
+        stdout.close();
     }
 }

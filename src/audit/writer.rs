@@ -1,4 +1,5 @@
-//! The writer: drains the queue on its own thread, frames each entry as one
+//! The writer: drains the queue on its own thread (or, on the fast path of
+//! local files, takes one request's record in its task), frames each entry as one
 //! chained line, inserts signed checkpoints, hands every line to every sink
 //! and answers each waiting request once the sinks that must hold its
 //! record do.
@@ -43,6 +44,51 @@ pub(crate) enum Entry {
     Flush(std::sync::mpsc::Sender<()>),
     /// Seal and stop.
     Close,
+}
+
+/// Batches from the queue, ticks in between; the writer is locked per
+/// batch, so the request path's fast path waits at most for one batch (it
+/// does not wait: it queues instead).
+fn serve(writer: &Mutex<Writer>, rx: Receiver<Entry>) {
+    let tick = Duration::from_millis(20);
+    let mut last_tick = Instant::now();
+    // A poisoned lock (a panic while a request held the writer on the
+    // fast path) is a writer whose state cannot be trusted: `None`, and
+    // the gateway refuses calls from then on.
+    let lock = || writer.lock().ok();
+    loop {
+        let first = match rx.recv_timeout(tick) {
+            Ok(e) => Some(e),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                if let Some(mut w) = lock() {
+                    w.close();
+                }
+                return;
+            }
+        };
+        let mut batch: Vec<Entry> = first.into_iter().collect();
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        let Some(mut w) = lock() else {
+            std::panic::panic_any("the audit writer's state was poisoned by a panic");
+        };
+        w.shared
+            .queued
+            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        w.process(batch);
+        if w.closed {
+            return;
+        }
+        if last_tick.elapsed() >= tick {
+            w.tick();
+            last_tick = Instant::now();
+        }
+    }
 }
 
 /// Where the chain of an existing file left off.
@@ -445,46 +491,49 @@ impl Writer {
 
     /// The thread's loop; a bug that panics in it leaves the gateway
     /// refusing calls (AUDIT_UNAVAILABLE), never serving without records.
-    pub(crate) fn run(mut self, rx: Receiver<Entry>) {
-        let shared = self.shared.clone();
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve(rx)));
+    /// The writer is shared with the request path's fast path
+    /// ([`Writer::commit_now`]); the thread holds it only per batch.
+    pub(crate) fn run(writer: Arc<Mutex<Writer>>, rx: Receiver<Entry>) {
+        let shared = match writer.lock() {
+            Ok(w) => w.shared.clone(),
+            Err(_) => return,
+        };
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(&writer, rx)));
         if ran.is_err() {
             shared.available.store(false, Ordering::Release);
             tracing::error!("the audit writer failed; every call is refused with AUDIT_UNAVAILABLE until the gateway restarts");
         }
     }
 
-    /// Batches from the queue, ticks in between.
-    fn serve(&mut self, rx: Receiver<Entry>) {
-        let tick = Duration::from_millis(20);
-        let mut last_tick = Instant::now();
-        loop {
-            let first = match rx.recv_timeout(tick) {
-                Ok(e) => Some(e),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.close();
-                    return;
-                }
-            };
-            let mut batch: Vec<Entry> = first.into_iter().collect();
-            while batch.len() < 4096 {
-                match rx.try_recv() {
-                    Ok(e) => batch.push(e),
-                    Err(_) => break,
-                }
-            }
-            self.shared
-                .queued
-                .fetch_sub(batch.len() as u64, Ordering::Relaxed);
-            self.process(batch);
-            if self.closed {
-                return;
-            }
-            if last_tick.elapsed() >= tick {
-                self.tick();
-                last_tick = Instant::now();
-            }
+    /// Frames, writes and answers one request's record in the caller: the
+    /// fast path of [`super::AuditLog::commit`] when every sink is a local
+    /// file (a write to the page cache, no thread hop). `None` once the
+    /// writer is closed: the caller then queues as usual.
+    pub(crate) fn commit_now(&mut self, record: &AuditRecord) -> Option<bool> {
+        if self.closed {
+            return None;
+        }
+        self.note_not_queued();
+        // A refusal for AUDIT_UNAVAILABLE is answered the same whether or
+        // not its record commits.
+        let answer_is_refusal = record.reason == Some("AUDIT_UNAVAILABLE");
+        let seq = self.append("request", record);
+        self.deliver();
+        let ok = self.committed_below().is_none_or(|below| seq < below);
+        if !ok && !answer_is_refusal {
+            self.withheld.push(seq);
+        }
+        Some(ok)
+    }
+
+    /// Records how many entries a full queue refused since the last time.
+    fn note_not_queued(&mut self) {
+        let not_queued = self.shared.not_queued.swap(0, Ordering::Relaxed);
+        if not_queued > 0 {
+            let mut e = event("records_not_queued");
+            e.insert("count".into(), serde_json::json!(not_queued));
+            e.insert("reason".into(), serde_json::json!("audit queue full"));
+            self.append_event(e);
         }
     }
 
@@ -494,13 +543,7 @@ impl Writer {
         let mut flushes = Vec::new();
         let mut reopen = false;
         let mut close = false;
-        let not_queued = self.shared.not_queued.swap(0, Ordering::Relaxed);
-        if not_queued > 0 {
-            let mut e = event("records_not_queued");
-            e.insert("count".into(), serde_json::json!(not_queued));
-            e.insert("reason".into(), serde_json::json!("audit queue full"));
-            self.append_event(e);
-        }
+        self.note_not_queued();
         for entry in batch {
             match entry {
                 Entry::Request(record, ack) => {
