@@ -155,7 +155,9 @@ per_call = g("sealgate throughput", "server_cpu_per_call_us")
 served = st.get("by_reason", {}).get("OK", 0) + fl.get("by_reason", {}).get("OK", 0)
 refused = fl.get("calls", 0) - fl.get("by_reason", {}).get("OK", 0)
 cpu = fl.get("server_cpu_s", 0) - served * per_call / 1e6
-print(f"flood: {fl.get('calls', 0):,} calls, refused {fl.get('by_reason')}; server CPU per refused call ~{cpu / refused * 1e6 if refused else 0:.1f} us (total CPU minus served calls at {per_call:.1f} us)")
+refusal = cpu / refused * 1e6 if refused else 0
+echo_call = g("echo throughput", "server_cpu_per_call_us")
+print(f"flood: {fl.get('calls', 0):,} calls, refused {fl.get('by_reason')}; server CPU per refused call ~{refusal:.1f} us (total CPU minus served calls at {per_call:.1f} us), {refusal / echo_call if echo_call else 0:.2f}x the echo's whole call ({echo_call:.1f} us)")
 print(f"steady identity beside the flood: {st.get('by_reason')}, p50 {st.get('p50_us')} us, p99 {st.get('p99_us')} us; verified {st.get('verified')} failed {st.get('verify_failed')}")
 idle = rows.get("sealgate idle", {})
 print(f"idle: {idle.get('conns')} connections ({idle.get('failed')} failed), RSS +{idle.get('rss_per_conn_kib', 0):.1f} KiB per connection")
