@@ -127,6 +127,9 @@ pub struct Gateway {
     pub expiring_seen: crate::expiry::SeenCertificates,
     /// Counters and latency histograms of the request path.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The store several replicas share replay, rate and blocks in
+    /// (`[state] kind = "redis"`); `None`: this process's own state only.
+    pub state: Option<Arc<crate::state::SharedState>>,
 }
 
 impl Drop for Gateway {
@@ -153,6 +156,7 @@ fn is_admission_refusal(reason: Reason) -> bool {
             | Reason::EnvelopeTooLarge
             | Reason::ReplayCacheFull
             | Reason::AuditUnavailable
+            | Reason::StateUnavailable
     )
 }
 
@@ -468,7 +472,9 @@ impl Gateway {
             client,
             verified,
             in_flight: _in_flight,
-        } = self.authenticate(peer, request.envelope, size, record, registered, now)?;
+        } = self
+            .authenticate(peer, request.envelope, size, record, registered, now)
+            .await?;
         timer.lap(crate::metrics::Stage::Authenticate);
 
         // 4 message: strict JSON-RPC, only now that the signature held.
@@ -481,6 +487,13 @@ impl Gateway {
         // 5 authorization: method, tool, resource, and a tool's extra cost.
         record.stage = "authorization";
         authorize(&client, &message, record)?;
+        if let (Some(state), Some(tool)) = (&self.state, message.tool.as_deref()) {
+            // The rest of a dearer tool's cost, across every replica.
+            let cost = client.tool_cost.of(Some(tool));
+            if cost > 1 {
+                state.take_extra(&client, tool, cost - 1).await?;
+            }
+        }
 
         // 6 arguments.
         record.stage = "arguments";
@@ -551,7 +564,7 @@ impl Gateway {
     /// and its registry entry, admission (blocks, throttles, rate,
     /// concurrency, size), and the envelope (key bound to this identity,
     /// signature, freshness, replay). `size` is the encoded request's.
-    pub fn authenticate<'p>(
+    pub async fn authenticate<'p>(
         &self,
         peer: Option<&'p PeerInfo>,
         envelope: Option<crate::proto::SignedEnvelope>,
@@ -646,7 +659,12 @@ impl Gateway {
             return Err(envelope::EnvelopeError::KeyNotValidNow.into());
         }
         let verified = envelope::verify_request(&env, &bound.key, now, self.limits.clock_skew_ms)?;
-        self.replay.check_and_record(&client.id, &verified, now)?;
+        match &self.state {
+            None => self.replay.check_and_record(&client.id, &verified, now)?,
+            // Replay, the client's rate and its block across all replicas,
+            // in one round trip to the shared store.
+            Some(state) => state.admit(&client, &verified, now, &self.anomaly).await?,
+        }
         Ok(Authenticated {
             identity,
             client,
