@@ -16,10 +16,17 @@ use sealgate::proto::CallResponse;
 use serde_json::Value;
 use tonic::Code;
 
-/// `[state]` for `redis`, plus `extra` lines in it.
+/// `[state]` for `redis`, plus `extra` lines in it. The round-trip budget
+/// is a second unless `extra` says otherwise: a busy test machine must not
+/// pass for a store that went away.
 fn state(redis: &Redis, extra: &str) -> String {
+    let budget = if extra.contains("timeout_ms") {
+        ""
+    } else {
+        "timeout_ms = 1000\n"
+    };
     format!(
-        "[state]\nkind = \"redis\"\nurl = \"{}\"\n{extra}\n",
+        "[state]\nkind = \"redis\"\nurl = \"{}\"\n{budget}{extra}\n",
         redis.url()
     )
 }
@@ -335,7 +342,7 @@ async fn when_the_store_goes_away_calls_fail_closed_and_no_replay_crosses_the_ga
         // The replays below must not block alice (denials detector).
         config_extra: format!(
             "{}[envelope]\nclock_skew_secs = 2\n[anomaly.denials]\naction = \"off\"\n",
-            state(&redis, "")
+            state(&redis, "timeout_ms = 200")
         ),
         ..Options::default()
     })
@@ -437,7 +444,7 @@ async fn with_on_failure_local_a_replica_serves_on_its_own_state_and_says_so() {
     let logs = common::logs::capture_logs(tracing::Level::INFO);
     let redis = Redis::start();
     let a = TestGateway::start_with(Options {
-        config_extra: state(&redis, "on_failure = \"local\""),
+        config_extra: state(&redis, "on_failure = \"local\"\ntimeout_ms = 200"),
         ..Options::default()
     })
     .await;
@@ -516,7 +523,7 @@ async fn a_store_over_tls_with_a_password_from_a_secret_reference() {
     let redis = Redis::start_with(Some(&tls), Some(&password));
     let section = |pass: &std::path::Path| {
         format!(
-            "[state]\nkind = \"redis\"\nurl = \"rediss://127.0.0.1:{}/0\"\nca = \"{}\"\npassword = \"file:{}\"\n",
+            "[state]\nkind = \"redis\"\nurl = \"rediss://127.0.0.1:{}/0\"\nca = \"{}\"\npassword = \"file:{}\"\ntimeout_ms = 1000\n",
             redis.port,
             tls.ca.display(),
             pass.display()
@@ -586,8 +593,11 @@ async fn the_stores_limiter_computes_exactly_what_the_in_process_one_does() {
     use governor::clock::{Clock as _, FakeRelativeClock};
     use sealgate::state::{SharedState, StateConfig, StateSetup, Verdict};
     let redis = Redis::start();
-    let config: StateConfig =
-        toml::from_str(&format!("kind = \"redis\"\nurl = \"{}\"", redis.url())).expect("config");
+    let config: StateConfig = toml::from_str(&format!(
+        "kind = \"redis\"\nurl = \"{}\"\ntimeout_ms = 2000",
+        redis.url()
+    ))
+    .expect("config");
     let metrics = sealgate::metrics::Metrics::new(&[]);
     let store = Arc::new(
         SharedState::new(

@@ -738,6 +738,16 @@ impl Anomaly {
     /// Stage 2: is the identity blocked, or throttled and over its
     /// throttle rate? Expired restrictions are lifted (and recorded) here.
     pub fn admit(&self, client_id: &str, now_ms: i64) -> Admission {
+        self.admit_with(client_id, now_ms, true)
+    }
+
+    /// [`Anomaly::admit`] on this replica's copy alone, however old (for
+    /// what no shared store checks afterwards: renewals).
+    pub fn admit_here(&self, client_id: &str, now_ms: i64) -> Admission {
+        self.admit_with(client_id, now_ms, false)
+    }
+
+    fn admit_with(&self, client_id: &str, now_ms: i64, recheck: bool) -> Admission {
         let mut map = lock(&self.identities);
         let Some(state) = map.get_mut(client_id) else {
             return Admission::Allow;
@@ -757,7 +767,7 @@ impl Anomaly {
                         now_ms,
                     );
                 }
-            } else if self.recheck_due(b, now_ms) {
+            } else if recheck && self.recheck_due(b, now_ms) {
                 // The shared store decides at stage 3 (Anomaly::reconcile).
             } else {
                 return Admission::Blocked {
@@ -779,7 +789,7 @@ impl Anomaly {
                     None,
                     now_ms,
                 );
-            } else if self.recheck_due(t, now_ms) {
+            } else if recheck && self.recheck_due(t, now_ms) {
                 // The store's throttle applies at stage 3 for every replica.
             } else if let Err(wait) = gcra.check(now_ms) {
                 return Admission::Throttled {

@@ -263,6 +263,10 @@ pub struct SharedState {
     /// Replay state while the store is away with `on_failure = "local"`;
     /// written back to the store before the replica turns back to it.
     local: MemoryReplayStore,
+    /// Held (shared) by each decision on local state, and (exclusively) by
+    /// the turn back to the store, so no nonce accepted locally is missed
+    /// by the write-back.
+    switching: tokio::sync::RwLock<()>,
     /// Restrictions to write again when the store answers.
     pending: Mutex<Vec<Restriction>>,
     /// Wakes the reconnection task when a call failed.
@@ -338,6 +342,7 @@ impl SharedState {
             retention_ms,
             throttle: gcra_args(setup.throttle),
             local: MemoryReplayStore::new(setup.skew_ms, setup.replay_capacity_per_client),
+            switching: tokio::sync::RwLock::new(()),
             pending: Mutex::new(Vec::new()),
             wake: Arc::new(tokio::sync::Notify::new()),
             supervised: AtomicBool::new(false),
@@ -485,9 +490,11 @@ impl SharedState {
         Ok(())
     }
 
-    fn adopt_epoch(&self, known: &str, id: String, since: i64) {
-        if known != id {
-            if !known.is_empty() {
+    fn adopt_epoch(&self, known: &Arc<String>, id: String, since: i64) {
+        if **known != id {
+            let previous = self.epoch.compare_and_swap(known, Arc::new(id));
+            // Said once, by the call that saw the change first.
+            if Arc::ptr_eq(&*previous, known) && !known.is_empty() {
                 tracing::warn!(
                     store = %self.endpoint(),
                     since = %crate::audit::rfc3339_ms(since),
@@ -501,7 +508,6 @@ impl SharedState {
                     "refused_before": crate::audit::rfc3339_ms(since.saturating_add(self.skew_ms)),
                 }));
             }
-            self.epoch.store(Arc::new(id));
         }
     }
 
@@ -597,14 +603,29 @@ impl SharedState {
         anomaly: &Anomaly,
     ) -> Result<(), Denial> {
         if self.live() {
-            if let Ok((verdict, unblocked)) = self
+            match self
                 .verdict(&client.id, client.rate, env, now_ms, None)
                 .await
             {
-                return self.apply(client, verdict, unblocked, now_ms, anomaly);
+                Ok((verdict, unblocked)) => {
+                    return self.apply(client, verdict, unblocked, now_ms, anomaly)
+                }
+                // Not a failure of the store: nothing to fall back on.
+                Err(StoreError::Protocol) => return Err(unavailable()),
+                Err(_) => {}
             }
         }
-        self.on_own(&client.id, env, now_ms)
+        match self.on_own(&client.id, env, now_ms).await {
+            Some(decided) => decided,
+            // The store came back meanwhile: it decides.
+            None => match self
+                .verdict(&client.id, client.rate, env, now_ms, None)
+                .await
+            {
+                Ok((verdict, unblocked)) => self.apply(client, verdict, unblocked, now_ms, anomaly),
+                Err(_) => Err(unavailable()),
+            },
+        }
     }
 
     /// The store's verdict on one envelope (`now_us` fixes the GCRA clock,
@@ -705,15 +726,27 @@ impl SharedState {
         }
     }
 
-    /// While the store is away: refuse, or decide on this replica's own.
-    fn on_own(&self, client: &ClientId, env: &VerifiedEnvelope, now_ms: i64) -> Result<(), Denial> {
+    /// While the store is away: refuse, or decide on this replica's own;
+    /// `None` if the store came back meanwhile.
+    async fn on_own(
+        &self,
+        client: &ClientId,
+        env: &VerifiedEnvelope,
+        now_ms: i64,
+    ) -> Option<Result<(), Denial>> {
         match self.config.on_failure {
-            OnFailure::FailClosed => Err(unavailable()),
+            OnFailure::FailClosed => Some(Err(unavailable())),
             OnFailure::Local => {
+                let _deciding = self.switching.read().await;
+                if self.live() {
+                    return None;
+                }
                 self.metrics.local_decisions.inc();
-                self.local
-                    .check_and_record(client, env, now_ms)
-                    .map_err(Denial::from)
+                Some(
+                    self.local
+                        .check_and_record(client, env, now_ms)
+                        .map_err(Denial::from),
+                )
             }
         }
     }
@@ -960,9 +993,14 @@ impl SharedState {
         let conn = self.connect().await?;
         self.probe(&conn).await?;
         self.conn.store(Some(Arc::new(conn.clone())));
-        let written = self.catch_up(&conn).await?;
+        // Most of it while calls are still decided locally, then the rest
+        // with no local decision in between, and only then the store.
+        let mut written = self.catch_up(&conn).await?;
+        let switching = self.switching.write().await;
+        written += self.catch_up(&conn).await?;
         let was = self.mode();
         self.set_mode(Mode::Shared);
+        drop(switching);
         tracing::info!(
             store = %self.endpoint(),
             nonces_written_back = written,
@@ -1010,6 +1048,10 @@ impl SharedRestrictions for SharedState {
         // Published from inside the detectors (sync code): in the
         // background, kept for the reconnection if it fails.
         let Some(conn) = self.conn.load_full() else {
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(restriction);
             return;
         };
         let kind = match (restriction.subject, restriction.action) {
