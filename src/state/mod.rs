@@ -511,6 +511,11 @@ impl SharedState {
         }
     }
 
+    /// Nonces held by the local fallback now (waiting to be written back).
+    pub fn local_nonces(&self) -> usize {
+        self.local.nonces()
+    }
+
     /// Whether calls go to the store now.
     pub fn live(&self) -> bool {
         self.mode() == Mode::Shared
