@@ -115,7 +115,7 @@ echo "== 3. two replicas sharing Redis behind HAProxy: A on core $SERVER_CPU, B 
 PID_B=$(serve "$LOAD_CPU" "$W/dev/redis-b.toml"); PIDS+=("$PID_B"); wait_port "$PORT_B"
 cat >"$W/haproxy.cfg" <<EOF
 global
-  maxconn 20000
+  maxconn 4000
   nbthread 1
 defaults
   mode tcp

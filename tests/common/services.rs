@@ -344,7 +344,7 @@ impl HaProxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let mut conf = format!(
-            "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 60s\n  timeout server 60s\nfrontend gateway\n  bind 127.0.0.1:{port}\n  default_backend replicas\nbackend replicas\n  balance roundrobin\n"
+            "global\n  maxconn 256\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 60s\n  timeout server 60s\nfrontend gateway\n  bind 127.0.0.1:{port}\n  default_backend replicas\nbackend replicas\n  balance roundrobin\n"
         );
         for (i, b) in backends.iter().enumerate() {
             conf.push_str(&format!("  server replica{i} {b}\n"));
