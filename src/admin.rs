@@ -88,7 +88,9 @@ impl AdminService {
             client,
             verified,
             in_flight: _in_flight,
-        } = gw.authenticate(peer, envelope, size, record, registered, now)?;
+        } = gw
+            .authenticate(peer, envelope, size, record, registered, now)
+            .await?;
         if !client.admin {
             return Err(Denial::new(
                 Reason::AdminNotAllowed,
@@ -109,9 +111,29 @@ impl AdminService {
         }
         let result = match method {
             METHOD_BLOCKS => {
-                let list: Vec<Value> = gw
-                    .anomaly
-                    .restrictions(now)
+                let mut all = gw.anomaly.restrictions(now);
+                if let Some(state) = &gw.state {
+                    // Those imposed on other replicas too, each once.
+                    match state.restrictions().await {
+                        Ok(stored) => {
+                            for r in stored {
+                                if !all.iter().any(|l| {
+                                    (l.subject, l.id.as_str(), l.action)
+                                        == (r.subject, r.id.as_str(), r.action)
+                                }) {
+                                    all.push(r);
+                                }
+                            }
+                            all.sort_by(|a, b| {
+                                (a.subject, &a.id, a.action).cmp(&(b.subject, &b.id, b.action))
+                            });
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "admin/blocks: the shared state store did not answer; listing this replica's restrictions only");
+                        }
+                    }
+                }
+                let list: Vec<Value> = all
                     .into_iter()
                     .map(|r| {
                         json!({
@@ -139,7 +161,20 @@ impl AdminService {
                             "admin/unblock takes params {\"id\": a client id or an IP address}",
                         )
                     })?;
-                let lifted = gw.anomaly.unblock(target, identity.client_id.as_str(), now);
+                // In the shared store first, so every replica lifts it.
+                let stored = match &gw.state {
+                    Some(state) => match state.unblock(target, now).await {
+                        Ok(counts) => counts,
+                        Err(e) => {
+                            tracing::warn!(error = %e, target, "admin/unblock: the shared state store did not answer; lifted on this replica only");
+                            (0, 0)
+                        }
+                    },
+                    None => (0, 0),
+                };
+                let lifted =
+                    gw.anomaly
+                        .unblock_with(target, identity.client_id.as_str(), now, stored);
                 json!({ "lifted": lifted })
             }
         };

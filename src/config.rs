@@ -94,7 +94,14 @@ pub struct Config {
     /// `[traces]`: OpenTelemetry trace export; absent: off.
     #[serde(default)]
     pub traces: Option<TracesConfig>,
+    /// `[state]`: where replay, rate and block state lives: in this process
+    /// (default), or in a Redis-protocol store that several replicas share.
+    #[serde(default)]
+    pub state: StateConfig,
 }
+
+/// `[state]`; defined beside the shared state it configures.
+pub use crate::state::StateConfig;
 
 /// How a backend's tool pins are trusted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -933,6 +940,10 @@ impl Config {
         if let Some(h) = self.sandbox.helper.as_mut() {
             fix(h);
         }
+        if let Some(ca) = self.state.ca.as_mut() {
+            fix(ca);
+        }
+        self.state.password.iter_mut().for_each(fix_ref);
         for b in &mut self.backends {
             if let BackendConfig::Stdio {
                 scratch,
@@ -1000,6 +1011,7 @@ impl Config {
         }
         self.tls.validate()?;
         self.audit.validate()?;
+        self.state.validate()?;
         crate::identity::quota(self.rate_limit).map_err(|m| format!("field rate_limit: {m}"))?;
         for (name, tier) in &self.tiers {
             tier.validate(&format!("tier.{name}"))?;
@@ -1259,6 +1271,7 @@ impl Config {
             refs.push(e.ca_key_ref()?);
         }
         refs.extend(self.audit_key_ref()?);
+        refs.extend(self.state.password_ref()?);
         for b in &self.backends {
             refs.extend(b.secret_refs()?.into_iter().map(|(_, r)| r));
         }

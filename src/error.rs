@@ -147,6 +147,12 @@ reasons! {
     /// refused, or its answer withheld, until records can be committed
     /// again. Retry later.
     AuditUnavailable => (Code::Unavailable, Gateway, "AUDIT_UNAVAILABLE"),
+    /// The shared state store of several replicas (`[state] kind =
+    /// "redis"`) cannot be reached and `on_failure = "fail_closed"`, or it
+    /// was emptied and cannot vouch for an envelope signed before its new
+    /// epoch plus the skew window: nothing was done; retry later (with a
+    /// fresh envelope; RetryInfo says when).
+    StateUnavailable => (Code::Unavailable, Gateway, "STATE_UNAVAILABLE"),
     /// The gRPC message is larger than the transport decodes; sent by the
     /// gRPC layer itself (OUT_OF_RANGE, without ErrorInfo) and recorded in
     /// the audit trail under this reason.

@@ -127,6 +127,9 @@ pub struct Gateway {
     pub expiring_seen: crate::expiry::SeenCertificates,
     /// Counters and latency histograms of the request path.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The store several replicas share replay, rate and blocks in
+    /// (`[state] kind = "redis"`); `None`: this process's own state only.
+    pub state: Option<Arc<crate::state::SharedState>>,
 }
 
 impl Drop for Gateway {
@@ -153,6 +156,7 @@ fn is_admission_refusal(reason: Reason) -> bool {
             | Reason::EnvelopeTooLarge
             | Reason::ReplayCacheFull
             | Reason::AuditUnavailable
+            | Reason::StateUnavailable
     )
 }
 
@@ -530,7 +534,9 @@ impl Gateway {
             client,
             verified,
             in_flight: _in_flight,
-        } = self.open_envelope(admitted, request.envelope, size, record, now)?;
+        } = self
+            .open_envelope(admitted, request.envelope, size, record, now)
+            .await?;
         timer.lap(crate::metrics::Stage::Authenticate);
 
         // 4 message: strict JSON-RPC, only now that the signature held.
@@ -543,6 +549,13 @@ impl Gateway {
         // 5 authorization: method, tool, resource, and a tool's extra cost.
         record.stage = "authorization";
         authorize(&client, &message, record)?;
+        if let (Some(state), Some(tool)) = (&self.state, message.tool.as_deref()) {
+            // The rest of a dearer tool's cost, across every replica.
+            let cost = client.tool_cost.of(Some(tool));
+            if cost > 1 {
+                state.take_extra(&client, tool, cost - 1).await?;
+            }
+        }
 
         // 6 arguments.
         record.stage = "arguments";
@@ -613,7 +626,7 @@ impl Gateway {
     /// and its registry entry, admission (blocks, throttles, rate,
     /// concurrency, size), and the envelope (key bound to this identity,
     /// signature, freshness, replay). `size` is the encoded request's.
-    pub fn authenticate<'p>(
+    pub async fn authenticate<'p>(
         &self,
         peer: Option<&'p PeerInfo>,
         envelope: Option<crate::proto::SignedEnvelope>,
@@ -624,6 +637,7 @@ impl Gateway {
     ) -> Result<Authenticated<'p>, Denial> {
         let admitted = self.admit_request(peer, record, registered, now)?;
         self.open_envelope(admitted, envelope, size, record, now)
+            .await
     }
 
     /// Stages 1 and 2, which need nothing from the request's body: the
@@ -709,7 +723,7 @@ impl Gateway {
     /// The rest of stage 2 (the size) and stage 3, for a request that
     /// stages 1 and 2 admitted: the envelope's shape, the key bound to this
     /// identity, signature, freshness, replay.
-    pub fn open_envelope<'p>(
+    pub async fn open_envelope<'p>(
         &self,
         admitted: Admitted<'p>,
         envelope: Option<crate::proto::SignedEnvelope>,
@@ -747,7 +761,12 @@ impl Gateway {
             return Err(envelope::EnvelopeError::KeyNotValidNow.into());
         }
         let verified = envelope::verify_request(&env, &bound.key, now, self.limits.clock_skew_ms)?;
-        self.replay.check_and_record(&client.id, &verified, now)?;
+        match &self.state {
+            None => self.replay.check_and_record(&client.id, &verified, now)?,
+            // Replay, the client's rate and its block across all replicas,
+            // in one round trip to the shared store.
+            Some(state) => state.admit(&client, &verified, now, &self.anomaly).await?,
+        }
         Ok(Authenticated {
             identity,
             client,

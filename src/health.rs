@@ -4,7 +4,9 @@
 //!
 //! The gateway service is SERVING only while every configured backend runs
 //! with its current tools listed and checked against the pins, the audit
-//! trail takes records, and no stop signal has arrived. The admin service
+//! trail takes records, the shared state store (if any) answers or
+//! `on_failure = "local"` lets it serve without, and no stop signal has
+//! arrived. The admin service
 //! needs no backend: it is SERVING until the stop. This module only reads
 //! state; it never changes what a request gets.
 
@@ -37,6 +39,16 @@ pub fn why_not(gateway: &Gateway) -> String {
     }
     if !gateway.audit.available() {
         reasons.push("the audit trail cannot take records".to_string());
+    }
+    if let Some(state) = &gateway.state {
+        // Fail-closed and away: every call would be STATE_UNAVAILABLE, so
+        // a balancer should prefer a replica that reaches the store.
+        if state.mode() == crate::state::Mode::Unavailable {
+            reasons.push(format!(
+                "the shared state store {} cannot be reached",
+                state.endpoint()
+            ));
+        }
     }
     for (i, slot) in gateway.router.slots().iter().enumerate() {
         if !gateway.router.is_ready(i) {

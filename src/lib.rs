@@ -12,7 +12,9 @@
 //!   reads the peer identity once per connection into [`peer::PeerInfo`]
 //!   and serves [`gateway`], which runs the request stages in order:
 //!   [`identity`] (certificate → client, registry), admission (rate limit
-//!   and size), [`envelope`] (signed bytes, verify) and [`replay`],
+//!   and size), [`envelope`] (signed bytes, verify) and [`replay`] (or,
+//!   for several replicas, [`state`]: replay, rate and blocks in a shared
+//!   store, one round trip per call),
 //!   [`jsonrpc`] (strict MCP JSON-RPC), authorization, [`policy`] (pins,
 //!   schema, sanitizer), [`backend`], sealing ([`envelope`]) and [`audit`].
 //! - [`error`] is the one place a stage error becomes a denial and a denial
@@ -66,6 +68,7 @@ pub mod scrape;
 pub mod secrets;
 pub mod server;
 pub mod startup;
+pub mod state;
 pub mod summary;
 pub mod tls;
 pub mod traces;

@@ -333,6 +333,42 @@ impl Metrics {
             .inc();
     }
 
+    /// Registers the shared state store's families (`[state] kind =
+    /// "redis"` only) and returns their handles.
+    pub fn register_state(&self) -> crate::state::StateMetrics {
+        let round_trip = Histogram::new(STAGE_BUCKETS);
+        let failures = Family::<[Label; 1], Counter>::default();
+        let mode = Family::<[Label; 1], Gauge>::default();
+        let local_decisions = Counter::default();
+        let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        registry.register(
+            "state_store_round_trip_seconds",
+            "Round trips to the shared state store that completed (one per call, its replay, rate and block check)",
+            round_trip.clone(),
+        );
+        registry.register(
+            "state_store_failures",
+            "Round trips and connection attempts to the shared state store that failed, by kind (timeout, error, connect, refused, protocol)",
+            failures.clone(),
+        );
+        registry.register(
+            "state_store_mode",
+            "1 for the mode in force: shared (the store answers), local (away; this replica's own state) or unavailable (away; calls refused)",
+            mode.clone(),
+        );
+        registry.register(
+            "state_local_decisions",
+            "Calls whose replay check was decided on this replica's own state while the shared store was away",
+            local_decisions.clone(),
+        );
+        crate::state::StateMetrics {
+            round_trip,
+            failures,
+            mode,
+            local_decisions,
+        }
+    }
+
     /// The process stops: health checks say NOT_SERVING from now on.
     pub fn start_draining(&self) {
         self.draining.send_replace(true);

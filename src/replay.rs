@@ -77,6 +77,34 @@ impl MemoryReplayStore {
     }
 }
 
+/// How a nonce is remembered, here and in the shared store: a 128-bit
+/// digest, fixed size whatever the nonce length, and collision-resistant
+/// enough for a replay check.
+pub fn nonce_key(nonce: &[u8]) -> [u8; 16] {
+    let digest = Sha256::digest(nonce);
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
+impl MemoryReplayStore {
+    /// Every live nonce as (client, key, ms it still has to be kept), and
+    /// the store emptied: what a replica that served on its own state
+    /// writes to the shared store when it answers again.
+    pub fn drain_live(&self, now_ms: i64) -> Vec<(ClientId, [u8; 16], i64)> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for (client, nonces) in clients.drain() {
+            for (expiry, key) in nonces.order {
+                if expiry > now_ms {
+                    out.push((client.clone(), key, expiry - now_ms));
+                }
+            }
+        }
+        out
+    }
+}
+
 impl ReplayStore for MemoryReplayStore {
     fn check_and_record(
         &self,
@@ -84,11 +112,7 @@ impl ReplayStore for MemoryReplayStore {
         env: &VerifiedEnvelope,
         now_ms: i64,
     ) -> Result<(), ReplayError> {
-        // Nonces are stored as a 128-bit digest: fixed size whatever the
-        // nonce length, and collision-resistant enough for a replay check.
-        let digest = Sha256::digest(&env.nonce);
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&digest[..16]);
+        let key = nonce_key(&env.nonce);
 
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         let entry = clients
@@ -171,6 +195,27 @@ mod tests {
             Err(ReplayError::Replayed)
         );
         assert_eq!(store.check_and_record(&id("a"), &e, 60_001), Ok(()));
+    }
+
+    #[test]
+    fn live_nonces_are_drained_with_the_time_they_have_left() {
+        let store = MemoryReplayStore::new(30_000, 10);
+        assert_eq!(store.check_and_record(&id("a"), &env(&[1; 16]), 0), Ok(()));
+        assert_eq!(
+            store.check_and_record(&id("b"), &env(&[2; 16]), 10_000),
+            Ok(())
+        );
+        let mut live = store.drain_live(20_000);
+        live.sort();
+        assert_eq!(
+            live,
+            vec![
+                (id("a"), nonce_key(&[1; 16]), 40_001),
+                (id("b"), nonce_key(&[2; 16]), 50_001)
+            ]
+        );
+        assert_eq!(store.nonces(), 0);
+        assert!(store.drain_live(0).is_empty());
     }
 
     #[test]

@@ -199,8 +199,13 @@ impl Collector for StateCollector {
         single(
             &mut enc,
             "replay_cache_nonces",
-            "Nonces remembered by the replay cache now",
-            &ConstGauge::new(gw.replay.nonces() as i64),
+            "Nonces remembered by this process's replay cache now (with a shared state store: those of a local fallback)",
+            &ConstGauge::new(
+                gw.state
+                    .as_ref()
+                    .map_or_else(|| gw.replay.nonces(), |s| s.local_nonces())
+                    as i64,
+            ),
         )?;
         let audit = &gw.audit;
         single(

@@ -819,6 +819,18 @@ async fn admit(
     let a = &*admission;
     let t = &a.transport;
     let source = Source::of(remote);
+    if let Some(state) = &a.gateway.state {
+        // A source blocked on another replica (one round trip per new
+        // connection, before any cryptography).
+        if state.source_blocked(remote.ip(), &a.gateway.anomaly).await {
+            let _ = tcp.set_zero_linger();
+            let counter = &a.stats.connections_from_blocked_sources;
+            if a.refuse(counter, Refusal::BlockedSource(source)) {
+                tracing::info!(peer.addr = %remote, "connection closed before the handshake: its source is blocked (shared state store)");
+            }
+            return;
+        }
+    }
     let tls = a.tls.load_full();
     let handshake = tokio::time::timeout(t.handshake_timeout(), tls.accept_or_return(tcp)).await;
     drop(handshake_slots);

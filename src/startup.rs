@@ -69,6 +69,10 @@ pub enum StartError {
         /// What is wrong, naming the file.
         message: String,
     },
+    /// The shared state store (`[state]`) is misconfigured or cannot be
+    /// reached (with `on_failure = "fail_closed"`).
+    #[error("{0}")]
+    State(String),
     /// The audit sink could not be opened.
     #[error("audit log {path}: {source}")]
     Audit {
@@ -115,6 +119,22 @@ pub async fn build(
     let skew_ms = i64::try_from(config.envelope.clock_skew_secs)
         .unwrap_or(600)
         .saturating_mul(1000);
+    let metrics = Arc::new(crate::metrics::Metrics::new(
+        &config
+            .backends
+            .iter()
+            .map(BackendConfig::name)
+            .collect::<Vec<_>>(),
+    ));
+    let clock: Arc<dyn crate::gateway::Clock> = Arc::new(SystemClock);
+    let anomaly = Arc::new(crate::policy::Anomaly::new(
+        config.anomaly.clone(),
+        audit.clone(),
+    ));
+    let state = shared_state(config, &secrets, &audit, &clock, &metrics).await?;
+    if let Some(s) = &state {
+        anomaly.share_with(s.clone());
+    }
     let gateway = Arc::new(Gateway {
         audience: config.audience(),
         registry: ArcSwap::from_pointee(registry),
@@ -131,21 +151,13 @@ pub async fn build(
         secrets,
         signing_key_ref,
         audit: audit.clone(),
-        clock: Arc::new(SystemClock),
+        clock,
         refusals: crate::summary::Summary::new(REFUSAL_SUMMARY_INTERVAL, 4096),
         expiry_horizon_ms: expiry_horizon_ms(config),
         expiring_seen: Default::default(),
-        metrics: Arc::new(crate::metrics::Metrics::new(
-            &config
-                .backends
-                .iter()
-                .map(BackendConfig::name)
-                .collect::<Vec<_>>(),
-        )),
-        anomaly: Arc::new(crate::policy::Anomaly::new(
-            config.anomaly.clone(),
-            audit.clone(),
-        )),
+        metrics,
+        anomaly,
+        state,
         limits: RequestLimits {
             clock_skew_ms: skew_ms,
             max_envelope_bytes: config.envelope.max_envelope_bytes,
@@ -174,6 +186,50 @@ pub async fn build(
         trust_domain: config.trust_domain.clone(),
         stats: Arc::new(AcceptStats::default()),
     })
+}
+
+/// The shared state store of `[state] kind = "redis"`, connected; `None`
+/// for `kind = "local"`. A store that cannot be reached stops the start
+/// with `on_failure = "fail_closed"` (a replica that could serve nothing);
+/// with `"local"` the replica starts on its own state and turns to the
+/// store when it answers.
+async fn shared_state(
+    config: &Config,
+    secrets: &Arc<Secrets>,
+    audit: &Arc<AuditLog>,
+    clock: &Arc<dyn crate::gateway::Clock>,
+    metrics: &crate::metrics::Metrics,
+) -> Result<Option<Arc<crate::state::SharedState>>, StartError> {
+    if !config.state.shared() {
+        return Ok(None);
+    }
+    let state = Arc::new(
+        crate::state::SharedState::new(
+            &config.state,
+            crate::state::StateSetup {
+                skew_ms: i64::try_from(config.envelope.clock_skew_secs)
+                    .unwrap_or(600)
+                    .saturating_mul(1000),
+                replay_capacity_per_client: config.envelope.replay_capacity_per_client,
+                throttle: config.anomaly.throttle,
+                secrets: secrets.clone(),
+                audit: audit.clone(),
+                clock: clock.clone(),
+                metrics: metrics.register_state(),
+            },
+        )
+        .map_err(StartError::State)?,
+    );
+    if let Err(e) = state.start().await {
+        match config.state.on_failure {
+            crate::state::OnFailure::FailClosed => return Err(StartError::State(e)),
+            crate::state::OnFailure::Local => {
+                state.start_on_own();
+                tracing::error!(error = %e, "starting on this replica's own state (on_failure = \"local\") until the shared state store answers");
+            }
+        }
+    }
+    Ok(Some(state))
 }
 
 /// `sealgate check-config`: everything [`build`] would load, checked
@@ -251,6 +307,35 @@ pub async fn check(config: &Config) -> Result<Vec<String>, StartError> {
             "enrollment: the CA in {} and its key load; listener {}",
             e.ca_dir.display(),
             e.listen
+        ));
+    }
+    if config.state.shared() {
+        let metrics = crate::metrics::Metrics::new(&[]);
+        let state = crate::state::SharedState::new(
+            &config.state,
+            crate::state::StateSetup {
+                skew_ms: 30_000,
+                replay_capacity_per_client: 1,
+                throttle: config.anomaly.throttle,
+                secrets: secrets.clone(),
+                audit: Arc::new(AuditLog::memory()),
+                clock: Arc::new(SystemClock),
+                metrics: metrics.register_state(),
+            },
+        )
+        .map_err(StartError::State)?;
+        state
+            .check()
+            .await
+            .map_err(|e| StartError::State(format!("state store {}: {e}", state.endpoint())))?;
+        done.push(format!(
+            "state: the shared store at {} answers{}",
+            state.endpoint(),
+            if config.state.ca.is_some() {
+                " over TLS 1.3"
+            } else {
+                ""
+            }
         ));
     }
     if let Some(k) = audit_key(config, &secrets, &signer)? {

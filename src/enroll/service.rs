@@ -604,7 +604,7 @@ impl Enrollment {
         }
         if let RegistrySource::Gateway(g) = &self.registry {
             if let crate::policy::Admission::Blocked { detector, .. } =
-                g.anomaly.admit(id.as_str(), now_ms)
+                g.anomaly.admit_here(id.as_str(), now_ms)
             {
                 return Err(with_id(refuse(
                     EnrollReason::IdentityBlocked,

@@ -23,6 +23,14 @@
 //! gateway (not in the registry), so it survives a registry reload. Every
 //! function takes the time from the caller: tests drive it with a fixed
 //! clock.
+//!
+//! With a shared state store (`[state] kind = "redis"`, [`crate::state`])
+//! the detectors still count per replica, but every block and throttle
+//! they impose is also published to the store ([`SharedRestrictions`]), and
+//! the store is the authority: a local restriction is a cache that is
+//! checked against the store again every [`RECHECK_MS`] while the store
+//! answers ([`Anomaly::reconcile`]), so a block imposed on one replica holds
+//! on all, and an operator's unblock on any replica lifts it on all.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -32,6 +40,73 @@ use serde::{Deserialize, Serialize};
 
 use super::RateLimitFile;
 use crate::audit::{AnomalyEvent, AuditLog};
+
+/// With a shared state store, how long a local block or throttle is
+/// enforced on its own before the store is asked again (so an unblock on
+/// another replica reaches this one within it).
+pub const RECHECK_MS: i64 = 1_000;
+
+/// The shared state store as the detectors see it ([`crate::state`]).
+pub trait SharedRestrictions: Send + Sync {
+    /// Whether the store answers now; while it does not, local
+    /// restrictions are enforced on their own.
+    fn live(&self) -> bool;
+    /// A restriction imposed on this replica: written to the store in the
+    /// background (again when the store returns, if it is away).
+    fn publish(&self, restriction: Restriction);
+}
+
+/// A restriction as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRestriction {
+    /// The detector that imposed it.
+    pub detector: String,
+    /// When it was imposed, Unix ms.
+    pub since_ms: i64,
+    /// When it ends, Unix ms; `None`: until an operator lifts it.
+    pub until_ms: Option<i64>,
+}
+
+impl StoredRestriction {
+    /// The store's text form: `<detector> <since_ms> <until_ms or ->`.
+    pub fn encode(detector: &str, since_ms: i64, until_ms: Option<i64>) -> String {
+        match until_ms {
+            Some(u) => format!("{detector} {since_ms} {u}"),
+            None => format!("{detector} {since_ms} -"),
+        }
+    }
+
+    /// Parses [`StoredRestriction::encode`]'s form.
+    pub fn decode(text: &str) -> Option<StoredRestriction> {
+        let mut parts = text.split(' ');
+        let detector = parts.next()?.to_string();
+        let since_ms = parts.next()?.parse().ok()?;
+        let until_ms = match parts.next()? {
+            "-" => None,
+            u => Some(u.parse().ok()?),
+        };
+        Some(StoredRestriction {
+            detector,
+            since_ms,
+            until_ms,
+        })
+    }
+}
+
+/// A detector's name from the store, as one of ours (the audit trail and
+/// `admin blocks` name detectors by static strings).
+pub fn detector_name(name: &str) -> &'static str {
+    [
+        "volume",
+        "new_tool",
+        "off_hours",
+        "denials",
+        "source_failures",
+    ]
+    .into_iter()
+    .find(|d| *d == name)
+    .unwrap_or("shared")
+}
 
 /// The default cool-down of a throttle or block: 15 minutes.
 const DEFAULT_COOLDOWN_SECS: u64 = 900;
@@ -396,6 +471,23 @@ struct Imposed {
     detector: &'static str,
     since_ms: i64,
     until_ms: Option<i64>,
+    /// When the shared store last confirmed it (or it was imposed here).
+    checked_ms: i64,
+    /// Learnt from the store (imposed on another replica): its expiry is
+    /// that replica's to record, not this one's.
+    mirrored: bool,
+}
+
+impl Imposed {
+    fn new(detector: &'static str, since_ms: i64, until_ms: Option<i64>) -> Self {
+        Imposed {
+            detector,
+            since_ms,
+            until_ms,
+            checked_ms: since_ms,
+            mirrored: false,
+        }
+    }
 }
 
 /// What is remembered of one identity: fixed-size counters plus at most
@@ -456,6 +548,10 @@ pub struct Anomaly {
     identities: Mutex<HashMap<String, IdentityState>>,
     sources: Mutex<HashMap<IpAddr, SourceState>>,
     audit: Arc<AuditLog>,
+    /// The shared state store, when replicas share one: every restriction
+    /// imposed here is published to it, and local ones are re-checked
+    /// against it. Set once at start.
+    shared: std::sync::OnceLock<Arc<dyn SharedRestrictions>>,
 }
 
 /// The figures behind an action, for the audit record.
@@ -469,7 +565,165 @@ impl Anomaly {
             identities: Mutex::new(HashMap::new()),
             sources: Mutex::new(HashMap::new()),
             audit,
+            shared: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Links the detectors to the shared state store (once, at start).
+    pub fn share_with(&self, store: Arc<dyn SharedRestrictions>) {
+        let _ = self.shared.set(store);
+    }
+
+    fn publish(&self, restriction: Restriction) {
+        if let Some(s) = self.shared.get() {
+            s.publish(restriction);
+        }
+    }
+
+    /// Whether `i` is to be checked against the store before it is
+    /// enforced again: the store answers and its last word is old.
+    fn recheck_due(&self, i: &Imposed, now_ms: i64) -> bool {
+        self.shared.get().is_some_and(|s| s.live())
+            && now_ms.saturating_sub(i.checked_ms) >= RECHECK_MS
+    }
+
+    /// Stage 3 with a shared store: what the store says of `client_id`'s
+    /// block (`stored`) and when an operator last unblocked it
+    /// (`unblocked_ms`, 0: never), against what this replica holds.
+    /// A stored block is mirrored here (so stage 2 refuses the next calls
+    /// without asking); a local restriction imposed before the last unblock
+    /// is lifted (the unblock was given on another replica); a local block
+    /// the store does not know (written while it was away) still holds and
+    /// is published again. Returns the block to enforce, if any.
+    pub fn reconcile(
+        &self,
+        client_id: &str,
+        stored: Option<StoredRestriction>,
+        unblocked_ms: i64,
+        now_ms: i64,
+    ) -> Admission {
+        let mut map = lock(&self.identities);
+        if let Some(b) = stored {
+            if !map.contains_key(client_id) && !self.make_room(&mut map) {
+                return Admission::Blocked {
+                    detector: detector_name(&b.detector),
+                    until_ms: b.until_ms,
+                };
+            }
+            let state = map
+                .entry(client_id.to_string())
+                .or_insert_with(|| IdentityState::new(now_ms));
+            let mirrored = state.block.as_ref().is_none_or(|l| l.mirrored);
+            let imposed = Imposed {
+                detector: detector_name(&b.detector),
+                since_ms: b.since_ms,
+                until_ms: b.until_ms,
+                checked_ms: now_ms,
+                mirrored,
+            };
+            let verdict = Admission::Blocked {
+                detector: imposed.detector,
+                until_ms: imposed.until_ms,
+            };
+            state.block = Some(imposed);
+            return verdict;
+        }
+        let Some(state) = map.get_mut(client_id) else {
+            return Admission::Allow;
+        };
+        let mut verdict = Admission::Allow;
+        if let Some(b) = state.block.as_mut() {
+            if b.since_ms <= unblocked_ms || b.mirrored {
+                // Lifted by an operator elsewhere, or ended there.
+                tracing::info!(
+                    client.id = client_id,
+                    "block lifted: the shared state store no longer holds it"
+                );
+                state.block = None;
+                state.denials = 0;
+            } else {
+                b.checked_ms = now_ms;
+                verdict = Admission::Blocked {
+                    detector: b.detector,
+                    until_ms: b.until_ms,
+                };
+                let again = restriction("identity", client_id.to_string(), "block", b);
+                self.publish(again);
+            }
+        }
+        if let Some((t, _)) = state.throttle.as_mut() {
+            if t.since_ms <= unblocked_ms {
+                state.throttle = None;
+            } else {
+                t.checked_ms = now_ms;
+            }
+        }
+        verdict
+    }
+
+    /// Before a connection's handshake, with a shared store: what the
+    /// store says of the source's block and last unblock, against this
+    /// replica's. Returns whether the source is blocked.
+    pub fn reconcile_source(
+        &self,
+        source: IpAddr,
+        stored: Option<StoredRestriction>,
+        unblocked_ms: i64,
+        now_ms: i64,
+    ) -> bool {
+        let key = source_key(source);
+        let mut map = lock(&self.sources);
+        match stored {
+            Some(b) if b.until_ms.is_none_or(|u| now_ms < u) => {
+                if !map.contains_key(&key) && map.len() >= self.config.max_sources {
+                    return true;
+                }
+                let state = map.entry(key).or_insert(SourceState {
+                    window_start_ms: now_ms,
+                    failures: 0,
+                    last_ms: now_ms,
+                    block: None,
+                });
+                let mirrored = state.block.as_ref().is_none_or(|l| l.mirrored);
+                state.block = Some(Imposed {
+                    detector: "source_failures",
+                    since_ms: b.since_ms,
+                    until_ms: b.until_ms,
+                    checked_ms: now_ms,
+                    mirrored,
+                });
+                true
+            }
+            _ => {
+                let Some(state) = map.get_mut(&key) else {
+                    return false;
+                };
+                match state.block.as_mut() {
+                    Some(b) if b.since_ms <= unblocked_ms || b.mirrored => {
+                        state.block = None;
+                        state.failures = 0;
+                        false
+                    }
+                    Some(b) => {
+                        b.checked_ms = now_ms;
+                        let again = restriction("source", source_text(key), "block", b);
+                        self.publish(again);
+                        true
+                    }
+                    None => false,
+                }
+            }
+        }
+    }
+
+    /// Whether this source has a block held here that the store need not
+    /// be asked about now (see [`Anomaly::reconcile_source`]).
+    pub fn source_blocked_locally(&self, source: IpAddr, now_ms: i64) -> bool {
+        let key = source_key(source);
+        lock(&self.sources)
+            .get(&key)
+            .and_then(|s| s.block.as_ref())
+            .is_some_and(|b| b.until_ms.is_none_or(|u| now_ms < u))
     }
 
     /// The configuration in force.
@@ -484,23 +738,37 @@ impl Anomaly {
     /// Stage 2: is the identity blocked, or throttled and over its
     /// throttle rate? Expired restrictions are lifted (and recorded) here.
     pub fn admit(&self, client_id: &str, now_ms: i64) -> Admission {
+        self.admit_with(client_id, now_ms, true)
+    }
+
+    /// [`Anomaly::admit`] on this replica's copy alone, however old (for
+    /// what no shared store checks afterwards: renewals).
+    pub fn admit_here(&self, client_id: &str, now_ms: i64) -> Admission {
+        self.admit_with(client_id, now_ms, false)
+    }
+
+    fn admit_with(&self, client_id: &str, now_ms: i64, recheck: bool) -> Admission {
         let mut map = lock(&self.identities);
         let Some(state) = map.get_mut(client_id) else {
             return Admission::Allow;
         };
         if let Some(b) = &state.block {
             if b.until_ms.is_some_and(|u| now_ms >= u) {
-                let detector = b.detector;
+                let (detector, mirrored) = (b.detector, b.mirrored);
                 state.block = None;
-                self.record(
-                    client_id,
-                    None,
-                    detector,
-                    "block_expired",
-                    Figures::new(),
-                    None,
-                    now_ms,
-                );
+                if !mirrored {
+                    self.record(
+                        client_id,
+                        None,
+                        detector,
+                        "block_expired",
+                        Figures::new(),
+                        None,
+                        now_ms,
+                    );
+                }
+            } else if recheck && self.recheck_due(b, now_ms) {
+                // The shared store decides at stage 3 (Anomaly::reconcile).
             } else {
                 return Admission::Blocked {
                     detector: b.detector,
@@ -521,6 +789,8 @@ impl Anomaly {
                     None,
                     now_ms,
                 );
+            } else if recheck && self.recheck_due(t, now_ms) {
+                // The store's throttle applies at stage 3 for every replica.
             } else if let Err(wait) = gcra.check(now_ms) {
                 return Admission::Throttled {
                     retry_after_ms: wait,
@@ -633,7 +903,14 @@ impl Anomaly {
 
         let mut verdict = Admission::Allow;
         for (detector, action, cooldown, figures) in fired {
-            let until = self.impose(state, detector, action, self.cooldown(cooldown), now_ms);
+            let until = self.impose(
+                client_id,
+                state,
+                detector,
+                action,
+                self.cooldown(cooldown),
+                now_ms,
+            );
             let tool_name = if detector == "new_tool" { tool } else { None };
             self.record(
                 client_id,
@@ -682,6 +959,7 @@ impl Anomaly {
                 ("window_secs", c.window_secs as f64),
             ]);
             let until = self.impose(
+                client_id,
                 state,
                 "denials",
                 c.action,
@@ -751,11 +1029,14 @@ impl Anomaly {
         let until = match c.action {
             Action::Block => {
                 let until = until_of(now_ms, self.cooldown(c.cooldown_secs));
-                state.block = Some(Imposed {
-                    detector: "source_failures",
-                    since_ms: now_ms,
-                    until_ms: until,
-                });
+                let imposed = Imposed::new("source_failures", now_ms, until);
+                self.publish(restriction(
+                    "source",
+                    source_text(source),
+                    "block",
+                    &imposed,
+                ));
+                state.block = Some(imposed);
                 until
             }
             _ => None,
@@ -775,11 +1056,16 @@ impl Anomaly {
         };
         match &state.block {
             Some(b) if b.until_ms.is_some_and(|u| now_ms >= u) => {
+                let mirrored = b.mirrored;
                 state.block = None;
                 state.failures = 0;
-                self.record_source(source, "block_expired", Figures::new(), None, now_ms);
+                if !mirrored {
+                    self.record_source(source, "block_expired", Figures::new(), None, now_ms);
+                }
                 false
             }
+            // With a shared store, the connection's task asks it first.
+            Some(b) if self.recheck_due(b, now_ms) => false,
             Some(_) => true,
             None => false,
         }
@@ -813,6 +1099,13 @@ impl Anomaly {
     /// Lifts every block and throttle of `id` (a client id or a source
     /// address), recording who did it. Returns how many were lifted.
     pub fn unblock(&self, id: &str, by: &str, now_ms: i64) -> usize {
+        self.unblock_with(id, by, now_ms, (0, 0))
+    }
+
+    /// [`Anomaly::unblock`], where the shared state store lifted `stored`
+    /// (identity, source) restrictions too: the count and the audit record
+    /// say what was lifted on any replica, each restriction once.
+    pub fn unblock_with(&self, id: &str, by: &str, now_ms: i64, stored: (usize, usize)) -> usize {
         let mut of_identity = 0;
         if let Some(s) = lock(&self.identities).get_mut(id) {
             of_identity =
@@ -833,6 +1126,8 @@ impl Anomaly {
             }
             source = Some(source_text(key));
         }
+        let of_identity = of_identity.max(stored.0);
+        let of_source = of_source.max(stored.1);
         let lifted = of_identity + of_source;
         if lifted > 0 {
             self.audit.anomaly_event(&AnomalyEvent {
@@ -874,6 +1169,7 @@ impl Anomaly {
     /// Applies `action` to `state`; returns when it ends.
     fn impose(
         &self,
+        id: &str,
         state: &mut IdentityState,
         detector: &'static str,
         action: Action,
@@ -881,13 +1177,10 @@ impl Anomaly {
         now_ms: i64,
     ) -> Option<i64> {
         let until = until_of(now_ms, cooldown_secs);
-        let imposed = Imposed {
-            detector,
-            since_ms: now_ms,
-            until_ms: until,
-        };
+        let imposed = Imposed::new(detector, now_ms, until);
         match action {
             Action::Block => {
+                self.publish(restriction("identity", id.to_string(), "block", &imposed));
                 state.block = Some(imposed);
                 until
             }
@@ -900,13 +1193,17 @@ impl Anomaly {
                     cooldown_secs
                 };
                 let until = Some(now_ms.saturating_add(secs_ms(secs)));
-                state.throttle = Some((
-                    Imposed {
-                        until_ms: until,
-                        ..imposed
-                    },
-                    Gcra::new(self.config.throttle),
+                let imposed = Imposed {
+                    until_ms: until,
+                    ..imposed
+                };
+                self.publish(restriction(
+                    "identity",
+                    id.to_string(),
+                    "throttle",
+                    &imposed,
                 ));
+                state.throttle = Some((imposed, Gcra::new(self.config.throttle)));
                 until
             }
             Action::Alert | Action::Off => None,
@@ -985,6 +1282,12 @@ pub fn source_key(ip: IpAddr) -> IpAddr {
             }
         },
     }
+}
+
+/// The key of a source address as records, `admin blocks` and the shared
+/// state store name it.
+pub fn source_label(ip: IpAddr) -> String {
+    source_text(source_key(ip))
 }
 
 /// A source key as records and `admin blocks` show it.

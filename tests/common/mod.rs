@@ -265,6 +265,68 @@ impl TestGateway {
         self.dir.path().join(name)
     }
 
+    /// A second gateway from the same folder (CA, keys, registry, pins and
+    /// config) on its own port: another replica of this one.
+    pub async fn replica(&self) -> Replica {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let text = std::fs::read_to_string(self.path("sealgate.toml")).expect("config");
+        let text = text.replacen(
+            &format!("listen = \"{}\"", self.addr),
+            &format!("listen = \"{addr}\""),
+            1,
+        );
+        let file = self.path(&format!("sealgate-{}.toml", addr.port()));
+        std::fs::write(&file, text).expect("replica config");
+        let config = Config::load(&file).expect("replica config loads");
+        let audit = Arc::new(AuditLog::memory());
+        let parts = sealgate::startup::build(&config, Some(audit.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("replica did not start: {e}"));
+        let backend = parts.gateway.router.slots()[0].backend.clone();
+        let backend_baseline = backend.messages_received();
+        let gateway = parts.gateway.clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = sealgate::server::run(listener, parts, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        Replica {
+            addr,
+            gateway,
+            audit,
+            backend,
+            backend_baseline,
+            shutdown: Some(tx),
+        }
+    }
+
+    /// A low-level client of `who` connected to `addr` (a replica, a load
+    /// balancer) instead of this gateway.
+    pub async fn raw_to(&self, who: &IssuedClient, addr: SocketAddr) -> RawClient {
+        let p = self.profile(who);
+        let tls =
+            sealgate::tls::client_config(&ca_dir(self.dir.path()).join("ca.crt"), &p.cert, &p.key)
+                .expect("tls config");
+        let channel = sealgate::tls::connect_channel(&addr.to_string(), "localhost", tls)
+            .await
+            .expect("connect");
+        RawClient {
+            rpc: McpGatewayServiceClient::new(channel),
+            key: sealgate::keys::load_signing_key(&p.signing_key).expect("signing key"),
+            key_id: p.key_id.clone(),
+        }
+    }
+
+    /// The client SDK of `who`, connected to `addr`.
+    pub async fn client_to(&self, who: &IssuedClient, addr: SocketAddr) -> Client {
+        let mut p = self.profile(who);
+        p.endpoint = addr.to_string();
+        Client::connect(&p).await.expect("client connects")
+    }
+
     /// Requests that reached the backend `name` (including startup listing).
     pub fn router_calls(&self, name: &str) -> u64 {
         self.gateway
@@ -319,6 +381,38 @@ impl TestGateway {
             key: sealgate::keys::load_signing_key(signing_key).expect("signing key"),
             key_id: key_id.to_string(),
         }
+    }
+}
+
+/// Another gateway process's worth of state, serving from a
+/// [`TestGateway`]'s folder ([`TestGateway::replica`]); stopped on drop.
+pub struct Replica {
+    pub addr: SocketAddr,
+    pub gateway: Arc<sealgate::gateway::Gateway>,
+    pub audit: Arc<AuditLog>,
+    backend: Arc<dyn Backend>,
+    backend_baseline: u64,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Replica {
+    /// Requests that reached its first backend since it started.
+    pub fn backend_calls(&self) -> u64 {
+        self.backend.messages_received() - self.backend_baseline
+    }
+
+    pub fn last_audit(&self) -> serde_json::Value {
+        let lines = self.audit.lines();
+        let line = lines.last().expect("an audit record was written");
+        serde_json::from_str(line).expect("audit line is JSON")
     }
 }
 

@@ -199,3 +199,172 @@ impl HttpFixture {
         }
     }
 }
+
+/// A free loopback TCP port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{what} did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A program from Debian's packages (scripts/test.sh installs them), by
+/// name on PATH or in /usr/sbin and /usr/bin.
+fn debian_program(name: &str) -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        panic!("{name} is not installed (scripts/test.sh installs it with apt-get)")
+    })
+}
+
+/// TLS settings of a [`Redis`]: its certificate, key and CA (PEM files).
+pub struct RedisTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+/// Debian's redis-server on a free 127.0.0.1 port, in its own temporary
+/// folder, without persistence (a restart empties it), killed on drop.
+pub struct Redis {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    conf: PathBuf,
+    child: Option<Reaper>,
+}
+
+impl Redis {
+    /// Plain TCP, no password.
+    pub fn start() -> Redis {
+        Self::start_with(None, None)
+    }
+
+    /// With TLS 1.3 only (no plain port) and/or a password.
+    pub fn start_with(tls: Option<&RedisTls>, password: Option<&str>) -> Redis {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut conf = format!(
+            "bind 127.0.0.1\nsave \"\"\nappendonly no\ndaemonize no\nlogfile \"\"\ndir {}\n",
+            dir.path().display()
+        );
+        match tls {
+            None => conf.push_str(&format!("port {port}\n")),
+            Some(t) => conf.push_str(&format!(
+                "port 0\ntls-port {port}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients no\ntls-protocols \"TLSv1.3\"\n",
+                t.cert.display(),
+                t.key.display(),
+                t.ca.display()
+            )),
+        }
+        if let Some(p) = password {
+            conf.push_str(&format!("requirepass {p}\n"));
+        }
+        let path = dir.path().join("redis.conf");
+        std::fs::write(&path, conf).expect("redis.conf");
+        let mut redis = Redis {
+            port,
+            dir,
+            conf: path,
+            child: None,
+        };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(debian_program("redis-server"))
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(Reaper(child));
+        wait_for_port(self.port, "redis-server");
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let child = self.child.as_ref().expect("redis runs");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).expect("pid"));
+        nix::sys::signal::kill(pid, signal).expect("signal redis-server");
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Thaws it (SIGCONT), its data intact.
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    /// Kills it (its data is lost: no persistence).
+    pub fn kill(&mut self) {
+        self.child = None;
+    }
+
+    /// Starts it again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+/// Debian's HAProxy in TCP mode on a free 127.0.0.1 port, round-robin over
+/// `backends` (TLS passes through to each), killed on drop.
+pub struct HaProxy {
+    pub addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+    _child: Reaper,
+}
+
+impl HaProxy {
+    pub fn start(backends: &[std::net::SocketAddr]) -> HaProxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut conf = format!(
+            "global\n  maxconn 256\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 60s\n  timeout server 60s\nfrontend gateway\n  bind 127.0.0.1:{port}\n  default_backend replicas\nbackend replicas\n  balance roundrobin\n"
+        );
+        for (i, b) in backends.iter().enumerate() {
+            conf.push_str(&format!("  server replica{i} {b}\n"));
+        }
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, conf).expect("haproxy.cfg");
+        let child = Command::new(debian_program("haproxy"))
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start haproxy");
+        let proxy = HaProxy {
+            addr: format!("127.0.0.1:{port}").parse().expect("addr"),
+            _dir: dir,
+            _child: Reaper(child),
+        };
+        wait_for_port(port, "haproxy");
+        proxy
+    }
+}

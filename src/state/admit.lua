@@ -1,0 +1,41 @@
+-- sealgate's one round trip per request (src/state/mod.rs says why each
+-- step is here). Atomic: Redis runs a script alone.
+--
+-- KEYS: 1 epoch, 2 nonce, 3 rate TAT, 4 identity block, 5 identity
+--       throttle, 6 throttle TAT, 7 last operator unblock of the identity
+-- ARGV: 1 epoch id this replica knows ('' if none), 2 a fresh epoch id,
+--       3 now (ms, the gateway's clock), 4 the envelope's timestamp (ms),
+--       5 skew (ms), 6 nonce retention (ms), 7 rate T (us), 8 rate tau
+--       (us), 9 throttle T (us), 10 throttle tau (us), 11 now in us for
+--       the GCRA ('' : the store's TIME, the one clock all replicas share)
+-- Returns {code, epoch since, epoch id, last unblock (ms, 0: none), extra}
+--   code 0 accepted (nonce recorded, one unit of the rate taken)
+--        1 blocked (extra: the block, "<detector> <since> <until|->")
+--        2 the envelope may predate what the store remembers (gap)
+--        3 throttled (extra: us to wait)   4 over the rate (extra: us)
+--        5 the nonce was already used
+--@EPOCH@
+--@GCRA@
+local id, since = epoch(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+local unblocked = tonumber(redis.call('GET', KEYS[7]) or '0') or 0
+local block = redis.call('GET', KEYS[4])
+if block then return {1, since, id, unblocked, block} end
+if tonumber(ARGV[4]) < since + tonumber(ARGV[5]) then
+  return {2, since, id, unblocked, ''}
+end
+local now_us = clock_us(ARGV[11])
+local throttled = redis.call('EXISTS', KEYS[5]) == 1
+local thr_tat = 0
+if throttled then
+  local ok, v = gcra(KEYS[6], now_us, tonumber(ARGV[9]), tonumber(ARGV[10]), 1)
+  if not ok then return {3, since, id, unblocked, string.format('%.0f', v)} end
+  thr_tat = v
+end
+local ok, tat = gcra(KEYS[3], now_us, tonumber(ARGV[7]), tonumber(ARGV[8]), 1)
+if not ok then return {4, since, id, unblocked, string.format('%.0f', tat)} end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[6]) then
+  return {5, since, id, unblocked, ''}
+end
+keep_tat(KEYS[3], tat, now_us)
+if throttled then keep_tat(KEYS[6], thr_tat, now_us) end
+return {0, since, id, unblocked, ''}
