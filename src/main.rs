@@ -5,10 +5,6 @@
 
 mod cli;
 
-/// See Cargo.toml: the allocator of the gateway's own process.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::process::ExitCode;
 
 use clap::Parser;
