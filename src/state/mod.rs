@@ -206,6 +206,16 @@ impl Keys {
     fn of(&self, kind: &str, id: &str) -> String {
         format!("{}{kind}:{id}", self.prefix)
     }
+    /// Where a block or throttle is kept: `b:` identity blocks, `t:`
+    /// identity throttles, `s:` source blocks.
+    fn restriction(&self, r: &Restriction) -> String {
+        let kind = match (r.subject, r.action) {
+            ("source", _) => "s",
+            (_, "throttle") => "t",
+            _ => "b",
+        };
+        self.of(kind, &r.id)
+    }
 }
 
 /// A GCRA rate as the scripts take it: T and tau in microseconds.
@@ -267,8 +277,9 @@ pub struct SharedState {
     /// the turn back to the store, so no nonce accepted locally is missed
     /// by the write-back.
     switching: tokio::sync::RwLock<()>,
-    /// Restrictions to write again when the store answers.
-    pending: Mutex<Vec<Restriction>>,
+    /// Restrictions to write again when the store answers (at most
+    /// [`MAX_PENDING`], the oldest dropped first: each still holds here).
+    pending: Mutex<std::collections::VecDeque<Restriction>>,
     /// Wakes the reconnection task when a call failed.
     wake: Arc<tokio::sync::Notify>,
     /// Set while the task is running (once per store).
@@ -343,7 +354,7 @@ impl SharedState {
             throttle: gcra_args(setup.throttle),
             local: MemoryReplayStore::new(setup.skew_ms, setup.replay_capacity_per_client),
             switching: tokio::sync::RwLock::new(()),
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::new(std::collections::VecDeque::new()),
             wake: Arc::new(tokio::sync::Notify::new()),
             supervised: AtomicBool::new(false),
             me: std::sync::OnceLock::new(),
@@ -933,13 +944,8 @@ impl SharedState {
             return Err(StoreError::NotConnected);
         };
         let mut conn = (*conn).clone();
-        let kind = match (r.subject, r.action) {
-            ("source", _) => "s",
-            (_, "throttle") => "t",
-            _ => "b",
-        };
         let mut cmd = redis::cmd("SET");
-        cmd.arg(self.keys.of(kind, &r.id))
+        cmd.arg(self.keys.restriction(r))
             .arg(StoredRestriction::encode(
                 r.detector, r.since_ms, r.until_ms,
             ));
@@ -980,7 +986,7 @@ impl SharedState {
                 .map_err(|e| classify(&e))?;
         }
         let pending: Vec<Restriction> =
-            std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner())).into();
         for r in &pending {
             if let Err(e) = self.write(r).await {
                 self.pending
@@ -1023,6 +1029,20 @@ impl SharedState {
     }
 }
 
+/// Restrictions kept for the store's return at most.
+const MAX_PENDING: usize = 65_536;
+
+impl SharedState {
+    /// Keeps a restriction to write when the store answers again.
+    fn keep(&self, restriction: Restriction) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.len() >= MAX_PENDING {
+            pending.pop_front();
+        }
+        pending.push_back(restriction);
+    }
+}
+
 /// The refusal while the store is away and `on_failure = "fail_closed"`.
 pub fn unavailable() -> Denial {
     Denial::new(
@@ -1044,27 +1064,16 @@ impl SharedRestrictions for SharedState {
 
     fn publish(&self, restriction: Restriction) {
         if !self.live() {
-            self.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(restriction);
+            self.keep(restriction);
             return;
         }
         // Published from inside the detectors (sync code): in the
         // background, kept for the reconnection if it fails.
         let Some(conn) = self.conn.load_full() else {
-            self.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(restriction);
+            self.keep(restriction);
             return;
         };
-        let kind = match (restriction.subject, restriction.action) {
-            ("source", _) => "s",
-            (_, "throttle") => "t",
-            _ => "b",
-        };
-        let key = self.keys.of(kind, &restriction.id);
+        let key = self.keys.restriction(&restriction);
         let value = StoredRestriction::encode(
             restriction.detector,
             restriction.since_ms,
@@ -1090,11 +1099,7 @@ impl SharedRestrictions for SharedState {
                         subject = restriction.subject,
                         "a restriction could not be written to the shared state store; it holds on this replica and is written when the store is back"
                     );
-                    state
-                        .pending
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(restriction);
+                    state.keep(restriction);
                 }
             }
         });
