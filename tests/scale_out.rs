@@ -613,7 +613,9 @@ async fn the_stores_limiter_computes_exactly_what_the_in_process_one_does() {
                     sealgate::secrets::Secrets::new(None, Vec::new()).expect("secrets"),
                 ),
                 audit: Arc::new(sealgate::audit::AuditLog::memory()),
-                clock: Arc::new(sealgate::gateway::SystemClock),
+                clock: Arc::new(|| {
+                    sealgate::gateway::Clock::now_ms(&sealgate::gateway::SystemClock)
+                }),
                 metrics: metrics.register_state(),
             },
         )

@@ -50,8 +50,6 @@
 //! This module never sees a payload; the password comes from the secrets
 //! source and is never logged; errors carry a kind, never the reply.
 
-mod config;
-
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,12 +58,11 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 
-pub use config::{OnFailure, StateConfig, StateKind, StoreAddress};
+pub use crate::config::{OnFailure, StateConfig, StateKind, StoreAddress};
 
 use crate::audit::AuditLog;
 use crate::envelope::VerifiedEnvelope;
 use crate::error::{Denial, Reason};
-use crate::gateway::Clock;
 use crate::identity::{ClientEntry, ClientId};
 use crate::policy::anomaly::{
     Admission, Anomaly, Restriction, SharedRestrictions, StoredRestriction,
@@ -288,7 +285,7 @@ pub struct SharedState {
     me: std::sync::OnceLock<std::sync::Weak<SharedState>>,
     metrics: StateMetrics,
     audit: Arc<AuditLog>,
-    clock: Arc<dyn Clock>,
+    clock: Now,
 }
 
 impl std::fmt::Debug for SharedState {
@@ -299,6 +296,9 @@ impl std::fmt::Debug for SharedState {
             .finish_non_exhaustive()
     }
 }
+
+/// The gateway's clock as the store sees it (Unix ms), so tests can fix it.
+pub type Now = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// The settings a [`SharedState`] is built from, beside `[state]`.
 pub struct StateSetup {
@@ -313,7 +313,7 @@ pub struct StateSetup {
     /// Where `state_store` events go.
     pub audit: Arc<AuditLog>,
     /// The gateway's clock.
-    pub clock: Arc<dyn Clock>,
+    pub clock: Now,
     /// The gateway's metrics.
     pub metrics: StateMetrics,
 }
@@ -486,7 +486,7 @@ impl SharedState {
     async fn probe(&self, conn: &MultiplexedConnection) -> Result<(), StoreError> {
         let mut conn = conn.clone();
         let known = self.epoch.load_full();
-        let now = self.clock.now_ms();
+        let now = (self.clock)();
         let mut inv = self.probe_script.prepare_invoke();
         inv.key(self.keys.epoch())
             .arg(known.as_str())
@@ -512,7 +512,7 @@ impl SharedState {
                     "the shared state store was emptied: envelopes signed before its new epoch plus the skew window are refused"
                 );
                 self.audit.write_event(&json!({
-                    "ts": crate::audit::rfc3339_ms(self.clock.now_ms()),
+                    "ts": crate::audit::rfc3339_ms((self.clock)()),
                     "event": "state_store",
                     "status": "emptied",
                     "store": self.endpoint(),
@@ -568,7 +568,7 @@ impl SharedState {
                 }
             );
             self.audit.write_event(&json!({
-                "ts": crate::audit::rfc3339_ms(self.clock.now_ms()),
+                "ts": crate::audit::rfc3339_ms((self.clock)()),
                 "event": "state_store",
                 "status": status,
                 "store": self.endpoint(),
@@ -713,7 +713,7 @@ impl SharedState {
         if let Admission::Blocked { detector, until_ms } =
             anomaly.reconcile(id, stored, unblocked, now_ms)
         {
-            return Err(crate::gateway::blocked(detector, until_ms));
+            return Err(crate::error::identity_blocked(detector, until_ms));
         }
         match verdict {
             Verdict::Accepted | Verdict::Blocked(_) => Ok(()),
@@ -817,7 +817,7 @@ impl SharedState {
     /// store that does not answer in time leaves the decision to this
     /// replica.
     pub async fn source_blocked(&self, source: std::net::IpAddr, anomaly: &Anomaly) -> bool {
-        let now = self.clock.now_ms();
+        let now = (self.clock)();
         if !self.live() {
             return anomaly.source_blocked_locally(source, now);
         }
@@ -950,7 +950,7 @@ impl SharedState {
                 r.detector, r.since_ms, r.until_ms,
             ));
         if let Some(until) = r.until_ms {
-            let left = until.saturating_sub(self.clock.now_ms());
+            let left = until.saturating_sub((self.clock)());
             if left <= 0 {
                 return Ok(());
             }
@@ -965,7 +965,7 @@ impl SharedState {
     /// Turning back to the store: the nonces accepted on local state and
     /// the restrictions imposed meanwhile are written first.
     async fn catch_up(&self, conn: &MultiplexedConnection) -> Result<usize, StoreError> {
-        let now = self.clock.now_ms();
+        let now = (self.clock)();
         let live = self.local.drain_live(now);
         let written = live.len();
         let mut conn = conn.clone();
@@ -1018,7 +1018,7 @@ impl SharedState {
             "the shared state store is back; state is shared again"
         );
         self.audit.write_event(&json!({
-            "ts": crate::audit::rfc3339_ms(self.clock.now_ms()),
+            "ts": crate::audit::rfc3339_ms((self.clock)()),
             "event": "state_store",
             "status": "recovered",
             "store": self.endpoint(),
@@ -1081,7 +1081,7 @@ impl SharedRestrictions for SharedState {
         );
         let left = restriction
             .until_ms
-            .map(|u| u.saturating_sub(self.clock.now_ms()).max(1));
+            .map(|u| u.saturating_sub((self.clock)()).max(1));
         let me = self.me.get().cloned();
         let mut conn = (*conn).clone();
         tokio::spawn(async move {
