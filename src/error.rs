@@ -223,6 +223,19 @@ pub fn audit_unavailable() -> Denial {
     .retry_after(std::time::Duration::from_secs(1))
 }
 
+/// Stage 2 (or, with a shared state store, 3): the identity is blocked by
+/// an anomaly detector, until `until_ms` or an operator's unblock.
+pub fn identity_blocked(detector: &str, until_ms: Option<i64>) -> Denial {
+    let until = match until_ms {
+        Some(ms) => format!("until {}", crate::audit::rfc3339_ms(ms)),
+        None => "until an operator unblocks it".to_string(),
+    };
+    Denial::new(
+        Reason::IdentityBlocked,
+        format!("this identity is blocked by the {detector} detector {until}"),
+    )
+}
+
 /// Reads the retry-after hint (`google.rpc.RetryInfo`) out of a status.
 pub fn retry_after_of(status: &tonic::Status) -> Option<std::time::Duration> {
     status.get_error_details().retry_info()?.retry_delay

@@ -1146,16 +1146,9 @@ fn note_identity_denied(peer: Option<&PeerInfo>) {
     }
 }
 
-/// The refusal of a blocked identity.
+/// The refusal of a blocked identity ([`crate::error::identity_blocked`]).
 pub fn blocked(detector: &str, until_ms: Option<i64>) -> Denial {
-    let until = match until_ms {
-        Some(ms) => format!("until {}", crate::audit::rfc3339_ms(ms)),
-        None => "until an operator unblocks it".to_string(),
-    };
-    Denial::new(
-        Reason::IdentityBlocked,
-        format!("this identity is blocked by the {detector} detector {until}"),
-    )
+    crate::error::identity_blocked(detector, until_ms)
 }
 
 /// The gateway's own answer to `initialize`: it is the MCP server its

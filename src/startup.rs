@@ -214,7 +214,10 @@ async fn shared_state(
                 throttle: config.anomaly.throttle,
                 secrets: secrets.clone(),
                 audit: audit.clone(),
-                clock: clock.clone(),
+                clock: {
+                    let clock = clock.clone();
+                    Arc::new(move || clock.now_ms())
+                },
                 metrics: metrics.register_state(),
             },
         )
@@ -319,7 +322,7 @@ pub async fn check(config: &Config) -> Result<Vec<String>, StartError> {
                 throttle: config.anomaly.throttle,
                 secrets: secrets.clone(),
                 audit: Arc::new(AuditLog::memory()),
-                clock: Arc::new(SystemClock),
+                clock: Arc::new(|| crate::gateway::Clock::now_ms(&SystemClock)),
                 metrics: metrics.register_state(),
             },
         )

@@ -266,7 +266,7 @@ async fn a_block_on_one_replica_holds_on_the_other_until_an_admin_unblocks_it() 
     .await;
     assert!(
         started.elapsed()
-            <= Duration::from_millis(sealgate::policy::anomaly::RECHECK_MS as u64 + 500),
+            <= Duration::from_millis(sealgate::policy::anomaly::RECHECK_MS as u64 + 1500),
         "{:?}",
         started.elapsed()
     );
@@ -613,7 +613,9 @@ async fn the_stores_limiter_computes_exactly_what_the_in_process_one_does() {
                     sealgate::secrets::Secrets::new(None, Vec::new()).expect("secrets"),
                 ),
                 audit: Arc::new(sealgate::audit::AuditLog::memory()),
-                clock: Arc::new(sealgate::gateway::SystemClock),
+                clock: Arc::new(|| {
+                    sealgate::gateway::Clock::now_ms(&sealgate::gateway::SystemClock)
+                }),
                 metrics: metrics.register_state(),
             },
         )

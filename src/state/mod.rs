@@ -50,8 +50,6 @@
 //! This module never sees a payload; the password comes from the secrets
 //! source and is never logged; errors carry a kind, never the reply.
 
-mod config;
-
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,12 +58,11 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 
-pub use config::{OnFailure, StateConfig, StateKind, StoreAddress};
+pub use crate::config::{OnFailure, StateConfig, StateKind, StoreAddress};
 
 use crate::audit::AuditLog;
 use crate::envelope::VerifiedEnvelope;
 use crate::error::{Denial, Reason};
-use crate::gateway::Clock;
 use crate::identity::{ClientEntry, ClientId};
 use crate::policy::anomaly::{
     Admission, Anomaly, Restriction, SharedRestrictions, StoredRestriction,
@@ -206,6 +203,16 @@ impl Keys {
     fn of(&self, kind: &str, id: &str) -> String {
         format!("{}{kind}:{id}", self.prefix)
     }
+    /// Where a block or throttle is kept: `b:` identity blocks, `t:`
+    /// identity throttles, `s:` source blocks.
+    fn restriction(&self, r: &Restriction) -> String {
+        let kind = match (r.subject, r.action) {
+            ("source", _) => "s",
+            (_, "throttle") => "t",
+            _ => "b",
+        };
+        self.of(kind, &r.id)
+    }
 }
 
 /// A GCRA rate as the scripts take it: T and tau in microseconds.
@@ -267,8 +274,9 @@ pub struct SharedState {
     /// the turn back to the store, so no nonce accepted locally is missed
     /// by the write-back.
     switching: tokio::sync::RwLock<()>,
-    /// Restrictions to write again when the store answers.
-    pending: Mutex<Vec<Restriction>>,
+    /// Restrictions to write again when the store answers (at most
+    /// [`MAX_PENDING`], the oldest dropped first: each still holds here).
+    pending: Mutex<std::collections::VecDeque<Restriction>>,
     /// Wakes the reconnection task when a call failed.
     wake: Arc<tokio::sync::Notify>,
     /// Set while the task is running (once per store).
@@ -277,7 +285,7 @@ pub struct SharedState {
     me: std::sync::OnceLock<std::sync::Weak<SharedState>>,
     metrics: StateMetrics,
     audit: Arc<AuditLog>,
-    clock: Arc<dyn Clock>,
+    clock: Now,
 }
 
 impl std::fmt::Debug for SharedState {
@@ -288,6 +296,9 @@ impl std::fmt::Debug for SharedState {
             .finish_non_exhaustive()
     }
 }
+
+/// The gateway's clock as the store sees it (Unix ms), so tests can fix it.
+pub type Now = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// The settings a [`SharedState`] is built from, beside `[state]`.
 pub struct StateSetup {
@@ -302,7 +313,7 @@ pub struct StateSetup {
     /// Where `state_store` events go.
     pub audit: Arc<AuditLog>,
     /// The gateway's clock.
-    pub clock: Arc<dyn Clock>,
+    pub clock: Now,
     /// The gateway's metrics.
     pub metrics: StateMetrics,
 }
@@ -343,7 +354,7 @@ impl SharedState {
             throttle: gcra_args(setup.throttle),
             local: MemoryReplayStore::new(setup.skew_ms, setup.replay_capacity_per_client),
             switching: tokio::sync::RwLock::new(()),
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::new(std::collections::VecDeque::new()),
             wake: Arc::new(tokio::sync::Notify::new()),
             supervised: AtomicBool::new(false),
             me: std::sync::OnceLock::new(),
@@ -475,7 +486,7 @@ impl SharedState {
     async fn probe(&self, conn: &MultiplexedConnection) -> Result<(), StoreError> {
         let mut conn = conn.clone();
         let known = self.epoch.load_full();
-        let now = self.clock.now_ms();
+        let now = (self.clock)();
         let mut inv = self.probe_script.prepare_invoke();
         inv.key(self.keys.epoch())
             .arg(known.as_str())
@@ -501,7 +512,7 @@ impl SharedState {
                     "the shared state store was emptied: envelopes signed before its new epoch plus the skew window are refused"
                 );
                 self.audit.write_event(&json!({
-                    "ts": crate::audit::rfc3339_ms(self.clock.now_ms()),
+                    "ts": crate::audit::rfc3339_ms((self.clock)()),
                     "event": "state_store",
                     "status": "emptied",
                     "store": self.endpoint(),
@@ -557,7 +568,7 @@ impl SharedState {
                 }
             );
             self.audit.write_event(&json!({
-                "ts": crate::audit::rfc3339_ms(self.clock.now_ms()),
+                "ts": crate::audit::rfc3339_ms((self.clock)()),
                 "event": "state_store",
                 "status": status,
                 "store": self.endpoint(),
@@ -702,7 +713,7 @@ impl SharedState {
         if let Admission::Blocked { detector, until_ms } =
             anomaly.reconcile(id, stored, unblocked, now_ms)
         {
-            return Err(crate::gateway::blocked(detector, until_ms));
+            return Err(crate::error::identity_blocked(detector, until_ms));
         }
         match verdict {
             Verdict::Accepted | Verdict::Blocked(_) => Ok(()),
@@ -806,7 +817,7 @@ impl SharedState {
     /// store that does not answer in time leaves the decision to this
     /// replica.
     pub async fn source_blocked(&self, source: std::net::IpAddr, anomaly: &Anomaly) -> bool {
-        let now = self.clock.now_ms();
+        let now = (self.clock)();
         if !self.live() {
             return anomaly.source_blocked_locally(source, now);
         }
@@ -933,18 +944,13 @@ impl SharedState {
             return Err(StoreError::NotConnected);
         };
         let mut conn = (*conn).clone();
-        let kind = match (r.subject, r.action) {
-            ("source", _) => "s",
-            (_, "throttle") => "t",
-            _ => "b",
-        };
         let mut cmd = redis::cmd("SET");
-        cmd.arg(self.keys.of(kind, &r.id))
+        cmd.arg(self.keys.restriction(r))
             .arg(StoredRestriction::encode(
                 r.detector, r.since_ms, r.until_ms,
             ));
         if let Some(until) = r.until_ms {
-            let left = until.saturating_sub(self.clock.now_ms());
+            let left = until.saturating_sub((self.clock)());
             if left <= 0 {
                 return Ok(());
             }
@@ -959,7 +965,7 @@ impl SharedState {
     /// Turning back to the store: the nonces accepted on local state and
     /// the restrictions imposed meanwhile are written first.
     async fn catch_up(&self, conn: &MultiplexedConnection) -> Result<usize, StoreError> {
-        let now = self.clock.now_ms();
+        let now = (self.clock)();
         let live = self.local.drain_live(now);
         let written = live.len();
         let mut conn = conn.clone();
@@ -980,7 +986,7 @@ impl SharedState {
                 .map_err(|e| classify(&e))?;
         }
         let pending: Vec<Restriction> =
-            std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner())).into();
         for r in &pending {
             if let Err(e) = self.write(r).await {
                 self.pending
@@ -1012,7 +1018,7 @@ impl SharedState {
             "the shared state store is back; state is shared again"
         );
         self.audit.write_event(&json!({
-            "ts": crate::audit::rfc3339_ms(self.clock.now_ms()),
+            "ts": crate::audit::rfc3339_ms((self.clock)()),
             "event": "state_store",
             "status": "recovered",
             "store": self.endpoint(),
@@ -1020,6 +1026,20 @@ impl SharedState {
             "nonces_written_back": written,
         }));
         Ok(())
+    }
+}
+
+/// Restrictions kept for the store's return at most.
+const MAX_PENDING: usize = 65_536;
+
+impl SharedState {
+    /// Keeps a restriction to write when the store answers again.
+    fn keep(&self, restriction: Restriction) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.len() >= MAX_PENDING {
+            pending.pop_front();
+        }
+        pending.push_back(restriction);
     }
 }
 
@@ -1044,27 +1064,16 @@ impl SharedRestrictions for SharedState {
 
     fn publish(&self, restriction: Restriction) {
         if !self.live() {
-            self.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(restriction);
+            self.keep(restriction);
             return;
         }
         // Published from inside the detectors (sync code): in the
         // background, kept for the reconnection if it fails.
         let Some(conn) = self.conn.load_full() else {
-            self.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(restriction);
+            self.keep(restriction);
             return;
         };
-        let kind = match (restriction.subject, restriction.action) {
-            ("source", _) => "s",
-            (_, "throttle") => "t",
-            _ => "b",
-        };
-        let key = self.keys.of(kind, &restriction.id);
+        let key = self.keys.restriction(&restriction);
         let value = StoredRestriction::encode(
             restriction.detector,
             restriction.since_ms,
@@ -1072,7 +1081,7 @@ impl SharedRestrictions for SharedState {
         );
         let left = restriction
             .until_ms
-            .map(|u| u.saturating_sub(self.clock.now_ms()).max(1));
+            .map(|u| u.saturating_sub((self.clock)()).max(1));
         let me = self.me.get().cloned();
         let mut conn = (*conn).clone();
         tokio::spawn(async move {
@@ -1090,11 +1099,7 @@ impl SharedRestrictions for SharedState {
                         subject = restriction.subject,
                         "a restriction could not be written to the shared state store; it holds on this replica and is written when the store is back"
                     );
-                    state
-                        .pending
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(restriction);
+                    state.keep(restriction);
                 }
             }
         });
