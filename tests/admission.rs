@@ -604,7 +604,8 @@ async fn a_busy_connection_ages_out_between_calls_without_failing_one() {
     })
     .await;
     let client = gw.client(&gw.alice).await;
-    let until = Instant::now() + Duration::from_millis(3_300);
+    // Long enough for three ages of one second even on a loaded machine.
+    let until = Instant::now() + Duration::from_millis(4_300);
     let mut calls = 0;
     while Instant::now() < until {
         client
@@ -614,7 +615,7 @@ async fn a_busy_connection_ages_out_between_calls_without_failing_one() {
         calls += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(calls >= 10);
+    assert!(calls >= 8, "calls: {calls}");
     // GOAWAY at each second: the client moved to a new connection, and
     // every connection but the one still open closed by age.
     let aged = stat(&gw.stats.connections_aged_out);
