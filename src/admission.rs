@@ -23,39 +23,12 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crate::audit::AuditRecord;
-use crate::error::{Denial, Reason};
-use crate::gateway::{Admitted, Gateway};
-use crate::identity::ClientEntry;
+use crate::gateway::{Gateway, Ticket};
 use crate::peer::PeerInfo;
 
 /// The one route this layer admits: the gateway's `Call`. The admin
 /// service, health and reflection pass through untouched.
 pub const CALL_PATH: &str = "/sealgate.v1.McpGatewayService/Call";
-
-/// Proof, inside the server, that stages 1 and 2 admitted this request.
-#[derive(Clone)]
-pub struct Ticket {
-    client: Arc<ClientEntry>,
-}
-
-impl Ticket {
-    /// The admission the layer made, for the service's stage 3. The
-    /// connection's identity was checked by the layer; a request without one
-    /// never gets a ticket, so the error is only a guard.
-    pub fn admitted<'p>(&self, peer: Option<&'p PeerInfo>) -> Result<Admitted<'p>, Denial> {
-        match peer.map(|p| &p.identity) {
-            Some(Ok(identity)) => Ok(Admitted {
-                identity,
-                client: self.client.clone(),
-                in_flight: None,
-            }),
-            _ => Err(Denial::new(
-                Reason::IdentityMissing,
-                "no verified client certificate on this connection",
-            )),
-        }
-    }
-}
 
 /// The layer; see the module documentation.
 #[derive(Clone)]
@@ -117,7 +90,7 @@ where
             .map(|a| (a.client, a.in_flight));
         match admitted {
             Ok((client, permit)) => {
-                request.extensions_mut().insert(Ticket { client });
+                request.extensions_mut().insert(Ticket::new(client));
                 let answer = self.inner.call(request);
                 Box::pin(async move {
                     let _permit = permit;

@@ -177,10 +177,7 @@ impl GatewayService {
 impl McpGatewayService for GatewayService {
     async fn call(&self, request: Request<CallRequest>) -> Result<Response<CallResponse>, Status> {
         let peer = request.extensions().get::<Arc<PeerInfo>>().cloned();
-        let early = request
-            .extensions()
-            .get::<crate::admission::Ticket>()
-            .cloned();
+        let early = request.extensions().get::<Ticket>().cloned();
         let _busy = peer.as_ref().map(|p| p.activity.begin());
         let _in_flight = self.gateway.metrics.in_flight();
         // Written when this future ends, however it ends: a client that
@@ -493,7 +490,7 @@ impl Gateway {
     pub async fn process_admitted(
         &self,
         peer: Option<&PeerInfo>,
-        early: Option<&crate::admission::Ticket>,
+        early: Option<&Ticket>,
         request: CallRequest,
         record: &mut AuditRecord,
     ) -> Result<CallResponse, Denial> {
@@ -510,7 +507,7 @@ impl Gateway {
     async fn stages(
         &self,
         peer: Option<&PeerInfo>,
-        early: Option<&crate::admission::Ticket>,
+        early: Option<&Ticket>,
         request: CallRequest,
         record: &mut AuditRecord,
         registered: &mut bool,
@@ -1056,6 +1053,36 @@ impl Gateway {
         };
         serde_json::to_vec(&body)
             .map_err(|_| Denial::new(Reason::Internal, "response could not be encoded"))
+    }
+}
+
+/// Proof, inside the server, that stages 1 and 2 admitted this request.
+#[derive(Clone)]
+pub struct Ticket {
+    client: Arc<ClientEntry>,
+}
+
+impl Ticket {
+    /// The ticket of a request stages 1 and 2 admitted for `client`.
+    pub(crate) fn new(client: Arc<ClientEntry>) -> Self {
+        Ticket { client }
+    }
+
+    /// The admission the layer made, for the service's stage 3. The
+    /// connection's identity was checked by the layer; a request without one
+    /// never gets a ticket, so the error is only a guard.
+    pub fn admitted<'p>(&self, peer: Option<&'p PeerInfo>) -> Result<Admitted<'p>, Denial> {
+        match peer.map(|p| &p.identity) {
+            Some(Ok(identity)) => Ok(Admitted {
+                identity,
+                client: self.client.clone(),
+                in_flight: None,
+            }),
+            _ => Err(Denial::new(
+                Reason::IdentityMissing,
+                "no verified client certificate on this connection",
+            )),
+        }
     }
 }
 
