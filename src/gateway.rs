@@ -308,11 +308,17 @@ impl Gateway {
     /// its record is written (or, for a repeated admission refusal,
     /// counted by [`Gateway::conclude`]).
     pub fn audit_guard(&self) -> AuditOnDrop<'_> {
+        self.audit_guard_for(AuditRecord::new(), Instant::now())
+    }
+
+    /// The audit guard of a request that began at `started`, with what
+    /// `record` already says of it.
+    fn audit_guard_for(&self, record: AuditRecord, started: Instant) -> AuditOnDrop<'_> {
         AuditOnDrop {
-            record: AuditRecord::new(),
+            record,
             log: &self.audit,
             metrics: &self.metrics,
-            started: Instant::now(),
+            started,
             done: false,
         }
     }
@@ -407,13 +413,7 @@ impl Gateway {
         denial: Denial,
     ) -> Status {
         self.observe_denial(peer, &record, registered, denial.reason);
-        let audit = AuditOnDrop {
-            record,
-            log: &self.audit,
-            metrics: &self.metrics,
-            started,
-            done: false,
-        };
+        let audit = self.audit_guard_for(record, started);
         match self.finish::<()>(peer, audit, Err(denial)).await {
             Err(denial) => denial.to_status(),
             // `finish` turns a refusal into a refusal; never reached.
@@ -427,13 +427,7 @@ impl Gateway {
     pub async fn record_transport_refusal(&self, peer: Option<&PeerInfo>, started: Instant) {
         let mut record = AuditRecord::new();
         name_peer(&mut record, peer);
-        let audit = AuditOnDrop {
-            record,
-            log: &self.audit,
-            metrics: &self.metrics,
-            started,
-            done: false,
-        };
+        let audit = self.audit_guard_for(record, started);
         let denial = Denial::new(
             Reason::MessageTooLarge,
             "the gRPC message exceeds the decoding limit",
