@@ -162,23 +162,54 @@ impl TryFrom<EgressFile> for EgressSetting {
     type Error = String;
     fn try_from(f: EgressFile) -> Result<Self, String> {
         use crate::sandbox::Egress;
-        let expected = "field egress: expected \"none\", \"any\" or a list like [\"tcp:443\"]";
+        let expected = "field egress: expected \"none\", \"any\", or a list like [\"data.europarl.europa.eu:443\"] or [\"tcp:443\"]";
         match f {
             EgressFile::Word(w) if w == "none" => Ok(EgressSetting(Egress::None)),
             EgressFile::Word(w) if w == "any" => Ok(EgressSetting(Egress::Any)),
             EgressFile::Word(_) => Err(expected.into()),
             EgressFile::List(items) => {
                 let mut ports = Vec::new();
+                let mut hosts = Vec::new();
                 for item in &items {
-                    let port = item
-                        .strip_prefix("tcp:")
-                        .and_then(|p| p.parse::<u16>().ok())
-                        .filter(|p| *p != 0)
-                        .ok_or_else(|| format!("{expected}; {item:?} is not tcp:<port 1-65535>"))?;
-                    ports.push(port);
+                    if let Some(port) = item.strip_prefix("tcp:") {
+                        let port =
+                            port.parse::<u16>()
+                                .ok()
+                                .filter(|p| *p != 0)
+                                .ok_or_else(|| {
+                                    format!("{expected}; {item:?} is not tcp:<port 1-65535>")
+                                })?;
+                        ports.push(port);
+                    } else {
+                        hosts.push(
+                            crate::sandbox::HostPort::parse(item)
+                                .map_err(|e| format!("{expected}; {e}"))?,
+                        );
+                    }
+                }
+                if !ports.is_empty() && !hosts.is_empty() {
+                    return Err(format!(
+                        "{expected}; it mixes tcp:<port> (any host) with host:port entries: use one kind"
+                    ));
                 }
                 ports.sort_unstable();
                 ports.dedup();
+                hosts.sort();
+                hosts.dedup();
+                let distinct = hosts
+                    .iter()
+                    .map(|h| h.host.as_str())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len();
+                if distinct > crate::sandbox::MAX_EGRESS_HOSTS {
+                    return Err(format!(
+                        "{expected}; {distinct} host names, at most {} are allowed",
+                        crate::sandbox::MAX_EGRESS_HOSTS
+                    ));
+                }
+                if !hosts.is_empty() {
+                    return Ok(EgressSetting(Egress::Hosts(hosts)));
+                }
                 if ports.is_empty() {
                     return Ok(EgressSetting(Egress::None));
                 }
@@ -1715,6 +1746,29 @@ kind = "embedded"
         };
         assert_eq!(egress.0, Egress::TcpPorts(vec![53, 443]));
         assert_eq!(c.backends[0].pinning(Pinning::Tofu), Pinning::Strict);
+        let c = stdio(
+            "egress = [\"Data.Europarl.Europa.EU.:443\", \"data.europarl.europa.eu:443\", \"localhost:8080\"]",
+        )
+        .expect("valid");
+        let BackendConfig::Stdio { egress, .. } = &c.backends[0] else {
+            panic!("stdio")
+        };
+        let hp = |h: &str, port| crate::sandbox::HostPort {
+            host: h.into(),
+            port,
+        };
+        assert_eq!(
+            egress.0,
+            Egress::Hosts(vec![
+                hp("data.europarl.europa.eu", 443),
+                hp("localhost", 8080)
+            ]),
+            "lower case, trailing dot dropped, duplicates merged"
+        );
+        assert_eq!(
+            egress.0.to_string(),
+            "data.europarl.europa.eu:443,localhost:8080"
+        );
     }
 
     #[test]
@@ -1723,8 +1777,37 @@ kind = "embedded"
             ("egress = \"internet\"", "field egress: expected"),
             (
                 "egress = [\"udp:53\"]",
-                "\"udp:53\" is not tcp:<port 1-65535>",
+                "\"udp:53\": no UDP egress is offered",
             ),
+            (
+                "egress = [\"tcp:443\", \"data.europarl.europa.eu:443\"]",
+                "it mixes tcp:<port> (any host) with host:port entries",
+            ),
+            (
+                "egress = [\"10.0.0.1:443\"]",
+                "\"10.0.0.1:443\" is an IP address; name the host",
+            ),
+            (
+                "egress = [\"[::1]:443\"]",
+                "\"[::1]:443\" is an IP address; name the host",
+            ),
+            (
+                "egress = [\"example.com\"]",
+                "\"example.com\" is not host:port",
+            ),
+            (
+                "egress = [\"example.com:0\"]",
+                "\"example.com:0\": the port is not 1-65535",
+            ),
+            (
+                "egress = [\"exa_mple.com:443\"]",
+                "\"exa_mple.com:443\": \"exa_mple.com\" is not a DNS host name",
+            ),
+            (
+                "egress = [\"-a.example.com:443\"]",
+                "is not a DNS host name",
+            ),
+            ("egress = [\"1.2.3.4.5:443\"]", "numeric top label"),
             (
                 "egress = [\"tcp:0\"]",
                 "\"tcp:0\" is not tcp:<port 1-65535>",

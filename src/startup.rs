@@ -13,7 +13,7 @@
 //! what is wrong, never a secret value.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -788,6 +788,26 @@ fn isolation(config: &Config, b: &BackendConfig) -> Result<Isolation, StartError
                     "{} would let the backend reach the gateway's {what} {}; grant a narrower directory",
                     granted.display(),
                     p.display()
+                ),
+            ));
+        }
+    }
+    if *sandbox != SandboxMode::Off && crate::sandbox::namespaces::wants_netns(&egress.0) {
+        // The sandbox's mount namespace hides /run (the host's service
+        // sockets); nothing the backend needs may live there.
+        let hidden = Path::new(crate::sandbox::namespaces::HIDDEN_RUN);
+        if let Some((field, p)) = read
+            .iter()
+            .map(|p| ("read_paths/cwd", p))
+            .chain(std::iter::once(("scratch", &scratch)))
+            .find(|(_, p)| canonical(p).starts_with(hidden) || p.starts_with(hidden))
+        {
+            return Err(fail(
+                field,
+                format!(
+                    "{} lies beneath {}, which the backend's sandbox replaces with an empty directory; use another directory",
+                    p.display(),
+                    hidden.display()
                 ),
             ));
         }

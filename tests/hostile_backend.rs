@@ -11,6 +11,8 @@ mod common;
 use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::services::repo;
@@ -127,6 +129,11 @@ fn sandbox_of(gw: &TestGateway) -> Option<sealgate::sandbox::SandboxReport> {
 /// Writes what the fixture attacks, calls its `attack` tool and returns
 /// the outcomes.
 async fn attack(gw: &TestGateway, dir: &Path, port: u16) -> Value {
+    attack_with(gw, dir, port, json!({})).await
+}
+
+/// [`attack`] with more targets (`tcp`, `udp`, `unix`, `resolve`).
+async fn attack_with(gw: &TestGateway, dir: &Path, port: u16, extra: Value) -> Value {
     let scratch = dir.join("scratch");
     // A token file as the gateway keeps its OpenBao token: 0600.
     let token = dir.join("bao-token");
@@ -134,7 +141,7 @@ async fn attack(gw: &TestGateway, dir: &Path, port: u16) -> Value {
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     // A place outside the scratch directory that any account may write.
     let outside = std::env::temp_dir().join(format!("sealgate-outside-{}", std::process::id()));
-    let targets = json!({
+    let mut targets = json!({
         "read": {
             "signing key": gw.path("gateway.signing.key"),
             "server key": gw.path("server.key"),
@@ -148,6 +155,9 @@ async fn attack(gw: &TestGateway, dir: &Path, port: u16) -> Value {
         },
         "connect": port,
     });
+    if let (Some(t), Some(more)) = (targets.as_object_mut(), extra.as_object()) {
+        t.extend(more.clone());
+    }
     std::fs::write(scratch.join("targets.json"), targets.to_string()).expect("targets");
     let ops = gw.client(&gw.ops).await;
     let r = ops
@@ -216,7 +226,27 @@ async fn every_attack_fails_as_another_user_in_the_sandbox() {
     let sandbox = sandbox_of(&gw).expect("sandboxed");
     let (l, port) = listener();
     let pins_before = std::fs::read(pins_of(dir.path())).expect("pins written on first use");
-    let o = attack(&gw, dir.path(), port).await;
+    // A service socket of the host under /run, open to every account.
+    let run_socket = PathBuf::from(format!(
+        "/run/sealgate-test-none-{}.sock",
+        std::process::id()
+    ));
+    let unix = root().then(|| {
+        let _ = std::fs::remove_file(&run_socket);
+        let u = std::os::unix::net::UnixListener::bind(&run_socket).expect("unix socket in /run");
+        std::fs::set_permissions(&run_socket, std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        u.set_nonblocking(true).expect("nonblocking");
+        u
+    });
+    let o = attack_with(
+        &gw,
+        dir.path(),
+        port,
+        json!({"unix": {"socket under /run": run_socket}}),
+    )
+    .await;
+    let _ = std::fs::remove_file(&run_socket);
     let at = |k: &str| {
         o[k].as_str()
             .unwrap_or_else(|| panic!("no outcome {k}: {o}"))
@@ -261,6 +291,16 @@ async fn every_attack_fails_as_another_user_in_the_sandbox() {
         assert_eq!(at("interfaces"), "ok:lo", "an empty network namespace");
     } else {
         println!("SKIPPED network namespace check: {:?}", sandbox.missing);
+    }
+    if let (true, Some(unix)) = (sandbox.mountns, &unix) {
+        // Its /run is an empty tmpfs: the host's service sockets are gone.
+        assert_eq!(at("unix socket under /run"), "ENOENT");
+        match unix.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("the backend reached a socket under /run: {other:?}"),
+        }
+    } else {
+        println!("SKIPPED mount namespace check: {:?}", sandbox.missing);
     }
     assert_never_connected(&l);
     // Rewrite the pins and announce a changed list: the write fails, the
@@ -332,6 +372,177 @@ async fn the_sandbox_alone_confines_a_backend_of_the_gateway_s_own_user() {
         std::fs::read(pins_of(dir.path())).expect("pins"),
         pins_before
     );
+}
+
+/// A loopback TCP server that answers every line with "pong" and counts
+/// its connections.
+fn pong_server() -> (u16, Arc<AtomicUsize>) {
+    use std::io::{BufRead as _, Write as _};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            c.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                let mut r = std::io::BufReader::new(&s);
+                if r.read_line(&mut line).is_ok() {
+                    let _ = (&s).write_all(b"pong\n");
+                }
+            });
+        }
+    });
+    (port, count)
+}
+
+/// Egress by host name: the backend, in a network namespace of its own,
+/// reaches the one allowed `host:port` by its name through the gateway's
+/// relay, and nothing else: not the same host on another port, not the
+/// address behind the name, no other name (there is no DNS), no UDP, and
+/// none of the host's service sockets under /run.
+#[tokio::test]
+async fn egress_by_host_name_reaches_that_host_and_nothing_else() {
+    if !root() {
+        println!("SKIPPED: network and mount namespaces need the tests to run as root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (allowed_port, pongs) = pong_server();
+    let gw = hostile_gateway_with(
+        dir.path(),
+        &format!(
+            "user = \"nobody\"\nsandbox = \"required\"\negress = [\"localhost:{allowed_port}\"]\n"
+        ),
+        "",
+    )
+    .await;
+    let sandbox = sandbox_of(&gw).expect("sandboxed");
+    assert!(sandbox.netns && sandbox.mountns, "required: {sandbox:?}");
+    assert_eq!(
+        sandbox.egress.to_string(),
+        format!("localhost:{allowed_port}")
+    );
+    // What it must not reach, on the host.
+    let (l, other_port) = listener();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    udp.set_nonblocking(true).expect("nonblocking");
+    let udp_port = udp.local_addr().expect("addr").port();
+    let run_socket = PathBuf::from(format!("/run/sealgate-test-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&run_socket);
+    let unix = std::os::unix::net::UnixListener::bind(&run_socket).expect("unix socket in /run");
+    std::fs::set_permissions(&run_socket, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    unix.set_nonblocking(true).expect("nonblocking");
+
+    let o = attack_with(
+        &gw,
+        dir.path(),
+        other_port,
+        json!({
+            "tcp": {
+                "allowed by name": ["localhost", allowed_port],
+                "allowed name, other port": ["localhost", other_port],
+                "the address behind the name": ["127.0.0.1", allowed_port],
+                "another name": ["example.com", 443],
+                "an address outside": ["192.0.2.1", allowed_port],
+            },
+            "udp": {
+                "host loopback": ["127.0.0.1", udp_port],
+                "a resolver": ["192.0.2.53", 53],
+            },
+            "unix": {"socket under /run": run_socket},
+            "resolve": ["localhost", "data.europarl.europa.eu"],
+        }),
+    )
+    .await;
+    let _ = std::fs::remove_file(&run_socket);
+    let at = |k: &str| {
+        o[k].as_str()
+            .unwrap_or_else(|| panic!("no outcome {k}: {o}"))
+            .to_string()
+    };
+    // The allowed host, by name, through the relay: the answer comes from
+    // the server on the host.
+    assert_eq!(at("tcp allowed by name"), "ok:pong");
+    assert_eq!(at("resolve localhost"), "ok:127.0.0.2", "the relay address");
+    // Another port of the allowed host: Landlock refuses the connect.
+    assert_eq!(at("tcp allowed name, other port"), "EACCES");
+    // The address itself: inside the namespace nothing listens there.
+    assert_eq!(at("tcp the address behind the name"), "ECONNREFUSED");
+    // No other name resolves: there is no DNS server to ask.
+    let other = at("tcp another name");
+    assert!(other.starts_with("EAI_"), "{other}");
+    let ep = at("resolve data.europarl.europa.eu");
+    assert!(ep.starts_with("EAI_"), "{ep}");
+    // No route out of the namespace.
+    assert_eq!(at("tcp an address outside"), "ENETUNREACH");
+    assert_ne!(at("udp a resolver"), "ok", "UDP leaves the namespace");
+    // The host's service sockets: /run is an empty directory in its view.
+    assert_eq!(at("unix socket under /run"), "ENOENT");
+    assert_eq!(at("interfaces"), "ok:lo");
+
+    // On the host: exactly one connection reached the allowed server, none
+    // the other port, no datagram, no UNIX connection.
+    assert_eq!(pongs.load(Ordering::SeqCst), 1);
+    assert_never_connected(&l);
+    let mut buf = [0u8; 64];
+    match udp.recv_from(&mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("a datagram reached the host: {other:?}"),
+    }
+    match unix.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the backend reached a socket under /run: {other:?}"),
+    }
+    let backend = gw.gateway.router.backend("hostile").expect("backend");
+    assert_eq!(backend.egress_counts(), (1, 0), "one relayed connection");
+}
+
+/// A backend restarted into a new network namespace gets a new relay; the
+/// old one ended with the old process.
+#[tokio::test]
+async fn a_restarted_backend_gets_its_own_relay() {
+    if !root() {
+        println!("SKIPPED: network and mount namespaces need the tests to run as root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (allowed_port, pongs) = pong_server();
+    let gw = hostile_gateway_with(
+        dir.path(),
+        &format!(
+            "user = \"nobody\"\nsandbox = \"required\"\negress = [\"localhost:{allowed_port}\"]\n"
+        ),
+        ", STABLE = \"1\"",
+    )
+    .await;
+    let (_l, other_port) = listener();
+    let targets = json!({"tcp": {"allowed": ["localhost", allowed_port]}});
+    let o = attack_with(&gw, dir.path(), other_port, targets.clone()).await;
+    assert_eq!(o["tcp allowed"], "ok:pong");
+    let backend = gw.gateway.router.backend("hostile").expect("backend");
+    let first = backend.process_id().expect("pid");
+    let ops = gw.client(&gw.ops).await;
+    let _ = ops.call_tool("h_crash", json!({})).await;
+    let start = Instant::now();
+    loop {
+        if backend.is_up() && backend.process_id().is_some_and(|p| p != first) {
+            if let Ok(r) = ops.call_tool("h_noop", json!({})).await {
+                assert_eq!(r["result"]["content"][0]["text"], "ok", "{r}");
+                break;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "not restarted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let o = attack_with(&gw, dir.path(), other_port, targets).await;
+    assert_eq!(
+        o["tcp allowed"], "ok:pong",
+        "the new namespace has its relay"
+    );
+    assert_eq!(pongs.load(Ordering::SeqCst), 2);
+    assert_eq!(backend.egress_counts(), (2, 0));
 }
 
 /// Without uid separation or sandbox, a backend can rewrite its own pin
@@ -478,6 +689,36 @@ async fn a_read_path_that_reaches_the_gateway_s_files_is_refused() {
             && e.contains("would let the backend reach the gateway's"),
         "{e}"
     );
+}
+
+/// A backend without network gets an empty `/run` (its mount namespace):
+/// a scratch directory there would vanish, so the gateway refuses it at
+/// start, naming it; with ports the host's `/run` stays and it is allowed.
+#[tokio::test]
+async fn a_scratch_directory_under_run_is_refused_where_run_is_hidden() {
+    let scratch = format!("/run/sealgate-test-scratch-{}", std::process::id());
+    let config = |egress: &str| {
+        format!(
+            "[[backend]]\nname = \"runner\"\nkind = \"stdio\"\ncommand = \"{PYTHON}\"\nargs = [\"-c\", \"import time; time.sleep(60)\"]\n\
+             scratch = \"{scratch}\"\n{}egress = {egress}\ninit_timeout_secs = 1\n",
+            as_nobody()
+        )
+    };
+    for egress in ["\"none\"", "[\"localhost:443\"]"] {
+        let e = TestGateway::try_start_with(Options {
+            config_extra: config(egress),
+            ..Default::default()
+        })
+        .await
+        .err()
+        .expect("refused");
+        assert!(
+            e.contains("backend \"runner\" field scratch:")
+                && e.contains("lies beneath /run, which the backend's sandbox replaces with an empty directory"),
+            "{egress}: {e}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
 }
 
 /// `sandbox = "required"`: a layer that cannot be set up stops the

@@ -119,6 +119,45 @@ async fn unreachable_ep_api_comes_back_as_a_signed_tool_error() {
     assert_eq!(audit["tool"], "get_meps");
 }
 
+/// Egress by host name with the real EP server: its API requests go to
+/// `data.europarl.europa.eu` as named in its own `/etc/hosts`, that is to
+/// the gateway's relay, and nowhere else; the relay cannot reach the API
+/// from this machine, and the tool error comes back signed.
+#[tokio::test]
+async fn the_ep_server_reaches_its_api_only_through_the_gateway_s_relay() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("SKIPPED: network and mount namespaces need the tests to run as root");
+        return;
+    }
+    let gw = TestGateway::start_with(Options {
+        config_extra: format!(
+            "{}egress = [\"data.europarl.europa.eu:443\"]\n",
+            ep_backend(30)
+        ),
+        ..Default::default()
+    })
+    .await;
+    let sandbox = gw.backend.sandbox().expect("sandboxed");
+    println!("EP server sandbox: {}", sandbox.summary());
+    assert!(sandbox.missing.is_empty(), "{:?}", sandbox.missing);
+    assert!(sandbox.netns && sandbox.mountns && sandbox.landlock_net);
+    assert_eq!(sandbox.egress.to_string(), "data.europarl.europa.eu:443");
+    assert_eq!(gw.backend.egress_counts(), (0, 0), "nothing before a call");
+    let alice = gw.client(&gw.alice).await;
+    let response = alice
+        .call_tool("get_meps", json!({"country": "SE", "limit": 5}))
+        .await
+        .expect("signed answer");
+    assert_eq!(response["result"]["isError"], true, "{response}");
+    let (connected, failed) = gw.backend.egress_counts();
+    println!("relay: {connected} connected, {failed} failed");
+    assert!(
+        connected + failed >= 1,
+        "the EP server's API request reached the relay"
+    );
+    assert_eq!(gw.last_audit()["backend_error"], true);
+}
+
 #[tokio::test]
 async fn bad_arguments_are_refused_before_the_ep_server() {
     let gw = ep_gateway(30).await;

@@ -7,6 +7,7 @@
 //! child process) and [`http::HttpBackend`] (Streamable HTTP). The
 //! [`router::Router`] pins every tool's definition and refuses changed ones.
 
+pub mod egress;
 pub mod embedded;
 pub mod http;
 pub mod resources;
@@ -101,6 +102,11 @@ pub trait Backend: Send + Sync + 'static {
     /// How many times the backend's process was restarted.
     fn restarts(&self) -> u64 {
         0
+    }
+    /// Connections its egress relay made to allowed hosts, and those that
+    /// failed (a stdio backend with egress by host name; else both 0).
+    fn egress_counts(&self) -> (u64, u64) {
+        (0, 0)
     }
     /// Stops the backend for good at shutdown (a stdio backend: its whole
     /// process group). The default has nothing to stop.

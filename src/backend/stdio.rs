@@ -144,6 +144,8 @@ struct Shared {
     probing: AtomicBool,
     /// The layers the current child's sandbox helper reported.
     sandbox: Mutex<Option<SandboxReport>>,
+    /// What its egress relays did (egress by host name).
+    egress: Arc<super::egress::Counts>,
 }
 
 /// A stdio MCP backend. Dropping it stops the supervisor and kills the child.
@@ -208,6 +210,7 @@ impl StdioBackend {
             restarts: AtomicU32::new(0),
             probing: AtomicBool::new(false),
             sandbox: Mutex::new(None),
+            egress: Arc::default(),
         });
         // The first start is done here so that a broken command stops the
         // gateway with a clear message instead of restarting forever.
@@ -321,6 +324,14 @@ impl Backend for StdioBackend {
         self.sandbox_report()
     }
 
+    fn egress_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.shared.egress.connected.load(Relaxed),
+            self.shared.egress.failed.load(Relaxed),
+        )
+    }
+
     fn is_up(&self) -> bool {
         self.child_pid().is_some()
     }
@@ -421,6 +432,8 @@ struct Running {
     conn: Arc<Conn>,
     child: tokio::process::Child,
     kill_rx: oneshot::Receiver<()>,
+    /// The egress relay of this child (egress by host name); ends with it.
+    relay: Option<super::egress::Relay>,
 }
 
 async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
@@ -512,6 +525,7 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         }
     });
     let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE));
+    let mut relay = None;
     if spec.sandbox.is_some() {
         let report = tokio::time::timeout(spec.init_timeout, read_sandbox_report(&mut lines))
             .await
@@ -523,6 +537,33 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         );
         for m in &report.missing {
             tracing::warn!(backend = shared.name, layer = %m, "backend sandbox layer not in force");
+        }
+        // Egress by host name: the gateway's relay listens inside the
+        // backend's network namespace before the backend gets any call.
+        if let (Some(sb), true) = (&spec.sandbox, report.netns) {
+            if matches!(sb.egress, Egress::Hosts(_)) {
+                match (pid, sb.enforcement) {
+                    (Some(pid), _) => match super::egress::start(
+                        &shared.name,
+                        pid,
+                        &sb.egress,
+                        shared.egress.clone(),
+                    )
+                    .await
+                    {
+                        Ok(r) => relay = Some(r),
+                        Err(e) if sb.enforcement == Enforcement::Required => {
+                            return Err(format!("egress relay: {e}"))
+                        }
+                        Err(e) => {
+                            tracing::warn!(backend = shared.name, error = %e, "egress relay not started: the backend has no network")
+                        }
+                    },
+                    (None, _) => {
+                        return Err("the backend exited before its egress relay started".into())
+                    }
+                }
+            }
         }
         *shared.sandbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
     }
@@ -584,6 +625,7 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         conn,
         child,
         kill_rx,
+        relay,
     })
 }
 
@@ -673,6 +715,7 @@ async fn supervise(shared: Arc<Shared>, first: Running) {
             conn,
             mut child,
             kill_rx,
+            relay,
         }) = running.take()
         {
             let up = Instant::now();
@@ -684,8 +727,10 @@ async fn supervise(shared: Arc<Shared>, first: Running) {
                     let _ = child.kill().await;
                 }
             }
-            // Whatever the child left behind in its group goes with it.
+            // Whatever the child left behind in its group goes with it, and
+            // so does its egress relay.
             kill_group(conn.pid);
+            drop(relay);
             // Gone: calls waiting for a child must not reach the next one
             // before its tools are re-listed and checked.
             shared.generation.send_modify(|g| *g += 1);

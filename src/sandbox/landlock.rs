@@ -53,8 +53,10 @@ pub fn prepare(read: &[PathBuf], write: &[PathBuf], egress: &Egress) -> Result<P
     ruleset = match egress {
         Egress::Any => ruleset,
         // No network at all: every network right Landlock knows (TCP, and
-        // UDP from ABI 10), none granted.
-        Egress::None => ruleset
+        // UDP from ABI 10), none granted. By host name: the same, plus TCP
+        // connections to the hosts' ports (only the gateway's relay listens
+        // on them in the backend's network namespace).
+        Egress::None | Egress::Hosts(_) => ruleset
             .handle_access(AccessNet::from_all(TARGET))
             .map_err(e)?,
         // TCP only: UDP (DNS) stays open, so handle the TCP rights alone.
@@ -88,10 +90,10 @@ pub fn prepare(read: &[PathBuf], write: &[PathBuf], egress: &Egress) -> Result<P
                 .map_err(|err| format!("{}: {err}", path.display()))?;
         }
     }
-    if let Egress::TcpPorts(ports) = egress {
-        for port in ports {
+    if matches!(egress, Egress::TcpPorts(_) | Egress::Hosts(_)) {
+        for port in egress.ports() {
             created = created
-                .add_rule(NetPort::new(*port, AccessNet::ConnectTcp))
+                .add_rule(NetPort::new(port, AccessNet::ConnectTcp))
                 .map_err(e)?;
         }
     }

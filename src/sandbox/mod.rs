@@ -9,7 +9,8 @@
 //!
 //! 1. resource limits (data memory, processes, open files, CPU time, no core
 //!    dumps);
-//! 2. for `egress = "none"`, a new, empty network namespace;
+//! 2. for `egress = "none"` or egress by host name, a new network namespace
+//!    and a new mount namespace with an empty `/run` ([`namespaces`]);
 //! 3. Landlock rules are prepared (paths opened while they still can be);
 //! 4. supplementary groups cleared, then the group and the user switched;
 //! 5. Landlock enforced: read-only paths, one read-write scratch directory,
@@ -26,6 +27,7 @@
 //! The backend's environment is the helper's, passed on untouched.
 
 mod landlock;
+pub mod namespaces;
 mod seccomp;
 
 use std::ffi::CString;
@@ -66,8 +68,138 @@ pub enum Egress {
     /// TCP connections to these ports only (any host), no listening socket
     /// (Landlock ABI 4 or later). UDP (DNS) is not restricted.
     TcpPorts(Vec<u16>),
+    /// TCP to these host names and ports only, through the gateway: the
+    /// backend's own network namespace holds nothing but a loopback on
+    /// which the gateway listens, one address per host (see
+    /// [`Egress::routes`]); its `/etc/hosts` names those addresses; the
+    /// gateway resolves the real host and relays the bytes (TLS stays end
+    /// to end). No DNS, no UDP, no other host or port.
+    Hosts(Vec<HostPort>),
     /// No network restriction.
     Any,
+}
+
+/// One host a backend may reach (`egress = ["host:port"]`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostPort {
+    /// A DNS name in lower case (never an IP address).
+    pub host: String,
+    /// The TCP port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// The most distinct host names one backend's egress may name: each takes
+/// one loopback address, 127.0.0.2 upwards.
+pub const MAX_EGRESS_HOSTS: usize = 200;
+
+impl HostPort {
+    /// Parses `host:port`: a DNS name (letters, digits, hyphens and dots,
+    /// labels of 1 to 63 characters, 253 in all; compared in lower case)
+    /// and a port 1-65535. An IP address is refused: the backend reaches a
+    /// host by its name, which the gateway resolves.
+    pub fn parse(item: &str) -> Result<HostPort, String> {
+        let (host, port) = item
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{item:?} is not host:port"))?;
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{item:?}: the port is not 1-65535"))?;
+        let host = host.to_ascii_lowercase();
+        if host == "udp" {
+            return Err(format!(
+                "{item:?}: no UDP egress is offered (with host names, the backend's names come from its own /etc/hosts, without DNS)"
+            ));
+        }
+        if host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[') {
+            return Err(format!(
+                "{item:?} is an IP address; name the host (the gateway resolves it and relays the backend's connection)"
+            ));
+        }
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        let host = host.strip_suffix('.').unwrap_or(&host).to_string();
+        if host.len() > 253 || !host.split('.').all(label_ok) {
+            return Err(format!("{item:?}: {host:?} is not a DNS host name"));
+        }
+        if host
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(format!(
+                "{item:?}: {host:?} is not a DNS host name (numeric top label)"
+            ));
+        }
+        Ok(HostPort { host, port })
+    }
+}
+
+impl Egress {
+    /// For [`Egress::Hosts`]: each allowed `host:port` with the loopback
+    /// address that stands for its host inside the backend's network
+    /// namespace (distinct hosts in sorted order get 127.0.0.2, .3, …).
+    /// The helper writes the same mapping into the backend's `/etc/hosts`
+    /// and the gateway listens on these addresses; both derive it here.
+    pub fn routes(&self) -> Vec<(std::net::SocketAddrV4, &HostPort)> {
+        let Egress::Hosts(list) = self else {
+            return Vec::new();
+        };
+        let mut hosts: Vec<&str> = list.iter().map(|h| h.host.as_str()).collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        list.iter()
+            .filter_map(|hp| {
+                let i = hosts.binary_search(&hp.host.as_str()).ok()?;
+                let last = u8::try_from(i + 2).ok().filter(|l| *l < 255)?;
+                let ip = std::net::Ipv4Addr::new(127, 0, 0, last);
+                Some((std::net::SocketAddrV4::new(ip, hp.port), hp))
+            })
+            .collect()
+    }
+
+    /// The backend's `/etc/hosts` for [`Egress::Hosts`]: `localhost`, and
+    /// each allowed host at its relay address.
+    pub fn hosts_file(&self) -> String {
+        let routes = self.routes();
+        let mut out = String::from("# Written by sealgate: the hosts this backend may reach.\n");
+        if !routes.iter().any(|(_, hp)| hp.host == "localhost") {
+            out.push_str("127.0.0.1\tlocalhost\n");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (addr, hp) in routes {
+            if seen.insert(hp.host.as_str()) {
+                out.push_str(&format!("{}\t{}\n", addr.ip(), hp.host));
+            }
+        }
+        out
+    }
+
+    /// The TCP ports the backend may connect to (`TcpPorts`, or the ports
+    /// of `Hosts`), sorted and distinct.
+    pub fn ports(&self) -> Vec<u16> {
+        let mut ports = match self {
+            Egress::TcpPorts(p) => p.clone(),
+            Egress::Hosts(h) => h.iter().map(|h| h.port).collect(),
+            Egress::None | Egress::Any => Vec::new(),
+        };
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
 }
 
 impl std::fmt::Display for Egress {
@@ -78,6 +210,10 @@ impl std::fmt::Display for Egress {
             Egress::TcpPorts(ports) => {
                 let p: Vec<String> = ports.iter().map(|p| format!("tcp:{p}")).collect();
                 f.write_str(&p.join(","))
+            }
+            Egress::Hosts(hosts) => {
+                let h: Vec<String> = hosts.iter().map(HostPort::to_string).collect();
+                f.write_str(&h.join(","))
             }
         }
     }
@@ -158,8 +294,12 @@ pub struct SandboxReport {
     pub landlock_scopes: bool,
     /// The seccomp denylist installed.
     pub seccomp: bool,
-    /// A new network namespace (egress `none`).
+    /// A new network namespace (egress `none` or by host name).
     pub netns: bool,
+    /// A new mount namespace in which `/run` is empty (and, for egress by
+    /// host name, `/etc/hosts` names the relay addresses).
+    #[serde(default)]
+    pub mountns: bool,
     /// Resource limits set.
     pub rlimits: bool,
     /// `PR_SET_NO_NEW_PRIVS` set.
@@ -191,12 +331,13 @@ impl SandboxReport {
         };
         let on = |b: bool| if b { "on" } else { "off" };
         format!(
-            "uid={} gid={} rlimits={} landlock={landlock} seccomp={} netns={} no_new_privs={} egress={}",
+            "uid={} gid={} rlimits={} landlock={landlock} seccomp={} netns={} mountns={} no_new_privs={} egress={}",
             self.uid,
             self.gid,
             on(self.rlimits),
             on(self.seccomp),
             on(self.netns),
+            on(self.mountns),
             on(self.no_new_privs),
             self.egress
         )
@@ -352,24 +493,48 @@ fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
 
     set_limits(&spec.limits)?;
 
-    let mut netns = false;
-    if spec.egress == Egress::None {
-        match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
-            Ok(()) => netns = true,
-            Err(e) => skip(
-                &mut missing,
-                "netns",
-                format!("no new network namespace ({e})"),
-            )?,
-        }
+    if let Some(p) = [&program]
+        .into_iter()
+        .chain(&spec.read)
+        .chain(&spec.write)
+        .find(|p| namespaces::wants_netns(&spec.egress) && p.starts_with(namespaces::HIDDEN_RUN))
+    {
+        return Err(SandboxError::Layer {
+            layer: "mountns",
+            reason: format!(
+                "{} lies beneath {}, which the sandbox replaces with an empty directory",
+                p.display(),
+                namespaces::HIDDEN_RUN
+            ),
+        });
     }
+    let ns = match namespaces::enter(&spec.egress) {
+        Ok(o) => o,
+        Err(e) => {
+            skip(&mut missing, "netns", e)?;
+            namespaces::Outcome::default()
+        }
+    };
+    let netns = ns.netns;
+    // Host egress without a network namespace of its own: the backend keeps
+    // the host's network, and Landlock holds it to the hosts' ports only.
+    let egress = match &spec.egress {
+        Egress::Hosts(_) if !netns => {
+            missing.push(format!(
+                "egress by host name: without a network namespace only the ports hold ({})",
+                Egress::TcpPorts(spec.egress.ports())
+            ));
+            Egress::TcpPorts(spec.egress.ports())
+        }
+        other => other.clone(),
+    };
 
     let mut read: Vec<PathBuf> = SYSTEM_READ.iter().map(PathBuf::from).collect();
     read.extend(spec.read.iter().cloned());
     read.push(program.clone());
     let mut write: Vec<PathBuf> = SYSTEM_READ_WRITE.iter().map(PathBuf::from).collect();
     write.extend(spec.write.iter().cloned());
-    let ruleset = landlock::prepare(&read, &write, &spec.egress);
+    let ruleset = landlock::prepare(&read, &write, &egress);
 
     let (uid, gid) = switch_user(spec)?;
 
@@ -392,7 +557,7 @@ fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
             "landlock",
             "not supported by this kernel".into(),
         )?;
-    } else if spec.egress != Egress::Any && !ll.net {
+    } else if egress != Egress::Any && !ll.net {
         skip(
             &mut missing,
             "landlock-net",
@@ -411,7 +576,7 @@ fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
     let no_new_privs = ll.no_new_privs || nix::sys::prctl::set_no_new_privs().is_ok();
 
     let mut seccomp_on = false;
-    match seccomp::install(spec.egress == Egress::None, spec.gateway_pid) {
+    match seccomp::install(egress == Egress::None, spec.gateway_pid) {
         Ok(()) => seccomp_on = true,
         Err(e) => skip(&mut missing, "seccomp", e)?,
     }
@@ -425,9 +590,10 @@ fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
         landlock_scopes: ll.scopes,
         seccomp: seccomp_on,
         netns,
+        mountns: ns.mountns,
         rlimits: true,
         no_new_privs,
-        egress: spec.egress.clone(),
+        egress,
         missing,
     };
     report_line(&serde_json::json!({ "report": report }));
@@ -521,4 +687,76 @@ fn switch_user(spec: &SandboxSpec) -> Result<(u32, u32), SandboxError> {
         }
     }
     Ok((getuid().as_raw(), getgid().as_raw()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(items: &[&str]) -> Egress {
+        Egress::Hosts(
+            items
+                .iter()
+                .map(|i| HostPort::parse(i).expect("valid"))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn each_host_gets_one_loopback_address_and_the_hosts_file_names_it() {
+        let e = hosts(&["b.example:443", "a.example:443", "a.example:8443"]);
+        let routes: Vec<String> = e
+            .routes()
+            .iter()
+            .map(|(addr, hp)| format!("{addr}={hp}"))
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                "127.0.0.3:443=b.example:443",
+                "127.0.0.2:443=a.example:443",
+                "127.0.0.2:8443=a.example:8443"
+            ]
+        );
+        assert_eq!(
+            e.hosts_file(),
+            "# Written by sealgate: the hosts this backend may reach.\n\
+             127.0.0.1\tlocalhost\n127.0.0.3\tb.example\n127.0.0.2\ta.example\n"
+        );
+        assert_eq!(e.ports(), [443, 8443]);
+        // An allowed localhost is the relayed one, not the namespace's own.
+        let l = hosts(&["localhost:9000"]);
+        assert_eq!(
+            l.hosts_file(),
+            "# Written by sealgate: the hosts this backend may reach.\n127.0.0.2\tlocalhost\n"
+        );
+        assert!(Egress::None.routes().is_empty());
+        assert!(Egress::TcpPorts(vec![443]).routes().is_empty());
+    }
+
+    #[test]
+    fn the_last_host_still_gets_an_address_below_broadcast() {
+        let items: Vec<String> = (0..MAX_EGRESS_HOSTS)
+            .map(|i| format!("h{i:03}.example:443"))
+            .collect();
+        let refs: Vec<&str> = items.iter().map(String::as_str).collect();
+        let e = hosts(&refs);
+        let routes = e.routes();
+        assert_eq!(routes.len(), MAX_EGRESS_HOSTS);
+        assert_eq!(
+            routes.last().map(|(a, _)| a.to_string()),
+            Some(format!("127.0.0.{}:443", MAX_EGRESS_HOSTS + 1))
+        );
+    }
+
+    #[test]
+    fn a_spec_with_host_egress_survives_its_trip_through_json() {
+        let e = hosts(&["data.europarl.europa.eu:443"]);
+        let json = serde_json::to_string(&e).expect("json");
+        assert_eq!(
+            json,
+            r#"{"hosts":[{"host":"data.europarl.europa.eu","port":443}]}"#
+        );
+        assert_eq!(serde_json::from_str::<Egress>(&json).expect("back"), e);
+    }
 }
