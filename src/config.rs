@@ -459,7 +459,9 @@ pub enum BackendConfig {
         /// system paths, its command and its `cwd`: its install directory.
         #[serde(default)]
         read_paths: Vec<PathBuf>,
-        /// Network access: `"none"` (default), `"any"` or `["tcp:443"]`.
+        /// Network access: `"none"` (default), `"any"`, host names
+        /// (`["data.europarl.europa.eu:443"]`, through the gateway's relay) or
+        /// ports (`["tcp:443"]`).
         #[serde(default)]
         egress: EgressSetting,
         /// `[backend.limits]`: memory, processes, open files, CPU time.

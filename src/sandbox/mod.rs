@@ -53,8 +53,8 @@ pub enum Enforcement {
     #[default]
     BestEffort,
     /// A layer the kernel lacks (Landlock, its TCP rules when egress names
-    /// ports, seccomp, the network namespace for `egress = "none"`) stops
-    /// the backend from starting.
+    /// ports or hosts, seccomp, the network and mount namespaces for
+    /// `egress = "none"` or host names) stops the backend from starting.
     Required,
 }
 
