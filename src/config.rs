@@ -221,8 +221,9 @@ impl TryFrom<EgressFile> for EgressSetting {
 
 /// `[metrics]`: `/metrics` (Prometheus text), `/healthz` and `/readyz` on a
 /// plain-HTTP listener of their own, never on the mTLS port. It serves
-/// figures only (no payload, argument, key or client certificate), yet it
-/// is unauthenticated: loopback unless `allow_remote` says otherwise.
+/// figures only (no payload, argument, key or client certificate, and
+/// client ids only with `client_labels`), yet it is unauthenticated:
+/// loopback unless `allow_remote` says otherwise.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
@@ -232,7 +233,18 @@ pub struct MetricsConfig {
     /// Prometheus and kubelet probes reach it on the pod address).
     #[serde(default)]
     pub allow_remote: bool,
+    /// The most registry client ids that get a `client` label value of
+    /// their own in `sealgate_client_requests_total`, first come first
+    /// served for the life of the process; later ones are counted as
+    /// `client="_other"`. 0 (the default): no per-client family at all,
+    /// and no client id on the listener. At most [`MAX_CLIENT_LABELS`].
+    #[serde(default)]
+    pub client_labels: u32,
 }
+
+/// The largest `[metrics] client_labels`: each labelled client adds a
+/// time series per outcome and reason it meets.
+pub const MAX_CLIENT_LABELS: u32 = 1000;
 
 /// `[traces]`: one span per request with a child per stage and per backend
 /// call (names and outcomes, never argument values), exported over
@@ -269,6 +281,12 @@ impl MetricsConfig {
             if addr == self.listen && addr.port() != 0 {
                 return Err(format!("field metrics.listen: must differ from {field}"));
             }
+        }
+        if self.client_labels > MAX_CLIENT_LABELS {
+            return Err(format!(
+                "field metrics.client_labels: {} is more than {MAX_CLIENT_LABELS}; each labelled client adds a time series per outcome and reason, so keep the cap to the clients worth watching one by one",
+                self.client_labels
+            ));
         }
         Ok(())
     }
@@ -1589,6 +1607,33 @@ path = "clients.toml"
         assert_eq!(
             validate("[metrics]\nlisten = \"127.0.0.1:7443\"\n"),
             Err("field metrics.listen: must differ from listen".into())
+        );
+    }
+
+    #[test]
+    fn metrics_client_labels_are_off_by_default_and_capped() {
+        let metrics = |extra: &str| {
+            let text = format!("{MINIMAL}[metrics]\nlisten = \"127.0.0.1:9464\"\n{extra}");
+            toml::from_str::<Config>(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.validate().map(|()| c))
+                .map(|c| c.metrics.map(|m| m.client_labels))
+        };
+        assert_eq!(metrics(""), Ok(Some(0)), "absent: off");
+        assert_eq!(metrics("client_labels = 0\n"), Ok(Some(0)));
+        assert_eq!(metrics("client_labels = 50\n"), Ok(Some(50)));
+        assert_eq!(metrics("client_labels = 1000\n"), Ok(Some(1000)));
+        let over = metrics("client_labels = 1001\n").expect_err("refused");
+        assert!(
+            over.starts_with("field metrics.client_labels: 1001 is more than 1000;"),
+            "{over}"
+        );
+        let negative = metrics("client_labels = -1\n").expect_err("refused");
+        assert!(negative.contains("client_labels"), "{negative}");
+        let misspelt = metrics("client_label = 5\n").expect_err("unknown field");
+        assert!(
+            misspelt.contains("unknown field `client_label`"),
+            "{misspelt}"
         );
     }
 

@@ -516,6 +516,7 @@ impl Gateway {
                 name_peer(record, peer);
                 let admitted = ticket.admitted(peer)?;
                 *registered = true;
+                record.identity_passed = true;
                 admitted
             }
             None => self.admit_request(peer, record, registered, now)?,
@@ -684,6 +685,7 @@ impl Gateway {
             ));
         }
         *registered = true;
+        record.identity_passed = true;
         if let Some(p) = peer {
             p.note_identity_passed();
         }

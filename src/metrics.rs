@@ -10,12 +10,17 @@
 //! time by [`crate::scrape`], so nothing is counted twice.
 //!
 //! Every label value is bounded: a static method, outcome, reason, stage or
-//! alert name, or a configured backend name. Client ids are never labels.
-//! This module never serves a request, never sees a payload and never
-//! changes anything but its own counters.
+//! alert name, or a configured backend name. Client ids become label values
+//! only when `[metrics] client_labels` asks for them
+//! ([`Metrics::label_clients`]), and then at most that many: the registry
+//! ids of clients that passed stage 1, first come first served, the rest
+//! counted together as [`OTHER_CLIENTS`]. This module never serves a
+//! request, never sees a payload and never changes anything but its own
+//! counters.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
@@ -93,6 +98,65 @@ struct BackendHandles {
     protocol: Counter,
 }
 
+/// The `client` label value of every client past the `client_labels` cap.
+/// No registry id can take it: ids begin with a letter or digit.
+pub const OTHER_CLIENTS: &str = "_other";
+
+/// The label set of `sealgate_client_requests_total`: the client (its id or
+/// [`OTHER_CLIENTS`]), then outcome and reason.
+type ClientRequestLabels = ([(&'static str, Arc<str>); 1], [Label; 2]);
+
+/// `sealgate_client_requests_total` of `[metrics] client_labels`: requests
+/// by client, outcome and reason, with at most `cap` distinct client ids.
+struct ClientRequests {
+    cap: usize,
+    /// The ids that have a label of their own. It only grows, and never
+    /// past `cap`: a slot is held for the life of the process, even by a
+    /// client since removed from the registry.
+    labelled: RwLock<HashSet<Arc<str>>>,
+    /// [`OTHER_CLIENTS`], made once.
+    other: Arc<str>,
+    family: Family<ClientRequestLabels, Counter>,
+}
+
+impl ClientRequests {
+    /// The label value of `id`: its own while it has one or a slot is
+    /// free, else [`OTHER_CLIENTS`]. Only a new id takes the write lock
+    /// (and allocates); once the cap is reached, none does.
+    fn label(&self, id: &str) -> Arc<str> {
+        {
+            let labelled = self.labelled.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(label) = labelled.get(id) {
+                return label.clone();
+            }
+            if labelled.len() >= self.cap {
+                return self.other.clone();
+            }
+        }
+        let mut labelled = self
+            .labelled
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(label) = labelled.get(id) {
+            return label.clone();
+        }
+        if labelled.len() >= self.cap {
+            return self.other.clone();
+        }
+        let label: Arc<str> = Arc::from(id);
+        labelled.insert(label.clone());
+        label
+    }
+
+    fn count(&self, id: &str, outcome: &'static str, reason: &'static str) {
+        let labels = (
+            [("client", self.label(id))],
+            [("outcome", outcome), ("reason", reason)],
+        );
+        self.family.get_or_create(&labels).inc();
+    }
+}
+
 /// The gateway's metrics: the registry every family is in, and the handles
 /// the request path and the accept loop count through.
 pub struct Metrics {
@@ -104,6 +168,9 @@ pub struct Metrics {
     in_flight: Gauge,
     handshake_failures: Family<[Label; 1], Counter>,
     backends: Vec<BackendHandles>,
+    /// `[metrics] client_labels`: set once, before serving; unset, no
+    /// client id is ever a label.
+    clients: OnceLock<ClientRequests>,
     /// Set once SIGTERM or SIGINT arrived: `/readyz` and grpc.health say
     /// NOT_SERVING while the calls in flight finish.
     draining: tokio::sync::watch::Sender<bool>,
@@ -210,8 +277,45 @@ impl Metrics {
             in_flight,
             handshake_failures,
             backends,
+            clients: OnceLock::new(),
             draining: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// `[metrics] client_labels`: registers `sealgate_client_requests_total`
+    /// (requests by client, outcome and reason) in which at most `cap`
+    /// client ids get a label value of their own, first come first served
+    /// until the process ends; the requests of every later client are
+    /// counted under `client="_other"`. Counted are the requests of
+    /// clients that passed stage 1 (a verified certificate whose identity
+    /// is a registered, enabled client), labelled with the registry's
+    /// client id; a request refused before that is in
+    /// `sealgate_requests_total` only. `cap` 0 leaves the family out.
+    /// Called once, before serving: the requests concluded before it are
+    /// not counted per client, and a second call changes nothing (`false`).
+    pub fn label_clients(&self, cap: u32) -> bool {
+        if cap == 0 || self.clients.get().is_some() {
+            return false;
+        }
+        let family = Family::<ClientRequestLabels, Counter>::default();
+        let clients = ClientRequests {
+            cap: usize::try_from(cap).unwrap_or(usize::MAX),
+            labelled: RwLock::new(HashSet::new()),
+            other: Arc::from(OTHER_CLIENTS),
+            family: family.clone(),
+        };
+        if self.clients.set(clients).is_err() {
+            return false;
+        }
+        self.registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .register(
+                "client_requests",
+                "Requests of clients that passed the identity stage, by registry client id (at most [metrics] client_labels ids since the process started, the rest as _other), outcome and denial reason",
+                family,
+            );
+        true
     }
 
     /// A request concluded: counted by method, outcome and reason, its
@@ -245,6 +349,13 @@ impl Metrics {
                 ("reason", reason.unwrap_or("")),
             ])
             .inc();
+        if let (Some(clients), true, Some(id)) = (
+            self.clients.get(),
+            record.identity_passed,
+            record.client_id.as_deref(),
+        ) {
+            clients.count(id, outcome_str(outcome), reason.unwrap_or(""));
+        }
         let i = match outcome {
             Outcome::Allowed => 0,
             Outcome::Denied => 1,
@@ -521,6 +632,116 @@ mod tests {
         let guard = m.in_flight();
         assert!(m.encode().contains("sealgate_requests_in_flight 1"));
         drop(guard);
+    }
+
+    /// A concluded request of `id`; `identified`: it passed stage 1.
+    fn request_of(m: &Metrics, id: &str, identified: bool, reason: Option<&'static str>) {
+        let mut record = AuditRecord::new();
+        record.client_id = Some(id.to_string());
+        record.identity_passed = identified;
+        record.method = Some("tools/call");
+        let outcome = if reason.is_some() {
+            Outcome::Denied
+        } else {
+            Outcome::Allowed
+        };
+        m.request(&record, outcome, reason, Duration::from_millis(1));
+    }
+
+    /// The `sealgate_client_requests_total` rows of `text`.
+    fn client_rows(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter(|l| l.starts_with("sealgate_client_requests_total{"))
+            .collect()
+    }
+
+    #[test]
+    fn client_ids_are_no_labels_unless_asked_for() {
+        let m = Metrics::new(&[]);
+        request_of(&m, "alice", true, None);
+        assert!(!m.label_clients(0), "0: off");
+        request_of(&m, "alice", true, Some("RATE_LIMITED"));
+        let text = m.encode();
+        assert!(!text.contains("client_requests"), "{text}");
+        assert!(!text.contains("alice"), "{text}");
+        assert!(text.contains(
+            r#"sealgate_requests_total{method="tools/call",outcome="allowed",reason=""} 1"#
+        ));
+    }
+
+    #[test]
+    fn client_labels_stop_at_the_cap_and_the_rest_are_other() {
+        let m = Metrics::new(&[]);
+        assert!(m.label_clients(2));
+        assert!(!m.label_clients(50), "set once: the first cap holds");
+        // Named by a certificate but refused at stage 1 (unknown, disabled,
+        // revoked): never a label, and it takes no slot.
+        request_of(&m, "mallory", false, Some("CLIENT_UNKNOWN"));
+        request_of(&m, "alice", true, None);
+        request_of(&m, "alice", true, None);
+        request_of(&m, "bob", true, Some("RATE_LIMITED"));
+        // Past the cap: carol and dave are one label value.
+        request_of(&m, "carol", true, None);
+        request_of(&m, "dave", true, Some("RATE_LIMITED"));
+        request_of(&m, "dave", true, None);
+        // A labelled client keeps its label after the cap is reached.
+        request_of(&m, "alice", true, Some("TOOL_NOT_ALLOWED"));
+        let mut cancelled = AuditRecord::new();
+        cancelled.client_id = Some("bob".into());
+        cancelled.identity_passed = true;
+        m.request(&cancelled, Outcome::Cancelled, None, Duration::ZERO);
+        let text = m.encode();
+        let mut rows = client_rows(&text);
+        rows.sort_unstable();
+        assert_eq!(
+            rows,
+            [
+                r#"sealgate_client_requests_total{client="_other",outcome="allowed",reason=""} 2"#,
+                r#"sealgate_client_requests_total{client="_other",outcome="denied",reason="RATE_LIMITED"} 1"#,
+                r#"sealgate_client_requests_total{client="alice",outcome="allowed",reason=""} 2"#,
+                r#"sealgate_client_requests_total{client="alice",outcome="denied",reason="TOOL_NOT_ALLOWED"} 1"#,
+                r#"sealgate_client_requests_total{client="bob",outcome="cancelled",reason=""} 1"#,
+                r#"sealgate_client_requests_total{client="bob",outcome="denied",reason="RATE_LIMITED"} 1"#,
+            ],
+            "{text}"
+        );
+        assert!(!text.contains("mallory") && !text.contains("carol") && !text.contains("dave"));
+        // The family without client ids is unchanged: every request.
+        assert!(text.contains(
+            r#"sealgate_requests_total{method="tools/call",outcome="allowed",reason=""} 4"#
+        ));
+        assert!(text.contains(
+            r#"sealgate_requests_total{method="tools/call",outcome="denied",reason="CLIENT_UNKNOWN"} 1"#
+        ));
+    }
+
+    #[test]
+    fn many_clients_make_at_most_cap_plus_one_label_values() {
+        let m = Metrics::new(&[]);
+        assert!(m.label_clients(3));
+        for i in 0..200 {
+            request_of(&m, &format!("client-{i}"), true, None);
+        }
+        let text = m.encode();
+        let clients: HashSet<&str> = client_rows(&text)
+            .iter()
+            .filter_map(|l| l.split('"').nth(1))
+            .collect();
+        assert_eq!(
+            clients,
+            HashSet::from(["client-0", "client-1", "client-2", OTHER_CLIENTS]),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"sealgate_client_requests_total{client="_other",outcome="allowed",reason=""} 197"#
+        ));
+        let labelled = m.clients.get().map(|c| {
+            c.labelled
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len()
+        });
+        assert_eq!(labelled, Some(3));
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //! config file, the TLS files and CRL list, the registry file, the default
 //! rate and the tiers apply live; the listen address, identity, signing,
 //! envelope and transport limits, audit, backends, secrets source,
-//! sanitizer and anomaly settings need a restart, and a change to them is
-//! logged as such.
+//! sanitizer, anomaly and metrics settings need a restart, and a change to
+//! them is logged as such.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -278,6 +278,11 @@ impl Reloader {
                 "anomaly",
                 format!("{:?}", old.anomaly),
                 format!("{:?}", new.anomaly),
+            ),
+            (
+                "metrics",
+                format!("{:?}", old.metrics),
+                format!("{:?}", new.metrics),
             ),
         ];
         for (section, before, after) in restart_only {

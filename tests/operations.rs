@@ -16,6 +16,11 @@ use serde_json::{json, Value};
 /// whose tool `s_slow` takes as long as asked (demo may call it), the
 /// shutdown deadline and, with `metrics_port`, the metrics listener.
 fn setup(deadline_secs: u64, metrics_port: Option<u16>) -> Setup {
+    setup_with(deadline_secs, metrics_port, "")
+}
+
+/// [`setup`] with `metrics_extra` (lines) in its `[metrics]` section.
+fn setup_with(deadline_secs: u64, metrics_port: Option<u16>, metrics_extra: &str) -> Setup {
     let s = Setup::new("path = \"audit.jsonl\"\nsigning_key = \"file:audit.signing.key\"");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/slow_stdio_server.py");
     // Not a test of the sandbox (tests/hostile_backend.rs is): the fixture
@@ -35,7 +40,9 @@ fn setup(deadline_secs: u64, metrics_port: Option<u16>) -> Setup {
         s.path("fail-start").display(),
     );
     if let Some(port) = metrics_port {
-        extra.push_str(&format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+        extra.push_str(&format!(
+            "\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n{metrics_extra}"
+        ));
     }
     let config = s.path("sealgate.toml");
     let text = std::fs::read_to_string(&config).expect("config") + &extra;
@@ -113,6 +120,40 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
         .and_then(|c| c.parse().ok())
         .expect("status code");
     (status, body.to_string())
+}
+
+/// `sealgate ca issue-client ID` in the setup's folder: a certificate,
+/// signing key, profile and registry entry (`clients/ID.registry.toml`)
+/// that may call `get_meps`; the registry is the test's to change.
+fn issue_client(s: &Setup, id: &str) {
+    let endpoint = format!("localhost:{}", s.port);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["ca", "issue-client", id, "--dir", "ca", "--out", "clients"])
+        .args([
+            "--tool",
+            "get_meps",
+            "--gateway-pub",
+            "gateway.signing.key.pub",
+        ])
+        .args(["--endpoint", &endpoint])
+        .current_dir(s.dev())
+        .env("SEALGATE_LOG", "warn")
+        .output()
+        .expect("run sealgate ca issue-client");
+    assert!(
+        out.status.success(),
+        "issue-client {id}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A client of the profile `clients/ID.profile.toml`.
+async fn client_of(s: &Setup, id: &str) -> sealgate::client::Client {
+    let path = s.path(&format!("clients/{id}.profile.toml"));
+    let profile = sealgate::client::Profile::load(&path).expect("profile");
+    sealgate::client::Client::connect(&profile)
+        .await
+        .expect("client connects")
 }
 
 /// SIGTERM with a call in flight: the gateway stops accepting at once,
@@ -309,8 +350,8 @@ async fn metrics_count_real_calls_refusals_and_handshakes_exactly() {
         );
     }
     assert!(
-        !text.contains("demo"),
-        "client ids are never labels: {text}"
+        !text.contains("demo") && !text.contains("sealgate_client_requests"),
+        "without client_labels, client ids are never labels: {text}"
     );
     assert_eq!(http_get(metrics_port, "/healthz"), (200, "ok\n".into()));
     assert_eq!(http_get(metrics_port, "/readyz"), (200, "ready\n".into()));
@@ -731,5 +772,88 @@ async fn a_backend_down_is_not_ready_until_it_is_back() {
     }
     health = HealthClient::new(mtls_channel(&gw).await);
     assert_eq!(check(health).await, ServingStatus::Serving);
+    gw.stop();
+}
+
+/// `client_labels = 1` after real calls by two registered clients and one
+/// whose certificate is valid but not registered: the first registered
+/// client has its own label, the second is `_other`, the unregistered one
+/// is in no per-client row and took no slot; the figures are exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn client_labels_name_the_first_clients_up_to_the_cap_and_the_rest_are_other() {
+    let metrics_port = free_port();
+    let s = setup_with(30, Some(metrics_port), "client_labels = 1\n");
+    issue_client(&s, "carol");
+    issue_client(&s, "mallory");
+    let registry = s.path("clients.toml");
+    let carol = std::fs::read_to_string(s.path("clients/carol.registry.toml")).expect("entry");
+    let text = std::fs::read_to_string(&registry).expect("registry") + "\n" + &carol;
+    std::fs::write(&registry, text).expect("registry");
+    let gw = s.serve();
+    assert!(
+        gw.log_text().contains("client ids are metric labels"),
+        "{}",
+        gw.log_text()
+    );
+
+    // First: a certificate of the CA whose identity is not registered.
+    let mallory = client_of(&s, "mallory").await;
+    let refused = mallory
+        .call_tool("get_meps", json!({"country": "SE", "limit": 1}))
+        .await
+        .expect_err("mallory is not registered");
+    assert_eq!(refused.reason(), Some("CLIENT_UNKNOWN"));
+    // Then demo, which takes the one slot, then carol, past the cap.
+    let demo = gw.client().await;
+    for _ in 0..2 {
+        demo.call_tool("get_meps", json!({"country": "SE", "limit": 1}))
+            .await
+            .expect("allowed");
+    }
+    let denied = demo
+        .call_tool("get_voting_records", json!({}))
+        .await
+        .expect_err("demo may not call get_voting_records");
+    assert_eq!(denied.reason(), Some("TOOL_NOT_ALLOWED"));
+    let carol = client_of(&s, "carol").await;
+    carol
+        .call_tool("get_meps", json!({"country": "SE", "limit": 1}))
+        .await
+        .expect("allowed");
+    let denied = carol
+        .call_tool("s_slow", json!({"seconds": 0}))
+        .await
+        .expect_err("carol may not call s_slow");
+    assert_eq!(denied.reason(), Some("TOOL_NOT_ALLOWED"));
+
+    let (status, text) = http_get(metrics_port, "/metrics");
+    assert_eq!(status, 200);
+    let mut rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("sealgate_client_requests_total{"))
+        .collect();
+    rows.sort_unstable();
+    assert_eq!(
+        rows,
+        [
+            r#"sealgate_client_requests_total{client="_other",outcome="allowed",reason=""} 1"#,
+            r#"sealgate_client_requests_total{client="_other",outcome="denied",reason="TOOL_NOT_ALLOWED"} 1"#,
+            r#"sealgate_client_requests_total{client="demo",outcome="allowed",reason=""} 2"#,
+            r#"sealgate_client_requests_total{client="demo",outcome="denied",reason="TOOL_NOT_ALLOWED"} 1"#,
+        ],
+        "{text}"
+    );
+    // The family without client ids counts every request, as before.
+    for line in [
+        r#"sealgate_requests_total{method="tools/call",outcome="allowed",reason=""} 3"#,
+        r#"sealgate_requests_total{method="tools/call",outcome="denied",reason="TOOL_NOT_ALLOWED"} 2"#,
+        r#"sealgate_requests_total{method="unknown",outcome="denied",reason="CLIENT_UNKNOWN"} 1"#,
+    ] {
+        assert!(text.contains(line), "{line}\nnot in\n{text}");
+    }
+    assert!(
+        !text.contains("carol") && !text.contains("mallory"),
+        "only the capped ids are labels: {text}"
+    );
     gw.stop();
 }

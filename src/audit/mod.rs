@@ -112,6 +112,12 @@ pub struct AuditRecord {
     pub backend_error: bool,
     /// How long the gateway spent on the request, in microseconds.
     pub duration_us: u64,
+    /// Stage 1 passed: the certificate's identity is a registered, enabled
+    /// client, so `client_id` names a registry entry (what
+    /// `[metrics] client_labels` may count by). Not written to the trail:
+    /// `stage` and `reason` already say how far the request got.
+    #[serde(skip)]
+    pub identity_passed: bool,
 }
 
 /// The facts of a client certificate an audit record names, read once at
@@ -178,6 +184,7 @@ impl AuditRecord {
             backend: None,
             backend_error: false,
             duration_us: 0,
+            identity_passed: false,
         }
     }
 

@@ -118,6 +118,13 @@ async fn run(
                 .await
                 .map_err(anyhow::Error::msg)?;
             tracing::info!(listen = %listener.local_addr()?, "metrics, /healthz and /readyz serving (plain HTTP)");
+            // Before the gateway's port opens: every request is counted.
+            if gateway.metrics.label_clients(m.client_labels) {
+                tracing::info!(
+                    client_labels = m.client_labels,
+                    "client ids are metric labels (sealgate_client_requests_total) for the first clients seen, up to client_labels until the process ends; later ones count as client=\"_other\""
+                );
+            }
             gateway
                 .metrics
                 .register_collector(sealgate::scrape::StateCollector::new(
