@@ -196,6 +196,31 @@ impl Collector for StateCollector {
             MetricType::Counter,
             &restarts,
         )?;
+        let egress: Vec<_> = router
+            .slots()
+            .iter()
+            .zip(&names)
+            .flat_map(|(s, n)| {
+                let (connected, failed) = s.backend.egress_counts();
+                [
+                    (
+                        [("backend", n.as_str()), ("result", "connected")],
+                        ConstCounter::new(connected),
+                    ),
+                    (
+                        [("backend", n.as_str()), ("result", "failed")],
+                        ConstCounter::new(failed),
+                    ),
+                ]
+            })
+            .collect();
+        rows(
+            &mut enc,
+            "backend_egress_connections",
+            "Connections a stdio backend with egress by host name opened through the gateway's relay, by whether the gateway reached the host (0 for other backends)",
+            MetricType::Counter,
+            &egress,
+        )?;
         single(
             &mut enc,
             "replay_cache_nonces",

@@ -497,6 +497,23 @@ async fn egress_by_host_name_reaches_that_host_and_nothing_else() {
     }
     let backend = gw.gateway.router.backend("hostile").expect("backend");
     assert_eq!(backend.egress_counts(), (1, 0), "one relayed connection");
+    // As Prometheus sees it.
+    let config = sealgate::config::Config::load(&gw.path("sealgate.toml")).expect("config");
+    gw.gateway
+        .metrics
+        .register_collector(sealgate::scrape::StateCollector::new(
+            &gw.gateway,
+            gw.stats.clone(),
+            config,
+        ));
+    let text = gw.gateway.metrics.encode();
+    for row in [
+        r#"sealgate_backend_egress_connections_total{backend="hostile",result="connected"} 1"#,
+        r#"sealgate_backend_egress_connections_total{backend="hostile",result="failed"} 0"#,
+        r#"sealgate_backend_egress_connections_total{backend="sample",result="connected"} 0"#,
+    ] {
+        assert!(text.lines().any(|l| l == row), "{row} not in:\n{text}");
+    }
 }
 
 /// A backend restarted into a new network namespace gets a new relay; the

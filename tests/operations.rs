@@ -326,6 +326,7 @@ async fn metrics_count_real_calls_refusals_and_handshakes_exactly() {
         r#"sealgate_backend_up{backend="sample"} 1"#,
         r#"sealgate_backend_up{backend="slow"} 1"#,
         r#"sealgate_backend_restarts_total{backend="slow"} 0"#,
+        r#"sealgate_backend_egress_connections_total{backend="slow",result="connected"} 0"#,
         r#"sealgate_tls_handshakes_total{result="ok"} 1"#,
         r#"sealgate_tls_handshake_failures_total{cause="certificate_required"} 1"#,
         r#"sealgate_connections_open 1"#,
