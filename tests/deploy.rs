@@ -88,20 +88,73 @@ fn the_systemd_unit_passes_systemd_analyze() {
         !stderr.contains("sealgate.service"),
         "verify warned about the unit: {stderr}"
     );
+    let level = exposure(&path);
+    assert!(level <= 2.0, "exposure level {level}");
+
+    // With the drop-in for isolated stdio backends beside it: it loads
+    // without a warning, and the exposure stays below systemd's "MEDIUM".
+    let dropin_dir = dir.path().join("sealgate.service.d");
+    std::fs::create_dir(&dropin_dir).expect("drop-in dir");
+    let dropin = read(&repo().join("deploy/systemd/sealgate.service.d/isolated-backends.conf"));
+    std::fs::write(dropin_dir.join("isolated-backends.conf"), dropin).expect("drop-in");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze verify");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "verify failed: {stderr}");
+    assert!(
+        !stderr.contains("sealgate.service"),
+        "verify warned about the unit or its drop-in: {stderr}"
+    );
+    let with_dropin = exposure(&path);
+    println!("exposure: unit {level}, with the isolated-backends drop-in {with_dropin}");
+    assert!(
+        with_dropin > level,
+        "the drop-in was not read: {with_dropin}"
+    );
+    assert!(with_dropin < 5.0, "exposure level {with_dropin}");
+}
+
+/// `systemd-analyze security`'s overall exposure level for the unit.
+fn exposure(path: &Path) -> f64 {
     let out = Command::new("systemd-analyze")
         .args(["security", "--offline=yes", "--no-pager"])
-        .arg(&path)
+        .arg(path)
         .output()
         .expect("systemd-analyze security");
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let level: f64 = text
-        .split("Overall exposure level for sealgate.service: ")
+    text.split("Overall exposure level for sealgate.service: ")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
-    assert!(level <= 2.0, "exposure level {level}:\n{text}");
+        .unwrap_or_else(|| panic!("no exposure level in:\n{text}"))
+}
+
+/// The drop-in for isolated backends adds exactly the capabilities,
+/// namespaces, system calls and writable path that isolation takes.
+#[test]
+fn the_isolated_backends_drop_in_grants_only_what_isolation_takes() {
+    let dropin = read(&repo().join("deploy/systemd/sealgate.service.d/isolated-backends.conf"));
+    for line in [
+        "User=root\n",
+        "CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_CHOWN CAP_KILL CAP_SYS_ADMIN CAP_NET_ADMIN CAP_SYS_PTRACE\n",
+        "RestrictNamespaces=\nRestrictNamespaces=mnt net\n",
+        "SystemCallFilter=@setuid @chown @mount\n",
+        "RestrictAddressFamilies=AF_NETLINK\n",
+        "ReadWritePaths=/var/lib/sealgate/backends\n",
+    ] {
+        assert!(dropin.contains(line), "{line:?} not in the drop-in");
+    }
+    let unit = read(&repo().join("deploy/systemd/sealgate.service"));
+    assert!(
+        unit.contains(
+            "SystemCallFilter=seccomp landlock_create_ruleset landlock_add_rule landlock_restrict_self\n"
+        ),
+        "the sandbox helper's Landlock and seccomp calls are allowed"
+    );
 }
 
 /// The manifests build with kustomize into a Deployment with liveness and
