@@ -104,8 +104,19 @@ async fn bind_in_namespace(
     pid: u32,
     addrs: Vec<SocketAddrV4>,
 ) -> Result<Vec<std::net::TcpListener>, String> {
+    use std::os::unix::fs::MetadataExt;
     let path = format!("/proc/{pid}/ns/net");
     let ns = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+    // Never the gateway's own namespace: a relay there would offer the
+    // allowed hosts to every local process.
+    let theirs = ns.metadata().map_err(|e| format!("{path}: {e}"))?;
+    let ours =
+        std::fs::metadata("/proc/self/ns/net").map_err(|e| format!("/proc/self/ns/net: {e}"))?;
+    if (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()) {
+        return Err(format!(
+            "process {pid} shares the gateway's network namespace; no relay there"
+        ));
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("sealgate-egress-ns".into())
@@ -204,5 +215,23 @@ fn failed(
         tracing::warn!(backend, host = %target, error, "egress relay cannot reach an allowed host");
     } else {
         tracing::debug!(backend, host = %target, error, "egress relay cannot reach an allowed host");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn no_relay_listens_in_the_gateway_s_own_namespace() {
+        let egress = Egress::Hosts(vec![HostPort::parse("localhost:9").expect("valid")]);
+        let err = start("t", std::process::id(), &egress, Arc::default())
+            .await
+            .err()
+            .expect("refused");
+        assert!(
+            err.contains("shares the gateway's network namespace"),
+            "{err}"
+        );
     }
 }
