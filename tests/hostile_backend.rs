@@ -397,6 +397,21 @@ fn pong_server() -> (u16, Arc<AtomicUsize>) {
     (port, count)
 }
 
+/// The hostile backend as nobody, sandbox required, allowed to reach
+/// `localhost:<port>` of a [`pong_server`] only.
+async fn egress_gateway(dir: &Path, env_extra: &str) -> (TestGateway, u16, Arc<AtomicUsize>) {
+    let (allowed_port, pongs) = pong_server();
+    let gw = hostile_gateway_with(
+        dir,
+        &format!(
+            "user = \"nobody\"\nsandbox = \"required\"\negress = [\"localhost:{allowed_port}\"]\n"
+        ),
+        env_extra,
+    )
+    .await;
+    (gw, allowed_port, pongs)
+}
+
 /// Egress by host name: the backend, in a network namespace of its own,
 /// reaches the one allowed `host:port` by its name through the gateway's
 /// relay, and nothing else: not the same host on another port, not the
@@ -409,15 +424,7 @@ async fn egress_by_host_name_reaches_that_host_and_nothing_else() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let (allowed_port, pongs) = pong_server();
-    let gw = hostile_gateway_with(
-        dir.path(),
-        &format!(
-            "user = \"nobody\"\nsandbox = \"required\"\negress = [\"localhost:{allowed_port}\"]\n"
-        ),
-        "",
-    )
-    .await;
+    let (gw, allowed_port, pongs) = egress_gateway(dir.path(), "").await;
     let sandbox = sandbox_of(&gw).expect("sandboxed");
     assert!(sandbox.netns && sandbox.mountns, "required: {sandbox:?}");
     assert_eq!(
@@ -525,15 +532,7 @@ async fn a_restarted_backend_gets_its_own_relay() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let (allowed_port, pongs) = pong_server();
-    let gw = hostile_gateway_with(
-        dir.path(),
-        &format!(
-            "user = \"nobody\"\nsandbox = \"required\"\negress = [\"localhost:{allowed_port}\"]\n"
-        ),
-        ", STABLE = \"1\"",
-    )
-    .await;
+    let (gw, allowed_port, pongs) = egress_gateway(dir.path(), ", STABLE = \"1\"").await;
     let (_l, other_port) = listener();
     let targets = json!({"tcp": {"allowed": ["localhost", allowed_port]}});
     let o = attack_with(&gw, dir.path(), other_port, targets.clone()).await;
