@@ -141,8 +141,7 @@ async fn run(
         }
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = sealgate::server::bind_listener(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(listen = %addr, audience = %config.audience(), "sealgate gateway serving (TLS 1.3, client certificates required)");
@@ -191,8 +190,7 @@ pub(super) async fn spawn_enrollment(
     let Some(e) = &config.enrollment else {
         anyhow::bail!("no [enrollment] in the config");
     };
-    let listener = tokio::net::TcpListener::bind(e.listen)
-        .await
+    let listener = sealgate::server::bind_listener(e.listen)
         .with_context(|| format!("cannot listen on {} (enrollment.listen)", e.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(listen = %addr, "sealgate enrollment service serving (TLS 1.3; Enroll with a one-time token, Renew with the client certificate)");

@@ -21,7 +21,6 @@ use sealgate::envelope::{self, Direction, Seal};
 use sealgate::peer::AcceptStats;
 use sealgate::proto::mcp_gateway_service_client::McpGatewayServiceClient;
 use sealgate::proto::{CallRequest, CallResponse, SignedEnvelope};
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub const TRUST_DOMAIN: &str = "sealgate.test";
@@ -125,7 +124,7 @@ impl TestGateway {
             false,
         )
         .expect("gateway key");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = sealgate::server::bind_listener(([127, 0, 0, 1], 0).into()).expect("bind");
         let addr = listener.local_addr().expect("addr");
         let gateway_pub = GatewayInfo {
             endpoint: addr.to_string(),
@@ -268,7 +267,7 @@ impl TestGateway {
     /// A second gateway from the same folder (CA, keys, registry, pins and
     /// config) on its own port: another replica of this one.
     pub async fn replica(&self) -> Replica {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = sealgate::server::bind_listener(([127, 0, 0, 1], 0).into()).expect("bind");
         let addr = listener.local_addr().expect("addr");
         let text = std::fs::read_to_string(self.path("sealgate.toml")).expect("config");
         let text = text.replacen(
