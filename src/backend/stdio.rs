@@ -538,32 +538,8 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         for m in &report.missing {
             tracing::warn!(backend = shared.name, layer = %m, "backend sandbox layer not in force");
         }
-        // Egress by host name: the gateway's relay listens inside the
-        // backend's network namespace before the backend gets any call.
-        if let (Some(sb), true) = (&spec.sandbox, report.netns) {
-            if matches!(sb.egress, Egress::Hosts(_)) {
-                match (pid, sb.enforcement) {
-                    (Some(pid), _) => match super::egress::start(
-                        &shared.name,
-                        pid,
-                        &sb.egress,
-                        shared.egress.clone(),
-                    )
-                    .await
-                    {
-                        Ok(r) => relay = Some(r),
-                        Err(e) if sb.enforcement == Enforcement::Required => {
-                            return Err(format!("egress relay: {e}"))
-                        }
-                        Err(e) => {
-                            tracing::warn!(backend = shared.name, error = %e, "egress relay not started: the backend has no network")
-                        }
-                    },
-                    (None, _) => {
-                        return Err("the backend exited before its egress relay started".into())
-                    }
-                }
-            }
+        if report.netns {
+            relay = start_relay(shared, pid).await?;
         }
         *shared.sandbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
     }
@@ -627,6 +603,33 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         kill_rx,
         relay,
     })
+}
+
+/// Egress by host name: the gateway's relay listens inside the backend's
+/// network namespace before the backend gets any call. Without it the
+/// backend has no network: fatal when the sandbox is required, else a
+/// warning.
+async fn start_relay(
+    shared: &Shared,
+    pid: Option<u32>,
+) -> Result<Option<super::egress::Relay>, String> {
+    let Some(sb) = shared
+        .spec
+        .sandbox
+        .as_ref()
+        .filter(|sb| matches!(sb.egress, Egress::Hosts(_)))
+    else {
+        return Ok(None);
+    };
+    let pid = pid.ok_or("the backend exited before its egress relay started")?;
+    match super::egress::start(&shared.name, pid, &sb.egress, shared.egress.clone()).await {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if sb.enforcement == Enforcement::Required => Err(format!("egress relay: {e}")),
+        Err(e) => {
+            tracing::warn!(backend = shared.name, error = %e, "egress relay not started: the backend has no network");
+            Ok(None)
+        }
+    }
 }
 
 /// The helper's first line: the layers in force, or why the backend could
