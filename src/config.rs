@@ -171,7 +171,11 @@ impl TryFrom<EgressFile> for EgressSetting {
                 let mut ports = Vec::new();
                 let mut hosts = Vec::new();
                 for item in &items {
-                    if let Some(port) = item.strip_prefix("tcp:") {
+                    let port_entry = item
+                        .get(..4)
+                        .filter(|p| p.eq_ignore_ascii_case("tcp:"))
+                        .and_then(|_| item.get(4..));
+                    if let Some(port) = port_entry {
                         let port =
                             port.parse::<u16>()
                                 .ok()
@@ -482,6 +486,13 @@ pub enum BackendConfig {
         /// ports (`["tcp:443"]`).
         #[serde(default)]
         egress: EgressSetting,
+        /// With egress by host name: the relay may connect to addresses
+        /// that are not public (private, loopback, link-local, …) that a
+        /// name resolves to. Off by default: whoever answers for the name
+        /// cannot point the relay at internal services. Set it for a host
+        /// that is internal.
+        #[serde(default)]
+        egress_private: bool,
         /// `[backend.limits]`: memory, processes, open files, CPU time.
         #[serde(default)]
         limits: crate::sandbox::Limits,
@@ -1793,6 +1804,15 @@ kind = "embedded"
         };
         assert_eq!(egress.0, Egress::TcpPorts(vec![53, 443]));
         assert_eq!(c.backends[0].pinning(Pinning::Tofu), Pinning::Strict);
+        let c = stdio("egress = [\"TCP:443\"]").expect("valid");
+        let BackendConfig::Stdio { egress, .. } = &c.backends[0] else {
+            panic!("stdio")
+        };
+        assert_eq!(
+            egress.0,
+            Egress::TcpPorts(vec![443]),
+            "the prefix in any case"
+        );
         let c = stdio(
             "egress = [\"Data.Europarl.Europa.EU.:443\", \"data.europarl.europa.eu:443\", \"localhost:8080\"]",
         )
@@ -1855,6 +1875,15 @@ kind = "embedded"
                 "is not a DNS host name",
             ),
             ("egress = [\"1.2.3.4.5:443\"]", "numeric top label"),
+            ("egress = [\"0x7f.1:443\"]", "numeric top label"),
+            (
+                "egress = [\"TCP:0\"]",
+                "\"TCP:0\" is not tcp:<port 1-65535>",
+            ),
+            (
+                "egress = [\"intranet:443\"]",
+                "\"intranet:443\": name the host in full, with its domain",
+            ),
             (
                 "egress = [\"tcp:0\"]",
                 "\"tcp:0\" is not tcp:<port 1-65535>",

@@ -201,23 +201,25 @@ impl Collector for StateCollector {
             .iter()
             .zip(&names)
             .flat_map(|(s, n)| {
-                let (connected, failed) = s.backend.egress_counts();
+                let t = s.backend.egress_counts();
                 [
-                    (
-                        [("backend", n.as_str()), ("result", "connected")],
-                        ConstCounter::new(connected),
-                    ),
-                    (
-                        [("backend", n.as_str()), ("result", "failed")],
-                        ConstCounter::new(failed),
-                    ),
+                    ("connected", t.connected),
+                    ("failed", t.failed),
+                    ("refused", t.refused),
+                    ("limited", t.limited),
                 ]
+                .map(|(result, v)| {
+                    (
+                        [("backend", n.as_str()), ("result", result)],
+                        ConstCounter::new(v),
+                    )
+                })
             })
             .collect();
         rows(
             &mut enc,
             "backend_egress_connections",
-            "Connections a stdio backend with egress by host name opened through the gateway's relay, by whether the gateway reached the host (0 for other backends)",
+            "Connections a stdio backend with egress by host name opened through the gateway's relay: connected; failed (not resolved or reached); refused (the name resolved only to addresses that are not public); limited (over the new-connection rate). 0 for other backends",
             MetricType::Counter,
             &egress,
         )?;

@@ -706,6 +706,7 @@ fn isolation(config: &Config, b: &BackendConfig) -> Result<Isolation, StartError
         scratch,
         read_paths,
         egress,
+        egress_private,
         limits,
         cwd,
         ..
@@ -838,6 +839,7 @@ fn isolation(config: &Config, b: &BackendConfig) -> Result<Isolation, StartError
                 limits: *limits,
                 read,
                 egress: egress.0.clone(),
+                egress_private: *egress_private,
                 enforcement: if *mode == SandboxMode::Required {
                     crate::sandbox::Enforcement::Required
                 } else {
@@ -921,12 +923,27 @@ fn canonical(p: &std::path::Path) -> PathBuf {
 
 /// Creates the scratch directory, owned by the backend's account, 0700.
 fn make_scratch(dir: &std::path::Path, account: Option<(u32, u32)>) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
-    if let Some((uid, gid)) = account {
-        std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+    let meta = std::fs::metadata(dir)?;
+    if meta.mode() & 0o7777 != 0o700 {
+        // The mode is set while the directory is the gateway's: a root
+        // gateway without CAP_FOWNER (the isolated-backends systemd
+        // drop-in) may not chmod a directory it gave away (a backend may
+        // have changed its own scratch directory's mode).
+        if account.is_some() && meta.uid() != nix::unistd::geteuid().as_raw() {
+            std::os::unix::fs::chown(dir, Some(nix::unistd::geteuid().as_raw()), None)?;
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    if let Some((uid, gid)) = account {
+        let meta = std::fs::metadata(dir)?;
+        if (meta.uid(), meta.gid()) != (uid, gid) {
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+        }
+    }
+    Ok(())
 }
 
 /// The configured audit trail: its sinks opened (files 0600), its

@@ -136,7 +136,7 @@ fn the_isolated_backends_drop_in_grants_only_what_isolation_takes() {
     let dropin = read(&repo().join("deploy/systemd/sealgate.service.d/isolated-backends.conf"));
     for line in [
         "User=root\n",
-        "CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_CHOWN CAP_KILL CAP_SYS_ADMIN CAP_NET_ADMIN CAP_SYS_PTRACE\n",
+        "CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_CHOWN CAP_KILL CAP_SYS_ADMIN CAP_NET_ADMIN CAP_SYS_PTRACE CAP_NET_BIND_SERVICE\n",
         "RestrictNamespaces=\nRestrictNamespaces=mnt net\n",
         "SystemCallFilter=@setuid @chown @mount\n",
         "RestrictAddressFamilies=AF_NETLINK\n",

@@ -377,8 +377,13 @@ async fn the_sandbox_alone_confines_a_backend_of_the_gateway_s_own_user() {
 /// A loopback TCP server that answers every line with "pong" and counts
 /// its connections.
 fn pong_server() -> (u16, Arc<AtomicUsize>) {
+    pong_server_on(0)
+}
+
+/// [`pong_server`] on `port` (0: any free one).
+fn pong_server_on(port: u16) -> (u16, Arc<AtomicUsize>) {
     use std::io::{BufRead as _, Write as _};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
     let port = l.local_addr().expect("addr").port();
     let count = Arc::new(AtomicUsize::new(0));
     let c = count.clone();
@@ -406,7 +411,7 @@ async fn egress_gateway(dir: &Path, env_extra: &str) -> (TestGateway, u16, Arc<A
         &format!(
             "user = \"nobody\"\nsandbox = \"required\"\negress = [\"localhost:{allowed_port}\"]\n"
         ),
-        env_extra,
+        &format!(", CONNECT_AT_START = \"localhost:{allowed_port}\"{env_extra}"),
     )
     .await;
     (gw, allowed_port, pongs)
@@ -425,6 +430,11 @@ async fn egress_by_host_name_reaches_that_host_and_nothing_else() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let (gw, allowed_port, pongs) = egress_gateway(dir.path(), "").await;
+    // Its first act, before it read a line: the relay already listened.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("scratch/at_start.txt")).expect("at start"),
+        "ok:pong"
+    );
     let sandbox = sandbox_of(&gw).expect("sandboxed");
     assert!(sandbox.netns && sandbox.mountns, "required: {sandbox:?}");
     assert_eq!(
@@ -489,9 +499,10 @@ async fn egress_by_host_name_reaches_that_host_and_nothing_else() {
     assert_eq!(at("unix socket under /run"), "ENOENT");
     assert_eq!(at("interfaces"), "ok:lo");
 
-    // On the host: exactly one connection reached the allowed server, none
-    // the other port, no datagram, no UNIX connection.
-    assert_eq!(pongs.load(Ordering::SeqCst), 1);
+    // On the host: exactly the two connections of the allowed exchanges
+    // (at start and in the attack) reached the allowed server, none the
+    // other port, no datagram, no UNIX connection.
+    assert_eq!(pongs.load(Ordering::SeqCst), 2);
     assert_never_connected(&l);
     let mut buf = [0u8; 64];
     match udp.recv_from(&mut buf) {
@@ -503,7 +514,12 @@ async fn egress_by_host_name_reaches_that_host_and_nothing_else() {
         other => panic!("the backend reached a socket under /run: {other:?}"),
     }
     let backend = gw.gateway.router.backend("hostile").expect("backend");
-    assert_eq!(backend.egress_counts(), (1, 0), "one relayed connection");
+    let t = backend.egress_counts();
+    assert_eq!(
+        (t.connected, t.failed, t.refused, t.limited),
+        (2, 0, 0, 0),
+        "two relayed connections"
+    );
     // As Prometheus sees it.
     let config = sealgate::config::Config::load(&gw.path("sealgate.toml")).expect("config");
     gw.gateway
@@ -515,8 +531,10 @@ async fn egress_by_host_name_reaches_that_host_and_nothing_else() {
         ));
     let text = gw.gateway.metrics.encode();
     for row in [
-        r#"sealgate_backend_egress_connections_total{backend="hostile",result="connected"} 1"#,
+        r#"sealgate_backend_egress_connections_total{backend="hostile",result="connected"} 2"#,
         r#"sealgate_backend_egress_connections_total{backend="hostile",result="failed"} 0"#,
+        r#"sealgate_backend_egress_connections_total{backend="hostile",result="refused"} 0"#,
+        r#"sealgate_backend_egress_connections_total{backend="hostile",result="limited"} 0"#,
         r#"sealgate_backend_egress_connections_total{backend="sample",result="connected"} 0"#,
     ] {
         assert!(text.lines().any(|l| l == row), "{row} not in:\n{text}");
@@ -557,8 +575,126 @@ async fn a_restarted_backend_gets_its_own_relay() {
         o["tcp allowed"], "ok:pong",
         "the new namespace has its relay"
     );
-    assert_eq!(pongs.load(Ordering::SeqCst), 2);
-    assert_eq!(backend.egress_counts(), (2, 0));
+    // Each start's exchange and each attack's.
+    assert_eq!(pongs.load(Ordering::SeqCst), 4);
+    assert_eq!(backend.egress_counts().connected, 4);
+}
+
+/// The isolated-backends systemd drop-in grants exactly the capabilities
+/// it lists: the real `sealgate serve`, run as root with only those (its
+/// bounding set, through setpriv), starts the hostile backend as nobody in
+/// its namespaces, with a relay on a port below 1024 that answers before
+/// the backend's first line.
+#[tokio::test]
+async fn the_drop_in_s_capabilities_are_enough_for_an_isolated_backend() {
+    if !root() || which("setpriv").is_none() {
+        println!("SKIPPED: needs root and setpriv (util-linux)");
+        return;
+    }
+    // A port below 1024 on the host, for the relay to listen on in the
+    // backend's namespace.
+    let (low, pongs) = (600..1000)
+        .find_map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
+        .map(|l| {
+            let port = l.local_addr().expect("addr").port();
+            drop(l);
+            pong_server_on(port)
+        })
+        .expect("a free port below 1024");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // An in-process gateway writes the folder and config (and pins the
+    // backend's tools); then the binary serves the same config.
+    let mut gw = hostile_gateway_with(
+        dir.path(),
+        &format!("user = \"nobody\"\nsandbox = \"required\"\negress = [\"localhost:{low}\"]\n"),
+        &format!(", STABLE = \"1\", CONNECT_AT_START = \"localhost:{low}\""),
+    )
+    .await;
+    let config = gw.path("sealgate.toml");
+    let addr = gw.addr;
+    // The gateway's folder outlives the in-process gateway.
+    let _folder = std::mem::replace(&mut gw.dir, tempfile::tempdir().expect("tempdir"));
+    drop(gw);
+    let at_start = dir.path().join("scratch/at_start.txt");
+    std::fs::remove_file(&at_start).expect("the in-process start wrote it");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "old gateway still listens"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let dropin = std::fs::read_to_string(
+        repo().join("deploy/systemd/sealgate.service.d/isolated-backends.conf"),
+    )
+    .expect("drop-in");
+    let caps: Vec<String> = dropin
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("a bounding set")
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_ascii_lowercase()))
+        .collect();
+    let bounding = format!("-all,{}", caps.join(","));
+    let log = dir.path().join("serve.log");
+    let mut child = std::process::Command::new("setpriv")
+        .arg(format!("--bounding-set={bounding}"))
+        .arg(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("SEALGATE_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("setpriv sealgate serve");
+    let start = Instant::now();
+    let outcome = loop {
+        if let Ok(text) = std::fs::read_to_string(&at_start) {
+            if !text.is_empty() {
+                break text;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "serve exited ({status}) under {bounding}:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no start under {bounding}:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    println!(
+        "bounding set {bounding}; {}",
+        text.lines()
+            .find(|l| l.contains("backend sandbox in force"))
+            .unwrap_or("no sandbox line")
+    );
+    assert_eq!(outcome, "ok:pong", "under {bounding}:\n{text}");
+    assert!(
+        pongs.load(Ordering::SeqCst) >= 2,
+        "both starts reached the host"
+    );
+    assert!(
+        text.contains("uid=65534") && text.contains("netns=on mountns=on"),
+        "{text}"
+    );
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
 }
 
 /// Without uid separation or sandbox, a backend can rewrite its own pin

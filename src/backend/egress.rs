@@ -12,10 +12,18 @@
 //! and holds no key. So the backend reaches exactly the configured
 //! `host:port` pairs, by name, and nothing else; it cannot ask DNS anything.
 //!
-//! Bounds: [`MAX_CONNECTIONS`] at a time per backend (more wait in the
-//! listener's backlog), [`CONNECT_TIMEOUT`] to reach the host. The relay
-//! ends with the backend process: dropping [`Relay`] closes the listeners
-//! (and with them the last reference to the old namespace) and every copy.
+//! Bounds: [`MAX_CONNECTIONS`] at a time per backend (a connection over it
+//! waits, accepted, for one to end), [`NEW_PER_SECOND`] new ones per second
+//! with a burst of [`MAX_CONNECTIONS`] (more are closed at once), one name
+//! lookup per connection inside that limit, [`CONNECT_TIMEOUT`] to reach
+//! the host. An address the name resolves to that is not public (loopback,
+//! private, link-local, shared, multicast, unspecified; IPv6 likewise) is
+//! refused unless the backend's `egress_private = true` says the host is
+//! internal, or the name is `localhost` and the address loopback: whoever
+//! answers for the name cannot point the relay at the gateway's own host,
+//! its network or a cloud metadata service. The relay ends with the
+//! backend process: dropping [`Relay`] closes the listeners (and with them
+//! the last reference to the old namespace) and every copy.
 
 use std::net::SocketAddrV4;
 use std::sync::Arc;
@@ -30,8 +38,12 @@ use crate::sandbox::{Egress, HostPort};
 /// Connections relayed at once for one backend.
 pub const MAX_CONNECTIONS: usize = 64;
 
-/// How long the gateway tries to reach an allowed host.
+/// How long the gateway tries to reach an allowed host (per address).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// New relayed connections per second per backend, after a burst of
+/// [`MAX_CONNECTIONS`].
+pub const NEW_PER_SECOND: u32 = 20;
 
 /// How often a failure to reach a host is logged at `warn` per backend (the
 /// backend decides how often it tries; the log must not follow it).
@@ -50,6 +62,82 @@ pub struct Counts {
     pub connected: std::sync::atomic::AtomicU64,
     /// Connections whose host could not be resolved or reached in time.
     pub failed: std::sync::atomic::AtomicU64,
+    /// Connections whose host resolved only to addresses that are not
+    /// public (without `egress_private`).
+    pub refused: std::sync::atomic::AtomicU64,
+    /// Connections closed at once: over [`NEW_PER_SECOND`].
+    pub limited: std::sync::atomic::AtomicU64,
+}
+
+/// [`Counts`] read at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Connections that reached their host.
+    pub connected: u64,
+    /// Connections whose host could not be resolved or reached in time.
+    pub failed: u64,
+    /// Connections whose host resolved only to addresses that are not
+    /// public.
+    pub refused: u64,
+    /// Connections closed at once, over [`NEW_PER_SECOND`].
+    pub limited: u64,
+}
+
+impl Counts {
+    /// The counts now.
+    pub fn totals(&self) -> Totals {
+        use std::sync::atomic::Ordering::Relaxed;
+        Totals {
+            connected: self.connected.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+            limited: self.limited.load(Relaxed),
+        }
+    }
+}
+
+/// Whether the relay may connect to `ip` for `host`: a public address,
+/// any address with `allow_private`, or loopback for `localhost`.
+pub fn address_allowed(host: &str, ip: std::net::IpAddr, allow_private: bool) -> bool {
+    use std::net::IpAddr;
+    if allow_private {
+        return true;
+    }
+    let ip = match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    if ip.is_loopback() {
+        return host == "localhost";
+    }
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            !(v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8
+                || first == 0x0064 && v6.segments()[1] == 0xff9b)
+        }
+    }
 }
 
 impl Drop for Relay {
@@ -65,6 +153,7 @@ pub async fn start(
     backend: &str,
     pid: u32,
     egress: &Egress,
+    allow_private: bool,
     counts: Arc<Counts>,
 ) -> Result<Relay, String> {
     let routes: Vec<(SocketAddrV4, HostPort)> = egress
@@ -74,20 +163,27 @@ pub async fn start(
         .collect();
     let addrs: Vec<SocketAddrV4> = routes.iter().map(|(a, _)| *a).collect();
     let listeners = bind_in_namespace(pid, addrs).await?;
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let warned = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let shared = Arc::new(Limits {
+        backend: backend.to_string(),
+        connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        new: governor::RateLimiter::direct(
+            governor::Quota::per_second(
+                std::num::NonZeroU32::new(NEW_PER_SECOND).unwrap_or(std::num::NonZeroU32::MIN),
+            )
+            .allow_burst(
+                std::num::NonZeroU32::new(MAX_CONNECTIONS as u32)
+                    .unwrap_or(std::num::NonZeroU32::MIN),
+            ),
+        ),
+        allow_private,
+        counts,
+        warned: std::sync::Mutex::new(None),
+    });
     let mut tasks = JoinSet::new();
     for (std_listener, (addr, target)) in listeners.into_iter().zip(routes) {
         let listener = TcpListener::from_std(std_listener)
             .map_err(|e| format!("relay listener {addr}: {e}"))?;
-        tasks.spawn(serve(
-            backend.to_string(),
-            listener,
-            target,
-            limit.clone(),
-            counts.clone(),
-            warned.clone(),
-        ));
+        tasks.spawn(serve(listener, target, shared.clone()));
     }
     tracing::info!(
         backend,
@@ -142,55 +238,70 @@ async fn bind_in_namespace(
         .map_err(|_| "the relay thread ended without an answer".to_string())?
 }
 
-async fn serve(
+/// What every route of one backend's relay shares.
+struct Limits {
     backend: String,
-    listener: TcpListener,
-    target: HostPort,
-    limit: Arc<Semaphore>,
+    /// [`MAX_CONNECTIONS`] permits.
+    connections: Arc<Semaphore>,
+    /// [`NEW_PER_SECOND`].
+    new: governor::DefaultDirectRateLimiter,
+    allow_private: bool,
     counts: Arc<Counts>,
-    warned: Arc<std::sync::Mutex<Option<Instant>>>,
-) {
+    /// When a failure was last logged at `warn`.
+    warned: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Limits {
+    fn count(&self, what: &std::sync::atomic::AtomicU64) {
+        what.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A failure to reach `target`: counted, and logged at `warn` at most
+    /// once per [`WARN_EVERY`] (the backend decides how often it tries).
+    fn failed(&self, target: &HostPort, error: &str, counter: &std::sync::atomic::AtomicU64) {
+        self.count(counter);
+        let backend = self.backend.as_str();
+        let mut last = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+            *last = Some(Instant::now());
+            tracing::warn!(backend, host = %target, error, "egress relay cannot reach an allowed host");
+        } else {
+            tracing::debug!(backend, host = %target, error, "egress relay cannot reach an allowed host");
+        }
+    }
+}
+
+async fn serve(listener: TcpListener, target: HostPort, limits: Arc<Limits>) {
     let mut conns = JoinSet::new();
     loop {
         // Reap finished copies so the set stays as small as the limit.
         while conns.try_join_next().is_some() {}
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
         let inbound = match listener.accept().await {
             Ok((s, _)) => s,
             Err(e) => {
-                tracing::debug!(backend, error = %e, "egress relay accept failed");
+                tracing::debug!(backend = limits.backend, error = %e, "egress relay accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
+        if limits.new.check().is_err() {
+            limits.count(&limits.counts.limited);
+            drop(inbound);
+            continue;
+        }
+        // Accepted first, then a permit: an idle route holds none.
+        let Ok(permit) = limits.connections.clone().acquire_owned().await else {
+            return;
+        };
         let target = target.clone();
-        let counts = counts.clone();
-        let backend = backend.clone();
-        let warned = warned.clone();
+        let limits = limits.clone();
         conns.spawn(async move {
             let _permit = permit;
-            let outbound = tokio::time::timeout(
-                CONNECT_TIMEOUT,
-                TcpStream::connect((target.host.as_str(), target.port)),
-            )
-            .await;
-            let mut outbound = match outbound {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    failed(&backend, &target, &e.to_string(), &counts, &warned);
-                    return;
-                }
-                Err(_) => {
-                    failed(&backend, &target, "timed out", &counts, &warned);
-                    return;
-                }
+            let Some(mut outbound) = connect(&target, &limits).await else {
+                return;
             };
-            counts
-                .connected
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::debug!(backend, host = %target, "egress relay connected");
+            limits.count(&limits.counts.connected);
+            tracing::debug!(backend = limits.backend, host = %target, "egress relay connected");
             let mut inbound = inbound;
             let _ = inbound.set_nodelay(true);
             let _ = outbound.set_nodelay(true);
@@ -199,23 +310,51 @@ async fn serve(
     }
 }
 
-fn failed(
-    backend: &str,
-    target: &HostPort,
-    error: &str,
-    counts: &Counts,
-    warned: &std::sync::Mutex<Option<Instant>>,
-) {
-    counts
-        .failed
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut last = warned.lock().unwrap_or_else(|p| p.into_inner());
-    if last.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
-        *last = Some(Instant::now());
-        tracing::warn!(backend, host = %target, error, "egress relay cannot reach an allowed host");
+/// Resolves the configured name (to completion, inside the caller's
+/// permit: lookups never pile up beyond [`MAX_CONNECTIONS`]) and connects
+/// to the first allowed address that answers.
+async fn connect(target: &HostPort, limits: &Limits) -> Option<TcpStream> {
+    // A name with a dot is looked up as written (fully qualified), never
+    // under the gateway's search domains.
+    let name = if target.host.contains('.') {
+        format!("{}.", target.host)
     } else {
-        tracing::debug!(backend, host = %target, error, "egress relay cannot reach an allowed host");
+        target.host.clone()
+    };
+    let addrs: Vec<std::net::SocketAddr> =
+        match tokio::net::lookup_host((name.as_str(), target.port)).await {
+            Ok(a) => a.collect(),
+            Err(e) => {
+                limits.failed(target, &e.to_string(), &limits.counts.failed);
+                return None;
+            }
+        };
+    let allowed: Vec<_> = addrs
+        .iter()
+        .filter(|a| address_allowed(&target.host, a.ip(), limits.allow_private))
+        .collect();
+    if allowed.is_empty() {
+        let shown: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+        limits.failed(
+            target,
+            &format!(
+                "resolves to {} only, which is not public (set egress_private = true for an internal host)",
+                shown.join(", ")
+            ),
+            &limits.counts.refused,
+        );
+        return None;
     }
+    let mut last = String::from("no address");
+    for addr in allowed {
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => return Some(s),
+            Ok(Err(e)) => last = format!("{addr}: {e}"),
+            Err(_) => last = format!("{addr}: timed out"),
+        }
+    }
+    limits.failed(target, &last, &limits.counts.failed);
+    None
 }
 
 #[cfg(test)]
@@ -225,7 +364,7 @@ mod tests {
     #[tokio::test]
     async fn no_relay_listens_in_the_gateway_s_own_namespace() {
         let egress = Egress::Hosts(vec![HostPort::parse("localhost:9").expect("valid")]);
-        let err = start("t", std::process::id(), &egress, Arc::default())
+        let err = start("t", std::process::id(), &egress, false, Arc::default())
             .await
             .err()
             .expect("refused");
@@ -233,5 +372,48 @@ mod tests {
             err.contains("shares the gateway's network namespace"),
             "{err}"
         );
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::address_allowed;
+
+    #[test]
+    fn only_public_addresses_unless_the_host_is_internal() {
+        let ok =
+            |h: &str, ip: &str, private: bool| address_allowed(h, ip.parse().expect("ip"), private);
+        for public in ["136.173.4.10", "8.8.8.8", "2a00:1450:4001::200e"] {
+            assert!(ok("data.europarl.europa.eu", public, false), "{public}");
+        }
+        for inner in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "192.0.2.1",
+            "240.0.0.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "2001:db8::1",
+        ] {
+            assert!(!ok("data.europarl.europa.eu", inner, false), "{inner}");
+            assert!(
+                ok("data.europarl.europa.eu", inner, true),
+                "{inner} with egress_private"
+            );
+        }
+        assert!(ok("localhost", "127.0.0.1", false));
+        assert!(ok("localhost", "::1", false));
+        assert!(!ok("localhost", "10.0.0.1", false));
     }
 }

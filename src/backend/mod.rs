@@ -103,10 +103,10 @@ pub trait Backend: Send + Sync + 'static {
     fn restarts(&self) -> u64 {
         0
     }
-    /// Connections its egress relay made to allowed hosts, and those that
-    /// failed (a stdio backend with egress by host name; else both 0).
-    fn egress_counts(&self) -> (u64, u64) {
-        (0, 0)
+    /// What its egress relay did (a stdio backend with egress by host
+    /// name; else all 0).
+    fn egress_counts(&self) -> egress::Totals {
+        egress::Totals::default()
     }
     /// Stops the backend for good at shutdown (a stdio backend: its whole
     /// process group). The default has nothing to stop.

@@ -90,6 +90,8 @@ pub struct Sandboxing {
     pub read: Vec<PathBuf>,
     /// Network access.
     pub egress: Egress,
+    /// With egress by host name: addresses that are not public allowed.
+    pub egress_private: bool,
     /// Whether a layer the kernel lacks stops it.
     pub enforcement: Enforcement,
 }
@@ -324,12 +326,8 @@ impl Backend for StdioBackend {
         self.sandbox_report()
     }
 
-    fn egress_counts(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        (
-            self.shared.egress.connected.load(Relaxed),
-            self.shared.egress.failed.load(Relaxed),
-        )
+    fn egress_counts(&self) -> super::egress::Totals {
+        self.shared.egress.totals()
     }
 
     fn is_up(&self) -> bool {
@@ -538,8 +536,14 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         for m in &report.missing {
             tracing::warn!(backend = shared.name, layer = %m, "backend sandbox layer not in force");
         }
-        if report.netns {
+        if report.netns && matches!(report.egress, Egress::Hosts(_)) {
             relay = start_relay(shared, pid).await?;
+            // The helper waits for this empty line before it executes the
+            // backend: the relay listens before the backend runs.
+            conn.tx
+                .send(String::new())
+                .await
+                .map_err(|_| "the sandbox helper closed its input".to_string())?;
         }
         *shared.sandbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
     }
@@ -622,7 +626,15 @@ async fn start_relay(
         return Ok(None);
     };
     let pid = pid.ok_or("the backend exited before its egress relay started")?;
-    match super::egress::start(&shared.name, pid, &sb.egress, shared.egress.clone()).await {
+    match super::egress::start(
+        &shared.name,
+        pid,
+        &sb.egress,
+        sb.egress_private,
+        shared.egress.clone(),
+    )
+    .await
+    {
         Ok(r) => Ok(Some(r)),
         Err(e) if sb.enforcement == Enforcement::Required => Err(format!("egress relay: {e}")),
         Err(e) => {

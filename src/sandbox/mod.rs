@@ -79,14 +79,29 @@ pub enum Egress {
     Any,
 }
 
-/// One host a backend may reach (`egress = ["host:port"]`).
+/// One host a backend may reach (`egress = ["host:port"]`). Read back
+/// (from a sandbox spec) only through [`HostPort::parse`]'s checks.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawHostPort")]
 pub struct HostPort {
     /// A DNS name in lower case (never an IP address).
     pub host: String,
     /// The TCP port.
     pub port: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHostPort {
+    host: String,
+    port: u16,
+}
+
+impl TryFrom<RawHostPort> for HostPort {
+    type Error = String;
+    fn try_from(raw: RawHostPort) -> Result<Self, String> {
+        HostPort::parse(&format!("{}:{}", raw.host, raw.port))
+    }
 }
 
 impl std::fmt::Display for HostPort {
@@ -134,6 +149,11 @@ impl HostPort {
         let host = host.strip_suffix('.').unwrap_or(&host).to_string();
         if host.len() > 253 || !host.split('.').all(label_ok) {
             return Err(format!("{item:?}: {host:?} is not a DNS host name"));
+        }
+        if !host.contains('.') && host != "localhost" {
+            return Err(format!(
+                "{item:?}: name the host in full, with its domain (a name without a dot would be looked up under the gateway's search domains)"
+            ));
         }
         if host
             .rsplit('.')
@@ -493,11 +513,16 @@ fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
 
     set_limits(&spec.limits)?;
 
+    let canonical = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
     if let Some(p) = [&program]
         .into_iter()
         .chain(&spec.read)
         .chain(&spec.write)
-        .find(|p| namespaces::wants_netns(&spec.egress) && p.starts_with(namespaces::HIDDEN_RUN))
+        .find(|p| {
+            namespaces::wants_netns(&spec.egress)
+                && (p.starts_with(namespaces::HIDDEN_RUN)
+                    || canonical(p).starts_with(namespaces::HIDDEN_RUN))
+        })
     {
         return Err(SandboxError::Layer {
             layer: "mountns",
@@ -508,23 +533,33 @@ fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
             ),
         });
     }
-    let ns = match namespaces::enter(&spec.egress) {
+    // Entering the namespaces may be refused (not root): a layer missing.
+    // Once entered, a failure to set them up is fatal: the process would
+    // be half in them, and its report would not say what holds.
+    let ns = match namespaces::unshare(&spec.egress) {
         Ok(o) => o,
         Err(e) => {
             skip(&mut missing, "netns", e)?;
             namespaces::Outcome::default()
         }
     };
+    if ns.netns {
+        namespaces::set_up(&spec.egress).map_err(|reason| SandboxError::Layer {
+            layer: "netns",
+            reason,
+        })?;
+    }
     let netns = ns.netns;
-    // Host egress without a network namespace of its own: the backend keeps
-    // the host's network, and Landlock holds it to the hosts' ports only.
+    // Host egress without a network namespace of its own cannot be held to
+    // its hosts: it gets no network at all (seccomp and Landlock, as for
+    // "none"), never the host's.
     let egress = match &spec.egress {
         Egress::Hosts(_) if !netns => {
-            missing.push(format!(
-                "egress by host name: without a network namespace only the ports hold ({})",
-                Egress::TcpPorts(spec.egress.ports())
-            ));
-            Egress::TcpPorts(spec.egress.ports())
+            missing.push(
+                "egress by host name: needs a network namespace; this backend has no network"
+                    .to_string(),
+            );
+            Egress::None
         }
         other => other.clone(),
     };
@@ -597,6 +632,12 @@ fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
         missing,
     };
     report_line(&serde_json::json!({ "report": report }));
+    if netns && matches!(spec.egress, Egress::Hosts(_)) {
+        // The gateway's relay must listen before the backend runs: wait
+        // for its go-ahead, one empty line on stdin, read a byte at a time
+        // so that nothing meant for the backend is consumed.
+        wait_for_go_ahead();
+    }
 
     let c = |s: &[u8]| CString::new(s).map_err(|_| SandboxError::Program(spec.program.clone()));
     let path = c(program.as_os_str().as_bytes())?;
@@ -610,6 +651,20 @@ fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
             program: program.display().to_string(),
             source,
         }),
+    }
+}
+
+/// Reads stdin up to the first newline (or its end), unbuffered.
+fn wait_for_go_ahead() {
+    use std::os::fd::AsFd as _;
+    let stdin = std::io::stdin();
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(stdin.as_fd(), &mut byte) {
+            Ok(1) if byte[0] != b'\n' => continue,
+            Err(nix::Error::EINTR) => continue,
+            _ => return,
+        }
     }
 }
 
@@ -758,5 +813,14 @@ mod tests {
             r#"{"hosts":[{"host":"data.europarl.europa.eu","port":443}]}"#
         );
         assert_eq!(serde_json::from_str::<Egress>(&json).expect("back"), e);
+        // A spec is read back through the same checks: nothing reaches the
+        // backend's hosts file that the config would refuse.
+        for bad in [
+            r#"{"hosts":[{"host":"evil\nhost.example","port":443}]}"#,
+            r#"{"hosts":[{"host":"10.0.0.1","port":443}]}"#,
+            r#"{"hosts":[{"host":"a.example","port":0}]}"#,
+        ] {
+            assert!(serde_json::from_str::<Egress>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -44,10 +44,9 @@ pub fn wants_netns(egress: &Egress) -> bool {
     matches!(egress, Egress::None | Egress::Hosts(_))
 }
 
-/// Enters the namespaces; `Err` names the step that failed. A failed
-/// `unshare` leaves the process as it was (both namespaces are asked for in
-/// one call).
-pub fn enter(egress: &Egress) -> Result<Outcome, String> {
+/// Enters the namespaces (both in one call: a failure leaves the process
+/// as it was). Then [`set_up`] must follow.
+pub fn unshare(egress: &Egress) -> Result<Outcome, String> {
     use nix::sched::{unshare, CloneFlags};
     if !wants_netns(egress) {
         // A backend with the host's network keeps the host's view of /run:
@@ -57,15 +56,20 @@ pub fn enter(egress: &Egress) -> Result<Outcome, String> {
     }
     unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET)
         .map_err(|e| format!("no new namespaces ({e})"))?;
-    let outcome = Outcome {
+    Ok(Outcome {
         netns: true,
         mountns: true,
-    };
+    })
+}
+
+/// Sets up the namespaces [`unshare`] entered: the mounts, and for host
+/// egress the loopback. `Err` names the step that failed.
+pub fn set_up(egress: &Egress) -> Result<(), String> {
     set_up_mounts(egress).map_err(|e| format!("mount namespace: {e}"))?;
     if matches!(egress, Egress::Hosts(_)) {
         loopback_up().map_err(|e| format!("loopback of the network namespace: {e}"))?;
     }
-    Ok(outcome)
+    Ok(())
 }
 
 fn set_up_mounts(egress: &Egress) -> Result<(), String> {
