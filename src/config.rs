@@ -1416,8 +1416,15 @@ impl Config {
                     limits,
                     user,
                     group,
+                    egress,
+                    egress_private,
                     ..
                 } => {
+                    if *egress_private && !matches!(egress.0, crate::sandbox::Egress::Hosts(_)) {
+                        return Err(format!(
+                            "backend {name:?} field egress_private: only with egress by host name (egress = [\"host:port\"])"
+                        ));
+                    }
                     for (field, v, min) in [
                         ("limits.memory_mb", limits.memory_mb, 64),
                         ("limits.processes", limits.processes, 1),
@@ -1893,6 +1900,10 @@ kind = "embedded"
             (
                 "group = \"nogroup\"",
                 "backend \"ep\" field group: set user too",
+            ),
+            (
+                "egress = [\"tcp:443\"]\negress_private = true",
+                "backend \"ep\" field egress_private: only with egress by host name",
             ),
             (
                 "user = \"no body\"",
