@@ -226,32 +226,16 @@ async fn every_attack_fails_as_another_user_in_the_sandbox() {
     let sandbox = sandbox_of(&gw).expect("sandboxed");
     let (l, port) = listener();
     let pins_before = std::fs::read(pins_of(dir.path())).expect("pins written on first use");
-    // A service socket of the host under /run, open to every account.
-    let run_socket = PathBuf::from(format!(
-        "/run/sealgate-test-none-{}.sock",
-        std::process::id()
-    ));
-    let unix = root().then(|| {
-        let _ = std::fs::remove_file(&run_socket);
-        let u = std::os::unix::net::UnixListener::bind(&run_socket).expect("unix socket in /run");
-        std::fs::set_permissions(&run_socket, std::fs::Permissions::from_mode(0o777))
-            .expect("chmod");
-        u.set_nonblocking(true).expect("nonblocking");
-        u
-    });
+    let unix = root().then(|| RunSocket::new("none"));
+    let run_path = unix.as_ref().map(|u| u.path.clone()).unwrap_or_default();
     let o = attack_with(
         &gw,
         dir.path(),
         port,
-        json!({"unix": {"socket under /run": run_socket}}),
+        json!({"unix": {"socket under /run": run_path}}),
     )
     .await;
-    let _ = std::fs::remove_file(&run_socket);
-    let at = |k: &str| {
-        o[k].as_str()
-            .unwrap_or_else(|| panic!("no outcome {k}: {o}"))
-            .to_string()
-    };
+    let at = |k: &str| outcome_of(&o, k);
     // Controls: what it is allowed to do works.
     assert_eq!(at("read own script"), "ok");
     assert_eq!(at("write scratch"), "ok");
@@ -295,10 +279,7 @@ async fn every_attack_fails_as_another_user_in_the_sandbox() {
     if let (true, Some(unix)) = (sandbox.mountns, &unix) {
         // Its /run is an empty tmpfs: the host's service sockets are gone.
         assert_eq!(at("unix socket under /run"), "ENOENT");
-        match unix.accept() {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            other => panic!("the backend reached a socket under /run: {other:?}"),
-        }
+        unix.assert_untouched();
     } else {
         println!("SKIPPED mount namespace check: {:?}", sandbox.missing);
     }
@@ -342,11 +323,7 @@ async fn the_sandbox_alone_confines_a_backend_of_the_gateway_s_own_user() {
     let (l, port) = listener();
     let pins_before = std::fs::read(pins_of(dir.path())).expect("pins");
     let o = attack(&gw, dir.path(), port).await;
-    let at = |k: &str| {
-        o[k].as_str()
-            .unwrap_or_else(|| panic!("no outcome {k}: {o}"))
-            .to_string()
-    };
+    let at = |k: &str| outcome_of(&o, k);
     assert_eq!(at("read own script"), "ok");
     assert_eq!(at("write scratch"), "ok");
     for k in [
@@ -372,6 +349,47 @@ async fn the_sandbox_alone_confines_a_backend_of_the_gateway_s_own_user() {
         std::fs::read(pins_of(dir.path())).expect("pins"),
         pins_before
     );
+}
+
+/// A socket of the host's under /run, open to every account (as the
+/// system bus is), that a sandboxed backend must not reach; removed on drop.
+struct RunSocket {
+    path: PathBuf,
+    listener: std::os::unix::net::UnixListener,
+}
+
+impl RunSocket {
+    fn new(tag: &str) -> RunSocket {
+        let path = PathBuf::from(format!(
+            "/run/sealgate-test-{tag}-{}.sock",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("unix socket in /run");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        listener.set_nonblocking(true).expect("nonblocking");
+        RunSocket { path, listener }
+    }
+
+    fn assert_untouched(&self) {
+        match self.listener.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("the backend reached a socket under /run: {other:?}"),
+        }
+    }
+}
+
+impl Drop for RunSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The outcome of attempt `k` in the fixture's answer.
+fn outcome_of(o: &Value, k: &str) -> String {
+    o[k].as_str()
+        .unwrap_or_else(|| panic!("no outcome {k}: {o}"))
+        .to_string()
 }
 
 /// A loopback TCP server that answers every line with "pong" and counts
@@ -446,11 +464,7 @@ async fn egress_by_host_name_reaches_that_host_and_nothing_else() {
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
     udp.set_nonblocking(true).expect("nonblocking");
     let udp_port = udp.local_addr().expect("addr").port();
-    let run_socket = PathBuf::from(format!("/run/sealgate-test-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&run_socket);
-    let unix = std::os::unix::net::UnixListener::bind(&run_socket).expect("unix socket in /run");
-    std::fs::set_permissions(&run_socket, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-    unix.set_nonblocking(true).expect("nonblocking");
+    let unix = RunSocket::new("hosts");
 
     let o = attack_with(
         &gw,
@@ -468,17 +482,12 @@ async fn egress_by_host_name_reaches_that_host_and_nothing_else() {
                 "host loopback": ["127.0.0.1", udp_port],
                 "a resolver": ["192.0.2.53", 53],
             },
-            "unix": {"socket under /run": run_socket},
+            "unix": {"socket under /run": unix.path},
             "resolve": ["localhost", "data.europarl.europa.eu"],
         }),
     )
     .await;
-    let _ = std::fs::remove_file(&run_socket);
-    let at = |k: &str| {
-        o[k].as_str()
-            .unwrap_or_else(|| panic!("no outcome {k}: {o}"))
-            .to_string()
-    };
+    let at = |k: &str| outcome_of(&o, k);
     // The allowed host, by name, through the relay: the answer comes from
     // the server on the host.
     assert_eq!(at("tcp allowed by name"), "ok:pong");
@@ -509,10 +518,7 @@ async fn egress_by_host_name_reaches_that_host_and_nothing_else() {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
         other => panic!("a datagram reached the host: {other:?}"),
     }
-    match unix.accept() {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-        other => panic!("the backend reached a socket under /run: {other:?}"),
-    }
+    unix.assert_untouched();
     let backend = gw.gateway.router.backend("hostile").expect("backend");
     let t = backend.egress_counts();
     assert_eq!(
