@@ -12,8 +12,9 @@
 //! config file, the TLS files and CRL list, the registry file, the default
 //! rate and the tiers apply live; the listen address, identity, signing,
 //! envelope and transport limits, audit, backends, secrets source,
-//! sanitizer, anomaly and metrics settings need a restart, and a change to
-//! them is logged as such.
+//! sanitizer, result checks, anomaly, metrics, expiry warnings,
+//! enrollment, pinning mode, sandbox helper, traces and state store
+//! settings need a restart, and a change to them is logged as such.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -228,70 +229,11 @@ impl Reloader {
             }
         };
         let old = self.config.load();
-        let restart_only = [
-            (
-                "listen",
-                format!("{:?}", old.listen),
-                format!("{:?}", new.listen),
-            ),
-            (
-                "trust_domain/audience",
-                format!("{:?}{:?}", old.trust_domain, old.audience),
-                format!("{:?}{:?}", new.trust_domain, new.audience),
-            ),
-            (
-                "signing",
-                format!("{:?}", old.signing),
-                format!("{:?}", new.signing),
-            ),
-            (
-                "envelope",
-                format!("{:?}", old.envelope),
-                format!("{:?}", new.envelope),
-            ),
-            (
-                "transport",
-                format!("{:?}", old.transport),
-                format!("{:?}", new.transport),
-            ),
-            (
-                "audit",
-                format!("{:?}", old.audit),
-                format!("{:?}", new.audit),
-            ),
-            (
-                "backend",
-                format!("{:?}", old.backends),
-                format!("{:?}", new.backends),
-            ),
-            (
-                "secrets",
-                format!("{:?}", old.secrets),
-                format!("{:?}", new.secrets),
-            ),
-            (
-                "sanitize",
-                format!("{:?}", old.sanitize),
-                format!("{:?}", new.sanitize),
-            ),
-            (
-                "anomaly",
-                format!("{:?}", old.anomaly),
-                format!("{:?}", new.anomaly),
-            ),
-            (
-                "metrics",
-                format!("{:?}", old.metrics),
-                format!("{:?}", new.metrics),
-            ),
-        ];
-        for (section, before, after) in restart_only {
-            if before != after {
-                tracing::warn!(
-                    section,
-                    "config section changed; it takes effect at the next restart"
-                );
-            }
+        for section in restart_only_changes(&old, &new) {
+            tracing::warn!(
+                section,
+                "config section changed; it takes effect at the next restart"
+            );
         }
         tracing::info!(path = %path.display(), "config re-read: tls, registry, rate_limit and tiers apply now");
         self.config.store(Arc::new(new));
@@ -324,5 +266,146 @@ pub async fn refresh_secrets(gateway: &Gateway) {
                 "what": "response signing key",
             }));
         }
+    }
+}
+
+/// The sections of `new` that differ from `old` and apply only at the next
+/// start (the rest of a re-read config applies at once).
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let restart_only = [
+        (
+            "listen",
+            format!("{:?}", old.listen),
+            format!("{:?}", new.listen),
+        ),
+        (
+            "trust_domain/audience",
+            format!("{:?}{:?}", old.trust_domain, old.audience),
+            format!("{:?}{:?}", new.trust_domain, new.audience),
+        ),
+        (
+            "signing",
+            format!("{:?}", old.signing),
+            format!("{:?}", new.signing),
+        ),
+        (
+            "envelope",
+            format!("{:?}", old.envelope),
+            format!("{:?}", new.envelope),
+        ),
+        (
+            "transport",
+            format!("{:?}", old.transport),
+            format!("{:?}", new.transport),
+        ),
+        (
+            "audit",
+            format!("{:?}", old.audit),
+            format!("{:?}", new.audit),
+        ),
+        (
+            "backend",
+            format!("{:?}", old.backends),
+            format!("{:?}", new.backends),
+        ),
+        (
+            "secrets",
+            format!("{:?}", old.secrets),
+            format!("{:?}", new.secrets),
+        ),
+        (
+            "sanitize",
+            format!("{:?}", old.sanitize),
+            format!("{:?}", new.sanitize),
+        ),
+        (
+            "anomaly",
+            format!("{:?}", old.anomaly),
+            format!("{:?}", new.anomaly),
+        ),
+        (
+            "metrics",
+            format!("{:?}", old.metrics),
+            format!("{:?}", new.metrics),
+        ),
+        (
+            "results",
+            format!("{:?}", old.results),
+            format!("{:?}", new.results),
+        ),
+        (
+            "expiry",
+            format!("{:?}", old.expiry),
+            format!("{:?}", new.expiry),
+        ),
+        (
+            "enrollment",
+            format!("{:?}", old.enrollment),
+            format!("{:?}", new.enrollment),
+        ),
+        (
+            "pinning",
+            format!("{:?}", old.pinning),
+            format!("{:?}", new.pinning),
+        ),
+        (
+            "sandbox",
+            format!("{:?}", old.sandbox),
+            format!("{:?}", new.sandbox),
+        ),
+        (
+            "traces",
+            format!("{:?}", old.traces),
+            format!("{:?}", new.traces),
+        ),
+        (
+            "state",
+            format!("{:?}", old.state),
+            format!("{:?}", new.state),
+        ),
+    ];
+    restart_only
+        .into_iter()
+        .filter(|(_, before, after)| before != after)
+        .map(|(section, _, _)| section)
+        .collect()
+}
+
+#[cfg(test)]
+mod restart_tests {
+    use super::restart_only_changes;
+    use crate::config::Config;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "listen = \"127.0.0.1:7443\"\ntrust_domain = \"sealgate.local\"\n{extra}\n[tls]\ncert = \"s.crt\"\nkey = \"s.key\"\nclient_ca = \"ca.crt\"\n[signing]\nkey = \"g.key\"\n[registry]\npath = \"c.toml\"\n"
+        );
+        toml::from_str(&text).expect("config")
+    }
+
+    #[test]
+    fn each_section_that_waits_for_a_restart_is_named_and_live_ones_are_not() {
+        let base = config("");
+        assert!(restart_only_changes(&base, &config("")).is_empty());
+        assert_eq!(
+            restart_only_changes(&base, &config("pinning = \"strict\"")),
+            ["pinning"]
+        );
+        assert_eq!(
+            restart_only_changes(
+                &base,
+                &config("[state]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"")
+            ),
+            ["state"]
+        );
+        assert_eq!(
+            restart_only_changes(&base, &config("[expiry]\nwarning_days = 3")),
+            ["expiry"]
+        );
+        // The default rate applies live: not named.
+        assert!(
+            restart_only_changes(&base, &config("[rate_limit]\nper_second = 3\nburst = 3"))
+                .is_empty()
+        );
     }
 }
