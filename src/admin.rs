@@ -54,19 +54,11 @@ impl AdminService {
         // The same guard, detectors and refusal summaries as a gateway call.
         let mut audit = gw.audit_guard();
         audit.record.method = Some(method);
-        let mut registered = false;
         let result = self
-            .handle(
-                peer.as_deref(),
-                envelope,
-                size,
-                method,
-                &mut audit.record,
-                &mut registered,
-            )
+            .handle(peer.as_deref(), envelope, size, method, &mut audit.record)
             .await;
         if let Err(d) = &result {
-            gw.observe_denial(peer.as_deref(), &audit.record, registered, d.reason);
+            gw.observe_denial(peer.as_deref(), &audit.record, d.reason);
         }
         let result = gw.finish(peer.as_deref(), audit, result).await;
         result.map_err(|d| d.to_status())
@@ -79,7 +71,6 @@ impl AdminService {
         size: usize,
         method: &'static str,
         record: &mut AuditRecord,
-        registered: &mut bool,
     ) -> Result<SignedEnvelope, Denial> {
         let gw = &self.gateway;
         let now = gw.clock.now_ms();
@@ -88,9 +79,7 @@ impl AdminService {
             client,
             verified,
             in_flight: _in_flight,
-        } = gw
-            .authenticate(peer, envelope, size, record, registered, now)
-            .await?;
+        } = gw.authenticate(peer, envelope, size, record, now).await?;
         if !client.admin {
             return Err(Denial::new(
                 Reason::AdminNotAllowed,

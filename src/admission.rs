@@ -84,9 +84,8 @@ where
         let gateway = &self.gateway;
         let now = gateway.clock.now_ms();
         let mut record = AuditRecord::new();
-        let mut registered = false;
         let admitted = gateway
-            .admit_request(peer.as_deref(), &mut record, &mut registered, now)
+            .admit_request(peer.as_deref(), &mut record, now)
             .map(|a| (a.client, a.in_flight));
         match admitted {
             Ok((client, permit)) => {
@@ -102,7 +101,7 @@ where
                 Box::pin(async move {
                     let _busy = peer.as_ref().map(|p| p.activity.begin());
                     let status = gateway
-                        .refuse(peer.as_deref(), record, registered, started, denial)
+                        .refuse(peer.as_deref(), record, started, denial)
                         .await;
                     Ok(status.into_http())
                 })

@@ -408,11 +408,10 @@ impl Gateway {
         &self,
         peer: Option<&PeerInfo>,
         record: AuditRecord,
-        registered: bool,
         started: Instant,
         denial: Denial,
     ) -> Status {
-        self.observe_denial(peer, &record, registered, denial.reason);
+        self.observe_denial(peer, &record, denial.reason);
         let audit = self.audit_guard_for(record, started);
         match self.finish::<()>(peer, audit, Err(denial)).await {
             Err(denial) => denial.to_status(),
@@ -488,12 +487,9 @@ impl Gateway {
         request: CallRequest,
         record: &mut AuditRecord,
     ) -> Result<CallResponse, Denial> {
-        let mut registered = false;
-        let result = self
-            .stages(peer, early, request, record, &mut registered)
-            .await;
+        let result = self.stages(peer, early, request, record).await;
         if let Err(denial) = &result {
-            self.observe_denial(peer, record, registered, denial.reason);
+            self.observe_denial(peer, record, denial.reason);
         }
         result
     }
@@ -504,7 +500,6 @@ impl Gateway {
         early: Option<&Ticket>,
         request: CallRequest,
         record: &mut AuditRecord,
-        registered: &mut bool,
     ) -> Result<CallResponse, Denial> {
         let size = request.encoded_len();
         let now = self.clock.now_ms();
@@ -515,11 +510,10 @@ impl Gateway {
             Some(ticket) => {
                 name_peer(record, peer);
                 let admitted = ticket.admitted(peer)?;
-                *registered = true;
                 record.identity_passed = true;
                 admitted
             }
-            None => self.admit_request(peer, record, registered, now)?,
+            None => self.admit_request(peer, record, now)?,
         };
         let Authenticated {
             identity,
@@ -624,10 +618,9 @@ impl Gateway {
         envelope: Option<crate::proto::SignedEnvelope>,
         size: usize,
         record: &mut AuditRecord,
-        registered: &mut bool,
         now: i64,
     ) -> Result<Authenticated<'p>, Denial> {
-        let admitted = self.admit_request(peer, record, registered, now)?;
+        let admitted = self.admit_request(peer, record, now)?;
         self.open_envelope(admitted, envelope, size, record, now)
             .await
     }
@@ -640,7 +633,6 @@ impl Gateway {
         &self,
         peer: Option<&'p PeerInfo>,
         record: &mut AuditRecord,
-        registered: &mut bool,
         now: i64,
     ) -> Result<Admitted<'p>, Denial> {
         // 1 identity: read from the certificate once per connection. The
@@ -684,7 +676,6 @@ impl Gateway {
                 "this client is disabled",
             ));
         }
-        *registered = true;
         record.identity_passed = true;
         if let Some(p) = peer {
             p.note_identity_passed();
@@ -858,13 +849,7 @@ impl Gateway {
 
     /// Tells the detectors about a refusal: of a registered identity for
     /// what it sent, or of a source for whom it claims to be.
-    pub fn observe_denial(
-        &self,
-        peer: Option<&PeerInfo>,
-        record: &AuditRecord,
-        registered: bool,
-        reason: Reason,
-    ) {
+    pub fn observe_denial(&self, peer: Option<&PeerInfo>, record: &AuditRecord, reason: Reason) {
         let now = self.clock.now_ms();
         let from_source = matches!(
             reason,
@@ -889,7 +874,7 @@ impl Gateway {
                 | Reason::EnvelopeTooLarge
                 | Reason::ReplayCacheFull
         );
-        if registered && !admission && reason.fault() == crate::error::Fault::Client {
+        if record.identity_passed && !admission && reason.fault() == crate::error::Fault::Client {
             if let Some(id) = &record.client_id {
                 self.anomaly.observe_denial(id, reason.as_str(), now);
             }

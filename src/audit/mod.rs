@@ -113,8 +113,8 @@ pub struct AuditRecord {
     /// How long the gateway spent on the request, in microseconds.
     pub duration_us: u64,
     /// Stage 1 passed: the certificate's identity is a registered, enabled
-    /// client, so `client_id` names a registry entry (what
-    /// `[metrics] client_labels` may count by). Not written to the trail:
+    /// client, so `client_id` names a registry entry (what the anomaly
+    /// detectors blame and `[metrics] client_labels` counts by). Not written to the trail:
     /// `stage` and `reason` already say how far the request got.
     #[serde(skip)]
     pub identity_passed: bool,

@@ -617,12 +617,7 @@ async fn start_relay(
     shared: &Shared,
     pid: Option<u32>,
 ) -> Result<Option<super::egress::Relay>, String> {
-    let Some(sb) = shared
-        .spec
-        .sandbox
-        .as_ref()
-        .filter(|sb| matches!(sb.egress, Egress::Hosts(_)))
-    else {
+    let Some(sb) = shared.spec.sandbox.as_ref() else {
         return Ok(None);
     };
     let pid = pid.ok_or("the backend exited before its egress relay started")?;
