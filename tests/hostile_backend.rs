@@ -547,6 +547,53 @@ async fn egress_by_host_name_reaches_that_host_and_nothing_else() {
     }
 }
 
+/// A backend that opens connections faster than the relay's rate (a burst
+/// of 64, then 20 a second) has the surplus closed at once, counted as
+/// `limited`; none of those reaches the host.
+#[tokio::test]
+async fn the_relay_closes_new_connections_over_its_rate() {
+    if !root() {
+        println!("SKIPPED: network and mount namespaces need the tests to run as root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (gw, allowed_port, pongs) = egress_gateway(dir.path(), "").await;
+    let (_l, other_port) = listener();
+    // 100 connections one after another: ~0.5 ms each here, so the 64 of
+    // the burst (one already spent at start) plus a few refilled ones pass.
+    let tcp: serde_json::Map<String, Value> = (0..100)
+        .map(|i| (format!("{i:03}"), json!(["localhost", allowed_port])))
+        .collect();
+    let o = attack_with(&gw, dir.path(), other_port, json!({ "tcp": tcp })).await;
+    let answered = (0..100)
+        .filter(|i| o[format!("tcp {i:03}")] == "ok:pong")
+        .count() as u64;
+    let t = gw
+        .gateway
+        .router
+        .backend("hostile")
+        .expect("backend")
+        .egress_counts();
+    println!("relay: {t:?}; {answered} of 100 answered");
+    assert!(t.limited >= 1, "the rate closed some: {t:?}");
+    assert!(answered >= 63, "the burst passed: {answered}");
+    assert_eq!(
+        t.connected,
+        answered + 1,
+        "every connected one answered (and the start's)"
+    );
+    assert_eq!(
+        t.connected + t.limited,
+        101,
+        "each connection counted once: {t:?}"
+    );
+    assert_eq!(
+        pongs.load(Ordering::SeqCst) as u64,
+        t.connected,
+        "the limited never reached the host"
+    );
+}
+
 /// A backend restarted into a new network namespace gets a new relay; the
 /// old one ended with the old process.
 #[tokio::test]
