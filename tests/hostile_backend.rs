@@ -633,6 +633,73 @@ async fn a_restarted_backend_gets_its_own_relay() {
     assert_eq!(backend.egress_counts().connected, 4);
 }
 
+/// Serves, with the real binary started through `wrapper` (a command and
+/// its arguments, run before `sealgate serve --config …`), the hostile
+/// backend as nobody with `sandbox = "required"` and `backend_extra` (its
+/// egress), which connects to `target` as its first act. The folder and
+/// config are written (and the tools pinned) by an in-process gateway
+/// first. Returns that first exchange's outcome and the serve log.
+async fn first_exchange_under(
+    backend_extra: &str,
+    target: &str,
+    wrapper: &[String],
+) -> (String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut gw = hostile_gateway_with(
+        dir.path(),
+        &format!("user = \"nobody\"\nsandbox = \"required\"\n{backend_extra}"),
+        &format!(", STABLE = \"1\", CONNECT_AT_START = \"{target}\""),
+    )
+    .await;
+    let config = gw.path("sealgate.toml");
+    let addr = gw.addr;
+    // The gateway's folder outlives the in-process gateway.
+    let _folder = std::mem::replace(&mut gw.dir, tempfile::tempdir().expect("tempdir"));
+    drop(gw);
+    let at_start = dir.path().join("scratch/at_start.txt");
+    std::fs::remove_file(&at_start).expect("the in-process start wrote it");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "old gateway still listens"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = dir.path().join("serve.log");
+    let mut child = std::process::Command::new(&wrapper[0])
+        .args(&wrapper[1..])
+        .arg(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("SEALGATE_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("start sealgate serve");
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let start = Instant::now();
+    let outcome = loop {
+        if let Ok(text) = std::fs::read_to_string(&at_start) {
+            if !text.is_empty() {
+                break text;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("serve exited ({status}) under {wrapper:?}:\n{}", log_text());
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no start under {wrapper:?}:\n{}",
+            log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    (outcome, log_text())
+}
+
 /// The isolated-backends systemd drop-in grants exactly the capabilities
 /// it lists: the real `sealgate serve`, run as root with only those (its
 /// bounding set, through setpriv), starts the hostile backend as nobody in
@@ -654,31 +721,6 @@ async fn the_drop_in_s_capabilities_are_enough_for_an_isolated_backend() {
             pong_server_on(port)
         })
         .expect("a free port below 1024");
-    let dir = tempfile::tempdir().expect("tempdir");
-    // An in-process gateway writes the folder and config (and pins the
-    // backend's tools); then the binary serves the same config.
-    let mut gw = hostile_gateway_with(
-        dir.path(),
-        &format!("user = \"nobody\"\nsandbox = \"required\"\negress = [\"localhost:{low}\"]\n"),
-        &format!(", STABLE = \"1\", CONNECT_AT_START = \"localhost:{low}\""),
-    )
-    .await;
-    let config = gw.path("sealgate.toml");
-    let addr = gw.addr;
-    // The gateway's folder outlives the in-process gateway.
-    let _folder = std::mem::replace(&mut gw.dir, tempfile::tempdir().expect("tempdir"));
-    drop(gw);
-    let at_start = dir.path().join("scratch/at_start.txt");
-    std::fs::remove_file(&at_start).expect("the in-process start wrote it");
-    let start = Instant::now();
-    while std::net::TcpStream::connect(addr).is_ok() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "old gateway still listens"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
     let dropin = std::fs::read_to_string(
         repo().join("deploy/systemd/sealgate.service.d/isolated-backends.conf"),
     )
@@ -691,40 +733,12 @@ async fn the_drop_in_s_capabilities_are_enough_for_an_isolated_backend() {
         .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_ascii_lowercase()))
         .collect();
     let bounding = format!("-all,{}", caps.join(","));
-    let log = dir.path().join("serve.log");
-    let mut child = std::process::Command::new("setpriv")
-        .arg(format!("--bounding-set={bounding}"))
-        .arg(env!("CARGO_BIN_EXE_sealgate"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("SEALGATE_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("setpriv sealgate serve");
-    let start = Instant::now();
-    let outcome = loop {
-        if let Ok(text) = std::fs::read_to_string(&at_start) {
-            if !text.is_empty() {
-                break text;
-            }
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "serve exited ({status}) under {bounding}:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no start under {bounding}:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let (outcome, text) = first_exchange_under(
+        &format!("egress = [\"localhost:{low}\"]\n"),
+        &format!("localhost:{low}"),
+        &["setpriv".to_string(), format!("--bounding-set={bounding}")],
+    )
+    .await;
     println!(
         "bounding set {bounding}; {}",
         text.lines()
@@ -740,6 +754,63 @@ async fn the_drop_in_s_capabilities_are_enough_for_an_isolated_backend() {
         text.contains("uid=65534") && text.contains("netns=on mountns=on"),
         "{text}"
     );
+}
+
+/// A name that resolves to an address that is not public (here loopback,
+/// through the gateway's own /etc/hosts, bound in a mount namespace of the
+/// test's) is refused by the relay: whoever answers for an allowed name
+/// cannot point the relay at the gateway's host. `egress_private = true`
+/// allows it.
+#[tokio::test]
+async fn the_relay_refuses_a_name_that_resolves_to_a_private_address() {
+    if !root() || which("unshare").is_none() {
+        println!("SKIPPED: needs root and unshare (util-linux)");
+        return;
+    }
+    let (port, pongs) = pong_server();
+    let name = "internal.sealgate.test";
+    let hosts = tempfile::NamedTempFile::new().expect("hosts");
+    std::fs::write(
+        hosts.path(),
+        format!("127.0.0.1 localhost\n127.0.0.1 {name}\n"),
+    )
+    .expect("hosts");
+    std::fs::set_permissions(hosts.path(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    // The gateway (only) sees the name at 127.0.0.1.
+    let wrapper: Vec<String> = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &format!(
+            "mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
+            hosts.path().display()
+        ),
+    ]
+    .map(String::from)
+    .to_vec();
+    let egress = format!("egress = [\"{name}:{port}\"]\n");
+    let target = format!("{name}:{port}");
+
+    let (outcome, text) = first_exchange_under(&egress, &target, &wrapper).await;
+    assert_ne!(outcome, "ok:pong", "{text}");
+    assert_eq!(pongs.load(Ordering::SeqCst), 0, "the relay never connected");
+    assert!(
+        text.contains("egress relay cannot reach an allowed host")
+            && text.contains("resolves to 127.0.0.1 only, which is not public"),
+        "{text}"
+    );
+
+    let (outcome, text) = first_exchange_under(
+        &format!("{egress}egress_private = true\n"),
+        &target,
+        &wrapper,
+    )
+    .await;
+    assert_eq!(outcome, "ok:pong", "{text}");
+    assert_eq!(pongs.load(Ordering::SeqCst), 1);
 }
 
 fn which(tool: &str) -> Option<PathBuf> {

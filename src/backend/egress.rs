@@ -314,15 +314,12 @@ async fn serve(listener: TcpListener, target: HostPort, limits: Arc<Limits>) {
 /// permit: lookups never pile up beyond [`MAX_CONNECTIONS`]) and connects
 /// to the first allowed address that answers.
 async fn connect(target: &HostPort, limits: &Limits) -> Option<TcpStream> {
-    // A name with a dot is looked up as written (fully qualified), never
-    // under the gateway's search domains.
-    let name = if target.host.contains('.') {
-        format!("{}.", target.host)
-    } else {
-        target.host.clone()
-    };
+    // As written, without a trailing dot: the C library's hosts file would
+    // not match "name." (an internal host named there would never
+    // resolve). Names carry a domain (HostPort::parse), so the resolver
+    // tries them as written first.
     let addrs: Vec<std::net::SocketAddr> =
-        match tokio::net::lookup_host((name.as_str(), target.port)).await {
+        match tokio::net::lookup_host((target.host.as_str(), target.port)).await {
             Ok(a) => a.collect(),
             Err(e) => {
                 limits.failed(target, &e.to_string(), &limits.counts.failed);
