@@ -168,6 +168,10 @@ fn free_port() -> u16 {
 }
 
 fn spawn_http_bridge(profile: &Path, port: u16, secret: &Path) -> Reap {
+    spawn_http_bridge_with(profile, port, secret, &[])
+}
+
+fn spawn_http_bridge_with(profile: &Path, port: u16, secret: &Path, extra: &[&str]) -> Reap {
     let mut child = Command::new(BIN)
         .args([
             "bridge",
@@ -178,6 +182,7 @@ fn spawn_http_bridge(profile: &Path, port: u16, secret: &Path) -> Reap {
             "--secret-file",
             s(secret),
         ])
+        .args(extra)
         .env("SEALGATE_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -336,6 +341,69 @@ async fn typescript_sdk_host_over_streamable_http_and_the_http_checks() {
     assert_eq!(status("GET stream").0, 405);
     assert_eq!(status("bad protocol version").0, 400);
     assert_eq!(status("notification").0, 202);
+}
+
+/// Issue 21: 64 idle local connections blocked the HTTP bridge (no header
+/// timeout, and the 65th connection was reset). Silent connections and a
+/// stalled request head are now closed after the header timeout, and a
+/// connection beyond the limit waits for a place instead of being reset.
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_connections_do_not_block_the_http_bridge() {
+    let gw = TestGateway::start().await;
+    let port = free_port();
+    let secret_file = gw.path("bridge.secret");
+    let _bridge = spawn_http_bridge_with(
+        &gw.alice.profile,
+        port,
+        &secret_file,
+        &["--header-timeout", "1s"],
+    );
+    let outcome = tokio::task::spawn_blocking(move || {
+        // Every place taken by a connection that says nothing, or stalls
+        // in the middle of its request head.
+        let silent: Vec<std::net::TcpStream> = (0..64)
+            .map(|i| {
+                let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                if i % 2 == 1 {
+                    tcp.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1")
+                        .expect("partial head");
+                }
+                tcp
+            })
+            .collect();
+        // One more, as a host would: answered once a place is free.
+        let answered = raw_http(
+            port,
+            &format!(
+                "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json"
+            ),
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+        );
+        // Each silent connection was closed by the bridge.
+        let closed = silent
+            .into_iter()
+            .filter(|tcp| {
+                let mut tcp = tcp;
+                tcp.set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("timeout");
+                let mut buf = Vec::new();
+                // EOF or a reset: closed; a read timeout: still held open.
+                match tcp.read_to_end(&mut buf) {
+                    Ok(_) => true,
+                    Err(e) => !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ),
+                }
+            })
+            .count();
+        (answered, closed)
+    })
+    .await
+    .expect("join");
+    let ((code, body), closed) = outcome;
+    assert_eq!(code, 401, "the host's request was not answered: {body}");
+    assert_eq!(closed, 64);
 }
 
 #[test]

@@ -121,6 +121,12 @@ async fn a_result_is_checked_against_the_mcp_shape_and_the_pinned_output_schema(
             "a_not_mcp",
             "RESULT_INVALID: the backend's result /content is not an array",
         ),
+        // The member name is the backend's: words meant for a model are
+        // never shown (issue 21).
+        (
+            "a_structured_words",
+            "RESULT_INVALID: the backend's result /structuredContent/* fails the outputSchema's \"type\" rule",
+        ),
     ];
     for (tool, message) in cases {
         let before = calls(dir.path(), "a").len();

@@ -17,20 +17,35 @@
 //! - `MCP-Protocol-Version`, when present, one the gateway speaks, else
 //!   `400`; `Content-Type: application/json`, else `415`; a body of at most
 //!   [`super::MAX_MESSAGE_BYTES`], else `413`.
+//!
+//! A connection that has not sent a whole request head within the header
+//! timeout (10 s by default; also between requests on a kept-alive
+//! connection), or a whole body within it after the head, is closed: a
+//! local process holding silent connections cannot take the bridge's
+//! [`MAX_CONNECTIONS`] from a host. Beyond them, new connections wait in
+//! the listen backlog rather than being reset.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
 use super::{codes, error_response, to_line, Bridge, MAX_MESSAGE_BYTES};
+
+/// Connections served at once; more wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// The default time a connection has to send a request head (and, after
+/// it, the body).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The MCP protocol versions a host may name in `MCP-Protocol-Version`.
 pub const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
@@ -44,6 +59,9 @@ pub struct HttpPolicy {
     secret_digest: [u8; 32],
     /// Extra allowed `Origin` values (exact match).
     pub allowed_origins: Vec<String>,
+    /// How long a connection may take to send a request head, and then
+    /// its body ([`DEFAULT_HEADER_TIMEOUT`] unless set).
+    pub header_timeout: Duration,
 }
 
 impl HttpPolicy {
@@ -66,6 +84,7 @@ impl HttpPolicy {
             addr,
             secret_digest: Sha256::digest(secret.as_bytes()).into(),
             allowed_origins,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
         })
     }
 
@@ -182,15 +201,19 @@ async fn handle(
     if let Some((status, why)) = policy.refuse(&req) {
         return Ok(refusal(status, why));
     }
-    let body = match Limited::new(req.into_body(), MAX_MESSAGE_BYTES)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
+    let body = Limited::new(req.into_body(), MAX_MESSAGE_BYTES).collect();
+    let body = match tokio::time::timeout(policy.header_timeout, body).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => {
             return Ok(refusal(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "message too large for the bridge",
+            ))
+        }
+        Err(_) => {
+            return Ok(refusal(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
             ))
         }
     };
@@ -212,23 +235,33 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let policy = Arc::new(policy);
-    let connections = Arc::new(tokio::sync::Semaphore::new(64));
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
-        let (tcp, _) = tokio::select! {
-            accepted = listener.accept() => accepted?,
+        // A place first, then the connection: beyond the limit a new
+        // connection waits in the backlog until a silent one times out.
+        let (permit, (tcp, _)) = tokio::select! {
+            accepted = async {
+                let permit = connections.clone().acquire_owned().await;
+                (permit, listener.accept().await)
+            } => {
+                let (Ok(permit), accepted) = accepted else {
+                    return Ok(());
+                };
+                (permit, accepted?)
+            }
             _ = &mut shutdown => return Ok(()),
-        };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            continue;
         };
         let bridge = bridge.clone();
         let policy = policy.clone();
         tokio::spawn(async move {
+            let timeout = policy.header_timeout;
             let service =
                 hyper::service::service_fn(move |req| handle(bridge.clone(), policy.clone(), req));
             let conn = hyper::server::conn::http1::Builder::new()
                 .max_buf_size(64 * 1024)
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeout)
                 .serve_connection(TokioIo::new(tcp), service);
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "bridge HTTP connection ended");

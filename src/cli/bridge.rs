@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -26,6 +27,11 @@ pub struct BridgeArgs {
     /// With --http: also accept this Origin (exact), e.g. a local web host.
     #[arg(long = "allow-origin")]
     allow_origins: Vec<String>,
+    /// With --http: how long a connection may take to send a request's
+    /// head (also between requests on a kept-alive connection), and then
+    /// its body, before it is closed.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
 }
 
 /// Runs `sealgate bridge`.
@@ -43,6 +49,9 @@ pub fn run(args: BridgeArgs) -> Result<ExitCode> {
             ))?;
         }
         Some(addr) => {
+            if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&args.header_timeout) {
+                anyhow::bail!("--header-timeout must be between 1s and 10m");
+            }
             let file = args.secret_file.context(
                 "--http needs --secret-file FILE: where the per-launch bearer secret goes (0600)",
             )?;
@@ -62,8 +71,10 @@ pub fn run(args: BridgeArgs) -> Result<ExitCode> {
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
                 let bound = listener.local_addr()?;
-                let policy = bridge::http::HttpPolicy::new(bound, &secret, policy.allowed_origins)
-                    .map_err(anyhow::Error::msg)?;
+                let mut policy =
+                    bridge::http::HttpPolicy::new(bound, &secret, policy.allowed_origins)
+                        .map_err(anyhow::Error::msg)?;
+                policy.header_timeout = args.header_timeout;
                 eprintln!(
                     "sealgate bridge: Streamable HTTP on http://{bound}/mcp (bearer secret in {})",
                     file.display()
