@@ -139,3 +139,71 @@ impl Sink for SealedFile {
         self.sealed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path) -> SinkConfig {
+        let text = format!(
+            "[[sink]]\nkind = \"file\"\npath = \"{}\"\n",
+            dir.join("audit.jsonl").display()
+        );
+        let c: super::super::AuditConfig = toml::from_str(&text).expect("config");
+        c.effective_sinks().remove(0)
+    }
+
+    /// The audit files in `dir`: rotated ones (name order), then the live one.
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        names.sort_by_key(|n| (n == "audit.jsonl", n.clone()));
+        names
+            .iter()
+            .map(|n| std::fs::read_to_string(dir.join(n)).expect("read"))
+            .collect()
+    }
+
+    const REC: &str = r#"{"seq":0,"type":"request","prev":"x"}"#;
+    const SEAL: &str = r#"{"seq":1,"type":"checkpoint","reason":"rotate","prev":"x"}"#;
+    const NEXT: &str = r#"{"seq":2,"type":"event","prev":"x"}"#;
+
+    #[test]
+    fn a_line_after_a_seal_goes_to_a_new_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut sink, resume) = SealedFile::open(&config(dir.path())).expect("open");
+        assert_eq!(resume.first_seq, None);
+        // The rotate checkpoint arrives with the lines after it (the file
+        // could not take it at once): the file is split after it.
+        let lines: Vec<Arc<str>> = [REC, SEAL, NEXT].iter().map(|l| Arc::from(*l)).collect();
+        sink.deliver(&lines).expect("deliver");
+        assert!(!sink.sealed());
+        assert_eq!(
+            files(dir.path()),
+            [format!("{REC}\n{SEAL}\n"), format!("{NEXT}\n")]
+        );
+    }
+
+    #[test]
+    fn a_file_sealed_before_the_start_is_rotated_aside() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(&path, format!("{REC}\n{SEAL}\n")).expect("write");
+        let (mut sink, resume) = SealedFile::open(&config(dir.path())).expect("open");
+        assert!(resume.last_final);
+        assert_eq!(resume.first_seq, None, "a new file");
+        assert_eq!(resume.last.map(|(s, _)| s), Some(1), "the chain goes on");
+        sink.deliver(&[Arc::from(NEXT)]).expect("deliver");
+        assert_eq!(
+            files(dir.path()),
+            [format!("{REC}\n{SEAL}\n"), format!("{NEXT}\n")]
+        );
+        // A file that does not end sealed (killed) is continued.
+        drop(sink);
+        let (_, resume) = SealedFile::open(&config(dir.path())).expect("open");
+        assert!(!resume.last_final);
+        assert_eq!(resume.first_seq, Some(2));
+    }
+}

@@ -155,7 +155,7 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
                 report.vouched
             ),
             (Some(at), false) => out!(
-                "NOT SEALED: {} of {} line(s) are vouched for by the audit key (up to {at}); {} after it are covered by the hash chain only; a truncation cannot be ruled out from these files alone{}",
+                "NOT SEALED: the trail does not end with a v2 closing or rotation checkpoint, so lines may have been cut from its end; {} of {} line(s) are vouched for by the audit key (up to {at}), {} after it by the hash chain only{}",
                 report.vouched,
                 report.lines,
                 report.unsigned_tail,
