@@ -439,3 +439,54 @@ pub fn unsandboxed() -> String {
         .expect("the test's own account has a name");
     format!("user = \"{me}\"\nsandbox = \"off\"\n")
 }
+
+/// `sealgate audit verify` with `args` before `files` (no `--public-key`
+/// unless `args` has it): (exit code, stdout, stderr).
+pub fn verify_raw(args: &[&str], files: &[PathBuf]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["audit", "verify"])
+        .args(args)
+        .args(files)
+        .output()
+        .expect("run audit verify");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The audit files of a setup's folder, oldest first: the rotated ones
+/// (`audit.jsonl.<UTC time>`, in name order) and then `audit.jsonl`.
+pub fn trail_files(setup: &Setup) -> Vec<PathBuf> {
+    let mut rotated: Vec<PathBuf> = std::fs::read_dir(setup.dev())
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("audit.jsonl."))
+        })
+        .collect();
+    rotated.sort();
+    rotated.push(setup.path("audit.jsonl"));
+    rotated
+}
+
+/// The raw lines of a file (without their newlines).
+pub fn raw_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .expect("read")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Writes `lines` (each with its newline) to `path`.
+pub fn write_lines(path: &Path, lines: &[String]) {
+    let mut text = lines.join("\n");
+    if !lines.is_empty() {
+        text.push('\n');
+    }
+    std::fs::write(path, text).expect("write");
+}

@@ -312,3 +312,86 @@ async fn sigkill_under_load_with_the_disk_full_loses_no_answered_record() {
     let (code, report) = setup.verify(&[setup.path("audit.jsonl")], false);
     assert_eq!(code, 0, "{report}");
 }
+
+/// Stopped right after the sink came back: the recovery is recorded
+/// before the closing checkpoint, nothing after it, and the file of this
+/// clean stop verifies sealed.
+fn nothing_after_the_close(setup: &Setup) {
+    let file = setup.path("audit.jsonl");
+    let recs = records(&file);
+    let last = recs.last().expect("lines");
+    assert_eq!(last["type"], "checkpoint", "{last}");
+    assert_eq!(last["reason"], "close", "{last}");
+    assert_eq!(
+        recs.iter().filter(|r| r["reason"] == "close").count(),
+        1,
+        "one close, the last line"
+    );
+    assert!(
+        !events(&recs, "audit_sink_recovered").is_empty(),
+        "the recovery is in the trail"
+    );
+    let (code, report) = setup.verify(&[file], false);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["sealed"], true, "{report}");
+}
+
+/// One call refused, the writer's retries backed off for a while.
+async fn one_refusal_then_back_off(client: &sealgate::client::Client) {
+    call_until_refused(client, 1, 200).await;
+    // The sink retries with backoff (50 ms doubling to 2 s): let it grow,
+    // so the stop comes while the next try is still ahead.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_right_after_the_file_size_limit_lifts_nothing_follows_the_close() {
+    let setup = Setup::new(AUDIT);
+    let gw = setup.serve_with(Some(12 * 1024));
+    let client = gw.client().await;
+    one_refusal_then_back_off(&client).await;
+    let ok = Command::new("prlimit")
+        .args([
+            "--pid",
+            &gw.pid().to_string(),
+            "--fsize=unlimited:unlimited",
+        ])
+        .status()
+        .expect("prlimit")
+        .success();
+    assert!(ok, "prlimit --pid failed");
+    drop(client);
+    gw.stop();
+    nothing_after_the_close(&setup);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_right_after_an_immutable_file_is_writable_again_nothing_follows_the_close() {
+    // The reproduction (chattr); the RLIMIT_FSIZE test above covers
+    // the same path where chattr is unavailable.
+    let setup = Setup::new(AUDIT);
+    let gw = setup.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("served");
+    let file = setup.path("audit.jsonl");
+    let chattr = |flag: &str| {
+        Command::new("chattr")
+            .arg(flag)
+            .arg(&file)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !chattr("+i") {
+        assert!(
+            std::env::var_os("SEALGATE_TEST_NO_CHATTR").is_some(),
+            "chattr +i failed: run as root on a filesystem with the immutable flag, or set SEALGATE_TEST_NO_CHATTR=1"
+        );
+        eprintln!("NOT RUN: chattr +i unsupported and SEALGATE_TEST_NO_CHATTR is set");
+        return;
+    }
+    one_refusal_then_back_off(&client).await;
+    assert!(chattr("-i"), "chattr -i");
+    drop(client);
+    gw.stop();
+    nothing_after_the_close(&setup);
+}

@@ -221,7 +221,16 @@ async fn audit_verify_finds_each_tampering_at_its_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_continues_the_chain_and_a_torn_line_is_never_glued() {
     let setup = Setup::new(FILE_AUDIT);
-    let file = a_run(&setup).await;
+    // Killed, not stopped: a file sealed by a clean stop is rotated aside
+    // at the next start; a killed one is continued.
+    let gw = setup.serve();
+    let client = gw.client().await;
+    for _ in 0..3 {
+        call(&client).await.expect("allowed");
+    }
+    drop(client);
+    gw.kill9();
+    let file = setup.path("audit.jsonl");
     let before = records(&file).len();
     // A crash mid-write leaves half a line without its newline.
     let fragment = r#"{"seq":999,"type":"request","instance":"dead","ts":"2026-"#;
@@ -514,4 +523,256 @@ async fn tools_accept_beside_a_running_gateway_is_recorded_in_its_chain_at_sighu
     assert_eq!(events(&recs, "reload").len(), 1);
     let (code, r) = setup.verify(&[setup.path("audit.jsonl")], false);
     assert_eq!(code, 0, "{r}");
+}
+
+/// Serves, makes `calls` calls and stops cleanly.
+async fn calls_then_stop(setup: &Setup, calls: usize) {
+    let gw = setup.serve();
+    let client = gw.client().await;
+    for _ in 0..calls {
+        call(&client).await.expect("allowed");
+    }
+    drop(client);
+    gw.stop();
+}
+
+/// Sends SIGHUP and waits until the reload is in the file.
+fn sighup_and_wait(setup: &Setup, gw: &Gateway, reloads_before: usize) {
+    gw.signal("HUP");
+    assert!(
+        wait_until(10, || {
+            trail_files(setup)
+                .iter()
+                .map(|f| events(&records(f), "reload").len())
+                .sum::<usize>()
+                > reloads_before
+        }),
+        "SIGHUP not applied"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trail_cut_after_any_mid_file_checkpoint_is_never_sealed() {
+    // Checkpoints of every reason, mid-file: count (every 5 lines), a
+    // SIGHUP that did not move the file, a clean restart.
+    let setup = Setup::new(FILE_AUDIT);
+    let gw = setup.serve();
+    let client = gw.client().await;
+    for _ in 0..6 {
+        call(&client).await.expect("allowed");
+    }
+    sighup_and_wait(&setup, &gw, 0);
+    for _ in 0..3 {
+        call(&client).await.expect("allowed");
+    }
+    drop(client);
+    gw.stop();
+    calls_then_stop(&setup, 3).await;
+    let files = trail_files(&setup);
+    let (code, r) = setup.verify(&files, false);
+    assert_eq!(code, 0, "the whole trail is sealed: {r}");
+    let reasons: std::collections::BTreeSet<String> = files
+        .iter()
+        .flat_map(|f| records(f))
+        .filter(|r| r["type"] == "checkpoint")
+        .filter_map(|r| r["reason"].as_str().map(str::to_string))
+        .collect();
+    assert!(reasons.contains("count"), "{reasons:?}");
+    assert!(reasons.contains("close"), "{reasons:?}");
+
+    // Every cut right after a checkpoint that is not the last line of its
+    // file: what remains is never "sealed". (Whole files dropped from the
+    // end cannot be told from inside the trail: docs/AUDIT.md.)
+    let mut cuts = 0;
+    for (fi, f) in files.iter().enumerate() {
+        let lines = raw_lines(f);
+        for (li, line) in lines.iter().enumerate() {
+            if li == lines.len() - 1 || !line.contains("\"type\":\"checkpoint\"") {
+                continue;
+            }
+            let cut = setup.dir.path().join(format!("cut-{fi}-{li}.jsonl"));
+            write_lines(&cut, &lines[..=li]);
+            let mut given = files[..fi].to_vec();
+            given.push(cut);
+            let (code, r) = setup.verify(&given, false);
+            assert_ne!(code, 0, "cut after {}:{}: {r}", f.display(), li + 1);
+            assert_eq!(r["sealed"], false, "{r}");
+            cuts += 1;
+        }
+    }
+    assert!(cuts >= 4, "{cuts} cuts tried");
+
+    // The cut made to look sealed: `count` edited to `close` on the last
+    // line. The reason is signed.
+    let (fi, lines, li) = files
+        .iter()
+        .enumerate()
+        .find_map(|(fi, f)| {
+            let lines = raw_lines(f);
+            let li = lines
+                .iter()
+                .position(|l| l.contains("\"reason\":\"count\""))?;
+            Some((fi, lines, li))
+        })
+        .expect("a count checkpoint");
+    let mut edited = lines[..=li].to_vec();
+    edited[li] = edited[li].replace("\"reason\":\"count\"", "\"reason\":\"close\"");
+    let cut = setup.dir.path().join("edited.jsonl");
+    write_lines(&cut, &edited);
+    let mut given = files[..fi].to_vec();
+    given.push(cut);
+    let (code, r) = setup.verify(&given, false);
+    assert_eq!(code, 1, "{r}");
+    assert!(
+        r["broken"].as_str().expect("what").contains("signature"),
+        "{r}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_cut_at_its_head_is_broken() {
+    let setup = Setup::new(FILE_AUDIT);
+    let file = a_run(&setup).await;
+    let lines = raw_lines(&file);
+    let first_cp = lines
+        .iter()
+        .position(|l| l.contains("\"type\":\"checkpoint\""))
+        .expect("a checkpoint");
+    // One line cut, and everything up to and with the first checkpoint.
+    for k in [1, first_cp + 1] {
+        let cut = setup.dir.path().join(format!("head-{k}.jsonl"));
+        write_lines(&cut, &lines[k..]);
+        let (code, r) = setup.verify(std::slice::from_ref(&cut), false);
+        assert_eq!(code, 1, "{k} lines cut from the head: {r}");
+        assert_eq!(r["sealed"], false, "{r}");
+        assert!(r["broken"].as_str().expect("what").contains("head"), "{r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recomputed_chain_without_a_checkpoint_is_broken_when_the_key_is_given() {
+    let setup = Setup::new(FILE_AUDIT);
+    let file = a_run(&setup).await;
+    // An attacker without the key: the records kept, every checkpoint
+    // dropped, seq and prev recomputed from 0.
+    let mut prev = [0u8; 32];
+    let mut out = Vec::new();
+    for v in records(&file) {
+        if v["type"] == "checkpoint" {
+            continue;
+        }
+        let mut v = v.clone();
+        v["seq"] = json!(out.len());
+        v["prev"] = json!(hex::encode(prev));
+        let line = serde_json::to_string(&v).expect("json");
+        prev = sealgate::audit::chain::line_hash(line.as_bytes());
+        out.push(line);
+    }
+    let forged = setup.dir.path().join("forged.jsonl");
+    write_lines(&forged, &out);
+    for open_tail in [false, true] {
+        let (code, r) = setup.verify(std::slice::from_ref(&forged), open_tail);
+        assert_eq!(code, 1, "open_tail {open_tail}: {r}");
+        assert!(
+            r["broken"]
+                .as_str()
+                .expect("what")
+                .contains("no signed checkpoint in this file"),
+            "{r}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_restarts_leave_files_that_verify_sealed_together() {
+    let setup = Setup::new(FILE_AUDIT);
+    for _ in 0..3 {
+        calls_then_stop(&setup, 2).await;
+    }
+    let files = trail_files(&setup);
+    assert_eq!(files.len(), 3, "each restart starts a new file: {files:?}");
+    let mut next_seq = 0;
+    for f in &files {
+        let recs = records(f);
+        // Nothing after a close: one per file, as its last line.
+        let closes: Vec<usize> = recs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r["reason"] == "close")
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(closes, [recs.len() - 1], "{}", f.display());
+        // Each file starts with audit_started and a signed `start`
+        // checkpoint naming the file's first seq.
+        assert_eq!(recs[0]["event"], "audit_started");
+        assert_eq!(recs[1]["type"], "checkpoint");
+        assert_eq!(recs[1]["reason"], "start");
+        assert_eq!(recs[1]["file_first_seq"], json!(next_seq));
+        assert_eq!(recs[0]["seq"], json!(next_seq));
+        next_seq = recs.last().expect("lines")["seq"].as_u64().expect("seq") + 1;
+        assert_eq!(requests(&recs, "allowed").len(), 2);
+    }
+    let (code, r) = setup.verify(&files, false);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["sealed"], true, "{r}");
+    // Each file alone is sealed too; the last without the others names
+    // where its chain starts.
+    let (code, r) = setup.verify(&files[2..], false);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["first_seq"], json!(records(&files[2])[0]["seq"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_without_moving_the_file_keeps_writing_after_a_reload_checkpoint() {
+    let setup = Setup::new(FILE_AUDIT);
+    let gw = setup.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("allowed");
+    sighup_and_wait(&setup, &gw, 0);
+    call(&client).await.expect("allowed");
+    // Cut while live, right after the reload checkpoint.
+    let file = setup.path("audit.jsonl");
+    let live = raw_lines(&file);
+    drop(client);
+    gw.stop();
+    assert_eq!(
+        trail_files(&setup),
+        std::slice::from_ref(&file),
+        "the file was not moved"
+    );
+    let recs = records(&file);
+    let reasons: Vec<&str> = recs
+        .iter()
+        .filter(|r| r["type"] == "checkpoint")
+        .filter_map(|r| r["reason"].as_str())
+        .collect();
+    assert!(!reasons.contains(&"rotate"), "{reasons:?}");
+    assert!(reasons.contains(&"reload"), "{reasons:?}");
+    assert_eq!(requests(&recs, "allowed").len(), 2);
+    let (code, r) = setup.verify(std::slice::from_ref(&file), false);
+    assert_eq!(code, 0, "{r}");
+    let at = live
+        .iter()
+        .position(|l| l.contains("\"reason\":\"reload\""))
+        .expect("reload checkpoint");
+    let cut = setup.dir.path().join("cut.jsonl");
+    write_lines(&cut, &live[..=at]);
+    let (code, r) = setup.verify(std::slice::from_ref(&cut), false);
+    assert_eq!(code, 3, "{r}");
+    assert_eq!(r["sealed"], false, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_without_a_key_on_a_signed_file_is_a_usage_error() {
+    let setup = Setup::new(FILE_AUDIT);
+    let file = a_run(&setup).await;
+    let (code, stdout, stderr) = verify_raw(&[], std::slice::from_ref(&file));
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(!stdout.contains("BROKEN"), "{stdout}");
+    assert!(
+        stderr.contains("signed checkpoints") && stderr.contains("--public-key"),
+        "{stderr}"
+    );
+    let (code, stdout, _) = verify_raw(&["--json"], std::slice::from_ref(&file));
+    assert_eq!(code, 2, "{stdout}");
 }

@@ -1,27 +1,37 @@
-//! The audit vector (tests/vectors/audit-v1.*): written by the real writer
-//! with a key from a fixed seed, verified here by the same code as
-//! `sealgate audit verify`, and independently from docs/AUDIT.md by
-//! tests/vectors/check_vectors.py (CI, Python `cryptography`).
+//! The audit vectors: tests/vectors/audit-v2.* written by the real writer
+//! with a key from a fixed seed (v2 checkpoints), and the old
+//! tests/vectors/audit-v1.* (v1 checkpoints, as an old trail), verified
+//! here by the same code as `sealgate audit verify`, and independently
+//! from docs/AUDIT.md by tests/vectors/check_vectors.py (CI, Python
+//! `cryptography`).
 //!
-//! `SEALGATE_WRITE_VECTORS=1 cargo test --test audit_vectors` rewrites it.
+//! `SEALGATE_WRITE_VECTORS=1 cargo test --test audit_vectors` rewrites the
+//! v2 vector (the v1 vector is kept as it was written).
 
 use ed25519_dalek::SigningKey;
 use sealgate::audit::chain::{key_id, Verifier};
 use sealgate::audit::{AuditLog, AuditRecord, Outcome, SecurityEvent};
 use serde_json::{json, Value};
 
-const META: &str = include_str!("vectors/audit-v1.json");
-const LINES: &str = include_str!("vectors/audit-v1.jsonl");
+const META: &str = include_str!("vectors/audit-v2.json");
+const LINES: &str = include_str!("vectors/audit-v2.jsonl");
+const V1_META: &str = include_str!("vectors/audit-v1.json");
+const V1_LINES: &str = include_str!("vectors/audit-v1.jsonl");
 
 fn seed_key() -> SigningKey {
     // A fixed seed: never use this key for anything else.
     SigningKey::from_bytes(&[0x5a; 32])
 }
 
-/// A trail from the real writer: two requests (one allowed, one denied),
-/// a security event, and the closing checkpoint.
+/// A trail from the real writer (a checkpoint every 2 lines): two
+/// requests (one allowed, one denied), a `count` checkpoint, a security
+/// event, and the closing checkpoint.
 fn write_trail(key: SigningKey) -> Vec<String> {
-    let log = AuditLog::memory_with_key(Some(key));
+    let config = sealgate::audit::AuditConfig {
+        checkpoint_records: 2,
+        ..sealgate::audit::AuditConfig::default()
+    };
+    let log = AuditLog::memory_with_config(&config, Some(key));
     let mut allowed = AuditRecord::new();
     allowed.client_id = Some("analyst-7".into());
     allowed.cert_serial = Some("0badc0ffee".into());
@@ -66,17 +76,18 @@ fn the_committed_vector_is_a_verifying_trail_of_the_writer() {
     if std::env::var_os("SEALGATE_WRITE_VECTORS").is_some() {
         let lines = write_trail(key.clone());
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors");
-        std::fs::write(format!("{dir}/audit-v1.jsonl"), lines.join("\n") + "\n").expect("write");
+        std::fs::write(format!("{dir}/audit-v2.jsonl"), lines.join("\n") + "\n").expect("write");
         let meta = json!({
-            "description": "sealgate audit trail v1 vector (docs/AUDIT.md): written by the gateway's writer with a key from a fixed seed; never use it for anything else.",
-            "file": "audit-v1.jsonl",
+            "description": "sealgate audit trail v2 vector (docs/AUDIT.md): written by the gateway's writer with a key from a fixed seed; never use it for anything else.",
+            "file": "audit-v2.jsonl",
             "signing_key_seed_hex": hex::encode(key.to_bytes()),
             "public_key_hex": hex::encode(key.verifying_key().as_bytes()),
             "key_id": key_id(&key.verifying_key()),
-            "checkpoint_context": "sealgate-audit-checkpoint-v1\u{0}",
+            "checkpoint_context": "sealgate-audit-checkpoint-v2\u{0}",
+            "checkpoint_signed_bytes_hex": lines.iter().filter_map(|l| signed_bytes_hex(l)).collect::<Vec<_>>(),
         });
         std::fs::write(
-            format!("{dir}/audit-v1.json"),
+            format!("{dir}/audit-v2.json"),
             serde_json::to_string_pretty(&meta).expect("json") + "\n",
         )
         .expect("write");
@@ -88,8 +99,20 @@ fn the_committed_vector_is_a_verifying_trail_of_the_writer() {
     let report = verify(&lines, &key);
     assert_eq!(report.broken, None);
     assert!(report.sealed);
-    assert_eq!(report.checkpoints, 1);
+    assert_eq!(report.checkpoints, 2);
+    assert_eq!(report.v1_checkpoints, 0);
     assert_eq!(report.first_seq, Some(0));
+    assert_eq!((report.lines, report.vouched), (5, 5));
+    // The signed bytes in the meta file are the ones each checkpoint signs.
+    let documented: Vec<String> = lines.iter().filter_map(|l| signed_bytes_hex(l)).collect();
+    assert_eq!(meta["checkpoint_signed_bytes_hex"], json!(documented));
+    // Cut after the `count` checkpoint: verifies, not sealed; the reason
+    // edited to `close` there: the signature fails.
+    let cut = verify(&lines[..3], &key);
+    assert_eq!((cut.broken.is_none(), cut.sealed), (true, false));
+    let mut edited = lines[..3].to_vec();
+    edited[2] = edited[2].replace("\"reason\":\"count\"", "\"reason\":\"close\"");
+    assert!(verify(&edited, &key).broken.is_some());
     // Its shape is the writer's: the same members in the same order as a
     // fresh trail (only instance, times and signatures differ).
     let fresh = write_trail(key.clone());
@@ -119,4 +142,37 @@ fn a_fresh_trail_from_the_writer_verifies_and_fails_with_another_key() {
         broken.what.contains("not by the audit key given"),
         "{broken:?}"
     );
+}
+
+/// The v2 signed bytes of a checkpoint line, as hex (`None`: not one).
+fn signed_bytes_hex(line: &str) -> Option<String> {
+    use sealgate::audit::chain::{checkpoint_signed_bytes_v2, decode_hash, CheckpointV2};
+    let v: Value = serde_json::from_str(line).ok()?;
+    if v["type"] != "checkpoint" {
+        return None;
+    }
+    let prev = decode_hash(v["prev"].as_str()?)?;
+    Some(hex::encode(checkpoint_signed_bytes_v2(&CheckpointV2 {
+        seq: v["seq"].as_u64()?,
+        ts_ms: v["ts_ms"].as_i64()?,
+        instance: v["instance"].as_str()?,
+        prev: &prev,
+        file_first_seq: v["file_first_seq"].as_u64()?,
+        reason: v["reason"].as_str()?,
+    })))
+}
+
+#[test]
+fn the_v1_vector_still_verifies_as_an_old_trail_never_sealed() {
+    let key = seed_key();
+    let meta: Value = serde_json::from_str(V1_META).expect("meta");
+    assert_eq!(meta["key_id"], key_id(&key.verifying_key()));
+    let lines: Vec<String> = V1_LINES.lines().map(str::to_string).collect();
+    let report = verify(&lines, &key);
+    assert_eq!(report.broken, None);
+    assert_eq!((report.checkpoints, report.v1_checkpoints), (1, 1));
+    assert!(!report.sealed, "a v1 checkpoint never seals");
+    let mut altered = lines.clone();
+    altered[0] = altered[0].replace("get_meps", "get_mepz");
+    assert!(verify(&altered, &key).broken.is_some());
 }

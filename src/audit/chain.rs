@@ -4,15 +4,33 @@
 //! A line's hash is the SHA-256 of its exact bytes (without the newline);
 //! every line carries the previous line's hash as `prev`, so a line that is
 //! altered, deleted, inserted or moved breaks the chain at the next line.
-//! A checkpoint signs (sequence number, time, instance, `prev`) with the
-//! audit key, which fixes everything before it. This module is pure: it
-//! never touches a file or a sink; the writer and the CLI do.
+//! A checkpoint signs (sequence number, time, instance, `prev`, and since
+//! v2 its reason and the first seq of its file) with the audit key, which
+//! fixes everything before it. This module is pure: it never touches a
+//! file or a sink; the writer and the CLI do. The verifier is in
+//! `verify.rs`, re-exported here.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-/// Domain separation of checkpoint signatures (docs/AUDIT.md).
+pub use super::verify::{Broken, FileReport, Report, Verifier};
+
+/// Domain separation of v1 checkpoint signatures (docs/AUDIT.md): still
+/// verified (old trails), never written, never sealing.
 pub const CHECKPOINT_CONTEXT: &[u8] = b"sealgate-audit-checkpoint-v1\x00";
+
+/// Domain separation of v2 checkpoint signatures (docs/AUDIT.md), the
+/// ones the writer signs.
+pub const CHECKPOINT_CONTEXT_V2: &[u8] = b"sealgate-audit-checkpoint-v2\x00";
+
+/// The reasons of a sealing checkpoint: the last line of its file; the
+/// gateway never writes another line into that file.
+pub const FINAL_REASONS: [&str; 2] = ["close", "rotate"];
+
+/// Whether a checkpoint of `reason` seals its file.
+pub fn is_final_reason(reason: &str) -> bool {
+    FINAL_REASONS.contains(&reason)
+}
 
 /// The `prev` of the very first line of a chain.
 pub const GENESIS: [u8; 32] = [0u8; 32];
@@ -36,227 +54,71 @@ pub fn checkpoint_signed_bytes(seq: u64, ts_ms: i64, instance: &str, prev: &[u8;
     out
 }
 
-/// Signs a checkpoint; returns the signature's standard base64.
-pub fn sign_checkpoint(
-    key: &SigningKey,
-    seq: u64,
-    ts_ms: i64,
-    instance: &str,
-    prev: &[u8; 32],
-) -> String {
+/// What a v2 checkpoint says, beyond its place in the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointV2<'a> {
+    /// The checkpoint's own seq.
+    pub seq: u64,
+    /// Its time, Unix milliseconds.
+    pub ts_ms: i64,
+    /// The writing process's instance (ASCII, at most 255 bytes).
+    pub instance: &'a str,
+    /// The raw hash of the line before.
+    pub prev: &'a [u8; 32],
+    /// The seq of the first line of the file it is written into.
+    pub file_first_seq: u64,
+    /// `start`, `count`, `interval`, `reload`, `rotate`, `close` (ASCII,
+    /// at most 255 bytes).
+    pub reason: &'a str,
+}
+
+/// The bytes a v2 checkpoint's signature covers (docs/AUDIT.md,
+/// "Checkpoints"): the v1 fields under the v2 context, then
+/// `file_first_seq` (u64 BE) and the reason (u8 length, ASCII).
+pub fn checkpoint_signed_bytes_v2(c: &CheckpointV2<'_>) -> Vec<u8> {
+    let reason = c.reason.as_bytes();
+    let rlen = u8::try_from(reason.len()).unwrap_or(u8::MAX);
+    let mut out = checkpoint_signed_bytes(c.seq, c.ts_ms, c.instance, c.prev);
+    out.splice(
+        ..CHECKPOINT_CONTEXT.len(),
+        CHECKPOINT_CONTEXT_V2.iter().copied(),
+    );
+    out.reserve(8 + 1 + reason.len());
+    out.extend_from_slice(&c.file_first_seq.to_be_bytes());
+    out.push(rlen);
+    out.extend_from_slice(&reason[..usize::from(rlen)]);
+    out
+}
+
+/// Signs a v2 checkpoint; returns the signature's standard base64.
+pub fn sign_checkpoint_v2(key: &SigningKey, c: &CheckpointV2<'_>) -> String {
     use base64::Engine;
-    let sig = key.sign(&checkpoint_signed_bytes(seq, ts_ms, instance, prev));
+    let sig = key.sign(&checkpoint_signed_bytes_v2(c));
     base64::engine::general_purpose::STANDARD.encode(sig.to_bytes())
 }
 
-/// Why a file does not verify, at the first point it breaks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Broken {
-    /// `file:line` (1-based) of the first line that does not hold.
-    pub at: String,
-    /// What is wrong there, for a person.
-    pub what: String,
+/// Whether `line` is a checkpoint that seals its file (`close`,
+/// `rotate`), whatever its version: a file ending so is never written to
+/// again (the gateway rotates it aside at start).
+pub fn is_final_checkpoint(line: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
+        return false;
+    };
+    v.get("type").and_then(serde_json::Value::as_str) == Some("checkpoint")
+        && v.get("reason")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(is_final_reason)
 }
 
-/// What a whole verification found.
-#[derive(Debug, Default)]
-pub struct Report {
-    /// Lines read (records, events, checkpoints; a torn fragment too).
-    pub lines: u64,
-    /// Checkpoints whose signature held.
-    pub checkpoints: u64,
-    /// Torn lines (a crash mid-write) that the next start acknowledged.
-    pub torn: u64,
-    /// The first sequence number seen, and the last.
-    pub first_seq: Option<u64>,
-    /// The last sequence number seen.
-    pub last_seq: Option<u64>,
-    /// Where the last checkpoint is (`file:line`), if any.
-    pub last_checkpoint: Option<String>,
-    /// Lines after the last checkpoint: not covered by a signature.
-    pub unsigned_tail: u64,
-    /// Whether the last line is a checkpoint written at a clean stop or a
-    /// rotation: a file that does not end so may have been truncated.
-    pub sealed: bool,
-    /// The first break, if any.
-    pub broken: Option<Broken>,
-}
-
-/// Walks lines of one or more files (in order) and checks the chain and
-/// every checkpoint signature. `key`: the audit public key; without it
-/// checkpoints are not trusted and verification fails at the first one.
-pub struct Verifier<'k> {
-    key: Option<&'k VerifyingKey>,
-    prev: Option<[u8; 32]>,
-    prev_seq: Option<u64>,
-    /// A torn fragment waiting for the gateway's acknowledgement.
-    torn_pending: Option<u64>,
-    since_checkpoint: u64,
-    report: Report,
-}
-
-impl<'k> Verifier<'k> {
-    /// A verifier trusting checkpoints signed by `key`.
-    pub fn new(key: Option<&'k VerifyingKey>) -> Self {
-        Verifier {
-            key,
-            prev: None,
-            prev_seq: None,
-            torn_pending: None,
-            since_checkpoint: 0,
-            report: Report::default(),
-        }
-    }
-
-    /// Checks one line (`at`: where it is, for the report). Stops checking
-    /// after the first break.
-    pub fn line(&mut self, at: &str, line: &[u8]) {
-        if self.report.broken.is_some() {
-            return;
-        }
-        self.report.lines += 1;
-        let before = self.report.checkpoints;
-        if let Err(what) = self.check(line) {
-            self.report.broken = Some(Broken {
-                at: at.to_string(),
-                what,
-            });
-        } else if self.report.checkpoints > before {
-            self.report.last_checkpoint = Some(at.to_string());
-        }
-    }
-
-    /// Records a break found outside the line format (an unreadable line).
-    pub fn fail(&mut self, at: &str, what: String) {
-        if self.report.broken.is_none() {
-            self.report.broken = Some(Broken {
-                at: at.to_string(),
-                what,
-            });
-        }
-    }
-
-    fn check(&mut self, line: &[u8]) -> Result<(), String> {
-        let v: serde_json::Value = match serde_json::from_slice(line) {
-            Ok(v @ serde_json::Value::Object(_)) => v,
-            _ => {
-                if self.torn_pending.is_some() {
-                    return Err("two lines in a row are not records".into());
-                }
-                // A torn line (a crash mid-write) is acceptable only when
-                // the next line is the gateway's acknowledgement of it.
-                self.torn_pending = Some(line.len() as u64);
-                self.report.sealed = false;
-                return Ok(());
-            }
-        };
-        let seq = v
-            .get("seq")
-            .and_then(serde_json::Value::as_u64)
-            .ok_or("no seq: not a chained record")?;
-        let prev_hex = v
-            .get("prev")
-            .and_then(serde_json::Value::as_str)
-            .ok_or("no prev: not a chained record")?;
-        let prev = decode_hash(prev_hex).ok_or("prev is not 64 hex digits")?;
-        let kind = v
-            .get("type")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("");
-        if let Some(bytes) = self.torn_pending.take() {
-            let acknowledged = kind == "event"
-                && v.get("event").and_then(serde_json::Value::as_str) == Some("torn_line")
-                && v.get("bytes").and_then(serde_json::Value::as_u64) == Some(bytes);
-            if !acknowledged {
-                return Err(format!(
-                    "the line before is not a record ({bytes} bytes) and this line does not acknowledge it as torn: altered or torn without a restart"
-                ));
-            }
-            self.report.torn += 1;
-        }
-        match (self.prev_seq, self.prev) {
-            (Some(last), Some(expected)) => {
-                if seq <= last {
-                    return Err(format!(
-                        "seq {seq} after seq {last}: a record was inserted or records were reordered"
-                    ));
-                }
-                if seq > last + 1 {
-                    return Err(format!(
-                        "seq {seq} after seq {last}: {} record(s) missing here (deleted, or moved elsewhere)",
-                        seq - last - 1
-                    ));
-                }
-                if prev != expected {
-                    return Err(format!(
-                        "seq {seq}: prev does not match the hash of the record before (seq {last}): that record was altered or replaced"
-                    ));
-                }
-            }
-            _ => {
-                if seq == 0 && prev != GENESIS {
-                    return Err("seq 0 must start from the all-zero prev".into());
-                }
-                self.report.first_seq = Some(seq);
-            }
-        }
-        if kind == "checkpoint" {
-            self.checkpoint(&v, seq, &prev)?;
-            self.report.checkpoints += 1;
-            self.since_checkpoint = 0;
-            self.report.sealed = matches!(
-                v.get("reason").and_then(serde_json::Value::as_str),
-                Some("close" | "rotate")
-            );
-        } else {
-            self.since_checkpoint += 1;
-            self.report.sealed = false;
-        }
-        self.prev = Some(line_hash(line));
-        self.prev_seq = Some(seq);
-        self.report.last_seq = Some(seq);
-        Ok(())
-    }
-
-    fn checkpoint(&self, v: &serde_json::Value, seq: u64, prev: &[u8; 32]) -> Result<(), String> {
-        use base64::Engine;
-        let key = self
-            .key
-            .ok_or("a checkpoint, and no audit public key was given to verify it")?;
-        let ts_ms = v
-            .get("ts_ms")
-            .and_then(serde_json::Value::as_i64)
-            .ok_or("checkpoint without ts_ms")?;
-        let instance = v
-            .get("instance")
-            .and_then(serde_json::Value::as_str)
-            .ok_or("checkpoint without instance")?;
-        let key_id = v.get("key_id").and_then(serde_json::Value::as_str);
-        if key_id != Some(self::key_id(key).as_str()) {
-            return Err(format!(
-                "checkpoint signed by key {}, not by the audit key given",
-                key_id.unwrap_or("(none)")
-            ));
-        }
-        let sig = v
-            .get("sig")
-            .and_then(serde_json::Value::as_str)
-            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-            .and_then(|b| Signature::from_slice(&b).ok())
-            .ok_or("checkpoint signature is not 64 base64 bytes")?;
-        key.verify_strict(&checkpoint_signed_bytes(seq, ts_ms, instance, prev), &sig)
-            .map_err(|_| "checkpoint signature does not verify".to_string())
-    }
-
-    /// The report; a torn fragment at the very end is a crash the gateway
-    /// has not restarted after (not a break).
-    pub fn finish(mut self) -> Report {
-        if self.torn_pending.take().is_some() {
-            self.report.torn += 1;
-        }
-        self.report.unsigned_tail = self.since_checkpoint;
-        self.report
-    }
+/// [`is_final_checkpoint`] for a line framed by the writer (`{"seq":N,
+/// "type":...` first): lines that are not checkpoints are told apart
+/// without parsing them, so it costs nearly nothing per record.
+pub fn is_final_framed(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("{\"seq\":") else {
+        return false;
+    };
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+    rest.starts_with(",\"type\":\"checkpoint\"") && is_final_checkpoint(line.as_bytes())
 }
 
 /// A key's id: `ed25519:` and the hex of the first 16 bytes of the SHA-256
@@ -357,5 +219,293 @@ mod tests {
         expected.extend_from_slice(&[2, b'a', b'b']);
         expected.extend_from_slice(&[0x11; 32]);
         assert_eq!(bytes, expected);
+    }
+
+    /// A line of a test trail: a record, or a checkpoint.
+    enum L {
+        Rec,
+        /// A v2 checkpoint with this reason, naming this first seq.
+        Cp(&'static str, u64),
+        /// A v1 checkpoint with this reason.
+        Cp1(&'static str),
+    }
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[7; 32])
+    }
+
+    /// Chained lines from seq `from` (prev: zeros at 0, else 0x11s),
+    /// checkpoints signed with [`key`].
+    fn signed(from: u64, items: &[L]) -> Vec<String> {
+        use base64::Engine;
+        let k = key();
+        let kid = key_id(&k.verifying_key());
+        let mut prev = if from == 0 { GENESIS } else { [0x11; 32] };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let seq = from + i as u64;
+            let p = hex::encode(prev);
+            let line = match item {
+                L::Rec => format!(
+                    "{{\"seq\":{seq},\"type\":\"request\",\"instance\":\"ab\",\"prev\":\"{p}\"}}"
+                ),
+                L::Cp(reason, first) => {
+                    let sig = sign_checkpoint_v2(
+                        &k,
+                        &CheckpointV2 {
+                            seq,
+                            ts_ms: 5,
+                            instance: "ab",
+                            prev: &prev,
+                            file_first_seq: *first,
+                            reason,
+                        },
+                    );
+                    format!("{{\"seq\":{seq},\"type\":\"checkpoint\",\"instance\":\"ab\",\"ts_ms\":5,\"reason\":\"{reason}\",\"file_first_seq\":{first},\"key_id\":\"{kid}\",\"sig\":\"{sig}\",\"prev\":\"{p}\"}}")
+                }
+                L::Cp1(reason) => {
+                    let sig = base64::engine::general_purpose::STANDARD.encode(
+                        k.sign(&checkpoint_signed_bytes(seq, 5, "ab", &prev))
+                            .to_bytes(),
+                    );
+                    format!("{{\"seq\":{seq},\"type\":\"checkpoint\",\"instance\":\"ab\",\"ts_ms\":5,\"reason\":\"{reason}\",\"key_id\":\"{kid}\",\"sig\":\"{sig}\",\"prev\":\"{p}\"}}")
+                }
+            };
+            prev = line_hash(line.as_bytes());
+            out.push(line);
+        }
+        out
+    }
+
+    /// Verifies `files` (each a list of lines) with the key.
+    fn verify_files(files: &[&[String]]) -> Report {
+        let vk = key().verifying_key();
+        let mut v = Verifier::new(Some(&vk));
+        for (fi, lines) in files.iter().enumerate() {
+            v.start_file(&format!("f{fi}"));
+            for (i, l) in lines.iter().enumerate() {
+                v.line(&format!("f{fi}:{}", i + 1), l.as_bytes());
+            }
+        }
+        v.finish()
+    }
+
+    #[test]
+    fn v2_checkpoint_bytes_are_as_documented() {
+        let bytes = checkpoint_signed_bytes_v2(&CheckpointV2 {
+            seq: 7,
+            ts_ms: 1_700_000_000_000,
+            instance: "ab",
+            prev: &[0x11; 32],
+            file_first_seq: 3,
+            reason: "close",
+        });
+        let mut expected = b"sealgate-audit-checkpoint-v2\x00".to_vec();
+        expected.extend_from_slice(&7u64.to_be_bytes());
+        expected.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+        expected.extend_from_slice(&[2, b'a', b'b']);
+        expected.extend_from_slice(&[0x11; 32]);
+        expected.extend_from_slice(&3u64.to_be_bytes());
+        expected.extend_from_slice(&[5, b'c', b'l', b'o', b's', b'e']);
+        assert_eq!(bytes, expected);
+        assert_eq!(CHECKPOINT_CONTEXT_V2.len(), 29);
+    }
+
+    #[test]
+    fn only_a_v2_sealing_checkpoint_as_the_last_line_seals() {
+        use L::*;
+        let file = signed(
+            0,
+            &[
+                Rec,
+                Cp("start", 0),
+                Rec,
+                Cp("count", 0),
+                Rec,
+                Cp("reload", 0),
+                Rec,
+                Cp("interval", 0),
+                Cp("close", 0),
+            ],
+        );
+        let r = verify_files(&[&file]);
+        assert_eq!(r.broken, None);
+        assert!(r.sealed);
+        assert_eq!((r.lines, r.vouched, r.unsigned_tail), (9, 9, 0));
+        // Cut after each non-final checkpoint (or a record): never sealed.
+        for cut in 1..file.len() - 1 {
+            let r = verify_files(&[&file[..cut]]);
+            assert!(!r.sealed, "cut after line {cut}");
+            if cut >= 2 {
+                assert_eq!(r.broken, None, "cut after line {cut}");
+            }
+        }
+        // The tail after the last checkpoint is counted, not vouched.
+        let r = verify_files(&[&file[..7]]);
+        assert_eq!((r.lines, r.vouched, r.unsigned_tail), (7, 6, 1));
+    }
+
+    #[test]
+    fn the_reason_is_signed() {
+        use L::*;
+        let file = signed(0, &[Rec, Cp("start", 0), Rec, Cp("count", 0), Rec]);
+        let mut cut = file[..4].to_vec();
+        cut[3] = cut[3].replace("\"reason\":\"count\"", "\"reason\":\"close\"");
+        let r = verify_files(&[&cut]);
+        let b = r.broken.expect("edited reason");
+        assert_eq!(b.at, "f0:4");
+        assert!(b.what.contains("signature does not verify"), "{}", b.what);
+        assert!(!r.sealed);
+        // A v2 checkpoint made to look v1 (file_first_seq removed) fails.
+        let mut stripped = file[..4].to_vec();
+        stripped[3] = stripped[3].replace(",\"file_first_seq\":0", "");
+        let b = verify_files(&[&stripped]).broken.expect("stripped");
+        assert!(b.what.contains("signature does not verify"), "{}", b.what);
+    }
+
+    #[test]
+    fn a_head_cut_breaks_at_the_first_checkpoint() {
+        use L::*;
+        let file = signed(
+            10,
+            &[
+                Rec,
+                Rec,
+                Cp("start", 10),
+                Rec,
+                Cp("count", 10),
+                Rec,
+                Cp("close", 10),
+            ],
+        );
+        assert!(verify_files(&[&file]).sealed);
+        for k in [1, 3] {
+            let r = verify_files(&[&file[k..]]);
+            let b = r.broken.expect("head cut");
+            assert!(b.what.contains("head was cut"), "{}", b.what);
+            assert!(!r.sealed);
+        }
+        // A file that claims to start later than its first line: joined.
+        let joined = signed(10, &[Rec, Rec, Cp("start", 11)]);
+        let b = verify_files(&[&joined]).broken.expect("joined");
+        assert!(b.what.contains("head is not its own"), "{}", b.what);
+    }
+
+    #[test]
+    fn a_file_without_a_checkpoint_is_broken_when_the_key_is_given() {
+        use L::*;
+        let file = signed(0, &[Rec, Rec, Rec]);
+        let b = verify_files(&[&file]).broken.expect("no checkpoint");
+        assert_eq!(b.at, "f0");
+        assert_eq!(
+            b.what,
+            "no signed checkpoint in this file: nothing in it is vouched for by the audit key"
+        );
+        // Also a second file without one, after a sealed first file.
+        let lines = signed(0, &[Rec, Cp("rotate", 0), Rec, Rec]);
+        let r = verify_files(&[&lines[..2], &lines[2..]]);
+        assert_eq!(r.broken.expect("second file").at, "f1");
+        // Without a key, a chain-only trail is reported unsealed.
+        let mut v = Verifier::new(None);
+        for (i, l) in file.iter().enumerate() {
+            v.line(&format!("f:{}", i + 1), l.as_bytes());
+        }
+        let r = v.finish();
+        assert_eq!((r.broken, r.needs_key, r.sealed), (None, None, false));
+    }
+
+    #[test]
+    fn nothing_may_follow_a_sealing_checkpoint_in_its_file() {
+        use L::*;
+        for reason in FINAL_REASONS {
+            let file = signed(
+                0,
+                &[Rec, Cp("start", 0), Cp(reason, 0), Rec, Cp("close", 0)],
+            );
+            let r = verify_files(&[&file]);
+            let b = r.broken.expect("line after a seal");
+            assert_eq!(b.at, "f0:4");
+            assert!(
+                b.what
+                    .contains(&format!("after the {reason} checkpoint at f0:3")),
+                "{}",
+                b.what
+            );
+        }
+        // The same lines as two files verify sealed.
+        let lines = signed(
+            0,
+            &[
+                Rec,
+                Cp("start", 0),
+                Cp("rotate", 0),
+                Rec,
+                Cp("start", 3),
+                Cp("close", 3),
+            ],
+        );
+        let r = verify_files(&[&lines[..3], &lines[3..]]);
+        assert_eq!(r.broken, None);
+        assert!(r.sealed);
+        assert_eq!(r.files.len(), 2);
+        assert!(r.files.iter().all(|f| f.sealed && f.head_vouched));
+        // An empty last file is not sealed.
+        let r = verify_files(&[&lines[..3], &lines[3..], &[]]);
+        assert!(!r.sealed);
+    }
+
+    #[test]
+    fn v1_checkpoints_verify_but_never_seal() {
+        use L::*;
+        // An old trail: a clean restart left a v1 close mid-file.
+        let file = signed(
+            0,
+            &[Rec, Cp1("close"), Rec, Cp1("count"), Rec, Cp1("close")],
+        );
+        let r = verify_files(&[&file]);
+        assert_eq!(r.broken, None);
+        assert_eq!((r.checkpoints, r.v1_checkpoints), (3, 3));
+        assert!(!r.sealed);
+        assert!(!r.files[0].head_vouched);
+        // An upgraded gateway continuing the file seals it with v2.
+        let mixed = signed(0, &[Rec, Cp1("close"), Rec, Cp("start", 0), Cp("close", 0)]);
+        assert!(verify_files(&[&mixed]).sealed);
+        let b = verify_files(&[&file[1..]]).broken;
+        assert_eq!(b, None, "a v1 file's head is not vouched for");
+    }
+
+    #[test]
+    fn a_checkpoint_without_a_key_is_a_usage_error_not_a_break() {
+        use L::*;
+        let file = signed(0, &[Rec, Cp("start", 0), Rec]);
+        let mut v = Verifier::new(None);
+        for (i, l) in file.iter().enumerate() {
+            v.line(&format!("f:{}", i + 1), l.as_bytes());
+        }
+        let r = v.finish();
+        assert_eq!(r.broken, None);
+        assert_eq!(r.needs_key.as_deref(), Some("f:2"));
+        assert!(!r.sealed);
+    }
+
+    #[test]
+    fn final_checkpoints_are_told_apart_cheaply() {
+        use L::*;
+        let lines = signed(
+            0,
+            &[
+                Rec,
+                Cp("count", 0),
+                Cp("rotate", 0),
+                Cp("close", 0),
+                Cp1("close"),
+            ],
+        );
+        let finals: Vec<bool> = lines.iter().map(|l| is_final_framed(l)).collect();
+        assert_eq!(finals, [false, false, true, true, true]);
+        assert!(!is_final_framed(
+            "{\"seq\":1,\"type\":\"event\",\"reason\":\"close\"}"
+        ));
+        assert!(!is_final_checkpoint(b"not json"));
     }
 }

@@ -151,6 +151,7 @@ fn open_checked(path: &Path) -> io::Result<(File, Resume)> {
         resume.torn_bytes = Some(torn);
     }
     let last = tail.rsplit(|&b| b == b'\n').next().unwrap_or(&[]);
+    resume.last_final = torn == 0 && super::chain::is_final_checkpoint(last);
     if !last.is_empty() {
         let seq = serde_json::from_slice::<serde_json::Value>(last)
             .ok()
@@ -255,6 +256,13 @@ impl Sink for FileSink {
     fn reopen(&mut self) -> io::Result<()> {
         self.file.sync_all()?;
         self.reopen_path().map(|_| ())
+    }
+
+    fn moved(&self) -> bool {
+        std::fs::metadata(&self.path)
+            .map(|m| (m.dev(), m.ino()))
+            .ok()
+            != Some(self.id)
     }
 
     fn sync(&mut self) -> io::Result<()> {

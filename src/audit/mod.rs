@@ -21,7 +21,9 @@
 pub mod chain;
 pub mod config;
 mod file;
+mod seal;
 mod syslog;
+mod verify;
 mod writer;
 
 pub use config::{AuditConfig, Fsync, OnFailure, SinkConfig, SyslogTransport};
@@ -404,13 +406,19 @@ impl AuditLog {
     /// [`AuditLog::memory`] with checkpoints signed by `key` (every 1000
     /// records).
     pub fn memory_with_key(key: Option<SigningKey>) -> Self {
+        Self::memory_with_config(&AuditConfig::default(), key)
+    }
+
+    /// [`AuditLog::memory`] with `config`'s checkpoint policy (the test
+    /// vectors use a short `checkpoint_records`).
+    pub fn memory_with_config(config: &AuditConfig, key: Option<SigningKey>) -> Self {
         let shared = Arc::new(Shared {
             available: AtomicBool::new(true),
             not_queued: AtomicU64::new(0),
             ..Shared::default()
         });
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let writer = Writer::memory(key, shared.clone(), lines.clone());
+        let writer = Writer::memory(key, shared.clone(), lines.clone(), config);
         AuditLog {
             queue: None,
             fast: None,

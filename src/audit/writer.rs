@@ -100,6 +100,12 @@ pub(crate) struct Resume {
     pub torn_bytes: Option<u64>,
     /// The file existed with a wider mode, now fixed to 0600.
     pub mode_fixed: Option<u32>,
+    /// The last line seals the file (a `close` or `rotate` checkpoint):
+    /// it is rotated aside, never written to again.
+    pub last_final: bool,
+    /// The seq of the first line of the file the next line goes to
+    /// (`None`: a new file).
+    pub first_seq: Option<u64>,
 }
 
 /// A destination of lines.
@@ -126,6 +132,15 @@ pub(crate) trait Sink: Send {
     /// Flushes and fsyncs (close).
     fn sync(&mut self) -> io::Result<()> {
         Ok(())
+    }
+    /// A file whose path no longer names the open file (moved, replaced,
+    /// deleted): SIGHUP seals it with a `rotate` checkpoint.
+    fn moved(&self) -> bool {
+        false
+    }
+    /// The file ends with a sealing checkpoint: the writer rotates it.
+    fn sealed(&self) -> bool {
+        false
     }
 }
 
@@ -359,6 +374,14 @@ pub(crate) struct Writer {
     closed: bool,
     /// Where handed-over events wait (`spool_dir/handover.jsonl`).
     handover: Option<PathBuf>,
+    /// The seq of the first line of the current file (of the first file
+    /// sink; of this process's stream without one): signed in every
+    /// checkpoint as `file_first_seq`.
+    file_first_seq: u64,
+    /// The first file sink's slot: its reopening starts a new file.
+    primary: Option<usize>,
+    /// The closing checkpoint is written: nothing more is.
+    sealed: bool,
 }
 
 #[derive(Serialize)]
@@ -382,6 +405,7 @@ impl Writer {
     ) -> io::Result<Writer> {
         let mut slots = Vec::new();
         let mut resume: Option<Resume> = None;
+        let mut primary = None;
         let spool_dir = config
             .spool_dir
             .clone()
@@ -389,9 +413,10 @@ impl Writer {
         for (i, sc) in config.effective_sinks().iter().enumerate() {
             let sink: Box<dyn Sink> = match sc {
                 SinkConfig::File { .. } => {
-                    let (f, r) = super::file::FileSink::open(sc)?;
+                    let (f, r) = super::seal::SealedFile::open(sc)?;
                     if resume.is_none() {
                         resume = Some(r);
+                        primary = Some(i);
                     }
                     Box::new(f)
                 }
@@ -410,11 +435,15 @@ impl Writer {
         }
         let mut w = Writer::new(key, shared, slots, config);
         w.handover = Some(spool_dir.join(HANDOVER));
+        w.primary = primary;
         let r = resume.unwrap_or_default();
         if let Some((seq, hash)) = r.last {
             w.seq = seq + 1;
             w.prev = hash;
         }
+        // A file the chain continues in (killed before, not sealed) keeps
+        // its first seq; a new one starts with the next line.
+        w.file_first_seq = r.first_seq.unwrap_or(w.seq);
         let resumed = r.last.map(|(s, _)| s);
         let mut start = event("audit_started");
         start.insert("resumed_after_seq".into(), serde_json::json!(resumed));
@@ -440,6 +469,8 @@ impl Writer {
             w.append_event(fixed);
         }
         w.append_event(start);
+        // Every file the gateway writes carries a signature near its head.
+        w.checkpoint("start");
         Ok(w)
     }
 
@@ -448,13 +479,14 @@ impl Writer {
         key: Option<SigningKey>,
         shared: Arc<Shared>,
         lines: Arc<Mutex<Vec<String>>>,
+        config: &AuditConfig,
     ) -> Writer {
         let slots = vec![Slot::new(
             "memory".into(),
             Box::new(MemorySink(lines)),
             None,
         )];
-        Writer::new(key, shared, slots, &AuditConfig::default())
+        Writer::new(key, shared, slots, config)
     }
 
     fn new(
@@ -486,6 +518,9 @@ impl Writer {
             withheld: Vec::new(),
             closed: false,
             handover: None,
+            file_first_seq: 0,
+            primary: None,
+            sealed: false,
         }
     }
 
@@ -539,6 +574,21 @@ impl Writer {
 
     /// Frames, writes and acknowledges one batch.
     pub(crate) fn process(&mut self, batch: Vec<Entry>) {
+        if self.closed {
+            // Sealed: nothing is written after the closing checkpoint.
+            for entry in batch {
+                match entry {
+                    Entry::Request(_, Some(ack)) => {
+                        let _ = ack.send(false);
+                    }
+                    Entry::Flush(tx) => {
+                        let _ = tx.send(());
+                    }
+                    _ => {}
+                }
+            }
+            return;
+        }
         let mut acks = Vec::new();
         let mut flushes = Vec::new();
         let mut reopen = false;
@@ -563,7 +613,11 @@ impl Writer {
                 Entry::Close => close = true,
             }
         }
-        if reopen && !close {
+        // SIGHUP seals a file that was moved (or replaced, or deleted) with
+        // its last line; a file still at its path goes on after a `reload`
+        // checkpoint (written with the reload, below).
+        let rotated = reopen && !close && self.slots.iter().any(|s| s.sink.moved());
+        if rotated {
             self.checkpoint("rotate");
         }
         self.deliver();
@@ -576,7 +630,7 @@ impl Writer {
             let _ = ack.send(ok);
         }
         if reopen {
-            self.reopen_files();
+            self.reopen_files(rotated);
         }
         if close {
             self.close();
@@ -589,6 +643,10 @@ impl Writer {
     /// Appends a line of `kind` to every backlog; returns its seq.
     fn append<B: Serialize>(&mut self, kind: &'static str, body: B) -> u64 {
         let seq = self.seq;
+        if self.sealed {
+            tracing::error!(kind, "audit line after the closing checkpoint not written");
+            return seq;
+        }
         let framed = Framed {
             seq,
             kind,
@@ -625,21 +683,36 @@ impl Writer {
         self.append("event", &e)
     }
 
-    /// A signed checkpoint over everything before it (when there is a key
-    /// and something new to cover).
+    /// A signed checkpoint (v2) over everything before it (when there is
+    /// a key and something new to cover). After a sealing one (`close`,
+    /// `rotate`) the next line starts a new file.
     fn checkpoint(&mut self, reason: &'static str) {
         let (Some(key), Some(key_id)) = (&self.key, &self.key_id) else {
+            if chain::is_final_reason(reason) {
+                self.file_first_seq = self.seq;
+            }
             return;
         };
         if self.since_checkpoint == 0 && reason == "count" {
             return;
         }
         let ts_ms = super::unix_ms(SystemTime::now());
-        let sig = chain::sign_checkpoint(key, self.seq, ts_ms, &self.instance, &self.prev);
+        let sig = chain::sign_checkpoint_v2(
+            key,
+            &chain::CheckpointV2 {
+                seq: self.seq,
+                ts_ms,
+                instance: &self.instance,
+                prev: &self.prev,
+                file_first_seq: self.file_first_seq,
+                reason,
+            },
+        );
         let body = serde_json::json!({
             "ts": super::rfc3339_ms(ts_ms),
             "ts_ms": ts_ms,
             "reason": reason,
+            "file_first_seq": self.file_first_seq,
             "records": self.since_checkpoint,
             "key_id": key_id,
             "sig": sig,
@@ -647,6 +720,9 @@ impl Writer {
         self.since_checkpoint = 0;
         self.last_checkpoint = Instant::now();
         self.append("checkpoint", &body);
+        if chain::is_final_reason(reason) {
+            self.file_first_seq = self.seq;
+        }
     }
 
     /// Every slot tries to deliver; availability follows.
@@ -674,6 +750,10 @@ impl Writer {
         let withheld = std::mem::take(&mut self.withheld);
         let mut any = false;
         for (name, outage, lost) in recovered {
+            if self.sealed {
+                tracing::warn!(sink = %name, records_not_kept = lost, "audit sink recovered after the closing checkpoint: not recorded in the sealed trail");
+                continue;
+            }
             let mut e = event("audit_sink_recovered");
             e.insert("sink".into(), serde_json::json!(name));
             e.insert(
@@ -712,13 +792,24 @@ impl Writer {
             self.checkpoint("interval");
         }
         let mut events = Vec::new();
-        for slot in &mut self.slots {
+        for (i, slot) in self.slots.iter_mut().enumerate() {
             if let Some(e) = slot.sink.tick() {
-                events.push(e);
+                events.push((i, e));
             }
         }
-        for e in events {
+        for (i, e) in events {
+            // The first file sink reopened by its path (its file deleted or
+            // replaced): a new file, starting with this event.
+            let new_file = Some(i) == self.primary
+                && e.get("event").and_then(serde_json::Value::as_str)
+                    == Some("audit_file_reopened");
+            if new_file {
+                self.file_first_seq = self.seq;
+            }
             self.append_event(e);
+            if new_file {
+                self.checkpoint("start");
+            }
         }
         if self
             .slots
@@ -727,18 +818,26 @@ impl Writer {
         {
             self.checkpoint("rotate");
             self.deliver();
+            // Every file that took the rotation checkpoint is sealed and
+            // rotated (one that could not take it yet is rotated when it
+            // does, before the next line: seal.rs).
             for slot in &mut self.slots {
-                if slot.backlog.is_empty() && slot.sink.rotate_due() {
+                if slot.sink.sealed() {
                     if let Err(e) = slot.sink.rotate() {
                         tracing::error!(sink = %slot.name, error = %e, "audit file rotation failed");
                     }
                 }
             }
+            self.checkpoint("start");
         }
         self.deliver();
     }
 
-    fn reopen_files(&mut self) {
+    /// SIGHUP: reopens the sinks (a file `rotated` here was sealed and a
+    /// new one starts), records the handed-over events and the reload, and
+    /// signs them: `start` at the head of a new file, `reload` in a file
+    /// that goes on.
+    fn reopen_files(&mut self, rotated: bool) {
         for slot in &mut self.slots {
             if let Err(e) = slot.sink.reopen() {
                 tracing::error!(sink = %slot.name, error = %e, "audit sink could not be reopened");
@@ -750,6 +849,7 @@ impl Writer {
         let mut e = event("reload");
         e.insert("trigger".into(), serde_json::json!("SIGHUP"));
         self.append_event(e);
+        self.checkpoint(if rotated { "start" } else { "reload" });
         self.deliver();
     }
 
@@ -789,13 +889,8 @@ impl Writer {
         }
     }
 
-    /// Seals with a closing checkpoint (once), delivers what it can, syncs.
-    pub(crate) fn close(&mut self) {
-        if self.closed {
-            return;
-        }
-        self.closed = true;
-        self.checkpoint("close");
+    /// A few prompt tries for every sink to take its backlog.
+    fn deliver_before_stop(&mut self) {
         for _ in 0..3 {
             for slot in &mut self.slots {
                 slot.next_try = Instant::now();
@@ -806,6 +901,21 @@ impl Writer {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Seals with a closing checkpoint (once), delivers what it can, syncs.
+    pub(crate) fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        // What the sinks owe goes first, with what that says in the trail
+        // (a sink's recovery, withheld answers): nothing is written after
+        // the closing checkpoint.
+        self.deliver_before_stop();
+        self.checkpoint("close");
+        self.sealed = true;
+        self.deliver_before_stop();
         for slot in &mut self.slots {
             if !slot.backlog.is_empty() {
                 tracing::error!(sink = %slot.name, records = slot.backlog.len(), "audit sink still could not take these records at stop");

@@ -2,10 +2,11 @@
 //! hash chain across the files given (in order) and every checkpoint's
 //! signature with the audit public key; reports the first broken point.
 //!
-//! Exit status: 0 verified and sealed (the last line is a closing or
-//! rotation checkpoint, or `--open-tail`), 1 broken, 3 verified but the
-//! tail after the last checkpoint is not sealed (the gateway is running,
-//! was killed, or the tail was truncated). docs/AUDIT.md has the format.
+//! Exit status: 0 verified and sealed (the last line is a v2 closing or
+//! rotation checkpoint, or `--open-tail`), 1 broken, 2 a usage error
+//! (signed checkpoints and no `--public-key`), 3 verified but not sealed
+//! (the gateway is running, was killed, the tail was truncated, or only v1
+//! checkpoints). docs/AUDIT.md has the format and the rules.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -56,6 +57,7 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
     let mut v = Verifier::new(key.as_ref());
     'files: for file in &args.files {
         let f = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
+        v.start_file(&file.display().to_string());
         let mut r = BufReader::new(f);
         let mut n = 0u64;
         loop {
@@ -79,6 +81,19 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
         }
     }
     let report = v.finish();
+    if let Some(at) = &report.needs_key {
+        let what = format!(
+            "{at} is a signed checkpoint: this trail has signed checkpoints, and without the audit public key nothing about it can be verified; give it with --public-key (the `<audit key>.pub` file, e.g. audit.signing.key.pub)"
+        );
+        if args.json {
+            out!(
+                "{}",
+                serde_json::json!({"ok": false, "usage_error": what, "needs_key_at": at})
+            );
+        }
+        eprintln!("error: {what}");
+        return Ok(ExitCode::from(2));
+    }
     if args.json {
         out!(
             "{}",
@@ -87,6 +102,17 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
                 "broken_at": report.broken.as_ref().map(|b| b.at.clone()),
                 "broken": report.broken.as_ref().map(|b| b.what.clone()),
                 "lines": report.lines,
+                "vouched": report.vouched,
+                "v1_checkpoints": report.v1_checkpoints,
+                "files": report.files.iter().map(|f| serde_json::json!({
+                    "file": f.name,
+                    "lines": f.lines,
+                    "first_seq": f.first_seq,
+                    "last_seq": f.last_seq,
+                    "checkpoints": f.checkpoints,
+                    "head_vouched": f.head_vouched,
+                    "sealed": f.sealed,
+                })).collect::<Vec<_>>(),
                 "first_seq": report.first_seq,
                 "last_seq": report.last_seq,
                 "checkpoints": report.checkpoints,
@@ -107,14 +133,40 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
             report.checkpoints,
             report.torn
         );
+        for f in &report.files {
+            out!(
+                "  {}: {} line(s), seq {}..{}, {} checkpoint(s){}{}",
+                f.name,
+                f.lines,
+                f.first_seq.map_or("-".into(), |s| s.to_string()),
+                f.last_seq.map_or("-".into(), |s| s.to_string()),
+                f.checkpoints,
+                if f.head_vouched || f.lines == 0 || key.is_none() {
+                    ""
+                } else {
+                    ", head not vouched for (v1 checkpoints only)"
+                },
+                if f.sealed { ", sealed" } else { "" }
+            );
+        }
         match (&report.last_checkpoint, report.sealed) {
-            (_, true) => out!("sealed: the last line is a closing or rotation checkpoint"),
+            (_, true) => out!(
+                "sealed: all {} line(s) are vouched for by the audit key, and the last line is a closing or rotation checkpoint",
+                report.vouched
+            ),
             (Some(at), false) => out!(
-                "UNSEALED TAIL: {} line(s) after the last checkpoint ({at}) are not covered by a signature; a truncation there cannot be ruled out from this file alone",
-                report.unsigned_tail
+                "NOT SEALED: the trail does not end with a v2 closing or rotation checkpoint, so lines may have been cut from its end; {} of {} line(s) are vouched for by the audit key (up to {at}), {} after it by the hash chain only{}",
+                report.vouched,
+                report.lines,
+                report.unsigned_tail,
+                if report.v1_checkpoints > 0 {
+                    " (v1 checkpoints never seal: they sign neither their reason nor their file's head)"
+                } else {
+                    ""
+                }
             ),
             (None, false) => out!(
-                "UNSEALED TAIL: no checkpoint at all; {} line(s) are covered by the hash chain only",
+                "NOT SEALED: no checkpoint at all; {} line(s) are covered by the hash chain only",
                 report.unsigned_tail
             ),
         }

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Check tests/vectors/envelope-v1.json against docs/ENVELOPE.md,
-tests/vectors/audit-v1.jsonl against docs/AUDIT.md, and
+tests/vectors/audit-v2.jsonl (and the old audit-v1.jsonl) against
+docs/AUDIT.md, and
 tests/vectors/enrollment-v1.json against docs/ENROLLMENT.md.
 
 This is an independent implementation of the sealgate envelope v1, written
@@ -10,9 +11,13 @@ derives the keys from their seeds, signs, verifies, and tries a few
 tamperings that must fail verification.
 
 The audit part is likewise written from docs/AUDIT.md alone ("Lines",
-"The chain", "Checkpoints"): it hashes each line's bytes, follows `prev`
-and `seq`, rebuilds each checkpoint's signed bytes and verifies them with
-the key derived from the vector's seed, and checks that tampering fails.
+"The chain", "Checkpoints", "Verifying"): it hashes each line's bytes,
+follows `prev` and `seq`, rebuilds each checkpoint's signed bytes (v1 and
+v2) and verifies them with the key derived from the vector's seed, applies
+the verdict rules (every file holds a checkpoint, file_first_seq names the
+file's first line, nothing after a sealing checkpoint, only a v2 close or
+rotate as the last line seals), and checks that each cut or tampering gets
+the verdict the doc says.
 
 Usage: python3 tests/vectors/check_vectors.py   (exit status 0 iff all pass)
 Needs only the standard library and the `cryptography` package.
@@ -174,6 +179,118 @@ def check_audit():
     check("audit: another key does not verify the checkpoint", not audit_chain_ok(lines, other))
 
 
+AUDIT_CONTEXT_V2 = b"sealgate-audit-checkpoint-v2\x00"
+
+
+def v2_signed(rec, prev):
+    """docs/AUDIT.md, "Checkpoints": context || u64be(seq) || i64be(ts_ms)
+    || u8 len || instance || prev || u64be(file_first_seq) || u8 len || reason."""
+    inst = rec["instance"].encode("ascii")
+    reason = rec["reason"].encode("ascii")
+    return (AUDIT_CONTEXT_V2 + struct.pack(">Q", rec["seq"]) + struct.pack(">q", rec["ts_ms"])
+            + bytes([len(inst)]) + inst + prev
+            + struct.pack(">Q", rec["file_first_seq"]) + bytes([len(reason)]) + reason)
+
+
+def audit_verdict(files, pk):
+    """docs/AUDIT.md, "Verifying", with the key: 'broken', 'not sealed' or
+    'sealed' for `files` (lists of line bytes, oldest first)."""
+    prev, last_seq = None, None
+    last_file_sealed, heads_vouched = False, True
+    for lines in files:
+        first_seq, checkpoints, sealed_here, v2_here = None, 0, False, False
+        for raw in lines:
+            if sealed_here:
+                return "broken"  # a line after a sealing checkpoint
+            rec = json.loads(raw)
+            if last_seq is None:
+                if rec["seq"] == 0 and bytes.fromhex(rec["prev"]) != b"\x00" * 32:
+                    return "broken"
+            elif rec["seq"] != last_seq + 1 or bytes.fromhex(rec["prev"]) != prev:
+                return "broken"
+            if first_seq is None:
+                first_seq = rec["seq"]
+            if rec["type"] == "checkpoint":
+                p = bytes.fromhex(rec["prev"])
+                if "file_first_seq" in rec:
+                    if not verifies(pk, base64.b64decode(rec["sig"]), v2_signed(rec, p)):
+                        return "broken"
+                    if rec["file_first_seq"] != first_seq:
+                        return "broken"  # head cut, or files joined
+                    v2_here = True
+                    sealed_here = rec["reason"] in ("close", "rotate")
+                else:
+                    inst = rec["instance"].encode("ascii")
+                    v1 = (AUDIT_CONTEXT + struct.pack(">Q", rec["seq"]) + struct.pack(">q", rec["ts_ms"])
+                          + bytes([len(inst)]) + inst + p)
+                    if not verifies(pk, base64.b64decode(rec["sig"]), v1):
+                        return "broken"
+                checkpoints += 1
+            prev, last_seq = hashlib.sha256(raw).digest(), rec["seq"]
+        if lines and checkpoints == 0:
+            return "broken"  # no signed checkpoint in this file
+        heads_vouched = heads_vouched and (v2_here or not lines)
+        last_file_sealed = sealed_here
+    return "sealed" if last_file_sealed and heads_vouched else "not sealed"
+
+
+def rechain(records):
+    """Lines for `records` with seq and prev recomputed from 0 (what anyone
+    can do without the key)."""
+    out, prev = [], b"\x00" * 32
+    for i, rec in enumerate(records):
+        rec = dict(rec, seq=i, prev=prev.hex())
+        raw = json.dumps(rec, separators=(",", ":")).encode()
+        out.append(raw)
+        prev = hashlib.sha256(raw).digest()
+    return out
+
+
+def check_audit_v2():
+    here = Path(__file__).parent
+    meta = json.loads((here / "audit-v2.json").read_text())
+    lines = (here / meta["file"]).read_bytes().split(b"\n")
+    check("audit v2: file ends with a newline", lines[-1] == b"")
+    lines = lines[:-1]
+    sk = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(meta["signing_key_seed_hex"]))
+    pk = sk.public_key()
+    raw_pk = pk.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    check("audit v2: public key derived from the seed", raw_pk.hex() == meta["public_key_hex"])
+    check("audit v2: context string", meta["checkpoint_context"].encode() == AUDIT_CONTEXT_V2)
+    records = [json.loads(l) for l in lines]
+    built = []
+    for i, rec in enumerate(records):
+        if rec["type"] == "checkpoint":
+            built.append(v2_signed(rec, bytes.fromhex(rec["prev"])).hex())
+    check("audit v2: signed bytes rebuilt from the doc", built == meta["checkpoint_signed_bytes_hex"])
+    check("audit v2: every checkpoint names the file's first seq",
+          all(r["file_first_seq"] == records[0]["seq"] for r in records if r["type"] == "checkpoint"))
+    check("audit v2: the whole file is sealed", audit_verdict([lines], pk) == "sealed")
+    count = next(i for i, r in enumerate(records) if r.get("reason") == "count")
+    check("audit v2: cut after the count checkpoint: not sealed",
+          audit_verdict([lines[:count + 1]], pk) == "not sealed")
+    edited = lines[:count] + [lines[count].replace(b'"reason":"count"', b'"reason":"close"')]
+    check("audit v2: count edited to close: broken (the reason is signed)",
+          audit_verdict([edited], pk) == "broken")
+    check("audit v2: first line cut from the head: broken", audit_verdict([lines[1:]], pk) == "broken")
+    no_cp = rechain([r for r in records if r["type"] != "checkpoint"])
+    check("audit v2: a recomputed chain without checkpoints: broken",
+          audit_verdict([no_cp], pk) == "broken")
+    after = dict(records[0], seq=records[-1]["seq"] + 1,
+                 prev=hashlib.sha256(lines[-1]).hexdigest())
+    appended = lines + [json.dumps(after, separators=(",", ":")).encode()]
+    check("audit v2: a line after the close in the same file: broken",
+          audit_verdict([appended], pk) == "broken")
+    check("audit v2: the same line as a next file of its own: broken (no checkpoint in it)",
+          audit_verdict([lines, appended[-1:]], pk) == "broken")
+    other = Ed25519PrivateKey.from_private_bytes(b"\x01" * 32).public_key()
+    check("audit v2: another key: broken", audit_verdict([lines], other) == "broken")
+    v1_meta = json.loads((here / "audit-v1.json").read_text())
+    v1_lines = (here / v1_meta["file"]).read_bytes().split(b"\n")[:-1]
+    check("audit v1: an old trail verifies but is never sealed",
+          audit_verdict([v1_lines], pk) == "not sealed")
+
+
 def check_enrollment():
     """tests/vectors/enrollment-v1.json against docs/ENROLLMENT.md, "The
     proof bytes": the same length-prefixed encoding, 6 fields for Enroll and
@@ -242,6 +359,7 @@ def main():
     check("response: signed bytes end with request_digest", resp_bytes.endswith(digest))
 
     check_audit()
+    check_audit_v2()
     check_enrollment()
 
     print(f"{results['passed']} passed, {results['failed']} failed")

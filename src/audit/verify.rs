@@ -1,0 +1,422 @@
+//! Verification of audit files (`sealgate audit verify`, docs/AUDIT.md
+//! "Verifying"): the hash chain across the files given, every checkpoint's
+//! signature, and the rules that make a verdict mean something to a
+//! verifier told the audit key:
+//!
+//! - every file holds at least one valid checkpoint (a file without one is
+//!   nothing an attacker without the key could not have written);
+//! - every v2 checkpoint names the seq of its file's first line
+//!   (`file_first_seq`, signed): lines cut from a file's head break it;
+//! - nothing follows a sealing checkpoint (`close`, `rotate`) in its file;
+//! - "sealed" means the last file's last line is a valid v2 sealing
+//!   checkpoint and every file's head is vouched for by a v2 checkpoint.
+//!
+//! v1 checkpoints (old trails) are still verified, but they sign neither
+//! their reason nor their file's head: they never make a trail sealed.
+//! Pure: the CLI reads the files and feeds lines here.
+
+use ed25519_dalek::{Signature, VerifyingKey};
+
+use super::chain::{
+    checkpoint_signed_bytes, checkpoint_signed_bytes_v2, decode_hash, is_final_reason, key_id,
+    line_hash, CheckpointV2, GENESIS,
+};
+
+/// Why a file does not verify, at the first point it breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broken {
+    /// `file:line` (1-based) of the first line that does not hold, or the
+    /// file's name when the file as a whole does not.
+    pub at: String,
+    /// What is wrong there, for a person.
+    pub what: String,
+}
+
+/// What one file held.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileReport {
+    /// The file's name as given.
+    pub name: String,
+    /// Lines read (a torn fragment too).
+    pub lines: u64,
+    /// The seq of its first and last chained lines.
+    pub first_seq: Option<u64>,
+    /// See `first_seq`.
+    pub last_seq: Option<u64>,
+    /// Valid checkpoint signatures in it (v1 and v2).
+    pub checkpoints: u64,
+    /// Whether a v2 checkpoint vouches for its first line.
+    pub head_vouched: bool,
+    /// Whether its last line is a valid v2 sealing checkpoint.
+    pub sealed: bool,
+}
+
+/// What a whole verification found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Lines read (records, events, checkpoints; a torn fragment too).
+    pub lines: u64,
+    /// Lines covered by a valid checkpoint signature (everything up to and
+    /// with the last valid checkpoint, across files: the chain links them).
+    pub vouched: u64,
+    /// Checkpoints whose signature held.
+    pub checkpoints: u64,
+    /// Of them, v1 checkpoints (old trails: they never seal).
+    pub v1_checkpoints: u64,
+    /// Torn lines (a crash mid-write) that the next start acknowledged.
+    pub torn: u64,
+    /// The first sequence number seen, and the last.
+    pub first_seq: Option<u64>,
+    /// The last sequence number seen.
+    pub last_seq: Option<u64>,
+    /// Where the last checkpoint is (`file:line`), if any.
+    pub last_checkpoint: Option<String>,
+    /// Lines after the last checkpoint: not covered by a signature.
+    pub unsigned_tail: u64,
+    /// Whether the trail is sealed: the last file's last line is a valid
+    /// v2 `close` or `rotate` checkpoint and a v2 checkpoint vouches for
+    /// every file's head. Only ever true with a key.
+    pub sealed: bool,
+    /// Each file, in the order given.
+    pub files: Vec<FileReport>,
+    /// Where a checkpoint was met without an audit public key to verify it
+    /// (`file:line`): not a broken file, a usage error.
+    pub needs_key: Option<String>,
+    /// The first break, if any.
+    pub broken: Option<Broken>,
+}
+
+/// The state of the file being read.
+#[derive(Debug, Default)]
+struct FileState {
+    report: FileReport,
+    /// A sealing v2 checkpoint was read here (where, and its reason).
+    sealed_at: Option<(String, String)>,
+}
+
+/// Why checking stops.
+enum Stop {
+    Broken(String),
+    NeedsKey,
+}
+
+impl From<String> for Stop {
+    fn from(s: String) -> Self {
+        Stop::Broken(s)
+    }
+}
+
+impl From<&str> for Stop {
+    fn from(s: &str) -> Self {
+        Stop::Broken(s.to_string())
+    }
+}
+
+/// Walks lines of one or more files (in order) and checks the chain and
+/// every checkpoint signature. `key`: the audit public key; without it
+/// only a trail without checkpoints can be checked (its chain), and the
+/// first checkpoint stops verification with [`Report::needs_key`].
+pub struct Verifier<'k> {
+    key: Option<&'k VerifyingKey>,
+    prev: Option<[u8; 32]>,
+    prev_seq: Option<u64>,
+    /// A torn fragment waiting for the gateway's acknowledgement.
+    torn_pending: Option<u64>,
+    since_checkpoint: u64,
+    file: Option<FileState>,
+    report: Report,
+}
+
+impl<'k> Verifier<'k> {
+    /// A verifier trusting checkpoints signed by `key`.
+    pub fn new(key: Option<&'k VerifyingKey>) -> Self {
+        Verifier {
+            key,
+            prev: None,
+            prev_seq: None,
+            torn_pending: None,
+            since_checkpoint: 0,
+            file: None,
+            report: Report::default(),
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.report.broken.is_some() || self.report.needs_key.is_some()
+    }
+
+    /// The next lines belong to the file `name` (a physical file: the rules
+    /// on heads and seals are per file). Lines given without it form one
+    /// file.
+    pub fn start_file(&mut self, name: &str) {
+        self.end_file();
+        self.file = Some(FileState {
+            report: FileReport {
+                name: name.to_string(),
+                ..FileReport::default()
+            },
+            ..FileState::default()
+        });
+    }
+
+    /// Closes the current file: with a key, a file that holds lines but no
+    /// valid checkpoint is broken.
+    fn end_file(&mut self) {
+        let Some(f) = self.file.take() else {
+            return;
+        };
+        if !self.stopped() && self.key.is_some() && f.report.lines > 0 && f.report.checkpoints == 0
+        {
+            self.report.broken = Some(Broken {
+                at: f.report.name.clone(),
+                what: "no signed checkpoint in this file: nothing in it is vouched for by the audit key".into(),
+            });
+        }
+        self.report.files.push(f.report);
+    }
+
+    /// Checks one line (`at`: where it is, for the report). Stops checking
+    /// after the first break.
+    pub fn line(&mut self, at: &str, line: &[u8]) {
+        if self.stopped() {
+            return;
+        }
+        if self.file.is_none() {
+            self.start_file("");
+        }
+        self.report.lines += 1;
+        if let Some(f) = self.file.as_mut() {
+            f.report.lines += 1;
+            f.report.sealed = false;
+        }
+        match self.check(at, line) {
+            Ok(()) => {}
+            Err(Stop::Broken(what)) => {
+                self.report.broken = Some(Broken {
+                    at: at.to_string(),
+                    what,
+                })
+            }
+            Err(Stop::NeedsKey) => self.report.needs_key = Some(at.to_string()),
+        }
+    }
+
+    /// Records a break found outside the line format (an unreadable line).
+    pub fn fail(&mut self, at: &str, what: String) {
+        if self.report.broken.is_none() {
+            self.report.broken = Some(Broken {
+                at: at.to_string(),
+                what,
+            });
+        }
+    }
+
+    fn check(&mut self, at: &str, line: &[u8]) -> Result<(), Stop> {
+        let v: serde_json::Value = match serde_json::from_slice(line) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            _ => {
+                if self.torn_pending.is_some() {
+                    return Err("two lines in a row are not records".into());
+                }
+                self.after_seal()?;
+                // A torn line (a crash mid-write) is acceptable only when
+                // the next line is the gateway's acknowledgement of it.
+                self.torn_pending = Some(line.len() as u64);
+                self.since_checkpoint += 1;
+                return Ok(());
+            }
+        };
+        let seq = v
+            .get("seq")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or("no seq: not a chained record")?;
+        let prev_hex = v
+            .get("prev")
+            .and_then(serde_json::Value::as_str)
+            .ok_or("no prev: not a chained record")?;
+        let prev = decode_hash(prev_hex).ok_or("prev is not 64 hex digits")?;
+        let kind = v
+            .get("type")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("");
+        self.after_seal()?;
+        if let Some(bytes) = self.torn_pending.take() {
+            let acknowledged = kind == "event"
+                && v.get("event").and_then(serde_json::Value::as_str) == Some("torn_line")
+                && v.get("bytes").and_then(serde_json::Value::as_u64) == Some(bytes);
+            if !acknowledged {
+                return Err(format!(
+                    "the line before is not a record ({bytes} bytes) and this line does not acknowledge it as torn: altered or torn without a restart"
+                ).into());
+            }
+            self.report.torn += 1;
+        }
+        match (self.prev_seq, self.prev) {
+            (Some(last), Some(expected)) => {
+                if seq <= last {
+                    return Err(format!(
+                        "seq {seq} after seq {last}: a record was inserted or records were reordered"
+                    )
+                    .into());
+                }
+                if seq > last + 1 {
+                    return Err(format!(
+                        "seq {seq} after seq {last}: {} record(s) missing here (deleted, or moved elsewhere)",
+                        seq - last - 1
+                    ).into());
+                }
+                if prev != expected {
+                    return Err(format!(
+                        "seq {seq}: prev does not match the hash of the record before (seq {last}): that record was altered or replaced"
+                    ).into());
+                }
+            }
+            _ => {
+                if seq == 0 && prev != GENESIS {
+                    return Err("seq 0 must start from the all-zero prev".into());
+                }
+                self.report.first_seq = Some(seq);
+            }
+        }
+        if let Some(f) = self.file.as_mut() {
+            f.report.first_seq.get_or_insert(seq);
+            f.report.last_seq = Some(seq);
+        }
+        if kind == "checkpoint" {
+            self.checkpoint(at, &v, seq, &prev)?;
+            self.since_checkpoint = 0;
+            self.report.last_checkpoint = Some(at.to_string());
+        } else {
+            self.since_checkpoint += 1;
+        }
+        self.prev = Some(line_hash(line));
+        self.prev_seq = Some(seq);
+        self.report.last_seq = Some(seq);
+        Ok(())
+    }
+
+    /// A line after a sealing checkpoint in the same file: the gateway
+    /// never writes one.
+    fn after_seal(&self) -> Result<(), Stop> {
+        match self.file.as_ref().and_then(|f| f.sealed_at.as_ref()) {
+            Some((at, reason)) => Err(format!(
+                "a line after the {reason} checkpoint at {at}: the gateway never writes into a file after sealing it (lines appended, or files joined)"
+            )
+            .into()),
+            None => Ok(()),
+        }
+    }
+
+    fn checkpoint(
+        &mut self,
+        at: &str,
+        v: &serde_json::Value,
+        seq: u64,
+        prev: &[u8; 32],
+    ) -> Result<(), Stop> {
+        use base64::Engine;
+        let key = self.key.ok_or(Stop::NeedsKey)?;
+        let ts_ms = v
+            .get("ts_ms")
+            .and_then(serde_json::Value::as_i64)
+            .ok_or("checkpoint without ts_ms")?;
+        let instance = v
+            .get("instance")
+            .and_then(serde_json::Value::as_str)
+            .ok_or("checkpoint without instance")?;
+        let key_id_seen = v.get("key_id").and_then(serde_json::Value::as_str);
+        if key_id_seen != Some(key_id(key).as_str()) {
+            return Err(format!(
+                "checkpoint signed by key {}, not by the audit key given",
+                key_id_seen.unwrap_or("(none)")
+            )
+            .into());
+        }
+        let sig = v
+            .get("sig")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            .and_then(|b| Signature::from_slice(&b).ok())
+            .ok_or("checkpoint signature is not 64 base64 bytes")?;
+        // v2 names its file's first seq; without that member the line is
+        // checked as v1 (a v2 checkpoint stripped of it does not verify).
+        let Some(first) = v.get("file_first_seq") else {
+            key.verify_strict(&checkpoint_signed_bytes(seq, ts_ms, instance, prev), &sig)
+                .map_err(|_| "checkpoint signature does not verify")?;
+            self.report.checkpoints += 1;
+            self.report.v1_checkpoints += 1;
+            if let Some(f) = self.file.as_mut() {
+                f.report.checkpoints += 1;
+            }
+            return Ok(());
+        };
+        let file_first_seq = first
+            .as_u64()
+            .ok_or("checkpoint file_first_seq is not an unsigned integer")?;
+        let reason = v
+            .get("reason")
+            .and_then(serde_json::Value::as_str)
+            .filter(|r| r.is_ascii() && r.len() <= 255)
+            .ok_or("checkpoint without an ASCII reason")?;
+        let signed = checkpoint_signed_bytes_v2(&CheckpointV2 {
+            seq,
+            ts_ms,
+            instance,
+            prev,
+            file_first_seq,
+            reason,
+        });
+        key.verify_strict(&signed, &sig)
+            .map_err(|_| "checkpoint signature does not verify")?;
+        self.report.checkpoints += 1;
+        let Some(f) = self.file.as_mut() else {
+            return Ok(());
+        };
+        f.report.checkpoints += 1;
+        let file_first = f.report.first_seq.unwrap_or(seq);
+        if file_first_seq != file_first {
+            return Err(if file_first_seq < file_first {
+                format!(
+                    "the file's head was cut: this checkpoint says the file begins at seq {file_first_seq}, its first line is seq {file_first} ({} line(s) missing before it)",
+                    file_first - file_first_seq
+                )
+            } else {
+                format!(
+                    "the file's head is not its own: this checkpoint says the file begins at seq {file_first_seq}, but it holds lines from seq {file_first} (files joined?)"
+                )
+            }
+            .into());
+        }
+        f.report.head_vouched = true;
+        if is_final_reason(reason) {
+            f.sealed_at = Some((at.to_string(), reason.to_string()));
+            f.report.sealed = true;
+        }
+        Ok(())
+    }
+
+    /// The report; a torn fragment at the very end is a crash the gateway
+    /// has not restarted after (not a break).
+    pub fn finish(mut self) -> Report {
+        self.end_file();
+        if self.torn_pending.take().is_some() {
+            self.report.torn += 1;
+        }
+        self.report.unsigned_tail = self.since_checkpoint;
+        self.report.vouched = if self.report.checkpoints > 0 {
+            self.report.lines - self.since_checkpoint
+        } else {
+            0
+        };
+        self.report.sealed = self.key.is_some()
+            && self.report.broken.is_none()
+            && self.report.needs_key.is_none()
+            && self.report.files.last().is_some_and(|f| f.sealed)
+            && self
+                .report
+                .files
+                .iter()
+                .all(|f| f.lines == 0 || f.head_vouched);
+        self.report
+    }
+}
