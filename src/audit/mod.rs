@@ -21,6 +21,8 @@
 pub mod chain;
 pub mod config;
 mod file;
+pub(crate) mod foreign;
+mod handover;
 mod syslog;
 mod writer;
 

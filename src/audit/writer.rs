@@ -25,12 +25,7 @@ use super::chain::{self, GENESIS};
 use super::config::{AuditConfig, OnFailure, SinkConfig};
 use super::{AuditRecord, Shared};
 
-/// The file in `spool_dir` where a command running beside the gateway
-/// leaves its events for the gateway to record at SIGHUP.
-pub(crate) const HANDOVER: &str = "handover.jsonl";
-
-/// Largest handover file read (events are a few hundred bytes each).
-const MAX_HANDOVER: u64 = 4 * 1024 * 1024;
+pub(crate) use super::handover::HANDOVER;
 
 /// One thing for the writer.
 pub(crate) enum Entry {
@@ -754,38 +749,31 @@ impl Writer {
     }
 
     /// Records the events a command left for the gateway (`tools accept`),
-    /// then removes them.
+    /// then removes them (see [`super::handover`]).
     fn take_handover(&mut self) {
-        use std::io::Read;
         let Some(path) = self.handover.clone() else {
             return;
         };
-        let mut text = String::new();
-        match std::fs::File::open(&path) {
-            Ok(f) => {
-                if let Err(e) = f.take(MAX_HANDOVER).read_to_string(&mut text) {
-                    tracing::error!(path = %path.display(), error = %e, "handed-over audit events unreadable");
-                    return;
-                }
+        let taken = match super::handover::read(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "handed-over audit events unreadable");
+                return;
             }
-            Err(_) => return,
+        };
+        for e in taken.events {
+            self.append_event(e);
         }
-        let mut bad = 0u64;
-        for line in text.lines() {
-            match serde_json::from_str::<serde_json::Value>(line) {
-                Ok(serde_json::Value::Object(map)) if map.contains_key("event") => {
-                    self.append_event(map);
-                }
-                _ => bad += 1,
-            }
-        }
-        if bad > 0 {
+        if taken.refused > 0 {
+            tracing::warn!(path = %path.display(), lines = taken.refused, "handed-over audit lines refused: not events `sealgate tools accept` writes");
             let mut e = event("handover_lines_refused");
-            e.insert("count".into(), serde_json::json!(bad));
+            e.insert("count".into(), serde_json::json!(taken.refused));
             self.append_event(e);
         }
         if let Err(e) = std::fs::remove_file(&path) {
-            tracing::error!(path = %path.display(), error = %e, "handed-over audit events could not be removed");
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::error!(path = %path.display(), error = %e, "handed-over audit events could not be removed");
+            }
         }
     }
 
