@@ -23,6 +23,7 @@ pub mod config;
 mod file;
 pub(crate) mod foreign;
 mod handover;
+mod spool;
 mod syslog;
 mod writer;
 
