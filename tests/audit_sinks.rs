@@ -281,6 +281,9 @@ async fn http_sink_ignores_proxy_variables() {
     }
     drop(client);
     gw.stop();
-    assert!(proxy.received().is_empty(), "records went through the proxy");
+    assert!(
+        proxy.received().is_empty(),
+        "records went through the proxy"
+    );
     same_trail(&setup, &receiver.received());
 }

@@ -556,7 +556,11 @@ fn a_backend_granted_the_spool_directory_is_refused() {
         let out = child.wait_with_output().expect("output");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{field}: {err}");
-        let expected = if field == "scratch" { "scratch" } else { "read_paths/cwd" };
+        let expected = if field == "scratch" {
+            "scratch"
+        } else {
+            "read_paths/cwd"
+        };
         assert!(
             err.contains(&format!("backend \"spooler\" field {expected}:"))
                 && err.contains("would let the backend reach the gateway's audit spool directory"),

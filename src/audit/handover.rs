@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::foreign::{foreign, MAX_FOREIGN};
+use crate::foreign::{foreign, MAX_FOREIGN};
 
 /// The file's name in `spool_dir`.
 pub(crate) const HANDOVER: &str = "handover.jsonl";

@@ -21,7 +21,6 @@
 pub mod chain;
 pub mod config;
 mod file;
-pub(crate) mod foreign;
 mod handover;
 mod spool;
 mod syslog;

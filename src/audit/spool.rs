@@ -42,7 +42,11 @@ impl Spool {
             pending: 0,
             offset: 0,
         };
-        let mut f = match std::fs::OpenOptions::new().read(true).write(true).open(&spool.path) {
+        let mut f = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&spool.path)
+        {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(spool),
             Err(e) => return Err(e),

@@ -22,8 +22,8 @@ use ed25519_dalek::SigningKey;
 use serde::Serialize;
 
 use super::chain::{self, GENESIS};
-use super::spool::Spool;
 use super::config::{AuditConfig, OnFailure, SinkConfig};
+use super::spool::Spool;
 use super::{AuditRecord, Shared};
 
 pub(crate) use super::handover::HANDOVER;

@@ -39,11 +39,27 @@ pub fn foreign(s: &str, max: usize) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Bidirectional controls (Trojan Source, CVE-2021-42574) and other
+/// invisible format characters that change how text reads or hide text
+/// from a human reviewer while a model still reads it: Unicode tag
+/// characters (U+E0000–U+E007F, "ASCII smuggling"), soft hyphens, zero-width
+/// and invisible operators, the Mongolian vowel separator, interlinear
+/// annotations, and variation selectors beyond the basic block.
+pub fn is_bidi_or_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+        | '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}'
+        | '\u{00AD}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180E}' | '\u{3164}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}')
+}
+
 /// Characters a reader cannot see or that change how the rest is shown:
 /// controls (newlines included: one record, one log line) and the
 /// sanitizer's bidirectional and invisible set.
 fn hidden(c: char) -> bool {
-    c.is_control() || crate::policy::sanitize::is_bidi_or_invisible(c)
+    c.is_control() || is_bidi_or_invisible(c)
 }
 
 #[cfg(test)]
@@ -52,7 +68,10 @@ mod tests {
 
     #[test]
     fn a_plain_short_string_is_borrowed_unchanged() {
-        assert!(matches!(foreign("get_meps", 256), Cow::Borrowed("get_meps")));
+        assert!(matches!(
+            foreign("get_meps", 256),
+            Cow::Borrowed("get_meps")
+        ));
     }
 
     #[test]
@@ -60,7 +79,10 @@ mod tests {
         let long = "é".repeat(2 * 1024 * 1024);
         let out = foreign(&long, MAX_FOREIGN);
         assert!(out.len() <= MAX_FOREIGN + 32, "{}", out.len());
-        assert!(out.ends_with(&format!("…(+{} bytes)", long.len() - 256)), "{out}");
+        assert!(
+            out.ends_with(&format!("…(+{} bytes)", long.len() - 256)),
+            "{out}"
+        );
     }
 
     #[test]
