@@ -39,6 +39,27 @@ pub fn foreign(s: &str, max: usize) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Bytes `v` takes as compact JSON, counted without building the text.
+pub fn json_len(v: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing to a counter cannot fail; a value that cannot be written
+    // counts as unbounded.
+    match serde_json::to_writer(&mut c, v) {
+        Ok(()) => c.0,
+        Err(_) => usize::MAX,
+    }
+}
+
 /// Bidirectional controls (Trojan Source, CVE-2021-42574) and other
 /// invisible format characters that change how text reads or hide text
 /// from a human reviewer while a model still reads it: Unicode tag
