@@ -3,7 +3,9 @@
 //! UNAVAILABLE / AUDIT_UNAVAILABLE, recovers by itself once it can write
 //! again, and never lets a client see an answer that has no record; SIGKILL
 //! under load (disk healthy and full) leaves a file that verifies up to its
-//! last complete record.
+//! last complete record. An append-only file on a full disk never gets a
+//! line twice; a file deleted or truncated under load is noticed before the
+//! next record is acknowledged.
 
 #[path = "audit_common.rs"]
 mod audit_common;
@@ -440,5 +442,44 @@ async fn deleting_the_file_under_load_loses_no_answered_record() {
         1
     );
     let (code, report) = setup.verify(&[before, file], false);
+    assert_eq!(code, 0, "{report}");
+}
+
+/// A process under the gateway's account truncates the audit file (as a
+/// backend can on kernels before Landlock ABI 3): the next call's record
+/// goes to a new file, the truncated one is kept aside as evidence, and
+/// the new file says what happened and verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_file_is_moved_aside_and_the_trail_says_so() {
+    let setup = Setup::new(AUDIT);
+    let gw = setup.serve();
+    let client = gw.client().await;
+    for _ in 0..3 {
+        call(&client).await.expect("served");
+    }
+    let file = setup.path("audit.jsonl");
+    let written = std::fs::metadata(&file).expect("file").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .expect("open")
+        .set_len(0)
+        .expect("truncate");
+    call(&client).await.expect("served into a new file");
+    drop(client);
+    gw.stop();
+    let recs = records(&file);
+    let tampered = events(&recs, "audit_file_tampered");
+    assert_eq!(tampered.len(), 1, "{recs:?}");
+    assert_eq!(tampered[0]["cause"], "truncated");
+    assert_eq!(
+        tampered[0]["found_bytes"].as_u64().map(|b| b > 0),
+        Some(true)
+    );
+    assert!(tampered[0]["expected_bytes"].as_u64() > Some(written));
+    let aside = std::path::PathBuf::from(tampered[0]["moved_to"].as_str().expect("moved_to"));
+    assert!(aside.exists(), "the truncated file is kept");
+    assert_eq!(requests(&recs, "allowed").len(), 1, "the call after it");
+    let (code, report) = setup.verify(&[file], false);
     assert_eq!(code, 0, "{report}");
 }
