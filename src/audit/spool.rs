@@ -48,7 +48,12 @@ impl Spool {
             .open(&spool.path)
         {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(spool),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // No spool: an offset left without one must not apply to
+                // the next.
+                spool.save_offset()?;
+                return Ok(spool);
+            }
             Err(e) => return Err(e),
         };
         let len = f.metadata()?.len();
