@@ -53,6 +53,7 @@ pub mod enroll;
 pub mod envelope;
 pub mod error;
 pub mod expiry;
+pub mod foreign;
 pub mod gateway;
 pub mod health;
 pub mod identity;

@@ -857,8 +857,8 @@ fn isolation(config: &Config, b: &BackendConfig) -> Result<Isolation, StartError
 }
 
 /// Files of the gateway a backend's sandbox must never reach: the config,
-/// TLS key, signing keys, secret files, the registry, pins, audit files and
-/// the CA directory.
+/// TLS key, signing keys, secret files, the registry, pins, audit files, the
+/// audit spool directory and the CA directory.
 fn protected_paths(config: &Config) -> Vec<(&'static str, PathBuf)> {
     let mut out: Vec<(&'static str, PathBuf)> = vec![
         ("TLS key", config.tls.key.clone()),
@@ -901,6 +901,15 @@ fn protected_paths(config: &Config) -> Vec<(&'static str, PathBuf)> {
             out.push(("audit file", path));
         }
     }
+    // Spools and the hand-over file: what is written there enters the chain.
+    out.push((
+        "audit spool directory",
+        config
+            .audit
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("audit-spool")),
+    ));
     out.extend(
         config
             .enrollment

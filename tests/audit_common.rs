@@ -66,6 +66,11 @@ impl Setup {
     /// ignored, so a write past it fails with EFBIG like a full disk):
     /// works without mount privileges.
     pub fn serve_with(&self, fsize: Option<u64>) -> Gateway {
+        self.serve_env(fsize, &[])
+    }
+
+    /// Starts `sealgate serve` with `env` added to its environment.
+    pub fn serve_env(&self, fsize: Option<u64>, env: &[(&str, &str)]) -> Gateway {
         let bin = env!("CARGO_BIN_EXE_sealgate");
         let config = self.path("sealgate.toml");
         let mut cmd = match fsize {
@@ -94,6 +99,7 @@ impl Setup {
         let child = cmd
             .current_dir(self.dir.path())
             .env("SEALGATE_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

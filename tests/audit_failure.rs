@@ -3,7 +3,9 @@
 //! UNAVAILABLE / AUDIT_UNAVAILABLE, recovers by itself once it can write
 //! again, and never lets a client see an answer that has no record; SIGKILL
 //! under load (disk healthy and full) leaves a file that verifies up to its
-//! last complete record.
+//! last complete record. An append-only file on a full disk never gets a
+//! line twice; a file deleted or truncated under load is noticed before the
+//! next record is acknowledged.
 
 #[path = "audit_common.rs"]
 mod audit_common;
@@ -394,4 +396,173 @@ async fn stopped_right_after_an_immutable_file_is_writable_again_nothing_follows
     drop(client);
     gw.stop();
     nothing_after_the_close(&setup);
+}
+
+/// Sets or clears a file attribute with chattr; whether it worked.
+fn chattr(flag: &str, file: &std::path::Path) -> bool {
+    Command::new("chattr")
+        .arg(flag)
+        .arg(file)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Clears the append-only flag on drop (the temp folder must go).
+struct AppendOnly(std::path::PathBuf);
+
+impl Drop for AppendOnly {
+    fn drop(&mut self) {
+        chattr("-a", &self.0);
+    }
+}
+
+/// A full disk (RLIMIT_FSIZE: a write crossing it is cut short) on an
+/// append-only file (chattr +a: the cut-back to the last complete line is
+/// refused): the retry completes the torn line, and no line is ever in the
+/// file twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_only_file_on_a_full_disk_never_gets_a_line_twice() {
+    let setup = Setup::new(AUDIT);
+    let gw = setup.serve_with(Some(12 * 1024));
+    let file = setup.path("audit.jsonl");
+    if !chattr("+a", &file) {
+        assert!(
+            std::env::var_os("SEALGATE_TEST_NO_CHATTR").is_some(),
+            "chattr +a failed: run as root on a filesystem with the append-only flag, or set SEALGATE_TEST_NO_CHATTR=1"
+        );
+        eprintln!("NOT RUN: chattr +a unsupported and SEALGATE_TEST_NO_CHATTR is set");
+        return;
+    }
+    let _flag = AppendOnly(file.clone());
+    let client = gw.client().await;
+    let served = call_until_refused(&client, 5, 200).await;
+    let ok = Command::new("prlimit")
+        .args([
+            "--pid",
+            &gw.pid().to_string(),
+            "--fsize=unlimited:unlimited",
+        ])
+        .status()
+        .expect("prlimit")
+        .success();
+    assert!(ok, "prlimit --pid failed");
+    let served = served + call_until_served(&client).await;
+    for _ in 0..3 {
+        call(&client).await.expect("served after recovery");
+    }
+    drop(client);
+    gw.stop();
+    let recs = records(&file);
+    let mut seqs: Vec<u64> = recs.iter().filter_map(|r| r["seq"].as_u64()).collect();
+    let all = seqs.len();
+    seqs.dedup();
+    assert_eq!(seqs.len(), all, "a line is in the file twice");
+    check_trail(&setup, served + 3, 5);
+}
+
+/// The audit file deleted while calls are answered: the records written
+/// into the deleted file before the gateway noticed are written again into
+/// the new file before they are acknowledged, so what the file held when it
+/// was deleted and the new file verify together and hold every answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_file_under_load_loses_no_answered_record() {
+    let setup = Setup::new(AUDIT);
+    let gw = setup.serve();
+    let file = setup.path("audit.jsonl");
+    let served = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let client = gw.client().await;
+        let served = served.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                match call(&client).await {
+                    Ok(()) => {
+                        served.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(e) => panic!("a healthy disk refuses nothing: {e:?}"),
+                }
+            }
+        }));
+    }
+    assert!(
+        wait_until(10, || served.load(Ordering::SeqCst) >= 20),
+        "the load runs"
+    );
+    // Frozen, the gateway writes nothing: the file's content is what the
+    // deletion destroyed (the operator's or attacker's doing, not the
+    // gateway's); everything after must be found in the new file.
+    gw.signal("STOP");
+    let destroyed = std::fs::read(&file).expect("file");
+    std::fs::remove_file(&file).expect("delete");
+    gw.signal("CONT");
+    let at_delete = served.load(Ordering::SeqCst);
+    assert!(
+        wait_until(10, || served.load(Ordering::SeqCst) >= at_delete + 40),
+        "the load goes on after the delete"
+    );
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    gw.stop();
+    let before = setup.dir.path().join("destroyed.jsonl");
+    std::fs::write(&before, &destroyed).expect("write");
+    let mut recs = records(&before);
+    recs.extend(records(&file));
+    assert_eq!(
+        answered_allowed(&recs),
+        served.load(Ordering::SeqCst),
+        "every answered call has its record"
+    );
+    assert_eq!(
+        events(&recs, "audit_file_reopened")
+            .iter()
+            .filter(|e| e["cause"] == "deleted")
+            .count(),
+        1
+    );
+    let (code, report) = setup.verify(&[before, file], false);
+    assert_eq!(code, 0, "{report}");
+}
+
+/// A process under the gateway's account truncates the audit file (as a
+/// backend can on kernels before Landlock ABI 3): the next call's record
+/// goes to a new file, the truncated one is kept aside as evidence, and
+/// the new file says what happened and verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_file_is_moved_aside_and_the_trail_says_so() {
+    let setup = Setup::new(AUDIT);
+    let gw = setup.serve();
+    let client = gw.client().await;
+    for _ in 0..3 {
+        call(&client).await.expect("served");
+    }
+    let file = setup.path("audit.jsonl");
+    let written = std::fs::metadata(&file).expect("file").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .expect("open")
+        .set_len(0)
+        .expect("truncate");
+    call(&client).await.expect("served into a new file");
+    drop(client);
+    gw.stop();
+    let recs = records(&file);
+    let tampered = events(&recs, "audit_file_tampered");
+    assert_eq!(tampered.len(), 1, "{recs:?}");
+    assert_eq!(tampered[0]["cause"], "truncated");
+    assert_eq!(
+        tampered[0]["found_bytes"].as_u64().map(|b| b > 0),
+        Some(true)
+    );
+    assert!(tampered[0]["expected_bytes"].as_u64() > Some(written));
+    let aside = std::path::PathBuf::from(tampered[0]["moved_to"].as_str().expect("moved_to"));
+    assert!(aside.exists(), "the truncated file is kept");
+    assert_eq!(requests(&recs, "allowed").len(), 1, "the call after it");
+    let (code, report) = setup.verify(&[file], false);
+    assert_eq!(code, 0, "{report}");
 }

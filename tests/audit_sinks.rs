@@ -201,3 +201,89 @@ on_failure = "spool"
     });
     same_trail(&setup, &receiver.received());
 }
+
+/// A gateway whose only network sink is an HTTP sink to `url`, failing
+/// closed, with `env` in its environment.
+fn http_fail_closed(url: &str) -> Setup {
+    Setup::new(&format!(
+        r#"signing_key = "file:audit.signing.key"
+[[audit.sink]]
+kind = "file"
+path = "audit.jsonl"
+[[audit.sink]]
+kind = "http"
+url = "{url}"
+batch = 4
+on_failure = "fail_closed"
+"#
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_sink_treats_a_redirect_as_a_failure_and_follows_none() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let receiver = HttpReceiver::start(&dir.path().join("received.jsonl"), 0);
+    for status in [301, 302, 307, 308] {
+        let setup = http_fail_closed(&format!(
+            "http://127.0.0.1:{}/redirect/{status}",
+            receiver.port
+        ));
+        let gw = setup.serve();
+        let client = gw.client().await;
+        // A 301/302 followed as a GET is answered 200 (nothing kept); a
+        // 307/308 followed re-POSTs to /audit: neither is delivery to the
+        // configured collector.
+        assert_eq!(
+            call(&client).await,
+            Err((
+                tonic::Code::Unavailable,
+                Some("AUDIT_UNAVAILABLE".to_string())
+            )),
+            "status {status}: {}",
+            gw.log_text()
+        );
+        assert!(
+            receiver.received().is_empty(),
+            "status {status}: a redirect was followed"
+        );
+        wait_for("the status in the log", 10, || {
+            gw.log_text().contains(&format!("HTTP {status}"))
+        });
+        drop(client);
+        gw.kill9();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_sink_ignores_proxy_variables() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let receiver = HttpReceiver::start(&dir.path().join("received.jsonl"), 0);
+    // A "proxy" that keeps whatever it is sent.
+    let proxy = HttpReceiver::start(&dir.path().join("proxied.jsonl"), 0);
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let setup = http_fail_closed(&format!("http://127.0.0.1:{}/audit", receiver.port));
+    let env = [
+        ("HTTP_PROXY", proxy_url.as_str()),
+        ("http_proxy", proxy_url.as_str()),
+        ("HTTPS_PROXY", proxy_url.as_str()),
+        ("https_proxy", proxy_url.as_str()),
+        ("ALL_PROXY", proxy_url.as_str()),
+        ("all_proxy", proxy_url.as_str()),
+        ("NO_PROXY", ""),
+        ("no_proxy", ""),
+    ];
+    let gw = setup.serve_env(None, &env);
+    let client = gw.client().await;
+    for _ in 0..3 {
+        if let Err(e) = call(&client).await {
+            panic!("not served: {e:?}\n{}", gw.log_text());
+        }
+    }
+    drop(client);
+    gw.stop();
+    assert!(
+        proxy.received().is_empty(),
+        "records went through the proxy"
+    );
+    same_trail(&setup, &receiver.received());
+}

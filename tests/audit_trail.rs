@@ -520,6 +520,10 @@ async fn tools_accept_beside_a_running_gateway_is_recorded_in_its_chain_at_sighu
     assert_eq!(accepted.len(), 1, "{recs:?}");
     assert_eq!(accepted[0]["backend"], "fixture");
     assert_eq!(accepted[0]["recorded_by"], "sealgate tools accept");
+    assert!(
+        events(&recs, "handover_lines_refused").is_empty(),
+        "every event the command hands over is one the gateway takes: {recs:?}"
+    );
     assert_eq!(events(&recs, "reload").len(), 1);
     let (code, r) = setup.verify(&[setup.path("audit.jsonl")], false);
     assert_eq!(code, 0, "{r}");
@@ -775,4 +779,53 @@ async fn audit_verify_without_a_key_on_a_signed_file_is_a_usage_error() {
     );
     let (code, stdout, _) = verify_raw(&["--json"], std::slice::from_ref(&file));
     assert_eq!(code, 2, "{stdout}");
+}
+
+/// A backend granted the audit spool directory (as its cwd, a read path or
+/// its scratch) could write the hand-over file or the spools: `serve`
+/// refuses to start it, naming the field.
+#[test]
+fn a_backend_granted_the_spool_directory_is_refused() {
+    for field in ["cwd", "read_paths", "scratch"] {
+        let setup = Setup::new(FILE_AUDIT);
+        let spool = setup.path("audit-spool");
+        std::fs::create_dir_all(&spool).expect("spool dir");
+        let value = match field {
+            "read_paths" => format!("[\"{}\"]", spool.display()),
+            _ => format!("\"{}\"", spool.display()),
+        };
+        let mut config = std::fs::read_to_string(setup.path("sealgate.toml")).expect("config");
+        config.push_str(&format!(
+            "\n[[backend]]\nname = \"spooler\"\nkind = \"stdio\"\nprefix = \"sp_\"\ncommand = \"python3\"\nargs = [\"-c\", \"import time; time.sleep(60)\"]\n{field} = {value}\n{}",
+            unsandboxed()
+        ));
+        std::fs::write(setup.path("sealgate.toml"), config).expect("config");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+            .args(["serve", "--config"])
+            .arg(setup.path("sealgate.toml"))
+            .current_dir(setup.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("serve");
+        let exited = wait_until(30, || matches!(child.try_wait(), Ok(Some(_))));
+        if !exited {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{field}: the gateway started a backend granted its spool directory");
+        }
+        let out = child.wait_with_output().expect("output");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{field}: {err}");
+        let expected = if field == "scratch" {
+            "scratch"
+        } else {
+            "read_paths/cwd"
+        };
+        assert!(
+            err.contains(&format!("backend \"spooler\" field {expected}:"))
+                && err.contains("would let the backend reach the gateway's audit spool directory"),
+            "{field}: {err}"
+        );
+    }
 }

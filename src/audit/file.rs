@@ -55,6 +55,26 @@ pub(crate) struct FileSink {
     last_check: Instant,
     /// A torn fragment still needs its newline before the next line.
     needs_newline: bool,
+    /// Bytes of the next line already in the file: a failed write that
+    /// could not be cut back (an append-only file on a full disk); the
+    /// retry writes the rest of that line, never the line again.
+    partial: usize,
+    /// Lines a failed delivery left in the file (an fsync failed after
+    /// them): the retry starts with them and they are not written again.
+    written: Vec<Arc<str>>,
+    /// An fsync failed: nothing is delivered until one succeeds.
+    sync_failed: bool,
+    /// Lines written since the last successful fsync.
+    unsynced: u64,
+    /// Events for the writer to record (handed over by `tick`).
+    events: std::collections::VecDeque<serde_json::Map<String, serde_json::Value>>,
+    /// Set when a delivery's lines were written again into a new file (the
+    /// old one deleted or altered): the seq of that file's first line, for
+    /// the writer's next checkpoints (`file_first_seq`).
+    new_file_from: Option<u64>,
+    /// Tests: every fsync fails (EIO), as on a failing disk.
+    #[cfg(test)]
+    pub(crate) fail_fsync: bool,
 }
 
 impl FileSink {
@@ -79,6 +99,7 @@ impl FileSink {
             resume.torn_bytes = resume.torn_bytes.filter(|&b| b > 0);
         }
         let meta = file.metadata()?;
+        sync_dir(path);
         let sink = FileSink {
             path: path.clone(),
             file,
@@ -93,6 +114,14 @@ impl FileSink {
             rotate_age: (*rotate_secs > 0).then(|| Duration::from_secs(*rotate_secs)),
             last_check: Instant::now(),
             needs_newline,
+            partial: 0,
+            written: Vec::new(),
+            sync_failed: false,
+            unsynced: 0,
+            events: Default::default(),
+            new_file_from: None,
+            #[cfg(test)]
+            fail_fsync: false,
         };
         Ok((sink, resume))
     }
@@ -105,6 +134,9 @@ impl FileSink {
         self.file = file;
         self.opened = Instant::now();
         self.needs_newline = resume.torn_bytes.is_some();
+        self.partial = 0;
+        self.written.clear();
+        sync_dir(&self.path);
         Ok(resume.mode_fixed)
     }
 }
@@ -167,28 +199,30 @@ fn open_checked(path: &Path) -> io::Result<(File, Resume)> {
 }
 
 impl Sink for FileSink {
+    /// Writes `lines` (one write per batch, or one write and fsync per
+    /// line), then, before they are acknowledged, checks with one fstat
+    /// that the file is still linked and holds exactly what was written:
+    /// a deleted file gets the batch again in a new file at the path, a
+    /// truncated or grown one is moved aside (see `recover`).
     fn deliver(&mut self, lines: &[Arc<str>]) -> Result<(), (usize, io::Error)> {
-        let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum::<usize>() + 1);
-        if self.needs_newline {
-            buf.push(b'\n');
+        if self.sync_failed {
+            // The records before may be lost: nothing more is acknowledged
+            // until the disk takes an fsync again.
+            self.sync_data().map_err(|e| (0, e))?;
+            self.sync_failed = false;
+            self.unsynced = 0;
         }
-        let per_record = self.fsync == Fsync::EveryRecord;
-        let mut done = 0;
-        for l in lines {
-            buf.extend_from_slice(l.as_bytes());
-            buf.push(b'\n');
-            if per_record {
-                self.write_out(&buf).map_err(|e| (done, e))?;
-                self.file.sync_data().map_err(|e| (done, e))?;
-                buf.clear();
-                done += 1;
-            }
-        }
-        if !per_record {
-            self.write_out(&buf).map_err(|e| (0, e))?;
-            self.dirty = true;
-        }
-        Ok(())
+        // Lines a failed delivery already left in the file.
+        let skip = self
+            .written
+            .iter()
+            .zip(lines)
+            .take_while(|(a, b)| a == b)
+            .count();
+        self.written.clear();
+        self.write_lines(&lines[skip..])
+            .map_err(|(n, e)| (skip + n, e))?;
+        self.check_after_write(lines)
     }
 
     fn tick(&mut self) -> Option<serde_json::Map<String, serde_json::Value>> {
@@ -196,11 +230,21 @@ impl Sink for FileSink {
             && self.fsync == Fsync::Interval
             && self.last_fsync.elapsed() >= self.fsync_every
         {
-            if let Err(e) = self.file.sync_data() {
-                tracing::error!(path = %self.path.display(), error = %e, "audit file fsync failed");
+            match self.sync_data() {
+                Ok(()) => {
+                    self.dirty = false;
+                    self.unsynced = 0;
+                }
+                Err(e) => {
+                    // The records since the last fsync may be lost: say so
+                    // in the trail and fail closed until an fsync works.
+                    self.fsync_failed(&e, "records_since_last_fsync", self.unsynced);
+                }
             }
-            self.dirty = false;
             self.last_fsync = Instant::now();
+        }
+        if let Some(e) = self.events.pop_front() {
+            return Some(e);
         }
         if self.last_check.elapsed() < Duration::from_secs(1) {
             return None;
@@ -226,6 +270,10 @@ impl Sink for FileSink {
                 None
             }
         }
+    }
+
+    fn take_new_file(&mut self) -> Option<u64> {
+        self.new_file_from.take()
     }
 
     fn rotate_due(&self) -> bool {
@@ -271,26 +319,223 @@ impl Sink for FileSink {
 }
 
 impl FileSink {
-    /// Writes `buf` whole, or cuts the file back to its last complete line.
-    fn write_out(&mut self, buf: &[u8]) -> io::Result<()> {
-        match self.file.write_all(buf) {
-            Ok(()) => {
-                self.len += buf.len() as u64;
-                self.needs_newline = false;
-                Ok(())
-            }
-            Err(e) => {
-                // Half a line must never be left for the next to glue onto.
-                if let Err(cut) = self.file.set_len(self.len) {
-                    // Cannot cut: if part of the line got through, the next
-                    // successful write starts on a line of its own.
-                    tracing::debug!(error = %cut, "audit file could not be cut back");
-                    if self.file.metadata().is_ok_and(|m| m.len() > self.len) {
-                        self.needs_newline = true;
-                    }
-                }
-                Err(e)
+    /// fdatasync(2) of the open file.
+    fn sync_data(&self) -> io::Result<()> {
+        #[cfg(test)]
+        if self.fail_fsync {
+            return Err(io::Error::other("injected fsync failure (EIO)"));
+        }
+        self.file.sync_data()
+    }
+
+    /// An fsync failed: `count` records (`what`) may be lost. Recorded in
+    /// the trail; nothing more is delivered until an fsync succeeds.
+    fn fsync_failed(&mut self, e: &io::Error, what: &str, count: u64) {
+        tracing::error!(path = %self.path.display(), error = %e, "audit file fsync failed: records may be lost; calls are refused until it works");
+        self.sync_failed = true;
+        let mut ev = event("audit_fsync_failed");
+        ev.insert(
+            "path".into(),
+            serde_json::json!(self.path.display().to_string()),
+        );
+        ev.insert("error".into(), serde_json::json!(e.to_string()));
+        ev.insert(what.into(), serde_json::json!(count));
+        self.events.push_back(ev);
+    }
+
+    /// Writes `lines` by the fsync policy; on failure, how many are in
+    /// the file for sure (fsynced too with `every_record`).
+    fn write_lines(&mut self, lines: &[Arc<str>]) -> Result<(), (usize, io::Error)> {
+        if self.fsync != Fsync::EveryRecord {
+            self.write_out(lines)?;
+            self.dirty = true;
+            self.unsynced += lines.len() as u64;
+            return Ok(());
+        }
+        for (i, l) in lines.iter().enumerate() {
+            self.write_out(std::slice::from_ref(l))
+                .map_err(|(n, e)| (i + n, e))?;
+            if let Err(e) = self.sync_data() {
+                // In the file, maybe not on disk: the record is not
+                // committed (its call is refused) and, being in the chain,
+                // is never written again.
+                self.written = vec![l.clone()];
+                self.fsync_failed(&e, "records_not_durable", 1);
+                return Err((i, e));
             }
         }
+        Ok(())
+    }
+
+    /// Writes `lines` in one write. A failed write is cut back to the last
+    /// complete line; the complete lines before it count as written. Where
+    /// the cut is refused (an append-only file), the bytes that got through
+    /// stay and the retry completes that line: never a line twice.
+    fn write_out(&mut self, lines: &[Arc<str>]) -> Result<(), (usize, io::Error)> {
+        if self.needs_newline {
+            self.file.write_all(b"\n").map_err(|e| (0, e))?;
+            self.len += 1;
+            self.needs_newline = false;
+        }
+        let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum::<usize>());
+        // Where each line ends in `buf`.
+        let mut ends = Vec::with_capacity(lines.len());
+        for (i, l) in lines.iter().enumerate() {
+            let bytes = l.as_bytes();
+            let from = if i == 0 {
+                self.partial.min(bytes.len())
+            } else {
+                0
+            };
+            buf.extend_from_slice(&bytes[from..]);
+            buf.push(b'\n');
+            ends.push(buf.len() as u64);
+        }
+        let Err(e) = self.file.write_all(&buf) else {
+            self.len += buf.len() as u64;
+            if !lines.is_empty() {
+                self.partial = 0;
+            }
+            return Ok(());
+        };
+        let Ok(now) = self.file.metadata().map(|m| m.len()) else {
+            // Unknown how much got through: a new line for what follows.
+            if self.file.set_len(self.len).is_err() {
+                self.needs_newline = true;
+                self.partial = 0;
+            }
+            return Err((0, e));
+        };
+        let got = now.saturating_sub(self.len);
+        let complete = ends.iter().take_while(|&&end| end <= got).count();
+        let keep = complete.checked_sub(1).map_or(0, |i| ends[i]);
+        match self.file.set_len(self.len + keep) {
+            Ok(()) => {
+                self.len += keep;
+                if complete > 0 {
+                    self.partial = 0;
+                }
+            }
+            Err(cut) => {
+                tracing::warn!(path = %self.path.display(), error = %cut, "audit file could not be cut back: the retry completes the line");
+                let rest = (got - keep) as usize;
+                self.partial = if complete > 0 {
+                    rest
+                } else {
+                    self.partial + rest
+                };
+                self.len = now;
+            }
+        }
+        Err((complete, e))
+    }
+
+    /// Before `lines` are acknowledged: is the open file still linked,
+    /// with exactly the bytes written? (One fstat per batch.)
+    fn check_after_write(&mut self, lines: &[Arc<str>]) -> Result<(), (usize, io::Error)> {
+        for _ in 0..3 {
+            let meta = self.file.metadata().map_err(|e| {
+                self.written = lines.to_vec();
+                (0, e)
+            })?;
+            if meta.nlink() > 0 && meta.len() == self.len {
+                return Ok(());
+            }
+            self.recover(lines, meta.nlink(), meta.len())
+                .map_err(|e| (0, e))?;
+        }
+        Err((
+            0,
+            io::Error::other("the audit file keeps being deleted or altered"),
+        ))
+    }
+
+    /// The open file was deleted (the batch just written went with it) or
+    /// altered by someone else (truncated: acknowledged records cut; grown:
+    /// lines that are not the gateway's): a deleted file is reopened by its
+    /// path, an altered one is moved aside as evidence (`<path>.<time>.
+    /// tampered`) and a new one opened; either way `lines` are written into
+    /// the new file and the event is recorded after them.
+    fn recover(&mut self, lines: &[Arc<str>], nlink: u64, found: u64) -> io::Result<()> {
+        let mut ev;
+        if nlink == 0 {
+            tracing::error!(path = %self.path.display(), "audit file was deleted while open; its last records are written again into a new file at its path");
+            ev = event("audit_file_reopened");
+            ev.insert("cause".into(), serde_json::json!("deleted"));
+        } else {
+            let cause = if found < self.len {
+                "truncated"
+            } else {
+                "grown"
+            };
+            tracing::error!(path = %self.path.display(), cause, expected_bytes = self.len, found_bytes = found, "audit file was altered by another process; it is moved aside and a new file started");
+            ev = event("audit_file_tampered");
+            ev.insert("cause".into(), serde_json::json!(cause));
+            ev.insert("expected_bytes".into(), serde_json::json!(self.len));
+            ev.insert("found_bytes".into(), serde_json::json!(found));
+            let at_path = std::fs::metadata(&self.path)
+                .map(|m| (m.dev(), m.ino()))
+                .ok();
+            if at_path == Some(self.id) {
+                let aside = self.aside_name("tampered");
+                std::fs::rename(&self.path, &aside)?;
+                ev.insert(
+                    "moved_to".into(),
+                    serde_json::json!(aside.display().to_string()),
+                );
+            }
+        }
+        self.reopen_path()?;
+        self.new_file_from = lines.first().and_then(|l| first_seq(l));
+        self.write_lines(lines).map_err(|(_, e)| e)?;
+        if self.fsync != Fsync::EveryRecord {
+            self.sync_data()?;
+        }
+        ev.insert("records_rewritten".into(), serde_json::json!(lines.len()));
+        self.events.push_back(ev);
+        Ok(())
+    }
+
+    /// A free name beside the file: `<path>.<UTC time>[.<n>][.<tag>]`.
+    fn aside_name(&self, tag: &str) -> PathBuf {
+        let stamp = time::OffsetDateTime::now_utc()
+            .format(time::macros::format_description!(
+                "[year][month][day]T[hour][minute][second].[subsecond digits:3]Z"
+            ))
+            .unwrap_or_else(|_| "aside".into());
+        let base = format!("{}.{stamp}", self.path.display());
+        let mut target = PathBuf::from(format!("{base}.{tag}"));
+        let mut n = 1;
+        while target.exists() {
+            target = PathBuf::from(format!("{base}.{n}.{tag}"));
+            n += 1;
+        }
+        target
     }
 }
+
+/// The `seq` of a line the writer framed (`{"seq":N,...`).
+fn first_seq(line: &str) -> Option<u64> {
+    let digits = line.strip_prefix("{\"seq\":")?;
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+/// fsync(2) of the folder holding `path`, so a created or renamed file
+/// survives a crash; a failure is logged (the file itself is fsynced by
+/// policy).
+fn sync_dir(path: &Path) {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::warn!(dir = %dir.display(), error = %e, "audit folder could not be fsynced");
+    }
+}
+
+#[cfg(test)]
+#[path = "file/tests.rs"]
+mod tests;

@@ -21,7 +21,9 @@
 pub mod chain;
 pub mod config;
 mod file;
+mod handover;
 mod seal;
+mod spool;
 mod syslog;
 mod verify;
 mod writer;
@@ -542,14 +544,22 @@ impl AuditLog {
     }
 
     /// Records a security event (for example a changed tool definition).
+    /// The tool name is a backend's text (a name it listed twice is not
+    /// validated): bounded and escaped for the record and the log.
     pub fn security_event(&self, event: &SecurityEvent<'_>) {
+        use crate::foreign::{foreign, MAX_FOREIGN};
+        let tool = event.tool.map(|t| foreign(t, MAX_FOREIGN));
+        let event = SecurityEvent {
+            tool: tool.as_deref(),
+            ..event.clone()
+        };
         tracing::warn!(
             event = event.event,
             backend = event.backend,
             tool = event.tool.unwrap_or("-"),
             "security event"
         );
-        self.write_event(event);
+        self.write_event(&event);
     }
 
     /// Writes any other event record (names, dates and counts only).

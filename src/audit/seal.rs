@@ -107,6 +107,10 @@ impl Sink for SealedFile {
         self.inner.tick()
     }
 
+    fn take_new_file(&mut self) -> Option<u64> {
+        self.inner.take_new_file()
+    }
+
     fn rotate_due(&self) -> bool {
         self.inner.rotate_due()
     }

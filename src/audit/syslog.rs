@@ -1,6 +1,7 @@
 //! The network sinks: syslog (RFC 5424 messages, RFC 6587 octet-counted
 //! frames, over TCP or TLS) and an HTTP endpoint (batches of JSON lines,
-//! POSTed, retried by the writer with backoff).
+//! POSTed, retried by the writer with backoff; never through a proxy, and
+//! a redirect is a failure).
 //!
 //! Both run on the writer thread and never on the request path; a sink
 //! that fails reconnects on the next attempt. They send exactly the chained
@@ -254,9 +255,15 @@ impl HttpSink {
             .build()?;
         let client = {
             let _in = rt.enter();
+            // The collector is the configured URL and nothing else: no
+            // proxy from the environment, and a redirect is a failure (a
+            // followed 301/302 turns the POST into a bodiless GET whose 2xx
+            // would count a batch nobody kept as delivered).
             reqwest::Client::builder()
                 .timeout(IO_TIMEOUT)
                 .connect_timeout(CONNECT_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
                 .build()
                 .map_err(io::Error::other)?
         };
@@ -293,6 +300,7 @@ impl Sink for HttpSink {
                 .map(|r| r.status())
                 .map_err(|e| (done, io::Error::other(e.without_url())))?;
             if !status.is_success() {
+                // A 3xx included: the batch was not taken where configured.
                 return Err((done, io::Error::other(format!("HTTP {status}"))));
             }
             done += chunk.len();

@@ -23,14 +23,10 @@ use serde::Serialize;
 
 use super::chain::{self, GENESIS};
 use super::config::{AuditConfig, OnFailure, SinkConfig};
+use super::spool::Spool;
 use super::{AuditRecord, Shared};
 
-/// The file in `spool_dir` where a command running beside the gateway
-/// leaves its events for the gateway to record at SIGHUP.
-pub(crate) const HANDOVER: &str = "handover.jsonl";
-
-/// Largest handover file read (events are a few hundred bytes each).
-const MAX_HANDOVER: u64 = 4 * 1024 * 1024;
+pub(crate) use super::handover::HANDOVER;
 
 /// One thing for the writer.
 pub(crate) enum Entry {
@@ -117,6 +113,12 @@ pub(crate) trait Sink: Send {
     fn tick(&mut self) -> Option<serde_json::Map<String, serde_json::Value>> {
         None
     }
+    /// The seq of the first line of a new file the last delivery started
+    /// (its lines written again after the old file was deleted or
+    /// altered), once.
+    fn take_new_file(&mut self) -> Option<u64> {
+        None
+    }
     /// Whether the sink wants to rotate now (size or age).
     fn rotate_due(&self) -> bool {
         false
@@ -169,101 +171,6 @@ impl Sink for StdoutSink {
         out.write_all(buf.as_bytes())
             .and_then(|_| out.flush())
             .map_err(|e| (0, e))
-    }
-}
-
-/// A spool file: lines a `spool` sink could not take yet, in order.
-struct Spool {
-    path: PathBuf,
-    /// Lines in the file not yet re-sent.
-    pending: u64,
-}
-
-impl Spool {
-    fn open(path: PathBuf) -> io::Result<Spool> {
-        use std::io::Read;
-        // Counted as a stream: a spool can be large after a long outage.
-        let pending = match std::fs::File::open(&path) {
-            Ok(mut f) => {
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut lines = 0u64;
-                loop {
-                    let n = f.read(&mut buf)?;
-                    if n == 0 {
-                        break lines;
-                    }
-                    lines += buf[..n].iter().filter(|&&c| c == b'\n').count() as u64;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(e),
-        };
-        Ok(Spool { path, pending })
-    }
-
-    fn append(&mut self, lines: &[Arc<str>]) -> io::Result<()> {
-        let mut f = super::file::open_append(&self.path)?;
-        let mut buf = String::new();
-        for l in lines {
-            buf.push_str(l);
-            buf.push('\n');
-        }
-        f.write_all(buf.as_bytes())?;
-        f.sync_data()?;
-        self.pending += lines.len() as u64;
-        Ok(())
-    }
-
-    /// Re-sends the spooled lines through `sink`, in order, 256 at a time
-    /// (read as a stream: a long outage's spool is never loaded whole); the
-    /// file is emptied once all are delivered, rewritten with the rest
-    /// otherwise.
-    fn drain(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
-        use std::io::{BufRead, Read};
-        let mut reader = io::BufReader::new(std::fs::File::open(&self.path)?);
-        let mut chunk: Vec<Arc<str>> = Vec::with_capacity(256);
-        let mut undelivered: Vec<Arc<str>> = Vec::new();
-        let mut result = Ok(());
-        let mut sent = 0u64;
-        loop {
-            let mut line = String::new();
-            let n = (&mut reader).take(1024 * 1024).read_line(&mut line)?;
-            let end = n == 0;
-            if !end {
-                chunk.push(Arc::from(line.trim_end_matches('\n')));
-            }
-            if chunk.len() == 256 || (end && !chunk.is_empty()) {
-                match sink.deliver(&chunk) {
-                    Ok(()) => sent += chunk.len() as u64,
-                    Err((n, e)) => {
-                        sent += n as u64;
-                        undelivered = chunk.split_off(n.min(chunk.len()));
-                        result = Err(e);
-                        break;
-                    }
-                }
-                chunk.clear();
-            }
-            if end {
-                break;
-            }
-        }
-        let tmp = self.path.with_extension("spool.tmp");
-        {
-            let mut f = super::file::create_0600(&tmp)?;
-            for l in &undelivered {
-                f.write_all(l.as_bytes())?;
-                f.write_all(b"\n")?;
-            }
-            io::copy(&mut reader, &mut f)?;
-            f.sync_data()?;
-        }
-        std::fs::rename(&tmp, &self.path)?;
-        self.pending = self.pending.saturating_sub(sent);
-        if result.is_ok() {
-            self.pending = 0;
-        }
-        result
     }
 }
 
@@ -745,6 +652,16 @@ impl Writer {
                 ));
             }
         }
+        // The first file sink wrote this delivery again into a new file:
+        // the checkpoints from now on name that file's first line (before
+        // any other checkpoint can be written).
+        if let Some(first) = self
+            .primary
+            .and_then(|i| self.slots.get_mut(i))
+            .and_then(|slot| slot.sink.take_new_file())
+        {
+            self.file_first_seq = first;
+        }
         let available = self.slots.iter().all(|s| s.backlog.is_empty());
         self.shared.available.store(available, Ordering::Release);
         let withheld = std::mem::take(&mut self.withheld);
@@ -798,12 +715,16 @@ impl Writer {
             }
         }
         for (i, e) in events {
-            // The first file sink reopened by its path (its file deleted or
-            // replaced): a new file, starting with this event.
+            // The first file sink reopened by its path (its file deleted,
+            // replaced or altered): a new file, starting with this event,
+            // or, where the sink wrote the last delivery again into it, with
+            // those lines (`deliver` took its first seq already).
             let new_file = Some(i) == self.primary
-                && e.get("event").and_then(serde_json::Value::as_str)
-                    == Some("audit_file_reopened");
-            if new_file {
+                && matches!(
+                    e.get("event").and_then(serde_json::Value::as_str),
+                    Some("audit_file_reopened" | "audit_file_tampered")
+                );
+            if new_file && !e.contains_key("records_rewritten") {
                 self.file_first_seq = self.seq;
             }
             self.append_event(e);
@@ -854,38 +775,31 @@ impl Writer {
     }
 
     /// Records the events a command left for the gateway (`tools accept`),
-    /// then removes them.
+    /// then removes them (see [`super::handover`]).
     fn take_handover(&mut self) {
-        use std::io::Read;
         let Some(path) = self.handover.clone() else {
             return;
         };
-        let mut text = String::new();
-        match std::fs::File::open(&path) {
-            Ok(f) => {
-                if let Err(e) = f.take(MAX_HANDOVER).read_to_string(&mut text) {
-                    tracing::error!(path = %path.display(), error = %e, "handed-over audit events unreadable");
-                    return;
-                }
+        let taken = match super::handover::read(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "handed-over audit events unreadable");
+                return;
             }
-            Err(_) => return,
+        };
+        for e in taken.events {
+            self.append_event(e);
         }
-        let mut bad = 0u64;
-        for line in text.lines() {
-            match serde_json::from_str::<serde_json::Value>(line) {
-                Ok(serde_json::Value::Object(map)) if map.contains_key("event") => {
-                    self.append_event(map);
-                }
-                _ => bad += 1,
-            }
-        }
-        if bad > 0 {
+        if taken.refused > 0 {
+            tracing::warn!(path = %path.display(), lines = taken.refused, "handed-over audit lines refused: not events `sealgate tools accept` writes");
             let mut e = event("handover_lines_refused");
-            e.insert("count".into(), serde_json::json!(bad));
+            e.insert("count".into(), serde_json::json!(taken.refused));
             self.append_event(e);
         }
         if let Err(e) = std::fs::remove_file(&path) {
-            tracing::error!(path = %path.display(), error = %e, "handed-over audit events could not be removed");
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::error!(path = %path.display(), error = %e, "handed-over audit events could not be removed");
+            }
         }
     }
 

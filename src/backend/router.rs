@@ -148,6 +148,11 @@ pub struct SyncReport {
 
 const UNSYNCED: u64 = u64::MAX;
 
+/// The most a backend's tool listing may hold, all pages together, as
+/// JSON (each page is bounded by the transport; 100 of them would be 1.6
+/// GiB held parsed).
+const MAX_LISTING_BYTES: usize = 16 * 1024 * 1024;
+
 impl Router {
     /// Lists and pins every backend's tools; fails on a backend that cannot
     /// be listed or a name offered by two backends.
@@ -253,6 +258,7 @@ impl Router {
     async fn list_tools(&self, slot: usize) -> Result<Vec<Value>, String> {
         let s = &self.slots[slot];
         let mut tools = Vec::new();
+        let mut total = 0usize;
         let mut cursor: Option<String> = None;
         for _ in 0..100 {
             let params = match &cursor {
@@ -271,6 +277,15 @@ impl Router {
                 .get("tools")
                 .and_then(Value::as_array)
                 .ok_or("tools/list result has no tools array")?;
+            for t in page {
+                total = total.saturating_add(crate::foreign::json_len(t));
+                if total > MAX_LISTING_BYTES {
+                    return Err(format!(
+                        "tools/list holds more than {} MiB of definitions in all pages together",
+                        MAX_LISTING_BYTES >> 20
+                    ));
+                }
+            }
             tools.extend(page.iter().cloned());
             cursor = result
                 .get("nextCursor")
@@ -662,3 +677,7 @@ async fn relist_on_schedule(router: std::sync::Weak<Router>, i: usize, every: Du
         router.relist(i).await;
     }
 }
+
+#[cfg(test)]
+#[path = "router/tests.rs"]
+mod tests;

@@ -576,7 +576,7 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
                         // Debug only: a child's stderr may echo argument
                         // values or secrets; an operator opts in with
                         // SEALGATE_LOG=sealgate::backend::stderr=debug.
-                        tracing::debug!(target: "sealgate::backend::stderr", backend = name, "{}", line.chars().take(1024).collect::<String>())
+                        tracing::debug!(target: "sealgate::backend::stderr", backend = name, "{}", crate::foreign::foreign(&line, 1024))
                     }
                     Err(_) => continue,
                 }

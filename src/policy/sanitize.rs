@@ -212,21 +212,7 @@ fn is_identifier_field(name: &str, rules: &Effective<'_>) -> bool {
         || name.ends_with("ID")
 }
 
-/// Bidirectional controls (Trojan Source, CVE-2021-42574) and other
-/// invisible format characters that change how text reads or hide text
-/// from a human reviewer while a model still reads it: Unicode tag
-/// characters (U+E0000–U+E007F, "ASCII smuggling"), soft hyphens, zero-width
-/// and invisible operators, the Mongolian vowel separator, interlinear
-/// annotations, and variation selectors beyond the basic block.
-pub(crate) fn is_bidi_or_invisible(c: char) -> bool {
-    matches!(c,
-        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
-        | '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}'
-        | '\u{00AD}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
-        | '\u{180E}' | '\u{3164}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}'
-        | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
-        | '\u{E0000}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}')
-}
+pub(crate) use crate::foreign::is_bidi_or_invisible;
 
 fn walk(
     v: &mut Value,

@@ -1,0 +1,145 @@
+//! The file sink against a failing fsync, a deleted, a truncated and a
+//! grown file: no line is ever written twice, and nothing is acknowledged
+//! that is not in the file at the path.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::FileSink;
+use crate::audit::config::AuditConfig;
+use crate::audit::writer::Sink;
+
+fn sink(dir: &Path, fsync: &str) -> (FileSink, PathBuf) {
+    let path = dir.join("audit.jsonl");
+    let text = format!(
+        "[[sink]]\nkind = \"file\"\npath = \"{}\"\nfsync = \"{fsync}\"\nfsync_interval_ms = 1\n",
+        path.display()
+    );
+    let config: AuditConfig = toml::from_str(&text).expect("config");
+    let (sink, _) = FileSink::open(&config.effective_sinks()[0]).expect("open");
+    (sink, path)
+}
+
+fn lines(n: std::ops::Range<u64>) -> Vec<Arc<str>> {
+    n.map(|i| Arc::from(format!("{{\"seq\":{i}}}"))).collect()
+}
+
+fn file_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn expect(n: std::ops::Range<u64>) -> Vec<String> {
+    lines(n).iter().map(|l| l.to_string()).collect()
+}
+
+/// The events the sink hands the writer, by name.
+fn events(sink: &mut FileSink) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    std::iter::from_fn(|| sink.tick()).take(16).collect()
+}
+
+#[test]
+fn a_failed_per_record_fsync_fails_the_record_and_never_writes_its_line_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut sink, path) = sink(dir.path(), "every_record");
+    sink.deliver(&lines(0..1)).expect("first");
+    sink.fail_fsync = true;
+    // Written, not durable: not delivered (the call is refused).
+    let (done, _) = sink.deliver(&lines(1..3)).expect_err("fsync failed");
+    assert_eq!(done, 0);
+    // The writer retries with its backlog: the line already in the file is
+    // not written again, and nothing is delivered while fsync fails.
+    assert!(sink.deliver(&lines(1..3)).is_err(), "fails closed");
+    sink.fail_fsync = false;
+    sink.deliver(&lines(1..3)).expect("fsync works again");
+    assert_eq!(file_lines(&path), expect(0..3));
+    let ev = events(&mut sink);
+    assert!(
+        ev.iter().any(|e| e["event"] == "audit_fsync_failed"),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn an_interval_fsync_failure_is_recorded_and_fails_closed_until_fsync_works() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut sink, path) = sink(dir.path(), "interval");
+    sink.deliver(&lines(0..2)).expect("written");
+    sink.fail_fsync = true;
+    let ev = events(&mut sink);
+    let failed: Vec<_> = ev
+        .iter()
+        .filter(|e| e["event"] == "audit_fsync_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{ev:?}");
+    assert_eq!(failed[0]["records_since_last_fsync"], 2);
+    // The records already answered may be lost: nothing more is
+    // acknowledged until an fsync succeeds.
+    assert_eq!(sink.deliver(&lines(2..3)).map_err(|(n, _)| n), Err(0));
+    sink.fail_fsync = false;
+    sink.deliver(&lines(2..3)).expect("fsync works again");
+    assert_eq!(file_lines(&path), expect(0..3));
+}
+
+#[test]
+fn a_deleted_file_gets_the_batch_it_swallowed_before_the_batch_is_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut sink, path) = sink(dir.path(), "interval");
+    sink.deliver(&lines(0..2)).expect("written");
+    std::fs::remove_file(&path).expect("delete");
+    sink.deliver(&lines(2..4)).expect("written");
+    assert_eq!(file_lines(&path), expect(2..4), "at the path, at once");
+    sink.deliver(&lines(4..5)).expect("written");
+    assert_eq!(file_lines(&path), expect(2..5));
+    let ev = events(&mut sink);
+    let reopened: Vec<_> = ev
+        .iter()
+        .filter(|e| e["event"] == "audit_file_reopened")
+        .collect();
+    assert_eq!(reopened.len(), 1, "{ev:?}");
+    assert_eq!(reopened[0]["cause"], "deleted");
+    assert_eq!(reopened[0]["records_rewritten"], 2);
+}
+
+#[test]
+fn a_truncated_or_grown_file_is_moved_aside_and_recorded_before_the_next_acknowledgement() {
+    for cause in ["truncated", "grown"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut sink, path) = sink(dir.path(), "interval");
+        sink.deliver(&lines(0..2)).expect("written");
+        let size = std::fs::metadata(&path).expect("meta").len();
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .expect("open");
+            match cause {
+                "truncated" => f.set_len(0).expect("truncate"),
+                _ => f.write_all(b"{\"seq\":99}\n").expect("append"),
+            }
+        }
+        sink.deliver(&lines(2..4)).expect("written");
+        assert_eq!(file_lines(&path), expect(2..4), "{cause}: a new file");
+        let ev = events(&mut sink);
+        let tampered: Vec<_> = ev
+            .iter()
+            .filter(|e| e["event"] == "audit_file_tampered")
+            .collect();
+        assert_eq!(tampered.len(), 1, "{cause}: {ev:?}");
+        assert_eq!(tampered[0]["cause"], cause);
+        // What the gateway had written, this batch included.
+        let batch: u64 = lines(2..4).iter().map(|l| l.len() as u64 + 1).sum();
+        assert_eq!(tampered[0]["expected_bytes"], size + batch);
+        let aside = PathBuf::from(tampered[0]["moved_to"].as_str().expect("moved_to"));
+        assert!(aside.exists(), "{cause}: the evidence is kept");
+        assert!(aside
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("audit.jsonl.") && n.ends_with(".tampered")));
+    }
+}

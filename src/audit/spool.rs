@@ -1,0 +1,332 @@
+//! A `spool` sink's spool: the lines it could not take yet, in order,
+//! re-sent once it is back.
+//!
+//! Spooling costs what is new, never the whole spool: lines are appended
+//! (and fsynced) to `sink-N.spool`, and how far the sink has taken them is
+//! a byte offset kept beside it in `sink-N.spool.offset` (replaced
+//! atomically, a few bytes). A failed retry reads one chunk and writes
+//! nothing; once everything is taken, the spool is cut to nothing. A lost
+//! or unreadable offset re-sends from the start (a collector may get a line
+//! twice, never miss one).
+
+use std::fs::File;
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::writer::Sink;
+
+/// Lines re-sent per delivery.
+const CHUNK: usize = 256;
+
+/// The longest line read back (a record is a few hundred bytes; the
+/// writer bounds what a backend controls).
+const MAX_LINE: u64 = 16 * 1024 * 1024;
+
+/// A spool file: lines a `spool` sink could not take yet, in order.
+pub(crate) struct Spool {
+    pub(crate) path: PathBuf,
+    /// Lines in the file not yet re-sent.
+    pub(crate) pending: u64,
+    /// Bytes of the file already taken by the sink.
+    offset: u64,
+}
+
+impl Spool {
+    /// Opens (or finds no) spool at `path`: reads the offset, counts the
+    /// lines after it, and cuts a torn last line (a crash mid-append: it
+    /// was never acknowledged).
+    pub(crate) fn open(path: PathBuf) -> io::Result<Spool> {
+        let mut spool = Spool {
+            path,
+            pending: 0,
+            offset: 0,
+        };
+        let mut f = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&spool.path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // No spool: an offset left without one must not apply to
+                // the next.
+                spool.save_offset()?;
+                return Ok(spool);
+            }
+            Err(e) => return Err(e),
+        };
+        let len = f.metadata()?.len();
+        spool.offset = spool.read_offset(&mut f, len);
+        if spool.offset == 0 {
+            // A stale offset (the spool was cut, then the gateway stopped)
+            // must not skip lines appended later.
+            spool.save_offset()?;
+        }
+        // Counted as a stream: a spool can be large after a long outage.
+        f.seek(SeekFrom::Start(spool.offset))?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut pos = spool.offset;
+        let mut end_of_last_line = spool.offset;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            for (i, &c) in buf[..n].iter().enumerate() {
+                if c == b'\n' {
+                    spool.pending += 1;
+                    end_of_last_line = pos + i as u64 + 1;
+                }
+            }
+            pos += n as u64;
+        }
+        if end_of_last_line < len {
+            tracing::warn!(spool = %spool.path.display(), bytes = len - end_of_last_line, "audit spool ended with a torn line (a crash mid-append); cut");
+            f.set_len(end_of_last_line)?;
+            f.sync_data()?;
+        }
+        Ok(spool)
+    }
+
+    fn offset_path(&self) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(".offset");
+        PathBuf::from(p)
+    }
+
+    /// The saved offset, if it is a line start inside the file; else 0.
+    fn read_offset(&self, f: &mut File, len: u64) -> u64 {
+        let saved = match std::fs::read_to_string(self.offset_path()) {
+            Ok(t) => t.trim().parse::<u64>().ok(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return 0,
+            Err(_) => None,
+        };
+        let at_line_start = |off: u64, f: &mut File| -> bool {
+            if off == 0 {
+                return true;
+            }
+            let mut b = [0u8; 1];
+            f.seek(SeekFrom::Start(off - 1)).is_ok()
+                && f.read_exact(&mut b).is_ok()
+                && b[0] == b'\n'
+        };
+        match saved {
+            Some(off) if off <= len && at_line_start(off, f) => off,
+            _ => {
+                tracing::warn!(spool = %self.path.display(), "audit spool offset unreadable: the spool is re-sent from its start");
+                0
+            }
+        }
+    }
+
+    /// Saves the offset (a few bytes, replaced atomically).
+    fn save_offset(&self) -> io::Result<()> {
+        let path = self.offset_path();
+        if self.offset == 0 {
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            };
+        }
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        {
+            let mut f = super::file::create_0600(&tmp)?;
+            f.write_all(format!("{}\n", self.offset).as_bytes())?;
+            f.sync_data()?;
+        }
+        std::fs::rename(&tmp, &path)
+    }
+
+    /// Appends `lines` and fsyncs: they are committed once this returns.
+    pub(crate) fn append(&mut self, lines: &[Arc<str>]) -> io::Result<()> {
+        let mut f = super::file::open_append(&self.path)?;
+        let mut buf = String::new();
+        for l in lines {
+            buf.push_str(l);
+            buf.push('\n');
+        }
+        let before = f.metadata()?.len();
+        if let Err(e) = f.write_all(buf.as_bytes()).and_then(|_| f.sync_data()) {
+            // Never half a line for the next append to glue onto.
+            let _ = f.set_len(before);
+            return Err(e);
+        }
+        self.pending += lines.len() as u64;
+        Ok(())
+    }
+
+    /// Re-sends the spooled lines through `sink`, in order, [`CHUNK`] at a
+    /// time from the offset (read as a stream: a long outage's spool is
+    /// never loaded whole, and a failed retry costs one chunk); the offset
+    /// moves past what the sink took, and the file is cut to nothing once
+    /// the sink took everything.
+    pub(crate) fn drain(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
+        let mut file = File::open(&self.path)?;
+        file.seek(SeekFrom::Start(self.offset))?;
+        let mut reader = io::BufReader::new(file);
+        let mut chunk: Vec<Arc<str>> = Vec::with_capacity(CHUNK);
+        let mut sizes: Vec<u64> = Vec::with_capacity(CHUNK);
+        let start = self.offset;
+        let mut result = Ok(());
+        let mut at_end = false;
+        while !at_end {
+            let mut line = Vec::new();
+            let n = (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line)?;
+            // The end, or a line still being appended / too long: stop.
+            if n == 0 || line.last() != Some(&b'\n') {
+                at_end = n == 0;
+                if n > 0 {
+                    result = Err(io::Error::other("audit spool holds a line without its end"));
+                }
+            } else {
+                line.pop();
+                let text = String::from_utf8_lossy(&line);
+                chunk.push(Arc::from(text.as_ref()));
+                sizes.push(n as u64);
+            }
+            if chunk.len() == CHUNK || (n == 0 || result.is_err()) && !chunk.is_empty() {
+                match sink.deliver(&chunk) {
+                    Ok(()) => {
+                        self.offset += sizes.iter().sum::<u64>();
+                        self.pending = self.pending.saturating_sub(chunk.len() as u64);
+                    }
+                    Err((taken, e)) => {
+                        let taken = taken.min(chunk.len());
+                        self.offset += sizes[..taken].iter().sum::<u64>();
+                        self.pending = self.pending.saturating_sub(taken as u64);
+                        result = Err(e);
+                    }
+                }
+                chunk.clear();
+                sizes.clear();
+            }
+            if result.is_err() {
+                break;
+            }
+        }
+        if at_end && result.is_ok() {
+            // Everything taken: the spool starts over, empty.
+            let f = std::fs::OpenOptions::new().write(true).open(&self.path)?;
+            f.set_len(0)?;
+            f.sync_data()?;
+            self.offset = 0;
+            self.pending = 0;
+            self.save_offset()?;
+        } else if self.offset != start {
+            self.save_offset()?;
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink that is away.
+    struct Away;
+
+    impl Sink for Away {
+        fn deliver(&mut self, _: &[Arc<str>]) -> Result<(), (usize, io::Error)> {
+            Err((0, io::Error::other("collector away")))
+        }
+    }
+
+    /// A sink that takes everything.
+    struct Back(Vec<String>);
+
+    impl Sink for Back {
+        fn deliver(&mut self, lines: &[Arc<str>]) -> Result<(), (usize, io::Error)> {
+            self.0.extend(lines.iter().map(|l| l.to_string()));
+            Ok(())
+        }
+    }
+
+    /// Bytes this thread passed to write(2) so far (Linux).
+    fn written_by_this_thread() -> u64 {
+        std::fs::read_to_string("/proc/thread-self/io")
+            .expect("/proc/thread-self/io")
+            .lines()
+            .find_map(|l| l.strip_prefix("wchar: "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("wchar")
+    }
+
+    fn line(i: usize) -> Arc<str> {
+        Arc::from(format!("{{\"seq\":{i},\"pad\":\"{}\"}}", "x".repeat(200)))
+    }
+
+    #[test]
+    fn a_long_outage_costs_each_retry_its_new_lines_not_a_rewrite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sink-1.spool");
+        let mut spool = Spool::open(path.clone()).expect("open");
+        // A long outage: 20,000 lines (about 4 MiB) spooled.
+        let lines: Vec<Arc<str>> = (0..20_000).map(line).collect();
+        for chunk in lines.chunks(1000) {
+            spool.append(chunk).expect("append");
+        }
+        // Then 50 more failed retries, each with one new line.
+        let before = written_by_this_thread();
+        for i in 0..50 {
+            assert!(spool.drain(&mut Away).is_err());
+            spool.append(&[line(20_000 + i)]).expect("append");
+        }
+        let written = written_by_this_thread() - before;
+        // The new lines and a little bookkeeping, never the spool again.
+        let new_lines: u64 = (0..50).map(|i| line(20_000 + i).len() as u64 + 1).sum();
+        assert!(
+            written < new_lines + 50 * 64,
+            "{written} bytes written for {new_lines} bytes of new lines"
+        );
+        // Once back, every line arrives once, in order, and the spool is
+        // empty.
+        let mut back = Back(Vec::new());
+        spool.drain(&mut back).expect("drain");
+        assert_eq!(back.0.len(), 20_050);
+        for (i, l) in back.0.iter().enumerate() {
+            assert_eq!(l.as_str(), &*line(i));
+        }
+        assert_eq!(spool.pending, 0);
+        let mut again = Back(Vec::new());
+        spool.drain(&mut again).expect("drain");
+        assert!(again.0.is_empty(), "nothing re-sent twice");
+        // Reopened (a restart), nothing is pending.
+        let reopened = Spool::open(path).expect("reopen");
+        assert_eq!(reopened.pending, 0);
+    }
+
+    #[test]
+    fn a_partial_delivery_resumes_after_what_was_taken_even_after_a_restart() {
+        struct Some3(Vec<String>);
+        impl Sink for Some3 {
+            fn deliver(&mut self, lines: &[Arc<str>]) -> Result<(), (usize, io::Error)> {
+                let n = lines.len().min(3);
+                self.0.extend(lines[..n].iter().map(|l| l.to_string()));
+                if n < lines.len() {
+                    return Err((n, io::Error::other("took three")));
+                }
+                Ok(())
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sink-1.spool");
+        let mut spool = Spool::open(path.clone()).expect("open");
+        let lines: Vec<Arc<str>> = (0..10).map(line).collect();
+        spool.append(&lines).expect("append");
+        let mut some = Some3(Vec::new());
+        assert!(spool.drain(&mut some).is_err());
+        assert_eq!(some.0.len(), 3);
+        assert_eq!(spool.pending, 7);
+        drop(spool);
+        let mut spool = Spool::open(path).expect("reopen");
+        assert_eq!(spool.pending, 7);
+        let mut back = Back(Vec::new());
+        spool.drain(&mut back).expect("drain");
+        let expected: Vec<String> = (3..10).map(|i| line(i).to_string()).collect();
+        assert_eq!(back.0, expected);
+    }
+}
