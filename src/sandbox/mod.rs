@@ -26,6 +26,7 @@
 //! holds no secret (it is visible in `ps`, like the backend's arguments).
 //! The backend's environment is the helper's, passed on untouched.
 
+pub mod access;
 mod landlock;
 pub mod namespaces;
 mod seccomp;
@@ -483,6 +484,9 @@ pub fn exec(spec_json: &str) -> SandboxError {
         },
         Err(e) => SandboxError::Spec(e.to_string()),
     };
+    // The caller (`sealgate sandbox-exec`) also writes it on stderr, whose
+    // last lines the gateway shows for a backend that did not start: after
+    // the report line (execv failed), stdout is no longer read as ours.
     report_line(&serde_json::json!({"error": error.to_string()}));
     error
 }
