@@ -116,6 +116,13 @@ pub async fn build(
     let router = Router::start(slots, audit.clone())
         .await
         .map_err(StartError::Backend)?;
+    // Each sandboxed backend's layers, in force and missing, on the record.
+    for slot in router.slots() {
+        if let Some(report) = slot.backend.sandbox() {
+            let ts = crate::audit::rfc3339_ms(crate::audit::unix_ms(std::time::SystemTime::now()));
+            audit.write_event(&report.audit_event(slot.backend.name(), &ts));
+        }
+    }
     let skew_ms = i64::try_from(config.envelope.clock_skew_secs)
         .unwrap_or(600)
         .saturating_mul(1000);

@@ -332,6 +332,51 @@ pub struct SandboxReport {
 }
 
 impl SandboxReport {
+    /// Each layer by name, in force or not: the
+    /// `sealgate_backend_sandbox_layers` rows and the `backend_sandbox`
+    /// audit event.
+    pub fn layers(&self) -> [(&'static str, bool); 8] {
+        [
+            ("rlimits", self.rlimits),
+            ("landlock_fs", self.landlock_fs),
+            ("landlock_net", self.landlock_net),
+            ("landlock_scopes", self.landlock_scopes),
+            ("seccomp", self.seccomp),
+            ("netns", self.netns),
+            ("mountns", self.mountns),
+            ("no_new_privs", self.no_new_privs),
+        ]
+    }
+
+    /// Whether a layer asked for is not in force (`best-effort` on a
+    /// kernel that lacks it).
+    pub fn degraded(&self) -> bool {
+        !self.missing.is_empty()
+    }
+
+    /// The `backend_sandbox` audit event: the layers in force and those
+    /// missing, with why, for `backend` at `ts` (RFC 3339).
+    pub fn audit_event(&self, backend: &str, ts: &str) -> serde_json::Value {
+        let on: Vec<&str> = self
+            .layers()
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| *name)
+            .collect();
+        serde_json::json!({
+            "ts": ts,
+            "event": "backend_sandbox",
+            "backend": backend,
+            "uid": self.uid,
+            "gid": self.gid,
+            "landlock_abi": self.landlock_abi,
+            "egress": self.egress.to_string(),
+            "layers": on,
+            "missing": self.missing,
+            "degraded": self.degraded(),
+        })
+    }
+
     /// One line for the log: `uid=… landlock=ABI 7 (fs, tcp, scopes) …`.
     pub fn summary(&self) -> String {
         let landlock = match self.landlock_abi {
