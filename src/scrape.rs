@@ -428,10 +428,7 @@ fn answer<B>(
                 text(
                     http::StatusCode::SERVICE_UNAVAILABLE,
                     PLAIN,
-                    format!(
-                        "not ready: {}\n{warnings}",
-                        crate::health::why_not(gateway)
-                    ),
+                    format!("not ready: {}\n{warnings}", crate::health::why_not(gateway)),
                 )
             }
         }

@@ -406,8 +406,13 @@ fn check_account_executes(
                 .gid
         }
     };
-    crate::sandbox::access::account_can_execute(program, found.uid.as_raw(), gid.as_raw())
-        .map_err(|why| fail(format!("its account {user:?} cannot execute its command: {why}")))
+    crate::sandbox::access::account_can_execute(program, found.uid.as_raw(), gid.as_raw()).map_err(
+        |why| {
+            fail(format!(
+                "its account {user:?} cannot execute its command: {why}"
+            ))
+        },
+    )
 }
 
 /// `command` as a path, or found on PATH; only an executable file counts.

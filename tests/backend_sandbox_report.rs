@@ -156,7 +156,10 @@ fn a_degraded_sandbox_shows_in_metrics_readyz_and_the_audit_file() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert!(layers.contains(&"seccomp") && layers.contains(&"landlock_fs"), "{e}");
+    assert!(
+        layers.contains(&"seccomp") && layers.contains(&"landlock_fs"),
+        "{e}"
+    );
     assert!(!layers.contains(&"netns"), "{e}");
     let missing = e["missing"].as_array().expect("missing");
     assert!(

@@ -451,7 +451,10 @@ mod address_tests {
         }
         assert!(ok("localhost", "127.0.0.1", false));
         assert!(ok("localhost", "::1", false));
-        assert!(!ok("localhost", "::7f00:1", false), "IPv4-compatible loopback");
+        assert!(
+            !ok("localhost", "::7f00:1", false),
+            "IPv4-compatible loopback"
+        );
         assert!(!ok("localhost", "10.0.0.1", false));
     }
 
@@ -508,7 +511,10 @@ mod address_tests {
         for (range, ip) in refused {
             let addr: std::net::IpAddr = ip.parse().expect(ip);
             assert!(!address_allowed(host, addr, false), "{range}: {ip}");
-            assert!(address_allowed(host, addr, true), "{range}: {ip} with egress_private");
+            assert!(
+                address_allowed(host, addr, true),
+                "{range}: {ip} with egress_private"
+            );
         }
         for ip in [
             "136.173.4.10",

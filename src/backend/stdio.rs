@@ -39,8 +39,8 @@ use super::{
 use crate::sandbox::{Egress, Enforcement, Limits, SandboxReport, SandboxSpec, REPORT_METHOD};
 
 mod stderr_tail;
-use stderr_tail::StderrTail;
 use crate::secrets::{SecretRef, Secrets};
+use stderr_tail::StderrTail;
 
 /// Longest line accepted from a child: one JSON-RPC message.
 const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -614,8 +614,8 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         let _ = tokio::time::timeout(STDERR_WAIT, stderr_done).await;
         let secrets: Vec<_> = spec
             .secret_env
-            .iter()
-            .filter_map(|(_, r)| shared.secrets.get(r))
+            .values()
+            .filter_map(|r| shared.secrets.get(r))
             .collect();
         return Err(format!("{failed}{}", tail.describe(&secrets)));
     }

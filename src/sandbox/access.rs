@@ -24,16 +24,26 @@ fn allowed(meta: &std::fs::Metadata, uid: u32, gid: u32, bit: u32) -> bool {
 
 /// `Ok` when `uid`/`gid` can execute `program` (a path); else what stops it.
 pub fn account_can_execute(program: &Path, uid: u32, gid: u32) -> Result<(), String> {
-    let real = std::fs::canonicalize(program)
-        .map_err(|e| format!("{}: {e}", program.display()))?;
+    let real = std::fs::canonicalize(program).map_err(|e| format!("{}: {e}", program.display()))?;
     let meta = std::fs::metadata(&real).map_err(|e| format!("{}: {e}", real.display()))?;
-    let mode = |m: &std::fs::Metadata| format!("mode {:o}, owner {}:{}", m.mode() & 0o7777, m.uid(), m.gid());
+    let mode = |m: &std::fs::Metadata| {
+        format!(
+            "mode {:o}, owner {}:{}",
+            m.mode() & 0o7777,
+            m.uid(),
+            m.gid()
+        )
+    };
     if uid == 0 {
         // Root searches every directory and runs a file with any x bit.
         return if meta.mode() & 0o111 != 0 {
             Ok(())
         } else {
-            Err(format!("{} is not executable ({})", real.display(), mode(&meta)))
+            Err(format!(
+                "{} is not executable ({})",
+                real.display(),
+                mode(&meta)
+            ))
         };
     }
     // The path as written and the file it leads to: both are walked.

@@ -45,8 +45,8 @@
 use std::collections::BTreeMap;
 
 use seccompiler::{
-    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
 };
 
 /// System calls refused whatever their arguments.
@@ -422,7 +422,11 @@ mod tests {
     /// Every filter's answer, the most restrictive winning as in the kernel.
     fn verdict(p: &Params, nr: i64, args: [u64; 6]) -> u32 {
         let arch = TargetArch::x86_64;
-        let progs = [no_x32(), clone3(arch).expect("clone3"), denylist(arch, p).expect("denylist")];
+        let progs = [
+            no_x32(),
+            clone3(arch).expect("clone3"),
+            denylist(arch, p).expect("denylist"),
+        ];
         progs
             .iter()
             .map(|prog| run(prog, X86_64, nr as u32, args))
@@ -438,7 +442,9 @@ mod tests {
     fn the_filters_compile_for_this_architecture() {
         let arch = TargetArch::try_from(std::env::consts::ARCH).expect("supported arch");
         for (same, scope) in [(false, false), (true, false), (true, true)] {
-            assert!(!denylist(arch, &params(same, scope)).expect("denylist").is_empty());
+            assert!(!denylist(arch, &params(same, scope))
+                .expect("denylist")
+                .is_empty());
         }
         assert!(!clone3(arch).expect("clone3").is_empty());
     }
@@ -446,7 +452,12 @@ mod tests {
     #[test]
     fn x32_system_calls_are_refused() {
         let p = params(false, true);
-        for nr in [libc::SYS_getpid, libc::SYS_kill, libc::SYS_ptrace, libc::SYS_unshare] {
+        for nr in [
+            libc::SYS_getpid,
+            libc::SYS_kill,
+            libc::SYS_ptrace,
+            libc::SYS_unshare,
+        ] {
             let x32 = nr | i64::from(X32_SYSCALL_BIT);
             assert_eq!(verdict(&p, x32, [0; 6]), EPERM, "x32 {nr}");
         }
@@ -468,7 +479,11 @@ mod tests {
             let p = params(same, scope);
             let kill = |target: i64| verdict(&p, libc::SYS_kill, [pid(target), 0, 0, 0, 0, 0]);
             for target in [g, -g, -1, -12345] {
-                assert_eq!(kill(target), EPERM, "kill({target}) same={same} scope={scope}");
+                assert_eq!(
+                    kill(target),
+                    EPERM,
+                    "kill({target}) same={same} scope={scope}"
+                );
             }
             // Garbage in the upper half of the register changes nothing:
             // the kernel reads a 32-bit pid_t.
@@ -485,7 +500,11 @@ mod tests {
                 libc::SYS_pidfd_open,
             ] {
                 assert_eq!(verdict(&p, nr, [pid(g), pid(g), 0, 0, 0, 0]), EPERM, "{nr}");
-                assert_eq!(verdict(&p, nr, [pid(own), pid(own), 0, 0, 0, 0]), ALLOW, "{nr}");
+                assert_eq!(
+                    verdict(&p, nr, [pid(own), pid(own), 0, 0, 0, 0]),
+                    ALLOW,
+                    "{nr}"
+                );
             }
         }
     }
@@ -505,9 +524,15 @@ mod tests {
         ] {
             assert_eq!(verdict(&p, nr, [4243, 4243, 0, 0, 0, 0]), EPERM, "{nr}");
         }
-        assert_eq!(verdict(&p, libc::SYS_pidfd_send_signal, [3, 15, 0, 0, 0, 0]), EPERM);
+        assert_eq!(
+            verdict(&p, libc::SYS_pidfd_send_signal, [3, 15, 0, 0, 0, 0]),
+            EPERM
+        );
         assert_eq!(verdict(&p, libc::SYS_fcntl, [3, 8, 4243, 0, 0, 0]), EPERM);
-        assert_eq!(verdict(&p, libc::SYS_fcntl, [3, 8, u64::from(OWN), 0, 0, 0]), ALLOW);
+        assert_eq!(
+            verdict(&p, libc::SYS_fcntl, [3, 8, u64::from(OWN), 0, 0, 0]),
+            ALLOW
+        );
         assert_eq!(verdict(&p, libc::SYS_fcntl, [3, 15, 0, 0, 0, 0]), EPERM);
         assert_eq!(verdict(&p, libc::SYS_fcntl, [3, 4, 0o4000, 0, 0, 0]), ALLOW);
         assert_eq!(verdict(&p, libc::SYS_ioctl, [3, 0x8901, 0, 0, 0, 0]), EPERM);
@@ -515,7 +540,10 @@ mod tests {
         // signal scope: its children may be signalled.
         for p in [params(false, false), params(true, true)] {
             assert_eq!(verdict(&p, libc::SYS_kill, [4243, 15, 0, 0, 0, 0]), ALLOW);
-            assert_eq!(verdict(&p, libc::SYS_pidfd_send_signal, [3, 15, 0, 0, 0, 0]), ALLOW);
+            assert_eq!(
+                verdict(&p, libc::SYS_pidfd_send_signal, [3, 15, 0, 0, 0, 0]),
+                ALLOW
+            );
         }
     }
 
@@ -523,7 +551,11 @@ mod tests {
     fn resource_limits_of_other_processes_are_refused() {
         for p in [params(false, true), params(true, false)] {
             let prlimit = |target: u64, new: u64| {
-                verdict(&p, libc::SYS_prlimit64, [target, libc::RLIMIT_FSIZE as u64, new, 0, 0, 0])
+                verdict(
+                    &p,
+                    libc::SYS_prlimit64,
+                    [target, libc::RLIMIT_FSIZE as u64, new, 0, 0, 0],
+                )
             };
             assert_eq!(prlimit(u64::from(GATEWAY), 0x7000), EPERM);
             assert_eq!(prlimit(4243, 0), EPERM);
@@ -541,12 +573,27 @@ mod tests {
             assert_eq!(verdict(&other, *nr, [0; 6]), ALLOW, "{nr}");
         }
         let g = u64::from(GATEWAY);
-        assert_eq!(verdict(&same, libc::SYS_sched_setaffinity, [g, 0, 0, 0, 0, 0]), EPERM);
+        assert_eq!(
+            verdict(&same, libc::SYS_sched_setaffinity, [g, 0, 0, 0, 0, 0]),
+            EPERM
+        );
         assert_eq!(verdict(&same, libc::SYS_sched_setaffinity, [0; 6]), ALLOW);
-        assert_eq!(verdict(&same, libc::SYS_setpriority, [0, g, 19, 0, 0, 0]), EPERM);
-        assert_eq!(verdict(&same, libc::SYS_setpriority, [2, 0, 19, 0, 0, 0]), EPERM);
-        assert_eq!(verdict(&same, libc::SYS_setpriority, [0, 0, 19, 0, 0, 0]), ALLOW);
-        assert_eq!(verdict(&same, libc::SYS_ioprio_set, [1, g, 0, 0, 0, 0]), EPERM);
+        assert_eq!(
+            verdict(&same, libc::SYS_setpriority, [0, g, 19, 0, 0, 0]),
+            EPERM
+        );
+        assert_eq!(
+            verdict(&same, libc::SYS_setpriority, [2, 0, 19, 0, 0, 0]),
+            EPERM
+        );
+        assert_eq!(
+            verdict(&same, libc::SYS_setpriority, [0, 0, 19, 0, 0, 0]),
+            ALLOW
+        );
+        assert_eq!(
+            verdict(&same, libc::SYS_ioprio_set, [1, g, 0, 0, 0, 0]),
+            EPERM
+        );
         // truncate(2) by path: refused where Landlock cannot (before ABI 3).
         assert_eq!(verdict(&same, libc::SYS_truncate, [0; 6]), EPERM);
         let handled = Params {

@@ -83,7 +83,10 @@ mod tests {
         assert!(shown.contains("token=[redacted]\\u{1b}[31m"), "{shown}");
         assert!(!shown.contains("line 4"), "{shown}");
         assert!(shown.contains("\"line 5\" | \"line 6\""), "{shown}");
-        assert!(shown.ends_with(&format!("{}…\"", "x".repeat(CHARS))), "{shown}");
+        assert!(
+            shown.ends_with(&format!("{}…\"", "x".repeat(CHARS))),
+            "{shown}"
+        );
         assert!(shown.len() < 6 * (CHARS + 8) + 40, "{}", shown.len());
     }
 }
