@@ -2,10 +2,13 @@
 //! attacker wants, with argument checks where a call is needed for the
 //! backend's own processes but not for the gateway's. Each fails with
 //! `EPERM` (the program sees an ordinary refusal and may carry on);
-//! everything else is allowed. A first filter refuses the x32 ABI (system
-//! call numbers with bit 30 set, which the architecture check alone lets
-//! through) and the second `clone3` (`ENOSYS`, whose flags seccomp cannot
-//! read, so the C library falls back to `clone`).
+//! everything else is allowed. A first filter works on the number alone:
+//! it refuses the x32 ABI (numbers with bit 30 set, which the architecture
+//! check alone lets through) and answers `ENOSYS` to every call newer than
+//! those this list was written against (new kernel surface stays closed
+//! until reviewed; the C library falls back as on an older kernel). The
+//! second answers `ENOSYS` to `clone3`, whose flags seccomp cannot read, so
+//! the C library falls back to `clone`.
 //!
 //! Denied whatever the arguments: tracing and reading other processes
 //! (`ptrace`, `process_vm_readv/writev`, `kcmp`, `pidfd_getfd`); new
@@ -16,7 +19,9 @@
 //! `syslog`, `iopl/ioperm`); large kernel attack surface (`bpf`,
 //! `perf_event_open`, `userfaultfd`, `io_uring_*`, the key retention
 //! service `keyctl`, `add_key`, `request_key`, `fanotify_init`,
-//! `open_by_handle_at`); leaving its process group (`setsid`, `setpgid`),
+//! `open_by_handle_at`); legacy calls (`modify_ldt`, `uselib`, `ustat`,
+//! `sysfs`, `_sysctl`, `vhangup`) and `personality` but its query; leaving
+//! its process group (`setsid`, `setpgid`),
 //! which the gateway ends whole; and, for `egress = "none"`, IPv4, IPv6 and
 //! packet sockets.
 //!
@@ -30,7 +35,7 @@
 //!
 //! A backend of the gateway's own account (or root) passes the kernel's
 //! permission checks on the gateway's processes and files, so for it, in
-//! addition: no `chmod`/`chown`/extended-attribute change of any file (no
+//! addition: no `chmod`/`chown`/extended-attribute/`chattr` flag change of any file (no
 //! measured backend needs one; Landlock has no right for them); no
 //! scheduling change (`sched_set*`, `setpriority`, `ioprio_set`) but of
 //! itself; no `truncate(2)` by path when Landlock cannot refuse it (ABI
@@ -105,7 +110,27 @@ const DENIED: &[i64] = &[
     libc::SYS_fanotify_init,
     libc::SYS_open_by_handle_at,
     libc::SYS_name_to_handle_at,
+    443, // quotactl_fd
+    467, // open_tree_attr
+    // Legacy calls no current program makes.
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_modify_ldt,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_uselib,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_ustat,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_sysfs,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS__sysctl,
+    libc::SYS_vhangup,
 ];
+
+/// The newest system call number this filter was written against (Linux
+/// 6.17, `file_setattr`). A newer one answers `ENOSYS`, as on an older
+/// kernel, so the C library falls back to what the filter knows: new
+/// kernel surface is not open to a backend before it has been reviewed.
+const NEWEST_KNOWN: u32 = 469;
 
 /// `clone` flags that create a namespace.
 const NAMESPACE_FLAGS: &[i32] = &[
@@ -140,7 +165,13 @@ const FILE_ATTRIBUTES: &[i64] = &[
     libc::SYS_fremovexattr,
     463, // setxattrat
     466, // removexattrat
+    469, // file_setattr
 ];
+
+/// `ioctl` requests that change a file's attribute flags (append-only,
+/// immutable: `chattr`), refused to a backend of the gateway's account.
+const FS_IOC_SETFLAGS: u64 = 0x4008_6602;
+const FS_IOC_FSSETXATTR: u64 = 0x401c_5820;
 
 /// `ioctl` requests that set a file's SIGIO owner (asm-generic/sockios.h).
 const FIOSETOWN: u64 = 0x8901;
@@ -254,20 +285,27 @@ fn denylist(arch: TargetArch, p: &Params) -> Result<BpfProgram, String> {
                 rule(vec![cond(1, SeccompCmpOp::Eq, F_SETOWN_EX)?])?,
             ],
         );
-        rules.insert(
-            libc::SYS_ioctl,
-            vec![
-                rule(vec![cond(1, SeccompCmpOp::Eq, FIOSETOWN)?])?,
-                rule(vec![cond(1, SeccompCmpOp::Eq, SIOCSPGRP)?])?,
-            ],
-        );
+        rules.entry(libc::SYS_ioctl).or_default().extend([
+            rule(vec![cond(1, SeccompCmpOp::Eq, FIOSETOWN)?])?,
+            rule(vec![cond(1, SeccompCmpOp::Eq, SIOCSPGRP)?])?,
+        ]);
     }
+    // personality(): only the query (0xffffffff); setting it could, for
+    // one, turn address space randomisation off for what it executes.
+    rules.insert(
+        libc::SYS_personality,
+        vec![rule(vec![cond(0, SeccompCmpOp::Ne, u64::from(u32::MAX))?])?],
+    );
     // prlimit64(pid, ...): only itself (0 or its own pid).
     rules.insert(libc::SYS_prlimit64, vec![pid_not_in(0, &[0, own])?]);
     if p.same_account {
         for nr in FILE_ATTRIBUTES {
             rules.insert(*nr, Vec::new());
         }
+        rules.entry(libc::SYS_ioctl).or_default().extend([
+            rule(vec![cond(1, SeccompCmpOp::Eq, FS_IOC_SETFLAGS)?])?,
+            rule(vec![cond(1, SeccompCmpOp::Eq, FS_IOC_FSSETXATTR)?])?,
+        ]);
         for nr in [
             libc::SYS_sched_setaffinity,
             libc::SYS_sched_setparam,
@@ -336,11 +374,13 @@ fn clone3(arch: TargetArch) -> Result<BpfProgram, String> {
 /// x86_64 numbers would let every one of them through.
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
-/// Refuses every x32 system call (EPERM); the architecture check of the
-/// other filters kills a process making i386 calls.
-fn no_x32() -> BpfProgram {
+/// By number alone: every x32 system call refused (EPERM; the
+/// architecture check of the other filters kills a process making i386
+/// calls), and every call newer than [`NEWEST_KNOWN`] answered `ENOSYS`.
+fn numbers() -> BpfProgram {
     const LD_W_ABS: u16 = 0x20;
     const JMP_JSET_K: u16 = 0x05 | 0x40;
+    const JMP_JGT_K: u16 = 0x05 | 0x20;
     const RET_K: u16 = 0x06;
     let op = |code, jt, jf, k| sock_filter { code, jt, jf, k };
     vec![
@@ -348,6 +388,8 @@ fn no_x32() -> BpfProgram {
         op(LD_W_ABS, 0, 0, 0),
         op(JMP_JSET_K, 0, 1, X32_SYSCALL_BIT),
         op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        op(JMP_JGT_K, 0, 1, NEWEST_KNOWN),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
         op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
     ]
 }
@@ -358,9 +400,7 @@ pub fn install(params: &Params) -> Result<(), String> {
         .map_err(|_| format!("no seccomp filter for {}", std::env::consts::ARCH))?;
     let deny = denylist(arch, params)?;
     let clone3 = clone3(arch)?;
-    if cfg!(target_arch = "x86_64") {
-        seccompiler::apply_filter(&no_x32()).map_err(|e| e.to_string())?;
-    }
+    seccompiler::apply_filter(&numbers()).map_err(|e| e.to_string())?;
     seccompiler::apply_filter(&clone3).map_err(|e| e.to_string())?;
     seccompiler::apply_filter(&deny).map_err(|e| e.to_string())
 }
@@ -423,7 +463,7 @@ mod tests {
     fn verdict(p: &Params, nr: i64, args: [u64; 6]) -> u32 {
         let arch = TargetArch::x86_64;
         let progs = [
-            no_x32(),
+            numbers(),
             clone3(arch).expect("clone3"),
             denylist(arch, p).expect("denylist"),
         ];
@@ -463,6 +503,18 @@ mod tests {
         }
         assert_eq!(verdict(&p, libc::SYS_getpid, [0; 6]), ALLOW);
         assert_eq!(verdict(&p, libc::SYS_ptrace, [0; 6]), EPERM);
+        // A call newer than the filter: ENOSYS, as on an older kernel.
+        let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+        assert_eq!(verdict(&p, i64::from(NEWEST_KNOWN) + 1, [0; 6]), enosys);
+        assert_eq!(verdict(&p, 600, [0; 6]), enosys);
+        assert_eq!(verdict(&p, 468, [0; 6]), ALLOW, "file_getattr");
+        // Legacy calls; personality() may only be queried.
+        for nr in [libc::SYS_modify_ldt, libc::SYS_uselib, libc::SYS_sysfs, 467] {
+            assert_eq!(verdict(&p, nr, [0; 6]), EPERM, "{nr}");
+        }
+        let personality = |arg: u64| verdict(&p, libc::SYS_personality, [arg, 0, 0, 0, 0, 0]);
+        assert_eq!(personality(0x0040000), EPERM, "ADDR_NO_RANDOMIZE");
+        assert_eq!(personality(0xffff_ffff), ALLOW);
         // An i386 call (int 0x80) does not have the x86_64 architecture.
         let deny = denylist(TargetArch::x86_64, &p).expect("denylist");
         assert_eq!(
@@ -603,5 +655,21 @@ mod tests {
         assert_eq!(verdict(&handled, libc::SYS_truncate, [0; 6]), ALLOW);
         assert_eq!(verdict(&other, libc::SYS_truncate, [0; 6]), ALLOW);
         assert_eq!(verdict(&same, libc::SYS_ftruncate, [0; 6]), ALLOW);
+        // chattr: append-only or immutable flags of a gateway file.
+        for request in [FS_IOC_SETFLAGS, FS_IOC_FSSETXATTR] {
+            assert_eq!(
+                verdict(&same, libc::SYS_ioctl, [3, request, 0, 0, 0, 0]),
+                EPERM
+            );
+            assert_eq!(
+                verdict(&other, libc::SYS_ioctl, [3, request, 0, 0, 0, 0]),
+                ALLOW
+            );
+        }
+        assert_eq!(
+            verdict(&same, libc::SYS_ioctl, [1, 0x5401, 0, 0, 0, 0]),
+            ALLOW,
+            "TCGETS"
+        );
     }
 }
