@@ -109,3 +109,24 @@ pub fn service(
     });
     service
 }
+
+/// Each sandboxed backend that runs with less isolation than configured
+/// (`best-effort` on a kernel that lacks a layer), with the layers
+/// missing: `/readyz` names them (the gateway still serves).
+pub fn sandbox_degraded(gateway: &Gateway) -> Vec<String> {
+    gateway
+        .router
+        .slots()
+        .iter()
+        .filter_map(|slot| {
+            let report = slot.backend.sandbox()?;
+            report.degraded().then(|| {
+                format!(
+                    "backend {:?} runs with less isolation than configured: {}",
+                    slot.backend.name(),
+                    report.missing.join("; ")
+                )
+            })
+        })
+        .collect()
+}

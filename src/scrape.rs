@@ -223,6 +223,48 @@ impl Collector for StateCollector {
             MetricType::Counter,
             &egress,
         )?;
+        // The sandbox of each stdio backend that has one, as its helper
+        // reported it at the child's last start.
+        let reports: Vec<_> = router
+            .slots()
+            .iter()
+            .zip(&names)
+            .filter_map(|(s, n)| Some((n, s.backend.sandbox()?)))
+            .collect();
+        let layers: Vec<_> = reports
+            .iter()
+            .flat_map(|(n, r)| {
+                r.layers().map(|(layer, on)| {
+                    (
+                        [("backend", n.as_str()), ("layer", layer)],
+                        ConstGauge::new(i64::from(on)),
+                    )
+                })
+            })
+            .collect();
+        rows(
+            &mut enc,
+            "backend_sandbox_layers",
+            "1 for each sandbox layer in force for a stdio backend's current process, 0 for one not in force (not asked for, or missing from the kernel)",
+            MetricType::Gauge,
+            &layers,
+        )?;
+        let degraded: Vec<_> = reports
+            .iter()
+            .map(|(n, r)| {
+                (
+                    [("backend", n.as_str())],
+                    ConstGauge::new(i64::from(r.degraded())),
+                )
+            })
+            .collect();
+        rows(
+            &mut enc,
+            "backend_sandbox_degraded",
+            "1 while a stdio backend runs with less isolation than configured (sandbox = \"best-effort\" and the kernel lacks a layer it asked for)",
+            MetricType::Gauge,
+            &degraded,
+        )?;
         single(
             &mut enc,
             "replay_cache_nonces",
@@ -374,13 +416,19 @@ fn answer<B>(
         ),
         "/healthz" => text(http::StatusCode::OK, PLAIN, "ok\n".into()),
         "/readyz" => {
+            // A degraded sandbox does not stop the gateway serving, but
+            // the probe's detail names it.
+            let warnings: String = crate::health::sandbox_degraded(gateway)
+                .iter()
+                .map(|w| format!("warning: {w}\n"))
+                .collect();
             if crate::health::serving(gateway) {
-                text(http::StatusCode::OK, PLAIN, "ready\n".into())
+                text(http::StatusCode::OK, PLAIN, format!("ready\n{warnings}"))
             } else {
                 text(
                     http::StatusCode::SERVICE_UNAVAILABLE,
                     PLAIN,
-                    format!("not ready: {}\n", crate::health::why_not(gateway)),
+                    format!("not ready: {}\n{warnings}", crate::health::why_not(gateway)),
                 )
             }
         }

@@ -116,6 +116,13 @@ pub async fn build(
     let router = Router::start(slots, audit.clone())
         .await
         .map_err(StartError::Backend)?;
+    // Each sandboxed backend's layers, in force and missing, on the record.
+    for slot in router.slots() {
+        if let Some(report) = slot.backend.sandbox() {
+            let ts = crate::audit::rfc3339_ms(crate::audit::unix_ms(std::time::SystemTime::now()));
+            audit.write_event(&report.audit_event(slot.backend.name(), &ts));
+        }
+    }
     let skew_ms = i64::try_from(config.envelope.clock_skew_secs)
         .unwrap_or(600)
         .saturating_mul(1000);
@@ -352,6 +359,7 @@ pub async fn check(config: &Config) -> Result<Vec<String>, StartError> {
             name,
             command,
             user,
+            group,
             ..
         } = b
         {
@@ -365,10 +373,46 @@ pub async fn check(config: &Config) -> Result<Vec<String>, StartError> {
                     "backend {name:?}: command {command:?} is not an executable file (nor on PATH)"
                 ))
             })?;
+            if let Some(u) = user {
+                check_account_executes(name, u, group.as_deref(), &found)?;
+            }
             done.push(format!("backend {name:?}: {}", found.display()));
         }
     }
     Ok(done)
+}
+
+/// `check-config`: the backend's account (its user and group, as the
+/// backend would run) can execute `program`: a command under a private
+/// directory (a pyenv shim under /root) is named here, not as a backend
+/// that does not initialize.
+fn check_account_executes(
+    name: &str,
+    user: &str,
+    group: Option<&str>,
+    program: &std::path::Path,
+) -> Result<(), StartError> {
+    use nix::unistd::{Group, User};
+    let fail = |what: String| StartError::Backend(format!("backend {name:?}: {what}"));
+    let found = User::from_name(user)
+        .map_err(|e| fail(format!("cannot look up user {user:?}: {e}")))?
+        .ok_or_else(|| fail(format!("no account named {user:?} on this host")))?;
+    let gid = match group {
+        None => found.gid,
+        Some(g) => {
+            Group::from_name(g)
+                .map_err(|e| fail(format!("cannot look up group {g:?}: {e}")))?
+                .ok_or_else(|| fail(format!("no group named {g:?} on this host")))?
+                .gid
+        }
+    };
+    crate::sandbox::access::account_can_execute(program, found.uid.as_raw(), gid.as_raw()).map_err(
+        |why| {
+            fail(format!(
+                "its account {user:?} cannot execute its command: {why}"
+            ))
+        },
+    )
 }
 
 /// `command` as a path, or found on PATH; only an executable file counts.

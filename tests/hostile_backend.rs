@@ -351,6 +351,86 @@ async fn the_sandbox_alone_confines_a_backend_of_the_gateway_s_own_user() {
     );
 }
 
+/// A thread id of the gateway other than its pid (`kill(tid)` signals the
+/// whole gateway, and no filter can list them in advance): this test's
+/// own thread, which lives as long as the test.
+fn gateway_thread() -> i32 {
+    nix::unistd::gettid().as_raw()
+}
+
+/// A backend of the gateway's own account (root here) tries what the
+/// kernel's permission checks would let it do to the gateway: signal a
+/// gateway thread or its process group, lower its file size limit (its
+/// next audit write would raise SIGXFSZ), renice it, change a gateway
+/// file's mode or truncate it, and make x32 system calls the filter does
+/// not see. Every attempt is harmless if it succeeds (signal 0, values set
+/// to what they are), and every one is refused.
+#[tokio::test]
+async fn a_backend_of_the_gateway_s_account_cannot_signal_limit_or_chmod_the_gateway() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .expect("lookup")
+        .expect("own account")
+        .name;
+    let gw = hostile_gateway_with(
+        dir.path(),
+        &format!("user = \"{me}\"\nsandbox = \"required\"\n"),
+        "",
+    )
+    .await;
+    let sandbox = sandbox_of(&gw).expect("sandboxed");
+    assert!(sandbox.seccomp && sandbox.landlock_fs, "required");
+    let file = gw.path("gateway.signing.key");
+    let mode_before = std::fs::metadata(&file).expect("key").permissions().mode();
+    let fsize_before = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE)
+        .expect("getrlimit");
+    let (_l, port) = listener();
+    let o = attack_with(
+        &gw,
+        dir.path(),
+        port,
+        json!({"gateway": {
+            "pid": std::process::id(),
+            "pgid": nix::unistd::getpgrp().as_raw(),
+            "tids": [gateway_thread()],
+            "file": file,
+        }}),
+    )
+    .await;
+    let at = |k: &str| outcome_of(&o, k);
+    for k in [
+        "kill gateway thread",
+        "tkill gateway thread",
+        "tgkill gateway",
+        "kill gateway group",
+        "kill everyone",
+        "pidfd_open gateway",
+        "x32 syscall",
+        "prlimit gateway",
+        "setpriority gateway",
+        "chmod gateway file",
+    ] {
+        assert_eq!(at(k), "EPERM", "{k}");
+    }
+    // Landlock from ABI 3 (EACCES), else seccomp (EPERM).
+    let truncate = at("truncate gateway file");
+    assert!(truncate == "EACCES" || truncate == "EPERM", "{truncate}");
+    // The gateway is unharmed and still serves.
+    assert_eq!(
+        std::fs::metadata(&file).expect("key").permissions().mode(),
+        mode_before
+    );
+    assert_eq!(
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE)
+            .expect("getrlimit"),
+        fsize_before
+    );
+    let ops = gw.client(&gw.ops).await;
+    ops.call_tool("h_noop", json!({}))
+        .await
+        .expect("the gateway still serves");
+}
+
 /// A socket of the host's under /run, open to every account (as the
 /// system bus is), that a sandboxed backend must not reach; removed on drop.
 struct RunSocket {

@@ -114,30 +114,70 @@ pub fn address_allowed(host: &str, ip: std::net::IpAddr, allow_private: bool) ->
         return host == "localhost";
     }
     match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-                || (a == 192 && b == 0 && v4.octets()[2] == 0)
-                || (a == 198 && (b == 18 || b == 19))
-                || a >= 240)
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            !(v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8
-                || first == 0x0064 && v6.segments()[1] == 0xff9b)
-        }
+        IpAddr::V4(v4) => v4_public(v4),
+        IpAddr::V6(v6) => v6_public(v6),
     }
+}
+
+/// An IPv4 address reachable on the public internet: none of the special
+/// purpose ranges (RFC 6890 and its updates).
+fn v4_public(v4: std::net::Ipv4Addr) -> bool {
+    let [a, b, c, _] = v4.octets();
+    !(v4.is_private()
+        || v4.is_loopback()
+        || v4.is_link_local()
+        || v4.is_unspecified()
+        || v4.is_multicast()
+        || v4.is_broadcast()
+        || v4.is_documentation()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b))
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 192 && b == 88 && c == 99)
+        || (a == 198 && (b == 18 || b == 19))
+        || a >= 240)
+}
+
+/// An IPv6 address reachable on the public internet. An address that
+/// carries an IPv4 address (6to4, well-known NAT64) is judged by it; the
+/// deprecated and tunnelling forms (IPv4-compatible `::a.b.c.d`,
+/// site-local, Teredo and the other IETF protocol assignments of
+/// 2001::/23, local-use NAT64) are refused whatever they carry.
+fn v6_public(v6: std::net::Ipv6Addr) -> bool {
+    let s = v6.segments();
+    let embedded = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        std::net::Ipv4Addr::new(a, b, c, d)
+    };
+    if s[0] == 0x2002 {
+        // 6to4: 2002:aabb:ccdd::/48 stands for a.b.c.d.
+        return v4_public(embedded(s[1], s[2]));
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        // Well-known NAT64 prefix 64:ff9b::/96.
+        return v4_public(embedded(s[6], s[7]));
+    }
+    !(v6.is_unspecified()
+        || v6.is_loopback()
+        || v6.is_multicast()
+        // ::/64 but the IPv4-mapped addresses unwrapped above:
+        // IPv4-compatible (deprecated), IPv4-translated ::ffff:0:0/96.
+        || s[..4] == [0, 0, 0, 0]
+        // 64:ff9b:1::/48 local-use NAT64, and the rest of 64:ff9b::/32.
+        || (s[0] == 0x64 && s[1] == 0xff9b)
+        // 100::/64 discard-only.
+        || s[..4] == [0x100, 0, 0, 0]
+        // 2001::/23 IETF protocol assignments: Teredo 2001::/32,
+        // benchmarking, ORCHID, …
+        || (s[0] == 0x2001 && s[1] < 0x200)
+        // 2001:db8::/32 and 3fff::/20 documentation.
+        || (s[0] == 0x2001 && s[1] == 0x0db8)
+        || (s[0] == 0x3fff && s[1] < 0x1000)
+        // fc00::/7 unique local, fe80::/10 link-local, fec0::/10 site-local.
+        || (s[0] & 0xfe00) == 0xfc00
+        || (s[0] & 0xffc0) == 0xfe80
+        || (s[0] & 0xffc0) == 0xfec0)
 }
 
 impl Drop for Relay {
@@ -411,6 +451,82 @@ mod address_tests {
         }
         assert!(ok("localhost", "127.0.0.1", false));
         assert!(ok("localhost", "::1", false));
+        assert!(
+            !ok("localhost", "::7f00:1", false),
+            "IPv4-compatible loopback"
+        );
         assert!(!ok("localhost", "10.0.0.1", false));
+    }
+
+    /// Each special-purpose range, IPv6 forms that carry an IPv4 address
+    /// included: refused without `egress_private`, allowed with it.
+    #[test]
+    fn every_special_purpose_range_is_refused() {
+        let host = "data.europarl.europa.eu";
+        let refused = [
+            // IPv4
+            ("0.0.0.0/8", "0.1.2.3"),
+            ("10/8", "10.255.0.1"),
+            ("100.64/10", "100.127.255.254"),
+            ("127/8", "127.8.8.8"),
+            ("169.254/16", "169.254.0.1"),
+            ("172.16/12", "172.31.0.1"),
+            ("192.0.0/24", "192.0.0.9"),
+            ("192.0.2/24 documentation", "192.0.2.200"),
+            ("192.88.99/24 6to4 relay", "192.88.99.1"),
+            ("192.168/16", "192.168.0.1"),
+            ("198.18/15 benchmarking", "198.19.255.1"),
+            ("198.51.100/24 documentation", "198.51.100.7"),
+            ("203.0.113/24 documentation", "203.0.113.7"),
+            ("multicast", "239.255.255.250"),
+            ("240/4 reserved", "250.1.1.1"),
+            ("broadcast", "255.255.255.255"),
+            // IPv6
+            ("::1", "::1"),
+            ("::", "::"),
+            ("IPv4-compatible private", "::10.0.0.1"),
+            ("IPv4-compatible public", "::8.8.8.8"),
+            ("IPv4-mapped private", "::ffff:10.0.0.1"),
+            ("IPv4-mapped metadata", "::ffff:169.254.169.254"),
+            ("IPv4-translated", "::ffff:0:10.0.0.1"),
+            ("NAT64 private", "64:ff9b::10.0.0.1"),
+            ("NAT64 metadata", "64:ff9b::a9fe:a9fe"),
+            ("NAT64 local-use", "64:ff9b:1::8.8.8.8"),
+            ("discard-only", "100::1"),
+            ("Teredo", "2001:0:4136:e378:8000:63bf:3fff:fdd2"),
+            ("benchmarking", "2001:2::1"),
+            ("ORCHIDv2", "2001:20::1"),
+            ("documentation", "2001:db8::1"),
+            ("documentation 3fff::/20", "3fff:fff::1"),
+            ("6to4 private", "2002:0a00:0001::1"),
+            ("6to4 loopback", "2002:7f00:0001::1"),
+            ("6to4 metadata", "2002:a9fe:a9fe::1"),
+            ("unique local", "fd12:3456::1"),
+            ("unique local fc", "fc00::1"),
+            ("link-local", "fe80::1"),
+            ("site-local", "fec0::1"),
+            ("site-local high", "feff::1"),
+            ("multicast", "ff02::1"),
+        ];
+        for (range, ip) in refused {
+            let addr: std::net::IpAddr = ip.parse().expect(ip);
+            assert!(!address_allowed(host, addr, false), "{range}: {ip}");
+            assert!(
+                address_allowed(host, addr, true),
+                "{range}: {ip} with egress_private"
+            );
+        }
+        for ip in [
+            "136.173.4.10",
+            "8.8.8.8",
+            "2a00:1450:4001::200e",
+            "2606:4700::1111",
+            // 6to4 and NAT64 of a public address.
+            "2002:0808:0808::1",
+            "64:ff9b::8.8.8.8",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(address_allowed(host, ip.parse().expect(ip), false), "{ip}");
+        }
     }
 }

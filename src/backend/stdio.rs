@@ -37,10 +37,16 @@ use super::{
     BackendError, Reply,
 };
 use crate::sandbox::{Egress, Enforcement, Limits, SandboxReport, SandboxSpec, REPORT_METHOD};
+
+mod stderr_tail;
 use crate::secrets::{SecretRef, Secrets};
+use stderr_tail::StderrTail;
 
 /// Longest line accepted from a child: one JSON-RPC message.
 const MAX_LINE: usize = 16 * 1024 * 1024;
+/// How long a child that failed to start is given to finish writing its
+/// stderr before the start error is written.
+const STDERR_WAIT: Duration = Duration::from_secs(2);
 /// How long a call waits for a restarting child before it fails.
 const READY_WAIT: Duration = Duration::from_secs(10);
 /// First wait before a restart; doubled after each failed one.
@@ -565,14 +571,18 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
             conn.fail_all();
         });
     }
-    // Stderr: to the gateway's log, bounded per line.
-    {
+    // Stderr: to the gateway's log, bounded per line; its last lines are
+    // kept to name why the child could not start.
+    let tail = StderrTail::default();
+    let stderr_done = {
         let name = shared.name.clone();
+        let tail = tail.clone();
         tokio::spawn(async move {
             let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(8 * 1024));
             while let Some(line) = lines.next().await {
                 match line {
                     Ok(line) => {
+                        tail.push(&line);
                         // Debug only: a child's stderr may echo argument
                         // values or secrets; an operator opts in with
                         // SEALGATE_LOG=sealgate::backend::stderr=debug.
@@ -581,8 +591,8 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
                     Err(_) => continue,
                 }
             }
-        });
-    }
+        })
+    };
 
     let init = call(
         &conn,
@@ -592,10 +602,22 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         spec.init_timeout,
     )
     .await;
-    match init {
-        Ok(Reply::Result(r)) if r.get("protocolVersion").is_some_and(Value::is_string) => {}
-        Ok(_) => return Err("the backend refused initialize".into()),
-        Err(e) => return Err(format!("initialize failed: {e}")),
+    let failed = match init {
+        Ok(Reply::Result(r)) if r.get("protocolVersion").is_some_and(Value::is_string) => None,
+        Ok(_) => Some("the backend refused initialize".to_string()),
+        Err(e) => Some(format!("initialize failed: {e}")),
+    };
+    if let Some(failed) = failed {
+        // Its last words: end it, read what it wrote before (bounded).
+        kill_group(pid);
+        let _ = child.start_kill();
+        let _ = tokio::time::timeout(STDERR_WAIT, stderr_done).await;
+        let secrets: Vec<_> = spec
+            .secret_env
+            .values()
+            .filter_map(|r| shared.secrets.get(r))
+            .collect();
+        return Err(format!("{failed}{}", tail.describe(&secrets)));
     }
     conn.tx
         .send(initialized_notification().to_string())

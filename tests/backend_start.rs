@@ -1,0 +1,151 @@
+//! A stdio backend that cannot start says why: the start error carries the
+//! sandbox helper's own error and the child's last stderr lines (bounded,
+//! escaped, its secrets redacted), and `check-config` names a command the
+//! backend's account cannot execute before the gateway is started.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use common::cli::sealgate;
+use common::services::free_port;
+use common::*;
+
+fn root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn chmod(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// An executable script in a directory only its owner may enter (as a
+/// pyenv shim under /root): `<dir>/private/server`.
+fn command_in_private_directory(dir: &Path) -> PathBuf {
+    chmod(dir, 0o755);
+    let private = dir.join("private");
+    std::fs::create_dir(&private).expect("mkdir");
+    chmod(&private, 0o700);
+    let server = private.join("server");
+    std::fs::write(&server, "#!/bin/sh\nexec /usr/bin/python3 \"$@\"\n").expect("script");
+    chmod(&server, 0o755);
+    server
+}
+
+/// `user = "nobody"` and a command in a 0700 directory of another
+/// account: the helper cannot execute it, and the start error says so
+/// (before: "initialize failed: the backend is unavailable" alone).
+#[tokio::test]
+async fn a_command_its_account_cannot_execute_is_named_in_the_start_error() {
+    if !root() {
+        println!("SKIPPED: switching a backend to nobody needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = command_in_private_directory(dir.path());
+    let err = match TestGateway::try_start_with(Options {
+        config_extra: format!(
+            "[[backend]]\nname = \"shim\"\nkind = \"stdio\"\ncommand = \"{}\"\nuser = \"nobody\"\ninit_timeout_secs = 10\n",
+            server.display()
+        ),
+        ..Default::default()
+    })
+    .await
+    {
+        Ok(_) => panic!("the backend started"),
+        Err(e) => e,
+    };
+    println!("start error: {err}");
+    assert!(err.contains("backend \"shim\": initialize failed"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "its last stderr lines: \"error: cannot execute {}: EACCES",
+            server.display()
+        )),
+        "{err}"
+    );
+}
+
+/// A backend whose interpreter fails at start: its last stderr lines are
+/// in the start error, bounded, one line each, its secret redacted.
+#[tokio::test]
+async fn a_backend_that_fails_to_start_shows_its_last_stderr_lines_without_its_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("token");
+    std::fs::write(&secret, "tok-4f9a7c1e-very-secret\n").expect("secret");
+    chmod(&secret, 0o600);
+    let account = if root() {
+        "user = \"nobody\"\n".to_string()
+    } else {
+        String::new()
+    };
+    let script = "echo 'starting' >&2; echo \"using token $API_TOKEN\" >&2; \
+                  printf 'bell\\a and escape \\033[31m\\n' >&2; \
+                  echo 'ModuleNotFoundError: No module named mcp' >&2; exit 3";
+    let err = match TestGateway::try_start_with(Options {
+        config_extra: format!(
+            "[[backend]]\nname = \"broken\"\nkind = \"stdio\"\ncommand = \"/bin/sh\"\nargs = [\"-c\", {script:?}]\n{account}\
+             secret_env = {{ API_TOKEN = \"file:{}\" }}\ninit_timeout_secs = 10\n",
+            secret.display()
+        ),
+        ..Default::default()
+    })
+    .await
+    {
+        Ok(_) => panic!("the backend started"),
+        Err(e) => e,
+    };
+    println!("start error: {err}");
+    assert!(
+        err.contains(
+            "its last stderr lines: \"starting\" | \"using token [redacted]\" | \"bell\\u{7} and escape \\u{1b}[31m\" | \"ModuleNotFoundError: No module named mcp\""
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("very-secret"), "{err}");
+    assert!(!err.contains('\n'), "one line: {err}");
+}
+
+/// `check-config` with a backend whose account cannot reach its command:
+/// exit 1, naming the directory that stops it (before: "the gateway would
+/// start").
+#[test]
+fn check_config_names_a_command_its_account_cannot_execute() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let listen = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let config = sealgate::dev::setup(&d.join("dev"), Some(listen)).expect("dev setup");
+    let path = config.to_str().expect("utf-8 path");
+    chmod(d, 0o755);
+    let server = command_in_private_directory(&d.join("dev"));
+    let original = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        format!(
+            "{original}\n[[backend]]\nname = \"shim\"\nkind = \"stdio\"\ncommand = \"{}\"\nuser = \"nobody\"\n",
+            server.display()
+        ),
+    )
+    .expect("config");
+    let out = sealgate(d, &["check-config", path]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!("{err}");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        err.contains(&format!(
+            "backend \"shim\": its account \"nobody\" cannot execute its command: {} is not searchable by uid 65534",
+            server.parent().expect("parent").display()
+        )),
+        "{err}"
+    );
+    // Made reachable, it passes.
+    chmod(server.parent().expect("parent"), 0o711);
+    let out = sealgate(d, &["check-config", path]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
