@@ -546,7 +546,7 @@ struct SourceState {
 pub struct Anomaly {
     config: AnomalyConfig,
     identities: Mutex<HashMap<String, IdentityState>>,
-    sources: Mutex<HashMap<IpAddr, SourceState>>,
+    sources: Mutex<sources::SourceTable>,
     audit: Arc<AuditLog>,
     /// The shared state store, when replicas share one: every restriction
     /// imposed here is published to it, and local ones are re-checked
@@ -563,7 +563,7 @@ impl Anomaly {
         Anomaly {
             config,
             identities: Mutex::new(HashMap::new()),
-            sources: Mutex::new(HashMap::new()),
+            sources: Mutex::new(sources::SourceTable::default()),
             audit,
             shared: std::sync::OnceLock::new(),
         }
@@ -678,12 +678,7 @@ impl Anomaly {
                 if !map.contains_key(&key) && map.len() >= self.config.max_sources {
                     return true;
                 }
-                let state = map.entry(key).or_insert(SourceState {
-                    window_start_ms: now_ms,
-                    failures: 0,
-                    last_ms: now_ms,
-                    block: None,
-                });
+                let state = map.get_or_insert(key, now_ms);
                 let mirrored = state.block.as_ref().is_none_or(|l| l.mirrored);
                 state.block = Some(Imposed {
                     detector: "source_failures",
@@ -988,29 +983,13 @@ impl Anomaly {
         }
         let source = source_key(source);
         let mut map = lock(&self.sources);
-        if !map.contains_key(&source) && map.len() >= self.config.max_sources {
-            // Full: forget the least recently seen unblocked source, so a
-            // new one is always tracked (an attacker cannot fill the table
-            // to switch the detector off).
-            let victim = map
-                .iter()
-                .filter(|(_, s)| s.block.is_none())
-                .min_by_key(|(_, s)| s.last_ms)
-                .map(|(ip, _)| *ip);
-            match victim {
-                Some(ip) => {
-                    map.remove(&ip);
-                }
-                None => return false,
-            }
+        // Full: forget the least recently seen unblocked source, so a new
+        // one is always tracked (an attacker cannot fill the table to switch
+        // the detector off), in a bounded number of steps.
+        if !map.contains_key(&source) && !map.make_room(self.config.max_sources) {
+            return false;
         }
-        let state = map.entry(source).or_insert(SourceState {
-            window_start_ms: now_ms,
-            failures: 0,
-            last_ms: now_ms,
-            block: None,
-        });
-        state.last_ms = now_ms;
+        let state = map.seen(source, now_ms);
         if state.block.is_some() {
             return true;
         }
@@ -1317,6 +1296,8 @@ fn restriction(
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+mod sources;
 
 #[cfg(test)]
 mod tests;
