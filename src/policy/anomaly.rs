@@ -721,6 +721,21 @@ impl Anomaly {
             .is_some_and(|b| b.until_ms.is_none_or(|u| now_ms < u))
     }
 
+    /// A block of `client_id` held here and not ended, however old its
+    /// last check against the shared store: what holds when that check
+    /// cannot be made. Returns its detector and end.
+    pub fn blocked_here(
+        &self,
+        client_id: &str,
+        now_ms: i64,
+    ) -> Option<(&'static str, Option<i64>)> {
+        lock(&self.identities)
+            .get(client_id)
+            .and_then(|s| s.block.as_ref())
+            .filter(|b| b.until_ms.is_none_or(|u| now_ms < u))
+            .map(|b| (b.detector, b.until_ms))
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &AnomalyConfig {
         &self.config

@@ -270,6 +270,9 @@ pub struct SharedState {
     /// Replay state while the store is away with `on_failure = "local"`;
     /// written back to the store before the replica turns back to it.
     local: MemoryReplayStore,
+    /// Nonces the store accepted through this replica within the window:
+    /// a replay of one to this replica in local fallback is refused too.
+    recent: MemoryReplayStore,
     /// Held (shared) by each decision on local state, and (exclusively) by
     /// the turn back to the store, so no nonce accepted locally is missed
     /// by the write-back.
@@ -353,6 +356,7 @@ impl SharedState {
             retention_ms,
             throttle: gcra_args(setup.throttle),
             local: MemoryReplayStore::new(setup.skew_ms, setup.replay_capacity_per_client),
+            recent: MemoryReplayStore::new(setup.skew_ms, setup.replay_capacity_per_client),
             switching: tokio::sync::RwLock::new(()),
             pending: Mutex::new(std::collections::VecDeque::new()),
             wake: Arc::new(tokio::sync::Notify::new()),
@@ -624,12 +628,21 @@ impl SharedState {
                 .await
             {
                 Ok((verdict, unblocked)) => {
-                    return self.apply(client, verdict, unblocked, now_ms, anomaly)
+                    if verdict == Verdict::Accepted {
+                        // Kept for the local fallback (full: that client is
+                        // refused there until some expire).
+                        let _ = self.recent.check_and_record(&client.id, env, now_ms);
+                    }
+                    return self.apply(client, verdict, unblocked, now_ms, anomaly);
                 }
                 // Not a failure of the store: nothing to fall back on.
                 Err(StoreError::Protocol) => return Err(unavailable()),
                 Err(_) => {}
             }
+        }
+        // A block held here holds whatever the store would have said.
+        if let Some((detector, until_ms)) = anomaly.blocked_here(client.id.as_str(), now_ms) {
+            return Err(crate::error::identity_blocked(detector, until_ms));
         }
         match self.on_own(&client.id, env, now_ms).await {
             Some(decided) => decided,
@@ -758,9 +771,12 @@ impl SharedState {
                     return None;
                 }
                 self.metrics.local_decisions.inc();
+                // What the store accepted through this replica first, then
+                // what this replica accepted on its own.
                 Some(
-                    self.local
+                    self.recent
                         .check_and_record(client, env, now_ms)
+                        .and_then(|()| self.local.check_and_record(client, env, now_ms))
                         .map_err(Denial::from),
                 )
             }

@@ -56,10 +56,7 @@ impl SourceTable {
     /// (its `last_ms` set to `now_ms`).
     pub(super) fn seen(&mut self, key: IpAddr, now_ms: i64) -> &mut SourceState {
         let seq = self.stamp();
-        let entry = self
-            .map
-            .entry(key)
-            .or_insert_with(|| (fresh(now_ms), 0));
+        let entry = self.map.entry(key).or_insert_with(|| (fresh(now_ms), 0));
         if entry.1 != 0 {
             self.order.remove(&entry.1);
         }

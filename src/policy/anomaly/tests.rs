@@ -676,7 +676,10 @@ fn making_room_in_a_full_source_table_takes_a_bounded_number_of_steps() {
     assert_eq!(lock(&a.sources).len(), 4_096, "still bounded");
     // Every blocked source is still held.
     for i in (0..4_096u32).step_by(4) {
-        assert!(a.source_blocked(ip(i), T0 + 20_000), "source {i} still blocked");
+        assert!(
+            a.source_blocked(ip(i), T0 + 20_000),
+            "source {i} still blocked"
+        );
     }
 }
 
@@ -699,7 +702,10 @@ fn a_source_table_full_of_blocked_sources_costs_bounded_steps_per_new_source() {
         let before = lock(&a.sources).eviction_steps;
         assert!(!a.observe_source_failure(ip(50_000 + i), T0 + 1));
         let steps = lock(&a.sources).eviction_steps - before;
-        assert!(steps as usize <= sources::MAX_EVICTION_STEPS, "{steps} steps");
+        assert!(
+            steps as usize <= sources::MAX_EVICTION_STEPS,
+            "{steps} steps"
+        );
     }
     assert_eq!(lock(&a.sources).len(), 1_024);
 }
