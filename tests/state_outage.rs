@@ -198,3 +198,104 @@ async fn an_unblock_while_the_store_is_away_fails_and_lifts_nothing() {
     })
     .await;
 }
+
+/// `redis-cli` against `redis`, its answer as text.
+fn redis_cli(redis: &Redis, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &redis.port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// How many times the store ran `command` (INFO commandstats).
+fn calls_of(redis: &Redis, command: &str) -> u64 {
+    let stats = redis_cli(redis, &["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Every command the store ran (INFO stats).
+fn commands_processed(redis: &Redis) -> u64 {
+    redis_cli(redis, &["INFO", "stats"])
+        .lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("total_commands_processed")
+}
+
+/// One connection from 127.0.0.2 that sends garbage instead of a
+/// ClientHello and reads what comes back (a TLS alert once the gateway
+/// runs the handshake).
+async fn garbage_from_attacker(to: std::net::SocketAddr) -> usize {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.2:0".parse().expect("addr"))
+        .expect("bind 127.0.0.2");
+    let mut tcp = socket.connect(to).await.expect("connect");
+    let _ = tcp
+        .write_all(b"GET / HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        .await;
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await {
+        Ok(Ok(n)) => n,
+        _ => 0,
+    }
+}
+
+#[tokio::test]
+async fn a_connect_flood_while_the_store_is_slow_neither_loads_it_nor_takes_the_replica_down() {
+    let redis = Redis::start();
+    let a = TestGateway::start_with(Options {
+        config_extra: format!(
+            "[state]\nkind = \"redis\"\nurl = \"{}\"\ntimeout_ms = 200\n[anomaly.source_failures]\naction = \"alert\"\n",
+            redis.url()
+        ),
+        ..Options::default()
+    })
+    .await;
+    let to_a = a.raw(&a.alice).await;
+    to_a.send_payload(GET_MEPS).await.expect("served");
+    // A flood of new connections costs the store nothing: no round trip
+    // per connection (the store's own probes go on meanwhile).
+    let (mget, total) = (calls_of(&redis, "mget"), commands_processed(&redis));
+    for _ in 0..100 {
+        assert!(garbage_from_attacker(a.addr).await > 0, "a TLS alert back");
+    }
+    assert_eq!(calls_of(&redis, "mget"), mget, "no per-connection lookup");
+    let spent = commands_processed(&redis) - total;
+    assert!(
+        spent < 100,
+        "{spent} store commands during 100 connections: the flood drives the store"
+    );
+    // The store is slow (every command waits 1.5 s, longer than the
+    // 200 ms budget): connections meanwhile do not mark it away.
+    redis_cli(&redis, &["CLIENT", "PAUSE", "1500", "ALL"]);
+    for _ in 0..20 {
+        assert!(garbage_from_attacker(a.addr).await > 0, "a TLS alert back");
+    }
+    assert!(
+        mode_is(&a.gateway, "shared"),
+        "{}",
+        a.gateway.metrics.encode()
+    );
+    assert!(
+        !a.audit
+            .lines()
+            .iter()
+            .any(|l| l.contains("\"state_store\"")),
+        "no state_store event: {:?}",
+        a.audit.lines()
+    );
+    eventually(5, "served after the pause", async || {
+        to_a.send_payload(GET_MEPS).await.is_ok()
+    })
+    .await;
+}

@@ -18,8 +18,9 @@
 //! - Blocks and throttles the detectors impose are published to the store;
 //!   local ones are re-checked against it every
 //!   [`crate::policy::anomaly::RECHECK_MS`]; `admin unblock` deletes them in
-//!   the store for every replica (`unblock.lua`). Source blocks are asked
-//!   for once per new connection.
+//!   the store for every replica (`unblock.lua`). Source blocks are read
+//!   before a handshake from a local mirror the reconnection task
+//!   refreshes (`sources.rs`): no round trip per connection.
 //!
 //! # When the store is away
 //! A call whose round trip fails or exceeds `timeout_ms` marks the store
@@ -82,6 +83,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long an operator's unblock time is kept in the store: far longer
 /// than any replica takes to re-check its local copy.
 const UNBLOCK_KEPT_MS: i64 = 7 * 86_400_000;
+
+mod sources;
 
 const COMMON_LUA: &str = include_str!("common.lua");
 const GCRA_LUA: &str = include_str!("gcra.lua");
@@ -257,6 +260,8 @@ pub struct SharedState {
     mode: AtomicU8,
     /// The store's epoch id as this replica last saw it (`""`: never).
     epoch: ArcSwap<String>,
+    /// The store's source blocks, for the check before a handshake.
+    source_mirror: ArcSwap<sources::SourceMirror>,
     keys: Keys,
     admit_script: redis::Script,
     rate_script: redis::Script,
@@ -345,6 +350,7 @@ impl SharedState {
             conn: ArcSwapOption::empty(),
             mode: AtomicU8::new(Mode::Unavailable as u8),
             epoch: ArcSwap::from_pointee(String::new()),
+            source_mirror: ArcSwap::from_pointee(sources::SourceMirror::default()),
             keys: Keys {
                 prefix: config.key_prefix.clone(),
             },
@@ -502,7 +508,7 @@ impl SharedState {
             .map_err(|_| StoreError::Timeout)?
             .map_err(|e| classify(&e))?;
         self.adopt_epoch(&known, id, since);
-        Ok(())
+        self.refresh_sources(&conn).await
     }
 
     fn adopt_epoch(&self, known: &Arc<String>, id: String, since: i64) {
@@ -829,43 +835,17 @@ impl SharedState {
     }
 
     /// Before a connection's handshake: whether another replica blocked
-    /// its source (and whether an operator lifted a block held here). A
-    /// store that does not answer in time leaves the decision to this
-    /// replica.
+    /// its source (and whether an operator lifted a block held here), from
+    /// this replica's mirror of the store's source blocks: no round trip,
+    /// so a connect flood drives no store load and cannot mark it away.
     pub async fn source_blocked(&self, source: std::net::IpAddr, anomaly: &Anomaly) -> bool {
         let now = (self.clock)();
         if !self.live() {
             return anomaly.source_blocked_locally(source, now);
         }
-        let Some(conn) = self.conn.load_full() else {
-            return anomaly.source_blocked_locally(source, now);
-        };
-        let text = crate::policy::anomaly::source_label(source);
-        let mut conn = (*conn).clone();
-        let mut cmd = redis::cmd("MGET");
-        cmd.arg(self.keys.of("s", &text))
-            .arg(self.keys.of("us", &text));
-        let reply = tokio::time::timeout(
-            self.config.budget(),
-            cmd.query_async::<(Option<String>, Option<i64>)>(&mut conn),
-        )
-        .await;
-        match reply {
-            Ok(Ok((block, unblocked))) => anomaly.reconcile_source(
-                source,
-                block.as_deref().and_then(StoredRestriction::decode),
-                unblocked.unwrap_or(0),
-                now,
-            ),
-            Ok(Err(e)) => {
-                self.failed(classify(&e));
-                anomaly.source_blocked_locally(source, now)
-            }
-            Err(_) => {
-                self.failed(StoreError::Timeout);
-                anomaly.source_blocked_locally(source, now)
-            }
-        }
+        let label = crate::policy::anomaly::source_label(source);
+        let (block, unblocked) = self.source_mirror.load().lookup(&label);
+        anomaly.reconcile_source(source, block, unblocked, now)
     }
 
     /// An operator's unblock of `target` (a client id or an address) for
@@ -888,9 +868,14 @@ impl SharedState {
             .key(self.keys.of("u", target))
             .key(self.keys.of("s", &s))
             .key(self.keys.of("us", &s))
+            .key(self.keys.source_blocks())
+            .key(self.keys.source_unblocks())
+            .key(self.keys.source_version())
             .arg(now_ms)
             .arg(UNBLOCK_KEPT_MS)
-            .arg(if source.is_some() { "1" } else { "0" });
+            .arg(if source.is_some() { "1" } else { "0" })
+            .arg(&s)
+            .arg(fresh_id());
         let (i, s): (usize, usize) = self.round_trip(inv).await?;
         Ok((i, s))
     }
@@ -960,19 +945,10 @@ impl SharedState {
             return Err(StoreError::NotConnected);
         };
         let mut conn = (*conn).clone();
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.keys.restriction(r))
-            .arg(StoredRestriction::encode(
-                r.detector, r.since_ms, r.until_ms,
-            ));
-        if let Some(until) = r.until_ms {
-            let left = until.saturating_sub((self.clock)());
-            if left <= 0 {
-                return Ok(());
-            }
-            cmd.arg("PX").arg(left);
-        }
-        tokio::time::timeout(CONNECT_TIMEOUT, cmd.query_async::<()>(&mut conn))
+        let Some(pipe) = self.keys.write_restriction(r, (self.clock)()) else {
+            return Ok(());
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, pipe.query_async::<()>(&mut conn))
             .await
             .map_err(|_| StoreError::Timeout)?
             .map_err(|e| classify(&e))
@@ -1089,25 +1065,14 @@ impl SharedRestrictions for SharedState {
             self.keep(restriction);
             return;
         };
-        let key = self.keys.restriction(&restriction);
-        let value = StoredRestriction::encode(
-            restriction.detector,
-            restriction.since_ms,
-            restriction.until_ms,
-        );
-        let left = restriction
-            .until_ms
-            .map(|u| u.saturating_sub((self.clock)()).max(1));
+        let Some(pipe) = self.keys.write_restriction(&restriction, (self.clock)()) else {
+            return;
+        };
         let me = self.me.get().cloned();
         let mut conn = (*conn).clone();
         tokio::spawn(async move {
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(&key).arg(&value);
-            if let Some(ms) = left {
-                cmd.arg("PX").arg(ms);
-            }
             let written =
-                tokio::time::timeout(CONNECT_TIMEOUT, cmd.query_async::<()>(&mut conn)).await;
+                tokio::time::timeout(CONNECT_TIMEOUT, pipe.query_async::<()>(&mut conn)).await;
             if !matches!(written, Ok(Ok(()))) {
                 if let Some(state) = me.and_then(|w| w.upgrade()) {
                     tracing::warn!(
