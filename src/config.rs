@@ -955,6 +955,13 @@ pub struct StateConfig {
     /// several gateways (or other users) can share one store.
     #[serde(default = "default_prefix")]
     pub key_prefix: String,
+    /// The operator's word that the store keeps what it acknowledged across
+    /// restarts (`appendonly yes` with `appendfsync always`): a store then
+    /// found without an epoch is a new deployment, used at once. Default
+    /// `false`: a replica that finds no epoch takes the store as emptied
+    /// and refuses envelopes for one skew window (docs/OPERATIONS.md).
+    #[serde(default)]
+    pub persistent: bool,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -1055,6 +1062,7 @@ impl StateConfig {
                 ("url", self.url.is_some()),
                 ("password", self.password.is_some()),
                 ("ca", self.ca.is_some()),
+                ("persistent", self.persistent),
             ];
             if let Some((field, _)) = set.iter().find(|(_, s)| *s) {
                 return Err(format!(

@@ -19,7 +19,7 @@ use tonic::Code;
 /// plus `extra` config.
 fn local_state(redis: &Redis, extra: &str) -> String {
     format!(
-        "[state]\nkind = \"redis\"\nurl = \"{}\"\ntimeout_ms = 200\non_failure = \"local\"\n{extra}\n",
+        "[state]\nkind = \"redis\"\nurl = \"{}\"\ntimeout_ms = 200\non_failure = \"local\"\npersistent = true\n{extra}\n",
         redis.url()
     )
 }
@@ -255,7 +255,7 @@ async fn a_connect_flood_while_the_store_is_slow_neither_loads_it_nor_takes_the_
     let redis = Redis::start();
     let a = TestGateway::start_with(Options {
         config_extra: format!(
-            "[state]\nkind = \"redis\"\nurl = \"{}\"\ntimeout_ms = 200\n[anomaly.source_failures]\naction = \"alert\"\n",
+            "[state]\nkind = \"redis\"\nurl = \"{}\"\ntimeout_ms = 200\npersistent = true\n[anomaly.source_failures]\naction = \"alert\"\n",
             redis.url()
         ),
         ..Options::default()

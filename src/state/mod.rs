@@ -84,6 +84,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// than any replica takes to re-check its local copy.
 const UNBLOCK_KEPT_MS: i64 = 7 * 86_400_000;
 
+mod guard;
 mod sources;
 
 const COMMON_LUA: &str = include_str!("common.lua");
@@ -119,6 +120,13 @@ pub enum StoreError {
     /// The store answered something this version does not understand.
     #[error("unexpected answer from the store")]
     Protocol,
+    /// The store may evict keys: its `maxmemory-policy` is not
+    /// `noeviction` (an evicted nonce is a replay nobody notices).
+    #[error("the store may evict keys (maxmemory-policy {0}): an evicted nonce could be replayed; set maxmemory-policy noeviction on it")]
+    Evicting(&'static str),
+    /// The store's eviction policy cannot be read.
+    #[error("the store's maxmemory-policy cannot be read (CONFIG GET and INFO are refused to this user): grant it +config|get or +info, so the gateway can check it is noeviction")]
+    Unverifiable,
 }
 
 impl StoreError {
@@ -129,6 +137,7 @@ impl StoreError {
             StoreError::Failed => "error",
             StoreError::Refused => "refused",
             StoreError::Protocol => "protocol",
+            StoreError::Evicting(_) | StoreError::Unverifiable => "config",
         }
     }
 }
@@ -487,9 +496,11 @@ impl SharedState {
                 }
             }
         };
-        tokio::time::timeout(CONNECT_TIMEOUT, setup)
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, setup)
             .await
-            .map_err(|_| StoreError::Connect)?
+            .map_err(|_| StoreError::Connect)??;
+        self.check_store(&conn).await?;
+        Ok(conn)
     }
 
     /// Reads (and if needed creates or moves) the store's epoch.
@@ -501,7 +512,8 @@ impl SharedState {
         inv.key(self.keys.epoch())
             .arg(known.as_str())
             .arg(fresh_id())
-            .arg(now);
+            .arg(now)
+            .arg(self.cold());
         let call = inv.invoke_async::<(i64, String)>(&mut conn);
         let (since, id) = tokio::time::timeout(CONNECT_TIMEOUT, call)
             .await
@@ -695,7 +707,8 @@ impl SharedState {
             .arg(&tau)
             .arg(&self.throttle.0)
             .arg(&self.throttle.1)
-            .arg(now_us.map(|n| n.to_string()).unwrap_or_default());
+            .arg(now_us.map(|n| n.to_string()).unwrap_or_default())
+            .arg(self.cold());
         let (code, since, epoch, unblocked, extra): (i64, i64, String, i64, String) =
             self.round_trip(inv).await?;
         self.adopt_epoch(&known, epoch, since);
