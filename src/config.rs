@@ -1250,6 +1250,30 @@ impl Config {
             }
         }
         self.audit.resolve_paths(base);
+        // The anomaly blocks file: beside the audit file (the folder a
+        // hardened unit lets the gateway write), else beside this file.
+        if self.anomaly.blocks_file.is_none() {
+            let audit_file = self
+                .audit
+                .path
+                .clone()
+                .filter(|p| p.as_os_str() != "-")
+                .or_else(|| {
+                    self.audit.sinks.iter().find_map(|s| match s {
+                        crate::audit::config::SinkConfig::File { path, .. } => Some(path.clone()),
+                        _ => None,
+                    })
+                });
+            let dir = audit_file
+                .as_deref()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            self.anomaly.blocks_file = Some(dir.join("anomaly-blocks.json"));
+        }
+        if let Some(p) = self.anomaly.blocks_file.as_mut() {
+            fix(p);
+        }
     }
 
     /// Checks values that parse but make no sense.

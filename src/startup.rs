@@ -131,6 +131,20 @@ pub async fn build(
         config.anomaly.clone(),
         audit.clone(),
     ));
+    if let Some(path) = &config.anomaly.blocks_file {
+        anomaly
+            .persist_blocks(
+                path,
+                |p, text| {
+                    crate::keys::replace_atomically(p, text, 0o600).map_err(|e| e.to_string())
+                },
+                clock.now_ms(),
+            )
+            .map_err(|message| StartError::File {
+                field: "anomaly.blocks_file".into(),
+                message,
+            })?;
+    }
     let state = shared_state(config, &secrets, &audit, &clock, &metrics).await?;
     if let Some(s) = &state {
         anomaly.share_with(s.clone());

@@ -275,6 +275,10 @@ pub struct AnomalyConfig {
     pub max_identities: usize,
     /// Source addresses tracked at most.
     pub max_sources: usize,
+    /// Where blocks are kept across restarts (written atomically, 0600;
+    /// read at start). Default: `anomaly-blocks.json` beside the audit file
+    /// (or beside the config file when the audit trail is not a file).
+    pub blocks_file: Option<std::path::PathBuf>,
     /// Default cool-down of a throttle or block, in seconds; 0 for a block
     /// means "until an operator unblocks".
     pub cooldown_secs: u64,
@@ -298,6 +302,7 @@ impl Default for AnomalyConfig {
         AnomalyConfig {
             max_identities: 100_000,
             max_sources: 65_536,
+            blocks_file: None,
             cooldown_secs: DEFAULT_COOLDOWN_SECS,
             throttle: RateLimitFile {
                 per_second: 1,
@@ -552,6 +557,8 @@ pub struct Anomaly {
     /// imposed here is published to it, and local ones are re-checked
     /// against it. Set once at start.
     shared: std::sync::OnceLock<Arc<dyn SharedRestrictions>>,
+    /// The blocks file, when blocks are kept across restarts.
+    persist: std::sync::OnceLock<Arc<persist::Persist>>,
 }
 
 /// The figures behind an action, for the audit record.
@@ -566,6 +573,7 @@ impl Anomaly {
             sources: Mutex::new(sources::SourceTable::default()),
             audit,
             shared: std::sync::OnceLock::new(),
+            persist: std::sync::OnceLock::new(),
         }
     }
 
@@ -639,8 +647,12 @@ impl Anomaly {
                     client.id = client_id,
                     "block lifted: the shared state store no longer holds it"
                 );
+                let detector = b.detector;
+                let by_operator = b.since_ms <= unblocked_ms;
                 state.block = None;
                 state.denials = 0;
+                self.blocks_changed();
+                self.record_dropped(Some(client_id), None, detector, by_operator, now_ms);
             } else {
                 b.checked_ms = now_ms;
                 verdict = Admission::Blocked {
@@ -695,8 +707,18 @@ impl Anomaly {
                 };
                 match state.block.as_mut() {
                     Some(b) if b.since_ms <= unblocked_ms || b.mirrored => {
+                        let by_operator = b.since_ms <= unblocked_ms;
                         state.block = None;
                         state.failures = 0;
+                        self.blocks_changed();
+                        let text = source_text(key);
+                        self.record_dropped(
+                            None,
+                            Some(&text),
+                            "source_failures",
+                            by_operator,
+                            now_ms,
+                        );
                         false
                     }
                     Some(b) => {
@@ -1031,6 +1053,7 @@ impl Anomaly {
                     &imposed,
                 ));
                 state.block = Some(imposed);
+                self.blocks_changed();
                 until
             }
             _ => None,
@@ -1124,6 +1147,7 @@ impl Anomaly {
         let of_source = of_source.max(stored.1);
         let lifted = of_identity + of_source;
         if lifted > 0 {
+            self.blocks_changed();
             self.audit.anomaly_event(&AnomalyEvent {
                 ts: crate::audit::rfc3339_ms(now_ms),
                 event: "anomaly",
@@ -1176,6 +1200,7 @@ impl Anomaly {
             Action::Block => {
                 self.publish(restriction("identity", id.to_string(), "block", &imposed));
                 state.block = Some(imposed);
+                self.blocks_changed();
                 until
             }
             Action::Throttle => {
@@ -1225,6 +1250,31 @@ impl Anomaly {
             tool,
             figures,
             until: until_ms.map(crate::audit::rfc3339_ms),
+            by: None,
+        });
+    }
+
+    /// A block lifted because the shared store no longer holds it: an
+    /// operator's unblock on another replica (`by_operator`), or the store
+    /// lost or dropped it.
+    fn record_dropped(
+        &self,
+        client_id: Option<&str>,
+        source: Option<&str>,
+        detector: &'static str,
+        by_operator: bool,
+        now_ms: i64,
+    ) {
+        self.audit.anomaly_event(&AnomalyEvent {
+            ts: crate::audit::rfc3339_ms(now_ms),
+            event: "anomaly",
+            detector,
+            action: "block_dropped",
+            client_id,
+            source,
+            tool: None,
+            figures: Figures::from([("operator_unblock", f64::from(u8::from(by_operator)))]),
+            until: None,
             by: None,
         });
     }
@@ -1312,7 +1362,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+mod persist;
 mod sources;
+
+pub use persist::WriteFile;
 
 #[cfg(test)]
 mod tests;

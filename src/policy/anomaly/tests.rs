@@ -709,3 +709,46 @@ fn a_source_table_full_of_blocked_sources_costs_bounded_steps_per_new_source() {
     }
     assert_eq!(lock(&a.sources).len(), 1_024);
 }
+
+#[test]
+fn a_mirrored_block_the_store_no_longer_holds_is_dropped_with_an_audit_record() {
+    let (a, audit, _store) = shared(quiet());
+    let stored = StoredRestriction {
+        detector: "denials".into(),
+        since_ms: T0,
+        until_ms: None,
+    };
+    assert!(matches!(
+        a.reconcile("carol", Some(stored), 0, T0 + 10),
+        Admission::Blocked { .. }
+    ));
+    // The store lost it (emptied, or a key deleted): dropped here, and said
+    // in this replica's trail, not only its log.
+    assert_eq!(
+        a.reconcile("carol", None, 0, T0 + 10 + RECHECK_MS),
+        Admission::Allow
+    );
+    let dropped: Vec<_> = events(&audit)
+        .into_iter()
+        .filter(|e| e["action"] == "block_dropped")
+        .collect();
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert_eq!(dropped[0]["client_id"], "carol");
+    assert_eq!(dropped[0]["detector"], "denials");
+    assert_eq!(dropped[0]["figures"]["operator_unblock"], 0.0);
+    // A source block mirrored then dropped is recorded the same way.
+    let src = IpAddr::from([192, 0, 2, 7]);
+    let stored = StoredRestriction {
+        detector: "source_failures".into(),
+        since_ms: T0,
+        until_ms: None,
+    };
+    assert!(a.reconcile_source(src, Some(stored), 0, T0 + 10));
+    assert!(!a.reconcile_source(src, None, T0 + 20, T0 + 30));
+    let dropped: Vec<_> = events(&audit)
+        .into_iter()
+        .filter(|e| e["action"] == "block_dropped" && e["source"] == "192.0.2.7")
+        .collect();
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert_eq!(dropped[0]["figures"]["operator_unblock"], 1.0);
+}
