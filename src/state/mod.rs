@@ -39,14 +39,19 @@
 //! store lost them (a restart without persistence, a flush, a fail-over to
 //! an empty replica). The store's **epoch** key (`common.lua`) detects that:
 //! it is recreated by the first replica that finds it missing, and a
-//! replica that knew the previous epoch marks it as starting *now*; every
+//! replica that knew the previous epoch (or any replica, unless `[state]
+//! persistent = true`: a cold start cannot tell a new store from an
+//! emptied one, `guard.rs`) marks it as starting *now*; every
 //! replica then refuses envelopes stamped before `since + skew`
 //! (`STATE_UNAVAILABLE`, with a retry hint), since they could have been
 //! accepted before the loss. So, with `fail_closed`, no envelope accepted
 //! before or during a gap is accepted again after it, on any replica. With
 //! `local`, a replica in fallback checks nonces against what it saw itself
-//! only: an envelope accepted by another replica can be replayed to it
-//! until it is back (that is what `local` trades for availability).
+//! only (those it accepted on its own, and those the store accepted
+//! through it within the window), and keeps enforcing the blocks it holds:
+//! an envelope accepted by another replica can be replayed to it until it
+//! is back (that is what `local` trades for availability). A store that
+//! may evict keys is refused (`guard.rs`).
 //!
 //! This module never sees a payload; the password comes from the secrets
 //! source and is never logged; errors carry a kind, never the reply.
