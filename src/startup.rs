@@ -296,6 +296,17 @@ pub async fn check(config: &Config) -> Result<Vec<String>, StartError> {
         }
         done.push(format!("audit: {} (folder exists)", p.display()));
     }
+    if let Some(p) = &config.anomaly.blocks_file {
+        let held =
+            crate::policy::anomaly::check_blocks_file(p).map_err(|message| StartError::File {
+                field: "anomaly.blocks_file".into(),
+                message,
+            })?;
+        done.push(format!(
+            "anomaly: blocks file {} ({held} blocks)",
+            p.display()
+        ));
+    }
     let signing_key_ref = config.signing.key_ref().map_err(StartError::Secrets)?;
     let secrets = resolve_secrets(config).await?;
     let signer = signer_from(&secrets, &signing_key_ref).map_err(StartError::Secrets)?;

@@ -145,4 +145,16 @@ async fn a_blocks_file_others_may_write_or_that_does_not_parse_stops_the_start()
         .expect("chmod");
     let e = check("world-writable");
     assert!(e.contains("writable by group or others"), "{e}");
+    // check-config says so before a start would.
+    let out = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["check-config"])
+        .arg(s.path("sealgate.toml"))
+        .output()
+        .expect("run check-config");
+    assert!(!out.status.success(), "{out:?}");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("anomaly.blocks_file") && e.contains("writable by group or others"),
+        "{e}"
+    );
 }

@@ -1365,7 +1365,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod persist;
 mod sources;
 
-pub use persist::WriteFile;
+pub use persist::{check_blocks_file, WriteFile};
 
 #[cfg(test)]
 mod tests;

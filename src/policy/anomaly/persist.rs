@@ -188,6 +188,12 @@ impl Anomaly {
     }
 }
 
+/// `sealgate check-config`: whether the blocks file at `path` would be
+/// read at start (a missing one is fine); returns the blocks it holds.
+pub fn check_blocks_file(path: &Path) -> Result<usize, String> {
+    Ok(read(path)?.map_or(0, |f| f.blocks.len()))
+}
+
 /// The background writer: one write per burst of changes, retried every
 /// second while it fails (the blocks hold in memory meanwhile).
 async fn writer(anomaly: Weak<Anomaly>, persist: Arc<Persist>) {
