@@ -194,9 +194,11 @@ pub fn check_blocks_file(path: &Path) -> Result<usize, String> {
     Ok(read(path)?.map_or(0, |f| f.blocks.len()))
 }
 
-/// The background writer: one write per burst of changes, retried every
-/// second while it fails (the blocks hold in memory meanwhile).
+/// The background writer: one write per burst of changes, retried while it
+/// fails (after 1 s, doubling to a minute; the blocks hold in memory
+/// meanwhile).
 async fn writer(anomaly: Weak<Anomaly>, persist: Arc<Persist>) {
+    let mut retry = Duration::from_secs(1);
     loop {
         persist.wake.notified().await;
         loop {
@@ -206,10 +208,14 @@ async fn writer(anomaly: Weak<Anomaly>, persist: Arc<Persist>) {
             let Some(a) = anomaly.upgrade() else { return };
             let written = tokio::task::spawn_blocking(move || a.save_blocks()).await;
             match written {
-                Ok(Ok(())) => tokio::time::sleep(COALESCE).await,
+                Ok(Ok(())) => {
+                    retry = Duration::from_secs(1);
+                    tokio::time::sleep(COALESCE).await
+                }
                 Ok(Err(e)) => {
-                    tracing::error!(error = %e, "the anomaly blocks file could not be written; blocks hold in memory and the write is retried");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tracing::error!(error = %e, retry_secs = retry.as_secs(), "the anomaly blocks file could not be written; blocks hold in memory and the write is retried");
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(Duration::from_secs(60));
                 }
                 Err(_) => return,
             }
