@@ -70,6 +70,8 @@ STATE="
 [state]
 kind = \"redis\"
 url = \"redis://127.0.0.1:$PORT_REDIS/0\"
+# a new store for this run: nothing to replay, no cold-start wait
+persistent = true
 "
 cp "$W/dev/sealgate.toml" "$W/dev/local.toml"
 { cat "$W/dev/sealgate.toml"; echo "$STATE"; } >"$W/dev/redis-a.toml"

@@ -150,13 +150,21 @@ impl AdminService {
                             "admin/unblock takes params {\"id\": a client id or an IP address}",
                         )
                     })?;
-                // In the shared store first, so every replica lifts it.
+                // In the shared store first, so every replica lifts it; if
+                // it cannot be, nothing is lifted anywhere (an unblock that
+                // held on one replica only would be reported done while
+                // the others kept refusing, and this one would be lifted
+                // behind the store's back).
                 let stored = match &gw.state {
                     Some(state) => match state.unblock(target, now).await {
                         Ok(counts) => counts,
                         Err(e) => {
-                            tracing::warn!(error = %e, target, "admin/unblock: the shared state store did not answer; lifted on this replica only");
-                            (0, 0)
+                            tracing::warn!(error = %e, target, "admin/unblock refused: the shared state store did not answer; nothing was unblocked");
+                            return Err(Denial::new(
+                                Reason::StateUnavailable,
+                                "the shared state store cannot be reached, so the unblock cannot reach every replica: nothing was unblocked. Retry when the store is back",
+                            )
+                            .retry_after(std::time::Duration::from_secs(1)));
                         }
                     },
                     None => (0, 0),

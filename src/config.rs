@@ -955,6 +955,13 @@ pub struct StateConfig {
     /// several gateways (or other users) can share one store.
     #[serde(default = "default_prefix")]
     pub key_prefix: String,
+    /// The operator's word that the store keeps what it acknowledged across
+    /// restarts (`appendonly yes` with `appendfsync always`): a store then
+    /// found without an epoch is a new deployment, used at once. Default
+    /// `false`: a replica that finds no epoch takes the store as emptied
+    /// and refuses envelopes for one skew window (docs/OPERATIONS.md).
+    #[serde(default)]
+    pub persistent: bool,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -1055,6 +1062,7 @@ impl StateConfig {
                 ("url", self.url.is_some()),
                 ("password", self.password.is_some()),
                 ("ca", self.ca.is_some()),
+                ("persistent", self.persistent),
             ];
             if let Some((field, _)) = set.iter().find(|(_, s)| *s) {
                 return Err(format!(
@@ -1242,6 +1250,30 @@ impl Config {
             }
         }
         self.audit.resolve_paths(base);
+        // The anomaly blocks file: beside the audit file (the folder a
+        // hardened unit lets the gateway write), else beside this file.
+        if self.anomaly.blocks_file.is_none() {
+            let audit_file = self
+                .audit
+                .path
+                .clone()
+                .filter(|p| p.as_os_str() != "-")
+                .or_else(|| {
+                    self.audit.sinks.iter().find_map(|s| match s {
+                        crate::audit::config::SinkConfig::File { path, .. } => Some(path.clone()),
+                        _ => None,
+                    })
+                });
+            let dir = audit_file
+                .as_deref()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            self.anomaly.blocks_file = Some(dir.join("anomaly-blocks.json"));
+        }
+        if let Some(p) = self.anomaly.blocks_file.as_mut() {
+            fix(p);
+        }
     }
 
     /// Checks values that parse but make no sense.

@@ -841,8 +841,8 @@ async fn admit(
     let t = &a.transport;
     let source = Source::of(remote);
     if let Some(state) = &a.gateway.state {
-        // A source blocked on another replica (one round trip per new
-        // connection, before any cryptography).
+        // A source blocked on another replica (from this replica's mirror
+        // of the store's source blocks: no round trip per connection).
         if state.source_blocked(remote.ip(), &a.gateway.anomaly).await {
             let _ = tcp.set_zero_linger();
             let counter = &a.stats.connections_from_blocked_sources;

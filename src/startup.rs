@@ -138,6 +138,20 @@ pub async fn build(
         config.anomaly.clone(),
         audit.clone(),
     ));
+    if let Some(path) = &config.anomaly.blocks_file {
+        anomaly
+            .persist_blocks(
+                path,
+                |p, text| {
+                    crate::keys::replace_atomically(p, text, 0o600).map_err(|e| e.to_string())
+                },
+                clock.now_ms(),
+            )
+            .map_err(|message| StartError::File {
+                field: "anomaly.blocks_file".into(),
+                message,
+            })?;
+    }
     let state = shared_state(config, &secrets, &audit, &clock, &metrics).await?;
     if let Some(s) = &state {
         anomaly.share_with(s.clone());
@@ -288,6 +302,17 @@ pub async fn check(config: &Config) -> Result<Vec<String>, StartError> {
             });
         }
         done.push(format!("audit: {} (folder exists)", p.display()));
+    }
+    if let Some(p) = &config.anomaly.blocks_file {
+        let held =
+            crate::policy::anomaly::check_blocks_file(p).map_err(|message| StartError::File {
+                field: "anomaly.blocks_file".into(),
+                message,
+            })?;
+        done.push(format!(
+            "anomaly: blocks file {} ({held} blocks)",
+            p.display()
+        ));
     }
     let signing_key_ref = config.signing.key_ref().map_err(StartError::Secrets)?;
     let secrets = resolve_secrets(config).await?;

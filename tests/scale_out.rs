@@ -19,7 +19,9 @@ use tonic::Code;
 
 /// `[state]` for `redis`, plus `extra` lines in it. The round-trip budget
 /// is a second unless `extra` says otherwise: a busy test machine must not
-/// pass for a store that went away.
+/// pass for a store that went away. `persistent = true`: each test's store
+/// is new, nothing was accepted before it, so the first replica need not
+/// wait a skew window (tests/state_store_guard.rs tests that wait).
 fn state(redis: &Redis, extra: &str) -> String {
     let budget = if extra.contains("timeout_ms") {
         ""
@@ -27,7 +29,7 @@ fn state(redis: &Redis, extra: &str) -> String {
         "timeout_ms = 1000\n"
     };
     format!(
-        "[state]\nkind = \"redis\"\nurl = \"{}\"\n{budget}{extra}\n",
+        "[state]\nkind = \"redis\"\nurl = \"{}\"\npersistent = true\n{budget}{extra}\n",
         redis.url()
     )
 }
@@ -340,7 +342,12 @@ async fn a_source_blocked_on_one_replica_is_refused_by_the_other_before_its_hand
             _ => 0,
         }
     };
-    assert_eq!(attempt(b.addr).await, 0, "closed without a TLS alert");
+    // B learns it from its mirror of the store's source blocks (refreshed
+    // every PROBE_INTERVAL, never a round trip per connection).
+    eventually(3, "B closes 127.0.0.2 without a TLS alert", async || {
+        attempt(b.addr).await == 0
+    })
+    .await;
     assert_eq!(attempt(b.addr).await, 0, "and again, now from B's own copy");
     // The tests' own source is not blocked: an admin lifts the source's
     // block on B, for both.
@@ -546,7 +553,7 @@ async fn a_store_over_tls_with_a_password_from_a_secret_reference() {
     let redis = Redis::start_with(Some(&tls), Some(&password));
     let section = |pass: &std::path::Path| {
         format!(
-            "[state]\nkind = \"redis\"\nurl = \"rediss://127.0.0.1:{}/0\"\nca = \"{}\"\npassword = \"file:{}\"\ntimeout_ms = 1000\n",
+            "[state]\nkind = \"redis\"\nurl = \"rediss://127.0.0.1:{}/0\"\nca = \"{}\"\npassword = \"file:{}\"\ntimeout_ms = 1000\npersistent = true\n",
             redis.port,
             tls.ca.display(),
             pass.display()
@@ -617,7 +624,7 @@ async fn the_stores_limiter_computes_exactly_what_the_in_process_one_does() {
     use sealgate::state::{SharedState, StateConfig, StateSetup, Verdict};
     let redis = Redis::start();
     let config: StateConfig = toml::from_str(&format!(
-        "kind = \"redis\"\nurl = \"{}\"\ntimeout_ms = 2000",
+        "kind = \"redis\"\nurl = \"{}\"\ntimeout_ms = 2000\npersistent = true",
         redis.url()
     ))
     .expect("config");

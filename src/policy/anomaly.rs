@@ -275,6 +275,10 @@ pub struct AnomalyConfig {
     pub max_identities: usize,
     /// Source addresses tracked at most.
     pub max_sources: usize,
+    /// Where blocks are kept across restarts (written atomically, 0600;
+    /// read at start). Default: `anomaly-blocks.json` beside the audit file
+    /// (or beside the config file when the audit trail is not a file).
+    pub blocks_file: Option<std::path::PathBuf>,
     /// Default cool-down of a throttle or block, in seconds; 0 for a block
     /// means "until an operator unblocks".
     pub cooldown_secs: u64,
@@ -298,6 +302,7 @@ impl Default for AnomalyConfig {
         AnomalyConfig {
             max_identities: 100_000,
             max_sources: 65_536,
+            blocks_file: None,
             cooldown_secs: DEFAULT_COOLDOWN_SECS,
             throttle: RateLimitFile {
                 per_second: 1,
@@ -546,12 +551,14 @@ struct SourceState {
 pub struct Anomaly {
     config: AnomalyConfig,
     identities: Mutex<HashMap<String, IdentityState>>,
-    sources: Mutex<HashMap<IpAddr, SourceState>>,
+    sources: Mutex<sources::SourceTable>,
     audit: Arc<AuditLog>,
     /// The shared state store, when replicas share one: every restriction
     /// imposed here is published to it, and local ones are re-checked
     /// against it. Set once at start.
     shared: std::sync::OnceLock<Arc<dyn SharedRestrictions>>,
+    /// The blocks file, when blocks are kept across restarts.
+    persist: std::sync::OnceLock<Arc<persist::Persist>>,
 }
 
 /// The figures behind an action, for the audit record.
@@ -563,9 +570,10 @@ impl Anomaly {
         Anomaly {
             config,
             identities: Mutex::new(HashMap::new()),
-            sources: Mutex::new(HashMap::new()),
+            sources: Mutex::new(sources::SourceTable::default()),
             audit,
             shared: std::sync::OnceLock::new(),
+            persist: std::sync::OnceLock::new(),
         }
     }
 
@@ -639,8 +647,12 @@ impl Anomaly {
                     client.id = client_id,
                     "block lifted: the shared state store no longer holds it"
                 );
+                let detector = b.detector;
+                let by_operator = b.since_ms <= unblocked_ms;
                 state.block = None;
                 state.denials = 0;
+                self.blocks_changed();
+                self.record_dropped(Some(client_id), None, detector, by_operator, now_ms);
             } else {
                 b.checked_ms = now_ms;
                 verdict = Admission::Blocked {
@@ -678,12 +690,7 @@ impl Anomaly {
                 if !map.contains_key(&key) && map.len() >= self.config.max_sources {
                     return true;
                 }
-                let state = map.entry(key).or_insert(SourceState {
-                    window_start_ms: now_ms,
-                    failures: 0,
-                    last_ms: now_ms,
-                    block: None,
-                });
+                let state = map.get_or_insert(key, now_ms);
                 let mirrored = state.block.as_ref().is_none_or(|l| l.mirrored);
                 state.block = Some(Imposed {
                     detector: "source_failures",
@@ -700,8 +707,18 @@ impl Anomaly {
                 };
                 match state.block.as_mut() {
                     Some(b) if b.since_ms <= unblocked_ms || b.mirrored => {
+                        let by_operator = b.since_ms <= unblocked_ms;
                         state.block = None;
                         state.failures = 0;
+                        self.blocks_changed();
+                        let text = source_text(key);
+                        self.record_dropped(
+                            None,
+                            Some(&text),
+                            "source_failures",
+                            by_operator,
+                            now_ms,
+                        );
                         false
                     }
                     Some(b) => {
@@ -724,6 +741,21 @@ impl Anomaly {
             .get(&key)
             .and_then(|s| s.block.as_ref())
             .is_some_and(|b| b.until_ms.is_none_or(|u| now_ms < u))
+    }
+
+    /// A block of `client_id` held here and not ended, however old its
+    /// last check against the shared store: what holds when that check
+    /// cannot be made. Returns its detector and end.
+    pub fn blocked_here(
+        &self,
+        client_id: &str,
+        now_ms: i64,
+    ) -> Option<(&'static str, Option<i64>)> {
+        lock(&self.identities)
+            .get(client_id)
+            .and_then(|s| s.block.as_ref())
+            .filter(|b| b.until_ms.is_none_or(|u| now_ms < u))
+            .map(|b| (b.detector, b.until_ms))
     }
 
     /// The configuration in force.
@@ -988,29 +1020,13 @@ impl Anomaly {
         }
         let source = source_key(source);
         let mut map = lock(&self.sources);
-        if !map.contains_key(&source) && map.len() >= self.config.max_sources {
-            // Full: forget the least recently seen unblocked source, so a
-            // new one is always tracked (an attacker cannot fill the table
-            // to switch the detector off).
-            let victim = map
-                .iter()
-                .filter(|(_, s)| s.block.is_none())
-                .min_by_key(|(_, s)| s.last_ms)
-                .map(|(ip, _)| *ip);
-            match victim {
-                Some(ip) => {
-                    map.remove(&ip);
-                }
-                None => return false,
-            }
+        // Full: forget the least recently seen unblocked source, so a new
+        // one is always tracked (an attacker cannot fill the table to switch
+        // the detector off), in a bounded number of steps.
+        if !map.contains_key(&source) && !map.make_room(self.config.max_sources) {
+            return false;
         }
-        let state = map.entry(source).or_insert(SourceState {
-            window_start_ms: now_ms,
-            failures: 0,
-            last_ms: now_ms,
-            block: None,
-        });
-        state.last_ms = now_ms;
+        let state = map.seen(source, now_ms);
         if state.block.is_some() {
             return true;
         }
@@ -1037,6 +1053,7 @@ impl Anomaly {
                     &imposed,
                 ));
                 state.block = Some(imposed);
+                self.blocks_changed();
                 until
             }
             _ => None,
@@ -1130,6 +1147,7 @@ impl Anomaly {
         let of_source = of_source.max(stored.1);
         let lifted = of_identity + of_source;
         if lifted > 0 {
+            self.blocks_changed();
             self.audit.anomaly_event(&AnomalyEvent {
                 ts: crate::audit::rfc3339_ms(now_ms),
                 event: "anomaly",
@@ -1182,6 +1200,7 @@ impl Anomaly {
             Action::Block => {
                 self.publish(restriction("identity", id.to_string(), "block", &imposed));
                 state.block = Some(imposed);
+                self.blocks_changed();
                 until
             }
             Action::Throttle => {
@@ -1208,54 +1227,6 @@ impl Anomaly {
             }
             Action::Alert | Action::Off => None,
         }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &self,
-        client_id: &str,
-        tool: Option<&str>,
-        detector: &'static str,
-        action: &'static str,
-        figures: Figures,
-        until_ms: Option<i64>,
-        now_ms: i64,
-    ) {
-        self.audit.anomaly_event(&AnomalyEvent {
-            ts: crate::audit::rfc3339_ms(now_ms),
-            event: "anomaly",
-            detector,
-            action,
-            client_id: Some(client_id),
-            source: None,
-            tool,
-            figures,
-            until: until_ms.map(crate::audit::rfc3339_ms),
-            by: None,
-        });
-    }
-
-    fn record_source(
-        &self,
-        source: IpAddr,
-        action: &'static str,
-        figures: Figures,
-        until_ms: Option<i64>,
-        now_ms: i64,
-    ) {
-        let source = source_text(source);
-        self.audit.anomaly_event(&AnomalyEvent {
-            ts: crate::audit::rfc3339_ms(now_ms),
-            event: "anomaly",
-            detector: "source_failures",
-            action,
-            client_id: None,
-            source: Some(&source),
-            tool: None,
-            figures,
-            until: until_ms.map(crate::audit::rfc3339_ms),
-            by: None,
-        });
     }
 }
 
@@ -1317,6 +1288,12 @@ fn restriction(
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+mod persist;
+mod records;
+mod sources;
+
+pub use persist::{check_blocks_file, WriteFile};
 
 #[cfg(test)]
 mod tests;

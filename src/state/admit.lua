@@ -7,7 +7,8 @@
 --       3 now (ms, the gateway's clock), 4 the envelope's timestamp (ms),
 --       5 skew (ms), 6 nonce retention (ms), 7 rate T (us), 8 rate tau
 --       (us), 9 throttle T (us), 10 throttle tau (us), 11 now in us for
---       the GCRA ('' : the store's TIME, the one clock all replicas share)
+--       the GCRA ('' : the store's TIME, the one clock all replicas share),
+--       12 '1' unless the store is persistent (a missing epoch starts now)
 -- Returns {code, epoch since, epoch id, last unblock (ms, 0: none), extra}
 --   code 0 accepted (nonce recorded, one unit of the rate taken)
 --        1 blocked (extra: the block, "<detector> <since> <until|->")
@@ -16,7 +17,7 @@
 --        5 the nonce was already used
 --@EPOCH@
 --@GCRA@
-local id, since = epoch(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+local id, since = epoch(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[12])
 local unblocked = tonumber(redis.call('GET', KEYS[7]) or '0') or 0
 local block = redis.call('GET', KEYS[4])
 if block then return {1, since, id, unblocked, block} end

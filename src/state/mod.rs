@@ -18,8 +18,9 @@
 //! - Blocks and throttles the detectors impose are published to the store;
 //!   local ones are re-checked against it every
 //!   [`crate::policy::anomaly::RECHECK_MS`]; `admin unblock` deletes them in
-//!   the store for every replica (`unblock.lua`). Source blocks are asked
-//!   for once per new connection.
+//!   the store for every replica (`unblock.lua`). Source blocks are read
+//!   before a handshake from a local mirror the reconnection task
+//!   refreshes (`sources.rs`): no round trip per connection.
 //!
 //! # When the store is away
 //! A call whose round trip fails or exceeds `timeout_ms` marks the store
@@ -38,14 +39,19 @@
 //! store lost them (a restart without persistence, a flush, a fail-over to
 //! an empty replica). The store's **epoch** key (`common.lua`) detects that:
 //! it is recreated by the first replica that finds it missing, and a
-//! replica that knew the previous epoch marks it as starting *now*; every
+//! replica that knew the previous epoch (or any replica, unless `[state]
+//! persistent = true`: a cold start cannot tell a new store from an
+//! emptied one, `guard.rs`) marks it as starting *now*; every
 //! replica then refuses envelopes stamped before `since + skew`
 //! (`STATE_UNAVAILABLE`, with a retry hint), since they could have been
 //! accepted before the loss. So, with `fail_closed`, no envelope accepted
 //! before or during a gap is accepted again after it, on any replica. With
 //! `local`, a replica in fallback checks nonces against what it saw itself
-//! only: an envelope accepted by another replica can be replayed to it
-//! until it is back (that is what `local` trades for availability).
+//! only (those it accepted on its own, and those the store accepted
+//! through it within the window), and keeps enforcing the blocks it holds:
+//! an envelope accepted by another replica can be replayed to it until it
+//! is back (that is what `local` trades for availability). A store that
+//! may evict keys is refused (`guard.rs`).
 //!
 //! This module never sees a payload; the password comes from the secrets
 //! source and is never logged; errors carry a kind, never the reply.
@@ -83,6 +89,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// than any replica takes to re-check its local copy.
 const UNBLOCK_KEPT_MS: i64 = 7 * 86_400_000;
 
+mod guard;
+mod sources;
+
 const COMMON_LUA: &str = include_str!("common.lua");
 const GCRA_LUA: &str = include_str!("gcra.lua");
 
@@ -116,6 +125,13 @@ pub enum StoreError {
     /// The store answered something this version does not understand.
     #[error("unexpected answer from the store")]
     Protocol,
+    /// The store may evict keys: its `maxmemory-policy` is not
+    /// `noeviction` (an evicted nonce is a replay nobody notices).
+    #[error("the store may evict keys (maxmemory-policy {0}): an evicted nonce could be replayed; set maxmemory-policy noeviction on it")]
+    Evicting(&'static str),
+    /// The store's eviction policy cannot be read.
+    #[error("the store's maxmemory-policy cannot be read (CONFIG GET and INFO are refused to this user): grant it +config|get or +info, so the gateway can check it is noeviction")]
+    Unverifiable,
 }
 
 impl StoreError {
@@ -126,6 +142,7 @@ impl StoreError {
             StoreError::Failed => "error",
             StoreError::Refused => "refused",
             StoreError::Protocol => "protocol",
+            StoreError::Evicting(_) | StoreError::Unverifiable => "config",
         }
     }
 }
@@ -257,6 +274,8 @@ pub struct SharedState {
     mode: AtomicU8,
     /// The store's epoch id as this replica last saw it (`""`: never).
     epoch: ArcSwap<String>,
+    /// The store's source blocks, for the check before a handshake.
+    source_mirror: ArcSwap<sources::SourceMirror>,
     keys: Keys,
     admit_script: redis::Script,
     rate_script: redis::Script,
@@ -270,6 +289,9 @@ pub struct SharedState {
     /// Replay state while the store is away with `on_failure = "local"`;
     /// written back to the store before the replica turns back to it.
     local: MemoryReplayStore,
+    /// Nonces the store accepted through this replica within the window:
+    /// a replay of one to this replica in local fallback is refused too.
+    recent: MemoryReplayStore,
     /// Held (shared) by each decision on local state, and (exclusively) by
     /// the turn back to the store, so no nonce accepted locally is missed
     /// by the write-back.
@@ -342,6 +364,7 @@ impl SharedState {
             conn: ArcSwapOption::empty(),
             mode: AtomicU8::new(Mode::Unavailable as u8),
             epoch: ArcSwap::from_pointee(String::new()),
+            source_mirror: ArcSwap::from_pointee(sources::SourceMirror::default()),
             keys: Keys {
                 prefix: config.key_prefix.clone(),
             },
@@ -353,6 +376,7 @@ impl SharedState {
             retention_ms,
             throttle: gcra_args(setup.throttle),
             local: MemoryReplayStore::new(setup.skew_ms, setup.replay_capacity_per_client),
+            recent: MemoryReplayStore::new(setup.skew_ms, setup.replay_capacity_per_client),
             switching: tokio::sync::RwLock::new(()),
             pending: Mutex::new(std::collections::VecDeque::new()),
             wake: Arc::new(tokio::sync::Notify::new()),
@@ -477,9 +501,11 @@ impl SharedState {
                 }
             }
         };
-        tokio::time::timeout(CONNECT_TIMEOUT, setup)
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, setup)
             .await
-            .map_err(|_| StoreError::Connect)?
+            .map_err(|_| StoreError::Connect)??;
+        self.check_store(&conn).await?;
+        Ok(conn)
     }
 
     /// Reads (and if needed creates or moves) the store's epoch.
@@ -491,14 +517,15 @@ impl SharedState {
         inv.key(self.keys.epoch())
             .arg(known.as_str())
             .arg(fresh_id())
-            .arg(now);
+            .arg(now)
+            .arg(self.cold());
         let call = inv.invoke_async::<(i64, String)>(&mut conn);
         let (since, id) = tokio::time::timeout(CONNECT_TIMEOUT, call)
             .await
             .map_err(|_| StoreError::Timeout)?
             .map_err(|e| classify(&e))?;
         self.adopt_epoch(&known, id, since);
-        Ok(())
+        self.refresh_sources(&conn).await
     }
 
     fn adopt_epoch(&self, known: &Arc<String>, id: String, since: i64) {
@@ -624,12 +651,21 @@ impl SharedState {
                 .await
             {
                 Ok((verdict, unblocked)) => {
-                    return self.apply(client, verdict, unblocked, now_ms, anomaly)
+                    if verdict == Verdict::Accepted {
+                        // Kept for the local fallback (full: that client is
+                        // refused there until some expire).
+                        let _ = self.recent.check_and_record(&client.id, env, now_ms);
+                    }
+                    return self.apply(client, verdict, unblocked, now_ms, anomaly);
                 }
                 // Not a failure of the store: nothing to fall back on.
                 Err(StoreError::Protocol) => return Err(unavailable()),
                 Err(_) => {}
             }
+        }
+        // A block held here holds whatever the store would have said.
+        if let Some((detector, until_ms)) = anomaly.blocked_here(client.id.as_str(), now_ms) {
+            return Err(crate::error::identity_blocked(detector, until_ms));
         }
         match self.on_own(&client.id, env, now_ms).await {
             Some(decided) => decided,
@@ -676,7 +712,8 @@ impl SharedState {
             .arg(&tau)
             .arg(&self.throttle.0)
             .arg(&self.throttle.1)
-            .arg(now_us.map(|n| n.to_string()).unwrap_or_default());
+            .arg(now_us.map(|n| n.to_string()).unwrap_or_default())
+            .arg(self.cold());
         let (code, since, epoch, unblocked, extra): (i64, i64, String, i64, String) =
             self.round_trip(inv).await?;
         self.adopt_epoch(&known, epoch, since);
@@ -758,9 +795,12 @@ impl SharedState {
                     return None;
                 }
                 self.metrics.local_decisions.inc();
+                // What the store accepted through this replica first, then
+                // what this replica accepted on its own.
                 Some(
-                    self.local
+                    self.recent
                         .check_and_record(client, env, now_ms)
+                        .and_then(|()| self.local.check_and_record(client, env, now_ms))
                         .map_err(Denial::from),
                 )
             }
@@ -813,43 +853,17 @@ impl SharedState {
     }
 
     /// Before a connection's handshake: whether another replica blocked
-    /// its source (and whether an operator lifted a block held here). A
-    /// store that does not answer in time leaves the decision to this
-    /// replica.
+    /// its source (and whether an operator lifted a block held here), from
+    /// this replica's mirror of the store's source blocks: no round trip,
+    /// so a connect flood drives no store load and cannot mark it away.
     pub async fn source_blocked(&self, source: std::net::IpAddr, anomaly: &Anomaly) -> bool {
         let now = (self.clock)();
         if !self.live() {
             return anomaly.source_blocked_locally(source, now);
         }
-        let Some(conn) = self.conn.load_full() else {
-            return anomaly.source_blocked_locally(source, now);
-        };
-        let text = crate::policy::anomaly::source_label(source);
-        let mut conn = (*conn).clone();
-        let mut cmd = redis::cmd("MGET");
-        cmd.arg(self.keys.of("s", &text))
-            .arg(self.keys.of("us", &text));
-        let reply = tokio::time::timeout(
-            self.config.budget(),
-            cmd.query_async::<(Option<String>, Option<i64>)>(&mut conn),
-        )
-        .await;
-        match reply {
-            Ok(Ok((block, unblocked))) => anomaly.reconcile_source(
-                source,
-                block.as_deref().and_then(StoredRestriction::decode),
-                unblocked.unwrap_or(0),
-                now,
-            ),
-            Ok(Err(e)) => {
-                self.failed(classify(&e));
-                anomaly.source_blocked_locally(source, now)
-            }
-            Err(_) => {
-                self.failed(StoreError::Timeout);
-                anomaly.source_blocked_locally(source, now)
-            }
-        }
+        let label = crate::policy::anomaly::source_label(source);
+        let (block, unblocked) = self.source_mirror.load().lookup(&label);
+        anomaly.reconcile_source(source, block, unblocked, now)
     }
 
     /// An operator's unblock of `target` (a client id or an address) for
@@ -872,9 +886,14 @@ impl SharedState {
             .key(self.keys.of("u", target))
             .key(self.keys.of("s", &s))
             .key(self.keys.of("us", &s))
+            .key(self.keys.source_blocks())
+            .key(self.keys.source_unblocks())
+            .key(self.keys.source_version())
             .arg(now_ms)
             .arg(UNBLOCK_KEPT_MS)
-            .arg(if source.is_some() { "1" } else { "0" });
+            .arg(if source.is_some() { "1" } else { "0" })
+            .arg(&s)
+            .arg(fresh_id());
         let (i, s): (usize, usize) = self.round_trip(inv).await?;
         Ok((i, s))
     }
@@ -944,19 +963,10 @@ impl SharedState {
             return Err(StoreError::NotConnected);
         };
         let mut conn = (*conn).clone();
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.keys.restriction(r))
-            .arg(StoredRestriction::encode(
-                r.detector, r.since_ms, r.until_ms,
-            ));
-        if let Some(until) = r.until_ms {
-            let left = until.saturating_sub((self.clock)());
-            if left <= 0 {
-                return Ok(());
-            }
-            cmd.arg("PX").arg(left);
-        }
-        tokio::time::timeout(CONNECT_TIMEOUT, cmd.query_async::<()>(&mut conn))
+        let Some(pipe) = self.keys.write_restriction(r, (self.clock)()) else {
+            return Ok(());
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, pipe.query_async::<()>(&mut conn))
             .await
             .map_err(|_| StoreError::Timeout)?
             .map_err(|e| classify(&e))
@@ -1073,25 +1083,14 @@ impl SharedRestrictions for SharedState {
             self.keep(restriction);
             return;
         };
-        let key = self.keys.restriction(&restriction);
-        let value = StoredRestriction::encode(
-            restriction.detector,
-            restriction.since_ms,
-            restriction.until_ms,
-        );
-        let left = restriction
-            .until_ms
-            .map(|u| u.saturating_sub((self.clock)()).max(1));
+        let Some(pipe) = self.keys.write_restriction(&restriction, (self.clock)()) else {
+            return;
+        };
         let me = self.me.get().cloned();
         let mut conn = (*conn).clone();
         tokio::spawn(async move {
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(&key).arg(&value);
-            if let Some(ms) = left {
-                cmd.arg("PX").arg(ms);
-            }
             let written =
-                tokio::time::timeout(CONNECT_TIMEOUT, cmd.query_async::<()>(&mut conn)).await;
+                tokio::time::timeout(CONNECT_TIMEOUT, pipe.query_async::<()>(&mut conn)).await;
             if !matches!(written, Ok(Ok(()))) {
                 if let Some(state) = me.and_then(|w| w.upgrade()) {
                     tracing::warn!(

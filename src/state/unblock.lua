@@ -3,16 +3,21 @@
 -- deleted, and the time is kept so that replicas lift their own copies
 -- imposed before it.
 -- KEYS: 1 identity block, 2 identity throttle, 3 throttle TAT, 4 the
---       identity's last unblock, 5 source block, 6 the source's last unblock
+--       identity's last unblock, 5 source block, 6 the source's last
+--       unblock, 7 the index of source blocks, 8 the index of source
+--       unblocks, 9 the version of both (src/state/sources.rs)
 -- ARGV: 1 now (ms), 2 how long the unblock time is kept (ms), 3 '1' when
---       the target is an address (KEYS 5 and 6 are then used)
+--       the target is an address (KEYS 5 to 9 are then used), 4 the
+--       source's label, 5 a fresh version
 -- Returns {identity restrictions deleted, source blocks deleted}.
 local of_identity = redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('DEL', KEYS[3])
 redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
 local of_source = 0
 if ARGV[3] == '1' then
-  of_source = redis.call('DEL', KEYS[5])
+  of_source = math.max(redis.call('DEL', KEYS[5]), redis.call('HDEL', KEYS[7], ARGV[4]))
   redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[2])
+  redis.call('HSET', KEYS[8], ARGV[4], ARGV[1])
+  redis.call('SET', KEYS[9], ARGV[5])
 end
 return {of_identity, of_source}

@@ -636,3 +636,119 @@ fn source_blocks_are_shared_like_identity_blocks() {
     assert!(!a.reconcile_source(other, None, T0 + 100, T0 + 200));
     assert!(!a.source_blocked(bad, T0 + 201) && !a.source_blocked(other, T0 + 201));
 }
+
+#[test]
+fn making_room_in_a_full_source_table_takes_a_bounded_number_of_steps() {
+    let mut c = quiet();
+    c.max_sources = 4_096;
+    c.source_failures = SourceFailuresConfig {
+        action: Action::Block,
+        window_secs: 60,
+        threshold: 3,
+        cooldown_secs: Some(600),
+    };
+    let (a, _audit) = anomaly(c);
+    let ip = |i: u32| IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
+    // A quarter of the table blocked (three failures each), the rest seen once.
+    for i in 0..4_096u32 {
+        let failures = if i % 4 == 0 { 3 } else { 1 };
+        for _ in 0..failures {
+            a.observe_source_failure(ip(i), T0 + i64::from(i));
+        }
+    }
+    assert_eq!(lock(&a.sources).len(), 4_096);
+    let mut worst = 0;
+    for i in 0..8_192u32 {
+        let before = lock(&a.sources).eviction_steps;
+        a.observe_source_failure(ip(100_000 + i), T0 + 10_000 + i64::from(i));
+        let steps = lock(&a.sources).eviction_steps - before;
+        worst = worst.max(steps);
+        assert!(
+            lock(&a.sources).contains_key(&ip(100_000 + i)),
+            "new source {i} tracked"
+        );
+    }
+    assert!(
+        worst as usize <= sources::MAX_EVICTION_STEPS,
+        "at most {} steps per new source, saw {worst}",
+        sources::MAX_EVICTION_STEPS
+    );
+    assert_eq!(lock(&a.sources).len(), 4_096, "still bounded");
+    // Every blocked source is still held.
+    for i in (0..4_096u32).step_by(4) {
+        assert!(
+            a.source_blocked(ip(i), T0 + 20_000),
+            "source {i} still blocked"
+        );
+    }
+}
+
+#[test]
+fn a_source_table_full_of_blocked_sources_costs_bounded_steps_per_new_source() {
+    let mut c = quiet();
+    c.max_sources = 1_024;
+    c.source_failures = SourceFailuresConfig {
+        action: Action::Block,
+        window_secs: 60,
+        threshold: 1,
+        cooldown_secs: Some(600),
+    };
+    let (a, _audit) = anomaly(c);
+    let ip = |i: u32| IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
+    for i in 0..1_024u32 {
+        assert!(a.observe_source_failure(ip(i), T0));
+    }
+    for i in 0..1_000u32 {
+        let before = lock(&a.sources).eviction_steps;
+        assert!(!a.observe_source_failure(ip(50_000 + i), T0 + 1));
+        let steps = lock(&a.sources).eviction_steps - before;
+        assert!(
+            steps as usize <= sources::MAX_EVICTION_STEPS,
+            "{steps} steps"
+        );
+    }
+    assert_eq!(lock(&a.sources).len(), 1_024);
+}
+
+#[test]
+fn a_mirrored_block_the_store_no_longer_holds_is_dropped_with_an_audit_record() {
+    let (a, audit, _store) = shared(quiet());
+    let stored = StoredRestriction {
+        detector: "denials".into(),
+        since_ms: T0,
+        until_ms: None,
+    };
+    assert!(matches!(
+        a.reconcile("carol", Some(stored), 0, T0 + 10),
+        Admission::Blocked { .. }
+    ));
+    // The store lost it (emptied, or a key deleted): dropped here, and said
+    // in this replica's trail, not only its log.
+    assert_eq!(
+        a.reconcile("carol", None, 0, T0 + 10 + RECHECK_MS),
+        Admission::Allow
+    );
+    let dropped: Vec<_> = events(&audit)
+        .into_iter()
+        .filter(|e| e["action"] == "block_dropped")
+        .collect();
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert_eq!(dropped[0]["client_id"], "carol");
+    assert_eq!(dropped[0]["detector"], "denials");
+    assert_eq!(dropped[0]["figures"]["operator_unblock"], 0.0);
+    // A source block mirrored then dropped is recorded the same way.
+    let src = IpAddr::from([192, 0, 2, 7]);
+    let stored = StoredRestriction {
+        detector: "source_failures".into(),
+        since_ms: T0,
+        until_ms: None,
+    };
+    assert!(a.reconcile_source(src, Some(stored), 0, T0 + 10));
+    assert!(!a.reconcile_source(src, None, T0 + 20, T0 + 30));
+    let dropped: Vec<_> = events(&audit)
+        .into_iter()
+        .filter(|e| e["action"] == "block_dropped" && e["source"] == "192.0.2.7")
+        .collect();
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert_eq!(dropped[0]["figures"]["operator_unblock"], 1.0);
+}

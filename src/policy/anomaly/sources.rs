@@ -1,0 +1,123 @@
+//! The per-source table of the `source_failures` detector: a map with an
+//! age order beside it, so that making room in a full table costs a
+//! bounded number of steps (not a scan of every source) under the mutex
+//! the accept loop takes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use super::SourceState;
+
+/// The most entries one insertion looks at to make room. Blocked sources
+/// are never forgotten: one met at the old end is moved to the young end
+/// (it is looked at again only after every other entry), so a table full
+/// of blocked sources costs this many steps per new source, no more.
+pub(super) const MAX_EVICTION_STEPS: usize = 16;
+
+/// Sources by key, and the same keys from least to most recently seen.
+#[derive(Debug, Default)]
+pub(super) struct SourceTable {
+    map: HashMap<IpAddr, (SourceState, u64)>,
+    order: BTreeMap<u64, IpAddr>,
+    next: u64,
+    /// Entries looked at to make room, ever (for tests: the work per
+    /// insertion is bounded).
+    pub(super) eviction_steps: u64,
+}
+
+impl SourceTable {
+    pub(super) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(super) fn contains_key(&self, key: &IpAddr) -> bool {
+        self.map.contains_key(key)
+    }
+
+    pub(super) fn get(&self, key: &IpAddr) -> Option<&SourceState> {
+        self.map.get(key).map(|(s, _)| s)
+    }
+
+    /// The entry, without changing its age.
+    pub(super) fn get_mut(&mut self, key: &IpAddr) -> Option<&mut SourceState> {
+        self.map.get_mut(key).map(|(s, _)| s)
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&IpAddr, &SourceState)> {
+        self.map.iter().map(|(k, (s, _))| (k, s))
+    }
+
+    fn stamp(&mut self) -> u64 {
+        self.next = self.next.wrapping_add(1);
+        self.next
+    }
+
+    /// The entry of `key`, created if missing, now the most recently seen
+    /// (its `last_ms` set to `now_ms`).
+    pub(super) fn seen(&mut self, key: IpAddr, now_ms: i64) -> &mut SourceState {
+        let seq = self.stamp();
+        let entry = self.map.entry(key).or_insert_with(|| (fresh(now_ms), 0));
+        if entry.1 != 0 {
+            self.order.remove(&entry.1);
+        }
+        entry.1 = seq;
+        self.order.insert(seq, key);
+        entry.0.last_ms = now_ms;
+        &mut entry.0
+    }
+
+    /// The entry of `key`, created (as the most recently seen) if missing;
+    /// an existing entry keeps its age.
+    pub(super) fn get_or_insert(&mut self, key: IpAddr, now_ms: i64) -> &mut SourceState {
+        use std::collections::hash_map::Entry;
+        let seq = self.next.wrapping_add(1);
+        match self.map.entry(key) {
+            Entry::Occupied(o) => &mut o.into_mut().0,
+            Entry::Vacant(v) => {
+                self.next = seq;
+                self.order.insert(seq, key);
+                &mut v.insert((fresh(now_ms), seq)).0
+            }
+        }
+    }
+
+    /// Frees one slot in a table holding `max` or more by forgetting the
+    /// least recently seen source that is not blocked, looking at
+    /// [`MAX_EVICTION_STEPS`] entries at most; false if none could go.
+    pub(super) fn make_room(&mut self, max: usize) -> bool {
+        if self.map.len() < max {
+            return true;
+        }
+        for _ in 0..MAX_EVICTION_STEPS {
+            let Some((_, key)) = self.order.pop_first() else {
+                return false;
+            };
+            self.eviction_steps += 1;
+            let blocked = self.map.get(&key).map(|(s, _)| s.block.is_some());
+            match blocked {
+                Some(true) => {
+                    let seq = self.stamp();
+                    if let Some(e) = self.map.get_mut(&key) {
+                        e.1 = seq;
+                    }
+                    self.order.insert(seq, key);
+                }
+                Some(false) => {
+                    self.map.remove(&key);
+                    return true;
+                }
+                None => {}
+            }
+        }
+        false
+    }
+}
+
+fn fresh(now_ms: i64) -> SourceState {
+    SourceState {
+        window_start_ms: now_ms,
+        failures: 0,
+        last_ms: now_ms,
+        block: None,
+    }
+}

@@ -1,0 +1,237 @@
+//! What a gateway refuses to run its shared state on (issue 21): a store
+//! that may evict keys (an evicted nonce is a replay nobody notices), one
+//! whose eviction policy cannot be read, and, unless the operator says the
+//! store is persistent, a store found without an epoch is taken as one
+//! that may have been emptied while no replica ran (no envelope signed
+//! before its cold start plus the skew window is accepted). Debian's
+//! redis-server on a free loopback port.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::now_ms;
+use common::services::Redis;
+use sealgate::state::{SharedState, StateConfig, StateSetup, Verdict};
+
+fn redis_cli(redis: &Redis, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &redis.port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A store built from `[state]` lines (`kind` and `url` added), with a
+/// 30 s skew and `password` (a file secret) if given.
+async fn store(redis: &Redis, extra: &str, password: Option<&std::path::Path>) -> Arc<SharedState> {
+    store_at(&redis.url(), extra, password).await
+}
+
+/// [`store`] at `url`.
+async fn store_at(url: &str, extra: &str, password: Option<&std::path::Path>) -> Arc<SharedState> {
+    let mut text = format!("kind = \"redis\"\nurl = \"{url}\"\ntimeout_ms = 2000\n{extra}\n");
+    let mut refs = Vec::new();
+    if let Some(p) = password {
+        text.push_str(&format!("password = \"file:{}\"\n", p.display()));
+        refs.push(sealgate::secrets::SecretRef::File(p.to_path_buf()));
+    }
+    let config: StateConfig = toml::from_str(&text).expect("config");
+    let secrets = Arc::new(sealgate::secrets::Secrets::new(None, refs).expect("secrets"));
+    secrets.resolve_all().await.expect("resolved");
+    let metrics = sealgate::metrics::Metrics::new(&[]);
+    Arc::new(
+        SharedState::new(
+            &config,
+            StateSetup {
+                skew_ms: 30_000,
+                replay_capacity_per_client: 10,
+                throttle: sealgate::policy::RateLimitFile {
+                    per_second: 1,
+                    burst: 1,
+                },
+                secrets,
+                audit: Arc::new(sealgate::audit::AuditLog::memory()),
+                clock: Arc::new(|| {
+                    sealgate::gateway::Clock::now_ms(&sealgate::gateway::SystemClock)
+                }),
+                metrics: metrics.register_state(),
+            },
+        )
+        .expect("state"),
+    )
+}
+
+fn fresh_envelope(ts: i64) -> sealgate::envelope::VerifiedEnvelope {
+    sealgate::envelope::VerifiedEnvelope {
+        payload: bytes::Bytes::new(),
+        key_id: "k".into(),
+        nonce: bytes::Bytes::copy_from_slice(&rand::random::<[u8; 16]>()),
+        timestamp_unix_ms: ts,
+        digest: [0; 32],
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_may_evict_keys_is_refused() {
+    let redis = Redis::start();
+    for policy in [
+        "allkeys-lru",
+        "volatile-ttl",
+        "volatile-lru",
+        "allkeys-random",
+    ] {
+        redis_cli(&redis, &["CONFIG", "SET", "maxmemory-policy", policy]);
+        let e = store(&redis, "persistent = true", None)
+            .await
+            .start()
+            .await
+            .expect_err("an evicting store is refused");
+        assert!(
+            e.contains(&format!("maxmemory-policy {policy}"))
+                && e.contains("set maxmemory-policy noeviction"),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!("state store 127.0.0.1:{}", redis.port)),
+            "{e}"
+        );
+    }
+    redis_cli(&redis, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    store(&redis, "persistent = true", None)
+        .await
+        .start()
+        .await
+        .expect("noeviction is accepted");
+}
+
+#[tokio::test]
+async fn an_acl_user_without_config_is_checked_through_info_and_refused_without_either() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pass = dir.path().join("redis.pass");
+    sealgate::keys::write_private(&pass, b"gw-secret-pw\n", false).expect("pass");
+    redis_cli(
+        &redis,
+        &[
+            "ACL",
+            "SETUSER",
+            "gw",
+            "on",
+            ">gw-secret-pw",
+            "~sealgate:*",
+            "+@all",
+            "-@dangerous",
+            "+info",
+        ],
+    );
+    // The user name goes in the URL, its password in a file secret.
+    let url_gw = format!("redis://gw@127.0.0.1:{}/0", redis.port);
+    let gw_store = async |url: &str, pass: &std::path::Path| {
+        store_at(url, "persistent = true", Some(pass))
+            .await
+            .start()
+            .await
+    };
+    gw_store(&url_gw, &pass)
+        .await
+        .expect("noeviction read from INFO");
+    redis_cli(
+        &redis,
+        &["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"],
+    );
+    let e = gw_store(&url_gw, &pass).await.expect_err("refused");
+    assert!(e.contains("maxmemory-policy allkeys-lfu"), "{e}");
+    redis_cli(&redis, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    redis_cli(&redis, &["ACL", "SETUSER", "gw", "-info"]);
+    let e = gw_store(&url_gw, &pass).await.expect_err("unverifiable");
+    assert!(
+        e.contains("maxmemory-policy cannot be read") && e.contains("+config|get or +info"),
+        "{e}"
+    );
+    assert!(!e.contains("gw-secret-pw"), "{e}");
+    // The user docs/OPERATIONS.md suggests: every call's round trip works.
+    redis_cli(&redis, &["ACL", "SETUSER", "gw", "+config|get", "+info"]);
+    let s = store_at(&url_gw, "persistent = true", Some(&pass)).await;
+    s.start().await.expect("the documented ACL user");
+    let client = sealgate::identity::ClientId::parse("alice").expect("id");
+    let rate = sealgate::policy::RateLimitFile {
+        per_second: 100,
+        burst: 100,
+    };
+    let (v, _) = s
+        .verdict(&client, rate, &fresh_envelope(now_ms()), now_ms(), None)
+        .await
+        .expect("a call's round trip under that user");
+    assert_eq!(v, Verdict::Accepted);
+}
+
+#[tokio::test]
+async fn a_replica_that_finds_no_epoch_refuses_envelopes_for_one_skew_window_unless_persistent() {
+    // Every replica and the store restarted together (no persistence):
+    // the first replica back finds an empty store and no replica knew its
+    // epoch. An envelope accepted just before is not accepted again.
+    let redis = Redis::start();
+    let before = store(&redis, "", None).await;
+    before.start().await.expect("connects");
+    let now = now_ms();
+    let env = fresh_envelope(now);
+    let client = sealgate::identity::ClientId::parse("alice").expect("id");
+    let rate = sealgate::policy::RateLimitFile {
+        per_second: 100,
+        burst: 100,
+    };
+    // The first store of a deployment also waits (it cannot know it is new).
+    let (v, _) = before
+        .verdict(&client, rate, &fresh_envelope(now), now, None)
+        .await
+        .expect("verdict");
+    assert!(
+        matches!(v, Verdict::Gap { until_ms } if until_ms >= now + 30_000 - 1_000),
+        "{v:?}"
+    );
+    drop(before);
+    // (Accepted earlier, by a store that had an epoch since 0.)
+    redis_cli(&redis, &["FLUSHALL"]);
+    redis_cli(&redis, &["SET", "sealgate:epoch", "old 0"]);
+    let mid = store(&redis, "", None).await;
+    mid.start().await.expect("connects");
+    let (v, _) = mid
+        .verdict(&client, rate, &env, now, None)
+        .await
+        .expect("verdict");
+    assert_eq!(v, Verdict::Accepted);
+    drop(mid);
+    // Everything restarts; the store is empty.
+    redis_cli(&redis, &["FLUSHALL"]);
+    let after = store(&redis, "", None).await;
+    after.start().await.expect("connects");
+    let (v, _) = after
+        .verdict(&client, rate, &env, now_ms(), None)
+        .await
+        .expect("verdict");
+    match v {
+        Verdict::Gap { until_ms } => {
+            assert!(until_ms > env.timestamp_unix_ms + 29_000, "{until_ms}")
+        }
+        other => panic!("the replay across the cold start was {other:?}"),
+    }
+    // A fresh envelope waits too, until the window has passed.
+    let (v, _) = after
+        .verdict(&client, rate, &fresh_envelope(now_ms()), now_ms(), None)
+        .await
+        .expect("verdict");
+    assert!(matches!(v, Verdict::Gap { .. }), "{v:?}");
+    // The operator's word that the store is persistent: a store without
+    // an epoch is a new deployment, used at once.
+    redis_cli(&redis, &["FLUSHALL"]);
+    let persistent = store(&redis, "persistent = true", None).await;
+    persistent.start().await.expect("connects");
+    let (v, _) = persistent
+        .verdict(&client, rate, &fresh_envelope(now_ms()), now_ms(), None)
+        .await
+        .expect("verdict");
+    assert_eq!(v, Verdict::Accepted);
+}
