@@ -880,3 +880,58 @@ async fn renew_refuses_an_identity_that_is_invalid_blocked_disabled_or_unknown()
         "CLIENT_UNKNOWN",
     );
 }
+
+/// Issue 21: the handshake checks the certificate's dates once; a
+/// connection opened while it was valid must not renew after it expired.
+#[tokio::test]
+async fn a_certificate_that_expires_on_an_open_connection_cannot_renew() {
+    let s = setup(60).await;
+    let alice = ClientId::parse("alice").expect("id");
+    let now = time::OffsetDateTime::now_utc();
+    let params = sealgate::ca::client_params_with_validity(
+        &s.gw.ca,
+        &alice,
+        now - time::Duration::hours(1),
+        now + time::Duration::seconds(2),
+    )
+    .expect("params");
+    let base = s.gw.profile(&s.gw.alice);
+    let short = Profile::load(&profile_with_certificate(&s, &base, &params, "short"))
+        .expect("profile");
+    let not_after_ms = {
+        let der = sealgate::ca::read_cert_der(&short.cert).expect("der");
+        sealgate::identity::identity_from_cert(&der, TRUST_DOMAIN)
+            .expect("identity")
+            .not_after_ms
+    };
+    let mut rpc = s.rpc(Some((&short.cert, &short.key))).await;
+    // The connection is up and the certificate accepted while it is valid:
+    // a junk request gets past the certificate to a later check.
+    let junk = || RenewRequest {
+        current_key_id: short.key_id.clone(),
+        nonce: vec![7u8; 4].into(),
+        ..Default::default()
+    };
+    assert_refused(
+        rpc.renew(junk()).await,
+        tonic::Code::InvalidArgument,
+        "NONCE_INVALID",
+    );
+    // Wait (bounded) until the certificate has expired, then renew on the
+    // same connection.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while now_ms() <= not_after_ms + 200 {
+        assert!(std::time::Instant::now() < deadline, "clock stuck");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let issued = s.issued_count();
+    assert_refused(
+        rpc.renew(junk()).await,
+        tonic::Code::Unauthenticated,
+        "CERTIFICATE_EXPIRED",
+    );
+    let event = last_refusal(&s, "renew");
+    assert_eq!(event["reason"], "CERTIFICATE_EXPIRED", "{event}");
+    assert_eq!(event["client_id"], "alice", "{event}");
+    assert_eq!(s.issued_count(), issued, "nothing issued");
+}

@@ -83,6 +83,8 @@ pub enum EnrollReason {
     IdentityInvalid,
     /// The CA revoked the certificate.
     CertificateRevoked,
+    /// The certificate on the connection expired after its handshake.
+    CertificateExpired,
     /// The identity is not in the registry.
     ClientUnknown,
     /// The identity is disabled in the registry.
@@ -130,6 +132,7 @@ impl EnrollReason {
         EnrollReason::CertificateRequired,
         EnrollReason::IdentityInvalid,
         EnrollReason::CertificateRevoked,
+        EnrollReason::CertificateExpired,
         EnrollReason::ClientUnknown,
         EnrollReason::ClientDisabled,
         EnrollReason::IdentityBlocked,
@@ -158,6 +161,7 @@ impl EnrollReason {
             EnrollReason::CertificateRequired => "CERTIFICATE_REQUIRED",
             EnrollReason::IdentityInvalid => "IDENTITY_INVALID",
             EnrollReason::CertificateRevoked => "CERTIFICATE_REVOKED",
+            EnrollReason::CertificateExpired => "CERTIFICATE_EXPIRED",
             EnrollReason::ClientUnknown => "CLIENT_UNKNOWN",
             EnrollReason::ClientDisabled => "CLIENT_DISABLED",
             EnrollReason::IdentityBlocked => "IDENTITY_BLOCKED",
@@ -578,6 +582,14 @@ impl Enrollment {
             .map_err(|e| no_id(refuse(EnrollReason::IdentityInvalid, e.to_string())))?;
         let id = identity.client_id.clone();
         let with_id = |r: Refused| (Some(id.clone()), r);
+        // The handshake checked the dates once; the connection may have
+        // outlived the certificate since (its notBefore cannot pass again).
+        if self.clock.now_ms() > identity.not_after_ms {
+            return Err(with_id(refuse(
+                EnrollReason::CertificateExpired,
+                "the certificate on this connection has expired; an expired certificate cannot renew (ask for an enrollment token)",
+            )));
+        }
         let revoked = self
             .ca
             .is_revoked(&identity.serial)
