@@ -935,3 +935,126 @@ async fn a_certificate_that_expires_on_an_open_connection_cannot_renew() {
     assert_eq!(event["client_id"], "alice", "{event}");
     assert_eq!(s.issued_count(), issued, "nothing issued");
 }
+
+/// Replaces `ca/crl.pem` with a CRL of the gateway's CA (nothing revoked)
+/// whose next update is `next_update`.
+fn write_crl_with_next_update(s: &Setup, next_update: time::OffsetDateTime) {
+    let dir = ca_dir(s.gw.dir.path());
+    let cert_pem = std::fs::read_to_string(dir.join("ca.crt")).expect("ca.crt");
+    let key_pem = std::fs::read_to_string(dir.join("ca.key")).expect("ca.key");
+    let key = rcgen::KeyPair::from_pem(&key_pem).expect("CA key");
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&cert_pem, key).expect("issuer");
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: next_update - time::Duration::days(1),
+        next_update,
+        crl_number: rcgen::SerialNumber::from(4242u64),
+        issuing_distribution_point: None,
+        revoked_certs: Vec::new(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&issuer)
+    .expect("CRL");
+    std::fs::write(dir.join("crl.pem"), crl.pem().expect("pem")).expect("write CRL");
+}
+
+fn handshake_alert(e: &ClientError) -> Option<&str> {
+    match e {
+        ClientError::Handshake { alert, .. } => Some(alert.as_str()),
+        _ => None,
+    }
+}
+
+/// Issue 21: a CRL whose next update plus `crl_grace_secs` passes while
+/// the gateway runs refuses clients from then on, without a SIGHUP: new
+/// handshakes on both listeners, and requests on connections already open.
+#[tokio::test]
+async fn a_crl_whose_grace_runs_out_while_serving_refuses_clients_without_a_reload() {
+    let s = setup(60).await;
+    let profile_path = enroll_carol(&s).await;
+    let carol = Profile::load(&profile_path).expect("profile");
+    // One second of grace, and a CRL whose next update is two seconds away.
+    let config_path = s.gw.path("sealgate.toml");
+    let text = std::fs::read_to_string(&config_path).expect("config");
+    let graced = text.replace(
+        "crls = [\"ca/crl.pem\"]\n",
+        "crls = [\"ca/crl.pem\"]\ncrl_grace_secs = 1\n",
+    );
+    assert_ne!(graced, text, "the config lists the CRL");
+    std::fs::write(&config_path, graced).expect("config");
+    let next_update = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    write_crl_with_next_update(&s, next_update);
+    // SIGHUP: the gateway's listener, and the enrollment listener.
+    s.gw.reloader.reload().await;
+    s.reloader.reload().await;
+    // Served now, on a connection that stays open.
+    let open = Client::connect(&carol).await.expect("connect");
+    open.call_tool("get_meps", json!({"country": "SE", "limit": 1}))
+        .await
+        .expect("served while the CRL is current");
+    let mut rpc = s.rpc(Some((&carol.cert, &carol.key))).await;
+    assert_refused(
+        rpc.renew(RenewRequest::default()).await,
+        tonic::Code::InvalidArgument,
+        "NONCE_INVALID",
+    );
+    // Wait (bounded) until next update + grace has passed.
+    let deadline_ms = (next_update.unix_timestamp() + 1) * 1000;
+    let limit = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while now_ms() <= deadline_ms + 1000 {
+        assert!(std::time::Instant::now() < limit, "clock stuck");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // A new handshake is refused: the revocation state cannot be known.
+    let err = call_get_meps(&carol).await.expect_err("new connection");
+    assert_eq!(handshake_alert(&err), Some("unknown_ca"), "{err:?}");
+    // The open connection is no longer served (it is closed; its client's
+    // reconnection is refused the same way).
+    let limit = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let err = loop {
+        match open
+            .call_tool("get_meps", json!({"country": "SE", "limit": 1}))
+            .await
+        {
+            Err(e) => break e,
+            Ok(_) => {
+                assert!(
+                    std::time::Instant::now() < limit,
+                    "the open connection is still served past the CRL's grace"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(handshake_alert(&err), Some("unknown_ca"), "{err:?}");
+    // The enrollment listener refuses the certificate too (an anonymous
+    // Enroll still reaches the service).
+    let ca = ca_dir(s.gw.dir.path()).join("ca.crt");
+    let tls = sealgate::tls::client_config(&ca, &carol.cert, &carol.key).expect("tls");
+    let refused = match sealgate::tls::connect_channel(&s.enroll_addr.to_string(), "localhost", tls)
+        .await
+    {
+        Err(e) => format!("{e:?}"),
+        Ok(channel) => format!(
+            "{:?}",
+            EnrollmentServiceClient::new(channel)
+                .renew(RenewRequest::default())
+                .await
+                .expect_err("refused")
+        ),
+    };
+    assert!(
+        refused.contains("UnknownCA") || refused.contains("unknown_ca"),
+        "{refused}"
+    );
+    let mut anonymous = s.rpc(None).await;
+    assert_refused(
+        anonymous.enroll(EnrollRequest::default()).await,
+        tonic::Code::Unauthenticated,
+        "TOKEN_UNKNOWN",
+    );
+    // The operator re-issues the CRL and reloads: served again.
+    s.gw.ca.write_crl_now(7).expect("re-issue");
+    s.gw.reloader.reload().await;
+    s.reloader.reload().await;
+    call_get_meps(&carol).await.expect("served after re-issue");
+}
