@@ -1041,9 +1041,8 @@ mod tests {
         assert!(!at(3_600), "within the grace");
         assert!(!at(86_400), "at the end of the grace");
         assert!(at(86_401), "past the grace");
-        let checked =
-            super::load_crls_checked(&[&path], std::time::Duration::ZERO, 1_800_000_001)
-                .expect("loads");
+        let checked = super::load_crls_checked(&[&path], std::time::Duration::ZERO, 1_800_000_001)
+            .expect("loads");
         assert!(checked.enforce, "no grace");
     }
 

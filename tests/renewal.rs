@@ -4,194 +4,19 @@
 //! reason (and nothing issued or registered when refused).
 
 mod common;
+mod enroll_harness;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
 use common::*;
 use ed25519_dalek::Signer;
+use enroll_harness::*;
 use sealgate::client::{Client, ClientError, Profile};
-use sealgate::enroll::client::{EnrollOptions, RenewOptions, Renewal};
+use sealgate::enroll::client::{RenewOptions, Renewal};
 use sealgate::identity::ClientId;
 use sealgate::proto::enrollment_service_client::EnrollmentServiceClient;
 use sealgate::proto::{EnrollRequest, RenewRequest};
 use serde_json::json;
-
-/// A gateway with `[enrollment]`, its enrollment listener, and a registry
-/// entry for "carol" (no keys: she enrolls).
-struct Setup {
-    gw: TestGateway,
-    enroll_addr: std::net::SocketAddr,
-    /// What SIGHUP does to a gateway serving enrollment (its listener's
-    /// CRLs included).
-    reloader: sealgate::reload::Reloader,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-fn server_parts(
-    gw: &TestGateway,
-    config: &sealgate::config::Config,
-) -> sealgate::server::ServerParts {
-    sealgate::server::ServerParts {
-        gateway: gw.gateway.clone(),
-        tls: Arc::new(arc_swap::ArcSwap::new(
-            sealgate::startup::tls_server_config(config).expect("tls"),
-        )),
-        transport: Default::default(),
-        trust_domain: TRUST_DOMAIN.into(),
-        stats: gw.stats.clone(),
-    }
-}
-
-const CAROL: &str = r#"
-[[client]]
-id = "carol"
-methods = ["initialize", "ping", "tools/list", "tools/call"]
-tools = ["get_meps"]
-"#;
-
-async fn setup(overlap_secs: u64) -> Setup {
-    setup_with(overlap_secs, "").await
-}
-
-/// [`setup`] with `extra` config after the `[enrollment]` table.
-async fn setup_with(overlap_secs: u64, extra: &str) -> Setup {
-    let gw = TestGateway::start_with(Options {
-        // The first lines land in [registry].
-        config_extra: format!(
-            "enrolled_keys = \"enrolled-keys.toml\"\n\n[enrollment]\nlisten = \"127.0.0.1:1\"\nca_dir = \"ca\"\ncert_days = 2\nkey_days = 3\nkey_overlap_secs = {overlap_secs}\n{extra}"
-        ),
-        registry_extra: CAROL.into(),
-        ..Default::default()
-    })
-    .await;
-    let config = sealgate::config::Config::load(&gw.path("sealgate.toml")).expect("config");
-    let parts = sealgate::startup::build_enrollment(
-        &config,
-        Some(gw.gateway.clone()),
-        Vec::new(),
-        Some(gw.audit.clone()),
-    )
-    .await
-    .expect("enrollment builds")
-    .expect("configured");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let enroll_addr = listener.local_addr().expect("addr");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(sealgate::enroll::service::serve(
-        listener,
-        parts.tls.clone(),
-        parts.state.clone(),
-        async {
-            let _ = rx.await;
-        },
-    ));
-    let reloader = sealgate::reload::Reloader::new(&config, &server_parts(&gw, &config))
-        .with_config_file(&gw.path("sealgate.toml"))
-        .with_enrollment(&parts);
-    Setup {
-        gw,
-        enroll_addr,
-        reloader,
-        _stop: tx,
-    }
-}
-
-impl Setup {
-    fn token(&self, id: &str, ttl_secs: u64, now_ms: i64) -> String {
-        sealgate::enroll::tokens::create(
-            &ca_dir(self.gw.dir.path()),
-            &ClientId::parse(id).expect("id"),
-            ttl_secs,
-            now_ms,
-        )
-        .expect("token")
-        .0
-    }
-
-    fn enroll_options(&self, id: &str, dir: &str) -> EnrollOptions {
-        EnrollOptions {
-            enrollment: self.enroll_addr.to_string(),
-            endpoint: self.gw.addr.to_string(),
-            server_name: "localhost".into(),
-            ca: ca_dir(self.gw.dir.path()).join("ca.crt"),
-            trust_domain: TRUST_DOMAIN.into(),
-            audience: None,
-            id: id.into(),
-            dir: self.gw.path(dir),
-            force: false,
-        }
-    }
-
-    fn issued_count(&self) -> usize {
-        std::fs::read_to_string(ca_dir(self.gw.dir.path()).join("issued.toml"))
-            .expect("index")
-            .matches("kind = \"client\"")
-            .count()
-    }
-
-    fn enrolled_text(&self) -> String {
-        std::fs::read_to_string(self.gw.path("enrolled-keys.toml")).unwrap_or_default()
-    }
-
-    /// A raw channel to the enrollment listener, anonymous or with a
-    /// client certificate.
-    async fn rpc(
-        &self,
-        cert: Option<(&Path, &Path)>,
-    ) -> EnrollmentServiceClient<tonic::transport::Channel> {
-        let ca = ca_dir(self.gw.dir.path()).join("ca.crt");
-        let tls = match cert {
-            Some((c, k)) => sealgate::tls::client_config(&ca, c, k).expect("tls"),
-            None => sealgate::tls::enroll_client_config(&ca).expect("tls"),
-        };
-        let channel =
-            sealgate::tls::connect_channel(&self.enroll_addr.to_string(), "localhost", tls)
-                .await
-                .expect("connect");
-        EnrollmentServiceClient::new(channel)
-    }
-}
-
-fn reason(status: &tonic::Status) -> String {
-    sealgate::error::reason_of(status).unwrap_or_default()
-}
-
-fn assert_refused(
-    result: Result<impl std::fmt::Debug, tonic::Status>,
-    code: tonic::Code,
-    want: &str,
-) {
-    let status = result.expect_err("expected a refusal");
-    assert_eq!(status.code(), code, "{status:?}");
-    assert_eq!(reason(&status), want, "{status:?}");
-    assert!(status.message().starts_with(want), "{}", status.message());
-}
-
-fn denied_reason(e: &ClientError) -> Option<&str> {
-    match e {
-        ClientError::Denied { reason, .. } => reason.as_deref(),
-        _ => None,
-    }
-}
-
-async fn call_get_meps(profile: &Profile) -> Result<serde_json::Value, ClientError> {
-    let client = Client::connect(profile).await?;
-    client
-        .call_tool("get_meps", json!({"country": "SE", "limit": 1}))
-        .await
-}
-
-/// A first certificate and key for carol, made on "her machine".
-async fn enroll_carol(s: &Setup) -> PathBuf {
-    let token = s.token("carol", 600, now_ms());
-    let done = sealgate::enroll::client::enroll(&s.enroll_options("carol", "carol"), &token)
-        .await
-        .expect("enroll");
-    done.profile
-}
 
 #[tokio::test]
 async fn enroll_call_renew_and_the_old_key_works_until_its_overlap_ends() {
@@ -896,8 +721,8 @@ async fn a_certificate_that_expires_on_an_open_connection_cannot_renew() {
     )
     .expect("params");
     let base = s.gw.profile(&s.gw.alice);
-    let short = Profile::load(&profile_with_certificate(&s, &base, &params, "short"))
-        .expect("profile");
+    let short =
+        Profile::load(&profile_with_certificate(&s, &base, &params, "short")).expect("profile");
     let not_after_ms = {
         let der = sealgate::ca::read_cert_der(&short.cert).expect("der");
         sealgate::identity::identity_from_cert(&der, TRUST_DOMAIN)
@@ -1030,18 +855,17 @@ async fn a_crl_whose_grace_runs_out_while_serving_refuses_clients_without_a_relo
     // Enroll still reaches the service).
     let ca = ca_dir(s.gw.dir.path()).join("ca.crt");
     let tls = sealgate::tls::client_config(&ca, &carol.cert, &carol.key).expect("tls");
-    let refused = match sealgate::tls::connect_channel(&s.enroll_addr.to_string(), "localhost", tls)
-        .await
-    {
-        Err(e) => format!("{e:?}"),
-        Ok(channel) => format!(
-            "{:?}",
-            EnrollmentServiceClient::new(channel)
-                .renew(RenewRequest::default())
-                .await
-                .expect_err("refused")
-        ),
-    };
+    let refused =
+        match sealgate::tls::connect_channel(&s.enroll_addr.to_string(), "localhost", tls).await {
+            Err(e) => format!("{e:?}"),
+            Ok(channel) => format!(
+                "{:?}",
+                EnrollmentServiceClient::new(channel)
+                    .renew(RenewRequest::default())
+                    .await
+                    .expect_err("refused")
+            ),
+        };
     assert!(
         refused.contains("UnknownCA") || refused.contains("unknown_ca"),
         "{refused}"

@@ -242,13 +242,8 @@ fn a_pruned_enrolled_keys_file_never_revives_a_replaced_key() {
         let mut twice = pruned.clone();
         twice.prune(now, keep);
         assert_eq!(twice, pruned, "day {day}: prune is idempotent");
-        let reg = Registry::parse_merged(
-            &text,
-            &pruned,
-            &RegistryDefaults::rate_only(RATE),
-            None,
-        )
-        .expect("registry");
+        let reg = Registry::parse_merged(&text, &pruned, &RegistryDefaults::rate_only(RATE), None)
+            .expect("registry");
         let c = reg.get(&ClientId::parse("a").expect("id")).expect("client");
         assert!(
             !c.keys["k-op"].valid_at(now),
