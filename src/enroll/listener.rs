@@ -217,6 +217,21 @@ pub async fn serve_with_limits(
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let handshakes_per_source = SourceSlots::new();
     let connections_per_source = SourceSlots::new();
+    // Refused handshakes: the first from a source in the log in full, then
+    // one counted line per interval.
+    let refused_log = Arc::new(crate::summary::Summary::<std::net::IpAddr>::new(
+        super::refusals::REFUSAL_SUMMARY_INTERVAL,
+        64,
+    ));
+    let refused_report = tokio::spawn({
+        let log = refused_log.clone();
+        async move {
+            log.report(|source, count, every| {
+                tracing::info!(source = %source, count, "{count} more enrollment TLS handshakes refused in the last {}", crate::summary::interval_text(every));
+            })
+            .await
+        }
+    });
     let accept = tokio::spawn(async move {
         loop {
             let (tcp, remote) = match listener.accept().await {
@@ -249,6 +264,7 @@ pub async fn serve_with_limits(
             let _ = tcp.set_nodelay(true);
             let tls = tls.clone();
             let tx = tx.clone();
+            let refused_log = refused_log.clone();
             tokio::spawn(async move {
                 let config = tls.load_full();
                 let done = tokio::time::timeout(limits.handshake_timeout, config.accept(tcp)).await;
@@ -256,7 +272,10 @@ pub async fn serve_with_limits(
                 let io = match done {
                     Ok(Ok(io)) => io,
                     Ok(Err(e)) => {
-                        tracing::debug!(peer.addr = %remote, error = %e, "enrollment TLS handshake refused");
+                        let source = crate::policy::anomaly::source_key(remote.ip());
+                        if refused_log.note(source) == crate::summary::Seen::First {
+                            tracing::info!(peer.addr = %remote, error = %e, "enrollment TLS handshake refused");
+                        }
                         return;
                     }
                     Err(_) => return,
@@ -306,6 +325,7 @@ pub async fn serve_with_limits(
         .await;
     accept.abort();
     reports.abort();
+    refused_report.abort();
     state.refusals().report(state.clock().now_ms());
     result
 }
