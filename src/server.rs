@@ -244,6 +244,8 @@ enum Closing {
     Aged,
     /// Marked by the request path after identity denials.
     IdentityDenials,
+    /// A CRL is past its next update plus `crl_grace_secs`.
+    CrlExpired,
 }
 
 /// The timing limits of an established connection.
@@ -354,6 +356,7 @@ pub struct PeerStream {
     max_age: Duration,
     stats: Arc<AcceptStats>,
     summary: Arc<Summary<Refusal>>,
+    crl: crate::tls::CrlWatch,
     _held: Held,
 }
 
@@ -404,10 +407,16 @@ impl PeerStream {
                     );
                 }
             }
+            // Logged once for all by ServerTls.
+            Closing::CrlExpired => {
+                tracing::debug!(peer.addr = %remote, "closing a connection: a CRL is past its grace")
+            }
         }
         let kind = match closing {
             Closing::Idle => io::ErrorKind::TimedOut,
-            Closing::Aged | Closing::IdentityDenials => io::ErrorKind::ConnectionAborted,
+            Closing::Aged | Closing::IdentityDenials | Closing::CrlExpired => {
+                io::ErrorKind::ConnectionAborted
+            }
         };
         io::Error::new(kind, "connection closed by the gateway")
     }
@@ -419,9 +428,13 @@ impl PeerStream {
         loop {
             let now = Instant::now();
             self.see_mark(now);
+            if self.crl.expired(now) {
+                return Poll::Ready(self.close(Closing::CrlExpired));
+            }
             match self.lifetime.verdict(&self.moment(now)) {
                 Verdict::Close(closing) => return Poll::Ready(self.close(closing)),
                 Verdict::RecheckAt(at) => {
+                    let at = self.crl.wake_at().map_or(at, |c| at.min(c));
                     // A later recheck leaves an earlier timer be: it fires,
                     // and the verdict is taken again.
                     let deadline = self.timer.deadline();
@@ -475,6 +488,9 @@ impl AsyncRead for PeerStream {
                 // A peer that keeps sending is still held to the hard limits.
                 let now = Instant::now();
                 this.see_mark(now);
+                if this.crl.expired(now) {
+                    return Poll::Ready(Err(this.close(Closing::CrlExpired)));
+                }
                 match this.lifetime.hard_limit(&this.moment(now)) {
                     Some(closing) => Poll::Ready(Err(this.close(closing))),
                     None => Poll::Ready(Ok(())),
@@ -960,6 +976,7 @@ async fn admit(
         max_age: t.max_connection_age(),
         stats: a.stats.clone(),
         summary: a.summary.clone(),
+        crl: crate::tls::CrlWatch::new(a.tls.clone()),
         _held: Held {
             _connection: connection,
             _identity: identity_slot,

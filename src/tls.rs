@@ -16,7 +16,10 @@
 //! A CRL past its next update is used, with a warning on every load, for
 //! the configured grace; beyond it the verifier enforces CRL expiry, so
 //! every client of that CA is refused until the CRL is re-issued (see
-//! [`server_config_with_grace`]). On the client side, [`TlsFailures`] keeps
+//! [`server_config_with_grace`]). A [`ServerTls`] holds that deadline and
+//! applies it at run time: the first handshake after it gets the enforcing
+//! configs, and the transport closes connections opened before it
+//! ([`ServerTls::crl_expired_now`]). On the client side, [`TlsFailures`] keeps
 //! the alert with which the gateway refused a certificate, which TLS 1.3
 //! delivers after the handshake and HTTP/2 would otherwise lose.
 
@@ -104,22 +107,75 @@ fn provider_with(
 /// key share); any other with the classical config, or, when post-quantum
 /// is required, with the hybrid-only config too, which then fails the
 /// handshake (alert `handshake_failure`: no group in common).
+///
+/// The CRLs' grace is enforced at run time, not only when the configs are
+/// built: past the earliest CRL's next update plus the grace, handshakes
+/// get the same configs built to enforce CRL expiry (so a certificate
+/// presented on them is refused with `unknown_ca`, as after a reload), and
+/// [`ServerTls::crl_expired_now`] tells the transport to stop serving the
+/// connections opened before.
 #[derive(Debug)]
 pub struct ServerTls {
     hybrid: Arc<ServerConfig>,
     classical: Arc<ServerConfig>,
     require_post_quantum: bool,
+    /// Unix seconds after which a CRL is past its next update plus the
+    /// grace (the earliest of them); `None` when no CRL has a next update.
+    crl_deadline: Option<i64>,
+    /// The (hybrid, classical) configs enforcing CRL expiry, for after the
+    /// deadline (the same as the others when they already enforce it).
+    crl_expired: (Arc<ServerConfig>, Arc<ServerConfig>),
+    /// Whether the deadline passing was logged.
+    crl_expiry_logged: std::sync::atomic::AtomicBool,
 }
 
 impl ServerTls {
     /// The config for a connection whose ClientHello lists `groups`.
     pub fn config_for(&self, groups: Option<&[rustls::NamedGroup]>) -> Arc<ServerConfig> {
         let hybrid = groups.is_some_and(|g| g.contains(&rustls::NamedGroup::X25519MLKEM768));
-        if hybrid || self.require_post_quantum {
-            self.hybrid.clone()
+        let (h, c) = if self.crl_expired_now() {
+            (&self.crl_expired.0, &self.crl_expired.1)
         } else {
-            self.classical.clone()
+            (&self.hybrid, &self.classical)
+        };
+        if hybrid || self.require_post_quantum {
+            h.clone()
+        } else {
+            c.clone()
         }
+    }
+
+    /// When a CRL's next update plus the grace passes (or passed): from
+    /// then on no client certificate of its CA is accepted.
+    pub fn crl_deadline(&self) -> Option<std::time::SystemTime> {
+        let secs = u64::try_from(self.crl_deadline?).unwrap_or(0);
+        std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs))
+    }
+
+    /// Whether a CRL is now past its next update plus the grace: new
+    /// handshakes with a certificate are refused, and connections opened
+    /// before are not to be served any longer. Logged (ERROR) the first
+    /// time it is seen. One clock read.
+    pub fn crl_expired_now(&self) -> bool {
+        let Some(deadline) = self.crl_deadline else {
+            return false;
+        };
+        let now = i64::try_from(UnixTime::now().as_secs()).unwrap_or(i64::MAX);
+        if now <= deadline {
+            return false;
+        }
+        if !self
+            .crl_expiry_logged
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::error!(
+                crl.deadline = deadline,
+                "a CRL is past its next update plus crl_grace_secs: every client \
+                 certificate of its CA is refused, and open connections are closed, \
+                 until it is re-issued (`sealgate ca crl`) and the gateway reloads"
+            );
+        }
+        true
     }
 
     /// Runs a server handshake on `io`: reads the ClientHello, picks the
@@ -157,6 +213,64 @@ impl ServerTls {
     /// Whether clients without the hybrid exchange are refused.
     pub fn requires_post_quantum(&self) -> bool {
         self.require_post_quantum
+    }
+}
+
+/// How often an open connection's reads look at the listener's current
+/// [`ServerTls`] again (a reload may bring a CRL already past its grace).
+const CRL_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The CRL deadline as seen by one open connection: whether it is to be
+/// served no longer because a CRL passed its next update plus the grace
+/// ([`ServerTls::crl_expired_now`]). Cheap on every read: the listener's
+/// current TLS configuration is looked at only once the deadline is due,
+/// and at most every second.
+#[derive(Debug)]
+pub struct CrlWatch {
+    tls: Arc<arc_swap::ArcSwap<ServerTls>>,
+    check_at: tokio::time::Instant,
+    /// When the deadline of the configuration last looked at passes, to
+    /// wake an idle connection then.
+    deadline_at: Option<tokio::time::Instant>,
+}
+
+impl CrlWatch {
+    /// Watches the listener's configuration `tls`.
+    pub fn new(tls: Arc<arc_swap::ArcSwap<ServerTls>>) -> Self {
+        let mut watch = CrlWatch {
+            tls,
+            check_at: tokio::time::Instant::now(),
+            deadline_at: None,
+        };
+        let _ = watch.expired(tokio::time::Instant::now());
+        watch
+    }
+
+    /// Whether the connection must not be served any longer, at `now`.
+    pub fn expired(&mut self, now: tokio::time::Instant) -> bool {
+        if now < self.check_at {
+            return false;
+        }
+        let tls = self.tls.load();
+        if tls.crl_expired_now() {
+            return true;
+        }
+        self.deadline_at = tls.crl_deadline().map(|d| {
+            let left = d
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            // Whole seconds: past the deadline's second.
+            now + left + std::time::Duration::from_secs(1)
+        });
+        self.check_at = self
+            .deadline_at
+            .map_or(now + CRL_RECHECK, |d| d.min(now + CRL_RECHECK));
+        false
+    }
+
+    /// When an idle connection is to look again.
+    pub fn wake_at(&self) -> Option<tokio::time::Instant> {
+        self.deadline_at
     }
 }
 
@@ -262,18 +376,29 @@ fn age_in_words(secs: u64) -> String {
     }
 }
 
+/// CRLs as loaded, with what their next updates mean now.
+struct CheckedCrls {
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    /// One is past its next update by more than the grace: the verifier
+    /// must enforce CRL expiry.
+    enforce: bool,
+    /// Unix seconds: the earliest next update plus the grace.
+    deadline: Option<i64>,
+}
+
 /// Reads the CRL files and applies the next-update policy at `now` (Unix
 /// seconds): logs a warning for each CRL without a next update or past it,
-/// and returns whether any is past it by more than `grace`, in which case
-/// the verifier must enforce CRL expiry.
+/// and says whether any is past it by more than `grace`, in which case
+/// the verifier must enforce CRL expiry, and when the first will be.
 fn load_crls_checked(
     paths: &[impl AsRef<Path>],
     grace: std::time::Duration,
     now: i64,
-) -> Result<(Vec<CertificateRevocationListDer<'static>>, bool), TlsError> {
+) -> Result<CheckedCrls, TlsError> {
     use x509_parser::prelude::FromDer;
     let mut all = Vec::new();
     let mut enforce = false;
+    let mut deadline: Option<i64> = None;
     for path in paths {
         let path = path.as_ref();
         let file = path.display().to_string();
@@ -283,6 +408,11 @@ fn load_crls_checked(
                 x509_parser::revocation_list::CertificateRevocationList::from_der(crl)
                     .map_err(|_| TlsError::Config(format!("{file}: a CRL could not be parsed")))?;
             let next = parsed.next_update().map(|t| t.timestamp());
+            if let Some(next) = next {
+                let grace = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
+                let end = next.saturating_add(grace);
+                deadline = Some(deadline.map_or(end, |d| d.min(end)));
+            }
             match crl_freshness(next, now, grace.as_secs()) {
                 CrlFreshness::Current => {}
                 CrlFreshness::NoNextUpdate => tracing::warn!(
@@ -314,7 +444,11 @@ fn load_crls_checked(
         }
         all.extend(crls);
     }
-    Ok((all, enforce))
+    Ok(CheckedCrls {
+        crls: all,
+        enforce,
+        deadline,
+    })
 }
 
 /// The serial numbers (lowercase hex, as in [`crate::identity::ClientIdentity`])
@@ -372,7 +506,25 @@ pub fn server_config_with_grace(
     crls: &[impl AsRef<Path>],
     crl_grace: std::time::Duration,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    build_server_config(cert, key, client_ca, crls, crl_grace, true, provider())
+    let checked = load_crls_now(crls, crl_grace)?;
+    build_server_config(
+        cert,
+        key,
+        client_ca,
+        checked.crls,
+        checked.enforce,
+        true,
+        provider(),
+    )
+}
+
+/// [`load_crls_checked`] at the current time.
+fn load_crls_now(
+    crls: &[impl AsRef<Path>],
+    crl_grace: std::time::Duration,
+) -> Result<CheckedCrls, TlsError> {
+    let now = UnixTime::now().as_secs();
+    load_crls_checked(crls, crl_grace, i64::try_from(now).unwrap_or(i64::MAX))
 }
 
 /// What a server listener is built from: its certificate and key, whom
@@ -413,25 +565,35 @@ fn server_tls<P: AsRef<Path>>(
     f: &ServerTlsFiles<'_, P>,
     client_cert_required: bool,
 ) -> Result<Arc<ServerTls>, TlsError> {
-    let build = |provider| {
+    let checked = load_crls_now(f.crls, f.crl_grace)?;
+    let hybrid_provider = Arc::new(provider_with(vec![
+        rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768,
+    ]));
+    let build = |provider: &Arc<rustls::crypto::CryptoProvider>, enforce| {
         build_server_config(
             f.cert,
             f.key,
             f.client_ca,
-            f.crls,
-            f.crl_grace,
+            checked.crls.clone(),
+            enforce,
             client_cert_required,
-            provider,
+            provider.clone(),
         )
     };
-    let hybrid = build(Arc::new(provider_with(vec![
-        rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768,
-    ])))?;
-    let classical = build(provider())?;
+    let hybrid = build(&hybrid_provider, checked.enforce)?;
+    let classical = build(&provider(), checked.enforce)?;
+    let crl_expired = if checked.enforce || checked.deadline.is_none() {
+        (hybrid.clone(), classical.clone())
+    } else {
+        (build(&hybrid_provider, true)?, build(&provider(), true)?)
+    };
     Ok(Arc::new(ServerTls {
         hybrid,
         classical,
         require_post_quantum: f.require_post_quantum,
+        crl_deadline: checked.deadline,
+        crl_expired,
+        crl_expiry_logged: std::sync::atomic::AtomicBool::new(false),
     }))
 }
 
@@ -447,21 +609,27 @@ pub fn enrollment_server_config(
     crls: &[impl AsRef<Path>],
     crl_grace: std::time::Duration,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    build_server_config(cert, key, client_ca, crls, crl_grace, false, provider())
+    let checked = load_crls_now(crls, crl_grace)?;
+    build_server_config(
+        cert,
+        key,
+        client_ca,
+        checked.crls,
+        checked.enforce,
+        false,
+        provider(),
+    )
 }
 
 fn build_server_config(
     cert: &Path,
     key: &Path,
     client_ca: &Path,
-    crls: &[impl AsRef<Path>],
-    crl_grace: std::time::Duration,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    enforce: bool,
     client_cert_required: bool,
     provider: Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let now = UnixTime::now().as_secs();
-    let (crls, enforce) =
-        load_crls_checked(crls, crl_grace, i64::try_from(now).unwrap_or(i64::MAX))?;
     let mut builder =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider.clone())
             .with_crls(crls);
@@ -863,19 +1031,19 @@ mod tests {
         let path = crl_file(dir.path(), next);
         let day = std::time::Duration::from_secs(86_400);
         let at = |secs: i64| {
-            let (crls, enforce) =
+            let checked =
                 super::load_crls_checked(&[&path], day, 1_800_000_000 + secs).expect("loads");
-            assert_eq!(crls.len(), 1);
-            enforce
+            assert_eq!(checked.crls.len(), 1);
+            assert_eq!(checked.deadline, Some(1_800_000_000 + 86_400));
+            checked.enforce
         };
         assert!(!at(-60), "before the next update");
         assert!(!at(3_600), "within the grace");
         assert!(!at(86_400), "at the end of the grace");
         assert!(at(86_401), "past the grace");
-        let (_, enforce) =
-            super::load_crls_checked(&[&path], std::time::Duration::ZERO, 1_800_000_001)
-                .expect("loads");
-        assert!(enforce, "no grace");
+        let checked = super::load_crls_checked(&[&path], std::time::Duration::ZERO, 1_800_000_001)
+            .expect("loads");
+        assert!(checked.enforce, "no grace");
     }
 
     #[test]

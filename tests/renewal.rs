@@ -4,194 +4,19 @@
 //! reason (and nothing issued or registered when refused).
 
 mod common;
+mod enroll_harness;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
 use common::*;
 use ed25519_dalek::Signer;
+use enroll_harness::*;
 use sealgate::client::{Client, ClientError, Profile};
-use sealgate::enroll::client::{EnrollOptions, RenewOptions, Renewal};
+use sealgate::enroll::client::{RenewOptions, Renewal};
 use sealgate::identity::ClientId;
 use sealgate::proto::enrollment_service_client::EnrollmentServiceClient;
 use sealgate::proto::{EnrollRequest, RenewRequest};
 use serde_json::json;
-
-/// A gateway with `[enrollment]`, its enrollment listener, and a registry
-/// entry for "carol" (no keys: she enrolls).
-struct Setup {
-    gw: TestGateway,
-    enroll_addr: std::net::SocketAddr,
-    /// What SIGHUP does to a gateway serving enrollment (its listener's
-    /// CRLs included).
-    reloader: sealgate::reload::Reloader,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-fn server_parts(
-    gw: &TestGateway,
-    config: &sealgate::config::Config,
-) -> sealgate::server::ServerParts {
-    sealgate::server::ServerParts {
-        gateway: gw.gateway.clone(),
-        tls: Arc::new(arc_swap::ArcSwap::new(
-            sealgate::startup::tls_server_config(config).expect("tls"),
-        )),
-        transport: Default::default(),
-        trust_domain: TRUST_DOMAIN.into(),
-        stats: gw.stats.clone(),
-    }
-}
-
-const CAROL: &str = r#"
-[[client]]
-id = "carol"
-methods = ["initialize", "ping", "tools/list", "tools/call"]
-tools = ["get_meps"]
-"#;
-
-async fn setup(overlap_secs: u64) -> Setup {
-    setup_with(overlap_secs, "").await
-}
-
-/// [`setup`] with `extra` config after the `[enrollment]` table.
-async fn setup_with(overlap_secs: u64, extra: &str) -> Setup {
-    let gw = TestGateway::start_with(Options {
-        // The first lines land in [registry].
-        config_extra: format!(
-            "enrolled_keys = \"enrolled-keys.toml\"\n\n[enrollment]\nlisten = \"127.0.0.1:1\"\nca_dir = \"ca\"\ncert_days = 2\nkey_days = 3\nkey_overlap_secs = {overlap_secs}\n{extra}"
-        ),
-        registry_extra: CAROL.into(),
-        ..Default::default()
-    })
-    .await;
-    let config = sealgate::config::Config::load(&gw.path("sealgate.toml")).expect("config");
-    let parts = sealgate::startup::build_enrollment(
-        &config,
-        Some(gw.gateway.clone()),
-        Vec::new(),
-        Some(gw.audit.clone()),
-    )
-    .await
-    .expect("enrollment builds")
-    .expect("configured");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let enroll_addr = listener.local_addr().expect("addr");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(sealgate::enroll::service::serve(
-        listener,
-        parts.tls.clone(),
-        parts.state.clone(),
-        async {
-            let _ = rx.await;
-        },
-    ));
-    let reloader = sealgate::reload::Reloader::new(&config, &server_parts(&gw, &config))
-        .with_config_file(&gw.path("sealgate.toml"))
-        .with_enrollment(&parts);
-    Setup {
-        gw,
-        enroll_addr,
-        reloader,
-        _stop: tx,
-    }
-}
-
-impl Setup {
-    fn token(&self, id: &str, ttl_secs: u64, now_ms: i64) -> String {
-        sealgate::enroll::tokens::create(
-            &ca_dir(self.gw.dir.path()),
-            &ClientId::parse(id).expect("id"),
-            ttl_secs,
-            now_ms,
-        )
-        .expect("token")
-        .0
-    }
-
-    fn enroll_options(&self, id: &str, dir: &str) -> EnrollOptions {
-        EnrollOptions {
-            enrollment: self.enroll_addr.to_string(),
-            endpoint: self.gw.addr.to_string(),
-            server_name: "localhost".into(),
-            ca: ca_dir(self.gw.dir.path()).join("ca.crt"),
-            trust_domain: TRUST_DOMAIN.into(),
-            audience: None,
-            id: id.into(),
-            dir: self.gw.path(dir),
-            force: false,
-        }
-    }
-
-    fn issued_count(&self) -> usize {
-        std::fs::read_to_string(ca_dir(self.gw.dir.path()).join("issued.toml"))
-            .expect("index")
-            .matches("kind = \"client\"")
-            .count()
-    }
-
-    fn enrolled_text(&self) -> String {
-        std::fs::read_to_string(self.gw.path("enrolled-keys.toml")).unwrap_or_default()
-    }
-
-    /// A raw channel to the enrollment listener, anonymous or with a
-    /// client certificate.
-    async fn rpc(
-        &self,
-        cert: Option<(&Path, &Path)>,
-    ) -> EnrollmentServiceClient<tonic::transport::Channel> {
-        let ca = ca_dir(self.gw.dir.path()).join("ca.crt");
-        let tls = match cert {
-            Some((c, k)) => sealgate::tls::client_config(&ca, c, k).expect("tls"),
-            None => sealgate::tls::enroll_client_config(&ca).expect("tls"),
-        };
-        let channel =
-            sealgate::tls::connect_channel(&self.enroll_addr.to_string(), "localhost", tls)
-                .await
-                .expect("connect");
-        EnrollmentServiceClient::new(channel)
-    }
-}
-
-fn reason(status: &tonic::Status) -> String {
-    sealgate::error::reason_of(status).unwrap_or_default()
-}
-
-fn assert_refused(
-    result: Result<impl std::fmt::Debug, tonic::Status>,
-    code: tonic::Code,
-    want: &str,
-) {
-    let status = result.expect_err("expected a refusal");
-    assert_eq!(status.code(), code, "{status:?}");
-    assert_eq!(reason(&status), want, "{status:?}");
-    assert!(status.message().starts_with(want), "{}", status.message());
-}
-
-fn denied_reason(e: &ClientError) -> Option<&str> {
-    match e {
-        ClientError::Denied { reason, .. } => reason.as_deref(),
-        _ => None,
-    }
-}
-
-async fn call_get_meps(profile: &Profile) -> Result<serde_json::Value, ClientError> {
-    let client = Client::connect(profile).await?;
-    client
-        .call_tool("get_meps", json!({"country": "SE", "limit": 1}))
-        .await
-}
-
-/// A first certificate and key for carol, made on "her machine".
-async fn enroll_carol(s: &Setup) -> PathBuf {
-    let token = s.token("carol", 600, now_ms());
-    let done = sealgate::enroll::client::enroll(&s.enroll_options("carol", "carol"), &token)
-        .await
-        .expect("enroll");
-    done.profile
-}
 
 #[tokio::test]
 async fn enroll_call_renew_and_the_old_key_works_until_its_overlap_ends() {
@@ -879,4 +704,181 @@ async fn renew_refuses_an_identity_that_is_invalid_blocked_disabled_or_unknown()
         tonic::Code::Unauthenticated,
         "CLIENT_UNKNOWN",
     );
+}
+
+/// Issue 21: the handshake checks the certificate's dates once; a
+/// connection opened while it was valid must not renew after it expired.
+#[tokio::test]
+async fn a_certificate_that_expires_on_an_open_connection_cannot_renew() {
+    let s = setup(60).await;
+    let alice = ClientId::parse("alice").expect("id");
+    let now = time::OffsetDateTime::now_utc();
+    let params = sealgate::ca::client_params_with_validity(
+        &s.gw.ca,
+        &alice,
+        now - time::Duration::hours(1),
+        now + time::Duration::seconds(2),
+    )
+    .expect("params");
+    let base = s.gw.profile(&s.gw.alice);
+    let short =
+        Profile::load(&profile_with_certificate(&s, &base, &params, "short")).expect("profile");
+    let not_after_ms = {
+        let der = sealgate::ca::read_cert_der(&short.cert).expect("der");
+        sealgate::identity::identity_from_cert(&der, TRUST_DOMAIN)
+            .expect("identity")
+            .not_after_ms
+    };
+    let mut rpc = s.rpc(Some((&short.cert, &short.key))).await;
+    // The connection is up and the certificate accepted while it is valid:
+    // a junk request gets past the certificate to a later check.
+    let junk = || RenewRequest {
+        current_key_id: short.key_id.clone(),
+        nonce: vec![7u8; 4].into(),
+        ..Default::default()
+    };
+    assert_refused(
+        rpc.renew(junk()).await,
+        tonic::Code::InvalidArgument,
+        "NONCE_INVALID",
+    );
+    // Wait (bounded) until the certificate has expired, then renew on the
+    // same connection.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while now_ms() <= not_after_ms + 200 {
+        assert!(std::time::Instant::now() < deadline, "clock stuck");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let issued = s.issued_count();
+    assert_refused(
+        rpc.renew(junk()).await,
+        tonic::Code::Unauthenticated,
+        "CERTIFICATE_EXPIRED",
+    );
+    let event = last_refusal(&s, "renew");
+    assert_eq!(event["reason"], "CERTIFICATE_EXPIRED", "{event}");
+    assert_eq!(event["client_id"], "alice", "{event}");
+    assert_eq!(s.issued_count(), issued, "nothing issued");
+}
+
+/// Replaces `ca/crl.pem` with a CRL of the gateway's CA (nothing revoked)
+/// whose next update is `next_update`.
+fn write_crl_with_next_update(s: &Setup, next_update: time::OffsetDateTime) {
+    let dir = ca_dir(s.gw.dir.path());
+    let cert_pem = std::fs::read_to_string(dir.join("ca.crt")).expect("ca.crt");
+    let key_pem = std::fs::read_to_string(dir.join("ca.key")).expect("ca.key");
+    let key = rcgen::KeyPair::from_pem(&key_pem).expect("CA key");
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&cert_pem, key).expect("issuer");
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: next_update - time::Duration::days(1),
+        next_update,
+        crl_number: rcgen::SerialNumber::from(4242u64),
+        issuing_distribution_point: None,
+        revoked_certs: Vec::new(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&issuer)
+    .expect("CRL");
+    std::fs::write(dir.join("crl.pem"), crl.pem().expect("pem")).expect("write CRL");
+}
+
+fn handshake_alert(e: &ClientError) -> Option<&str> {
+    match e {
+        ClientError::Handshake { alert, .. } => Some(alert.as_str()),
+        _ => None,
+    }
+}
+
+/// Issue 21: a CRL whose next update plus `crl_grace_secs` passes while
+/// the gateway runs refuses clients from then on, without a SIGHUP: new
+/// handshakes on both listeners, and requests on connections already open.
+#[tokio::test]
+async fn a_crl_whose_grace_runs_out_while_serving_refuses_clients_without_a_reload() {
+    let s = setup(60).await;
+    let profile_path = enroll_carol(&s).await;
+    let carol = Profile::load(&profile_path).expect("profile");
+    // One second of grace, and a CRL whose next update is two seconds away.
+    let config_path = s.gw.path("sealgate.toml");
+    let text = std::fs::read_to_string(&config_path).expect("config");
+    let graced = text.replace(
+        "crls = [\"ca/crl.pem\"]\n",
+        "crls = [\"ca/crl.pem\"]\ncrl_grace_secs = 1\n",
+    );
+    assert_ne!(graced, text, "the config lists the CRL");
+    std::fs::write(&config_path, graced).expect("config");
+    let next_update = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    write_crl_with_next_update(&s, next_update);
+    // SIGHUP: the gateway's listener, and the enrollment listener.
+    s.gw.reloader.reload().await;
+    s.reloader.reload().await;
+    // Served now, on a connection that stays open.
+    let open = Client::connect(&carol).await.expect("connect");
+    open.call_tool("get_meps", json!({"country": "SE", "limit": 1}))
+        .await
+        .expect("served while the CRL is current");
+    let mut rpc = s.rpc(Some((&carol.cert, &carol.key))).await;
+    assert_refused(
+        rpc.renew(RenewRequest::default()).await,
+        tonic::Code::InvalidArgument,
+        "NONCE_INVALID",
+    );
+    // Wait (bounded) until next update + grace has passed.
+    let deadline_ms = (next_update.unix_timestamp() + 1) * 1000;
+    let limit = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while now_ms() <= deadline_ms + 1000 {
+        assert!(std::time::Instant::now() < limit, "clock stuck");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // A new handshake is refused: the revocation state cannot be known.
+    let err = call_get_meps(&carol).await.expect_err("new connection");
+    assert_eq!(handshake_alert(&err), Some("unknown_ca"), "{err:?}");
+    // The open connection is no longer served (it is closed; its client's
+    // reconnection is refused the same way).
+    let limit = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let err = loop {
+        match open
+            .call_tool("get_meps", json!({"country": "SE", "limit": 1}))
+            .await
+        {
+            Err(e) => break e,
+            Ok(_) => {
+                assert!(
+                    std::time::Instant::now() < limit,
+                    "the open connection is still served past the CRL's grace"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(handshake_alert(&err), Some("unknown_ca"), "{err:?}");
+    // The enrollment listener refuses the certificate too (an anonymous
+    // Enroll still reaches the service).
+    let ca = ca_dir(s.gw.dir.path()).join("ca.crt");
+    let tls = sealgate::tls::client_config(&ca, &carol.cert, &carol.key).expect("tls");
+    let refused =
+        match sealgate::tls::connect_channel(&s.enroll_addr.to_string(), "localhost", tls).await {
+            Err(e) => format!("{e:?}"),
+            Ok(channel) => format!(
+                "{:?}",
+                EnrollmentServiceClient::new(channel)
+                    .renew(RenewRequest::default())
+                    .await
+                    .expect_err("refused")
+            ),
+        };
+    assert!(
+        refused.contains("UnknownCA") || refused.contains("unknown_ca"),
+        "{refused}"
+    );
+    let mut anonymous = s.rpc(None).await;
+    assert_refused(
+        anonymous.enroll(EnrollRequest::default()).await,
+        tonic::Code::Unauthenticated,
+        "TOKEN_UNKNOWN",
+    );
+    // The operator re-issues the CRL and reloads: served again.
+    s.gw.ca.write_crl_now(7).expect("re-issue");
+    s.gw.reloader.reload().await;
+    s.reloader.reload().await;
+    call_get_meps(&carol).await.expect("served after re-issue");
 }

@@ -200,7 +200,7 @@ pub(super) async fn spawn_enrollment(
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = sealgate::enroll::service::serve(listener, tls, state, shutdown).await {
+        if let Err(e) = sealgate::enroll::listener::serve(listener, tls, state, shutdown).await {
             tracing::error!(error = %e, "enrollment service failed");
         }
     }))

@@ -3,15 +3,24 @@
 //!
 //! - [`tokens`]: one-time enrollment tokens (`sealgate ca enroll-token`),
 //!   stored only as their SHA-256 in the CA directory.
-//! - [`service`]: the `EnrollmentService` of enrollment.proto and its own
-//!   TLS 1.3 listener (client certificate optional), run by the gateway
-//!   (`[enrollment]`) or by `sealgate ca serve`.
+//! - [`service`]: the `EnrollmentService` of enrollment.proto, run by the
+//!   gateway (`[enrollment]`) or by `sealgate ca serve`.
+//! - [`listener`]: its own TLS 1.3 listener (client certificate optional)
+//!   and its per-source and per-connection limits; [`limits`]: the bounded
+//!   per-source tables (request rate, slots).
+//! - [`reasons`]: the stable reasons of a refusal and the status sent.
+//! - [`refusals`]: its refusals in the log and the audit trail, counted
+//!   when they repeat and never more than a share of the audit queue.
 //! - [`client`]: the client side, `sealgate enroll` and `sealgate renew`.
 //!
 //! docs/ENROLLMENT.md specifies the proof bytes and the reasons; this module
 //! holds the encoding both sides share.
 
 pub mod client;
+pub mod limits;
+pub mod listener;
+pub mod reasons;
+pub mod refusals;
 pub mod service;
 pub mod tokens;
 

@@ -1,4 +1,6 @@
-//! The `EnrollmentService` (enrollment.proto) and its listener.
+//! The `EnrollmentService` (enrollment.proto): its checks and what it
+//! writes. Its listener is [`super::listener`]; its refusals are logged and
+//! audited through [`super::refusals`].
 //!
 //! It runs on its own TLS 1.3 listener, never on the gateway's mTLS port:
 //! a client without a certificate may connect here, to `Enroll` with a
@@ -15,260 +17,41 @@
 //! key registered in the enrolled-keys file (and the replaced key capped),
 //! the registry reloaded, and an audit record written.
 
-use std::collections::{HashMap, VecDeque};
-use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use ed25519_dalek::{Signature, VerifyingKey};
-use governor::DefaultKeyedRateLimiter;
 use rustls_pki_types::CertificateDer;
-use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
-use tokio_rustls::server::TlsStream;
 use tonic::{Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
-use super::tokens::{self, TokenRefusal};
+use super::limits::{SourceRate, MAX_RATE_SOURCES};
+use super::reasons::{csr_refusal, internal, refuse};
+pub use super::reasons::{EnrollReason, Refused};
+use super::refusals::{EnrollmentEvent, RefusalAudit, REFUSAL_SUMMARY_INTERVAL};
+use super::tokens;
 use super::{enroll_proof_bytes, renew_proof_bytes, RenewProof};
 use crate::audit::AuditLog;
-use crate::ca::{Ca, CaError};
+use crate::ca::Ca;
 use crate::config::{Config, EnrollmentConfig};
 use crate::envelope::{MAX_NONCE_LEN, MIN_NONCE_LEN};
-use crate::error::ERROR_DOMAIN;
 use crate::gateway::{Clock, Gateway, SystemClock};
 use crate::identity::enrolled::{EnrolledKey, Retirement};
 use crate::identity::{
     client_spiffe_id, identity_from_cert, key_id_for, ClientId, EnrolledKeys, Registry,
 };
-use crate::proto::enrollment_service_server::{
-    EnrollmentService as EnrollmentRpc, EnrollmentServiceServer,
-};
+use crate::proto::enrollment_service_server::EnrollmentService as EnrollmentRpc;
 use crate::proto::{
     EnrollRequest, EnrollResponse, GatewayPublicKey, IssuedCredentials, RenewRequest, RenewResponse,
 };
 
-/// Largest request the listener decodes (a CSR is well under 1 KiB).
-const MAX_REQUEST_BYTES: usize = 16 * 1024;
-/// Handshakes in progress at once.
-const MAX_HANDSHAKES: usize = 64;
-/// Connections open at once.
-const MAX_CONNECTIONS: usize = 256;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Renewal nonces remembered at most; beyond that renewals are refused
 /// until older ones leave the window.
 const MAX_NONCES: usize = 100_000;
 /// Enrolled keys stay in the file this long past their end, for `ca list`
 /// and investigations, then are pruned.
 const KEEP_EXPIRED_MS: i64 = 7 * 24 * 3600 * 1000;
-
-/// Why an enrollment or renewal was refused: a stable reason sent in the
-/// status's `ErrorInfo` (docs/ENROLLMENT.md lists them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum EnrollReason {
-    /// Too many requests from this source address.
-    RateLimited,
-    /// Renew without a client certificate on the connection.
-    CertificateRequired,
-    /// The certificate names no valid identity.
-    IdentityInvalid,
-    /// The CA revoked the certificate.
-    CertificateRevoked,
-    /// The identity is not in the registry.
-    ClientUnknown,
-    /// The identity is disabled in the registry.
-    ClientDisabled,
-    /// An anomaly detector blocked the identity.
-    IdentityBlocked,
-    /// The token is not one this CA issued.
-    TokenUnknown,
-    /// The token was already used.
-    TokenUsed,
-    /// The token expired.
-    TokenExpired,
-    /// The nonce is too short or too long.
-    NonceInvalid,
-    /// The new signing key is not 32 bytes or is weak.
-    KeyInvalid,
-    /// The new signing key is already registered.
-    KeyInUse,
-    /// The current key id is not bound to this identity.
-    KeyNotBound,
-    /// The current key is outside its validity.
-    KeyNotValidNow,
-    /// The current key's signature does not verify.
-    SignatureInvalid,
-    /// The new key's signature (its proof of possession) does not verify.
-    ProofInvalid,
-    /// The timestamp is older than the skew window.
-    TimestampStale,
-    /// The timestamp is further ahead than the skew window.
-    TimestampFuture,
-    /// The nonce was seen within the window.
-    ReplayedNonce,
-    /// The CSR is malformed, not P-256, asks for a CA or other SANs.
-    CsrInvalid,
-    /// The CSR is for another identity.
-    CsrIdentityMismatch,
-    /// The service failed; details are in its log.
-    Internal,
-}
-
-impl EnrollReason {
-    /// Every reason (for tests and docs).
-    pub const ALL: &'static [EnrollReason] = &[
-        EnrollReason::RateLimited,
-        EnrollReason::CertificateRequired,
-        EnrollReason::IdentityInvalid,
-        EnrollReason::CertificateRevoked,
-        EnrollReason::ClientUnknown,
-        EnrollReason::ClientDisabled,
-        EnrollReason::IdentityBlocked,
-        EnrollReason::TokenUnknown,
-        EnrollReason::TokenUsed,
-        EnrollReason::TokenExpired,
-        EnrollReason::NonceInvalid,
-        EnrollReason::KeyInvalid,
-        EnrollReason::KeyInUse,
-        EnrollReason::KeyNotBound,
-        EnrollReason::KeyNotValidNow,
-        EnrollReason::SignatureInvalid,
-        EnrollReason::ProofInvalid,
-        EnrollReason::TimestampStale,
-        EnrollReason::TimestampFuture,
-        EnrollReason::ReplayedNonce,
-        EnrollReason::CsrInvalid,
-        EnrollReason::CsrIdentityMismatch,
-        EnrollReason::Internal,
-    ];
-
-    /// The wire form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EnrollReason::RateLimited => "RATE_LIMITED",
-            EnrollReason::CertificateRequired => "CERTIFICATE_REQUIRED",
-            EnrollReason::IdentityInvalid => "IDENTITY_INVALID",
-            EnrollReason::CertificateRevoked => "CERTIFICATE_REVOKED",
-            EnrollReason::ClientUnknown => "CLIENT_UNKNOWN",
-            EnrollReason::ClientDisabled => "CLIENT_DISABLED",
-            EnrollReason::IdentityBlocked => "IDENTITY_BLOCKED",
-            EnrollReason::TokenUnknown => "TOKEN_UNKNOWN",
-            EnrollReason::TokenUsed => "TOKEN_USED",
-            EnrollReason::TokenExpired => "TOKEN_EXPIRED",
-            EnrollReason::NonceInvalid => "NONCE_INVALID",
-            EnrollReason::KeyInvalid => "KEY_INVALID",
-            EnrollReason::KeyInUse => "KEY_IN_USE",
-            EnrollReason::KeyNotBound => "KEY_NOT_BOUND",
-            EnrollReason::KeyNotValidNow => "KEY_NOT_VALID_NOW",
-            EnrollReason::SignatureInvalid => "SIGNATURE_INVALID",
-            EnrollReason::ProofInvalid => "PROOF_INVALID",
-            EnrollReason::TimestampStale => "TIMESTAMP_STALE",
-            EnrollReason::TimestampFuture => "TIMESTAMP_FUTURE",
-            EnrollReason::ReplayedNonce => "REPLAYED_NONCE",
-            EnrollReason::CsrInvalid => "CSR_INVALID",
-            EnrollReason::CsrIdentityMismatch => "CSR_IDENTITY_MISMATCH",
-            EnrollReason::Internal => "INTERNAL",
-        }
-    }
-
-    /// The gRPC code it is sent with.
-    pub fn code(self) -> tonic::Code {
-        use tonic::Code;
-        match self {
-            EnrollReason::RateLimited => Code::ResourceExhausted,
-            EnrollReason::IdentityBlocked => Code::PermissionDenied,
-            EnrollReason::NonceInvalid
-            | EnrollReason::KeyInvalid
-            | EnrollReason::CsrInvalid
-            | EnrollReason::CsrIdentityMismatch => Code::InvalidArgument,
-            EnrollReason::KeyInUse => Code::AlreadyExists,
-            EnrollReason::Internal => Code::Internal,
-            _ => Code::Unauthenticated,
-        }
-    }
-}
-
-/// A refusal: reason and a message safe to send (never a token or key).
-#[derive(Debug, Clone)]
-pub struct Refused {
-    /// The reason.
-    pub reason: EnrollReason,
-    /// For people.
-    pub message: String,
-}
-
-fn refuse(reason: EnrollReason, message: impl Into<String>) -> Refused {
-    Refused {
-        reason,
-        message: message.into(),
-    }
-}
-
-impl Refused {
-    fn to_status(&self) -> Status {
-        let details = ErrorDetails::with_error_info(
-            self.reason.as_str(),
-            ERROR_DOMAIN,
-            HashMap::<String, String>::new(),
-        );
-        Status::with_error_details(
-            self.reason.code(),
-            format!("{}: {}", self.reason.as_str(), self.message),
-            details,
-        )
-    }
-}
-
-impl From<TokenRefusal> for Refused {
-    fn from(t: TokenRefusal) -> Self {
-        let reason = match t {
-            TokenRefusal::Unknown => EnrollReason::TokenUnknown,
-            TokenRefusal::Used => EnrollReason::TokenUsed,
-            TokenRefusal::Expired => EnrollReason::TokenExpired,
-            TokenRefusal::Store => EnrollReason::Internal,
-        };
-        refuse(reason, t.to_string())
-    }
-}
-
-fn csr_refusal(e: CaError) -> Refused {
-    match e {
-        CaError::CsrIdentity(m) => refuse(EnrollReason::CsrIdentityMismatch, m),
-        CaError::Invalid(m) => refuse(EnrollReason::CsrInvalid, m),
-        other => internal("certificate issuance failed", other),
-    }
-}
-
-fn internal(what: &str, e: impl std::fmt::Display) -> Refused {
-    tracing::error!(error = %e, "enrollment: {what}");
-    refuse(
-        EnrollReason::Internal,
-        "the enrollment service failed; see its log",
-    )
-}
-
-/// One enrollment or renewal in the audit trail: names, ids, dates only.
-#[derive(Serialize)]
-struct EnrollmentEvent<'a> {
-    ts: String,
-    event: &'static str,
-    outcome: &'static str,
-    client_id: Option<&'a str>,
-    peer: String,
-    reason: Option<&'static str>,
-    cert_serial: Option<&'a str>,
-    key_id: Option<&'a str>,
-    previous_key_id: Option<&'a str>,
-}
 
 /// Where the registry comes from: the running gateway's (kept current
 /// after every enrollment), or the config's files (`sealgate ca serve`).
@@ -292,7 +75,8 @@ pub struct Enrollment {
     /// Serialises every change (token, index, enrolled keys, registry).
     write: tokio::sync::Mutex<()>,
     nonces: Mutex<Nonces>,
-    per_source: DefaultKeyedRateLimiter<IpAddr>,
+    per_source: SourceRate,
+    refusals: Arc<RefusalAudit>,
 }
 
 #[derive(Default)]
@@ -333,9 +117,15 @@ impl Enrollment {
                 config.trust_domain
             ));
         }
-        let per_minute = std::num::NonZeroU32::new(settings.max_requests_per_minute)
-            .ok_or("field enrollment.max_requests_per_minute: must be at least 1")?;
-        let per_source = governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute));
+        if settings.max_requests_per_minute == 0 {
+            return Err("field enrollment.max_requests_per_minute: must be at least 1".into());
+        }
+        let per_source = SourceRate::new(settings.max_requests_per_minute, MAX_RATE_SOURCES);
+        let refusals = Arc::new(RefusalAudit::new(
+            audit.clone(),
+            config.audit.queue_capacity,
+            REFUSAL_SUMMARY_INTERVAL,
+        ));
         let mut keys: Vec<GatewayPublicKey> = gateway_keys
             .into_iter()
             .map(|(key_id, k)| GatewayPublicKey {
@@ -370,7 +160,18 @@ impl Enrollment {
             write: tokio::sync::Mutex::new(()),
             nonces: Mutex::new(Nonces::default()),
             per_source,
+            refusals,
         })
+    }
+
+    /// Where its refusals are counted (and reported every interval).
+    pub fn refusals(&self) -> Arc<RefusalAudit> {
+        self.refusals.clone()
+    }
+
+    /// Its clock.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
     }
 
     fn registry(&self) -> Result<Arc<Registry>, Refused> {
@@ -414,13 +215,16 @@ impl Enrollment {
     }
 
     fn rate(&self, remote: SocketAddr) -> Result<(), Refused> {
-        let key = crate::policy::anomaly::source_key(remote.ip());
-        self.per_source.check_key(&key).map_err(|_| {
-            refuse(
-                EnrollReason::RateLimited,
-                "too many enrollment requests from this address; retry in a minute",
-            )
-        })
+        if self
+            .per_source
+            .check(remote.ip(), std::time::Instant::now())
+        {
+            return Ok(());
+        }
+        Err(refuse(
+            EnrollReason::RateLimited,
+            "too many enrollment requests from this address; retry in a minute",
+        ))
     }
 
     fn remember_nonce(&self, client: &ClientId, nonce: &[u8], now_ms: i64) -> Result<(), Refused> {
@@ -578,6 +382,14 @@ impl Enrollment {
             .map_err(|e| no_id(refuse(EnrollReason::IdentityInvalid, e.to_string())))?;
         let id = identity.client_id.clone();
         let with_id = |r: Refused| (Some(id.clone()), r);
+        // The handshake checked the dates once; the connection may have
+        // outlived the certificate since (its notBefore cannot pass again).
+        if self.clock.now_ms() > identity.not_after_ms {
+            return Err(with_id(refuse(
+                EnrollReason::CertificateExpired,
+                "the certificate on this connection has expired; an expired certificate cannot renew (ask for an enrollment token)",
+            )));
+        }
         let revoked = self
             .ca
             .is_revoked(&identity.serial)
@@ -724,9 +536,10 @@ impl Enrollment {
         ))
     }
 
+    /// A refusal: the first of its source and reason in full, repeats
+    /// counted ([`RefusalAudit`]).
     fn refused(&self, event: &'static str, remote: SocketAddr, id: Option<&str>, r: &Refused) {
-        tracing::info!(peer.addr = %remote, client.id = id.unwrap_or("-"), reason = r.reason.as_str(), "{event} refused: {}", r.message);
-        self.audit(&EnrollmentEvent {
+        let record = EnrollmentEvent {
             ts: crate::audit::rfc3339_ms(self.clock.now_ms()),
             event,
             outcome: "denied",
@@ -736,7 +549,8 @@ impl Enrollment {
             cert_serial: None,
             key_id: None,
             previous_key_id: None,
-        });
+        };
+        self.refusals.refused(&record, remote, &r.message);
     }
 }
 
@@ -804,7 +618,7 @@ pub struct EnrollmentService {
 }
 
 impl EnrollmentService {
-    /// The service, ready for [`EnrollmentServiceServer::new`].
+    /// The service, ready for [`crate::proto::enrollment_service_server::EnrollmentServiceServer::new`].
     pub fn new(state: Arc<Enrollment>) -> Self {
         EnrollmentService { state }
     }
@@ -857,118 +671,4 @@ pub struct EnrollPeer {
     pub remote: SocketAddr,
     /// Its verified client certificate, if it presented one.
     pub cert: Option<CertificateDer<'static>>,
-}
-
-struct EnrollStream {
-    io: TlsStream<TcpStream>,
-    info: Arc<EnrollPeer>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl tonic::transport::server::Connected for EnrollStream {
-    type ConnectInfo = Arc<EnrollPeer>;
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.info.clone()
-    }
-}
-
-impl AsyncRead for EnrollStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for EnrollStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-/// Serves the enrollment service on `listener` until `shutdown` completes:
-/// TLS 1.3 with `tls` (client certificate optional; see
-/// [`crate::tls::enrollment_server_config`]), bounded handshakes and
-/// connections, small requests.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<ArcSwap<crate::tls::ServerTls>>,
-    state: Arc<Enrollment>,
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
-    let (tx, rx) = mpsc::channel::<io::Result<EnrollStream>>(16);
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let accept = tokio::spawn(async move {
-        loop {
-            let (tcp, remote) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "enrollment accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Ok(hs) = handshakes.clone().try_acquire_owned() else {
-                continue;
-            };
-            let Ok(conn) = connections.clone().try_acquire_owned() else {
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            let tls = tls.load_full();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let done = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await;
-                drop(hs);
-                let io = match done {
-                    Ok(Ok(io)) => io,
-                    Ok(Err(e)) => {
-                        tracing::info!(peer.addr = %remote, error = %e, "enrollment TLS handshake refused");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                let cert = io
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map(|c| c.clone().into_owned());
-                let info = Arc::new(EnrollPeer { remote, cert });
-                let _ = tx
-                    .send(Ok(EnrollStream {
-                        io,
-                        info,
-                        _permit: conn,
-                    }))
-                    .await;
-            });
-        }
-    });
-    let service = EnrollmentServiceServer::new(EnrollmentService::new(state))
-        .max_decoding_message_size(MAX_REQUEST_BYTES)
-        .max_encoding_message_size(64 * 1024);
-    let result = tonic::transport::Server::builder()
-        .accept_http1(false)
-        .timeout(REQUEST_TIMEOUT)
-        .max_concurrent_streams(8)
-        .http2_max_header_list_size(16 * 1024)
-        .add_service(service)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::ReceiverStream::new(rx), shutdown)
-        .await;
-    accept.abort();
-    result
 }

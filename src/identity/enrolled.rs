@@ -78,15 +78,61 @@ impl EnrolledKeys {
         }
     }
 
-    /// Drops what can no longer matter at `now_ms`: keys and caps whose
-    /// `not_after` passed more than `keep_ms` ago, so the file does not
-    /// grow with every renewal.
+    /// Drops what can no longer matter at `now_ms`, so the file does not
+    /// grow with every renewal: keys whose own `not_after` passed more than
+    /// `keep_ms` ago.
+    ///
+    /// A cap must outlive the key it caps, or the next registry load gives
+    /// the key back its own, later `not_after`. So a `[[retire]]` entry is
+    /// never dropped for its own date: one capping a key of this file goes
+    /// when that key goes (nothing is left to cap); one capping any other
+    /// key (an operator-written key of the registry file, whose end this
+    /// file cannot know and an operator may later extend) is permanent.
+    /// Several caps on one key are collapsed into the earliest, so the
+    /// permanent ones number at most one per replaced registry-file key.
     pub fn prune(&mut self, now_ms: i64, keep_ms: i64) {
+        use std::collections::{HashMap, HashSet};
         let live = |not_after: &str| {
             super::parse_rfc3339_ms(not_after).map_or(true, |t| t.saturating_add(keep_ms) > now_ms)
         };
+        let dropped: HashSet<(String, String)> = self
+            .keys
+            .iter()
+            .filter(|k| !live(&k.not_after))
+            .map(|k| (k.client.clone(), k.id.clone()))
+            .collect();
         self.keys.retain(|k| live(&k.not_after));
-        self.retired.retain(|r| live(&r.not_after));
+        let kept: HashSet<(&str, &str)> = self
+            .keys
+            .iter()
+            .map(|k| (k.client.as_str(), k.id.as_str()))
+            .collect();
+        // Dropped only with its key (and not when a key of the same id
+        // somehow remains).
+        self.retired.retain(|r| {
+            let key = (r.client.clone(), r.key_id.clone());
+            !dropped.contains(&key) || kept.contains(&(r.client.as_str(), r.key_id.as_str()))
+        });
+        // The earliest cap per key; a cap that does not parse is kept as it
+        // is (the registry load refuses it, naming it).
+        let mut earliest: HashMap<(&str, &str), (i64, usize)> = HashMap::new();
+        for (i, r) in self.retired.iter().enumerate() {
+            if let Ok(t) = super::parse_rfc3339_ms(&r.not_after) {
+                let e = earliest
+                    .entry((r.client.as_str(), r.key_id.as_str()))
+                    .or_insert((t, i));
+                if t < e.0 {
+                    *e = (t, i);
+                }
+            }
+        }
+        let keep: HashSet<usize> = earliest.values().map(|(_, i)| *i).collect();
+        let mut i = 0;
+        self.retired.retain(|r| {
+            let this = i;
+            i += 1;
+            super::parse_rfc3339_ms(&r.not_after).is_err() || keep.contains(&this)
+        });
     }
 
     /// The caps on `client`'s key `key_id`, as the earliest cap in Unix ms.

@@ -198,3 +198,62 @@ fn a_signing_key_must_expire_unless_said_otherwise() {
     .expect_err("contradiction");
     assert!(e.contains("contradict"), "{e}");
 }
+
+/// Issue 21: a renewal caps the key it replaced with a `[[retire]]` entry;
+/// pruning the file days later must never lift that cap while the capped
+/// key could still sign (an operator-written key with a long `not_after`,
+/// or an enrolled key whose own end is later than the cap plus the keep).
+#[test]
+fn a_pruned_enrolled_keys_file_never_revives_a_replaced_key() {
+    use enrolled::{EnrolledKey, Retirement};
+    const DAY: i64 = 86_400_000;
+    let t0 = parse_rfc3339_ms("2026-01-01T00:00:00Z").expect("ts");
+    let at = |days: i64| crate::audit::rfc3339_ms(t0 + days * DAY);
+    // The operator wrote k-op, valid until 2030.
+    let text = format!(
+        "[[client]]\nid = \"a\"\nmethods = []\ntools = []\n[[client.key]]\nid = \"k-op\"\npublic_key = \"{}\"\nnot_after = \"2030-01-01T00:00:00Z\"\n",
+        pk_b64(4)
+    );
+    let key = |id: &str, seed: u8, from: i64, to: i64| EnrolledKey {
+        client: "a".into(),
+        id: id.into(),
+        public_key: pk_b64(seed),
+        not_before: at(from),
+        not_after: at(to),
+    };
+    let retire = |id: &str, until: i64| Retirement {
+        client: "a".into(),
+        key_id: id.into(),
+        not_after: at(until),
+    };
+    // Day 0: k-op renewed into k1 (30 days). Day 20: k1 renewed into k2.
+    // Each replaced key keeps a one-day overlap.
+    let mut file = EnrolledKeys::default();
+    file.keys.push(key("k1", 5, 0, 30));
+    file.retired.push(retire("k-op", 1));
+    file.keys.push(key("k2", 6, 20, 50));
+    file.retired.push(retire("k1", 21));
+    let keep = 7 * DAY;
+    for day in [9, 22, 28, 29, 40, 45] {
+        let now = t0 + day * DAY;
+        let mut pruned = file.clone();
+        pruned.prune(now, keep);
+        // A second prune (the next renewal) changes nothing more.
+        let mut twice = pruned.clone();
+        twice.prune(now, keep);
+        assert_eq!(twice, pruned, "day {day}: prune is idempotent");
+        let reg = Registry::parse_merged(&text, &pruned, &RegistryDefaults::rate_only(RATE), None)
+            .expect("registry");
+        let c = reg.get(&ClientId::parse("a").expect("id")).expect("client");
+        assert!(
+            !c.keys["k-op"].valid_at(now),
+            "day {day}: the operator's key came back to life"
+        );
+        if day > 21 {
+            if let Some(k1) = c.keys.get("k1") {
+                assert!(!k1.valid_at(now), "day {day}: k1 came back to life");
+            }
+            assert!(c.keys["k2"].valid_at(now), "day {day}: k2 is current");
+        }
+    }
+}
