@@ -927,7 +927,7 @@ fn isolation(config: &Config, b: &BackendConfig) -> Result<Isolation, StartError
 
 /// Files of the gateway a backend's sandbox must never reach: the config,
 /// TLS key, signing keys, secret files, the registry, pins, audit files, the
-/// audit spool directory and the CA directory.
+/// audit spool directory, the anomaly blocks file and the CA directory.
 fn protected_paths(config: &Config) -> Vec<(&'static str, PathBuf)> {
     let mut out: Vec<(&'static str, PathBuf)> = vec![
         ("TLS key", config.tls.key.clone()),
@@ -970,6 +970,15 @@ fn protected_paths(config: &Config) -> Vec<(&'static str, PathBuf)> {
             out.push(("audit file", path));
         }
     }
+    // Blocks read at start: a backend that could write them could lift or
+    // plant one.
+    out.extend(
+        config
+            .anomaly
+            .blocks_file
+            .clone()
+            .map(|p| ("anomaly blocks file", p)),
+    );
     // Spools and the hand-over file: what is written there enters the chain.
     out.push((
         "audit spool directory",

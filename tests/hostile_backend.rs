@@ -1047,6 +1047,36 @@ async fn a_read_path_that_reaches_the_gateway_s_files_is_refused() {
     );
 }
 
+/// The anomaly blocks file (issue 21: blocks survive restarts) is read at
+/// start: a backend that could write it could lift or plant blocks, so a
+/// grant that reaches it stops the start, like one reaching the audit
+/// files.
+#[tokio::test]
+async fn a_read_path_that_reaches_the_blocks_file_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocks = dir.path().join("blocks");
+    std::fs::create_dir_all(&blocks).expect("blocks dir");
+    let scratch = scratch_of(dir.path());
+    let e = TestGateway::try_start_with(Options {
+        config_extra: format!(
+            "[anomaly]\nblocks_file = \"{}\"\n\n[[backend]]\nname = \"peek\"\nkind = \"stdio\"\ncommand = \"{PYTHON}\"\nscratch = \"{}\"\n{}read_paths = [\"{}\"]\n",
+            blocks.join("anomaly-blocks.json").display(),
+            scratch.display(),
+            as_nobody(),
+            blocks.display()
+        ),
+        ..Default::default()
+    })
+    .await
+    .err()
+    .expect("refused");
+    assert!(
+        e.contains("backend \"peek\" field read_paths/cwd:")
+            && e.contains("would let the backend reach the gateway's anomaly blocks file"),
+        "{e}"
+    );
+}
+
 /// A backend without network gets an empty `/run` (its mount namespace):
 /// a scratch directory there would vanish, so the gateway refuses it at
 /// start, naming it; with ports the host's `/run` stays and it is allowed.
