@@ -261,6 +261,22 @@ const REFUSALS: &[Refusal] = &[
     },
     Refusal {
         by_gateway: true,
+        alert: "access_denied",
+        what: "this source address is blocked (too many failed handshakes or refused \
+               identities came from it)",
+        advice: "the block ends after its cool-down; if this client is not the cause (a shared \
+                 or NAT address), ask the gateway operator to lift it \
+                 (`sealgate admin unblock ADDRESS`)",
+    },
+    Refusal {
+        by_gateway: true,
+        alert: "internal_error",
+        what: "the gateway is busy (too many handshakes in progress, from this source address \
+               or in all)",
+        advice: "retry in a few seconds; if it persists, ask the gateway operator",
+    },
+    Refusal {
+        by_gateway: true,
         alert: "",
         what: "the handshake was refused",
         advice: "the gateway's log names the reason; ask its operator",
@@ -308,12 +324,18 @@ fn refusal_entry(by_gateway: bool, alert: &str) -> &'static Refusal {
         .unwrap_or(&REFUSALS[0])
 }
 
+/// The alerts the gateway sends when it refuses a connection at accept,
+/// before looking at any certificate.
+const CONNECTION_ALERTS: &[&str] = &["access_denied", "internal_error"];
+
 /// The Display of [`ClientError::Handshake`]: who refused what, in words,
 /// and the advice.
 fn handshake_message(alert: &str, advice: &str) -> String {
     let by_gateway = !REFUSALS.iter().any(|r| !r.by_gateway && r.advice == advice);
     let what = refusal_entry(by_gateway, alert).what;
-    if by_gateway {
+    if CONNECTION_ALERTS.contains(&alert) {
+        format!("the gateway refused this connection before the handshake: {what} (TLS alert {alert}); {advice}")
+    } else if by_gateway {
         format!("the gateway refused this client certificate: {what} (TLS alert {alert}); {advice}")
     } else {
         format!("this client refused the gateway's certificate: {what} ({alert}); {advice}")

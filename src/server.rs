@@ -54,6 +54,9 @@ use crate::peer::{AcceptStats, PeerInfo};
 use crate::proto::mcp_gateway_service_server::McpGatewayServiceServer;
 use crate::summary::{interval_text, Seen, Summary, Tally};
 
+mod alert;
+mod goaway;
+
 /// How often repeated transport refusals are logged as one counted line.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -350,11 +353,28 @@ pub struct PeerStream {
     marked: Option<Instant>,
     /// Why the transport closed the connection, once it has.
     closed: Option<Closing>,
+    /// The frames the client sent and hyper wrote (headers only): the last
+    /// stream the gateway may have acted on, and where a frame may go.
+    reads: goaway::FrameCursor,
+    writes: goaway::FrameCursor,
+    /// The last stream the client had opened when the mark was seen.
+    mark_stream: u32,
+    /// The GOAWAY (then close_notify) being written as the transport closes
+    /// a marked connection.
+    farewell: Option<Farewell>,
     /// `max_connection_age`, to count the connections closed by its GOAWAY.
     max_age: Duration,
     stats: Arc<AcceptStats>,
     summary: Arc<Summary<Refusal>>,
     _held: Held,
+}
+
+/// A GOAWAY being written, then the TLS close_notify.
+#[derive(Debug)]
+struct Farewell {
+    bytes: Vec<u8>,
+    sent: usize,
+    notified: bool,
 }
 
 impl PeerStream {
@@ -372,12 +392,14 @@ impl PeerStream {
     fn see_mark(&mut self, now: Instant) {
         if self.marked.is_none() && self.info.close_requested() {
             self.marked = Some(now);
+            self.mark_stream = self.reads.last_stream();
         }
     }
 
-    /// Records why the connection is being closed and returns the error
-    /// that makes hyper close it.
-    fn close(&mut self, closing: Closing) -> io::Error {
+    /// Records why the connection is being closed; for a marked connection
+    /// whose writes stand at a frame boundary, prepares the GOAWAY that
+    /// says why ([`Self::poll_farewell`] writes it).
+    fn close(&mut self, closing: Closing) {
         self.closed = Some(closing);
         let remote = self.info.remote;
         match closing {
@@ -400,27 +422,62 @@ impl PeerStream {
                         peer.addr = %remote,
                         client.id = client.unwrap_or("-"),
                         denials = self.info.identity_denial_limit,
+                        reason = self.info.last_identity_denial().unwrap_or("-"),
                         "closing a connection whose requests were all refused for identity"
                     );
                 }
+                if self.writes.at_boundary() {
+                    let text = goaway::identity_denials_text(
+                        self.info.identity_denial_limit,
+                        self.info.last_identity_denial(),
+                    );
+                    self.farewell = Some(Farewell {
+                        bytes: goaway::frame(self.mark_stream, goaway::ENHANCE_YOUR_CALM, &text),
+                        sent: 0,
+                        notified: false,
+                    });
+                }
             }
         }
-        let kind = match closing {
-            Closing::Idle => io::ErrorKind::TimedOut,
-            Closing::Aged | Closing::IdentityDenials => io::ErrorKind::ConnectionAborted,
-        };
-        io::Error::new(kind, "connection closed by the gateway")
     }
 
-    /// On a read that found no data: closes the connection if a limit says
-    /// so, else arranges to be woken when one might.
-    fn poll_limits(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+    /// Writes the GOAWAY and close_notify of a closing connection, if it
+    /// has them, then returns the error that makes hyper close it.
+    fn poll_farewell(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        while let Some(f) = self.farewell.as_mut() {
+            if f.sent < f.bytes.len() {
+                match Pin::new(&mut self.io).poll_write(cx, &f.bytes[f.sent..]) {
+                    Poll::Ready(Ok(n)) if n > 0 => f.sent += n,
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(_) => self.farewell = None,
+                }
+                continue;
+            }
+            if !f.notified {
+                f.notified = true;
+                self.io.get_mut().1.send_close_notify();
+            }
+            if Pin::new(&mut self.io).poll_flush(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.farewell = None;
+        }
+        let kind = match self.closed {
+            Some(Closing::Idle) => io::ErrorKind::TimedOut,
+            _ => io::ErrorKind::ConnectionAborted,
+        };
+        Poll::Ready(io::Error::new(kind, "connection closed by the gateway"))
+    }
+
+    /// On a read that found no data: the limit that closes the connection
+    /// now, else arranges to be woken when one might.
+    fn poll_limits(&mut self, cx: &mut Context<'_>) -> Poll<Closing> {
         self.info.activity.register_reader(cx.waker());
         loop {
             let now = Instant::now();
             self.see_mark(now);
             match self.lifetime.verdict(&self.moment(now)) {
-                Verdict::Close(closing) => return Poll::Ready(self.close(closing)),
+                Verdict::Close(closing) => return Poll::Ready(closing),
                 Verdict::RecheckAt(at) => {
                     // A later recheck leaves an earlier timer be: it fires,
                     // and the verdict is taken again.
@@ -470,22 +527,43 @@ impl AsyncRead for PeerStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_read(cx, buf) {
+        if this.closed.is_some() {
+            return this.poll_farewell(cx).map(Err);
+        }
+        let before = buf.filled().len();
+        let closing = match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                // A peer that keeps sending is still held to the hard limits.
+                this.reads.feed(&buf.filled()[before..]);
+                // A peer that keeps sending is still held to the hard
+                // limits, and a marked one is closed once its answers are
+                // out however much it sends.
                 let now = Instant::now();
                 this.see_mark(now);
-                match this.lifetime.hard_limit(&this.moment(now)) {
-                    Some(closing) => Poll::Ready(Err(this.close(closing))),
-                    None => Poll::Ready(Ok(())),
+                let m = this.moment(now);
+                let closing = match this.marked {
+                    Some(_) => match this.lifetime.verdict(&m) {
+                        Verdict::Close(closing) => Some(closing),
+                        Verdict::RecheckAt(_) => None,
+                    },
+                    None => this.lifetime.hard_limit(&m),
+                };
+                match closing {
+                    // What was just read is dropped with the connection.
+                    Some(closing) => {
+                        buf.set_filled(before);
+                        closing
+                    }
+                    None => return Poll::Ready(Ok(())),
                 }
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => match this.poll_limits(cx) {
-                Poll::Ready(e) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
+                Poll::Ready(closing) => closing,
+                Poll::Pending => return Poll::Pending,
             },
-        }
+        };
+        this.close(closing);
+        this.poll_farewell(cx).map(Err)
     }
 }
 
@@ -496,14 +574,24 @@ impl AsyncWrite for PeerStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.closed.is_some() {
+            // Nothing may follow (or cut into) the GOAWAY.
+            return this.poll_farewell(cx).map(Err);
+        }
         let written = Pin::new(&mut this.io).poll_write(cx, buf);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.unflushed = true;
+        if let Poll::Ready(Ok(n)) = written {
+            if n > 0 {
+                this.unflushed = true;
+                this.writes.feed(&buf[..n.min(buf.len())]);
+            }
         }
         written
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.closed.is_some() {
+            return this.poll_farewell(cx).map(Err);
+        }
         let flushed = Pin::new(&mut this.io).poll_flush(cx);
         if matches!(flushed, Poll::Ready(Ok(()))) {
             this.unflushed = false;
@@ -519,9 +607,23 @@ impl AsyncWrite for PeerStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.closed.is_some() {
+            return this.poll_farewell(cx).map(Err);
+        }
         let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.unflushed = true;
+        if let Poll::Ready(Ok(n)) = written {
+            if n > 0 {
+                this.unflushed = true;
+                let mut left = n;
+                for b in bufs {
+                    let take = left.min(b.len());
+                    this.writes.feed(&b[..take]);
+                    left -= take;
+                    if left == 0 {
+                        break;
+                    }
+                }
+            }
         }
         written
     }
@@ -744,7 +846,8 @@ async fn accept_loop(
             }
         };
         let source = Source::of(remote);
-        // A refused connection is reset (zero linger): no TIME_WAIT kept
+        // A refused connection is told why with one TLS alert record (no
+        // cryptography), then closed with zero linger: no TIME_WAIT kept
         // for a peer we did not want.
         let now_ms = admission.gateway.clock.now_ms();
         if admission
@@ -752,7 +855,7 @@ async fn accept_loop(
             .anomaly
             .source_blocked(remote.ip(), now_ms)
         {
-            let _ = tcp.set_zero_linger();
+            alert::refuse(tcp, alert::Alert::AccessDenied);
             let counter = &admission.stats.connections_from_blocked_sources;
             if admission.refuse(counter, Refusal::BlockedSource(source)) {
                 tracing::info!(peer.addr = %remote, "connection closed at accept: its source is blocked by the source_failures detector");
@@ -763,7 +866,7 @@ async fn accept_loop(
             .handshakes_per_source
             .try_take(source, t.max_handshakes_per_source)
         else {
-            let _ = tcp.set_zero_linger();
+            alert::refuse(tcp, alert::Alert::InternalError);
             let counter = &admission.stats.handshakes_shed_per_source;
             if admission.refuse(counter, Refusal::ShedPerSource(source)) {
                 tracing::info!(peer.addr = %remote, "connection closed at accept: max_handshakes_per_source handshakes of its source in progress");
@@ -771,7 +874,7 @@ async fn accept_loop(
             continue;
         };
         let Ok(handshake) = admission.handshakes.clone().try_acquire_owned() else {
-            let _ = tcp.set_zero_linger();
+            alert::refuse(tcp, alert::Alert::InternalError);
             if admission.refuse(&admission.stats.handshakes_shed, Refusal::Shed(source)) {
                 tracing::info!(peer.addr = %remote, "connection closed at accept: max_handshakes handshakes in progress");
             }
@@ -844,7 +947,7 @@ async fn admit(
         // A source blocked on another replica (one round trip per new
         // connection, before any cryptography).
         if state.source_blocked(remote.ip(), &a.gateway.anomaly).await {
-            let _ = tcp.set_zero_linger();
+            alert::refuse(tcp, alert::Alert::AccessDenied);
             let counter = &a.stats.connections_from_blocked_sources;
             if a.refuse(counter, Refusal::BlockedSource(source)) {
                 tracing::info!(peer.addr = %remote, "connection closed before the handshake: its source is blocked (shared state store)");
@@ -864,13 +967,14 @@ async fn admit(
             a.gateway
                 .metrics
                 .handshake_failed(crate::metrics::handshake_failure_cause(&e));
+            // Every failed handshake feeds the per-source detector: refused
+            // by TLS, abandoned (EOF or reset mid-handshake, a bare connect
+            // and close included) or timed out.
+            let now_ms = a.gateway.clock.now_ms();
+            a.gateway
+                .anomaly
+                .observe_source_failure(remote.ip(), now_ms);
             let refusal = if is_tls_error(&e) {
-                // Failed handshakes feed the per-source detector; timeouts
-                // and abandoned ones are the handshake budget's concern.
-                let now_ms = a.gateway.clock.now_ms();
-                a.gateway
-                    .anomaly
-                    .observe_source_failure(remote.ip(), now_ms);
                 Refusal::HandshakeFailed(source)
             } else {
                 Refusal::HandshakeAbandoned(source)
@@ -881,6 +985,10 @@ async fn admit(
             return;
         }
         Err(_) => {
+            let now_ms = a.gateway.clock.now_ms();
+            a.gateway
+                .anomaly
+                .observe_source_failure(remote.ip(), now_ms);
             a.gateway.metrics.handshake_failed("timed_out");
             let refusal = Refusal::HandshakeTimedOut(source);
             if a.refuse(&a.stats.handshakes_timed_out, refusal) {
@@ -957,6 +1065,10 @@ async fn admit(
         unflushed: false,
         marked: None,
         closed: None,
+        reads: goaway::FrameCursor::client(),
+        writes: goaway::FrameCursor::server(),
+        mark_stream: 0,
+        farewell: None,
         max_age: t.max_connection_age(),
         stats: a.stats.clone(),
         summary: a.summary.clone(),
