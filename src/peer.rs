@@ -300,7 +300,10 @@ mod tests {
         );
         assert!(p.close_requested());
         assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "the reader is woken");
-        assert!(!p.note_identity_denied("CLIENT_UNKNOWN"), "true exactly once");
+        assert!(
+            !p.note_identity_denied("CLIENT_UNKNOWN"),
+            "true exactly once"
+        );
         assert!(p.close_requested(), "and it stays marked");
     }
 
@@ -309,7 +312,10 @@ mod tests {
         let p = peer(2);
         assert!(!p.note_identity_denied("CLIENT_UNKNOWN"));
         p.note_identity_passed();
-        assert!(!p.note_identity_denied("CLIENT_UNKNOWN"), "one in a row since the pass");
+        assert!(
+            !p.note_identity_denied("CLIENT_UNKNOWN"),
+            "one in a row since the pass"
+        );
         assert!(!p.close_requested());
         assert!(p.note_identity_denied("CLIENT_UNKNOWN"), "two in a row");
         assert!(p.close_requested());
@@ -322,7 +328,10 @@ mod tests {
             p.note_identity_passed();
         }
         assert!(!p.close_requested());
-        assert!(p.note_identity_denied("CLIENT_UNKNOWN"), "a limit of 1: the first denial");
+        assert!(
+            p.note_identity_denied("CLIENT_UNKNOWN"),
+            "a limit of 1: the first denial"
+        );
     }
 
     #[test]

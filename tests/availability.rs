@@ -389,7 +389,9 @@ async fn a_disabled_identity_gets_its_source_blocked() {
 async fn abandoned_and_timed_out_handshakes_count_against_their_source() {
     let _serial = SERIAL.lock().await;
     let gw = TestGateway::start_with(Options {
-        config_extra: "[transport]\nhandshake_timeout_secs = 1\n\n[anomaly.source_failures]\nthreshold = 5\n".into(),
+        config_extra:
+            "[transport]\nhandshake_timeout_secs = 1\n\n[anomaly.source_failures]\nthreshold = 5\n"
+                .into(),
         ..Default::default()
     })
     .await;
@@ -482,9 +484,8 @@ async fn a_blocked_source_is_told_so_with_an_access_denied_alert() {
     assert_eq!(stat(&gw.stats.connections_from_blocked_sources), 3);
     assert_eq!(stat(&gw.stats.handshakes_ok), 0, "no handshake was done");
     // What `sealgate call` tells its user.
-    let error = sealgate::client::ClientError::from(rustls_refusal(
-        rustls::AlertDescription::AccessDenied,
-    ));
+    let error =
+        sealgate::client::ClientError::from(rustls_refusal(rustls::AlertDescription::AccessDenied));
     let text = error.to_string();
     assert!(
         text.contains("source address is blocked") && text.contains("operator"),
@@ -529,4 +530,138 @@ fn rustls_refusal(alert: rustls::AlertDescription) -> tonic::Status {
         rustls::Error::AlertReceived(alert),
     )));
     status
+}
+
+// ---------------------------------------------------------------------
+// HTTP/2 rapid reset does not write the log at the attacker's pace
+
+/// `sealgate dev` on a free port with its stderr read line by line: the
+/// gateway's address and what it logged.
+struct DevGateway {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl DevGateway {
+    fn start() -> DevGateway {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+            .args(["dev", "--listen", "127.0.0.1:0", "--dir"])
+            .arg(dir.path().join("dev"))
+            .env("SEALGATE_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sealgate dev starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let kept = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("gateway serving") {
+                    let _ = tx.send(line.clone());
+                }
+                kept.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+        let serving = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the gateway logged that it serves");
+        let addr = serving
+            .split("listen=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("an address in {serving:?}"));
+        DevGateway {
+            child,
+            dir,
+            addr,
+            lines,
+        }
+    }
+
+    fn lines_with(&self, needle: &str) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    /// An mTLS connection as the dev client "demo".
+    async fn tls(&self) -> TlsStream<TcpStream> {
+        let dev = self.dir.path().join("dev");
+        let config = sealgate::tls::client_config(
+            &dev.join("ca").join("ca.crt"),
+            &dev.join("clients").join("demo.crt"),
+            &dev.join("clients").join("demo.key"),
+        )
+        .expect("client config");
+        let tcp = TcpStream::connect(self.addr).await.expect("connect");
+        tokio_rustls::TlsConnector::from(config)
+            .connect(ServerName::try_from("localhost").expect("name"), tcp)
+            .await
+            .expect("handshake")
+    }
+}
+
+impl Drop for DevGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_rapid_reset_attack_leaves_a_bounded_number_of_log_lines() {
+    let _serial = SERIAL.lock().await;
+    let gw = DevGateway::start();
+    let headers = call_headers();
+    let connections = 8;
+    for _ in 0..connections {
+        let mut tls = gw.tls().await;
+        // Streams opened and cancelled at once, far over the gateway's
+        // limit of 32 reset before they were accepted.
+        let mut out = PREFACE.to_vec();
+        out.extend(frame(SETTINGS, 0, 0, &[]));
+        for i in 0..200u32 {
+            let stream = 2 * i + 1;
+            out.extend(frame(HEADERS, END_HEADERS, stream, &headers));
+            out.extend(frame(RST_STREAM, 0, stream, &8u32.to_be_bytes()));
+        }
+        let _ = tls.write_all(&out).await;
+        let _ = tls.flush().await;
+        // The gateway ends the connection (GOAWAY ENHANCE_YOUR_CALM).
+        let mut goaway = None;
+        while let Ok(Some(f)) =
+            tokio::time::timeout(Duration::from_secs(5), read_frame(&mut tls)).await
+        {
+            if f.kind == GOAWAY {
+                goaway = Some(u32::from_be_bytes([
+                    f.payload[4],
+                    f.payload[5],
+                    f.payload[6],
+                    f.payload[7],
+                ]));
+            }
+        }
+        assert_eq!(goaway, Some(ENHANCE_YOUR_CALM), "h2 refused the resets");
+    }
+    let warnings = gw.lines_with("remotely-reset");
+    assert_eq!(
+        warnings.len(),
+        1,
+        "the first in full, the rest counted: {warnings:#?}"
+    );
 }

@@ -78,7 +78,8 @@ impl FrameCursor {
                 if self.have == 9 {
                     self.have = 0;
                     let h = self.head;
-                    self.payload = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+                    self.payload =
+                        usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
                     if h[3] == HEADERS {
                         let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
                         self.last_headers = self.last_headers.max(stream);
