@@ -19,10 +19,14 @@
 //! An established connection is closed when it has had no request for
 //! `idle_timeout`; at `max_connection_age` it is sent GOAWAY, so it closes
 //! once no request is in flight, and `request_timeout_secs` later it is
-//! closed regardless; and soon after the request path marks it (too many
-//! identity denials, see [`PeerInfo::note_identity_denied`]). A connection
-//! that failed its handshake never reaches HTTP/2. Every refusal is counted
-//! in [`AcceptStats`] and logged through a [`Summary`]: the first of a kind
+//! closed regardless; and once the answers in flight are out after the
+//! request path marks it (too many identity denials, see
+//! [`PeerInfo::note_identity_denied`]), with a GOAWAY saying why
+//! (`server/goaway.rs`). A connection that failed its handshake never
+//! reaches HTTP/2, and every failed handshake counts against its source
+//! (the `source_failures` detector). A connection refused at accept gets a
+//! TLS alert saying why (`server/alert.rs`). Every refusal is counted in
+//! [`AcceptStats`] and logged through a [`Summary`]: the first of a kind
 //! from a source in full, then one line with the count per interval.
 //!
 //! This module owns the transport only: it never reads a config file,
@@ -361,20 +365,12 @@ pub struct PeerStream {
     mark_stream: u32,
     /// The GOAWAY (then close_notify) being written as the transport closes
     /// a marked connection.
-    farewell: Option<Farewell>,
+    farewell: Option<goaway::Farewell>,
     /// `max_connection_age`, to count the connections closed by its GOAWAY.
     max_age: Duration,
     stats: Arc<AcceptStats>,
     summary: Arc<Summary<Refusal>>,
     _held: Held,
-}
-
-/// A GOAWAY being written, then the TLS close_notify.
-#[derive(Debug)]
-struct Farewell {
-    bytes: Vec<u8>,
-    sent: usize,
-    notified: bool,
 }
 
 impl PeerStream {
@@ -431,11 +427,7 @@ impl PeerStream {
                         self.info.identity_denial_limit,
                         self.info.last_identity_denial(),
                     );
-                    self.farewell = Some(Farewell {
-                        bytes: goaway::frame(self.mark_stream, goaway::ENHANCE_YOUR_CALM, &text),
-                        sent: 0,
-                        notified: false,
-                    });
+                    self.farewell = Some(goaway::Farewell::new(self.mark_stream, &text));
                 }
             }
         }
@@ -444,20 +436,8 @@ impl PeerStream {
     /// Writes the GOAWAY and close_notify of a closing connection, if it
     /// has them, then returns the error that makes hyper close it.
     fn poll_farewell(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        while let Some(f) = self.farewell.as_mut() {
-            if f.sent < f.bytes.len() {
-                match Pin::new(&mut self.io).poll_write(cx, &f.bytes[f.sent..]) {
-                    Poll::Ready(Ok(n)) if n > 0 => f.sent += n,
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(_) => self.farewell = None,
-                }
-                continue;
-            }
-            if !f.notified {
-                f.notified = true;
-                self.io.get_mut().1.send_close_notify();
-            }
-            if Pin::new(&mut self.io).poll_flush(cx).is_pending() {
+        if let Some(f) = self.farewell.as_mut() {
+            if f.poll_write(&mut self.io, cx).is_pending() {
                 return Poll::Pending;
             }
             self.farewell = None;
@@ -614,15 +594,7 @@ impl AsyncWrite for PeerStream {
         if let Poll::Ready(Ok(n)) = written {
             if n > 0 {
                 this.unflushed = true;
-                let mut left = n;
-                for b in bufs {
-                    let take = left.min(b.len());
-                    this.writes.feed(&b[..take]);
-                    left -= take;
-                    if left == 0 {
-                        break;
-                    }
-                }
+                this.writes.feed_vectored(bufs, n);
             }
         }
         written

@@ -11,6 +11,13 @@
 //! next byte starts a frame, the only point where a frame of its own may
 //! go. Nothing here parses a frame's payload: only the 9-byte headers.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
 /// The HTTP/2 connection preface a client sends first.
 const PREFACE_LEN: usize = 24;
 
@@ -89,6 +96,19 @@ impl FrameCursor {
         }
     }
 
+    /// Follows the first `n` bytes of `bufs` (a vectored write of `n`).
+    pub fn feed_vectored(&mut self, bufs: &[std::io::IoSlice<'_>], n: usize) {
+        let mut left = n;
+        for b in bufs {
+            if left == 0 {
+                break;
+            }
+            let take = left.min(b.len());
+            self.feed(&b[..take]);
+            left -= take;
+        }
+    }
+
     /// Whether the next byte starts a frame.
     pub fn at_boundary(&self) -> bool {
         self.preface == 0 && self.have == 0 && self.payload == 0
@@ -97,6 +117,42 @@ impl FrameCursor {
     /// The highest stream id opened by a HEADERS frame so far.
     pub fn last_stream(&self) -> u32 {
         self.last_headers
+    }
+}
+
+/// A GOAWAY (`ENHANCE_YOUR_CALM`) being written, then the TLS close_notify.
+#[derive(Debug)]
+pub struct Farewell {
+    bytes: Vec<u8>,
+    sent: usize,
+    notified: bool,
+}
+
+impl Farewell {
+    /// The GOAWAY of a connection closed after `last_stream`, saying `why`.
+    pub fn new(last_stream: u32, why: &str) -> Self {
+        Farewell {
+            bytes: frame(last_stream, ENHANCE_YOUR_CALM, why),
+            sent: 0,
+            notified: false,
+        }
+    }
+
+    /// Writes the GOAWAY, then close_notify, and flushes; ready when done
+    /// or when the connection failed under it (nothing more to say then).
+    pub fn poll_write(&mut self, io: &mut TlsStream<TcpStream>, cx: &mut Context<'_>) -> Poll<()> {
+        while self.sent < self.bytes.len() {
+            match Pin::new(&mut *io).poll_write(cx, &self.bytes[self.sent..]) {
+                Poll::Ready(Ok(n)) if n > 0 => self.sent += n,
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(_) => return Poll::Ready(()),
+            }
+        }
+        if !self.notified {
+            self.notified = true;
+            io.get_mut().1.send_close_notify();
+        }
+        Pin::new(&mut *io).poll_flush(cx).map(|_| ())
     }
 }
 
