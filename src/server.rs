@@ -427,7 +427,16 @@ impl PeerStream {
                         self.info.identity_denial_limit,
                         self.info.last_identity_denial(),
                     );
-                    self.farewell = Some(goaway::Farewell::new(self.mark_stream, &text));
+                    // The last stream acted on: once no answer is in
+                    // flight, the last one answered (the calls parked after
+                    // the mark came later and are above it, so the client
+                    // learns they were not acted on); else, to be safe, the
+                    // last one opened when the mark was seen.
+                    let last = match self.info.activity.in_flight() {
+                        0 => self.writes.last_stream(),
+                        _ => self.mark_stream,
+                    };
+                    self.farewell = Some(goaway::Farewell::new(last, &text));
                 }
             }
         }

@@ -306,9 +306,9 @@ async fn closed_at_the_nth_denial(who: fn(&TestGateway) -> IssuedClient, reason:
         goaway.debug.contains("refused for identity") && goaway.debug.contains(reason),
         "the GOAWAY says why: {goaway:?}"
     );
-    assert!(
-        goaway.last_stream >= 15 && goaway.last_stream < 2 * flood.sent,
-        "the last stream acted on: {goaway:?}"
+    assert_eq!(
+        goaway.last_stream, 15,
+        "the last stream acted on is the 8th call's: {goaway:?}"
     );
     assert!(
         eventually(Duration::from_secs(2), || stat(
@@ -663,5 +663,41 @@ async fn a_rapid_reset_attack_leaves_a_bounded_number_of_log_lines() {
         warnings.len(),
         1,
         "the first in full, the rest counted: {warnings:#?}"
+    );
+}
+
+/// What an SDK client sees when it sends more calls at once than the
+/// connection's identity-denial limit: the first N refusals with their
+/// reason, the calls not acted on fail with the GOAWAY's reason.
+#[tokio::test]
+async fn an_sdk_client_past_the_limit_reads_why_its_connection_was_closed() {
+    let _serial = SERIAL.lock().await;
+    let gw = TestGateway::start_with(Options {
+        config_extra: "[transport]\nmax_identity_denials_per_connection = 4\n\n[anomaly.source_failures]\naction = \"alert\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let dora = disabled_client(&gw, "dora").await;
+    let raw = gw
+        .raw_with(&dora.cert, &dora.key, &dora.signing_key, "dora-key")
+        .await;
+    let calls = (0..32).map(|_| raw.send_payload(GET_MEPS));
+    let results = futures_util::future::join_all(calls).await;
+    let mut disabled = 0;
+    let mut closed = Vec::new();
+    for r in results {
+        let status = r.expect_err("nothing is served to a disabled client");
+        match sealgate::error::reason_of(&status).as_deref() {
+            Some("CLIENT_DISABLED") => disabled += 1,
+            _ => closed.push(format!("{status:?}")),
+        }
+    }
+    assert_eq!(disabled, 4, "{closed:#?}");
+    assert_eq!(closed.len(), 28);
+    assert!(
+        closed
+            .iter()
+            .all(|c| c.contains("refused for identity (CLIENT_DISABLED)")),
+        "{closed:#?}"
     );
 }

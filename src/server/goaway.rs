@@ -6,10 +6,11 @@
 //! hyper sends GOAWAY only for a graceful shutdown, without debug data, and
 //! offers no way to end one connection with a reason. So the transport
 //! follows the frame boundaries of both directions of the connection
-//! ([`FrameCursor`]): from what the client sends it knows the last stream
-//! the gateway may have acted on; from what hyper writes it knows when the
-//! next byte starts a frame, the only point where a frame of its own may
-//! go. Nothing here parses a frame's payload: only the 9-byte headers.
+//! ([`FrameCursor`]): from what hyper writes it knows the last stream the
+//! gateway answered (GOAWAY's last stream id: the calls parked after the
+//! mark are above it, so the client learns they were not acted on) and
+//! when the next byte starts a frame, the only point where a frame of its
+//! own may go; from what the client sends, the last stream it opened. Nothing here parses a frame's payload: only the 9-byte headers.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -114,7 +115,8 @@ impl FrameCursor {
         self.preface == 0 && self.have == 0 && self.payload == 0
     }
 
-    /// The highest stream id opened by a HEADERS frame so far.
+    /// The highest stream id of a HEADERS frame so far: on the client's
+    /// side the last stream opened, on the server's the last answered.
     pub fn last_stream(&self) -> u32 {
         self.last_headers
     }
