@@ -149,12 +149,37 @@ impl From<tonic::Status> for ClientError {
         if let Some(handshake) = handshake_failure(&status) {
             return handshake;
         }
+        let reason = crate::error::reason_of(&status);
+        // A connection the gateway closed with a GOAWAY saying why: the
+        // calls it did not act on carry that text only in their source.
+        let message = reason
+            .is_none()
+            .then(|| goaway_text(&status))
+            .flatten()
+            .unwrap_or_else(|| status.message().to_string());
         ClientError::Denied {
             code: status.code(),
-            reason: crate::error::reason_of(&status),
-            message: status.message().to_string(),
+            reason,
+            message,
         }
     }
+}
+
+/// The gateway's words in a GOAWAY's debug data (`sealgate: …`), found in
+/// an error's source chain as h2 displays it (`… (b"sealgate: …")`).
+fn goaway_text(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    const MARK: &str = "b\"sealgate: ";
+    let mut next = error.source();
+    while let Some(e) = next {
+        let text = e.to_string();
+        if let Some(start) = text.find(MARK) {
+            let words = &text[start + 2..];
+            let end = words.find('"').unwrap_or(words.len());
+            return Some(words[..end].chars().take(256).collect());
+        }
+        next = e.source();
+    }
+    None
 }
 
 impl From<crate::tls::ConnectError> for ClientError {

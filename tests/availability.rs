@@ -689,7 +689,8 @@ async fn an_sdk_client_past_the_limit_reads_why_its_connection_was_closed() {
         let status = r.expect_err("nothing is served to a disabled client");
         match sealgate::error::reason_of(&status).as_deref() {
             Some("CLIENT_DISABLED") => disabled += 1,
-            _ => closed.push(format!("{status:?}")),
+            // As the SDK (and `sealgate call`) words it.
+            _ => closed.push(sealgate::client::ClientError::from(status).to_string()),
         }
     }
     assert_eq!(disabled, 4, "{closed:#?}");
