@@ -10,6 +10,9 @@
 //! [`crate::gateway::Gateway::finish`]), so this layer changes what a
 //! refusal costs, never what it records.
 //!
+//! A request on a connection the request path marked for closing is not
+//! processed at all: it waits, unanswered, for the transport's GOAWAY.
+//!
 //! An admitted call carries a [`Ticket`] in its request extensions (which a
 //! client cannot set: they are the server's own) so the service does not
 //! run the stages, or charge the rate, a second time; the call's permit for
@@ -60,6 +63,14 @@ pub struct EarlyAdmission<S> {
     gateway: Arc<Gateway>,
 }
 
+/// Whether the request's connection is marked for closing.
+fn closing<B>(request: &http::Request<B>) -> bool {
+    request
+        .extensions()
+        .get::<Arc<PeerInfo>>()
+        .is_some_and(|p| p.close_requested())
+}
+
 impl<S, B, RB> tower::Service<http::Request<B>> for EarlyAdmission<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<RB>> + Send + 'static,
@@ -76,6 +87,16 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        if closing(&request) {
+            // The connection was marked for closing (its Nth identity
+            // denial in a row, or a certificate revoked or expired under
+            // it): a call that arrives now is not processed and never
+            // answered. The transport closes the connection with a GOAWAY
+            // whose last stream id precedes it, so the client knows it was
+            // not acted on; until then it costs a parked future, bounded by
+            // the connection's concurrent streams.
+            return Box::pin(std::future::pending());
+        }
         if request.uri().path() != CALL_PATH {
             return Box::pin(self.inner.call(request));
         }

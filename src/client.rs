@@ -149,12 +149,37 @@ impl From<tonic::Status> for ClientError {
         if let Some(handshake) = handshake_failure(&status) {
             return handshake;
         }
+        let reason = crate::error::reason_of(&status);
+        // A connection the gateway closed with a GOAWAY saying why: the
+        // calls it did not act on carry that text only in their source.
+        let message = reason
+            .is_none()
+            .then(|| goaway_text(&status))
+            .flatten()
+            .unwrap_or_else(|| status.message().to_string());
         ClientError::Denied {
             code: status.code(),
-            reason: crate::error::reason_of(&status),
-            message: status.message().to_string(),
+            reason,
+            message,
         }
     }
+}
+
+/// The gateway's words in a GOAWAY's debug data (`sealgate: …`), found in
+/// an error's source chain as h2 displays it (`… (b"sealgate: …")`).
+fn goaway_text(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    const MARK: &str = "b\"sealgate: ";
+    let mut next = error.source();
+    while let Some(e) = next {
+        let text = e.to_string();
+        if let Some(start) = text.find(MARK) {
+            let words = &text[start + 2..];
+            let end = words.find('"').unwrap_or(words.len());
+            return Some(words[..end].chars().take(256).collect());
+        }
+        next = e.source();
+    }
+    None
 }
 
 impl From<crate::tls::ConnectError> for ClientError {
@@ -261,6 +286,22 @@ const REFUSALS: &[Refusal] = &[
     },
     Refusal {
         by_gateway: true,
+        alert: "access_denied",
+        what: "this source address is blocked (too many failed handshakes or refused \
+               identities came from it)",
+        advice: "the block ends after its cool-down; if this client is not the cause (a shared \
+                 or NAT address), ask the gateway operator to lift it \
+                 (`sealgate admin unblock ADDRESS`)",
+    },
+    Refusal {
+        by_gateway: true,
+        alert: "internal_error",
+        what: "the gateway is busy (too many handshakes in progress, from this source address \
+               or in all)",
+        advice: "retry in a few seconds; if it persists, ask the gateway operator",
+    },
+    Refusal {
+        by_gateway: true,
         alert: "",
         what: "the handshake was refused",
         advice: "the gateway's log names the reason; ask its operator",
@@ -308,12 +349,18 @@ fn refusal_entry(by_gateway: bool, alert: &str) -> &'static Refusal {
         .unwrap_or(&REFUSALS[0])
 }
 
+/// The alerts the gateway sends when it refuses a connection at accept,
+/// before looking at any certificate.
+const CONNECTION_ALERTS: &[&str] = &["access_denied", "internal_error"];
+
 /// The Display of [`ClientError::Handshake`]: who refused what, in words,
 /// and the advice.
 fn handshake_message(alert: &str, advice: &str) -> String {
     let by_gateway = !REFUSALS.iter().any(|r| !r.by_gateway && r.advice == advice);
     let what = refusal_entry(by_gateway, alert).what;
-    if by_gateway {
+    if CONNECTION_ALERTS.contains(&alert) {
+        format!("the gateway refused this connection before the handshake: {what} (TLS alert {alert}); {advice}")
+    } else if by_gateway {
         format!("the gateway refused this client certificate: {what} (TLS alert {alert}); {advice}")
     } else {
         format!("this client refused the gateway's certificate: {what} ({alert}); {advice}")

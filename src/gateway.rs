@@ -645,7 +645,7 @@ impl Gateway {
         }
         record.stage = "identity";
         let identity = self.identify(peer, now).inspect_err(|d| {
-            note_identity_denied(peer);
+            note_identity_denied(peer, d.reason);
             // A certificate that was revoked or expired while its connection
             // was open will never pass again on it: close it after this answer.
             if matches!(
@@ -668,9 +668,9 @@ impl Gateway {
                     "this client certificate's identity is not registered",
                 )
             })
-            .inspect_err(|_| note_identity_denied(peer))?;
+            .inspect_err(|d| note_identity_denied(peer, d.reason))?;
         if !client.enabled {
-            note_identity_denied(peer);
+            note_identity_denied(peer, Reason::ClientDisabled);
             return Err(Denial::new(
                 Reason::ClientDisabled,
                 "this client is disabled",
@@ -855,6 +855,7 @@ impl Gateway {
             reason,
             Reason::IdentityInvalid
                 | Reason::ClientUnknown
+                | Reason::ClientDisabled
                 | Reason::CertificateRevoked
                 | Reason::KeyNotBound
         );
@@ -1146,9 +1147,9 @@ fn name_peer(record: &mut AuditRecord, peer: Option<&PeerInfo>) {
 
 /// Counts an identity refusal on the connection; one that produced nothing
 /// else for long enough is closed by the transport.
-fn note_identity_denied(peer: Option<&PeerInfo>) {
+fn note_identity_denied(peer: Option<&PeerInfo>, reason: Reason) {
     if let Some(p) = peer {
-        if p.note_identity_denied() {
+        if p.note_identity_denied(reason.as_str()) {
             tracing::debug!(peer.addr = %p.remote, "marking a connection that only produced identity refusals for closing");
         }
     }

@@ -62,6 +62,7 @@ pub mod keys;
 pub mod metrics;
 pub mod peer;
 pub mod policy;
+pub mod protocol_log;
 pub mod reload;
 pub mod replay;
 pub mod sandbox;

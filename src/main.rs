@@ -49,12 +49,18 @@ fn main() -> ExitCode {
     };
     // The trace export slot first (it sees request spans only, and only
     // when [traces] is configured), then the log lines at SEALGATE_LOG's
-    // level.
+    // level, with the HTTP/2 library's warnings about peers summarised (a
+    // peer must not write the log at its own pace).
+    use tracing_subscriber::filter::FilterExt as _;
+    let warnings = sealgate::protocol_log::ProtocolWarnings::new();
+    let filter = filter.and(warnings.clone());
     tracing_subscriber::registry()
         .with(sealgate::traces::layer())
         .with(logs.with_filter(filter))
         .init();
-    match cli::run(cli) {
+    let result = cli::run(cli);
+    warnings.flush();
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", error_text(&e));

@@ -36,6 +36,9 @@ pub struct PeerInfo {
     pub identity_denial_limit: u32,
     /// Identity denials since the last request that passed identity.
     identity_denials: AtomicU32,
+    /// The reason of the last identity denial, for the GOAWAY that closes
+    /// the connection.
+    last_identity_denial: std::sync::Mutex<Option<&'static str>>,
     /// The client certificate's serial and fingerprint, for audit records
     /// even when it names no valid identity; set by the transport.
     pub certificate: Option<crate::audit::CertFacts>,
@@ -56,6 +59,7 @@ impl PeerInfo {
             activity: Activity::new(),
             identity_denial_limit,
             identity_denials: AtomicU32::new(0),
+            last_identity_denial: std::sync::Mutex::new(None),
             certificate: None,
         }
     }
@@ -73,12 +77,17 @@ impl PeerInfo {
     }
 
     /// A request on this connection was refused for identity (unknown,
-    /// disabled, revoked, expired, invalid). Returns `true` exactly once:
-    /// when this denial is the [`Self::identity_denial_limit`]-th in a row
-    /// without a request passing identity in between; the connection is
-    /// then marked for closing, and the transport closes it once the denial
-    /// has been sent.
-    pub fn note_identity_denied(&self) -> bool {
+    /// disabled, revoked, expired, invalid) with `reason` (its stable code,
+    /// e.g. `CLIENT_DISABLED`). Returns `true` exactly once: when this
+    /// denial is the [`Self::identity_denial_limit`]-th in a row without a
+    /// request passing identity in between; the connection is then marked
+    /// for closing: no later request on it is answered, and the transport
+    /// closes it with a GOAWAY once the answers in flight are sent.
+    pub fn note_identity_denied(&self, reason: &'static str) -> bool {
+        *self
+            .last_identity_denial
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(reason);
         let limit = self.identity_denial_limit.max(1);
         let denials = self
             .identity_denials
@@ -94,6 +103,15 @@ impl PeerInfo {
     /// Whether the request path asked for this connection to be closed.
     pub fn close_requested(&self) -> bool {
         self.activity.close_requested()
+    }
+
+    /// The reason code of the last identity denial on this connection, if
+    /// there was one: what the GOAWAY closing it names.
+    pub fn last_identity_denial(&self) -> Option<&'static str> {
+        *self
+            .last_identity_denial
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -272,28 +290,34 @@ mod tests {
     fn the_limit_th_identity_denial_in_a_row_marks_the_connection_once() {
         let p = peer(3);
         let wakes = register(&p);
-        assert!(!p.note_identity_denied());
-        assert!(!p.note_identity_denied());
+        assert!(!p.note_identity_denied("CLIENT_UNKNOWN"));
+        assert!(!p.note_identity_denied("CLIENT_UNKNOWN"));
         assert!(!p.close_requested());
         assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
         assert!(
-            p.note_identity_denied(),
+            p.note_identity_denied("CLIENT_UNKNOWN"),
             "the third denial reaches the limit"
         );
         assert!(p.close_requested());
         assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "the reader is woken");
-        assert!(!p.note_identity_denied(), "true exactly once");
+        assert!(
+            !p.note_identity_denied("CLIENT_UNKNOWN"),
+            "true exactly once"
+        );
         assert!(p.close_requested(), "and it stays marked");
     }
 
     #[test]
     fn a_request_passing_identity_starts_the_count_again() {
         let p = peer(2);
-        assert!(!p.note_identity_denied());
+        assert!(!p.note_identity_denied("CLIENT_UNKNOWN"));
         p.note_identity_passed();
-        assert!(!p.note_identity_denied(), "one in a row since the pass");
+        assert!(
+            !p.note_identity_denied("CLIENT_UNKNOWN"),
+            "one in a row since the pass"
+        );
         assert!(!p.close_requested());
-        assert!(p.note_identity_denied(), "two in a row");
+        assert!(p.note_identity_denied("CLIENT_UNKNOWN"), "two in a row");
         assert!(p.close_requested());
     }
 
@@ -304,13 +328,16 @@ mod tests {
             p.note_identity_passed();
         }
         assert!(!p.close_requested());
-        assert!(p.note_identity_denied(), "a limit of 1: the first denial");
+        assert!(
+            p.note_identity_denied("CLIENT_UNKNOWN"),
+            "a limit of 1: the first denial"
+        );
     }
 
     #[test]
     fn a_zero_limit_acts_as_one() {
         let p = peer(0);
-        assert!(p.note_identity_denied());
+        assert!(p.note_identity_denied("CLIENT_UNKNOWN"));
         assert!(p.close_requested());
     }
 
@@ -319,7 +346,7 @@ mod tests {
         let p = peer(1);
         let first = p.activity.begin();
         let second = p.activity.begin();
-        assert!(p.note_identity_denied());
+        assert!(p.note_identity_denied("CLIENT_UNKNOWN"));
         let wakes = register(&p);
         drop(first);
         assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "one still in flight");

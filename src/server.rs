@@ -19,10 +19,14 @@
 //! An established connection is closed when it has had no request for
 //! `idle_timeout`; at `max_connection_age` it is sent GOAWAY, so it closes
 //! once no request is in flight, and `request_timeout_secs` later it is
-//! closed regardless; and soon after the request path marks it (too many
-//! identity denials, see [`PeerInfo::note_identity_denied`]). A connection
-//! that failed its handshake never reaches HTTP/2. Every refusal is counted
-//! in [`AcceptStats`] and logged through a [`Summary`]: the first of a kind
+//! closed regardless; and once the answers in flight are out after the
+//! request path marks it (too many identity denials, see
+//! [`PeerInfo::note_identity_denied`]), with a GOAWAY saying why
+//! (`server/goaway.rs`). A connection that failed its handshake never
+//! reaches HTTP/2, and every failed handshake counts against its source
+//! (the `source_failures` detector). A connection refused at accept gets a
+//! TLS alert saying why (`server/alert.rs`). Every refusal is counted in
+//! [`AcceptStats`] and logged through a [`Summary`]: the first of a kind
 //! from a source in full, then one line with the count per interval.
 //!
 //! This module owns the transport only: it never reads a config file,
@@ -53,6 +57,9 @@ use crate::identity::{identity_from_cert, ClientId, IdentityError};
 use crate::peer::{AcceptStats, PeerInfo};
 use crate::proto::mcp_gateway_service_server::McpGatewayServiceServer;
 use crate::summary::{interval_text, Seen, Summary, Tally};
+
+mod alert;
+mod goaway;
 
 /// How often repeated transport refusals are logged as one counted line.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
@@ -352,6 +359,15 @@ pub struct PeerStream {
     marked: Option<Instant>,
     /// Why the transport closed the connection, once it has.
     closed: Option<Closing>,
+    /// The frames the client sent and hyper wrote (headers only): the last
+    /// stream the gateway may have acted on, and where a frame may go.
+    reads: goaway::FrameCursor,
+    writes: goaway::FrameCursor,
+    /// The last stream the client had opened when the mark was seen.
+    mark_stream: u32,
+    /// The GOAWAY (then close_notify) being written as the transport closes
+    /// a marked connection.
+    farewell: Option<goaway::Farewell>,
     /// `max_connection_age`, to count the connections closed by its GOAWAY.
     max_age: Duration,
     stats: Arc<AcceptStats>,
@@ -375,12 +391,14 @@ impl PeerStream {
     fn see_mark(&mut self, now: Instant) {
         if self.marked.is_none() && self.info.close_requested() {
             self.marked = Some(now);
+            self.mark_stream = self.reads.last_stream();
         }
     }
 
-    /// Records why the connection is being closed and returns the error
-    /// that makes hyper close it.
-    fn close(&mut self, closing: Closing) -> io::Error {
+    /// Records why the connection is being closed; for a marked connection
+    /// whose writes stand at a frame boundary, prepares the GOAWAY that
+    /// says why ([`Self::poll_farewell`] writes it).
+    fn close(&mut self, closing: Closing) {
         self.closed = Some(closing);
         let remote = self.info.remote;
         match closing {
@@ -403,8 +421,25 @@ impl PeerStream {
                         peer.addr = %remote,
                         client.id = client.unwrap_or("-"),
                         denials = self.info.identity_denial_limit,
+                        reason = self.info.last_identity_denial().unwrap_or("-"),
                         "closing a connection whose requests were all refused for identity"
                     );
+                }
+                if self.writes.at_boundary() {
+                    let text = goaway::identity_denials_text(
+                        self.info.identity_denial_limit,
+                        self.info.last_identity_denial(),
+                    );
+                    // The last stream acted on: once no answer is in
+                    // flight, the last one answered (the calls parked after
+                    // the mark came later and are above it, so the client
+                    // learns they were not acted on); else, to be safe, the
+                    // last one opened when the mark was seen.
+                    let last = match self.info.activity.in_flight() {
+                        0 => self.writes.last_stream(),
+                        _ => self.mark_stream,
+                    };
+                    self.farewell = Some(goaway::Farewell::new(last, &text));
                 }
             }
             // Logged once for all by ServerTls.
@@ -412,27 +447,36 @@ impl PeerStream {
                 tracing::debug!(peer.addr = %remote, "closing a connection: a CRL is past its grace")
             }
         }
-        let kind = match closing {
-            Closing::Idle => io::ErrorKind::TimedOut,
-            Closing::Aged | Closing::IdentityDenials | Closing::CrlExpired => {
-                io::ErrorKind::ConnectionAborted
-            }
-        };
-        io::Error::new(kind, "connection closed by the gateway")
     }
 
-    /// On a read that found no data: closes the connection if a limit says
-    /// so, else arranges to be woken when one might.
-    fn poll_limits(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+    /// Writes the GOAWAY and close_notify of a closing connection, if it
+    /// has them, then returns the error that makes hyper close it.
+    fn poll_farewell(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        if let Some(f) = self.farewell.as_mut() {
+            if f.poll_write(&mut self.io, cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.farewell = None;
+        }
+        let kind = match self.closed {
+            Some(Closing::Idle) => io::ErrorKind::TimedOut,
+            _ => io::ErrorKind::ConnectionAborted,
+        };
+        Poll::Ready(io::Error::new(kind, "connection closed by the gateway"))
+    }
+
+    /// On a read that found no data: the limit that closes the connection
+    /// now, else arranges to be woken when one might.
+    fn poll_limits(&mut self, cx: &mut Context<'_>) -> Poll<Closing> {
         self.info.activity.register_reader(cx.waker());
         loop {
             let now = Instant::now();
             self.see_mark(now);
             if self.crl.expired(now) {
-                return Poll::Ready(self.close(Closing::CrlExpired));
+                return Poll::Ready(Closing::CrlExpired);
             }
             match self.lifetime.verdict(&self.moment(now)) {
-                Verdict::Close(closing) => return Poll::Ready(self.close(closing)),
+                Verdict::Close(closing) => return Poll::Ready(closing),
                 Verdict::RecheckAt(at) => {
                     let at = self.crl.wake_at().map_or(at, |c| at.min(c));
                     // A later recheck leaves an earlier timer be: it fires,
@@ -483,25 +527,47 @@ impl AsyncRead for PeerStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_read(cx, buf) {
+        if this.closed.is_some() {
+            return this.poll_farewell(cx).map(Err);
+        }
+        let before = buf.filled().len();
+        let closing = match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                // A peer that keeps sending is still held to the hard limits.
+                this.reads.feed(&buf.filled()[before..]);
+                // A peer that keeps sending is still held to the hard
+                // limits, and a marked one is closed once its answers are
+                // out however much it sends.
                 let now = Instant::now();
                 this.see_mark(now);
-                if this.crl.expired(now) {
-                    return Poll::Ready(Err(this.close(Closing::CrlExpired)));
-                }
-                match this.lifetime.hard_limit(&this.moment(now)) {
-                    Some(closing) => Poll::Ready(Err(this.close(closing))),
-                    None => Poll::Ready(Ok(())),
+                let m = this.moment(now);
+                let closing = if this.crl.expired(now) {
+                    Some(Closing::CrlExpired)
+                } else {
+                    match this.marked {
+                        Some(_) => match this.lifetime.verdict(&m) {
+                            Verdict::Close(closing) => Some(closing),
+                            Verdict::RecheckAt(_) => None,
+                        },
+                        None => this.lifetime.hard_limit(&m),
+                    }
+                };
+                match closing {
+                    // What was just read is dropped with the connection.
+                    Some(closing) => {
+                        buf.set_filled(before);
+                        closing
+                    }
+                    None => return Poll::Ready(Ok(())),
                 }
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => match this.poll_limits(cx) {
-                Poll::Ready(e) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
+                Poll::Ready(closing) => closing,
+                Poll::Pending => return Poll::Pending,
             },
-        }
+        };
+        this.close(closing);
+        this.poll_farewell(cx).map(Err)
     }
 }
 
@@ -512,14 +578,24 @@ impl AsyncWrite for PeerStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.closed.is_some() {
+            // Nothing may follow (or cut into) the GOAWAY.
+            return this.poll_farewell(cx).map(Err);
+        }
         let written = Pin::new(&mut this.io).poll_write(cx, buf);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.unflushed = true;
+        if let Poll::Ready(Ok(n)) = written {
+            if n > 0 {
+                this.unflushed = true;
+                this.writes.feed(&buf[..n.min(buf.len())]);
+            }
         }
         written
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.closed.is_some() {
+            return this.poll_farewell(cx).map(Err);
+        }
         let flushed = Pin::new(&mut this.io).poll_flush(cx);
         if matches!(flushed, Poll::Ready(Ok(()))) {
             this.unflushed = false;
@@ -535,9 +611,15 @@ impl AsyncWrite for PeerStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.closed.is_some() {
+            return this.poll_farewell(cx).map(Err);
+        }
         let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.unflushed = true;
+        if let Poll::Ready(Ok(n)) = written {
+            if n > 0 {
+                this.unflushed = true;
+                this.writes.feed_vectored(bufs, n);
+            }
         }
         written
     }
@@ -760,7 +842,8 @@ async fn accept_loop(
             }
         };
         let source = Source::of(remote);
-        // A refused connection is reset (zero linger): no TIME_WAIT kept
+        // A refused connection is told why with one TLS alert record (no
+        // cryptography), then closed with zero linger: no TIME_WAIT kept
         // for a peer we did not want.
         let now_ms = admission.gateway.clock.now_ms();
         if admission
@@ -768,7 +851,7 @@ async fn accept_loop(
             .anomaly
             .source_blocked(remote.ip(), now_ms)
         {
-            let _ = tcp.set_zero_linger();
+            alert::refuse(tcp, alert::Alert::AccessDenied);
             let counter = &admission.stats.connections_from_blocked_sources;
             if admission.refuse(counter, Refusal::BlockedSource(source)) {
                 tracing::info!(peer.addr = %remote, "connection closed at accept: its source is blocked by the source_failures detector");
@@ -779,7 +862,7 @@ async fn accept_loop(
             .handshakes_per_source
             .try_take(source, t.max_handshakes_per_source)
         else {
-            let _ = tcp.set_zero_linger();
+            alert::refuse(tcp, alert::Alert::InternalError);
             let counter = &admission.stats.handshakes_shed_per_source;
             if admission.refuse(counter, Refusal::ShedPerSource(source)) {
                 tracing::info!(peer.addr = %remote, "connection closed at accept: max_handshakes_per_source handshakes of its source in progress");
@@ -787,7 +870,7 @@ async fn accept_loop(
             continue;
         };
         let Ok(handshake) = admission.handshakes.clone().try_acquire_owned() else {
-            let _ = tcp.set_zero_linger();
+            alert::refuse(tcp, alert::Alert::InternalError);
             if admission.refuse(&admission.stats.handshakes_shed, Refusal::Shed(source)) {
                 tracing::info!(peer.addr = %remote, "connection closed at accept: max_handshakes handshakes in progress");
             }
@@ -860,7 +943,7 @@ async fn admit(
         // A source blocked on another replica (from this replica's mirror
         // of the store's source blocks: no round trip per connection).
         if state.source_blocked(remote.ip(), &a.gateway.anomaly).await {
-            let _ = tcp.set_zero_linger();
+            alert::refuse(tcp, alert::Alert::AccessDenied);
             let counter = &a.stats.connections_from_blocked_sources;
             if a.refuse(counter, Refusal::BlockedSource(source)) {
                 tracing::info!(peer.addr = %remote, "connection closed before the handshake: its source is blocked (shared state store)");
@@ -880,13 +963,14 @@ async fn admit(
             a.gateway
                 .metrics
                 .handshake_failed(crate::metrics::handshake_failure_cause(&e));
+            // Every failed handshake feeds the per-source detector: refused
+            // by TLS, abandoned (EOF or reset mid-handshake, a bare connect
+            // and close included) or timed out.
+            let now_ms = a.gateway.clock.now_ms();
+            a.gateway
+                .anomaly
+                .observe_source_failure(remote.ip(), now_ms);
             let refusal = if is_tls_error(&e) {
-                // Failed handshakes feed the per-source detector; timeouts
-                // and abandoned ones are the handshake budget's concern.
-                let now_ms = a.gateway.clock.now_ms();
-                a.gateway
-                    .anomaly
-                    .observe_source_failure(remote.ip(), now_ms);
                 Refusal::HandshakeFailed(source)
             } else {
                 Refusal::HandshakeAbandoned(source)
@@ -897,6 +981,10 @@ async fn admit(
             return;
         }
         Err(_) => {
+            let now_ms = a.gateway.clock.now_ms();
+            a.gateway
+                .anomaly
+                .observe_source_failure(remote.ip(), now_ms);
             a.gateway.metrics.handshake_failed("timed_out");
             let refusal = Refusal::HandshakeTimedOut(source);
             if a.refuse(&a.stats.handshakes_timed_out, refusal) {
@@ -973,6 +1061,10 @@ async fn admit(
         unflushed: false,
         marked: None,
         closed: None,
+        reads: goaway::FrameCursor::client(),
+        writes: goaway::FrameCursor::server(),
+        mark_stream: 0,
+        farewell: None,
         max_age: t.max_connection_age(),
         stats: a.stats.clone(),
         summary: a.summary.clone(),

@@ -1,0 +1,107 @@
+//! Saying why a connection is refused at accept, before any TLS: one
+//! plaintext TLS alert record, so that a client behind a blocked or busy
+//! address reads a reason (and `sealgate call` advice) instead of a bare
+//! `Connection reset by peer`.
+//!
+//! A TLS 1.3 client may receive an alert record before the ServerHello, in
+//! the clear. Writing one costs no cryptography and seven bytes. The
+//! gateway waits for the client's first bytes: a TLS handshake record (the
+//! ClientHello) is answered with the alert, anything else (and a socket
+//! that sends nothing: a port scan learns nothing) with nothing. It then
+//! reads and discards what the client sends until the client closes, so
+//! that the close does not reset the connection before the alert is read;
+//! all of this for at most [`LINGER`] (the first bytes within
+//! [`FIRST_BYTES`]) and [`MAX_DISCARD`] bytes. At most
+//! [`MAX_ANSWERING`] connections are answered this way at once; beyond that
+//! the connection is reset at once, as before. The socket is closed with
+//! zero linger either way: no TIME_WAIT is kept for a peer the gateway did
+//! not want.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Refused connections being answered at once, at most.
+const MAX_ANSWERING: usize = 256;
+/// How long a refused connection may take to begin its ClientHello (a
+/// client sends it with the last packet of the TCP handshake).
+const FIRST_BYTES: Duration = Duration::from_millis(200);
+/// How long a refused connection is kept in all.
+const LINGER: Duration = Duration::from_millis(500);
+/// How many bytes a refused connection may send after its alert.
+const MAX_DISCARD: usize = 16 * 1024;
+
+static ANSWERING: AtomicUsize = AtomicUsize::new(0);
+
+/// The alert a refusal at accept sends (RFC 8446 §6.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alert {
+    /// `access_denied` (49): the source is blocked.
+    AccessDenied,
+    /// `internal_error` (80): the gateway is busy (its handshake budgets,
+    /// overall or of this source, are spent); not the client's fault.
+    InternalError,
+}
+
+impl Alert {
+    fn record(self) -> [u8; 7] {
+        let description = match self {
+            Alert::AccessDenied => 49,
+            Alert::InternalError => 80,
+        };
+        // Content type alert (21), legacy version TLS 1.2, length 2, fatal.
+        [21, 3, 3, 0, 2, 2, description]
+    }
+}
+
+/// The first byte of a TLS handshake record.
+const HANDSHAKE_RECORD: u8 = 22;
+
+/// Refuses `tcp` with `alert`: once the client's ClientHello begins,
+/// writes the alert, lets the client read it and close, then closes.
+/// Returns whether the connection is being answered (else it was reset at
+/// once: too many are being answered).
+pub fn refuse(tcp: TcpStream, alert: Alert) -> bool {
+    let _ = tcp.set_zero_linger();
+    if ANSWERING.fetch_add(1, Ordering::Relaxed) >= MAX_ANSWERING {
+        ANSWERING.fetch_sub(1, Ordering::Relaxed);
+        return false;
+    }
+    tokio::spawn(async move {
+        let mut tcp = tcp;
+        let mut buf = [0u8; 2048];
+        let _ = tokio::time::timeout(LINGER, async {
+            let first = tokio::time::timeout(FIRST_BYTES, tcp.read(&mut buf)).await;
+            if !matches!(first, Ok(Ok(n)) if n > 0 && buf[0] == HANDSHAKE_RECORD) {
+                return;
+            }
+            if tcp.write_all(&alert.record()).await.is_err() {
+                return;
+            }
+            let mut total = 0usize;
+            while let Ok(n) = tcp.read(&mut buf).await {
+                total += n;
+                if n == 0 || total > MAX_DISCARD {
+                    break;
+                }
+            }
+        })
+        .await;
+        drop(tcp);
+        ANSWERING.fetch_sub(1, Ordering::Relaxed);
+    });
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_records_are_fatal_alerts() {
+        assert_eq!(Alert::AccessDenied.record(), [21, 3, 3, 0, 2, 2, 49]);
+        assert_eq!(Alert::InternalError.record(), [21, 3, 3, 0, 2, 2, 80]);
+    }
+}
