@@ -261,9 +261,103 @@ async fn a_restart_continues_the_chain_and_a_torn_line_is_never_glued() {
             .count(),
         2
     );
+    // The killed gateway's lines after its last checkpoint, and the
+    // fragment, are covered by the chain only: never sealed.
     let (code, report) = setup.verify(&[file], false);
-    assert_eq!(code, 0, "{report}");
+    assert_eq!(code, 3, "{report}");
     assert_eq!(report["torn"], 1);
+    assert_eq!(report["unvouched_lines"], json!(4), "{report}");
+    assert_eq!(report["unvouched"][0]["lines"], json!(3), "{report}");
+    assert_eq!(report["unvouched"][1]["instance"], Value::Null, "{report}");
+    assert_eq!(report["sealed"], false);
+}
+
+/// The line after `line` in a chain: `line` with `seq` + 1, `prev` its
+/// hash, and `from` replaced by `to`.
+fn forge_after(line: &str, from: &str, to: &str) -> String {
+    let v: Value = serde_json::from_str(line).expect("json");
+    let seq = v["seq"].as_u64().expect("seq");
+    let prev = v["prev"].as_str().expect("prev");
+    let hash = hex::encode(sealgate::audit::chain::line_hash(line.as_bytes()));
+    line.replacen(
+        &format!("{{\"seq\":{seq},"),
+        &format!("{{\"seq\":{},", seq + 1),
+        1,
+    )
+    .replace(prev, &hash)
+    .replace(from, to)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_does_not_vouch_for_a_tail_rewritten_while_stopped() {
+    // Review F1: the gateway stopped; the close and the last record are
+    // cut, a forged record chained in their place; a restart must not
+    // make its checkpoints vouch for it.
+    let setup = Setup::new(FILE_AUDIT);
+    calls_then_stop(&setup, 3).await;
+    let file = setup.path("audit.jsonl");
+    let mut lines = raw_lines(&file);
+    assert_eq!(records(&file).last().expect("lines")["reason"], "close");
+    lines.truncate(lines.len() - 2);
+    let last = lines.last().expect("lines").clone();
+    assert!(last.contains("\"client_id\":\"demo\""), "{last}");
+    lines.push(forge_after(
+        &last,
+        "\"client_id\":\"demo\"",
+        "\"client_id\":\"mallory\"",
+    ));
+    let forged_at = lines.len();
+    write_lines(&file, &lines);
+    calls_then_stop(&setup, 1).await;
+    let files = trail_files(&setup);
+    let (code, r) = setup.verify(&files, false);
+    assert_eq!(code, 3, "{r}");
+    assert_eq!(r["sealed"], false, "{r}");
+    assert_eq!(r["unvouched_lines"], json!(1), "{r}");
+    let at = format!("{}:{forged_at}", file.display());
+    assert_eq!(r["unvouched"][0]["from"], json!(at), "{r}");
+    let what = r["unvouched"][0]["what"].as_str().expect("what");
+    assert!(
+        what.contains("after its last checkpoint, before a restart"),
+        "{what}"
+    );
+    // `--open-tail` excuses a live tail only, not this.
+    let (code, r) = setup.verify(&files, true);
+    assert_eq!(code, 3, "{r}");
+    let (code, out, _) = verify_raw(
+        &[
+            "--public-key",
+            &setup.path("audit.signing.key.pub").display().to_string(),
+        ],
+        &files,
+    );
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("NOT VOUCHED: 1 line(s) written by instance"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_trail_nothing_vouches_for_never_verifies_ok() {
+    // Review F11: a chain anyone can compute (no checkpoint), with or
+    // without --open-tail, and without a key: exit 3, never 0.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("forged.jsonl");
+    let mut lines = vec![format!(
+        "{{\"seq\":0,\"type\":\"request\",\"instance\":\"aa\",\"prev\":\"{}\"}}",
+        "0".repeat(64)
+    )];
+    for _ in 0..2 {
+        let next = forge_after(lines.last().expect("line"), "\"aa\"", "\"aa\"");
+        lines.push(next);
+    }
+    write_lines(&file, &lines);
+    for args in [&[][..], &["--open-tail"][..]] {
+        let (code, out, err) = verify_raw(args, std::slice::from_ref(&file));
+        assert_eq!(code, 3, "{args:?}: {out} {err}");
+        assert!(out.contains("NOT SEALED: no checkpoint at all"), "{out}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

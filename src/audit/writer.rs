@@ -741,9 +741,12 @@ impl Writer {
             self.deliver();
             // Every file that took the rotation checkpoint is sealed and
             // rotated (one that could not take it yet is rotated when it
-            // does, before the next line: seal.rs).
+            // does, before the next line: seal.rs). Without a key there is
+            // no checkpoint: a file due is rotated as it is.
+            let keyless = self.key.is_none();
             for slot in &mut self.slots {
-                if slot.sink.sealed() {
+                let due = keyless && slot.sink.rotate_due() && slot.backlog.is_empty();
+                if slot.sink.sealed() || due {
                     if let Err(e) = slot.sink.rotate() {
                         tracing::error!(sink = %slot.name, error = %e, "audit file rotation failed");
                     }
