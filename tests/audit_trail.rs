@@ -313,9 +313,11 @@ async fn a_restart_does_not_vouch_for_a_tail_rewritten_while_stopped() {
     let (code, r) = setup.verify(&files, false);
     assert_eq!(code, 3, "{r}");
     assert_eq!(r["sealed"], false, "{r}");
-    assert_eq!(r["unvouched_lines"], json!(1), "{r}");
-    let at = format!("{}:{forged_at}", file.display());
-    assert_eq!(r["unvouched"][0]["from"], json!(at), "{r}");
+    // X's two records after its `start` checkpoint, and the forged one.
+    assert_eq!(r["unvouched_lines"], json!(3), "{r}");
+    let at = |n: usize| json!(format!("{}:{n}", file.display()));
+    assert_eq!(r["unvouched"][0]["from"], at(forged_at - 2), "{r}");
+    assert_eq!(r["unvouched"][0]["to"], at(forged_at), "{r}");
     let what = r["unvouched"][0]["what"].as_str().expect("what");
     assert!(
         what.contains("after its last checkpoint, before a restart"),
@@ -333,7 +335,7 @@ async fn a_restart_does_not_vouch_for_a_tail_rewritten_while_stopped() {
     );
     assert_eq!(code, 3, "{out}");
     assert!(
-        out.contains("NOT VOUCHED: 1 line(s) written by instance"),
+        out.contains("NOT VOUCHED: 3 line(s) written by instance"),
         "{out}"
     );
 }
@@ -922,4 +924,34 @@ fn a_backend_granted_the_spool_directory_is_refused() {
             "{field}: {err}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_that_lost_only_its_newline_is_still_a_sealed_file() {
+    // Review F5: `truncate -s -1` (or a crash just before the newline) on a
+    // closed file; the gateway and the verifier both read a record there.
+    let setup = Setup::new(FILE_AUDIT);
+    calls_then_stop(&setup, 2).await;
+    let file = setup.path("audit.jsonl");
+    let len = std::fs::metadata(&file).expect("file").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .expect("open")
+        .set_len(len - 1)
+        .expect("truncate");
+    calls_then_stop(&setup, 1).await;
+    let files = trail_files(&setup);
+    assert_eq!(
+        files.len(),
+        2,
+        "the closed file is rotated aside: {files:?}"
+    );
+    let first = std::fs::read_to_string(&files[0]).expect("read");
+    assert!(first.ends_with("}\n"), "only the newline is added");
+    let recs = records(&files[1]);
+    assert!(events(&recs, "torn_line").is_empty(), "not a torn line");
+    let (code, r) = setup.verify(&files, false);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["sealed"], true, "{r}");
 }
