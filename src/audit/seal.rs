@@ -306,4 +306,31 @@ mod tests {
         assert!(rotated() >= 2, "no size rotation without a key");
         assert!(std::fs::metadata(&path).expect("live file").len() < 2 * 4096);
     }
+
+    #[test]
+    fn a_sighup_after_mv_and_a_stop_in_one_batch_verify_sealed() {
+        // Review F10a: Reopen and Close handled together with the file
+        // moved: the moved file is sealed with `rotate`, the new one gets
+        // its own `start` and `close` (not a head that is not its own).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let path = dir.path().join("audit.jsonl");
+        let text = format!("[[sink]]\nkind = \"file\"\npath = \"{}\"\n", path.display());
+        let config: super::super::AuditConfig = toml::from_str(&text).expect("config");
+        let log = super::super::AuditLog::open(&config, Some(key.clone())).expect("open");
+        let mut r = super::super::AuditRecord::new();
+        r.method = Some("ping");
+        log.write(&r);
+        log.flush();
+        std::fs::rename(&path, dir.path().join("audit.jsonl.moved")).expect("mv");
+        let writer = log.fast.clone().expect("a local file writer");
+        writer.lock().expect("writer").process(vec![
+            super::super::writer::Entry::Reopen,
+            super::super::writer::Entry::Close,
+        ]);
+        log.close();
+        let r = verify_dir(dir.path(), &key);
+        assert_eq!(r.broken, None);
+        assert!(r.sealed, "{r:?}");
+    }
 }

@@ -523,7 +523,7 @@ impl Writer {
         // SIGHUP seals a file that was moved (or replaced, or deleted) with
         // its last line; a file still at its path goes on after a `reload`
         // checkpoint (written with the reload, below).
-        let rotated = reopen && !close && self.slots.iter().any(|s| s.sink.moved());
+        let rotated = reopen && self.slots.iter().any(|s| s.sink.moved());
         if rotated {
             self.checkpoint("rotate");
         }
@@ -826,6 +826,9 @@ impl Writer {
             return;
         }
         self.closed = true;
+        // What a sink noticed and has not handed over yet (a file
+        // tampered with in the last tick) is recorded before the seal.
+        self.tick();
         // What the sinks owe goes first, with what that says in the trail
         // (a sink's recovery, withheld answers): nothing is written after
         // the closing checkpoint.
