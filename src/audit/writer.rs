@@ -725,7 +725,9 @@ impl Writer {
                     Some("audit_file_reopened" | "audit_file_tampered")
                 );
             if new_file && !e.contains_key("records_rewritten") {
-                self.file_first_seq = self.seq;
+                // Lines still waiting for it (a full disk) go first.
+                let waiting = self.slots.get(i).and_then(|s| s.backlog.front());
+                self.file_first_seq = waiting.map_or(self.seq, |(seq, _)| *seq);
             }
             self.append_event(e);
             if new_file {
