@@ -955,3 +955,39 @@ async fn a_close_that_lost_only_its_newline_is_still_a_sealed_file() {
     assert_eq!(code, 0, "{r}");
     assert_eq!(r["sealed"], true, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_file_put_at_the_path_of_a_running_gateway_is_moved_aside() {
+    // Review F7: the live file replaced by a copy of a sealed one; the
+    // gateway reopens by the path and must never append after its close.
+    let setup = Setup::new(FILE_AUDIT);
+    calls_then_stop(&setup, 1).await;
+    let gw = setup.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("allowed");
+    let sealed = trail_files(&setup)[0].clone();
+    let copy = std::fs::read(&sealed).expect("read");
+    let staged = setup.path("staged");
+    std::fs::write(&staged, &copy).expect("write");
+    std::fs::rename(&staged, setup.path("audit.jsonl")).expect("mv");
+    assert!(
+        wait_until(10, || trail_files(&setup).len() == 3),
+        "the sealed copy is moved aside"
+    );
+    call(&client).await.expect("allowed");
+    drop(client);
+    gw.stop();
+    let files = trail_files(&setup);
+    let aside = files
+        .iter()
+        .find(|f| **f != sealed && std::fs::read(f).ok().as_deref() == Some(&copy[..]))
+        .expect("the copy, untouched, beside the file");
+    let (code, r) = setup.verify(std::slice::from_ref(aside), false);
+    assert_eq!(code, 0, "{r}");
+    let live = setup.path("audit.jsonl");
+    let recs = records(&live);
+    assert_eq!(recs[0]["event"], "audit_file_reopened", "{recs:?}");
+    assert_eq!(recs[0]["cause"], "replaced");
+    let (code, r) = setup.verify(&[live], false);
+    assert_eq!(code, 0, "{r}");
+}
