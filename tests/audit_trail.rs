@@ -991,3 +991,33 @@ async fn a_sealed_file_put_at_the_path_of_a_running_gateway_is_moved_aside() {
     let (code, r) = setup.verify(&[live], false);
     assert_eq!(code, 0, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_moved_without_a_sighup_is_sealed_when_the_gateway_notices() {
+    // Review F14: the once-a-second check notices a move before any
+    // SIGHUP: the moved file still gets `rotate` as its last line.
+    let setup = Setup::new(FILE_AUDIT);
+    let gw = setup.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("allowed");
+    let file = setup.path("audit.jsonl");
+    let moved = setup.path("audit.jsonl.1");
+    std::fs::rename(&file, &moved).expect("mv");
+    assert!(wait_until(10, || file.exists()), "no new file at the path");
+    call(&client).await.expect("allowed");
+    // A SIGHUP after that finds the new file at its path: `reload`.
+    sighup_and_wait(&setup, &gw, 0);
+    drop(client);
+    gw.stop();
+    let old = records(&moved);
+    assert_eq!(events(&old, "audit_file_moved").len(), 1, "{old:?}");
+    assert_eq!(old.last().expect("old")["reason"], "rotate");
+    let new = records(&file);
+    assert_eq!(new[0]["event"], "audit_file_reopened");
+    assert_eq!(new[0]["cause"], "moved");
+    assert_eq!(new[1]["reason"], "start");
+    assert_eq!(requests(&new, "allowed").len(), 1);
+    let (code, r) = setup.verify(&[moved, file], false);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["sealed"], true, "{r}");
+}

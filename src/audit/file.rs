@@ -72,6 +72,9 @@ pub(crate) struct FileSink {
     /// old one deleted or altered): the seq of that file's first line, for
     /// the writer's next checkpoints (`file_first_seq`).
     new_file_from: Option<u64>,
+    /// The file was moved (still linked elsewhere) and `tick` said so:
+    /// the writer seals it and the next line reopens the path (seal.rs).
+    move_reported: bool,
     /// Tests: every fsync fails (EIO), as on a failing disk.
     #[cfg(test)]
     pub(crate) fail_fsync: bool,
@@ -120,6 +123,7 @@ impl FileSink {
             unsynced: 0,
             events: Default::default(),
             new_file_from: None,
+            move_reported: false,
             #[cfg(test)]
             fail_fsync: false,
         };
@@ -145,6 +149,7 @@ impl FileSink {
         self.needs_newline = resume.torn_bytes.is_some();
         self.partial = 0;
         self.written.clear();
+        self.move_reported = false;
         sync_dir(&self.path);
         Ok(resume.mode_fixed)
     }
@@ -160,7 +165,7 @@ fn open_checked(path: &Path) -> io::Result<(File, Resume)> {
         .read(true)
         .append(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| {
             if e.raw_os_error() == Some(libc::ELOOP) {
@@ -281,8 +286,16 @@ impl Sink for FileSink {
         let now = std::fs::metadata(&self.path)
             .map(|m| (m.dev(), m.ino()))
             .ok();
-        if now == Some(self.id) {
+        if now == Some(self.id) || self.move_reported {
             return None;
+        }
+        if self.file.metadata().is_ok_and(|m| m.nlink() > 0) {
+            // Moved, not deleted: nothing is lost; the writer seals it with
+            // `rotate` and the next line goes to a new file at the path, as
+            // at SIGHUP after `mv`.
+            self.move_reported = true;
+            tracing::warn!(path = %self.path.display(), "audit file was moved while open; it is sealed and a new file started at its path");
+            return Some(event("audit_file_moved"));
         }
         let what = if now.is_none() { "deleted" } else { "replaced" };
         tracing::error!(path = %self.path.display(), what, "audit file was {what} while open; reopening by its path");

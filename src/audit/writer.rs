@@ -715,6 +715,11 @@ impl Writer {
             }
         }
         for (i, e) in events {
+            if e.get("event").and_then(serde_json::Value::as_str) == Some("audit_file_moved") {
+                self.append_event(e);
+                self.file_moved(i);
+                continue;
+            }
             // The first file sink reopened by its path (its file deleted,
             // replaced or altered): a new file, starting with this event,
             // or, where the sink wrote the last delivery again into it, with
@@ -757,6 +762,23 @@ impl Writer {
             self.checkpoint("start");
         }
         self.deliver();
+    }
+
+    /// A file sink's file was moved (still linked): sealed with `rotate`
+    /// (each file then goes on in a new one at its next line, seal.rs),
+    /// and the new file headed by `audit_file_reopened` and `start`.
+    /// Without a key nothing seals: the moved sink is reopened at once.
+    fn file_moved(&mut self, slot: usize) {
+        self.checkpoint("rotate");
+        if self.key.is_none() {
+            if let Some(Err(e)) = self.slots.get_mut(slot).map(|s| s.sink.reopen()) {
+                tracing::error!(error = %e, "audit file cannot be reopened");
+            }
+        }
+        let mut e = event("audit_file_reopened");
+        e.insert("cause".into(), serde_json::json!("moved"));
+        self.append_event(e);
+        self.checkpoint("start");
     }
 
     /// SIGHUP: reopens the sinks (a file `rotated` here was sealed and a
