@@ -261,9 +261,105 @@ async fn a_restart_continues_the_chain_and_a_torn_line_is_never_glued() {
             .count(),
         2
     );
+    // The killed gateway's lines after its last checkpoint, and the
+    // fragment, are covered by the chain only: never sealed.
     let (code, report) = setup.verify(&[file], false);
-    assert_eq!(code, 0, "{report}");
+    assert_eq!(code, 3, "{report}");
     assert_eq!(report["torn"], 1);
+    assert_eq!(report["unvouched_lines"], json!(4), "{report}");
+    assert_eq!(report["unvouched"][0]["lines"], json!(3), "{report}");
+    assert_eq!(report["unvouched"][1]["instance"], Value::Null, "{report}");
+    assert_eq!(report["sealed"], false);
+}
+
+/// The line after `line` in a chain: `line` with `seq` + 1, `prev` its
+/// hash, and `from` replaced by `to`.
+fn forge_after(line: &str, from: &str, to: &str) -> String {
+    let v: Value = serde_json::from_str(line).expect("json");
+    let seq = v["seq"].as_u64().expect("seq");
+    let prev = v["prev"].as_str().expect("prev");
+    let hash = hex::encode(sealgate::audit::chain::line_hash(line.as_bytes()));
+    line.replacen(
+        &format!("{{\"seq\":{seq},"),
+        &format!("{{\"seq\":{},", seq + 1),
+        1,
+    )
+    .replace(prev, &hash)
+    .replace(from, to)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_does_not_vouch_for_a_tail_rewritten_while_stopped() {
+    // Review F1: the gateway stopped; the close and the last record are
+    // cut, a forged record chained in their place; a restart must not
+    // make its checkpoints vouch for it.
+    let setup = Setup::new(FILE_AUDIT);
+    calls_then_stop(&setup, 3).await;
+    let file = setup.path("audit.jsonl");
+    let mut lines = raw_lines(&file);
+    assert_eq!(records(&file).last().expect("lines")["reason"], "close");
+    lines.truncate(lines.len() - 2);
+    let last = lines.last().expect("lines").clone();
+    assert!(last.contains("\"client_id\":\"demo\""), "{last}");
+    lines.push(forge_after(
+        &last,
+        "\"client_id\":\"demo\"",
+        "\"client_id\":\"mallory\"",
+    ));
+    let forged_at = lines.len();
+    write_lines(&file, &lines);
+    calls_then_stop(&setup, 1).await;
+    let files = trail_files(&setup);
+    let (code, r) = setup.verify(&files, false);
+    assert_eq!(code, 3, "{r}");
+    assert_eq!(r["sealed"], false, "{r}");
+    // X's two records after its `start` checkpoint, and the forged one.
+    assert_eq!(r["unvouched_lines"], json!(3), "{r}");
+    let at = |n: usize| json!(format!("{}:{n}", file.display()));
+    assert_eq!(r["unvouched"][0]["from"], at(forged_at - 2), "{r}");
+    assert_eq!(r["unvouched"][0]["to"], at(forged_at), "{r}");
+    let what = r["unvouched"][0]["what"].as_str().expect("what");
+    assert!(
+        what.contains("after its last checkpoint, before a restart"),
+        "{what}"
+    );
+    // `--open-tail` excuses a live tail only, not this.
+    let (code, r) = setup.verify(&files, true);
+    assert_eq!(code, 3, "{r}");
+    let (code, out, _) = verify_raw(
+        &[
+            "--public-key",
+            &setup.path("audit.signing.key.pub").display().to_string(),
+        ],
+        &files,
+    );
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("NOT VOUCHED: 3 line(s) written by instance"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_trail_nothing_vouches_for_never_verifies_ok() {
+    // Review F11: a chain anyone can compute (no checkpoint), with or
+    // without --open-tail, and without a key: exit 3, never 0.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("forged.jsonl");
+    let mut lines = vec![format!(
+        "{{\"seq\":0,\"type\":\"request\",\"instance\":\"aa\",\"prev\":\"{}\"}}",
+        "0".repeat(64)
+    )];
+    for _ in 0..2 {
+        let next = forge_after(lines.last().expect("line"), "\"aa\"", "\"aa\"");
+        lines.push(next);
+    }
+    write_lines(&file, &lines);
+    for args in [&[][..], &["--open-tail"][..]] {
+        let (code, out, err) = verify_raw(args, std::slice::from_ref(&file));
+        assert_eq!(code, 3, "{args:?}: {out} {err}");
+        assert!(out.contains("NOT SEALED: no checkpoint at all"), "{out}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -828,4 +924,100 @@ fn a_backend_granted_the_spool_directory_is_refused() {
             "{field}: {err}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_that_lost_only_its_newline_is_still_a_sealed_file() {
+    // Review F5: `truncate -s -1` (or a crash just before the newline) on a
+    // closed file; the gateway and the verifier both read a record there.
+    let setup = Setup::new(FILE_AUDIT);
+    calls_then_stop(&setup, 2).await;
+    let file = setup.path("audit.jsonl");
+    let len = std::fs::metadata(&file).expect("file").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .expect("open")
+        .set_len(len - 1)
+        .expect("truncate");
+    calls_then_stop(&setup, 1).await;
+    let files = trail_files(&setup);
+    assert_eq!(
+        files.len(),
+        2,
+        "the closed file is rotated aside: {files:?}"
+    );
+    let first = std::fs::read_to_string(&files[0]).expect("read");
+    assert!(first.ends_with("}\n"), "only the newline is added");
+    let recs = records(&files[1]);
+    assert!(events(&recs, "torn_line").is_empty(), "not a torn line");
+    let (code, r) = setup.verify(&files, false);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["sealed"], true, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_file_put_at_the_path_of_a_running_gateway_is_moved_aside() {
+    // Review F7: the live file replaced by a copy of a sealed one; the
+    // gateway reopens by the path and must never append after its close.
+    let setup = Setup::new(FILE_AUDIT);
+    calls_then_stop(&setup, 1).await;
+    let gw = setup.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("allowed");
+    let sealed = trail_files(&setup)[0].clone();
+    let copy = std::fs::read(&sealed).expect("read");
+    let staged = setup.path("staged");
+    std::fs::write(&staged, &copy).expect("write");
+    std::fs::rename(&staged, setup.path("audit.jsonl")).expect("mv");
+    assert!(
+        wait_until(10, || trail_files(&setup).len() == 3),
+        "the sealed copy is moved aside"
+    );
+    call(&client).await.expect("allowed");
+    drop(client);
+    gw.stop();
+    let files = trail_files(&setup);
+    let aside = files
+        .iter()
+        .find(|f| **f != sealed && std::fs::read(f).ok().as_deref() == Some(&copy[..]))
+        .expect("the copy, untouched, beside the file");
+    let (code, r) = setup.verify(std::slice::from_ref(aside), false);
+    assert_eq!(code, 0, "{r}");
+    let live = setup.path("audit.jsonl");
+    let recs = records(&live);
+    assert_eq!(recs[0]["event"], "audit_file_reopened", "{recs:?}");
+    assert_eq!(recs[0]["cause"], "replaced");
+    let (code, r) = setup.verify(&[live], false);
+    assert_eq!(code, 0, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_moved_without_a_sighup_is_sealed_when_the_gateway_notices() {
+    // Review F14: the once-a-second check notices a move before any
+    // SIGHUP: the moved file still gets `rotate` as its last line.
+    let setup = Setup::new(FILE_AUDIT);
+    let gw = setup.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("allowed");
+    let file = setup.path("audit.jsonl");
+    let moved = setup.path("audit.jsonl.1");
+    std::fs::rename(&file, &moved).expect("mv");
+    assert!(wait_until(10, || file.exists()), "no new file at the path");
+    call(&client).await.expect("allowed");
+    // A SIGHUP after that finds the new file at its path: `reload`.
+    sighup_and_wait(&setup, &gw, 0);
+    drop(client);
+    gw.stop();
+    let old = records(&moved);
+    assert_eq!(events(&old, "audit_file_moved").len(), 1, "{old:?}");
+    assert_eq!(old.last().expect("old")["reason"], "rotate");
+    let new = records(&file);
+    assert_eq!(new[0]["event"], "audit_file_reopened");
+    assert_eq!(new[0]["cause"], "moved");
+    assert_eq!(new[1]["reason"], "start");
+    assert_eq!(requests(&new, "allowed").len(), 1);
+    let (code, r) = setup.verify(&[moved, file], false);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["sealed"], true, "{r}");
 }

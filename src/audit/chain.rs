@@ -13,7 +13,7 @@
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-pub use super::verify::{Broken, FileReport, Report, Verifier};
+pub use super::verify::{Broken, FileReport, Report, Unvouched, Verifier};
 
 /// Domain separation of v1 checkpoint signatures (docs/AUDIT.md): still
 /// verified (old trails), never written, never sealing.
@@ -95,6 +95,29 @@ pub fn sign_checkpoint_v2(key: &SigningKey, c: &CheckpointV2<'_>) -> String {
     use base64::Engine;
     let sig = key.sign(&checkpoint_signed_bytes_v2(c));
     base64::engine::general_purpose::STANDARD.encode(sig.to_bytes())
+}
+
+/// The one rendering of a v2 checkpoint line (docs/AUDIT.md, "Checkpoint
+/// lines"), as the writer frames it: `seq`, `type`, `instance`, then the
+/// body's members in name order (`file_first_seq`, `key_id`, `reason`,
+/// `records`, `sig`, `ts` = [`super::rfc3339_ms`] of `ts_ms`, `ts_ms`),
+/// then `prev` in lowercase hex; no spaces. The verifier requires every
+/// v2 checkpoint line to be exactly this, so its unsigned bytes are fixed
+/// too.
+pub fn checkpoint_line(c: &CheckpointV2<'_>, records: u64, key_id: &str, sig: &str) -> String {
+    let s = |v: &str| serde_json::Value::from(v).to_string();
+    format!(
+        "{{\"seq\":{},\"type\":\"checkpoint\",\"instance\":{},\"file_first_seq\":{},\"key_id\":{},\"reason\":{},\"records\":{records},\"sig\":{},\"ts\":{},\"ts_ms\":{},\"prev\":\"{}\"}}",
+        c.seq,
+        s(c.instance),
+        c.file_first_seq,
+        s(key_id),
+        s(c.reason),
+        s(sig),
+        s(&super::rfc3339_ms(c.ts_ms)),
+        c.ts_ms,
+        hex::encode(c.prev)
+    )
 }
 
 /// Whether `line` is a checkpoint that seals its file (`close`,
@@ -235,40 +258,47 @@ mod tests {
     }
 
     /// Chained lines from seq `from` (prev: zeros at 0, else 0x11s),
-    /// checkpoints signed with [`key`].
+    /// checkpoints signed with [`key`], all of instance `ab`.
     fn signed(from: u64, items: &[L]) -> Vec<String> {
+        let prev = if from == 0 { GENESIS } else { [0x11; 32] };
+        signed_as(prev, from, "ab", items)
+    }
+
+    /// [`signed`] going on after the line `prev` hashes to, as `instance`.
+    fn signed_as(mut prev: [u8; 32], from: u64, instance: &str, items: &[L]) -> Vec<String> {
         use base64::Engine;
         let k = key();
         let kid = key_id(&k.verifying_key());
-        let mut prev = if from == 0 { GENESIS } else { [0x11; 32] };
         let mut out = Vec::new();
+        let mut records = 0;
         for (i, item) in items.iter().enumerate() {
             let seq = from + i as u64;
             let p = hex::encode(prev);
+            let since = std::mem::replace(&mut records, 0);
             let line = match item {
-                L::Rec => format!(
-                    "{{\"seq\":{seq},\"type\":\"request\",\"instance\":\"ab\",\"prev\":\"{p}\"}}"
-                ),
+                L::Rec => {
+                    records = since + 1;
+                    format!(
+                    "{{\"seq\":{seq},\"type\":\"request\",\"instance\":\"{instance}\",\"prev\":\"{p}\"}}"
+                )
+                }
                 L::Cp(reason, first) => {
-                    let sig = sign_checkpoint_v2(
-                        &k,
-                        &CheckpointV2 {
-                            seq,
-                            ts_ms: 5,
-                            instance: "ab",
-                            prev: &prev,
-                            file_first_seq: *first,
-                            reason,
-                        },
-                    );
-                    format!("{{\"seq\":{seq},\"type\":\"checkpoint\",\"instance\":\"ab\",\"ts_ms\":5,\"reason\":\"{reason}\",\"file_first_seq\":{first},\"key_id\":\"{kid}\",\"sig\":\"{sig}\",\"prev\":\"{p}\"}}")
+                    let c = CheckpointV2 {
+                        seq,
+                        ts_ms: 5,
+                        instance,
+                        prev: &prev,
+                        file_first_seq: *first,
+                        reason,
+                    };
+                    checkpoint_line(&c, since, &kid, &sign_checkpoint_v2(&k, &c))
                 }
                 L::Cp1(reason) => {
                     let sig = base64::engine::general_purpose::STANDARD.encode(
-                        k.sign(&checkpoint_signed_bytes(seq, 5, "ab", &prev))
+                        k.sign(&checkpoint_signed_bytes(seq, 5, instance, &prev))
                             .to_bytes(),
                     );
-                    format!("{{\"seq\":{seq},\"type\":\"checkpoint\",\"instance\":\"ab\",\"ts_ms\":5,\"reason\":\"{reason}\",\"key_id\":\"{kid}\",\"sig\":\"{sig}\",\"prev\":\"{p}\"}}")
+                    format!("{{\"seq\":{seq},\"type\":\"checkpoint\",\"instance\":\"{instance}\",\"ts_ms\":5,\"reason\":\"{reason}\",\"key_id\":\"{kid}\",\"sig\":\"{sig}\",\"prev\":\"{p}\"}}")
                 }
             };
             prev = line_hash(line.as_bytes());
@@ -507,5 +537,85 @@ mod tests {
             "{\"seq\":1,\"type\":\"event\",\"reason\":\"close\"}"
         ));
         assert!(!is_final_checkpoint(b"not json"));
+    }
+
+    #[test]
+    fn a_checkpoint_vouches_only_for_its_own_instances_lines() {
+        use L::*;
+        // X checkpoints, writes two lines (a crash tail, or lines forged
+        // while the gateway was stopped), then Y starts and closes.
+        let x = signed_as(
+            GENESIS,
+            0,
+            "aa",
+            &[Cp("start", 0), Rec, Cp("count", 0), Rec, Rec],
+        );
+        let after = line_hash(x[4].as_bytes());
+        let y = signed_as(after, 5, "bb", &[Rec, Cp("start", 0), Rec, Cp("close", 0)]);
+        let file: Vec<String> = x.iter().chain(&y).cloned().collect();
+        let r = verify_files(&[&file]);
+        assert_eq!(r.broken, None);
+        assert!(!r.sealed, "a restart must not vouch for another's tail");
+        assert_eq!(r.unvouched_lines, 2);
+        assert_eq!(
+            r.unvouched,
+            [Unvouched {
+                instance: Some("aa".into()),
+                from: "f0:4".into(),
+                to: "f0:5".into(),
+                lines: 2
+            }]
+        );
+        assert_eq!(r.vouched, 7);
+        assert!(r.unvouched[0]
+            .describe()
+            .starts_with("2 line(s) written by instance aa after its last checkpoint, before a restart (f0:4..f0:5)"));
+        // A torn fragment before the restart is not vouched either.
+        let frag = "{\"seq\":5,\"ty".to_string();
+        let y = signed_as(after, 5, "bb", &[Rec, Cp("start", 0), Cp("close", 0)]);
+        let file: Vec<String> = x[..3].iter().chain([&frag]).chain(&y).cloned().collect();
+        let r = verify_files(&[&file]);
+        // (the chain breaks at Y's first line: it is not a torn_line ack)
+        assert!(r.broken.is_some());
+        // A clean restart (X closed) and a live tail: every line vouched.
+        let x = signed_as(GENESIS, 0, "aa", &[Cp("start", 0), Rec, Cp("close", 0)]);
+        let after = line_hash(x[2].as_bytes());
+        let y = signed_as(after, 3, "bb", &[Cp("start", 3), Rec, Cp("close", 3)]);
+        let r = verify_files(&[&x, &y]);
+        assert!(r.sealed);
+        assert_eq!((r.vouched, r.unvouched_lines), (6, 0));
+        let r = verify_files(&[&x, &y[..2]]);
+        assert_eq!((r.vouched, r.unvouched_lines, r.unsigned_tail), (4, 0, 1));
+    }
+
+    #[test]
+    fn a_checkpoint_line_is_byte_exact() {
+        use L::*;
+        let file = signed(0, &[Rec, Cp("start", 0), Rec, Cp("close", 0)]);
+        assert!(verify_files(&[&file]).sealed);
+        let last = file[3].clone();
+        let prev = hex::encode(line_hash(file[2].as_bytes()));
+        let edits = [
+            last.replace("\"records\":1", "\"records\":999"),
+            last.replace("1970-01-01T00:00:00.005Z", "2031-01-01T00:00:00.005Z"),
+            format!("{last} "),
+            format!("{last}\r"),
+            last.replace("{\"seq\":3,", "{ \"seq\":3,"),
+            last.replace("\"reason\":\"close\"", "\"reason\":\"\\u0063lose\""),
+            last.replace(&prev, &prev.to_uppercase()),
+            last.replace(",\"prev\"", ",\"x\":1,\"prev\""),
+            last.replace(",\"ts_ms\":5", "")
+                .replace(",\"records\"", ",\"ts_ms\":5,\"records\""),
+        ];
+        for altered in edits {
+            assert_ne!(altered, last);
+            let mut f = file.clone();
+            f[3] = altered.clone();
+            let r = verify_files(&[&f]);
+            let b = r.broken.unwrap_or_else(|| panic!("not caught: {altered}"));
+            assert_eq!(b.at, "f0:4", "{altered}");
+            assert!(b.what.contains("altered"), "{}", b.what);
+            assert!(!r.sealed);
+        }
     }
 }

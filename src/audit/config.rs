@@ -348,8 +348,52 @@ impl AuditConfig {
                 }
             }
         }
+        self.no_file_twice()
+    }
+
+    /// Two file sinks naming one file (`a.jsonl` and `./a.jsonl`, a link,
+    /// a hard link) would write every line twice into it: refused.
+    fn no_file_twice(&self) -> Result<(), String> {
+        let files: Vec<(usize, &std::path::Path)> = self
+            .sinks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                SinkConfig::File { path, .. } => Some((i, path.as_path())),
+                _ => None,
+            })
+            .collect();
+        for (n, (i, a)) in files.iter().enumerate() {
+            for (j, b) in &files[n + 1..] {
+                if same_file(a, b) {
+                    return Err(format!(
+                        "field audit.sink[{j}].path: {} names the same file as audit.sink[{i}].path ({}): two file sinks may not write one file",
+                        b.display(),
+                        a.display()
+                    ));
+                }
+            }
+        }
         Ok(())
     }
+}
+
+/// Whether two paths name one file: the same inode where both exist,
+/// else the same name in the same (resolved) folder.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        return (x.dev(), x.ino()) == (y.dev(), y.ino());
+    }
+    let resolved = |p: &std::path::Path| {
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.components().collect());
+        p.file_name().map(|n| dir.join(n))
+    };
+    resolved(a).is_some() && resolved(a) == resolved(b)
 }
 
 #[cfg(test)]
@@ -359,6 +403,24 @@ mod tests {
     fn parse(text: &str) -> Result<AuditConfig, String> {
         let c: AuditConfig = toml::from_str(text).map_err(|e| e.to_string())?;
         c.validate().map(|_| c)
+    }
+
+    #[test]
+    fn two_file_sinks_naming_one_file_are_refused() {
+        // Review F13: every line would be written twice into the file.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().display();
+        let sinks = |a: &str, b: &str| {
+            format!("[[sink]]\nkind = \"file\"\npath = \"{a}\"\n[[sink]]\nkind = \"stdout\"\n[[sink]]\nkind = \"file\"\npath = \"{b}\"\n")
+        };
+        let e = parse(&sinks("a.jsonl", "./a.jsonl")).expect_err("same file");
+        assert_eq!(e, "field audit.sink[2].path: ./a.jsonl names the same file as audit.sink[0].path (a.jsonl): two file sinks may not write one file");
+        // A hard link to an existing file.
+        std::fs::write(dir.path().join("x.jsonl"), "").expect("write");
+        std::fs::hard_link(dir.path().join("x.jsonl"), dir.path().join("y.jsonl")).expect("link");
+        let e = parse(&sinks(&format!("{d}/x.jsonl"), &format!("{d}/y.jsonl"))).expect_err("link");
+        assert!(e.contains("names the same file"), "{e}");
+        parse(&sinks(&format!("{d}/x.jsonl"), &format!("{d}/z.jsonl"))).expect("two files");
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub(crate) struct FileSink {
     /// old one deleted or altered): the seq of that file's first line, for
     /// the writer's next checkpoints (`file_first_seq`).
     new_file_from: Option<u64>,
+    /// The file was moved (still linked elsewhere) and `tick` said so:
+    /// the writer seals it and the next line reopens the path (seal.rs).
+    move_reported: bool,
     /// Tests: every fsync fails (EIO), as on a failing disk.
     #[cfg(test)]
     pub(crate) fail_fsync: bool,
@@ -120,6 +123,7 @@ impl FileSink {
             unsynced: 0,
             events: Default::default(),
             new_file_from: None,
+            move_reported: false,
             #[cfg(test)]
             fail_fsync: false,
         };
@@ -127,7 +131,16 @@ impl FileSink {
     }
 
     fn reopen_path(&mut self) -> io::Result<Option<u32>> {
-        let (file, resume) = open_checked(&self.path)?;
+        let (mut file, mut resume) = open_checked(&self.path)?;
+        if resume.last_final {
+            // A file sealed by its last line was put at the path: it is
+            // never appended to; it is moved aside as rotation does.
+            drop(file);
+            let aside = self.rotated_name();
+            std::fs::rename(&self.path, &aside)?;
+            tracing::warn!(path = %self.path.display(), to = %aside.display(), "a sealed audit file was found at the path when reopening it; moved aside");
+            (file, resume) = open_checked(&self.path)?;
+        }
         let meta = file.metadata()?;
         self.len = meta.len();
         self.id = (meta.dev(), meta.ino());
@@ -136,20 +149,40 @@ impl FileSink {
         self.needs_newline = resume.torn_bytes.is_some();
         self.partial = 0;
         self.written.clear();
+        self.move_reported = false;
         sync_dir(&self.path);
         Ok(resume.mode_fixed)
     }
 }
 
 /// Opens (creating 0600) and inspects an audit file: a wider mode is fixed
-/// with a warning; the last complete line and a torn tail are found.
+/// with a warning; the last complete line and a torn tail are found. A
+/// symbolic link at the path is not followed, and anything but a regular
+/// file is refused (records written into `/dev/null` would be lost).
 fn open_checked(path: &Path) -> io::Result<(File, Resume)> {
     let mut file = OpenOptions::new()
         .create(true)
         .read(true)
         .append(true)
         .mode(0o600)
-        .open(path)?;
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::other(format!(
+                    "{} is a symbolic link: an audit file is never opened through one",
+                    path.display()
+                ))
+            } else {
+                e
+            }
+        })?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(io::Error::other(format!(
+            "{} is not a regular file: records are never written into it",
+            path.display()
+        )));
+    }
     let mut resume = Resume::default();
     let mode = file.metadata()?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -167,18 +200,17 @@ fn open_checked(path: &Path) -> io::Result<(File, Resume)> {
     file.seek(SeekFrom::Start(start))?;
     let mut tail = Vec::new();
     file.read_to_end(&mut tail)?;
-    let torn = match tail.iter().rposition(|&b| b == b'\n') {
-        Some(nl) => {
-            let torn = (tail.len() - nl - 1) as u64;
-            tail.truncate(nl);
-            torn
-        }
-        None => {
-            let torn = tail.len() as u64;
-            tail.clear();
-            torn
-        }
-    };
+    let nl = tail.iter().rposition(|&b| b == b'\n');
+    let mut fragment = tail.split_off(nl.map_or(0, |nl| nl + 1));
+    tail.pop();
+    if super::tail::completes_chain(&tail, &fragment) {
+        // A complete record that only lost its newline: the verifier reads
+        // it as a record, so it is one; only the newline is added.
+        file.write_all(b"\n")?;
+        tail.push(b'\n');
+        tail.append(&mut fragment);
+    }
+    let torn = fragment.len() as u64;
     if torn > 0 {
         resume.torn_bytes = Some(torn);
     }
@@ -254,8 +286,16 @@ impl Sink for FileSink {
         let now = std::fs::metadata(&self.path)
             .map(|m| (m.dev(), m.ino()))
             .ok();
-        if now == Some(self.id) {
+        if now == Some(self.id) || self.move_reported {
             return None;
+        }
+        if self.file.metadata().is_ok_and(|m| m.nlink() > 0) {
+            // Moved, not deleted: nothing is lost; the writer seals it with
+            // `rotate` and the next line goes to a new file at the path, as
+            // at SIGHUP after `mv`.
+            self.move_reported = true;
+            tracing::warn!(path = %self.path.display(), "audit file was moved while open; it is sealed and a new file started at its path");
+            return Some(event("audit_file_moved"));
         }
         let what = if now.is_none() { "deleted" } else { "replaced" };
         tracing::error!(path = %self.path.display(), what, "audit file was {what} while open; reopening by its path");
@@ -285,17 +325,7 @@ impl Sink for FileSink {
 
     fn rotate(&mut self) -> io::Result<()> {
         self.file.sync_all()?;
-        let stamp = time::OffsetDateTime::now_utc()
-            .format(time::macros::format_description!(
-                "[year][month][day]T[hour][minute][second].[subsecond digits:3]Z"
-            ))
-            .unwrap_or_else(|_| "rotated".into());
-        let mut target = PathBuf::from(format!("{}.{stamp}", self.path.display()));
-        let mut n = 1;
-        while target.exists() {
-            target = PathBuf::from(format!("{}.{stamp}.{n}", self.path.display()));
-            n += 1;
-        }
+        let target = self.rotated_name();
         std::fs::rename(&self.path, &target)?;
         tracing::info!(path = %self.path.display(), to = %target.display(), "audit file rotated");
         self.reopen_path().map(|_| ())
@@ -494,6 +524,22 @@ impl FileSink {
         ev.insert("records_rewritten".into(), serde_json::json!(lines.len()));
         self.events.push_back(ev);
         Ok(())
+    }
+
+    /// A free name for a rotated file: `<path>.<UTC time>[.<n>]`.
+    fn rotated_name(&self) -> PathBuf {
+        let stamp = time::OffsetDateTime::now_utc()
+            .format(time::macros::format_description!(
+                "[year][month][day]T[hour][minute][second].[subsecond digits:3]Z"
+            ))
+            .unwrap_or_else(|_| "rotated".into());
+        let mut target = PathBuf::from(format!("{}.{stamp}", self.path.display()));
+        let mut n = 1;
+        while target.exists() {
+            target = PathBuf::from(format!("{}.{stamp}.{n}", self.path.display()));
+            n += 1;
+        }
+        target
     }
 
     /// A free name beside the file: `<path>.<UTC time>[.<n>][.<tag>]`.

@@ -25,6 +25,7 @@ mod handover;
 mod seal;
 mod spool;
 mod syslog;
+mod tail;
 mod verify;
 mod writer;
 

@@ -8,8 +8,17 @@
 //! - every v2 checkpoint names the seq of its file's first line
 //!   (`file_first_seq`, signed): lines cut from a file's head break it;
 //! - nothing follows a sealing checkpoint (`close`, `rotate`) in its file;
+//! - a checkpoint of instance I vouches only for the lines since the
+//!   checkpoint before it that carry instance I: lines another instance
+//!   wrote after its last checkpoint (a crashed gateway's tail, a torn
+//!   fragment, or lines forged while the gateway was stopped) are "not
+//!   vouched", and a trail holding any is never sealed;
+//! - every v2 checkpoint line is byte for byte the one rendering the
+//!   writer produces ([`super::chain::checkpoint_line`]): its unsigned
+//!   bytes (`ts`, `records`, spacing, member order) cannot change either;
 //! - "sealed" means the last file's last line is a valid v2 sealing
-//!   checkpoint and every file's head is vouched for by a v2 checkpoint.
+//!   checkpoint, every file's head is vouched for by a v2 checkpoint and
+//!   every line is vouched.
 //!
 //! v1 checkpoints (old trails) are still verified, but they sign neither
 //! their reason nor their file's head: they never make a trail sealed.
@@ -18,8 +27,8 @@
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::chain::{
-    checkpoint_signed_bytes, checkpoint_signed_bytes_v2, decode_hash, is_final_reason, key_id,
-    line_hash, CheckpointV2, GENESIS,
+    checkpoint_line, checkpoint_signed_bytes, checkpoint_signed_bytes_v2, decode_hash,
+    is_final_reason, key_id, line_hash, CheckpointV2, GENESIS,
 };
 
 /// Why a file does not verify, at the first point it breaks.
@@ -30,6 +39,48 @@ pub struct Broken {
     pub at: String,
     /// What is wrong there, for a person.
     pub what: String,
+}
+
+/// Lines since a checkpoint that no later checkpoint of their own
+/// instance vouches for: the instance changed (a restart) before one did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unvouched {
+    /// The instance that wrote them (`None`: not records, a torn fragment).
+    pub instance: Option<String>,
+    /// Where the first and the last of them are (`file:line`).
+    pub from: String,
+    /// See `from`.
+    pub to: String,
+    /// How many.
+    pub lines: u64,
+}
+
+impl Unvouched {
+    /// What they are, for a person.
+    pub fn describe(&self) -> String {
+        match &self.instance {
+            Some(i) => format!(
+                "{} line(s) written by instance {i} after its last checkpoint, before a restart ({}..{}): covered by the chain only (a crash, or an edit while the gateway was stopped)",
+                self.lines, self.from, self.to
+            ),
+            None => format!(
+                "{} line(s) that are not records (a torn fragment) before a restart ({}..{}): covered by the chain only",
+                self.lines, self.from, self.to
+            ),
+        }
+    }
+}
+
+/// Most runs of not vouched lines kept in a report (all are counted).
+const MAX_UNVOUCHED_KEPT: usize = 100;
+
+/// The lines since the last valid checkpoint, all of one instance.
+#[derive(Debug, Default)]
+struct Pending {
+    instance: Option<String>,
+    from: String,
+    to: String,
+    lines: u64,
 }
 
 /// What one file held.
@@ -56,9 +107,15 @@ pub struct FileReport {
 pub struct Report {
     /// Lines read (records, events, checkpoints; a torn fragment too).
     pub lines: u64,
-    /// Lines covered by a valid checkpoint signature (everything up to and
-    /// with the last valid checkpoint, across files: the chain links them).
+    /// Lines covered by a valid checkpoint signature: a checkpoint and the
+    /// lines of its own instance since the checkpoint before it (across
+    /// files: the chain links them).
     pub vouched: u64,
+    /// Lines before a restart that no checkpoint of their instance covers
+    /// (see [`Unvouched`]): never sealed while there is one.
+    pub unvouched_lines: u64,
+    /// Where they are (the first [`MAX_UNVOUCHED_KEPT`] runs).
+    pub unvouched: Vec<Unvouched>,
     /// Checkpoints whose signature held.
     pub checkpoints: u64,
     /// Of them, v1 checkpoints (old trails: they never seal).
@@ -74,8 +131,9 @@ pub struct Report {
     /// Lines after the last checkpoint: not covered by a signature.
     pub unsigned_tail: u64,
     /// Whether the trail is sealed: the last file's last line is a valid
-    /// v2 `close` or `rotate` checkpoint and a v2 checkpoint vouches for
-    /// every file's head. Only ever true with a key.
+    /// v2 `close` or `rotate` checkpoint, a v2 checkpoint vouches for
+    /// every file's head, and every line is vouched. Only ever true with a
+    /// key.
     pub sealed: bool,
     /// Each file, in the order given.
     pub files: Vec<FileReport>,
@@ -122,7 +180,11 @@ pub struct Verifier<'k> {
     prev_seq: Option<u64>,
     /// A torn fragment waiting for the gateway's acknowledgement.
     torn_pending: Option<u64>,
-    since_checkpoint: u64,
+    pending: Pending,
+    /// Whether `pending` holds every line since the checkpoint before (it
+    /// was read, or an instance's first line, or seq 0): then a
+    /// checkpoint's `records` must be exactly its count.
+    since_known: bool,
     file: Option<FileState>,
     report: Report,
 }
@@ -135,7 +197,8 @@ impl<'k> Verifier<'k> {
             prev: None,
             prev_seq: None,
             torn_pending: None,
-            since_checkpoint: 0,
+            pending: Pending::default(),
+            since_known: false,
             file: None,
             report: Report::default(),
         }
@@ -222,7 +285,7 @@ impl<'k> Verifier<'k> {
                 // A torn line (a crash mid-write) is acceptable only when
                 // the next line is the gateway's acknowledgement of it.
                 self.torn_pending = Some(line.len() as u64);
-                self.since_checkpoint += 1;
+                self.add_pending(at, None);
                 return Ok(());
             }
         };
@@ -282,17 +345,56 @@ impl<'k> Verifier<'k> {
             f.report.first_seq.get_or_insert(seq);
             f.report.last_seq = Some(seq);
         }
+        let instance = v.get("instance").and_then(serde_json::Value::as_str);
+        if seq == 0 {
+            self.since_known = true;
+        }
         if kind == "checkpoint" {
-            self.checkpoint(at, &v, seq, &prev)?;
-            self.since_checkpoint = 0;
+            if self.pending.lines > 0 && self.pending.instance.as_deref() != instance {
+                self.restarted();
+            }
+            self.checkpoint(at, line, &v, seq, &prev)?;
+            self.since_known = true;
+            self.report.vouched += self.pending.lines + 1;
+            self.pending = Pending::default();
             self.report.last_checkpoint = Some(at.to_string());
         } else {
-            self.since_checkpoint += 1;
+            self.add_pending(at, instance);
         }
         self.prev = Some(line_hash(line));
         self.prev_seq = Some(seq);
         self.report.last_seq = Some(seq);
         Ok(())
+    }
+
+    /// One more line not yet covered by a checkpoint; lines of another
+    /// instance before it are left not vouched (a restart came first).
+    fn add_pending(&mut self, at: &str, instance: Option<&str>) {
+        if self.pending.lines > 0 && self.pending.instance.as_deref() != instance {
+            self.restarted();
+        }
+        if self.pending.lines == 0 {
+            self.pending.instance = instance.map(str::to_string);
+            self.pending.from = at.to_string();
+        }
+        self.pending.to = at.to_string();
+        self.pending.lines += 1;
+    }
+
+    /// The instance changed with lines since the last checkpoint: no
+    /// checkpoint of theirs will cover them.
+    fn restarted(&mut self) {
+        self.since_known = true;
+        let p = std::mem::take(&mut self.pending);
+        self.report.unvouched_lines += p.lines;
+        if self.report.unvouched.len() < MAX_UNVOUCHED_KEPT {
+            self.report.unvouched.push(Unvouched {
+                instance: p.instance,
+                from: p.from,
+                to: p.to,
+                lines: p.lines,
+            });
+        }
     }
 
     /// A line after a sealing checkpoint in the same file: the gateway
@@ -310,6 +412,7 @@ impl<'k> Verifier<'k> {
     fn checkpoint(
         &mut self,
         at: &str,
+        line: &[u8],
         v: &serde_json::Value,
         seq: u64,
         prev: &[u8; 32],
@@ -368,6 +471,35 @@ impl<'k> Verifier<'k> {
         });
         key.verify_strict(&signed, &sig)
             .map_err(|_| "checkpoint signature does not verify")?;
+        let records = v
+            .get("records")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or("checkpoint without records")?;
+        // Not signed, but fixed: the lines of its instance since the
+        // checkpoint before (at least those read, when that was not read).
+        let since = self.pending.lines;
+        if records != since && (self.since_known || records < since) {
+            return Err(format!(
+                "checkpoint says records {records}, but {since} line(s) of its instance precede it since the checkpoint before: altered"
+            )
+            .into());
+        }
+        let canonical = checkpoint_line(
+            &CheckpointV2 {
+                seq,
+                ts_ms,
+                instance,
+                prev,
+                file_first_seq,
+                reason,
+            },
+            records,
+            key_id_seen.unwrap_or_default(),
+            &base64::engine::general_purpose::STANDARD.encode(sig.to_bytes()),
+        );
+        if canonical.as_bytes() != line {
+            return Err("checkpoint line is not in the one form the gateway writes (docs/AUDIT.md, \"Checkpoint lines\"): its unsigned bytes (ts, records, spacing, escapes, member order or extra members) were altered".into());
+        }
         self.report.checkpoints += 1;
         let Some(f) = self.file.as_mut() else {
             return Ok(());
@@ -402,14 +534,10 @@ impl<'k> Verifier<'k> {
         if self.torn_pending.take().is_some() {
             self.report.torn += 1;
         }
-        self.report.unsigned_tail = self.since_checkpoint;
-        self.report.vouched = if self.report.checkpoints > 0 {
-            self.report.lines - self.since_checkpoint
-        } else {
-            0
-        };
+        self.report.unsigned_tail = self.pending.lines;
         self.report.sealed = self.key.is_some()
             && self.report.broken.is_none()
+            && self.report.unvouched_lines == 0
             && self.report.needs_key.is_none()
             && self.report.files.last().is_some_and(|f| f.sealed)
             && self

@@ -523,7 +523,7 @@ impl Writer {
         // SIGHUP seals a file that was moved (or replaced, or deleted) with
         // its last line; a file still at its path goes on after a `reload`
         // checkpoint (written with the reload, below).
-        let rotated = reopen && !close && self.slots.iter().any(|s| s.sink.moved());
+        let rotated = reopen && self.slots.iter().any(|s| s.sink.moved());
         if rotated {
             self.checkpoint("rotate");
         }
@@ -715,6 +715,11 @@ impl Writer {
             }
         }
         for (i, e) in events {
+            if e.get("event").and_then(serde_json::Value::as_str) == Some("audit_file_moved") {
+                self.append_event(e);
+                self.file_moved(i);
+                continue;
+            }
             // The first file sink reopened by its path (its file deleted,
             // replaced or altered): a new file, starting with this event,
             // or, where the sink wrote the last delivery again into it, with
@@ -725,7 +730,9 @@ impl Writer {
                     Some("audit_file_reopened" | "audit_file_tampered")
                 );
             if new_file && !e.contains_key("records_rewritten") {
-                self.file_first_seq = self.seq;
+                // Lines still waiting for it (a full disk) go first.
+                let waiting = self.slots.get(i).and_then(|s| s.backlog.front());
+                self.file_first_seq = waiting.map_or(self.seq, |(seq, _)| *seq);
             }
             self.append_event(e);
             if new_file {
@@ -741,9 +748,12 @@ impl Writer {
             self.deliver();
             // Every file that took the rotation checkpoint is sealed and
             // rotated (one that could not take it yet is rotated when it
-            // does, before the next line: seal.rs).
+            // does, before the next line: seal.rs). Without a key there is
+            // no checkpoint: a file due is rotated as it is.
+            let keyless = self.key.is_none();
             for slot in &mut self.slots {
-                if slot.sink.sealed() {
+                let due = keyless && slot.sink.rotate_due() && slot.backlog.is_empty();
+                if slot.sink.sealed() || due {
                     if let Err(e) = slot.sink.rotate() {
                         tracing::error!(sink = %slot.name, error = %e, "audit file rotation failed");
                     }
@@ -752,6 +762,23 @@ impl Writer {
             self.checkpoint("start");
         }
         self.deliver();
+    }
+
+    /// A file sink's file was moved (still linked): sealed with `rotate`
+    /// (each file then goes on in a new one at its next line, seal.rs),
+    /// and the new file headed by `audit_file_reopened` and `start`.
+    /// Without a key nothing seals: the moved sink is reopened at once.
+    fn file_moved(&mut self, slot: usize) {
+        self.checkpoint("rotate");
+        if self.key.is_none() {
+            if let Some(Err(e)) = self.slots.get_mut(slot).map(|s| s.sink.reopen()) {
+                tracing::error!(error = %e, "audit file cannot be reopened");
+            }
+        }
+        let mut e = event("audit_file_reopened");
+        e.insert("cause".into(), serde_json::json!("moved"));
+        self.append_event(e);
+        self.checkpoint("start");
     }
 
     /// SIGHUP: reopens the sinks (a file `rotated` here was sealed and a
@@ -823,6 +850,9 @@ impl Writer {
             return;
         }
         self.closed = true;
+        // What a sink noticed and has not handed over yet (a file
+        // tampered with in the last tick) is recorded before the seal.
+        self.tick();
         // What the sinks owe goes first, with what that says in the trail
         // (a sink's recovery, withheld answers): nothing is written after
         // the closing checkpoint.

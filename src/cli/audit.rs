@@ -3,10 +3,13 @@
 //! signature with the audit public key; reports the first broken point.
 //!
 //! Exit status: 0 verified and sealed (the last line is a v2 closing or
-//! rotation checkpoint, or `--open-tail`), 1 broken, 2 a usage error
-//! (signed checkpoints and no `--public-key`), 3 verified but not sealed
-//! (the gateway is running, was killed, the tail was truncated, or only v1
-//! checkpoints). docs/AUDIT.md has the format and the rules.
+//! rotation checkpoint and every line is vouched for by the audit key), or
+//! with `--open-tail` every line but the live tail after the last
+//! checkpoint is; 1 broken, 2 a usage error (signed checkpoints and no
+//! `--public-key`), 3 verified but not sealed (the gateway is running, was
+//! killed, the tail was truncated, lines before a restart are not vouched,
+//! only v1 checkpoints, or nothing at all is vouched: no key, no
+//! checkpoint). docs/AUDIT.md has the format and the rules.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -103,6 +106,14 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
                 "broken": report.broken.as_ref().map(|b| b.what.clone()),
                 "lines": report.lines,
                 "vouched": report.vouched,
+                "unvouched_lines": report.unvouched_lines,
+                "unvouched": report.unvouched.iter().map(|u| serde_json::json!({
+                    "instance": u.instance,
+                    "from": u.from,
+                    "to": u.to,
+                    "lines": u.lines,
+                    "what": u.describe(),
+                })).collect::<Vec<_>>(),
                 "v1_checkpoints": report.v1_checkpoints,
                 "files": report.files.iter().map(|f| serde_json::json!({
                     "file": f.name,
@@ -149,7 +160,17 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
                 if f.sealed { ", sealed" } else { "" }
             );
         }
+        for u in &report.unvouched {
+            out!("NOT VOUCHED: {}", u.describe());
+        }
         match (&report.last_checkpoint, report.sealed) {
+            (_, false) if report.unvouched_lines > 0 => out!(
+                "NOT SEALED: {} line(s) before a restart are not vouched for by the audit key (a checkpoint vouches only for its own instance's lines); {} of {} line(s) are vouched, {} after the last checkpoint by the hash chain only",
+                report.unvouched_lines,
+                report.vouched,
+                report.lines,
+                report.unsigned_tail
+            ),
             (_, true) => out!(
                 "sealed: all {} line(s) are vouched for by the audit key, and the last line is a closing or rotation checkpoint",
                 report.vouched
@@ -171,9 +192,13 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
             ),
         }
     }
+    // `--open-tail` excuses the live tail only: never lines before a
+    // restart, nor a trail nothing in which a signature vouches for.
+    let open_tail_ok =
+        args.open_tail && key.is_some() && report.vouched > 0 && report.unvouched_lines == 0;
     Ok(if report.broken.is_some() {
         ExitCode::from(1)
-    } else if report.sealed || args.open_tail {
+    } else if report.sealed || open_tail_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)

@@ -23,6 +23,7 @@ Usage: python3 tests/vectors/check_vectors.py   (exit status 0 iff all pass)
 Needs only the standard library and the `cryptography` package.
 """
 import base64
+import datetime
 import hashlib
 import json
 import struct
@@ -192,11 +193,33 @@ def v2_signed(rec, prev):
             + struct.pack(">Q", rec["file_first_seq"]) + bytes([len(reason)]) + reason)
 
 
+def rfc3339_ms(ms):
+    """docs/AUDIT.md, "Checkpoint lines": YYYY-MM-DDTHH:MM:SS.mmmZ (UTC)."""
+    t = datetime.datetime(1970, 1, 1) + datetime.timedelta(milliseconds=ms)
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + ".%03dZ" % (ms % 1000)
+
+
+def checkpoint_line(rec):
+    """docs/AUDIT.md, "Checkpoint lines": the one form of a v2 checkpoint."""
+    s = lambda v: json.dumps(v, ensure_ascii=False)
+    return ('{"seq":%d,"type":"checkpoint","instance":%s,"file_first_seq":%d,"key_id":%s,'
+            '"reason":%s,"records":%d,"sig":%s,"ts":%s,"ts_ms":%d,"prev":"%s"}' % (
+                rec["seq"], s(rec["instance"]), rec["file_first_seq"], s(rec["key_id"]),
+                s(rec["reason"]), rec["records"], s(rec["sig"]), s(rfc3339_ms(rec["ts_ms"])),
+                rec["ts_ms"], bytes.fromhex(rec["prev"]).hex())).encode()
+
+
 def audit_verdict(files, pk):
     """docs/AUDIT.md, "Verifying", with the key: 'broken', 'not sealed' or
-    'sealed' for `files` (lists of line bytes, oldest first)."""
+    'sealed' for `files` (lists of line bytes, oldest first). A checkpoint
+    vouches only for the lines of its own instance since the checkpoint
+    before; lines of another instance pending at a restart are not
+    vouched, and a trail holding any is never sealed."""
     prev, last_seq = None, None
     last_file_sealed, heads_vouched = False, True
+    # Lines since the last checkpoint: their instance and count; whether
+    # the checkpoint before them was read (then `records` is exact).
+    pending_inst, pending, since_known, unvouched = None, 0, False, 0
     for lines in files:
         first_seq, checkpoints, sealed_here, v2_here = None, 0, False, False
         for raw in lines:
@@ -210,6 +233,12 @@ def audit_verdict(files, pk):
                 return "broken"
             if first_seq is None:
                 first_seq = rec["seq"]
+            if rec["seq"] == 0:
+                since_known = True
+            inst = rec.get("instance")
+            if pending and inst != pending_inst:
+                unvouched += pending  # written before a restart, never checkpointed
+                pending, since_known = 0, True
             if rec["type"] == "checkpoint":
                 p = bytes.fromhex(rec["prev"])
                 if "file_first_seq" in rec:
@@ -217,6 +246,10 @@ def audit_verdict(files, pk):
                         return "broken"
                     if rec["file_first_seq"] != first_seq:
                         return "broken"  # head cut, or files joined
+                    if raw != checkpoint_line(rec):
+                        return "broken"  # not the one form: unsigned bytes altered
+                    if rec["records"] != pending and (since_known or rec["records"] < pending):
+                        return "broken"  # records is not the count of its lines
                     v2_here = True
                     sealed_here = rec["reason"] in ("close", "rotate")
                 else:
@@ -226,12 +259,15 @@ def audit_verdict(files, pk):
                     if not verifies(pk, base64.b64decode(rec["sig"]), v1):
                         return "broken"
                 checkpoints += 1
+                pending, since_known = 0, True
+            else:
+                pending_inst, pending = inst, pending + 1
             prev, last_seq = hashlib.sha256(raw).digest(), rec["seq"]
         if lines and checkpoints == 0:
             return "broken"  # no signed checkpoint in this file
         heads_vouched = heads_vouched and (v2_here or not lines)
         last_file_sealed = sealed_here
-    return "sealed" if last_file_sealed and heads_vouched else "not sealed"
+    return "sealed" if last_file_sealed and heads_vouched and not unvouched else "not sealed"
 
 
 def rechain(records):
@@ -285,6 +321,34 @@ def check_audit_v2():
           audit_verdict([lines, appended[-1:]], pk) == "broken")
     other = Ed25519PrivateKey.from_private_bytes(b"\x01" * 32).public_key()
     check("audit v2: another key: broken", audit_verdict([lines], other) == "broken")
+    check("audit v2: every checkpoint line is in its one form (docs/AUDIT.md, \"Checkpoint lines\")",
+          all(l == checkpoint_line(r) for l, r in zip(lines, records) if r["type"] == "checkpoint"))
+    for name, edit in [
+        ("records changed", lambda l: l.replace(b'"records":1', b'"records":999')),
+        ("a trailing space", lambda l: l + b" "),
+        ("a trailing CR", lambda l: l + b"\r"),
+        ("ts changed", lambda l: l.replace(b'"ts":"2026', b'"ts":"2027')),
+        ("uppercase prev", lambda l: l.replace(l[-66:-2], l[-66:-2].upper())),
+        ("an escaped reason", lambda l: l.replace(b'"reason":"close"', b'"reason":"\\u0063lose"')),
+        ("an extra member", lambda l: l.replace(b',"prev"', b',"x":1,"prev"')),
+    ]:
+        edited = lines[:-1] + [edit(lines[-1])]
+        check(f"audit v2: the close line's unsigned bytes edited ({name}): broken",
+              edited[-1] != lines[-1] and audit_verdict([edited], pk) == "broken")
+    # A restart after the close was cut: instance Y's checkpoints must not
+    # vouch for X's event after X's last checkpoint (a crash tail, or a
+    # forged line).
+    y = "1111111111111111"
+    restarted = lines[:-1]
+    for reason in ("start", "close"):
+        p = hashlib.sha256(restarted[-1]).digest()
+        rec = {"seq": json.loads(restarted[-1])["seq"] + 1, "type": "checkpoint", "instance": y,
+               "file_first_seq": records[0]["seq"], "key_id": meta["key_id"], "reason": reason,
+               "records": 0, "ts_ms": records[-1]["ts_ms"] + 1, "prev": p.hex()}
+        rec["sig"] = base64.b64encode(sk.sign(v2_signed(rec, p))).decode()
+        restarted.append(checkpoint_line(rec))
+    check("audit v2: a restart's checkpoints do not vouch for the last instance's tail: not sealed",
+          audit_verdict([restarted], pk) == "not sealed")
     v1_meta = json.loads((here / "audit-v1.json").read_text())
     v1_lines = (here / v1_meta["file"]).read_bytes().split(b"\n")[:-1]
     check("audit v1: an old trail verifies but is never sealed",

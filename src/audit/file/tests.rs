@@ -143,3 +143,66 @@ fn a_truncated_or_grown_file_is_moved_aside_and_recorded_before_the_next_acknowl
             .is_some_and(|n| n.starts_with("audit.jsonl.") && n.ends_with(".tampered")));
     }
 }
+
+/// A chained line after `line` (`None`: the first), as `{"seq":N,...}`.
+fn chained(line: Option<&str>, seq: u64, body: &str) -> String {
+    let prev = line.map_or([0; 32], |l| crate::audit::chain::line_hash(l.as_bytes()));
+    format!("{{\"seq\":{seq},{body}\"prev\":\"{}\"}}", hex::encode(prev))
+}
+
+#[test]
+fn a_last_record_that_lost_only_its_newline_is_a_record_not_a_torn_line() {
+    // Review F5: the verifier reads it as a record; so does the gateway
+    // now (the newline is added, no torn_line), and a `close` so cut is
+    // still a sealed file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let a = chained(None, 0, "\"type\":\"request\",");
+    let close = chained(Some(&a), 1, "\"type\":\"checkpoint\",\"reason\":\"close\",");
+    std::fs::write(&path, format!("{a}\n{close}")).expect("write");
+    let text = format!("[[sink]]\nkind = \"file\"\npath = \"{}\"\n", path.display());
+    let config: AuditConfig = toml::from_str(&text).expect("config");
+    let (_, resume) = FileSink::open(&config.effective_sinks()[0]).expect("open");
+    assert_eq!(resume.torn_bytes, None);
+    assert!(resume.last_final);
+    assert_eq!(resume.last.map(|(s, _)| s), Some(1));
+    assert_eq!(file_lines(&path), [a.clone(), close.clone()]);
+    assert!(std::fs::read_to_string(&path)
+        .expect("read")
+        .ends_with('\n'));
+    // A real fragment is still torn.
+    std::fs::write(&path, format!("{a}\n{}", &close[..10])).expect("write");
+    let (_, resume) = FileSink::open(&config.effective_sinks()[0]).expect("open");
+    assert_eq!(resume.torn_bytes, Some(10));
+    assert!(!resume.last_final);
+    assert_eq!(resume.last.map(|(s, _)| s), Some(0));
+}
+
+#[test]
+fn reopening_never_follows_a_symlink_nor_appends_after_a_seal() {
+    // Review F7: the path replaced by a symbolic link (to /dev/null, or a
+    // file) is refused; a sealed file put at the path is moved aside.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut sink, path) = sink(dir.path(), "interval");
+    sink.deliver(&lines(0..1)).expect("deliver");
+    let target = dir.path().join("elsewhere");
+    std::fs::write(&target, "").expect("write");
+    std::fs::rename(&path, dir.path().join("moved")).expect("mv");
+    std::os::unix::fs::symlink(&target, &path).expect("symlink");
+    let e = sink.reopen().expect_err("a symlink is refused");
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    std::fs::remove_file(&path).expect("rm");
+    let close = chained(None, 0, "\"type\":\"checkpoint\",\"reason\":\"close\",");
+    std::fs::write(&path, format!("{close}\n")).expect("write");
+    sink.reopen().expect("reopen");
+    sink.deliver(&lines(5..6)).expect("deliver");
+    assert_eq!(file_lines(&path), expect(5..6));
+    let aside: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("audit.jsonl."))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(file_lines(&dir.path().join(&aside[0])), [close]);
+    assert_eq!(std::fs::read_to_string(&target).expect("read"), "");
+}
