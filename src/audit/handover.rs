@@ -35,6 +35,7 @@ const EVENTS: &[&str] = &[
     "tool_name_clash",
     "tool_definition_changed",
     "tool_added",
+    "tool_refusals_summarised",
 ];
 
 /// What was read: the events to record, and how many lines were refused.
@@ -105,6 +106,9 @@ fn accept(mut line: Map<String, Value>) -> Option<Map<String, Value>> {
                 out.insert(digest.into(), Value::String(d.to_string()));
             }
         }
+    }
+    if let Some(count) = line.remove("count") {
+        out.insert("count".into(), Value::from(count.as_u64()?));
     }
     if line.remove("recorded_by")?.as_str() != Some(RECORDED_BY) {
         return None;

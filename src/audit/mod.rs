@@ -224,6 +224,10 @@ pub struct SecurityEvent<'a> {
     pub pinned_digest: Option<&'a str>,
     /// The digest of the definition the backend now offers.
     pub offered_digest: Option<&'a str>,
+    /// For a summary (`tool_refusals_summarised`): how many refusals it
+    /// stands for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 impl<'a> SecurityEvent<'a> {
@@ -236,6 +240,7 @@ impl<'a> SecurityEvent<'a> {
             tool: None,
             pinned_digest: None,
             offered_digest: None,
+            count: None,
         }
     }
 }
