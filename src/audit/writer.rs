@@ -796,11 +796,6 @@ impl Writer {
             e.insert("count".into(), serde_json::json!(taken.refused));
             self.append_event(e);
         }
-        if let Err(e) = std::fs::remove_file(&path) {
-            if e.kind() != io::ErrorKind::NotFound {
-                tracing::error!(path = %path.display(), error = %e, "handed-over audit events could not be removed");
-            }
-        }
     }
 
     /// A few prompt tries for every sink to take its backlog.
