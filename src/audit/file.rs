@@ -503,7 +503,7 @@ fn first_seq(line: &str) -> Option<u64> {
 /// fsync(2) of the folder holding `path`, so a created or renamed file
 /// survives a crash; a failure is logged (the file itself is fsynced by
 /// policy).
-fn sync_dir(path: &Path) {
+pub(crate) fn sync_dir(path: &Path) {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
