@@ -403,7 +403,6 @@ impl Router {
                 }
             }
         }
-        drop(refuse);
         if refusals > DETAILED_REFUSALS {
             let more = (refusals - DETAILED_REFUSALS) as u64;
             tracing::warn!(
