@@ -19,6 +19,11 @@ use super::writer::Sink;
 /// Lines re-sent per delivery.
 const CHUNK: usize = 256;
 
+/// Deliveries per [`Spool::drain`]: a long outage's spool is re-sent a
+/// little at every writer tick, never all at once with the writer held (the
+/// records queued meanwhile go to the spool after it, in order).
+pub(crate) const DRAIN_CHUNKS: usize = 4;
+
 /// The longest line read back (a record is a few hundred bytes; the
 /// writer bounds what a backend controls).
 const MAX_LINE: u64 = 16 * 1024 * 1024;
@@ -222,10 +227,11 @@ impl Spool {
     }
 
     /// Re-sends the spooled lines through `sink`, in order, [`CHUNK`] at a
-    /// time from the offset (read as a stream: a long outage's spool is
-    /// never loaded whole, and a failed retry costs one chunk); the offset
-    /// moves past what the sink took, and the file is cut to nothing once
-    /// the sink took everything.
+    /// time from the offset, at most [`DRAIN_CHUNKS`] chunks per call (read
+    /// as a stream: a long outage's spool is never loaded whole, and a
+    /// failed retry costs one chunk); the offset moves past what the sink
+    /// took, and the file is cut to nothing once the sink took everything.
+    /// `pending > 0` after `Ok`: more to re-send at the next call.
     pub(crate) fn drain(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
         let mut file = File::open(&self.path)?;
         self.check_offset(&mut file)?;
@@ -236,7 +242,8 @@ impl Spool {
         let start = self.offset;
         let mut result = Ok(());
         let mut at_end = false;
-        while !at_end {
+        let mut chunks = 0;
+        while !at_end && chunks < DRAIN_CHUNKS {
             let mut line = Vec::new();
             let n = (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line)?;
             // The end, or a line still being appended / too long: stop.
@@ -266,6 +273,7 @@ impl Spool {
                 }
                 chunk.clear();
                 sizes.clear();
+                chunks += 1;
             }
             if result.is_err() {
                 break;
@@ -351,6 +359,9 @@ mod tests {
         // empty.
         let mut back = Back(Vec::new());
         spool.drain(&mut back).expect("drain");
+        while spool.pending > 0 {
+            spool.drain(&mut back).expect("drain");
+        }
         assert_eq!(back.0.len(), 20_050);
         for (i, l) in back.0.iter().enumerate() {
             assert_eq!(l.as_str(), &*line(i));
@@ -451,5 +462,27 @@ mod tests {
         let mut back = Back(Vec::new());
         spool.drain(&mut back).expect("drain");
         assert_eq!(back.0, vec![line(100).to_string(), line(101).to_string()]);
+    }
+
+    #[test]
+    fn a_long_spool_is_re_sent_a_few_chunks_per_call_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sink-1.spool");
+        let mut spool = Spool::open(path).expect("open");
+        let total = CHUNK * DRAIN_CHUNKS * 3 + 7;
+        let lines: Vec<Arc<str>> = (0..total).map(line).collect();
+        spool.append(&lines).expect("append");
+        let mut back = Back(Vec::new());
+        spool.drain(&mut back).expect("drain");
+        assert_eq!(back.0.len(), CHUNK * DRAIN_CHUNKS, "one call, a few chunks");
+        assert_eq!(spool.pending, (total - CHUNK * DRAIN_CHUNKS) as u64);
+        let mut calls = 1;
+        while spool.pending > 0 {
+            spool.drain(&mut back).expect("drain");
+            calls += 1;
+            assert!(calls <= 4, "ends");
+        }
+        let expected: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        assert_eq!(back.0, expected);
     }
 }

@@ -11,7 +11,7 @@
 //! new one started, at most once per [`WINDOW`]: an alteration within the
 //! window is repaired in place (the batch's lines that were cut are written
 //! again, never one that is still there) and counted, and the count is said
-//! in an `audit_file_tampered` event (`cause: "repeated"`) when the window
+//! in an `audit_file_tampered_repeatedly` event (`count`) when the window
 //! is over. A truncation loop so costs one file a minute, not one a request,
 //! and the gateway keeps serving.
 
@@ -273,8 +273,9 @@ impl FileSink {
         {
             return;
         }
-        let mut ev = event("audit_file_tampered");
-        ev.insert("cause".into(), serde_json::json!("repeated"));
+        // Its own name: the file goes on (the writer starts a new file
+        // after `audit_file_tampered` and `audit_file_reopened` only).
+        let mut ev = event("audit_file_tampered_repeatedly");
         ev.insert("count".into(), serde_json::json!(self.tamper_unreported));
         ev.insert(
             "path".into(),
