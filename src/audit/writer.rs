@@ -848,3 +848,7 @@ pub(crate) fn event(name: &str) -> serde_json::Map<String, serde_json::Value> {
     m.insert("event".into(), serde_json::json!(name));
     m
 }
+
+#[cfg(test)]
+#[path = "writer/tests.rs"]
+mod tests;
