@@ -354,11 +354,11 @@ impl Sink for FileSink {
             self.needs_newline,
             self.tail.clone(),
         );
-        self.reopen_path()?;
-        if self.id == id {
+        let reopened = self.reopen_path();
+        if reopened.is_err() || self.id == id {
             (self.written, self.partial, self.needs_newline, self.tail) = kept;
         }
-        Ok(())
+        reopened.map(|_| ())
     }
 
     fn moved(&self) -> bool {

@@ -78,7 +78,7 @@ pub(crate) fn read(path: &Path) -> std::io::Result<Taken> {
     let taken = match opened {
         Ok(file) => read_from(file),
         Err(e) => {
-            tracing::error!(path = %path.display(), error = %e, "hand-over file refused: not a regular file");
+            tracing::error!(path = %path.display(), error = %e, "hand-over file refused: not a regular file, or unreadable");
             Ok(Taken {
                 events: Vec::new(),
                 refused: 1,
