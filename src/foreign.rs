@@ -77,10 +77,18 @@ pub fn is_bidi_or_invisible(c: char) -> bool {
 }
 
 /// Characters a reader cannot see or that change how the rest is shown:
-/// controls (newlines included: one record, one log line) and the
-/// sanitizer's bidirectional and invisible set.
+/// controls (newlines included: one record, one log line), the line and
+/// paragraph separators, the sanitizer's bidirectional and invisible set
+/// and the rest of Unicode's default-ignorable code points; and the two
+/// characters this escaping writes itself (a backslash and `…`), so a
+/// string can never pass for an escape or a cut it is not.
 fn hidden(c: char) -> bool {
-    c.is_control() || is_bidi_or_invisible(c)
+    c.is_control()
+        || is_bidi_or_invisible(c)
+        || matches!(c,
+            '\u{2028}' | '\u{2029}' | '\u{180B}'..='\u{180F}' | '\u{206A}'..='\u{206F}'
+            | '\u{FE00}'..='\u{FE0F}' | '\u{FFF0}'..='\u{FFF8}' | '\u{13430}'..='\u{1343F}'
+            | '\u{E0080}'..='\u{E0FFF}' | '\\' | '\u{2026}')
 }
 
 #[cfg(test)]
@@ -110,5 +118,28 @@ mod tests {
     fn controls_and_bidirectional_characters_are_escaped() {
         let out = foreign("a\nb\u{1b}[31m\u{202e}c", MAX_FOREIGN);
         assert_eq!(out, "a\\u{a}b\\u{1b}[31m\\u{202e}c");
+    }
+
+    #[test]
+    fn separators_default_ignorables_and_the_escape_s_own_characters_are_escaped() {
+        let out = foreign("a\u{2028}b\u{206B}c\\u{202e}", MAX_FOREIGN);
+        assert_eq!(out, "a\\u{2028}b\\u{206b}c\\u{5c}u{202e}");
+        for c in [
+            '\u{2029}',
+            '\u{180B}',
+            '\u{180F}',
+            '\u{FE0F}',
+            '\u{FFF0}',
+            '\u{13430}',
+            '\u{E0FFF}',
+        ] {
+            let s = format!("x{c}y");
+            assert_eq!(foreign(&s, MAX_FOREIGN), format!("x\\u{{{:x}}}y", c as u32));
+        }
+        // A cut it is not: only the real cut's marker is a bare `…`.
+        assert_eq!(
+            foreign("name…(+99 bytes)", MAX_FOREIGN),
+            "name\\u{2026}(+99 bytes)"
+        );
     }
 }

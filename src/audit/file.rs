@@ -75,6 +75,20 @@ pub(crate) struct FileSink {
     /// The file was moved (still linked elsewhere) and `tick` said so:
     /// the writer seals it and the next line reopens the path (seal.rs).
     move_reported: bool,
+    /// The last line written, ending the file at `len` (`None` when the
+    /// file does not end with a whole line of ours, or is new): before a
+    /// batch is acknowledged, its last bytes and the previous batch's are
+    /// read back, so a cut that restored the size is noticed.
+    tail: Option<Arc<str>>,
+    /// When the open file was last moved aside as tampered with: at most
+    /// one is moved aside per [`tamper::WINDOW`]; later ones are repaired
+    /// in place and counted.
+    last_aside: Option<Instant>,
+    /// Tamperings repaired in place and not yet said in the trail.
+    tamper_unreported: u64,
+    /// The open file is no longer at the path (moved aside, the path could
+    /// not be reopened): the next delivery reopens the path first.
+    reopen_pending: bool,
     /// Tests: every fsync fails (EIO), as on a failing disk.
     #[cfg(test)]
     pub(crate) fail_fsync: bool,
@@ -124,6 +138,10 @@ impl FileSink {
             events: Default::default(),
             new_file_from: None,
             move_reported: false,
+            tail: None,
+            last_aside: None,
+            tamper_unreported: 0,
+            reopen_pending: false,
             #[cfg(test)]
             fail_fsync: false,
         };
@@ -150,6 +168,8 @@ impl FileSink {
         self.partial = 0;
         self.written.clear();
         self.move_reported = false;
+        self.tail = None;
+        self.reopen_pending = false;
         sync_dir(&self.path);
         Ok(resume.mode_fixed)
     }
@@ -244,6 +264,16 @@ impl Sink for FileSink {
             self.sync_failed = false;
             self.unsynced = 0;
         }
+        if self.reopen_pending {
+            // What a failed delivery left is in a file no longer at the
+            // path: all of it goes to the file at the path.
+            self.reopen_path().map_err(|e| {
+                self.reopen_pending = true;
+                (0, e)
+            })?;
+        }
+        // Where the file ended and with which line, before this batch.
+        let before = (self.len, self.tail.clone());
         // Lines a failed delivery already left in the file.
         let skip = self
             .written
@@ -254,7 +284,7 @@ impl Sink for FileSink {
         self.written.clear();
         self.write_lines(&lines[skip..])
             .map_err(|(n, e)| (skip + n, e))?;
-        self.check_after_write(lines)
+        self.check_after_write(lines, before)
     }
 
     fn tick(&mut self) -> Option<serde_json::Map<String, serde_json::Value>> {
@@ -275,6 +305,7 @@ impl Sink for FileSink {
             }
             self.last_fsync = Instant::now();
         }
+        self.report_repeated(false);
         if let Some(e) = self.events.pop_front() {
             return Some(e);
         }
@@ -299,6 +330,17 @@ impl Sink for FileSink {
         }
         let what = if now.is_none() { "deleted" } else { "replaced" };
         tracing::error!(path = %self.path.display(), what, "audit file was {what} while open; reopening by its path");
+        if self.dirty {
+            // The records written since the last fsync are in the old
+            // file: it is synced before it is let go, a failure said.
+            match self.sync_data() {
+                Ok(()) => {
+                    self.dirty = false;
+                    self.unsynced = 0;
+                }
+                Err(e) => self.fsync_failed(&e, "records_since_last_fsync", self.unsynced),
+            }
+        }
         match self.reopen_path() {
             Ok(_) => {
                 let mut e = event("audit_file_reopened");
@@ -333,7 +375,20 @@ impl Sink for FileSink {
 
     fn reopen(&mut self) -> io::Result<()> {
         self.file.sync_all()?;
-        self.reopen_path().map(|_| ())
+        // The same file at the path (SIGHUP without `mv`): what a failed
+        // delivery left in it is still there, so the retry must still know.
+        let id = self.id;
+        let kept = (
+            std::mem::take(&mut self.written),
+            self.partial,
+            self.needs_newline,
+            self.tail.clone(),
+        );
+        let reopened = self.reopen_path();
+        if reopened.is_err() || self.id == id {
+            (self.written, self.partial, self.needs_newline, self.tail) = kept;
+        }
+        reopened.map(|_| ())
     }
 
     fn moved(&self) -> bool {
@@ -406,6 +461,7 @@ impl FileSink {
             self.file.write_all(b"\n").map_err(|e| (0, e))?;
             self.len += 1;
             self.needs_newline = false;
+            self.tail = None;
         }
         let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum::<usize>());
         // Where each line ends in `buf`.
@@ -423,8 +479,9 @@ impl FileSink {
         }
         let Err(e) = self.file.write_all(&buf) else {
             self.len += buf.len() as u64;
-            if !lines.is_empty() {
+            if let Some(last) = lines.last() {
                 self.partial = 0;
+                self.tail = Some(last.clone());
             }
             return Ok(());
         };
@@ -433,6 +490,7 @@ impl FileSink {
             if self.file.set_len(self.len).is_err() {
                 self.needs_newline = true;
                 self.partial = 0;
+                self.tail = None;
             }
             return Err((0, e));
         };
@@ -444,9 +502,11 @@ impl FileSink {
                 self.len += keep;
                 if complete > 0 {
                     self.partial = 0;
+                    self.tail = Some(lines[complete - 1].clone());
                 }
             }
             Err(cut) => {
+                self.tail = None;
                 tracing::warn!(path = %self.path.display(), error = %cut, "audit file could not be cut back: the retry completes the line");
                 let rest = (got - keep) as usize;
                 self.partial = if complete > 0 {
@@ -460,72 +520,6 @@ impl FileSink {
         Err((complete, e))
     }
 
-    /// Before `lines` are acknowledged: is the open file still linked,
-    /// with exactly the bytes written? (One fstat per batch.)
-    fn check_after_write(&mut self, lines: &[Arc<str>]) -> Result<(), (usize, io::Error)> {
-        for _ in 0..3 {
-            let meta = self.file.metadata().map_err(|e| {
-                self.written = lines.to_vec();
-                (0, e)
-            })?;
-            if meta.nlink() > 0 && meta.len() == self.len {
-                return Ok(());
-            }
-            self.recover(lines, meta.nlink(), meta.len())
-                .map_err(|e| (0, e))?;
-        }
-        Err((
-            0,
-            io::Error::other("the audit file keeps being deleted or altered"),
-        ))
-    }
-
-    /// The open file was deleted (the batch just written went with it) or
-    /// altered by someone else (truncated: acknowledged records cut; grown:
-    /// lines that are not the gateway's): a deleted file is reopened by its
-    /// path, an altered one is moved aside as evidence (`<path>.<time>.
-    /// tampered`) and a new one opened; either way `lines` are written into
-    /// the new file and the event is recorded after them.
-    fn recover(&mut self, lines: &[Arc<str>], nlink: u64, found: u64) -> io::Result<()> {
-        let mut ev;
-        if nlink == 0 {
-            tracing::error!(path = %self.path.display(), "audit file was deleted while open; its last records are written again into a new file at its path");
-            ev = event("audit_file_reopened");
-            ev.insert("cause".into(), serde_json::json!("deleted"));
-        } else {
-            let cause = if found < self.len {
-                "truncated"
-            } else {
-                "grown"
-            };
-            tracing::error!(path = %self.path.display(), cause, expected_bytes = self.len, found_bytes = found, "audit file was altered by another process; it is moved aside and a new file started");
-            ev = event("audit_file_tampered");
-            ev.insert("cause".into(), serde_json::json!(cause));
-            ev.insert("expected_bytes".into(), serde_json::json!(self.len));
-            ev.insert("found_bytes".into(), serde_json::json!(found));
-            let at_path = std::fs::metadata(&self.path)
-                .map(|m| (m.dev(), m.ino()))
-                .ok();
-            if at_path == Some(self.id) {
-                let aside = self.aside_name("tampered");
-                std::fs::rename(&self.path, &aside)?;
-                ev.insert(
-                    "moved_to".into(),
-                    serde_json::json!(aside.display().to_string()),
-                );
-            }
-        }
-        self.reopen_path()?;
-        self.new_file_from = lines.first().and_then(|l| first_seq(l));
-        self.write_lines(lines).map_err(|(_, e)| e)?;
-        if self.fsync != Fsync::EveryRecord {
-            self.sync_data()?;
-        }
-        ev.insert("records_rewritten".into(), serde_json::json!(lines.len()));
-        self.events.push_back(ev);
-        Ok(())
-    }
-
     /// A free name for a rotated file: `<path>.<UTC time>[.<n>]`.
     fn rotated_name(&self) -> PathBuf {
         let stamp = time::OffsetDateTime::now_utc()
@@ -537,23 +531,6 @@ impl FileSink {
         let mut n = 1;
         while target.exists() {
             target = PathBuf::from(format!("{}.{stamp}.{n}", self.path.display()));
-            n += 1;
-        }
-        target
-    }
-
-    /// A free name beside the file: `<path>.<UTC time>[.<n>][.<tag>]`.
-    fn aside_name(&self, tag: &str) -> PathBuf {
-        let stamp = time::OffsetDateTime::now_utc()
-            .format(time::macros::format_description!(
-                "[year][month][day]T[hour][minute][second].[subsecond digits:3]Z"
-            ))
-            .unwrap_or_else(|_| "aside".into());
-        let base = format!("{}.{stamp}", self.path.display());
-        let mut target = PathBuf::from(format!("{base}.{tag}"));
-        let mut n = 1;
-        while target.exists() {
-            target = PathBuf::from(format!("{base}.{n}.{tag}"));
             n += 1;
         }
         target
@@ -572,7 +549,7 @@ fn first_seq(line: &str) -> Option<u64> {
 /// fsync(2) of the folder holding `path`, so a created or renamed file
 /// survives a crash; a failure is logged (the file itself is fsynced by
 /// policy).
-fn sync_dir(path: &Path) {
+pub(crate) fn sync_dir(path: &Path) {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -581,6 +558,9 @@ fn sync_dir(path: &Path) {
         tracing::warn!(dir = %dir.display(), error = %e, "audit folder could not be fsynced");
     }
 }
+
+#[path = "file/tamper.rs"]
+mod tamper;
 
 #[cfg(test)]
 #[path = "file/tests.rs"]

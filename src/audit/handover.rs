@@ -19,7 +19,7 @@ use crate::foreign::{foreign, MAX_FOREIGN};
 pub(crate) const HANDOVER: &str = "handover.jsonl";
 
 /// Largest handover file read (events are a few hundred bytes each).
-const MAX_HANDOVER: u64 = 4 * 1024 * 1024;
+pub(crate) const MAX_HANDOVER: u64 = 4 * 1024 * 1024;
 
 /// Who hands events over, as `AuditLog::hand_over` writes it.
 pub(crate) const RECORDED_BY: &str = "sealgate tools accept";
@@ -35,6 +35,7 @@ const EVENTS: &[&str] = &[
     "tool_name_clash",
     "tool_definition_changed",
     "tool_added",
+    "tool_refusals_summarised",
 ];
 
 /// What was read: the events to record, and how many lines were refused.
@@ -44,14 +45,53 @@ pub(crate) struct Taken {
     pub refused: u64,
 }
 
-/// Reads the hand-over file at `path` (absent: nothing). Lines beyond
-/// [`MAX_HANDOVER`] bytes are refused, not read.
+/// Takes the hand-over file at `path` (absent: nothing): it is first
+/// renamed to a private name (events a command appends meanwhile go to a
+/// new file, taken at the next SIGHUP), opened without following a link
+/// and without blocking, and removed once read. Anything but a regular
+/// file counts as one refused line. Lines beyond [`MAX_HANDOVER`] bytes
+/// are refused, not read.
 pub(crate) fn read(path: &Path) -> std::io::Result<Taken> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Taken::default()),
-        Err(e) => return Err(e),
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut taking = path.as_os_str().to_owned();
+    taking.push(".taking");
+    let taking = std::path::PathBuf::from(taking);
+    // A `.taking` left by a stop between rename and removal is taken first.
+    if !taking.exists() {
+        match std::fs::rename(path, &taking) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Taken::default()),
+            Err(e) => return Err(e),
+        }
+    }
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&taking)
+        .and_then(|f| {
+            if f.metadata()?.file_type().is_file() {
+                Ok(f)
+            } else {
+                Err(std::io::Error::other("not a regular file"))
+            }
+        });
+    let taken = match opened {
+        Ok(file) => read_from(file),
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "hand-over file refused: not a regular file, or unreadable");
+            Ok(Taken {
+                events: Vec::new(),
+                refused: 1,
+            })
+        }
     };
+    if let Err(e) = std::fs::remove_file(&taking) {
+        tracing::error!(path = %taking.display(), error = %e, "handed-over audit events could not be removed");
+    }
+    taken
+}
+
+fn read_from(file: std::fs::File) -> std::io::Result<Taken> {
     let size = file.metadata()?.len();
     let mut bytes = Vec::new();
     file.take(MAX_HANDOVER).read_to_end(&mut bytes)?;
@@ -82,8 +122,12 @@ fn accept(mut line: Map<String, Value>) -> Option<Map<String, Value>> {
     let mut out = Map::new();
     let ts = line.remove("ts")?;
     let ts = ts.as_str()?;
-    time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).ok()?;
-    out.insert("ts".into(), Value::String(ts.to_string()));
+    // Rewritten in the one form the gateway writes: the parser takes any
+    // number of fraction digits and any byte between date and time.
+    let ts = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+        .ok()?
+        .to_offset(time::UtcOffset::UTC);
+    out.insert("ts".into(), Value::String(super::rfc3339_of(ts)));
     let event = line.remove("event")?;
     let event = EVENTS.iter().find(|e| event.as_str() == Some(**e))?;
     out.insert("event".into(), Value::String((*event).to_string()));
@@ -105,6 +149,9 @@ fn accept(mut line: Map<String, Value>) -> Option<Map<String, Value>> {
                 out.insert(digest.into(), Value::String(d.to_string()));
             }
         }
+    }
+    if let Some(count) = line.remove("count") {
+        out.insert("count".into(), Value::from(count.as_u64()?));
     }
     if line.remove("recorded_by")?.as_str() != Some(RECORDED_BY) {
         return None;
@@ -201,5 +248,106 @@ mod tests {
         assert_eq!(refused_events.len(), 1);
         assert_eq!(refused_events[0]["count"], 4);
         assert!(!spool.join(super::HANDOVER).exists(), "removed once taken");
+    }
+
+    fn line(ts: &str) -> String {
+        serde_json::json!({"ts": ts, "event": "tool_added", "backend": "x",
+            "recorded_by": "sealgate tools accept"})
+        .to_string()
+    }
+
+    #[test]
+    fn a_handed_over_ts_is_rewritten_in_its_one_form() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(super::HANDOVER);
+        let long = format!("2026-01-01T00:00:00.{}Z", "0".repeat(1024 * 1024));
+        let text = [
+            line(&long),
+            line("2026-01-01\u{1b}00:00:00Z"),
+            line("2026-01-01T01:00:00.123456+01:00"),
+        ]
+        .join("\n");
+        std::fs::write(&path, text).expect("write");
+        let taken = super::read(&path).expect("read");
+        let ts: Vec<&str> = taken
+            .events
+            .iter()
+            .map(|e| e["ts"].as_str().expect("ts"))
+            .collect();
+        assert_eq!(
+            ts,
+            [
+                "2026-01-01T00:00:00.000Z",
+                "2026-01-01T00:00:00.000Z",
+                "2026-01-01T00:00:00.123Z"
+            ]
+        );
+        assert_eq!(taken.refused, 0);
+    }
+
+    #[test]
+    fn a_fifo_or_a_symlink_at_the_hand_over_path_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(super::HANDOVER);
+        let status = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo");
+        assert!(status.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(super::read(&p).map(|t| (t.events.len(), t.refused)));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("read does not block on a FIFO");
+        assert_eq!(got.expect("read"), (0, 1));
+        assert!(!path.exists(), "taken away");
+
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, line("2026-01-01T00:00:00Z")).expect("target");
+        std::os::unix::fs::symlink(&target, &path).expect("symlink");
+        let taken = super::read(&path).expect("read");
+        assert_eq!((taken.events.len(), taken.refused), (0, 1));
+        assert!(target.exists(), "the link's target is left alone");
+    }
+
+    #[test]
+    fn a_flood_of_events_cannot_crowd_tools_accepted_out_of_the_hand_over() {
+        use crate::audit::SecurityEvent;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = dir.path().join("spool");
+        let config: AuditConfig =
+            toml::from_str(&format!("spool_dir = \"{}\"\n", spool.display())).expect("config");
+        let log = AuditLog::memory();
+        for i in 0..30_000 {
+            let name = format!("tool_{i}");
+            let mut ev = SecurityEvent::new("tool_definition_invalid", "hostile");
+            ev.tool = Some(&name);
+            log.security_event(&ev);
+        }
+        log.security_event(&SecurityEvent::new("tools_accepted", "hostile"));
+        log.hand_over(&config, super::RECORDED_BY)
+            .expect("handed over");
+        let path = spool.join(super::HANDOVER);
+        assert!(
+            std::fs::metadata(&path).expect("meta").len() <= super::MAX_HANDOVER,
+            "bounded when written"
+        );
+        let taken = super::read(&path).expect("read");
+        assert_eq!(taken.refused, 0);
+        assert_eq!(taken.events[0]["event"], "tools_accepted");
+        let summary = taken
+            .events
+            .iter()
+            .find(|e| e["event"] == "tool_refusals_summarised")
+            .expect("what was left out is counted");
+        let detailed = taken
+            .events
+            .iter()
+            .filter(|e| e["event"] == "tool_definition_invalid")
+            .count() as u64;
+        assert_eq!(summary["count"].as_u64(), Some(30_000 - detailed));
     }
 }

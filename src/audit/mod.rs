@@ -225,6 +225,10 @@ pub struct SecurityEvent<'a> {
     pub pinned_digest: Option<&'a str>,
     /// The digest of the definition the backend now offers.
     pub offered_digest: Option<&'a str>,
+    /// For a summary (`tool_refusals_summarised`): how many refusals it
+    /// stands for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 impl<'a> SecurityEvent<'a> {
@@ -237,6 +241,7 @@ impl<'a> SecurityEvent<'a> {
             tool: None,
             pinned_digest: None,
             offered_digest: None,
+            count: None,
         }
     }
 }
@@ -634,10 +639,23 @@ impl AuditLog {
     /// in this memory log) are handed over in `spool_dir/handover.jsonl`
     /// (0600) and the running gateway records them in its chain at its
     /// next SIGHUP. Returns how many were handed over.
+    ///
+    /// Bounded when written: the events that say what the operator did
+    /// (`tools_accepted`, `tools_pinned_on_first_use`, `tools_not_pinned`)
+    /// go first, then the others up to a quarter of what the gateway reads;
+    /// those left out are counted in one `tool_refusals_summarised` line.
     pub fn hand_over(&self, config: &AuditConfig, by: &str) -> std::io::Result<usize> {
         use std::io::Write;
-        let mut out = String::new();
+        const FIRST: &[&str] = &[
+            "tools_accepted",
+            "tools_pinned_on_first_use",
+            "tools_not_pinned",
+        ];
+        let budget = (handover::MAX_HANDOVER / 4) as usize;
+        let mut first = String::new();
+        let mut rest = String::new();
         let mut n = 0;
+        let mut left_out = 0u64;
         for line in self.lines() {
             let Ok(mut v) =
                 serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&line)
@@ -651,9 +669,38 @@ impl AuditLog {
                 v.remove(framing);
             }
             v.insert("recorded_by".into(), serde_json::json!(by));
-            out.push_str(&serde_json::Value::Object(v).to_string());
+            let is_first = v
+                .get("event")
+                .and_then(|e| e.as_str())
+                .is_some_and(|e| FIRST.contains(&e));
+            let text = serde_json::Value::Object(v).to_string();
+            let out = if is_first {
+                &mut first
+            } else if rest.len() + text.len() < budget {
+                &mut rest
+            } else {
+                left_out += 1;
+                continue;
+            };
+            out.push_str(&text);
             out.push('\n');
             n += 1;
+        }
+        let mut out = first;
+        out.push_str(&rest);
+        if left_out > 0 {
+            tracing::warn!(
+                count = left_out,
+                "more events than the hand-over takes: the rest are counted"
+            );
+            let mut ev = SecurityEvent::new("tool_refusals_summarised", "*");
+            ev.count = Some(left_out);
+            if let Ok(serde_json::Value::Object(mut v)) = serde_json::to_value(&ev) {
+                v.insert("recorded_by".into(), serde_json::json!(by));
+                out.push_str(&serde_json::Value::Object(v).to_string());
+                out.push('\n');
+                n += 1;
+            }
         }
         if n == 0 {
             return Ok(0);

@@ -217,7 +217,7 @@ impl Slot {
                     error = Some(e.to_string());
                 }
             }
-            if error.is_none() && !self.backlog.is_empty() {
+            if error.is_none() && !self.backlog.is_empty() && !self.spool_behind() {
                 let lines: Vec<Arc<str>> = self.backlog.iter().map(|(_, l)| l.clone()).collect();
                 match self.sink.deliver(&lines) {
                     Ok(()) => self.backlog.clear(),
@@ -239,9 +239,11 @@ impl Slot {
                 }
             }
         }
-        if self.failing_since.is_some() && !self.backlog.is_empty() {
+        if (self.failing_since.is_some() || self.spool_behind()) && !self.backlog.is_empty() {
             if let Some(spool) = self.spool.as_mut() {
-                // Spool policy: the backlog goes to the spool file, in order.
+                // Spool policy: the backlog goes to the spool file, in order
+                // (also while the spool is still being re-sent, a few chunks
+                // a tick: it goes after what is spooled).
                 let lines: Vec<Arc<str>> = self.backlog.iter().map(|(_, l)| l.clone()).collect();
                 match spool.append(&lines) {
                     Ok(()) => self.backlog.clear(),
@@ -252,6 +254,11 @@ impl Slot {
             }
         }
         error
+    }
+
+    /// The spool still holds lines to re-send: new lines go after them.
+    fn spool_behind(&self) -> bool {
+        self.spool.as_ref().is_some_and(|s| s.pending > 0)
     }
 
     /// The highest seq this sink holds for sure (delivered or spooled):
@@ -823,11 +830,6 @@ impl Writer {
             e.insert("count".into(), serde_json::json!(taken.refused));
             self.append_event(e);
         }
-        if let Err(e) = std::fs::remove_file(&path) {
-            if e.kind() != io::ErrorKind::NotFound {
-                tracing::error!(path = %path.display(), error = %e, "handed-over audit events could not be removed");
-            }
-        }
     }
 
     /// A few prompt tries for every sink to take its backlog.
@@ -876,3 +878,7 @@ pub(crate) fn event(name: &str) -> serde_json::Map<String, serde_json::Value> {
     m.insert("event".into(), serde_json::json!(name));
     m
 }
+
+#[cfg(test)]
+#[path = "writer/tests.rs"]
+mod tests;

@@ -111,8 +111,9 @@ struct SlotState {
     generation: watch::Receiver<u64>,
     /// The backend generation the table reflects.
     synced: AtomicU64,
-    /// One listing at a time per backend.
-    syncing: tokio::sync::Mutex<()>,
+    /// One listing at a time per backend; holds when the last listing
+    /// the backend asked for (a new generation) started.
+    syncing: tokio::sync::Mutex<Option<tokio::time::Instant>>,
     /// Strict pinning: the pins as read at start or the last reload, so a
     /// re-listing the backend triggers never reads a file it may have
     /// rewritten.
@@ -152,6 +153,21 @@ const UNSYNCED: u64 = u64::MAX;
 /// JSON (each page is bounded by the transport; 100 of them would be 1.6
 /// GiB held parsed).
 const MAX_LISTING_BYTES: usize = 16 * 1024 * 1024;
+
+/// The most tools a backend's listing may hold, all pages together; more is
+/// refused like a listing over [`MAX_LISTING_BYTES`] (a page of `{}` costs
+/// 2 bytes a tool, and each refused tool would be an audit event).
+pub(crate) const MAX_LISTED_TOOLS: usize = 10_000;
+
+/// Per listing, the refused tools (invalid definition, name listed twice)
+/// recorded one event each; the rest are counted in one
+/// `tool_refusals_summarised` event.
+pub(crate) const DETAILED_REFUSALS: usize = 16;
+
+/// A backend is re-listed on its own request (`list_changed`, a new
+/// generation) at most this often; announcements in between are coalesced
+/// into the next listing.
+const MIN_RELIST_GAP: Duration = Duration::from_secs(1);
 
 impl Router {
     /// Lists and pins every backend's tools; fails on a backend that cannot
@@ -198,7 +214,7 @@ impl Router {
             .map(|s| SlotState {
                 generation: s.backend.generation(),
                 synced: AtomicU64::new(UNSYNCED),
-                syncing: tokio::sync::Mutex::new(()),
+                syncing: tokio::sync::Mutex::new(None),
                 pins: Mutex::new(PinCache::Unread),
             })
             .collect();
@@ -243,15 +259,22 @@ impl Router {
         *st.generation.borrow() != st.synced.load(Ordering::Acquire)
     }
 
-    /// Re-lists a backend if it reconnected since its last listing.
+    /// Re-lists a backend if it reconnected (or announced a changed list)
+    /// since its last listing, at most once per [`MIN_RELIST_GAP`]: a
+    /// backend announcing `list_changed` in a loop is listed once a second,
+    /// and only callers of its own tools wait for it.
     async fn ensure_synced(&self, slot: usize) -> Result<(), String> {
         if !self.is_stale(slot) {
             return Ok(());
         }
-        let _one = self.state[slot].syncing.lock().await;
+        let mut last = self.state[slot].syncing.lock().await;
         if !self.is_stale(slot) {
             return Ok(());
         }
+        if let Some(at) = *last {
+            tokio::time::sleep_until(at + MIN_RELIST_GAP).await;
+        }
+        *last = Some(tokio::time::Instant::now());
         self.sync(slot, false).await.map(|_| ())
     }
 
@@ -277,6 +300,11 @@ impl Router {
                 .get("tools")
                 .and_then(Value::as_array)
                 .ok_or("tools/list result has no tools array")?;
+            if tools.len().saturating_add(page.len()) > MAX_LISTED_TOOLS {
+                return Err(format!(
+                    "tools/list holds more than {MAX_LISTED_TOOLS} tools in all pages together"
+                ));
+            }
             for t in page {
                 total = total.saturating_add(crate::foreign::json_len(t));
                 if total > MAX_LISTING_BYTES {
@@ -335,6 +363,17 @@ impl Router {
         }
         let mut compiled = Vec::new();
         let mut invalid: Vec<String> = Vec::new();
+        let mut seen_twice: HashSet<String> = HashSet::new();
+        // The first few refusals are recorded one by one, the rest counted.
+        let mut refusals = 0usize;
+        let mut refuse = |kind: &str, tool: Option<&str>| {
+            refusals += 1;
+            if refusals <= DETAILED_REFUSALS {
+                self.event(kind, name, tool, None, None);
+                return true;
+            }
+            false
+        };
         for def in listed {
             let tool_name = def
                 .get("name")
@@ -342,8 +381,8 @@ impl Router {
                 .unwrap_or("")
                 .to_string();
             if counts.get(&tool_name).copied().unwrap_or(0) > 1 {
-                if !invalid.contains(&tool_name) {
-                    self.event("tool_listed_twice", name, Some(&tool_name), None, None);
+                if seen_twice.insert(tool_name.clone()) {
+                    refuse("tool_listed_twice", Some(&tool_name));
                     invalid.push(tool_name);
                 }
                 continue;
@@ -351,19 +390,29 @@ impl Router {
             match PinnedTool::compile(def) {
                 Ok(t) => compiled.push(t),
                 Err(e) => {
-                    tracing::warn!(backend = name, error = %e, "tool refused: invalid definition");
-                    self.event(
+                    let valid = crate::jsonrpc::valid_tool_name(&tool_name);
+                    if refuse(
                         "tool_definition_invalid",
-                        name,
-                        crate::jsonrpc::valid_tool_name(&tool_name).then_some(tool_name.as_str()),
-                        None,
-                        None,
-                    );
-                    if crate::jsonrpc::valid_tool_name(&tool_name) {
+                        valid.then_some(tool_name.as_str()),
+                    ) {
+                        tracing::warn!(backend = name, error = %e, "tool refused: invalid definition");
+                    }
+                    if valid {
                         invalid.push(tool_name);
                     }
                 }
             }
+        }
+        if refusals > DETAILED_REFUSALS {
+            let more = (refusals - DETAILED_REFUSALS) as u64;
+            tracing::warn!(
+                backend = name,
+                count = more,
+                "more tools refused (invalid definition or listed twice) than recorded one by one"
+            );
+            let mut ev = SecurityEvent::new("tool_refusals_summarised", name);
+            ev.count = Some(more);
+            self.audit.security_event(&ev);
         }
 
         let pins = match &s.pins {

@@ -206,3 +206,138 @@ fn reopening_never_follows_a_symlink_nor_appends_after_a_seal() {
     assert_eq!(file_lines(&dir.path().join(&aside[0])), [close]);
     assert_eq!(std::fs::read_to_string(&target).expect("read"), "");
 }
+
+/// Truncates the file at `path` to `len` through another handle (the
+/// attacker's), as truncate(2) would.
+fn truncate(path: &Path, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open")
+        .set_len(len)
+        .expect("truncate");
+}
+
+fn tampered_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".tampered"))
+        })
+        .count()
+}
+
+#[test]
+fn cutting_acknowledged_records_and_restoring_the_size_is_noticed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut sink, path) = sink(dir.path(), "interval");
+    sink.deliver(&lines(0..3)).expect("written");
+    let size = std::fs::metadata(&path).expect("meta").len();
+    truncate(&path, size - 10);
+    truncate(&path, size);
+    sink.deliver(&lines(3..4)).expect("written");
+    let ev = events(&mut sink);
+    let tampered: Vec<_> = ev
+        .iter()
+        .filter(|e| e["event"] == "audit_file_tampered")
+        .collect();
+    assert_eq!(tampered.len(), 1, "{ev:?}");
+    assert_eq!(tampered[0]["cause"], "altered");
+    // The batch is in the file at the path, nothing of it twice.
+    assert_eq!(file_lines(&path), expect(3..4));
+}
+
+#[test]
+fn repeated_truncation_moves_aside_at_most_one_file_a_minute_and_keeps_writing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut sink, path) = sink(dir.path(), "interval");
+    sink.deliver(&lines(0..1)).expect("written");
+    for i in 1..201u64 {
+        truncate(&path, 0);
+        sink.deliver(&lines(i..i + 1))
+            .unwrap_or_else(|(n, e)| panic!("delivery {i} refused ({n}): {e}"));
+    }
+    assert_eq!(tampered_files(dir.path()), 1, "one file moved aside");
+    // Each batch reached the file at the path: the last is there, once.
+    assert_eq!(file_lines(&path), expect(200..201));
+    let ev = events(&mut sink);
+    let tampered: Vec<_> = ev
+        .iter()
+        .filter(|e| e["event"] == "audit_file_tampered")
+        .collect();
+    assert_eq!(tampered.len(), 1, "the rest counted: {ev:?}");
+    assert!(tampered[0]["moved_to"].is_string());
+    // The truncations not moved aside are said when the minute is over.
+    sink.tamper_window_over();
+    let ev = events(&mut sink);
+    let repeated: Vec<_> = ev
+        .iter()
+        .filter(|e| e["event"] == "audit_file_tampered_repeatedly")
+        .collect();
+    assert_eq!(repeated.len(), 1, "{ev:?}");
+    assert!(
+        !ev.iter().any(|e| e["event"] == "audit_file_tampered"),
+        "not a new file: {ev:?}"
+    );
+    assert_eq!(repeated[0]["count"], 199);
+}
+
+#[test]
+fn a_batch_appended_to_a_cut_line_within_the_minute_is_taken_back_and_written_on_its_own_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut sink, path) = sink(dir.path(), "interval");
+    sink.deliver(&lines(0..1)).expect("written");
+    truncate(&path, 0);
+    sink.deliver(&lines(1..2)).expect("moved aside");
+    sink.deliver(&lines(2..5)).expect("written");
+    // Within the minute: the file is cut inside line 3, and the next batch
+    // (appended at the end) is glued to the fragment.
+    let keep: u64 = lines(1..4).iter().map(|l| l.len() as u64 + 1).sum::<u64>() - 3;
+    truncate(&path, keep);
+    sink.deliver(&lines(5..6)).expect("written");
+    let got = file_lines(&path);
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(got[..2], expect(1..3)[..]);
+    assert!(
+        expect(3..4)[0].starts_with(&got[2]),
+        "the fragment, as evidence"
+    );
+    assert_eq!(
+        got[3..],
+        expect(5..6)[..],
+        "the batch once, on its own line"
+    );
+    assert_eq!(tampered_files(dir.path()), 1);
+}
+
+#[test]
+fn a_failed_fsync_inside_recover_is_recorded_and_never_writes_a_line_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut sink, path) = sink(dir.path(), "interval");
+    sink.deliver(&lines(0..2)).expect("written");
+    std::fs::remove_file(&path).expect("delete");
+    sink.fail_fsync = true;
+    sink.deliver(&lines(2..4)).expect_err("fsync failed");
+    sink.fail_fsync = false;
+    sink.deliver(&lines(2..4)).expect("fsync works again");
+    assert_eq!(file_lines(&path), expect(2..4));
+    let ev = events(&mut sink);
+    assert!(
+        ev.iter().any(|e| e["event"] == "audit_fsync_failed"),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn a_reopen_of_the_same_file_keeps_what_a_failed_delivery_left_in_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut sink, path) = sink(dir.path(), "every_record");
+    sink.deliver(&lines(0..1)).expect("first");
+    sink.fail_fsync = true;
+    sink.deliver(&lines(1..3)).expect_err("fsync failed");
+    sink.fail_fsync = false;
+    sink.reopen().expect("SIGHUP");
+    sink.deliver(&lines(1..3)).expect("written");
+    assert_eq!(file_lines(&path), expect(0..3));
+}
