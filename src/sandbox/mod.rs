@@ -27,6 +27,7 @@
 //! The backend's environment is the helper's, passed on untouched.
 
 pub mod access;
+mod capabilities;
 mod landlock;
 pub mod namespaces;
 mod seccomp;
@@ -622,7 +623,15 @@ fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
 
     // The helper starts with the gateway's credentials.
     let gateway_uid = nix::unistd::getuid().as_raw();
+    // No capability reaches the backend, whatever its account: always
+    // fatal (lowering one's own capabilities does not fail).
+    let caps_err = |reason| SandboxError::Layer {
+        layer: "capabilities",
+        reason,
+    };
+    capabilities::drop_bounding().map_err(caps_err)?;
     let (uid, gid) = switch_user(spec)?;
+    capabilities::drop_all().map_err(caps_err)?;
     let same_account = uid == gateway_uid || uid == 0;
 
     let mut ll = landlock::Outcome::default();
