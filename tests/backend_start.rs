@@ -58,19 +58,24 @@ async fn a_command_its_account_cannot_execute_is_named_in_the_start_error() {
     };
     println!("start error: {err}");
     assert!(err.contains("backend \"shim\": initialize failed"), "{err}");
+    // The helper's own report (not the child's stderr, which is not
+    // shown without the debug opt-in).
     assert!(
         err.contains(&format!(
-            "its last stderr lines: \"error: cannot execute {}: EACCES",
+            "sandbox: cannot execute {}: EACCES",
             server.display()
         )),
         "{err}"
     );
 }
 
-/// A backend whose interpreter fails at start: its last stderr lines are
-/// in the start error, bounded, one line each, its secret redacted.
+/// A backend that fails at start and writes on stderr what it wants the
+/// gateway's default-level log to carry (data from its scratch directory,
+/// its secret encoded): the start error (a warning, a `StartError`) names
+/// where its stderr is logged, at debug level, and carries none of it
+/// (before: its last five lines, 240 characters each, at every restart).
 #[tokio::test]
-async fn a_backend_that_fails_to_start_shows_its_last_stderr_lines_without_its_secret() {
+async fn a_backend_that_fails_to_start_keeps_its_stderr_out_of_the_start_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let secret = dir.path().join("token");
     std::fs::write(&secret, "tok-4f9a7c1e-very-secret\n").expect("secret");
@@ -80,8 +85,8 @@ async fn a_backend_that_fails_to_start_shows_its_last_stderr_lines_without_its_s
     } else {
         String::new()
     };
-    let script = "echo 'starting' >&2; echo \"using token $API_TOKEN\" >&2; \
-                  printf 'bell\\a and escape \\033[31m\\n' >&2; \
+    let script = "echo 'EXFIL-MARKER-7d1c' >&2; echo \"using token $API_TOKEN\" >&2; \
+                  echo \"$API_TOKEN\" | base64 >&2; \
                   echo 'ModuleNotFoundError: No module named mcp' >&2; exit 3";
     let err = match TestGateway::try_start_with(Options {
         config_extra: format!(
@@ -98,12 +103,18 @@ async fn a_backend_that_fails_to_start_shows_its_last_stderr_lines_without_its_s
     };
     println!("start error: {err}");
     assert!(
+        err.contains("backend \"broken\": initialize failed"),
+        "{err}"
+    );
+    assert!(
         err.contains(
-            "its last stderr lines: \"starting\" | \"using token [redacted]\" | \"bell\\u{7} and escape \\u{1b}[31m\" | \"ModuleNotFoundError: No module named mcp\""
+            "it wrote 4 lines on stderr, logged at debug level (SEALGATE_LOG=sealgate::backend::stderr=debug)"
         ),
         "{err}"
     );
-    assert!(!err.contains("very-secret"), "{err}");
+    for leak in ["EXFIL-MARKER", "very-secret", "dG9r", "ModuleNotFound"] {
+        assert!(!err.contains(leak), "{leak}: {err}");
+    }
     assert!(!err.contains('\n'), "one line: {err}");
 }
 

@@ -533,7 +533,14 @@ pub fn exec(spec_json: &str) -> SandboxError {
     // The caller (`sealgate sandbox-exec`) also writes it on stderr, whose
     // last lines the gateway shows for a backend that did not start: after
     // the report line (execv failed), stdout is no longer read as ours.
-    report_line(&serde_json::json!({"error": error.to_string()}));
+    // A failed execv also as its error number, the only part of this line
+    // the gateway takes once the backend could have run (it could write
+    // such a line too).
+    let exec_errno = match &error {
+        SandboxError::Exec { source, .. } => Some(*source as i32),
+        _ => None,
+    };
+    report_line(&serde_json::json!({"error": error.to_string(), "exec_errno": exec_errno}));
     error
 }
 
