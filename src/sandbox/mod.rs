@@ -660,7 +660,7 @@ fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
             "landlock",
             "not supported by this kernel".into(),
         )?;
-    } else if egress != Egress::Any && !ll.net {
+    } else if tcp_rules_needed(&egress, netns) && !ll.net {
         skip(
             &mut missing,
             "landlock-net",
@@ -731,6 +731,21 @@ fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
             program: program.display().to_string(),
             source,
         }),
+    }
+}
+
+/// Whether Landlock's TCP rules are a layer `egress` needs (ABI 4, Linux
+/// 6.7): for ports they are the only thing holding the backend to them, and
+/// for host names they keep it to the relay's ports. For `"none"` with a
+/// network namespace of its own (no interface but a loopback that is down)
+/// and seccomp refusing IPv4 and IPv6 sockets, they add nothing, so
+/// `required` does not demand them there (Linux 5.13 to 6.6 run such a
+/// backend); without the namespace they are the second layer and are.
+fn tcp_rules_needed(egress: &Egress, netns: bool) -> bool {
+    match egress {
+        Egress::Any => false,
+        Egress::None => !netns,
+        Egress::TcpPorts(_) | Egress::Hosts(_) => true,
     }
 }
 
@@ -854,6 +869,18 @@ mod tests {
                 .map(|i| HostPort::parse(i).expect("valid"))
                 .collect(),
         )
+    }
+
+    #[test]
+    fn tcp_rules_are_required_where_they_hold_the_backend_as_docs_say() {
+        // docs/BACKENDS.md: "its TCP rules when `egress` names ports or hosts".
+        assert!(tcp_rules_needed(&Egress::TcpPorts(vec![443]), false));
+        assert!(tcp_rules_needed(&hosts(&["example.org:443"]), true));
+        assert!(!tcp_rules_needed(&Egress::Any, false));
+        // "none" in its own network namespace: the namespace and seccomp.
+        assert!(!tcp_rules_needed(&Egress::None, true));
+        // Without the namespace (best-effort), Landlock is the second layer.
+        assert!(tcp_rules_needed(&Egress::None, false));
     }
 
     #[test]
