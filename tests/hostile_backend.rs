@@ -297,7 +297,11 @@ async fn every_attack_fails_as_another_user_in_the_sandbox() {
 /// The backend as the gateway's own user (here root, which passes every
 /// file permission check: the worst case of a gateway not run as root),
 /// with the sandbox `required`: Landlock and seccomp alone stop it, and
-/// egress limited to TCP port 443 keeps it off every other port.
+/// egress limited to TCP port 443 keeps it off every other port. A root
+/// backend cannot have the host's network (it would keep the host's /run:
+/// `a_root_backend_with_the_host_s_network_is_refused`), so as root the
+/// network part is egress by host name: the same Landlock rule, in a
+/// network namespace of its own.
 #[tokio::test]
 async fn the_sandbox_alone_confines_a_backend_of_the_gateway_s_own_user() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -305,9 +309,14 @@ async fn the_sandbox_alone_confines_a_backend_of_the_gateway_s_own_user() {
         .expect("lookup")
         .expect("own account")
         .name;
+    let egress = if root() {
+        "[\"localhost:443\"]"
+    } else {
+        "[\"tcp:443\"]"
+    };
     let gw = hostile_gateway_with(
         dir.path(),
-        &format!("user = \"{me}\"\nsandbox = \"required\"\negress = [\"tcp:443\"]\n"),
+        &format!("user = \"{me}\"\nsandbox = \"required\"\negress = {egress}\n"),
         "",
     )
     .await;
@@ -316,8 +325,9 @@ async fn the_sandbox_alone_confines_a_backend_of_the_gateway_s_own_user() {
         sandbox.landlock_fs && sandbox.landlock_net && sandbox.seccomp,
         "required"
     );
-    assert!(
-        !sandbox.netns,
+    assert_eq!(
+        sandbox.netns,
+        root(),
         "egress to port 443 keeps the host's network"
     );
     let (l, port) = listener();
@@ -475,6 +485,38 @@ async fn a_root_backend_holds_no_capability_and_makes_no_device() {
     }
     assert_eq!(at("mkfifo"), "ok");
     assert_eq!(zombie_children(), zombies_before, "no child left unreaped");
+}
+
+/// A root backend with the host's network (egress "any" or ports) would
+/// have no mount namespace, so the host's /run, where root owns the
+/// service manager's private socket and the system bus: connecting there,
+/// it could start an unconfined root process. It is refused at start,
+/// whatever `sandbox` says (before: it ran, "only the sandbox layers
+/// confine it").
+#[tokio::test]
+async fn a_root_backend_with_the_host_s_network_is_refused() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    for egress in ["[\"tcp:9\"]", "\"any\""] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = match try_hostile_gateway(
+            dir.path(),
+            &format!("user = \"root\"\nsandbox = \"best-effort\"\negress = {egress}\n"),
+            "",
+        )
+        .await
+        {
+            Ok(_) => panic!("a root backend with egress {egress} started"),
+            Err(e) => e,
+        };
+        println!("start error: {err}");
+        assert!(
+            err.contains("sandbox: mountns: a backend running as root needs a mount namespace that hides /run"),
+            "{err}"
+        );
+    }
 }
 
 /// This process's children that are zombies.

@@ -639,6 +639,13 @@ fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
     capabilities::drop_bounding().map_err(caps_err)?;
     let (uid, gid) = switch_user(spec)?;
     capabilities::drop_all().map_err(caps_err)?;
+    if let Some(reason) = root_without_hidden_run(uid, ns.mountns) {
+        // Whatever `sandbox` says: no layer below stops it.
+        return Err(SandboxError::Layer {
+            layer: "mountns",
+            reason,
+        });
+    }
     let same_account = uid == gateway_uid || uid == 0;
 
     let mut ll = landlock::Outcome::default();
@@ -669,6 +676,14 @@ fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
                 ll.abi.unwrap_or(0)
             ),
         )?;
+    }
+    if let Some(reason) = same_account_unconfined(same_account, ll.abi.filter(|_| ll.fs)) {
+        // Whatever `sandbox` says: seccomp alone leaves it the gateway's
+        // files and /proc entries.
+        return Err(SandboxError::Layer {
+            layer: "landlock",
+            reason,
+        });
     }
     if let Some(reason) = same_account_gap(same_account, ll.abi.filter(|_| ll.fs)) {
         // seccomp refuses truncate(2) to it below; required promises more.
@@ -747,6 +762,28 @@ fn tcp_rules_needed(egress: &Egress, netns: bool) -> bool {
         Egress::None => !netns,
         Egress::TcpPorts(_) | Egress::Hosts(_) => true,
     }
+}
+
+/// Why a backend running as root cannot run at all here: without a mount
+/// namespace hiding `/run` (egress `"any"` or ports, or a gateway that
+/// could not create one), uid 0 owns the host's service sockets there (the
+/// service manager's private socket, the system bus, a container
+/// runtime's): connecting to one, it could start an unconfined root
+/// process. Capabilities and Landlock (before ABI 9) do not stop it.
+fn root_without_hidden_run(uid: u32, mountns: bool) -> Option<String> {
+    (uid == 0 && !mountns).then(|| {
+        "a backend running as root needs a mount namespace that hides /run (root owns the service manager's and the system bus's sockets there): egress \"any\" and ports get none, nor does a gateway without CAP_SYS_ADMIN; use egress \"none\" or host names, or give it an account of its own".to_string()
+    })
+}
+
+/// Why a backend of the gateway's own account (or root) cannot run at all
+/// here: without Landlock's filesystem rules (`abi` None), nothing but
+/// seccomp stands between it and the gateway's files and `/proc/<gateway>`
+/// (`environ`, `mem`, `oom_score_adj`), which its account owns.
+fn same_account_unconfined(same_account: bool, abi: Option<u32>) -> Option<String> {
+    (same_account && abi.is_none()).then(|| {
+        "a backend of the gateway's own account (or root) needs Landlock's filesystem rules, which are not in force on this kernel; give it an account of its own".to_string()
+    })
 }
 
 /// Why a backend of the gateway's own account (or root) is not held to
@@ -881,6 +918,16 @@ mod tests {
         assert!(!tcp_rules_needed(&Egress::None, true));
         // Without the namespace (best-effort), Landlock is the second layer.
         assert!(tcp_rules_needed(&Egress::None, false));
+    }
+
+    #[test]
+    fn a_same_account_backend_without_landlock_or_a_root_one_without_hidden_run_is_refused() {
+        assert!(same_account_unconfined(true, None).is_some());
+        assert!(same_account_unconfined(true, Some(1)).is_none());
+        assert!(same_account_unconfined(false, None).is_none());
+        assert!(root_without_hidden_run(0, false).is_some());
+        assert!(root_without_hidden_run(0, true).is_none());
+        assert!(root_without_hidden_run(998, false).is_none());
     }
 
     #[test]
