@@ -160,3 +160,44 @@ fn check_config_names_a_command_its_account_cannot_execute() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `check-config` resolves a bare command as the helper does: on the PATH
+/// of the backend's own environment (`env.PATH`, or `PATH` when inherited,
+/// the default; none else), not on its own (before: `python3` was found on the
+/// operator's PATH, "the gateway would start", and the backend then failed
+/// to start).
+#[test]
+fn check_config_resolves_the_command_on_the_backend_s_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let listen = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let config = sealgate::dev::setup(&d.join("dev"), Some(listen)).expect("dev setup");
+    let path = config.to_str().expect("utf-8 path");
+    let original = std::fs::read_to_string(&config).expect("config");
+    let account = if root() { "user = \"nobody\"\n" } else { "" };
+    let check = |backend_env: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "{original}\n[[backend]]\nname = \"py\"\nkind = \"stdio\"\ncommand = \"python3\"\n{account}{backend_env}"
+            ),
+        )
+        .expect("config");
+        let out = sealgate(d, &["check-config", path]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    for backend_env in ["env = { PATH = \"/nonexistent\" }\n", "inherit_env = []\n"] {
+        let (code, err) = check(backend_env);
+        println!("{err}");
+        assert_eq!(code, Some(1), "{backend_env:?}: {err}");
+        assert!(
+            err.contains("backend \"py\": command \"python3\" is not an executable file (nor on the backend's PATH)"),
+            "{err}"
+        );
+    }
+    let (code, err) = check("env = { PATH = \"/usr/bin:/bin\" }\n");
+    assert_eq!(code, Some(0), "{err}");
+}
