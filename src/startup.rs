@@ -447,6 +447,13 @@ fn check_account_executes(
                 .gid
         }
     };
+    // As `serve` (isolation): only root can start a backend as another account.
+    let (me, my_gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    if !me.is_root() && (found.uid != me || gid != my_gid) {
+        return Err(fail(format!(
+            "the gateway does not run as root, so it cannot start this backend as {user:?}; remove user/group or run the gateway as root"
+        )));
+    }
     crate::sandbox::access::account_can_execute(program, found.uid.as_raw(), gid.as_raw()).map_err(
         |why| {
             fail(format!(

@@ -201,3 +201,52 @@ fn check_config_resolves_the_command_on_the_backend_s_path() {
     let (code, err) = check("env = { PATH = \"/usr/bin:/bin\" }\n");
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// `check-config` run by an account that is not root (here `nobody`, the
+/// files made its own) with a backend `user` other than its own: `serve`
+/// would refuse it (it cannot switch accounts), so `check-config` does too
+/// (before: exit 0, "the gateway would start").
+#[test]
+fn check_config_as_non_root_refuses_a_backend_of_another_account() {
+    use std::os::unix::process::CommandExt as _;
+    if !root() {
+        println!("SKIPPED: running check-config as another account needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let listen = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let config = sealgate::dev::setup(&d.join("dev"), Some(listen)).expect("dev setup");
+    let original = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        format!(
+            "{original}\n[[backend]]\nname = \"other\"\nkind = \"stdio\"\ncommand = \"/bin/sh\"\nuser = \"root\"\n"
+        ),
+    )
+    .expect("config");
+    fn chown_all(p: &Path) {
+        std::os::unix::fs::lchown(p, Some(65534), Some(65534)).expect("chown");
+        if p.is_dir() {
+            for e in std::fs::read_dir(p).expect("read_dir") {
+                chown_all(&e.expect("entry").path());
+            }
+        }
+    }
+    chown_all(d);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["check-config", config.to_str().expect("utf-8 path")])
+        .current_dir(d)
+        .env("SEALGATE_LOG", "warn")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run sealgate");
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!("{err}");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        err.contains("backend \"other\": the gateway does not run as root, so it cannot start this backend as \"root\""),
+        "{err}"
+    );
+}
