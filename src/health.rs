@@ -111,8 +111,10 @@ pub fn service(
 }
 
 /// Each sandboxed backend that runs with less isolation than configured
-/// (`best-effort` on a kernel that lacks a layer), with the layers
-/// missing: `/readyz` names them (the gateway still serves).
+/// (`best-effort` on a kernel that lacks a layer): `/readyz` names it (the
+/// gateway still serves). How many layers, not which nor why: the probe is
+/// unauthenticated, and the kernel's gaps are reconnaissance; the log, the
+/// `backend_sandbox` audit event and the metric name them.
 pub fn sandbox_degraded(gateway: &Gateway) -> Vec<String> {
     gateway
         .router
@@ -121,10 +123,11 @@ pub fn sandbox_degraded(gateway: &Gateway) -> Vec<String> {
         .filter_map(|slot| {
             let report = slot.backend.sandbox()?;
             report.degraded().then(|| {
+                let n = report.missing.len();
                 format!(
-                    "backend {:?} runs with less isolation than configured: {}",
+                    "backend {:?} runs with less isolation than configured ({n} layer{} missing; named in the log, the audit trail and sealgate_backend_sandbox_layers)",
                     slot.backend.name(),
-                    report.missing.join("; ")
+                    if n == 1 { "" } else { "s" },
                 )
             })
         })

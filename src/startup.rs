@@ -385,6 +385,10 @@ pub async fn check(config: &Config) -> Result<Vec<String>, StartError> {
             command,
             user,
             group,
+            env,
+            inherit_env,
+            cwd,
+            sandbox,
             ..
         } = b
         {
@@ -393,11 +397,23 @@ pub async fn check(config: &Config) -> Result<Vec<String>, StartError> {
                     "backend {name:?} field user: the gateway runs as root; name an unprivileged account for this backend (or user = \"root\")"
                 )));
             }
-            let found = find_command(command).ok_or_else(|| {
-                StartError::Backend(format!(
-                    "backend {name:?}: command {command:?} is not an executable file (nor on PATH)"
-                ))
-            })?;
+            // As the helper resolves it: in the backend's cwd, on the PATH
+            // of the backend's own environment (none unless set or inherited).
+            let backend_path = env.get("PATH").map(std::ffi::OsString::from).or_else(|| {
+                inherit_env
+                    .iter()
+                    .any(|n| n == "PATH")
+                    .then(|| std::env::var_os("PATH"))
+                    .flatten()
+                    // Without the helper, the C library's default path.
+                    .or_else(|| (*sandbox == SandboxMode::Off).then(|| "/bin:/usr/bin".into()))
+            });
+            let found = find_command(command, backend_path.as_deref(), cwd.as_deref())
+                .ok_or_else(|| {
+                    StartError::Backend(format!(
+                        "backend {name:?}: command {command:?} is not an executable file (nor on the backend's PATH)"
+                    ))
+                })?;
             if let Some(u) = user {
                 check_account_executes(name, u, group.as_deref(), &found)?;
             }
@@ -431,6 +447,13 @@ fn check_account_executes(
                 .gid
         }
     };
+    // As `serve` (isolation): only root can start a backend as another account.
+    let (me, my_gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    if !me.is_root() && (found.uid != me || gid != my_gid) {
+        return Err(fail(format!(
+            "the gateway does not run as root, so it cannot start this backend as {user:?}; remove user/group or run the gateway as root"
+        )));
+    }
     crate::sandbox::access::account_can_execute(program, found.uid.as_raw(), gid.as_raw()).map_err(
         |why| {
             fail(format!(
@@ -440,18 +463,25 @@ fn check_account_executes(
     )
 }
 
-/// `command` as a path, or found on PATH; only an executable file counts.
-fn find_command(command: &str) -> Option<PathBuf> {
+/// `command` as a path (relative ones in `cwd`, as the backend runs), or
+/// found on `path` (the backend's PATH); only an executable file counts.
+fn find_command(
+    command: &str,
+    path: Option<&std::ffi::OsStr>,
+    cwd: Option<&std::path::Path>,
+) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let executable = |p: &std::path::Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
     if command.contains('/') {
-        let p = PathBuf::from(command);
+        let p = match cwd {
+            Some(dir) => dir.join(command),
+            None => PathBuf::from(command),
+        };
         return executable(&p).then_some(p);
     }
-    std::env::var_os("PATH")
-        .iter()
+    path.into_iter()
         .flat_map(std::env::split_paths)
         .map(|dir| dir.join(command))
         .find(|p| executable(p))

@@ -58,19 +58,24 @@ async fn a_command_its_account_cannot_execute_is_named_in_the_start_error() {
     };
     println!("start error: {err}");
     assert!(err.contains("backend \"shim\": initialize failed"), "{err}");
+    // The helper's own report (not the child's stderr, which is not
+    // shown without the debug opt-in).
     assert!(
         err.contains(&format!(
-            "its last stderr lines: \"error: cannot execute {}: EACCES",
+            "sandbox: cannot execute {}: EACCES",
             server.display()
         )),
         "{err}"
     );
 }
 
-/// A backend whose interpreter fails at start: its last stderr lines are
-/// in the start error, bounded, one line each, its secret redacted.
+/// A backend that fails at start and writes on stderr what it wants the
+/// gateway's default-level log to carry (data from its scratch directory,
+/// its secret encoded): the start error (a warning, a `StartError`) names
+/// where its stderr is logged, at debug level, and carries none of it
+/// (before: its last five lines, 240 characters each, at every restart).
 #[tokio::test]
-async fn a_backend_that_fails_to_start_shows_its_last_stderr_lines_without_its_secret() {
+async fn a_backend_that_fails_to_start_keeps_its_stderr_out_of_the_start_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let secret = dir.path().join("token");
     std::fs::write(&secret, "tok-4f9a7c1e-very-secret\n").expect("secret");
@@ -80,8 +85,8 @@ async fn a_backend_that_fails_to_start_shows_its_last_stderr_lines_without_its_s
     } else {
         String::new()
     };
-    let script = "echo 'starting' >&2; echo \"using token $API_TOKEN\" >&2; \
-                  printf 'bell\\a and escape \\033[31m\\n' >&2; \
+    let script = "echo 'EXFIL-MARKER-7d1c' >&2; echo \"using token $API_TOKEN\" >&2; \
+                  echo \"$API_TOKEN\" | base64 >&2; \
                   echo 'ModuleNotFoundError: No module named mcp' >&2; exit 3";
     let err = match TestGateway::try_start_with(Options {
         config_extra: format!(
@@ -98,12 +103,18 @@ async fn a_backend_that_fails_to_start_shows_its_last_stderr_lines_without_its_s
     };
     println!("start error: {err}");
     assert!(
+        err.contains("backend \"broken\": initialize failed"),
+        "{err}"
+    );
+    assert!(
         err.contains(
-            "its last stderr lines: \"starting\" | \"using token [redacted]\" | \"bell\\u{7} and escape \\u{1b}[31m\" | \"ModuleNotFoundError: No module named mcp\""
+            "it wrote 4 lines on stderr, logged at debug level (SEALGATE_LOG=sealgate::backend::stderr=debug)"
         ),
         "{err}"
     );
-    assert!(!err.contains("very-secret"), "{err}");
+    for leak in ["EXFIL-MARKER", "very-secret", "dG9r", "ModuleNotFound"] {
+        assert!(!err.contains(leak), "{leak}: {err}");
+    }
     assert!(!err.contains('\n'), "one line: {err}");
 }
 
@@ -147,5 +158,95 @@ fn check_config_names_a_command_its_account_cannot_execute() {
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `check-config` resolves a bare command as the helper does: on the PATH
+/// of the backend's own environment (`env.PATH`, or `PATH` when inherited,
+/// the default; none else), not on its own (before: `python3` was found on the
+/// operator's PATH, "the gateway would start", and the backend then failed
+/// to start).
+#[test]
+fn check_config_resolves_the_command_on_the_backend_s_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let listen = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let config = sealgate::dev::setup(&d.join("dev"), Some(listen)).expect("dev setup");
+    let path = config.to_str().expect("utf-8 path");
+    let original = std::fs::read_to_string(&config).expect("config");
+    let account = if root() { "user = \"nobody\"\n" } else { "" };
+    let check = |backend_env: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "{original}\n[[backend]]\nname = \"py\"\nkind = \"stdio\"\ncommand = \"python3\"\n{account}{backend_env}"
+            ),
+        )
+        .expect("config");
+        let out = sealgate(d, &["check-config", path]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    for backend_env in ["env = { PATH = \"/nonexistent\" }\n", "inherit_env = []\n"] {
+        let (code, err) = check(backend_env);
+        println!("{err}");
+        assert_eq!(code, Some(1), "{backend_env:?}: {err}");
+        assert!(
+            err.contains("backend \"py\": command \"python3\" is not an executable file (nor on the backend's PATH)"),
+            "{err}"
+        );
+    }
+    let (code, err) = check("env = { PATH = \"/usr/bin:/bin\" }\n");
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// `check-config` run by an account that is not root (here `nobody`, the
+/// files made its own) with a backend `user` other than its own: `serve`
+/// would refuse it (it cannot switch accounts), so `check-config` does too
+/// (before: exit 0, "the gateway would start").
+#[test]
+fn check_config_as_non_root_refuses_a_backend_of_another_account() {
+    use std::os::unix::process::CommandExt as _;
+    if !root() {
+        println!("SKIPPED: running check-config as another account needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let listen = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let config = sealgate::dev::setup(&d.join("dev"), Some(listen)).expect("dev setup");
+    let original = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        format!(
+            "{original}\n[[backend]]\nname = \"other\"\nkind = \"stdio\"\ncommand = \"/bin/sh\"\nuser = \"root\"\n"
+        ),
+    )
+    .expect("config");
+    fn chown_all(p: &Path) {
+        std::os::unix::fs::lchown(p, Some(65534), Some(65534)).expect("chown");
+        if p.is_dir() {
+            for e in std::fs::read_dir(p).expect("read_dir") {
+                chown_all(&e.expect("entry").path());
+            }
+        }
+    }
+    chown_all(d);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["check-config", config.to_str().expect("utf-8 path")])
+        .current_dir(d)
+        .env("SEALGATE_LOG", "warn")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run sealgate");
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!("{err}");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        err.contains("backend \"other\": the gateway does not run as root, so it cannot start this backend as \"root\""),
+        "{err}"
     );
 }

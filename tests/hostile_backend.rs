@@ -297,7 +297,11 @@ async fn every_attack_fails_as_another_user_in_the_sandbox() {
 /// The backend as the gateway's own user (here root, which passes every
 /// file permission check: the worst case of a gateway not run as root),
 /// with the sandbox `required`: Landlock and seccomp alone stop it, and
-/// egress limited to TCP port 443 keeps it off every other port.
+/// egress limited to TCP port 443 keeps it off every other port. A root
+/// backend cannot have the host's network (it would keep the host's /run:
+/// `a_root_backend_with_the_host_s_network_is_refused`), so as root the
+/// network part is egress by host name: the same Landlock rule, in a
+/// network namespace of its own.
 #[tokio::test]
 async fn the_sandbox_alone_confines_a_backend_of_the_gateway_s_own_user() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -305,9 +309,14 @@ async fn the_sandbox_alone_confines_a_backend_of_the_gateway_s_own_user() {
         .expect("lookup")
         .expect("own account")
         .name;
+    let egress = if root() {
+        "[\"localhost:443\"]"
+    } else {
+        "[\"tcp:443\"]"
+    };
     let gw = hostile_gateway_with(
         dir.path(),
-        &format!("user = \"{me}\"\nsandbox = \"required\"\negress = [\"tcp:443\"]\n"),
+        &format!("user = \"{me}\"\nsandbox = \"required\"\negress = {egress}\n"),
         "",
     )
     .await;
@@ -316,8 +325,9 @@ async fn the_sandbox_alone_confines_a_backend_of_the_gateway_s_own_user() {
         sandbox.landlock_fs && sandbox.landlock_net && sandbox.seccomp,
         "required"
     );
-    assert!(
-        !sandbox.netns,
+    assert_eq!(
+        sandbox.netns,
+        root(),
         "egress to port 443 keeps the host's network"
     );
     let (l, port) = listener();
@@ -409,6 +419,7 @@ async fn a_backend_of_the_gateway_s_account_cannot_signal_limit_or_chmod_the_gat
         "prlimit gateway",
         "setpriority gateway",
         "chmod gateway file",
+        "utime gateway file",
     ] {
         assert_eq!(at(k), "EPERM", "{k}");
     }
@@ -429,6 +440,98 @@ async fn a_backend_of_the_gateway_s_account_cannot_signal_limit_or_chmod_the_gat
     ops.call_tool("h_noop", json!({}))
         .await
         .expect("the gateway still serves");
+}
+
+/// A backend run as root (the gateway's account here) holds no capability
+/// at all once it runs: with CAP_MKNOD it could make a block device of the
+/// disk holding the gateway's files in its scratch directory and read it
+/// raw, past every file rule; with CAP_NET_ADMIN or CAP_SYS_ADMIN it could
+/// reconfigure the host. Devices cannot be made in scratch whatever the
+/// capabilities (seccomp and Landlock), a fifo still can. It opens no
+/// vsock socket (out of a VM past the network namespace) and cannot
+/// `clone(CLONE_PARENT)` children the gateway would never reap.
+#[tokio::test]
+async fn a_root_backend_holds_no_capability_and_makes_no_device() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw =
+        hostile_gateway_with(dir.path(), "user = \"root\"\nsandbox = \"required\"\n", "").await;
+    let sandbox = sandbox_of(&gw).expect("sandboxed");
+    assert!(sandbox.seccomp && sandbox.landlock_fs, "required");
+    let (_l, port) = listener();
+    let zombies_before = zombie_children();
+    let o = attack_with(
+        &gw,
+        dir.path(),
+        port,
+        json!({"privileged": {"device_of": dir.path()}}),
+    )
+    .await;
+    let at = |k: &str| outcome_of(&o, k);
+    assert_eq!(o["uid"], 0, "runs as root");
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(at(set), "0000000000000000", "{set}");
+    }
+    for k in [
+        "mknod block device",
+        "mknod char device",
+        "vsock socket",
+        "clone parent",
+    ] {
+        assert_eq!(at(k), "EPERM", "{k}");
+    }
+    assert_eq!(at("mkfifo"), "ok");
+    assert_eq!(zombie_children(), zombies_before, "no child left unreaped");
+}
+
+/// A root backend with the host's network (egress "any" or ports) would
+/// have no mount namespace, so the host's /run, where root owns the
+/// service manager's private socket and the system bus: connecting there,
+/// it could start an unconfined root process. It is refused at start,
+/// whatever `sandbox` says (before: it ran, "only the sandbox layers
+/// confine it").
+#[tokio::test]
+async fn a_root_backend_with_the_host_s_network_is_refused() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    for egress in ["[\"tcp:9\"]", "\"any\""] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = match try_hostile_gateway(
+            dir.path(),
+            &format!("user = \"root\"\nsandbox = \"best-effort\"\negress = {egress}\n"),
+            "",
+        )
+        .await
+        {
+            Ok(_) => panic!("a root backend with egress {egress} started"),
+            Err(e) => e,
+        };
+        println!("start error: {err}");
+        assert!(
+            err.contains("sandbox: mountns: a backend running as root needs a mount namespace that hides /run"),
+            "{err}"
+        );
+    }
+}
+
+/// This process's children that are zombies.
+fn zombie_children() -> usize {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+        .filter(|stat| {
+            stat.rsplit_once(')').is_some_and(|(_, rest)| {
+                let mut f = rest.split_whitespace();
+                f.next() == Some("Z") && f.next() == Some(me.as_str())
+            })
+        })
+        .count()
 }
 
 /// A socket of the host's under /run, open to every account (as the

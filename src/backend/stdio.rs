@@ -111,6 +111,8 @@ struct Conn {
     pending: Mutex<Option<HashMap<u64, Waiter>>>,
     kill: Mutex<Option<oneshot::Sender<()>>>,
     pid: Option<u32>,
+    /// The sandbox helper's failed `execv`: its error number (0: none).
+    exec_errno: std::sync::atomic::AtomicI32,
 }
 
 impl Conn {
@@ -491,12 +493,16 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         cmd.env("TMPDIR", dir);
     }
     cmd.envs(&spec.env);
+    // The values this child gets, redacted from its stderr as they are now
+    // (a secret refreshed later is not the one it holds).
+    let mut secrets = Vec::with_capacity(spec.secret_env.len());
     for (name, reference) in &spec.secret_env {
         let value = shared
             .secrets
             .get(reference)
             .ok_or_else(|| format!("secret {reference} for {name} was not resolved"))?;
         cmd.env(name, value.expose_secret());
+        secrets.push(value.clone());
     }
     let mut child = cmd
         .spawn()
@@ -514,6 +520,7 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         pending: Mutex::new(Some(HashMap::new())),
         kill: Mutex::new(Some(kill_tx)),
         pid,
+        exec_errno: Default::default(),
     });
 
     // Writer: one JSON-RPC message per line.
@@ -574,25 +581,7 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
     // Stderr: to the gateway's log, bounded per line; its last lines are
     // kept to name why the child could not start.
     let tail = StderrTail::default();
-    let stderr_done = {
-        let name = shared.name.clone();
-        let tail = tail.clone();
-        tokio::spawn(async move {
-            let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(8 * 1024));
-            while let Some(line) = lines.next().await {
-                match line {
-                    Ok(line) => {
-                        tail.push(&line);
-                        // Debug only: a child's stderr may echo argument
-                        // values or secrets; an operator opts in with
-                        // SEALGATE_LOG=sealgate::backend::stderr=debug.
-                        tracing::debug!(target: "sealgate::backend::stderr", backend = name, "{}", crate::foreign::foreign(&line, 1024))
-                    }
-                    Err(_) => continue,
-                }
-            }
-        })
-    };
+    let stderr_done = stderr_tail::spawn_reader(stderr, shared.name.clone(), tail.clone());
 
     let init = call(
         &conn,
@@ -612,12 +601,12 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         kill_group(pid);
         let _ = child.start_kill();
         let _ = tokio::time::timeout(STDERR_WAIT, stderr_done).await;
-        let secrets: Vec<_> = spec
-            .secret_env
-            .values()
-            .filter_map(|r| shared.secrets.get(r))
-            .collect();
-        return Err(format!("{failed}{}", tail.describe(&secrets)));
+        let exec = match conn.exec_errno.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => String::new(),
+            errno => stderr_tail::describe_exec_failure(&spec.command, errno),
+        };
+        let stderr = tail.describe(&secrets, stderr_tail::opted_in());
+        return Err(format!("{failed}{exec}{stderr}"));
     }
     conn.tx
         .send(initialized_notification().to_string())
@@ -719,6 +708,12 @@ fn on_message(shared: &Shared, conn: &Conn, line: &str) {
         }
         (None, Some("notifications/tools/list_changed")) => {
             shared.generation.send_modify(|g| *g += 1);
+        }
+        (None, Some(REPORT_METHOD)) => {
+            if let Some(errno) = msg.get("params").and_then(stderr_tail::exec_failure) {
+                conn.exec_errno
+                    .store(errno, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         (None, Some(_)) => {}
         (None, None) => tracing::warn!(

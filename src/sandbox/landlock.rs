@@ -70,7 +70,10 @@ pub fn prepare(read: &[PathBuf], write: &[PathBuf], egress: &Egress) -> Result<P
         .create()
         .map_err(e)?;
     let read_rights = AccessFs::from_read(TARGET);
-    let write_rights = AccessFs::from_all(TARGET);
+    // Everything but making device nodes: a device made in scratch (with
+    // CAP_MKNOD, or one passed on by a careless gateway) would reach a disk
+    // or the kernel past every rule here.
+    let write_rights = AccessFs::from_all(TARGET) & !(AccessFs::MakeChar | AccessFs::MakeBlock);
     for (paths, rights) in [(read, read_rights), (write, write_rights)] {
         for path in paths {
             let Ok(meta) = std::fs::metadata(path) else {

@@ -27,6 +27,11 @@
 //! The backend's environment is the helper's, passed on untouched.
 
 pub mod access;
+mod capabilities;
+mod decisions;
+use decisions::{
+    root_without_hidden_run, same_account_gap, same_account_unconfined, tcp_rules_needed,
+};
 mod landlock;
 pub mod namespaces;
 mod seccomp;
@@ -532,7 +537,14 @@ pub fn exec(spec_json: &str) -> SandboxError {
     // The caller (`sealgate sandbox-exec`) also writes it on stderr, whose
     // last lines the gateway shows for a backend that did not start: after
     // the report line (execv failed), stdout is no longer read as ours.
-    report_line(&serde_json::json!({"error": error.to_string()}));
+    // A failed execv also as its error number, the only part of this line
+    // the gateway takes once the backend could have run (it could write
+    // such a line too).
+    let exec_errno = match &error {
+        SandboxError::Exec { source, .. } => Some(*source as i32),
+        _ => None,
+    };
+    report_line(&serde_json::json!({"error": error.to_string(), "exec_errno": exec_errno}));
     error
 }
 
@@ -622,7 +634,22 @@ fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
 
     // The helper starts with the gateway's credentials.
     let gateway_uid = nix::unistd::getuid().as_raw();
+    // No capability reaches the backend, whatever its account: always
+    // fatal (lowering one's own capabilities does not fail).
+    let caps_err = |reason| SandboxError::Layer {
+        layer: "capabilities",
+        reason,
+    };
+    capabilities::drop_bounding().map_err(caps_err)?;
     let (uid, gid) = switch_user(spec)?;
+    capabilities::drop_all().map_err(caps_err)?;
+    if let Some(reason) = root_without_hidden_run(uid, ns.mountns) {
+        // Whatever `sandbox` says: no layer below stops it.
+        return Err(SandboxError::Layer {
+            layer: "mountns",
+            reason,
+        });
+    }
     let same_account = uid == gateway_uid || uid == 0;
 
     let mut ll = landlock::Outcome::default();
@@ -644,7 +671,7 @@ fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
             "landlock",
             "not supported by this kernel".into(),
         )?;
-    } else if egress != Egress::Any && !ll.net {
+    } else if tcp_rules_needed(&egress, netns) && !ll.net {
         skip(
             &mut missing,
             "landlock-net",
@@ -653,6 +680,14 @@ fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
                 ll.abi.unwrap_or(0)
             ),
         )?;
+    }
+    if let Some(reason) = same_account_unconfined(same_account, ll.abi.filter(|_| ll.fs)) {
+        // Whatever `sandbox` says: seccomp alone leaves it the gateway's
+        // files and /proc entries.
+        return Err(SandboxError::Layer {
+            layer: "landlock",
+            reason,
+        });
     }
     if let Some(reason) = same_account_gap(same_account, ll.abi.filter(|_| ll.fs)) {
         // seccomp refuses truncate(2) to it below; required promises more.
@@ -715,25 +750,6 @@ fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
             program: program.display().to_string(),
             source,
         }),
-    }
-}
-
-/// Why a backend of the gateway's own account (or root) is not held to
-/// what docs/BACKENDS.md promises on this kernel: Landlock before ABI 3
-/// cannot refuse `truncate(2)`, so such a backend could cut the audit file
-/// short (seccomp refuses the call by path, but `sandbox = "required"`
-/// promises the filesystem rules themselves). `abi`: the Landlock ABI whose
-/// filesystem rules are in force.
-fn same_account_gap(same_account: bool, abi: Option<u32>) -> Option<String> {
-    match abi {
-        _ if !same_account => None,
-        Some(a) if a >= 3 => None,
-        Some(a) => Some(format!(
-            "a backend of the gateway's own account needs Landlock ABI 3 (truncate), the kernel has {a}; give it an account of its own"
-        )),
-        None => Some(
-            "a backend of the gateway's own account needs Landlock ABI 3 (truncate); give it an account of its own".into(),
-        ),
     }
 }
 
@@ -838,18 +854,6 @@ mod tests {
                 .map(|i| HostPort::parse(i).expect("valid"))
                 .collect(),
         )
-    }
-
-    #[test]
-    fn a_same_account_backend_needs_landlock_truncate_rules() {
-        assert_eq!(same_account_gap(false, None), None);
-        assert_eq!(same_account_gap(false, Some(1)), None);
-        assert_eq!(same_account_gap(true, Some(3)), None);
-        assert_eq!(same_account_gap(true, Some(7)), None);
-        for abi in [None, Some(1), Some(2)] {
-            let gap = same_account_gap(true, abi).expect("a gap");
-            assert!(gap.contains("Landlock ABI 3"), "{gap}");
-        }
     }
 
     #[test]

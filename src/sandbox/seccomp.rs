@@ -22,8 +22,12 @@
 //! `open_by_handle_at`); legacy calls (`modify_ldt`, `uselib`, `ustat`,
 //! `sysfs`, `_sysctl`, `vhangup`) and `personality` but its query; leaving
 //! its process group (`setsid`, `setpgid`),
-//! which the gateway ends whole; and, for `egress = "none"`, IPv4, IPv6 and
-//! packet sockets.
+//! which the gateway ends whole, or giving a child to the gateway
+//! (`clone(CLONE_PARENT)`, a zombie it never reaps); device nodes
+//! (`mknod`/`mknodat` of a character or block device); typing into a
+//! terminal (`ioctl` `TIOCSTI`, `TIOCLINUX`); and every socket family but
+//! UNIX and netlink, plus IPv4 and IPv6 unless `egress = "none"` (no vsock,
+//! packet, Bluetooth, CAN, `AF_ALG`, XDP, ...).
 //!
 //! Denied by argument, for every backend: a signal (`kill`, `tkill`,
 //! `tgkill`, `rt_sigqueueinfo`, `rt_tgsigqueueinfo`) or a pidfd
@@ -38,7 +42,9 @@
 //! addition: no `chmod`/`chown`/extended-attribute/`chattr` flag change of any file (no
 //! measured backend needs one; Landlock has no right for them); no
 //! scheduling change (`sched_set*`, `setpriority`, `ioprio_set`) but of
-//! itself; no `truncate(2)` by path when Landlock cannot refuse it (ABI
+//! itself; no change of a file's times by path (`utime`, `utimes`,
+//! `futimesat`/`utimensat` with a path: Landlock cannot refuse it, and it
+//! would hide a rewrite of the gateway's files); no `truncate(2)` by path when Landlock cannot refuse it (ABI
 //! before 3); and, when Landlock's signal scope (ABI 6) is missing, which
 //! alone would keep signals inside the backend's own processes, signals
 //! only to itself and its own process group (`kill(0)`, `kill(-own)`), no
@@ -132,8 +138,13 @@ const DENIED: &[i64] = &[
 /// kernel surface is not open to a backend before it has been reviewed.
 const NEWEST_KNOWN: u32 = 469;
 
-/// `clone` flags that create a namespace.
-const NAMESPACE_FLAGS: &[i32] = &[
+/// `clone` flags refused: those that create a namespace, and
+/// `CLONE_PARENT`, whose child would be the gateway's, which never reaps
+/// it (a zombie charged to the backend's process limit and the service's
+/// task limit until the gateway exits). The C library's `fork`,
+/// `posix_spawn` and `pthread_create` set none of them.
+const REFUSED_CLONE_FLAGS: &[i32] = &[
+    libc::CLONE_PARENT,
     libc::CLONE_NEWUSER,
     libc::CLONE_NEWNS,
     libc::CLONE_NEWNET,
@@ -173,6 +184,37 @@ const FILE_ATTRIBUTES: &[i64] = &[
 const FS_IOC_SETFLAGS: u64 = 0x4008_6602;
 const FS_IOC_FSSETXATTR: u64 = 0x401c_5820;
 
+/// `ioctl` requests that push input into a terminal (TIOCSTI) or act on a
+/// virtual console (TIOCLINUX, which can paste its selection): a backend
+/// that kept the operator's controlling terminal could type commands into
+/// the operator's shell. Refused to every backend.
+const TIOCSTI: u64 = 0x5412;
+const TIOCLINUX: u64 = 0x541c;
+
+/// Setting a file's times by path: refused to a backend of the gateway's
+/// own account (it owns the gateway's files, and Landlock has no right for
+/// it), which could otherwise hide a rewrite of the audit trail or of the
+/// enrolled keys (whose change poll keys on time and length). Setting the
+/// times of a file it has open stays allowed: Landlock decides what it may
+/// open.
+const TIMES_BY_PATH: &[i64] = &[
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_utime,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_utimes,
+];
+/// `futimesat` and `utimensat` take a path in their second argument; a null
+/// path means the file descriptor itself.
+const TIMES_AT: &[i64] = &[
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_futimesat,
+    libc::SYS_utimensat,
+];
+
+/// The file type bits of a mode, and the two that make a device node.
+const S_IFMT: u64 = 0o170_000;
+const DEVICE_TYPES: [u64; 2] = [0o020_000 /* S_IFCHR */, 0o060_000 /* S_IFBLK */];
+
 /// `ioctl` requests that set a file's SIGIO owner (asm-generic/sockios.h).
 const FIOSETOWN: u64 = 0x8901;
 const SIOCSPGRP: u64 = 0x8902;
@@ -182,7 +224,8 @@ const F_SETOWN_EX: u64 = 15;
 /// What the filter is built for.
 #[derive(Debug, Clone, Copy)]
 pub struct Params {
-    /// `egress = "none"`: no IPv4, IPv6 or packet socket.
+    /// `egress = "none"`: no IPv4 or IPv6 socket (other families but UNIX
+    /// and netlink are refused to every backend).
     pub no_inet: bool,
     /// The gateway's process id (its process group under systemd).
     pub gateway_pid: u32,
@@ -201,6 +244,11 @@ pub struct Params {
 
 fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, String> {
     SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(|e| e.to_string())
+}
+
+/// A 64-bit comparison, for a pointer argument (its upper half counts).
+fn cond64(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, String> {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value).map_err(|e| e.to_string())
 }
 
 fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, String> {
@@ -226,8 +274,8 @@ fn pid_not_in(arg: u8, allowed: &[i64]) -> Result<SeccompRule, String> {
 fn denylist(arch: TargetArch, p: &Params) -> Result<BpfProgram, String> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         DENIED.iter().map(|nr| (*nr, Vec::new())).collect();
-    // clone(flags, ...): any namespace flag.
-    let clone = NAMESPACE_FLAGS
+    // clone(flags, ...): any namespace flag, or CLONE_PARENT.
+    let clone = REFUSED_CLONE_FLAGS
         .iter()
         .map(|f| {
             let f = *f as u32 as u64;
@@ -296,6 +344,25 @@ fn denylist(arch: TargetArch, p: &Params) -> Result<BpfProgram, String> {
         libc::SYS_personality,
         vec![rule(vec![cond(0, SeccompCmpOp::Ne, u64::from(u32::MAX))?])?],
     );
+    // Terminal input injection, for every backend.
+    rules.entry(libc::SYS_ioctl).or_default().extend([
+        rule(vec![cond(1, SeccompCmpOp::Eq, TIOCSTI)?])?,
+        rule(vec![cond(1, SeccompCmpOp::Eq, TIOCLINUX)?])?,
+    ]);
+    // mknod(path, mode, dev) and mknodat(dirfd, path, mode, dev): no device
+    // node (a block device of the gateway's disk would bypass every file
+    // rule); fifos, sockets and regular files stay allowed.
+    #[cfg(target_arch = "x86_64")]
+    let mknods = [(libc::SYS_mknod, 1u8), (libc::SYS_mknodat, 2u8)];
+    #[cfg(not(target_arch = "x86_64"))]
+    let mknods = [(libc::SYS_mknodat, 2u8)];
+    for (nr, mode) in mknods {
+        let r = DEVICE_TYPES
+            .iter()
+            .map(|t| rule(vec![cond(mode, SeccompCmpOp::MaskedEq(S_IFMT), *t)?]))
+            .collect::<Result<Vec<_>, _>>()?;
+        rules.insert(nr, r);
+    }
     // prlimit64(pid, ...): only itself (0 or its own pid).
     rules.insert(libc::SYS_prlimit64, vec![pid_not_in(0, &[0, own])?]);
     if p.same_account {
@@ -333,14 +400,36 @@ fn denylist(arch: TargetArch, p: &Params) -> Result<BpfProgram, String> {
         if !p.truncate_handled {
             rules.insert(libc::SYS_truncate, Vec::new());
         }
+        for nr in TIMES_BY_PATH {
+            rules.insert(*nr, Vec::new());
+        }
+        for nr in TIMES_AT {
+            rules.insert(*nr, vec![rule(vec![cond64(1, SeccompCmpOp::Ne, 0)?])?]);
+        }
     }
-    if p.no_inet {
-        let families = [libc::AF_INET, libc::AF_INET6, libc::AF_PACKET]
-            .iter()
-            .map(|f| rule(vec![cond(0, SeccompCmpOp::Eq, *f as u64)?]))
-            .collect::<Result<Vec<_>, _>>()?;
-        rules.insert(libc::SYS_socket, families);
+    // socket(family, ...): an allowlist of families. UNIX and netlink
+    // (the C library's interface queries) for every backend, IPv4 and
+    // IPv6 where egress allows a network; never vsock (out of a VM past
+    // the network namespace), packet, Bluetooth, CAN, AF_ALG, XDP, ...
+    let mut families = vec![libc::AF_UNIX, libc::AF_NETLINK];
+    if !p.no_inet {
+        families.extend([libc::AF_INET, libc::AF_INET6]);
     }
+    let other_family = families
+        .iter()
+        .map(|f| cond(0, SeccompCmpOp::Ne, *f as u64))
+        .collect::<Result<Vec<_>, _>>()?;
+    rules.insert(libc::SYS_socket, vec![rule(other_family)?]);
+    // socketpair(): UNIX only (the only family that implements it, but for
+    // rarely built ones).
+    rules.insert(
+        libc::SYS_socketpair,
+        vec![rule(vec![cond(
+            0,
+            SeccompCmpOp::Ne,
+            libc::AF_UNIX as u64,
+        )?])?],
+    );
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
@@ -406,270 +495,4 @@ pub fn install(params: &Params) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A classic-BPF interpreter for the instructions seccompiler emits:
-    /// what the kernel would answer for one call, without installing
-    /// anything.
-    fn run(prog: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
-        let mut data = Vec::with_capacity(64);
-        data.extend_from_slice(&nr.to_le_bytes());
-        data.extend_from_slice(&arch.to_le_bytes());
-        data.extend_from_slice(&0u64.to_le_bytes());
-        for a in args {
-            data.extend_from_slice(&a.to_le_bytes());
-        }
-        let (mut acc, mut pc) = (0u32, 0usize);
-        loop {
-            let i = &prog[pc];
-            pc += 1;
-            let jump = |taken: bool| usize::from(if taken { i.jt } else { i.jf });
-            match i.code {
-                0x20 => {
-                    let o = i.k as usize;
-                    acc = u32::from_le_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]);
-                }
-                0x54 => acc &= i.k,
-                0x05 => pc += i.k as usize,
-                0x15 => pc += jump(acc == i.k),
-                0x25 => pc += jump(acc > i.k),
-                0x35 => pc += jump(acc >= i.k),
-                0x45 => pc += jump(acc & i.k != 0),
-                0x06 => return i.k,
-                other => panic!("instruction {other:#x} not interpreted"),
-            }
-        }
-    }
-
-    const X86_64: u32 = 0xc000_003e;
-    const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
-    const EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
-    const GATEWAY: u32 = 4242;
-    const OWN: u32 = 5000;
-
-    fn params(same_account: bool, signal_scope: bool) -> Params {
-        Params {
-            no_inet: true,
-            gateway_pid: GATEWAY,
-            own_pid: OWN,
-            same_account,
-            signal_scope,
-            truncate_handled: false,
-        }
-    }
-
-    /// Every filter's answer, the most restrictive winning as in the kernel.
-    fn verdict(p: &Params, nr: i64, args: [u64; 6]) -> u32 {
-        let arch = TargetArch::x86_64;
-        let progs = [
-            numbers(),
-            clone3(arch).expect("clone3"),
-            denylist(arch, p).expect("denylist"),
-        ];
-        progs
-            .iter()
-            .map(|prog| run(prog, X86_64, nr as u32, args))
-            .min_by_key(|r| (r & 0xffff_0000) as i32)
-            .expect("three filters")
-    }
-
-    fn pid(p: i64) -> u64 {
-        p as u64
-    }
-
-    #[test]
-    fn the_filters_compile_for_this_architecture() {
-        let arch = TargetArch::try_from(std::env::consts::ARCH).expect("supported arch");
-        for (same, scope) in [(false, false), (true, false), (true, true)] {
-            assert!(!denylist(arch, &params(same, scope))
-                .expect("denylist")
-                .is_empty());
-        }
-        assert!(!clone3(arch).expect("clone3").is_empty());
-    }
-
-    #[test]
-    fn x32_system_calls_are_refused() {
-        let p = params(false, true);
-        for nr in [
-            libc::SYS_getpid,
-            libc::SYS_kill,
-            libc::SYS_ptrace,
-            libc::SYS_unshare,
-        ] {
-            let x32 = nr | i64::from(X32_SYSCALL_BIT);
-            assert_eq!(verdict(&p, x32, [0; 6]), EPERM, "x32 {nr}");
-        }
-        assert_eq!(verdict(&p, libc::SYS_getpid, [0; 6]), ALLOW);
-        assert_eq!(verdict(&p, libc::SYS_ptrace, [0; 6]), EPERM);
-        // A call newer than the filter: ENOSYS, as on an older kernel.
-        let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
-        assert_eq!(verdict(&p, i64::from(NEWEST_KNOWN) + 1, [0; 6]), enosys);
-        assert_eq!(verdict(&p, 600, [0; 6]), enosys);
-        assert_eq!(verdict(&p, 468, [0; 6]), ALLOW, "file_getattr");
-        // Legacy calls; personality() may only be queried.
-        for nr in [libc::SYS_modify_ldt, libc::SYS_uselib, libc::SYS_sysfs, 467] {
-            assert_eq!(verdict(&p, nr, [0; 6]), EPERM, "{nr}");
-        }
-        let personality = |arg: u64| verdict(&p, libc::SYS_personality, [arg, 0, 0, 0, 0, 0]);
-        assert_eq!(personality(0x0040000), EPERM, "ADDR_NO_RANDOMIZE");
-        assert_eq!(personality(0xffff_ffff), ALLOW);
-        // An i386 call (int 0x80) does not have the x86_64 architecture.
-        let deny = denylist(TargetArch::x86_64, &p).expect("denylist");
-        assert_eq!(
-            run(&deny, 0x4000_0003, 20, [0; 6]),
-            libc::SECCOMP_RET_KILL_PROCESS
-        );
-    }
-
-    #[test]
-    fn no_signal_reaches_the_gateway_its_group_or_everyone() {
-        let g = i64::from(GATEWAY);
-        let own = i64::from(OWN);
-        for (same, scope) in [(false, false), (true, false), (true, true)] {
-            let p = params(same, scope);
-            let kill = |target: i64| verdict(&p, libc::SYS_kill, [pid(target), 0, 0, 0, 0, 0]);
-            for target in [g, -g, -1, -12345] {
-                assert_eq!(
-                    kill(target),
-                    EPERM,
-                    "kill({target}) same={same} scope={scope}"
-                );
-            }
-            // Garbage in the upper half of the register changes nothing:
-            // the kernel reads a 32-bit pid_t.
-            let high = 0xdead_beef_0000_0000u64 | u64::from(GATEWAY);
-            assert_eq!(verdict(&p, libc::SYS_kill, [high, 0, 0, 0, 0, 0]), EPERM);
-            for target in [own, 0, -own] {
-                assert_eq!(kill(target), ALLOW, "kill({target})");
-            }
-            for nr in [
-                libc::SYS_tkill,
-                libc::SYS_tgkill,
-                libc::SYS_rt_sigqueueinfo,
-                libc::SYS_rt_tgsigqueueinfo,
-                libc::SYS_pidfd_open,
-            ] {
-                assert_eq!(verdict(&p, nr, [pid(g), pid(g), 0, 0, 0, 0]), EPERM, "{nr}");
-                assert_eq!(
-                    verdict(&p, nr, [pid(own), pid(own), 0, 0, 0, 0]),
-                    ALLOW,
-                    "{nr}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn without_the_signal_scope_a_same_account_backend_signals_only_itself() {
-        // A gateway thread id (not its pid) and a child of the backend
-        // cannot be told apart: both are refused.
-        let p = params(true, false);
-        for nr in [
-            libc::SYS_kill,
-            libc::SYS_tkill,
-            libc::SYS_tgkill,
-            libc::SYS_rt_sigqueueinfo,
-            libc::SYS_rt_tgsigqueueinfo,
-            libc::SYS_pidfd_open,
-        ] {
-            assert_eq!(verdict(&p, nr, [4243, 4243, 0, 0, 0, 0]), EPERM, "{nr}");
-        }
-        assert_eq!(
-            verdict(&p, libc::SYS_pidfd_send_signal, [3, 15, 0, 0, 0, 0]),
-            EPERM
-        );
-        assert_eq!(verdict(&p, libc::SYS_fcntl, [3, 8, 4243, 0, 0, 0]), EPERM);
-        assert_eq!(
-            verdict(&p, libc::SYS_fcntl, [3, 8, u64::from(OWN), 0, 0, 0]),
-            ALLOW
-        );
-        assert_eq!(verdict(&p, libc::SYS_fcntl, [3, 15, 0, 0, 0, 0]), EPERM);
-        assert_eq!(verdict(&p, libc::SYS_fcntl, [3, 4, 0o4000, 0, 0, 0]), ALLOW);
-        assert_eq!(verdict(&p, libc::SYS_ioctl, [3, 0x8901, 0, 0, 0, 0]), EPERM);
-        // Another account (the kernel's permission check) or the Landlock
-        // signal scope: its children may be signalled.
-        for p in [params(false, false), params(true, true)] {
-            assert_eq!(verdict(&p, libc::SYS_kill, [4243, 15, 0, 0, 0, 0]), ALLOW);
-            assert_eq!(
-                verdict(&p, libc::SYS_pidfd_send_signal, [3, 15, 0, 0, 0, 0]),
-                ALLOW
-            );
-        }
-    }
-
-    #[test]
-    fn resource_limits_of_other_processes_are_refused() {
-        for p in [params(false, true), params(true, false)] {
-            let prlimit = |target: u64, new: u64| {
-                verdict(
-                    &p,
-                    libc::SYS_prlimit64,
-                    [target, libc::RLIMIT_FSIZE as u64, new, 0, 0, 0],
-                )
-            };
-            assert_eq!(prlimit(u64::from(GATEWAY), 0x7000), EPERM);
-            assert_eq!(prlimit(4243, 0), EPERM);
-            assert_eq!(prlimit(0, 0x7000), ALLOW);
-            assert_eq!(prlimit(u64::from(OWN), 0x7000), ALLOW);
-        }
-    }
-
-    #[test]
-    fn a_same_account_backend_changes_no_mode_owner_or_schedule() {
-        let same = params(true, true);
-        let other = params(false, true);
-        for nr in FILE_ATTRIBUTES {
-            assert_eq!(verdict(&same, *nr, [0; 6]), EPERM, "{nr}");
-            assert_eq!(verdict(&other, *nr, [0; 6]), ALLOW, "{nr}");
-        }
-        let g = u64::from(GATEWAY);
-        assert_eq!(
-            verdict(&same, libc::SYS_sched_setaffinity, [g, 0, 0, 0, 0, 0]),
-            EPERM
-        );
-        assert_eq!(verdict(&same, libc::SYS_sched_setaffinity, [0; 6]), ALLOW);
-        assert_eq!(
-            verdict(&same, libc::SYS_setpriority, [0, g, 19, 0, 0, 0]),
-            EPERM
-        );
-        assert_eq!(
-            verdict(&same, libc::SYS_setpriority, [2, 0, 19, 0, 0, 0]),
-            EPERM
-        );
-        assert_eq!(
-            verdict(&same, libc::SYS_setpriority, [0, 0, 19, 0, 0, 0]),
-            ALLOW
-        );
-        assert_eq!(
-            verdict(&same, libc::SYS_ioprio_set, [1, g, 0, 0, 0, 0]),
-            EPERM
-        );
-        // truncate(2) by path: refused where Landlock cannot (before ABI 3).
-        assert_eq!(verdict(&same, libc::SYS_truncate, [0; 6]), EPERM);
-        let handled = Params {
-            truncate_handled: true,
-            ..same
-        };
-        assert_eq!(verdict(&handled, libc::SYS_truncate, [0; 6]), ALLOW);
-        assert_eq!(verdict(&other, libc::SYS_truncate, [0; 6]), ALLOW);
-        assert_eq!(verdict(&same, libc::SYS_ftruncate, [0; 6]), ALLOW);
-        // chattr: append-only or immutable flags of a gateway file.
-        for request in [FS_IOC_SETFLAGS, FS_IOC_FSSETXATTR] {
-            assert_eq!(
-                verdict(&same, libc::SYS_ioctl, [3, request, 0, 0, 0, 0]),
-                EPERM
-            );
-            assert_eq!(
-                verdict(&other, libc::SYS_ioctl, [3, request, 0, 0, 0, 0]),
-                ALLOW
-            );
-        }
-        assert_eq!(
-            verdict(&same, libc::SYS_ioctl, [1, 0x5401, 0, 0, 0, 0]),
-            ALLOW,
-            "TCGETS"
-        );
-    }
-}
+mod tests;
