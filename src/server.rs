@@ -439,6 +439,9 @@ impl PeerStream {
                         0 => self.writes.last_stream(),
                         _ => self.mark_stream,
                     };
+                    // Never above a GOAWAY hyper already sent (its
+                    // graceful one at max_connection_age, say).
+                    let last = self.writes.goaway_last_stream(last);
                     self.farewell = Some(goaway::Farewell::new(last, &text));
                 }
             }
@@ -450,11 +453,20 @@ impl PeerStream {
     }
 
     /// Writes the GOAWAY and close_notify of a closing connection, if it
-    /// has them, then returns the error that makes hyper close it.
+    /// has them, and drains the socket ([`goaway::Farewell`]), within
+    /// their deadlines; then returns the error that makes hyper close it.
     fn poll_farewell(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         if let Some(f) = self.farewell.as_mut() {
             if f.poll_write(&mut self.io, cx).is_pending() {
-                return Poll::Pending;
+                // A client that does not read cannot hold the connection
+                // open: past the deadline, closed without the rest.
+                let until = f.until();
+                if self.timer.deadline() != until {
+                    self.timer.as_mut().reset(until);
+                }
+                if self.timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
             }
             self.farewell = None;
         }
@@ -465,8 +477,10 @@ impl PeerStream {
         Poll::Ready(io::Error::new(kind, "connection closed by the gateway"))
     }
 
-    /// On a read that found no data: the limit that closes the connection
-    /// now, else arranges to be woken when one might.
+    /// On a read that found no data, or a write or flush that pends (a
+    /// client that does not read can stop h2 from reading at all): the
+    /// limit that closes the connection now, else arranges to be woken
+    /// when one might.
     fn poll_limits(&mut self, cx: &mut Context<'_>) -> Poll<Closing> {
         self.info.activity.register_reader(cx.waker());
         loop {
@@ -490,6 +504,23 @@ impl PeerStream {
                     }
                 }
             }
+        }
+    }
+}
+
+impl PeerStream {
+    /// A write or flush pended: the limits hold here too (a client that
+    /// stops reading may stop h2 from reading). `Some` with the error that
+    /// closes the connection, else `None` (still pending).
+    fn stalled(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        let closing = match self.poll_limits(cx) {
+            Poll::Ready(closing) => closing,
+            Poll::Pending => return None,
+        };
+        self.close(closing);
+        match self.poll_farewell(cx) {
+            Poll::Ready(e) => Some(e),
+            Poll::Pending => None,
         }
     }
 }
@@ -583,11 +614,17 @@ impl AsyncWrite for PeerStream {
             return this.poll_farewell(cx).map(Err);
         }
         let written = Pin::new(&mut this.io).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = written {
-            if n > 0 {
+        match written {
+            Poll::Ready(Ok(n)) if n > 0 => {
                 this.unflushed = true;
                 this.writes.feed(&buf[..n.min(buf.len())]);
             }
+            Poll::Pending => {
+                if let Some(e) = this.stalled(cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+            _ => {}
         }
         written
     }
@@ -597,8 +634,16 @@ impl AsyncWrite for PeerStream {
             return this.poll_farewell(cx).map(Err);
         }
         let flushed = Pin::new(&mut this.io).poll_flush(cx);
-        if matches!(flushed, Poll::Ready(Ok(()))) {
-            this.unflushed = false;
+        match flushed {
+            Poll::Ready(Ok(())) => {
+                this.unflushed = false;
+            }
+            Poll::Pending => {
+                if let Some(e) = this.stalled(cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+            Poll::Ready(Err(_)) => {}
         }
         flushed
     }
@@ -615,11 +660,17 @@ impl AsyncWrite for PeerStream {
             return this.poll_farewell(cx).map(Err);
         }
         let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = written {
-            if n > 0 {
+        match written {
+            Poll::Ready(Ok(n)) if n > 0 => {
                 this.unflushed = true;
                 this.writes.feed_vectored(bufs, n);
             }
+            Poll::Pending => {
+                if let Some(e) = this.stalled(cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+            _ => {}
         }
         written
     }
@@ -701,6 +752,7 @@ pub async fn run_summarizing(
         handshakes_per_source: Slots::new(),
         connections: Arc::new(Semaphore::new(t.max_connections)),
         connections_per_identity: Slots::new(),
+        alerts_per_source: Slots::new(),
     });
     // At the stop signal the accept loop ends and the listener closes at
     // once (new connections are refused), while tonic lets the requests in
@@ -798,6 +850,8 @@ struct Admission {
     connections: Arc<Semaphore>,
     /// Each identity's connection cap, likewise.
     connections_per_identity: Arc<Slots<ClientId>>,
+    /// The refusals at accept being answered with an alert, per source.
+    alerts_per_source: Arc<Slots<Source>>,
 }
 
 impl Admission {
@@ -851,7 +905,12 @@ async fn accept_loop(
             .anomaly
             .source_blocked(remote.ip(), now_ms)
         {
-            alert::refuse(tcp, alert::Alert::AccessDenied);
+            alert::refuse(
+                tcp,
+                alert::Alert::AccessDenied,
+                source,
+                &admission.alerts_per_source,
+            );
             let counter = &admission.stats.connections_from_blocked_sources;
             if admission.refuse(counter, Refusal::BlockedSource(source)) {
                 tracing::info!(peer.addr = %remote, "connection closed at accept: its source is blocked by the source_failures detector");
@@ -862,7 +921,12 @@ async fn accept_loop(
             .handshakes_per_source
             .try_take(source, t.max_handshakes_per_source)
         else {
-            alert::refuse(tcp, alert::Alert::InternalError);
+            alert::refuse(
+                tcp,
+                alert::Alert::InternalError,
+                source,
+                &admission.alerts_per_source,
+            );
             let counter = &admission.stats.handshakes_shed_per_source;
             if admission.refuse(counter, Refusal::ShedPerSource(source)) {
                 tracing::info!(peer.addr = %remote, "connection closed at accept: max_handshakes_per_source handshakes of its source in progress");
@@ -870,7 +934,12 @@ async fn accept_loop(
             continue;
         };
         let Ok(handshake) = admission.handshakes.clone().try_acquire_owned() else {
-            alert::refuse(tcp, alert::Alert::InternalError);
+            alert::refuse(
+                tcp,
+                alert::Alert::InternalError,
+                source,
+                &admission.alerts_per_source,
+            );
             if admission.refuse(&admission.stats.handshakes_shed, Refusal::Shed(source)) {
                 tracing::info!(peer.addr = %remote, "connection closed at accept: max_handshakes handshakes in progress");
             }
@@ -943,7 +1012,12 @@ async fn admit(
         // A source blocked on another replica (from this replica's mirror
         // of the store's source blocks: no round trip per connection).
         if state.source_blocked(remote.ip(), &a.gateway.anomaly).await {
-            alert::refuse(tcp, alert::Alert::AccessDenied);
+            alert::refuse(
+                tcp,
+                alert::Alert::AccessDenied,
+                source,
+                &a.alerts_per_source,
+            );
             let counter = &a.stats.connections_from_blocked_sources;
             if a.refuse(counter, Refusal::BlockedSource(source)) {
                 tracing::info!(peer.addr = %remote, "connection closed before the handshake: its source is blocked (shared state store)");
