@@ -988,3 +988,65 @@ async fn one_blocked_source_cannot_take_every_alert_answer() {
     );
     drop(held);
 }
+
+// ---------------------------------------------------------------------
+// The GOAWAY reaches a client whose bytes were still coming
+
+#[tokio::test]
+async fn a_client_still_sending_at_the_close_reads_the_goaway_not_a_reset() {
+    let _serial = SERIAL.lock().await;
+    let gw = TestGateway::start_with(Options {
+        config_extra: "[transport]\nmax_identity_denials_per_connection = 8\n\n[anomaly.source_failures]\naction = \"alert\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let mallory = unknown_client(&gw, "mallory");
+    let mut tls = tls_small_window(&gw, &mallory, [127, 0, 0, 11]).await;
+    // PING ACKs fill the client's small window first, so the GOAWAY waits
+    // in the gateway's send queue; then the 8 refused calls.
+    let headers = call_headers();
+    let mut out = PREFACE.to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[]));
+    for i in 0..1_000u64 {
+        out.extend(frame(PING, 0, 0, &i.to_be_bytes()));
+    }
+    for i in 0..8u32 {
+        out.extend(frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            2 * i + 1,
+            &headers,
+        ));
+    }
+    tls.write_all(&out).await.expect("sent");
+    tls.flush().await.expect("flushed");
+    // Still sending (a little) while the gateway closes, then quiet.
+    for i in 0..60u64 {
+        if tls
+            .write_all(&frame(PING, 0, 0, &i.to_be_bytes()))
+            .await
+            .is_err()
+            || tls.flush().await.is_err()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || stat(
+            &gw.stats.connections_closed_for_identity_denials
+        ) == 1)
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Only now does the client read.
+    let mut goaway = None;
+    while let Ok(Some(f)) = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut tls)).await
+    {
+        if f.kind == GOAWAY {
+            goaway = Some(String::from_utf8_lossy(&f.payload[8..]).into_owned());
+        }
+    }
+    let goaway = goaway.expect("the GOAWAY arrived (no reset threw it away)");
+    assert!(goaway.contains("CLIENT_UNKNOWN"), "{goaway}");
+}
