@@ -80,6 +80,9 @@ const CLOSE_HARD: Duration = Duration::from_secs(1);
 /// How soon to look again when a marked connection is quiet but still has
 /// unflushed bytes.
 const FLUSH_RECHECK: Duration = Duration::from_millis(10);
+/// A handshake timeout that fires this late was the gateway's own doing
+/// (its runtime stalled): not counted against the client's source.
+const LATE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Where a connection comes from, for the per-source handshake budget and
 /// the log: its IPv4 address, or the /64 of its IPv6 address (one host
@@ -1026,7 +1029,8 @@ async fn admit(
         }
     }
     let tls = a.tls.load_full();
-    let handshake = tokio::time::timeout(t.handshake_timeout(), tls.accept_or_return(tcp)).await;
+    let deadline = Instant::now() + t.handshake_timeout();
+    let handshake = tokio::time::timeout_at(deadline, tls.accept_or_return(tcp)).await;
     drop(handshake_slots);
     let io = match handshake {
         Ok(Ok(io)) => io,
@@ -1055,10 +1059,16 @@ async fn admit(
             return;
         }
         Err(_) => {
-            let now_ms = a.gateway.clock.now_ms();
-            a.gateway
-                .anomaly
-                .observe_source_failure(remote.ip(), now_ms);
+            // Counted against the source only if the gateway was on time:
+            // a timeout that fires well past its deadline means the
+            // gateway itself was stalled (CPU starvation under a flood,
+            // say), and the client's handshake may have been waiting on us.
+            if Instant::now().saturating_duration_since(deadline) < LATE_TIMEOUT {
+                let now_ms = a.gateway.clock.now_ms();
+                a.gateway
+                    .anomaly
+                    .observe_source_failure(remote.ip(), now_ms);
+            }
             a.gateway.metrics.handshake_failed("timed_out");
             let refusal = Refusal::HandshakeTimedOut(source);
             if a.refuse(&a.stats.handshakes_timed_out, refusal) {

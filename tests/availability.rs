@@ -1050,3 +1050,72 @@ async fn a_client_still_sending_at_the_close_reads_the_goaway_not_a_reset() {
     let goaway = goaway.expect("the GOAWAY arrived (no reset threw it away)");
     assert!(goaway.contains("CLIENT_UNKNOWN"), "{goaway}");
 }
+
+// ---------------------------------------------------------------------
+// A gateway stalled by load does not get honest sources blocked
+
+#[tokio::test]
+async fn handshakes_the_gateway_itself_stalled_do_not_count_against_their_source() {
+    let _serial = SERIAL.lock().await;
+    // This test's runtime (one thread) runs the gateway.
+    let gw = TestGateway::start_with(Options {
+        config_extra:
+            "[transport]\nhandshake_timeout_secs = 1\n\n[anomaly.source_failures]\nthreshold = 5\n"
+                .into(),
+        ..Default::default()
+    })
+    .await;
+    let source = [127, 0, 0, 12];
+    let config = sealgate::tls::client_config(
+        &ca_dir(gw.dir.path()).join("ca.crt"),
+        &gw.alice.cert,
+        &gw.alice.key,
+    )
+    .expect("client config");
+    let (addr, go) = (gw.addr, std::sync::Arc::new(std::sync::Barrier::new(6)));
+    // Five honest clients on their own threads: connected (so their
+    // handshakes have begun at the gateway), then their ClientHellos.
+    let clients: Vec<_> = (0..5)
+        .map(|_| {
+            let (config, go) = (config.clone(), go.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    let tcp = tcp_from(source, addr).await.expect("connect");
+                    go.wait();
+                    let _ = tokio_rustls::TlsConnector::from(config)
+                        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+                        .await;
+                });
+            })
+        })
+        .collect();
+    // Let the gateway accept them (its handshake clocks start), then stall
+    // its runtime past the handshake timeout, as CPU starvation would.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    go.wait();
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(
+        eventually(Duration::from_secs(3), || stat(
+            &gw.stats.handshakes_timed_out
+        ) + stat(&gw.stats.handshakes_ok)
+            == 5)
+        .await
+    );
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    assert!(
+        !gw.gateway
+            .anomaly
+            .source_blocked(IpAddr::from(source), now_ms()),
+        "timeouts the gateway caused ({} of them) are not the source's",
+        stat(&gw.stats.handshakes_timed_out)
+    );
+    tls_from(&gw, &gw.alice, source)
+        .await
+        .expect("the source is still served");
+}
