@@ -1092,6 +1092,24 @@ async fn admit(
     if let Err(e) = &identity {
         tracing::info!(peer.addr = %remote, error = %e, "client certificate names no valid identity");
     }
+    // A certificate that can be served nothing (it names no valid
+    // identity, or one the registry does not know or has disabled) cost a
+    // full handshake: that counts against its source once, as a failed
+    // handshake does, so a flood of such handshakes without a request ends
+    // in a source block too. Its requests' refusals count as before.
+    let servable = identity.as_ref().is_ok_and(|id| {
+        a.gateway
+            .registry
+            .load()
+            .get(&id.client_id)
+            .is_some_and(|entry| entry.enabled)
+    });
+    if !servable {
+        let now_ms = a.gateway.clock.now_ms();
+        a.gateway
+            .anomaly
+            .observe_source_failure(remote.ip(), now_ms);
+    }
     let identity_slot = match &identity {
         Ok(id) => {
             let cap = a.identity_cap(&id.client_id);

@@ -1119,3 +1119,45 @@ async fn handshakes_the_gateway_itself_stalled_do_not_count_against_their_source
         .await
         .expect("the source is still served");
 }
+
+// ---------------------------------------------------------------------
+// Handshakes that can be served nothing count against their source
+
+#[tokio::test]
+async fn handshakes_by_an_unknown_identity_without_requests_get_the_source_blocked() {
+    let _serial = SERIAL.lock().await;
+    let gw = TestGateway::start_with(Options {
+        config_extra: "[anomaly.source_failures]\nthreshold = 5\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let mallory = unknown_client(&gw, "mallory");
+    let source = [127, 0, 0, 13];
+    let mut refused = None;
+    for _ in 0..20 {
+        match tls_from(&gw, &mallory, source).await {
+            // A full handshake, then the close: no request at all.
+            Ok(tls) => drop(tls),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let e = refused.expect("the source was blocked");
+    assert_eq!(
+        rustls_error(&e),
+        Some(rustls::Error::AlertReceived(
+            rustls::AlertDescription::AccessDenied
+        )),
+        "{e:?}"
+    );
+    assert!(
+        (5..=6).contains(&stat(&gw.stats.handshakes_ok)),
+        "blocked at the 5th (the next may race the count)"
+    );
+    // A registered client elsewhere is served.
+    tls_from(&gw, &gw.alice, [127, 0, 0, 1])
+        .await
+        .expect("another source completes its handshake");
+}
