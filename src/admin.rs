@@ -57,6 +57,14 @@ impl AdminService {
         let result = self
             .handle(peer.as_deref(), envelope, size, method, &mut audit.record)
             .await;
+        if matches!(&result, Err(d) if d.unanswered) {
+            // Past the connection's identity-denial limit: not answered,
+            // audited or counted (as on the Call path, [`crate::admission`]);
+            // it waits for the transport's GOAWAY, not counted in flight.
+            drop(_busy);
+            audit.dismiss();
+            return std::future::pending().await;
+        }
         if let Err(d) = &result {
             gw.observe_denial(peer.as_deref(), &audit.record, d.reason);
         }

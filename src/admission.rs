@@ -117,6 +117,10 @@ where
                     answer.await
                 })
             }
+            // Past the connection's identity-denial limit (decided from
+            // the denial's own place in the run, so calls refused at once
+            // on several threads are no exception): not answered, as above.
+            Err(denial) if denial.unanswered => Box::pin(std::future::pending()),
             Err(denial) => {
                 let gateway = gateway.clone();
                 Box::pin(async move {

@@ -173,13 +173,48 @@ fn goaway_text(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     while let Some(e) = next {
         let text = e.to_string();
         if let Some(start) = text.find(MARK) {
-            let words = &text[start + 2..];
-            let end = words.find('"').unwrap_or(words.len());
-            return Some(words[..end].chars().take(256).collect());
+            return Some(
+                unescape_bytes(&text[start + 2..])
+                    .chars()
+                    .take(256)
+                    .collect(),
+            );
         }
         next = e.source();
     }
     None
+}
+
+/// The text inside a byte string as Rust's `Debug` shows it (`b"…"`, the
+/// opening quote already skipped): escapes undone, up to the closing quote.
+fn unescape_bytes(shown: &str) -> String {
+    let mut bytes = Vec::new();
+    let mut chars = shown.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => break,
+            '\\' => match chars.next() {
+                Some('n') => bytes.push(b'\n'),
+                Some('r') => bytes.push(b'\r'),
+                Some('t') => bytes.push(b'\t'),
+                Some('0') => bytes.push(0),
+                Some('x') => {
+                    let hex: String = chars.by_ref().take(2).collect();
+                    bytes.push(u8::from_str_radix(&hex, 16).unwrap_or(b'?'));
+                }
+                Some(other) => {
+                    let mut buf = [0u8; 4];
+                    bytes.extend_from_slice(other.encode_utf8(&mut buf).as_bytes());
+                }
+                None => break,
+            },
+            other => {
+                let mut buf = [0u8; 4];
+                bytes.extend_from_slice(other.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 impl From<crate::tls::ConnectError> for ClientError {
@@ -844,5 +879,16 @@ mod tests {
                 gateway.advice
             );
         }
+    }
+
+    #[test]
+    fn goaway_words_are_read_whole_with_their_escapes_undone() {
+        let shown = r#"connection error: GoAway(b"sealgate: closed (\"why\") caf\xc3\xa9\n", ENHANCE_YOUR_CALM, Remote)"#;
+        let start = shown.find("b\"").expect("bytes") + 2;
+        assert_eq!(
+            unescape_bytes(&shown[start..]),
+            "sealgate: closed (\"why\") caf\u{e9}\n"
+        );
+        assert_eq!(unescape_bytes("cut\\"), "cut", "a dangling escape");
     }
 }

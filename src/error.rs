@@ -177,6 +177,11 @@ pub struct Denial {
     /// When to try again, for refusals that pass with time (rate limits);
     /// sent as `google.rpc.RetryInfo`.
     pub retry_after: Option<std::time::Duration>,
+    /// An identity denial past its connection's
+    /// `max_identity_denials_per_connection`: not answered, audited or
+    /// counted; the request waits for the transport's GOAWAY
+    /// ([`crate::peer::DenialTurn::Unanswered`]).
+    pub unanswered: bool,
 }
 
 impl Denial {
@@ -186,6 +191,7 @@ impl Denial {
             reason,
             message: message.into(),
             retry_after: None,
+            unanswered: false,
         }
     }
 

@@ -27,7 +27,7 @@ use crate::envelope::{self, Direction, Seal};
 use crate::error::{route_denial, Denial, Reason};
 use crate::identity::{ClientEntry, ClientIdentity, Registry};
 use crate::jsonrpc::{self, Method};
-use crate::peer::PeerInfo;
+use crate::peer::{DenialTurn, PeerInfo};
 use crate::policy::SanitizePolicy;
 use crate::policy::{Admission, Anomaly};
 use crate::proto::mcp_gateway_service_server::McpGatewayService;
@@ -285,6 +285,14 @@ pub struct AuditOnDrop<'a> {
     started: Instant,
     /// Concluded: the record was taken (or counted in a summary).
     done: bool,
+}
+
+impl AuditOnDrop<'_> {
+    /// Drops the guard without a record: the request was not acted on
+    /// (an identity denial past its connection's limit, left unanswered).
+    pub fn dismiss(mut self) {
+        self.done = true;
+    }
 }
 
 impl Drop for AuditOnDrop<'_> {
@@ -644,8 +652,8 @@ impl Gateway {
             return Err(crate::error::audit_unavailable());
         }
         record.stage = "identity";
-        let identity = self.identify(peer, now).inspect_err(|d| {
-            note_identity_denied(peer, d.reason);
+        let identity = self.identify(peer, now).map_err(|d| {
+            let d = note_identity_denied(peer, d);
             // A certificate that was revoked or expired while its connection
             // was open will never pass again on it: close it after this answer.
             if matches!(
@@ -656,6 +664,7 @@ impl Gateway {
                     p.activity.request_close();
                 }
             }
+            d
         })?;
         let client = self
             .registry
@@ -668,12 +677,11 @@ impl Gateway {
                     "this client certificate's identity is not registered",
                 )
             })
-            .inspect_err(|d| note_identity_denied(peer, d.reason))?;
+            .map_err(|d| note_identity_denied(peer, d))?;
         if !client.enabled {
-            note_identity_denied(peer, Reason::ClientDisabled);
-            return Err(Denial::new(
-                Reason::ClientDisabled,
-                "this client is disabled",
+            return Err(note_identity_denied(
+                peer,
+                Denial::new(Reason::ClientDisabled, "this client is disabled"),
             ));
         }
         record.identity_passed = true;
@@ -1145,14 +1153,20 @@ fn name_peer(record: &mut AuditRecord, peer: Option<&PeerInfo>) {
     }
 }
 
-/// Counts an identity refusal on the connection; one that produced nothing
-/// else for long enough is closed by the transport.
-fn note_identity_denied(peer: Option<&PeerInfo>, reason: Reason) {
+/// Counts an identity refusal on the connection (one that produced nothing
+/// else for long enough is closed by the transport); the refusal, marked
+/// unanswered when it is past the connection's limit.
+fn note_identity_denied(peer: Option<&PeerInfo>, mut denial: Denial) -> Denial {
     if let Some(p) = peer {
-        if p.note_identity_denied(reason.as_str()) {
-            tracing::debug!(peer.addr = %p.remote, "marking a connection that only produced identity refusals for closing");
+        match p.note_identity_denied(denial.reason.as_str()) {
+            DenialTurn::Answer => {}
+            DenialTurn::AnswerAndClose => {
+                tracing::debug!(peer.addr = %p.remote, "marking a connection that only produced identity refusals for closing");
+            }
+            DenialTurn::Unanswered => denial.unanswered = true,
         }
     }
+    denial
 }
 
 /// The refusal of a blocked identity ([`crate::error::identity_blocked`]).

@@ -78,12 +78,15 @@ impl PeerInfo {
 
     /// A request on this connection was refused for identity (unknown,
     /// disabled, revoked, expired, invalid) with `reason` (its stable code,
-    /// e.g. `CLIENT_DISABLED`). Returns `true` exactly once: when this
-    /// denial is the [`Self::identity_denial_limit`]-th in a row without a
-    /// request passing identity in between; the connection is then marked
-    /// for closing: no later request on it is answered, and the transport
-    /// closes it with a GOAWAY once the answers in flight are sent.
-    pub fn note_identity_denied(&self, reason: &'static str) -> bool {
+    /// e.g. `CLIENT_DISABLED`). What to do with the refusal is decided from
+    /// its own place in the run (the counter's value, taken atomically),
+    /// never from an earlier look at the mark, so requests refused at once
+    /// on several threads cannot all be answered: the first
+    /// [`Self::identity_denial_limit`] in a row without a request passing
+    /// identity in between are answered; the last of them marks the
+    /// connection for closing (the transport closes it with a GOAWAY once
+    /// the answers in flight are sent); any further one is not answered.
+    pub fn note_identity_denied(&self, reason: &'static str) -> DenialTurn {
         *self
             .last_identity_denial
             .lock()
@@ -93,11 +96,14 @@ impl PeerInfo {
             .identity_denials
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1);
-        if denials != limit {
-            return false;
+        if denials > limit {
+            return DenialTurn::Unanswered;
+        }
+        if denials < limit {
+            return DenialTurn::Answer;
         }
         self.activity.request_close();
-        true
+        DenialTurn::AnswerAndClose
     }
 
     /// Whether the request path asked for this connection to be closed.
@@ -113,6 +119,21 @@ impl PeerInfo {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// What becomes of one identity denial on a connection
+/// ([`PeerInfo::note_identity_denied`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenialTurn {
+    /// Within the limit: answered.
+    Answer,
+    /// The limit-th in a row: answered, and the connection is marked for
+    /// closing.
+    AnswerAndClose,
+    /// Past the limit: not answered, audited or counted; the request waits
+    /// for the transport's GOAWAY, which tells the client it was not acted
+    /// on.
+    Unanswered,
 }
 
 /// Request activity on one connection, for the idle timeout, and the
@@ -290,34 +311,72 @@ mod tests {
     fn the_limit_th_identity_denial_in_a_row_marks_the_connection_once() {
         let p = peer(3);
         let wakes = register(&p);
-        assert!(!p.note_identity_denied("CLIENT_UNKNOWN"));
-        assert!(!p.note_identity_denied("CLIENT_UNKNOWN"));
+        assert_eq!(p.note_identity_denied("CLIENT_UNKNOWN"), DenialTurn::Answer);
+        assert_eq!(p.note_identity_denied("CLIENT_UNKNOWN"), DenialTurn::Answer);
         assert!(!p.close_requested());
         assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
-        assert!(
+        assert_eq!(
             p.note_identity_denied("CLIENT_UNKNOWN"),
+            DenialTurn::AnswerAndClose,
             "the third denial reaches the limit"
         );
         assert!(p.close_requested());
         assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "the reader is woken");
-        assert!(
-            !p.note_identity_denied("CLIENT_UNKNOWN"),
-            "true exactly once"
+        assert_eq!(
+            p.note_identity_denied("CLIENT_UNKNOWN"),
+            DenialTurn::Unanswered,
+            "past the limit"
         );
         assert!(p.close_requested(), "and it stays marked");
     }
 
     #[test]
+    fn denials_racing_on_threads_answer_no_more_than_the_limit() {
+        let p = Arc::new(peer(8));
+        for _ in 0..7 {
+            assert_eq!(p.note_identity_denied("CLIENT_UNKNOWN"), DenialTurn::Answer);
+        }
+        // Eight requests refused at once on eight threads, all of which saw
+        // the connection unmarked: one is the 8th, the others are past it.
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let turns: Vec<DenialTurn> = (0..8)
+            .map(|_| {
+                let (p, barrier) = (p.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    assert!(!p.close_requested());
+                    barrier.wait();
+                    p.note_identity_denied("CLIENT_UNKNOWN")
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect();
+        let answered = turns
+            .iter()
+            .filter(|t| **t != DenialTurn::Unanswered)
+            .count();
+        assert_eq!(answered, 1, "{turns:?}");
+        assert!(turns.contains(&DenialTurn::AnswerAndClose));
+        assert!(p.close_requested());
+    }
+
+    #[test]
     fn a_request_passing_identity_starts_the_count_again() {
         let p = peer(2);
-        assert!(!p.note_identity_denied("CLIENT_UNKNOWN"));
+        assert_eq!(p.note_identity_denied("CLIENT_UNKNOWN"), DenialTurn::Answer);
         p.note_identity_passed();
-        assert!(
-            !p.note_identity_denied("CLIENT_UNKNOWN"),
+        assert_eq!(
+            p.note_identity_denied("CLIENT_UNKNOWN"),
+            DenialTurn::Answer,
             "one in a row since the pass"
         );
         assert!(!p.close_requested());
-        assert!(p.note_identity_denied("CLIENT_UNKNOWN"), "two in a row");
+        assert_eq!(
+            p.note_identity_denied("CLIENT_UNKNOWN"),
+            DenialTurn::AnswerAndClose,
+            "two in a row"
+        );
         assert!(p.close_requested());
     }
 
@@ -328,8 +387,9 @@ mod tests {
             p.note_identity_passed();
         }
         assert!(!p.close_requested());
-        assert!(
+        assert_eq!(
             p.note_identity_denied("CLIENT_UNKNOWN"),
+            DenialTurn::AnswerAndClose,
             "a limit of 1: the first denial"
         );
     }
@@ -337,7 +397,10 @@ mod tests {
     #[test]
     fn a_zero_limit_acts_as_one() {
         let p = peer(0);
-        assert!(p.note_identity_denied("CLIENT_UNKNOWN"));
+        assert_eq!(
+            p.note_identity_denied("CLIENT_UNKNOWN"),
+            DenialTurn::AnswerAndClose
+        );
         assert!(p.close_requested());
     }
 
@@ -346,7 +409,10 @@ mod tests {
         let p = peer(1);
         let first = p.activity.begin();
         let second = p.activity.begin();
-        assert!(p.note_identity_denied("CLIENT_UNKNOWN"));
+        assert_eq!(
+            p.note_identity_denied("CLIENT_UNKNOWN"),
+            DenialTurn::AnswerAndClose
+        );
         let wakes = register(&p);
         drop(first);
         assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "one still in flight");

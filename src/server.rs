@@ -80,6 +80,9 @@ const CLOSE_HARD: Duration = Duration::from_secs(1);
 /// How soon to look again when a marked connection is quiet but still has
 /// unflushed bytes.
 const FLUSH_RECHECK: Duration = Duration::from_millis(10);
+/// A handshake timeout that fires this late was the gateway's own doing
+/// (its runtime stalled): not counted against the client's source.
+const LATE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Where a connection comes from, for the per-source handshake budget and
 /// the log: its IPv4 address, or the /64 of its IPv6 address (one host
@@ -439,6 +442,9 @@ impl PeerStream {
                         0 => self.writes.last_stream(),
                         _ => self.mark_stream,
                     };
+                    // Never above a GOAWAY hyper already sent (its
+                    // graceful one at max_connection_age, say).
+                    let last = self.writes.goaway_last_stream(last);
                     self.farewell = Some(goaway::Farewell::new(last, &text));
                 }
             }
@@ -450,11 +456,20 @@ impl PeerStream {
     }
 
     /// Writes the GOAWAY and close_notify of a closing connection, if it
-    /// has them, then returns the error that makes hyper close it.
+    /// has them, and drains the socket ([`goaway::Farewell`]), within
+    /// their deadlines; then returns the error that makes hyper close it.
     fn poll_farewell(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         if let Some(f) = self.farewell.as_mut() {
             if f.poll_write(&mut self.io, cx).is_pending() {
-                return Poll::Pending;
+                // A client that does not read cannot hold the connection
+                // open: past the deadline, closed without the rest.
+                let until = f.until();
+                if self.timer.deadline() != until {
+                    self.timer.as_mut().reset(until);
+                }
+                if self.timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
             }
             self.farewell = None;
         }
@@ -465,8 +480,10 @@ impl PeerStream {
         Poll::Ready(io::Error::new(kind, "connection closed by the gateway"))
     }
 
-    /// On a read that found no data: the limit that closes the connection
-    /// now, else arranges to be woken when one might.
+    /// On a read that found no data, or a write or flush that pends (a
+    /// client that does not read can stop h2 from reading at all): the
+    /// limit that closes the connection now, else arranges to be woken
+    /// when one might.
     fn poll_limits(&mut self, cx: &mut Context<'_>) -> Poll<Closing> {
         self.info.activity.register_reader(cx.waker());
         loop {
@@ -490,6 +507,23 @@ impl PeerStream {
                     }
                 }
             }
+        }
+    }
+}
+
+impl PeerStream {
+    /// A write or flush pended: the limits hold here too (a client that
+    /// stops reading may stop h2 from reading). `Some` with the error that
+    /// closes the connection, else `None` (still pending).
+    fn stalled(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        let closing = match self.poll_limits(cx) {
+            Poll::Ready(closing) => closing,
+            Poll::Pending => return None,
+        };
+        self.close(closing);
+        match self.poll_farewell(cx) {
+            Poll::Ready(e) => Some(e),
+            Poll::Pending => None,
         }
     }
 }
@@ -583,11 +617,17 @@ impl AsyncWrite for PeerStream {
             return this.poll_farewell(cx).map(Err);
         }
         let written = Pin::new(&mut this.io).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = written {
-            if n > 0 {
+        match written {
+            Poll::Ready(Ok(n)) if n > 0 => {
                 this.unflushed = true;
                 this.writes.feed(&buf[..n.min(buf.len())]);
             }
+            Poll::Pending => {
+                if let Some(e) = this.stalled(cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+            _ => {}
         }
         written
     }
@@ -597,8 +637,16 @@ impl AsyncWrite for PeerStream {
             return this.poll_farewell(cx).map(Err);
         }
         let flushed = Pin::new(&mut this.io).poll_flush(cx);
-        if matches!(flushed, Poll::Ready(Ok(()))) {
-            this.unflushed = false;
+        match flushed {
+            Poll::Ready(Ok(())) => {
+                this.unflushed = false;
+            }
+            Poll::Pending => {
+                if let Some(e) = this.stalled(cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+            Poll::Ready(Err(_)) => {}
         }
         flushed
     }
@@ -615,11 +663,17 @@ impl AsyncWrite for PeerStream {
             return this.poll_farewell(cx).map(Err);
         }
         let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = written {
-            if n > 0 {
+        match written {
+            Poll::Ready(Ok(n)) if n > 0 => {
                 this.unflushed = true;
                 this.writes.feed_vectored(bufs, n);
             }
+            Poll::Pending => {
+                if let Some(e) = this.stalled(cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+            _ => {}
         }
         written
     }
@@ -701,6 +755,7 @@ pub async fn run_summarizing(
         handshakes_per_source: Slots::new(),
         connections: Arc::new(Semaphore::new(t.max_connections)),
         connections_per_identity: Slots::new(),
+        alerts_per_source: Slots::new(),
     });
     // At the stop signal the accept loop ends and the listener closes at
     // once (new connections are refused), while tonic lets the requests in
@@ -798,6 +853,8 @@ struct Admission {
     connections: Arc<Semaphore>,
     /// Each identity's connection cap, likewise.
     connections_per_identity: Arc<Slots<ClientId>>,
+    /// The refusals at accept being answered with an alert, per source.
+    alerts_per_source: Arc<Slots<Source>>,
 }
 
 impl Admission {
@@ -851,7 +908,12 @@ async fn accept_loop(
             .anomaly
             .source_blocked(remote.ip(), now_ms)
         {
-            alert::refuse(tcp, alert::Alert::AccessDenied);
+            alert::refuse(
+                tcp,
+                alert::Alert::AccessDenied,
+                source,
+                &admission.alerts_per_source,
+            );
             let counter = &admission.stats.connections_from_blocked_sources;
             if admission.refuse(counter, Refusal::BlockedSource(source)) {
                 tracing::info!(peer.addr = %remote, "connection closed at accept: its source is blocked by the source_failures detector");
@@ -862,7 +924,12 @@ async fn accept_loop(
             .handshakes_per_source
             .try_take(source, t.max_handshakes_per_source)
         else {
-            alert::refuse(tcp, alert::Alert::InternalError);
+            alert::refuse(
+                tcp,
+                alert::Alert::InternalError,
+                source,
+                &admission.alerts_per_source,
+            );
             let counter = &admission.stats.handshakes_shed_per_source;
             if admission.refuse(counter, Refusal::ShedPerSource(source)) {
                 tracing::info!(peer.addr = %remote, "connection closed at accept: max_handshakes_per_source handshakes of its source in progress");
@@ -870,7 +937,12 @@ async fn accept_loop(
             continue;
         };
         let Ok(handshake) = admission.handshakes.clone().try_acquire_owned() else {
-            alert::refuse(tcp, alert::Alert::InternalError);
+            alert::refuse(
+                tcp,
+                alert::Alert::InternalError,
+                source,
+                &admission.alerts_per_source,
+            );
             if admission.refuse(&admission.stats.handshakes_shed, Refusal::Shed(source)) {
                 tracing::info!(peer.addr = %remote, "connection closed at accept: max_handshakes handshakes in progress");
             }
@@ -943,7 +1015,12 @@ async fn admit(
         // A source blocked on another replica (from this replica's mirror
         // of the store's source blocks: no round trip per connection).
         if state.source_blocked(remote.ip(), &a.gateway.anomaly).await {
-            alert::refuse(tcp, alert::Alert::AccessDenied);
+            alert::refuse(
+                tcp,
+                alert::Alert::AccessDenied,
+                source,
+                &a.alerts_per_source,
+            );
             let counter = &a.stats.connections_from_blocked_sources;
             if a.refuse(counter, Refusal::BlockedSource(source)) {
                 tracing::info!(peer.addr = %remote, "connection closed before the handshake: its source is blocked (shared state store)");
@@ -952,7 +1029,8 @@ async fn admit(
         }
     }
     let tls = a.tls.load_full();
-    let handshake = tokio::time::timeout(t.handshake_timeout(), tls.accept_or_return(tcp)).await;
+    let deadline = Instant::now() + t.handshake_timeout();
+    let handshake = tokio::time::timeout_at(deadline, tls.accept_or_return(tcp)).await;
     drop(handshake_slots);
     let io = match handshake {
         Ok(Ok(io)) => io,
@@ -981,10 +1059,16 @@ async fn admit(
             return;
         }
         Err(_) => {
-            let now_ms = a.gateway.clock.now_ms();
-            a.gateway
-                .anomaly
-                .observe_source_failure(remote.ip(), now_ms);
+            // Counted against the source only if the gateway was on time:
+            // a timeout that fires well past its deadline means the
+            // gateway itself was stalled (CPU starvation under a flood,
+            // say), and the client's handshake may have been waiting on us.
+            if Instant::now().saturating_duration_since(deadline) < LATE_TIMEOUT {
+                let now_ms = a.gateway.clock.now_ms();
+                a.gateway
+                    .anomaly
+                    .observe_source_failure(remote.ip(), now_ms);
+            }
             a.gateway.metrics.handshake_failed("timed_out");
             let refusal = Refusal::HandshakeTimedOut(source);
             if a.refuse(&a.stats.handshakes_timed_out, refusal) {
@@ -1007,6 +1091,24 @@ async fn admit(
     };
     if let Err(e) = &identity {
         tracing::info!(peer.addr = %remote, error = %e, "client certificate names no valid identity");
+    }
+    // A certificate that can be served nothing (it names no valid
+    // identity, or one the registry does not know or has disabled) cost a
+    // full handshake: that counts against its source once, as a failed
+    // handshake does, so a flood of such handshakes without a request ends
+    // in a source block too. Its requests' refusals count as before.
+    let servable = identity.as_ref().is_ok_and(|id| {
+        a.gateway
+            .registry
+            .load()
+            .get(&id.client_id)
+            .is_some_and(|entry| entry.enabled)
+    });
+    if !servable {
+        let now_ms = a.gateway.clock.now_ms();
+        a.gateway
+            .anomaly
+            .observe_source_failure(remote.ip(), now_ms);
     }
     let identity_slot = match &identity {
         Ok(id) => {

@@ -702,3 +702,462 @@ async fn an_sdk_client_past_the_limit_reads_why_its_connection_was_closed() {
         "{closed:#?}"
     );
 }
+
+// ---------------------------------------------------------------------
+// A client that stops reading cannot hold a connection past its limits
+
+/// A TLS connection as `who` from `source` whose socket receive buffer is
+/// small, so that what the gateway writes soon stays in its own buffers.
+async fn tls_small_window(
+    gw: &TestGateway,
+    who: &IssuedClient,
+    source: [u8; 4],
+) -> TlsStream<TcpStream> {
+    let config =
+        sealgate::tls::client_config(&ca_dir(gw.dir.path()).join("ca.crt"), &who.cert, &who.key)
+            .expect("client config");
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket
+        .bind(SocketAddr::from((source, 0)))
+        .expect("bind source");
+    let tcp = socket.connect(gw.addr).await.expect("connect");
+    tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("handshake")
+}
+
+/// PINGs enough for their ACKs to fill the gateway's socket buffer (which
+/// grows to megabytes on loopback) when the client never reads.
+const PINGS: u64 = 200_000;
+
+/// Sends `calls` Call HEADERS (ended: refused from their headers) then
+/// `pings` PINGs, and never reads; holds the connection until aborted.
+async fn send_and_never_read(mut tls: TlsStream<TcpStream>, calls: u32, pings: u64) {
+    let headers = call_headers();
+    let mut out = PREFACE.to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[]));
+    for i in 0..calls {
+        out.extend(frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            2 * i + 1,
+            &headers,
+        ));
+    }
+    for i in 0..pings {
+        out.extend(frame(PING, 0, 0, &i.to_be_bytes()));
+    }
+    // The gateway stops reading at some point; the rest stays unsent.
+    let _ = tls.write_all(&out).await;
+    let _ = tls.flush().await;
+    std::future::pending::<()>().await;
+}
+
+/// The bytes the gateway's socket to `client_port` holds unacknowledged
+/// (`tx_queue` in /proc/net/tcp).
+fn server_send_queue(server_port: u16, client_port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next()?, 16).ok();
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 5 || port(f[1])? != server_port || port(f[2])? != client_port {
+            return None;
+        }
+        u64::from_str_radix(f[4].split(':').next()?, 16).ok()
+    })
+}
+
+#[tokio::test]
+async fn a_marked_connection_whose_client_stops_reading_is_closed_anyway() {
+    let _serial = SERIAL.lock().await;
+    let gw = TestGateway::start_with(Options {
+        config_extra: "[transport]\nidle_timeout_secs = 60\nmax_identity_denials_per_connection = 8\n\n[anomaly.source_failures]\naction = \"alert\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let mallory = unknown_client(&gw, "mallory");
+    let mut tls = tls_small_window(&gw, &mallory, [127, 0, 0, 5]).await;
+    let client_port = tls.get_ref().0.local_addr().expect("local").port();
+    assert!(
+        eventually(Duration::from_secs(2), || stat(&gw.stats.connections_open)
+            == 1)
+        .await
+    );
+    let mut hello = PREFACE.to_vec();
+    hello.extend(frame(SETTINGS, 0, 0, &[]));
+    tls.write_all(&hello).await.expect("preface");
+    // PINGs until the gateway's socket buffer is full of their ACKs (its
+    // queue stops growing): h2 still reads, its writes go to TLS's buffer.
+    let (mut last, mut flat) = (0, 0);
+    for i in 0..1_000u64 {
+        let pings: Vec<u8> = (0..1_000u64)
+            .flat_map(|j| frame(PING, 0, 0, &(i * 1_000 + j).to_be_bytes()))
+            .collect();
+        let sent = tokio::time::timeout(Duration::from_secs(1), async {
+            tls.write_all(&pings).await?;
+            tls.flush().await
+        })
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let queued = server_send_queue(gw.addr.port(), client_port).unwrap_or(0);
+        flat = if queued > 0 && queued == last {
+            flat + 1
+        } else {
+            0
+        };
+        last = queued;
+        if flat == 1 {
+            break;
+        }
+    }
+    assert_eq!(flat, 1, "the gateway's socket buffer filled ({last} bytes)");
+    // Now the 8 refusals that mark the connection.
+    let headers = call_headers();
+    let calls: Vec<u8> = (0..8u32)
+        .flat_map(|i| frame(HEADERS, END_HEADERS | END_STREAM, 2 * i + 1, &headers))
+        .collect();
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        tls.write_all(&calls).await?;
+        tls.flush().await
+    })
+    .await;
+    assert!(
+        eventually(Duration::from_secs(6), || stat(&gw.stats.connections_open)
+            == 0)
+        .await,
+        "the farewell has a deadline: open {}",
+        stat(&gw.stats.connections_open)
+    );
+    assert_eq!(stat(&gw.stats.connections_closed_for_identity_denials), 1);
+    drop(tls);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_at_the_idle_timeout() {
+    let _serial = SERIAL.lock().await;
+    let gw = TestGateway::start_with(Options {
+        config_extra:
+            "[transport]\nidle_timeout_secs = 2\n\n[anomaly.source_failures]\naction = \"alert\"\n"
+                .into(),
+        ..Default::default()
+    })
+    .await;
+    let mallory = unknown_client(&gw, "mallory");
+    let tls = tls_small_window(&gw, &mallory, [127, 0, 0, 5]).await;
+    assert!(
+        eventually(Duration::from_secs(2), || stat(&gw.stats.connections_open)
+            == 1)
+        .await
+    );
+    // Enough PING ACKs to fill the socket's and h2's write buffers: h2
+    // stops reading.
+    let writer = tokio::spawn(send_and_never_read(tls, 0, PINGS));
+    assert!(
+        eventually(Duration::from_secs(6), || stat(&gw.stats.connections_open)
+            == 0)
+        .await,
+        "a stalled writer is held to the idle timeout: open {}",
+        stat(&gw.stats.connections_open)
+    );
+    assert_eq!(stat(&gw.stats.idle_closed), 1);
+    writer.abort();
+}
+
+// ---------------------------------------------------------------------
+// The admin service is held to the same identity-denial bound
+
+/// The header block of an admin `ListBlocks` call.
+fn admin_headers() -> Vec<u8> {
+    let mut block = Vec::new();
+    for (name, value) in [
+        (":method", "POST"),
+        (":scheme", "https"),
+        (":path", "/sealgate.v1.AdminService/ListBlocks"),
+        (":authority", "localhost"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ] {
+        hpack(&mut block, name, value);
+    }
+    block
+}
+
+#[tokio::test]
+async fn admin_calls_answer_no_more_identity_denials_than_the_limit() {
+    let _serial = SERIAL.lock().await;
+    let gw = TestGateway::start_with(Options {
+        config_extra: "[transport]\nmax_identity_denials_per_connection = 8\n\n[anomaly.source_failures]\naction = \"alert\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let mallory = unknown_client(&gw, "mallory");
+    let mut tls = tls_from(&gw, &mallory, [127, 0, 0, 8])
+        .await
+        .expect("handshake");
+    // 64 admin calls dispatched before any of them is refused (their
+    // bodies come later), then their bodies.
+    let headers = admin_headers();
+    let mut out = PREFACE.to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[]));
+    for i in 0..64u32 {
+        out.extend(frame(HEADERS, END_HEADERS, 2 * i + 1, &headers));
+    }
+    tls.write_all(&out).await.expect("headers sent");
+    tls.flush().await.expect("flushed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut out = Vec::new();
+    for i in 0..64u32 {
+        out.extend(frame(DATA, END_STREAM, 2 * i + 1, &[0, 0, 0, 0, 0]));
+    }
+    tls.write_all(&out).await.expect("bodies sent");
+    tls.flush().await.expect("flushed");
+    let mut answered = 0;
+    let mut goaway = None;
+    while let Ok(Some(f)) = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut tls)).await
+    {
+        match f.kind {
+            SETTINGS if f.flags & ACK == 0 => {
+                let _ = tls.write_all(&frame(SETTINGS, ACK, 0, &[])).await;
+            }
+            HEADERS if f.stream != 0 && f.flags & END_STREAM != 0 => answered += 1,
+            GOAWAY => goaway = Some(f.payload),
+            _ => {}
+        }
+    }
+    assert_eq!(answered, 8, "at most the limit answered");
+    let goaway = goaway.expect("a GOAWAY");
+    assert!(
+        String::from_utf8_lossy(&goaway[8..]).contains("CLIENT_UNKNOWN"),
+        "{goaway:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(2), || stat(
+            &gw.stats.connections_closed_for_identity_denials
+        ) == 1)
+        .await
+    );
+}
+
+// ---------------------------------------------------------------------
+// One source cannot take every alert answer
+
+#[tokio::test]
+async fn one_blocked_source_cannot_take_every_alert_answer() {
+    let _serial = SERIAL.lock().await;
+    let gw = TestGateway::start_with(Options {
+        config_extra: "[anomaly.source_failures]\nthreshold = 3\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let (hog, victim) = ([127, 0, 0, 9], [127, 0, 0, 10]);
+    for source in [hog, victim] {
+        for _ in 0..3 {
+            gw.gateway
+                .anomaly
+                .observe_source_failure(IpAddr::from(source), now_ms());
+        }
+    }
+    // 300 sockets each begin a ClientHello and hold on.
+    let held = futures_util::future::join_all((0..300).map(|_| async {
+        let mut tcp = tcp_from(hog, gw.addr).await.ok()?;
+        tcp.write_all(&[0x16]).await.ok()?;
+        Some(tcp)
+    }))
+    .await;
+    // Each reached the accept loop (past a few, they may be reset at once).
+    assert!(
+        eventually(Duration::from_secs(3), || stat(
+            &gw.stats.connections_from_blocked_sources
+        ) >= 300)
+        .await
+    );
+    let e = tls_from(&gw, &gw.alice, victim)
+        .await
+        .expect_err("a blocked source is refused");
+    assert_eq!(
+        rustls_error(&e),
+        Some(rustls::Error::AlertReceived(
+            rustls::AlertDescription::AccessDenied
+        )),
+        "the victim is still told why: {e:?}"
+    );
+    drop(held);
+}
+
+// ---------------------------------------------------------------------
+// The GOAWAY reaches a client whose bytes were still coming
+
+#[tokio::test]
+async fn a_client_still_sending_at_the_close_reads_the_goaway_not_a_reset() {
+    let _serial = SERIAL.lock().await;
+    let gw = TestGateway::start_with(Options {
+        config_extra: "[transport]\nmax_identity_denials_per_connection = 8\n\n[anomaly.source_failures]\naction = \"alert\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let mallory = unknown_client(&gw, "mallory");
+    let mut tls = tls_small_window(&gw, &mallory, [127, 0, 0, 11]).await;
+    // PING ACKs fill the client's small window first, so the GOAWAY waits
+    // in the gateway's send queue; then the 8 refused calls.
+    let headers = call_headers();
+    let mut out = PREFACE.to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[]));
+    for i in 0..1_000u64 {
+        out.extend(frame(PING, 0, 0, &i.to_be_bytes()));
+    }
+    for i in 0..8u32 {
+        out.extend(frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            2 * i + 1,
+            &headers,
+        ));
+    }
+    tls.write_all(&out).await.expect("sent");
+    tls.flush().await.expect("flushed");
+    // Still sending (a little) while the gateway closes, then quiet.
+    for i in 0..60u64 {
+        if tls
+            .write_all(&frame(PING, 0, 0, &i.to_be_bytes()))
+            .await
+            .is_err()
+            || tls.flush().await.is_err()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || stat(
+            &gw.stats.connections_closed_for_identity_denials
+        ) == 1)
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Only now does the client read.
+    let mut goaway = None;
+    while let Ok(Some(f)) = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut tls)).await
+    {
+        if f.kind == GOAWAY {
+            goaway = Some(String::from_utf8_lossy(&f.payload[8..]).into_owned());
+        }
+    }
+    let goaway = goaway.expect("the GOAWAY arrived (no reset threw it away)");
+    assert!(goaway.contains("CLIENT_UNKNOWN"), "{goaway}");
+}
+
+// ---------------------------------------------------------------------
+// A gateway stalled by load does not get honest sources blocked
+
+#[tokio::test]
+async fn handshakes_the_gateway_itself_stalled_do_not_count_against_their_source() {
+    let _serial = SERIAL.lock().await;
+    // This test's runtime (one thread) runs the gateway.
+    let gw = TestGateway::start_with(Options {
+        config_extra:
+            "[transport]\nhandshake_timeout_secs = 1\n\n[anomaly.source_failures]\nthreshold = 5\n"
+                .into(),
+        ..Default::default()
+    })
+    .await;
+    let source = [127, 0, 0, 12];
+    let config = sealgate::tls::client_config(
+        &ca_dir(gw.dir.path()).join("ca.crt"),
+        &gw.alice.cert,
+        &gw.alice.key,
+    )
+    .expect("client config");
+    let (addr, go) = (gw.addr, std::sync::Arc::new(std::sync::Barrier::new(6)));
+    // Five honest clients on their own threads: connected (so their
+    // handshakes have begun at the gateway), then their ClientHellos.
+    let clients: Vec<_> = (0..5)
+        .map(|_| {
+            let (config, go) = (config.clone(), go.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    let tcp = tcp_from(source, addr).await.expect("connect");
+                    go.wait();
+                    let _ = tokio_rustls::TlsConnector::from(config)
+                        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+                        .await;
+                });
+            })
+        })
+        .collect();
+    // Let the gateway accept them (its handshake clocks start), then stall
+    // its runtime past the handshake timeout, as CPU starvation would.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    go.wait();
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(
+        eventually(Duration::from_secs(3), || stat(
+            &gw.stats.handshakes_timed_out
+        ) + stat(&gw.stats.handshakes_ok)
+            == 5)
+        .await
+    );
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    assert!(
+        !gw.gateway
+            .anomaly
+            .source_blocked(IpAddr::from(source), now_ms()),
+        "timeouts the gateway caused ({} of them) are not the source's",
+        stat(&gw.stats.handshakes_timed_out)
+    );
+    tls_from(&gw, &gw.alice, source)
+        .await
+        .expect("the source is still served");
+}
+
+// ---------------------------------------------------------------------
+// Handshakes that can be served nothing count against their source
+
+#[tokio::test]
+async fn handshakes_by_an_unknown_identity_without_requests_get_the_source_blocked() {
+    let _serial = SERIAL.lock().await;
+    let gw = TestGateway::start_with(Options {
+        config_extra: "[anomaly.source_failures]\nthreshold = 5\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let mallory = unknown_client(&gw, "mallory");
+    let source = [127, 0, 0, 13];
+    let mut refused = None;
+    for _ in 0..20 {
+        match tls_from(&gw, &mallory, source).await {
+            // A full handshake, then the close: no request at all.
+            Ok(tls) => drop(tls),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let e = refused.expect("the source was blocked");
+    assert_eq!(
+        rustls_error(&e),
+        Some(rustls::Error::AlertReceived(
+            rustls::AlertDescription::AccessDenied
+        )),
+        "{e:?}"
+    );
+    assert!(
+        (5..=6).contains(&stat(&gw.stats.handshakes_ok)),
+        "blocked at the 5th (the next may race the count)"
+    );
+    // A registered client elsewhere is served.
+    tls_from(&gw, &gw.alice, [127, 0, 0, 1])
+        .await
+        .expect("another source completes its handshake");
+}

@@ -12,19 +12,26 @@
 //! that the close does not reset the connection before the alert is read;
 //! all of this for at most [`LINGER`] (the first bytes within
 //! [`FIRST_BYTES`]) and [`MAX_DISCARD`] bytes. At most
-//! [`MAX_ANSWERING`] connections are answered this way at once; beyond that
-//! the connection is reset at once, as before. The socket is closed with
+//! [`MAX_ANSWERING`] connections are answered this way at once, and at
+//! most [`MAX_ANSWERING_PER_SOURCE`] of one source (so that one source
+//! cannot take every answer and leave its neighbours a bare reset); beyond
+//! that the connection is reset at once, as before. The socket is closed with
 //! zero linger either way: no TIME_WAIT is kept for a peer the gateway did
 //! not want.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::{Slots, Source};
+
 /// Refused connections being answered at once, at most.
 const MAX_ANSWERING: usize = 256;
+/// Of those, at most this many from one source.
+pub const MAX_ANSWERING_PER_SOURCE: usize = 4;
 /// How long a refused connection may take to begin its ClientHello (a
 /// client sends it with the last packet of the TCP handshake).
 const FIRST_BYTES: Duration = Duration::from_millis(200);
@@ -59,17 +66,27 @@ impl Alert {
 /// The first byte of a TLS handshake record.
 const HANDSHAKE_RECORD: u8 = 22;
 
-/// Refuses `tcp` with `alert`: once the client's ClientHello begins,
-/// writes the alert, lets the client read it and close, then closes.
+/// Refuses `tcp`, from `source`, with `alert`: once the client's
+/// ClientHello begins, writes the alert, lets the client read it and
+/// close, then closes. `answering` holds the answers under way per source.
 /// Returns whether the connection is being answered (else it was reset at
-/// once: too many are being answered).
-pub fn refuse(tcp: TcpStream, alert: Alert) -> bool {
+/// once: too many are being answered, or too many of its source).
+pub fn refuse(
+    tcp: TcpStream,
+    alert: Alert,
+    source: Source,
+    answering: &Arc<Slots<Source>>,
+) -> bool {
     let _ = tcp.set_zero_linger();
+    let Some(slot) = answering.try_take(source, MAX_ANSWERING_PER_SOURCE) else {
+        return false;
+    };
     if ANSWERING.fetch_add(1, Ordering::Relaxed) >= MAX_ANSWERING {
         ANSWERING.fetch_sub(1, Ordering::Relaxed);
         return false;
     }
     tokio::spawn(async move {
+        let _slot = slot;
         let mut tcp = tcp;
         let mut buf = [0u8; 2048];
         let _ = tokio::time::timeout(LINGER, async {

@@ -10,20 +10,43 @@
 //! gateway answered (GOAWAY's last stream id: the calls parked after the
 //! mark are above it, so the client learns they were not acted on) and
 //! when the next byte starts a frame, the only point where a frame of its
-//! own may go; from what the client sends, the last stream it opened. Nothing here parses a frame's payload: only the 9-byte headers.
+//! own may go; from what the client sends, the last stream it opened. Nothing here parses a frame's payload: only the 9-byte headers
+//! (and the last-stream-id of a GOAWAY hyper wrote itself: the
+//! transport's own may not raise it).
+//!
+//! Saying goodbye is bounded: a client that does not read cannot hold the
+//! connection open by leaving the GOAWAY unflushed ([`FAREWELL_LIMIT`]).
+//! Once it is flushed the gateway half-closes and reads and discards what
+//! the client still sends ([`DRAIN_LIMIT`], [`MAX_DRAIN`]), so that the
+//! close does not reset the connection (throwing the GOAWAY away) while the
+//! client's pipelined bytes are unread.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
+
+/// How long the GOAWAY and close_notify may take to be written and
+/// flushed; past it the connection is closed without them.
+pub const FAREWELL_LIMIT: Duration = Duration::from_secs(1);
+/// How long, after them, what the client still sends is read and
+/// discarded before the close.
+pub const DRAIN_LIMIT: Duration = Duration::from_millis(500);
+/// How many bytes are read and discarded so, at most.
+pub const MAX_DRAIN: usize = 64 * 1024;
 
 /// The HTTP/2 connection preface a client sends first.
 const PREFACE_LEN: usize = 24;
 
 const HEADERS: u8 = 0x1;
+const PUSH_PROMISE: u8 = 0x5;
 const GOAWAY: u8 = 0x7;
+const CONTINUATION: u8 = 0x9;
+const END_HEADERS: u8 = 0x4;
 
 /// `ENHANCE_YOUR_CALM` (RFC 9113 §7): the peer behaves in a way the server
 /// will not serve further.
@@ -45,6 +68,14 @@ pub struct FrameCursor {
     payload: usize,
     /// The highest stream id a HEADERS frame opened.
     last_headers: u32,
+    /// Inside a header block (a HEADERS or PUSH_PROMISE without
+    /// END_HEADERS, until the CONTINUATION that ends it): no other frame
+    /// may come between.
+    in_block: bool,
+    /// The lowest last-stream-id of a GOAWAY in the stream, and the bytes
+    /// of the one being read.
+    goaway_last: Option<u32>,
+    goaway_bytes: Option<([u8; 4], usize)>,
 }
 
 impl FrameCursor {
@@ -64,6 +95,9 @@ impl FrameCursor {
             have: 0,
             payload: 0,
             last_headers: 0,
+            in_block: false,
+            goaway_last: None,
+            goaway_bytes: None,
         }
     }
 
@@ -77,6 +111,7 @@ impl FrameCursor {
             } else if self.payload > 0 {
                 let n = self.payload.min(bytes.len());
                 self.payload -= n;
+                self.goaway_payload(&bytes[..n]);
                 bytes = &bytes[n..];
             } else {
                 let n = (9 - self.have).min(bytes.len());
@@ -92,8 +127,31 @@ impl FrameCursor {
                         let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
                         self.last_headers = self.last_headers.max(stream);
                     }
+                    if matches!(h[3], HEADERS | PUSH_PROMISE | CONTINUATION) {
+                        self.in_block = h[4] & END_HEADERS == 0;
+                    }
+                    self.goaway_bytes = (h[3] == GOAWAY).then_some(([0; 4], 0));
+                    if self.payload == 0 {
+                        self.goaway_payload(&[]);
+                    }
                 }
             }
+        }
+    }
+
+    /// The first payload bytes of a GOAWAY: its last-stream-id.
+    fn goaway_payload(&mut self, bytes: &[u8]) {
+        let Some((mut id, mut have)) = self.goaway_bytes.take() else {
+            return;
+        };
+        let n = (4 - have).min(bytes.len());
+        id[have..have + n].copy_from_slice(&bytes[..n]);
+        have += n;
+        if have == 4 {
+            let last = u32::from_be_bytes(id) & 0x7fff_ffff;
+            self.goaway_last = Some(self.goaway_last.map_or(last, |g| g.min(last)));
+        } else if self.payload > 0 {
+            self.goaway_bytes = Some((id, have));
         }
     }
 
@@ -110,9 +168,17 @@ impl FrameCursor {
         }
     }
 
-    /// Whether the next byte starts a frame.
+    /// Whether the next byte may start a frame of the transport's own: it
+    /// starts a frame, outside a header block.
     pub fn at_boundary(&self) -> bool {
-        self.preface == 0 && self.have == 0 && self.payload == 0
+        self.preface == 0 && self.have == 0 && self.payload == 0 && !self.in_block
+    }
+
+    /// `last` as the last-stream-id of a further GOAWAY: no higher than
+    /// that of any GOAWAY already in the stream (a client must treat a
+    /// raised one as a protocol error).
+    pub fn goaway_last_stream(&self, last: u32) -> u32 {
+        self.goaway_last.map_or(last, |g| g.min(last))
     }
 
     /// The highest stream id of a HEADERS frame so far: on the client's
@@ -122,12 +188,18 @@ impl FrameCursor {
     }
 }
 
-/// A GOAWAY (`ENHANCE_YOUR_CALM`) being written, then the TLS close_notify.
+/// A GOAWAY (`ENHANCE_YOUR_CALM`) being written, then the TLS
+/// close_notify, then the client's last bytes being drained.
 #[derive(Debug)]
 pub struct Farewell {
     bytes: Vec<u8>,
     sent: usize,
     notified: bool,
+    /// Bytes read and discarded since the half-close, once flushed.
+    drained: Option<usize>,
+    /// When to give up: [`FAREWELL_LIMIT`] after the start, then
+    /// [`DRAIN_LIMIT`] after the half-close.
+    until: Instant,
 }
 
 impl Farewell {
@@ -137,11 +209,21 @@ impl Farewell {
             bytes: frame(last_stream, ENHANCE_YOUR_CALM, why),
             sent: 0,
             notified: false,
+            drained: None,
+            until: Instant::now() + FAREWELL_LIMIT,
         }
     }
 
-    /// Writes the GOAWAY, then close_notify, and flushes; ready when done
-    /// or when the connection failed under it (nothing more to say then).
+    /// When the caller gives up on this farewell and closes anyway.
+    pub fn until(&self) -> Instant {
+        self.until
+    }
+
+    /// Writes the GOAWAY, then close_notify, and flushes; then half-closes
+    /// and reads and discards what the client still sends, up to its EOF
+    /// or [`MAX_DRAIN`]. Ready when done or when the connection failed
+    /// under it (nothing more to say then). The caller bounds it in time
+    /// ([`Self::until`]).
     pub fn poll_write(&mut self, io: &mut TlsStream<TcpStream>, cx: &mut Context<'_>) -> Poll<()> {
         while self.sent < self.bytes.len() {
             match Pin::new(&mut *io).poll_write(cx, &self.bytes[self.sent..]) {
@@ -154,7 +236,42 @@ impl Farewell {
             self.notified = true;
             io.get_mut().1.send_close_notify();
         }
-        Pin::new(&mut *io).poll_flush(cx).map(|_| ())
+        let mut drained = match self.drained {
+            Some(n) => n,
+            None => {
+                match Pin::new(&mut *io).poll_flush(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Ready(Ok(())) => {}
+                }
+                // FIN after the close_notify; the socket is read raw now.
+                if !matches!(
+                    Pin::new(&mut io.get_mut().0).poll_shutdown(cx),
+                    Poll::Ready(Ok(()))
+                ) {
+                    return Poll::Ready(());
+                }
+                self.until = Instant::now() + DRAIN_LIMIT;
+                0
+            }
+        };
+        let mut scratch = [0u8; 4096];
+        let result = loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut io.get_mut().0).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    drained += buf.filled().len();
+                    if drained >= MAX_DRAIN {
+                        break Poll::Ready(());
+                    }
+                }
+                Poll::Pending => break Poll::Pending,
+                // EOF, or the connection failed.
+                Poll::Ready(_) => break Poll::Ready(()),
+            }
+        };
+        self.drained = Some(drained);
+        result
     }
 }
 
@@ -191,9 +308,11 @@ pub fn identity_denials_text(limit: u32, reason: Option<&str>) -> String {
 mod tests {
     use super::*;
 
+    /// A frame; a HEADERS one ends its header block.
     fn raw(kind: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let flags = if kind == HEADERS { END_HEADERS } else { 0 };
         let mut f = u32::try_from(payload.len()).expect("small").to_be_bytes()[1..].to_vec();
-        f.extend_from_slice(&[kind, 0]);
+        f.extend_from_slice(&[kind, flags]);
         f.extend_from_slice(&stream.to_be_bytes());
         f.extend_from_slice(payload);
         f
@@ -224,6 +343,45 @@ mod tests {
         let mut partial = FrameCursor::client();
         partial.feed(&bytes[..bytes.len() - 2]);
         assert!(!partial.at_boundary());
+    }
+
+    #[test]
+    fn no_frame_goes_inside_a_header_block() {
+        let mut c = FrameCursor::server();
+        let mut open = raw(HEADERS, 3, &[0; 10]);
+        open[4] = 0;
+        c.feed(&open);
+        assert!(!c.at_boundary(), "HEADERS without END_HEADERS");
+        c.feed(&raw(CONTINUATION, 3, &[0; 4]));
+        assert!(!c.at_boundary(), "CONTINUATION without END_HEADERS");
+        let mut end = raw(CONTINUATION, 3, &[0; 4]);
+        end[4] = END_HEADERS;
+        c.feed(&end);
+        assert!(c.at_boundary(), "the block ended");
+        c.feed(&raw(HEADERS, 5, &[0; 10]));
+        assert!(c.at_boundary());
+        assert_eq!(c.last_stream(), 5);
+    }
+
+    #[test]
+    fn the_transports_goaway_never_raises_one_hyper_wrote() {
+        let mut c = FrameCursor::server();
+        c.feed(&raw(HEADERS, 7, &[0; 3]));
+        assert_eq!(c.goaway_last_stream(7), 7, "no GOAWAY yet");
+        // hyper's graceful GOAWAY (last stream 3), fed a byte at a time.
+        for b in frame(3, 0, "") {
+            c.feed(&[b]);
+        }
+        assert!(c.at_boundary());
+        assert_eq!(c.goaway_last_stream(7), 3, "capped at hyper's");
+        assert_eq!(c.goaway_last_stream(1), 1, "a lower one stands");
+        c.feed(&frame(5, 0, "later and higher"));
+        assert_eq!(c.goaway_last_stream(7), 3, "the lowest is kept");
+        let mut split = FrameCursor::server();
+        let f = frame(2, 0, "x");
+        split.feed(&f[..11]);
+        split.feed(&f[11..]);
+        assert_eq!(split.goaway_last_stream(9), 2);
     }
 
     #[test]
