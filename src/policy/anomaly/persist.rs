@@ -175,7 +175,7 @@ impl Anomaly {
                     };
                     let mut map = lock(&self.sources);
                     let key = source_key(ip);
-                    if !map.contains_key(&key) && !map.make_room(self.config.max_sources) {
+                    if !map.contains_key(&key) && !map.make_room(self.config.max_sources, now_ms) {
                         continue;
                     }
                     map.get_or_insert(key, now_ms).block = Some(imposed);
