@@ -89,6 +89,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// than any replica takes to re-check its local copy.
 const UNBLOCK_KEPT_MS: i64 = 7 * 86_400_000;
 
+/// How long after it is sent the store may still apply an operator's
+/// unblock: `unblock.lua` compares the store's clock with this deadline
+/// and refuses to act after it, so an unblock whose answer came too late
+/// never takes effect behind the operator's back.
+const UNBLOCK_DEADLINE_MS: i64 = 1_000;
+
+/// How long past that deadline the gateway still waits for the answer:
+/// the gap tolerated between the gateway's clock and the store's. With no
+/// answer by then, the outcome is reported (and audited) as unconfirmed.
+const UNBLOCK_GRACE: Duration = Duration::from_secs(2);
+
 mod guard;
 mod sources;
 
@@ -132,13 +143,18 @@ pub enum StoreError {
     /// The store's eviction policy cannot be read.
     #[error("the store's maxmemory-policy cannot be read (CONFIG GET and INFO are refused to this user): grant it +config|get or +info, so the gateway can check it is noeviction")]
     Unverifiable,
+    /// An unblock got no answer by its deadline plus the clock grace: the
+    /// store refuses it after its deadline, so it was applied only if the
+    /// store's clock lags the gateway's by more than the grace.
+    #[error("no answer from the store by the unblock's deadline")]
+    Unconfirmed,
 }
 
 impl StoreError {
     fn label(self) -> &'static str {
         match self {
             StoreError::NotConnected | StoreError::Connect => "connect",
-            StoreError::Timeout => "timeout",
+            StoreError::Timeout | StoreError::Unconfirmed => "timeout",
             StoreError::Failed => "error",
             StoreError::Refused => "refused",
             StoreError::Protocol => "protocol",
@@ -611,28 +627,35 @@ impl SharedState {
         &self,
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
+        let result = self.timed(invocation, self.config.budget()).await;
+        if let Err(e) = result {
+            self.failed(e);
+        }
+        result
+    }
+
+    /// One round trip within `budget`, timed; the caller decides what a
+    /// failure means.
+    async fn timed<T: redis::FromRedisValue>(
+        &self,
+        invocation: redis::ScriptInvocation<'_>,
+        budget: Duration,
+    ) -> Result<T, StoreError> {
         let Some(conn) = self.conn.load_full() else {
             return Err(StoreError::NotConnected);
         };
         let mut conn = (*conn).clone();
         let started = Instant::now();
-        let result = match tokio::time::timeout(
-            self.config.budget(),
-            invocation.invoke_async::<T>(&mut conn),
-        )
-        .await
-        {
+        match tokio::time::timeout(budget, invocation.invoke_async::<T>(&mut conn)).await {
             Ok(Ok(v)) => {
                 self.metrics
                     .round_trip
                     .observe(started.elapsed().as_secs_f64());
-                return Ok(v);
+                Ok(v)
             }
-            Ok(Err(e)) => classify(&e),
-            Err(_) => StoreError::Timeout,
-        };
-        self.failed(result);
-        Err(result)
+            Ok(Err(e)) => Err(classify(&e)),
+            Err(_) => Err(StoreError::Timeout),
+        }
     }
 
     /// Stage 3 with a shared store: the envelope's nonce, one unit of the
@@ -868,7 +891,11 @@ impl SharedState {
 
     /// An operator's unblock of `target` (a client id or an address) for
     /// every replica. Returns how many (identity, source) restrictions the
-    /// store held.
+    /// store held. The store applies it only up to
+    /// [`UNBLOCK_DEADLINE_MS`] after now, by its own clock; an answer
+    /// that it came too late is `Timeout` (nothing was lifted anywhere),
+    /// no answer at all within the deadline and [`UNBLOCK_GRACE`] is
+    /// `Unconfirmed`. Neither marks the store away (the probe judges it).
     pub async fn unblock(&self, target: &str, now_ms: i64) -> Result<(usize, usize), StoreError> {
         if !self.live() {
             return Err(StoreError::NotConnected);
@@ -893,9 +920,18 @@ impl SharedState {
             .arg(UNBLOCK_KEPT_MS)
             .arg(if source.is_some() { "1" } else { "0" })
             .arg(&s)
-            .arg(fresh_id());
-        let (i, s): (usize, usize) = self.round_trip(inv).await?;
-        Ok((i, s))
+            .arg(fresh_id())
+            .arg(now_ms.saturating_add(UNBLOCK_DEADLINE_MS));
+        let budget = Duration::from_millis(UNBLOCK_DEADLINE_MS.unsigned_abs()) + UNBLOCK_GRACE;
+        let (i, s): (i64, i64) = match self.timed(inv, budget).await {
+            Err(StoreError::Timeout) => return Err(StoreError::Unconfirmed),
+            other => other?,
+        };
+        match (usize::try_from(i), usize::try_from(s)) {
+            (Ok(i), Ok(s)) => Ok((i, s)),
+            // Refused by the store: its deadline had passed.
+            _ => Err(StoreError::Timeout),
+        }
     }
 
     /// Every block and throttle the store holds (for `admin blocks`).

@@ -8,8 +8,16 @@
 --       unblocks, 9 the version of both (src/state/sources.rs)
 -- ARGV: 1 now (ms), 2 how long the unblock time is kept (ms), 3 '1' when
 --       the target is an address (KEYS 5 to 9 are then used), 4 the
---       source's label, 5 a fresh version
--- Returns {identity restrictions deleted, source blocks deleted}.
+--       source's label, 5 a fresh version, 6 the deadline (ms): by the
+--       store's clock, after it nothing is done
+-- Returns {identity restrictions deleted, source blocks deleted}, or
+-- {-1, -1} when the deadline had passed (the gateway stopped waiting, or
+-- is about to: an unblock it reports as not done must never happen).
+local t = redis.call('TIME')
+local store_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if store_ms > tonumber(ARGV[6]) then
+  return {-1, -1}
+end
 local of_identity = redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('DEL', KEYS[3])
 redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
