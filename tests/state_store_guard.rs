@@ -235,3 +235,98 @@ async fn a_replica_that_finds_no_epoch_refuses_envelopes_for_one_skew_window_unl
         .expect("verdict");
     assert_eq!(v, Verdict::Accepted);
 }
+
+/// Polls `ok` every 50 ms for at most `secs` seconds.
+async fn eventually(secs: u64, what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {secs} s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn eviction_turned_on_at_run_time_takes_the_store_away_and_its_return_waits_a_skew_window() {
+    let redis = Redis::start();
+    let state = store(&redis, "persistent = true", None).await;
+    state.start().await.expect("connects");
+    let client = sealgate::identity::ClientId::parse("alice").expect("id");
+    let rate = sealgate::policy::RateLimitFile {
+        per_second: 100,
+        burst: 100,
+    };
+    let (v, _) = state
+        .verdict(&client, rate, &fresh_envelope(now_ms()), now_ms(), None)
+        .await
+        .expect("verdict");
+    assert_eq!(v, Verdict::Accepted);
+    redis_cli(
+        &redis,
+        &["CONFIG", "SET", "maxmemory-policy", "volatile-ttl"],
+    );
+    // Within a probe interval (500 ms) or two: away, so calls are refused
+    // (fail_closed: STATE_UNAVAILABLE) until it is fixed.
+    eventually(3, "the store is away", || !state.live()).await;
+    let refused = state
+        .verdict(&client, rate, &fresh_envelope(now_ms()), now_ms(), None)
+        .await;
+    assert_eq!(refused, Err(sealgate::state::StoreError::NotConnected));
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    assert!(!state.live(), "an evicting store is not reconnected");
+    // Fixed: back, but nonces may have been evicted meanwhile, so an
+    // envelope signed before its return plus the skew window waits.
+    redis_cli(&redis, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    eventually(5, "the store is back", || state.live()).await;
+    let (v, _) = state
+        .verdict(&client, rate, &fresh_envelope(now_ms()), now_ms(), None)
+        .await
+        .expect("verdict");
+    assert!(matches!(v, Verdict::Gap { .. }), "{v:?}");
+}
+
+#[tokio::test]
+async fn a_store_restarted_from_an_older_snapshot_is_taken_as_emptied_unless_persistent() {
+    let mut redis = Redis::start();
+    // A store whose epoch has been in place for a while.
+    redis_cli(&redis, &["SET", "sealgate:epoch", "old 0"]);
+    let state = store(&redis, "", None).await;
+    state.start().await.expect("connects");
+    // The snapshot it will come back from, before E is accepted.
+    redis_cli(&redis, &["SAVE"]);
+    let client = sealgate::identity::ClientId::parse("alice").expect("id");
+    let rate = sealgate::policy::RateLimitFile {
+        per_second: 100,
+        burst: 100,
+    };
+    let now = now_ms();
+    let env = fresh_envelope(now);
+    let (v, _) = state
+        .verdict(&client, rate, &env, now, None)
+        .await
+        .expect("verdict");
+    assert_eq!(v, Verdict::Accepted);
+    // Restarted (a failover or a proxy switch looks the same): same epoch,
+    // E's nonce lost.
+    redis.restart();
+    assert_eq!(
+        redis_cli(&redis, &["GET", "sealgate:epoch"]).trim(),
+        "old 0"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let replay = loop {
+        match state.verdict(&client, rate, &env, now_ms(), None).await {
+            Ok((v, _)) => break v,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "not back: {e:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+        }
+    };
+    assert!(
+        matches!(replay, Verdict::Gap { .. }),
+        "the replay across the restart was {replay:?}"
+    );
+}

@@ -290,6 +290,15 @@ pub struct SharedState {
     mode: AtomicU8,
     /// The store's epoch id as this replica last saw it (`""`: never).
     epoch: ArcSwap<String>,
+    /// The store's `run_id` as the last probe read it (`""`: never, or
+    /// INFO is refused): another one is another process (a restart, a
+    /// failover, a proxy switching backends), see [`guard`].
+    run_id: ArcSwap<String>,
+    /// The store was found with an evicting policy: when it is back, what
+    /// it accepted before may have been evicted (see [`guard`]).
+    tainted: AtomicBool,
+    /// Said once: the run_id cannot be read.
+    run_id_unread: AtomicBool,
     /// The store's source blocks, for the check before a handshake.
     source_mirror: ArcSwap<sources::SourceMirror>,
     keys: Keys,
@@ -380,6 +389,9 @@ impl SharedState {
             conn: ArcSwapOption::empty(),
             mode: AtomicU8::new(Mode::Unavailable as u8),
             epoch: ArcSwap::from_pointee(String::new()),
+            run_id: ArcSwap::from_pointee(String::new()),
+            tainted: AtomicBool::new(false),
+            run_id_unread: AtomicBool::new(false),
             source_mirror: ArcSwap::from_pointee(sources::SourceMirror::default()),
             keys: Keys {
                 prefix: config.key_prefix.clone(),
@@ -520,12 +532,15 @@ impl SharedState {
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, setup)
             .await
             .map_err(|_| StoreError::Connect)??;
-        self.check_store(&conn).await?;
         Ok(conn)
     }
 
-    /// Reads (and if needed creates or moves) the store's epoch.
+    /// At every (re)connection and every [`PROBE_INTERVAL`]: checks the
+    /// store is still safe to use ([`guard`]: no eviction, the same
+    /// process), reads (and if needed creates or moves) its epoch, and
+    /// refreshes the source blocks.
     async fn probe(&self, conn: &MultiplexedConnection) -> Result<(), StoreError> {
+        let (run_id, forget) = self.check_store(conn).await?;
         let mut conn = conn.clone();
         let known = self.epoch.load_full();
         let now = (self.clock)();
@@ -534,12 +549,14 @@ impl SharedState {
             .arg(known.as_str())
             .arg(fresh_id())
             .arg(now)
-            .arg(self.cold());
+            .arg(self.cold())
+            .arg(if forget { "1" } else { "0" });
         let call = inv.invoke_async::<(i64, String)>(&mut conn);
         let (since, id) = tokio::time::timeout(CONNECT_TIMEOUT, call)
             .await
             .map_err(|_| StoreError::Timeout)?
             .map_err(|e| classify(&e))?;
+        self.store_checked(run_id, forget, since);
         self.adopt_epoch(&known, id, since);
         self.refresh_sources(&conn).await
     }
