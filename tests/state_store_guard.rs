@@ -330,3 +330,37 @@ async fn a_store_restarted_from_an_older_snapshot_is_taken_as_emptied_unless_per
         "the replay across the restart was {replay:?}"
     );
 }
+
+#[tokio::test]
+async fn a_reader_tidies_only_source_blocks_ended_longer_than_the_skew_and_unchanged() {
+    let redis = Redis::start();
+    let now = now_ms();
+    // Ended a second ago by this clock: a replica whose clock runs behind
+    // may still hold it (and re-block it), so it stays in the index.
+    let recent = format!("source_failures 0 {}", now - 1_000);
+    let long_ago = format!("source_failures 0 {}", now - 3_600_000);
+    redis_cli(
+        &redis,
+        &[
+            "HSET",
+            "sealgate:src:blocks",
+            "127.0.0.9",
+            &recent,
+            "127.0.0.10",
+            &long_ago,
+        ],
+    );
+    redis_cli(&redis, &["SET", "sealgate:src:version", "seeded"]);
+    let state = store(&redis, "persistent = true", None).await;
+    state.start().await.expect("connects");
+    assert_eq!(
+        redis_cli(&redis, &["HEXISTS", "sealgate:src:blocks", "127.0.0.9"]).trim(),
+        "1",
+        "a block ended within the skew window was removed from the index"
+    );
+    assert_eq!(
+        redis_cli(&redis, &["HEXISTS", "sealgate:src:blocks", "127.0.0.10"]).trim(),
+        "0",
+        "a block ended long ago is tidied"
+    );
+}

@@ -306,6 +306,7 @@ pub struct SharedState {
     rate_script: redis::Script,
     probe_script: redis::Script,
     unblock_script: redis::Script,
+    tidy_script: redis::Script,
     /// How far an envelope may be from now, and how long a nonce is kept.
     skew_ms: i64,
     retention_ms: i64,
@@ -400,6 +401,7 @@ impl SharedState {
             rate_script: script(include_str!("rate.lua")),
             probe_script: script(include_str!("probe.lua")),
             unblock_script: script(include_str!("unblock.lua")),
+            tidy_script: script(include_str!("tidy.lua")),
             skew_ms: setup.skew_ms,
             retention_ms,
             throttle: gcra_args(setup.throttle),

@@ -11,7 +11,10 @@
 //! an operator's last unblock, ms) and `src:version`, a random id written
 //! with every change, so a replica re-reads the hashes only when it moved.
 //! Ended blocks and old unblocks are removed from the hashes by whichever
-//! replica reads them.
+//! replica reads them: a block only once it ended longer ago than the
+//! allowed clock skew (a replica whose clock runs behind may still hold
+//! it), and each entry only if it still holds the value read (`tidy.lua`:
+//! a block written again meanwhile by another replica stays).
 
 use std::collections::HashMap;
 
@@ -126,8 +129,14 @@ impl SharedState {
             .into_iter()
             .filter_map(|(source, text)| match StoredRestriction::decode(&text) {
                 Some(b) if b.until_ms.is_none_or(|u| now < u) => Some((source, b)),
+                Some(b)
+                    if b.until_ms
+                        .is_some_and(|u| now < u.saturating_add(self.skew_ms)) =>
+                {
+                    None
+                }
                 _ => {
-                    ended.push(source);
+                    ended.push((source, text));
                     None
                 }
             })
@@ -138,7 +147,7 @@ impl SharedState {
             .filter(|(source, at)| {
                 let keep = now.saturating_sub(*at) < UNBLOCK_KEPT_MS;
                 if !keep {
-                    old.push(source.clone());
+                    old.push((source.clone(), at.to_string()));
                 }
                 keep
             })
@@ -155,14 +164,13 @@ impl SharedState {
             (self.keys.source_unblocks(), old),
         ] {
             if !fields.is_empty() {
-                let _ = tokio::time::timeout(
-                    CONNECT_TIMEOUT,
-                    redis::cmd("HDEL")
-                        .arg(key)
-                        .arg(&fields)
-                        .query_async::<()>(&mut conn),
-                )
-                .await;
+                let mut inv = self.tidy_script.prepare_invoke();
+                inv.key(key);
+                for (field, value) in &fields {
+                    inv.arg(field).arg(value);
+                }
+                let _ =
+                    tokio::time::timeout(CONNECT_TIMEOUT, inv.invoke_async::<i64>(&mut conn)).await;
             }
         }
         Ok(())
