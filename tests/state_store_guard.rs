@@ -350,7 +350,6 @@ async fn a_reader_tidies_only_source_blocks_ended_longer_than_the_skew_and_uncha
             &long_ago,
         ],
     );
-    redis_cli(&redis, &["SET", "sealgate:src:version", "seeded"]);
     let state = store(&redis, "persistent = true", None).await;
     state.start().await.expect("connects");
     assert_eq!(
@@ -363,4 +362,119 @@ async fn a_reader_tidies_only_source_blocks_ended_longer_than_the_skew_and_uncha
         "0",
         "a block ended long ago is tidied"
     );
+}
+
+/// The store's `total_net_output_bytes` (INFO stats).
+fn bytes_out(redis: &Redis) -> u64 {
+    redis_cli(redis, &["INFO", "stats"])
+        .lines()
+        .find_map(|l| l.strip_prefix("total_net_output_bytes:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("total_net_output_bytes")
+}
+
+#[tokio::test]
+async fn a_new_source_block_costs_a_replica_a_read_independent_of_how_many_are_held() {
+    use sealgate::policy::anomaly::SharedRestrictions;
+    let redis = Redis::start();
+    // 20,000 source blocks held, none ending soon.
+    let until = now_ms() + 3_600_000;
+    redis_cli(
+        &redis,
+        &[
+            "EVAL",
+            "for i = 0, 19999 do redis.call('HSET', KEYS[1], '10.' .. math.floor(i / 256) .. '.' .. (i % 256) .. '.1', 'source_failures 0 ' .. ARGV[1]) end return 1",
+            "1",
+            "sealgate:src:blocks",
+            &until.to_string(),
+        ],
+    );
+    let state = store(&redis, "persistent = true", None).await;
+    state.start().await.expect("connects");
+    let anomaly = sealgate::policy::Anomaly::new(
+        sealgate::policy::AnomalyConfig::default(),
+        Arc::new(sealgate::audit::AuditLog::memory()),
+    );
+    let held: std::net::IpAddr = "10.3.7.1".parse().expect("ip");
+    assert!(state.source_blocked(held, &anomaly).await, "mirrored");
+    let before = bytes_out(&redis);
+    for i in 1..=5u8 {
+        let source: std::net::IpAddr = std::net::IpAddr::from([192, 0, 2, i]);
+        state.publish(sealgate::policy::Restriction {
+            subject: "source",
+            id: source.to_string(),
+            action: "block",
+            detector: "source_failures",
+            since_ms: now_ms(),
+            until_ms: Some(now_ms() + 3_600_000),
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !state.source_blocked(source, &anomaly).await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{source} not mirrored"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    let read = bytes_out(&redis) - before;
+    // One full read of the index is about 20,000 × 40 bytes; five changes
+    // must cost far less than one.
+    assert!(
+        read < 100_000,
+        "{read} bytes read for five changes with 20,000 blocks held"
+    );
+    assert!(state.source_blocked(held, &anomaly).await, "still mirrored");
+}
+
+#[tokio::test]
+async fn the_source_index_is_bounded_and_a_full_one_makes_room_from_ended_blocks() {
+    use sealgate::policy::anomaly::SharedRestrictions;
+    let redis = Redis::start();
+    let state = store(&redis, "persistent = true", None).await;
+    state.start().await.expect("connects");
+    let fill = |until: i64| {
+        redis_cli(
+            &redis,
+            &[
+                "EVAL",
+                "for i = 0, 65535 do redis.call('HSET', KEYS[1], '10.' .. math.floor(i / 256) .. '.' .. (i % 256) .. '.1', 'source_failures 0 ' .. ARGV[1]) end return 1",
+                "1",
+                "sealgate:src:blocks",
+                &until.to_string(),
+            ],
+        );
+    };
+    let block = |last: u8| sealgate::policy::Restriction {
+        subject: "source",
+        id: format!("192.0.2.{last}"),
+        action: "block",
+        detector: "source_failures",
+        since_ms: now_ms(),
+        until_ms: Some(now_ms() + 3_600_000),
+    };
+    let indexed = |last: u8| {
+        redis_cli(
+            &redis,
+            &["HEXISTS", "sealgate:src:blocks", &format!("192.0.2.{last}")],
+        )
+        .trim()
+            == "1"
+    };
+    // Full of blocks that have not ended: a new one is not indexed.
+    fill(now_ms() + 3_600_000);
+    state.publish(block(1));
+    eventually(5, "the write is done", || {
+        redis_cli(&redis, &["EXISTS", "sealgate:s:192.0.2.1"]).trim() == "1"
+    })
+    .await;
+    assert!(!indexed(1), "indexed beyond the bound");
+    assert_eq!(
+        redis_cli(&redis, &["HLEN", "sealgate:src:blocks"]).trim(),
+        "65536"
+    );
+    // Full of blocks that ended long ago: room is made, a batch at a time.
+    fill(now_ms() - 3_600_000);
+    state.publish(block(2));
+    eventually(5, "indexed once room is made", || indexed(2)).await;
 }

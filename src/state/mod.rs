@@ -110,7 +110,8 @@ fn script(body: &str) -> redis::Script {
     redis::Script::new(
         &body
             .replace("--@EPOCH@", COMMON_LUA)
-            .replace("--@GCRA@", GCRA_LUA),
+            .replace("--@GCRA@", GCRA_LUA)
+            .replace("--@SRCLOG@", sources::SRCLOG_LUA),
     )
 }
 
@@ -934,12 +935,14 @@ impl SharedState {
             .key(self.keys.of("us", &s))
             .key(self.keys.source_blocks())
             .key(self.keys.source_unblocks())
-            .key(self.keys.source_version())
+            .key(self.keys.source_seq())
+            .key(self.keys.source_log())
+            .key(self.keys.source_floor())
             .arg(now_ms)
             .arg(UNBLOCK_KEPT_MS)
             .arg(if source.is_some() { "1" } else { "0" })
             .arg(&s)
-            .arg(fresh_id())
+            .arg(sources::LOG_KEPT)
             .arg(now_ms.saturating_add(UNBLOCK_DEADLINE_MS));
         let budget = Duration::from_millis(UNBLOCK_DEADLINE_MS.unsigned_abs()) + UNBLOCK_GRACE;
         let (i, s): (i64, i64) = match self.timed(inv, budget).await {
@@ -1018,7 +1021,7 @@ impl SharedState {
             return Err(StoreError::NotConnected);
         };
         let mut conn = (*conn).clone();
-        let Some(pipe) = self.keys.write_restriction(r, (self.clock)()) else {
+        let Some(pipe) = self.keys.write_restriction(r, (self.clock)(), self.skew_ms) else {
             return Ok(());
         };
         tokio::time::timeout(CONNECT_TIMEOUT, pipe.query_async::<()>(&mut conn))
@@ -1138,7 +1141,10 @@ impl SharedRestrictions for SharedState {
             self.keep(restriction);
             return;
         };
-        let Some(pipe) = self.keys.write_restriction(&restriction, (self.clock)()) else {
+        let Some(pipe) = self
+            .keys
+            .write_restriction(&restriction, (self.clock)(), self.skew_ms)
+        else {
             return;
         };
         let me = self.me.get().cloned();
