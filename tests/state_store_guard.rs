@@ -478,3 +478,56 @@ async fn the_source_index_is_bounded_and_a_full_one_makes_room_from_ended_blocks
     state.publish(block(2));
     eventually(5, "indexed once room is made", || indexed(2)).await;
 }
+
+#[tokio::test]
+async fn while_the_store_is_away_a_source_block_from_the_last_mirror_still_holds() {
+    use sealgate::policy::anomaly::SharedRestrictions;
+    let redis = Redis::start();
+    let state = store(&redis, "persistent = true", None).await;
+    state.start().await.expect("connects");
+    // This replica never saw the source; another one blocked it.
+    let anomaly = sealgate::policy::Anomaly::new(
+        sealgate::policy::AnomalyConfig::default(),
+        Arc::new(sealgate::audit::AuditLog::memory()),
+    );
+    let source: std::net::IpAddr = "192.0.2.77".parse().expect("ip");
+    let seen: std::net::IpAddr = "192.0.2.78".parse().expect("ip");
+    let block = format!("source_failures 0 {}", now_ms() + 3_600_000);
+    redis_cli(
+        &redis,
+        &[
+            "HSET",
+            "sealgate:src:blocks",
+            "192.0.2.77",
+            &block,
+            "192.0.2.78",
+            &block,
+        ],
+    );
+    // (As the writer logs them.)
+    redis_cli(&redis, &["SET", "sealgate:src:seq", "2"]);
+    redis_cli(
+        &redis,
+        &[
+            "ZADD",
+            "sealgate:src:log",
+            "1",
+            "192.0.2.77",
+            "2",
+            "192.0.2.78",
+        ],
+    );
+    // Mirrored (seen through another source, so this one never connected
+    // here).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !state.source_blocked(seen, &anomaly).await {
+        assert!(std::time::Instant::now() < deadline, "not mirrored");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(redis);
+    eventually(5, "the store is away", || !state.live()).await;
+    assert!(
+        state.source_blocked(source, &anomaly).await,
+        "a block in the last mirror was forgotten while the store is away"
+    );
+}

@@ -899,12 +899,17 @@ impl SharedState {
     /// its source (and whether an operator lifted a block held here), from
     /// this replica's mirror of the store's source blocks: no round trip,
     /// so a connect flood drives no store load and cannot mark it away.
+    /// While the store is away, the blocks held here and those of the last
+    /// mirror are enforced (nothing can be lifted meanwhile: an unblock
+    /// needs the store).
     pub async fn source_blocked(&self, source: std::net::IpAddr, anomaly: &Anomaly) -> bool {
         let now = (self.clock)();
-        if !self.live() {
-            return anomaly.source_blocked_locally(source, now);
-        }
         let label = crate::policy::anomaly::source_label(source);
+        if !self.live() {
+            let mirrored = self.source_mirror.load().lookup(&label).0;
+            return anomaly.source_blocked_locally(source, now)
+                || mirrored.is_some_and(|b| b.until_ms.is_none_or(|u| now < u));
+        }
         let (block, unblocked) = self.source_mirror.load().lookup(&label);
         anomaly.reconcile_source(source, block, unblocked, now)
     }
