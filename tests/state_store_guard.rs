@@ -481,7 +481,6 @@ async fn the_source_index_is_bounded_and_a_full_one_makes_room_from_ended_blocks
 
 #[tokio::test]
 async fn while_the_store_is_away_a_source_block_from_the_last_mirror_still_holds() {
-    use sealgate::policy::anomaly::SharedRestrictions;
     let redis = Redis::start();
     let state = store(&redis, "persistent = true", None).await;
     state.start().await.expect("connects");
