@@ -1253,8 +1253,11 @@ impl Config {
         // The anomaly blocks file: beside the audit file (the folder a
         // hardened unit lets the gateway write), else in the unit's
         // StateDirectory (systemd sets $STATE_DIRECTORY), else beside this
-        // file.
-        if self.anomaly.blocks_file.is_none() {
+        // file. (The audit paths are already resolved against this file's
+        // folder: the default is not resolved a second time.)
+        if let Some(p) = self.anomaly.blocks_file.as_mut() {
+            fix(p);
+        } else {
             let audit_file = self
                 .audit
                 .path
@@ -1271,11 +1274,8 @@ impl Config {
                 .and_then(Path::parent)
                 .map(Path::to_path_buf)
                 .or_else(state_directory)
-                .unwrap_or_default();
+                .unwrap_or_else(|| base.to_path_buf());
             self.anomaly.blocks_file = Some(dir.join("anomaly-blocks.json"));
-        }
-        if let Some(p) = self.anomaly.blocks_file.as_mut() {
-            fix(p);
         }
     }
 
