@@ -560,6 +560,12 @@ impl SharedState {
             .map_err(|_| StoreError::Timeout)?
             .map_err(|e| classify(&e))?;
         self.store_checked(run_id, forget, since);
+        if forget || *known != id {
+            // Another store, or an emptied one: its change log numbers
+            // started again, so the mirror is read whole (kept until then).
+            let stale = self.source_mirror.load().to_read_whole();
+            self.source_mirror.store(Arc::new(stale));
+        }
         self.adopt_epoch(&known, id, since);
         self.refresh_sources(&conn).await
     }

@@ -64,6 +64,15 @@ pub(super) struct SourceMirror {
 }
 
 impl SourceMirror {
+    /// The same entries, to be replaced by a whole read at the next
+    /// refresh.
+    pub(super) fn to_read_whole(&self) -> SourceMirror {
+        SourceMirror {
+            loaded: false,
+            ..self.clone()
+        }
+    }
+
     /// The store's block of `label` (if any) and its last unblock (0: none).
     pub(super) fn lookup(&self, label: &str) -> (Option<StoredRestriction>, i64) {
         (
