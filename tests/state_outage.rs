@@ -387,3 +387,27 @@ async fn an_unblock_the_store_runs_late_is_either_refused_for_good_or_applied_an
     });
     assert!(audited, "no unblock record names the operator");
 }
+
+/// A replica that starts while the store is away (on its own state) has no
+/// record of what the store accepted: it refuses envelopes signed before
+/// its start plus the skew window, like a store found emptied.
+#[tokio::test]
+async fn a_replica_started_while_the_store_is_away_does_not_accept_what_the_store_accepted() {
+    let mut redis = Redis::start();
+    let a = TestGateway::start_with(Options {
+        config_extra: local_state(&redis, ""),
+        ..Options::default()
+    })
+    .await;
+    let to_a = a.raw(&a.alice).await;
+    let env = to_a.seal(GET_MEPS);
+    to_a.send(env.clone())
+        .await
+        .expect("served through the store");
+    redis.kill();
+    // (A restarted now is such a replica.)
+    let b = a.replica().await;
+    let to_b = a.raw_to(&a.alice, b.addr).await;
+    let status = refused(to_b.send(env).await, Code::Unavailable, "STATE_UNAVAILABLE");
+    assert!(status.message().contains("started"), "{status:?}");
+}

@@ -332,6 +332,11 @@ pub struct SharedState {
     supervised: AtomicBool,
     /// This store itself, for the background writes of restrictions.
     me: std::sync::OnceLock<std::sync::Weak<SharedState>>,
+    /// When this replica started on its own state (the store away at its
+    /// start; 0: it did not): it cannot know what the store accepted
+    /// before, so in local decisions envelopes signed before this plus the
+    /// skew window are refused.
+    own_since_ms: std::sync::atomic::AtomicI64,
     metrics: StateMetrics,
     audit: Arc<AuditLog>,
     clock: Now,
@@ -413,6 +418,7 @@ impl SharedState {
             wake: Arc::new(tokio::sync::Notify::new()),
             supervised: AtomicBool::new(false),
             me: std::sync::OnceLock::new(),
+            own_since_ms: std::sync::atomic::AtomicI64::new(0),
             metrics: setup.metrics,
             audit: setup.audit,
             clock: setup.clock,
@@ -470,6 +476,7 @@ impl SharedState {
     /// replica's own state, said in the log, the audit trail and the
     /// metrics, until the reconnection task reaches the store.
     pub fn start_on_own(self: &Arc<Self>) {
+        self.own_since_ms.store((self.clock)(), Ordering::Release);
         let _ = self.me.set(Arc::downgrade(self));
         self.mode.store(Mode::Shared as u8, Ordering::Release);
         self.failed(StoreError::Connect);
@@ -844,6 +851,9 @@ impl SharedState {
                     return None;
                 }
                 self.metrics.local_decisions.inc();
+                if let Some(refused) = self.before_own_start(env, now_ms) {
+                    return Some(Err(refused));
+                }
                 // What the store accepted through this replica first, then
                 // what this replica accepted on its own.
                 Some(
@@ -854,6 +864,29 @@ impl SharedState {
                 )
             }
         }
+    }
+
+    /// A replica started on its own state: an envelope signed before its
+    /// start plus the skew window may have been accepted through the store
+    /// (by its previous run too), which it cannot ask now.
+    fn before_own_start(&self, env: &VerifiedEnvelope, now_ms: i64) -> Option<Denial> {
+        let since = self.own_since_ms.load(Ordering::Acquire);
+        let until = since.saturating_add(self.skew_ms);
+        if since == 0 || env.timestamp_unix_ms >= until {
+            return None;
+        }
+        Some(
+            Denial::new(
+                Reason::StateUnavailable,
+                format!(
+                    "this replica started while the shared state store was away and cannot know which envelopes it accepted; envelopes signed before {} are refused. Retry with a fresh envelope then",
+                    crate::audit::rfc3339_ms(until)
+                ),
+            )
+            .retry_after(Duration::from_millis(
+                u64::try_from(until.saturating_sub(now_ms)).unwrap_or(0).max(1),
+            )),
+        )
     }
 
     /// Stage 5: the rest of a dearer tool's cost (`extra` units beyond the
