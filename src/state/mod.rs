@@ -702,18 +702,8 @@ impl SharedState {
         anomaly: &Anomaly,
     ) -> Result<(), Denial> {
         if self.live() {
-            match self
-                .verdict(&client.id, client.rate, env, now_ms, None)
-                .await
-            {
-                Ok((verdict, unblocked)) => {
-                    if verdict == Verdict::Accepted {
-                        // Kept for the local fallback (full: that client is
-                        // refused there until some expire).
-                        let _ = self.recent.check_and_record(&client.id, env, now_ms);
-                    }
-                    return self.apply(client, verdict, unblocked, now_ms, anomaly);
-                }
+            match self.store_decides(client, env, now_ms, anomaly).await {
+                Ok(decided) => return decided,
                 // Not a failure of the store: nothing to fall back on.
                 Err(StoreError::Protocol) => return Err(unavailable()),
                 Err(_) => {}
@@ -725,15 +715,32 @@ impl SharedState {
         }
         match self.on_own(&client.id, env, now_ms).await {
             Some(decided) => decided,
-            // The store came back meanwhile: it decides.
-            None => match self
-                .verdict(&client.id, client.rate, env, now_ms, None)
+            // The store came back meanwhile: it decides (and what it
+            // accepts is kept for a later fallback, as above).
+            None => self
+                .store_decides(client, env, now_ms, anomaly)
                 .await
-            {
-                Ok((verdict, unblocked)) => self.apply(client, verdict, unblocked, now_ms, anomaly),
-                Err(_) => Err(unavailable()),
-            },
+                .unwrap_or_else(|_| Err(unavailable())),
         }
+    }
+
+    /// The store's verdict, applied; an accepted nonce is also kept for
+    /// the local fallback (full: that client is refused there until some
+    /// expire).
+    async fn store_decides(
+        &self,
+        client: &ClientEntry,
+        env: &VerifiedEnvelope,
+        now_ms: i64,
+        anomaly: &Anomaly,
+    ) -> Result<Result<(), Denial>, StoreError> {
+        let (verdict, unblocked) = self
+            .verdict(&client.id, client.rate, env, now_ms, None)
+            .await?;
+        if verdict == Verdict::Accepted {
+            let _ = self.recent.check_and_record(&client.id, env, now_ms);
+        }
+        Ok(self.apply(client, verdict, unblocked, now_ms, anomaly))
     }
 
     /// The store's verdict on one envelope (`now_us` fixes the GCRA clock,
