@@ -166,6 +166,19 @@ impl AdminService {
                 let stored = match &gw.state {
                     Some(state) => match state.unblock(target, now).await {
                         Ok(counts) => counts,
+                        Err(crate::state::StoreError::Unconfirmed) => {
+                            gw.anomaly.record_unconfirmed_unblock(
+                                target,
+                                identity.client_id.as_str(),
+                                now,
+                            );
+                            tracing::warn!(target, "admin/unblock unconfirmed: the shared state store did not answer by the unblock's deadline");
+                            return Err(Denial::new(
+                                Reason::StateUnavailable,
+                                "the shared state store did not answer by the unblock's deadline; it refuses an unblock after its deadline, so it was most likely not applied (recorded in the audit trail as unblock_unconfirmed). Check with admin/blocks, then retry",
+                            )
+                            .retry_after(std::time::Duration::from_secs(1)));
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, target, "admin/unblock refused: the shared state store did not answer; nothing was unblocked");
                             return Err(Denial::new(

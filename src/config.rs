@@ -1251,8 +1251,13 @@ impl Config {
         }
         self.audit.resolve_paths(base);
         // The anomaly blocks file: beside the audit file (the folder a
-        // hardened unit lets the gateway write), else beside this file.
-        if self.anomaly.blocks_file.is_none() {
+        // hardened unit lets the gateway write), else in the unit's
+        // StateDirectory (systemd sets $STATE_DIRECTORY), else beside this
+        // file. (The audit paths are already resolved against this file's
+        // folder: the default is not resolved a second time.)
+        if let Some(p) = self.anomaly.blocks_file.as_mut() {
+            fix(p);
+        } else {
             let audit_file = self
                 .audit
                 .path
@@ -1268,11 +1273,9 @@ impl Config {
                 .as_deref()
                 .and_then(Path::parent)
                 .map(Path::to_path_buf)
-                .unwrap_or_default();
+                .or_else(state_directory)
+                .unwrap_or_else(|| base.to_path_buf());
             self.anomaly.blocks_file = Some(dir.join("anomaly-blocks.json"));
-        }
-        if let Some(p) = self.anomaly.blocks_file.as_mut() {
-            fix(p);
         }
     }
 
@@ -1615,6 +1618,15 @@ impl Config {
             .clone()
             .unwrap_or_else(|| format!("spiffe://{}/gateway", self.trust_domain))
     }
+}
+
+/// The first folder of systemd's `$STATE_DIRECTORY` (the unit's
+/// `StateDirectory=`), if set to an absolute path.
+fn state_directory() -> Option<PathBuf> {
+    let dirs = std::env::var_os("STATE_DIRECTORY")?;
+    let first = dirs.to_str()?.split(':').next()?;
+    let path = PathBuf::from(first);
+    path.is_absolute().then_some(path)
 }
 
 #[cfg(test)]

@@ -152,7 +152,7 @@ async fn a_full_filesystem_refuses_calls_and_the_gateway_recovers() {
     let mnt = setup.path("mnt");
     std::fs::create_dir(&mnt).expect("mkdir");
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs"])
         .arg(&mnt)
         .status()
         .is_ok_and(|s| s.success());

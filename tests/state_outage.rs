@@ -299,3 +299,115 @@ async fn a_connect_flood_while_the_store_is_slow_neither_loads_it_nor_takes_the_
     })
     .await;
 }
+
+/// Whether `key` exists in the store.
+fn exists(redis: &Redis, key: &str) -> bool {
+    redis_cli(redis, &["EXISTS", key]).trim() == "1"
+}
+
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(since.as_millis()).expect("ms fit")
+}
+
+/// An unblock the store runs late (CLIENT PAUSE WRITE holds it) has one
+/// outcome only: refused and never applied later, or applied (and, through
+/// admin/unblock, audited with the operator who asked for it).
+#[tokio::test]
+async fn an_unblock_the_store_runs_late_is_either_refused_for_good_or_applied_and_audited() {
+    let redis = Redis::start();
+    let a = TestGateway::start_with(Options {
+        config_extra: local_state(&redis, DENIALS_BLOCK),
+        ..Options::default()
+    })
+    .await;
+    let root = a.enroll("root", None, &[], true).await;
+    let to_a = a.raw(&a.alice).await;
+    break_three_signatures(&to_a).await;
+    let block_key = "sealgate:b:alice";
+    assert!(exists(&redis, block_key), "blocked in the store");
+    let state = a.gateway.state.clone().expect("a shared store");
+
+    // Held past the unblock's deadline: refused, and still refused after
+    // the store has run it.
+    redis_cli(&redis, &["CLIENT", "PAUSE", "1800", "WRITE"]);
+    let paused = Instant::now();
+    assert_eq!(
+        state.unblock("alice", now_ms()).await,
+        Err(sealgate::state::StoreError::Timeout),
+        "refused: the store ran it after its deadline"
+    );
+    tokio::time::sleep(Duration::from_millis(2_300).saturating_sub(paused.elapsed())).await;
+    assert!(
+        exists(&redis, block_key),
+        "an unblock reported as not done was applied later"
+    );
+
+    // Frozen past the deadline and the clock grace: unconfirmed, and the
+    // store refuses it when it runs.
+    redis.pause();
+    let frozen = state.unblock("alice", now_ms()).await;
+    redis.resume();
+    assert_eq!(frozen, Err(sealgate::state::StoreError::Unconfirmed));
+    eventually(5, "the store has run it", async || {
+        redis_cli(&redis, &["PING"]).trim() == "PONG"
+    })
+    .await;
+    assert!(
+        exists(&redis, block_key),
+        "applied after it was unconfirmed"
+    );
+    eventually(10, "A is shared again", async || {
+        mode_is(&a.gateway, "shared")
+    })
+    .await;
+
+    // Held briefly, within its deadline: applied.
+    redis_cli(&redis, &["CLIENT", "PAUSE", "400", "WRITE"]);
+    assert_eq!(state.unblock("alice", now_ms()).await, Ok((1, 0)));
+    assert!(!exists(&redis, block_key), "lifted in the store");
+
+    // Through admin/unblock, a lift is audited with the operator.
+    break_three_signatures(&to_a).await;
+    eventually(10, "A is shared again", async || {
+        mode_is(&a.gateway, "shared")
+    })
+    .await;
+    let admin_a = a.client_to(&root, a.addr).await;
+    let lifted = admin_a
+        .admin_unblock("alice")
+        .await
+        .expect("the unblock passes");
+    assert_eq!(lifted["lifted"], 1, "{lifted}");
+    let audited = a.audit.lines().iter().any(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+        v["action"] == "unblock" && v["by"] == "root"
+    });
+    assert!(audited, "no unblock record names the operator");
+}
+
+/// A replica that starts while the store is away (on its own state) has no
+/// record of what the store accepted: it refuses envelopes signed before
+/// its start plus the skew window, like a store found emptied.
+#[tokio::test]
+async fn a_replica_started_while_the_store_is_away_does_not_accept_what_the_store_accepted() {
+    let mut redis = Redis::start();
+    let a = TestGateway::start_with(Options {
+        config_extra: local_state(&redis, ""),
+        ..Options::default()
+    })
+    .await;
+    let to_a = a.raw(&a.alice).await;
+    let env = to_a.seal(GET_MEPS);
+    to_a.send(env.clone())
+        .await
+        .expect("served through the store");
+    redis.kill();
+    // (A restarted now is such a replica.)
+    let b = a.replica().await;
+    let to_b = a.raw_to(&a.alice, b.addr).await;
+    let status = refused(to_b.send(env).await, Code::Unavailable, "STATE_UNAVAILABLE");
+    assert!(status.message().contains("started"), "{status:?}");
+}

@@ -59,6 +59,11 @@ fn serve_until_stopped(
     // Repeated refusals counted since the last summary, then the closing
     // checkpoint, written and synced before the process ends.
     gateway.report_refusals();
+    // Blocks imposed since the last write (it runs at most every 100 ms,
+    // or is backing off after a failure) are kept for the next start.
+    if let Err(e) = gateway.anomaly.save_blocks() {
+        tracing::error!(error = %e, "the anomaly blocks file could not be written at shutdown; blocks imposed since its last write are lost");
+    }
     gateway.audit.close();
     gateway.router.stop();
     tracing::info!("stopped");

@@ -1023,7 +1023,7 @@ impl Anomaly {
         // Full: forget the least recently seen unblocked source, so a new
         // one is always tracked (an attacker cannot fill the table to switch
         // the detector off), in a bounded number of steps.
-        if !map.contains_key(&source) && !map.make_room(self.config.max_sources) {
+        if !map.contains_key(&source) && !map.make_room(self.config.max_sources, now_ms) {
             return false;
         }
         let state = map.seen(source, now_ms);

@@ -89,6 +89,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// than any replica takes to re-check its local copy.
 const UNBLOCK_KEPT_MS: i64 = 7 * 86_400_000;
 
+/// How long after it is sent the store may still apply an operator's
+/// unblock: `unblock.lua` compares the store's clock with this deadline
+/// and refuses to act after it, so an unblock whose answer came too late
+/// never takes effect behind the operator's back.
+const UNBLOCK_DEADLINE_MS: i64 = 1_000;
+
+/// How long past that deadline the gateway still waits for the answer:
+/// the gap tolerated between the gateway's clock and the store's. With no
+/// answer by then, the outcome is reported (and audited) as unconfirmed.
+const UNBLOCK_GRACE: Duration = Duration::from_secs(2);
+
 mod guard;
 mod sources;
 
@@ -99,7 +110,8 @@ fn script(body: &str) -> redis::Script {
     redis::Script::new(
         &body
             .replace("--@EPOCH@", COMMON_LUA)
-            .replace("--@GCRA@", GCRA_LUA),
+            .replace("--@GCRA@", GCRA_LUA)
+            .replace("--@SRCLOG@", sources::SRCLOG_LUA),
     )
 }
 
@@ -132,13 +144,18 @@ pub enum StoreError {
     /// The store's eviction policy cannot be read.
     #[error("the store's maxmemory-policy cannot be read (CONFIG GET and INFO are refused to this user): grant it +config|get or +info, so the gateway can check it is noeviction")]
     Unverifiable,
+    /// An unblock got no answer by its deadline plus the clock grace: the
+    /// store refuses it after its deadline, so it was applied only if the
+    /// store's clock lags the gateway's by more than the grace.
+    #[error("no answer from the store by the unblock's deadline")]
+    Unconfirmed,
 }
 
 impl StoreError {
     fn label(self) -> &'static str {
         match self {
             StoreError::NotConnected | StoreError::Connect => "connect",
-            StoreError::Timeout => "timeout",
+            StoreError::Timeout | StoreError::Unconfirmed => "timeout",
             StoreError::Failed => "error",
             StoreError::Refused => "refused",
             StoreError::Protocol => "protocol",
@@ -274,6 +291,15 @@ pub struct SharedState {
     mode: AtomicU8,
     /// The store's epoch id as this replica last saw it (`""`: never).
     epoch: ArcSwap<String>,
+    /// The store's `run_id` as the last probe read it (`""`: never, or
+    /// INFO is refused): another one is another process (a restart, a
+    /// failover, a proxy switching backends), see [`guard`].
+    run_id: ArcSwap<String>,
+    /// The store was found with an evicting policy: when it is back, what
+    /// it accepted before may have been evicted (see [`guard`]).
+    tainted: AtomicBool,
+    /// Said once: the run_id cannot be read.
+    run_id_unread: AtomicBool,
     /// The store's source blocks, for the check before a handshake.
     source_mirror: ArcSwap<sources::SourceMirror>,
     keys: Keys,
@@ -281,6 +307,7 @@ pub struct SharedState {
     rate_script: redis::Script,
     probe_script: redis::Script,
     unblock_script: redis::Script,
+    tidy_script: redis::Script,
     /// How far an envelope may be from now, and how long a nonce is kept.
     skew_ms: i64,
     retention_ms: i64,
@@ -305,6 +332,11 @@ pub struct SharedState {
     supervised: AtomicBool,
     /// This store itself, for the background writes of restrictions.
     me: std::sync::OnceLock<std::sync::Weak<SharedState>>,
+    /// When this replica started on its own state (the store away at its
+    /// start; 0: it did not): it cannot know what the store accepted
+    /// before, so in local decisions envelopes signed before this plus the
+    /// skew window are refused.
+    own_since_ms: std::sync::atomic::AtomicI64,
     metrics: StateMetrics,
     audit: Arc<AuditLog>,
     clock: Now,
@@ -364,6 +396,9 @@ impl SharedState {
             conn: ArcSwapOption::empty(),
             mode: AtomicU8::new(Mode::Unavailable as u8),
             epoch: ArcSwap::from_pointee(String::new()),
+            run_id: ArcSwap::from_pointee(String::new()),
+            tainted: AtomicBool::new(false),
+            run_id_unread: AtomicBool::new(false),
             source_mirror: ArcSwap::from_pointee(sources::SourceMirror::default()),
             keys: Keys {
                 prefix: config.key_prefix.clone(),
@@ -372,6 +407,7 @@ impl SharedState {
             rate_script: script(include_str!("rate.lua")),
             probe_script: script(include_str!("probe.lua")),
             unblock_script: script(include_str!("unblock.lua")),
+            tidy_script: script(include_str!("tidy.lua")),
             skew_ms: setup.skew_ms,
             retention_ms,
             throttle: gcra_args(setup.throttle),
@@ -382,6 +418,7 @@ impl SharedState {
             wake: Arc::new(tokio::sync::Notify::new()),
             supervised: AtomicBool::new(false),
             me: std::sync::OnceLock::new(),
+            own_since_ms: std::sync::atomic::AtomicI64::new(0),
             metrics: setup.metrics,
             audit: setup.audit,
             clock: setup.clock,
@@ -439,6 +476,7 @@ impl SharedState {
     /// replica's own state, said in the log, the audit trail and the
     /// metrics, until the reconnection task reaches the store.
     pub fn start_on_own(self: &Arc<Self>) {
+        self.own_since_ms.store((self.clock)(), Ordering::Release);
         let _ = self.me.set(Arc::downgrade(self));
         self.mode.store(Mode::Shared as u8, Ordering::Release);
         self.failed(StoreError::Connect);
@@ -504,12 +542,15 @@ impl SharedState {
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, setup)
             .await
             .map_err(|_| StoreError::Connect)??;
-        self.check_store(&conn).await?;
         Ok(conn)
     }
 
-    /// Reads (and if needed creates or moves) the store's epoch.
+    /// At every (re)connection and every [`PROBE_INTERVAL`]: checks the
+    /// store is still safe to use ([`guard`]: no eviction, the same
+    /// process), reads (and if needed creates or moves) its epoch, and
+    /// refreshes the source blocks.
     async fn probe(&self, conn: &MultiplexedConnection) -> Result<(), StoreError> {
+        let (run_id, forget) = self.check_store(conn).await?;
         let mut conn = conn.clone();
         let known = self.epoch.load_full();
         let now = (self.clock)();
@@ -518,12 +559,20 @@ impl SharedState {
             .arg(known.as_str())
             .arg(fresh_id())
             .arg(now)
-            .arg(self.cold());
+            .arg(self.cold())
+            .arg(if forget { "1" } else { "0" });
         let call = inv.invoke_async::<(i64, String)>(&mut conn);
         let (since, id) = tokio::time::timeout(CONNECT_TIMEOUT, call)
             .await
             .map_err(|_| StoreError::Timeout)?
             .map_err(|e| classify(&e))?;
+        self.store_checked(run_id, forget, since);
+        if forget || *known != id {
+            // Another store, or an emptied one: its change log numbers
+            // started again, so the mirror is read whole (kept until then).
+            let stale = self.source_mirror.load().to_read_whole();
+            self.source_mirror.store(Arc::new(stale));
+        }
         self.adopt_epoch(&known, id, since);
         self.refresh_sources(&conn).await
     }
@@ -611,28 +660,35 @@ impl SharedState {
         &self,
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
+        let result = self.timed(invocation, self.config.budget()).await;
+        if let Err(e) = result {
+            self.failed(e);
+        }
+        result
+    }
+
+    /// One round trip within `budget`, timed; the caller decides what a
+    /// failure means.
+    async fn timed<T: redis::FromRedisValue>(
+        &self,
+        invocation: redis::ScriptInvocation<'_>,
+        budget: Duration,
+    ) -> Result<T, StoreError> {
         let Some(conn) = self.conn.load_full() else {
             return Err(StoreError::NotConnected);
         };
         let mut conn = (*conn).clone();
         let started = Instant::now();
-        let result = match tokio::time::timeout(
-            self.config.budget(),
-            invocation.invoke_async::<T>(&mut conn),
-        )
-        .await
-        {
+        match tokio::time::timeout(budget, invocation.invoke_async::<T>(&mut conn)).await {
             Ok(Ok(v)) => {
                 self.metrics
                     .round_trip
                     .observe(started.elapsed().as_secs_f64());
-                return Ok(v);
+                Ok(v)
             }
-            Ok(Err(e)) => classify(&e),
-            Err(_) => StoreError::Timeout,
-        };
-        self.failed(result);
-        Err(result)
+            Ok(Err(e)) => Err(classify(&e)),
+            Err(_) => Err(StoreError::Timeout),
+        }
     }
 
     /// Stage 3 with a shared store: the envelope's nonce, one unit of the
@@ -646,18 +702,8 @@ impl SharedState {
         anomaly: &Anomaly,
     ) -> Result<(), Denial> {
         if self.live() {
-            match self
-                .verdict(&client.id, client.rate, env, now_ms, None)
-                .await
-            {
-                Ok((verdict, unblocked)) => {
-                    if verdict == Verdict::Accepted {
-                        // Kept for the local fallback (full: that client is
-                        // refused there until some expire).
-                        let _ = self.recent.check_and_record(&client.id, env, now_ms);
-                    }
-                    return self.apply(client, verdict, unblocked, now_ms, anomaly);
-                }
+            match self.store_decides(client, env, now_ms, anomaly).await {
+                Ok(decided) => return decided,
                 // Not a failure of the store: nothing to fall back on.
                 Err(StoreError::Protocol) => return Err(unavailable()),
                 Err(_) => {}
@@ -669,15 +715,32 @@ impl SharedState {
         }
         match self.on_own(&client.id, env, now_ms).await {
             Some(decided) => decided,
-            // The store came back meanwhile: it decides.
-            None => match self
-                .verdict(&client.id, client.rate, env, now_ms, None)
+            // The store came back meanwhile: it decides (and what it
+            // accepts is kept for a later fallback, as above).
+            None => self
+                .store_decides(client, env, now_ms, anomaly)
                 .await
-            {
-                Ok((verdict, unblocked)) => self.apply(client, verdict, unblocked, now_ms, anomaly),
-                Err(_) => Err(unavailable()),
-            },
+                .unwrap_or_else(|_| Err(unavailable())),
         }
+    }
+
+    /// The store's verdict, applied; an accepted nonce is also kept for
+    /// the local fallback (full: that client is refused there until some
+    /// expire).
+    async fn store_decides(
+        &self,
+        client: &ClientEntry,
+        env: &VerifiedEnvelope,
+        now_ms: i64,
+        anomaly: &Anomaly,
+    ) -> Result<Result<(), Denial>, StoreError> {
+        let (verdict, unblocked) = self
+            .verdict(&client.id, client.rate, env, now_ms, None)
+            .await?;
+        if verdict == Verdict::Accepted {
+            let _ = self.recent.check_and_record(&client.id, env, now_ms);
+        }
+        Ok(self.apply(client, verdict, unblocked, now_ms, anomaly))
     }
 
     /// The store's verdict on one envelope (`now_us` fixes the GCRA clock,
@@ -795,6 +858,9 @@ impl SharedState {
                     return None;
                 }
                 self.metrics.local_decisions.inc();
+                if let Some(refused) = self.before_own_start(env, now_ms) {
+                    return Some(Err(refused));
+                }
                 // What the store accepted through this replica first, then
                 // what this replica accepted on its own.
                 Some(
@@ -805,6 +871,29 @@ impl SharedState {
                 )
             }
         }
+    }
+
+    /// A replica started on its own state: an envelope signed before its
+    /// start plus the skew window may have been accepted through the store
+    /// (by its previous run too), which it cannot ask now.
+    fn before_own_start(&self, env: &VerifiedEnvelope, now_ms: i64) -> Option<Denial> {
+        let since = self.own_since_ms.load(Ordering::Acquire);
+        let until = since.saturating_add(self.skew_ms);
+        if since == 0 || env.timestamp_unix_ms >= until {
+            return None;
+        }
+        Some(
+            Denial::new(
+                Reason::StateUnavailable,
+                format!(
+                    "this replica started while the shared state store was away and cannot know which envelopes it accepted; envelopes signed before {} are refused. Retry with a fresh envelope then",
+                    crate::audit::rfc3339_ms(until)
+                ),
+            )
+            .retry_after(Duration::from_millis(
+                u64::try_from(until.saturating_sub(now_ms)).unwrap_or(0).max(1),
+            )),
+        )
     }
 
     /// Stage 5: the rest of a dearer tool's cost (`extra` units beyond the
@@ -856,19 +945,28 @@ impl SharedState {
     /// its source (and whether an operator lifted a block held here), from
     /// this replica's mirror of the store's source blocks: no round trip,
     /// so a connect flood drives no store load and cannot mark it away.
+    /// While the store is away, the blocks held here and those of the last
+    /// mirror are enforced (nothing can be lifted meanwhile: an unblock
+    /// needs the store).
     pub async fn source_blocked(&self, source: std::net::IpAddr, anomaly: &Anomaly) -> bool {
         let now = (self.clock)();
-        if !self.live() {
-            return anomaly.source_blocked_locally(source, now);
-        }
         let label = crate::policy::anomaly::source_label(source);
+        if !self.live() {
+            let mirrored = self.source_mirror.load().lookup(&label).0;
+            return anomaly.source_blocked_locally(source, now)
+                || mirrored.is_some_and(|b| b.until_ms.is_none_or(|u| now < u));
+        }
         let (block, unblocked) = self.source_mirror.load().lookup(&label);
         anomaly.reconcile_source(source, block, unblocked, now)
     }
 
     /// An operator's unblock of `target` (a client id or an address) for
     /// every replica. Returns how many (identity, source) restrictions the
-    /// store held.
+    /// store held. The store applies it only up to
+    /// [`UNBLOCK_DEADLINE_MS`] after now, by its own clock; an answer
+    /// that it came too late is `Timeout` (nothing was lifted anywhere),
+    /// no answer at all within the deadline and [`UNBLOCK_GRACE`] is
+    /// `Unconfirmed`. Neither marks the store away (the probe judges it).
     pub async fn unblock(&self, target: &str, now_ms: i64) -> Result<(usize, usize), StoreError> {
         if !self.live() {
             return Err(StoreError::NotConnected);
@@ -888,14 +986,25 @@ impl SharedState {
             .key(self.keys.of("us", &s))
             .key(self.keys.source_blocks())
             .key(self.keys.source_unblocks())
-            .key(self.keys.source_version())
+            .key(self.keys.source_seq())
+            .key(self.keys.source_log())
+            .key(self.keys.source_floor())
             .arg(now_ms)
             .arg(UNBLOCK_KEPT_MS)
             .arg(if source.is_some() { "1" } else { "0" })
             .arg(&s)
-            .arg(fresh_id());
-        let (i, s): (usize, usize) = self.round_trip(inv).await?;
-        Ok((i, s))
+            .arg(sources::LOG_KEPT)
+            .arg(now_ms.saturating_add(UNBLOCK_DEADLINE_MS));
+        let budget = Duration::from_millis(UNBLOCK_DEADLINE_MS.unsigned_abs()) + UNBLOCK_GRACE;
+        let (i, s): (i64, i64) = match self.timed(inv, budget).await {
+            Err(StoreError::Timeout) => return Err(StoreError::Unconfirmed),
+            other => other?,
+        };
+        match (usize::try_from(i), usize::try_from(s)) {
+            (Ok(i), Ok(s)) => Ok((i, s)),
+            // Refused by the store: its deadline had passed.
+            _ => Err(StoreError::Timeout),
+        }
     }
 
     /// Every block and throttle the store holds (for `admin blocks`).
@@ -963,7 +1072,7 @@ impl SharedState {
             return Err(StoreError::NotConnected);
         };
         let mut conn = (*conn).clone();
-        let Some(pipe) = self.keys.write_restriction(r, (self.clock)()) else {
+        let Some(pipe) = self.keys.write_restriction(r, (self.clock)(), self.skew_ms) else {
             return Ok(());
         };
         tokio::time::timeout(CONNECT_TIMEOUT, pipe.query_async::<()>(&mut conn))
@@ -1083,7 +1192,10 @@ impl SharedRestrictions for SharedState {
             self.keep(restriction);
             return;
         };
-        let Some(pipe) = self.keys.write_restriction(&restriction, (self.clock)()) else {
+        let Some(pipe) = self
+            .keys
+            .write_restriction(&restriction, (self.clock)(), self.skew_ms)
+        else {
             return;
         };
         let me = self.me.get().cloned();

@@ -79,4 +79,28 @@ impl Anomaly {
             by: None,
         });
     }
+
+    /// An operator's unblock whose outcome in the shared store is not
+    /// known (no answer by its deadline and the clock grace): recorded
+    /// with the operator, so an unblock that did take effect somewhere is
+    /// never without a record of who asked for it.
+    pub fn record_unconfirmed_unblock(&self, target: &str, by: &str, now_ms: i64) {
+        let source = target
+            .trim_end_matches("/64")
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| source_text(super::source_key(ip)));
+        self.audit.anomaly_event(&AnomalyEvent {
+            ts: crate::audit::rfc3339_ms(now_ms),
+            event: "anomaly",
+            detector: "operator",
+            action: "unblock_unconfirmed",
+            client_id: source.is_none().then_some(target),
+            source: source.as_deref(),
+            tool: None,
+            figures: Figures::new(),
+            until: None,
+            by: Some(by),
+        });
+    }
 }

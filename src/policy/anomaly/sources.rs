@@ -82,9 +82,12 @@ impl SourceTable {
     }
 
     /// Frees one slot in a table holding `max` or more by forgetting the
-    /// least recently seen source that is not blocked, looking at
-    /// [`MAX_EVICTION_STEPS`] entries at most; false if none could go.
-    pub(super) fn make_room(&mut self, max: usize) -> bool {
+    /// least recently seen source that is not blocked at `now_ms`, looking
+    /// at [`MAX_EVICTION_STEPS`] entries at most; false if none could go.
+    /// A block whose end has passed counts as not blocked: sources blocked
+    /// once and never seen again must not fill the table for good and
+    /// switch the detector off for every other source.
+    pub(super) fn make_room(&mut self, max: usize, now_ms: i64) -> bool {
         if self.map.len() < max {
             return true;
         }
@@ -93,7 +96,11 @@ impl SourceTable {
                 return false;
             };
             self.eviction_steps += 1;
-            let blocked = self.map.get(&key).map(|(s, _)| s.block.is_some());
+            let blocked = self.map.get(&key).map(|(s, _)| {
+                s.block
+                    .as_ref()
+                    .is_some_and(|b| b.until_ms.is_none_or(|u| now_ms < u))
+            });
             match blocked {
                 Some(true) => {
                     let seq = self.stamp();

@@ -752,3 +752,29 @@ fn a_mirrored_block_the_store_no_longer_holds_is_dropped_with_an_audit_record() 
     assert_eq!(dropped.len(), 1, "{dropped:?}");
     assert_eq!(dropped[0]["figures"]["operator_unblock"], 1.0);
 }
+
+#[test]
+fn a_table_full_of_ended_source_blocks_still_tracks_new_sources() {
+    let mut c = quiet();
+    c.max_sources = 64;
+    c.source_failures = SourceFailuresConfig {
+        action: Action::Block,
+        window_secs: 60,
+        threshold: 1,
+        cooldown_secs: Some(1),
+    };
+    let (a, _audit) = anomaly(c);
+    for i in 1..=64u8 {
+        assert!(a.observe_source_failure(IpAddr::from([10, 0, 0, i]), T0));
+    }
+    // Every block has ended; none of those sources comes back.
+    let new = IpAddr::from([10, 0, 1, 1]);
+    for i in 0..3 {
+        assert!(
+            a.observe_source_failure(new, T0 + 2_000 + i),
+            "a new source is tracked and blocked"
+        );
+    }
+    assert!(a.source_blocked(new, T0 + 2_010));
+    assert_eq!(lock(&a.sources).len(), 64, "still bounded");
+}
