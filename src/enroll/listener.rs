@@ -13,7 +13,13 @@
 //! 3. An established connection is closed when nothing was read or written
 //!    for [`ListenerLimits::idle_timeout`], at [`ListenerLimits::max_age`]
 //!    however busy, and, when it carries a client certificate, once a CRL
-//!    is past its next update plus the grace ([`crate::tls::CrlWatch`]).
+//!    is past its next update plus the grace ([`crate::tls::CrlWatch`]):
+//!    checked whenever a read or a write waits, each with its own timer, so
+//!    a peer that stops reading (its writes wait for ever, and HTTP/2 then
+//!    stops reading too) is closed as well. HTTP/2 keepalive and the grace
+//!    after the maximum age are hyper's own timers besides.
+//! 4. At shutdown, open connections get [`SHUTDOWN_GRACE`] to finish, then
+//!    [`serve_with_limits`] returns anyway.
 //!
 //! The per-source request rate and the service's checks are in
 //! [`super::service`]; the per-source tables in [`super::limits`].
@@ -41,6 +47,10 @@ const MAX_REQUEST_BYTES: usize = 16 * 1024;
 /// A request's deadline; also below the idle timeout, so a request in
 /// progress is never cut by it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// At shutdown (`sealgate ca serve` on SIGTERM, the gateway stopping), how
+/// long open connections may take to finish before the listener returns
+/// anyway (a stuck peer cannot hold the process up).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The listener's budgets (see the module documentation).
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +99,10 @@ struct EnrollStream {
     last_activity: Instant,
     idle_timeout: Duration,
     max_age: Duration,
+    /// Wakes a waiting read at the next limit.
     timer: Pin<Box<Sleep>>,
+    /// Wakes a waiting write (or flush) at the next limit.
+    write_timer: Pin<Box<Sleep>>,
     /// For a connection with a client certificate.
     crl: Option<crate::tls::CrlWatch>,
     _held: Held,
@@ -125,6 +138,35 @@ impl EnrollStream {
         }
         Ok(next)
     }
+
+    /// The I/O on `side` waits: fails it when a limit is reached, else
+    /// arms that side's timer for the next look. Reads and writes have a
+    /// timer each, so a connection whose writes wait (a peer that stops
+    /// reading; HTTP/2 then stops reading too, behind the frame it cannot
+    /// send) is still closed at its limits.
+    fn pending<T>(&mut self, side: Side, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        loop {
+            let at = match self.limit(Instant::now()) {
+                Ok(at) => at,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            let timer = match side {
+                Side::Read => &mut self.timer,
+                Side::Write => &mut self.write_timer,
+            };
+            timer.as_mut().reset(at);
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+/// Which I/O of a connection waits.
+#[derive(Clone, Copy)]
+enum Side {
+    Read,
+    Write,
 }
 
 impl tonic::transport::server::Connected for EnrollStream {
@@ -154,18 +196,7 @@ impl AsyncRead for EnrollStream {
                 }
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => loop {
-                let now = Instant::now();
-                match this.limit(now) {
-                    Err(e) => return Poll::Ready(Err(e)),
-                    Ok(at) => {
-                        this.timer.as_mut().reset(at);
-                        if this.timer.as_mut().poll(cx).is_pending() {
-                            return Poll::Pending;
-                        }
-                    }
-                }
-            },
+            Poll::Pending => this.pending(Side::Read, cx),
         }
     }
 }
@@ -177,17 +208,31 @@ impl AsyncWrite for EnrollStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let written = Pin::new(&mut this.io).poll_write(cx, buf);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.last_activity = Instant::now();
+        match Pin::new(&mut this.io).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                let now = Instant::now();
+                if n > 0 {
+                    this.last_activity = now;
+                }
+                this.limit(now).map(|_| n).into()
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => this.pending(Side::Write, cx),
         }
-        written
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_flush(cx) {
+            Poll::Pending => this.pending(Side::Write, cx),
+            done => done,
+        }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_shutdown(cx) {
+            Poll::Pending => this.pending(Side::Write, cx),
+            done => done,
+        }
     }
 }
 
@@ -300,6 +345,7 @@ pub async fn serve_with_limits(
                         idle_timeout: limits.idle_timeout,
                         max_age: limits.max_age,
                         timer: Box::pin(tokio::time::sleep(limits.idle_timeout)),
+                        write_timer: Box::pin(tokio::time::sleep(limits.idle_timeout)),
                         crl,
                         _held: Held {
                             _connection: conn,
@@ -314,15 +360,40 @@ pub async fn serve_with_limits(
     let service = EnrollmentServiceServer::new(EnrollmentService::new(state.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(64 * 1024);
-    let result = tonic::transport::Server::builder()
+    let request_timeout = REQUEST_TIMEOUT.min(limits.idle_timeout);
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping.send(());
+    };
+    let serve = tonic::transport::Server::builder()
         .accept_http1(false)
-        .timeout(REQUEST_TIMEOUT.min(limits.idle_timeout))
+        .timeout(request_timeout)
         .max_connection_age(limits.max_age)
+        // Past the age, a connection whose GOAWAY cannot be written (or
+        // whose calls do not end) is closed by force.
+        .max_connection_age_grace(request_timeout)
+        .http2_keepalive_interval(Some(limits.idle_timeout))
+        .http2_keepalive_timeout(Some(limits.idle_timeout))
         .max_concurrent_streams(8)
         .http2_max_header_list_size(16 * 1024)
         .add_service(service)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::ReceiverStream::new(rx), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::ReceiverStream::new(rx), shutdown);
+    // tonic waits for every connection to close; bounded here.
+    let bounded = async move {
+        if stopped.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let result = tokio::select! {
+        biased;
+        r = serve => r,
+        () = bounded => {
+            tracing::warn!(grace_secs = SHUTDOWN_GRACE.as_secs(), "enrollment connections still open at shutdown after the grace: closed");
+            Ok(())
+        }
+    };
     accept.abort();
     reports.abort();
     refused_report.abort();
