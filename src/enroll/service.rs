@@ -12,15 +12,18 @@
 //! held: the per-source rate, then (Renew) the certificate's identity, the
 //! CA's own revocation state, the registry entry and anomaly blocks; the
 //! shapes; freshness; the current key and both signatures (Renew) or the
-//! token and the new key's proof (Enroll); the nonce; the CSR. Then, under
-//! one lock: the token is spent, the certificate issued and recorded, the
-//! key registered in the enrolled-keys file (and the replaced key capped),
-//! the registry reloaded, and an audit record written.
+//! token and the new key's proof (Enroll); the nonce (not yet spent); the
+//! CSR. Then, under one lock: the new key is unused (by id and public
+//! key), the current key not already replaced (Renew), the identity's
+//! renewal rate and the nonce checked again; the token is spent, the
+//! certificate issued and recorded, the key registered in the
+//! enrolled-keys file (and the replaced key capped), the nonce and the
+//! renewal remembered ([`super::renewals`]), the registry reloaded, and an
+//! audit record written. A refused request spends nothing.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use rustls_pki_types::CertificateDer;
@@ -30,6 +33,7 @@ use super::limits::{SourceRate, MAX_RATE_SOURCES};
 use super::reasons::{csr_refusal, internal, refuse};
 pub use super::reasons::{EnrollReason, Refused};
 use super::refusals::{EnrollmentEvent, RefusalAudit, REFUSAL_SUMMARY_INTERVAL};
+use super::renewals::{Denied, RenewalLedger, RENEWALS_PER_HOUR};
 use super::tokens;
 use super::{enroll_proof_bytes, renew_proof_bytes, RenewProof};
 use crate::audit::AuditLog;
@@ -46,9 +50,6 @@ use crate::proto::{
     EnrollRequest, EnrollResponse, GatewayPublicKey, IssuedCredentials, RenewRequest, RenewResponse,
 };
 
-/// Renewal nonces remembered at most; beyond that renewals are refused
-/// until older ones leave the window.
-const MAX_NONCES: usize = 100_000;
 /// Enrolled keys stay in the file this long past their end, for `ca list`
 /// and investigations, then are pruned.
 const KEEP_EXPIRED_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -74,15 +75,10 @@ pub struct Enrollment {
     skew_ms: i64,
     /// Serialises every change (token, index, enrolled keys, registry).
     write: tokio::sync::Mutex<()>,
-    nonces: Mutex<Nonces>,
+    /// Granted renewals per identity: nonces and the per-identity rate.
+    renewals: RenewalLedger,
     per_source: SourceRate,
     refusals: Arc<RefusalAudit>,
-}
-
-#[derive(Default)]
-struct Nonces {
-    seen: std::collections::HashSet<(ClientId, Vec<u8>)>,
-    order: VecDeque<(i64, (ClientId, Vec<u8>))>,
 }
 
 impl Enrollment {
@@ -144,12 +140,13 @@ impl Enrollment {
             }
             None => RegistrySource::Files,
         };
+        let skew_ms = i64::try_from(config.envelope.clock_skew_secs)
+            .unwrap_or(600)
+            .saturating_mul(1000);
         Ok(Enrollment {
             ca,
             audience: config.audience(),
-            skew_ms: i64::try_from(config.envelope.clock_skew_secs)
-                .unwrap_or(600)
-                .saturating_mul(1000),
+            skew_ms,
             config: config.clone(),
             settings,
             enrolled_keys,
@@ -158,7 +155,7 @@ impl Enrollment {
             audit,
             clock: Arc::new(SystemClock),
             write: tokio::sync::Mutex::new(()),
-            nonces: Mutex::new(Nonces::default()),
+            renewals: RenewalLedger::new(skew_ms.saturating_mul(2)),
             per_source,
             refusals,
         })
@@ -227,30 +224,22 @@ impl Enrollment {
         ))
     }
 
-    fn remember_nonce(&self, client: &ClientId, nonce: &[u8], now_ms: i64) -> Result<(), Refused> {
-        let mut n = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
-        while n.order.front().is_some_and(|(exp, _)| *exp <= now_ms) {
-            if let Some((_, k)) = n.order.pop_front() {
-                n.seen.remove(&k);
-            }
-        }
-        let key = (client.clone(), nonce.to_vec());
-        if n.seen.contains(&key) {
-            return Err(refuse(
+    /// Whether the ledger lets `client` renew with `nonce` now (nothing is
+    /// remembered: only a granted renewal spends its nonce).
+    fn ledger_allows(&self, client: &ClientId, nonce: &[u8], now_ms: i64) -> Result<(), Refused> {
+        match self.renewals.check(client, nonce, now_ms) {
+            Ok(()) => Ok(()),
+            Err(Denied::Replayed) => Err(refuse(
                 EnrollReason::ReplayedNonce,
                 "this renewal request was already received",
-            ));
-        }
-        if n.seen.len() >= MAX_NONCES {
-            return Err(refuse(
+            )),
+            Err(Denied::TooMany) => Err(refuse(
                 EnrollReason::RateLimited,
-                "too many renewals in the window; retry later",
-            ));
+                format!(
+                    "this identity renewed {RENEWALS_PER_HOUR} times within the hour; retry later"
+                ),
+            )),
         }
-        n.seen.insert(key.clone());
-        n.order
-            .push_back((now_ms.saturating_add(2 * self.skew_ms), key));
-        Ok(())
     }
 
     fn credentials(
@@ -311,7 +300,7 @@ impl Enrollment {
         let registry = self.registry()?;
         let mut enrolled = EnrolledKeys::load(&self.enrolled_keys)
             .map_err(|e| internal("enrolled keys unreadable", e))?;
-        key_unused(&registry, &enrolled, &key_id)?;
+        key_unused(&registry, &enrolled, &key_id, &new_key)?;
         // The CSR is checked in full before the token is spent.
         crate::ca::check_client_csr_der(&req.csr, &client_spiffe_id(&self.ca.trust_domain, &id))
             .map_err(csr_refusal)?;
@@ -467,14 +456,29 @@ impl Enrollment {
                 "the new signing key's signature over the renew proof does not verify",
             ))
         })?;
-        self.remember_nonce(&id, &req.nonce, now_ms)
+        self.ledger_allows(&id, &req.nonce, now_ms)
             .map_err(with_id)?;
         crate::ca::check_client_csr_der(&req.csr, &spiffe).map_err(|e| with_id(csr_refusal(e)))?;
         let key_id = key_id_for(&new_key);
         let _guard = self.write.lock().await;
         let mut enrolled = EnrolledKeys::load(&self.enrolled_keys)
             .map_err(|e| with_id(internal("enrolled keys unreadable", e)))?;
-        key_unused(&registry, &enrolled, &key_id).map_err(with_id)?;
+        key_unused(&registry, &enrolled, &key_id, &new_key).map_err(with_id)?;
+        // A key a renewal already replaced (capped) has handed its
+        // authority to its successor: renewing from it again would fork
+        // the identity during the overlap.
+        let replaced = enrolled
+            .cap_of(id.as_str(), &req.current_key_id)
+            .map_err(|e| with_id(internal("enrolled keys unreadable", e)))?;
+        if replaced.is_some() {
+            return Err(with_id(refuse(
+                EnrollReason::KeyNotValidNow,
+                "the current signing key was already replaced by a renewal; only its successor can renew",
+            )));
+        }
+        // Again under the lock: a concurrent request may have been granted.
+        self.ledger_allows(&id, &req.nonce, now_ms)
+            .map_err(with_id)?;
         let (cert, cert_not_after) = self
             .ca
             .sign_csr_der(&req.csr, &id, self.settings.cert_days)
@@ -502,6 +506,7 @@ impl Enrollment {
         });
         store_enrolled(&enrolled, &self.enrolled_keys)
             .map_err(|e| with_id(internal("enrolled keys could not be written", e)))?;
+        self.renewals.grant(&id, &req.nonce, now_ms);
         self.publish();
         for (kid, end) in [
             (&key_id, key_not_after),
@@ -595,10 +600,24 @@ fn verify(key: &VerifyingKey, msg: &[u8], sig: &[u8]) -> Result<(), ()> {
     key.verify_strict(msg, &sig).map_err(|_| ())
 }
 
-/// A key id names one key across the whole registry.
-fn key_unused(registry: &Registry, enrolled: &EnrolledKeys, key_id: &str) -> Result<(), Refused> {
-    let taken = registry.clients().any(|c| c.keys.contains_key(key_id))
-        || enrolled.keys.iter().any(|k| k.id == key_id);
+/// A key id names one key across the whole registry, and a public key is
+/// registered once: compared by its bytes too, since an operator may give
+/// a key any id (a replaced operator key must not come back under the id a
+/// renewal derives).
+fn key_unused(
+    registry: &Registry,
+    enrolled: &EnrolledKeys,
+    key_id: &str,
+    key: &VerifyingKey,
+) -> Result<(), Refused> {
+    let public = crate::keys::public_key_b64(key);
+    let taken = registry
+        .clients()
+        .any(|c| c.keys.contains_key(key_id) || c.keys.values().any(|k| k.key == *key))
+        || enrolled
+            .keys
+            .iter()
+            .any(|k| k.id == key_id || k.public_key == public);
     if taken {
         return Err(refuse(
             EnrollReason::KeyInUse,
