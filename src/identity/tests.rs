@@ -257,3 +257,39 @@ fn a_pruned_enrolled_keys_file_never_revives_a_replaced_key() {
         }
     }
 }
+
+/// Review F3 (B): a key a renewal replaced stayed in the file (and in
+/// every registry load) until its own end plus the keep, over a month,
+/// although its cap ended it within the overlap: a chain of renewals grew
+/// the file. It is pruned at its cap plus the keep now, with its cap; the
+/// cap on an operator's key stays.
+#[test]
+fn a_replaced_enrolled_key_is_pruned_at_its_cap() {
+    use enrolled::{EnrolledKey, Retirement};
+    const DAY: i64 = 86_400_000;
+    let t0 = parse_rfc3339_ms("2026-01-01T00:00:00Z").expect("ts");
+    let at = |days: i64| crate::audit::rfc3339_ms(t0 + days * DAY);
+    let key = |id: &str, seed: u8, from: i64, to: i64| EnrolledKey {
+        client: "a".into(),
+        id: id.into(),
+        public_key: pk_b64(seed),
+        not_before: at(from),
+        not_after: at(to),
+    };
+    let retire = |id: &str, until: i64| Retirement {
+        client: "a".into(),
+        key_id: id.into(),
+        not_after: at(until),
+    };
+    let mut file = EnrolledKeys::default();
+    file.keys.push(key("k1", 5, 0, 30));
+    file.retired.push(retire("k-op", 1));
+    file.keys.push(key("k2", 6, 20, 50));
+    file.retired.push(retire("k1", 21));
+    // Day 29: k1's cap (day 21) plus the keep (7 days) has passed.
+    file.prune(t0 + 29 * DAY, 7 * DAY);
+    let ids: Vec<&str> = file.keys.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(ids, ["k2"]);
+    let capped: Vec<&str> = file.retired.iter().map(|r| r.key_id.as_str()).collect();
+    assert_eq!(capped, ["k-op"], "the operator key's cap stays");
+}
