@@ -216,3 +216,108 @@ async fn a_public_key_registered_under_another_id_cannot_be_enrolled_again() {
     );
     assert_eq!(s.enrolled_text(), enrolled, "nothing registered");
 }
+
+fn cert_der(path: &std::path::Path) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_file(path)
+        .expect("certificate")
+        .to_vec()
+}
+
+/// Review F4: Renew consulted only the CA's revoked.toml, not the CRLs the
+/// gateway loaded, so a certificate revoked only on a CRL renewed on a
+/// connection opened before the CRL was loaded, undoing the revocation.
+#[tokio::test]
+async fn a_certificate_revoked_only_in_a_loaded_crl_cannot_renew() {
+    let s = setup(60).await;
+    let (p, current) = carol(&s).await;
+    let mut rpc = s.rpc(Some((&p.cert, &p.key))).await;
+    // The connection is open; then a CRL listing the certificate is loaded
+    // (what SIGHUP stores), while revoked.toml does not list it.
+    let serial = sealgate::identity::identity_from_cert(&cert_der(&p.cert), TRUST_DOMAIN)
+        .expect("identity")
+        .serial;
+    let mut revoked = (**s.gw.gateway.revoked.load()).clone();
+    revoked.insert(serial);
+    s.gw.gateway.revoked.store(std::sync::Arc::new(revoked));
+    let issued = s.issued_count();
+    let next = sealgate::keys::generate_signing_key();
+    assert_refused(
+        rpc.renew(renew_request(
+            &p.spiffe_id,
+            &p.key_id,
+            &current,
+            &next,
+            &[7u8; 16],
+        ))
+        .await,
+        tonic::Code::Unauthenticated,
+        "CERTIFICATE_REVOKED",
+    );
+    assert_eq!(s.issued_count(), issued, "nothing issued");
+}
+
+/// Review F4: Renew took a certificate of any CA in `tls.client_ca` (its
+/// serials in another namespace than the enrollment CA's revocations).
+/// Only certificates the enrollment CA issued renew now.
+#[tokio::test]
+async fn a_certificate_of_another_trusted_ca_cannot_renew() {
+    let s = setup(60).await;
+    let (p, current) = carol(&s).await;
+    // A second CA, trusted by the gateway beside the enrollment CA.
+    let ca2 = sealgate::ca::init(
+        &s.gw.path("ca2"),
+        TRUST_DOMAIN,
+        sealgate::ca::CaAlgorithm::EcdsaP256,
+        30,
+        false,
+    )
+    .expect("ca2");
+    ca2.write_crl_now(7).expect("crl2");
+    let bundle = format!(
+        "{}{}",
+        std::fs::read_to_string(ca_dir(s.gw.dir.path()).join("ca.crt")).expect("ca"),
+        std::fs::read_to_string(s.gw.path("ca2").join("ca.crt")).expect("ca2")
+    );
+    std::fs::write(s.gw.path("bundle.crt"), bundle).expect("bundle");
+    let config = std::fs::read_to_string(s.gw.path("sealgate.toml")).expect("config");
+    let config = config
+        .replace("client_ca = \"ca/ca.crt\"", "client_ca = \"bundle.crt\"")
+        .replace(
+            "crls = [\"ca/crl.pem\"]",
+            "crls = [\"ca/crl.pem\", \"ca2/crl.pem\"]",
+        );
+    assert!(config.contains("bundle.crt") && config.contains("ca2/crl.pem"));
+    std::fs::write(s.gw.path("sealgate.toml"), config).expect("config");
+    s.reloader.reload().await;
+    // A CA2 certificate for carol.
+    let carol_id = ClientId::parse("carol").expect("id");
+    let now = time::OffsetDateTime::now_utc();
+    let params = sealgate::ca::client_params_with_validity(
+        &s.gw.ca,
+        &carol_id,
+        now - time::Duration::hours(1),
+        now + time::Duration::days(1),
+    )
+    .expect("params");
+    let (cert, key) = ca2.sign(&params).expect("sign");
+    let (c, k) = (s.gw.path("ca2-carol.crt"), s.gw.path("ca2-carol.key"));
+    sealgate::keys::write_public(&c, cert.as_bytes(), false).expect("cert");
+    sealgate::keys::write_private(&k, key.as_bytes(), false).expect("key");
+    let mut rpc = s.rpc(Some((&c, &k))).await;
+    let issued = s.issued_count();
+    let next = sealgate::keys::generate_signing_key();
+    assert_refused(
+        rpc.renew(renew_request(
+            &p.spiffe_id,
+            &p.key_id,
+            &current,
+            &next,
+            &[8u8; 16],
+        ))
+        .await,
+        tonic::Code::Unauthenticated,
+        "IDENTITY_INVALID",
+    );
+    assert_eq!(s.issued_count(), issued, "nothing issued");
+}

@@ -64,6 +64,9 @@ enum RegistrySource {
 /// The enrollment service's state.
 pub struct Enrollment {
     ca: Ca,
+    /// Verifies that a certificate was issued by this CA (the listener's
+    /// handshake accepts every CA of `tls.client_ca`).
+    issued_here: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     config: Config,
     settings: EnrollmentConfig,
     enrolled_keys: PathBuf,
@@ -140,11 +143,25 @@ impl Enrollment {
             }
             None => RegistrySource::Files,
         };
+        let issued_here = {
+            let mut roots = rustls::RootCertStore::empty();
+            let der = ca.cert_der().map_err(|e| e.to_string())?;
+            roots
+                .add(CertificateDer::from(der))
+                .map_err(|e| format!("the enrollment CA certificate: {e}"))?;
+            rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                crate::tls::provider(),
+            )
+            .build()
+            .map_err(|e| format!("the enrollment CA certificate: {e}"))?
+        };
         let skew_ms = i64::try_from(config.envelope.clock_skew_secs)
             .unwrap_or(600)
             .saturating_mul(1000);
         Ok(Enrollment {
             ca,
+            issued_here,
             audience: config.audience(),
             skew_ms,
             config: config.clone(),
@@ -192,6 +209,18 @@ impl Enrollment {
                 Ok(r) => g.registry.store(Arc::new(r)),
                 Err(e) => tracing::error!(error = %e, "registry reload after enrollment failed"),
             }
+        }
+    }
+
+    /// Whether a CRL the gateway uses lists `serial`: the gateway's loaded
+    /// set (current since the last reload), or the config's CRL files read
+    /// now (`sealgate ca serve`).
+    fn crl_revoked(&self, serial: &str) -> Result<bool, Refused> {
+        match &self.registry {
+            RegistrySource::Gateway(g) => Ok(g.revoked.load().contains(serial)),
+            RegistrySource::Files => crate::tls::revoked_serials(&self.config.tls.crls)
+                .map(|r| r.contains(serial))
+                .map_err(|e| internal("the CRLs could not be read", e)),
         }
     }
 
@@ -379,10 +408,23 @@ impl Enrollment {
                 "the certificate on this connection has expired; an expired certificate cannot renew (ask for an enrollment token)",
             )));
         }
+        // Issued by this CA: another CA trusted for the gateway's port has
+        // its own serials and revocations, and renewing its certificate
+        // here would turn it into one of ours.
+        let now = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_millis(
+            u64::try_from(self.clock.now_ms()).unwrap_or(0),
+        ));
+        if self.issued_here.verify_client_cert(cert, &[], now).is_err() {
+            return Err(with_id(refuse(
+                EnrollReason::IdentityInvalid,
+                "the certificate on this connection was not issued by this enrollment CA",
+            )));
+        }
         let revoked = self
             .ca
             .is_revoked(&identity.serial)
-            .map_err(|e| with_id(internal("CA revocation state unreadable", e)))?;
+            .map_err(|e| with_id(internal("CA revocation state unreadable", e)))?
+            || self.crl_revoked(&identity.serial).map_err(with_id)?;
         if revoked {
             return Err(with_id(refuse(
                 EnrollReason::CertificateRevoked,
