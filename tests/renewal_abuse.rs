@@ -321,3 +321,28 @@ async fn a_certificate_of_another_trusted_ca_cannot_renew() {
     );
     assert_eq!(s.issued_count(), issued, "nothing issued");
 }
+
+/// Review F5 (a): the enrollment service started over a deleted
+/// enrolled-keys file as if no key had ever been enrolled (every cap gone,
+/// replaced keys valid again). It refuses to start now, naming the file.
+#[tokio::test]
+async fn the_service_refuses_to_start_when_its_enrolled_keys_file_vanished() {
+    let s = setup(60).await;
+    let _ = carol(&s).await;
+    std::fs::remove_file(s.gw.path("enrolled-keys.toml")).expect("rm");
+    let config = sealgate::config::Config::load(&s.gw.path("sealgate.toml")).expect("config");
+    let built = sealgate::startup::build_enrollment(
+        &config,
+        Some(s.gw.gateway.clone()),
+        Vec::new(),
+        Some(s.gw.audit.clone()),
+    )
+    .await;
+    let Err(e) = built else {
+        panic!("the service started without its enrolled-keys file");
+    };
+    assert!(
+        format!("{e:#}").contains("enrolled-keys.toml"),
+        "names the file: {e:#}"
+    );
+}

@@ -50,6 +50,8 @@ use crate::proto::{
     EnrollRequest, EnrollResponse, GatewayPublicKey, IssuedCredentials, RenewRequest, RenewResponse,
 };
 
+/// In the CA directory once the service wrote the enrolled-keys file.
+const WRITTEN_MARK: &str = "enrolled-keys.written";
 /// Enrolled keys stay in the file this long past their end, for `ca list`
 /// and investigations, then are pruned.
 const KEEP_EXPIRED_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -114,6 +116,15 @@ impl Enrollment {
                 settings.ca_dir.display(),
                 ca.trust_domain,
                 config.trust_domain
+            ));
+        }
+        // The caps on replaced keys live in the enrolled-keys file: started
+        // over a file it wrote and that is now gone, the service (and every
+        // registry load after it) would revive every replaced key.
+        if settings.ca_dir.join(WRITTEN_MARK).exists() && !enrolled_keys.exists() {
+            return Err(format!(
+                "field registry.enrolled_keys: {} is missing, but this CA's enrollment service wrote it before (it holds the caps on the keys renewals replaced); restore it from a backup, or, to drop every enrolled key and cap on purpose, create an empty file",
+                enrolled_keys.display()
             ));
         }
         if settings.max_requests_per_minute == 0 {
@@ -222,6 +233,22 @@ impl Enrollment {
                 .map(|r| r.contains(serial))
                 .map_err(|e| internal("the CRLs could not be read", e)),
         }
+    }
+
+    /// Writes the enrolled-keys file, and once, the CA directory's note
+    /// that it did ([`WRITTEN_MARK`]).
+    fn store(&self, keys: &EnrolledKeys) -> Result<(), String> {
+        store_enrolled(keys, &self.enrolled_keys)?;
+        let mark = self.settings.ca_dir.join(WRITTEN_MARK);
+        if !mark.exists() {
+            let text = format!(
+                "# sealgate's enrollment service wrote {}: it refuses to start while that file is missing.\n",
+                self.enrolled_keys.display()
+            );
+            crate::keys::replace_atomically(&mark, text.as_bytes(), 0o644)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     fn check_fresh(&self, ts: i64, now_ms: i64) -> Result<(), Refused> {
@@ -347,7 +374,7 @@ impl Enrollment {
             not_before: crate::audit::rfc3339_ms(now_ms - 60_000),
             not_after: crate::audit::rfc3339_ms(key_not_after),
         });
-        store_enrolled(&enrolled, &self.enrolled_keys)
+        self.store(&enrolled)
             .map_err(|e| internal("enrolled keys could not be written", e))?;
         self.publish();
         if let Err(e) = self.ca.record_key(&id, &key_id, key_not_after) {
@@ -546,7 +573,7 @@ impl Enrollment {
             key_id: req.current_key_id.clone(),
             not_after: crate::audit::rfc3339_ms(previous_end),
         });
-        store_enrolled(&enrolled, &self.enrolled_keys)
+        self.store(&enrolled)
             .map_err(|e| with_id(internal("enrolled keys could not be written", e)))?;
         self.renewals.grant(&id, &req.nonce, now_ms);
         self.publish();

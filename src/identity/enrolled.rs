@@ -71,9 +71,16 @@ pub struct EnrolledKeys {
 impl EnrolledKeys {
     /// Reads the file; a file that does not exist yet is empty.
     pub fn load(path: &Path) -> Result<EnrolledKeys, String> {
+        Ok(EnrolledKeys::read(path)?.unwrap_or_default())
+    }
+
+    /// Reads the file; `None` when it does not exist.
+    pub fn read(path: &Path) -> Result<Option<EnrolledKeys>, String> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(EnrolledKeys::default()),
+            Ok(text) => toml::from_str(&text)
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!("{}: cannot read: {e}", path.display())),
         }
     }
