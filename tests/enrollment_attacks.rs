@@ -401,3 +401,33 @@ async fn stuck_connections_do_not_hold_up_the_listener_at_shutdown() {
     );
     drop(stuck);
 }
+
+/// Review F2: the per-source caps were 1/16 of the handshake budget and
+/// 1/32 of the connection budget, so 16 addresses with 4 silent sockets
+/// each took every handshake slot and stopped enrollment for everyone.
+/// Now a /24 (IPv6: /48) holds at most an eighth of each budget, so the
+/// attacker's network cannot, and a victim elsewhere enrolls at once.
+#[tokio::test]
+async fn sixteen_silent_sources_do_not_stop_enrollment() {
+    let s = setup(60).await;
+    let mut silent = Vec::new();
+    for host in 10..26u8 {
+        for _ in 0..4 {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind(SocketAddr::from(([127, 0, 1, host], 0)))
+                .expect("bind");
+            silent.push(socket.connect(s.enroll_addr).await.expect("tcp"));
+        }
+    }
+    // Let the accept loop take them all.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let profile = tokio::time::timeout(Duration::from_secs(4), enroll_carol(&s))
+        .await
+        .expect("enrollment from another network is not starved");
+    let carol = sealgate::client::Profile::load(&profile).expect("profile");
+    call_get_meps(&carol)
+        .await
+        .expect("the enrolled client calls");
+    drop(silent);
+}

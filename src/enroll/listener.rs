@@ -6,8 +6,11 @@
 //!    handshake slots of its source address (IPv6: its /64) and one of
 //!    [`ListenerLimits::max_handshakes`] overall, then one of
 //!    [`ListenerLimits::max_connections_per_source`] connection slots of its
-//!    source and one of [`ListenerLimits::max_connections`] overall; with
-//!    any of them taken it is closed at once, before any TLS.
+//!    source and one of [`ListenerLimits::max_connections`] overall; and
+//!    its network (IPv4 /24, IPv6 /48, [`super::limits::network_key`])
+//!    holds at most an eighth of each overall budget (a source too, whatever
+//!    its own caps say), so it takes at least eight networks to spend
+//!    one; with any of them taken it is closed at once, before any TLS.
 //! 2. The handshake runs off the accept loop, under
 //!    [`ListenerLimits::handshake_timeout`].
 //! 3. An established connection is closed when nothing was read or written
@@ -51,6 +54,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// long open connections may take to finish before the listener returns
 /// anyway (a stuck peer cannot hold the process up).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// A network (IPv4 /24, IPv6 /48) holds at most 1/NETWORK_SHARE of the
+/// handshake and of the connection budget, and so does a source.
+const NETWORK_SHARE: usize = 8;
 
 /// The listener's budgets (see the module documentation).
 #[derive(Debug, Clone, Copy)]
@@ -90,6 +96,7 @@ impl Default for ListenerLimits {
 struct Held {
     _connection: OwnedSemaphorePermit,
     _source: SourceSlot,
+    _network: SourceSlot,
 }
 
 struct EnrollStream {
@@ -262,6 +269,14 @@ pub async fn serve_with_limits(
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let handshakes_per_source = SourceSlots::new();
     let connections_per_source = SourceSlots::new();
+    let handshakes_per_network = SourceSlots::per_network();
+    let connections_per_network = SourceSlots::per_network();
+    // A source, and a network, hold at most an eighth of a budget.
+    let share = |total: usize| (total / NETWORK_SHARE).max(1);
+    let hs_network_cap = share(limits.max_handshakes);
+    let conn_network_cap = share(limits.max_connections);
+    let hs_source_cap = limits.max_handshakes_per_source.min(hs_network_cap);
+    let conn_source_cap = limits.max_connections_per_source.min(conn_network_cap);
     // Refused handshakes: the first from a source in the log in full, then
     // one counted line per interval.
     let refused_log = Arc::new(crate::summary::Summary::<std::net::IpAddr>::new(
@@ -290,13 +305,19 @@ pub async fn serve_with_limits(
             // Closed at once (dropped) when a budget is spent; the
             // per-source slots first, so one source's flood never takes
             // a listener-wide permit.
-            let Some(hs_source) =
-                handshakes_per_source.try_take(remote.ip(), limits.max_handshakes_per_source)
+            let Some(hs_source) = handshakes_per_source.try_take(remote.ip(), hs_source_cap) else {
+                continue;
+            };
+            let Some(hs_network) = handshakes_per_network.try_take(remote.ip(), hs_network_cap)
             else {
                 continue;
             };
-            let Some(conn_source) =
-                connections_per_source.try_take(remote.ip(), limits.max_connections_per_source)
+            let Some(conn_source) = connections_per_source.try_take(remote.ip(), conn_source_cap)
+            else {
+                continue;
+            };
+            let Some(conn_network) =
+                connections_per_network.try_take(remote.ip(), conn_network_cap)
             else {
                 continue;
             };
@@ -313,7 +334,7 @@ pub async fn serve_with_limits(
             tokio::spawn(async move {
                 let config = tls.load_full();
                 let done = tokio::time::timeout(limits.handshake_timeout, config.accept(tcp)).await;
-                drop((hs, hs_source));
+                drop((hs, hs_source, hs_network));
                 let io = match done {
                     Ok(Ok(io)) => io,
                     Ok(Err(e)) => {
@@ -350,6 +371,7 @@ pub async fn serve_with_limits(
                         _held: Held {
                             _connection: conn,
                             _source: conn_source,
+                            _network: conn_network,
                         },
                     }))
                     .await;
