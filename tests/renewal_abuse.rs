@@ -346,3 +346,40 @@ async fn the_service_refuses_to_start_when_its_enrolled_keys_file_vanished() {
         "names the file: {e:#}"
     );
 }
+
+/// Review F5 (b): the enrolled-keys file was read, changed and written
+/// under an in-process lock only, so a second writer (`ca serve` beside a
+/// gateway with `[enrollment]`, a replica, an operator's edit) could lose
+/// a `[[retire]]` or revive a removed key. Writers now hold an advisory
+/// lock on `<file>.lock` (`flock`): a renewal waits while another holds it.
+#[tokio::test]
+async fn a_renewal_waits_for_the_enrolled_keys_lock() {
+    let s = setup(60).await;
+    let (p, current) = carol(&s).await;
+    let mut rpc = s.rpc(Some((&p.cert, &p.key))).await;
+    let lock_path = s.gw.path("enrolled-keys.toml.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .expect("lock file");
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("flock");
+    let next = sealgate::keys::generate_signing_key();
+    let request = renew_request(&p.spiffe_id, &p.key_id, &current, &next, &[9u8; 16]);
+    let renewal = tokio::spawn(async move { rpc.renew(request).await });
+    // While another writer holds the lock, the renewal does not finish.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        !renewal.is_finished(),
+        "the renewal wrote while another writer held the lock"
+    );
+    drop(held);
+    tokio::time::timeout(std::time::Duration::from_secs(10), renewal)
+        .await
+        .expect("in time")
+        .expect("task")
+        .expect("the renewal completes once the lock is free");
+}
