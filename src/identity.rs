@@ -373,6 +373,9 @@ impl fmt::Debug for ClientEntry {
 #[derive(Debug, Default)]
 pub struct Registry {
     clients: HashMap<ClientId, Arc<ClientEntry>>,
+    /// Whether an enrolled-keys file was merged into it: a reload that
+    /// finds that file gone is refused ([`Registry::load_merged`]).
+    enrolled_seen: bool,
 }
 
 /// An error in the registry file, naming where it is.
@@ -428,17 +431,39 @@ impl Registry {
             path: path.display().to_string(),
             message: format!("cannot read: {e}"),
         })?;
-        let extra = match enrolled {
-            Some(p) => EnrolledKeys::load(p).map_err(|message| RegistryError {
+        let read = match enrolled {
+            Some(p) => EnrolledKeys::read(p).map_err(|message| RegistryError {
                 path: p.display().to_string(),
                 message,
             })?,
-            None => EnrolledKeys::default(),
+            None => None,
         };
-        Registry::parse_merged(&text, &extra, defaults, previous).map_err(|message| RegistryError {
-            path: path.display().to_string(),
-            message,
-        })
+        // The caps on replaced keys live in that file: one that vanished
+        // (deleted, moved, a backup restored without it, the setting
+        // changed) must not silently bring those keys back. A restart
+        // reads the file as it is (the enrollment service refuses to start
+        // without a file it wrote, `crate::enroll::service`).
+        if read.is_none() && previous.is_some_and(|r| r.enrolled_seen) {
+            let where_ = enrolled.map_or_else(
+                || "registry.enrolled_keys".to_string(),
+                |p| p.display().to_string(),
+            );
+            return Err(RegistryError {
+                path: where_,
+                message: "the enrolled-keys file was there at the previous load and is gone: its caps on replaced keys would be lost; restore it (or, to drop every enrolled key and cap on purpose, create an empty file)".into(),
+            });
+        }
+        let seen = read.is_some();
+        let extra = read.unwrap_or_default();
+        let mut registry =
+            Registry::parse_merged(&text, &extra, defaults, previous).map_err(|message| {
+                RegistryError {
+                    path: path.display().to_string(),
+                    message,
+                }
+            })?;
+        registry.enrolled_seen = seen;
+        Ok(registry)
     }
 
     /// Parses and validates registry TOML with a default rate and no tiers.
@@ -670,7 +695,10 @@ impl Registry {
                 return Err(format!("client {id:?} is listed twice"));
             }
         }
-        Ok(Registry { clients })
+        Ok(Registry {
+            clients,
+            enrolled_seen: false,
+        })
     }
 }
 

@@ -817,3 +817,79 @@ fn dev_enroll_call_and_renew_through_the_binary() {
     ));
     assert!(demo_call.contains("person/900001"), "{demo_call}");
 }
+
+/// Review F9: standalone `sealgate ca serve` had no SIGHUP handler, so a
+/// SIGHUP (the way to make it read a new CRL) killed it. It reloads its TLS
+/// configuration and CRLs on SIGHUP now, keeps serving, and still stops on
+/// SIGTERM (within its shutdown grace).
+#[test]
+fn ca_serve_reloads_on_sighup_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let port = free_port();
+    // The dev folder (config, CA, keys), then the dev gateway stopped so
+    // its enrollment port is free for `ca serve`.
+    let mut dev = spawn_dev(d, port);
+    wait_for_port(port + 1, &mut dev);
+    drop(Reap(dev));
+    let log = std::fs::File::create(d.join("serve.log")).expect("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args([
+            "ca",
+            "serve",
+            "--config",
+            "dev/sealgate.toml",
+            "--gateway-pub",
+            "dev/gateway.signing.key.pub",
+        ])
+        .current_dir(d)
+        .env("SEALGATE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn ca serve");
+    wait_for_port(port + 1, &mut child);
+    let serve = Reap(child);
+    let pid = serve.0.id().to_string();
+    let signal = |sig: &str| {
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill")
+            .success());
+    };
+    signal("-HUP");
+    let log_text = || std::fs::read_to_string(d.join("serve.log")).unwrap_or_default();
+    let start = Instant::now();
+    let mut serve = serve;
+    while !log_text().contains("SIGHUP") {
+        if let Ok(Some(status)) = serve.0.try_wait() {
+            panic!("ca serve exited on SIGHUP: {status}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no reload logged"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        log_text().contains("SIGHUP: enrollment TLS configuration and CRLs reloaded"),
+        "{}",
+        log_text()
+    );
+    assert!(serve.0.try_wait().expect("wait").is_none(), "still serving");
+    std::net::TcpStream::connect(("127.0.0.1", port + 1)).expect("still listening");
+    signal("-TERM");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = serve.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "ca serve did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}

@@ -432,13 +432,42 @@ pub fn run(cmd: CaCommand) -> Result<ExitCode> {
             }
             super::runtime()?.block_on(async move {
                 let stop = super::serve::StopSignal::install();
+                // Installed now, so a SIGHUP during startup does not kill it.
+                let mut hup =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                        .map_err(|e| tracing::error!(error = %e, "cannot listen for SIGHUP; a CRL is read only at start"))
+                        .ok();
                 let parts = sealgate::startup::build_enrollment(&config, None, keys, None)
                     .await?
                     .context("no [enrollment] section in the config")?;
                 let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
                 let task = super::serve::spawn_enrollment(&config, &parts, stop_rx).await?;
-                stop.wait().await;
+                let stopped = stop.wait();
+                tokio::pin!(stopped);
+                loop {
+                    let hangup = async {
+                        match hup.as_mut() {
+                            Some(h) => h.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        () = &mut stopped => break,
+                        Some(()) = hangup => {
+                            // The registry and revoked.toml are read at each
+                            // request; the TLS files and CRLs here.
+                            match sealgate::startup::enrollment_tls_config(&config) {
+                                Ok(tls) => {
+                                    parts.tls.store(tls);
+                                    tracing::info!("SIGHUP: enrollment TLS configuration and CRLs reloaded");
+                                }
+                                Err(e) => tracing::error!(error = %e, "SIGHUP: enrollment TLS reload failed; keeping the previous configuration"),
+                            }
+                        }
+                    }
+                }
                 let _ = stop_tx.send(true);
+                // Bounded: the listener gives open connections a grace.
                 let _ = task.await;
                 anyhow::Ok(())
             })?;

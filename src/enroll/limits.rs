@@ -102,12 +102,37 @@ impl SourceRate {
 #[derive(Debug, Default)]
 pub struct SourceSlots {
     counts: Mutex<HashMap<IpAddr, usize>>,
+    /// Keyed by network ([`network_key`]) rather than source.
+    network: bool,
+}
+
+/// The network of `ip` for the listener's second tier of caps: its IPv4
+/// /24, or its IPv6 /48 (an IPv4-mapped address as IPv4). A site or a
+/// customer usually holds a whole one, so its addresses share one cap.
+pub fn network_key(ip: IpAddr) -> IpAddr {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let v4 = |a: Ipv4Addr| IpAddr::V4(Ipv4Addr::from(u32::from(a) & 0xffff_ff00));
+    match ip {
+        IpAddr::V4(a) => v4(a),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(m) => v4(m),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(a) & !((1u128 << 80) - 1))),
+        },
+    }
 }
 
 impl SourceSlots {
-    /// An empty table.
+    /// An empty table, per source ([`crate::policy::anomaly::source_key`]).
     pub fn new() -> Arc<Self> {
         Arc::new(SourceSlots::default())
+    }
+
+    /// An empty table, per network ([`network_key`]).
+    pub fn per_network() -> Arc<Self> {
+        Arc::new(SourceSlots {
+            network: true,
+            ..SourceSlots::default()
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
@@ -117,7 +142,11 @@ impl SourceSlots {
 
     /// One of `cap` slots of `ip`'s source, or `None` when all are taken.
     pub fn try_take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<SourceSlot> {
-        let key = crate::policy::anomaly::source_key(ip);
+        let key = if self.network {
+            network_key(ip)
+        } else {
+            crate::policy::anomaly::source_key(ip)
+        };
         let mut counts = self.lock();
         let count = counts.entry(key).or_insert(0);
         if *count >= cap {
@@ -216,6 +245,31 @@ mod tests {
         let minute = t0 + Duration::from_secs(61);
         assert!(rate.check(v6(300_000), minute));
         assert_eq!(rate.tracked(), 1, "refilled sources are forgotten");
+    }
+
+    #[test]
+    fn networks_are_ipv4_slash_24_and_ipv6_slash_48() {
+        let a: IpAddr = "192.0.2.77".parse().expect("ip");
+        assert_eq!(network_key(a), "192.0.2.0".parse::<IpAddr>().expect("ip"));
+        let b: IpAddr = "2001:db8:1:ffff:1:2:3:4".parse().expect("ip");
+        assert_eq!(
+            network_key(b),
+            "2001:db8:1::".parse::<IpAddr>().expect("ip")
+        );
+        let mapped: IpAddr = "::ffff:192.0.2.9".parse().expect("ip");
+        assert_eq!(network_key(mapped), network_key(a));
+        let slots = SourceSlots::per_network();
+        let one = slots.try_take("192.0.2.1".parse().expect("ip"), 1);
+        assert!(one.is_some());
+        assert!(
+            slots
+                .try_take("192.0.2.2".parse().expect("ip"), 1)
+                .is_none(),
+            "another address of the /24 shares the cap"
+        );
+        assert!(slots
+            .try_take("192.0.3.2".parse().expect("ip"), 1)
+            .is_some());
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - [`listener`]: its own TLS 1.3 listener (client certificate optional)
 //!   and its per-source and per-connection limits; [`limits`]: the bounded
 //!   per-source tables (request rate, slots).
+//! - [`renewals`]: per identity, the nonces of granted renewals and their
+//!   rate.
 //! - [`reasons`]: the stable reasons of a refusal and the status sent.
 //! - [`refusals`]: its refusals in the log and the audit trail, counted
 //!   when they repeat and never more than a share of the audit queue.
@@ -21,6 +23,7 @@ pub mod limits;
 pub mod listener;
 pub mod reasons;
 pub mod refusals;
+pub mod renewals;
 pub mod service;
 pub mod tokens;
 

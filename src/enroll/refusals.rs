@@ -3,7 +3,9 @@
 //! the disk or take the audit writer's queue from the gateway.
 //!
 //! - The first refusal of a (source, reason) in an interval is logged and
-//!   audited in full; its repeats are counted ([`crate::summary`], the
+//!   audited in full (of an (identity, reason), for a refusal that names
+//!   the identity of a verified certificate: counted apart, so anonymous
+//!   floods never hide them); its repeats are counted ([`crate::summary`], the
 //!   mechanism admission refusals use) and written once per interval as
 //!   one `enroll_refusal_summary` record with the exact count.
 //! - A record is only queued while the audit queue holds fewer than
@@ -28,6 +30,11 @@ pub const REFUSAL_SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
 /// (source, reason) pairs counted at once; refusals of further pairs are
 /// counted together (and the first of them logged in full).
 const SUMMARY_KEYS: usize = 64;
+/// (identity, reason) pairs counted at once, apart from the sources: a
+/// refusal that names an identity (read from a verified certificate, so
+/// bounded by the identities the CA issued) is never folded into the
+/// anonymous overflow.
+const IDENTITY_SUMMARY_KEYS: usize = 1_024;
 
 /// One enrollment or renewal in the audit trail: names, ids, dates only.
 #[derive(Serialize)]
@@ -55,6 +62,8 @@ struct Shed {
 pub struct RefusalAudit {
     audit: Arc<AuditLog>,
     summary: Summary<(IpAddr, &'static str)>,
+    /// Refusals that name an identity, by (identity, reason).
+    identities: Summary<(String, &'static str)>,
     share: u64,
     shed: AtomicU64,
 }
@@ -65,6 +74,7 @@ impl RefusalAudit {
         RefusalAudit {
             audit,
             summary: Summary::new(interval, SUMMARY_KEYS),
+            identities: Summary::new(interval, IDENTITY_SUMMARY_KEYS),
             share: u64::try_from(queue_capacity / 8).unwrap_or(u64::MAX).max(1),
             shed: AtomicU64::new(0),
         }
@@ -84,8 +94,13 @@ impl RefusalAudit {
     /// source and reason in this run, else counted.
     pub(crate) fn refused(&self, event: &EnrollmentEvent<'_>, remote: SocketAddr, message: &str) {
         let reason = event.reason.unwrap_or("-");
-        let key = (crate::policy::anomaly::source_key(remote.ip()), reason);
-        if self.summary.note(key) == Seen::Repeat {
+        let seen = match event.client_id {
+            Some(id) => self.identities.note((id.to_string(), reason)),
+            None => self
+                .summary
+                .note((crate::policy::anomaly::source_key(remote.ip()), reason)),
+        };
+        if seen == Seen::Repeat {
             return;
         }
         tracing::info!(peer.addr = %remote, client.id = event.client_id.unwrap_or("-"), reason, "{} refused: {message}", event.event);
@@ -107,11 +122,21 @@ impl RefusalAudit {
     /// Runs every interval; tests call it directly.
     pub fn report(&self, now_ms: i64) {
         let interval = self.summary.interval();
-        for (tally, count) in self.summary.drain() {
-            let (who, reason) = match &tally {
-                Tally::Key((source, reason)) => (source.to_string(), *reason),
+        let by_source = self.summary.drain().into_iter().map(|(tally, count)| {
+            let key = match tally {
+                Tally::Key((source, reason)) => (source.to_string(), reason),
                 Tally::Others => ("(others)".to_string(), "(various)"),
             };
+            (key, count)
+        });
+        let by_identity = self.identities.drain().into_iter().map(|(tally, count)| {
+            let key = match tally {
+                Tally::Key((id, reason)) => (id, reason),
+                Tally::Others => ("(other identities)".to_string(), "(various)"),
+            };
+            (key, count)
+        });
+        for ((who, reason), count) in by_source.chain(by_identity) {
             tracing::info!(
                 source = who.as_str(),
                 reason,
@@ -192,6 +217,47 @@ mod tests {
         assert_eq!(summary["who"], "127.0.0.2");
         assert_eq!(summary["reason"], "TOKEN_UNKNOWN");
         assert_eq!(summary["count"], 999);
+    }
+
+    /// Review F7: summaries were keyed by (source, reason) only, 64 at
+    /// once: once anonymous junk from 64 sources filled the table, the
+    /// refusals of a certificate-bearing Renew (a thief with a revoked
+    /// certificate) were folded into "(others)" with no identity at all.
+    /// They are kept per (identity, reason) now, apart from the sources.
+    #[test]
+    fn identity_refusals_are_never_folded_into_the_anonymous_overflow() {
+        let audit = Arc::new(AuditLog::memory());
+        let r = RefusalAudit::new(audit.clone(), 8192, REFUSAL_SUMMARY_INTERVAL);
+        for i in 0..(SUMMARY_KEYS as u32 + 1) {
+            let remote = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 4000));
+            r.refused(&event("TOKEN_UNKNOWN"), remote, "junk");
+        }
+        let victim = EnrollmentEvent {
+            event: "renew",
+            client_id: Some("victim"),
+            ..event("CERTIFICATE_REVOKED")
+        };
+        let remote: SocketAddr = "10.1.0.1:4000".parse().expect("addr");
+        r.refused(&victim, remote, "revoked");
+        r.refused(&victim, remote, "revoked");
+        r.report(0);
+        let lines: Vec<serde_json::Value> = audit
+            .lines()
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        let full: Vec<_> = lines
+            .iter()
+            .filter(|v| v["client_id"] == "victim")
+            .collect();
+        assert_eq!(full.len(), 1, "the first in full: {lines:?}");
+        assert_eq!(full[0]["reason"], "CERTIFICATE_REVOKED");
+        let summary: Vec<_> = lines
+            .iter()
+            .filter(|v| v["event"] == "enroll_refusal_summary" && v["who"] == "victim")
+            .collect();
+        assert_eq!(summary.len(), 1, "the repeat counted under the identity");
+        assert_eq!(summary[0]["count"], 1);
     }
 
     /// Issue 21: enrollment refusals (from anyone) went into the gateway's

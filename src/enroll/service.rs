@@ -12,15 +12,18 @@
 //! held: the per-source rate, then (Renew) the certificate's identity, the
 //! CA's own revocation state, the registry entry and anomaly blocks; the
 //! shapes; freshness; the current key and both signatures (Renew) or the
-//! token and the new key's proof (Enroll); the nonce; the CSR. Then, under
-//! one lock: the token is spent, the certificate issued and recorded, the
-//! key registered in the enrolled-keys file (and the replaced key capped),
-//! the registry reloaded, and an audit record written.
+//! token and the new key's proof (Enroll); the nonce (not yet spent); the
+//! CSR. Then, under one lock: the new key is unused (by id and public
+//! key), the current key not already replaced (Renew), the identity's
+//! renewal rate and the nonce checked again; the token is spent, the
+//! certificate issued and recorded, the key registered in the
+//! enrolled-keys file (and the replaced key capped), the nonce and the
+//! renewal remembered ([`super::renewals`]), the registry reloaded, and an
+//! audit record written. A refused request spends nothing.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use rustls_pki_types::CertificateDer;
@@ -30,6 +33,7 @@ use super::limits::{SourceRate, MAX_RATE_SOURCES};
 use super::reasons::{csr_refusal, internal, refuse};
 pub use super::reasons::{EnrollReason, Refused};
 use super::refusals::{EnrollmentEvent, RefusalAudit, REFUSAL_SUMMARY_INTERVAL};
+use super::renewals::{Denied, RenewalLedger, RENEWALS_PER_HOUR};
 use super::tokens;
 use super::{enroll_proof_bytes, renew_proof_bytes, RenewProof};
 use crate::audit::AuditLog;
@@ -46,9 +50,8 @@ use crate::proto::{
     EnrollRequest, EnrollResponse, GatewayPublicKey, IssuedCredentials, RenewRequest, RenewResponse,
 };
 
-/// Renewal nonces remembered at most; beyond that renewals are refused
-/// until older ones leave the window.
-const MAX_NONCES: usize = 100_000;
+/// In the CA directory once the service wrote the enrolled-keys file.
+const WRITTEN_MARK: &str = "enrolled-keys.written";
 /// Enrolled keys stay in the file this long past their end, for `ca list`
 /// and investigations, then are pruned.
 const KEEP_EXPIRED_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -63,6 +66,9 @@ enum RegistrySource {
 /// The enrollment service's state.
 pub struct Enrollment {
     ca: Ca,
+    /// Verifies that a certificate was issued by this CA (the listener's
+    /// handshake accepts every CA of `tls.client_ca`).
+    issued_here: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     config: Config,
     settings: EnrollmentConfig,
     enrolled_keys: PathBuf,
@@ -74,15 +80,10 @@ pub struct Enrollment {
     skew_ms: i64,
     /// Serialises every change (token, index, enrolled keys, registry).
     write: tokio::sync::Mutex<()>,
-    nonces: Mutex<Nonces>,
+    /// Granted renewals per identity: nonces and the per-identity rate.
+    renewals: RenewalLedger,
     per_source: SourceRate,
     refusals: Arc<RefusalAudit>,
-}
-
-#[derive(Default)]
-struct Nonces {
-    seen: std::collections::HashSet<(ClientId, Vec<u8>)>,
-    order: VecDeque<(i64, (ClientId, Vec<u8>))>,
 }
 
 impl Enrollment {
@@ -117,6 +118,15 @@ impl Enrollment {
                 config.trust_domain
             ));
         }
+        // The caps on replaced keys live in the enrolled-keys file: started
+        // over a file it wrote and that is now gone, the service (and every
+        // registry load after it) would revive every replaced key.
+        if settings.ca_dir.join(WRITTEN_MARK).exists() && !enrolled_keys.exists() {
+            return Err(format!(
+                "field registry.enrolled_keys: {} is missing, but this CA's enrollment service wrote it before (it holds the caps on the keys renewals replaced); restore it from a backup, or, to drop every enrolled key and cap on purpose, create an empty file",
+                enrolled_keys.display()
+            ));
+        }
         if settings.max_requests_per_minute == 0 {
             return Err("field enrollment.max_requests_per_minute: must be at least 1".into());
         }
@@ -144,12 +154,27 @@ impl Enrollment {
             }
             None => RegistrySource::Files,
         };
+        let issued_here = {
+            let mut roots = rustls::RootCertStore::empty();
+            let der = ca.cert_der().map_err(|e| e.to_string())?;
+            roots
+                .add(CertificateDer::from(der))
+                .map_err(|e| format!("the enrollment CA certificate: {e}"))?;
+            rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                crate::tls::provider(),
+            )
+            .build()
+            .map_err(|e| format!("the enrollment CA certificate: {e}"))?
+        };
+        let skew_ms = i64::try_from(config.envelope.clock_skew_secs)
+            .unwrap_or(600)
+            .saturating_mul(1000);
         Ok(Enrollment {
             ca,
+            issued_here,
             audience: config.audience(),
-            skew_ms: i64::try_from(config.envelope.clock_skew_secs)
-                .unwrap_or(600)
-                .saturating_mul(1000),
+            skew_ms,
             config: config.clone(),
             settings,
             enrolled_keys,
@@ -158,7 +183,7 @@ impl Enrollment {
             audit,
             clock: Arc::new(SystemClock),
             write: tokio::sync::Mutex::new(()),
-            nonces: Mutex::new(Nonces::default()),
+            renewals: RenewalLedger::new(skew_ms.saturating_mul(2)),
             per_source,
             refusals,
         })
@@ -198,6 +223,34 @@ impl Enrollment {
         }
     }
 
+    /// Whether a CRL the gateway uses lists `serial`: the gateway's loaded
+    /// set (current since the last reload), or the config's CRL files read
+    /// now (`sealgate ca serve`).
+    fn crl_revoked(&self, serial: &str) -> Result<bool, Refused> {
+        match &self.registry {
+            RegistrySource::Gateway(g) => Ok(g.revoked.load().contains(serial)),
+            RegistrySource::Files => crate::tls::revoked_serials(&self.config.tls.crls)
+                .map(|r| r.contains(serial))
+                .map_err(|e| internal("the CRLs could not be read", e)),
+        }
+    }
+
+    /// Writes the enrolled-keys file, and once, the CA directory's note
+    /// that it did ([`WRITTEN_MARK`]).
+    fn store(&self, keys: &EnrolledKeys) -> Result<(), String> {
+        store_enrolled(keys, &self.enrolled_keys)?;
+        let mark = self.settings.ca_dir.join(WRITTEN_MARK);
+        if !mark.exists() {
+            let text = format!(
+                "# sealgate's enrollment service wrote {}: it refuses to start while that file is missing.\n",
+                self.enrolled_keys.display()
+            );
+            crate::keys::replace_atomically(&mark, text.as_bytes(), 0o644)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     fn check_fresh(&self, ts: i64, now_ms: i64) -> Result<(), Refused> {
         if ts < now_ms.saturating_sub(self.skew_ms) {
             return Err(refuse(
@@ -227,30 +280,22 @@ impl Enrollment {
         ))
     }
 
-    fn remember_nonce(&self, client: &ClientId, nonce: &[u8], now_ms: i64) -> Result<(), Refused> {
-        let mut n = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
-        while n.order.front().is_some_and(|(exp, _)| *exp <= now_ms) {
-            if let Some((_, k)) = n.order.pop_front() {
-                n.seen.remove(&k);
-            }
-        }
-        let key = (client.clone(), nonce.to_vec());
-        if n.seen.contains(&key) {
-            return Err(refuse(
+    /// Whether the ledger lets `client` renew with `nonce` now (nothing is
+    /// remembered: only a granted renewal spends its nonce).
+    fn ledger_allows(&self, client: &ClientId, nonce: &[u8], now_ms: i64) -> Result<(), Refused> {
+        match self.renewals.check(client, nonce, now_ms) {
+            Ok(()) => Ok(()),
+            Err(Denied::Replayed) => Err(refuse(
                 EnrollReason::ReplayedNonce,
                 "this renewal request was already received",
-            ));
-        }
-        if n.seen.len() >= MAX_NONCES {
-            return Err(refuse(
+            )),
+            Err(Denied::TooMany) => Err(refuse(
                 EnrollReason::RateLimited,
-                "too many renewals in the window; retry later",
-            ));
+                format!(
+                    "this identity renewed {RENEWALS_PER_HOUR} times within the hour; retry later"
+                ),
+            )),
         }
-        n.seen.insert(key.clone());
-        n.order
-            .push_back((now_ms.saturating_add(2 * self.skew_ms), key));
-        Ok(())
     }
 
     fn credentials(
@@ -308,10 +353,11 @@ impl Enrollment {
         })?;
         let key_id = key_id_for(&new_key);
         let _guard = self.write.lock().await;
+        let _file = lock_enrolled(&self.enrolled_keys).await?;
         let registry = self.registry()?;
         let mut enrolled = EnrolledKeys::load(&self.enrolled_keys)
             .map_err(|e| internal("enrolled keys unreadable", e))?;
-        key_unused(&registry, &enrolled, &key_id)?;
+        key_unused(&registry, &enrolled, &key_id, &new_key)?;
         // The CSR is checked in full before the token is spent.
         crate::ca::check_client_csr_der(&req.csr, &client_spiffe_id(&self.ca.trust_domain, &id))
             .map_err(csr_refusal)?;
@@ -329,7 +375,7 @@ impl Enrollment {
             not_before: crate::audit::rfc3339_ms(now_ms - 60_000),
             not_after: crate::audit::rfc3339_ms(key_not_after),
         });
-        store_enrolled(&enrolled, &self.enrolled_keys)
+        self.store(&enrolled)
             .map_err(|e| internal("enrolled keys could not be written", e))?;
         self.publish();
         if let Err(e) = self.ca.record_key(&id, &key_id, key_not_after) {
@@ -390,10 +436,23 @@ impl Enrollment {
                 "the certificate on this connection has expired; an expired certificate cannot renew (ask for an enrollment token)",
             )));
         }
+        // Issued by this CA: another CA trusted for the gateway's port has
+        // its own serials and revocations, and renewing its certificate
+        // here would turn it into one of ours.
+        let now = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_millis(
+            u64::try_from(self.clock.now_ms()).unwrap_or(0),
+        ));
+        if self.issued_here.verify_client_cert(cert, &[], now).is_err() {
+            return Err(with_id(refuse(
+                EnrollReason::IdentityInvalid,
+                "the certificate on this connection was not issued by this enrollment CA",
+            )));
+        }
         let revoked = self
             .ca
             .is_revoked(&identity.serial)
-            .map_err(|e| with_id(internal("CA revocation state unreadable", e)))?;
+            .map_err(|e| with_id(internal("CA revocation state unreadable", e)))?
+            || self.crl_revoked(&identity.serial).map_err(with_id)?;
         if revoked {
             return Err(with_id(refuse(
                 EnrollReason::CertificateRevoked,
@@ -467,14 +526,30 @@ impl Enrollment {
                 "the new signing key's signature over the renew proof does not verify",
             ))
         })?;
-        self.remember_nonce(&id, &req.nonce, now_ms)
+        self.ledger_allows(&id, &req.nonce, now_ms)
             .map_err(with_id)?;
         crate::ca::check_client_csr_der(&req.csr, &spiffe).map_err(|e| with_id(csr_refusal(e)))?;
         let key_id = key_id_for(&new_key);
         let _guard = self.write.lock().await;
+        let _file = lock_enrolled(&self.enrolled_keys).await.map_err(with_id)?;
         let mut enrolled = EnrolledKeys::load(&self.enrolled_keys)
             .map_err(|e| with_id(internal("enrolled keys unreadable", e)))?;
-        key_unused(&registry, &enrolled, &key_id).map_err(with_id)?;
+        key_unused(&registry, &enrolled, &key_id, &new_key).map_err(with_id)?;
+        // A key a renewal already replaced (capped) has handed its
+        // authority to its successor: renewing from it again would fork
+        // the identity during the overlap.
+        let replaced = enrolled
+            .cap_of(id.as_str(), &req.current_key_id)
+            .map_err(|e| with_id(internal("enrolled keys unreadable", e)))?;
+        if replaced.is_some() {
+            return Err(with_id(refuse(
+                EnrollReason::KeyNotValidNow,
+                "the current signing key was already replaced by a renewal; only its successor can renew",
+            )));
+        }
+        // Again under the lock: a concurrent request may have been granted.
+        self.ledger_allows(&id, &req.nonce, now_ms)
+            .map_err(with_id)?;
         let (cert, cert_not_after) = self
             .ca
             .sign_csr_der(&req.csr, &id, self.settings.cert_days)
@@ -500,8 +575,9 @@ impl Enrollment {
             key_id: req.current_key_id.clone(),
             not_after: crate::audit::rfc3339_ms(previous_end),
         });
-        store_enrolled(&enrolled, &self.enrolled_keys)
+        self.store(&enrolled)
             .map_err(|e| with_id(internal("enrolled keys could not be written", e)))?;
+        self.renewals.grant(&id, &req.nonce, now_ms);
         self.publish();
         for (kid, end) in [
             (&key_id, key_not_after),
@@ -568,6 +644,48 @@ pub fn store_enrolled(keys: &EnrolledKeys, path: &std::path::Path) -> Result<(),
         .map_err(|e| e.to_string())
 }
 
+/// How long a write waits for another writer's lock on the enrolled-keys
+/// file before it is refused (`INTERNAL`).
+const ENROLLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The advisory lock (`flock`, exclusive) on `<enrolled-keys file>.lock`,
+/// held from reading the file to writing it: another writer (`sealgate ca
+/// serve` beside a gateway with `[enrollment]`, a replica on shared
+/// storage, an operator editing by hand under `flock`) cannot interleave
+/// and lose a `[[retire]]` or revive a removed key. Waits at most
+/// [`ENROLLED_LOCK_WAIT`], without blocking a runtime thread.
+async fn lock_enrolled(
+    path: &std::path::Path,
+) -> Result<nix::fcntl::Flock<std::fs::File>, Refused> {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let deadline = tokio::time::Instant::now() + ENROLLED_LOCK_WAIT;
+    loop {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o644)
+            .open(&lock_path)
+            .map_err(|e| internal("the enrolled-keys lock file cannot be opened", e))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(held) => return Ok(held),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err((_, e)) => {
+                return Err(internal(
+                    "the enrolled-keys file is locked by another writer",
+                    e,
+                ))
+            }
+        }
+    }
+}
+
 fn new_public_key(raw: &[u8]) -> Result<VerifyingKey, Refused> {
     let bytes: [u8; 32] = raw.try_into().map_err(|_| {
         refuse(
@@ -595,10 +713,24 @@ fn verify(key: &VerifyingKey, msg: &[u8], sig: &[u8]) -> Result<(), ()> {
     key.verify_strict(msg, &sig).map_err(|_| ())
 }
 
-/// A key id names one key across the whole registry.
-fn key_unused(registry: &Registry, enrolled: &EnrolledKeys, key_id: &str) -> Result<(), Refused> {
-    let taken = registry.clients().any(|c| c.keys.contains_key(key_id))
-        || enrolled.keys.iter().any(|k| k.id == key_id);
+/// A key id names one key across the whole registry, and a public key is
+/// registered once: compared by its bytes too, since an operator may give
+/// a key any id (a replaced operator key must not come back under the id a
+/// renewal derives).
+fn key_unused(
+    registry: &Registry,
+    enrolled: &EnrolledKeys,
+    key_id: &str,
+    key: &VerifyingKey,
+) -> Result<(), Refused> {
+    let public = crate::keys::public_key_b64(key);
+    let taken = registry
+        .clients()
+        .any(|c| c.keys.contains_key(key_id) || c.keys.values().any(|k| k.key == *key))
+        || enrolled
+            .keys
+            .iter()
+            .any(|k| k.id == key_id || k.public_key == public);
     if taken {
         return Err(refuse(
             EnrollReason::KeyInUse,

@@ -71,16 +71,23 @@ pub struct EnrolledKeys {
 impl EnrolledKeys {
     /// Reads the file; a file that does not exist yet is empty.
     pub fn load(path: &Path) -> Result<EnrolledKeys, String> {
+        Ok(EnrolledKeys::read(path)?.unwrap_or_default())
+    }
+
+    /// Reads the file; `None` when it does not exist.
+    pub fn read(path: &Path) -> Result<Option<EnrolledKeys>, String> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(EnrolledKeys::default()),
+            Ok(text) => toml::from_str(&text)
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!("{}: cannot read: {e}", path.display())),
         }
     }
 
     /// Drops what can no longer matter at `now_ms`, so the file does not
-    /// grow with every renewal: keys whose own `not_after` passed more than
-    /// `keep_ms` ago.
+    /// grow with every renewal: keys whose end (their own `not_after`, or
+    /// their cap if earlier) passed more than `keep_ms` ago.
     ///
     /// A cap must outlive the key it caps, or the next registry load gives
     /// the key back its own, later `not_after`. So a `[[retire]]` entry is
@@ -92,16 +99,34 @@ impl EnrolledKeys {
     /// permanent ones number at most one per replaced registry-file key.
     pub fn prune(&mut self, now_ms: i64, keep_ms: i64) {
         use std::collections::{HashMap, HashSet};
-        let live = |not_after: &str| {
-            super::parse_rfc3339_ms(not_after).map_or(true, |t| t.saturating_add(keep_ms) > now_ms)
+        // A key ends at its own `not_after` or at its cap, whichever is
+        // first (a replaced key is dead past its cap).
+        let caps: HashMap<(String, String), i64> = {
+            let mut caps = HashMap::new();
+            for r in &self.retired {
+                if let Ok(t) = super::parse_rfc3339_ms(&r.not_after) {
+                    let e = caps
+                        .entry((r.client.clone(), r.key_id.clone()))
+                        .or_insert(t);
+                    *e = (*e).min(t);
+                }
+            }
+            caps
+        };
+        let live = |k: &EnrolledKey| {
+            super::parse_rfc3339_ms(&k.not_after).map_or(true, |t| {
+                let cap = caps.get(&(k.client.clone(), k.id.clone())).copied();
+                let end = cap.map_or(t, |c| c.min(t));
+                end.saturating_add(keep_ms) > now_ms
+            })
         };
         let dropped: HashSet<(String, String)> = self
             .keys
             .iter()
-            .filter(|k| !live(&k.not_after))
+            .filter(|k| !live(k))
             .map(|k| (k.client.clone(), k.id.clone()))
             .collect();
-        self.keys.retain(|k| live(&k.not_after));
+        self.keys.retain(|k| live(k));
         let kept: HashSet<(&str, &str)> = self
             .keys
             .iter()

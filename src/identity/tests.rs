@@ -257,3 +257,83 @@ fn a_pruned_enrolled_keys_file_never_revives_a_replaced_key() {
         }
     }
 }
+
+/// Review F3 (B): a key a renewal replaced stayed in the file (and in
+/// every registry load) until its own end plus the keep, over a month,
+/// although its cap ended it within the overlap: a chain of renewals grew
+/// the file. It is pruned at its cap plus the keep now, with its cap; the
+/// cap on an operator's key stays.
+#[test]
+fn a_replaced_enrolled_key_is_pruned_at_its_cap() {
+    use enrolled::{EnrolledKey, Retirement};
+    const DAY: i64 = 86_400_000;
+    let t0 = parse_rfc3339_ms("2026-01-01T00:00:00Z").expect("ts");
+    let at = |days: i64| crate::audit::rfc3339_ms(t0 + days * DAY);
+    let key = |id: &str, seed: u8, from: i64, to: i64| EnrolledKey {
+        client: "a".into(),
+        id: id.into(),
+        public_key: pk_b64(seed),
+        not_before: at(from),
+        not_after: at(to),
+    };
+    let retire = |id: &str, until: i64| Retirement {
+        client: "a".into(),
+        key_id: id.into(),
+        not_after: at(until),
+    };
+    let mut file = EnrolledKeys::default();
+    file.keys.push(key("k1", 5, 0, 30));
+    file.retired.push(retire("k-op", 1));
+    file.keys.push(key("k2", 6, 20, 50));
+    file.retired.push(retire("k1", 21));
+    // Day 29: k1's cap (day 21) plus the keep (7 days) has passed.
+    file.prune(t0 + 29 * DAY, 7 * DAY);
+    let ids: Vec<&str> = file.keys.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(ids, ["k2"]);
+    let capped: Vec<&str> = file.retired.iter().map(|r| r.key_id.as_str()).collect();
+    assert_eq!(capped, ["k-op"], "the operator key's cap stays");
+}
+
+/// Review F5 (a): a missing enrolled-keys file read as empty, so one that
+/// vanished (deleted, moved, an old backup restored without it) silently
+/// dropped every cap and revived the keys renewals had replaced. A reload
+/// whose previous registry merged the file now refuses (the previous
+/// registry stays).
+#[test]
+fn a_vanished_enrolled_keys_file_does_not_revive_a_capped_key() {
+    use enrolled::Retirement;
+    let d = tempfile::tempdir().expect("dir");
+    let registry = d.path().join("clients.toml");
+    let enrolled = d.path().join("enrolled-keys.toml");
+    std::fs::write(
+        &registry,
+        format!(
+            "[[client]]\nid = \"a\"\nmethods = []\ntools = []\n[[client.key]]\nid = \"k-op\"\npublic_key = \"{}\"\nnot_after = \"2030-01-01T00:00:00Z\"\n",
+            pk_b64(4)
+        ),
+    )
+    .expect("registry");
+    let mut file = EnrolledKeys::default();
+    file.retired.push(Retirement {
+        client: "a".into(),
+        key_id: "k-op".into(),
+        not_after: "2026-01-02T00:00:00Z".into(),
+    });
+    std::fs::write(&enrolled, toml::to_string(&file).expect("toml")).expect("enrolled");
+    let defaults = RegistryDefaults::rate_only(RATE);
+    let day9 = parse_rfc3339_ms("2026-01-10T00:00:00Z").expect("ts");
+    let first = Registry::load_merged(&registry, Some(&enrolled), &defaults, None).expect("load");
+    let a = ClientId::parse("a").expect("id");
+    assert!(!first.get(&a).expect("a").keys["k-op"].valid_at(day9));
+    std::fs::remove_file(&enrolled).expect("rm");
+    let e = Registry::load_merged(&registry, Some(&enrolled), &defaults, Some(&first))
+        .expect_err("a vanished file is refused");
+    assert!(e.message.contains("was there at the previous load"), "{e}");
+    // A file that was never there (before the first enrollment) is empty.
+    let fresh = Registry::load_merged(&registry, Some(&enrolled), &defaults, None).expect("load");
+    assert!(fresh.get(&a).is_some());
+    // An empty file written on purpose is accepted (the operator's choice).
+    std::fs::write(&enrolled, "").expect("empty");
+    Registry::load_merged(&registry, Some(&enrolled), &defaults, Some(&first))
+        .expect("an empty file on purpose");
+}
