@@ -63,6 +63,15 @@ async fn tls_from(
 }
 
 /// The rustls error inside an I/O error, if any.
+/// Asserts that `e` is the TLS alert `alert`, received from the gateway.
+fn assert_alert(e: &std::io::Error, alert: rustls::AlertDescription) {
+    assert_eq!(
+        rustls_error(e),
+        Some(rustls::Error::AlertReceived(alert)),
+        "{e:?}"
+    );
+}
+
 fn rustls_error(e: &std::io::Error) -> Option<rustls::Error> {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -359,13 +368,7 @@ async fn a_disabled_identity_gets_its_source_blocked() {
         }
     }
     let e = refused_at_accept.expect("the source was blocked: its connections are refused");
-    assert_eq!(
-        rustls_error(&e),
-        Some(rustls::Error::AlertReceived(
-            rustls::AlertDescription::AccessDenied
-        )),
-        "{e:?}"
-    );
+    assert_alert(&e, rustls::AlertDescription::AccessDenied);
     assert!(
         (20..=24).contains(&answered),
         "the flood ended at the detector's threshold (20): {answered} refusals answered"
@@ -436,12 +439,7 @@ async fn abandoned_and_timed_out_handshakes_count_against_their_source() {
     let refused = tls_from(&gw, &gw.alice, source)
         .await
         .expect_err("a blocked source is refused");
-    assert_eq!(
-        rustls_error(&refused),
-        Some(rustls::Error::AlertReceived(
-            rustls::AlertDescription::AccessDenied
-        ))
-    );
+    assert_alert(&refused, rustls::AlertDescription::AccessDenied);
     // Other sources are served.
     tls_from(&gw, &gw.alice, [127, 0, 0, 1])
         .await
@@ -473,13 +471,7 @@ async fn a_blocked_source_is_told_so_with_an_access_denied_alert() {
         let e = tls_from(&gw, &gw.alice, source)
             .await
             .expect_err("a blocked source is refused");
-        assert_eq!(
-            rustls_error(&e),
-            Some(rustls::Error::AlertReceived(
-                rustls::AlertDescription::AccessDenied
-            )),
-            "an alert, not a bare reset: {e:?}"
-        );
+        assert_alert(&e, rustls::AlertDescription::AccessDenied);
     }
     assert_eq!(stat(&gw.stats.connections_from_blocked_sources), 3);
     assert_eq!(stat(&gw.stats.handshakes_ok), 0, "no handshake was done");
@@ -508,13 +500,7 @@ async fn a_source_over_its_handshake_budget_is_told_so_with_an_alert() {
     let e = tls_from(&gw, &gw.alice, source)
         .await
         .expect_err("over the source's handshake budget");
-    assert_eq!(
-        rustls_error(&e),
-        Some(rustls::Error::AlertReceived(
-            rustls::AlertDescription::InternalError
-        )),
-        "an alert, not a bare reset: {e:?}"
-    );
+    assert_alert(&e, rustls::AlertDescription::InternalError);
     assert_eq!(stat(&gw.stats.handshakes_shed_per_source), 1);
     let error = sealgate::client::ClientError::from(rustls_refusal(
         rustls::AlertDescription::InternalError,
@@ -979,13 +965,7 @@ async fn one_blocked_source_cannot_take_every_alert_answer() {
     let e = tls_from(&gw, &gw.alice, victim)
         .await
         .expect_err("a blocked source is refused");
-    assert_eq!(
-        rustls_error(&e),
-        Some(rustls::Error::AlertReceived(
-            rustls::AlertDescription::AccessDenied
-        )),
-        "the victim is still told why: {e:?}"
-    );
+    assert_alert(&e, rustls::AlertDescription::AccessDenied);
     drop(held);
 }
 
@@ -1145,13 +1125,7 @@ async fn handshakes_by_an_unknown_identity_without_requests_get_the_source_block
         }
     }
     let e = refused.expect("the source was blocked");
-    assert_eq!(
-        rustls_error(&e),
-        Some(rustls::Error::AlertReceived(
-            rustls::AlertDescription::AccessDenied
-        )),
-        "{e:?}"
-    );
+    assert_alert(&e, rustls::AlertDescription::AccessDenied);
     assert!(
         (5..=6).contains(&stat(&gw.stats.handshakes_ok)),
         "blocked at the 5th (the next may race the count)"
