@@ -406,6 +406,51 @@ async fn silent_connections_do_not_block_the_http_bridge() {
     assert_eq!(closed, 64);
 }
 
+/// Running out of file descriptors is passing: the bridge goes on serving
+/// once connections close, instead of exiting on the failed accept.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_http_bridge_survives_running_out_of_file_descriptors() {
+    let gw = TestGateway::start().await;
+    let port = free_port();
+    let secret_file = gw.path("bridge.secret");
+    let mut bridge = spawn_http_bridge(&gw.alice.profile, port, &secret_file);
+    let pid = bridge.0.id().to_string();
+    let limited = Command::new("prlimit")
+        .args(["--pid", &pid, "--nofile=32:32"])
+        .status()
+        .expect("prlimit");
+    assert!(limited.success(), "prlimit --pid failed");
+    let outcome = tokio::task::spawn_blocking(move || {
+        // More connections than descriptors: accept(2) fails with EMFILE.
+        let held: Vec<std::net::TcpStream> = (0..48)
+            .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        drop(held);
+        let mut answer = (0, String::new());
+        for _ in 0..40 {
+            answer = raw_http(
+                port,
+                &format!("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json"),
+                r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            );
+            if answer.0 != 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        answer
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        bridge.0.try_wait().expect("status"),
+        None,
+        "the bridge exited when it ran out of file descriptors"
+    );
+    assert_eq!(outcome.0, 401, "{}", outcome.1);
+}
+
 #[test]
 fn the_http_bridge_refuses_a_non_loopback_address() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -248,7 +248,18 @@ pub async fn serve(
                 let (Ok(permit), accepted) = accepted else {
                     return Ok(());
                 };
-                (permit, accepted?)
+                match accepted {
+                    Ok(a) => (permit, a),
+                    // Out of file descriptors or a connection aborted
+                    // before it was taken: passing, never a reason to stop
+                    // serving the host.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the HTTP bridge could not accept a connection");
+                        drop(permit);
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                }
             }
             _ = &mut shutdown => return Ok(()),
         };
