@@ -79,16 +79,21 @@ pub fn is_bidi_or_invisible(c: char) -> bool {
 /// Characters a reader cannot see or that change how the rest is shown:
 /// controls (newlines included: one record, one log line), the line and
 /// paragraph separators, the sanitizer's bidirectional and invisible set
-/// and the rest of Unicode's default-ignorable code points; and the two
-/// characters this escaping writes itself (a backslash and `…`), so a
-/// string can never pass for an escape or a cut it is not.
-fn hidden(c: char) -> bool {
+/// and the rest of Unicode's default-ignorable code points.
+pub fn unseen(c: char) -> bool {
     c.is_control()
         || is_bidi_or_invisible(c)
         || matches!(c,
             '\u{2028}' | '\u{2029}' | '\u{180B}'..='\u{180F}' | '\u{206A}'..='\u{206F}'
             | '\u{FE00}'..='\u{FE0F}' | '\u{FFF0}'..='\u{FFF8}' | '\u{13430}'..='\u{1343F}'
-            | '\u{E0080}'..='\u{E0FFF}' | '\\' | '\u{2026}')
+            | '\u{E0080}'..='\u{E0FFF}')
+}
+
+/// What [`foreign`] escapes: the [`unseen`] characters, and the two
+/// characters this escaping writes itself (a backslash and `…`), so a
+/// string can never pass for an escape or a cut it is not.
+fn hidden(c: char) -> bool {
+    unseen(c) || matches!(c, '\\' | '\u{2026}')
 }
 
 #[cfg(test)]

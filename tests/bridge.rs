@@ -406,6 +406,67 @@ async fn silent_connections_do_not_block_the_http_bridge() {
     assert_eq!(closed, 64);
 }
 
+/// A local process that pipelines requests on every place and never reads
+/// the answers: once its socket buffers are full, the bridge's writes
+/// stall and, after the header timeout, the connection is closed, so a
+/// host still gets its answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_that_never_read_their_answers_do_not_block_the_http_bridge() {
+    let gw = TestGateway::start().await;
+    let port = free_port();
+    let secret_file = gw.path("bridge.secret");
+    let _bridge = spawn_http_bridge_with(
+        &gw.alice.profile,
+        port,
+        &secret_file,
+        &["--header-timeout", "1s"],
+    );
+    let outcome = tokio::task::spawn_blocking(move || {
+        let pipelined = "GET / HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1024);
+        let stuck: Vec<std::net::TcpStream> = std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..64)
+                .map(|_| {
+                    let pipelined = pipelined.as_bytes();
+                    scope.spawn(move || {
+                        let mut tcp =
+                            std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                        tcp.set_write_timeout(Some(Duration::from_secs(3)))
+                            .expect("timeout");
+                        // Up to 32 MiB of requests, until the bridge stops
+                        // taking them; no answer is ever read.
+                        for _ in 0..1024 {
+                            if tcp.write_all(pipelined).is_err() {
+                                break;
+                            }
+                        }
+                        tcp
+                    })
+                })
+                .collect();
+            writers
+                .into_iter()
+                .map(|w| w.join().expect("writer"))
+                .collect()
+        });
+        let answered = raw_http(
+            port,
+            &format!(
+                "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json"
+            ),
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+        );
+        drop(stuck);
+        answered
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        outcome.0, 401,
+        "the host's request was not answered: {}",
+        outcome.1
+    );
+}
+
 /// Running out of file descriptors is passing: the bridge goes on serving
 /// once connections close, instead of exiting on the failed accept.
 #[tokio::test(flavor = "multi_thread")]

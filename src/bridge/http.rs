@@ -22,8 +22,10 @@
 //! timeout (10 s by default; also between requests on a kept-alive
 //! connection), or a whole body within it after the head, is closed: a
 //! local process holding silent connections cannot take the bridge's
-//! [`MAX_CONNECTIONS`] from a host. Beyond them, new connections wait in
-//! the listen backlog rather than being reset.
+//! [`MAX_CONNECTIONS`] from a host. A connection whose writes make no
+//! progress for as long (a peer that pipelines requests and never reads the
+//! answers) is closed too. Beyond them, new connections wait in the listen
+//! backlog rather than being reset.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -273,12 +275,112 @@ pub async fn serve(
                 .max_buf_size(64 * 1024)
                 .timer(TokioTimer::new())
                 .header_read_timeout(timeout)
-                .serve_connection(TokioIo::new(tcp), service);
+                .serve_connection(TokioIo::new(WriteDeadline::new(tcp, timeout)), service);
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "bridge HTTP connection ended");
             }
             drop(permit);
         });
+    }
+}
+
+/// A connection whose writes may wait at most `limit` at a time: a peer
+/// that stops reading (its socket buffers full, hyper holding the next
+/// answer) cannot keep a place for ever; the write fails with `TimedOut`
+/// and hyper closes the connection. Reads pass through untouched (the
+/// header timeout bounds them).
+struct WriteDeadline<T> {
+    io: T,
+    limit: Duration,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteDeadline<T> {
+    fn new(io: T, limit: Duration) -> Self {
+        WriteDeadline {
+            io,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After the inner write answered `poll`: progress clears the stall;
+    /// waiting arms it, and a stall past the limit is an error.
+    fn judge<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        poll: std::task::Poll<std::io::Result<R>>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        use std::task::Poll;
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match std::future::Future::poll(sleep.as_mut(), cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the peer reads nothing: its answers could not be written",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteDeadline<T> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<T> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = std::pin::Pin::new(&mut this.io).poll_write(cx, buf);
+        this.judge(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = std::pin::Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.judge(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let poll = std::pin::Pin::new(&mut this.io).poll_flush(cx);
+        this.judge(cx, poll)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let poll = std::pin::Pin::new(&mut this.io).poll_shutdown(cx);
+        this.judge(cx, poll)
     }
 }
 

@@ -182,13 +182,13 @@ fn shown_denial(reason: Option<Reason>, message: &str) -> String {
 }
 
 /// Text of the gateway's or the transport's, shown to a host: at most
-/// [`MAX_SHOWN_MESSAGE`] characters, control, bidirectional and invisible
-/// characters dropped.
+/// [`MAX_SHOWN_MESSAGE`] characters, control, separator, bidirectional and
+/// other invisible characters ([`crate::foreign::unseen`]) dropped.
 fn shown_text(text: &str) -> String {
     let mut out = String::new();
     let mut count = 0;
     for c in text.chars() {
-        if c.is_control() || crate::policy::sanitize::is_bidi_or_invisible(c) {
+        if crate::foreign::unseen(c) {
             continue;
         }
         if count == MAX_SHOWN_MESSAGE {
@@ -475,7 +475,7 @@ mod tests {
             code: tonic::Code::InvalidArgument,
             reason: Some("ARGUMENTS_REJECTED".into()),
             message: format!(
-                "ARGUMENTS_REJECTED: a\u{202e}b\u{1b}[8m{}",
+                "ARGUMENTS_REJECTED: a\u{202e}b\u{2028}\u{fe0f}\u{1b}[8m{}",
                 "x".repeat(5000)
             ),
         };

@@ -413,7 +413,10 @@ const SHOWN_SEGMENTS: usize = 8;
 /// backend's choice, so a segment is shown only when it is an array index
 /// or a short plain name (ASCII letters, digits, `_`, `-`, `.`); any other
 /// becomes `*`, and a pointer deeper than [`SHOWN_SEGMENTS`] ends in `…`.
-/// A backend cannot put words of its own in front of a model this way.
+/// This bounds what a backend can spell here (no spaces, no control or
+/// invisible characters, at most 8 × 32 identifier characters); it does not
+/// stop it spelling identifier-shaped words, which is why the bridge never
+/// passes a backend-fault denial's message to an MCP host at all.
 fn shown_pointer(path: &str) -> String {
     if path.is_empty() || path == "/" {
         return "/".into();
