@@ -154,7 +154,7 @@ impl FileSink {
             // A file sealed by its last line was put at the path: it is
             // never appended to; it is moved aside as rotation does.
             drop(file);
-            let aside = self.rotated_name();
+            let aside = self.free_name(None);
             std::fs::rename(&self.path, &aside)?;
             tracing::warn!(path = %self.path.display(), to = %aside.display(), "a sealed audit file was found at the path when reopening it; moved aside");
             (file, resume) = open_checked(&self.path)?;
@@ -367,7 +367,7 @@ impl Sink for FileSink {
 
     fn rotate(&mut self) -> io::Result<()> {
         self.file.sync_all()?;
-        let target = self.rotated_name();
+        let target = self.free_name(None);
         std::fs::rename(&self.path, &target)?;
         tracing::info!(path = %self.path.display(), to = %target.display(), "audit file rotated");
         self.reopen_path().map(|_| ())
@@ -520,18 +520,33 @@ impl FileSink {
         Err((complete, e))
     }
 
-    /// A free name for a rotated file: `<path>.<UTC time>[.<n>]`.
-    fn rotated_name(&self) -> PathBuf {
+    /// A free name beside the file: `<path>.<UTC time>[.<n>]`, then
+    /// `.<tag>` when one is given (a rotated file has none, a file moved
+    /// aside as tampered with has `tampered`).
+    pub(super) fn free_name(&self, tag: Option<&str>) -> PathBuf {
         let stamp = time::OffsetDateTime::now_utc()
             .format(time::macros::format_description!(
                 "[year][month][day]T[hour][minute][second].[subsecond digits:3]Z"
             ))
-            .unwrap_or_else(|_| "rotated".into());
-        let mut target = PathBuf::from(format!("{}.{stamp}", self.path.display()));
-        let mut n = 1;
+            .unwrap_or_else(|_| "aside".into());
+        let base = format!("{}.{stamp}", self.path.display());
+        let name = |n: u32| {
+            let mut name = if n == 0 {
+                base.clone()
+            } else {
+                format!("{base}.{n}")
+            };
+            if let Some(tag) = tag {
+                name.push('.');
+                name.push_str(tag);
+            }
+            PathBuf::from(name)
+        };
+        let mut n = 0;
+        let mut target = name(n);
         while target.exists() {
-            target = PathBuf::from(format!("{}.{stamp}.{n}", self.path.display()));
             n += 1;
+            target = name(n);
         }
         target
     }

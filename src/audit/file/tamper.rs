@@ -17,7 +17,6 @@
 
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -142,7 +141,7 @@ impl FileSink {
                 .map(|m| (m.dev(), m.ino()))
                 .ok();
             if at_path == Some(self.id) {
-                let aside = self.aside_name("tampered");
+                let aside = self.free_name(Some("tampered"));
                 std::fs::rename(&self.path, &aside).map_err(|e| {
                     self.written = lines.to_vec();
                     (0, e)
@@ -289,22 +288,5 @@ impl FileSink {
     #[cfg(test)]
     pub(crate) fn tamper_window_over(&mut self) {
         self.last_aside = Instant::now().checked_sub(WINDOW);
-    }
-
-    /// A free name beside the file: `<path>.<UTC time>[.<n>][.<tag>]`.
-    fn aside_name(&self, tag: &str) -> PathBuf {
-        let stamp = time::OffsetDateTime::now_utc()
-            .format(time::macros::format_description!(
-                "[year][month][day]T[hour][minute][second].[subsecond digits:3]Z"
-            ))
-            .unwrap_or_else(|_| "aside".into());
-        let base = format!("{}.{stamp}", self.path.display());
-        let mut target = PathBuf::from(format!("{base}.{tag}"));
-        let mut n = 1;
-        while target.exists() {
-            target = PathBuf::from(format!("{base}.{n}.{tag}"));
-            n += 1;
-        }
-        target
     }
 }
