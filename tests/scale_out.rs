@@ -10,10 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::services::{HaProxy, Redis, RedisTls};
-use common::{now_ms, Options, RawClient, TestGateway, GET_MEPS};
+use common::{now_ms, refused, Options, RawClient, TestGateway, GET_MEPS};
 use sealgate::audit::AuditLog;
 use sealgate::error::{reason_of, retry_after_of};
-use sealgate::proto::CallResponse;
 use serde_json::Value;
 use tonic::Code;
 
@@ -32,17 +31,6 @@ fn state(redis: &Redis, extra: &str) -> String {
         "[state]\nkind = \"redis\"\nurl = \"{}\"\npersistent = true\n{budget}{extra}\n",
         redis.url()
     )
-}
-
-/// Asserts a refusal's gRPC code and sealgate reason.
-fn refused(result: Result<CallResponse, tonic::Status>, code: Code, reason: &str) -> tonic::Status {
-    let status = match result {
-        Ok(_) => panic!("expected {reason}, but the request was allowed"),
-        Err(s) => s,
-    };
-    assert_eq!(status.code(), code, "code for {reason}: {status:?}");
-    assert_eq!(reason_of(&status).as_deref(), Some(reason), "{status:?}");
-    status
 }
 
 fn events(audit: &sealgate::audit::AuditLog, status: &str) -> Vec<Value> {

@@ -9,10 +9,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::services::Redis;
-use common::{Options, TestGateway, GET_MEPS};
+use common::{refused, Options, TestGateway, GET_MEPS};
 use sealgate::client::ClientError;
-use sealgate::error::reason_of;
-use sealgate::proto::CallResponse;
 use tonic::Code;
 
 /// `[state]` for `redis` with `on_failure = "local"` and a short budget,
@@ -22,16 +20,6 @@ fn local_state(redis: &Redis, extra: &str) -> String {
         "[state]\nkind = \"redis\"\nurl = \"{}\"\ntimeout_ms = 200\non_failure = \"local\"\npersistent = true\n{extra}\n",
         redis.url()
     )
-}
-
-fn refused(result: Result<CallResponse, tonic::Status>, code: Code, reason: &str) -> tonic::Status {
-    let status = match result {
-        Ok(_) => panic!("expected {reason}, but the request was allowed"),
-        Err(s) => s,
-    };
-    assert_eq!(status.code(), code, "code for {reason}: {status:?}");
-    assert_eq!(reason_of(&status).as_deref(), Some(reason), "{status:?}");
-    status
 }
 
 fn mode_is(gw: &sealgate::gateway::Gateway, mode: &str) -> bool {

@@ -530,3 +530,22 @@ pub fn assert_denied(
     assert_eq!(audit["outcome"], "denied");
     assert_eq!(audit["reason"], reason);
 }
+
+/// Asserts a refusal's gRPC code and sealgate reason; returns the status.
+pub fn refused(
+    result: Result<CallResponse, tonic::Status>,
+    code: tonic::Code,
+    reason: &str,
+) -> tonic::Status {
+    let status = match result {
+        Ok(_) => panic!("expected {reason}, but the request was allowed"),
+        Err(s) => s,
+    };
+    assert_eq!(status.code(), code, "code for {reason}: {status:?}");
+    assert_eq!(
+        sealgate::error::reason_of(&status).as_deref(),
+        Some(reason),
+        "{status:?}"
+    );
+    status
+}
