@@ -80,8 +80,8 @@ pub fn tools(a: ToolsArgs) -> Result<ExitCode> {
 /// `sealgate tools accept`: pins the backends' current definitions.
 fn accept(config: PathBuf, backend: Option<String>) -> Result<ExitCode> {
     let config = Config::load(&config)?;
-    let accepted =
-        super::runtime::runtime()?.block_on(sealgate::startup::accept_tools(&config, backend.as_deref()))?;
+    let accepted = super::runtime::runtime()?
+        .block_on(sealgate::startup::accept_tools(&config, backend.as_deref()))?;
     for a in &accepted {
         out!(
             "backend {}: {} tools pinned in {}{}",

@@ -90,7 +90,8 @@ pub fn enroll(args: EnrollArgs) -> Result<ExitCode> {
         dir: args.dir,
         force: args.force,
     };
-    let done = super::runtime::runtime()?.block_on(sealgate::enroll::client::enroll(&opts, &token))?;
+    let done =
+        super::runtime::runtime()?.block_on(sealgate::enroll::client::enroll(&opts, &token))?;
     out!(
         "enrolled: wrote {} (key {}; certificate until {}, signing key until {})",
         done.profile.display(),
