@@ -38,7 +38,6 @@ use args::Args;
 use call_result::{failure, success, CallError};
 use dataset::Dataset;
 
-
 /// The embedded backend: parsed sample dataset and tool definitions, built once.
 pub struct EmbeddedTools {
     /// The MCP Tool objects, in the real server's `tools/list` order.
