@@ -43,8 +43,13 @@ pub type Sources = BTreeMap<String, String>;
 
 /// Reads every `.rs` file under `src/` of `root`.
 pub fn read_sources(root: &Path) -> Sources {
+    read_tree(root, "src")
+}
+
+/// Reads every `.rs` file under `root/dir`, keyed `dir/...`.
+pub fn read_tree(root: &Path, dir: &str) -> Sources {
     fn walk(root: &Path, dir: &Path, out: &mut Sources) {
-        for entry in std::fs::read_dir(dir).expect("src/ is readable") {
+        for entry in std::fs::read_dir(dir).expect("source folder is readable") {
             let path = entry.expect("directory entry").path();
             if path.is_dir() {
                 walk(root, &path, out);
@@ -56,7 +61,7 @@ pub fn read_sources(root: &Path) -> Sources {
         }
     }
     let mut out = Sources::new();
-    walk(root, &root.join("src"), &mut out);
+    walk(root, &root.join(dir), &mut out);
     out
 }
 
