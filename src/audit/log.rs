@@ -16,6 +16,7 @@ use super::event::{AnomalyEvent, RefusalSummary, SecurityEvent};
 use super::handover;
 use super::record::AuditRecord;
 use super::shared::Shared;
+use super::thread;
 use super::writer::{Entry, Writer};
 
 /// The audit trail's handle: cheap to call from the request path, which
@@ -55,7 +56,7 @@ impl AuditLog {
             .name("audit-writer".into())
             .spawn({
                 let writer = writer.clone();
-                move || Writer::run(writer, rx)
+                move || thread::run(writer, rx)
             })?;
         // Only local files whose fsync is grouped (or left to the system)
         // are written from a request's task: a write to the page cache. A

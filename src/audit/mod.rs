@@ -18,15 +18,16 @@
 //! never blocks a request on an fsync or a network, and never drops a
 //! record without saying so in the trail (docs/AUDIT.md).
 //!
-//! Layout, each file using only those above it: `timestamp` (the trail's
-//! time format); `record` (a request's record) and `event` (event
+//! Layout, each file using only files listed before it: `timestamp` (the
+//! trail's time format); `record` (a request's record) and `event` (event
 //! records); `config` (`[audit]`); `chain` (hashes and checkpoint
-//! signatures) with `verify` and `tail` above it; `sink` (the trait every
-//! destination implements); the sinks `file` (with `seal` over it),
-//! `syslog` (syslog and HTTP) and `spool`; `slot` (a sink's backlog and
-//! retries); `handover`; `shared` (what the handle and the writer share);
-//! `writer` (framing, chaining, checkpoints, delivery); `log` (the
-//! [`AuditLog`] handle the gateway calls).
+//! signatures), then `verify` and `tail`, which read a chain; `sink` (the
+//! trait every destination implements); the sinks `file` (then `seal`,
+//! which wraps it), `syslog` (syslog and HTTP) and `spool`; `slot` (a
+//! sink's backlog and retries); `handover`; `shared` (what the handle and
+//! the writer share); `writer` (framing, chaining, checkpoints, delivery);
+//! `thread` (the writer's loop); `log` (the [`AuditLog`] handle the gateway
+//! calls).
 
 pub mod chain;
 pub mod config;
@@ -42,6 +43,7 @@ mod slot;
 mod spool;
 mod syslog;
 mod tail;
+mod thread;
 mod timestamp;
 mod verify;
 mod writer;

@@ -1,6 +1,6 @@
-//! The writer: drains the queue on its own thread (or, on the fast path of
-//! local files, takes one request's record in its task), frames each entry as one
-//! chained line, inserts signed checkpoints, hands every line to every sink
+//! The writer: takes the queue's entries from its thread (`thread.rs`) or,
+//! on the fast path of local files, one request's record in its task;
+//! frames each entry as one chained line, inserts signed checkpoints, hands every line to every sink
 //! and answers each waiting request once the sinks that must hold its
 //! record do.
 //!
@@ -13,7 +13,6 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -48,51 +47,6 @@ pub(crate) enum Entry {
     Close,
 }
 
-/// Batches from the queue, ticks in between; the writer is locked per
-/// batch, so the request path's fast path waits at most for one batch (it
-/// does not wait: it queues instead).
-fn serve(writer: &Mutex<Writer>, rx: Receiver<Entry>) {
-    let tick = Duration::from_millis(20);
-    let mut last_tick = Instant::now();
-    // A poisoned lock (a panic while a request held the writer on the
-    // fast path) is a writer whose state cannot be trusted: `None`, and
-    // the gateway refuses calls from then on.
-    let lock = || writer.lock().ok();
-    loop {
-        let first = match rx.recv_timeout(tick) {
-            Ok(e) => Some(e),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => {
-                if let Some(mut w) = lock() {
-                    w.close();
-                }
-                return;
-            }
-        };
-        let mut batch: Vec<Entry> = first.into_iter().collect();
-        while batch.len() < 4096 {
-            match rx.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
-            }
-        }
-        let Some(mut w) = lock() else {
-            std::panic::panic_any("the audit writer's state was poisoned by a panic");
-        };
-        w.shared
-            .queued
-            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
-        w.process(batch);
-        if w.closed {
-            return;
-        }
-        if last_tick.elapsed() >= tick {
-            w.tick();
-            last_tick = Instant::now();
-        }
-    }
-}
-
 /// The chain's state and the sinks.
 pub(crate) struct Writer {
     instance: String,
@@ -107,10 +61,11 @@ pub(crate) struct Writer {
     checkpoint_every: Duration,
     max_backlog: usize,
     slots: Vec<Slot>,
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     /// Withheld responses to record (seq of their record).
     withheld: Vec<u64>,
-    closed: bool,
+    /// Closed (the closing checkpoint is due or written): the thread stops.
+    pub(super) closed: bool,
     /// Where handed-over events wait (`spool_dir/handover.jsonl`).
     handover: Option<PathBuf>,
     /// The seq of the first line of the current file (of the first file
@@ -260,22 +215,6 @@ impl Writer {
             file_first_seq: 0,
             primary: None,
             sealed: false,
-        }
-    }
-
-    /// The thread's loop; a bug that panics in it leaves the gateway
-    /// refusing calls (AUDIT_UNAVAILABLE), never serving without records.
-    /// The writer is shared with the request path's fast path
-    /// ([`Writer::commit_now`]); the thread holds it only per batch.
-    pub(crate) fn run(writer: Arc<Mutex<Writer>>, rx: Receiver<Entry>) {
-        let shared = match writer.lock() {
-            Ok(w) => w.shared.clone(),
-            Err(_) => return,
-        };
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(&writer, rx)));
-        if ran.is_err() {
-            shared.available.store(false, Ordering::Release);
-            tracing::error!("the audit writer failed; every call is refused with AUDIT_UNAVAILABLE until the gateway restarts");
         }
     }
 
@@ -536,7 +475,7 @@ impl Writer {
     }
 
     /// Periodic: time checkpoints, group fsync, rotation, retries.
-    fn tick(&mut self) {
+    pub(super) fn tick(&mut self) {
         if self.since_checkpoint > 0 && self.last_checkpoint.elapsed() >= self.checkpoint_every {
             self.checkpoint("interval");
         }
