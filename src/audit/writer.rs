@@ -1,8 +1,8 @@
 //! The writer: takes the queue's entries from its thread (`thread.rs`) or,
 //! on the fast path of local files, one request's record in its task;
-//! frames each entry as one chained line, inserts signed checkpoints, hands every line to every sink
-//! and answers each waiting request once the sinks that must hold its
-//! record do.
+//! frames each entry as one chained line, inserts signed checkpoints,
+//! hands every line to every sink and answers each waiting request once
+//! the sinks that must hold its record do.
 //!
 //! Each sink has a backlog of lines it has not taken yet (bounded by
 //! `max_backlog`) and retries with backoff; a `spool` sink moves its
