@@ -423,7 +423,10 @@ mod tests {
             .filter_map(|line| {
                 let cells: Vec<&str> = line.split('|').map(str::trim).collect();
                 let reason = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
-                Some((reason, (cells.get(2)?.to_string(), cells.get(4)?.to_string())))
+                Some((
+                    reason,
+                    (cells.get(2)?.to_string(), cells.get(4)?.to_string()),
+                ))
             })
             .collect();
         let screaming = |code: Code| {
@@ -438,7 +441,10 @@ mod tests {
         };
         let mut problems = Vec::new();
         for r in Reason::ALL {
-            let want = (screaming(r.code()), format!("{:?}", r.fault()).to_lowercase());
+            let want = (
+                screaming(r.code()),
+                format!("{:?}", r.fault()).to_lowercase(),
+            );
             match rows.get(r.as_str()) {
                 None => problems.push(format!("{} has no row", r.as_str())),
                 Some(row) if *row != want => problems.push(format!(

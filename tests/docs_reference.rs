@@ -98,13 +98,21 @@ fn assert_same(what: &str, doc: &str, documented: &BTreeSet<String>, actual: &BT
     if !missing.is_empty() {
         message.push_str(&format!(
             "\n  in the {what} but not documented in {doc} (add a row):\n    {}",
-            missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n    ")
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n    ")
         ));
     }
     if !stale.is_empty() {
         message.push_str(&format!(
             "\n  documented in {doc} but not in the {what} (remove or rename the row):\n    {}",
-            stale.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n    ")
+            stale
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n    ")
         ));
     }
     panic!("{message}");
@@ -424,7 +432,8 @@ fn cli_md_documents_every_command_and_flag() {
             queue.push(sub);
         }
         if !path.is_empty() {
-            let common: BTreeSet<String> = top.arguments.intersection(&h.arguments).cloned().collect();
+            let common: BTreeSet<String> =
+                top.arguments.intersection(&h.arguments).cloned().collect();
             inherited = Some(match inherited {
                 None => common,
                 Some(before) => before.intersection(&common).cloned().collect(),
@@ -545,7 +554,11 @@ fn relative_links_in_readme_and_docs_resolve() {
     let mut broken = Vec::new();
     for file in markdown_files() {
         let text = std::fs::read_to_string(&file).expect("read a markdown file");
-        let name = file.strip_prefix(root()).unwrap_or(&file).display().to_string();
+        let name = file
+            .strip_prefix(root())
+            .unwrap_or(&file)
+            .display()
+            .to_string();
         let mut fenced = false;
         for line in text.lines() {
             if line.starts_with("```") {
@@ -571,7 +584,10 @@ fn relative_links_in_readme_and_docs_resolve() {
                     file.parent().expect("a parent").join(path)
                 };
                 if !resolved.exists() {
-                    broken.push(format!("{name}: ]({target}): no file {}", resolved.display()));
+                    broken.push(format!(
+                        "{name}: ]({target}): no file {}",
+                        resolved.display()
+                    ));
                     continue;
                 }
                 if let Some(anchor) = anchor {
@@ -616,7 +632,11 @@ fn readme_is_a_front_door_that_keeps_its_two_commands_and_maps_every_doc() {
         "scripts/test.sh, the README's test command, is gone"
     );
     for file in markdown_files().iter().skip(1) {
-        let name = file.strip_prefix(root()).unwrap_or(file).display().to_string();
+        let name = file
+            .strip_prefix(root())
+            .unwrap_or(file)
+            .display()
+            .to_string();
         assert!(
             readme.contains(&format!("]({name})")),
             "README.md's map of the docs does not link {name}"
