@@ -21,7 +21,7 @@ use crate::secrets::SecretRef;
 
 /// The whole gateway config file, as [`Config::load`] returns it: paths
 /// absolute, values validated.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where to listen, e.g. `127.0.0.1:7443`.
@@ -101,7 +101,7 @@ pub struct Config {
 }
 
 /// How a backend's tool pins are trusted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Pinning {
     /// Trust on first use: a backend without a pin file has its first
@@ -116,7 +116,7 @@ pub enum Pinning {
 }
 
 /// `[sandbox]`: shared by every sandboxed stdio backend.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxSection {
     /// The `sealgate` executable that applies a backend's sandbox
@@ -127,7 +127,7 @@ pub struct SandboxSection {
 }
 
 /// How a stdio backend's sandbox layers are applied.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SandboxMode {
     /// Every layer the kernel supports; those it lacks are logged.
@@ -145,13 +145,23 @@ pub enum SandboxMode {
 #[serde(try_from = "EgressFile")]
 pub struct EgressSetting(pub crate::sandbox::Egress);
 
+/// `egress` is described by what the file may hold: a word or a list.
+impl schemars::JsonSchema for EgressSetting {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EgressSetting".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <EgressFile as schemars::JsonSchema>::json_schema(generator)
+    }
+}
+
 impl Default for EgressSetting {
     fn default() -> Self {
         EgressSetting(crate::sandbox::Egress::None)
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum EgressFile {
     Word(String),
@@ -228,7 +238,7 @@ impl TryFrom<EgressFile> for EgressSetting {
 /// figures only (no payload, argument, key or client certificate, and
 /// client ids only with `client_labels`), yet it is unauthenticated:
 /// loopback unless `allow_remote` says otherwise.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Where to listen, e.g. `127.0.0.1:9464`.
@@ -253,7 +263,7 @@ pub const MAX_CLIENT_LABELS: u32 = 1000;
 /// `[traces]`: one span per request with a child per stage and per backend
 /// call (names and outcomes, never argument values), exported over
 /// OTLP/gRPC.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TracesConfig {
     /// The collector's OTLP/gRPC endpoint, e.g. `http://127.0.0.1:4317`
@@ -327,7 +337,7 @@ fn default_sample_ratio() -> f64 {
 /// certificate, the client CA, a CRL's next update, a registered signing
 /// key or a client certificate seen on a connection comes within this
 /// horizon of its end.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExpiryConfig {
     /// The horizon, in days (1 to 365).
@@ -352,7 +362,7 @@ fn default_embedded_name() -> String {
 }
 
 /// Where secret references are resolved.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretsConfig {
     /// Re-resolve every secret this often (also on SIGHUP).
@@ -378,7 +388,7 @@ fn default_refresh() -> u64 {
 }
 
 /// `[secrets.openbao]`: the OpenBao/Vault server and how to log in.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenBaoSection {
     /// The server's URL: https://, or plain http:// on loopback only.
@@ -408,7 +418,7 @@ pub struct OpenBaoSection {
 /// One backend. Secret-bearing fields are strings here and become
 /// [`SecretRef`]s in [`Config::validate`], so that a literal secret is
 /// refused with an error that names its key and never echoes it.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
 #[expect(
     clippy::large_enum_variant,
@@ -625,7 +635,7 @@ impl BackendConfig {
 
 /// `[tls]`: the gateway's certificate and key, and the CA that issues
 /// client certificates.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// Server certificate chain (PEM).
@@ -683,7 +693,7 @@ impl TlsConfig {
 }
 
 /// `[signing]`: where the response-signing key comes from.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SigningConfig {
     /// The gateway's Ed25519 response-signing key (PKCS#8 PEM): a path to a
@@ -706,7 +716,7 @@ impl SigningConfig {
 }
 
 /// `[registry]`: where the client registry is.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
     /// The client registry (TOML).
@@ -721,7 +731,7 @@ pub struct RegistryConfig {
 /// `[enrollment]`: the enrollment service (`EnrollmentService` of
 /// enrollment.proto) on its own TLS 1.3 listener, issuing certificates with
 /// the CA's key from the secrets source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollmentConfig {
     /// Where the enrollment listener listens, e.g. `127.0.0.1:7444`. Never
@@ -776,7 +786,7 @@ impl EnrollmentConfig {
 }
 
 /// `[envelope]`: limits on request envelopes and the replay cache.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnvelopeConfig {
     /// Accepted clock skew either side, in seconds.
@@ -808,7 +818,7 @@ fn default_rate_limit() -> RateLimitFile {
 }
 
 /// Transport limits, all set on purpose rather than left at library defaults.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TransportConfig {
     /// Established (authenticated) connections at most; a handshake that
@@ -903,7 +913,7 @@ pub use crate::audit::AuditConfig;
 // `[state]`: where replay, rate and block state lives (src/state/ uses it).
 
 /// Where the state lives.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StateKind {
     /// In this process only (one gateway): the default.
@@ -914,8 +924,9 @@ pub enum StateKind {
 }
 
 /// What a replica does while the store cannot be reached.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[schemars(rename = "StateOnFailure")]
 pub enum OnFailure {
     /// Refuse calls (`STATE_UNAVAILABLE`) until the store answers again.
     #[default]
@@ -927,7 +938,7 @@ pub enum OnFailure {
 }
 
 /// `[state]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
     /// `local` (default) or `redis`.
@@ -1134,6 +1145,15 @@ fn redact_quoted(message: &str) -> String {
         .enumerate()
         .map(|(i, part)| if i % 2 == 1 { "`…`" } else { part })
         .collect()
+}
+
+/// The JSON Schema (draft 2020-12) of the whole config file, derived from
+/// the types serde reads it into: every field it accepts, with its doc
+/// comment as description; a table that refuses unknown fields says so with
+/// `additionalProperties: false`. Value checks that need code (ranges,
+/// references, paths) are [`Config::validate`]'s and are not in it.
+pub fn schema() -> serde_json::Value {
+    schemars::schema_for!(Config).to_value()
 }
 
 /// Why the config file could not be loaded.
@@ -1975,6 +1995,225 @@ kind = "embedded"
                 .err()
                 .unwrap_or_else(|| panic!("{extra} accepted"));
             assert!(e.contains(want), "{extra}: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod schema_tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    /// Every dotted field path the schema accepts (`audit.sink.kind`,
+    /// `tier.*.tools`, `backend.limits.memory_mb`): `$ref`s followed,
+    /// `anyOf`/`oneOf` alternatives (tagged enums, `Option`) merged, arrays
+    /// of tables (`[[backend]]`) by their own name, maps by `*`.
+    fn field_paths(root: &Value, node: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+        if let Some(r) = node.get("$ref").and_then(Value::as_str) {
+            let name = r.trim_start_matches("#/$defs/");
+            return field_paths(root, &root["$defs"][name], prefix, out);
+        }
+        for key in ["anyOf", "oneOf", "allOf"] {
+            for alt in node
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                field_paths(root, alt, prefix, out);
+            }
+        }
+        if let Some(items) = node.get("items") {
+            field_paths(root, items, prefix, out);
+        }
+        if let Some(map) = node.get("additionalProperties").filter(|v| v.is_object()) {
+            field_paths(root, map, &format!("{prefix}*."), out);
+        }
+        for (name, field) in node
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let path = format!("{prefix}{name}");
+            out.insert(path.clone());
+            field_paths(root, field, &format!("{path}."), out);
+        }
+    }
+
+    /// Every object schema that lists properties, wherever it is.
+    fn tables<'a>(node: &'a Value, out: &mut Vec<&'a Value>) {
+        match node {
+            Value::Object(map) => {
+                if map.contains_key("properties") {
+                    out.push(node);
+                }
+                map.values().for_each(|v| tables(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| tables(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn schema_lists_nested_fields() {
+        let schema = super::schema();
+        let mut paths = BTreeSet::new();
+        field_paths(&schema, &schema, "", &mut paths);
+        for known in [
+            "listen",
+            "trust_domain",
+            "tls.crl_grace_secs",
+            "transport.max_connections",
+            "metrics.listen",
+            "enrollment.listen",
+            "secrets.openbao.approle_mount",
+            "audit.sink.kind",
+            "audit.sink.fsync_interval_ms",
+            "audit.sink.server_name",
+            "backend.kind",
+            "backend.egress",
+            "backend.limits.memory_mb",
+            "backend.relist_secs",
+            "tier.*.allowed_hours.time_zone",
+            "sanitize.max_depth",
+            "sanitize.tools.*.nfc",
+            "results.patterns.regex",
+            "anomaly.volume.factor",
+            "anomaly.source_failures.threshold",
+            "state.on_failure",
+        ] {
+            assert!(paths.contains(known), "{known} missing from the schema");
+        }
+        assert!(!paths.contains("source"), "a skipped field is not accepted");
+
+        let kinds = |def: &str| -> BTreeSet<String> {
+            schema["$defs"][def]["oneOf"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v["properties"]["kind"]["const"].as_str())
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(
+            kinds("SinkConfig"),
+            BTreeSet::from(["file", "stdout", "syslog", "http"].map(String::from))
+        );
+        assert_eq!(
+            kinds("BackendConfig"),
+            BTreeSet::from(["embedded", "stdio", "http"].map(String::from))
+        );
+    }
+
+    const FULL: &str = r#"
+listen = "127.0.0.1:7443"
+trust_domain = "sealgate.local"
+pinning = "strict"
+[tls]
+cert = "server.crt"
+key = "server.key"
+client_ca = "ca/ca.crt"
+crls = ["crl.pem"]
+[signing]
+key = "file:gateway.signing.key"
+[registry]
+path = "clients.toml"
+[transport]
+max_connections = 10
+[metrics]
+listen = "127.0.0.1:9464"
+[state]
+kind = "redis"
+url = "redis://127.0.0.1:6379/0"
+on_failure = "local"
+[audit]
+signing_key = "file:audit.key"
+[[audit.sink]]
+kind = "file"
+path = "audit.jsonl"
+fsync = "every_record"
+[[audit.sink]]
+kind = "syslog"
+address = "127.0.0.1:6514"
+transport = "tls"
+on_failure = "spool"
+[tier.standard]
+tools = ["get_*"]
+rate_limit = { per_second = 5, burst = 10 }
+allowed_hours = { time_zone = "Europe/Brussels", from = "08:00", to = "18:00" }
+[anomaly.volume]
+action = "throttle"
+factor = 5.0
+[results]
+secrets = "refuse"
+patterns = [{ name = "ours", regex = "x[0-9]+" }]
+[sanitize.tools.search]
+nfc = "normalize"
+[[backend]]
+kind = "stdio"
+name = "ep"
+command = "node"
+egress = ["data.europarl.europa.eu:443"]
+sandbox = "required"
+limits = { memory_mb = 512 }
+[[backend]]
+kind = "http"
+name = "remote"
+url = "https://mcp.example/mcp"
+[[backend]]
+kind = "embedded"
+"#;
+
+    /// What serde reads, the schema accepts; an unknown field anywhere is
+    /// refused by both.
+    #[test]
+    fn schema_agrees_with_serde() {
+        let validator = jsonschema::options()
+            .build(&super::schema())
+            .expect("the schema compiles");
+        let as_json = |text: &str| -> Value { toml::from_str(text).expect("TOML") };
+        if let Err(e) = toml::from_str::<super::Config>(FULL) {
+            panic!("{e}");
+        }
+        assert!(validator.is_valid(&as_json(FULL)));
+        for header in [
+            "",
+            "[tls]\n",
+            "[state]\n",
+            "[[audit.sink]]\n",
+            "[tier.standard]\n",
+            "[anomaly.volume]\n",
+            "[results]\n",
+            "[sanitize.tools.search]\n",
+            "[[backend]]\n",
+        ] {
+            let text = FULL.replacen(header, &format!("{header}colour = 1\n"), 1);
+            assert!(toml::from_str::<super::Config>(&text).is_err(), "{header}");
+            assert!(!validator.is_valid(&as_json(&text)), "{header}");
+        }
+    }
+
+    #[test]
+    fn schema_refuses_unknown_fields_everywhere() {
+        // Every table of the config file is a `deny_unknown_fields` struct
+        // (or enum variant), so every object schema with properties must
+        // say `additionalProperties: false`.
+        let schema = super::schema();
+        let mut found = Vec::new();
+        tables(&schema, &mut found);
+        assert!(found.len() > 30, "only {} tables", found.len());
+        for table in found {
+            assert_eq!(
+                table.get("additionalProperties"),
+                Some(&Value::Bool(false)),
+                "{}",
+                table
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+            );
         }
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// `[audit]`: the sinks, the delivery policy and the checkpoints.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
     /// Shorthand for one file sink with the defaults; `-`: stdout. Absent
@@ -59,7 +59,7 @@ impl Default for AuditConfig {
 }
 
 /// What the gateway does while a sink cannot take records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnFailure {
     /// Refuse new requests with `AUDIT_UNAVAILABLE` until the sink is back
@@ -72,7 +72,7 @@ pub enum OnFailure {
 }
 
 /// When a file sink calls fsync.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Fsync {
     /// After every record, before its call is answered.
@@ -87,7 +87,7 @@ pub enum Fsync {
 }
 
 /// Syslog transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SyslogTransport {
     /// RFC 6587 octet-counted frames over TCP.
@@ -98,7 +98,7 @@ pub enum SyslogTransport {
 }
 
 /// `[[audit.sink]]`: one destination of every record.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
 pub enum SinkConfig {
     /// JSON lines in a file, created 0600, rotated by size and age.

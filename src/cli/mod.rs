@@ -1,6 +1,7 @@
 //! The `sealgate` command line: one file per command family.
 //!
-//! - [`serve`]: `serve` and `dev` (run the gateway);
+//! - [`serve`]: `serve` and `dev` (run the gateway), `check-config` and
+//!   `config-schema`;
 //! - [`ca`]: `ca init | issue-server | issue-client | sign-csr | register-key | enroll-token | serve | list | inspect | revoke | crl`;
 //! - [`csr`]: `csr` (a client's own TLS key and certificate request);
 //! - [`enroll`]: `enroll` and `renew` (the enrollment service's client);
@@ -80,6 +81,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Check a config file as `serve` would load it, without serving.
     CheckConfig(serve::CheckArgs),
+    /// Print the config file's JSON Schema (every field it accepts), for
+    /// editors and checks.
+    ConfigSchema,
     /// Create a dev PKI and configs under --dir (once), then serve the
     /// embedded backend on 127.0.0.1.
     Dev(serve::DevArgs),
@@ -127,6 +131,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => serve::serve(args),
         Command::Dev(args) => serve::dev(args),
         Command::CheckConfig(args) => serve::check(args),
+        Command::ConfigSchema => serve::config_schema(),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Key(cmd) => key::run(cmd),
         Command::Csr(args) => csr::run(args),

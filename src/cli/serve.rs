@@ -84,6 +84,15 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `sealgate config-schema`: the config file's JSON Schema on stdout.
+pub fn config_schema() -> Result<ExitCode> {
+    out!(
+        "{}",
+        serde_json::to_string_pretty(&sealgate::config::schema())?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `sealgate dev`: creates the dev setup once, then serves it.
 pub fn dev(args: DevArgs) -> Result<ExitCode> {
     let config_path = sealgate::dev::setup(&args.dir, args.listen)?;

@@ -116,7 +116,7 @@ const DEFAULT_COOLDOWN_SECS: u64 = 900;
 const MAX_SECS: u64 = 366 * 86_400;
 
 /// What a detector does when it fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// The detector is disabled.
@@ -142,7 +142,7 @@ impl Action {
 }
 
 /// `[anomaly.volume]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct VolumeConfig {
     /// What to do when it fires.
@@ -173,7 +173,7 @@ impl Default for VolumeConfig {
 }
 
 /// `[anomaly.new_tool]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NewToolConfig {
     /// What to do when it fires.
@@ -202,7 +202,7 @@ impl Default for NewToolConfig {
 }
 
 /// `[anomaly.off_hours]`: acts on calls outside a tier's allowed hours.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct OffHoursConfig {
     /// What to do when it fires.
@@ -223,7 +223,7 @@ impl Default for OffHoursConfig {
 macro_rules! burst_config {
     ($(#[$doc:meta])* $name:ident, $action:expr, $window:expr, $threshold:expr) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+        #[derive(Debug, Clone, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
         #[serde(deny_unknown_fields, default)]
         pub struct $name {
             /// What to do when it fires.
@@ -267,7 +267,7 @@ burst_config!(
 );
 
 /// `[anomaly]`: the detectors and the limits of their state.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnomalyConfig {
     /// Identities tracked at most; the least recently seen one that is not

@@ -22,7 +22,7 @@ use super::pins::PinnedTool;
 use super::sanitize::{push_index, push_key};
 
 /// What to do with result text that matches a secret pattern.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SecretAction {
     /// Do not look.
@@ -34,7 +34,7 @@ pub enum SecretAction {
 }
 
 /// What to do with invisible format and control characters in result text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InvisibleAction {
     /// Pass them on (the default: results are data, and some carry them
@@ -47,7 +47,7 @@ pub enum InvisibleAction {
 }
 
 /// One set of rules: the defaults, or a tool's (or method's) overrides.
-#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResultRules {
     /// Largest result, serialised, in bytes.
@@ -59,7 +59,7 @@ pub struct ResultRules {
 }
 
 /// An operator's own secret pattern.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatternFile {
     /// Shown in the redaction marker, the log and the refusal: 1 to 64 of
@@ -70,7 +70,7 @@ pub struct PatternFile {
 }
 
 /// `[results]` as written in sealgate.toml.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ResultsFile {
     max_bytes: Option<usize>,
@@ -129,6 +129,16 @@ impl Default for ResultPolicy {
             // unless one of them was broken by an edit.
             panic!("built-in secret patterns do not compile: {e}")
         })
+    }
+}
+
+/// `[results]` is described by the file form it is compiled from.
+impl schemars::JsonSchema for ResultPolicy {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ResultPolicy".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <ResultsFile as schemars::JsonSchema>::json_schema(generator)
     }
 }
 

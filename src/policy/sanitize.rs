@@ -15,7 +15,7 @@ use serde_json::Value;
 use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
 
 /// What to do with a string that is not in Unicode NFC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NfcPolicy {
     /// Refuse it.
@@ -25,7 +25,7 @@ pub enum NfcPolicy {
 }
 
 /// One set of rules (the defaults, or a tool's overrides).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SanitizeRules {
     /// Longest string, in characters.
@@ -42,7 +42,7 @@ pub struct SanitizeRules {
 }
 
 /// The effective policy: defaults plus per-tool overrides.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SanitizePolicy {
     /// Rules for every tool, each unset one falling back to the built-in

@@ -19,7 +19,7 @@ use governor::Quota;
 use serde::Deserialize;
 
 /// A per-identity rate limit (GCRA): a sustained rate and a burst.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitFile {
     /// Sustained rate, in requests per second; at least 1.
@@ -38,7 +38,7 @@ pub fn quota(rate: RateLimitFile) -> Result<Quota, String> {
 
 /// The fields a tier and a registry entry share; every one is optional so
 /// that an entry overrides only what it names.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFields {
     /// MCP methods it may call.
@@ -123,7 +123,7 @@ impl PolicyFields {
 }
 
 /// Allowed hours as written in the config.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AllowedHoursSpec {
     /// An IANA time zone name, e.g. `Europe/Brussels`.

@@ -23,7 +23,7 @@ pub enum Enforcement {
 }
 
 /// Resource limits of a backend process (setrlimit, soft = hard).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// RLIMIT_DATA in MiB: heap and other private writable memory. Not
