@@ -1,8 +1,7 @@
 //! The blocks file's format and how it is read: the file is the gateway's
 //! own state, so a file that does not parse, or that others than its owner
 //! may write, stops the start (what it says cannot be trusted, and ignoring
-//! it would lift every block). Keeping it up to date is
-//! [`super::persist`]'s.
+//! it would lift every block). Keeping it up to date is `persist`'s.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
