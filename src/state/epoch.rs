@@ -1,7 +1,8 @@
 //! The store's epoch: the key (`common.lua`) that tells a replica the store
 //! was emptied, so that envelopes the store can no longer vouch for (signed
-//! before its new epoch plus the skew window) are refused. Read at every
-//! probe and by every admission; never moved back.
+//! before its new epoch plus the skew window) are refused. Its start only
+//! moves forward. Read by every admission and at every probe, which also
+//! runs the guard's checks (`guard.rs`) and refreshes the source mirror.
 
 use std::sync::Arc;
 

@@ -100,7 +100,8 @@ pub struct SharedState {
     /// by the write-back.
     pub(super) switching: tokio::sync::RwLock<()>,
     /// Restrictions to write again when the store answers (at most
-    /// [`super::blocks::MAX_PENDING`], the oldest dropped first: each still holds here).
+    /// `MAX_PENDING` in `blocks.rs`, the oldest dropped first: each still
+    /// holds here).
     pub(super) pending: Mutex<std::collections::VecDeque<Restriction>>,
     /// Wakes the reconnection task when a call failed.
     pub(super) wake: Arc<tokio::sync::Notify>,
