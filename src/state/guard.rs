@@ -33,7 +33,9 @@ use std::sync::atomic::Ordering;
 
 use redis::aio::MultiplexedConnection;
 
-use super::{SharedState, StoreError, CONNECT_TIMEOUT};
+use super::connection::CONNECT_TIMEOUT;
+use super::error::StoreError;
+use super::store::SharedState;
 
 /// The eviction policies a store may name (Redis 7, Valkey 8).
 const POLICIES: [&str; 8] = [
@@ -48,16 +50,6 @@ const POLICIES: [&str; 8] = [
 ];
 
 impl SharedState {
-    /// ARGV of the epoch scripts: `"1"` unless the store is persistent (a
-    /// missing epoch then starts now).
-    pub(super) fn cold(&self) -> &'static str {
-        if self.config.persistent {
-            "0"
-        } else {
-            "1"
-        }
-    }
-
     /// Refuses a store that may evict keys, or whose policy cannot be read.
     /// Returns its `run_id` (if `INFO` is allowed) and whether what it
     /// accepted so far may be lost (the epoch then moves up to now).

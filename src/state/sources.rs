@@ -34,116 +34,14 @@
 
 use std::collections::HashMap;
 
-use super::{Keys, SharedState, StoreError, CONNECT_TIMEOUT, UNBLOCK_KEPT_MS};
-use crate::policy::anomaly::{Restriction, StoredRestriction};
 use redis::aio::MultiplexedConnection;
 
-/// Changes the log keeps: a replica further behind reads the whole index.
-pub(super) const LOG_KEPT: usize = 1_024;
-
-/// The most sources the index (and so each replica's mirror) holds.
-pub(super) const MAX_INDEXED: usize = 65_536;
-
-/// The change log's Lua (included by `srcpublish.lua` and `unblock.lua`).
-pub(super) const SRCLOG_LUA: &str = include_str!("srclog.lua");
-
-/// `srcpublish.lua`, sent with `EVAL` inside the atomic write of a source
-/// block.
-static PUBLISH_LUA: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| include_str!("srcpublish.lua").replace("--@SRCLOG@", SRCLOG_LUA));
-
-/// The store's source blocks as this replica last read them.
-#[derive(Debug, Default, Clone)]
-pub(super) struct SourceMirror {
-    /// Read at least once.
-    loaded: bool,
-    /// The number of the last change read.
-    seq: i64,
-    blocks: HashMap<String, StoredRestriction>,
-    unblocked: HashMap<String, i64>,
-}
-
-impl SourceMirror {
-    /// The same entries, to be replaced by a whole read at the next
-    /// refresh.
-    pub(super) fn to_read_whole(&self) -> SourceMirror {
-        SourceMirror {
-            loaded: false,
-            ..self.clone()
-        }
-    }
-
-    /// The store's block of `label` (if any) and its last unblock (0: none).
-    pub(super) fn lookup(&self, label: &str) -> (Option<StoredRestriction>, i64) {
-        (
-            self.blocks.get(label).cloned(),
-            self.unblocked.get(label).copied().unwrap_or(0),
-        )
-    }
-}
-
-impl Keys {
-    pub(super) fn source_blocks(&self) -> String {
-        format!("{}src:blocks", self.prefix)
-    }
-    pub(super) fn source_unblocks(&self) -> String {
-        format!("{}src:unblocked", self.prefix)
-    }
-    pub(super) fn source_seq(&self) -> String {
-        format!("{}src:seq", self.prefix)
-    }
-    pub(super) fn source_log(&self) -> String {
-        format!("{}src:log", self.prefix)
-    }
-    pub(super) fn source_floor(&self) -> String {
-        format!("{}src:floor", self.prefix)
-    }
-    fn source_cursor(&self) -> String {
-        format!("{}src:cursor", self.prefix)
-    }
-
-    /// The commands that write one restriction (atomically): its key, with
-    /// the time it has left, and for a source its entry in the index and
-    /// the change log (`srcpublish.lua`; `grace_ms`: how long after its end
-    /// a block may be tidied away). `None` when it has already ended.
-    pub(super) fn write_restriction(
-        &self,
-        r: &Restriction,
-        now_ms: i64,
-        grace_ms: i64,
-    ) -> Option<redis::Pipeline> {
-        let value = StoredRestriction::encode(r.detector, r.since_ms, r.until_ms);
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        let set = pipe.cmd("SET").arg(self.restriction(r)).arg(&value);
-        if let Some(until) = r.until_ms {
-            let left = until.saturating_sub(now_ms);
-            if left <= 0 {
-                return None;
-            }
-            set.arg("PX").arg(left);
-        }
-        set.ignore();
-        if r.subject == "source" {
-            pipe.cmd("EVAL")
-                .arg(PUBLISH_LUA.as_str())
-                .arg(5)
-                .arg(self.source_blocks())
-                .arg(self.source_seq())
-                .arg(self.source_log())
-                .arg(self.source_floor())
-                .arg(self.source_cursor())
-                .arg(&r.id)
-                .arg(&value)
-                .arg(LOG_KEPT)
-                .arg(MAX_INDEXED)
-                .arg(now_ms)
-                .arg(grace_ms)
-                .ignore();
-        }
-        Some(pipe)
-    }
-}
+use super::connection::CONNECT_TIMEOUT;
+use super::error::{classify, StoreError};
+use super::mirror::{bound, SourceMirror, LOG_KEPT, MAX_INDEXED};
+use super::store::SharedState;
+use super::unblock::UNBLOCK_KEPT_MS;
+use crate::policy::anomaly::StoredRestriction;
 
 impl SharedState {
     /// Brings the mirror of the store's source blocks up to date (from the
@@ -175,7 +73,7 @@ impl SharedState {
         )
         .await
         .map_err(|_| StoreError::Timeout)?
-        .map_err(|e| super::classify(&e))?;
+        .map_err(|e| classify(&e))?;
         let seq = seq.unwrap_or(0);
         if current.loaded && seq == current.seq {
             return Ok(());
@@ -196,7 +94,7 @@ impl SharedState {
         )
         .await
         .map_err(|_| StoreError::Timeout)?
-        .map_err(|e| super::classify(&e))?;
+        .map_err(|e| classify(&e))?;
         let now = (self.clock)();
         let mut next = SourceMirror::clone(&current);
         next.seq = seq;
@@ -245,7 +143,7 @@ impl SharedState {
             )
             .await
             .map_err(|_| StoreError::Timeout)?
-            .map_err(|e| super::classify(&e))?;
+            .map_err(|e| classify(&e))?;
         let now = (self.clock)();
         let mut ended = Vec::new();
         let blocks: HashMap<String, StoredRestriction> = blocks
@@ -291,7 +189,7 @@ impl SharedState {
             (self.keys.source_unblocks(), old),
         ] {
             if !fields.is_empty() {
-                let mut inv = self.tidy_script.prepare_invoke();
+                let mut inv = self.scripts.tidy.prepare_invoke();
                 inv.key(key);
                 for (field, value) in &fields {
                     inv.arg(field).arg(value);
@@ -300,16 +198,5 @@ impl SharedState {
             }
         }
         Ok(())
-    }
-}
-
-/// Keeps at most [`MAX_INDEXED`] entries of a mirror read whole (an index
-/// written without the bound, by an older version, may hold more).
-fn bound<V>(map: &mut HashMap<String, V>) {
-    if map.len() > MAX_INDEXED {
-        let over: Vec<String> = map.keys().skip(MAX_INDEXED).cloned().collect();
-        for k in over {
-            map.remove(&k);
-        }
     }
 }
