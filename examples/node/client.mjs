@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // A sealgate client in Node.js, written from docs/ENVELOPE.md, the proto and
-// the README alone (no code of the gateway's): @grpc/grpc-js over mTLS,
+// the docs alone (no code of the gateway's): @grpc/grpc-js over mTLS,
 // @grpc/proto-loader reading proto/ at start (no generated code), Node's
 // crypto for Ed25519, protobufjs to read a denial's google.rpc.Status.
 //
@@ -125,7 +125,7 @@ function denial(err) {
   return new Denied(grpc.status[err.code] ?? String(err.code), reason, domain, err.details);
 }
 
-// ---- the client profile (README "Client profile") --------------------------
+// ---- the client profile (docs/CONFIG.md, "The client profile") ----------
 
 // The TOML profile `sealgate ca issue-client` or `sealgate enroll` writes.
 // Paths in it are relative to the profile's directory.

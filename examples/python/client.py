@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A sealgate client in Python, written from docs/ENVELOPE.md, the proto and
-the README alone (no code of the gateway's): grpcio for gRPC over mTLS,
+the docs alone (no code of the gateway's): grpcio for gRPC over mTLS,
 `cryptography` for Ed25519, googleapis-common-protos for denials.
 
     client.py vectors                          reproduce tests/vectors/envelope-v1.json
@@ -118,7 +118,7 @@ def load_stubs(proto_dir=REPO / "proto"):
     return pb2, grpc_pb2
 
 
-# ---- the client profile (README "Client profile") --------------------------
+# ---- the client profile (docs/CONFIG.md, "The client profile") ----------
 
 def load_profile(path):
     """The TOML profile `sealgate ca issue-client` or `sealgate enroll` writes.
