@@ -33,7 +33,7 @@ pub fn run(cmd: AdminCommand) -> Result<ExitCode> {
         AdminCommand::Unblock { id, conn } => (conn, Some(id)),
     };
     let profile = conn.profile()?;
-    let result = super::runtime()?.block_on(async {
+    let result = super::runtime::runtime()?.block_on(async {
         let client = Client::connect(&profile).await?;
         match &target {
             None => client.admin_blocks().await,

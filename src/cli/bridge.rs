@@ -38,7 +38,7 @@ pub struct BridgeArgs {
 pub fn run(args: BridgeArgs) -> Result<ExitCode> {
     let profile = Profile::load(&args.profile)?;
     let bridge = Bridge::new(profile);
-    let rt = super::runtime()?;
+    let rt = super::runtime::runtime()?;
     match args.http {
         None => {
             tracing::info!("sealgate bridge on stdio");

@@ -430,7 +430,7 @@ pub fn run(cmd: CaCommand) -> Result<ExitCode> {
             if keys.is_empty() {
                 anyhow::bail!("pass the gateway's public signing key with --gateway-pub FILE, so enrolled clients can verify its responses");
             }
-            super::runtime()?.block_on(async move {
+            super::runtime::runtime()?.block_on(async move {
                 let stop = super::serve::StopSignal::install();
                 // Installed now, so a SIGHUP during startup does not kill it.
                 let mut hup =

@@ -51,7 +51,7 @@ pub fn call(a: CallArgs) -> Result<ExitCode> {
         bail!("--args must be a JSON object");
     }
     let profile = a.conn.profile()?;
-    super::runtime()?.block_on(async {
+    super::runtime::runtime()?.block_on(async {
         let client = match Client::connect(&profile).await {
             Ok(client) => client,
             Err(e) => return refusal(e),
@@ -66,7 +66,7 @@ pub fn tools(a: ToolsArgs) -> Result<ExitCode> {
         Some(ToolsAction::Accept { config, backend }) => accept(config, backend),
         None => {
             let profile = a.conn.profile()?;
-            super::runtime()?.block_on(async {
+            super::runtime::runtime()?.block_on(async {
                 let client = match Client::connect(&profile).await {
                     Ok(client) => client,
                     Err(e) => return refusal(e),
@@ -80,8 +80,8 @@ pub fn tools(a: ToolsArgs) -> Result<ExitCode> {
 /// `sealgate tools accept`: pins the backends' current definitions.
 fn accept(config: PathBuf, backend: Option<String>) -> Result<ExitCode> {
     let config = Config::load(&config)?;
-    let accepted =
-        super::runtime()?.block_on(sealgate::startup::accept_tools(&config, backend.as_deref()))?;
+    let accepted = super::runtime::runtime()?
+        .block_on(sealgate::startup::accept_tools(&config, backend.as_deref()))?;
     for a in &accepted {
         out!(
             "backend {}: {} tools pinned in {}{}",

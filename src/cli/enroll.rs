@@ -90,7 +90,8 @@ pub fn enroll(args: EnrollArgs) -> Result<ExitCode> {
         dir: args.dir,
         force: args.force,
     };
-    let done = super::runtime()?.block_on(sealgate::enroll::client::enroll(&opts, &token))?;
+    let done =
+        super::runtime::runtime()?.block_on(sealgate::enroll::client::enroll(&opts, &token))?;
     out!(
         "enrolled: wrote {} (key {}; certificate until {}, signing key until {})",
         done.profile.display(),
@@ -114,7 +115,7 @@ pub fn renew(args: RenewArgs) -> Result<ExitCode> {
         at_fraction: args.at,
         force: args.force,
     };
-    let rt = super::runtime()?;
+    let rt = super::runtime::runtime()?;
     if !args.daemon {
         let done = rt.block_on(sealgate::enroll::client::renew(&args.profile, opts))?;
         report(&args.profile, &done);

@@ -42,6 +42,7 @@ mod client;
 mod csr;
 mod enroll;
 mod key;
+mod runtime;
 mod serve;
 
 #[derive(Parser)]
@@ -144,11 +145,4 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         // Returns only when the backend could not be executed.
         Command::SandboxExec { spec } => Err(sealgate::sandbox::exec(&spec).into()),
     }
-}
-
-/// The multi-threaded runtime every async command runs on.
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
 }

@@ -50,7 +50,7 @@ fn serve_until_stopped(
     config_path: &Path,
     dev_dir: Option<&Path>,
 ) -> Result<ExitCode> {
-    let runtime = super::runtime()?;
+    let runtime = super::runtime::runtime()?;
     let served = runtime.block_on(run(config, config_path, dev_dir));
     // Calls cut off at the deadline end here: dropping their futures
     // leaves each its `cancelled` record, queued before the trail closes.
@@ -74,7 +74,7 @@ fn serve_until_stopped(
 /// without serving; exit 0 when it would start, 1 with the reason if not.
 pub fn check(args: CheckArgs) -> Result<ExitCode> {
     let config = Config::load(&args.config)?;
-    let done = super::runtime()?
+    let done = super::runtime::runtime()?
         .block_on(sealgate::startup::check(&config))
         .with_context(|| args.config.display().to_string())?;
     for line in &done {

@@ -6,7 +6,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::DATA_SOURCE;
+use super::dataset::DATA_SOURCE;
 
 /// Longest tool name echoed back in an "Unknown tool" error.
 const MAX_ECHOED_NAME: usize = 128;

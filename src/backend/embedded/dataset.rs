@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+/// Marker put in every result (success or error) so nobody mistakes it for real data.
+pub(super) const DATA_SOURCE: &str = "sealgate embedded sample data (fictional)";
+
 /// The bundled, fictional dataset.
 pub(super) const SAMPLE_DATA_JSON: &str = include_str!("sample_data.json");
 

@@ -38,9 +38,6 @@ use args::Args;
 use call_result::{failure, success, CallError};
 use dataset::Dataset;
 
-/// Marker put in every result (success or error) so nobody mistakes it for real data.
-const DATA_SOURCE: &str = "sealgate embedded sample data (fictional)";
-
 /// The embedded backend: parsed sample dataset and tool definitions, built once.
 pub struct EmbeddedTools {
     /// The MCP Tool objects, in the real server's `tools/list` order.

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::DATA_SOURCE;
+use super::dataset::DATA_SOURCE;
 
 /// A validated `limit` and `offset`.
 #[derive(Debug, Clone, Copy)]

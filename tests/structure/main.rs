@@ -1,6 +1,9 @@
 //! The crate's layout stays what docs/ARCHITECTURE.md says it is: every
-//! source file is listed there (and nothing that does not exist), and the
-//! library's modules import one another without a cycle.
+//! source file is listed there (and nothing that does not exist), no file is
+//! over 800 lines, the library's top-level modules import one another
+//! without a cycle, and neither do its files (files.rs draws that graph).
+
+mod files;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -44,10 +47,10 @@ fn architecture_md_lists_exactly_the_source_files() {
         .filter(|s| s.starts_with("src/") && s.ends_with(".rs"))
         .map(str::to_string)
         .collect();
-    let files: BTreeSet<String> = source_files()
-        .into_iter()
-        .filter(|f| !is_test_file(f))
-        .collect();
+    // The files the library and the binary are built from; unit-test files
+    // (reached only through `#[cfg(test)] mod`) live beside their code and
+    // are not rooms of their own.
+    let files = files::Crate::read(&files::read_sources(&root())).files();
     let missing: Vec<_> = files.difference(&listed).collect();
     let stale: Vec<_> = listed.difference(&files).collect();
     assert!(
@@ -169,5 +172,116 @@ fn the_cycle_check_can_fail() {
     assert!(
         graph["server"].contains("gateway"),
         "server serves the gateway"
+    );
+}
+
+/// The most lines a source file may have, unit tests included: a room a
+/// newcomer can hold in their head (issue 22).
+const MAX_LINES: usize = 800;
+
+#[test]
+fn no_source_file_is_over_800_lines() {
+    // The library and binary, their unit tests, the integration tests and
+    // the benchmarks: every Rust file a newcomer may have to read.
+    let mut sources = files::read_sources(&root());
+    for dir in ["tests", "benches"] {
+        sources.extend(files::read_tree(&root(), dir));
+    }
+    assert!(sources.contains_key("tests/structure/main.rs"));
+    let mut over: Vec<String> = sources
+        .iter()
+        .map(|(file, text)| (file, text.lines().count()))
+        .filter(|(_, n)| *n > MAX_LINES)
+        .map(|(file, n)| format!("{file}: {n} lines"))
+        .collect();
+    over.sort();
+    assert!(
+        over.is_empty(),
+        "source files over {MAX_LINES} lines (split them by concern):\n  {}",
+        over.join("\n  ")
+    );
+}
+
+#[test]
+fn no_file_imports_another_in_a_circle() {
+    let krate = files::Crate::read(&files::read_sources(&root()));
+    assert!(krate.problems.is_empty(), "{:?}", krate.problems);
+    assert!(
+        krate.files().contains("src/gateway.rs") && krate.files().contains("src/cli/mod.rs"),
+        "the walk reaches the library and the binary"
+    );
+    let graph = krate.graph();
+    let circles = files::circles(&graph);
+    let report: Vec<String> = circles
+        .iter()
+        .map(|c| {
+            format!(
+                "{}\n      {}",
+                c.join(", "),
+                files::edges_within(&graph, c).join("\n      ")
+            )
+        })
+        .collect();
+    assert!(
+        circles.is_empty(),
+        "{} import circle(s) between files (each: its files, then the edges inside it):\n  {}",
+        circles.len(),
+        report.join("\n  ")
+    );
+}
+
+/// A made-up crate with one circle of each kind the check must see, and
+/// the shapes it must not call a circle.
+#[test]
+fn the_file_circle_check_can_fail() {
+    let sources: files::Sources = [
+        ("src/lib.rs", "mod a;\nmod b;\npub mod c;\nmod d;\nmod m;\n"),
+        // a and b name each other's items: one through `use`, one in a type.
+        (
+            "src/a.rs",
+            "use crate::b::B;\npub struct A;\nfn f(_: B) {}\n",
+        ),
+        (
+            "src/b.rs",
+            "pub struct B;\nfn g() -> crate::a::A { todo!() }\n",
+        ),
+        // c re-exports x and y; x names y through the re-export: no circle.
+        (
+            "src/c/mod.rs",
+            "mod x;\nmod y;\npub use x::X;\npub use y::Y;\n",
+        ),
+        ("src/c/x.rs", "pub struct X;\nfn k(_: super::Y) {}\n"),
+        (
+            "src/c/y.rs",
+            "pub struct Y;\n#[cfg(test)]\nmod tests {\n    use crate::c::X;\n}\n",
+        ),
+        // A parent and its child naming each other's items.
+        ("src/d.rs", "mod e;\npub struct D;\nfn g() { e::h(); }\n"),
+        ("src/d/e.rs", "pub fn h() {}\nfn k(_: super::D) {}\n"),
+        // A path seen only inside a macro's arguments still counts.
+        ("src/m.rs", "mod n;\npub struct M;\nfn g() { n::h(); }\n"),
+        (
+            "src/m/n.rs",
+            "pub fn h() { tracing::info!(m = ?crate::m::M, \"x\"); }\n",
+        ),
+    ]
+    .into_iter()
+    .map(|(p, s)| (p.to_string(), s.to_string()))
+    .collect();
+    let krate = files::Crate::read(&sources);
+    assert!(krate.problems.is_empty(), "{:?}", krate.problems);
+    let graph = krate.graph();
+    assert!(graph["src/c/x.rs"].contains("src/c/y.rs"), "{graph:?}");
+    assert!(graph["src/c/mod.rs"].is_empty(), "re-exports are not edges");
+    assert!(graph["src/c/y.rs"].is_empty(), "test code is not an edge");
+    let circles = files::circles(&graph);
+    let names: Vec<String> = circles.iter().map(|c| c.join(",")).collect();
+    assert_eq!(
+        names,
+        vec![
+            "src/a.rs,src/b.rs".to_string(),
+            "src/d.rs,src/d/e.rs".to_string(),
+            "src/m.rs,src/m/n.rs".to_string(),
+        ]
     );
 }
