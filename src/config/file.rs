@@ -69,6 +69,7 @@ pub struct Config {
     pub sanitize: SanitizePolicy,
     /// `[results]`: checks and filters on what backends answer.
     #[serde(default)]
+    #[schemars(with = "crate::policy::results::ResultsFile")]
     pub results: crate::policy::ResultPolicy,
     /// `[tier.NAME]`: named policies a registry entry can start from.
     #[serde(default, rename = "tier")]
