@@ -39,8 +39,9 @@ fn default_embedded_name() -> String {
 }
 
 /// One backend. Secret-bearing fields are strings here and become
-/// [`SecretRef`]s in [`Config::validate`], so that a literal secret is
-/// refused with an error that names its key and never echoes it.
+/// [`SecretRef`]s in [`Config::validate`](crate::config::Config::validate),
+/// so that a literal secret is refused with an error that names its key and
+/// never echoes it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
 #[expect(

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::audit::AuditConfig;
 use crate::identity::{RateLimitFile, RegistryDefaults};
 use crate::policy::PolicyFields;
 use crate::policy::SanitizePolicy;
@@ -23,7 +24,6 @@ use super::state::StateConfig;
 use super::telemetry::{MetricsConfig, TracesConfig};
 use super::tls::TlsConfig;
 use super::transport::TransportConfig;
-use crate::audit::AuditConfig;
 
 /// The whole gateway config file, as [`Config::load`] returns it: paths
 /// absolute, values validated.

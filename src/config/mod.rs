@@ -8,11 +8,12 @@
 //! never echoes a value that could be a secret in an error.
 //!
 //! One file per section of the config file, each with its tables, their
-//! defaults and their checks: [`file`] is the whole file and its top-level
-//! fields, [`load`] reads, resolves and validates it (calling each
-//! section's checks in turn), [`schema`] describes it as a JSON Schema.
-//! Sections never name the whole [`Config`]: what a check needs from
-//! elsewhere in the file is passed in.
+//! defaults and their checks (`backends.rs` for `[[backend]]`, `state.rs`
+//! for `[state]`…); `file.rs` is the whole file and its top-level fields,
+//! `load.rs` reads, resolves and validates it (calling each section's checks
+//! in turn), `schema.rs` describes it as a JSON Schema. Sections never name
+//! the whole [`Config`]: what a check needs from elsewhere in the file is
+//! passed in. `[audit]` is defined beside the audit trail that reads it.
 
 mod backends;
 mod clients;
