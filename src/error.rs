@@ -2,7 +2,7 @@
 //!
 //! Every denial carries a [`Reason`]: a stable, machine-readable code that
 //! goes on the wire as `google.rpc.ErrorInfo.reason` (domain
-//! [`ERROR_DOMAIN`]), into the audit record, and into the README's table.
+//! [`ERROR_DOMAIN`]), into the audit record, and into docs/REASONS.md's table.
 //! Messages are written for humans and never contain secrets, payloads,
 //! argument values or key material.
 
@@ -411,16 +411,63 @@ mod tests {
         assert_eq!(retry_after_of(&plain), None);
     }
 
+    /// docs/REASONS.md's table and the reason table above agree both ways:
+    /// every reason has its row with its gRPC code and fault, and every row
+    /// names a reason that exists.
     #[test]
-    fn readme_lists_every_reason() {
-        let readme = include_str!("../README.md");
+    fn reasons_md_lists_every_reason() {
+        let doc = include_str!("../docs/REASONS.md");
+        // `| `REASON` | GRPC_CODE | stage | fault | meaning |`
+        let rows: std::collections::BTreeMap<&str, (String, String)> = doc
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let reason = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((
+                    reason,
+                    (cells.get(2)?.to_string(), cells.get(4)?.to_string()),
+                ))
+            })
+            .collect();
+        let screaming = |code: Code| {
+            let mut out = String::new();
+            for (i, c) in format!("{code:?}").chars().enumerate() {
+                if c.is_uppercase() && i > 0 {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_uppercase());
+            }
+            out
+        };
+        let mut problems = Vec::new();
         for r in Reason::ALL {
-            assert!(
-                readme.contains(&format!("`{}`", r.as_str())),
-                "README.md does not document {}",
-                r.as_str()
+            let want = (
+                screaming(r.code()),
+                format!("{:?}", r.fault()).to_lowercase(),
             );
+            match rows.get(r.as_str()) {
+                None => problems.push(format!("{} has no row", r.as_str())),
+                Some(row) if *row != want => problems.push(format!(
+                    "{}: the row says code {} fault {}, src/error.rs says {} {}",
+                    r.as_str(),
+                    row.0,
+                    row.1,
+                    want.0,
+                    want.1
+                )),
+                Some(_) => {}
+            }
         }
+        for reason in rows.keys() {
+            if !Reason::ALL.iter().any(|r| r.as_str() == *reason) {
+                problems.push(format!("{reason} is in the table but not in src/error.rs"));
+            }
+        }
+        assert!(
+            problems.is_empty(),
+            "docs/REASONS.md and the reason table of src/error.rs disagree:\n  {}",
+            problems.join("\n  ")
+        );
     }
 
     /// Asserts each row's denial has the expected reason and the error's

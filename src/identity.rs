@@ -24,6 +24,7 @@ use crate::jsonrpc::Method;
 pub use crate::policy::{quota, RateLimitFile};
 use crate::policy::{AllowedHours, Patterns, PolicyFields, ToolCost};
 pub use enrolled::EnrolledKeys;
+pub use timestamp::parse_rfc3339_ms;
 
 /// Longest client id accepted.
 pub const MAX_CLIENT_ID_LEN: usize = 64;
@@ -702,14 +703,8 @@ impl Registry {
     }
 }
 
-/// Parses an RFC 3339 timestamp into Unix milliseconds.
-pub fn parse_rfc3339_ms(s: &str) -> Result<i64, String> {
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| format!("{s:?} is not an RFC 3339 timestamp: {e}"))?;
-    Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
-}
-
 pub mod enrolled;
+mod timestamp;
 
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,8 @@
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
+use super::timestamp::rfc3339_ms;
+
 pub use super::verify::{Broken, FileReport, Report, Unvouched, Verifier};
 
 /// Domain separation of v1 checkpoint signatures (docs/AUDIT.md): still
@@ -100,7 +102,7 @@ pub fn sign_checkpoint_v2(key: &SigningKey, c: &CheckpointV2<'_>) -> String {
 /// The one rendering of a v2 checkpoint line (docs/AUDIT.md, "Checkpoint
 /// lines"), as the writer frames it: `seq`, `type`, `instance`, then the
 /// body's members in name order (`file_first_seq`, `key_id`, `reason`,
-/// `records`, `sig`, `ts` = [`super::rfc3339_ms`] of `ts_ms`, `ts_ms`),
+/// `records`, `sig`, `ts` = [`rfc3339_ms`] of `ts_ms`, `ts_ms`),
 /// then `prev` in lowercase hex; no spaces. The verifier requires every
 /// v2 checkpoint line to be exactly this, so its unsigned bytes are fixed
 /// too.
@@ -114,7 +116,7 @@ pub fn checkpoint_line(c: &CheckpointV2<'_>, records: u64, key_id: &str, sig: &s
         s(key_id),
         s(c.reason),
         s(sig),
-        s(&super::rfc3339_ms(c.ts_ms)),
+        s(&rfc3339_ms(c.ts_ms)),
         c.ts_ms,
         hex::encode(c.prev)
     )

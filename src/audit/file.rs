@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::config::{Fsync, SinkConfig};
-use super::writer::{event, Resume, Sink};
+use super::event::event;
+use super::sink::Sink;
 
 /// Opens `path` for appending, creating it 0600.
 pub(crate) fn open_append(path: &Path) -> io::Result<File> {
@@ -35,6 +36,23 @@ pub(crate) fn create_0600(path: &Path) -> io::Result<File> {
         .open(path)?;
     f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     Ok(f)
+}
+
+/// Where the chain of an existing file left off.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Resume {
+    /// The last complete line's seq and hash.
+    pub last: Option<(u64, [u8; 32])>,
+    /// Bytes of a torn last line (no newline), terminated at open.
+    pub torn_bytes: Option<u64>,
+    /// The file existed with a wider mode, now fixed to 0600.
+    pub mode_fixed: Option<u32>,
+    /// The last line seals the file (a `close` or `rotate` checkpoint):
+    /// it is rotated aside, never written to again.
+    pub last_final: bool,
+    /// The seq of the first line of the file the next line goes to
+    /// (`None`: a new file).
+    pub first_seq: Option<u64>,
 }
 
 /// An audit file and its policies.

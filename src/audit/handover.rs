@@ -1,6 +1,8 @@
 //! The hand-over file (`spool_dir/handover.jsonl`): events a command
 //! running beside the gateway (`sealgate tools accept`) leaves for the
-//! gateway to record in its chain at SIGHUP.
+//! gateway to record in its chain at SIGHUP. Both sides are here: what the
+//! command writes ([`write`], bounded) and what the gateway takes
+//! ([`read`]).
 //!
 //! The file is not trusted as written: only the events that command
 //! writes are taken, with their known fields (each string bounded and
@@ -15,13 +17,18 @@ use serde_json::{Map, Value};
 
 use crate::foreign::{foreign, MAX_FOREIGN};
 
+use super::config::AuditConfig;
+use super::event::SecurityEvent;
+use super::file::open_append;
+use super::timestamp::rfc3339_of;
+
 /// The file's name in `spool_dir`.
 pub(crate) const HANDOVER: &str = "handover.jsonl";
 
 /// Largest handover file read (events are a few hundred bytes each).
 pub(crate) const MAX_HANDOVER: u64 = 4 * 1024 * 1024;
 
-/// Who hands events over, as `AuditLog::hand_over` writes it.
+/// Who hands events over, as [`write`] records it for `tools accept`.
 pub(crate) const RECORDED_BY: &str = "sealgate tools accept";
 
 /// The events `sealgate tools accept` can hand over: the router's
@@ -37,6 +44,91 @@ const EVENTS: &[&str] = &[
     "tool_added",
     "tool_refusals_summarised",
 ];
+
+/// For a command that runs beside the gateway (`sealgate tools
+/// accept`): a second writer would fork the chain, so its events (kept
+/// in its memory log, `lines`) are handed over in `spool_dir/handover.jsonl`
+/// (0600) and the running gateway records them in its chain at its
+/// next SIGHUP. Returns how many were handed over.
+///
+/// Bounded when written: the events that say what the operator did
+/// (`tools_accepted`, `tools_pinned_on_first_use`, `tools_not_pinned`)
+/// go first, then the others up to a quarter of what the gateway reads;
+/// those left out are counted in one `tool_refusals_summarised` line.
+pub(crate) fn write(lines: Vec<String>, config: &AuditConfig, by: &str) -> std::io::Result<usize> {
+    use std::io::Write;
+    const FIRST: &[&str] = &[
+        "tools_accepted",
+        "tools_pinned_on_first_use",
+        "tools_not_pinned",
+    ];
+    let budget = (MAX_HANDOVER / 4) as usize;
+    let mut first = String::new();
+    let mut rest = String::new();
+    let mut n = 0;
+    let mut left_out = 0u64;
+    for line in lines {
+        let Ok(mut v) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&line)
+        else {
+            continue;
+        };
+        if v.get("type").and_then(|t| t.as_str()) != Some("event") {
+            continue;
+        }
+        for framing in ["seq", "type", "instance", "prev"] {
+            v.remove(framing);
+        }
+        v.insert("recorded_by".into(), serde_json::json!(by));
+        let is_first = v
+            .get("event")
+            .and_then(|e| e.as_str())
+            .is_some_and(|e| FIRST.contains(&e));
+        let text = serde_json::Value::Object(v).to_string();
+        let out = if is_first {
+            &mut first
+        } else if rest.len() + text.len() < budget {
+            &mut rest
+        } else {
+            left_out += 1;
+            continue;
+        };
+        out.push_str(&text);
+        out.push('\n');
+        n += 1;
+    }
+    let mut out = first;
+    out.push_str(&rest);
+    if left_out > 0 {
+        tracing::warn!(
+            count = left_out,
+            "more events than the hand-over takes: the rest are counted"
+        );
+        let mut ev = SecurityEvent::new("tool_refusals_summarised", "*");
+        ev.count = Some(left_out);
+        if let Ok(serde_json::Value::Object(mut v)) = serde_json::to_value(&ev) {
+            v.insert("recorded_by".into(), serde_json::json!(by));
+            out.push_str(&serde_json::Value::Object(v).to_string());
+            out.push('\n');
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return Ok(0);
+    }
+    let dir = config
+        .spool_dir
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("audit-spool"));
+    std::fs::create_dir_all(&dir)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let mut f = open_append(&dir.join(HANDOVER))?;
+    f.write_all(out.as_bytes())?;
+    f.sync_all()?;
+    Ok(n)
+}
 
 /// What was read: the events to record, and how many lines were refused.
 #[derive(Debug, Default)]
@@ -127,7 +219,7 @@ fn accept(mut line: Map<String, Value>) -> Option<Map<String, Value>> {
     let ts = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
         .ok()?
         .to_offset(time::UtcOffset::UTC);
-    out.insert("ts".into(), Value::String(super::rfc3339_of(ts)));
+    out.insert("ts".into(), Value::String(rfc3339_of(ts)));
     let event = line.remove("event")?;
     let event = EVENTS.iter().find(|e| event.as_str() == Some(**e))?;
     out.insert("event".into(), Value::String((*event).to_string()));

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use super::chain::is_final_framed;
 use super::config::SinkConfig;
-use super::file::FileSink;
-use super::writer::{Resume, Sink};
+use super::file::{FileSink, Resume};
+use super::sink::Sink;
 
 /// Longest line read when looking for a file's first seq.
 const MAX_LINE: u64 = 1024 * 1024;

@@ -14,7 +14,7 @@ use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::writer::Sink;
+use super::sink::Sink;
 
 /// Lines re-sent per delivery.
 const CHUNK: usize = 256;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::config::{SinkConfig, SyslogTransport};
-use super::writer::Sink;
+use super::sink::Sink;
 
 /// Facility `log audit` (13), severity informational (6).
 const PRI: u8 = 13 * 8 + 6;

@@ -1,8 +1,8 @@
-//! The writer: drains the queue on its own thread (or, on the fast path of
-//! local files, takes one request's record in its task), frames each entry as one
-//! chained line, inserts signed checkpoints, hands every line to every sink
-//! and answers each waiting request once the sinks that must hold its
-//! record do.
+//! The writer: takes the queue's entries from its thread (`thread.rs`) or,
+//! on the fast path of local files, one request's record in its task;
+//! frames each entry as one chained line, inserts signed checkpoints,
+//! hands every line to every sink and answers each waiting request once
+//! the sinks that must hold its record do.
 //!
 //! Each sink has a backlog of lines it has not taken yet (bounded by
 //! `max_backlog`) and retries with backoff; a `spool` sink moves its
@@ -10,11 +10,9 @@
 //! back. The writer never drops a line without writing how many it could
 //! not keep into the trail.
 
-use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,10 +21,17 @@ use serde::Serialize;
 
 use super::chain::{self, GENESIS};
 use super::config::{AuditConfig, OnFailure, SinkConfig};
+use super::event::event;
+use super::file::Resume;
+use super::handover::{self, HANDOVER};
+use super::record::AuditRecord;
+use super::seal::SealedFile;
+use super::shared::Shared;
+use super::sink::{MemorySink, Sink, StdoutSink};
+use super::slot::Slot;
 use super::spool::Spool;
-use super::{AuditRecord, Shared};
-
-pub(crate) use super::handover::HANDOVER;
+use super::syslog::{HttpSink, SyslogSink};
+use super::timestamp::{rfc3339_ms, unix_ms};
 
 /// One thing for the writer.
 pub(crate) enum Entry {
@@ -40,232 +45,6 @@ pub(crate) enum Entry {
     Flush(std::sync::mpsc::Sender<()>),
     /// Seal and stop.
     Close,
-}
-
-/// Batches from the queue, ticks in between; the writer is locked per
-/// batch, so the request path's fast path waits at most for one batch (it
-/// does not wait: it queues instead).
-fn serve(writer: &Mutex<Writer>, rx: Receiver<Entry>) {
-    let tick = Duration::from_millis(20);
-    let mut last_tick = Instant::now();
-    // A poisoned lock (a panic while a request held the writer on the
-    // fast path) is a writer whose state cannot be trusted: `None`, and
-    // the gateway refuses calls from then on.
-    let lock = || writer.lock().ok();
-    loop {
-        let first = match rx.recv_timeout(tick) {
-            Ok(e) => Some(e),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => {
-                if let Some(mut w) = lock() {
-                    w.close();
-                }
-                return;
-            }
-        };
-        let mut batch: Vec<Entry> = first.into_iter().collect();
-        while batch.len() < 4096 {
-            match rx.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
-            }
-        }
-        let Some(mut w) = lock() else {
-            std::panic::panic_any("the audit writer's state was poisoned by a panic");
-        };
-        w.shared
-            .queued
-            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
-        w.process(batch);
-        if w.closed {
-            return;
-        }
-        if last_tick.elapsed() >= tick {
-            w.tick();
-            last_tick = Instant::now();
-        }
-    }
-}
-
-/// Where the chain of an existing file left off.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Resume {
-    /// The last complete line's seq and hash.
-    pub last: Option<(u64, [u8; 32])>,
-    /// Bytes of a torn last line (no newline), terminated at open.
-    pub torn_bytes: Option<u64>,
-    /// The file existed with a wider mode, now fixed to 0600.
-    pub mode_fixed: Option<u32>,
-    /// The last line seals the file (a `close` or `rotate` checkpoint):
-    /// it is rotated aside, never written to again.
-    pub last_final: bool,
-    /// The seq of the first line of the file the next line goes to
-    /// (`None`: a new file).
-    pub first_seq: Option<u64>,
-}
-
-/// A destination of lines.
-pub(crate) trait Sink: Send {
-    /// Delivers `lines` in order; on failure, how many were delivered.
-    fn deliver(&mut self, lines: &[Arc<str>]) -> Result<(), (usize, io::Error)>;
-    /// Periodic work: group fsync, noticing a deleted or replaced file.
-    /// Returns an event to record, if any.
-    fn tick(&mut self) -> Option<serde_json::Map<String, serde_json::Value>> {
-        None
-    }
-    /// The seq of the first line of a new file the last delivery started
-    /// (its lines written again after the old file was deleted or
-    /// altered), once.
-    fn take_new_file(&mut self) -> Option<u64> {
-        None
-    }
-    /// Whether the sink wants to rotate now (size or age).
-    fn rotate_due(&self) -> bool {
-        false
-    }
-    /// Renames the current file aside and opens a new one.
-    fn rotate(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-    /// Reopens by path (SIGHUP).
-    fn reopen(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-    /// Flushes and fsyncs (close).
-    fn sync(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-    /// A file whose path no longer names the open file (moved, replaced,
-    /// deleted): SIGHUP seals it with a `rotate` checkpoint.
-    fn moved(&self) -> bool {
-        false
-    }
-    /// The file ends with a sealing checkpoint: the writer rotates it.
-    fn sealed(&self) -> bool {
-        false
-    }
-}
-
-/// Lines in memory (tests).
-struct MemorySink(Arc<Mutex<Vec<String>>>);
-
-impl Sink for MemorySink {
-    fn deliver(&mut self, lines: &[Arc<str>]) -> Result<(), (usize, io::Error)> {
-        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        v.extend(lines.iter().map(|l| l.to_string()));
-        Ok(())
-    }
-}
-
-/// JSON lines on stdout.
-struct StdoutSink;
-
-impl Sink for StdoutSink {
-    fn deliver(&mut self, lines: &[Arc<str>]) -> Result<(), (usize, io::Error)> {
-        let mut out = io::stdout().lock();
-        let mut buf = String::new();
-        for l in lines {
-            buf.push_str(l);
-            buf.push('\n');
-        }
-        out.write_all(buf.as_bytes())
-            .and_then(|_| out.flush())
-            .map_err(|e| (0, e))
-    }
-}
-
-/// One sink and what it still owes.
-struct Slot {
-    name: String,
-    sink: Box<dyn Sink>,
-    /// Lines (with their seq) not yet taken by the sink (or its spool).
-    backlog: VecDeque<(u64, Arc<str>)>,
-    spool: Option<Spool>,
-    /// Lines that did not fit the backlog, to be said in the trail.
-    lost: u64,
-    failing_since: Option<Instant>,
-    next_try: Instant,
-    backoff: Duration,
-}
-
-impl Slot {
-    fn new(name: String, sink: Box<dyn Sink>, spool: Option<Spool>) -> Self {
-        Slot {
-            name,
-            sink,
-            backlog: VecDeque::new(),
-            spool,
-            lost: 0,
-            failing_since: None,
-            next_try: Instant::now(),
-            backoff: Duration::from_millis(50),
-        }
-    }
-
-    /// Tries to deliver (spool first, then backlog) when its backoff
-    /// allows; a `spool` sink that is failing moves its backlog into its
-    /// spool file at once, so its records are committed without waiting.
-    /// Returns an error text when the sink failed this time.
-    fn flush(&mut self, now: Instant) -> Option<String> {
-        if self.backlog.is_empty() && self.spool.as_ref().is_none_or(|s| s.pending == 0) {
-            return None;
-        }
-        let mut error = None;
-        if now >= self.next_try {
-            if let Some(spool) = self.spool.as_mut().filter(|s| s.pending > 0) {
-                if let Err(e) = spool.drain(&mut *self.sink) {
-                    error = Some(e.to_string());
-                }
-            }
-            if error.is_none() && !self.backlog.is_empty() && !self.spool_behind() {
-                let lines: Vec<Arc<str>> = self.backlog.iter().map(|(_, l)| l.clone()).collect();
-                match self.sink.deliver(&lines) {
-                    Ok(()) => self.backlog.clear(),
-                    Err((n, e)) => {
-                        self.backlog.drain(..n.min(self.backlog.len()));
-                        error = Some(e.to_string());
-                    }
-                }
-            }
-            match &error {
-                Some(_) => {
-                    self.failing_since.get_or_insert(now);
-                    self.next_try = now + self.backoff;
-                    self.backoff = (self.backoff * 2).min(Duration::from_secs(2));
-                }
-                None => {
-                    self.failing_since = None;
-                    self.backoff = Duration::from_millis(50);
-                }
-            }
-        }
-        if (self.failing_since.is_some() || self.spool_behind()) && !self.backlog.is_empty() {
-            if let Some(spool) = self.spool.as_mut() {
-                // Spool policy: the backlog goes to the spool file, in order
-                // (also while the spool is still being re-sent, a few chunks
-                // a tick: it goes after what is spooled).
-                let lines: Vec<Arc<str>> = self.backlog.iter().map(|(_, l)| l.clone()).collect();
-                match spool.append(&lines) {
-                    Ok(()) => self.backlog.clear(),
-                    Err(e) => {
-                        tracing::error!(spool = %spool.path.display(), error = %e, "audit spool cannot be written");
-                    }
-                }
-            }
-        }
-        error
-    }
-
-    /// The spool still holds lines to re-send: new lines go after them.
-    fn spool_behind(&self) -> bool {
-        self.spool.as_ref().is_some_and(|s| s.pending > 0)
-    }
-
-    /// The highest seq this sink holds for sure (delivered or spooled):
-    /// everything before the first line of its backlog.
-    fn committed_below(&self) -> Option<u64> {
-        self.backlog.front().map(|(seq, _)| *seq)
-    }
 }
 
 /// The chain's state and the sinks.
@@ -282,10 +61,11 @@ pub(crate) struct Writer {
     checkpoint_every: Duration,
     max_backlog: usize,
     slots: Vec<Slot>,
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     /// Withheld responses to record (seq of their record).
     withheld: Vec<u64>,
-    closed: bool,
+    /// Closed (the closing checkpoint is due or written): the thread stops.
+    pub(super) closed: bool,
     /// Where handed-over events wait (`spool_dir/handover.jsonl`).
     handover: Option<PathBuf>,
     /// The seq of the first line of the current file (of the first file
@@ -327,7 +107,7 @@ impl Writer {
         for (i, sc) in config.effective_sinks().iter().enumerate() {
             let sink: Box<dyn Sink> = match sc {
                 SinkConfig::File { .. } => {
-                    let (f, r) = super::seal::SealedFile::open(sc)?;
+                    let (f, r) = SealedFile::open(sc)?;
                     if resume.is_none() {
                         resume = Some(r);
                         primary = Some(i);
@@ -335,8 +115,8 @@ impl Writer {
                     Box::new(f)
                 }
                 SinkConfig::Stdout { .. } => Box::new(StdoutSink),
-                SinkConfig::Syslog { .. } => Box::new(super::syslog::SyslogSink::new(sc)?),
-                SinkConfig::Http { .. } => Box::new(super::syslog::HttpSink::new(sc)?),
+                SinkConfig::Syslog { .. } => Box::new(SyslogSink::new(sc)?),
+                SinkConfig::Http { .. } => Box::new(HttpSink::new(sc)?),
             };
             let spool = match sc.on_failure() {
                 OnFailure::Spool => {
@@ -435,22 +215,6 @@ impl Writer {
             file_first_seq: 0,
             primary: None,
             sealed: false,
-        }
-    }
-
-    /// The thread's loop; a bug that panics in it leaves the gateway
-    /// refusing calls (AUDIT_UNAVAILABLE), never serving without records.
-    /// The writer is shared with the request path's fast path
-    /// ([`Writer::commit_now`]); the thread holds it only per batch.
-    pub(crate) fn run(writer: Arc<Mutex<Writer>>, rx: Receiver<Entry>) {
-        let shared = match writer.lock() {
-            Ok(w) => w.shared.clone(),
-            Err(_) => return,
-        };
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(&writer, rx)));
-        if ran.is_err() {
-            shared.available.store(false, Ordering::Release);
-            tracing::error!("the audit writer failed; every call is refused with AUDIT_UNAVAILABLE until the gateway restarts");
         }
     }
 
@@ -610,7 +374,7 @@ impl Writer {
         if self.since_checkpoint == 0 && reason == "count" {
             return;
         }
-        let ts_ms = super::unix_ms(SystemTime::now());
+        let ts_ms = unix_ms(SystemTime::now());
         let sig = chain::sign_checkpoint_v2(
             key,
             &chain::CheckpointV2 {
@@ -623,7 +387,7 @@ impl Writer {
             },
         );
         let body = serde_json::json!({
-            "ts": super::rfc3339_ms(ts_ms),
+            "ts": rfc3339_ms(ts_ms),
             "ts_ms": ts_ms,
             "reason": reason,
             "file_first_seq": self.file_first_seq,
@@ -711,7 +475,7 @@ impl Writer {
     }
 
     /// Periodic: time checkpoints, group fsync, rotation, retries.
-    fn tick(&mut self) {
+    pub(super) fn tick(&mut self) {
         if self.since_checkpoint > 0 && self.last_checkpoint.elapsed() >= self.checkpoint_every {
             self.checkpoint("interval");
         }
@@ -814,7 +578,7 @@ impl Writer {
         let Some(path) = self.handover.clone() else {
             return;
         };
-        let taken = match super::handover::read(&path) {
+        let taken = match handover::read(&path) {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "handed-over audit events unreadable");
@@ -870,15 +634,3 @@ impl Writer {
         }
     }
 }
-
-/// A new event body: `ts` now and `event`.
-pub(crate) fn event(name: &str) -> serde_json::Map<String, serde_json::Value> {
-    let mut m = serde_json::Map::new();
-    m.insert("ts".into(), serde_json::json!(super::now_rfc3339()));
-    m.insert("event".into(), serde_json::json!(name));
-    m
-}
-
-#[cfg(test)]
-#[path = "writer/tests.rs"]
-mod tests;

@@ -20,14 +20,24 @@
 //! enrolled-keys file (and the replaced key capped), the nonce and the
 //! renewal remembered ([`super::renewals`]), the registry reloaded, and an
 //! audit record written. A refused request spends nothing.
+//!
+//! Beside it, in `service/`: `new_key.rs` the checks of the new signing
+//! key, `enrolled_keys.rs` writing the enrolled-keys file under its lock.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use rustls_pki_types::CertificateDer;
 use tonic::{Request, Response, Status};
+
+mod enrolled_keys;
+mod new_key;
+
+use enrolled_keys::lock_enrolled;
+pub use enrolled_keys::store_enrolled;
+use new_key::{key_unused, new_public_key, verify};
 
 use super::limits::{SourceRate, MAX_RATE_SOURCES};
 use super::reasons::{csr_refusal, internal, refuse};
@@ -628,116 +638,6 @@ impl Enrollment {
         };
         self.refusals.refused(&record, remote, &r.message);
     }
-}
-
-const ENROLLED_HEADER: &str =
-    "# Written by sealgate's enrollment service (Enroll, Renew): the signing\n\
-# keys it registered, and until when the keys they replaced keep working.\n\
-# Public data only. Merged into the client registry at every load; a key of\n\
-# a client the registry does not list is ignored.\n\n";
-
-/// Writes the enrolled-keys file atomically (a reader sees the old or the
-/// new one, never a mix).
-pub fn store_enrolled(keys: &EnrolledKeys, path: &std::path::Path) -> Result<(), String> {
-    let body = toml::to_string(keys).map_err(|e| e.to_string())?;
-    crate::keys::replace_atomically(path, format!("{ENROLLED_HEADER}{body}").as_bytes(), 0o644)
-        .map_err(|e| e.to_string())
-}
-
-/// How long a write waits for another writer's lock on the enrolled-keys
-/// file before it is refused (`INTERNAL`).
-const ENROLLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// The advisory lock (`flock`, exclusive) on `<enrolled-keys file>.lock`,
-/// held from reading the file to writing it: another writer (`sealgate ca
-/// serve` beside a gateway with `[enrollment]`, a replica on shared
-/// storage, an operator editing by hand under `flock`) cannot interleave
-/// and lose a `[[retire]]` or revive a removed key. Waits at most
-/// [`ENROLLED_LOCK_WAIT`], without blocking a runtime thread.
-async fn lock_enrolled(
-    path: &std::path::Path,
-) -> Result<nix::fcntl::Flock<std::fs::File>, Refused> {
-    use nix::fcntl::{Flock, FlockArg};
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut lock_path = path.as_os_str().to_owned();
-    lock_path.push(".lock");
-    let lock_path = PathBuf::from(lock_path);
-    let deadline = tokio::time::Instant::now() + ENROLLED_LOCK_WAIT;
-    loop {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o644)
-            .open(&lock_path)
-            .map_err(|e| internal("the enrolled-keys lock file cannot be opened", e))?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(held) => return Ok(held),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            Err((_, e)) => {
-                return Err(internal(
-                    "the enrolled-keys file is locked by another writer",
-                    e,
-                ))
-            }
-        }
-    }
-}
-
-fn new_public_key(raw: &[u8]) -> Result<VerifyingKey, Refused> {
-    let bytes: [u8; 32] = raw.try_into().map_err(|_| {
-        refuse(
-            EnrollReason::KeyInvalid,
-            "the new signing public key must be the raw 32 bytes of an Ed25519 key",
-        )
-    })?;
-    let key = VerifyingKey::from_bytes(&bytes).map_err(|_| {
-        refuse(
-            EnrollReason::KeyInvalid,
-            "the new signing public key is not a valid Ed25519 point",
-        )
-    })?;
-    if key.is_weak() {
-        return Err(refuse(
-            EnrollReason::KeyInvalid,
-            "the new signing public key is a weak (small-order) key",
-        ));
-    }
-    Ok(key)
-}
-
-fn verify(key: &VerifyingKey, msg: &[u8], sig: &[u8]) -> Result<(), ()> {
-    let sig = Signature::from_slice(sig).map_err(|_| ())?;
-    key.verify_strict(msg, &sig).map_err(|_| ())
-}
-
-/// A key id names one key across the whole registry, and a public key is
-/// registered once: compared by its bytes too, since an operator may give
-/// a key any id (a replaced operator key must not come back under the id a
-/// renewal derives).
-fn key_unused(
-    registry: &Registry,
-    enrolled: &EnrolledKeys,
-    key_id: &str,
-    key: &VerifyingKey,
-) -> Result<(), Refused> {
-    let public = crate::keys::public_key_b64(key);
-    let taken = registry
-        .clients()
-        .any(|c| c.keys.contains_key(key_id) || c.keys.values().any(|k| k.key == *key))
-        || enrolled
-            .keys
-            .iter()
-            .any(|k| k.id == key_id || k.public_key == public);
-    if taken {
-        return Err(refuse(
-            EnrollReason::KeyInUse,
-            "this signing key is already registered; generate a new one",
-        ));
-    }
-    Ok(())
 }
 
 fn serial_of(der: &[u8]) -> Option<String> {

@@ -25,6 +25,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::timestamp::parse_rfc3339_ms;
+
 /// One key the enrollment service registered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,7 +106,7 @@ impl EnrolledKeys {
         let caps: HashMap<(String, String), i64> = {
             let mut caps = HashMap::new();
             for r in &self.retired {
-                if let Ok(t) = super::parse_rfc3339_ms(&r.not_after) {
+                if let Ok(t) = parse_rfc3339_ms(&r.not_after) {
                     let e = caps
                         .entry((r.client.clone(), r.key_id.clone()))
                         .or_insert(t);
@@ -114,7 +116,7 @@ impl EnrolledKeys {
             caps
         };
         let live = |k: &EnrolledKey| {
-            super::parse_rfc3339_ms(&k.not_after).map_or(true, |t| {
+            parse_rfc3339_ms(&k.not_after).map_or(true, |t| {
                 let cap = caps.get(&(k.client.clone(), k.id.clone())).copied();
                 let end = cap.map_or(t, |c| c.min(t));
                 end.saturating_add(keep_ms) > now_ms
@@ -142,7 +144,7 @@ impl EnrolledKeys {
         // is (the registry load refuses it, naming it).
         let mut earliest: HashMap<(&str, &str), (i64, usize)> = HashMap::new();
         for (i, r) in self.retired.iter().enumerate() {
-            if let Ok(t) = super::parse_rfc3339_ms(&r.not_after) {
+            if let Ok(t) = parse_rfc3339_ms(&r.not_after) {
                 let e = earliest
                     .entry((r.client.as_str(), r.key_id.as_str()))
                     .or_insert((t, i));
@@ -156,7 +158,7 @@ impl EnrolledKeys {
         self.retired.retain(|r| {
             let this = i;
             i += 1;
-            super::parse_rfc3339_ms(&r.not_after).is_err() || keep.contains(&this)
+            parse_rfc3339_ms(&r.not_after).is_err() || keep.contains(&this)
         });
     }
 
@@ -168,7 +170,7 @@ impl EnrolledKeys {
             .iter()
             .filter(|r| r.client == client && r.key_id == key_id)
         {
-            let t = super::parse_rfc3339_ms(&r.not_after)
+            let t = parse_rfc3339_ms(&r.not_after)
                 .map_err(|e| format!("retire {key_id:?} not_after: {e}"))?;
             cap = Some(cap.map_or(t, |c| c.min(t)));
         }

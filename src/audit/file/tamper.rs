@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::{first_seq, FileSink};
 use crate::audit::config::Fsync;
-use crate::audit::writer::event;
+use crate::audit::event::event;
 
 /// At most one file is moved aside as tampered with per this long.
 pub(super) const WINDOW: Duration = Duration::from_secs(60);

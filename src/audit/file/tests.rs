@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::FileSink;
 use crate::audit::config::AuditConfig;
-use crate::audit::writer::Sink;
+use crate::audit::sink::Sink;
 
 fn sink(dir: &Path, fsync: &str) -> (FileSink, PathBuf) {
     let path = dir.join("audit.jsonl");

@@ -3,7 +3,9 @@
 
 use std::net::IpAddr;
 
-use super::{source_text, Anomaly, Figures};
+use super::action::Figures;
+use super::sources::{source_key, source_text};
+use super::state::Anomaly;
 use crate::audit::AnomalyEvent;
 
 impl Anomaly {
@@ -89,7 +91,7 @@ impl Anomaly {
             .trim_end_matches("/64")
             .parse::<IpAddr>()
             .ok()
-            .map(|ip| source_text(super::source_key(ip)));
+            .map(|ip| source_text(source_key(ip)));
         self.audit.anomaly_event(&AnomalyEvent {
             ts: crate::audit::rfc3339_ms(now_ms),
             event: "anomaly",

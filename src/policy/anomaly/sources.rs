@@ -1,12 +1,13 @@
 //! The per-source table of the `source_failures` detector: a map with an
 //! age order beside it, so that making room in a full table costs a
 //! bounded number of steps (not a scan of every source) under the mutex
-//! the accept loop takes.
+//! the accept loop takes; and the key a source address is tracked by.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use super::SourceState;
+use super::restriction::Imposed;
+use super::window::Burst;
 
 /// The most entries one insertion looks at to make room. Blocked sources
 /// are never forgotten: one met at the old end is moved to the young end
@@ -122,9 +123,47 @@ impl SourceTable {
 
 fn fresh(now_ms: i64) -> SourceState {
     SourceState {
-        window_start_ms: now_ms,
-        failures: 0,
+        failures: Burst::new(now_ms),
         last_ms: now_ms,
         block: None,
+    }
+}
+
+/// What is remembered of one source address.
+#[derive(Debug)]
+pub(super) struct SourceState {
+    /// Its failures in the current window.
+    pub(super) failures: Burst,
+    pub(super) last_ms: i64,
+    pub(super) block: Option<Imposed>,
+}
+
+/// The key of a source address: an IPv4 address (IPv4-mapped IPv6
+/// included), or an IPv6 /64, since one IPv6 host usually owns a whole /64
+/// and could otherwise step around a block.
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(bits))
+            }
+        },
+    }
+}
+
+/// The key of a source address as records, `admin blocks` and the shared
+/// state store name it.
+pub fn source_label(ip: IpAddr) -> String {
+    source_text(source_key(ip))
+}
+
+/// A source key as records and `admin blocks` show it.
+pub(super) fn source_text(key: IpAddr) -> String {
+    match key {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("{v6}/64"),
     }
 }

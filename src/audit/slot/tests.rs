@@ -5,7 +5,8 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::{Sink, Slot};
+use super::Slot;
+use crate::audit::sink::Sink;
 use crate::audit::spool::{Spool, DRAIN_CHUNKS};
 
 /// A sink that takes everything, recording what it got.

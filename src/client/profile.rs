@@ -1,0 +1,74 @@
+//! The client profile file: where the gateway is, which credentials to
+//! use, and which gateway keys to trust.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::error::ClientError;
+
+/// A client profile file: where the gateway is and which credentials to
+/// use. Relative paths are resolved against the profile's directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// `host:port` of the gateway.
+    pub endpoint: String,
+    /// The DNS name (or IP) in the gateway's server certificate.
+    pub server_name: String,
+    /// CA certificate that issued the gateway's server certificate (PEM).
+    pub ca: PathBuf,
+    /// This client's certificate (PEM).
+    pub cert: PathBuf,
+    /// This client's TLS private key (PEM, 0600).
+    pub key: PathBuf,
+    /// This client's Ed25519 signing key (PKCS#8 PEM, 0600).
+    pub signing_key: PathBuf,
+    /// The id under which the signing key is registered at the gateway.
+    pub key_id: String,
+    /// The gateway's audience, e.g. `spiffe://sealgate.local/gateway`.
+    pub audience: String,
+    /// This client's SPIFFE ID: the audience of the gateway's responses.
+    pub spiffe_id: String,
+    /// Gateway response-signing keys this client trusts.
+    #[serde(rename = "gateway_key", default)]
+    pub gateway_keys: Vec<GatewayKey>,
+    /// Accepted skew of response timestamps, seconds (default 30).
+    #[serde(default)]
+    pub clock_skew_secs: Option<u64>,
+    /// `host:port` of the enrollment service, for `sealgate renew`.
+    #[serde(default)]
+    pub enrollment: Option<String>,
+}
+
+/// A trusted gateway signing key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayKey {
+    /// The id the gateway puts in the envelopes this key signs.
+    pub key_id: String,
+    /// The Ed25519 public key, standard base64 of the raw 32 bytes.
+    pub public_key: String,
+}
+
+impl Profile {
+    /// Reads a profile, resolves its paths against the profile's directory
+    /// and refuses one that trusts no gateway key.
+    pub fn load(path: &Path) -> Result<Profile, ClientError> {
+        let err = |m: String| ClientError::Config(format!("{}: {m}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let mut p: Profile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for f in [&mut p.ca, &mut p.cert, &mut p.key, &mut p.signing_key] {
+            if f.is_relative() {
+                *f = base.join(&*f);
+            }
+        }
+        if p.gateway_keys.is_empty() {
+            return Err(err(
+                "no [[gateway_key]]: responses could not be verified".into()
+            ));
+        }
+        Ok(p)
+    }
+}
