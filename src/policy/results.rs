@@ -72,7 +72,7 @@ pub struct PatternFile {
 /// `[results]` as written in sealgate.toml.
 #[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ResultsFile {
+pub struct ResultsFile {
     max_bytes: Option<usize>,
     secrets: Option<SecretAction>,
     invisible: Option<InvisibleAction>,
@@ -129,16 +129,6 @@ impl Default for ResultPolicy {
             // unless one of them was broken by an edit.
             panic!("built-in secret patterns do not compile: {e}")
         })
-    }
-}
-
-/// `[results]` is described by the file form it is compiled from.
-impl schemars::JsonSchema for ResultPolicy {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "ResultPolicy".into()
-    }
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        <ResultsFile as schemars::JsonSchema>::json_schema(generator)
     }
 }
 

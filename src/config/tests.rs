@@ -1,0 +1,350 @@
+//! Unit tests of the config file as a whole: loading, path resolution and
+//! the checks of each section as `Config::validate` runs them.
+
+use std::path::Path;
+
+use super::*;
+
+const MINIMAL: &str = r#"
+listen = "127.0.0.1:7443"
+trust_domain = "sealgate.local"
+[tls]
+cert = "server.crt"
+key = "server.key"
+client_ca = "ca/ca.crt"
+[signing]
+key = "gateway.signing.key"
+[registry]
+path = "clients.toml"
+"#;
+
+fn validate(extra: &str) -> Result<(), String> {
+    let config: Config = toml::from_str(&format!("{MINIMAL}{extra}")).map_err(|e| e.to_string())?;
+    config.validate()
+}
+
+#[test]
+fn metrics_listen_off_loopback_needs_allow_remote() {
+    assert_eq!(validate(""), Ok(()), "no [metrics]: off");
+    assert_eq!(validate("[metrics]\nlisten = \"127.0.0.1:9464\"\n"), Ok(()));
+    assert_eq!(validate("[metrics]\nlisten = \"[::1]:9464\"\n"), Ok(()));
+    let remote = validate("[metrics]\nlisten = \"0.0.0.0:9464\"\n").expect_err("refused");
+    assert!(
+        remote.starts_with("field metrics.listen: 0.0.0.0:9464 is not a loopback address"),
+        "{remote}"
+    );
+    assert_eq!(
+        validate("[metrics]\nlisten = \"0.0.0.0:9464\"\nallow_remote = true\n"),
+        Ok(())
+    );
+    assert_eq!(
+        validate("[metrics]\nlisten = \"127.0.0.1:7443\"\n"),
+        Err("field metrics.listen: must differ from listen".into())
+    );
+}
+
+#[test]
+fn metrics_client_labels_are_off_by_default_and_capped() {
+    let metrics = |extra: &str| {
+        let text = format!("{MINIMAL}[metrics]\nlisten = \"127.0.0.1:9464\"\n{extra}");
+        toml::from_str::<Config>(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|c| c.validate().map(|()| c))
+            .map(|c| c.metrics.map(|m| m.client_labels))
+    };
+    assert_eq!(metrics(""), Ok(Some(0)), "absent: off");
+    assert_eq!(metrics("client_labels = 0\n"), Ok(Some(0)));
+    assert_eq!(metrics("client_labels = 50\n"), Ok(Some(50)));
+    assert_eq!(metrics("client_labels = 1000\n"), Ok(Some(1000)));
+    let over = metrics("client_labels = 1001\n").expect_err("refused");
+    assert!(
+        over.starts_with("field metrics.client_labels: 1001 is more than 1000;"),
+        "{over}"
+    );
+    let negative = metrics("client_labels = -1\n").expect_err("refused");
+    assert!(negative.contains("client_labels"), "{negative}");
+    let misspelt = metrics("client_label = 5\n").expect_err("unknown field");
+    assert!(
+        misspelt.contains("unknown field `client_label`"),
+        "{misspelt}"
+    );
+}
+
+#[test]
+fn traces_and_the_shutdown_deadline_are_checked() {
+    assert_eq!(
+        validate("[traces]\notlp_endpoint = \"http://127.0.0.1:4317\"\n"),
+        Ok(())
+    );
+    assert_eq!(
+        validate("[traces]\notlp_endpoint = \"udp://127.0.0.1:4317\"\n"),
+        Err("field traces.otlp_endpoint: must be http://HOST:PORT or https://HOST:PORT".into())
+    );
+    assert_eq!(
+        validate("[traces]\notlp_endpoint = \"http://c:4317\"\nsample_ratio = 1.5\n"),
+        Err("field traces.sample_ratio: must be 0.0..=1.0".into())
+    );
+    assert_eq!(
+        validate("[transport]\nshutdown_deadline_secs = 0\n"),
+        Ok(())
+    );
+    assert_eq!(
+        validate("[transport]\nshutdown_deadline_secs = 3601\n"),
+        Err("field transport.shutdown_deadline_secs: at most 3600".into())
+    );
+}
+
+#[test]
+fn backend_paths_resolve_against_the_config_directory() {
+    let text = r#"
+listen = "127.0.0.1:7443"
+trust_domain = "sealgate.local"
+[tls]
+cert = "server.crt"
+key = "server.key"
+client_ca = "ca/ca.crt"
+[signing]
+key = "gateway.signing.key"
+[registry]
+path = "clients.toml"
+[[backend]]
+name = "ep"
+kind = "stdio"
+command = "ep-server"
+cwd = "work"
+secret_env = { EP_API_KEY = "file:creds/ep", OTHER = "env:OTHER" }
+[[backend]]
+name = "web"
+kind = "http"
+url = "https://mcp.internal/mcp"
+ca = "/etc/ca.crt"
+pins = "my-pins.toml"
+bearer_token = "file:creds/web"
+[[backend]]
+name = "embedded"
+kind = "embedded"
+"#;
+    let mut config: Config = toml::from_str(text).expect("parses");
+    let base = Path::new("/etc/sealgate");
+    config.resolve_paths(base);
+    match &config.backends[0] {
+        BackendConfig::Stdio {
+            pins,
+            cwd,
+            secret_env,
+            ..
+        } => {
+            assert_eq!(pins.as_deref(), Some(base.join("pins/ep.toml").as_path()));
+            assert_eq!(cwd.as_deref(), Some(base.join("work").as_path()));
+            assert_eq!(secret_env["EP_API_KEY"], "file:/etc/sealgate/creds/ep");
+            assert_eq!(secret_env["OTHER"], "env:OTHER");
+        }
+        other => panic!("not stdio: {other:?}"),
+    }
+    match &config.backends[1] {
+        BackendConfig::Http {
+            pins,
+            ca,
+            bearer_token,
+            ..
+        } => {
+            assert_eq!(pins.as_deref(), Some(base.join("my-pins.toml").as_path()));
+            assert_eq!(ca.as_deref(), Some(Path::new("/etc/ca.crt")));
+            assert_eq!(
+                bearer_token.as_deref(),
+                Some("file:/etc/sealgate/creds/web")
+            );
+        }
+        other => panic!("not http: {other:?}"),
+    }
+    assert_eq!(
+        config.backends[2],
+        BackendConfig::Embedded {
+            name: "embedded".into(),
+            prefix: String::new(),
+        }
+    );
+    assert_eq!(config.registry.path, base.join("clients.toml"));
+    assert_eq!(config.signing.key, "/etc/sealgate/gateway.signing.key");
+}
+
+fn tls_section(extra: &str) -> TlsConfig {
+    let text = format!("cert = \"s.crt\"\nkey = \"s.key\"\nclient_ca = \"ca.crt\"\n{extra}");
+    toml::from_str(&text).expect("[tls] parses")
+}
+
+#[test]
+fn crl_grace_defaults_to_a_day_and_is_bounded() {
+    assert_eq!(tls_section("").crl_grace_secs, 86_400);
+    let zero = tls_section("crl_grace_secs = 0");
+    assert_eq!(zero.crl_grace_secs, 0);
+    assert_eq!(zero.validate(), Ok(()));
+    assert_eq!(tls_section("crl_grace_secs = 2592000").validate(), Ok(()));
+    assert_eq!(
+        tls_section("crl_grace_secs = 2592001").validate(),
+        Err("field tls.crl_grace_secs: at most 2592000 (30 days)".into())
+    );
+    assert!(toml::from_str::<TlsConfig>(
+        "cert = \"s\"\nkey = \"k\"\nclient_ca = \"c\"\ncrl_grace_secs = -1"
+    )
+    .is_err());
+}
+fn stdio(extra: &str) -> Result<Config, String> {
+    let text = format!(
+        "listen = \"127.0.0.1:7443\"\ntrust_domain = \"sealgate.local\"\n[tls]\ncert = \"s.crt\"\nkey = \"s.key\"\nclient_ca = \"ca.crt\"\n[signing]\nkey = \"g.key\"\n[registry]\npath = \"c.toml\"\n[[backend]]\nname = \"ep\"\nkind = \"stdio\"\ncommand = \"node\"\n{extra}"
+    );
+    let config: Config = toml::from_str(&text).map_err(|e| e.to_string())?;
+    config.validate()?;
+    Ok(config)
+}
+
+#[test]
+fn isolation_keys_default_to_a_sandbox_without_network() {
+    use crate::sandbox::{Egress, Limits};
+    let c = stdio("").expect("valid");
+    let BackendConfig::Stdio {
+        sandbox,
+        egress,
+        limits,
+        user,
+        pinning,
+        ..
+    } = &c.backends[0]
+    else {
+        panic!("stdio")
+    };
+    assert_eq!(*sandbox, SandboxMode::BestEffort);
+    assert_eq!(egress.0, Egress::None);
+    assert_eq!(*limits, Limits::default());
+    assert_eq!(*user, None);
+    assert_eq!(*pinning, None);
+    assert_eq!(c.backends[0].pinning(c.pinning), Pinning::Tofu);
+    let c = stdio("egress = [\"tcp:443\", \"tcp:53\", \"tcp:443\"]\npinning = \"strict\"")
+        .expect("valid");
+    let BackendConfig::Stdio { egress, .. } = &c.backends[0] else {
+        panic!("stdio")
+    };
+    assert_eq!(egress.0, Egress::TcpPorts(vec![53, 443]));
+    assert_eq!(c.backends[0].pinning(Pinning::Tofu), Pinning::Strict);
+    let c = stdio("egress = [\"TCP:443\"]").expect("valid");
+    let BackendConfig::Stdio { egress, .. } = &c.backends[0] else {
+        panic!("stdio")
+    };
+    assert_eq!(
+        egress.0,
+        Egress::TcpPorts(vec![443]),
+        "the prefix in any case"
+    );
+    let c = stdio(
+        "egress = [\"Data.Europarl.Europa.EU.:443\", \"data.europarl.europa.eu:443\", \"localhost:8080\"]",
+    )
+    .expect("valid");
+    let BackendConfig::Stdio { egress, .. } = &c.backends[0] else {
+        panic!("stdio")
+    };
+    let hp = |h: &str, port| crate::sandbox::HostPort {
+        host: h.into(),
+        port,
+    };
+    assert_eq!(
+        egress.0,
+        Egress::Hosts(vec![
+            hp("data.europarl.europa.eu", 443),
+            hp("localhost", 8080)
+        ]),
+        "lower case, trailing dot dropped, duplicates merged"
+    );
+    assert_eq!(
+        egress.0.to_string(),
+        "data.europarl.europa.eu:443,localhost:8080"
+    );
+}
+
+#[test]
+fn isolation_keys_that_make_no_sense_are_refused_by_name() {
+    for (extra, want) in [
+        ("egress = \"internet\"", "field egress: expected"),
+        (
+            "egress = [\"udp:53\"]",
+            "\"udp:53\": no UDP egress is offered",
+        ),
+        (
+            "egress = [\"tcp:443\", \"data.europarl.europa.eu:443\"]",
+            "it mixes tcp:<port> (any host) with host:port entries",
+        ),
+        (
+            "egress = [\"10.0.0.1:443\"]",
+            "\"10.0.0.1:443\" is an IP address; name the host",
+        ),
+        (
+            "egress = [\"[::1]:443\"]",
+            "\"[::1]:443\" is an IP address; name the host",
+        ),
+        (
+            "egress = [\"example.com\"]",
+            "\"example.com\" is not host:port",
+        ),
+        (
+            "egress = [\"example.com:0\"]",
+            "\"example.com:0\": the port is not 1-65535",
+        ),
+        (
+            "egress = [\"exa_mple.com:443\"]",
+            "\"exa_mple.com:443\": \"exa_mple.com\" is not a DNS host name",
+        ),
+        (
+            "egress = [\"-a.example.com:443\"]",
+            "is not a DNS host name",
+        ),
+        ("egress = [\"1.2.3.4.5:443\"]", "numeric top label"),
+        ("egress = [\"0x7f.1:443\"]", "numeric top label"),
+        (
+            "egress = [\"TCP:0\"]",
+            "\"TCP:0\" is not tcp:<port 1-65535>",
+        ),
+        (
+            "egress = [\"intranet:443\"]",
+            "\"intranet:443\": name the host in full, with its domain",
+        ),
+        (
+            "egress = [\"tcp:0\"]",
+            "\"tcp:0\" is not tcp:<port 1-65535>",
+        ),
+        ("sandbox = \"maybe\"", "unknown variant `maybe`"),
+        ("pinning = \"lax\"", "unknown variant `lax`"),
+        (
+            "group = \"nogroup\"",
+            "backend \"ep\" field group: set user too",
+        ),
+        (
+            "egress = [\"tcp:443\"]\negress_private = true",
+            "backend \"ep\" field egress_private: only with egress by host name",
+        ),
+        (
+            "user = \"no body\"",
+            "backend \"ep\" field user: an account name",
+        ),
+        (
+            "[backend.limits]\nmemory_mb = 10",
+            "backend \"ep\" field limits.memory_mb: must be at least 64",
+        ),
+        (
+            "[backend.limits]\nprocesses = 0",
+            "backend \"ep\" field limits.processes: must be at least 1",
+        ),
+        (
+            "[backend.limits]\nopen_files = 3",
+            "backend \"ep\" field limits.open_files: must be at least 16",
+        ),
+        (
+            "[backend.limits]\ncpu_secs = 0",
+            "backend \"ep\" field limits.cpu_secs: must be at least 1",
+        ),
+        ("[backend.limits]\nthreads = 4", "unknown field `threads`"),
+    ] {
+        let e = stdio(extra)
+            .err()
+            .unwrap_or_else(|| panic!("{extra} accepted"));
+        assert!(e.contains(want), "{extra}: {e}");
+    }
+}
