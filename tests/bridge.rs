@@ -205,9 +205,13 @@ fn spawn_http_bridge_with(profile: &Path, port: u16, secret: &Path, extra: &[&st
 
 /// One raw HTTP/1.1 exchange; returns the status code and the body.
 fn raw_http(port: u16, head: &str, body: &str) -> (u16, String) {
+    raw_http_within(port, head, body, Duration::from_secs(10))
+}
+
+/// `raw_http` with its own bound on the wait for the answer.
+fn raw_http_within(port: u16, head: &str, body: &str, wait: Duration) -> (u16, String) {
     let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    tcp.set_read_timeout(Some(wait)).expect("timeout");
     let req = format!(
         "{head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -372,12 +376,17 @@ async fn silent_connections_do_not_block_the_http_bridge() {
             })
             .collect();
         // One more, as a host would: answered once a place is free.
-        let answered = raw_http(
+        // The bridge has thousands of pipelined requests from 64
+        // connections to answer or drop first: on a loaded 2-core machine
+        // that can take more than the usual 10 s. Blocked would be forever;
+        // 60 s tells the two apart.
+        let answered = raw_http_within(
             port,
             &format!(
                 "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json"
             ),
             r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            Duration::from_secs(60),
         );
         // Each silent connection was closed by the bridge.
         let closed = silent
@@ -448,12 +457,17 @@ async fn connections_that_never_read_their_answers_do_not_block_the_http_bridge(
                 .map(|w| w.join().expect("writer"))
                 .collect()
         });
-        let answered = raw_http(
+        // The bridge has thousands of pipelined requests from 64
+        // connections to answer or drop first: on a loaded 2-core machine
+        // that can take more than the usual 10 s. Blocked would be forever;
+        // 60 s tells the two apart.
+        let answered = raw_http_within(
             port,
             &format!(
                 "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json"
             ),
             r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            Duration::from_secs(60),
         );
         drop(stuck);
         answered
