@@ -69,6 +69,7 @@ pub mod sandbox;
 pub mod scrape;
 pub mod secrets;
 pub mod server;
+pub mod slots;
 pub mod startup;
 pub mod state;
 pub mod summary;

@@ -65,14 +65,13 @@ mod handshake;
 mod lifetime;
 mod listener;
 mod refusal;
-mod slots;
 mod source;
 mod stream;
 
+use crate::slots::Slots;
 use accept::accept_loop;
 use budgets::Admission;
 use refusal::{log_summary, SUMMARY_KEYS};
-use slots::Slots;
 
 pub use listener::{bind_listener, LISTEN_BACKLOG};
 pub use refusal::SUMMARY_INTERVAL;

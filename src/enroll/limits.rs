@@ -12,6 +12,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::slots::{Slot, Slots};
+
 /// Sources whose rate state is kept at once. Beyond it, the requests of
 /// sources not in the table share one overflow allowance (of the same
 /// rate), until entries are forgotten.
@@ -96,15 +98,18 @@ impl SourceRate {
     }
 }
 
-/// Counted slots per key: a key is in the map only while it holds a slot,
-/// and slots are only held beside a listener-wide permit, so the map is
-/// bounded by the listener's caps.
-#[derive(Debug, Default)]
+/// Counted slots per source or per network: a key is in the map only
+/// while it holds a slot, and slots are only held beside a listener-wide
+/// permit, so the map is bounded by the listener's caps.
+#[derive(Debug)]
 pub struct SourceSlots {
-    counts: Mutex<HashMap<IpAddr, usize>>,
+    slots: Arc<Slots<IpAddr>>,
     /// Keyed by network ([`network_key`]) rather than source.
     network: bool,
 }
+
+/// One taken slot; dropping it frees the slot.
+pub type SourceSlot = Slot<IpAddr>;
 
 /// The network of `ip` for the listener's second tier of caps: its IPv4
 /// /24, or its IPv6 /48 (an IPv4-mapped address as IPv4). A site or a
@@ -124,66 +129,33 @@ pub fn network_key(ip: IpAddr) -> IpAddr {
 impl SourceSlots {
     /// An empty table, per source ([`crate::policy::anomaly::source_key`]).
     pub fn new() -> Arc<Self> {
-        Arc::new(SourceSlots::default())
+        Arc::new(SourceSlots {
+            slots: Slots::new(),
+            network: false,
+        })
     }
 
     /// An empty table, per network ([`network_key`]).
     pub fn per_network() -> Arc<Self> {
         Arc::new(SourceSlots {
+            slots: Slots::new(),
             network: true,
-            ..SourceSlots::default()
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
-        // Every operation leaves the counts consistent.
-        self.counts.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// One of `cap` slots of `ip`'s source, or `None` when all are taken.
-    pub fn try_take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<SourceSlot> {
+    pub fn try_take(&self, ip: IpAddr, cap: usize) -> Option<SourceSlot> {
         let key = if self.network {
             network_key(ip)
         } else {
             crate::policy::anomaly::source_key(ip)
         };
-        let mut counts = self.lock();
-        let count = counts.entry(key).or_insert(0);
-        if *count >= cap {
-            if *count == 0 {
-                counts.remove(&key);
-            }
-            return None;
-        }
-        *count += 1;
-        Some(SourceSlot {
-            slots: self.clone(),
-            key,
-        })
+        self.slots.try_take(key, cap)
     }
 
     /// Sources holding a slot now.
     pub fn sources(&self) -> usize {
-        self.lock().len()
-    }
-}
-
-/// One taken slot; dropping it frees the slot.
-#[derive(Debug)]
-pub struct SourceSlot {
-    slots: Arc<SourceSlots>,
-    key: IpAddr,
-}
-
-impl Drop for SourceSlot {
-    fn drop(&mut self) {
-        let mut counts = self.slots.lock();
-        if let Some(count) = counts.get_mut(&self.key) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                counts.remove(&self.key);
-            }
-        }
+        self.slots.keys()
     }
 }
 

@@ -26,8 +26,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::slots::Slots;
 use super::source::Source;
+use crate::slots::Slots;
 
 /// Refused connections being answered at once, at most.
 const MAX_ANSWERING: usize = 256;

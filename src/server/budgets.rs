@@ -15,8 +15,8 @@ use crate::peer::AcceptStats;
 use crate::summary::{Seen, Summary};
 
 use super::refusal::Refusal;
-use super::slots::Slots;
 use super::source::Source;
+use crate::slots::Slots;
 
 /// The accept loop's budgets and what a new connection needs, shared with
 /// every handshake task.

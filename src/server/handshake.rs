@@ -20,9 +20,9 @@ use crate::peer::PeerInfo;
 use super::alert;
 use super::budgets::Admission;
 use super::refusal::Refusal;
-use super::slots::Slot;
 use super::source::Source;
 use super::stream::{Held, PeerStream};
+use crate::slots::Slot;
 
 /// A handshake timeout that fires this late was the gateway's own doing
 /// (its runtime stalled): not counted against the client's source.

@@ -25,8 +25,8 @@ use crate::summary::{Seen, Summary};
 use super::goaway;
 use super::lifetime::{Closing, Lifetime, Moment, Verdict};
 use super::refusal::Refusal;
-use super::slots::Slot;
 use super::source::Source;
+use crate::slots::Slot;
 
 /// The slots an established connection holds until it closes.
 #[derive(Debug)]

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::action::{Admission, Figures};
 use super::sources::source_key;
-use super::state::{lock, Anomaly};
+use super::tracker::{lock, Anomaly};
 
 impl Anomaly {
     /// Stage 2: is the identity blocked, or throttled and over its

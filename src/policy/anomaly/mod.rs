@@ -37,7 +37,7 @@
 //! the state it counts in and its step, and knows nothing of the others;
 //! the shared types sit in leaves named after what they own (`action`,
 //! `window`, `restriction`, `throttle`, `identity`, `sources`,
-//! `blocks_file`, `config`). [`Anomaly`] (`state`) holds it all; what runs
+//! `blocks_file`, `config`). [`Anomaly`] (`tracker`) holds it all; what runs
 //! the detectors is named after when it runs: `admission` (stage 2 and the
 //! accept loop), `observe` (stage 7 and refusals), `reconcile` (the shared
 //! store), `operator` (`admin blocks`, unblock), `records` (the audit
@@ -59,8 +59,8 @@ mod records;
 mod restriction;
 mod source_failures;
 mod sources;
-mod state;
 mod throttle;
+mod tracker;
 mod volume;
 mod window;
 
@@ -75,7 +75,7 @@ pub use restriction::{
 };
 pub use source_failures::SourceFailuresConfig;
 pub use sources::{source_key, source_label};
-pub use state::Anomaly;
+pub use tracker::Anomaly;
 pub use volume::VolumeConfig;
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use super::action::{Action, Admission};
 use super::identity::IdentityState;
 use super::restriction::{restriction, Imposed};
 use super::sources::{source_key, source_text};
-use super::state::{lock, Anomaly};
+use super::tracker::{lock, Anomaly};
 use super::window::until_of;
 
 impl Anomaly {

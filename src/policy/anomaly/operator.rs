@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use super::action::Figures;
 use super::restriction::{restriction, Imposed, Restriction};
 use super::sources::{source_key, source_text};
-use super::state::{lock, Anomaly};
+use super::tracker::{lock, Anomaly};
 use crate::audit::AnomalyEvent;
 
 impl Anomaly {

@@ -17,7 +17,7 @@ use super::blocks_file::{read, BlocksFile, Persist, SavedBlock, WriteFile};
 use super::identity::IdentityState;
 use super::restriction::{detector_name, Imposed};
 use super::sources::{source_key, source_text};
-use super::state::{lock, Anomaly};
+use super::tracker::{lock, Anomaly};
 
 /// How long the writer waits after a write before the next one, so a burst
 /// of changes costs one write.

@@ -9,7 +9,7 @@ use super::action::Admission;
 use super::identity::IdentityState;
 use super::restriction::{detector_name, restriction, Imposed, StoredRestriction};
 use super::sources::{source_key, source_text};
-use super::state::{lock, Anomaly};
+use super::tracker::{lock, Anomaly};
 
 impl Anomaly {
     /// Stage 3 with a shared store: what the store says of `client_id`'s

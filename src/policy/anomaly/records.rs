@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use super::action::Figures;
 use super::sources::{source_key, source_text};
-use super::state::Anomaly;
+use super::tracker::Anomaly;
 use crate::audit::AnomalyEvent;
 
 impl Anomaly {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use super::sources;
-use super::state::lock;
+use super::tracker::lock;
 use super::*;
 use crate::audit::AuditLog;
 use crate::policy::RateLimitFile;

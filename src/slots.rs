@@ -1,6 +1,7 @@
-//! Capped counts per key (per source, per identity), each unit held by a
-//! [`Slot`] that frees itself on drop: the per-source and per-identity
-//! budgets of the transport.
+//! Capped counts per key (per source, per network, per identity), each unit
+//! held by a [`Slot`] that frees itself on drop: the per-source and
+//! per-identity budgets of the gateway's transport and of the enrollment
+//! listener. It never decides a cap; its callers do.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -9,14 +10,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// Open counts per key, each held by a [`Slot`]. A key is removed when its
 /// count drops to zero, so the map never holds more keys than there are
 /// live slots, and slots are only held alongside a semaphore permit
-/// (`max_handshakes` or `max_connections`): the map is bounded by those.
+/// (the listener's handshake or connection cap): the map is bounded by
+/// those.
 #[derive(Debug)]
-pub(super) struct Slots<K: Eq + Hash + Clone> {
+pub struct Slots<K: Eq + Hash + Clone> {
     counts: Mutex<HashMap<K, usize>>,
 }
 
 impl<K: Eq + Hash + Clone> Slots<K> {
-    pub(super) fn new() -> Arc<Self> {
+    /// An empty table.
+    pub fn new() -> Arc<Self> {
         Arc::new(Slots {
             counts: Mutex::new(HashMap::new()),
         })
@@ -28,7 +31,7 @@ impl<K: Eq + Hash + Clone> Slots<K> {
     }
 
     /// One of `cap` slots of `key`, or `None` when all are taken.
-    pub(super) fn try_take(self: &Arc<Self>, key: K, cap: usize) -> Option<Slot<K>> {
+    pub fn try_take(self: &Arc<Self>, key: K, cap: usize) -> Option<Slot<K>> {
         let mut counts = self.lock();
         let count = counts.entry(key.clone()).or_insert(0);
         if *count >= cap {
@@ -44,15 +47,15 @@ impl<K: Eq + Hash + Clone> Slots<K> {
         })
     }
 
-    #[cfg(test)]
-    fn keys(&self) -> usize {
+    /// Keys holding a slot now.
+    pub fn keys(&self) -> usize {
         self.lock().len()
     }
 }
 
 /// One taken slot of a key; dropping it frees the slot.
 #[derive(Debug)]
-pub(super) struct Slot<K: Eq + Hash + Clone> {
+pub struct Slot<K: Eq + Hash + Clone> {
     slots: Arc<Slots<K>>,
     key: K,
 }
