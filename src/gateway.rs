@@ -1,7 +1,8 @@
-//! The tonic service that runs every stage of a request, in order.
+//! The request path: every stage of a request, in order.
 //!
-//! identity → admission → envelope → message → authorization → backend →
-//! seal → audit. Cheap checks come first; the Ed25519 signature is verified
+//! identity → admission → envelope → message → authorization → arguments →
+//! anomaly → backend → result → seal → audit (the `record.stage` names).
+//! Cheap checks come first; the Ed25519 signature is verified
 //! before any JSON is parsed; a nonce is recorded only after its signature
 //! held. Each stage returns a [`Denial`] on failure; [`Denial::to_status`]
 //! is the only place a denial becomes a gRPC status. Every request, allowed
