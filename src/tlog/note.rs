@@ -220,10 +220,11 @@ impl SignedNote {
             text: NoteText::new(text.to_owned())?,
             signatures: Vec::new(),
         };
+        // Counted before any line is decoded, so a flood costs nothing.
+        if block.split('\n').nth(MAX_SIGNATURES).is_some() {
+            return Err(NoteError::TooManySignatures);
+        }
         for (i, line) in block.split('\n').enumerate() {
-            if i == MAX_SIGNATURES {
-                return Err(NoteError::TooManySignatures);
-            }
             signed.push(SignatureLine::parse(line, i + 1)?)?;
         }
         Ok(signed)
