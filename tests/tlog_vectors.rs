@@ -31,7 +31,7 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
 /// The variant name of an error's Debug form (`InvalidSignature { .. }`).
 fn variant(e: &impl std::fmt::Debug) -> String {
     let d = format!("{e:?}");
-    d.split(|c| c == ' ' || c == '(' || c == '{')
+    d.split([' ', '(', '{'])
         .next()
         .unwrap_or_default()
         .to_owned()

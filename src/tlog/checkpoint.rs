@@ -208,15 +208,15 @@ mod tests {
 
     #[test]
     fn the_spec_example_round_trips() {
-        let c = Checkpoint::parse(SPEC).unwrap();
+        let c = Checkpoint::parse(SPEC).expect("valid test input");
         assert_eq!(c.origin(), "example.com/behind-the-sofa");
         assert_eq!(c.size(), 20852163);
         assert_eq!(c.root_hash()[..3], [0x0a, 0xc5, 0x18]);
         assert!(c.extensions().is_empty());
         assert_eq!(c.format(), SPEC);
-        assert_eq!(c.to_note_text().unwrap().as_str(), SPEC);
+        assert_eq!(c.to_note_text().expect("valid test input").as_str(), SPEC);
         let ext = format!("{SPEC}ext one\n— ext two\n");
-        let e = Checkpoint::parse(&ext).unwrap();
+        let e = Checkpoint::parse(&ext).expect("valid test input");
         assert_eq!(
             e.extensions(),
             &["ext one".to_owned(), "— ext two".to_owned()]
@@ -226,7 +226,7 @@ mod tests {
 
     #[test]
     fn building_applies_the_parse_rules() {
-        let c = Checkpoint::new("o", 0, [0; 32]).unwrap();
+        let c = Checkpoint::new("o", 0, [0; 32]).expect("valid test input");
         assert_eq!(
             c.format(),
             "o\n0\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"
@@ -245,8 +245,13 @@ mod tests {
         );
         let bad = Checkpoint::with_extensions("o", 1, [0; 32], vec![String::new()]);
         assert_eq!(bad, Err(CheckpointError::EmptyExtension { line: 4 }));
-        let max = Checkpoint::new("o", u64::MAX, [0; 32]).unwrap();
-        assert_eq!(Checkpoint::parse(&max.format()).unwrap().size(), u64::MAX);
+        let max = Checkpoint::new("o", u64::MAX, [0; 32]).expect("valid test input");
+        assert_eq!(
+            Checkpoint::parse(&max.format())
+                .expect("valid test input")
+                .size(),
+            u64::MAX
+        );
     }
 
     #[test]

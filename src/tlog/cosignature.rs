@@ -165,7 +165,7 @@ mod tests {
     use super::*;
 
     fn name(s: &str) -> KeyName {
-        KeyName::new(s).unwrap()
+        KeyName::new(s).expect("valid test input")
     }
     fn log() -> SignerKey {
         SignerKey::from_seed(name("example.com/log"), SignatureType::Ed25519, &[1; 32])
@@ -178,12 +178,14 @@ mod tests {
         )
     }
     fn checkpoint() -> Checkpoint {
-        Checkpoint::new("example.com/log", 20852163, [9; 32]).unwrap()
+        Checkpoint::new("example.com/log", 20852163, [9; 32]).expect("valid test input")
     }
     fn cosigned(ts: u64) -> SignedNote {
         let c = checkpoint();
-        let mut n = SignedNote::sign(c.to_note_text().unwrap(), &log()).unwrap();
-        n.push(cosign(&c, &witness(), ts).unwrap()).unwrap();
+        let mut n = SignedNote::sign(c.to_note_text().expect("valid test input"), &log())
+            .expect("valid test input");
+        n.push(cosign(&c, &witness(), ts).expect("valid test input"))
+            .expect("valid test input");
         n
     }
 
@@ -192,9 +194,9 @@ mod tests {
         let c = Checkpoint::parse(
             "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n",
         )
-        .unwrap();
+        .expect("valid test input");
         assert_eq!(
-            String::from_utf8(cosigned_message(&c, 1679315147)).unwrap(),
+            String::from_utf8(cosigned_message(&c, 1679315147)).expect("valid test input"),
             "cosignature/v1\ntime 1679315147\nexample.com/behind-the-sofa\n20852163\n\
              CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
         );
@@ -203,7 +205,7 @@ mod tests {
     #[test]
     fn cosign_and_verify_round_trip() {
         let n = cosigned(1679315147);
-        let back = SignedNote::parse(&n.to_bytes()).unwrap();
+        let back = SignedNote::parse(&n.to_bytes()).expect("valid test input");
         assert_eq!(
             verify_cosignature(&back, witness().verifier()),
             Ok(1679315147)
@@ -248,7 +250,8 @@ mod tests {
             Err(CosignatureError::TimestampTooLarge { timestamp: ts })
         );
         // No line by this witness.
-        let log_only = SignedNote::sign(c.to_note_text().unwrap(), &log()).unwrap();
+        let log_only = SignedNote::sign(c.to_note_text().expect("valid test input"), &log())
+            .expect("valid test input");
         assert_eq!(
             verify_cosignature(&log_only, &wv),
             Err(CosignatureError::Missing {
@@ -264,7 +267,7 @@ mod tests {
                 id: wid,
                 payload: vec![0; 64],
             })
-            .unwrap();
+            .expect("valid test input");
         assert_eq!(
             verify_cosignature(&short, &wv),
             Err(CosignatureError::PayloadLength {
@@ -281,7 +284,7 @@ mod tests {
             id: wid,
             payload,
         })
-        .unwrap();
+        .expect("valid test input");
         assert_eq!(
             verify_cosignature(&high, &wv),
             Err(CosignatureError::TimestampTooLarge {
@@ -289,10 +292,10 @@ mod tests {
             })
         );
         // The timestamp changed under the signature.
-        let mut line = cosign(&c, &w, 100).unwrap();
+        let mut line = cosign(&c, &w, 100).expect("valid test input");
         line.payload[7] = 101;
         let mut moved = log_only.clone();
-        moved.push(line).unwrap();
+        moved.push(line).expect("valid test input");
         assert_eq!(
             verify_cosignature(&moved, &wv),
             Err(CosignatureError::InvalidSignature {
@@ -301,9 +304,13 @@ mod tests {
             })
         );
         // Another checkpoint under the same cosignature.
-        let other = Checkpoint::new("example.com/log", 20852164, [9; 32]).unwrap();
-        let mut forged = SignedNote::sign(other.to_note_text().unwrap(), &log()).unwrap();
-        forged.push(cosign(&c, &w, 100).unwrap()).unwrap();
+        let other =
+            Checkpoint::new("example.com/log", 20852164, [9; 32]).expect("valid test input");
+        let mut forged = SignedNote::sign(other.to_note_text().expect("valid test input"), &log())
+            .expect("valid test input");
+        forged
+            .push(cosign(&c, &w, 100).expect("valid test input"))
+            .expect("valid test input");
         assert_eq!(
             verify_cosignature(&forged, &wv),
             Err(CosignatureError::InvalidSignature {
@@ -312,9 +319,11 @@ mod tests {
             })
         );
         // A note that is not a checkpoint.
-        let text = NoteText::new("hello\n".into()).unwrap();
-        let mut plain = SignedNote::sign(text, &log()).unwrap();
-        plain.push(cosign(&c, &w, 1).unwrap()).unwrap();
+        let text = NoteText::new("hello\n".into()).expect("valid test input");
+        let mut plain = SignedNote::sign(text, &log()).expect("valid test input");
+        plain
+            .push(cosign(&c, &w, 1).expect("valid test input"))
+            .expect("valid test input");
         assert_eq!(
             verify_cosignature(&plain, &wv),
             Err(CosignatureError::Checkpoint(CheckpointError::TooFewLines {
@@ -330,7 +339,11 @@ mod tests {
         let seed = [2; 32];
         let as_note =
             SignerKey::from_seed(name("witness.example/w1"), SignatureType::Ed25519, &seed);
-        let n = SignedNote::sign(checkpoint().to_note_text().unwrap(), &as_note).unwrap();
+        let n = SignedNote::sign(
+            checkpoint().to_note_text().expect("valid test input"),
+            &as_note,
+        )
+        .expect("valid test input");
         let wv = witness().verifier().clone();
         assert!(matches!(
             verify_cosignature(&n, &wv),

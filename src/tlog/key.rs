@@ -333,10 +333,10 @@ mod tests {
 
     #[test]
     fn keys_round_trip_and_match() {
-        let v = VerifierKey::parse(PETER_VKEY).unwrap();
+        let v = VerifierKey::parse(PETER_VKEY).expect("valid test input");
         assert_eq!(v.to_string(), PETER_VKEY);
         assert_eq!(v.id(), KeyId([0xc7, 0x4f, 0x20, 0xa3]));
-        let s = SignerKey::parse(PETER_SKEY).unwrap();
+        let s = SignerKey::parse(PETER_SKEY).expect("valid test input");
         assert_eq!(s.verifier(), &v);
         assert_eq!(s.to_skey().as_str(), PETER_SKEY);
         assert!(!format!("{s:?}").contains("AYEK"));
@@ -344,14 +344,16 @@ mod tests {
 
     #[test]
     fn generated_keys_round_trip() {
-        let name = KeyName::new("witness.example/w1").unwrap();
+        let name = KeyName::new("witness.example/w1").expect("valid test input");
         let s = SignerKey::generate(name, SignatureType::CosignatureV1);
         assert_eq!(
-            SignerKey::parse(&s.to_skey()).unwrap().verifier(),
+            SignerKey::parse(&s.to_skey())
+                .expect("valid test input")
+                .verifier(),
             s.verifier()
         );
         assert_eq!(
-            &VerifierKey::parse(&s.verifier().to_string()).unwrap(),
+            &VerifierKey::parse(&s.verifier().to_string()).expect("valid test input"),
             s.verifier()
         );
     }
@@ -440,7 +442,7 @@ mod tests {
         let mut identity = [0u8; 32];
         identity[0] = 1;
         typed.extend_from_slice(&identity);
-        let name = KeyName::new("weak").unwrap();
+        let name = KeyName::new("weak").expect("valid test input");
         let id = KeyId::compute(&name, SignatureType::Ed25519, &identity);
         let vkey = format!("weak+{id}+{}", encode_base64(&typed));
         assert_eq!(VerifierKey::parse(&vkey), Err(KeyError::InvalidPublicKey));

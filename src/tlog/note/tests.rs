@@ -11,10 +11,10 @@ const PETER_SIG: &str = "\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupL
 const ENOCH_SIG: &str = "\u{2014} EnochRoot rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5n2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=\n";
 
 fn peter() -> VerifierKey {
-    VerifierKey::parse(PETER_VKEY).unwrap()
+    VerifierKey::parse(PETER_VKEY).expect("valid test input")
 }
 fn enoch() -> VerifierKey {
-    VerifierKey::parse(ENOCH_VKEY).unwrap()
+    VerifierKey::parse(ENOCH_VKEY).expect("valid test input")
 }
 fn note(sigs: &str) -> String {
     format!("{TEXT}\n{sigs}")
@@ -23,27 +23,31 @@ fn parse(s: &str) -> Result<SignedNote, NoteError> {
     SignedNote::parse(s.as_bytes())
 }
 fn name(s: &str) -> KeyName {
-    KeyName::new(s).unwrap()
+    KeyName::new(s).expect("valid test input")
 }
 
 #[test]
 fn sign_reproduces_go_bytes() {
-    let signer = SignerKey::parse(PETER_SKEY).unwrap();
-    let signed = SignedNote::sign(NoteText::new(TEXT.into()).unwrap(), &signer).unwrap();
+    let signer = SignerKey::parse(PETER_SKEY).expect("valid test input");
+    let signed = SignedNote::sign(
+        NoteText::new(TEXT.into()).expect("valid test input"),
+        &signer,
+    )
+    .expect("valid test input");
     assert_eq!(
-        String::from_utf8(signed.to_bytes()).unwrap(),
+        String::from_utf8(signed.to_bytes()).expect("valid test input"),
         note(PETER_SIG)
     );
 }
 
 #[test]
 fn verify_accepts_known_and_ignores_unknown() {
-    let n = parse(&note(&format!("{PETER_SIG}{ENOCH_SIG}"))).unwrap();
-    let v = n.verify(&[peter()]).unwrap();
+    let n = parse(&note(&format!("{PETER_SIG}{ENOCH_SIG}"))).expect("valid test input");
+    let v = n.verify(&[peter()]).expect("valid test input");
     assert_eq!(v.text().as_str(), TEXT);
     assert_eq!(v.verified_by(), &[peter()]);
     assert_eq!(v.note().signatures().len(), 2);
-    let both = n.verify(&[enoch(), peter()]).unwrap();
+    let both = n.verify(&[enoch(), peter()]).expect("valid test input");
     assert_eq!(both.verified_by(), &[peter(), enoch()]);
     assert_eq!(n.verify(&[]), Err(NoteError::NoKnownSignature));
     assert_eq!(
@@ -55,17 +59,17 @@ fn verify_accepts_known_and_ignores_unknown() {
 #[test]
 fn same_name_other_id_and_same_id_other_name_are_ignored() {
     let other_id = PETER_SIG.replace("x08go", "x08gp");
-    let n = parse(&note(&format!("{other_id}{ENOCH_SIG}"))).unwrap();
+    let n = parse(&note(&format!("{other_id}{ENOCH_SIG}"))).expect("valid test input");
     assert_eq!(n.verify(&[peter()]), Err(NoteError::NoKnownSignature));
     let other_name = PETER_SIG.replace("PeterNeumann", "CarmenSandiego");
-    let n = parse(&note(&other_name)).unwrap();
+    let n = parse(&note(&other_name)).expect("valid test input");
     assert_eq!(n.verify(&[peter()]), Err(NoteError::NoKnownSignature));
 }
 
 #[test]
 fn a_bad_signature_of_a_known_key_refuses_the_note() {
     let bad = format!("{}ABCD{}", &PETER_SIG[..60], &PETER_SIG[60..]);
-    let n = parse(&note(&format!("{ENOCH_SIG}{bad}"))).unwrap();
+    let n = parse(&note(&format!("{ENOCH_SIG}{bad}"))).expect("valid test input");
     let want = NoteError::InvalidSignature {
         name: name("PeterNeumann"),
         id: peter().id(),
@@ -73,14 +77,15 @@ fn a_bad_signature_of_a_known_key_refuses_the_note() {
     assert_eq!(n.verify(&[peter(), enoch()]), Err(want));
     // A known key's line of the wrong length is an invalid signature too.
     let short = "\u{2014} PeterNeumann x08gowE=\n";
-    let n = parse(&note(&format!("{ENOCH_SIG}{short}"))).unwrap();
+    let n = parse(&note(&format!("{ENOCH_SIG}{short}"))).expect("valid test input");
     let want = NoteError::InvalidSignature {
         name: name("PeterNeumann"),
         id: peter().id(),
     };
     assert_eq!(n.verify(&[enoch(), peter()]), Err(want));
     // A different text under the same signature.
-    let n = parse(&format!("{}\n{PETER_SIG}", TEXT.replace("you", "we"))).unwrap();
+    let n =
+        parse(&format!("{}\n{PETER_SIG}", TEXT.replace("you", "we"))).expect("valid test input");
     assert!(matches!(
         n.verify(&[peter()]),
         Err(NoteError::InvalidSignature { .. })
@@ -89,7 +94,7 @@ fn a_bad_signature_of_a_known_key_refuses_the_note() {
 
 #[test]
 fn known_keys_must_be_unambiguous_note_keys() {
-    let n = parse(&note(PETER_SIG)).unwrap();
+    let n = parse(&note(PETER_SIG)).expect("valid test input");
     let want = NoteError::AmbiguousKey {
         name: name("EnochRoot"),
         id: enoch().id(),
@@ -104,7 +109,7 @@ fn known_keys_must_be_unambiguous_note_keys() {
         n.verify(&[peter(), cosigner.verifier().clone()]),
         Err(want.clone())
     );
-    let text = NoteText::new(TEXT.into()).unwrap();
+    let text = NoteText::new(TEXT.into()).expect("valid test input");
     assert_eq!(SignedNote::sign(text, &cosigner), Err(want));
 }
 
@@ -134,10 +139,10 @@ fn text_rules() {
         })
     );
     // Blank lines inside the text are allowed: the last one separates.
-    let text = NoteText::new("a\n\nb\n".into()).unwrap();
-    let signer = SignerKey::parse(PETER_SKEY).unwrap();
-    let signed = SignedNote::sign(text.clone(), &signer).unwrap();
-    let back = SignedNote::parse(&signed.to_bytes()).unwrap();
+    let text = NoteText::new("a\n\nb\n".into()).expect("valid test input");
+    let signer = SignerKey::parse(PETER_SKEY).expect("valid test input");
+    let signed = SignedNote::sign(text.clone(), &signer).expect("valid test input");
+    let back = SignedNote::parse(&signed.to_bytes()).expect("valid test input");
     assert_eq!(back.text(), &text);
     assert!(back.verify(&[peter()]).is_ok());
 }
@@ -204,7 +209,10 @@ fn oversized_and_overfull_notes_are_refused() {
         .map(|i| format!("\u{2014} k{i} AAAAAAA=\n"))
         .collect();
     assert_eq!(
-        parse(&note(&enough)).unwrap().signatures().len(),
+        parse(&note(&enough))
+            .expect("valid test input")
+            .signatures()
+            .len(),
         MAX_SIGNATURES
     );
     let repeated = note(&PETER_SIG.repeat(101));
@@ -241,8 +249,12 @@ fn truncations_and_garbage_never_panic() {
 
 #[test]
 fn push_refuses_duplicates_and_overflow() {
-    let signer = SignerKey::parse(PETER_SKEY).unwrap();
-    let mut n = SignedNote::sign(NoteText::new(TEXT.into()).unwrap(), &signer).unwrap();
+    let signer = SignerKey::parse(PETER_SKEY).expect("valid test input");
+    let mut n = SignedNote::sign(
+        NoteText::new(TEXT.into()).expect("valid test input"),
+        &signer,
+    )
+    .expect("valid test input");
     let want = NoteError::DuplicateSignature {
         name: name("PeterNeumann"),
         id: peter().id(),
@@ -254,7 +266,7 @@ fn push_refuses_duplicates_and_overflow() {
             id: KeyId([0; 4]),
             payload: vec![0],
         })
-        .unwrap();
+        .expect("valid test input");
     }
     let extra = SignatureLine {
         name: name("extra"),
@@ -262,7 +274,11 @@ fn push_refuses_duplicates_and_overflow() {
         payload: vec![0],
     };
     assert_eq!(n.push(extra), Err(NoteError::TooManySignatures));
-    let mut n = SignedNote::sign(NoteText::new(TEXT.into()).unwrap(), &signer).unwrap();
+    let mut n = SignedNote::sign(
+        NoteText::new(TEXT.into()).expect("valid test input"),
+        &signer,
+    )
+    .expect("valid test input");
     let big = SignatureLine {
         name: name("big"),
         id: KeyId([0; 4]),
