@@ -112,34 +112,21 @@ pub fn verify_cosignature(
             name: name.clone(),
             id,
         })?;
-    let payload: &[u8; PAYLOAD_BYTES] =
-        line.payload
-            .as_slice()
-            .try_into()
-            .map_err(|_| CosignatureError::PayloadLength {
-                name: name.clone(),
-                len: line.payload.len(),
-            })?;
-    let (time, signature) = payload.split_at(8);
-    let timestamp =
-        u64::from_be_bytes(
-            time.try_into()
-                .map_err(|_| CosignatureError::PayloadLength {
-                    name: name.clone(),
-                    len: line.payload.len(),
-                })?,
-        );
+    if line.payload.len() != PAYLOAD_BYTES {
+        return Err(CosignatureError::PayloadLength {
+            name: name.clone(),
+            len: line.payload.len(),
+        });
+    }
+    let mut time = [0u8; 8];
+    time.copy_from_slice(&line.payload[..8]);
+    let mut signature = [0u8; 64];
+    signature.copy_from_slice(&line.payload[8..]);
+    let timestamp = u64::from_be_bytes(time);
     if timestamp > MAX_TIMESTAMP {
         return Err(CosignatureError::TimestampTooLarge { timestamp });
     }
-    let signature: &[u8; 64] =
-        signature
-            .try_into()
-            .map_err(|_| CosignatureError::PayloadLength {
-                name: name.clone(),
-                len: line.payload.len(),
-            })?;
-    if !cosigner.verify(&cosigned_message(&checkpoint, timestamp), signature) {
+    if !cosigner.verify(&cosigned_message(&checkpoint, timestamp), &signature) {
         return Err(CosignatureError::InvalidSignature {
             name: name.clone(),
             id,

@@ -167,6 +167,12 @@ impl SignatureLine {
         format!("{SIGNATURE_PREFIX}{} {}\n", self.name, encode_base64(&raw))
     }
 
+    /// The length of [`SignatureLine::encode`], without encoding.
+    fn encoded_len(&self) -> usize {
+        let raw = 4 + self.payload.len();
+        SIGNATURE_PREFIX.len() + self.name.as_str().len() + 1 + raw.div_ceil(3) * 4 + 1
+    }
+
     fn parse(line: &str, number: usize) -> Result<Self, NoteError> {
         let rest = line
             .strip_prefix(SIGNATURE_PREFIX)
@@ -273,16 +279,19 @@ impl SignedNote {
         if self.signatures.len() == MAX_SIGNATURES {
             return Err(NoteError::TooManySignatures);
         }
-        let len = self.text.as_str().len() + 1 + self.signatures_len() + line.encode().len();
+        // The bytes of the note with this line: text, blank line, lines.
+        let lines: usize = self
+            .signatures
+            .iter()
+            .chain([&line])
+            .map(SignatureLine::encoded_len)
+            .sum();
+        let len = self.text.as_str().len() + 1 + lines;
         if len > MAX_NOTE_BYTES {
             return Err(NoteError::TooLarge { len });
         }
         self.signatures.push(line);
         Ok(())
-    }
-
-    fn signatures_len(&self) -> usize {
-        self.signatures.iter().map(|s| s.encode().len()).sum()
     }
 
     /// The note text (not yet trusted: see [`SignedNote::verify`]).

@@ -286,3 +286,15 @@ fn push_refuses_duplicates_and_overflow() {
     };
     assert!(matches!(n.push(big), Err(NoteError::TooLarge { .. })));
 }
+
+#[test]
+fn encoded_len_is_the_length_of_the_line() {
+    for n in 1..80 {
+        let line = SignatureLine {
+            name: name("k\u{e9}y"),
+            id: KeyId([1, 2, 3, 4]),
+            payload: vec![0xab; n],
+        };
+        assert_eq!(line.encoded_len(), line.encode().len(), "payload {n}");
+    }
+}
