@@ -73,6 +73,7 @@ pub mod slots;
 pub mod startup;
 pub mod state;
 pub mod summary;
+pub mod tlog;
 pub mod tls;
 pub mod traces;
 
