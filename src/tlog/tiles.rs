@@ -12,6 +12,7 @@
 //! One `TileStore` writes a directory at a time: it takes no lock.
 
 use std::cell::RefCell;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fs;
 use std::io::{Read as _, Write as _};
@@ -391,8 +392,10 @@ impl TileReader<'_> {
     ) -> Result<Vec<Hash>, TileError> {
         let store = self.store;
         let not_stored = TileError::NotStored {
-            size: ((n * TILE_WIDTH as u64) + (start + count) as u64)
-                .checked_shl(8 * level as u32)
+            size: n
+                .saturating_mul(TILE_WIDTH as u64)
+                .saturating_add((start + count) as u64)
+                .checked_mul(1u64 << (8 * level))
                 .unwrap_or(u64::MAX),
             stored: store.size,
         };
@@ -417,13 +420,14 @@ impl TileReader<'_> {
                 .ok_or(not_stored);
         }
         let mut cache = self.cache.borrow_mut();
-        if !cache.contains_key(&(level, n)) {
-            let path = store.dir.join(tile_path(level, n, TILE_WIDTH));
-            cache.insert((level, n), read_tile(&path, TILE_WIDTH)?);
-        }
-        cache
-            .get(&(level, n))
-            .and_then(|tile| tile.get(start..start + count))
+        let tile = match cache.entry((level, n)) {
+            Entry::Occupied(tile) => tile.into_mut(),
+            Entry::Vacant(slot) => {
+                let path = store.dir.join(tile_path(level, n, TILE_WIDTH));
+                slot.insert(read_tile(&path, TILE_WIDTH)?)
+            }
+        };
+        tile.get(start..start + count)
             .map(<[Hash]>::to_vec)
             .ok_or(not_stored)
     }
