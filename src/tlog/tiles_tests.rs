@@ -74,6 +74,12 @@ fn a_100000_leaf_tree_on_disk_matches_the_memory_tree() {
     assert_eq!(store.size(), 100_000);
     let store = TileStore::open(dir.path()).expect("reopen");
     assert_eq!(store.size(), 100_000);
+    let started = Instant::now();
+    for _ in 0..100 {
+        let index = rng.gen_range(0..100_000);
+        store.inclusion_proof(index, 100_000).expect("inclusion");
+    }
+    eprintln!("100 inclusion proofs from tiles in {:?}", started.elapsed());
     for _ in 0..300 {
         let size = if rng.gen_bool(0.3) {
             sizes[rng.gen_range(1..sizes.len())]
