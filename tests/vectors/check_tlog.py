@@ -145,7 +145,9 @@ def b64_hash(text):
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         return None
-    return raw if len(raw) == 32 else None
+    if len(raw) != 32 or base64.b64encode(raw).decode("ascii") != text:
+        return None  # not 32 bytes, or not the canonical encoding
+    return raw
 
 
 def main():
