@@ -395,8 +395,7 @@ impl TileReader<'_> {
             size: n
                 .saturating_mul(TILE_WIDTH as u64)
                 .saturating_add((start + count) as u64)
-                .checked_mul(1u64 << (8 * level))
-                .unwrap_or(u64::MAX),
+                .saturating_mul(1u64 << (8 * level)),
             stored: store.size,
         };
         let on_level = store.size.checked_shr(8 * level as u32).unwrap_or(0);
