@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Independent check of tests/vectors/tlog-note.json, written from
-docs/drafts/note.md alone (signed notes, vkeys/skeys, checkpoints, Ed25519
+docs/TLOG.md alone (signed notes, vkeys/skeys, checkpoints, Ed25519
 cosignature/v1), not from src/tlog. Needs `cryptography` for Ed25519
 (tests/fixtures/requirements.txt). Prints "N passed, M failed"; exits 1 on
 any failure.

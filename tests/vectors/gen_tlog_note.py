@@ -5,7 +5,7 @@ generated here with fixed seeds for checkpoints and Ed25519 cosignatures.
 
 Run with a Python that has `cryptography` (target/test-venv/bin/python).
 Ed25519 is deterministic, so a rerun writes the same file; the Rust tests
-(tests/tlog_vectors.rs) sign the same inputs and must get the same bytes.
+(tests/tlog_note_vectors.rs) sign the same inputs and must get the same bytes.
 """
 import base64
 import hashlib
@@ -237,7 +237,7 @@ def main():
                              "log_vkey": log.vkey, "error": err})
 
     out = {
-        "description": "Vectors for src/tlog (docs/drafts/note.md): c2sp.org/signed-note, tlog-checkpoint "
+        "description": "Vectors for src/tlog (docs/TLOG.md): c2sp.org/signed-note, tlog-checkpoint "
                        "and the Ed25519 cosignature/v1 of tlog-cosignature. Every entry names its source. "
                        "Entries with 'error' must be refused (the name is the Rust error variant); the others "
                        "must be accepted, and those with 'sign_with'/'witness_skey' must be reproduced byte for byte.",
