@@ -69,6 +69,15 @@ pub enum CheckpointError {
         /// The line number, counted from 1.
         line: usize,
     },
+    /// A field given to [`Checkpoint::new`] or
+    /// [`Checkpoint::with_extensions`] holds a newline, which would make it
+    /// more than the one line it is (line numbered from 1: origin 1,
+    /// extensions from 4).
+    #[error("line {line} given to build a checkpoint holds a newline")]
+    LineBreak {
+        /// The line number the field would have, counted from 1.
+        line: usize,
+    },
     /// The checkpoint text cannot be a note text.
     #[error("checkpoint is not a note text: {0}")]
     Note(#[from] NoteError),
@@ -98,6 +107,14 @@ impl Checkpoint {
         root_hash: [u8; 32],
         extensions: Vec<String>,
     ) -> Result<Self, CheckpointError> {
+        // Each field is one line: a newline would be re-read as other
+        // lines (another size, another root), not refused.
+        if origin.contains('\n') {
+            return Err(CheckpointError::LineBreak { line: 1 });
+        }
+        if let Some(i) = extensions.iter().position(|l| l.contains('\n')) {
+            return Err(CheckpointError::LineBreak { line: i + 4 });
+        }
         let c = Self {
             origin: origin.to_owned(),
             size,
@@ -237,7 +254,7 @@ mod tests {
         );
         assert_eq!(
             Checkpoint::new("a\nb", 1, [0; 32]),
-            Err(CheckpointError::SizeNotDecimal)
+            Err(CheckpointError::LineBreak { line: 1 })
         );
         assert_eq!(
             Checkpoint::new("a\tb", 1, [0; 32]),
@@ -296,6 +313,44 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(Checkpoint::parse(&input), Err(want), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn a_newline_in_a_built_field_is_refused_not_reparsed() {
+        // Before: the origin "o\n5\n<root>" built a checkpoint of size 5
+        // (not the 1 asked for), the asked-for size becoming an extension.
+        let root = encode_base64(&[7; 32]);
+        let injected = format!("o\n5\n{root}");
+        assert_eq!(
+            Checkpoint::new(&injected, 1, [0; 32]),
+            Err(CheckpointError::LineBreak { line: 1 })
+        );
+        let ext = vec!["a".to_owned(), "b\nc".to_owned()];
+        assert_eq!(
+            Checkpoint::with_extensions("o", 1, [0; 32], ext),
+            Err(CheckpointError::LineBreak { line: 5 })
+        );
+    }
+
+    #[test]
+    fn spec_permitted_lines_are_accepted() {
+        // tlog-checkpoint: an origin SHOULD (not MUST) avoid spaces and
+        // plus; signed-note forbids only controls below U+0020, not DEL.
+        let root = "CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=";
+        for origin in ["a b", "a+b", "a\u{7f}b", "\u{2014} o"] {
+            let text = format!("{origin}\n1\n{root}\n");
+            let c = Checkpoint::parse(&text).expect("valid test input");
+            assert_eq!(c.origin(), origin);
+            assert_eq!(c.format(), text);
+        }
+        // A root of 31 or 33 bytes is refused by length.
+        for len in [31, 33] {
+            let text = format!("o\n1\n{}\n", encode_base64(&vec![1; len]));
+            assert_eq!(
+                Checkpoint::parse(&text),
+                Err(CheckpointError::RootHashLength { len })
+            );
         }
     }
 
