@@ -69,6 +69,13 @@ pub enum TileError {
         /// The length its width implies.
         want: u64,
     },
+    /// A file the store reads is not a regular file (a FIFO or device
+    /// would block or never end).
+    #[error("{path} is not a regular file")]
+    NotAFile {
+        /// The file.
+        path: PathBuf,
+    },
     /// A tree size beyond what is stored.
     #[error("tree size {size} is not stored (the store has {stored} leaves)")]
     NotStored {
@@ -141,8 +148,21 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TileError> {
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
     let tmp = parent.join(tmp_name);
+    // A leftover (crash) or planted temporary name is removed, and the new
+    // one created exclusively: `create_new` (O_EXCL) never follows a
+    // symlink, so the write cannot be redirected out of the store.
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io("remove", &tmp)(e));
+        }
+        _ => {}
+    }
     {
-        let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(io("create", &tmp))?;
         f.write_all(bytes).map_err(io("write", &tmp))?;
         f.sync_all().map_err(io("sync", &tmp))?;
     }
@@ -151,10 +171,28 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TileError> {
     d.sync_all().map_err(io("sync directory", parent))
 }
 
+/// Opens a file the store reads, refusing anything but a regular file:
+/// O_NONBLOCK so a FIFO does not block the open, then the opened file's
+/// own type is checked (no window between the check and the open).
+fn open_regular(path: &Path) -> Result<fs::File, TileError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io("open", path))?;
+    if !f.metadata().map_err(io("stat", path))?.is_file() {
+        return Err(TileError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(f)
+}
+
 /// Reads a tile of exactly `width` hashes (strict: any other length is
 /// [`TileError::BadTile`]).
 fn read_tile(path: &Path, width: usize) -> Result<Vec<Hash>, TileError> {
-    let mut f = fs::File::open(path).map_err(io("open", path))?;
+    let mut f = open_regular(path)?;
     let len = f.metadata().map_err(io("stat", path))?.len();
     let want = (width * HASH_SIZE) as u64;
     if len != want {
@@ -234,7 +272,7 @@ impl TileStore {
     /// rightmost partial tile of each level.
     pub fn open(dir: &Path) -> Result<TileStore, TileError> {
         let size_path = dir.join(SIZE_FILE);
-        let f = fs::File::open(&size_path).map_err(io("open", &size_path))?;
+        let f = open_regular(&size_path)?;
         let mut bytes = Vec::new();
         f.take(SIZE_FILE_MAX + 1)
             .read_to_end(&mut bytes)

@@ -270,3 +270,64 @@ fn what_is_read_from_disk_is_parsed_strictly() {
         Err(TileError::Io { .. })
     ));
 }
+
+/// Runs `f` on another thread; `None` if it has not returned within 5 s.
+fn within_5s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(5)).ok()
+}
+
+#[test]
+fn a_fifo_in_place_of_a_file_is_refused_not_waited_on() {
+    // Before: opening a FIFO blocks until a writer comes, so `open` hung.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_path_buf();
+    let mut store = TileStore::create(&d).expect("create");
+    store.append(&[leaf(0), leaf(1)]).expect("append");
+    for victim in ["tree-size", "tile/0/000.p/2"] {
+        let path = d.join(victim);
+        let saved = fs::read(&path).expect("read");
+        fs::remove_file(&path).expect("remove");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let opened = {
+            let d = d.clone();
+            within_5s(move || TileStore::open(&d).map(|s| s.size()))
+        };
+        assert!(
+            matches!(opened, Some(Err(TileError::NotAFile { .. }))),
+            "{victim}: {opened:?}"
+        );
+        fs::remove_file(&path).expect("remove");
+        fs::write(&path, saved).expect("write");
+    }
+    assert_eq!(TileStore::open(&d).expect("open").size(), 2);
+}
+
+#[test]
+fn a_planted_temporary_symlink_does_not_redirect_a_write() {
+    // Before: the temporary file was opened with `File::create`, which
+    // follows a symlink, so a link at `tree-size.tmp` wrote outside the store.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outside = tempfile::tempdir().expect("tempdir");
+    let victim = outside.path().join("victim");
+    fs::write(&victim, b"untouched").expect("write");
+    let d = dir.path();
+    let mut store = TileStore::create(d).expect("create");
+    store.append(&[leaf(0)]).expect("append");
+    std::os::unix::fs::symlink(&victim, d.join("tree-size.tmp")).expect("symlink");
+    std::os::unix::fs::symlink(&victim, d.join("tile/0/000.p/2.tmp")).expect("symlink");
+    store.append(&[leaf(1)]).expect("append");
+    assert_eq!(fs::read(&victim).expect("read"), b"untouched");
+    let store = TileStore::open(d).expect("open");
+    assert_eq!(store.size(), 2);
+    assert!(fs::symlink_metadata(d.join("tree-size"))
+        .expect("stat")
+        .is_file());
+}
