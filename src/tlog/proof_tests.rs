@@ -329,3 +329,71 @@ fn argument_errors_are_typed() {
     assert!(verify_consistency(u64::MAX - 1, u64::MAX, &[h; 70], &h, &h).is_err());
     assert!(verify_consistency(1 << 63, u64::MAX, &[h; 3], &h, &h).is_err());
 }
+
+/// A tree of 2^64 - 1 equal leaves: the subtree of height h is the same
+/// hash at every index, so proofs near u64::MAX can be made and checked.
+struct Uniform([Hash; 64]);
+
+impl Uniform {
+    fn new() -> Self {
+        let mut levels = [leaf_hash(b"u"); 64];
+        for h in 1..64 {
+            levels[h] = node_hash(&levels[h - 1], &levels[h - 1]);
+        }
+        Self(levels)
+    }
+}
+
+impl super::proof::HashSource for Uniform {
+    type Error = ProofError;
+    fn complete_subtree(&self, height: u8, _index: u64) -> Result<Hash, ProofError> {
+        Ok(self.0[usize::from(height)])
+    }
+}
+
+#[test]
+fn valid_proofs_near_u64_max_verify_and_every_other_length_is_refused() {
+    let u = Uniform::new();
+    let leaf = u.0[0];
+    let max = u64::MAX;
+    let root = |n| tree_hash(&u, n).expect("root");
+    for (index, size) in [(0, max), (max - 1, max), (1 << 63, max), (max - 2, max - 1)] {
+        let proof = inclusion_proof(&u, index, size).expect("proof");
+        let r = root(size);
+        assert_eq!(verify_inclusion(&leaf, index, size, &proof, &r), Ok(()));
+        for len in 0..proof.len() + 2 {
+            if len != proof.len() {
+                let mut p = proof.clone();
+                p.resize(len, leaf);
+                assert!(matches!(
+                    verify_inclusion(&leaf, index, size, &p, &r),
+                    Err(ProofError::WrongProofLength { .. })
+                ));
+            }
+        }
+        assert_eq!(
+            verify_inclusion(&leaf, size, size, &proof, &r),
+            Err(ProofError::IndexOutOfRange { index: size, size })
+        );
+    }
+    for (first, second) in [(1, max), (max - 1, max), (1 << 63, max), (3, max), (max, max)] {
+        let proof = consistency_proof(&u, first, second).expect("proof");
+        let (r1, r2) = (root(first), root(second));
+        assert_eq!(verify_consistency(first, second, &proof, &r1, &r2), Ok(()));
+        let mut longer = proof.clone();
+        longer.push(leaf);
+        assert!(matches!(
+            verify_consistency(first, second, &longer, &r1, &r2),
+            Err(ProofError::WrongProofLength { .. })
+        ));
+        if let Some((_, shorter)) = proof.split_last() {
+            assert!(matches!(
+                verify_consistency(first, second, shorter, &r1, &r2),
+                Err(ProofError::WrongProofLength { .. })
+            ));
+            let mut bent = proof.clone();
+            bent[0] = flip(&bent[0], 0);
+            assert!(verify_consistency(first, second, &bent, &r1, &r2).is_err());
+        }
+    }
+}
