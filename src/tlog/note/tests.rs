@@ -298,3 +298,48 @@ fn encoded_len_is_the_length_of_the_line() {
         assert_eq!(line.encoded_len(), line.encode().len(), "payload {n}");
     }
 }
+
+#[test]
+fn signature_line_look_alikes_and_spec_edges() {
+    use NoteError::*;
+    let sig = &PETER_SIG["\u{2014} ".len()..];
+    // Only U+2014 and an ASCII space start a signature line.
+    for prefix in ["\u{2013} ", "\u{2015} ", "-- ", "\u{2014}\u{a0}", " \u{2014} "] {
+        assert_eq!(
+            parse(&note(&format!("{prefix}{sig}"))),
+            Err(SignaturePrefix { line: 1 }),
+            "{prefix:?}"
+        );
+    }
+    // The em dash in an overlong UTF-8 form is not UTF-8.
+    let mut overlong = format!("{TEXT}\n").into_bytes();
+    overlong.extend_from_slice(b"\xf0\x82\x80\x94 ");
+    overlong.extend_from_slice(sig.as_bytes());
+    assert_eq!(SignedNote::parse(&overlong), Err(NotUtf8));
+    // A NUL anywhere is a control character.
+    assert_eq!(
+        parse(&note(PETER_SIG).replacen('y', "\0", 1)),
+        Err(ControlCharacter { offset: 3 })
+    );
+    // An overlong key name in a signature line.
+    let long = format!("\u{2014} {} AAAAAAA=\n", "a".repeat(256));
+    assert_eq!(
+        parse(&note(&long)),
+        Err(SignatureName {
+            line: 1,
+            source: KeyError::NameTooLong { len: 256 }
+        })
+    );
+    // signed-note forbids only controls below U+0020: DEL is text.
+    assert!(NoteText::new("a\u{7f}b\n".into()).is_ok());
+    // A text whose own lines look like signatures: they stay text, split
+    // at the last blank line, and a verifier sees only the real line.
+    let signer = SignerKey::parse(PETER_SKEY).expect("valid test input");
+    let body = format!("head\n\n{PETER_SIG}");
+    let text = NoteText::new(body.clone()).expect("valid test input");
+    let signed = SignedNote::sign(text, &signer).expect("valid test input");
+    let back = SignedNote::parse(&signed.to_bytes()).expect("valid test input");
+    assert_eq!(back.text().as_str(), body);
+    assert_eq!(back.signatures().len(), 1);
+    assert!(back.verify(&[peter()]).is_ok());
+}
