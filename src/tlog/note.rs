@@ -264,8 +264,16 @@ impl SignedNote {
     }
 
     /// Adds a signature line made elsewhere (a cosignature), after the
-    /// others; refused if its key already signed or the note is full.
+    /// others; refused if its payload is empty, its key already signed or
+    /// the note is full.
     pub fn push(&mut self, line: SignatureLine) -> Result<(), NoteError> {
+        // What `parse` refuses is never written: a line needs a key ID and
+        // at least one byte after it.
+        if line.payload.is_empty() {
+            return Err(NoteError::SignatureTooShort {
+                line: self.signatures.len() + 1,
+            });
+        }
         if self
             .signatures
             .iter()

@@ -343,3 +343,22 @@ fn signature_line_look_alikes_and_spec_edges() {
     assert_eq!(back.signatures().len(), 1);
     assert!(back.verify(&[peter()]).is_ok());
 }
+
+#[test]
+fn push_refuses_a_line_the_parser_would_refuse() {
+    // Before: an empty payload was pushed, and the note's own bytes then
+    // failed to parse (a signature of 4 bytes is SignatureTooShort).
+    let signer = SignerKey::parse(PETER_SKEY).expect("valid test input");
+    let mut n = SignedNote::sign(
+        NoteText::new(TEXT.into()).expect("valid test input"),
+        &signer,
+    )
+    .expect("valid test input");
+    let empty = SignatureLine {
+        name: name("w"),
+        id: KeyId([0; 4]),
+        payload: Vec::new(),
+    };
+    assert_eq!(n.push(empty), Err(NoteError::SignatureTooShort { line: 2 }));
+    assert!(SignedNote::parse(&n.to_bytes()).is_ok());
+}
