@@ -21,6 +21,10 @@ use super::encoding::{decode_base64, encode_base64};
 /// carries the name with a one-byte length, so no C2SP name is longer).
 pub const MAX_KEY_NAME_BYTES: usize = 255;
 
+/// Longest key text accepted: `PRIVATE+KEY+`, a longest name, `+`, 8 hex
+/// digits, `+` and the 44 base64 characters of 33 bytes.
+pub const MAX_KEY_TEXT_BYTES: usize = 12 + MAX_KEY_NAME_BYTES + 1 + 8 + 1 + 44;
+
 /// Why a key name, a key or its text encoding was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -38,6 +42,13 @@ pub enum KeyError {
     #[error("key name holds a space, '+' or control character")]
     NameCharacter,
     /// Not `name+id+key` (or `PRIVATE+KEY+name+id+key`).
+    /// The key text is longer than any valid key text
+    /// ([`MAX_KEY_TEXT_BYTES`]); refused before decoding.
+    #[error("key text is {len} bytes, over {MAX_KEY_TEXT_BYTES}")]
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
     #[error("key text is not name+keyid+base64")]
     Shape,
     /// The key ID is not 8 lowercase hex digits.
@@ -180,6 +191,7 @@ impl VerifierKey {
 
     /// Parses a vkey, `<name>+<hex key ID>+<base64(type || key)>`.
     pub fn parse(vkey: &str) -> Result<Self, KeyError> {
+        check_text_len(vkey)?;
         let mut parts = vkey.splitn(3, '+');
         let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(KeyError::Shape);
@@ -270,6 +282,7 @@ impl SignerKey {
     /// Parses an skey, `PRIVATE+KEY+<name>+<hex key ID>+<base64(type ||
     /// seed)>`; the key ID must be the one of the derived public key.
     pub fn parse(skey: &str) -> Result<Self, KeyError> {
+        check_text_len(skey)?;
         let rest = skey.strip_prefix("PRIVATE+KEY+").ok_or(KeyError::Shape)?;
         let mut parts = rest.splitn(3, '+');
         let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
@@ -313,6 +326,14 @@ impl SignerKey {
 }
 
 /// Decodes `base64(type || 32 bytes)`.
+/// Refuses a key text no valid key could have, before anything is decoded.
+fn check_text_len(text: &str) -> Result<(), KeyError> {
+    if text.len() > MAX_KEY_TEXT_BYTES {
+        return Err(KeyError::TooLong { len: text.len() });
+    }
+    Ok(())
+}
+
 fn decode_typed_key(text: &str) -> Result<(SignatureType, [u8; 32]), KeyError> {
     let raw = Zeroizing::new(decode_base64(text).ok_or(KeyError::KeyBase64)?);
     let (&kind, key) = raw.split_first().ok_or(KeyError::KeyLength { len: 0 })?;
@@ -433,6 +454,26 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(VerifierKey::parse(text).as_ref(), Err(want), "{text}");
         }
+    }
+
+    #[test]
+    fn oversized_key_texts_are_refused_before_decoding() {
+        // Before: the base64 was decoded whole (here 750,000 bytes) and then
+        // refused as KeyLength.
+        let huge = format!("a+00000000+{}", "A".repeat(1_000_000));
+        let len = huge.len();
+        assert_eq!(VerifierKey::parse(&huge), Err(KeyError::TooLong { len }));
+        let skey = format!("PRIVATE+KEY+{huge}");
+        let len = skey.len();
+        assert_eq!(
+            SignerKey::parse(&skey).map(|_| ()),
+            Err(KeyError::TooLong { len })
+        );
+        // The longest valid texts (a 255-byte name) still parse.
+        let name = KeyName::new(&"n".repeat(MAX_KEY_NAME_BYTES)).expect("valid test input");
+        let s = SignerKey::from_seed(name, SignatureType::Ed25519, &[3; 32]);
+        assert!(SignerKey::parse(&s.to_skey()).is_ok());
+        assert!(VerifierKey::parse(&s.verifier().to_string()).is_ok());
     }
 
     #[test]

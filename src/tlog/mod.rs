@@ -37,6 +37,7 @@ pub use cosignature::{
 pub use hash::{empty_root, leaf_hash, node_hash, Hash, HashError, HASH_SIZE};
 pub use key::{
     KeyError, KeyId, KeyName, SignatureType, SignerKey, VerifierKey, MAX_KEY_NAME_BYTES,
+    MAX_KEY_TEXT_BYTES,
 };
 pub use memory::{MemoryTree, MemoryTreeError};
 pub use note::{
