@@ -41,7 +41,6 @@ pub enum KeyError {
     /// The name holds a Unicode space, a `+` or a control character.
     #[error("key name holds a space, '+' or control character")]
     NameCharacter,
-    /// Not `name+id+key` (or `PRIVATE+KEY+name+id+key`).
     /// The key text is longer than any valid key text
     /// ([`MAX_KEY_TEXT_BYTES`]); refused before decoding.
     #[error("key text is {len} bytes, over {MAX_KEY_TEXT_BYTES}")]
@@ -49,6 +48,7 @@ pub enum KeyError {
         /// Its length in bytes.
         len: usize,
     },
+    /// Not `name+id+key` (or `PRIVATE+KEY+name+id+key`).
     #[error("key text is not name+keyid+base64")]
     Shape,
     /// The key ID is not 8 lowercase hex digits.

@@ -376,7 +376,13 @@ fn valid_proofs_near_u64_max_verify_and_every_other_length_is_refused() {
             Err(ProofError::IndexOutOfRange { index: size, size })
         );
     }
-    for (first, second) in [(1, max), (max - 1, max), (1 << 63, max), (3, max), (max, max)] {
+    for (first, second) in [
+        (1, max),
+        (max - 1, max),
+        (1 << 63, max),
+        (3, max),
+        (max, max),
+    ] {
         let proof = consistency_proof(&u, first, second).expect("proof");
         let (r1, r2) = (root(first), root(second));
         assert_eq!(verify_consistency(first, second, &proof, &r1, &r2), Ok(()));

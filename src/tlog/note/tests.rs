@@ -304,7 +304,13 @@ fn signature_line_look_alikes_and_spec_edges() {
     use NoteError::*;
     let sig = &PETER_SIG["\u{2014} ".len()..];
     // Only U+2014 and an ASCII space start a signature line.
-    for prefix in ["\u{2013} ", "\u{2015} ", "-- ", "\u{2014}\u{a0}", " \u{2014} "] {
+    for prefix in [
+        "\u{2013} ",
+        "\u{2015} ",
+        "-- ",
+        "\u{2014}\u{a0}",
+        " \u{2014} ",
+    ] {
         assert_eq!(
             parse(&note(&format!("{prefix}{sig}"))),
             Err(SignaturePrefix { line: 1 }),
