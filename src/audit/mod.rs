@@ -45,6 +45,7 @@ mod syslog;
 mod tail;
 mod thread;
 mod timestamp;
+pub mod transparency;
 mod verify;
 mod writer;
 

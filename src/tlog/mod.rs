@@ -15,12 +15,13 @@
 //! verified type. Nothing here is wired into the audit trail yet.
 //!
 //! Layout: hashes (`hash`) → proofs over any [`HashSource`] (`proof`, with
-//! `memory` for a tree held in memory and `tiles` for one on disk); text:
+//! `frontier` for the right edge a log appends to, `memory` for a tree held in memory and `tiles` for one on disk); text:
 //! `encoding` → `key` → `note` → `checkpoint` → `cosignature`.
 
 mod checkpoint;
 mod cosignature;
 mod encoding;
+mod frontier;
 mod hash;
 mod key;
 mod memory;
@@ -34,6 +35,7 @@ pub use checkpoint::{Checkpoint, CheckpointError, MAX_CHECKPOINT_BYTES};
 pub use cosignature::{
     cosign, cosigned_message, verify_cosignature, CosignatureError, MAX_TIMESTAMP,
 };
+pub use frontier::Frontier;
 pub use hash::{empty_root, leaf_hash, node_hash, Hash, HashError, HASH_SIZE};
 pub use key::{
     KeyError, KeyId, KeyName, SignatureType, SignerKey, VerifierKey, MAX_KEY_NAME_BYTES,

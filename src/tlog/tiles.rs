@@ -487,6 +487,16 @@ impl HashSource for TileReader<'_> {
     }
 }
 
+/// A store is a source of its own complete subtrees (one read per call:
+/// for a few reads, such as a [`super::Frontier`] rebuilt at start).
+impl HashSource for TileStore {
+    type Error = TileError;
+
+    fn complete_subtree(&self, height: u8, index: u64) -> Result<Hash, TileError> {
+        self.reader().complete_subtree(height, index)
+    }
+}
+
 #[cfg(test)]
 #[path = "tiles_tests.rs"]
 mod tests;
