@@ -353,7 +353,7 @@ mod tests {
 
     #[test]
     fn staged_leaves_are_proven_once_flushed() {
-        let t = Transparency::memory("example.org/sealgate-audit", &key()).unwrap();
+        let t = Transparency::memory("example.org/sealgate-audit", &key()).expect("test value");
         let mut frontier = Frontier::new();
         for i in 0u8..10 {
             let leaf = leaf_hash(&[i]);
@@ -367,24 +367,27 @@ mod tests {
                 stored: 0
             })
         ));
-        assert_eq!(t.flush().unwrap(), 10);
+        assert_eq!(t.flush().expect("test value"), 10);
         let root = frontier.root();
-        let proof = t.inclusion_proof(3, 10).unwrap();
-        verify_inclusion(&leaf_hash(&[3]), 3, 10, &proof, &root).unwrap();
+        let proof = t.inclusion_proof(3, 10).expect("test value");
+        verify_inclusion(&leaf_hash(&[3]), 3, 10, &proof, &root).expect("test value");
         let mut small = Frontier::new();
         for i in 0u8..4 {
             small.push(leaf_hash(&[i]));
         }
-        let c = t.consistency_proof(4, 10).unwrap();
-        verify_consistency(4, 10, &c, &small.root(), &root).unwrap();
+        let c = t.consistency_proof(4, 10).expect("test value");
+        verify_consistency(4, 10, &c, &small.root(), &root).expect("test value");
     }
 
     #[test]
     fn a_signed_checkpoint_verifies_with_the_logs_vkey() {
-        let t = Transparency::memory("example.org/sealgate-audit", &key()).unwrap();
-        let p = t.sign(5, &leaf_hash(b"x")).unwrap();
-        let v = p.note.verify(std::slice::from_ref(t.verifier())).unwrap();
-        assert_eq!(Checkpoint::from_note(&v).unwrap().size(), 5);
+        let t = Transparency::memory("example.org/sealgate-audit", &key()).expect("test value");
+        let p = t.sign(5, &leaf_hash(b"x")).expect("test value");
+        let v = p
+            .note
+            .verify(std::slice::from_ref(t.verifier()))
+            .expect("test value");
+        assert_eq!(Checkpoint::from_note(&v).expect("test value").size(), 5);
         assert!(t
             .verifier()
             .to_string()
@@ -393,16 +396,17 @@ mod tests {
 
     #[test]
     fn an_older_cosigned_checkpoint_never_replaces_a_newer_one() {
-        let t = Transparency::memory("o", &key()).unwrap();
+        let t = Transparency::memory("o", &key()).expect("test value");
         let rx = t.subscribe_cosigned();
-        t.record_cosigned(Arc::new(t.sign(9, &leaf_hash(b"a")).unwrap()));
-        t.record_cosigned(Arc::new(t.sign(4, &leaf_hash(b"b")).unwrap()));
+        t.record_cosigned(Arc::new(t.sign(9, &leaf_hash(b"a")).expect("test value")));
+        t.record_cosigned(Arc::new(t.sign(4, &leaf_hash(b"b")).expect("test value")));
         assert_eq!(rx.borrow().as_ref().map(|p| p.size()), Some(9));
     }
 
     #[test]
     fn the_receipt_index_keeps_the_most_recent_records() {
-        let t = Transparency::new("o", &key(), Store::Memory(MemoryTree::new()), None, 2).unwrap();
+        let t = Transparency::new("o", &key(), Store::Memory(MemoryTree::new()), None, 2)
+            .expect("test value");
         for i in 0u8..3 {
             t.index_request(
                 [i; 32],
@@ -419,7 +423,7 @@ mod tests {
 
     #[test]
     fn a_demand_is_taken_once() {
-        let t = Transparency::memory("o", &key()).unwrap();
+        let t = Transparency::memory("o", &key()).expect("test value");
         assert!(!t.take_demand());
         t.demand_checkpoint();
         assert!(t.take_demand());

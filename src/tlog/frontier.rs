@@ -94,11 +94,14 @@ mod tests {
             assert_eq!(frontier.size(), size);
             assert_eq!(
                 frontier.root(),
-                tree_hash(&tree, size).unwrap(),
+                tree_hash(&tree, size).expect("test value"),
                 "size {size}"
             );
-            assert_eq!(Frontier::from_source(&tree, size).unwrap(), frontier);
-            assert!(frontier.agrees_with(&tree).unwrap());
+            assert_eq!(
+                Frontier::from_source(&tree, size).expect("test value"),
+                frontier
+            );
+            assert!(frontier.agrees_with(&tree).expect("test value"));
         }
     }
 
