@@ -25,6 +25,11 @@ pub const CHECKPOINT_CONTEXT: &[u8] = b"sealgate-audit-checkpoint-v1\x00";
 /// ones the writer signs.
 pub const CHECKPOINT_CONTEXT_V2: &[u8] = b"sealgate-audit-checkpoint-v2\x00";
 
+/// Domain separation of v3 checkpoint signatures (docs/AUDIT.md): a v2
+/// checkpoint that also signs the Merkle tree head of every line before
+/// it and the log's origin; its line carries the C2SP checkpoint note.
+pub const CHECKPOINT_CONTEXT_V3: &[u8] = b"sealgate-audit-checkpoint-v3\x00";
+
 /// The reasons of a sealing checkpoint: the last line of its file; the
 /// gateway never writes another line into that file.
 pub const FINAL_REASONS: [&str; 2] = ["close", "rotate"];
@@ -97,6 +102,70 @@ pub fn sign_checkpoint_v2(key: &SigningKey, c: &CheckpointV2<'_>) -> String {
     use base64::Engine;
     let sig = key.sign(&checkpoint_signed_bytes_v2(c));
     base64::engine::general_purpose::STANDARD.encode(sig.to_bytes())
+}
+
+/// What a v3 checkpoint says beyond a v2 one: the head of the Merkle
+/// tree of the `seq` lines before it, and the log's origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointV3<'a> {
+    /// The v2 fields.
+    pub v2: CheckpointV2<'a>,
+    /// RFC 6962 tree head of the lines with seq `0..v2.seq`.
+    pub root: &'a [u8; 32],
+    /// The log's origin (its note's first line; at most 255 bytes).
+    pub origin: &'a str,
+}
+
+/// The bytes a v3 checkpoint's signature covers (docs/AUDIT.md,
+/// "Checkpoints"): the v2 fields under the v3 context, then the root (32
+/// bytes) and the origin (u8 length, bytes).
+pub fn checkpoint_signed_bytes_v3(c: &CheckpointV3<'_>) -> Vec<u8> {
+    let origin = c.origin.as_bytes();
+    let olen = u8::try_from(origin.len()).unwrap_or(u8::MAX);
+    let mut out = checkpoint_signed_bytes_v2(&c.v2);
+    out.splice(
+        ..CHECKPOINT_CONTEXT_V2.len(),
+        CHECKPOINT_CONTEXT_V3.iter().copied(),
+    );
+    out.reserve(32 + 1 + origin.len());
+    out.extend_from_slice(c.root);
+    out.push(olen);
+    out.extend_from_slice(&origin[..usize::from(olen)]);
+    out
+}
+
+/// Signs a v3 checkpoint; returns the signature's standard base64.
+pub fn sign_checkpoint_v3(key: &SigningKey, c: &CheckpointV3<'_>) -> String {
+    use base64::Engine;
+    let sig = key.sign(&checkpoint_signed_bytes_v3(c));
+    base64::engine::general_purpose::STANDARD.encode(sig.to_bytes())
+}
+
+/// The one rendering of a v3 checkpoint line: the v2 line with `note` (the
+/// signed C2SP checkpoint note's text, as a JSON string) between `key_id`
+/// and `reason`, which is where the writer's name-ordered body puts it.
+pub fn checkpoint_line_v3(
+    c: &CheckpointV3<'_>,
+    records: u64,
+    key_id: &str,
+    sig: &str,
+    note: &str,
+) -> String {
+    let s = |v: &str| serde_json::Value::from(v).to_string();
+    let v = &c.v2;
+    format!(
+        "{{\"seq\":{},\"type\":\"checkpoint\",\"instance\":{},\"file_first_seq\":{},\"key_id\":{},\"note\":{},\"reason\":{},\"records\":{records},\"sig\":{},\"ts\":{},\"ts_ms\":{},\"prev\":\"{}\"}}",
+        v.seq,
+        s(v.instance),
+        v.file_first_seq,
+        s(key_id),
+        s(note),
+        s(v.reason),
+        s(sig),
+        s(&rfc3339_ms(v.ts_ms)),
+        v.ts_ms,
+        hex::encode(v.prev)
+    )
 }
 
 /// The one rendering of a v2 checkpoint line (docs/AUDIT.md, "Checkpoint
@@ -320,6 +389,38 @@ mod tests {
             }
         }
         v.finish()
+    }
+
+    #[test]
+    fn v3_checkpoint_bytes_and_line_are_as_documented() {
+        let prev = [0xabu8; 32];
+        let root = [0xcdu8; 32];
+        let c = CheckpointV3 {
+            v2: CheckpointV2 {
+                seq: 7,
+                ts_ms: 1,
+                instance: "i",
+                prev: &prev,
+                file_first_seq: 3,
+                reason: "count",
+            },
+            root: &root,
+            origin: "o.example/a",
+        };
+        let b = checkpoint_signed_bytes_v3(&c);
+        let v2 = checkpoint_signed_bytes_v2(&c.v2);
+        assert_eq!(&b[..29], CHECKPOINT_CONTEXT_V3);
+        assert_eq!(&b[29..v2.len()], &v2[29..]);
+        assert_eq!(&b[v2.len()..v2.len() + 32], &root);
+        assert_eq!(b[v2.len() + 32], 11);
+        assert_eq!(&b[v2.len() + 33..], b"o.example/a");
+        let line = checkpoint_line_v3(&c, 2, "ed25519:00", "c2ln", "o\n7\nx\n\n\u{2014} o y\n");
+        assert_eq!(
+            line,
+            "{\"seq\":7,\"type\":\"checkpoint\",\"instance\":\"i\",\"file_first_seq\":3,\"key_id\":\"ed25519:00\",\"note\":\"o\\n7\\nx\\n\\n\u{2014} o y\\n\",\"reason\":\"count\",\"records\":2,\"sig\":\"c2ln\",\"ts\":\"1970-01-01T00:00:00.001Z\",\"ts_ms\":1,\"prev\":\"".to_string()
+                + &"ab".repeat(32)
+                + "\"}"
+        );
     }
 
     #[test]
