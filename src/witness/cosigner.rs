@@ -294,3 +294,7 @@ pub fn load_signer(path: &Path) -> Result<SignerKey, WitnessError> {
     }
     Ok(signer)
 }
+
+#[cfg(test)]
+#[path = "cosigner_tests.rs"]
+mod tests;
