@@ -48,7 +48,8 @@ async fn good_checkpoints_are_cosigned_and_served_to_monitors() {
             a.content_type
         );
         let note = s.note(new);
-        let lines = parse_cosignatures(&a.body, &note, &[s.witness.clone()]).expect("verified");
+        let lines =
+            parse_cosignatures(&a.body, &note, std::slice::from_ref(&s.witness)).expect("verified");
         assert_eq!(lines.len(), 1);
         let mut cosigned = note.clone();
         cosigned.push(lines[0].clone()).expect("push");
@@ -179,8 +180,7 @@ async fn a_tls_1_2_client_and_a_plaintext_client_get_no_answer() {
     let err = connector
         .connect(name, tcp)
         .await
-        .err()
-        .expect("a TLS 1.2 handshake is refused");
+        .expect_err("a TLS 1.2 handshake is refused");
     assert!(
         err.to_string().contains("ProtocolVersion") || err.to_string().contains("protocol version"),
         "{err}"

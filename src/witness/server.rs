@@ -114,9 +114,9 @@ pub async fn serve(
                 .header_read_timeout(HEADER_TIMEOUT)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(tls), service);
-            match tokio::time::timeout(MAX_CONNECTION_AGE, conn).await {
-                Ok(Err(e)) => tracing::debug!(error = %e, "witness connection ended"),
-                Ok(Ok(())) | Err(_) => {}
+            // Past its age the connection is dropped (closed) as it is.
+            if let Ok(Err(e)) = tokio::time::timeout(MAX_CONNECTION_AGE, conn).await {
+                tracing::debug!(error = %e, "witness connection ended");
             }
         });
     }
