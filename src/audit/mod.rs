@@ -26,16 +26,21 @@
 //! trait every destination implements); the sinks `file` (then `seal`,
 //! which wraps it), `syslog` (syslog and HTTP) and `spool`; `slot` (a
 //! sink's backlog and retries); `handover`; `shared` (what the handle and
-//! the writer share); `writer` (framing, chaining, checkpoints, delivery);
+//! the writer share); `transparency` (the Merkle log's shared handle),
+//! `catchup` (the log's store brought level with the files at start) and
+//! `merkle` (the writer's side of the log); `writer` (framing, chaining,
+//! checkpoints, delivery);
 //! `thread` (the writer's loop); `log` (the [`AuditLog`] handle the gateway
 //! calls).
 
+mod catchup;
 pub mod chain;
 pub mod config;
 mod event;
 mod file;
 mod handover;
 mod log;
+mod merkle;
 mod record;
 mod seal;
 mod shared;
