@@ -11,13 +11,11 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
-
+use super::protocol::{
+    parse_cosignatures, parse_size, AddCheckpoint, MAX_RESPONSE_BYTES, SIZE_CONTENT_TYPE,
+};
 use crate::audit::witness_config::WitnessPeer;
-use crate::tlog::{verify_cosignature, Hash, SignatureLine, SignedNote, VerifierKey};
-
-/// Largest answer read from a witness (cosignature lines are ~100 bytes).
-pub const MAX_RESPONSE_BYTES: usize = 16 * 1024;
+use crate::tlog::{Hash, SignatureLine, SignedNote, VerifierKey};
 /// How long a TCP connection and TLS handshake to a witness may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one submission may take, answer included.
@@ -47,10 +45,14 @@ pub enum SubmitError {
     /// The connection or TLS handshake failed.
     #[error("the witness could not be reached ({0})")]
     Connect(&'static str),
-    /// The answer is not what the protocol says (too large, not UTF-8,
-    /// not signature lines, a malformed size).
+    /// The answer is not what the protocol says (too large, not
+    /// signature lines, a malformed size).
     #[error("the witness's answer is malformed: {0}")]
-    Malformed(&'static str),
+    Malformed(String),
+    /// The request could not be formed (a proof longer than the protocol
+    /// allows: never for a tree of fewer than 2^63 leaves).
+    #[error("the request could not be formed: {0}")]
+    Request(String),
     /// No line of the answer is a valid cosignature by the configured key.
     #[error("no valid cosignature by the configured key: {0}")]
     Cosignature(String),
@@ -114,11 +116,18 @@ impl WitnessClient {
         proof: &[Hash],
         note: &SignedNote,
     ) -> Result<SignatureLine, SubmitError> {
+        let body = AddCheckpoint {
+            old_size,
+            proof: proof.to_vec(),
+            note: note.clone(),
+        }
+        .format()
+        .map_err(|e| SubmitError::Request(e.to_string()))?;
         let response = self
             .http
             .post(self.endpoint.clone())
             .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .body(request_body(old_size, proof, note))
+            .body(body)
             .send()
             .await
             .map_err(transport_error)?;
@@ -128,14 +137,16 @@ impl WitnessClient {
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/x.tlog.size"));
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case(SIZE_CONTENT_TYPE));
         let body = bounded_body(response).await?;
         if conflict {
             if !size_type {
-                return Err(SubmitError::Malformed("a 409 without text/x.tlog.size"));
+                return Err(SubmitError::Malformed(format!(
+                    "a 409 without {SIZE_CONTENT_TYPE}"
+                )));
             }
             return Err(SubmitError::Conflict {
-                size: parse_size(&body)?,
+                size: parse_size(&body).map_err(|e| SubmitError::Malformed(e.to_string()))?,
             });
         }
         if status != reqwest::StatusCode::OK {
@@ -146,64 +157,23 @@ impl WitnessClient {
         self.cosignature(note, &body)
     }
 
-    /// The line of `body` by our witness's key, checked on `note`.
+    /// The line of `body` by our witness's key, verified on `note`
+    /// (lines of other keys are ignored, as the protocol says).
     fn cosignature(&self, note: &SignedNote, body: &[u8]) -> Result<SignatureLine, SubmitError> {
-        let lines = parse_lines(body)?;
-        let line = lines
-            .into_iter()
-            .find(|l| &l.name == self.key.name() && l.id == self.key.id())
-            .ok_or_else(|| SubmitError::Cosignature("no line by the witness's key".into()))?;
-        let mut cosigned = note.clone();
-        cosigned
-            .push(line.clone())
-            .map_err(|e| SubmitError::Cosignature(e.to_string()))?;
-        verify_cosignature(&cosigned, &self.key)
-            .map_err(|e| SubmitError::Cosignature(e.to_string()))?;
-        Ok(line)
+        use super::protocol::ResponseError;
+        match parse_cosignatures(body, note, std::slice::from_ref(&self.key)) {
+            Ok(lines) => lines
+                .into_iter()
+                .next()
+                .ok_or_else(|| SubmitError::Cosignature("no line by the witness's key".into())),
+            Err(
+                e @ (ResponseError::Invalid { .. }
+                | ResponseError::ZeroTimestamp { .. }
+                | ResponseError::NoKnownCosignature),
+            ) => Err(SubmitError::Cosignature(e.to_string())),
+            Err(e) => Err(SubmitError::Malformed(e.to_string())),
+        }
     }
-}
-
-/// The add-checkpoint request: `old <size>`, each proof hash in base64 on
-/// its own line, a blank line, then the signed checkpoint note.
-fn request_body(old_size: u64, proof: &[Hash], note: &SignedNote) -> Vec<u8> {
-    let mut body = format!("old {old_size}\n");
-    for h in proof {
-        body.push_str(&base64::engine::general_purpose::STANDARD.encode(h.as_bytes()));
-        body.push('\n');
-    }
-    body.push('\n');
-    let mut bytes = body.into_bytes();
-    bytes.extend_from_slice(&note.to_bytes());
-    bytes
-}
-
-/// Signature lines, each `— <name> <base64>\n`, parsed with the note
-/// parser (so the rules are the same as for a note's own lines).
-fn parse_lines(body: &[u8]) -> Result<Vec<SignatureLine>, SubmitError> {
-    if body.is_empty() {
-        return Err(SubmitError::Malformed("an empty answer"));
-    }
-    // A note with a placeholder text and the answer as its signatures.
-    let mut note = b"x\n\n".to_vec();
-    note.extend_from_slice(body);
-    SignedNote::parse(&note)
-        .map(|n| n.signatures().to_vec())
-        .map_err(|_| SubmitError::Malformed("not cosignature lines"))
-}
-
-/// A `text/x.tlog.size` body: decimal digits, no leading zero, one
-/// newline.
-fn parse_size(body: &[u8]) -> Result<u64, SubmitError> {
-    let bad = SubmitError::Malformed("a 409 size that is not a decimal number");
-    let text = std::str::from_utf8(body).map_err(|_| bad.clone())?;
-    let digits = text.strip_suffix('\n').unwrap_or(text);
-    if digits.is_empty()
-        || !digits.bytes().all(|b| b.is_ascii_digit())
-        || (digits.len() > 1 && digits.starts_with('0'))
-    {
-        return Err(bad);
-    }
-    digits.parse().map_err(|_| bad)
 }
 
 /// Reads at most [`MAX_RESPONSE_BYTES`]; more is an error, not a cut.
@@ -212,12 +182,12 @@ async fn bounded_body(mut response: reqwest::Response) -> Result<Vec<u8>, Submit
         .content_length()
         .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
     {
-        return Err(SubmitError::Malformed("the answer is too large"));
+        return Err(SubmitError::Malformed("the answer is too large".into()));
     }
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(SubmitError::Malformed("the answer is too large"));
+            return Err(SubmitError::Malformed("the answer is too large".into()));
         }
         body.extend_from_slice(&chunk);
     }
@@ -251,37 +221,6 @@ mod tests {
             key: key.clone(),
             endpoint: reqwest::Url::parse("https://w.example/add-checkpoint").expect("url"),
             http: reqwest::Client::new(),
-        }
-    }
-
-    #[test]
-    fn the_request_is_old_size_proof_lines_blank_line_note() {
-        let (_, note) = signed(5);
-        let body = request_body(3, &[Hash([0; 32]), Hash([255; 32])], &note);
-        let text = String::from_utf8(body).expect("utf-8");
-        let expected = format!(
-            "old 3\n{}\n{}\n\n{}",
-            "A".repeat(43) + "=",
-            "/".repeat(42) + "8=",
-            String::from_utf8(note.to_bytes()).expect("utf-8")
-        );
-        assert_eq!(text, expected);
-    }
-
-    #[test]
-    fn a_409_size_is_parsed_strictly() {
-        assert_eq!(parse_size(b"17\n"), Ok(17));
-        assert_eq!(parse_size(b"0\n"), Ok(0));
-        for bad in [
-            &b""[..],
-            b"\n",
-            b"017\n",
-            b"-1\n",
-            b"1 \n",
-            b"1\n\n",
-            b"99999999999999999999\n",
-        ] {
-            assert!(parse_size(bad).is_err(), "{bad:?}");
         }
     }
 
