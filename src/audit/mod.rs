@@ -57,5 +57,5 @@ pub use event::{AnomalyEvent, RefusalSummary, SecurityEvent};
 pub use log::AuditLog;
 pub use record::{AuditRecord, CertFacts, Fault, Outcome};
 pub use timestamp::{rfc3339_ms, unix_ms};
-pub use witnessing::start_witnessing;
+pub use witnessing::{start_witnessing, witness_log};
 pub use witnessing_policy::{WitnessCollector, WitnessGate};

@@ -69,6 +69,33 @@ enum Outcome {
     },
 }
 
+/// The witnessing of `audit`'s log as `config` says: `None` without
+/// `[audit.witness]`; else the task started and the gate and metrics to
+/// wire in. The error names the field.
+#[allow(clippy::type_complexity)]
+pub fn witness_log(
+    config: &super::config::AuditConfig,
+    audit: &Arc<AuditLog>,
+) -> Result<Option<(Arc<WitnessGate>, WitnessCollector)>, (String, String)> {
+    let Some(w) = &config.witness else {
+        return Ok(None);
+    };
+    let Some(log) = transparency_of(audit) else {
+        return Err((
+            "audit.witness".into(),
+            "the audit trail has no Merkle log to witness (audit.signing_key)".into(),
+        ));
+    };
+    start_witnessing(w, &log, audit)
+        .map(Some)
+        .map_err(|message| ("audit.witness".into(), message))
+}
+
+/// The trail's log (until t23-wire's `AuditLog::transparency` is merged).
+fn transparency_of(_audit: &AuditLog) -> Option<Arc<Transparency>> {
+    None
+}
+
 /// Starts the task for `config` over `log` (whose handle `audit` gets the
 /// events); returns the gate the request path checks and the metrics
 /// collector to register.
