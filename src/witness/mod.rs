@@ -7,9 +7,24 @@
 //! the last it cosigned for the same origin, across restarts included, and
 //! never answer before that new state is on disk.
 //!
-//! Layout: `protocol` (the add-checkpoint request and response bytes,
-//! shared with the gateway's client); `client` (the gateway's HTTPS client
-//! of one witness).
+//! Layout, each file using only files listed before it: `protocol` (the
+//! add-checkpoint request and response bytes, shared with the gateway's
+//! client); `config` (the witness's config file); `state` (the last
+//! cosigned checkpoint of each log, on disk); `cosigner` ([`Witness`]: the
+//! checks and the cosignature); `server` (HTTPS and the spec's routes);
+//! `client` (the gateway's HTTPS client of one witness).
 
 pub mod client;
+mod config;
+mod cosigner;
 pub mod protocol;
+mod server;
+mod state;
+
+pub use config::{WitnessConfig, WitnessConfigError};
+pub use cosigner::{load_signer, Refused, Witness, WitnessError};
+pub use server::{
+    serve, tls_config, BODY_TIMEOUT, HANDSHAKE_TIMEOUT, HEADER_TIMEOUT, MAX_CONNECTIONS,
+    MAX_CONNECTION_AGE,
+};
+pub use state::{Cosigned, StateDir, StateError};
