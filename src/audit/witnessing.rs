@@ -106,7 +106,10 @@ pub fn start_witnessing(
 ) -> Result<(Arc<WitnessGate>, WitnessCollector), String> {
     let mut peers = Vec::with_capacity(config.peers.len());
     for (i, p) in config.peers.iter().enumerate() {
-        let client = WitnessClient::new(p).map_err(|e| format!("audit.witness.peer[{i}]: {e}"))?;
+        let client = p
+            .verifier()
+            .and_then(|key| WitnessClient::new(&p.url, key, &p.ca_file))
+            .map_err(|e| format!("audit.witness.peer[{i}]: {e}"))?;
         peers.push(Peer {
             client,
             size: 0,

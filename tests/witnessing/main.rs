@@ -1,0 +1,369 @@
+//! The gateway's witnessing (docs/OPERATIONS.md, "Witnessing policy"),
+//! end to end: real `sealgate serve` gateways whose audit log is
+//! cosigned by real `sealgate audit witness` processes over HTTPS. The
+//! trail's `checkpoint_cosigned` events verify under the witnesses' keys;
+//! a lost quorum is an event and a metric (`alert`), or refuses calls with
+//! `AUDIT_UNWITNESSED` before any backend until the witness is back
+//! (`fail_closed`); a witness answering under another key is not counted;
+//! two gateways with their own origins share one witness.
+
+#[path = "../audit_common.rs"]
+mod audit_common;
+mod witnesses;
+
+use std::time::{Duration, Instant};
+
+use audit_common::*;
+use serde_json::Value;
+use witnesses::{cosigned_note, log_vkey, Witness};
+
+const DEFAULT_ORIGIN: &str = "sealgate.local/sealgate-audit";
+
+/// Rewrites the setup's `[audit]` section (as [`Setup::new`] wrote it).
+fn set_audit(setup: &Setup, audit: &str) {
+    let path = setup.path("sealgate.toml");
+    let text = std::fs::read_to_string(&path).expect("config");
+    let start = text.find("[audit]").expect("[audit]");
+    let end = text.find("[[backend]]").expect("[[backend]]");
+    let text = format!("{}[audit]\n{audit}\n\n{}", &text[..start], &text[end..]);
+    std::fs::write(&path, text).expect("config");
+}
+
+/// `[audit]` with a file, the key, a checkpoint a second, `origin` if
+/// given, and `[audit.witness]` from `witness` (its peers appended).
+fn audit_section(origin: Option<&str>, witness: &str, peers: &[&Witness]) -> String {
+    let mut s =
+        "path = \"audit.jsonl\"\nsigning_key = \"file:audit.signing.key\"\ncheckpoint_secs = 1\n"
+            .to_string();
+    if let Some(o) = origin {
+        s.push_str(&format!("origin = \"{o}\"\n"));
+    }
+    s.push_str("\n[audit.witness]\n");
+    s.push_str(witness);
+    s.push('\n');
+    for p in peers {
+        s.push_str(&p.peer_toml());
+    }
+    s
+}
+
+fn trail(setup: &Setup) -> Vec<Value> {
+    records(&setup.path("audit.jsonl"))
+}
+
+/// Calls until one passes `ok`, at most `secs` seconds; the last result.
+async fn call_until(
+    client: &sealgate::client::Client,
+    secs: u64,
+    ok: impl Fn(&Result<(), (tonic::Code, Option<String>)>) -> bool,
+) -> Result<(), (tonic::Code, Option<String>)> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let r = call(client).await;
+        if ok(&r) || Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every `checkpoint_cosigned` event's cosignatures verify on the
+/// checkpoint line of its `tree_size` under `witnesses`' keys (each one
+/// at most once, at least `quorum`), and the note under the log's key.
+fn assert_cosigned_events_verify(
+    records: &[Value],
+    witnesses: &[&Witness],
+    log_vkey: &str,
+    quorum: usize,
+) -> usize {
+    let log = sealgate::tlog::VerifierKey::parse(log_vkey).expect("log vkey");
+    let events = events(records, "checkpoint_cosigned");
+    for e in &events {
+        let size = e["tree_size"].as_u64().expect("tree_size");
+        let lines: Vec<String> = e["cosignatures"]
+            .as_array()
+            .expect("cosignatures")
+            .iter()
+            .map(|c| c.as_str().expect("a line").to_string())
+            .collect();
+        assert!(lines.len() >= quorum, "{e}");
+        assert!(lines.iter().all(|l| !l.contains('\n')), "{e}");
+        let note = cosigned_note(records, size, &lines);
+        note.verify(std::slice::from_ref(&log))
+            .expect("the log's signature verifies");
+        let verified = witnesses
+            .iter()
+            .filter(|w| sealgate::tlog::verify_cosignature(&note, &w.verifier()).is_ok())
+            .count();
+        assert_eq!(verified, lines.len(), "every cosignature verifies: {e}");
+    }
+    events.len()
+}
+
+#[tokio::test]
+async fn two_witnesses_cosign_and_the_trail_records_cosignatures_that_verify() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let setup = Setup::new("path = \"audit.jsonl\"\nsigning_key = \"file:audit.signing.key\"\n");
+    let vkey = log_vkey(&setup, DEFAULT_ORIGIN);
+    let logs = [(DEFAULT_ORIGIN.to_string(), vkey.clone())];
+    let w1 = Witness::start(&root.path().join("w1"), "w1.example", &logs);
+    let w2 = Witness::start(&root.path().join("w2"), "w2.example", &logs);
+    set_audit(&setup, &audit_section(None, "quorum = 2", &[&w1, &w2]));
+    let gw = setup.serve();
+    let client = gw.client().await;
+    for _ in 0..5 {
+        call(&client).await.expect("served");
+    }
+    assert!(
+        wait_until(20, || !events(&trail(&setup), "checkpoint_cosigned")
+            .is_empty()),
+        "no checkpoint_cosigned event: {}",
+        gw.log_text()
+    );
+    // More calls, another witnessed checkpoint (proved consistent with the
+    // first one each witness cosigned).
+    let first = events(&trail(&setup), "checkpoint_cosigned").len();
+    for _ in 0..5 {
+        call(&client).await.expect("served");
+    }
+    assert!(
+        wait_until(20, || events(&trail(&setup), "checkpoint_cosigned").len()
+            > first),
+        "no second checkpoint_cosigned event"
+    );
+    drop(client);
+    gw.stop();
+    let recs = trail(&setup);
+    let n = assert_cosigned_events_verify(&recs, &[&w1, &w2], &vkey, 2);
+    assert!(n >= 2, "{n} cosigned events");
+    for e in events(&recs, "checkpoint_cosigned") {
+        assert_eq!(e["cosignatures"].as_array().map(Vec::len), Some(2), "{e}");
+    }
+    assert!(events(&recs, "witness_quorum_lost").is_empty());
+}
+
+#[tokio::test]
+async fn fail_closed_refuses_calls_while_a_witness_is_away_and_serves_once_it_is_back() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let setup = Setup::new("path = \"audit.jsonl\"\nsigning_key = \"file:audit.signing.key\"\n");
+    let vkey = log_vkey(&setup, DEFAULT_ORIGIN);
+    let logs = [(DEFAULT_ORIGIN.to_string(), vkey.clone())];
+    let w1 = Witness::start(&root.path().join("w1"), "w1.example", &logs);
+    let mut w2 = Witness::start(&root.path().join("w2"), "w2.example", &logs);
+    set_audit(
+        &setup,
+        &audit_section(
+            None,
+            "quorum = 2\nmax_unwitnessed_secs = 1\non_no_quorum = \"fail_closed\"",
+            &[&w1, &w2],
+        ),
+    );
+    let gw = setup.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("served");
+    assert!(
+        wait_until(20, || !events(&trail(&setup), "checkpoint_cosigned")
+            .is_empty()),
+        "witnessed before the outage: {}",
+        gw.log_text()
+    );
+
+    // The attacker's window: a witness away. Within a checkpoint and
+    // max_unwitnessed_secs, calls are refused.
+    w2.kill();
+    let refused = call_until(&client, 30, |r| r.is_err()).await;
+    assert_eq!(
+        refused,
+        Err((tonic::Code::Unavailable, Some("AUDIT_UNWITNESSED".into()))),
+        "{}",
+        gw.log_text()
+    );
+    let served_before = requests(&trail(&setup), "allowed").len();
+    for _ in 0..3 {
+        assert_eq!(
+            call(&client).await,
+            Err((tonic::Code::Unavailable, Some("AUDIT_UNWITNESSED".into())))
+        );
+    }
+    let recs = trail(&setup);
+    let refusal = recs
+        .iter()
+        .find(|r| r["type"] == "request" && r["reason"] == "AUDIT_UNWITNESSED")
+        .expect("the refusal is recorded");
+    assert_eq!(refusal["outcome"], "denied");
+    assert_eq!(
+        refusal["stage"], "audit",
+        "refused before identity: {refusal}"
+    );
+    assert!(
+        refusal.get("backend").is_none_or(Value::is_null),
+        "no backend was reached: {refusal}"
+    );
+    assert_eq!(
+        requests(&recs, "allowed").len(),
+        served_before,
+        "nothing was served while refusing"
+    );
+    let lost = events(&recs, "witness_quorum_lost");
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(lost[0]["peers_failing"], serde_json::json!(["w2.example"]));
+    assert!(lost[0]["since_tree_size"].as_u64().is_some_and(|s| s > 0));
+
+    // The witness is back (same port, same state): served again.
+    w2.restart();
+    let back = call_until(&client, 60, |r| r.is_ok()).await;
+    assert_eq!(back, Ok(()), "{}", gw.log_text());
+    let recs = trail(&setup);
+    let recovered = events(&recs, "witness_quorum_recovered");
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert!(recovered[0]["unwitnessed_ms"]
+        .as_u64()
+        .is_some_and(|ms| ms >= 1000));
+    drop(client);
+    gw.stop();
+    assert_cosigned_events_verify(&trail(&setup), &[&w1, &w2], &vkey, 2);
+}
+
+#[tokio::test]
+async fn alert_records_the_lost_quorum_and_its_metric_and_goes_on_serving() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let setup = Setup::new("path = \"audit.jsonl\"\nsigning_key = \"file:audit.signing.key\"\n");
+    let vkey = log_vkey(&setup, DEFAULT_ORIGIN);
+    let logs = [(DEFAULT_ORIGIN.to_string(), vkey.clone())];
+    let w1 = Witness::start(&root.path().join("w1"), "w1.example", &logs);
+    let mut w2 = Witness::start(&root.path().join("w2"), "w2.example", &logs);
+    w2.kill();
+    set_audit(
+        &setup,
+        &audit_section(None, "quorum = 2\nmax_unwitnessed_secs = 1", &[&w1, &w2]),
+    );
+    let metrics_port = free_port();
+    let config = setup.path("sealgate.toml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!(
+        "\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
+    ));
+    std::fs::write(&config, text).expect("config");
+    let gw = setup.serve();
+    let client = gw.client().await;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        call(&client).await.expect("alert mode goes on serving");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        wait_until(10, || !events(&trail(&setup), "witness_quorum_lost")
+            .is_empty()),
+        "{}",
+        gw.log_text()
+    );
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("sealgate_audit_witness_quorum_lost_total 1"),
+        "{metrics}"
+    );
+    let unwitnessed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sealgate_audit_unwitnessed_seconds "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("the gauge");
+    assert!(unwitnessed > 1.0, "{unwitnessed}");
+    assert!(
+        metrics.contains("sealgate_audit_witness_failures_total{witness=\"w2.example\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sealgate_audit_refusing_unwitnessed 0"),
+        "{metrics}"
+    );
+    drop(client);
+    gw.stop();
+    let recs = trail(&setup);
+    assert!(
+        events(&recs, "checkpoint_cosigned").is_empty(),
+        "one of two is no quorum"
+    );
+    assert!(requests(&recs, "denied").is_empty());
+}
+
+#[tokio::test]
+async fn a_cosignature_under_another_key_than_configured_does_not_count() {
+    // The peer's URL reaches w1, but its configured key is w2's: w1's
+    // answer carries no line by that key, so nothing is cosigned.
+    let root = tempfile::tempdir().expect("tempdir");
+    let setup = Setup::new("path = \"audit.jsonl\"\nsigning_key = \"file:audit.signing.key\"\n");
+    let vkey = log_vkey(&setup, DEFAULT_ORIGIN);
+    let logs = [(DEFAULT_ORIGIN.to_string(), vkey.clone())];
+    let w1 = Witness::start(&root.path().join("w1"), "w1.example", &logs);
+    let w2 = Witness::start(&root.path().join("w2"), "w1.example", &logs);
+    let peer = w1.peer_toml().replace(&w1.vkey, &w2.vkey);
+    let section = audit_section(None, "quorum = 1\nmax_unwitnessed_secs = 1", &[]) + &peer;
+    set_audit(&setup, &section);
+    let gw = setup.serve();
+    let client = gw.client().await;
+    for _ in 0..5 {
+        call(&client).await.expect("served (alert)");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        wait_until(10, || !events(&trail(&setup), "witness_quorum_lost")
+            .is_empty()),
+        "{}",
+        gw.log_text()
+    );
+    drop(client);
+    gw.stop();
+    assert!(events(&trail(&setup), "checkpoint_cosigned").is_empty());
+}
+
+#[tokio::test]
+async fn two_gateways_with_their_own_origins_share_one_witness() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let a = Setup::new("path = \"audit.jsonl\"\nsigning_key = \"file:audit.signing.key\"\n");
+    let b = Setup::new("path = \"audit.jsonl\"\nsigning_key = \"file:audit.signing.key\"\n");
+    let (oa, ob) = ("sealgate.local/replica-a", "sealgate.local/replica-b");
+    let (ka, kb) = (log_vkey(&a, oa), log_vkey(&b, ob));
+    let w = Witness::start(
+        &root.path().join("w"),
+        "w.example",
+        &[(oa.to_string(), ka.clone()), (ob.to_string(), kb.clone())],
+    );
+    set_audit(&a, &audit_section(Some(oa), "", &[&w]));
+    set_audit(&b, &audit_section(Some(ob), "", &[&w]));
+    let (ga, gb) = (a.serve(), b.serve());
+    let (ca, cb) = (ga.client().await, gb.client().await);
+    for _ in 0..3 {
+        call(&ca).await.expect("A serves");
+        call(&cb).await.expect("B serves");
+    }
+    for (s, g) in [(&a, &ga), (&b, &gb)] {
+        assert!(
+            wait_until(20, || !events(&trail(s), "checkpoint_cosigned").is_empty()),
+            "{}",
+            g.log_text()
+        );
+    }
+    drop((ca, cb));
+    ga.stop();
+    gb.stop();
+    assert!(assert_cosigned_events_verify(&trail(&a), &[&w], &ka, 1) > 0);
+    assert!(assert_cosigned_events_verify(&trail(&b), &[&w], &kb, 1) > 0);
+    // Each trail's checkpoints are under its own origin.
+    let origin_of = |recs: &[Value]| {
+        recs.iter()
+            .find(|r| r["type"] == "checkpoint" && r["note"].is_string())
+            .and_then(|r| {
+                r["note"]
+                    .as_str()
+                    .and_then(|n| n.lines().next())
+                    .map(str::to_string)
+            })
+    };
+    assert_eq!(origin_of(&trail(&a)).as_deref(), Some(oa));
+    assert_eq!(origin_of(&trail(&b)).as_deref(), Some(ob));
+}
