@@ -1,4 +1,4 @@
-//! The gateway's witnessing task (docs/AUDIT.md, "The Merkle log";
+//! The witnessing task (docs/AUDIT.md, "The Merkle log";
 //! docs/OPERATIONS.md, "Witnessing policy"): it follows the latest signed
 //! checkpoint of the audit log, submits it with a consistency proof to
 //! every witness of `[audit.witness]`, and once a quorum of verified
@@ -20,11 +20,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use super::event::event;
-use super::log::AuditLog;
-use super::transparency::{Published, Transparency, TransparencyError};
-use super::witness_config::{OnNoQuorum, WitnessConfig};
-use super::witnessing_policy::{Policy, Transition, WitnessCollector, WitnessGate};
+use super::policy::{Policy, Transition, WitnessCollector, WitnessGate};
+use crate::audit::transparency::{Published, Transparency, TransparencyError};
+use crate::audit::witness_config::{OnNoQuorum, WitnessConfig};
+use crate::audit::AuditLog;
 use crate::tlog::{Hash, SignatureLine};
 use crate::witness::client::{SubmitError, WitnessClient};
 
@@ -74,7 +73,7 @@ enum Outcome {
 /// wire in. The error names the field.
 #[allow(clippy::type_complexity)]
 pub fn witness_log(
-    config: &super::config::AuditConfig,
+    config: &crate::audit::AuditConfig,
     audit: &Arc<AuditLog>,
 ) -> Result<Option<(Arc<WitnessGate>, WitnessCollector)>, (String, String)> {
     let Some(w) = &config.witness else {
@@ -334,7 +333,7 @@ impl Task {
         }
         let since = self.policy.waiting_since().map(|s| {
             let ago = Instant::now().saturating_duration_since(s);
-            let now = super::unix_ms(std::time::SystemTime::now());
+            let now = crate::audit::unix_ms(std::time::SystemTime::now());
             u64::try_from(now)
                 .unwrap_or(0)
                 .saturating_sub(u64::try_from(ago.as_millis()).unwrap_or(0))
@@ -406,6 +405,18 @@ impl Task {
             (a, b) => a.or(b),
         }
     }
+}
+
+/// A new event body: `ts` now and `event` (as the trail's own events).
+fn event(name: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    let now = crate::audit::unix_ms(std::time::SystemTime::now());
+    m.insert(
+        "ts".into(),
+        serde_json::json!(crate::audit::rfc3339_ms(now)),
+    );
+    m.insert("event".into(), serde_json::json!(name));
+    m
 }
 
 async fn sleep_until(at: Option<Instant>) {
