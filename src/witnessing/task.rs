@@ -79,7 +79,7 @@ pub fn witness_log(
     let Some(w) = &config.witness else {
         return Ok(None);
     };
-    let Some(log) = transparency_of(audit) else {
+    let Some(log) = audit.transparency() else {
         return Err((
             "audit.witness".into(),
             "the audit trail has no Merkle log to witness (audit.signing_key)".into(),
@@ -88,11 +88,6 @@ pub fn witness_log(
     start_witnessing(w, &log, audit)
         .map(Some)
         .map_err(|message| ("audit.witness".into(), message))
-}
-
-/// The trail's log (until t23-wire's `AuditLog::transparency` is merged).
-fn transparency_of(_audit: &AuditLog) -> Option<Arc<Transparency>> {
-    None
 }
 
 /// Starts the task for `config` over `log` (whose handle `audit` gets the
