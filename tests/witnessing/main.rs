@@ -47,6 +47,25 @@ fn audit_section(origin: Option<&str>, witness: &str, peers: &[&Witness]) -> Str
     s
 }
 
+/// SIGTERM and a clean exit within 30 s (else the log is shown); waits
+/// on the runtime, so the test's dropped clients close their connections.
+async fn stop(mut gw: Gateway) {
+    gw.signal("TERM");
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = gw.child.try_wait() {
+            assert!(status.success(), "gateway exit: {status}\n{}", gw.log_text());
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "gateway did not stop:\n{}",
+            gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 fn trail(setup: &Setup) -> Vec<Value> {
     records(&setup.path("audit.jsonl"))
 }
@@ -132,7 +151,7 @@ async fn two_witnesses_cosign_and_the_trail_records_cosignatures_that_verify() {
         "no second checkpoint_cosigned event"
     );
     drop(client);
-    gw.stop();
+    stop(gw).await;
     let recs = trail(&setup);
     let n = assert_cosigned_events_verify(&recs, &[&w1, &w2], &vkey, 2);
     assert!(n >= 2, "{n} cosigned events");
@@ -220,7 +239,7 @@ async fn fail_closed_refuses_calls_while_a_witness_is_away_and_serves_once_it_is
         .as_u64()
         .is_some_and(|ms| ms >= 1000));
     drop(client);
-    gw.stop();
+    stop(gw).await;
     assert_cosigned_events_verify(&trail(&setup), &[&w1, &w2], &vkey, 2);
 }
 
@@ -282,7 +301,7 @@ async fn alert_records_the_lost_quorum_and_its_metric_and_goes_on_serving() {
         "{metrics}"
     );
     drop(client);
-    gw.stop();
+    stop(gw).await;
     let recs = trail(&setup);
     assert!(
         events(&recs, "checkpoint_cosigned").is_empty(),
@@ -317,7 +336,7 @@ async fn a_cosignature_under_another_key_than_configured_does_not_count() {
         gw.log_text()
     );
     drop(client);
-    gw.stop();
+    stop(gw).await;
     assert!(events(&trail(&setup), "checkpoint_cosigned").is_empty());
 }
 
@@ -349,8 +368,8 @@ async fn two_gateways_with_their_own_origins_share_one_witness() {
         );
     }
     drop((ca, cb));
-    ga.stop();
-    gb.stop();
+    stop(ga).await;
+    stop(gb).await;
     assert!(assert_cosigned_events_verify(&trail(&a), &[&w], &ka, 1) > 0);
     assert!(assert_cosigned_events_verify(&trail(&b), &[&w], &kb, 1) > 0);
     // Each trail's checkpoints are under its own origin.

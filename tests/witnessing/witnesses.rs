@@ -29,7 +29,7 @@ impl Witness {
             &dir.join("ca"),
             "witness.test",
             sealgate::ca::CaAlgorithm::EcdsaP256,
-            30,
+            365,
             false,
         )
         .expect("witness CA");
