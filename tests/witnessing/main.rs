@@ -150,6 +150,13 @@ async fn two_witnesses_cosign_and_the_trail_records_cosignatures_that_verify() {
             > first),
         "no second checkpoint_cosigned event"
     );
+    // Idle, the trail stands still: a checkpoint holding only the last
+    // checkpoint line and its checkpoint_cosigned event is not witnessed
+    // again (else every event would make a checkpoint, and so on).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let settled = trail(&setup).len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(trail(&setup).len(), settled, "an idle trail grew");
     drop(client);
     stop(gw).await;
     let recs = trail(&setup);
@@ -158,6 +165,20 @@ async fn two_witnesses_cosign_and_the_trail_records_cosignatures_that_verify() {
     for e in events(&recs, "checkpoint_cosigned") {
         assert_eq!(e["cosignatures"].as_array().map(Vec::len), Some(2), "{e}");
     }
+    // And `audit verify` checks them too.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["audit", "verify", "--json", "--public-key"])
+        .arg(setup.path("audit.signing.key.pub"))
+        .args(["--witness-key", &w1.vkey, "--witness-key", &w2.vkey])
+        .arg(setup.path("audit.jsonl"))
+        .output()
+        .expect("audit verify");
+    assert!(
+        out.status.success(),
+        "audit verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(events(&recs, "witness_quorum_lost").is_empty());
 }
 
