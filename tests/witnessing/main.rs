@@ -54,7 +54,11 @@ async fn stop(mut gw: Gateway) {
     let start = Instant::now();
     loop {
         if let Ok(Some(status)) = gw.child.try_wait() {
-            assert!(status.success(), "gateway exit: {status}\n{}", gw.log_text());
+            assert!(
+                status.success(),
+                "gateway exit: {status}\n{}",
+                gw.log_text()
+            );
             return;
         }
         assert!(
@@ -406,4 +410,84 @@ async fn two_gateways_with_their_own_origins_share_one_witness() {
     };
     assert_eq!(origin_of(&trail(&a)).as_deref(), Some(oa));
     assert_eq!(origin_of(&trail(&b)).as_deref(), Some(ob));
+}
+
+#[tokio::test]
+async fn a_restarted_gateway_resumes_from_the_witness_size_and_a_rolled_back_log_is_an_alert() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let setup = Setup::new("path = \"audit.jsonl\"\nsigning_key = \"file:audit.signing.key\"\n");
+    let vkey = log_vkey(&setup, DEFAULT_ORIGIN);
+    let logs = [(DEFAULT_ORIGIN.to_string(), vkey.clone())];
+    let w = Witness::start(&root.path().join("w"), "w.example", &logs);
+    set_audit(
+        &setup,
+        &audit_section(None, "max_unwitnessed_secs = 1", &[&w]),
+    );
+    let cosigned = |n: usize| {
+        let setup = &setup;
+        move || events(&trail(setup), "checkpoint_cosigned").len() >= n
+    };
+    let gw = setup.serve();
+    let client = gw.client().await;
+    for _ in 0..10 {
+        call(&client).await.expect("served");
+    }
+    assert!(wait_until(20, cosigned(1)), "{}", gw.log_text());
+    drop(client);
+    stop(gw).await;
+    let before = events(&trail(&setup), "checkpoint_cosigned").len();
+
+    // Restarted: the task does not know the witness's size; the witness
+    // answers 409 with it and the next checkpoint is proved from there.
+    let gw = setup.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("served");
+    assert!(wait_until(20, cosigned(before + 1)), "{}", gw.log_text());
+    drop(client);
+    stop(gw).await;
+    let recs = trail(&setup);
+    assert_cosigned_events_verify(&recs, &[&w], &vkey, 1);
+    assert!(events(&recs, "witness_ahead_of_log").is_empty());
+    let witnessed = events(&recs, "checkpoint_cosigned")
+        .iter()
+        .filter_map(|e| e["tree_size"].as_u64())
+        .max()
+        .expect("a size");
+
+    // The trail and its log are wiped (the attacker starts over under the
+    // same origin and key): the witness holds a larger tree than the log.
+    std::fs::remove_file(setup.path("audit.jsonl")).expect("trail removed");
+    std::fs::remove_dir_all(setup.path("audit-spool")).expect("log removed");
+    let gw = setup.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("alert mode serves");
+    assert!(
+        wait_until(20, || !events(&trail(&setup), "witness_ahead_of_log")
+            .is_empty()),
+        "{}",
+        gw.log_text()
+    );
+    assert!(
+        wait_until(10, || !events(&trail(&setup), "witness_quorum_lost")
+            .is_empty()),
+        "{}",
+        gw.log_text()
+    );
+    drop(client);
+    stop(gw).await;
+    let recs = trail(&setup);
+    let ahead = events(&recs, "witness_ahead_of_log");
+    assert_eq!(ahead.len(), 1, "reported once: {ahead:?}");
+    assert_eq!(ahead[0]["witness"], "w.example");
+    assert!(
+        ahead[0]["witness_size"].as_u64() >= Some(witnessed),
+        "{}",
+        ahead[0]
+    );
+    assert!(
+        ahead[0]["tree_size"].as_u64() < ahead[0]["witness_size"].as_u64(),
+        "{}",
+        ahead[0]
+    );
+    assert!(events(&recs, "checkpoint_cosigned").is_empty());
 }
