@@ -85,25 +85,25 @@ pub fn witness_log(
             "the audit trail has no Merkle log to witness (audit.signing_key)".into(),
         ));
     };
-    start_witnessing(w, &log, audit)
-        .map(Some)
-        .map_err(|message| ("audit.witness".into(), message))
+    start_witnessing(w, &log, audit).map(Some)
 }
 
 /// Starts the task for `config` over `log` (whose handle `audit` gets the
 /// events); returns the gate the request path checks and the metrics
-/// collector to register.
+/// collector to register, or the field that failed and why (a witness's
+/// CA file that cannot be loaded).
 pub fn start_witnessing(
     config: &WitnessConfig,
     log: &Arc<Transparency>,
     audit: &Arc<AuditLog>,
-) -> Result<(Arc<WitnessGate>, WitnessCollector), String> {
+) -> Result<(Arc<WitnessGate>, WitnessCollector), (String, String)> {
     let mut peers = Vec::with_capacity(config.peers.len());
     for (i, p) in config.peers.iter().enumerate() {
-        let client = p
+        let key = p
             .verifier()
-            .and_then(|key| WitnessClient::new(&p.url, key, &p.ca_file))
-            .map_err(|e| format!("audit.witness.peer[{i}]: {e}"))?;
+            .map_err(|e| (format!("audit.witness.peer[{i}].key"), e))?;
+        let client = WitnessClient::new(&p.url, key, &p.ca_file)
+            .map_err(|e| (format!("audit.witness.peer[{i}].ca_file"), e))?;
         peers.push(Peer {
             client,
             size: 0,

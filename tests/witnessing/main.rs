@@ -491,3 +491,30 @@ async fn a_restarted_gateway_resumes_from_the_witness_size_and_a_rolled_back_log
     );
     assert!(events(&recs, "checkpoint_cosigned").is_empty());
 }
+
+#[test]
+fn a_witness_ca_file_that_cannot_be_read_refuses_the_start() {
+    let setup = Setup::new("path = \"audit.jsonl\"\nsigning_key = \"file:audit.signing.key\"\n");
+    let key = sealgate::tlog::SignerKey::generate(
+        sealgate::tlog::KeyName::new("w.example").expect("name"),
+        sealgate::tlog::SignatureType::CosignatureV1,
+    );
+    set_audit(
+        &setup,
+        &format!(
+            "path = \"audit.jsonl\"\nsigning_key = \"file:audit.signing.key\"\n\n[audit.witness]\n[[audit.witness.peer]]\nurl = \"https://localhost:1/\"\nkey = \"{}\"\nca_file = \"missing-ca.pem\"\n",
+            key.verifier()
+        ),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["serve", "--config"])
+        .arg(setup.path("sealgate.toml"))
+        .output()
+        .expect("run sealgate serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("field audit.witness.peer[0].ca_file") && stderr.contains("missing-ca.pem"),
+        "{stderr}"
+    );
+}
