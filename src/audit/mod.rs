@@ -55,6 +55,7 @@ pub mod transparency;
 mod verify;
 mod verify_v3;
 mod verify_witness;
+pub mod witness_config;
 mod writer;
 
 pub use config::{AuditConfig, Fsync, OnFailure, SinkConfig, SyslogTransport};

@@ -11,8 +11,10 @@
 //! add-checkpoint request and response bytes, shared with the gateway's
 //! client); `config` (the witness's config file); `state` (the last
 //! cosigned checkpoint of each log, on disk); `cosigner` ([`Witness`]: the
-//! checks and the cosignature); `server` (HTTPS and the spec's routes).
+//! checks and the cosignature); `server` (HTTPS and the spec's routes);
+//! `client` (the gateway's HTTPS client of one witness).
 
+pub mod client;
 mod config;
 mod cosigner;
 pub mod protocol;
