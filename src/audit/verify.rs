@@ -414,7 +414,7 @@ impl<'k> Verifier<'k> {
         self.prev_seq = Some(seq);
         if let Some(t) = self.tree.as_mut() {
             t.push(leaf_hash(line));
-            self.witness.grew(at, seq, t)?;
+            self.witness.grew(at, seq, t, &self.report.origins)?;
         }
         self.report.last_seq = Some(seq);
         Ok(())

@@ -196,8 +196,16 @@ impl Witnessing {
     }
 
     /// The tree grew to `tree`'s size with the line of `seq` at `at`: an
-    /// anchor of that size must have its root.
-    pub fn grew(&mut self, at: &str, seq: u64, tree: &Frontier) -> Result<(), String> {
+    /// anchor of that size must have its root. `origins`: those the trail's
+    /// checkpoints named so far (a mismatch names another log's checkpoint
+    /// as such).
+    pub fn grew(
+        &mut self,
+        at: &str,
+        seq: u64,
+        tree: &Frontier,
+        origins: &[String],
+    ) -> Result<(), String> {
         self.last = Some((at.to_string(), seq));
         let size = tree.size();
         if !self.anchors.iter().any(|a| a.checkpoint.size() == size) {
@@ -210,11 +218,22 @@ impl Witnessing {
                 continue;
             }
             if root.as_bytes() != a.checkpoint.root_hash() {
+                let other_log =
+                    !origins.is_empty() && !origins.iter().any(|o| o == a.checkpoint.origin());
                 return Err(format!(
-                    "rewritten or forked before size {size}: lines seq 0..{seq} hash to {}, but {} says {}",
+                    "rewritten or forked before size {size}: lines seq 0..{seq} hash to {}, but {} says {}{}",
                     root.to_base64(),
                     a.describe(),
-                    crate::tlog::Hash(*a.checkpoint.root_hash()).to_base64()
+                    crate::tlog::Hash(*a.checkpoint.root_hash()).to_base64(),
+                    if other_log {
+                        format!(
+                            " (its origin {:?} is not the one this trail's checkpoints name: {}; another log's checkpoint?)",
+                            a.checkpoint.origin(),
+                            origins.join(", ")
+                        )
+                    } else {
+                        String::new()
+                    }
                 ));
             }
             self.report

@@ -328,3 +328,42 @@ fn a_cosigned_event_that_names_no_checkpoint_breaks() {
         "checkpoint_cosigned event names tree size 5, which is not before it (seq 5)"
     );
 }
+
+#[test]
+fn another_logs_checkpoint_is_named_as_such() {
+    use crate::tlog::{cosign, KeyName, SignatureType, SignedNote, SignerKey};
+    let t = original();
+    let origin = "other.example/log";
+    let cp = Checkpoint::new(origin, 8, [9; 32]).expect("cp");
+    let signer = SignerKey::from_seed(
+        KeyName::new(origin).expect("name"),
+        SignatureType::Ed25519,
+        &key().to_bytes(),
+    );
+    let mut note = SignedNote::sign(cp.to_note_text().expect("text"), &signer).expect("note");
+    note.push(
+        cosign(
+            &cp,
+            &super::super::verify_v3::test_trail::witness(1),
+            1_700_000_000,
+        )
+        .expect("cosign"),
+    )
+    .expect("push");
+    let a = Anchor::verify(
+        "other.note",
+        &note.to_bytes(),
+        &key().verifying_key(),
+        &witnesses(),
+        1,
+    )
+    .expect("a valid checkpoint, of another log");
+    let (at, what) = broken(one(&t.lines, witnesses(), vec![a]));
+    assert_eq!(at, "f0:8");
+    assert!(
+        what.ends_with(&format!(
+            " (its origin \"other.example/log\" is not the one this trail's checkpoints name: {ORIGIN}; another log's checkpoint?)"
+        )),
+        "{what}"
+    );
+}
