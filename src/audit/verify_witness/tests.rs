@@ -367,3 +367,23 @@ fn another_logs_checkpoint_is_named_as_such() {
         "{what}"
     );
 }
+
+#[test]
+fn cosignatures_that_are_not_signature_lines_break() {
+    let t = original();
+    for (from, to) in [
+        ("\"cosignatures\":[\"", "\"cosignatures\":[\"x\\n\\n"),
+        (
+            "\"cosignatures\":[\"",
+            "\"cosignatures\":[\"not a line\",\"",
+        ),
+    ] {
+        let mut lines = t.lines.clone();
+        lines[5] = lines[5].replacen(from, to, 1);
+        assert_ne!(lines[5], t.lines[5]);
+        let rechained = super::super::verify_v3::test_trail::rechain(&lines[..6]);
+        let (at, what) = broken(one(&rechained, witnesses(), Vec::new()));
+        assert_eq!(at, "f0:6");
+        assert_eq!(what, expected);
+    }
+}
