@@ -371,11 +371,15 @@ fn another_logs_checkpoint_is_named_as_such() {
 #[test]
 fn cosignatures_that_are_not_signature_lines_break() {
     let t = original();
-    for (from, to) in [
-        ("\"cosignatures\":[\"", "\"cosignatures\":[\"x\\n\\n"),
+    let from = "\"cosignatures\":[\"";
+    for (to, expected) in [
         (
-            "\"cosignatures\":[\"",
+            "\"cosignatures\":[\"x\\n\\n",
+            "checkpoint_cosigned event: a cosignature holds a newline",
+        ),
+        (
             "\"cosignatures\":[\"not a line\",\"",
+            "checkpoint_cosigned event: its cosignatures are not signature lines",
         ),
     ] {
         let mut lines = t.lines.clone();
