@@ -155,6 +155,18 @@ fn the_v1_vector_still_verifies_as_an_old_trail_never_sealed() {
 /// The log's origin in a memory trail (and so in the v3 vector).
 const ORIGIN: &str = "sealgate.test/audit";
 
+/// When the vector's witness cosigned (POSIX seconds).
+const WITNESSED_AT: u64 = 1_700_000_000;
+
+/// The vector's witness: a cosignature/v1 key from a fixed seed.
+fn witness() -> sealgate::tlog::SignerKey {
+    sealgate::tlog::SignerKey::from_seed(
+        sealgate::tlog::KeyName::new("witness.test/w1").expect("name"),
+        sealgate::tlog::SignatureType::CosignatureV1,
+        &[0x77; 32],
+    )
+}
+
 /// Everything the v3 vector's meta file states about `lines`, computed
 /// by sealgate's code: the key, the note key, each checkpoint's Merkle
 /// head, note text, whole note and v3 signed bytes, every leaf hash and
@@ -201,6 +213,17 @@ fn v3_meta(lines: &[String], key: &SigningKey) -> Value {
         }
         tree.push(leaf_hash(l.as_bytes()));
     }
+    // A witness's cosignature on the second checkpoint, as an auditor
+    // keeps it for `audit verify --checkpoint`.
+    let witnessed = checkpoints[1]["seq"].as_u64().expect("seq");
+    let mut cosigned = sealgate::tlog::SignedNote::parse(
+        checkpoints[1]["note"].as_str().expect("note").as_bytes(),
+    )
+    .expect("note");
+    let cp = Checkpoint::parse(cosigned.text().as_str()).expect("checkpoint");
+    cosigned
+        .push(sealgate::tlog::cosign(&cp, &witness(), WITNESSED_AT).expect("cosign"))
+        .expect("push");
     json!({
         "description": "sealgate audit trail v3 vector (docs/AUDIT.md, \"Checkpoints\", \"The Merkle log\"): written by the gateway's writer (a memory trail) with a key from a fixed seed; never use it for anything else.",
         "file": "audit-v3.jsonl",
@@ -214,6 +237,14 @@ fn v3_meta(lines: &[String], key: &SigningKey) -> Value {
         "leaf_hashes_hex": lines.iter().map(|l| sealgate::tlog::leaf_hash(l.as_bytes()).to_hex()).collect::<Vec<_>>(),
         "tree_size": tree.size(),
         "root_hex": tree.root().to_hex(),
+        "witnessed": {
+            "witness_seed_hex": hex::encode([0x77u8; 32]),
+            "witness_name": witness().verifier().name().as_str(),
+            "witness_vkey": witness().verifier().to_string(),
+            "timestamp": WITNESSED_AT,
+            "tree_size": witnessed,
+            "cosigned_note": String::from_utf8(cosigned.to_bytes()).expect("utf-8"),
+        },
     })
 }
 
@@ -248,6 +279,25 @@ fn the_v3_vector_is_a_verifying_trail_of_the_writer() {
     let root =
         sealgate::tlog::Hash::from_hex(meta["root_hex"].as_str().expect("root")).expect("hex");
     assert_eq!(report.root, Some(root.to_base64()));
+    // Held to its witnessed checkpoint, it matches.
+    let anchor = sealgate::audit::chain::Anchor::verify(
+        "witnessed",
+        meta["witnessed"]["cosigned_note"]
+            .as_str()
+            .expect("note")
+            .as_bytes(),
+        &key.verifying_key(),
+        &[witness().verifier().clone()],
+        1,
+    )
+    .expect("the witnessed checkpoint verifies");
+    let vk = key.verifying_key();
+    let mut v = Verifier::new(Some(&vk)).with_witnesses(Vec::new(), vec![anchor]);
+    for (i, l) in lines.iter().enumerate() {
+        v.line(&format!("vector:{}", i + 1), l.as_bytes());
+    }
+    let r = v.finish();
+    assert_eq!((r.broken, r.witness.anchors.len()), (None, 1));
     // Its shape is the writer's: the same members in the same order as a
     // fresh trail (only instance, times, signatures and heads differ).
     let fresh = write_trail(key.clone());

@@ -508,6 +508,51 @@ def check_audit_v3():
           audit_verdict([rewritten], pk) == "sealed")
     check("audit v3: ... but its head at a witnessed size differs",
           tree_head([leaf_hash(l) for l in rewritten[:n]]).hex() != meta["checkpoints"][1]["root_hex"])
+    check_witnessed(meta, lines, rewritten, sk)
+
+
+def cosigned_message(text, t):
+    """c2sp.org/tlog-cosignature (docs/TLOG.md): what a cosignature/v1
+    signs: `cosignature/v1`, `time <T>`, then the checkpoint text."""
+    return ("cosignature/v1\ntime %d\n" % t).encode() + text.encode()
+
+
+def check_witnessed(meta, lines, rewritten, sk):
+    """docs/AUDIT.md, "Witnesses": a cosigned checkpoint an auditor keeps
+    (`--checkpoint`): the audit key's note signature, the witness's
+    cosignature/v1 (key id = SHA-256(name || 0x0A || 0x04 || key)[:4],
+    payload key id || u64be(T) || signature), and the head of the file's
+    first N lines equal to its root; a re-signed rewrite's is not."""
+    w = meta["witnessed"]
+    wsk = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(w["witness_seed_hex"]))
+    wpk = wsk.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    name, t, n = w["witness_name"], w["timestamp"], w["tree_size"]
+    wid = hashlib.sha256(name.encode() + b"\n\x04" + wpk).digest()[:4]
+    check("audit v3 witnessed: the witness's vkey",
+          w["witness_vkey"] == "%s+%s+%s" % (name, wid.hex(), base64.b64encode(b"\x04" + wpk).decode()))
+    note = w["cosigned_note"]
+    at = note.rfind("\n\n")
+    text, sigs = note[:at + 1], note[at + 2:].split("\n")
+    log_line, wit_line = sigs[0], sigs[1]
+    origin = meta["origin"]
+    raw_pk = sk.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    log_raw = base64.b64decode(log_line.split(" ")[2])
+    check("audit v3 witnessed: the log's signature line (audit key under the origin)",
+          log_line.startswith("\u2014 " + origin + " ") and log_raw[:4] == note_key_id(origin, raw_pk)
+          and verifies(sk.public_key(), log_raw[4:], text.encode()))
+    wit_raw = base64.b64decode(wit_line.split(" ")[2])
+    stamp = struct.unpack(">Q", wit_raw[4:12])[0]
+    check("audit v3 witnessed: the cosignature/v1 line (key id, timestamp, signature)",
+          wit_line.startswith("\u2014 " + name + " ") and wit_raw[:4] == wid and stamp == t
+          and len(wit_raw) == 4 + 8 + 64
+          and verifies(wsk.public_key(), wit_raw[12:], cosigned_message(text, t)))
+    check("audit v3 witnessed: the cosignature made here is the note's (Ed25519 is deterministic)",
+          wit_raw[12:] == wsk.sign(cosigned_message(text, t)) and sigs[2:] == [""])
+    root = base64.b64decode(text.split("\n")[2])
+    check("audit v3 witnessed: the file's first N lines have its root (--checkpoint matches)",
+          text.split("\n")[1] == str(n) and tree_head([leaf_hash(l) for l in lines[:n]]) == root)
+    check("audit v3 witnessed: a re-signed rewrite does not (rewritten or forked before size N)",
+          tree_head([leaf_hash(l) for l in rewritten[:n]]) != root)
 
 
 def rechain(records):
