@@ -25,7 +25,9 @@
 //! v3 checkpoints are v2 ones that also sign the Merkle head of every line
 //! before them under the log's origin and carry it as a C2SP note
 //! (`verify_v3`); when the files read start at seq 0 the verifier computes
-//! that head itself and requires it.
+//! that head itself and requires it. Witnesses' cosignatures in the trail
+//! and cosigned checkpoints held outside it are checked by
+//! `verify_witness`, fed from here.
 //! Pure: the CLI reads the files and feeds lines here.
 
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -412,7 +414,7 @@ impl<'k> Verifier<'k> {
         self.prev_seq = Some(seq);
         if let Some(t) = self.tree.as_mut() {
             t.push(leaf_hash(line));
-            self.witness.grew(at, seq, t)?;
+            self.witness.grew(at, seq, t, &self.report.origins)?;
         }
         self.report.last_seq = Some(seq);
         Ok(())

@@ -168,14 +168,20 @@ impl Witnessing {
         if self.keys.is_empty() {
             return Ok(());
         }
+        // Each is one signature line: a newline in one would move where
+        // the note's text ends.
+        if lines.iter().any(|l| l.contains('\n')) {
+            return Err("checkpoint_cosigned event: a cosignature holds a newline".into());
+        }
         let mut text = note.clone();
         for l in &lines {
             text.push_str(l);
             text.push('\n');
         }
-        let cosigned = SignedNote::parse(text.as_bytes()).map_err(|e| {
-            format!("checkpoint_cosigned event: its cosignatures are not signature lines ({e})")
-        })?;
+        let cosigned = SignedNote::parse(text.as_bytes())
+            .ok()
+            .filter(|c| note.starts_with(c.text().as_str()))
+            .ok_or("checkpoint_cosigned event: its cosignatures are not signature lines")?;
         for w in &self.keys {
             match verify_cosignature(&cosigned, w) {
                 Ok(_) => {
@@ -196,8 +202,16 @@ impl Witnessing {
     }
 
     /// The tree grew to `tree`'s size with the line of `seq` at `at`: an
-    /// anchor of that size must have its root.
-    pub fn grew(&mut self, at: &str, seq: u64, tree: &Frontier) -> Result<(), String> {
+    /// anchor of that size must have its root. `origins`: those the trail's
+    /// checkpoints named so far (a mismatch names another log's checkpoint
+    /// as such).
+    pub fn grew(
+        &mut self,
+        at: &str,
+        seq: u64,
+        tree: &Frontier,
+        origins: &[String],
+    ) -> Result<(), String> {
         self.last = Some((at.to_string(), seq));
         let size = tree.size();
         if !self.anchors.iter().any(|a| a.checkpoint.size() == size) {
@@ -210,11 +224,22 @@ impl Witnessing {
                 continue;
             }
             if root.as_bytes() != a.checkpoint.root_hash() {
+                let other_log =
+                    !origins.is_empty() && !origins.iter().any(|o| o == a.checkpoint.origin());
                 return Err(format!(
-                    "rewritten or forked before size {size}: lines seq 0..{seq} hash to {}, but {} says {}",
+                    "rewritten or forked before size {size}: lines seq 0..{seq} hash to {}, but {} says {}{}",
                     root.to_base64(),
                     a.describe(),
-                    crate::tlog::Hash(*a.checkpoint.root_hash()).to_base64()
+                    crate::tlog::Hash(*a.checkpoint.root_hash()).to_base64(),
+                    if other_log {
+                        format!(
+                            " (its origin {:?} is not the one this trail's checkpoints name: {}; another log's checkpoint?)",
+                            a.checkpoint.origin(),
+                            origins.join(", ")
+                        )
+                    } else {
+                        String::new()
+                    }
                 ));
             }
             self.report

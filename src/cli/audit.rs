@@ -1,12 +1,16 @@
 //! `sealgate audit verify`: checks audit files without the gateway: the
-//! hash chain across the files given (in order) and every checkpoint's
-//! signature with the audit public key; reports the first broken point.
+//! hash chain across the files given (in order), every checkpoint's
+//! signature with the audit public key, the Merkle heads of v3
+//! checkpoints, and with witness keys the cosignatures recorded in the
+//! trail and cosigned checkpoints held outside (`--checkpoint`); reports
+//! the first broken point.
 //!
-//! Exit status: 0 verified and sealed (the last line is a v2 closing or
-//! rotation checkpoint and every line is vouched for by the audit key), or
-//! with `--open-tail` every line but the live tail after the last
+//! Exit status: 0 verified and sealed (the last line is a v2 or v3 closing
+//! or rotation checkpoint and every line is vouched for by the audit key),
+//! or with `--open-tail` every line but the live tail after the last
 //! checkpoint is; 1 broken, 2 a usage error (signed checkpoints and no
-//! `--public-key`), 3 verified but not sealed (the gateway is running, was
+//! `--public-key`; a witness key or `--checkpoint` that cannot be read or
+//! does not verify), 3 verified but not sealed (the gateway is running, was
 //! killed, the tail was truncated, lines before a restart are not vouched,
 //! only v1 checkpoints, or nothing at all is vouched: no key, no
 //! checkpoint). docs/AUDIT.md has the format and the rules.

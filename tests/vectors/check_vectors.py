@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check tests/vectors/envelope-v1.json against docs/ENVELOPE.md,
-tests/vectors/audit-v2.jsonl (and the old audit-v1.jsonl) against
-docs/AUDIT.md, and
+tests/vectors/audit-v3.jsonl (and the older audit-v2.jsonl and
+audit-v1.jsonl) against docs/AUDIT.md, and
 tests/vectors/enrollment-v1.json against docs/ENROLLMENT.md.
 
 This is an independent implementation of the sealgate envelope v1, written
@@ -12,8 +12,12 @@ tamperings that must fail verification.
 
 The audit part is likewise written from docs/AUDIT.md alone ("Lines",
 "The chain", "Checkpoints", "Verifying"): it hashes each line's bytes,
-follows `prev` and `seq`, rebuilds each checkpoint's signed bytes (v1 and
-v2) and verifies them with the key derived from the vector's seed, applies
+follows `prev` and `seq`, rebuilds each checkpoint's signed bytes (v1, v2
+and v3) and verifies them with the key derived from the vector's seed;
+for v3 ("The Merkle log") it also hashes every line as an RFC 6962 leaf,
+computes the tree head before each checkpoint, rebuilds the C2SP
+checkpoint note (text, note key id, signature line) and verifies its
+signature; it applies
 the verdict rules (every file holds a checkpoint, file_first_seq names the
 file's first line, nothing after a sealing checkpoint, only a v2 close or
 rotate as the last line seals), and checks that each cut or tampering gets
@@ -217,6 +221,9 @@ def audit_verdict(files, pk):
     vouched, and a trail holding any is never sealed."""
     prev, last_seq = None, None
     last_file_sealed, heads_vouched = False, True
+    # Leaf hashes of the lines read, when they start at seq 0 (else None:
+    # no tree head can be computed, and none is checked).
+    leaves = None
     # Lines since the last checkpoint: their instance and count; whether
     # the checkpoint before them was read (then `records` is exact).
     pending_inst, pending, since_known, unvouched = None, 0, False, 0
@@ -229,6 +236,7 @@ def audit_verdict(files, pk):
             if last_seq is None:
                 if rec["seq"] == 0 and bytes.fromhex(rec["prev"]) != b"\x00" * 32:
                     return "broken"
+                leaves = [] if rec["seq"] == 0 else None
             elif rec["seq"] != last_seq + 1 or bytes.fromhex(rec["prev"]) != prev:
                 return "broken"
             if first_seq is None:
@@ -241,7 +249,16 @@ def audit_verdict(files, pk):
                 pending, since_known = 0, True
             if rec["type"] == "checkpoint":
                 p = bytes.fromhex(rec["prev"])
-                if "file_first_seq" in rec:
+                if "file_first_seq" in rec and "note" in rec:
+                    if not v3_checkpoint_ok(raw, rec, pk, leaves):
+                        return "broken"
+                    if rec["file_first_seq"] != first_seq:
+                        return "broken"  # head cut, or files joined
+                    if rec["records"] != pending and (since_known or rec["records"] < pending):
+                        return "broken"  # records is not the count of its lines
+                    v2_here = True
+                    sealed_here = rec["reason"] in ("close", "rotate")
+                elif "file_first_seq" in rec:
                     if not verifies(pk, base64.b64decode(rec["sig"]), v2_signed(rec, p)):
                         return "broken"
                     if rec["file_first_seq"] != first_seq:
@@ -263,11 +280,279 @@ def audit_verdict(files, pk):
             else:
                 pending_inst, pending = inst, pending + 1
             prev, last_seq = hashlib.sha256(raw).digest(), rec["seq"]
+            if leaves is not None:
+                leaves.append(leaf_hash(raw))
         if lines and checkpoints == 0:
             return "broken"  # no signed checkpoint in this file
         heads_vouched = heads_vouched and (v2_here or not lines)
         last_file_sealed = sealed_here
     return "sealed" if last_file_sealed and heads_vouched and not unvouched else "not sealed"
+
+
+AUDIT_CONTEXT_V3 = b"sealgate-audit-checkpoint-v3\x00"
+
+
+def leaf_hash(line):
+    """docs/AUDIT.md, "The Merkle log": SHA-256(0x00 || the line's bytes)."""
+    return hashlib.sha256(b"\x00" + line).digest()
+
+
+def tree_head(hashes):
+    """RFC 6962 Merkle tree hash of leaf hashes (docs/TLOG.md): the empty
+    tree is SHA-256(""), a node SHA-256(0x01 || left || right), split at
+    the largest power of two below the size."""
+    n = len(hashes)
+    if n == 0:
+        return hashlib.sha256(b"").digest()
+    if n == 1:
+        return hashes[0]
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return hashlib.sha256(b"\x01" + tree_head(hashes[:k]) + tree_head(hashes[k:])).digest()
+
+
+def note_key_id(origin, raw_pk):
+    """The note key id: SHA-256(origin || 0x0A || 0x01 || public key)[:4]."""
+    return hashlib.sha256(origin.encode() + b"\n\x01" + raw_pk).digest()[:4]
+
+
+def note_text(origin, size, root):
+    """The C2SP checkpoint text: origin, size, base64 root, each a line."""
+    return "%s\n%d\n%s\n" % (origin, size, base64.b64encode(root).decode())
+
+
+def signed_note(text, origin, sk):
+    """The text, a blank line, one signature line by the audit key under
+    the key name = origin: `— <origin> <base64(key id || signature)>`."""
+    raw_pk = sk.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    sig = sk.sign(text.encode())
+    return text + "\n\u2014 " + origin + " " + base64.b64encode(
+        note_key_id(origin, raw_pk) + sig).decode() + "\n"
+
+
+def v3_signed(rec, prev, root, origin):
+    """docs/AUDIT.md, "Checkpoints": the v2 fields under the v3 context,
+    then the root (32 bytes) and u8 len || origin."""
+    o = origin.encode()
+    return AUDIT_CONTEXT_V3 + v2_signed(rec, prev)[len(AUDIT_CONTEXT_V2):] + root + bytes([len(o)]) + o
+
+
+def checkpoint_line_v3(rec):
+    """docs/AUDIT.md: the v2 line with `note` between key_id and reason."""
+    s = lambda v: json.dumps(v, ensure_ascii=False)
+    v2 = checkpoint_line(rec).decode()
+    at = v2.index(',"reason":')
+    return (v2[:at] + ',"note":' + s(rec["note"]) + v2[at:]).encode()
+
+
+def parse_note(note):
+    """(origin, size, root, key id, signature) of a checkpoint note in the
+    gateway's one form, or None."""
+    at = note.rfind("\n\n")
+    if at < 0:
+        return None
+    text, block = note[:at + 1], note[at + 2:]
+    lines = text.split("\n")[:-1]
+    sigs = block.split("\n")
+    if len(lines) != 3 or len(sigs) != 2 or sigs[1] != "":
+        return None  # extension lines, or not exactly one signature line
+    origin, size, root64 = lines
+    prefix = "\u2014 " + origin + " "
+    if not sigs[0].startswith(prefix) or not size.isdigit() or str(int(size)) != size:
+        return None
+    try:
+        root = base64.b64decode(root64, validate=True)
+        raw = base64.b64decode(sigs[0][len(prefix):], validate=True)
+    except ValueError:
+        return None
+    if len(root) != 32 or base64.b64encode(root).decode() != root64 or len(raw) != 68:
+        return None
+    return origin, int(size), root, text, raw[:4], raw[4:]
+
+
+def v3_checkpoint_ok(raw, rec, pk, leaves):
+    """A v3 checkpoint: its note in its one form, for tree size = seq,
+    signed by the audit key under the origin; its root the head of the
+    lines before it (when they were all read); its v3 signature; its line
+    in its one form."""
+    parsed = parse_note(rec["note"])
+    if parsed is None:
+        return False
+    origin, size, root, text, key_id_, sig = parsed
+    raw_pk = pk.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    if size != rec["seq"] or key_id_ != note_key_id(origin, raw_pk):
+        return False
+    if not verifies(pk, sig, text.encode()):
+        return False
+    if leaves is not None and tree_head(leaves) != root:
+        return False
+    p = bytes.fromhex(rec["prev"])
+    if not verifies(pk, base64.b64decode(rec["sig"]), v3_signed(rec, p, root, origin)):
+        return False
+    return raw == checkpoint_line_v3(rec)
+
+
+def resign(lines, sk, origin):
+    """What the audit key's holder can make of edited `lines`: renumbered,
+    re-chained, every checkpoint's records, head, note and signature made
+    again (one instance, one file from seq 0)."""
+    out, prev, hashes, pending = [], b"\x00" * 32, [], 0
+    for i, raw in enumerate(lines):
+        rec = json.loads(raw)
+        if rec["type"] == "checkpoint":
+            root = tree_head(hashes)
+            rec = dict(rec, seq=i, prev=prev.hex(), records=pending,
+                       note=signed_note(note_text(origin, i, root), origin, sk))
+            rec["sig"] = base64.b64encode(sk.sign(v3_signed(rec, prev, root, origin))).decode()
+            line, pending = checkpoint_line_v3(rec), 0
+        else:
+            body = raw.decode().split(",", 1)[1].rsplit(',"prev":"', 1)[0]
+            line = ('{"seq":%d,%s,"prev":"%s"}' % (i, body, prev.hex())).encode()
+            pending += 1
+        out.append(line)
+        prev = hashlib.sha256(line).digest()
+        hashes.append(leaf_hash(line))
+    return out
+
+
+def check_audit_v3():
+    here = Path(__file__).parent
+    meta = json.loads((here / "audit-v3.json").read_text())
+    lines = (here / meta["file"]).read_bytes().split(b"\n")
+    check("audit v3: file ends with a newline", lines[-1] == b"")
+    lines = lines[:-1]
+    sk = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(meta["signing_key_seed_hex"]))
+    pk = sk.public_key()
+    raw_pk = pk.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    origin = meta["origin"]
+    check("audit v3: public key derived from the seed", raw_pk.hex() == meta["public_key_hex"])
+    check("audit v3: key id = ed25519: + hex(SHA-256(public key)[:16])",
+          meta["key_id"] == "ed25519:" + hashlib.sha256(raw_pk).digest()[:16].hex())
+    check("audit v3: context string", meta["checkpoint_context"].encode() == AUDIT_CONTEXT_V3)
+    vkey = "%s+%s+%s" % (origin, note_key_id(origin, raw_pk).hex(),
+                         base64.b64encode(b"\x01" + raw_pk).decode())
+    check("audit v3: the log's note verifier key (vkey)", vkey == meta["note_vkey"])
+    hashes = [leaf_hash(l) for l in lines]
+    check("audit v3: leaf hashes = SHA-256(0x00 || line)",
+          [h.hex() for h in hashes] == meta["leaf_hashes_hex"])
+    check("audit v3: the head of the whole file",
+          tree_head(hashes).hex() == meta["root_hex"] and meta["tree_size"] == len(lines))
+    records = [json.loads(l) for l in lines]
+    cps = [i for i, r in enumerate(records) if r["type"] == "checkpoint"]
+    check("audit v3: the checkpoints stated are the file's", [c["seq"] for c in meta["checkpoints"]] == cps)
+    for c in meta["checkpoints"]:
+        n, rec = c["seq"], records[c["seq"]]
+        root = tree_head(hashes[:n])
+        text = note_text(origin, n, root)
+        note = signed_note(text, origin, sk)
+        p = bytes.fromhex(rec["prev"])
+        check(f"audit v3: seq {n}: the head of lines 0..{n - 1}",
+              root.hex() == c["root_hex"] and base64.b64encode(root).decode() == c["root_base64"]
+              and c["tree_size"] == n)
+        check(f"audit v3: seq {n}: the note text, and the note signed here is the line's",
+              text == c["note_text"] and note == c["note"] == rec["note"])
+        check(f"audit v3: seq {n}: the signed bytes rebuilt from the doc",
+              v3_signed(rec, p, root, origin).hex() == c["signed_bytes_hex"])
+        check(f"audit v3: seq {n}: the signature made here is the line's (Ed25519 is deterministic)",
+              base64.b64encode(sk.sign(v3_signed(rec, p, root, origin))).decode() == rec["sig"])
+        check(f"audit v3: seq {n}: the line in its one form", lines[n] == checkpoint_line_v3(rec))
+    check("audit v3: the whole file is sealed", audit_verdict([lines], pk) == "sealed")
+    check("audit v3: cut after the first count checkpoint: not sealed",
+          audit_verdict([lines[:cps[0] + 1]], pk) == "not sealed")
+    check("audit v3: another key: broken", audit_verdict([lines], Ed25519PrivateKey.from_private_bytes(
+        b"\x01" * 32).public_key()) == "broken")
+    check("audit v3: the key holder's re-signing of the file itself is the file",
+          resign(lines, sk, origin) == lines)
+
+    def edited_checkpoint(n, **changes):
+        out = list(lines)
+        out[n] = checkpoint_line_v3(dict(records[n], **changes))
+        return out
+
+    n = cps[1]
+    rec = records[n]
+    stripped = lines[n].replace(b',"note":' + json.dumps(rec["note"], ensure_ascii=False).encode(), b"")
+    check("audit v3: a checkpoint stripped of its note: broken (checked as v2)",
+          stripped != lines[n] and audit_verdict([lines[:n] + [stripped]], pk) == "broken")
+    check("audit v3: the note of another checkpoint: broken (size != seq)",
+          audit_verdict([edited_checkpoint(n, note=records[cps[0]]["note"])[:n + 1]], pk) == "broken")
+    other = Ed25519PrivateKey.from_private_bytes(b"\x02" * 32)
+    root = tree_head(hashes[:n])
+    check("audit v3: a note signed by another key: broken",
+          audit_verdict([edited_checkpoint(n, note=signed_note(note_text(origin, n, root), origin, other))[:n + 1]], pk) == "broken")
+    renamed = signed_note(note_text(origin, n, root), origin, sk).replace(
+        "\u2014 " + origin + " ", "\u2014 other.example/log ")
+    check("audit v3: a note signed under another name than its origin: broken",
+          audit_verdict([edited_checkpoint(n, note=renamed)[:n + 1]], pk) == "broken")
+    wrong = hashlib.sha256(b"another tree").digest()
+    forged = dict(rec, note=signed_note(note_text(origin, n, wrong), origin, sk))
+    forged["sig"] = base64.b64encode(sk.sign(v3_signed(forged, bytes.fromhex(rec["prev"]), wrong, origin))).decode()
+    check("audit v3: a head that is not the lines before it, signed with the key: broken",
+          audit_verdict([lines[:n] + [checkpoint_line_v3(forged)]], pk) == "broken")
+    later = dict(forged, file_first_seq=cps[0] + 1)
+    later["sig"] = base64.b64encode(sk.sign(v3_signed(later, bytes.fromhex(rec["prev"]), wrong, origin))).decode()
+    check("audit v3: the same in a file that does not start at seq 0: the head is not checked",
+          audit_verdict([lines[cps[0] + 1:n] + [checkpoint_line_v3(later)]], pk) == "not sealed")
+    escaped = lines[n].replace("\u2014".encode(), b"\\u2014")
+    check("audit v3: the note escaped otherwise: broken (one form)",
+          escaped != lines[n] and audit_verdict([lines[:n] + [escaped]], pk) == "broken")
+    # The key holder edits a record and re-signs everything: the file
+    # verifies sealed on its own; only the head a witness saw differs.
+    altered = list(lines)
+    altered[0] = altered[0].replace(b"get_meps", b"get_mepz")
+    rewritten = resign(altered, sk, origin)
+    check("audit v3: an edited record, re-chained without the key: broken",
+          audit_verdict([rechain([json.loads(l) for l in altered])], pk) == "broken")
+    check("audit v3: an edited record re-signed with the key: sealed on its own",
+          audit_verdict([rewritten], pk) == "sealed")
+    check("audit v3: ... but its head at a witnessed size differs",
+          tree_head([leaf_hash(l) for l in rewritten[:n]]).hex() != meta["checkpoints"][1]["root_hex"])
+    check_witnessed(meta, lines, rewritten, sk)
+
+
+def cosigned_message(text, t):
+    """c2sp.org/tlog-cosignature (docs/TLOG.md): what a cosignature/v1
+    signs: `cosignature/v1`, `time <T>`, then the checkpoint text."""
+    return ("cosignature/v1\ntime %d\n" % t).encode() + text.encode()
+
+
+def check_witnessed(meta, lines, rewritten, sk):
+    """docs/AUDIT.md, "Witnesses": a cosigned checkpoint an auditor keeps
+    (`--checkpoint`): the audit key's note signature, the witness's
+    cosignature/v1 (key id = SHA-256(name || 0x0A || 0x04 || key)[:4],
+    payload key id || u64be(T) || signature), and the head of the file's
+    first N lines equal to its root; a re-signed rewrite's is not."""
+    w = meta["witnessed"]
+    wsk = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(w["witness_seed_hex"]))
+    wpk = wsk.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    name, t, n = w["witness_name"], w["timestamp"], w["tree_size"]
+    wid = hashlib.sha256(name.encode() + b"\n\x04" + wpk).digest()[:4]
+    check("audit v3 witnessed: the witness's vkey",
+          w["witness_vkey"] == "%s+%s+%s" % (name, wid.hex(), base64.b64encode(b"\x04" + wpk).decode()))
+    note = w["cosigned_note"]
+    at = note.rfind("\n\n")
+    text, sigs = note[:at + 1], note[at + 2:].split("\n")
+    log_line, wit_line = sigs[0], sigs[1]
+    origin = meta["origin"]
+    raw_pk = sk.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    log_raw = base64.b64decode(log_line.split(" ")[2])
+    check("audit v3 witnessed: the log's signature line (audit key under the origin)",
+          log_line.startswith("\u2014 " + origin + " ") and log_raw[:4] == note_key_id(origin, raw_pk)
+          and verifies(sk.public_key(), log_raw[4:], text.encode()))
+    wit_raw = base64.b64decode(wit_line.split(" ")[2])
+    stamp = struct.unpack(">Q", wit_raw[4:12])[0]
+    check("audit v3 witnessed: the cosignature/v1 line (key id, timestamp, signature)",
+          wit_line.startswith("\u2014 " + name + " ") and wit_raw[:4] == wid and stamp == t
+          and len(wit_raw) == 4 + 8 + 64
+          and verifies(wsk.public_key(), wit_raw[12:], cosigned_message(text, t)))
+    check("audit v3 witnessed: the cosignature made here is the note's (Ed25519 is deterministic)",
+          wit_raw[12:] == wsk.sign(cosigned_message(text, t)) and sigs[2:] == [""])
+    root = base64.b64decode(text.split("\n")[2])
+    check("audit v3 witnessed: the file's first N lines have its root (--checkpoint matches)",
+          text.split("\n")[1] == str(n) and tree_head([leaf_hash(l) for l in lines[:n]]) == root)
+    check("audit v3 witnessed: a re-signed rewrite does not (rewritten or forked before size N)",
+          tree_head([leaf_hash(l) for l in rewritten[:n]]) != root)
 
 
 def rechain(records):
@@ -424,6 +709,7 @@ def main():
 
     check_audit()
     check_audit_v2()
+    check_audit_v3()
     check_enrollment()
 
     print(f"{results['passed']} passed, {results['failed']} failed")

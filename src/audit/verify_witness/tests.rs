@@ -328,3 +328,66 @@ fn a_cosigned_event_that_names_no_checkpoint_breaks() {
         "checkpoint_cosigned event names tree size 5, which is not before it (seq 5)"
     );
 }
+
+#[test]
+fn another_logs_checkpoint_is_named_as_such() {
+    use crate::tlog::{cosign, KeyName, SignatureType, SignedNote, SignerKey};
+    let t = original();
+    let origin = "other.example/log";
+    let cp = Checkpoint::new(origin, 8, [9; 32]).expect("cp");
+    let signer = SignerKey::from_seed(
+        KeyName::new(origin).expect("name"),
+        SignatureType::Ed25519,
+        &key().to_bytes(),
+    );
+    let mut note = SignedNote::sign(cp.to_note_text().expect("text"), &signer).expect("note");
+    note.push(
+        cosign(
+            &cp,
+            &super::super::verify_v3::test_trail::witness(1),
+            1_700_000_000,
+        )
+        .expect("cosign"),
+    )
+    .expect("push");
+    let a = Anchor::verify(
+        "other.note",
+        &note.to_bytes(),
+        &key().verifying_key(),
+        &witnesses(),
+        1,
+    )
+    .expect("a valid checkpoint, of another log");
+    let (at, what) = broken(one(&t.lines, witnesses(), vec![a]));
+    assert_eq!(at, "f0:8");
+    assert!(
+        what.ends_with(&format!(
+            " (its origin \"other.example/log\" is not the one this trail's checkpoints name: {ORIGIN}; another log's checkpoint?)"
+        )),
+        "{what}"
+    );
+}
+
+#[test]
+fn cosignatures_that_are_not_signature_lines_break() {
+    let t = original();
+    let from = "\"cosignatures\":[\"";
+    for (to, expected) in [
+        (
+            "\"cosignatures\":[\"x\\n\\n",
+            "checkpoint_cosigned event: a cosignature holds a newline",
+        ),
+        (
+            "\"cosignatures\":[\"not a line\",\"",
+            "checkpoint_cosigned event: its cosignatures are not signature lines",
+        ),
+    ] {
+        let mut lines = t.lines.clone();
+        lines[5] = lines[5].replacen(from, to, 1);
+        assert_ne!(lines[5], t.lines[5]);
+        let rechained = super::super::verify_v3::test_trail::rechain(&lines[..6]);
+        let (at, what) = broken(one(&rechained, witnesses(), Vec::new()));
+        assert_eq!(at, "f0:6");
+        assert_eq!(what, expected);
+    }
+}
