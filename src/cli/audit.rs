@@ -27,6 +27,9 @@ const MAX_LINE: u64 = 1024 * 1024;
 pub enum AuditCommand {
     /// Verify audit files: the chain, every checkpoint signature, the tail.
     Verify(VerifyArgs),
+    /// Build a client's receipt from audit files, offline: the record of a
+    /// request digest, its inclusion proof and the latest checkpoint.
+    Prove(super::prove::ProveArgs),
 }
 
 #[derive(Args)]
@@ -49,6 +52,7 @@ pub struct VerifyArgs {
 pub fn run(cmd: AuditCommand) -> Result<ExitCode> {
     match cmd {
         AuditCommand::Verify(args) => verify(args),
+        AuditCommand::Prove(args) => super::prove::run(args),
     }
 }
 
@@ -206,7 +210,7 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
 }
 
 /// The audit public key from a `.pub` file (`public_key = "<base64>"`).
-fn load_public_key(path: &std::path::Path) -> Result<ed25519_dalek::VerifyingKey> {
+pub(super) fn load_public_key(path: &std::path::Path) -> Result<ed25519_dalek::VerifyingKey> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
     let v: toml::Value = toml::from_str(&text)
         .with_context(|| format!("{}: not a public key file", path.display()))?;

@@ -9,7 +9,8 @@
 //! - [`client`]: `call` and `tools` (the client side), and `tools accept`;
 //! - [`admin`]: `admin blocks | unblock` (an admin identity's client);
 //! - [`bridge`]: `bridge` (a local MCP server for MCP hosts);
-//! - [`audit`]: `audit verify` (an audit trail's chain and checkpoints).
+//! - [`audit`]: `audit verify` (an audit trail's chain and checkpoints);
+//!   [`prove`]: `audit prove` (a client's receipt from the files).
 //!
 //! Handlers print to stdout with [`out!`] and return an exit code; errors
 //! go to stderr once, in `main`. Nothing here implements gateway logic: it
@@ -42,6 +43,7 @@ mod client;
 mod csr;
 mod enroll;
 mod key;
+mod prove;
 mod runtime;
 mod serve;
 
