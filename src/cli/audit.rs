@@ -210,7 +210,7 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
 }
 
 /// The audit public key from a `.pub` file (`public_key = "<base64>"`).
-pub(super) fn load_public_key(path: &std::path::Path) -> Result<ed25519_dalek::VerifyingKey> {
+fn load_public_key(path: &std::path::Path) -> Result<ed25519_dalek::VerifyingKey> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
     let v: toml::Value = toml::from_str(&text)
         .with_context(|| format!("{}: not a public key file", path.display()))?;

@@ -42,7 +42,7 @@ pub fn run(a: ProveArgs) -> Result<ExitCode> {
         .ok()
         .and_then(|d| d.try_into().ok())
         .context("--digest must be 64 hex digits (a SHA-256)")?;
-    let key = super::audit::load_public_key(&a.public_key)?;
+    let key = sealgate::ca::read_public_key_file(&a.public_key)?;
     let log = log_verifier(&a.origin, &key).context("--origin is not a valid log origin")?;
     let proven = match prove(&a.files, &log, &digest) {
         Ok(p) => p,
