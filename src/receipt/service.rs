@@ -88,8 +88,7 @@ impl AuditService {
 
 /// The gateway's transparency log, if its trail is one.
 fn transparency(gw: &Gateway) -> Option<Arc<Transparency>> {
-    let _ = gw; // STUB until t23-wire: gw.audit.transparency()
-    None
+    gw.audit.transparency()
 }
 
 #[tonic::async_trait]
