@@ -60,9 +60,10 @@ fn another_client(setup: &Setup, id: &str, extra: &str) -> PathBuf {
             force: false,
         })
         .expect("issue client");
-    let entry = issued
-        .registry_toml
-        .replacen("enabled = true\n", &format!("enabled = true\n{extra}"), 1);
+    let entry =
+        issued
+            .registry_toml
+            .replacen("enabled = true\n", &format!("enabled = true\n{extra}"), 1);
     let registry = setup.path("clients.toml");
     let text = std::fs::read_to_string(&registry).expect("registry");
     std::fs::write(&registry, format!("{text}\n{entry}")).expect("registry");
@@ -87,7 +88,7 @@ fn denial(e: ClientError) -> (tonic::Code, Option<String>, String) {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_verifies_the_receipt_of_its_call() {
     let setup = Setup::new(AUDIT);
     let gw = setup.serve();
@@ -116,15 +117,21 @@ async fn a_client_verifies_the_receipt_of_its_call() {
         checkpoint.as_str(),
         std::str::from_utf8(&receipt.checkpoint).ok()
     );
+    drop(client);
     gw.stop();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_receipt_prints_the_verified_inclusion() {
     let setup = Setup::new(AUDIT);
     let gw = setup.serve();
     let out = Command::new(env!("CARGO_BIN_EXE_sealgate"))
-        .args(["call", "get_meps", "--args", r#"{"country":"SE","limit":1}"#])
+        .args([
+            "call",
+            "get_meps",
+            "--args",
+            r#"{"country":"SE","limit":1}"#,
+        ])
         .args(["--receipt", "--profile"])
         .arg(setup.path("clients/demo.profile.toml"))
         .output()

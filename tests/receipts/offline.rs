@@ -12,7 +12,12 @@ fn prove(setup: &Setup, digest: &str, files: &[PathBuf]) -> (i32, String, String
     let out = Command::new(env!("CARGO_BIN_EXE_sealgate"))
         .args(["audit", "prove", "--public-key"])
         .arg(setup.path("audit.signing.key.pub"))
-        .args(["--origin", "sealgate.local/sealgate-audit", "--digest", digest])
+        .args([
+            "--origin",
+            "sealgate.local/sealgate-audit",
+            "--digest",
+            digest,
+        ])
         .args(files)
         .output()
         .expect("sealgate audit prove");
@@ -23,7 +28,7 @@ fn prove(setup: &Setup, digest: &str, files: &[PathBuf]) -> (i32, String, String
     )
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_prove_builds_a_receipt_the_sdk_verifies_offline() {
     let setup = Setup::new(AUDIT);
     let gw = setup.serve();
@@ -56,7 +61,10 @@ async fn audit_prove_builds_a_receipt_the_sdk_verifies_offline() {
     // Unknown digest: no receipt, exit 1.
     let (code, _, stderr) = prove(&setup, &"ab".repeat(32), &files);
     assert_eq!(code, 1);
-    assert!(stderr.contains("no request record with this digest"), "{stderr}");
+    assert!(
+        stderr.contains("no request record with this digest"),
+        "{stderr}"
+    );
 
     // A witness's cosignature of that checkpoint, recorded by a
     // checkpoint_cosigned event after it, is put into the note.

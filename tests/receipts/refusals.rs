@@ -8,7 +8,7 @@ use sealgate::proto::audit_service_client::AuditServiceClient;
 use sealgate::proto::mcp_gateway_service_client::McpGatewayServiceClient;
 use sealgate::proto::{CallRequest, GetReceiptRequest};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_clients_digest_is_answered_like_an_unknown_one() {
     let setup = Setup::new(AUDIT);
     let other = another_client(&setup, "other", "");
@@ -17,7 +17,12 @@ async fn another_clients_digest_is_answered_like_an_unknown_one() {
     let (_, digest) = bound_call(&demo).await;
     let other = connect(&other).await;
     bound_call(&other).await;
-    let theirs = denial(other.receipt(&digest, Duration::ZERO).await.expect_err("not its own"));
+    let theirs = denial(
+        other
+            .receipt(&digest, Duration::ZERO)
+            .await
+            .expect_err("not its own"),
+    );
     let unknown = denial(
         other
             .receipt(&[0x5a; 32], Duration::ZERO)
@@ -55,9 +60,13 @@ async fn another_clients_digest_is_answered_like_an_unknown_one() {
         .await
         .expect_err("short digest");
     assert_eq!(
-        (status.code(), sealgate::error::reason_of(&status).as_deref()),
+        (
+            status.code(),
+            sealgate::error::reason_of(&status).as_deref()
+        ),
         (tonic::Code::InvalidArgument, Some("PARAMS_INVALID"))
     );
+    drop((raw, demo, other));
     gw.stop();
     // Each receipt request left its record, with the caller and the
     // outcome, and never the digest it asked about.
@@ -86,7 +95,7 @@ async fn channel_of(setup: &Setup, rel: &str) -> tonic::transport::Channel {
         .expect("connect")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_certificate_or_with_a_revoked_one_it_is_refused_like_the_gateway() {
     let setup = Setup::new(AUDIT);
     let other = another_client(&setup, "other", "");
@@ -110,7 +119,10 @@ async fn without_a_certificate_or_with_a_revoked_one_it_is_refused_like_the_gate
             let call = McpGatewayServiceClient::new(channel)
                 .call(CallRequest { envelope: None })
                 .await;
-            assert!(receipt.is_err() && call.is_err(), "served without a certificate");
+            assert!(
+                receipt.is_err() && call.is_err(),
+                "served without a certificate"
+            );
             (receipt.err(), call.err())
         }
     };
@@ -136,7 +148,11 @@ async fn without_a_certificate_or_with_a_revoked_one_it_is_refused_like_the_gate
     let reloads = events(&records(&setup.path("audit.jsonl")), "reload").len();
     gw.signal("HUP");
     assert!(
-        wait_until(10, || events(&records(&setup.path("audit.jsonl")), "reload").len()
+        wait_until(10, || events(
+            &records(&setup.path("audit.jsonl")),
+            "reload"
+        )
+        .len()
             > reloads),
         "SIGHUP not applied"
     );
@@ -145,6 +161,7 @@ async fn without_a_certificate_or_with_a_revoked_one_it_is_refused_like_the_gate
         (refused.0, refused.1.as_deref()),
         (tonic::Code::Unauthenticated, Some("CERTIFICATE_REVOKED"))
     );
+    drop((demo, other));
     gw.stop();
     let recs = records(&setup.path("audit.jsonl"));
     assert!(recs.iter().any(|r| r["method"] == "audit/receipt"
@@ -153,7 +170,7 @@ async fn without_a_certificate_or_with_a_revoked_one_it_is_refused_like_the_gate
         && r["stage"] == "identity"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_and_calls_share_the_clients_rate() {
     let setup = Setup::new(AUDIT);
     let limited = another_client(
@@ -185,5 +202,6 @@ async fn receipts_and_calls_share_the_clients_rate() {
         .await
         .expect_err("over the rate");
     assert_eq!(call.reason(), Some("RATE_LIMITED"));
+    drop(limited);
     gw.stop();
 }

@@ -6,7 +6,7 @@ use super::*;
 use sealgate::client::verify_receipt;
 use sealgate::tlog::{KeyName, ProofError, SignatureType, SignedNote, SignerKey};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_receipt_fails_verification_with_a_typed_error() {
     let setup = Setup::new(AUDIT);
     let gw = setup.serve();
@@ -81,5 +81,6 @@ async fn a_tampered_receipt_fails_verification_with_a_typed_error() {
         client.verified_receipt(&digest, WAIT, &strict).await,
         Err(ClientError::Receipt(ReceiptError::WitnessQuorum { .. }))
     ));
+    drop(client);
     gw.stop();
 }
