@@ -57,12 +57,16 @@ pub async fn receipt_for(
         let now = Instant::now();
         let last_try = now >= deadline;
         match attempt(log, digest, client_id, last_try) {
-            Err(LookupError::Pending) if !last_try => {}
+            Err(LookupError::Pending) => {}
             other => return other,
         }
+        // Asked for even without a wait: the next request finds it.
         if !demanded {
             log.demand_checkpoint();
             demanded = true;
+        }
+        if last_try {
+            return Err(LookupError::Pending);
         }
         tokio::time::sleep(POLL.min(deadline.saturating_duration_since(now))).await;
     }
@@ -200,11 +204,33 @@ mod tests {
     #[tokio::test]
     async fn without_a_covering_checkpoint_the_wait_ends_pending() {
         let (log, _) = log_with_record(3);
+        for wait in [Duration::from_millis(60), Duration::ZERO] {
+            assert!(matches!(
+                receipt_for(&log, &DIGEST, "alice", wait).await,
+                Err(LookupError::Pending)
+            ));
+            assert!(log.take_demand(), "a checkpoint is asked for ({wait:?})");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_covering_checkpoint_whose_leaves_are_not_stored_yet_is_pending() {
+        let (log, mut frontier) = log_with_record(3);
+        // One more line, in the frontier (and a checkpoint over it) but not
+        // yet stored by the writer's tick.
+        let leaf = leaf_hash(b"{\"seq\":3}");
+        frontier.push(leaf);
+        log.stage(leaf);
+        publish(&log, &frontier);
         assert!(matches!(
-            receipt_for(&log, &DIGEST, "alice", Duration::from_millis(60)).await,
+            receipt_for(&log, &DIGEST, "alice", Duration::ZERO).await,
             Err(LookupError::Pending)
         ));
-        assert!(log.take_demand());
+        log.flush().expect("flush");
+        let r = receipt_for(&log, &DIGEST, "alice", Duration::ZERO)
+            .await
+            .expect("receipt once stored");
+        assert_eq!(r.tree_size, 4);
     }
 
     #[tokio::test]

@@ -229,3 +229,7 @@ fn read_lines(files: &[impl AsRef<Path>]) -> Result<BTreeMap<u64, Line>, ProveEr
     }
     Ok(lines)
 }
+
+#[cfg(test)]
+#[path = "prove_tests.rs"]
+mod tests;

@@ -134,3 +134,7 @@ pub fn verify_receipt(
         cosigned_by,
     })
 }
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod tests;
