@@ -103,36 +103,36 @@ async fn without_a_certificate_or_with_a_revoked_one_it_is_refused_like_the_gate
     let demo = gw.client().await;
     let (_, digest) = bound_call(&demo).await;
 
-    // No client certificate: the handshake is refused, for both services.
+    // No client certificate: the handshake is refused, for both services
+    // alike (each on a connection of its own): the gateway's TLS alert is
+    // what the client's side of the connection last heard.
     let p = Profile::load(&setup.path("clients/demo.profile.toml")).expect("profile");
-    let tls = sealgate::tls::enroll_client_config(&p.ca).expect("tls");
-    let bare = sealgate::tls::connect_channel(&p.endpoint, &p.server_name, tls).await;
-    let (receipt, call) = match bare {
-        Err(_) => (None, None),
-        Ok(channel) => {
-            let receipt = AuditServiceClient::new(channel.clone())
-                .get_receipt(GetReceiptRequest {
-                    request_digest: digest.to_vec().into(),
-                    wait_ms: 0,
-                })
-                .await;
-            let call = McpGatewayServiceClient::new(channel)
-                .call(CallRequest { envelope: None })
-                .await;
-            assert!(
-                receipt.is_err() && call.is_err(),
-                "served without a certificate"
-            );
-            (receipt.err(), call.err())
-        }
+    let bare = || async {
+        let tls = sealgate::tls::enroll_client_config(&p.ca).expect("tls");
+        sealgate::tls::connect_channel_watched(&p.endpoint, &p.server_name, tls).await
     };
-    // Refused at connect, or both calls fail the same way, without any
-    // sealgate reason: neither service served it.
-    if let (Some(r), Some(c)) = (&receipt, &call) {
-        assert_eq!(r.code(), c.code(), "{r:?} / {c:?}");
-        assert!(sealgate::error::reason_of(r).is_none(), "{r:?}");
+    let alert = Some(rustls::Error::AlertReceived(
+        rustls::AlertDescription::CertificateRequired,
+    ));
+    if let Ok((channel, failures)) = bare().await {
+        let status = AuditServiceClient::new(channel)
+            .get_receipt(GetReceiptRequest {
+                request_digest: digest.to_vec().into(),
+                wait_ms: 0,
+            })
+            .await
+            .expect_err("served without a certificate");
+        assert!(sealgate::error::reason_of(&status).is_none(), "{status:?}");
+        assert_eq!(failures.last(), alert, "{status:?}");
     }
-    assert_eq!(receipt.is_none(), call.is_none(), "{receipt:?} / {call:?}");
+    if let Ok((channel, failures)) = bare().await {
+        let status = McpGatewayServiceClient::new(channel)
+            .call(CallRequest { envelope: None })
+            .await
+            .expect_err("served without a certificate");
+        assert!(sealgate::error::reason_of(&status).is_none(), "{status:?}");
+        assert_eq!(failures.last(), alert, "{status:?}");
+    }
 
     // A certificate revoked while its connection is open: the next receipt
     // request is refused CERTIFICATE_REVOKED, as a call would be.
@@ -203,5 +203,52 @@ async fn receipts_and_calls_share_the_clients_rate() {
         .expect_err("over the rate");
     assert_eq!(call.reason(), Some("RATE_LIMITED"));
     drop(limited);
+    gw.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_not_yet_covered_is_pending_and_a_trail_without_a_log_has_none() {
+    let setup = Setup::new(AUDIT);
+    let gw = setup.serve();
+    let client = gw.client().await;
+    let (_, digest) = bound_call(&client).await;
+    // No wait: no checkpoint covers the call yet; one is asked for.
+    let pending = client
+        .receipt(&digest, Duration::ZERO)
+        .await
+        .expect_err("not covered yet");
+    assert_eq!(pending.reason(), Some("RECEIPT_PENDING"));
+    assert!(matches!(
+        pending,
+        ClientError::Denied {
+            code: tonic::Code::Unavailable,
+            ..
+        }
+    ));
+    // The writer wrote the demanded checkpoint at its next tick.
+    assert!(wait_until(10, || records(&setup.path("audit.jsonl"))
+        .iter()
+        .any(|r| r["type"] == "checkpoint" && r["reason"] == "demand")));
+    client
+        .verified_receipt(&digest, Duration::ZERO, &log_keys(&setup))
+        .await
+        .expect("covered now");
+    drop(client);
+    gw.stop();
+
+    // No [audit] signing_key: the trail is no transparency log.
+    let plain = Setup::new("path = \"audit.jsonl\"\n");
+    let gw = plain.serve();
+    let client = gw.client().await;
+    let (_, digest) = bound_call(&client).await;
+    let refused = denial(client.receipt(&digest, WAIT).await.expect_err("no log"));
+    assert_eq!(
+        (refused.0, refused.1.as_deref()),
+        (
+            tonic::Code::FailedPrecondition,
+            Some("RECEIPTS_UNAVAILABLE")
+        )
+    );
+    drop(client);
     gw.stop();
 }
