@@ -99,6 +99,26 @@ async fn audit_prove_builds_a_receipt_the_sdk_verifies_offline() {
     let verified = verify_receipt(&receipt, &digest, &witnessed).expect("cosigned");
     assert_eq!(verified.cosigned_by.len(), 1);
 
+    // The steps of docs/CLIENTS.md, in Python with nothing of sealgate's:
+    // the same receipt verifies, witness included; a flipped proof hash
+    // does not.
+    let wkey = setup.dir.path().join("witness.vkey");
+    std::fs::write(&wkey, witness.verifier().to_string()).expect("write");
+    let json_file = setup.dir.path().join("receipt.json");
+    std::fs::write(&json_file, &stdout).expect("write");
+    let wkey = wkey.display().to_string();
+    let (code, out) = python_verify(&setup, &json_file, &digest, &[&wkey, "1"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.trim(),
+        format!("ok {} {}", verified.leaf_index, verified.tree_size)
+    );
+    let mut flipped = receipt.clone();
+    flipped.inclusion_proof[0].0[0] ^= 1;
+    std::fs::write(&json_file, flipped.to_json().expect("json").to_string()).expect("write");
+    let (code, out) = python_verify(&setup, &json_file, &digest, &[]);
+    assert_eq!((code, out.trim()), (1, "refused: 5 inclusion"));
+
     // Files that do not start at seq 0 cannot prove anything.
     let mut tail = raw_lines(&setup.path("audit.jsonl"));
     tail.remove(0);
@@ -107,4 +127,26 @@ async fn audit_prove_builds_a_receipt_the_sdk_verifies_offline() {
     let (code, _, stderr) = prove(&setup, &hex::encode(digest), &[cut]);
     assert_eq!(code, 1);
     assert!(stderr.contains("do not hold seq 0"), "{stderr}");
+}
+
+/// tests/fixtures/verify_receipt.py on a receipt file: (exit code, stdout).
+fn python_verify(
+    setup: &Setup,
+    receipt: &Path,
+    digest: &[u8; 32],
+    extra: &[&str],
+) -> (i32, String) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/verify_receipt.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(receipt)
+        .arg(hex::encode(digest))
+        .arg(setup.path("audit.vkey"))
+        .args(extra)
+        .output()
+        .expect("python3 verify_receipt.py");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
