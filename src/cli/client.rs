@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use sealgate::client::{Client, ClientError, GatewayKey, Profile, ReceiptKeys};
+use sealgate::client::{verify_receipt, Client, ClientError, GatewayKey, Profile, ReceiptKeys};
 use sealgate::config::Config;
 
 #[derive(Args)]
@@ -29,6 +29,10 @@ pub struct CallArgs {
     /// call's record (at most 30s).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     receipt_wait: std::time::Duration,
+    /// With --receipt: also write the verified receipt to this file, as
+    /// JSON (the form `audit prove` prints), to keep it.
+    #[arg(long, requires = "receipt")]
+    receipt_out: Option<PathBuf>,
     #[command(flatten)]
     conn: ConnArgs,
 }
@@ -81,8 +85,17 @@ pub fn call(a: CallArgs) -> Result<ExitCode> {
         };
         let code = print_response(Ok(response))?;
         let keys = ReceiptKeys::log_only(log_key);
-        match client.verified_receipt(&digest, a.receipt_wait, &keys).await {
+        let receipt = match client.receipt(&digest, a.receipt_wait).await {
+            Ok(r) => r,
+            Err(e) => return refusal(e),
+        };
+        match verify_receipt(&receipt, &digest, &keys) {
             Ok(r) => {
+                if let Some(path) = &a.receipt_out {
+                    let json = serde_json::to_string_pretty(&receipt.to_json()?)?;
+                    std::fs::write(path, json + "\n")
+                        .with_context(|| format!("{}", path.display()))?;
+                }
                 eprintln!(
                     "receipt: leaf index {}, tree size {}: inclusion proof verified (checkpoint signed by {})",
                     r.leaf_index,
@@ -91,11 +104,10 @@ pub fn call(a: CallArgs) -> Result<ExitCode> {
                 );
                 Ok(code)
             }
-            Err(e @ ClientError::Receipt(_)) => {
-                eprintln!("{e}");
+            Err(e) => {
+                eprintln!("{}", ClientError::Receipt(e));
                 Ok(ExitCode::from(4))
             }
-            Err(e) => refusal(e),
         }
     })
 }

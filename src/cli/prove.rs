@@ -30,6 +30,10 @@ pub struct ProveArgs {
     /// gateway's signed response).
     #[arg(long)]
     digest: String,
+    /// Also write the receipt's checkpoint note (its cosignatures
+    /// included) to this file: what `audit verify --checkpoint` takes.
+    #[arg(long)]
+    checkpoint_out: Option<PathBuf>,
     /// The audit files, any order: every line from seq 0 up to the
     /// checkpoint must be in them (rotated files and the current one).
     #[arg(required = true)]
@@ -54,6 +58,10 @@ pub fn run(a: ProveArgs) -> Result<ExitCode> {
     // The same checks a client makes: never print what would not verify.
     verify_receipt(&proven.receipt, &digest, &ReceiptKeys::log_only(log))
         .context("the receipt built from the files does not verify")?;
+    if let Some(path) = &a.checkpoint_out {
+        std::fs::write(path, &proven.receipt.checkpoint)
+            .with_context(|| format!("{}", path.display()))?;
+    }
     out!(
         "{}",
         serde_json::to_string_pretty(&proven.receipt.to_json()?)?

@@ -125,6 +125,7 @@ async fn a_client_verifies_the_receipt_of_its_call() {
 async fn call_receipt_prints_the_verified_inclusion() {
     let setup = Setup::new(AUDIT);
     let gw = setup.serve();
+    let kept = setup.dir.path().join("kept.json");
     let out = Command::new(env!("CARGO_BIN_EXE_sealgate"))
         .args([
             "call",
@@ -132,7 +133,9 @@ async fn call_receipt_prints_the_verified_inclusion() {
             "--args",
             r#"{"country":"SE","limit":1}"#,
         ])
-        .args(["--receipt", "--profile"])
+        .args(["--receipt", "--receipt-out"])
+        .arg(&kept)
+        .arg("--profile")
         .arg(setup.path("clients/demo.profile.toml"))
         .output()
         .expect("sealgate call");
@@ -160,6 +163,16 @@ async fn call_receipt_prints_the_verified_inclusion() {
         (record["type"].as_str(), record["tool"].as_str()),
         (Some("request"), Some("get_meps"))
     );
+    // The kept receipt verifies later, with the SDK alone.
+    let kept: Value =
+        serde_json::from_str(&std::fs::read_to_string(&kept).expect("kept")).expect("json");
+    let kept = sealgate::client::Receipt::from_json(&kept).expect("receipt");
+    let digest: [u8; 32] = hex::decode(record["request_digest"].as_str().expect("digest"))
+        .expect("hex")
+        .try_into()
+        .expect("32 bytes");
+    let v = sealgate::client::verify_receipt(&kept, &digest, &log_keys(&setup)).expect("verifies");
+    assert_eq!((v.leaf_index, v.tree_size), (numbers[0], numbers[1]));
 
     // Without the log key, --receipt is a usage error before any call.
     // (A copy beside the original, so its relative paths still resolve.)

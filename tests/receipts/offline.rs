@@ -57,6 +57,19 @@ async fn audit_prove_builds_a_receipt_the_sdk_verifies_offline() {
     );
     assert_eq!(Some(verified.tree_size), last["seq"].as_u64());
     assert!(stderr.contains("0 witness cosignature(s)"), "{stderr}");
+    // The checkpoint alone, for `audit verify --checkpoint`.
+    let note = setup.dir.path().join("checkpoint.note");
+    let out = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["audit", "prove", "--public-key"])
+        .arg(setup.path("audit.signing.key.pub"))
+        .args(["--origin", "sealgate.local/sealgate-audit"])
+        .args(["--digest", &hex::encode(digest), "--checkpoint-out"])
+        .arg(&note)
+        .args(&files)
+        .output()
+        .expect("sealgate audit prove");
+    assert!(out.status.success());
+    assert_eq!(std::fs::read(&note).expect("note"), receipt.checkpoint);
 
     // Unknown digest: no receipt, exit 1.
     let (code, _, stderr) = prove(&setup, &"ab".repeat(32), &files);
