@@ -9,7 +9,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use sealgate::client::{verify_receipt, Client, ClientError, GatewayKey, Profile, ReceiptKeys};
+use sealgate::client::{
+    load_vkey, verify_receipt, Client, ClientError, GatewayKey, Profile, ReceiptKeys,
+};
 use sealgate::config::Config;
 
 #[derive(Args)]
@@ -29,6 +31,14 @@ pub struct CallArgs {
     /// call's record (at most 30s).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     receipt_wait: std::time::Duration,
+    /// With --receipt: a witness whose cosignature counts (cosignature/v1
+    /// vkey text, or a file holding it; repeatable).
+    #[arg(long, requires = "receipt")]
+    witness_key: Vec<String>,
+    /// With --witness-key: how many of them must have cosigned the
+    /// receipt's checkpoint.
+    #[arg(long, default_value_t = 1, requires = "witness_key")]
+    witness_quorum: usize,
     /// With --receipt: also write the verified receipt to this file, as
     /// JSON (the form `audit prove` prints), to keep it.
     #[arg(long, requires = "receipt")]
@@ -71,6 +81,11 @@ pub fn call(a: CallArgs) -> Result<ExitCode> {
         )?),
         false => None,
     };
+    let witnesses = a
+        .witness_key
+        .iter()
+        .map(|w| load_vkey(w))
+        .collect::<Result<Vec<_>, _>>()?;
     super::runtime::runtime()?.block_on(async {
         let client = match Client::connect(&profile).await {
             Ok(client) => client,
@@ -84,7 +99,15 @@ pub fn call(a: CallArgs) -> Result<ExitCode> {
             Err(e) => return refusal(e),
         };
         let code = print_response(Ok(response))?;
-        let keys = ReceiptKeys::log_only(log_key);
+        let keys = ReceiptKeys {
+            witnesses,
+            quorum: if a.witness_key.is_empty() {
+                0
+            } else {
+                a.witness_quorum
+            },
+            ..ReceiptKeys::log_only(log_key)
+        };
         let receipt = match client.receipt(&digest, a.receipt_wait).await {
             Ok(r) => r,
             Err(e) => return refusal(e),
@@ -97,10 +120,11 @@ pub fn call(a: CallArgs) -> Result<ExitCode> {
                         .with_context(|| format!("{}", path.display()))?;
                 }
                 eprintln!(
-                    "receipt: leaf index {}, tree size {}: inclusion proof verified (checkpoint signed by {})",
+                    "receipt: leaf index {}, tree size {}: inclusion proof verified (checkpoint signed by {}, cosigned by {} witness(es))",
                     r.leaf_index,
                     r.tree_size,
-                    keys.log.name()
+                    keys.log.name(),
+                    r.cosigned_by.len()
                 );
                 Ok(code)
             }

@@ -90,12 +90,9 @@ pub fn load_vkey(value: &str) -> Result<VerifierKey, ClientError> {
         return Ok(key);
     }
     let text = std::fs::read_to_string(value).map_err(|e| {
-        ClientError::Config(format!(
-            "audit log key {value}: not a vkey, nor a readable file: {e}"
-        ))
+        ClientError::Config(format!("key {value}: not a vkey, nor a readable file: {e}"))
     })?;
-    VerifierKey::parse(text.trim())
-        .map_err(|e| ClientError::Config(format!("audit log key {value}: {e}")))
+    VerifierKey::parse(text.trim()).map_err(|e| ClientError::Config(format!("key {value}: {e}")))
 }
 
 impl Profile {

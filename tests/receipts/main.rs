@@ -174,6 +174,27 @@ async fn call_receipt_prints_the_verified_inclusion() {
     let v = sealgate::client::verify_receipt(&kept, &digest, &log_keys(&setup)).expect("verifies");
     assert_eq!((v.leaf_index, v.tree_size), (numbers[0], numbers[1]));
 
+    // A witness required that never cosigned: the call is answered, its
+    // receipt refused, exit 4.
+    let witness = sealgate::tlog::SignerKey::generate(
+        sealgate::tlog::KeyName::new("witness.example").expect("name"),
+        sealgate::tlog::SignatureType::CosignatureV1,
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(["call", "get_meps", "--receipt", "--witness-key"])
+        .arg(witness.verifier().to_string())
+        .arg("--profile")
+        .arg(setup.path("clients/demo.profile.toml"))
+        .output()
+        .expect("sealgate call");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("receipt rejected: 0 witness cosignature(s) verified; 1 required"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("inclusion proof verified"), "{stderr}");
+
     // Without the log key, --receipt is a usage error before any call.
     // (A copy beside the original, so its relative paths still resolve.)
     let bare = setup.path("clients/bare.profile.toml");
