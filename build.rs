@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         [
             "sealgate/v1/gateway.proto",
             "sealgate/v1/admin.proto",
+            "sealgate/v1/audit.proto",
             "sealgate/v1/enrollment.proto",
         ],
         ["proto"],

@@ -12,7 +12,9 @@
 //! send it, open the sealed answer); `client/profile.rs` the profile file,
 //! `client/error.rs` the [`ClientError`], `client/status.rs` how a failed
 //! call becomes one, `client/handshake.rs` and `client/refusals.rs` how a
-//! refused certificate is read and explained.
+//! refused certificate is read and explained, `client/receipt.rs` the
+//! receipts of this client's calls (asked for by their request digest and
+//! verified).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,17 +28,20 @@ use tonic::transport::Channel;
 use crate::envelope::{self, Direction, EnvelopeError, Seal};
 use crate::gateway::{Clock, SystemClock};
 use crate::proto::admin_service_client::AdminServiceClient;
+use crate::proto::audit_service_client::AuditServiceClient;
 use crate::proto::mcp_gateway_service_client::McpGatewayServiceClient;
 use crate::proto::{CallRequest, ListBlocksRequest, UnblockRequest};
 
 mod error;
 mod handshake;
 mod profile;
+mod receipt;
 mod refusals;
 mod status;
 
+pub use crate::receipt::{verify_receipt, Receipt, ReceiptError, ReceiptKeys, VerifiedReceipt};
 pub use error::ClientError;
-pub use profile::{GatewayKey, Profile};
+pub use profile::{load_vkey, GatewayKey, Profile};
 pub(crate) use status::explain_status;
 
 /// What a client signs with and whom it trusts.
@@ -61,6 +66,7 @@ pub struct Credentials {
 pub struct Client {
     rpc: McpGatewayServiceClient<Channel>,
     admin: AdminServiceClient<Channel>,
+    audit: AuditServiceClient<Channel>,
     creds: Arc<Credentials>,
     clock: Arc<dyn Clock>,
     next_id: Arc<AtomicU64>,
@@ -103,7 +109,8 @@ impl Client {
     pub fn new(channel: Channel, creds: Credentials) -> Client {
         Client {
             rpc: McpGatewayServiceClient::new(channel.clone()),
-            admin: AdminServiceClient::new(channel),
+            admin: AdminServiceClient::new(channel.clone()),
+            audit: AuditServiceClient::new(channel),
             creds: Arc::new(creds),
             clock: Arc::new(SystemClock),
             next_id: Arc::new(AtomicU64::new(1)),
@@ -121,6 +128,13 @@ impl Client {
     /// Seals `payload` (one JSON-RPC message, exact bytes), sends it and
     /// returns the verified response payload.
     pub async fn send(&self, payload: Bytes) -> Result<Bytes, ClientError> {
+        Ok(self.send_bound(payload).await?.0)
+    }
+
+    /// [`Client::send`], also returning the request digest (SHA-256 of the
+    /// request's signed bytes) the response is bound to: what the call's
+    /// audit record and its receipt are found by.
+    pub async fn send_bound(&self, payload: Bytes) -> Result<(Bytes, [u8; 32]), ClientError> {
         let (env, signed) = self.seal(payload);
         let response = match self
             .rpc
@@ -133,7 +147,8 @@ impl Client {
             Ok(r) => r.into_inner(),
             Err(status) => return Err(self.call_error(status).await),
         };
-        self.open(response.envelope, &signed)
+        let reply = self.open(response.envelope, &signed)?;
+        Ok((reply, envelope::digest(&signed)))
     }
 
     /// `sealgate admin blocks`: the current blocks and throttles (an admin
@@ -246,10 +261,20 @@ impl Client {
     /// Sends a JSON-RPC request and returns the whole verified response
     /// object (with `result` or `error`).
     pub async fn request(&self, method: &str, params: Value) -> Result<Value, ClientError> {
+        Ok(self.request_bound(method, params).await?.0)
+    }
+
+    /// [`Client::request`], also returning the request digest the response
+    /// is bound to (see [`Client::send_bound`]).
+    pub async fn request_bound(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<(Value, [u8; 32]), ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let payload = serde_json::to_vec(&msg).map_err(|e| ClientError::Config(e.to_string()))?;
-        let reply = self.send(payload.into()).await?;
+        let (reply, digest) = self.send_bound(payload.into()).await?;
         let value: Value = serde_json::from_slice(&reply)
             .map_err(|_| ClientError::BadResponse("payload is not JSON".into()))?;
         if value.get("id") != Some(&json!(id)) {
@@ -257,12 +282,23 @@ impl Client {
                 "JSON-RPC id does not match the request".into(),
             ));
         }
-        Ok(value)
+        Ok((value, digest))
     }
 
     /// `tools/call`: returns the JSON-RPC response object.
     pub async fn call_tool(&self, name: &str, arguments: Value) -> Result<Value, ClientError> {
         self.request("tools/call", json!({"name": name, "arguments": arguments}))
+            .await
+    }
+
+    /// [`Client::call_tool`], also returning the request digest its
+    /// receipt is asked for by ([`Client::verified_receipt`]).
+    pub async fn call_tool_bound(
+        &self,
+        name: &str,
+        arguments: Value,
+    ) -> Result<(Value, [u8; 32]), ClientError> {
+        self.request_bound("tools/call", json!({"name": name, "arguments": arguments}))
             .await
     }
 

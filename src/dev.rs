@@ -99,8 +99,10 @@ pub fn setup(dir: &Path, listen: Option<SocketAddr>) -> Result<PathBuf, DevError
     )?;
     let (key_id, public_key) =
         crate::keys::generate_key_files(&dir.join("gateway.signing.key"), false)?;
-    // The audit trail's checkpoints have their own key.
-    crate::keys::generate_key_files(&dir.join("audit.signing.key"), false)?;
+    // The audit trail's checkpoints have their own key; clients verify
+    // receipts with its note key under the log's default origin.
+    let (_, audit_public) = crate::keys::generate_key_files(&dir.join("audit.signing.key"), false)?;
+    write_audit_vkey(&dir.join("audit.vkey"), &audit_public)?;
     let tools: Vec<String> = DEV_TOOLS.iter().map(|t| t.to_string()).collect();
     let issued = ca.issue_client(&ClientRequest {
         id: "demo",
@@ -126,6 +128,7 @@ pub fn setup(dir: &Path, listen: Option<SocketAddr>) -> Result<PathBuf, DevError
     )?;
     let enroll_listen = enrollment_addr(listen);
     set_profile_enrollment(&issued.profile, &enroll_listen)?;
+    set_profile_value(&issued.profile, "audit_vkey", "../audit.vkey")?;
     let config = format!(
         "# sealgate gateway configuration (dev). Paths are relative to this file.\n\
          listen = \"{listen}\"\n\
@@ -171,9 +174,34 @@ pub fn enrollment_addr(listen: SocketAddr) -> SocketAddr {
     SocketAddr::new(listen.ip(), listen.port().wrapping_add(1).max(1))
 }
 
+/// The dev audit log's note verifier key, as `sealgate call --receipt`
+/// reads it: the audit public key under the origin the gateway defaults to
+/// for the dev trust domain.
+fn write_audit_vkey(path: &Path, public_b64: &str) -> Result<(), DevError> {
+    let bad = |e: String| DevError::Incomplete(format!("audit log key: {e}"));
+    let key = crate::identity::decode_public_key(public_b64).map_err(|e| bad(e.to_string()))?;
+    let vkey =
+        crate::receipt::log_verifier(DEV_AUDIT_ORIGIN, &key).map_err(|e| bad(e.to_string()))?;
+    crate::keys::write_public(path, format!("{vkey}\n").as_bytes(), false)?;
+    Ok(())
+}
+
+/// The dev audit log's origin: `[audit] origin`'s default for the dev trust
+/// domain, `sealgate.local`.
+pub const DEV_AUDIT_ORIGIN: &str = "sealgate.local/sealgate-audit";
+
 /// Points the dev client's profile at the enrollment service, so
 /// `sealgate renew --profile` works on it.
 fn set_profile_enrollment(profile: &Path, addr: &SocketAddr) -> Result<(), DevError> {
+    set_profile_value(
+        profile,
+        "enrollment",
+        &addr.to_string().replace("127.0.0.1", "localhost"),
+    )
+}
+
+/// Sets one top-level string of the dev client's profile, keeping the rest.
+fn set_profile_value(profile: &Path, key: &str, value: &str) -> Result<(), DevError> {
     let io = |source| crate::keys::KeyFileError::Write {
         path: profile.display().to_string(),
         source,
@@ -182,7 +210,7 @@ fn set_profile_enrollment(profile: &Path, addr: &SocketAddr) -> Result<(), DevEr
     let mut doc: toml_edit::DocumentMut = text
         .parse()
         .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-    doc["enrollment"] = toml_edit::value(addr.to_string().replace("127.0.0.1", "localhost"));
+    doc[key] = toml_edit::value(value);
     crate::keys::replace_atomically(profile, doc.to_string().as_bytes(), 0o644)?;
     Ok(())
 }

@@ -117,6 +117,17 @@ reasons! {
     ResourceNotAllowed => (Code::PermissionDenied, Client, "RESOURCE_NOT_ALLOWED"),
     /// The caller is not an admin of this gateway.
     AdminNotAllowed => (Code::PermissionDenied, Client, "ADMIN_NOT_ALLOWED"),
+    /// `AuditService.GetReceipt`: no record of the caller's bears this
+    /// request digest. A digest of another client's call gets exactly this
+    /// answer too, so it tells nothing about anyone else's calls.
+    ReceiptNotFound => (Code::NotFound, Client, "RECEIPT_NOT_FOUND"),
+    /// `AuditService.GetReceipt`: no published checkpoint covers the
+    /// record within the wait asked for; one was asked for. Retry (the
+    /// status carries a RetryInfo).
+    ReceiptPending => (Code::Unavailable, Gateway, "RECEIPT_PENDING"),
+    /// `AuditService.GetReceipt`: this gateway's audit trail is not a
+    /// transparency log (`[audit] signing_key` is not set).
+    ReceiptsUnavailable => (Code::FailedPrecondition, Gateway, "RECEIPTS_UNAVAILABLE"),
     /// No backend offers a tool of this name.
     ToolUnknown => (Code::NotFound, Client, "TOOL_UNKNOWN"),
     /// The backend's definition of this tool differs from the pinned one;

@@ -7,7 +7,9 @@
 //! trail takes records, the shared state store (if any) answers or
 //! `on_failure = "local"` lets it serve without, and no stop signal has
 //! arrived. The admin service
-//! needs no backend: it is SERVING until the stop. This module only reads
+//! needs no backend: it is SERVING until the stop; the audit service
+//! (receipts) needs no backend either, only an audit trail that takes
+//! records. This module only reads
 //! state; it never changes what a request gets.
 
 use std::sync::Arc;
@@ -25,6 +27,8 @@ const POLL: Duration = Duration::from_millis(500);
 pub const GATEWAY_SERVICE: &str = "sealgate.v1.McpGatewayService";
 /// The admin service's name in grpc.health.
 pub const ADMIN_SERVICE: &str = "sealgate.v1.AdminService";
+/// The audit service's (receipts') name in grpc.health.
+pub const AUDIT_SERVICE: &str = "sealgate.v1.AuditService";
 
 /// Whether the gateway answers calls now.
 pub fn serving(gateway: &Gateway) -> bool {
@@ -88,18 +92,20 @@ pub fn service(
             let Some(gw) = weak.upgrade() else { return };
             let gateway_up = serving(&gw);
             let draining = gw.metrics.draining();
+            let audit_up = !draining && gw.audit.available();
             drop(gw);
             for (name, up) in [
                 (GATEWAY_SERVICE, gateway_up),
                 ("", gateway_up),
                 (ADMIN_SERVICE, !draining),
+                (AUDIT_SERVICE, audit_up),
             ] {
                 reporter.set_service_status(name, status(up)).await;
             }
             if draining {
                 // Watchers read NOT_SERVING, then their streams end.
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                for name in [GATEWAY_SERVICE, "", ADMIN_SERVICE] {
+                for name in [GATEWAY_SERVICE, "", ADMIN_SERVICE, AUDIT_SERVICE] {
                     reporter.clear_service_status(name).await;
                 }
                 return;

@@ -24,7 +24,8 @@
 //!   `sealgate sandbox-exec` helper before the backend runs.
 //! - Tooling: [`ca`] issues certificates and keys, [`keys`] reads and writes
 //!   key files, [`secrets`] resolves secret references, [`dev`] writes the
-//!   dev setup, [`client`] is the Rust client SDK.
+//!   dev setup, [`client`] is the Rust client SDK, [`receipt`] builds and
+//!   verifies receipts (proof that a call's record is in the audit log).
 //!
 //! # Security model
 //! Every connection is TLS 1.3 with a client certificate from our CA; every
@@ -63,6 +64,7 @@ pub mod metrics;
 pub mod peer;
 pub mod policy;
 pub mod protocol_log;
+pub mod receipt;
 pub mod reload;
 pub mod replay;
 pub mod sandbox;
@@ -79,13 +81,13 @@ pub mod traces;
 pub mod witness;
 pub mod witnessing;
 
-/// Code generated from proto/sealgate/v1/ (gateway, admin, enrollment).
+/// Code generated from proto/sealgate/v1/ (gateway, admin, audit, enrollment).
 pub mod proto {
     #![allow(missing_docs, clippy::all)]
     tonic::include_proto!("sealgate.v1");
 
     /// The encoded descriptors of the services on the gateway's port
-    /// (gateway and admin), for server reflection.
+    /// (gateway, admin and audit), for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/sealgate_descriptor.bin"));
 }

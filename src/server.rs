@@ -77,6 +77,10 @@ pub use listener::{bind_listener, LISTEN_BACKLOG};
 pub use refusal::SUMMARY_INTERVAL;
 pub use stream::PeerStream;
 
+/// The largest `GetReceiptRequest` decoded (a 32-byte digest and a
+/// number need 40).
+const RECEIPT_REQUEST_BYTES: usize = 256;
+
 /// Everything [`run`] needs besides the listener, as
 /// [`crate::startup::build`] assembles it from a config.
 pub struct ServerParts {
@@ -157,6 +161,13 @@ pub async fn run_summarizing(
     )
     .max_decoding_message_size(max_decoding)
     .max_encoding_message_size(1024 * 1024);
+    // Receipts: same port, same mTLS, the same identity and admission as
+    // a gateway call (no envelope: the caller's certificate is who it is).
+    let receipts = crate::proto::audit_service_server::AuditServiceServer::new(
+        crate::receipt::AuditService::new(parts.gateway.clone()),
+    )
+    .max_decoding_message_size(RECEIPT_REQUEST_BYTES)
+    .max_encoding_message_size(1024 * 1024);
     // grpc.health.v1 and server reflection: same port, same mTLS (any
     // client certificate of our CA), no envelope; they reveal the service
     // names and whether the gateway serves, nothing about any client.
@@ -197,6 +208,7 @@ pub async fn run_summarizing(
         .max_connection_age(t.max_connection_age())
         .add_service(service)
         .add_service(admin)
+        .add_service(receipts)
         .add_service(health)
         .add_optional_service(reflection)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::ReceiverStream::new(rx), shutdown)

@@ -74,7 +74,7 @@ pub struct AuditRecord {
     /// The stage the request reached (the one that refused it, for a
     /// denial): `transport`, `audit`, `identity`, `admission`, `envelope`,
     /// `message`, `authorization`, `arguments`, `anomaly`, `backend`, `result`,
-    /// `seal`.
+    /// `seal`; `receipt` (a receipt request past admission).
     pub stage: &'static str,
     /// Who caused a denial: client, backend or gateway.
     pub fault: Option<Fault>,

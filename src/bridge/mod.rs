@@ -380,6 +380,7 @@ mod tests {
             gateway_keys: Vec::new(),
             clock_skew_secs: None,
             enrollment: None,
+            audit_vkey: None,
         }
     }
 

@@ -38,6 +38,9 @@ pub enum AuditCommand {
     /// Generate a witness's cosignature key (skey file, 0600) and print
     /// its public key (vkey).
     WitnessKey(super::witness::WitnessKeyArgs),
+    /// Build a client's receipt from audit files, offline: the record of a
+    /// request digest, its inclusion proof and the latest checkpoint.
+    Prove(super::prove::ProveArgs),
 }
 
 #[derive(Args)]
@@ -75,6 +78,7 @@ pub fn run(cmd: AuditCommand) -> Result<ExitCode> {
         AuditCommand::Verify(args) => verify(args),
         AuditCommand::Witness(args) => super::witness::witness(args),
         AuditCommand::WitnessKey(args) => super::witness::witness_key(args),
+        AuditCommand::Prove(args) => super::prove::run(args),
     }
 }
 

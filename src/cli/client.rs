@@ -1,5 +1,5 @@
-//! `sealgate call` and `sealgate tools`: the client side, through a
-//! profile (or flags); and `sealgate tools accept`, the operator's side of
+//! `sealgate call` (with `--receipt`, the call's verified receipt) and
+//! `sealgate tools`: the client side, through a profile (or flags); and `sealgate tools accept`, the operator's side of
 //! tool pinning.
 
 use std::path::PathBuf;
@@ -9,7 +9,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use sealgate::client::{Client, ClientError, GatewayKey, Profile};
+use sealgate::client::{
+    load_vkey, verify_receipt, Client, ClientError, GatewayKey, Profile, ReceiptKeys,
+};
 use sealgate::config::Config;
 
 #[derive(Args)]
@@ -19,6 +21,28 @@ pub struct CallArgs {
     /// Tool arguments as a JSON object.
     #[arg(long, default_value = "{}")]
     args: String,
+    /// After the call, fetch its receipt from the gateway and verify it
+    /// with the audit log key (`--audit-vkey` or the profile's
+    /// `audit_vkey`): the record is this call's, the checkpoint is signed
+    /// by the log, the inclusion proof holds.
+    #[arg(long)]
+    receipt: bool,
+    /// How long the gateway may wait for a checkpoint that covers the
+    /// call's record (at most 30s).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    receipt_wait: std::time::Duration,
+    /// With --receipt: a witness whose cosignature counts (cosignature/v1
+    /// vkey text, or a file holding it; repeatable).
+    #[arg(long, requires = "receipt")]
+    witness_key: Vec<String>,
+    /// With --witness-key: how many of them must have cosigned the
+    /// receipt's checkpoint.
+    #[arg(long, default_value_t = 1, requires = "witness_key")]
+    witness_quorum: usize,
+    /// With --receipt: also write the verified receipt to this file, as
+    /// JSON (the form `audit prove` prints), to keep it.
+    #[arg(long, requires = "receipt")]
+    receipt_out: Option<PathBuf>,
     #[command(flatten)]
     conn: ConnArgs,
 }
@@ -51,12 +75,64 @@ pub fn call(a: CallArgs) -> Result<ExitCode> {
         bail!("--args must be a JSON object");
     }
     let profile = a.conn.profile()?;
+    let log_key = match a.receipt {
+        true => Some(profile.audit_log_key()?.context(
+            "--receipt needs the audit log key: give --audit-vkey or a profile with audit_vkey",
+        )?),
+        false => None,
+    };
+    let witnesses = a
+        .witness_key
+        .iter()
+        .map(|w| load_vkey(w))
+        .collect::<Result<Vec<_>, _>>()?;
     super::runtime::runtime()?.block_on(async {
         let client = match Client::connect(&profile).await {
             Ok(client) => client,
             Err(e) => return refusal(e),
         };
-        print_response(client.call_tool(&a.tool, args).await)
+        let Some(log_key) = log_key else {
+            return print_response(client.call_tool(&a.tool, args).await);
+        };
+        let (response, digest) = match client.call_tool_bound(&a.tool, args).await {
+            Ok(r) => r,
+            Err(e) => return refusal(e),
+        };
+        let code = print_response(Ok(response))?;
+        let keys = ReceiptKeys {
+            witnesses,
+            quorum: if a.witness_key.is_empty() {
+                0
+            } else {
+                a.witness_quorum
+            },
+            ..ReceiptKeys::log_only(log_key)
+        };
+        let receipt = match client.receipt(&digest, a.receipt_wait).await {
+            Ok(r) => r,
+            Err(e) => return refusal(e),
+        };
+        match verify_receipt(&receipt, &digest, &keys) {
+            Ok(r) => {
+                if let Some(path) = &a.receipt_out {
+                    let json = serde_json::to_string_pretty(&receipt.to_json()?)?;
+                    std::fs::write(path, json + "\n")
+                        .with_context(|| format!("{}", path.display()))?;
+                }
+                eprintln!(
+                    "receipt: leaf index {}, tree size {}: inclusion proof verified (checkpoint signed by {}, cosigned by {} witness(es))",
+                    r.leaf_index,
+                    r.tree_size,
+                    keys.log.name(),
+                    r.cosigned_by.len()
+                );
+                Ok(code)
+            }
+            Err(e) => {
+                eprintln!("{}", ClientError::Receipt(e));
+                Ok(ExitCode::from(4))
+            }
+        }
     })
 }
 
@@ -126,6 +202,10 @@ pub(super) struct ConnArgs {
     /// A trusted gateway key as KEY_ID=BASE64 (repeatable).
     #[arg(long = "gateway-key")]
     gateway_keys: Vec<String>,
+    /// The gateway's audit log key (vkey text, or a file holding it, such
+    /// as `sealgate dev`'s `audit.vkey`), to verify receipts.
+    #[arg(long)]
+    audit_vkey: Option<String>,
 }
 
 impl ConnArgs {
@@ -152,6 +232,7 @@ impl ConnArgs {
                     gateway_keys: Vec::new(),
                     clock_skew_secs: None,
                     enrollment: None,
+                    audit_vkey: None,
                 }
             }
         };
@@ -165,6 +246,9 @@ impl ConnArgs {
         set(&mut p.key_id, self.key_id);
         set(&mut p.audience, self.audience);
         set(&mut p.spiffe_id, self.spiffe_id);
+        if self.audit_vkey.is_some() {
+            p.audit_vkey = self.audit_vkey;
+        }
         for g in self.gateway_keys {
             let (key_id, public_key) = g
                 .split_once('=')

@@ -11,7 +11,8 @@
 //! - [`bridge`]: `bridge` (a local MCP server for MCP hosts);
 //! - [`audit`]: `audit verify` (an audit trail's chain and checkpoints);
 //! - [`witness`]: `audit witness` and `audit witness-key` (a transparency
-//!   log witness for audit logs).
+//!   log witness for audit logs);
+//! - [`prove`]: `audit prove` (a client's receipt from the files).
 //!
 //! Handlers print to stdout with [`out!`] and return an exit code; errors
 //! go to stderr once, in `main`. Nothing here implements gateway logic: it
@@ -44,6 +45,7 @@ mod client;
 mod csr;
 mod enroll;
 mod key;
+mod prove;
 mod runtime;
 mod serve;
 mod witness;

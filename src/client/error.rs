@@ -52,6 +52,10 @@ pub enum ClientError {
     /// The response failed verification: never trust its content.
     #[error("response rejected: {0}")]
     BadResponse(String),
+    /// A receipt failed verification: its record is not proven to be in
+    /// the audit log (the variant says which check failed).
+    #[error("receipt rejected: {0}")]
+    Receipt(#[from] crate::receipt::ReceiptError),
 }
 
 impl ClientError {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::error::ClientError;
+use crate::tlog::VerifierKey;
 
 /// A client profile file: where the gateway is and which credentials to
 /// use. Relative paths are resolved against the profile's directory.
@@ -39,6 +40,11 @@ pub struct Profile {
     /// `host:port` of the enrollment service, for `sealgate renew`.
     #[serde(default)]
     pub enrollment: Option<String>,
+    /// The gateway's audit log key, to verify receipts (`sealgate call
+    /// --receipt`): its vkey text (`<origin>+<key id>+<base64>`), or a file
+    /// holding it (`sealgate dev` writes `audit.vkey`).
+    #[serde(default)]
+    pub audit_vkey: Option<String>,
 }
 
 /// A trusted gateway signing key.
@@ -64,11 +70,34 @@ impl Profile {
                 *f = base.join(&*f);
             }
         }
+        if let Some(v) = &mut p.audit_vkey {
+            if VerifierKey::parse(v.trim()).is_err() && Path::new(v.as_str()).is_relative() {
+                *v = base.join(v.as_str()).display().to_string();
+            }
+        }
         if p.gateway_keys.is_empty() {
             return Err(err(
                 "no [[gateway_key]]: responses could not be verified".into()
             ));
         }
         Ok(p)
+    }
+}
+
+/// A note verifier key given as its vkey text, or as a file holding it.
+pub fn load_vkey(value: &str) -> Result<VerifierKey, ClientError> {
+    if let Ok(key) = VerifierKey::parse(value.trim()) {
+        return Ok(key);
+    }
+    let text = std::fs::read_to_string(value).map_err(|e| {
+        ClientError::Config(format!("key {value}: not a vkey, nor a readable file: {e}"))
+    })?;
+    VerifierKey::parse(text.trim()).map_err(|e| ClientError::Config(format!("key {value}: {e}")))
+}
+
+impl Profile {
+    /// The audit log key of `audit_vkey`, if set.
+    pub fn audit_log_key(&self) -> Result<Option<VerifierKey>, ClientError> {
+        self.audit_vkey.as_deref().map(load_vkey).transpose()
     }
 }

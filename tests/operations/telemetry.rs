@@ -120,6 +120,7 @@ async fn health_and_reflection_answer_an_mtls_client() {
         "",
         "sealgate.v1.McpGatewayService",
         "sealgate.v1.AdminService",
+        "sealgate.v1.AuditService",
     ] {
         let status = health
             .check(HealthCheckRequest {
@@ -165,6 +166,7 @@ async fn health_and_reflection_answer_an_mtls_client() {
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
             "sealgate.v1.AdminService",
+            "sealgate.v1.AuditService",
             "sealgate.v1.McpGatewayService"
         ]
     );
