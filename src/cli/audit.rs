@@ -41,6 +41,9 @@ pub enum AuditCommand {
     /// Build a client's receipt from audit files, offline: the record of a
     /// request digest, its inclusion proof and the latest checkpoint.
     Prove(super::prove::ProveArgs),
+    /// Print the audit log's public key (vkey) for witnesses and clients,
+    /// from the audit public key file and the log's origin.
+    LogKey(super::logkey::LogKeyArgs),
 }
 
 #[derive(Args)]
@@ -79,6 +82,7 @@ pub fn run(cmd: AuditCommand) -> Result<ExitCode> {
         AuditCommand::Witness(args) => super::witness::witness(args),
         AuditCommand::WitnessKey(args) => super::witness::witness_key(args),
         AuditCommand::Prove(args) => super::prove::run(args),
+        AuditCommand::LogKey(args) => super::logkey::run(args),
     }
 }
 

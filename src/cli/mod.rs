@@ -12,7 +12,8 @@
 //! - [`audit`]: `audit verify` (an audit trail's chain and checkpoints);
 //! - [`witness`]: `audit witness` and `audit witness-key` (a transparency
 //!   log witness for audit logs);
-//! - [`prove`]: `audit prove` (a client's receipt from the files).
+//! - [`prove`]: `audit prove` (a client's receipt from the files);
+//! - [`logkey`]: `audit log-key` (the audit log's vkey).
 //!
 //! Handlers print to stdout with [`out!`] and return an exit code; errors
 //! go to stderr once, in `main`. Nothing here implements gateway logic: it
@@ -45,6 +46,7 @@ mod client;
 mod csr;
 mod enroll;
 mod key;
+mod logkey;
 mod prove;
 mod runtime;
 mod serve;

@@ -163,3 +163,52 @@ fn python_verify(
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
 }
+
+/// `sealgate audit log-key`: the vkey it prints (from public material
+/// only) is the key the gateway's checkpoint notes verify with; a bad
+/// origin is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_log_key_prints_the_vkey_the_checkpoints_verify_with() {
+    let setup = Setup::new(AUDIT);
+    let gw = setup.serve();
+    let client = gw.client().await;
+    bound_call(&client).await;
+    drop(client);
+    gw.stop();
+    let log_key = |origin: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sealgate"))
+            .args(["audit", "log-key", "--public-key"])
+            .arg(setup.path("audit.signing.key.pub"))
+            .args(["--origin", origin])
+            .output()
+            .expect("sealgate audit log-key")
+    };
+    let out = log_key("sealgate.local/sealgate-audit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vkey = String::from_utf8(out.stdout).expect("utf-8");
+    let key = sealgate::tlog::VerifierKey::parse(vkey.trim()).expect("a vkey");
+    let last: Value =
+        serde_json::from_str(raw_lines(&setup.path("audit.jsonl")).last().expect("lines"))
+            .expect("json");
+    let note =
+        SignedNote::parse(last["note"].as_str().expect("a v3 note").as_bytes()).expect("note");
+    note.verify(std::slice::from_ref(&key))
+        .expect("the checkpoint verifies with the printed vkey");
+    // Under another origin, the same key names another log: no match.
+    let other = log_key("other.example/log");
+    let other_key =
+        sealgate::tlog::VerifierKey::parse(String::from_utf8_lossy(&other.stdout).trim())
+            .expect("a vkey");
+    assert!(note.verify(std::slice::from_ref(&other_key)).is_err());
+    let bad = log_key("has space");
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--origin is not a valid log origin"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
