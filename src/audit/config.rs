@@ -41,7 +41,22 @@ pub struct AuditConfig {
     /// `[[audit.sink]]`: every sink, each with its own delivery policy.
     #[serde(rename = "sink")]
     pub sinks: Vec<SinkConfig>,
+    /// The Merkle log's origin: its checkpoints' first line and the note
+    /// key name they are signed under (default, filled at config load:
+    /// `<trust_domain>/sealgate-audit`). A valid note key name: 1..=255
+    /// bytes, no whitespace, no `+`.
+    pub origin: Option<String>,
+    /// Where the Merkle log keeps its tree's hashes (C2SP tiles; default:
+    /// `<spool_dir>/tlog`). One gateway at a time writes it (a lock).
+    pub tlog_dir: Option<PathBuf>,
+    /// Request records a receipt is found for without reading the files,
+    /// at most (the most recent ones; default 10000; 0: none).
+    pub receipt_index: usize,
 }
+
+/// The origin of a log whose config names none and is not loaded from a
+/// config file (which fills in `<trust_domain>/sealgate-audit`).
+pub const FALLBACK_ORIGIN: &str = "sealgate.local/sealgate-audit";
 
 impl Default for AuditConfig {
     fn default() -> Self {
@@ -54,6 +69,9 @@ impl Default for AuditConfig {
             max_backlog: 100_000,
             spool_dir: None,
             sinks: Vec::new(),
+            origin: None,
+            tlog_dir: None,
+            receipt_index: super::transparency::DEFAULT_RECEIPT_INDEX,
         }
     }
 }
@@ -269,6 +287,10 @@ impl AuditConfig {
             }
         }
         fix(self.spool_dir.get_or_insert_with(|| "audit-spool".into()));
+        match self.tlog_dir.as_mut() {
+            Some(p) => fix(p),
+            None => self.tlog_dir = self.spool_dir.as_ref().map(|s| s.join("tlog")),
+        }
         for s in &mut self.sinks {
             match s {
                 SinkConfig::File { path, .. } => fix(path),
@@ -278,9 +300,48 @@ impl AuditConfig {
         }
     }
 
+    /// Fills in the log's origin from the trust domain when none is set
+    /// (at config load).
+    pub fn default_origin(&mut self, trust_domain: &str) {
+        self.origin
+            .get_or_insert_with(|| format!("{trust_domain}/sealgate-audit"));
+    }
+
+    /// The log's origin in force.
+    pub fn origin(&self) -> &str {
+        self.origin.as_deref().unwrap_or(FALLBACK_ORIGIN)
+    }
+
+    /// The Merkle log's directory in force: `tlog_dir`, else
+    /// `<spool_dir>/tlog`, else (a config not loaded from a file) `tlog`
+    /// in the `audit-spool` folder beside the first file sink's file.
+    pub fn tlog_dir(&self) -> PathBuf {
+        if let Some(d) = self.tlog_dir.as_ref() {
+            return d.clone();
+        }
+        if let Some(s) = self.spool_dir.as_ref() {
+            return s.join("tlog");
+        }
+        let beside = self.effective_sinks().into_iter().find_map(|s| match s {
+            SinkConfig::File { path, .. } => path.parent().map(Path::to_path_buf),
+            _ => None,
+        });
+        beside.unwrap_or_default().join("audit-spool").join("tlog")
+    }
+
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), String> {
         self.signing_key_reference()?;
+        if let Some(origin) = &self.origin {
+            if let Err(e) = crate::tlog::KeyName::new(origin) {
+                return Err(format!(
+                    "field audit.origin: not a note key name ({e}): 1..=255 bytes, no whitespace, no '+'"
+                ));
+            }
+        }
+        if self.receipt_index > 10_000_000 {
+            return Err("field audit.receipt_index: must be 0..=10000000".into());
+        }
         if self.checkpoint_records == 0 || self.checkpoint_records > 1_000_000 {
             return Err("field audit.checkpoint_records: must be 1..=1000000".into());
         }
@@ -445,10 +506,15 @@ mod tests {
 
     #[test]
     fn each_bad_value_names_its_field() {
+        let long_origin = format!("origin = \"{}\"", "a".repeat(256));
         let rows = [
             ("checkpoint_records = 0", "audit.checkpoint_records"),
             ("checkpoint_secs = 0", "audit.checkpoint_secs"),
             ("queue_capacity = 1", "audit.queue_capacity"),
+            ("origin = \"\"", "audit.origin"),
+            ("origin = \"a b\"", "audit.origin"),
+            (long_origin.as_str(), "audit.origin"),
+            ("receipt_index = 10000001", "audit.receipt_index"),
             (
                 "signing_key = \"-----BEGIN PRIVATE KEY-----\"",
                 "audit.signing_key",

@@ -17,6 +17,7 @@ use super::handover;
 use super::record::AuditRecord;
 use super::shared::Shared;
 use super::thread;
+use super::transparency::Transparency;
 use super::writer::{Entry, Writer};
 
 /// The audit trail's handle: cheap to call from the request path, which
@@ -30,13 +31,15 @@ pub struct AuditLog {
     /// wake-up); when the thread holds it, the record is queued.
     pub(super) fast: Option<Arc<Mutex<Writer>>>,
     /// Memory mode (tests): the same writer, run in the caller.
-    inline: Option<Mutex<Writer>>,
+    pub(super) inline: Option<Mutex<Writer>>,
     shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     memory: Option<Arc<Mutex<Vec<String>>>>,
     /// Auditing off: every record is accepted and discarded (benchmarks'
     /// baseline only; no config reaches it).
     off: bool,
+    /// The trail's Merkle log (with a key), shared with the writer.
+    transparency: Option<Arc<Transparency>>,
 }
 
 impl AuditLog {
@@ -50,7 +53,9 @@ impl AuditLog {
             not_queued: AtomicU64::new(0),
             ..Shared::default()
         });
-        let writer = Arc::new(Mutex::new(Writer::open(config, key, shared.clone())?));
+        let writer = Writer::open(config, key, shared.clone())?;
+        let transparency = writer.transparency();
+        let writer = Arc::new(Mutex::new(writer));
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_capacity);
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -73,6 +78,7 @@ impl AuditLog {
             thread: Mutex::new(Some(thread)),
             memory: None,
             off: false,
+            transparency,
         })
     }
 
@@ -113,6 +119,7 @@ impl AuditLog {
         });
         let lines = Arc::new(Mutex::new(Vec::new()));
         let writer = Writer::memory(key, shared.clone(), lines.clone(), config);
+        let transparency = writer.transparency();
         AuditLog {
             queue: None,
             fast: None,
@@ -121,6 +128,7 @@ impl AuditLog {
             thread: Mutex::new(None),
             memory: Some(lines),
             off: false,
+            transparency,
         }
     }
 
@@ -139,7 +147,14 @@ impl AuditLog {
             thread: Mutex::new(None),
             memory: None,
             off: true,
+            transparency: None,
         }
+    }
+
+    /// The Merkle log of the trail (with a signing key): what the witness
+    /// task and the receipts use. `None` without a key.
+    pub fn transparency(&self) -> Option<Arc<Transparency>> {
+        self.transparency.clone()
     }
 
     /// Whether records can be committed now; while not, new requests are

@@ -21,20 +21,25 @@
 //! Layout, each file using only files listed before it: `timestamp` (the
 //! trail's time format); `record` (a request's record) and `event` (event
 //! records); `config` (`[audit]`); `chain` (hashes and checkpoint
-//! signatures), then `verify` and `tail`, which read a chain; `sink` (the
+//! signatures), then `verify` (with `verify_v3`) and `tail`, which read a chain; `sink` (the
 //! trait every destination implements); the sinks `file` (then `seal`,
 //! which wraps it), `syslog` (syslog and HTTP) and `spool`; `slot` (a
 //! sink's backlog and retries); `handover`; `shared` (what the handle and
-//! the writer share); `writer` (framing, chaining, checkpoints, delivery);
+//! the writer share); `transparency` (the Merkle log's shared handle),
+//! `catchup` (the log's store brought level with the files at start) and
+//! `merkle` (the writer's side of the log); `writer` (framing, chaining,
+//! checkpoints, delivery);
 //! `thread` (the writer's loop); `log` (the [`AuditLog`] handle the gateway
 //! calls).
 
+mod catchup;
 pub mod chain;
 pub mod config;
 mod event;
 mod file;
 mod handover;
 mod log;
+mod merkle;
 mod record;
 mod seal;
 mod shared;
@@ -47,6 +52,7 @@ mod thread;
 mod timestamp;
 pub mod transparency;
 mod verify;
+mod verify_v3;
 mod writer;
 
 pub use config::{AuditConfig, Fsync, OnFailure, SinkConfig, SyslogTransport};

@@ -7,6 +7,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::transparency::Transparency;
 use super::writer::{Entry, Writer};
 
 /// The thread's loop; a bug that panics in it leaves the gateway
@@ -25,12 +26,33 @@ pub(crate) fn run(writer: Arc<Mutex<Writer>>, rx: Receiver<Entry>) {
     }
 }
 
+/// Stores the Merkle log's staged leaves (tile writes and fsyncs) outside
+/// the writer's lock, so the request path's fast path never waits on
+/// them; a failure is logged once and retried at the next tick.
+fn store(log: Option<Arc<Transparency>>, failing: &mut bool) {
+    let Some(log) = log else { return };
+    match log.flush() {
+        Ok(_) if *failing => {
+            *failing = false;
+            tracing::info!("audit Merkle log stores its leaves again");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            if !*failing {
+                tracing::error!(error = %e, "audit Merkle log could not store its leaves; retried at every tick");
+            }
+            *failing = true;
+        }
+    }
+}
+
 /// Batches from the queue, ticks in between; the writer is locked per
 /// batch, so the request path's fast path waits at most for one batch (it
 /// does not wait: it queues instead).
 fn serve(writer: &Mutex<Writer>, rx: Receiver<Entry>) {
     let tick = Duration::from_millis(20);
     let mut last_tick = Instant::now();
+    let mut failing = false;
     // A poisoned lock (a panic while a request held the writer on the
     // fast path) is a writer whose state cannot be trusted: `None`, and
     // the gateway refuses calls from then on.
@@ -42,6 +64,7 @@ fn serve(writer: &Mutex<Writer>, rx: Receiver<Entry>) {
             Err(RecvTimeoutError::Disconnected) => {
                 if let Some(mut w) = lock() {
                     w.close();
+                    store(w.stage_leaves(), &mut failing);
                 }
                 return;
             }
@@ -61,10 +84,14 @@ fn serve(writer: &Mutex<Writer>, rx: Receiver<Entry>) {
             .fetch_sub(batch.len() as u64, Ordering::Relaxed);
         w.process(batch);
         if w.closed {
+            store(w.stage_leaves(), &mut failing);
             return;
         }
         if last_tick.elapsed() >= tick {
             w.tick();
+            let log = w.stage_leaves();
+            drop(w);
+            store(log, &mut failing);
             last_tick = Instant::now();
         }
     }

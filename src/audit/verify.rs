@@ -22,14 +22,20 @@
 //!
 //! v1 checkpoints (old trails) are still verified, but they sign neither
 //! their reason nor their file's head: they never make a trail sealed.
+//! v3 checkpoints are v2 ones that also sign the Merkle head of every line
+//! before them under the log's origin and carry it as a C2SP note
+//! (`verify_v3`); when the files read start at seq 0 the verifier computes
+//! that head itself and requires it.
 //! Pure: the CLI reads the files and feeds lines here.
 
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::chain::{
-    checkpoint_line, checkpoint_signed_bytes, checkpoint_signed_bytes_v2, decode_hash,
-    is_final_reason, key_id, line_hash, CheckpointV2, GENESIS,
+    checkpoint_line, checkpoint_line_v3, checkpoint_signed_bytes, checkpoint_signed_bytes_v2,
+    decode_hash, is_final_reason, key_id, line_hash, CheckpointV2, CheckpointV3, GENESIS,
 };
+use super::verify_v3::check_v3;
+use crate::tlog::{leaf_hash, Checkpoint, Frontier};
 
 /// Why a file does not verify, at the first point it breaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +126,21 @@ pub struct Report {
     pub checkpoints: u64,
     /// Of them, v1 checkpoints (old trails: they never seal).
     pub v1_checkpoints: u64,
+    /// Of them, v3 checkpoints (they sign the Merkle head of the lines
+    /// before them).
+    pub v3_checkpoints: u64,
+    /// Of the v3 checkpoints, those whose head was compared with the tree
+    /// of the lines read (all of them when the files start at seq 0, none
+    /// otherwise: the lines before are missing).
+    pub heads_checked: u64,
+    /// Leaves of the Merkle tree of the lines read: every chained line
+    /// when the files start at seq 0, else 0 (no head can be computed).
+    pub tree_size: u64,
+    /// Its head, standard base64 (as in a checkpoint note), when the files
+    /// start at seq 0.
+    pub root: Option<String>,
+    /// The origins the v3 checkpoints name, in the order first met.
+    pub origins: Vec<String>,
     /// Torn lines (a crash mid-write) that the next start acknowledged.
     pub torn: u64,
     /// The first sequence number seen, and the last.
@@ -186,6 +207,9 @@ pub struct Verifier<'k> {
     /// checkpoint's `records` must be exactly its count.
     since_known: bool,
     file: Option<FileState>,
+    /// The right edge of the Merkle tree of the lines read, when the first
+    /// one is seq 0 (else no head can be computed).
+    tree: Option<Frontier>,
     report: Report,
 }
 
@@ -200,6 +224,7 @@ impl<'k> Verifier<'k> {
             pending: Pending::default(),
             since_known: false,
             file: None,
+            tree: None,
             report: Report::default(),
         }
     }
@@ -338,6 +363,9 @@ impl<'k> Verifier<'k> {
                 if seq == 0 && prev != GENESIS {
                     return Err("seq 0 must start from the all-zero prev".into());
                 }
+                if seq == 0 {
+                    self.tree = Some(Frontier::new());
+                }
                 self.report.first_seq = Some(seq);
             }
         }
@@ -363,6 +391,9 @@ impl<'k> Verifier<'k> {
         }
         self.prev = Some(line_hash(line));
         self.prev_seq = Some(seq);
+        if let Some(t) = self.tree.as_mut() {
+            t.push(leaf_hash(line));
+        }
         self.report.last_seq = Some(seq);
         Ok(())
     }
@@ -461,16 +492,29 @@ impl<'k> Verifier<'k> {
             .and_then(serde_json::Value::as_str)
             .filter(|r| r.is_ascii() && r.len() <= 255)
             .ok_or("checkpoint without an ASCII reason")?;
-        let signed = checkpoint_signed_bytes_v2(&CheckpointV2 {
+        let c2 = CheckpointV2 {
             seq,
             ts_ms,
             instance,
             prev,
             file_first_seq,
             reason,
-        });
-        key.verify_strict(&signed, &sig)
-            .map_err(|_| "checkpoint signature does not verify")?;
+        };
+        // v3 carries its note; a v3 checkpoint stripped of it is checked
+        // as v2 and fails (another context).
+        let v3 = match v.get("note") {
+            None => {
+                key.verify_strict(&checkpoint_signed_bytes_v2(&c2), &sig)
+                    .map_err(|_| "checkpoint signature does not verify")?;
+                None
+            }
+            Some(n) => {
+                let note = n.as_str().ok_or("checkpoint note is not a string")?;
+                let head = check_v3(key, &c2, note, &sig)?;
+                self.tree_head(&head)?;
+                Some((note, head))
+            }
+        };
         let records = v
             .get("records")
             .and_then(serde_json::Value::as_u64)
@@ -484,23 +528,32 @@ impl<'k> Verifier<'k> {
             )
             .into());
         }
-        let canonical = checkpoint_line(
-            &CheckpointV2 {
-                seq,
-                ts_ms,
-                instance,
-                prev,
-                file_first_seq,
-                reason,
-            },
-            records,
-            key_id_seen.unwrap_or_default(),
-            &base64::engine::general_purpose::STANDARD.encode(sig.to_bytes()),
-        );
+        let sig_b64 = base64::engine::general_purpose::STANDARD.encode(sig.to_bytes());
+        let kid = key_id_seen.unwrap_or_default();
+        let canonical = match &v3 {
+            None => checkpoint_line(&c2, records, kid, &sig_b64),
+            Some((note, head)) => checkpoint_line_v3(
+                &CheckpointV3 {
+                    v2: c2,
+                    root: head.root_hash(),
+                    origin: head.origin(),
+                },
+                records,
+                kid,
+                &sig_b64,
+                note,
+            ),
+        };
         if canonical.as_bytes() != line {
             return Err("checkpoint line is not in the one form the gateway writes (docs/AUDIT.md, \"Checkpoint lines\"): its unsigned bytes (ts, records, spacing, escapes, member order or extra members) were altered".into());
         }
         self.report.checkpoints += 1;
+        if let Some((_, head)) = &v3 {
+            self.report.v3_checkpoints += 1;
+            if !self.report.origins.iter().any(|o| o == head.origin()) {
+                self.report.origins.push(head.origin().to_string());
+            }
+        }
         let Some(f) = self.file.as_mut() else {
             return Ok(());
         };
@@ -527,10 +580,34 @@ impl<'k> Verifier<'k> {
         Ok(())
     }
 
+    /// A v3 checkpoint's head against the tree of the lines before it,
+    /// when they were all read (from seq 0).
+    fn tree_head(&mut self, head: &Checkpoint) -> Result<(), Stop> {
+        let Some(t) = self.tree.as_ref().filter(|t| t.size() == head.size()) else {
+            return Ok(());
+        };
+        let computed = t.root();
+        if computed.as_bytes() != head.root_hash() {
+            return Err(format!(
+                "the checkpoint's tree head is not the head of the lines before it: lines seq 0..{} hash to {}, the checkpoint signs {} (lines rewritten and re-signed with the audit key, or another log's checkpoint)",
+                head.size().saturating_sub(1),
+                computed.to_base64(),
+                crate::tlog::Hash(*head.root_hash()).to_base64()
+            )
+            .into());
+        }
+        self.report.heads_checked += 1;
+        Ok(())
+    }
+
     /// The report; a torn fragment at the very end is a crash the gateway
     /// has not restarted after (not a break).
     pub fn finish(mut self) -> Report {
         self.end_file();
+        if let Some(t) = &self.tree {
+            self.report.tree_size = t.size();
+            self.report.root = Some(t.root().to_base64());
+        }
         if self.torn_pending.take().is_some() {
             self.report.torn += 1;
         }

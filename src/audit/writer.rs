@@ -24,6 +24,7 @@ use super::config::{AuditConfig, OnFailure, SinkConfig};
 use super::event::event;
 use super::file::Resume;
 use super::handover::{self, HANDOVER};
+use super::merkle::MerkleLog;
 use super::record::AuditRecord;
 use super::seal::SealedFile;
 use super::shared::Shared;
@@ -31,7 +32,8 @@ use super::sink::{MemorySink, Sink, StdoutSink};
 use super::slot::Slot;
 use super::spool::Spool;
 use super::syslog::{HttpSink, SyslogSink};
-use super::timestamp::{rfc3339_ms, unix_ms};
+use super::timestamp::unix_ms;
+use super::transparency::{IndexedRecord, Transparency};
 
 /// One thing for the writer.
 pub(crate) enum Entry {
@@ -76,6 +78,12 @@ pub(crate) struct Writer {
     primary: Option<usize>,
     /// The closing checkpoint is written: nothing more is.
     sealed: bool,
+    /// The Merkle log of every line (with a key): its head is signed in
+    /// every checkpoint.
+    log: Option<MerkleLog>,
+    /// A memory trail: the log's leaves are stored as each entry is
+    /// handled (there is no thread to tick).
+    store_inline: bool,
 }
 
 #[derive(Serialize)]
@@ -138,6 +146,15 @@ impl Writer {
         // A file the chain continues in (killed before, not sealed) keeps
         // its first seq; a new one starts with the next line.
         w.file_first_seq = r.first_seq.unwrap_or(w.seq);
+        if let Some(key) = &w.key {
+            let trail = primary.and_then(|i| match config.effective_sinks().get(i) {
+                Some(SinkConfig::File { path, .. }) => Some(path.clone()),
+                _ => None,
+            });
+            let log =
+                MerkleLog::open(config, key, trail.as_deref(), w.seq).map_err(io::Error::other)?;
+            w.log = Some(log);
+        }
         let resumed = r.last.map(|(s, _)| s);
         let mut start = event("audit_started");
         start.insert("resumed_after_seq".into(), serde_json::json!(resumed));
@@ -180,7 +197,20 @@ impl Writer {
             Box::new(MemorySink(lines)),
             None,
         )];
-        Writer::new(key, shared, slots, config)
+        let mut w = Writer::new(key, shared, slots, config);
+        w.store_inline = true;
+        if let Some(key) = &w.key {
+            match MerkleLog::memory(key) {
+                Ok(log) => w.log = Some(log),
+                Err(e) => tracing::error!(error = %e, "memory audit trail without its Merkle log"),
+            }
+        }
+        w
+    }
+
+    /// The Merkle log's shared handle (with a key).
+    pub(crate) fn transparency(&self) -> Option<Arc<Transparency>> {
+        self.log.as_ref().map(|l| l.transparency().clone())
     }
 
     fn new(
@@ -215,6 +245,8 @@ impl Writer {
             file_first_seq: 0,
             primary: None,
             sealed: false,
+            log: None,
+            store_inline: false,
         }
     }
 
@@ -230,7 +262,7 @@ impl Writer {
         // A refusal for AUDIT_UNAVAILABLE is answered the same whether or
         // not its record commits.
         let answer_is_refusal = record.reason == Some("AUDIT_UNAVAILABLE");
-        let seq = self.append("request", record);
+        let seq = self.append_request(record);
         self.deliver();
         let ok = self.committed_below().is_none_or(|below| seq < below);
         if !ok && !answer_is_refusal {
@@ -278,7 +310,7 @@ impl Writer {
                     // A refusal for AUDIT_UNAVAILABLE is answered the same
                     // whether or not its record commits.
                     let answer_is_refusal = record.reason == Some("AUDIT_UNAVAILABLE");
-                    let seq = self.append("request", &*record);
+                    let seq = self.append_request(&record);
                     if let Some(ack) = ack {
                         acks.push((seq, ack, answer_is_refusal));
                     }
@@ -313,6 +345,11 @@ impl Writer {
         if close {
             self.close();
         }
+        if !flushes.is_empty() || self.store_inline {
+            // Asked to finish what is queued (tests, benches, a memory
+            // trail): the leaves are stored too.
+            self.store_leaves();
+        }
         for f in flushes {
             let _ = f.send(());
         }
@@ -321,26 +358,64 @@ impl Writer {
     /// Appends a line of `kind` to every backlog; returns its seq.
     fn append<B: Serialize>(&mut self, kind: &'static str, body: B) -> u64 {
         let seq = self.seq;
+        if let Some(line) = self.frame(kind, body) {
+            self.push_line(kind, line);
+        }
+        seq
+    }
+
+    /// Appends a request's record, indexed by its digest for receipts.
+    fn append_request(&mut self, record: &AuditRecord) -> u64 {
+        let seq = self.seq;
+        let Some(line) = self.frame("request", record) else {
+            return seq;
+        };
+        if let (Some(log), Some(digest)) = (&self.log, record.request_digest) {
+            log.transparency().index_request(
+                digest,
+                IndexedRecord {
+                    seq,
+                    client_id: record.client_id.clone(),
+                    line: line.clone(),
+                },
+            );
+        }
+        self.push_line("request", line);
+        seq
+    }
+
+    /// The line of `kind` with `body` and the next seq; `None` (logged)
+    /// once sealed or when it cannot be serialised.
+    fn frame<B: Serialize>(&self, kind: &'static str, body: B) -> Option<Arc<str>> {
         if self.sealed {
             tracing::error!(kind, "audit line after the closing checkpoint not written");
-            return seq;
+            return None;
         }
         let framed = Framed {
-            seq,
+            seq: self.seq,
             kind,
             instance: &self.instance,
             body,
             prev: hex::encode(self.prev),
         };
-        let line: Arc<str> = match serde_json::to_string(&framed) {
-            Ok(l) => Arc::from(l),
+        match serde_json::to_string(&framed) {
+            Ok(l) => Some(Arc::from(l)),
             Err(e) => {
                 tracing::error!(error = %e, "audit record could not be serialised");
-                return seq;
+                None
             }
-        };
+        }
+    }
+
+    /// Chains `line` (framed with the next seq), makes it a leaf of the
+    /// Merkle log and hands it to every backlog.
+    fn push_line(&mut self, kind: &'static str, line: Arc<str>) {
+        let seq = self.seq;
         self.prev = chain::line_hash(line.as_bytes());
         self.seq += 1;
+        if let Some(log) = &mut self.log {
+            log.push(seq, &line);
+        }
         for slot in &mut self.slots {
             if slot.backlog.len() >= self.max_backlog {
                 slot.lost += 1;
@@ -354,15 +429,15 @@ impl Writer {
                 self.checkpoint("count");
             }
         }
-        seq
     }
 
     fn append_event(&mut self, e: serde_json::Map<String, serde_json::Value>) -> u64 {
         self.append("event", &e)
     }
 
-    /// A signed checkpoint (v2) over everything before it (when there is
-    /// a key and something new to cover). After a sealing one (`close`,
+    /// A signed checkpoint (v3: with the Merkle log's head and its note)
+    /// over everything before it (when there is a key and something new to
+    /// cover), published once appended. After a sealing one (`close`,
     /// `rotate`) the next line starts a new file.
     fn checkpoint(&mut self, reason: &'static str) {
         let (Some(key), Some(key_id)) = (&self.key, &self.key_id) else {
@@ -371,36 +446,65 @@ impl Writer {
             }
             return;
         };
-        if self.since_checkpoint == 0 && reason == "count" {
+        if self.sealed || (self.since_checkpoint == 0 && matches!(reason, "count" | "demand")) {
             return;
         }
         let ts_ms = unix_ms(SystemTime::now());
-        let sig = chain::sign_checkpoint_v2(
-            key,
-            &chain::CheckpointV2 {
-                seq: self.seq,
-                ts_ms,
-                instance: &self.instance,
-                prev: &self.prev,
-                file_first_seq: self.file_first_seq,
-                reason,
-            },
-        );
-        let body = serde_json::json!({
-            "ts": rfc3339_ms(ts_ms),
-            "ts_ms": ts_ms,
-            "reason": reason,
-            "file_first_seq": self.file_first_seq,
-            "records": self.since_checkpoint,
-            "key_id": key_id,
-            "sig": sig,
-        });
+        let v2 = chain::CheckpointV2 {
+            seq: self.seq,
+            ts_ms,
+            instance: &self.instance,
+            prev: &self.prev,
+            file_first_seq: self.file_first_seq,
+            reason,
+        };
+        let records = self.since_checkpoint;
+        let v3 = self
+            .log
+            .as_ref()
+            .and_then(|log| log.checkpoint(key, key_id, v2, records));
+        let (line, published) = match v3 {
+            Some((line, published)) => (line, Some(published)),
+            None => {
+                // No log (cannot happen with a key) or no note: v2.
+                let sig = chain::sign_checkpoint_v2(key, &v2);
+                (chain::checkpoint_line(&v2, records, key_id, &sig), None)
+            }
+        };
         self.since_checkpoint = 0;
         self.last_checkpoint = Instant::now();
-        self.append("checkpoint", &body);
+        self.push_line("checkpoint", Arc::from(line));
+        if let (Some(log), Some(p)) = (&self.log, published) {
+            log.transparency().publish(Arc::new(p));
+        }
         if chain::is_final_reason(reason) {
             self.file_first_seq = self.seq;
         }
+    }
+
+    /// Hands the Merkle log the leaves of the lines the first file sink
+    /// holds (every line without one) and stores them. The writer's thread
+    /// does this outside the writer's lock ([`Writer::stage_leaves`], then
+    /// [`Transparency::flush`]); this is for an explicit flush.
+    fn store_leaves(&mut self) {
+        if let Some(t) = self.stage_leaves() {
+            if let Err(e) = t.flush() {
+                tracing::error!(error = %e, "audit Merkle log could not store its leaves; retried");
+            }
+        }
+    }
+
+    /// Hands the Merkle log the leaves of the lines the first file sink
+    /// holds (every line without one); returns the handle to store them
+    /// with.
+    pub(super) fn stage_leaves(&mut self) -> Option<Arc<Transparency>> {
+        let below = match self.primary.and_then(|i| self.slots.get(i)) {
+            Some(slot) => slot.committed_below(),
+            None => None,
+        };
+        let log = self.log.as_mut()?;
+        log.stage_below(below);
+        Some(log.transparency().clone())
     }
 
     /// Every slot tries to deliver; availability follows.
@@ -478,6 +582,14 @@ impl Writer {
     pub(super) fn tick(&mut self) {
         if self.since_checkpoint > 0 && self.last_checkpoint.elapsed() >= self.checkpoint_every {
             self.checkpoint("interval");
+        }
+        // A receipt waits for a checkpoint that covers its record.
+        if self
+            .log
+            .as_ref()
+            .is_some_and(|l| l.transparency().take_demand())
+        {
+            self.checkpoint("demand");
         }
         let mut events = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {

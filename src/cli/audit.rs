@@ -97,6 +97,13 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
         eprintln!("error: {what}");
         return Ok(ExitCode::from(2));
     }
+    // v3 heads need every line from seq 0: the files before were not given.
+    let heads_not_checked = (report.v3_checkpoints > report.heads_checked).then(|| {
+        format!(
+            "tree head not checked: the files before seq {} are missing",
+            report.first_seq.unwrap_or_default()
+        )
+    });
     if args.json {
         out!(
             "{}",
@@ -115,6 +122,12 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
                     "what": u.describe(),
                 })).collect::<Vec<_>>(),
                 "v1_checkpoints": report.v1_checkpoints,
+                "v3_checkpoints": report.v3_checkpoints,
+                "heads_checked": report.heads_checked,
+                "heads_not_checked": heads_not_checked,
+                "tree_size": report.tree_size,
+                "root": report.root,
+                "origins": report.origins,
                 "files": report.files.iter().map(|f| serde_json::json!({
                     "file": f.name,
                     "lines": f.lines,
@@ -159,6 +172,22 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
                 },
                 if f.sealed { ", sealed" } else { "" }
             );
+        }
+        if report.v3_checkpoints > 0 {
+            out!(
+                "  Merkle log {}: {} v3 checkpoint(s), {} tree head(s) checked against the lines; tree size {}{}",
+                report.origins.join(", "),
+                report.v3_checkpoints,
+                report.heads_checked,
+                report.tree_size,
+                report
+                    .root
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(", root {r}"))
+            );
+        }
+        if let Some(what) = &heads_not_checked {
+            out!("  {what}");
         }
         for u in &report.unvouched {
             out!("NOT VOUCHED: {}", u.describe());

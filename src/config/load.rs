@@ -61,6 +61,9 @@ impl Config {
         let mut config: Config = toml::from_str(&text).map_err(|e| err(toml_error(&text, &e)))?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
+        // The audit log's origin defaults to one named by the trust domain.
+        let trust_domain = config.trust_domain.clone();
+        config.audit.default_origin(&trust_domain);
         config.validate().map_err(err)?;
         config.source = Some(path.to_path_buf());
         Ok(config)

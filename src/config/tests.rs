@@ -348,3 +348,33 @@ fn isolation_keys_that_make_no_sense_are_refused_by_name() {
         assert!(e.contains(want), "{extra}: {e}");
     }
 }
+
+#[test]
+fn the_audit_log_origin_and_folder_default_at_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sealgate.toml");
+    std::fs::write(&path, MINIMAL).expect("write");
+    let config = Config::load(&path).expect("loads");
+    assert_eq!(
+        config.audit.origin.as_deref(),
+        Some("sealgate.local/sealgate-audit")
+    );
+    assert_eq!(
+        config.audit.tlog_dir.as_deref(),
+        Some(dir.path().join("audit-spool/tlog").as_path())
+    );
+    std::fs::write(
+        &path,
+        format!("{MINIMAL}[audit]\norigin = \"example.org/log\"\ntlog_dir = \"t\"\n"),
+    )
+    .expect("write");
+    let config = Config::load(&path).expect("loads");
+    assert_eq!(config.audit.origin(), "example.org/log");
+    assert_eq!(config.audit.tlog_dir(), dir.path().join("t"));
+    std::fs::write(&path, format!("{MINIMAL}[audit]\norigin = \"a+b\"\n")).expect("write");
+    let e = Config::load(&path).expect_err("refused").to_string();
+    assert!(
+        e.ends_with("field audit.origin: not a note key name (key name holds a space, '+' or control character): 1..=255 bytes, no whitespace, no '+'"),
+        "{e}"
+    );
+}

@@ -1,0 +1,222 @@
+//! The writer's Merkle log: every line a leaf, every checkpoint a v3 one
+//! whose note signs the head of the lines before it; the store opened
+//! against the files (catch-up, refusals).
+
+use std::path::Path;
+
+use ed25519_dalek::SigningKey;
+
+use crate::audit::{AuditConfig, AuditLog, AuditRecord, Outcome};
+use crate::tlog::{leaf_hash, tree_hash, Checkpoint, MemoryTree, SignedNote, TileStore};
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[5; 32])
+}
+
+fn record(digest: Option<[u8; 32]>) -> AuditRecord {
+    let mut r = AuditRecord::new();
+    r.method = Some("tools/call");
+    r.outcome = Outcome::Allowed;
+    r.client_id = Some("alice".into());
+    r.request_digest = digest;
+    r
+}
+
+/// Checks every v3 checkpoint of `lines` (the whole trail from seq 0):
+/// its note verifies under the log's key, names the line's seq as size and
+/// the head of the lines before it as root. Returns how many there were.
+fn check_checkpoints(lines: &[String], log: &crate::audit::transparency::Transparency) -> usize {
+    let mut tree = MemoryTree::new();
+    let mut n = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json");
+        assert_eq!(v["seq"], i as u64);
+        if v["type"] == "checkpoint" {
+            let note = v["note"].as_str().expect("a v3 checkpoint has a note");
+            let verified = SignedNote::parse(note.as_bytes())
+                .expect("note")
+                .verify(std::slice::from_ref(log.verifier()))
+                .expect("signed by the audit key under the origin");
+            let c = Checkpoint::from_note(&verified).expect("checkpoint");
+            assert_eq!(c.size(), i as u64);
+            assert_eq!(c.origin(), log.origin());
+            let root = tree_hash(&tree, i as u64).expect("root");
+            assert_eq!(c.root_hash(), root.as_bytes(), "checkpoint at seq {i}");
+            n += 1;
+        }
+        tree.push(leaf_hash(line.as_bytes()));
+    }
+    n
+}
+
+#[test]
+fn a_memory_trail_writes_v3_checkpoints_over_every_line() {
+    let config = AuditConfig {
+        checkpoint_records: 3,
+        ..AuditConfig::default()
+    };
+    let log = AuditLog::memory_with_config(&config, Some(key()));
+    let t = log.transparency().expect("a key makes a log");
+    assert_eq!(t.origin(), super::MEMORY_ORIGIN);
+    let signed = t.subscribe_signed();
+    for i in 0u8..7 {
+        log.write(&record(Some([i; 32])));
+    }
+    let lines = log.lines();
+    assert_eq!(check_checkpoints(&lines, &t), 2);
+    // Published: the last checkpoint; stored: every line.
+    let latest = signed.borrow().clone().expect("published");
+    assert_eq!(latest.size(), 7);
+    assert_eq!(t.stored_size(), lines.len() as u64);
+    // Indexed for receipts by digest, with its exact line.
+    let r = t.lookup(&[4; 32]).expect("indexed");
+    assert_eq!(lines[r.seq as usize], &*r.line);
+    assert_eq!(r.client_id.as_deref(), Some("alice"));
+    assert!(t.lookup(&[9; 32]).is_none());
+}
+
+#[test]
+fn a_demand_writes_a_checkpoint_at_the_next_tick_only_when_something_is_new() {
+    let log = AuditLog::memory_with_key(Some(key()));
+    let t = log.transparency().expect("log");
+    let writer = log.inline.as_ref().expect("memory");
+    log.write(&record(None));
+    t.demand_checkpoint();
+    writer.lock().expect("writer").tick();
+    let lines = log.lines();
+    let last: serde_json::Value = serde_json::from_str(lines.last().expect("line")).expect("json");
+    assert_eq!(last["reason"], "demand");
+    assert_eq!(check_checkpoints(&lines, &t), 1);
+    // Nothing new: the demand is taken, nothing written.
+    t.demand_checkpoint();
+    writer.lock().expect("writer").tick();
+    assert_eq!(log.lines().len(), lines.len());
+}
+
+#[test]
+fn without_a_key_there_is_no_log() {
+    assert!(AuditLog::memory().transparency().is_none());
+}
+
+fn file_config(dir: &Path) -> AuditConfig {
+    let text = format!(
+        "signing_key = \"unused\"\ncheckpoint_records = 4\n[[sink]]\nkind = \"file\"\npath = \"{}\"\n",
+        dir.join("audit.jsonl").display()
+    );
+    toml::from_str(&text).expect("config")
+}
+
+fn run(config: &AuditConfig, records: usize) -> Option<std::sync::Arc<super::Transparency>> {
+    let log = AuditLog::open(config, Some(key())).expect("open");
+    for i in 0..records {
+        log.write(&record(Some([i as u8; 32])));
+    }
+    log.flush();
+    let t = log.transparency();
+    log.close();
+    t
+}
+
+fn trail(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("audit.jsonl"))
+        .collect();
+    names.sort_by_key(|n| (n == "audit.jsonl", n.clone()));
+    names
+        .iter()
+        .flat_map(|n| {
+            std::fs::read_to_string(dir.join(n))
+                .expect("read")
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn a_file_trail_stores_every_line_and_goes_on_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = file_config(dir.path());
+    let t = run(&config, 5).expect("log");
+    assert_eq!(config.tlog_dir(), dir.path().join("audit-spool/tlog"));
+    let lines = trail(dir.path());
+    assert_eq!(t.stored_size(), lines.len() as u64);
+    drop(t);
+    let t = run(&config, 3).expect("log");
+    let lines = trail(dir.path());
+    assert!(check_checkpoints(&lines, &t) >= 4);
+    let store = TileStore::open(&config.tlog_dir()).expect("store");
+    assert_eq!(store.size(), lines.len() as u64);
+}
+
+#[test]
+fn a_second_writer_on_one_log_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = file_config(dir.path());
+    let first = AuditLog::open(&config, Some(key())).expect("open");
+    let other = tempfile::tempdir().expect("tempdir");
+    let mut second = file_config(other.path());
+    second.tlog_dir = Some(config.tlog_dir());
+    let e = AuditLog::open(&second, Some(key())).err().expect("refused");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "another sealgate writes the audit log in {0} (its lock file {0}/lock is held)",
+            config.tlog_dir().display()
+        )
+    );
+    first.close();
+}
+
+#[test]
+fn lines_the_store_lacks_are_caught_up_from_the_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = file_config(dir.path());
+    run(&config, 6);
+    // The store lost its leaves (a kill before the tick): a new one.
+    std::fs::remove_dir_all(config.tlog_dir()).expect("rm");
+    let t = run(&config, 1).expect("log");
+    let lines = trail(dir.path());
+    assert_eq!(t.stored_size(), lines.len() as u64);
+    assert!(check_checkpoints(&lines, &t) >= 3);
+}
+
+#[test]
+fn a_cut_or_rewritten_trail_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = file_config(dir.path());
+    run(&config, 6);
+    let path = dir.path().join("audit.jsonl");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let lines: Vec<&str> = text.lines().collect();
+    let stored = lines.len();
+    let tlog = config.tlog_dir().display().to_string();
+    // Rewritten: the last line's bytes differ (the chain rebuilt by whoever
+    // edits it would still hold).
+    let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    let last = edited.pop().expect("line");
+    edited.push(last.replacen("\"ts\":\"", "\"ts\":\"1", 1));
+    std::fs::write(&path, edited.join("\n") + "\n").expect("write");
+    let e = AuditLog::open(&config, Some(key())).err().expect("refused");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "the audit log in {tlog} holds another record {} than the trail ({}): records were rewritten",
+            stored - 1,
+            path.display()
+        )
+    );
+    // Cut: the last two lines gone.
+    std::fs::write(&path, lines[..stored - 2].join("\n") + "\n").expect("write");
+    let e = AuditLog::open(&config, Some(key())).err().expect("refused");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "the audit log in {tlog} holds {stored} records but the trail ends at seq {}: records were cut",
+            stored - 3
+        )
+    );
+}
