@@ -147,6 +147,11 @@ reasons! {
     /// refused, or its answer withheld, until records can be committed
     /// again. Retry later.
     AuditUnavailable => (Code::Unavailable, Gateway, "AUDIT_UNAVAILABLE"),
+    /// `[audit.witness] on_no_quorum = "fail_closed"`: no quorum of
+    /// witnesses has cosigned the audit log's checkpoints for longer than
+    /// `max_unwitnessed_secs`; calls are refused until one does. Retry
+    /// later.
+    AuditUnwitnessed => (Code::Unavailable, Gateway, "AUDIT_UNWITNESSED"),
     /// The shared state store of several replicas (`[state] kind =
     /// "redis"`) cannot be reached and `on_failure = "fail_closed"`, or it
     /// was emptied and cannot vouch for an envelope signed before its new
@@ -225,6 +230,16 @@ pub fn audit_unavailable() -> Denial {
     Denial::new(
         Reason::AuditUnavailable,
         "the audit trail cannot record this call now; nothing was answered. Retry later",
+    )
+    .retry_after(std::time::Duration::from_secs(1))
+}
+
+/// The refusal of a call while the audit log's checkpoints lack their
+/// witnesses' quorum (`on_no_quorum = "fail_closed"`).
+pub fn audit_unwitnessed() -> Denial {
+    Denial::new(
+        Reason::AuditUnwitnessed,
+        "the audit log's checkpoints are not cosigned by enough witnesses; nothing was answered. Retry later",
     )
     .retry_after(std::time::Duration::from_secs(1))
 }

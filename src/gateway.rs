@@ -235,6 +235,10 @@ impl Gateway {
         if !self.audit.available() {
             return Err(crate::error::audit_unavailable());
         }
+        // ... nor while the witnesses' quorum is lost under fail_closed.
+        if self.witnessing.as_ref().is_some_and(|w| w.refusing()) {
+            return Err(crate::error::audit_unwitnessed());
+        }
         record.stage = "identity";
         let identity = self.identify(peer, now).map_err(|d| {
             let d = note_identity_denied(peer, d);

@@ -40,6 +40,9 @@ pub fn why_not(gateway: &Gateway) -> String {
     if !gateway.audit.available() {
         reasons.push("the audit trail cannot take records".to_string());
     }
+    if gateway.witnessing.as_ref().is_some_and(|w| w.refusing()) {
+        reasons.push("no quorum of witnesses cosigns the audit log (fail_closed)".to_string());
+    }
     if let Some(state) = &gateway.state {
         // Fail-closed and away: every call would be STATE_UNAVAILABLE, so
         // a balancer should prefer a replica that reaches the store.

@@ -76,6 +76,7 @@ pub mod summary;
 pub mod tlog;
 pub mod tls;
 pub mod traces;
+pub mod witness;
 
 /// Code generated from proto/sealgate/v1/ (gateway, admin, enrollment).
 pub mod proto {

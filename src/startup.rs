@@ -128,6 +128,12 @@ pub async fn build(
     if let Some(s) = &state {
         anomaly.share_with(s.clone());
     }
+    let witnessing = crate::audit::witness_log(&config.audit, &audit)
+        .map_err(|(field, message)| StartError::File { field, message })?
+        .map(|(gate, collector)| {
+            metrics.register_collector(collector);
+            gate
+        });
     let gateway = Arc::new(Gateway {
         audience: config.audience(),
         registry: ArcSwap::from_pointee(registry),
@@ -144,6 +150,7 @@ pub async fn build(
         secrets,
         signing_key_ref,
         audit: audit.clone(),
+        witnessing,
         clock,
         refusals: crate::summary::Summary::new(REFUSAL_SUMMARY_INTERVAL, 4096),
         expiry_horizon_ms: expiry_horizon_ms(config),

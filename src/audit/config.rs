@@ -23,6 +23,8 @@ pub struct AuditConfig {
     /// key, never the response-signing key. Absent: no checkpoints, the
     /// trail has its hash chain only (a warning at start).
     pub signing_key: Option<String>,
+    /// `[audit.witness]`: witnesses that cosign the log's checkpoints.
+    pub witness: Option<super::witness_config::WitnessConfig>,
     /// A checkpoint after this many records (default 1000).
     pub checkpoint_records: u64,
     /// A checkpoint at least this often while records arrive, in seconds
@@ -63,6 +65,7 @@ impl Default for AuditConfig {
         AuditConfig {
             path: None,
             signing_key: None,
+            witness: None,
             checkpoint_records: 1000,
             checkpoint_secs: 60,
             queue_capacity: 8192,
@@ -291,6 +294,7 @@ impl AuditConfig {
             Some(p) => fix(p),
             None => self.tlog_dir = self.spool_dir.as_ref().map(|s| s.join("tlog")),
         }
+        self.witness.iter_mut().for_each(|w| w.resolve_paths(base));
         for s in &mut self.sinks {
             match s {
                 SinkConfig::File { path, .. } => fix(path),
@@ -342,6 +346,9 @@ impl AuditConfig {
         if self.receipt_index > 10_000_000 {
             return Err("field audit.receipt_index: must be 0..=10000000".into());
         }
+        self.witness
+            .as_ref()
+            .map_or(Ok(()), |w| w.validate(self.signing_key.is_some()))?;
         if self.checkpoint_records == 0 || self.checkpoint_records > 1_000_000 {
             return Err("field audit.checkpoint_records: must be 1..=1000000".into());
         }

@@ -53,6 +53,9 @@ mod timestamp;
 pub mod transparency;
 mod verify;
 mod verify_v3;
+pub mod witness_config;
+mod witnessing;
+mod witnessing_policy;
 mod writer;
 
 pub use config::{AuditConfig, Fsync, OnFailure, SinkConfig, SyslogTransport};
@@ -60,3 +63,5 @@ pub use event::{AnomalyEvent, RefusalSummary, SecurityEvent};
 pub use log::AuditLog;
 pub use record::{AuditRecord, CertFacts, Fault, Outcome};
 pub use timestamp::{rfc3339_ms, unix_ms};
+pub use witnessing::{start_witnessing, witness_log};
+pub use witnessing_policy::{WitnessCollector, WitnessGate};

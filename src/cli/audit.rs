@@ -27,6 +27,12 @@ const MAX_LINE: u64 = 1024 * 1024;
 pub enum AuditCommand {
     /// Verify audit files: the chain, every checkpoint signature, the tail.
     Verify(VerifyArgs),
+    /// Run a witness (c2sp.org/tlog-witness) that cosigns audit logs'
+    /// checkpoints, or --show the last one it cosigned for a log.
+    Witness(super::witness::WitnessArgs),
+    /// Generate a witness's cosignature key (skey file, 0600) and print
+    /// its public key (vkey).
+    WitnessKey(super::witness::WitnessKeyArgs),
 }
 
 #[derive(Args)]
@@ -49,6 +55,8 @@ pub struct VerifyArgs {
 pub fn run(cmd: AuditCommand) -> Result<ExitCode> {
     match cmd {
         AuditCommand::Verify(args) => verify(args),
+        AuditCommand::Witness(args) => super::witness::witness(args),
+        AuditCommand::WitnessKey(args) => super::witness::witness_key(args),
     }
 }
 

@@ -9,7 +9,9 @@
 //! - [`client`]: `call` and `tools` (the client side), and `tools accept`;
 //! - [`admin`]: `admin blocks | unblock` (an admin identity's client);
 //! - [`bridge`]: `bridge` (a local MCP server for MCP hosts);
-//! - [`audit`]: `audit verify` (an audit trail's chain and checkpoints).
+//! - [`audit`]: `audit verify` (an audit trail's chain and checkpoints);
+//! - [`witness`]: `audit witness` and `audit witness-key` (a transparency
+//!   log witness for audit logs).
 //!
 //! Handlers print to stdout with [`out!`] and return an exit code; errors
 //! go to stderr once, in `main`. Nothing here implements gateway logic: it
@@ -44,6 +46,7 @@ mod enroll;
 mod key;
 mod runtime;
 mod serve;
+mod witness;
 
 #[derive(Parser)]
 #[command(

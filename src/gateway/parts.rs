@@ -73,6 +73,10 @@ pub struct Gateway {
     pub signing_key_ref: crate::secrets::SecretRef,
     /// Where every request's record goes.
     pub audit: Arc<AuditLog>,
+    /// `[audit.witness]`: whether calls are refused because no quorum of
+    /// witnesses cosigns the audit log (`fail_closed`); `None`: no
+    /// witnesses configured.
+    pub witnessing: Option<Arc<crate::audit::WitnessGate>>,
     /// The time source for freshness and key validity (a fixed clock in
     /// tests).
     pub clock: Arc<dyn Clock>,

@@ -33,6 +33,7 @@ pub(super) fn is_admission_refusal(reason: Reason) -> bool {
             | Reason::EnvelopeTooLarge
             | Reason::ReplayCacheFull
             | Reason::AuditUnavailable
+            | Reason::AuditUnwitnessed
             | Reason::StateUnavailable
     )
 }
