@@ -77,6 +77,7 @@ pub mod tlog;
 pub mod tls;
 pub mod traces;
 pub mod witness;
+pub mod witnessing;
 
 /// Code generated from proto/sealgate/v1/ (gateway, admin, enrollment).
 pub mod proto {

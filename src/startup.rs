@@ -128,7 +128,7 @@ pub async fn build(
     if let Some(s) = &state {
         anomaly.share_with(s.clone());
     }
-    let witnessing = crate::audit::witness_log(&config.audit, &audit)
+    let witnessing = crate::witnessing::witness_log(&config.audit, &audit)
         .map_err(|(field, message)| StartError::File { field, message })?
         .map(|(gate, collector)| {
             metrics.register_collector(collector);

@@ -90,8 +90,14 @@ impl MerkleLog {
             }
             Err(e) => return Err(store_err(e)),
         };
+        let before = store.size();
         match trail {
-            Some(path) => catch_up(&dir, &mut store, path, end)?,
+            Some(path) => {
+                catch_up(&dir, &mut store, path, end)?;
+                if store.size() > before {
+                    tracing::info!(dir = %dir.display(), stored = before, caught_up = store.size() - before, "audit Merkle log caught up from the audit files (the gateway stopped before storing their leaves)");
+                }
+            }
             None if store.size() > 0 => {
                 // No file to resume the chain from: it started at seq 0,
                 // and the tree starts with it. The old tree is kept aside.

@@ -117,7 +117,9 @@ fn run(config: &AuditConfig, records: usize) -> Option<std::sync::Arc<super::Tra
     t
 }
 
-fn trail(dir: &Path) -> Vec<String> {
+/// The audit files of `dir` in trail order (rotated ones by name, then
+/// the live one).
+fn trail_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .expect("dir")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -125,6 +127,10 @@ fn trail(dir: &Path) -> Vec<String> {
         .collect();
     names.sort_by_key(|n| (n == "audit.jsonl", n.clone()));
     names
+}
+
+fn trail(dir: &Path) -> Vec<String> {
+    trail_names(dir)
         .iter()
         .flat_map(|n| {
             std::fs::read_to_string(dir.join(n))
@@ -219,4 +225,116 @@ fn a_cut_or_rewritten_trail_is_refused() {
             stored - 3
         )
     );
+}
+
+#[test]
+fn the_catch_up_reads_the_rotated_files_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "signing_key = \"unused\"\ncheckpoint_records = 4\n[[sink]]\nkind = \"file\"\npath = \"{}\"\nrotate_bytes = 4096\n",
+        dir.path().join("audit.jsonl").display()
+    );
+    let config: AuditConfig = toml::from_str(&text).expect("config");
+    let log = AuditLog::open(&config, Some(key())).expect("open");
+    let rotated = || trail_names(dir.path()).len() - 1;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rotated() < 2 && std::time::Instant::now() < deadline {
+        for _ in 0..10 {
+            log.write(&record(None));
+        }
+        log.flush();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    drop(log);
+    assert!(rotated() >= 2, "rotated twice");
+    // A store that lags behind the rotated files (one created anew here).
+    std::fs::remove_dir_all(config.tlog_dir()).expect("rm");
+    let t = run(&config, 1).expect("log");
+    let lines = trail(dir.path());
+    assert_eq!(t.stored_size(), lines.len() as u64);
+    assert!(check_checkpoints(&lines, &t) >= 6);
+}
+
+#[test]
+fn a_memory_trail_with_demand_checkpoints_verifies() {
+    let log = AuditLog::memory_with_key(Some(key()));
+    let writer = log.inline.as_ref().expect("memory");
+    let t = log.transparency().expect("log");
+    for _ in 0..3 {
+        log.write(&record(Some([1; 32])));
+        t.demand_checkpoint();
+        writer.lock().expect("writer").tick();
+    }
+    log.close();
+    let lines = log.lines();
+    assert_eq!(t.stored_size(), lines.len() as u64, "stored at close");
+    let vk = key().verifying_key();
+    let mut v = crate::audit::chain::Verifier::new(Some(&vk));
+    for (i, l) in lines.iter().enumerate() {
+        v.line(&format!("line {}", i + 1), l.as_bytes());
+    }
+    let r = v.finish();
+    assert_eq!(r.broken, None);
+    assert!(r.sealed, "{r:?}");
+}
+
+#[test]
+fn a_catch_up_refuses_lines_that_do_not_follow_or_are_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = file_config(dir.path());
+    run(&config, 6);
+    let path = dir.path().join("audit.jsonl");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let lines: Vec<&str> = text.lines().collect();
+    let tlog = config.tlog_dir();
+    // The store is gone (nothing to compare) and a line in the middle was
+    // edited: the next one does not follow it.
+    std::fs::remove_dir_all(&tlog).expect("rm");
+    let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    edited[3] = edited[3].replacen("\"ts\":\"", "\"ts\":\"1", 1);
+    std::fs::write(&path, edited.join("\n") + "\n").expect("write");
+    let e = AuditLog::open(&config, Some(key())).err().expect("refused");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "catching up the audit log in {}: the line of seq 4 in {} does not follow the line before it (its prev is not the hash of the line before): run `sealgate audit verify`",
+            tlog.display(),
+            path.display()
+        )
+    );
+    // The first lines are gone: they cannot be caught up.
+    std::fs::remove_dir_all(&tlog).expect("rm");
+    std::fs::write(&path, lines[2..].join("\n") + "\n").expect("write");
+    let e = AuditLog::open(&config, Some(key())).err().expect("refused");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "the audit log in {} holds 0 records and the trail ends at seq {}, but the line of seq 0 is not in {} or its rotated files: cannot catch up",
+            tlog.display(),
+            lines.len() - 1,
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn without_a_file_sink_the_log_starts_anew_and_the_old_one_is_kept_aside() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "signing_key = \"unused\"\nspool_dir = \"{}\"\n[[sink]]\nkind = \"syslog\"\naddress = \"127.0.0.1:9\"\non_failure = \"spool\"\n",
+        dir.path().display()
+    );
+    let config: AuditConfig = toml::from_str(&text).expect("config");
+    let first = run(&config, 2).expect("log").stored_size();
+    assert!(first > 0);
+    let t = run(&config, 1).expect("log");
+    let aside: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("tlog."))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    let old = TileStore::open(&dir.path().join(&aside[0])).expect("kept");
+    assert_eq!(old.size(), first);
+    assert!(t.stored_size() > 0 && t.stored_size() < first + 3);
 }

@@ -21,7 +21,8 @@
 //! Layout, each file using only files listed before it: `timestamp` (the
 //! trail's time format); `record` (a request's record) and `event` (event
 //! records); `config` (`[audit]`); `chain` (hashes and checkpoint
-//! signatures), then `verify` (with `verify_v3`) and `tail`, which read a chain; `sink` (the
+//! signatures), then `verify` (with `verify_v3` and
+//! `verify_witness`) and `tail`, which read a chain; `sink` (the
 //! trait every destination implements); the sinks `file` (then `seal`,
 //! which wraps it), `syslog` (syslog and HTTP) and `spool`; `slot` (a
 //! sink's backlog and retries); `handover`; `shared` (what the handle and
@@ -53,9 +54,8 @@ mod timestamp;
 pub mod transparency;
 mod verify;
 mod verify_v3;
+mod verify_witness;
 pub mod witness_config;
-mod witnessing;
-mod witnessing_policy;
 mod writer;
 
 pub use config::{AuditConfig, Fsync, OnFailure, SinkConfig, SyslogTransport};
@@ -63,5 +63,3 @@ pub use event::{AnomalyEvent, RefusalSummary, SecurityEvent};
 pub use log::AuditLog;
 pub use record::{AuditRecord, CertFacts, Fault, Outcome};
 pub use timestamp::{rfc3339_ms, unix_ms};
-pub use witnessing::{start_witnessing, witness_log};
-pub use witnessing_policy::{WitnessCollector, WitnessGate};

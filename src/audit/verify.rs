@@ -35,7 +35,8 @@ use super::chain::{
     decode_hash, is_final_reason, key_id, line_hash, CheckpointV2, CheckpointV3, GENESIS,
 };
 use super::verify_v3::check_v3;
-use crate::tlog::{leaf_hash, Checkpoint, Frontier};
+use super::verify_witness::{Anchor, WitnessReport, Witnessing};
+use crate::tlog::{leaf_hash, Checkpoint, Frontier, VerifierKey};
 
 /// Why a file does not verify, at the first point it breaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +142,8 @@ pub struct Report {
     pub root: Option<String>,
     /// The origins the v3 checkpoints name, in the order first met.
     pub origins: Vec<String>,
+    /// What the witnesses' cosignatures and checkpoints showed.
+    pub witness: WitnessReport,
     /// Torn lines (a crash mid-write) that the next start acknowledged.
     pub torn: u64,
     /// The first sequence number seen, and the last.
@@ -210,6 +213,7 @@ pub struct Verifier<'k> {
     /// The right edge of the Merkle tree of the lines read, when the first
     /// one is seq 0 (else no head can be computed).
     tree: Option<Frontier>,
+    witness: Witnessing,
     report: Report,
 }
 
@@ -225,8 +229,17 @@ impl<'k> Verifier<'k> {
             since_known: false,
             file: None,
             tree: None,
+            witness: Witnessing::default(),
             report: Report::default(),
         }
+    }
+
+    /// Also checks the `checkpoint_cosigned` events' cosignatures by
+    /// `witnesses` (cosignature/v1 keys), and that the trail reaches every
+    /// one of `anchors` with its head.
+    pub fn with_witnesses(mut self, witnesses: Vec<VerifierKey>, anchors: Vec<Anchor>) -> Self {
+        self.witness = Witnessing::new(witnesses, anchors);
+        self
     }
 
     fn stopped(&self) -> bool {
@@ -387,12 +400,19 @@ impl<'k> Verifier<'k> {
             self.pending = Pending::default();
             self.report.last_checkpoint = Some(at.to_string());
         } else {
+            if kind == "event"
+                && v.get("event").and_then(serde_json::Value::as_str) == Some("checkpoint_cosigned")
+            {
+                let first = self.report.first_seq.unwrap_or_default();
+                self.witness.cosigned(seq, &v, first)?;
+            }
             self.add_pending(at, instance);
         }
         self.prev = Some(line_hash(line));
         self.prev_seq = Some(seq);
         if let Some(t) = self.tree.as_mut() {
             t.push(leaf_hash(line));
+            self.witness.grew(at, seq, t)?;
         }
         self.report.last_seq = Some(seq);
         Ok(())
@@ -512,6 +532,7 @@ impl<'k> Verifier<'k> {
                 let note = n.as_str().ok_or("checkpoint note is not a string")?;
                 let head = check_v3(key, &c2, note, &sig)?;
                 self.tree_head(&head)?;
+                self.witness.checkpoint(at, seq, note);
                 Some((note, head))
             }
         };
@@ -604,6 +625,23 @@ impl<'k> Verifier<'k> {
     /// has not restarted after (not a break).
     pub fn finish(mut self) -> Report {
         self.end_file();
+        if !self.stopped() {
+            if let Err((at, what)) = self
+                .witness
+                .finish(self.tree.as_ref(), self.report.first_seq)
+            {
+                let first_file = self.report.files.first().map(|f| f.name.clone());
+                self.report.broken = Some(Broken {
+                    at: if at.is_empty() {
+                        first_file.unwrap_or_default()
+                    } else {
+                        at
+                    },
+                    what,
+                });
+            }
+        }
+        self.report.witness = std::mem::take(&mut self.witness.report);
         if let Some(t) = &self.tree {
             self.report.tree_size = t.size();
             self.report.root = Some(t.root().to_base64());

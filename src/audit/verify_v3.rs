@@ -85,4 +85,6 @@ pub(super) fn check_v3(
 }
 
 #[cfg(test)]
+pub(crate) mod test_trail;
+#[cfg(test)]
 mod tests;

@@ -242,6 +242,12 @@ mod tests {
             let e = parse(&text).expect_err(&text);
             assert!(e.contains(field), "{text}: {e}");
         }
+        let c: WitnessConfig = toml::from_str(&one).expect("parses");
+        let e = c.validate(false).expect_err("no log without a key");
+        assert!(
+            e.starts_with("field audit.witness: needs audit.signing_key"),
+            "{e}"
+        );
         assert!(parse(&format!("on_no_quorum = \"panic\"\n{one}")).is_err());
         assert!(parse(&format!("timeout = 1\n{one}")).is_err());
     }

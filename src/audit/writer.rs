@@ -744,5 +744,8 @@ impl Writer {
             }
             let _ = slot.sink.sync();
         }
+        if self.store_inline {
+            self.store_leaves();
+        }
     }
 }

@@ -18,7 +18,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
-use sealgate::audit::chain::Verifier;
+use sealgate::audit::chain::{Anchor, Verifier};
+use sealgate::tlog::{SignatureType, VerifierKey, MAX_KEY_TEXT_BYTES, MAX_NOTE_BYTES};
 
 /// Longest line read; a longer one is a break, not an allocation.
 const MAX_LINE: u64 = 1024 * 1024;
@@ -47,6 +48,19 @@ pub struct VerifyArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+    /// A witness's public key (cosignature/v1 vkey text, or a file
+    /// holding it; repeatable): the cosignatures it made in
+    /// `checkpoint_cosigned` events must verify.
+    #[arg(long, value_name = "VKEY")]
+    witness_key: Vec<String>,
+    /// A cosigned checkpoint note held outside the host (from a witness,
+    /// the AuditService or `audit prove`; repeatable): the trail must
+    /// hold its lines, with its head.
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Vec<PathBuf>,
+    /// Cosignatures by the witness keys given a `--checkpoint` needs.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    witness_quorum: usize,
     /// The files, oldest first (rotations, then the current file).
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -65,7 +79,17 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
         Some(p) => Some(load_public_key(p)?),
         None => None,
     };
-    let mut v = Verifier::new(key.as_ref());
+    let (witnesses, anchors) = match witnessing(&args, key.as_ref()) {
+        Ok(w) => w,
+        Err(what) => {
+            if args.json {
+                out!("{}", serde_json::json!({"ok": false, "usage_error": what}));
+            }
+            eprintln!("error: {what}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut v = Verifier::new(key.as_ref()).with_witnesses(witnesses, anchors);
     'files: for file in &args.files {
         let f = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
         v.start_file(&file.display().to_string());
@@ -136,6 +160,13 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
                 "tree_size": report.tree_size,
                 "root": report.root,
                 "origins": report.origins,
+                "witness": {
+                    "cosigned_events": report.witness.cosigned_events,
+                    "cosignatures_verified": report.witness.cosignatures_verified,
+                    "cosigned_unchecked": report.witness.cosigned_unchecked,
+                    "witnessed_size": report.witness.witnessed_size,
+                    "checkpoints_matched": report.witness.anchors,
+                },
                 "files": report.files.iter().map(|f| serde_json::json!({
                     "file": f.name,
                     "lines": f.lines,
@@ -197,6 +228,27 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
         if let Some(what) = &heads_not_checked {
             out!("  {what}");
         }
+        let w = &report.witness;
+        if w.cosigned_events > 0 || !args.witness_key.is_empty() {
+            out!(
+                "  witnessed: {} checkpoint_cosigned event(s), {} cosignature(s) by the witness keys given verified{}{}",
+                w.cosigned_events,
+                w.cosignatures_verified,
+                w.witnessed_size
+                    .map_or(String::new(), |s| format!(", up to tree size {s}")),
+                if w.cosigned_unchecked > 0 {
+                    format!(
+                        ", {} not checked (their checkpoint is in files not given)",
+                        w.cosigned_unchecked
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+        for a in &w.anchors {
+            out!("  witnessed checkpoint: {a}");
+        }
         for u in &report.unvouched {
             out!("NOT VOUCHED: {}", u.describe());
         }
@@ -240,6 +292,78 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(3)
     })
+}
+
+/// The witness keys and the checkpoints held outside the host, checked:
+/// any problem is a usage error (they anchor nothing).
+fn witnessing(
+    args: &VerifyArgs,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+) -> std::result::Result<(Vec<VerifierKey>, Vec<Anchor>), String> {
+    let mut witnesses = Vec::new();
+    for w in &args.witness_key {
+        witnesses.push(load_witness_key(w)?);
+    }
+    if args.checkpoint.is_empty() {
+        return Ok((witnesses, Vec::new()));
+    }
+    let key = key.ok_or("--checkpoint needs --public-key (the audit key signs the checkpoint)")?;
+    if args.witness_quorum == 0 || args.witness_quorum > witnesses.len() {
+        return Err(format!(
+            "--witness-quorum {} needs at least that many --witness-key (given: {}), and at least 1",
+            args.witness_quorum,
+            witnesses.len()
+        ));
+    }
+    let mut anchors = Vec::new();
+    for file in &args.checkpoint {
+        let name = file.display().to_string();
+        let bytes = read_small(file, MAX_NOTE_BYTES)?;
+        let a = Anchor::verify(&name, &bytes, key, &witnesses, args.witness_quorum)
+            .map_err(|e| format!("the checkpoint in {name} anchors nothing: {e}"))?;
+        anchors.push(a);
+    }
+    Ok((witnesses, anchors))
+}
+
+/// A witness key: vkey text, or a file holding it.
+fn load_witness_key(arg: &str) -> std::result::Result<VerifierKey, String> {
+    let key = match VerifierKey::parse(arg) {
+        Ok(k) => k,
+        Err(direct) => {
+            let path = std::path::Path::new(arg);
+            if !path.is_file() {
+                return Err(format!(
+                    "--witness-key {arg:?} is neither a vkey ({direct}) nor a file"
+                ));
+            }
+            let bytes = read_small(path, MAX_KEY_TEXT_BYTES + 2)?;
+            let text =
+                String::from_utf8(bytes).map_err(|_| format!("--witness-key {arg}: not UTF-8"))?;
+            VerifierKey::parse(text.trim())
+                .map_err(|e| format!("--witness-key {arg}: not a vkey ({e})"))?
+        }
+    };
+    if key.kind() != SignatureType::CosignatureV1 {
+        return Err(format!(
+            "--witness-key {arg}: {} is not a witness's cosignature/v1 key",
+            key.name()
+        ));
+    }
+    Ok(key)
+}
+
+/// A file of at most `max` bytes.
+fn read_small(path: &std::path::Path, max: usize) -> std::result::Result<Vec<u8>, String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    f.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() > max {
+        return Err(format!("{}: longer than {max} bytes", path.display()));
+    }
+    Ok(bytes)
 }
 
 /// The audit public key from a `.pub` file (`public_key = "<base64>"`).

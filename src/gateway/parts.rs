@@ -76,7 +76,7 @@ pub struct Gateway {
     /// `[audit.witness]`: whether calls are refused because no quorum of
     /// witnesses cosigns the audit log (`fail_closed`); `None`: no
     /// witnesses configured.
-    pub witnessing: Option<Arc<crate::audit::WitnessGate>>,
+    pub witnessing: Option<Arc<crate::witnessing::WitnessGate>>,
     /// The time source for freshness and key validity (a fixed clock in
     /// tests).
     pub clock: Arc<dyn Clock>,

@@ -9,12 +9,12 @@
 //! error, never a cosignature. It never retries by itself (the witnessing
 //! task decides, it has the proofs).
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::protocol::{
     parse_cosignatures, parse_size, AddCheckpoint, MAX_RESPONSE_BYTES, SIZE_CONTENT_TYPE,
 };
-use crate::audit::witness_config::WitnessPeer;
 use crate::tlog::{Hash, SignatureLine, SignedNote, VerifierKey};
 /// How long a TCP connection and TLS handshake to a witness may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,18 +68,18 @@ pub struct WitnessClient {
 }
 
 impl WitnessClient {
-    /// A client of `peer`: its key parsed, its CA loaded (the only root
-    /// trusted), TLS 1.3 only; connects lazily.
-    pub fn new(peer: &WitnessPeer) -> Result<WitnessClient, String> {
-        let key = peer.verifier()?;
-        let mut endpoint = reqwest::Url::parse(&peer.url).map_err(|e| e.to_string())?;
+    /// A client of the witness at `url` (its submission prefix) whose
+    /// cosignatures verify under `key`, its TLS certificate under `ca_file`
+    /// (the only root trusted); TLS 1.3 only; connects lazily.
+    pub fn new(url: &str, key: VerifierKey, ca_file: &Path) -> Result<WitnessClient, String> {
+        let mut endpoint = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
         if endpoint.scheme() != "https" {
             return Err("the witness URL must be https".into());
         }
         // `<prefix>/add-checkpoint`, whether the prefix ends in a slash.
         let path = format!("{}/add-checkpoint", endpoint.path().trim_end_matches('/'));
         endpoint.set_path(&path);
-        let tls = crate::tls::backend_client_config(&peer.ca_file).map_err(|e| e.to_string())?;
+        let tls = crate::tls::backend_client_config(ca_file).map_err(|e| e.to_string())?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(CONNECT_TIMEOUT)

@@ -281,3 +281,33 @@ async fn the_key_must_be_private_and_a_cosignature_key() {
     assert!(matches!(e, WitnessError::Key { .. }));
     assert!(!e.to_string().contains("nonsense"), "{e}");
 }
+
+#[tokio::test]
+async fn a_failed_state_write_cosigns_nothing() {
+    // The state file's place taken by a folder: the rename fails (even for
+    // root, which permissions would not stop).
+    let f = Fixture::new();
+    let w = f.witness();
+    w.add_checkpoint(&f.good(0, 10)).await.expect("cosigned");
+    let path = w.state.path_of(ORIGIN);
+    std::fs::remove_file(&path).expect("rm");
+    std::fs::create_dir_all(path.join("x")).expect("a folder in its place");
+    let refused = w
+        .add_checkpoint(&f.good(10, 20))
+        .await
+        .expect_err("not stored, not cosigned");
+    assert!(matches!(refused, Refused::Storage(StateError::Io { .. })));
+    assert_eq!(refused.status(), 500);
+    assert_eq!(refused.to_string(), "the witness could not store its state");
+    assert_eq!(size_of(&w).await, Some(10));
+    let leftovers: Vec<_> = std::fs::read_dir(f.config.state_dir.clone())
+        .expect("ls")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    std::fs::remove_dir_all(&path).expect("rm");
+    w.add_checkpoint(&f.good(10, 20))
+        .await
+        .expect("cosigned once the state can be written");
+}

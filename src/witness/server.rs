@@ -114,9 +114,9 @@ pub async fn serve(
                 .header_read_timeout(HEADER_TIMEOUT)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(tls), service);
-            match tokio::time::timeout(MAX_CONNECTION_AGE, conn).await {
-                Ok(Err(e)) => tracing::debug!(error = %e, "witness connection ended"),
-                Ok(Ok(())) | Err(_) => {}
+            // Past its age the connection is dropped (closed) as it is.
+            if let Ok(Err(e)) = tokio::time::timeout(MAX_CONNECTION_AGE, conn).await {
+                tracing::debug!(error = %e, "witness connection ended");
             }
         });
     }
@@ -176,7 +176,10 @@ async fn add_checkpoint(witness: &Witness, req: Request<Incoming>) -> Response<F
                 return text(status, SIZE_CONTENT_TYPE, format_size(size));
             }
             if status.is_server_error() {
-                tracing::error!(error = %refused, "the witness failed a request");
+                // The client gets the top line; the log also gets the
+                // cause (a path, an I/O error), which the client must not.
+                let cause = std::error::Error::source(&refused).map(ToString::to_string);
+                tracing::error!(error = %refused, cause = cause.as_deref().unwrap_or(""), "the witness failed a request");
             } else {
                 tracing::debug!(status = status.as_u16(), error = %refused, "refused");
             }

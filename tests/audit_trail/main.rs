@@ -12,6 +12,7 @@ use audit_common::*;
 use serde_json::{json, Value};
 
 mod files;
+mod merkle;
 mod records;
 mod tampering;
 

@@ -2,149 +2,8 @@
 //! carries the note `Transparency::sign(N, root of lines 0..N-1)`), and
 //! each way a v3 checkpoint can be wrong.
 
-use ed25519_dalek::SigningKey;
-
-use super::super::chain::{
-    checkpoint_line, checkpoint_line_v3, key_id, line_hash, sign_checkpoint_v2, sign_checkpoint_v3,
-    CheckpointV2, CheckpointV3, Report, Verifier, GENESIS,
-};
-use super::super::transparency::Transparency;
-use crate::tlog::{
-    leaf_hash, tree_hash, Checkpoint, Frontier, Hash, KeyName, MemoryTree, SignatureType,
-    SignedNote, SignerKey,
-};
-
-const ORIGIN: &str = "sealgate.test/audit";
-
-fn key() -> SigningKey {
-    SigningKey::from_bytes(&[7; 32])
-}
-
-/// A line of a test trail.
-#[derive(Clone, Copy)]
-enum L {
-    Rec,
-    /// A v3 checkpoint with this reason, naming this first seq.
-    Cp(&'static str, u64),
-    /// A v2 checkpoint (an old gateway's) with this reason and first seq.
-    Cp2(&'static str, u64),
-}
-
-/// What a v3 checkpoint is made of, before its line is rendered: a test
-/// changes it to make a wrong one.
-struct Parts {
-    /// The head both the note and the v3 signature carry.
-    root: Hash,
-    /// The note's tree size.
-    size: u64,
-    /// The origin both the note and the v3 signature carry.
-    origin: String,
-    /// Who signs the note.
-    note_signer: SignerKey,
-}
-
-/// Lines from seq `from` (prev: zeros at 0, else 0x11s), instance `ab`,
-/// v3 checkpoints as the writer makes them, then `tamper`ed.
-fn build(from: u64, items: &[L], tamper: impl Fn(u64, &mut Parts)) -> Vec<String> {
-    let k = key();
-    let kid = key_id(&k.verifying_key());
-    let t = Transparency::memory(ORIGIN, &k).expect("log");
-    let mut tree = Frontier::new();
-    let mut prev = if from == 0 { GENESIS } else { [0x11; 32] };
-    let mut out = Vec::new();
-    let mut records = 0;
-    for (i, item) in items.iter().enumerate() {
-        let seq = from + i as u64;
-        let since = std::mem::replace(&mut records, 0);
-        let line = match *item {
-            L::Rec => {
-                records = since + 1;
-                format!(
-                    "{{\"seq\":{seq},\"type\":\"request\",\"instance\":\"ab\",\"prev\":\"{}\"}}",
-                    hex::encode(prev)
-                )
-            }
-            L::Cp2(reason, first) => {
-                let c = v2(seq, &prev, reason, first);
-                checkpoint_line(&c, since, &kid, &sign_checkpoint_v2(&k, &c))
-            }
-            L::Cp(reason, first) => {
-                let c = v2(seq, &prev, reason, first);
-                let mut p = Parts {
-                    root: tree.root(),
-                    size: seq,
-                    origin: ORIGIN.into(),
-                    note_signer: SignerKey::from_seed(
-                        KeyName::new(ORIGIN).expect("name"),
-                        SignatureType::Ed25519,
-                        &k.to_bytes(),
-                    ),
-                };
-                let writer = t.sign(seq, &p.root).expect("sign");
-                tamper(seq, &mut p);
-                let note = SignedNote::sign(
-                    Checkpoint::new(&p.origin, p.size, p.root.0)
-                        .expect("checkpoint")
-                        .to_note_text()
-                        .expect("text"),
-                    &p.note_signer,
-                )
-                .expect("note");
-                let note = String::from_utf8(note.to_bytes()).expect("utf-8");
-                if from == 0 {
-                    let ours = String::from_utf8(writer.note.to_bytes()).expect("utf-8");
-                    let untouched = p.root == tree.root()
-                        && p.size == seq
-                        && p.origin == ORIGIN
-                        && p.note_signer.verifier() == t.verifier();
-                    assert_eq!(
-                        untouched,
-                        note == ours,
-                        "the writer's note, unless tampered"
-                    );
-                }
-                let c3 = CheckpointV3 {
-                    v2: c,
-                    root: &p.root.0,
-                    origin: &p.origin,
-                };
-                checkpoint_line_v3(&c3, since, &kid, &sign_checkpoint_v3(&k, &c3), &note)
-            }
-        };
-        prev = line_hash(line.as_bytes());
-        tree.push(leaf_hash(line.as_bytes()));
-        out.push(line);
-    }
-    out
-}
-
-fn v2<'a>(seq: u64, prev: &'a [u8; 32], reason: &'a str, first: u64) -> CheckpointV2<'a> {
-    CheckpointV2 {
-        seq,
-        ts_ms: 5,
-        instance: "ab",
-        prev,
-        file_first_seq: first,
-        reason,
-    }
-}
-
-fn intact(from: u64, items: &[L]) -> Vec<String> {
-    build(from, items, |_, _| {})
-}
-
-/// Verifies `files` (each a list of lines) with the key.
-fn verify_files(files: &[&[String]]) -> Report {
-    let vk = key().verifying_key();
-    let mut v = Verifier::new(Some(&vk));
-    for (fi, lines) in files.iter().enumerate() {
-        v.start_file(&format!("f{fi}"));
-        for (i, l) in lines.iter().enumerate() {
-            v.line(&format!("f{fi}:{}", i + 1), l.as_bytes());
-        }
-    }
-    v.finish()
-}
+use super::test_trail::{build, build_trail, intact, key, verify_files, Build, L, ORIGIN};
+use crate::tlog::{leaf_hash, tree_hash, KeyName, MemoryTree, SignatureType, SignerKey};
 
 /// The break of a one-file trail: where and what.
 fn broken(lines: &[String]) -> (String, String) {
@@ -268,71 +127,26 @@ fn a_rewrite_re_signed_with_the_audit_key_verifies_on_its_own() {
     // the files alone cannot tell (docs/AUDIT.md: witnesses can). Only
     // the head differs from the original's.
     let original = intact(0, &TRAIL);
-    let rebuilt = rebuild_with(&original, 2, "\"type\":\"request\"", "\"type\":\"event\"");
+    let rebuilt = build_trail(
+        &Build {
+            edit: &|seq, body| {
+                if seq == 2 {
+                    body.replace("request", "event")
+                } else {
+                    body
+                }
+            },
+            ..Build::default()
+        },
+        &TRAIL,
+    )
+    .lines;
     assert_ne!(rebuilt[2], original[2]);
     let a = verify_files(&[&original]);
     let b = verify_files(&[&rebuilt]);
     assert_eq!((b.broken.clone(), b.sealed), (None, true));
     assert_eq!(b.heads_checked, 3);
     assert_ne!(a.root, b.root);
-}
-
-/// `lines` with line `at` edited and every line after it re-chained and
-/// every checkpoint after it re-signed with the audit key: what the key
-/// holder can do.
-fn rebuild_with(lines: &[String], at: usize, from: &str, to: &str) -> Vec<String> {
-    assert!(lines[at].contains(from));
-    // Only records and v3 checkpoints in TRAIL's shape: build again with
-    // the edit applied to the record's body.
-    let items: Vec<L> = TRAIL.to_vec();
-    let built = build(0, &items, |_, _| {});
-    assert_eq!(built, lines);
-    let k = key();
-    let kid = key_id(&k.verifying_key());
-    let t = Transparency::memory(ORIGIN, &k).expect("log");
-    let mut tree = Frontier::new();
-    let mut prev = GENESIS;
-    let mut out = Vec::new();
-    let mut records = 0;
-    for (seq, item) in items.iter().enumerate() {
-        let seq = seq as u64;
-        let since = std::mem::replace(&mut records, 0);
-        let line = match *item {
-            L::Rec => {
-                records = since + 1;
-                let l = format!(
-                    "{{\"seq\":{seq},\"type\":\"request\",\"instance\":\"ab\",\"prev\":\"{}\"}}",
-                    hex::encode(prev)
-                );
-                if seq as usize == at {
-                    l.replace(from, to)
-                } else {
-                    l
-                }
-            }
-            L::Cp(reason, first) | L::Cp2(reason, first) => {
-                let c = v2(seq, &prev, reason, first);
-                let root = tree.root();
-                let note = t.sign(seq, &root).expect("sign").note.to_bytes();
-                let c3 = CheckpointV3 {
-                    v2: c,
-                    root: &root.0,
-                    origin: ORIGIN,
-                };
-                checkpoint_line_v3(
-                    &c3,
-                    since,
-                    &kid,
-                    &sign_checkpoint_v3(&k, &c3),
-                    std::str::from_utf8(&note).expect("utf-8"),
-                )
-            }
-        };
-        prev = line_hash(line.as_bytes());
-        tree.push(leaf_hash(line.as_bytes()));
-        out.push(line);
-    }
-    out
 }
 
 #[test]

@@ -101,7 +101,7 @@ fn single(
 impl Collector for WitnessCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let g = &*self.0;
-        let now = super::unix_ms(std::time::SystemTime::now());
+        let now = crate::audit::unix_ms(std::time::SystemTime::now());
         single(
             &mut enc,
             "audit_unwitnessed_seconds",

@@ -1,4 +1,4 @@
-//! The gateway's witnessing task (docs/AUDIT.md, "The Merkle log";
+//! The witnessing task (docs/AUDIT.md, "The Merkle log";
 //! docs/OPERATIONS.md, "Witnessing policy"): it follows the latest signed
 //! checkpoint of the audit log, submits it with a consistency proof to
 //! every witness of `[audit.witness]`, and once a quorum of verified
@@ -20,11 +20,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use super::event::event;
-use super::log::AuditLog;
-use super::transparency::{Published, Transparency, TransparencyError};
-use super::witness_config::{OnNoQuorum, WitnessConfig};
-use super::witnessing_policy::{Policy, Transition, WitnessCollector, WitnessGate};
+use super::policy::{Policy, Transition, WitnessCollector, WitnessGate};
+use crate::audit::transparency::{Published, Transparency, TransparencyError};
+use crate::audit::witness_config::{OnNoQuorum, WitnessConfig};
+use crate::audit::AuditLog;
 use crate::tlog::{Hash, SignatureLine};
 use crate::witness::client::{SubmitError, WitnessClient};
 
@@ -74,39 +73,37 @@ enum Outcome {
 /// wire in. The error names the field.
 #[allow(clippy::type_complexity)]
 pub fn witness_log(
-    config: &super::config::AuditConfig,
+    config: &crate::audit::AuditConfig,
     audit: &Arc<AuditLog>,
 ) -> Result<Option<(Arc<WitnessGate>, WitnessCollector)>, (String, String)> {
     let Some(w) = &config.witness else {
         return Ok(None);
     };
-    let Some(log) = transparency_of(audit) else {
+    let Some(log) = audit.transparency() else {
         return Err((
             "audit.witness".into(),
             "the audit trail has no Merkle log to witness (audit.signing_key)".into(),
         ));
     };
-    start_witnessing(w, &log, audit)
-        .map(Some)
-        .map_err(|message| ("audit.witness".into(), message))
-}
-
-/// The trail's log (until t23-wire's `AuditLog::transparency` is merged).
-fn transparency_of(_audit: &AuditLog) -> Option<Arc<Transparency>> {
-    None
+    start_witnessing(w, &log, audit).map(Some)
 }
 
 /// Starts the task for `config` over `log` (whose handle `audit` gets the
 /// events); returns the gate the request path checks and the metrics
-/// collector to register.
+/// collector to register, or the field that failed and why (a witness's
+/// CA file that cannot be loaded).
 pub fn start_witnessing(
     config: &WitnessConfig,
     log: &Arc<Transparency>,
     audit: &Arc<AuditLog>,
-) -> Result<(Arc<WitnessGate>, WitnessCollector), String> {
+) -> Result<(Arc<WitnessGate>, WitnessCollector), (String, String)> {
     let mut peers = Vec::with_capacity(config.peers.len());
     for (i, p) in config.peers.iter().enumerate() {
-        let client = WitnessClient::new(p).map_err(|e| format!("audit.witness.peer[{i}]: {e}"))?;
+        let key = p
+            .verifier()
+            .map_err(|e| (format!("audit.witness.peer[{i}].key"), e))?;
+        let client = WitnessClient::new(&p.url, key, &p.ca_file)
+            .map_err(|e| (format!("audit.witness.peer[{i}].ca_file"), e))?;
         peers.push(Peer {
             client,
             size: 0,
@@ -331,7 +328,7 @@ impl Task {
         }
         let since = self.policy.waiting_since().map(|s| {
             let ago = Instant::now().saturating_duration_since(s);
-            let now = super::unix_ms(std::time::SystemTime::now());
+            let now = crate::audit::unix_ms(std::time::SystemTime::now());
             u64::try_from(now)
                 .unwrap_or(0)
                 .saturating_sub(u64::try_from(ago.as_millis()).unwrap_or(0))
@@ -403,6 +400,18 @@ impl Task {
             (a, b) => a.or(b),
         }
     }
+}
+
+/// A new event body: `ts` now and `event` (as the trail's own events).
+fn event(name: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    let now = crate::audit::unix_ms(std::time::SystemTime::now());
+    m.insert(
+        "ts".into(),
+        serde_json::json!(crate::audit::rfc3339_ms(now)),
+    );
+    m.insert("event".into(), serde_json::json!(name));
+    m
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -1,0 +1,294 @@
+//! The witness over real HTTPS (`sealgate audit witness` on 127.0.0.1):
+//! what it cosigns, every status the spec gives a refusal, and the
+//! connections it never serves (TLS 1.2, plaintext).
+
+#[path = "witness_common/mod.rs"]
+mod witness_common;
+
+use std::sync::Arc;
+
+use sealgate::tlog::{verify_cosignature, Hash, KeyName, SignatureType, SignedNote, SignerKey};
+use sealgate::witness::protocol::{parse_cosignatures, parse_size, MAX_REQUEST_BYTES};
+use sha2::Digest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use witness_common::{Setup, ORIGIN};
+
+/// The monitoring path of [`ORIGIN`].
+fn monitoring_path() -> String {
+    format!(
+        "/{}/checkpoint",
+        hex::encode(sha2::Sha256::digest(ORIGIN.as_bytes()))
+    )
+}
+
+#[tokio::test]
+async fn good_checkpoints_are_cosigned_and_served_to_monitors() {
+    let s = Setup::new();
+    let w = s.start();
+    let client = s.client();
+    // Nothing cosigned yet: the monitoring URL and --show say so.
+    assert_eq!(w.get(&client, &monitoring_path()).await.status, 404);
+    let shown = s.sealgate(&[
+        "audit",
+        "witness",
+        "--config",
+        "witness.toml",
+        "--show",
+        ORIGIN,
+    ]);
+    assert_eq!(shown.status.code(), Some(3), "{shown:?}");
+
+    let mut last = None;
+    for (old, new) in [(0, 5), (5, 5), (5, 17), (17, 64)] {
+        let a = w.post(&client, s.good(old, new)).await;
+        assert_eq!(a.status, 200, "{old} → {new}: {}", a.text());
+        assert!(
+            a.content_type.starts_with("text/plain"),
+            "{}",
+            a.content_type
+        );
+        let note = s.note(new);
+        let lines =
+            parse_cosignatures(&a.body, &note, std::slice::from_ref(&s.witness)).expect("verified");
+        assert_eq!(lines.len(), 1);
+        let mut cosigned = note.clone();
+        cosigned.push(lines[0].clone()).expect("push");
+        let t = verify_cosignature(&cosigned, &s.witness).expect("the cosignature verifies");
+        assert!(t > 1_700_000_000, "{t}");
+        last = Some(cosigned);
+    }
+    // Monitors and auditors get the last cosigned note: the checkpoint,
+    // the log's signature, the witness's cosignature.
+    let m = w.get(&client, &monitoring_path()).await;
+    assert_eq!(m.status, 200);
+    let served = SignedNote::parse(&m.body).expect("a note");
+    assert_eq!(Some(&served), last.as_ref());
+    served
+        .verify(&[s.log.verifier().clone()])
+        .expect("log signature");
+    verify_cosignature(&served, &s.witness).expect("cosignature");
+    let shown = witness_common::ok(&s.sealgate(&[
+        "audit",
+        "witness",
+        "--config",
+        "witness.toml",
+        "--show",
+        ORIGIN,
+    ]));
+    assert_eq!(shown.as_bytes(), &m.body[..]);
+    assert_eq!(w.get(&client, "/00/checkpoint").await.status, 404);
+}
+
+#[tokio::test]
+async fn every_refusal_has_the_spec_status_and_nothing_is_cosigned() {
+    let s = Setup::new();
+    let w = s.start();
+    let client = s.client();
+    assert_eq!(w.post(&client, s.good(0, 10)).await.status, 200);
+    let forged = Hash([0xaa; 32]);
+    let stranger = SignerKey::from_seed(
+        KeyName::new(ORIGIN).expect("valid test input"),
+        SignatureType::Ed25519,
+        &[9; 32],
+    );
+    let other_log = s.note_with("other.example/log", 3, forged, &s.log);
+
+    // 422: a fork of the log (size 12 whose first 10 leaves differ), a
+    // proof that does not verify, a rewrite at the same size.
+    for body in [
+        s.body(10, s.proof(10, 12), s.note_with(ORIGIN, 12, forged, &s.log)),
+        s.body(10, s.proof(9, 12), s.note(12)),
+        s.body(10, vec![], s.note_with(ORIGIN, 10, forged, &s.log)),
+    ] {
+        let a = w.post(&client, body).await;
+        assert_eq!(a.status, 422, "{}", a.text());
+        assert!(a.text().contains("not consistent"), "{}", a.text());
+    }
+    // 409: the client believes another size (a rollback to 8 from 5, or a
+    // fresh client with 0): the body tells it 10.
+    for body in [s.good(5, 8), s.good(0, 12)] {
+        let a = w.post(&client, body).await;
+        assert_eq!(a.status, 409, "{}", a.text());
+        assert_eq!(a.content_type, "text/x.tlog.size");
+        assert_eq!(a.body, b"10\n");
+        assert_eq!(parse_size(&a.body), Ok(10));
+    }
+    // 400: smaller than what was cosigned, claimed from 10; bad syntax.
+    let a = w.post(&client, s.body(10, vec![], s.note(8))).await;
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert!(a
+        .text()
+        .contains("old size 10 is above the checkpoint size 8"));
+    let a = w.post(&client, b"old 010\n\n".to_vec()).await;
+    assert_eq!(a.status, 400, "{}", a.text());
+    // 404: a log this witness does not know.
+    let a = w.post(&client, s.body(0, vec![], other_log)).await;
+    assert_eq!(a.status, 404, "{}", a.text());
+    // 403: signed by another key under the log's name.
+    let a = w
+        .post(
+            &client,
+            s.body(
+                10,
+                s.proof(10, 12),
+                s.note_with(ORIGIN, 12, s.root(12), &stranger),
+            ),
+        )
+        .await;
+    assert_eq!(a.status, 403, "{}", a.text());
+    // 413: over the largest request, refused before it is parsed.
+    let a = w.post(&client, vec![b'x'; MAX_REQUEST_BYTES + 1]).await;
+    assert_eq!(a.status, 413, "{}", a.text());
+    // 405 and 404 for other methods and paths.
+    let a = w.get(&client, "/add-checkpoint").await;
+    assert_eq!(a.status, 405);
+    let a = client
+        .post(format!("https://{}/other", w.addr))
+        .body(s.good(10, 12))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(a.status().as_u16(), 404);
+
+    // Nothing of that moved the state: still 10, and 10 → 12 is cosigned.
+    let served = w.get(&client, &monitoring_path()).await;
+    assert!(served.text().starts_with(&format!("{ORIGIN}\n10\n")));
+    assert_eq!(w.post(&client, s.good(10, 12)).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_tls_1_2_client_and_a_plaintext_client_get_no_answer() {
+    let s = Setup::new();
+    let w = s.start();
+    // TLS 1.2 only, trusting the dev CA: the handshake fails.
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(s.path("ca/ca.crt")).expect("ca");
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.expect("cert")).expect("root");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .expect("tls 1.2")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(w.addr).await.expect("tcp");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let err = connector
+        .connect(name, tcp)
+        .await
+        .expect_err("a TLS 1.2 handshake is refused");
+    assert!(
+        err.to_string().contains("ProtocolVersion") || err.to_string().contains("protocol version"),
+        "{err}"
+    );
+
+    // Plain HTTP: no HTTP answer, the connection is closed.
+    let mut tcp = tokio::net::TcpStream::connect(w.addr).await.expect("tcp");
+    tcp.write_all(b"POST /add-checkpoint HTTP/1.1\r\nHost: w\r\nContent-Length: 6\r\n\r\nold 0\n")
+        .await
+        .expect("write");
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        tcp.read_to_end(&mut got),
+    )
+    .await
+    .expect("closed in time");
+    let _ = read;
+    assert!(
+        !got.starts_with(b"HTTP/"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+
+    // The witness still serves TLS 1.3 afterwards.
+    assert_eq!(w.post(&s.client(), s.good(0, 3)).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_serves_a_series() {
+    // One client, many requests: the answers come over HTTP/1.1 (the
+    // witness offers only that) and each is correct in turn.
+    let s = Setup::new();
+    let w = s.start();
+    let client = s.client();
+    let mut old = 0;
+    for new in 1..=20 {
+        let r = client
+            .post(&w.url)
+            .body(s.good(old, new))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.version(), reqwest::Version::HTTP_11);
+        assert_eq!(r.status().as_u16(), 200);
+        old = new;
+    }
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off() {
+    // Silent before the handshake, silent after it, and a body that never
+    // ends: each connection is closed within its timeout (10 s) and the
+    // witness keeps serving others meanwhile.
+    let s = Setup::new();
+    let w = s.start();
+    let tls = Arc::new(sealgate::tls::backend_client_config(&s.path("ca/ca.crt")).expect("tls"));
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    let name = || rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let started = std::time::Instant::now();
+    let limit = sealgate::witness::HEADER_TIMEOUT + std::time::Duration::from_secs(5);
+
+    let mut silent_tcp = tokio::net::TcpStream::connect(w.addr).await.expect("tcp");
+    let mut silent_tls = connector
+        .connect(
+            name(),
+            tokio::net::TcpStream::connect(w.addr).await.expect("tcp"),
+        )
+        .await
+        .expect("handshake");
+    let mut slow_body = connector
+        .connect(
+            name(),
+            tokio::net::TcpStream::connect(w.addr).await.expect("tcp"),
+        )
+        .await
+        .expect("handshake");
+    slow_body
+        .write_all(
+            b"POST /add-checkpoint HTTP/1.1\r\nHost: w\r\nContent-Length: 100\r\n\r\nold 0\n",
+        )
+        .await
+        .expect("write");
+    slow_body.flush().await.expect("flush");
+
+    // Others are served meanwhile.
+    assert_eq!(w.post(&s.client(), s.good(0, 4)).await.status, 200);
+
+    let (a, b, c) = tokio::join!(
+        async {
+            let mut got = Vec::new();
+            tokio::time::timeout(limit, silent_tcp.read_to_end(&mut got)).await
+        },
+        async {
+            let mut got = Vec::new();
+            tokio::time::timeout(limit, silent_tls.read_to_end(&mut got)).await
+        },
+        async {
+            let mut got = Vec::new();
+            let r = tokio::time::timeout(limit, slow_body.read_to_end(&mut got)).await;
+            (r, got)
+        },
+    );
+    assert!(a.is_ok(), "a silent TCP connection was kept");
+    assert!(b.is_ok(), "a silent TLS connection was kept");
+    let (r, got) = c;
+    assert!(r.is_ok(), "a slow body was waited for");
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+    assert!(started.elapsed() >= sealgate::witness::BODY_TIMEOUT);
+}
