@@ -10,9 +10,6 @@ use std::time::{Duration, Instant};
 
 use sealgate::tlog::{KeyName, SignatureType, SignerKey};
 
-/// Whether mode 3 can run in this build.
-pub const AVAILABLE: bool = true;
-
 /// The origin of the dev gateway's log (`<trust_domain>/sealgate-audit`).
 const ORIGIN: &str = "sealgate.local/sealgate-audit";
 
@@ -33,7 +30,13 @@ impl Witness {
         std::fs::create_dir_all(&dir).expect("witness folder");
         let skey = dir.join("witness.skey");
         let out = Command::new(bin)
-            .args(["audit", "witness-key", "--name", "witness.bench/w1", "--out"])
+            .args([
+                "audit",
+                "witness-key",
+                "--name",
+                "witness.bench/w1",
+                "--out",
+            ])
             .arg(&skey)
             .output()
             .expect("sealgate audit witness-key");
@@ -44,8 +47,8 @@ impl Witness {
             .find(|l| l.starts_with("witness.bench/w1+"))
             .expect("the vkey is printed")
             .to_owned();
-        let audit_key = sealgate::keys::load_signing_key(&dev.join("audit.signing.key"))
-            .expect("audit key");
+        let audit_key =
+            sealgate::keys::load_signing_key(&dev.join("audit.signing.key")).expect("audit key");
         let log_vkey = SignerKey::from_seed(
             KeyName::new(ORIGIN).expect("origin"),
             SignatureType::Ed25519,
@@ -103,9 +106,11 @@ impl Witness {
             self.ca_file.display()
         )
     }
+}
 
-    /// Stops it (its process only).
-    pub fn stop(mut self) {
+impl Drop for Witness {
+    /// Stops it (its process only), also when the bench panics.
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
