@@ -141,6 +141,48 @@ fn rust_checkpoints_and_cosignatures_verify_in_python() {
     assert_eq!(vkey.trim_end(), t.verifier().to_string());
 }
 
+/// The notes the audit writer embeds in its v3 checkpoint lines (a memory
+/// trail, a checkpoint every 2 records) verify in Python under the log's
+/// vkey, and name the tree of the lines before them.
+#[test]
+fn the_writers_checkpoint_notes_verify_in_python() {
+    if !python_ready() {
+        return;
+    }
+    let config = sealgate::audit::AuditConfig {
+        checkpoint_records: 2,
+        ..sealgate::audit::AuditConfig::default()
+    };
+    let log = sealgate::audit::AuditLog::memory_with_config(&config, Some(audit_key()));
+    let vkey = log.transparency().expect("a log").verifier().to_string();
+    for tool in ["a", "b", "c", "d", "e"] {
+        let mut ev = sealgate::audit::SecurityEvent::new("tool_definition_changed", "sample");
+        ev.tool = Some(tool);
+        log.security_event(&ev);
+    }
+    log.close();
+    let lines = log.lines();
+    let mut frontier = Frontier::new();
+    let mut checked = 0;
+    for (seq, line) in lines.iter().enumerate() {
+        let v: Value = serde_json::from_str(line).expect("JSON line");
+        if v["type"] == "checkpoint" {
+            let out = python(&["verify", "--log", &vkey], s(&v, "note").as_bytes());
+            let got: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+            assert_eq!(got["origin"], ORIGIN);
+            assert_eq!(got["size"], seq as u64);
+            assert_eq!(got["root"], frontier.root().to_base64());
+            checked += 1;
+        }
+        frontier.push(leaf_hash(line.as_bytes()));
+    }
+    assert!(checked >= 3, "checkpoints in {lines:?}");
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or_else(|| panic!("{key} in {v}"))
+}
+
 #[test]
 fn python_checkpoints_and_cosignatures_verify_in_rust() {
     if !python_ready() {
