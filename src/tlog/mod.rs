@@ -9,10 +9,10 @@
 //! errors).
 //!
 //! It must never import anything from the rest of the crate (the audit
-//! trail will use it, not the other way round), never hold all leaves of a
+//! trail, the witness and receipts use it, not the other way round), never hold all leaves of a
 //! stored log in memory, never panic on what it reads from disk, a proof or
 //! a note, and never hand out a note's text as trusted except through a
-//! verified type. Nothing here is wired into the audit trail yet.
+//! verified type.
 //!
 //! Layout: hashes (`hash`) → proofs over any [`HashSource`] (`proof`, with
 //! `frontier` for the right edge a log appends to, `memory` for a tree held in memory and `tiles` for one on disk); text:
