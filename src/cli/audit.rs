@@ -156,6 +156,13 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
             report.first_seq.unwrap_or_default()
         )
     });
+    // Cosignatures on heads not compared with the lines bind none of them.
+    let witnessed_not_checked = (report.witness.cosignatures_head_unchecked > 0).then(|| {
+        format!(
+            "witnessed, but not checked against the lines: the files before seq {} are missing",
+            report.first_seq.unwrap_or_default()
+        )
+    });
     if args.json {
         out!(
             "{}",
@@ -186,6 +193,7 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
                     "cosigned_unchecked": report.witness.cosigned_unchecked,
                     "cosigned_too_old": report.witness.cosigned_too_old,
                     "cosignatures_head_unchecked": report.witness.cosignatures_head_unchecked,
+                    "not_checked_against_lines": witnessed_not_checked,
                     "witnessed_size": report.witness.witnessed_size,
                     "checkpoints_matched": report.witness.anchors,
                 },
@@ -268,10 +276,9 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
                 }
             );
         }
-        if w.cosignatures_head_unchecked > 0 {
+        if let Some(what) = &witnessed_not_checked {
             out!(
-                "  witnessed, but not checked against the lines: the files before seq {} are missing ({} cosignature(s) by the witness keys given verified on checkpoints whose tree head was not checked)",
-                report.first_seq.unwrap_or_default(),
+                "  {what} ({} cosignature(s) by the witness keys given verified on checkpoints whose tree head was not checked)",
                 w.cosignatures_head_unchecked
             );
         }
