@@ -80,6 +80,33 @@ impl Unvouched {
     }
 }
 
+/// Whether `fragment` can be what a crash mid-write left of the line the
+/// writer framed next (`{"seq":N,...`, N = `next` when known): a prefix
+/// of `{"seq":`, or that and the digits of N (or a prefix of them, where
+/// it ends), and no newline.
+fn torn_write(fragment: &[u8], next: Option<u64>) -> bool {
+    const HEAD: &[u8] = b"{\"seq\":";
+    if fragment.contains(&b'\n') {
+        return false;
+    }
+    if fragment.len() <= HEAD.len() {
+        return HEAD.starts_with(fragment);
+    }
+    let Some(rest) = fragment.strip_prefix(HEAD) else {
+        return false;
+    };
+    let n = rest
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let digits = &rest[..n];
+    match next.map(|s| s.to_string()) {
+        Some(want) if n == rest.len() => want.as_bytes().starts_with(digits),
+        Some(want) => digits == want.as_bytes(),
+        None => n > 0,
+    }
+}
+
 /// Most runs of not vouched lines kept in a report (all are counted).
 const MAX_UNVOUCHED_KEPT: usize = 100;
 
@@ -204,8 +231,16 @@ pub struct Verifier<'k> {
     key: Option<&'k VerifyingKey>,
     prev: Option<[u8; 32]>,
     prev_seq: Option<u64>,
-    /// A torn fragment waiting for the gateway's acknowledgement.
-    torn_pending: Option<u64>,
+    /// A torn fragment waiting for the gateway's acknowledgement: its
+    /// length, where it is, and whether it can be a torn write (a prefix
+    /// of the line the writer framed next).
+    torn_pending: Option<(u64, String, bool)>,
+    /// Whether the last line given ended with a newline (the CLI says so:
+    /// [`Verifier::newline`]); a torn write never does.
+    newline_after: bool,
+    /// The first v3 checkpoint read (where): a v1 or v2 one after it is a
+    /// downgrade.
+    v3_at: Option<String>,
     pending: Pending,
     /// Whether `pending` holds every line since the checkpoint before (it
     /// was read, or an instance's first line, or seq 0): then a
@@ -227,6 +262,8 @@ impl<'k> Verifier<'k> {
             prev: None,
             prev_seq: None,
             torn_pending: None,
+            newline_after: false,
+            v3_at: None,
             pending: Pending::default(),
             since_known: false,
             file: None,
@@ -240,7 +277,28 @@ impl<'k> Verifier<'k> {
     /// `witnesses` (cosignature/v1 keys), and that the trail reaches every
     /// one of `anchors` with its head.
     pub fn with_witnesses(mut self, witnesses: Vec<VerifierKey>, anchors: Vec<Anchor>) -> Self {
-        self.witness = Witnessing::new(witnesses, anchors);
+        let mut next = Witnessing::new(witnesses, anchors);
+        self.witness.hand_over(&mut next);
+        self.witness = next;
+        self
+    }
+
+    /// Requires every v3 checkpoint and every anchor to be of log
+    /// `origin` (`--origin`).
+    pub fn with_origin(mut self, origin: &str) -> Self {
+        self.witness.pin(origin);
+        self
+    }
+
+    /// The last line given ended with a newline (a reader of files says
+    /// so): a line that is not JSON at the very end is then no torn write.
+    pub fn newline(&mut self) {
+        self.newline_after = true;
+    }
+
+    #[cfg(test)]
+    pub(crate) fn keep_notes(mut self, cap: usize) -> Self {
+        self.witness.set_cap(cap);
         self
     }
 
@@ -288,6 +346,7 @@ impl<'k> Verifier<'k> {
             self.start_file("");
         }
         self.report.lines += 1;
+        self.newline_after = false;
         if let Some(f) = self.file.as_mut() {
             f.report.lines += 1;
             f.report.sealed = false;
@@ -324,7 +383,9 @@ impl<'k> Verifier<'k> {
                 self.after_seal()?;
                 // A torn line (a crash mid-write) is acceptable only when
                 // the next line is the gateway's acknowledgement of it.
-                self.torn_pending = Some(line.len() as u64);
+                let next = self.prev_seq.map(|s| s.saturating_add(1));
+                self.torn_pending =
+                    Some((line.len() as u64, at.to_string(), torn_write(line, next)));
                 self.add_pending(at, None);
                 return Ok(());
             }
@@ -343,7 +404,7 @@ impl<'k> Verifier<'k> {
             .and_then(serde_json::Value::as_str)
             .unwrap_or("");
         self.after_seal()?;
-        if let Some(bytes) = self.torn_pending.take() {
+        if let Some((bytes, _, _)) = self.torn_pending.take() {
             let acknowledged = kind == "event"
                 && v.get("event").and_then(serde_json::Value::as_str) == Some("torn_line")
                 && v.get("bytes").and_then(serde_json::Value::as_u64) == Some(bytes);
@@ -480,6 +541,14 @@ impl<'k> Verifier<'k> {
             .get("instance")
             .and_then(serde_json::Value::as_str)
             .ok_or("checkpoint without instance")?;
+        // The signed bytes hold at most 255 bytes of it: more would be
+        // unsigned.
+        if instance.len() > 255 {
+            return Err(
+                "checkpoint instance longer than 255 bytes: its bytes past 255 are not signed (the gateway writes 16 hex digits)"
+                    .into(),
+            );
+        }
         let key_id_seen = v.get("key_id").and_then(serde_json::Value::as_str);
         if key_id_seen != Some(key_id(key).as_str()) {
             return Err(format!(
@@ -496,6 +565,12 @@ impl<'k> Verifier<'k> {
             .ok_or("checkpoint signature is not 64 base64 bytes")?;
         // v2 names its file's first seq; without that member the line is
         // checked as v1 (a v2 checkpoint stripped of it does not verify).
+        if let (Some(v3_at), None) = (&self.v3_at, v.get("note")) {
+            return Err(format!(
+                "a checkpoint without a Merkle head (v1 or v2) after the v3 checkpoint at {v3_at}: a downgrade (a gateway with a signing key writes only v3 checkpoints)"
+            )
+            .into());
+        }
         let Some(first) = v.get("file_first_seq") else {
             key.verify_strict(&checkpoint_signed_bytes(seq, ts_ms, instance, prev), &sig)
                 .map_err(|_| "checkpoint signature does not verify")?;
@@ -533,8 +608,10 @@ impl<'k> Verifier<'k> {
             Some(n) => {
                 let note = n.as_str().ok_or("checkpoint note is not a string")?;
                 let head = check_v3(key, &c2, note, &sig)?;
-                self.tree_head(&head)?;
-                self.witness.checkpoint(at, seq, note);
+                self.witness.origin(head.origin())?;
+                let checked = self.tree_head(&head)?;
+                self.witness.checkpoint(at, seq, note, checked);
+                self.v3_at.get_or_insert_with(|| at.to_string());
                 Some((note, head))
             }
         };
@@ -604,10 +681,10 @@ impl<'k> Verifier<'k> {
     }
 
     /// A v3 checkpoint's head against the tree of the lines before it,
-    /// when they were all read (from seq 0).
-    fn tree_head(&mut self, head: &Checkpoint) -> Result<(), Stop> {
+    /// when they were all read (from seq 0): whether it was compared.
+    fn tree_head(&mut self, head: &Checkpoint) -> Result<bool, Stop> {
         let Some(t) = self.tree.as_ref().filter(|t| t.size() == head.size()) else {
-            return Ok(());
+            return Ok(false);
         };
         let computed = t.root();
         if computed.as_bytes() != head.root_hash() {
@@ -620,13 +697,27 @@ impl<'k> Verifier<'k> {
             .into());
         }
         self.report.heads_checked += 1;
-        Ok(())
+        Ok(true)
     }
 
     /// The report; a torn fragment at the very end is a crash the gateway
-    /// has not restarted after (not a break).
+    /// has not restarted after (not a break) when it can be a torn write
+    /// (a prefix, without its newline, of the line the writer framed
+    /// next); anything else there is a break.
     pub fn finish(mut self) -> Report {
         self.end_file();
+        if let Some((_, at, plausible)) = &self.torn_pending {
+            if !self.stopped() && (!plausible || self.newline_after) {
+                self.report.broken = Some(Broken {
+                    at: at.clone(),
+                    what: if self.newline_after {
+                        "the last line is not a record, and it ends with a newline: a crash mid-write leaves no newline (a line appended)".into()
+                    } else {
+                        "the last line is not a record, nor the start of the line the gateway writes next (`{\"seq\":N,...`): not a torn write (a line appended)".into()
+                    },
+                });
+            }
+        }
         if !self.stopped() {
             if let Err((at, what)) = self
                 .witness

@@ -11,7 +11,7 @@
 //! size, or a head that differs at a witnessed size is a break. Pure: the
 //! CLI reads the files and the keys.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ed25519_dalek::VerifyingKey;
 
@@ -58,7 +58,7 @@ impl Anchor {
                 )
             })?;
         let mut verified = Vec::new();
-        for w in witnesses {
+        for w in &distinct(witnesses) {
             match verify_cosignature(&note, w) {
                 Ok(_) => verified.push(format!("{}+{}", w.name(), w.id())),
                 Err(CosignatureError::Missing { .. }) => {}
@@ -78,6 +78,19 @@ impl Anchor {
         })
     }
 
+    /// Its origin must be the trail's: "the checkpoint is of log X, the
+    /// trail of log Y".
+    fn same_log(&self, trail: &str) -> Result<(), String> {
+        if self.checkpoint.origin() == trail {
+            return Ok(());
+        }
+        Err(format!(
+            "the checkpoint is of log {:?}, the trail of log {trail:?}: {} anchors another log",
+            self.checkpoint.origin(),
+            self.describe()
+        ))
+    }
+
     fn describe(&self) -> String {
         format!(
             "the checkpoint in {} (tree size {}, cosigned by {})",
@@ -87,6 +100,22 @@ impl Anchor {
         )
     }
 }
+
+/// The witness keys, each (name, key ID) once: a key given twice counts
+/// once toward a quorum.
+pub fn distinct(keys: &[VerifierKey]) -> Vec<VerifierKey> {
+    let mut seen = BTreeSet::new();
+    keys.iter()
+        .filter(|k| seen.insert((k.name().as_str().to_string(), k.id())))
+        .cloned()
+        .collect()
+}
+
+/// Most v3 checkpoint notes kept for the `checkpoint_cosigned` events
+/// that follow them (the latest ones: an event names a recent
+/// checkpoint); an event naming an older one is counted as not checked.
+/// About 400 bytes each.
+pub const MAX_NOTES_KEPT: usize = 4096;
 
 /// What the witnesses' part of a verification found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -98,7 +127,15 @@ pub struct WitnessReport {
     /// Events whose checkpoint line was not read (the files before it were
     /// not given): their cosignatures were not checked.
     pub cosigned_unchecked: u64,
-    /// The largest tree size a verified cosignature (in an event) covers.
+    /// Cosignatures by a witness key given that verified against a v3
+    /// checkpoint whose head was not checked against the lines (the files
+    /// before it are missing): witnessed, but they vouch for no line read.
+    pub cosignatures_head_unchecked: u64,
+    /// Events naming a checkpoint older than the [`MAX_NOTES_KEPT`] latest
+    /// ones (its note was no longer kept): not checked.
+    pub cosigned_too_old: u64,
+    /// The largest tree size a verified cosignature (in an event) covers,
+    /// on a checkpoint whose head was checked against the lines.
     pub witnessed_size: Option<u64>,
     /// Each `--checkpoint` the trail reached and agreed with: where its
     /// size was reached (`file:line` of the line seq size-1), and what.
@@ -109,10 +146,23 @@ pub struct WitnessReport {
 #[derive(Debug, Default)]
 pub(super) struct Witnessing {
     keys: Vec<VerifierKey>,
-    /// Every v3 checkpoint read: its size → (where, its note).
-    notes: BTreeMap<u64, (String, String)>,
+    /// The latest v3 checkpoints read (at most `cap`): its size → (where,
+    /// its note, whether its head was checked against the lines).
+    notes: BTreeMap<u64, (String, String, bool)>,
+    /// How many notes are kept.
+    cap: usize,
+    /// Sizes below this were dropped from `notes`.
+    dropped_below: u64,
+    /// The log's origin: `--origin`'s (pinned), else the first v3
+    /// checkpoint's.
+    origin: Option<(String, bool)>,
+    /// Whether a v3 checkpoint named it.
+    origin_seen: bool,
     /// The anchors not reached yet.
     anchors: Vec<Anchor>,
+    /// The anchors reached (their origin is checked once the trail's is
+    /// known).
+    reached: Vec<Anchor>,
     /// Where the last leaf was read, and its seq.
     last: Option<(String, u64)>,
     pub report: WitnessReport,
@@ -121,15 +171,71 @@ pub(super) struct Witnessing {
 impl Witnessing {
     pub fn new(keys: Vec<VerifierKey>, anchors: Vec<Anchor>) -> Self {
         Witnessing {
-            keys,
+            keys: distinct(&keys),
             anchors,
+            cap: MAX_NOTES_KEPT,
             ..Witnessing::default()
         }
     }
 
-    /// A v3 checkpoint of tree size `size` at `at` (its note verified).
-    pub fn checkpoint(&mut self, at: &str, size: u64, note: &str) {
-        self.notes.insert(size, (at.to_string(), note.to_string()));
+    /// Requires every v3 checkpoint (and anchor) to be of log `origin`.
+    pub fn pin(&mut self, origin: &str) {
+        self.origin = Some((origin.to_string(), true));
+    }
+
+    /// Moves the pinned origin over to `next`.
+    pub fn hand_over(&mut self, next: &mut Witnessing) {
+        next.origin = self.origin.take().filter(|(_, pinned)| *pinned);
+    }
+
+    #[cfg(test)]
+    pub fn set_cap(&mut self, cap: usize) {
+        self.cap = cap;
+    }
+
+    /// A v3 checkpoint of tree size `size` at `at` (its note verified),
+    /// whose head was compared with the lines (`head_checked`) or not.
+    pub fn checkpoint(&mut self, at: &str, size: u64, note: &str, head_checked: bool) {
+        self.notes
+            .insert(size, (at.to_string(), note.to_string(), head_checked));
+        while self.notes.len() > self.cap {
+            if let Some((old, _)) = self.notes.pop_first() {
+                self.dropped_below = self.dropped_below.max(old + 1);
+            }
+        }
+    }
+
+    /// A v3 checkpoint of log `origin`: a trail holds one log (the
+    /// gateway writes one origin), the one `--origin` names if given, and
+    /// every anchor is of it.
+    pub fn origin(&mut self, origin: &str) -> Result<(), String> {
+        self.origin_seen = true;
+        match &self.origin {
+            None => self.origin = Some((origin.to_string(), false)),
+            Some((o, true)) if o != origin => {
+                return Err(format!(
+                    "this checkpoint is of log {origin:?}, not of the log {o:?} --origin requires"
+                ))
+            }
+            Some((o, false)) if o != origin => {
+                return Err(format!(
+                    "this checkpoint is of log {origin:?}, but the trail's checkpoints before it are of log {o:?}: a trail holds one log (the gateway writes one origin), so checkpoints of another were put in it"
+                ))
+            }
+            Some(_) => {}
+        }
+        self.anchors_same_log()
+    }
+
+    /// Every anchor is of the trail's log, once it is known.
+    fn anchors_same_log(&self) -> Result<(), String> {
+        let Some((o, _)) = &self.origin else {
+            return Ok(());
+        };
+        self.anchors
+            .iter()
+            .chain(&self.reached)
+            .try_for_each(|a| a.same_log(o))
     }
 
     /// A `checkpoint_cosigned` event (`v`, the line of `seq`): its
@@ -156,9 +262,13 @@ impl Witnessing {
                 "checkpoint_cosigned event names tree size {size}, which is not before it (seq {seq})"
             ));
         }
-        let Some((cp_at, note)) = self.notes.get(&size) else {
+        let Some((cp_at, note, head_checked)) = self.notes.get(&size) else {
             if size < first_seq {
                 self.report.cosigned_unchecked += 1;
+                return Ok(());
+            }
+            if size < self.dropped_below {
+                self.report.cosigned_too_old += 1;
                 return Ok(());
             }
             return Err(format!(
@@ -184,6 +294,9 @@ impl Witnessing {
             .ok_or("checkpoint_cosigned event: its cosignatures are not signature lines")?;
         for w in &self.keys {
             match verify_cosignature(&cosigned, w) {
+                // A head not compared with the lines binds none of them:
+                // witnessed, but it vouches for nothing read.
+                Ok(_) if !*head_checked => self.report.cosignatures_head_unchecked += 1,
                 Ok(_) => {
                     self.report.cosignatures_verified += 1;
                     self.report.witnessed_size = self.report.witnessed_size.max(Some(size));
@@ -223,6 +336,9 @@ impl Witnessing {
                 self.anchors.push(a);
                 continue;
             }
+            if let Some((o, _)) = &self.origin {
+                a.same_log(o)?;
+            }
             if root.as_bytes() != a.checkpoint.root_hash() {
                 let other_log =
                     !origins.is_empty() && !origins.iter().any(|o| o == a.checkpoint.origin());
@@ -245,6 +361,7 @@ impl Witnessing {
             self.report
                 .anchors
                 .push(format!("{at}: lines seq 0..{seq} match {}", a.describe()));
+            self.reached.push(a);
         }
         Ok(())
     }
@@ -256,6 +373,15 @@ impl Witnessing {
         tree: Option<&Frontier>,
         first_seq: Option<u64>,
     ) -> Result<(), (String, String)> {
+        self.anchors_same_log().map_err(|e| (String::new(), e))?;
+        if let Some((o, true)) = &self.origin {
+            if !self.origin_seen {
+                return Err((
+                    String::new(),
+                    format!("--origin {o:?}: no v3 checkpoint in the files names an origin"),
+                ));
+            }
+        }
         let Some(a) = self.anchors.first() else {
             return Ok(());
         };
@@ -300,5 +426,7 @@ impl Witnessing {
     }
 }
 
+#[cfg(test)]
+mod review_tests;
 #[cfg(test)]
 mod tests;

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
-use sealgate::audit::chain::{Anchor, Verifier};
+use sealgate::audit::chain::{distinct, Anchor, Verifier};
 use sealgate::tlog::{SignatureType, VerifierKey, MAX_KEY_TEXT_BYTES, MAX_NOTE_BYTES};
 
 /// Longest line read; a longer one is a break, not an allocation.
@@ -68,9 +68,14 @@ pub struct VerifyArgs {
     /// hold its lines, with its head.
     #[arg(long, value_name = "FILE")]
     checkpoint: Vec<PathBuf>,
-    /// Cosignatures by the witness keys given a `--checkpoint` needs.
+    /// Cosignatures by the witness keys given a `--checkpoint` needs
+    /// (a key given twice counts once).
     #[arg(long, value_name = "N", default_value_t = 1)]
     witness_quorum: usize,
+    /// The log's origin every v3 checkpoint and `--checkpoint` must name
+    /// (without it: the first v3 checkpoint's).
+    #[arg(long, value_name = "ORIGIN")]
+    origin: Option<String>,
     /// The files, oldest first (rotations, then the current file).
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -102,6 +107,9 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
         }
     };
     let mut v = Verifier::new(key.as_ref()).with_witnesses(witnesses, anchors);
+    if let Some(o) = &args.origin {
+        v = v.with_origin(o);
+    }
     'files: for file in &args.files {
         let f = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
         v.start_file(&file.display().to_string());
@@ -118,13 +126,17 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
             }
             n += 1;
             let at = format!("{}:{n}", file.display());
-            if line.last() == Some(&b'\n') {
+            let newline = line.last() == Some(&b'\n');
+            if newline {
                 line.pop();
             } else if line.len() as u64 > MAX_LINE {
                 v.fail(&at, format!("a line longer than {MAX_LINE} bytes"));
                 break 'files;
             }
             v.line(&at, &line);
+            if newline {
+                v.newline();
+            }
         }
     }
     let report = v.finish();
@@ -145,6 +157,13 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
     let heads_not_checked = (report.v3_checkpoints > report.heads_checked).then(|| {
         format!(
             "tree head not checked: the files before seq {} are missing",
+            report.first_seq.unwrap_or_default()
+        )
+    });
+    // Cosignatures on heads not compared with the lines bind none of them.
+    let witnessed_not_checked = (report.witness.cosignatures_head_unchecked > 0).then(|| {
+        format!(
+            "witnessed, but not checked against the lines: the files before seq {} are missing",
             report.first_seq.unwrap_or_default()
         )
     });
@@ -176,6 +195,9 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
                     "cosigned_events": report.witness.cosigned_events,
                     "cosignatures_verified": report.witness.cosignatures_verified,
                     "cosigned_unchecked": report.witness.cosigned_unchecked,
+                    "cosigned_too_old": report.witness.cosigned_too_old,
+                    "cosignatures_head_unchecked": report.witness.cosignatures_head_unchecked,
+                    "not_checked_against_lines": witnessed_not_checked,
                     "witnessed_size": report.witness.witnessed_size,
                     "checkpoints_matched": report.witness.anchors,
                 },
@@ -258,6 +280,19 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
                 }
             );
         }
+        if let Some(what) = &witnessed_not_checked {
+            out!(
+                "  {what} ({} cosignature(s) by the witness keys given verified on checkpoints whose tree head was not checked)",
+                w.cosignatures_head_unchecked
+            );
+        }
+        if w.cosigned_too_old > 0 {
+            out!(
+                "  {} checkpoint_cosigned event(s) not checked: they name a checkpoint older than the latest {} the verifier keeps",
+                w.cosigned_too_old,
+                sealgate::audit::chain::MAX_NOTES_KEPT
+            );
+        }
         for a in &w.anchors {
             out!("  witnessed checkpoint: {a}");
         }
@@ -316,6 +351,8 @@ fn witnessing(
     for w in &args.witness_key {
         witnesses.push(load_witness_key(w)?);
     }
+    // A key given twice (same name and key ID) counts once.
+    let witnesses = distinct(&witnesses);
     if args.checkpoint.is_empty() {
         return Ok((witnesses, Vec::new()));
     }

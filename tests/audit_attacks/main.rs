@@ -13,6 +13,7 @@
 mod audit_common;
 
 mod cosigned;
+mod review;
 mod witnessed;
 
 use std::path::{Path, PathBuf};

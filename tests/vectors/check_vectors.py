@@ -227,6 +227,9 @@ def audit_verdict(files, pk):
     # Lines since the last checkpoint: their instance and count; whether
     # the checkpoint before them was read (then `records` is exact).
     pending_inst, pending, since_known, unvouched = None, 0, False, 0
+    # The log's origin (its first v3 checkpoint's): one per trail; and no
+    # v1 or v2 checkpoint after a v3 one (a downgrade).
+    trail_origin = None
     for lines in files:
         first_seq, checkpoints, sealed_here, v2_here = None, 0, False, False
         for raw in lines:
@@ -249,9 +252,17 @@ def audit_verdict(files, pk):
                 pending, since_known = 0, True
             if rec["type"] == "checkpoint":
                 p = bytes.fromhex(rec["prev"])
+                if len(rec["instance"].encode()) > 255:
+                    return "broken"  # bytes past 255 would be unsigned
+                if trail_origin is not None and "note" not in rec:
+                    return "broken"  # a downgrade: no head after a v3 checkpoint
                 if "file_first_seq" in rec and "note" in rec:
                     if not v3_checkpoint_ok(raw, rec, pk, leaves):
                         return "broken"
+                    origin = parse_note(rec["note"])[0]
+                    if trail_origin not in (None, origin):
+                        return "broken"  # another log's checkpoint in the trail
+                    trail_origin = origin
                     if rec["file_first_seq"] != first_seq:
                         return "broken"  # head cut, or files joined
                     if rec["records"] != pending and (since_known or rec["records"] < pending):
@@ -494,6 +505,16 @@ def check_audit_v3():
     later["sig"] = base64.b64encode(sk.sign(v3_signed(later, bytes.fromhex(rec["prev"]), wrong, origin))).decode()
     check("audit v3: the same in a file that does not start at seq 0: the head is not checked",
           audit_verdict([lines[cps[0] + 1:n] + [checkpoint_line_v3(later)]], pk) == "not sealed")
+    prev_n = bytes.fromhex(rec["prev"])
+    downgraded = {k: v for k, v in rec.items() if k != "note"}
+    downgraded["sig"] = base64.b64encode(sk.sign(v2_signed(downgraded, prev_n))).decode()
+    check("audit v3: a v2 checkpoint, validly signed, after v3 ones: broken (a downgrade)",
+          audit_verdict([lines[:n] + [checkpoint_line(downgraded)]], pk) == "broken")
+    o2 = "other.example/log"
+    moved = dict(rec, note=signed_note(note_text(o2, n, root), o2, sk))
+    moved["sig"] = base64.b64encode(sk.sign(v3_signed(moved, prev_n, root, o2))).decode()
+    check("audit v3: a checkpoint of another origin, validly signed, after this log's: broken",
+          audit_verdict([lines[:n] + [checkpoint_line_v3(moved)]], pk) == "broken")
     escaped = lines[n].replace("\u2014".encode(), b"\\u2014")
     check("audit v3: the note escaped otherwise: broken (one form)",
           escaped != lines[n] and audit_verdict([lines[:n] + [escaped]], pk) == "broken")

@@ -201,8 +201,8 @@ fn a_note_signed_under_another_name_than_its_origin_breaks() {
         what,
         "the checkpoint's note is signed by the audit key under the name \"other.example/log\", not under its origin \"sealgate.test/audit\""
     );
-    // Another origin, consistently signed: verifies (one log, renamed),
-    // and the report lists both origins.
+    // Another origin, consistently signed: a trail holds one log (the
+    // gateway writes one origin), so a change is a break.
     let lines = build(0, &TRAIL, |seq, p| {
         if seq == 4 {
             p.origin = "other.example/log".into();
@@ -213,9 +213,12 @@ fn a_note_signed_under_another_name_than_its_origin_breaks() {
             );
         }
     });
-    let r = verify_files(&[&lines]);
-    assert_eq!(r.broken, None);
-    assert_eq!(r.origins, [ORIGIN, "other.example/log"]);
+    let (at, what) = broken(&lines);
+    assert_eq!(at, "f0:5");
+    assert_eq!(
+        what,
+        format!("this checkpoint is of log \"other.example/log\", but the trail's checkpoints before it are of log \"{ORIGIN}\": a trail holds one log (the gateway writes one origin), so checkpoints of another were put in it")
+    );
 }
 
 #[test]
@@ -245,14 +248,22 @@ fn a_note_whose_origin_the_v3_signature_does_not_cover_breaks() {
 
 #[test]
 fn a_v3_checkpoint_stripped_of_its_note_breaks() {
-    let mut lines = intact(0, &TRAIL);
-    let v: serde_json::Value = serde_json::from_str(&lines[4]).expect("json");
-    let note = serde_json::Value::from(v["note"].as_str().expect("note")).to_string();
-    lines[4] = lines[4].replace(&format!(",\"note\":{note}"), "");
-    assert!(!lines[4].contains("note"));
-    let (at, what) = broken(&lines);
-    assert_eq!(at, "f0:5");
+    let strip = |i: usize| {
+        let mut lines = intact(0, &TRAIL);
+        let v: serde_json::Value = serde_json::from_str(&lines[i]).expect("json");
+        let note = serde_json::Value::from(v["note"].as_str().expect("note")).to_string();
+        lines[i] = lines[i].replace(&format!(",\"note\":{note}"), "");
+        assert!(!lines[i].contains("note"));
+        broken(&lines)
+    };
+    // The first one: checked as v2, its signature fails.
+    let (at, what) = strip(1);
+    assert_eq!(at, "f0:2");
     assert_eq!(what, "checkpoint signature does not verify");
+    // A later one: after a v3 checkpoint, a downgrade.
+    let (at, what) = strip(4);
+    assert_eq!(at, "f0:5");
+    assert_eq!(what, "a checkpoint without a Merkle head (v1 or v2) after the v3 checkpoint at f0:2: a downgrade (a gateway with a signing key writes only v3 checkpoints)");
 }
 
 #[test]
