@@ -101,12 +101,13 @@ impl Anchor {
     }
 }
 
-/// The witness keys, each (name, key ID) once: a key given twice counts
-/// once toward a quorum.
+/// The witness keys, each public key once: a key given twice, even under
+/// another name (a cosignature does not sign the name), counts once
+/// toward a quorum.
 pub fn distinct(keys: &[VerifierKey]) -> Vec<VerifierKey> {
     let mut seen = BTreeSet::new();
     keys.iter()
-        .filter(|k| seen.insert((k.name().as_str().to_string(), k.id())))
+        .filter(|k| seen.insert(*k.public_key()))
         .cloned()
         .collect()
 }

@@ -228,6 +228,13 @@ impl VerifierKey {
         self.kind
     }
 
+    /// The Ed25519 public key's bytes: what tells two witnesses apart (a
+    /// cosignature/v1 does not sign its key name, so one key under two
+    /// names is one witness).
+    pub fn public_key(&self) -> &[u8; 32] {
+        self.key.as_bytes()
+    }
+
     /// Whether `signature` is a valid Ed25519 signature of `message`
     /// (RFC 8032 with ed25519-dalek's strict checks: canonical S, no
     /// small-order components).

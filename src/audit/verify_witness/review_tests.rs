@@ -362,3 +362,22 @@ fn a_v2_checkpoint_after_a_v3_one_breaks() {
         "a checkpoint without a Merkle head (v1 or v2) after the v3 checkpoint at f0:2: a downgrade (a gateway with a signing key writes only v3 checkpoints)"
     );
 }
+
+/// R6, second half: one public key under two names is one witness (a
+/// cosignature/v1 does not sign the key name): it counts once.
+#[test]
+fn one_public_key_under_two_names_counts_once() {
+    let renamed = SignerKey::from_seed(
+        KeyName::new("alias.test/w").expect("name"),
+        SignatureType::CosignatureV1,
+        &[101; 32],
+    )
+    .verifier()
+    .clone();
+    assert_eq!(renamed.public_key(), witness_key(1).public_key());
+    assert_ne!(renamed.name(), witness_key(1).name());
+    let kept = super::distinct(&[witness_key(1), renamed, witness_key(2)]);
+    assert_eq!(kept.len(), 2);
+    assert_eq!(kept[0], witness_key(1));
+    assert_eq!(kept[1], witness_key(2));
+}
