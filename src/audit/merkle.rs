@@ -17,9 +17,9 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::tlog::{leaf_hash, Frontier, Hash, TileStore};
+use crate::tlog::{leaf_hash, Frontier, Hash, KeyName, SignatureType, SignerKey, TileStore};
 
-use super::catchup::{catch_up, CatchUpError};
+use super::catchup::{catch_up, CatchUpError, Signer};
 use super::chain::{self, CheckpointV2, CheckpointV3};
 use super::config::AuditConfig;
 use super::transparency::{Published, Store, Transparency};
@@ -66,6 +66,7 @@ impl MerkleLog {
         key: &SigningKey,
         trail: Option<&Path>,
         end: u64,
+        last: Option<[u8; 32]>,
     ) -> Result<MerkleLog, CatchUpError> {
         let dir = config.tlog_dir();
         let dir_s = dir.display().to_string();
@@ -80,6 +81,17 @@ impl MerkleLog {
                 file: dir_s.clone(),
                 source,
             })?;
+        // The origin is checked before anything is opened: a log is never
+        // written without its signed notes.
+        let signer = SignerKey::from_seed(
+            KeyName::new(config.origin()).map_err(|e| CatchUpError::Origin {
+                dir: dir_s.clone(),
+                message: e.to_string(),
+            })?,
+            SignatureType::Ed25519,
+            &key.to_bytes(),
+        );
+        let key_id = chain::key_id(&key.verifying_key());
         let lock = lock(&dir)?;
         let mut store = match TileStore::open(&dir) {
             Ok(s) => s,
@@ -91,12 +103,17 @@ impl MerkleLog {
             Err(e) => return Err(store_err(e)),
         };
         let before = store.size();
-        match trail {
+        let frontier = match trail {
             Some(path) => {
-                catch_up(&dir, &mut store, path, end)?;
+                let check = Signer {
+                    verifier: signer.verifier(),
+                    key_id: &key_id,
+                };
+                let frontier = catch_up(&dir, &mut store, path, end, last, &check)?;
                 if store.size() > before {
                     tracing::info!(dir = %dir.display(), stored = before, caught_up = store.size() - before, "audit Merkle log caught up from the audit files (the gateway stopped before storing their leaves)");
                 }
+                frontier
             }
             None if store.size() > 0 => {
                 // No file to resume the chain from: it started at seq 0,
@@ -110,10 +127,10 @@ impl MerkleLog {
                     source,
                 })?;
                 store = TileStore::create(&dir).map_err(store_err)?;
+                Frontier::from_source(&store, end).map_err(store_err)?
             }
-            None => {}
-        }
-        let frontier = Frontier::from_source(&store, end).map_err(store_err)?;
+            None => Frontier::from_source(&store, end).map_err(store_err)?,
+        };
         let transparency = Transparency::new(
             config.origin(),
             key,

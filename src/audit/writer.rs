@@ -84,6 +84,9 @@ pub(crate) struct Writer {
     /// A memory trail: the log's leaves are stored as each entry is
     /// handled (there is no thread to tick).
     store_inline: bool,
+    /// The locks of the file sinks' files (`.<name>.lock` beside each),
+    /// taken before any sink or spool is opened: one process writes a file.
+    _file_locks: Vec<nix::fcntl::Flock<std::fs::File>>,
 }
 
 #[derive(Serialize)]
@@ -105,6 +108,13 @@ impl Writer {
         key: Option<SigningKey>,
         shared: Arc<Shared>,
     ) -> io::Result<Writer> {
+        // Before anything is opened (or changed): one writer per file.
+        let mut file_locks = Vec::new();
+        for sc in config.effective_sinks() {
+            if let SinkConfig::File { path, .. } = sc {
+                file_locks.push(super::file::lock_beside(&path)?);
+            }
+        }
         let mut slots = Vec::new();
         let mut resume: Option<Resume> = None;
         let mut primary = None;
@@ -136,6 +146,7 @@ impl Writer {
             slots.push(Slot::new(sc.name(), sink, spool));
         }
         let mut w = Writer::new(key, shared, slots, config);
+        w._file_locks = file_locks;
         w.handover = Some(spool_dir.join(HANDOVER));
         w.primary = primary;
         let r = resume.unwrap_or_default();
@@ -152,7 +163,8 @@ impl Writer {
                 _ => None,
             });
             let log =
-                MerkleLog::open(config, key, trail.as_deref(), w.seq).map_err(io::Error::other)?;
+                MerkleLog::open(config, key, trail.as_deref(), w.seq, r.last.map(|(_, h)| h))
+                    .map_err(io::Error::other)?;
             w.log = Some(log);
         }
         let resumed = r.last.map(|(s, _)| s);
@@ -247,6 +259,7 @@ impl Writer {
             sealed: false,
             log: None,
             store_inline: false,
+            _file_locks: Vec::new(),
         }
     }
 
