@@ -47,14 +47,15 @@ pub(crate) struct MerkleLog {
 
 impl MerkleLog {
     /// A log kept in memory (a memory trail).
-    pub(crate) fn memory(key: &SigningKey) -> Result<MerkleLog, String> {
-        let transparency = Transparency::memory(MEMORY_ORIGIN, key).map_err(|e| e.to_string())?;
-        Ok(MerkleLog {
+    pub(crate) fn memory(key: &SigningKey) -> MerkleLog {
+        let transparency =
+            Transparency::memory(MEMORY_ORIGIN, key).expect("MEMORY_ORIGIN is a valid key name");
+        MerkleLog {
             frontier: Frontier::new(),
             transparency: Arc::new(transparency),
             unstaged: VecDeque::new(),
             _lock: None,
-        })
+        }
     }
 
     /// Opens (or creates) the tile store of `config` locked for this
@@ -165,32 +166,29 @@ impl MerkleLog {
 
     /// The v3 checkpoint line of `v2` (whose `seq` is the tree's size:
     /// every line before it is a leaf) and its signed note, to publish
-    /// once the line is appended. `None` (logged) if the note cannot be
-    /// signed.
+    /// once the line is appended. An error (which the writer logs, writing
+    /// no checkpoint) if the tree is out of step or the note cannot be
+    /// signed: never a weaker checkpoint.
     pub(crate) fn checkpoint(
         &self,
         key: &SigningKey,
         key_id: &str,
         v2: CheckpointV2<'_>,
         records: u64,
-    ) -> Option<(String, Published)> {
+    ) -> Result<(String, Published), String> {
         if self.frontier.size() != v2.seq {
-            tracing::error!(
-                seq = v2.seq,
-                leaves = self.frontier.size(),
-                "audit Merkle log out of step with the chain: no checkpoint"
-            );
-            return None;
+            return Err(format!(
+                "the Merkle log holds {} leaves, out of step with the chain at seq {}",
+                self.frontier.size(),
+                v2.seq
+            ));
         }
         let root = self.frontier.root();
-        let published = match self.transparency.sign(self.frontier.size(), &root) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "audit checkpoint note could not be signed");
-                return None;
-            }
-        };
-        let note = String::from_utf8(published.note.to_bytes()).ok()?;
+        let published = self
+            .transparency
+            .sign(self.frontier.size(), &root)
+            .map_err(|e| e.to_string())?;
+        let note = String::from_utf8(published.note.to_bytes()).map_err(|e| e.to_string())?;
         let c = CheckpointV3 {
             v2,
             root: root.as_bytes(),
@@ -198,7 +196,7 @@ impl MerkleLog {
         };
         let sig = chain::sign_checkpoint_v3(key, &c);
         let line = chain::checkpoint_line_v3(&c, records, key_id, &sig, &note);
-        Some((line, published))
+        Ok((line, published))
     }
 
     /// Hands the leaves of lines below `below` (`None`: all) to the store's

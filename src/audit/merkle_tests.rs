@@ -576,3 +576,17 @@ fn a_refused_catch_up_leaves_the_store_as_it_was() {
     assert!(e.to_string().contains("does not follow"), "{e}");
     assert_eq!(TileStore::open(&config.tlog_dir()).expect("store").size(), 2);
 }
+
+/// A log whose notes cannot be signed (an origin that is no key name,
+/// in a config not loaded from a file) is refused at open: a trail with a
+/// key never gets a v2 checkpoint instead of a v3 one.
+#[test]
+fn an_origin_that_cannot_sign_notes_refuses_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = file_config(dir.path());
+    config.origin = Some("not a key name".into());
+    let e = AuditLog::open(&config, Some(key())).err().expect("refused");
+    assert!(e.to_string().contains("origin"), "{e}");
+    assert!(trail(dir.path()).is_empty(), "no line written");
+    assert!(!config.tlog_dir().join("tree-size").exists());
+}

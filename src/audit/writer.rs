@@ -212,10 +212,7 @@ impl Writer {
         let mut w = Writer::new(key, shared, slots, config);
         w.store_inline = true;
         if let Some(key) = &w.key {
-            match MerkleLog::memory(key) {
-                Ok(log) => w.log = Some(log),
-                Err(e) => tracing::error!(error = %e, "memory audit trail without its Merkle log"),
-            }
+            w.log = Some(MerkleLog::memory(key));
         }
         w
     }
@@ -472,23 +469,26 @@ impl Writer {
             reason,
         };
         let records = self.since_checkpoint;
-        let v3 = self
-            .log
-            .as_ref()
-            .and_then(|log| log.checkpoint(key, key_id, v2, records));
-        let (line, published) = match v3 {
-            Some((line, published)) => (line, Some(published)),
-            None => {
-                // No log (cannot happen with a key) or no note: v2.
-                let sig = chain::sign_checkpoint_v2(key, &v2);
-                (chain::checkpoint_line(&v2, records, key_id, &sig), None)
+        // With a key every checkpoint is v3: a v2 one is never written into
+        // the trail (the origin was validated at load and when the log was
+        // opened, so signing the note cannot fail; if it ever did, the
+        // checkpoint is missing, loudly, rather than weaker).
+        let signed = match self.log.as_ref() {
+            Some(log) => log.checkpoint(key, key_id, v2, records),
+            None => Err("the trail has no Merkle log".to_string()),
+        };
+        let (line, published) = match signed {
+            Ok(signed) => signed,
+            Err(e) => {
+                tracing::error!(reason, seq = self.seq, error = %e, "audit checkpoint NOT written: its v3 note could not be signed (no v2 checkpoint is written instead)");
+                return;
             }
         };
         self.since_checkpoint = 0;
         self.last_checkpoint = Instant::now();
         self.push_line("checkpoint", Arc::from(line));
-        if let (Some(log), Some(p)) = (&self.log, published) {
-            log.transparency().publish(Arc::new(p));
+        if let Some(log) = &self.log {
+            log.transparency().publish(Arc::new(published));
         }
         if chain::is_final_reason(reason) {
             self.file_first_seq = self.seq;

@@ -120,6 +120,38 @@ async fn a_second_gateway_on_the_same_log_is_refused() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gateway_on_the_same_audit_file_is_refused() {
+    let first = Setup::new(FILE_AUDIT);
+    let gw = first.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("allowed");
+    let file = first.path("audit.jsonl");
+    // Another tlog_dir and spool_dir (its own folder), the same file.
+    let second = Setup::new(&format!(
+        "path = \"{}\"\nsigning_key = \"file:audit.signing.key\"\n",
+        file.display()
+    ));
+    let before = std::fs::read(&file).expect("file");
+    let log = serve_refused(&second);
+    assert!(
+        log.contains(&format!(
+            "another sealgate writes the audit file {} (its lock file {} is held)",
+            file.display(),
+            first.path(".audit.jsonl.lock").display()
+        )),
+        "{log}"
+    );
+    assert_eq!(std::fs::read(&file).expect("file"), before, "the first's file untouched");
+    assert!(!tlog_dir(&second).exists(), "the refused gateway opened no log");
+    // The first goes on.
+    call(&client).await.expect("allowed");
+    drop(client);
+    gw.stop();
+    let lines = raw_lines(&file);
+    assert_eq!(TileStore::open(&tlog_dir(&first)).expect("store").size(), lines.len() as u64);
+}
+
 /// The lines of `files` with a seq, in order (torn fragments are no leaves).
 fn leaves(files: &[PathBuf]) -> Vec<String> {
     files
