@@ -172,7 +172,6 @@ pub enum CatchUpError {
     },
 }
 
-
 /// A line as the verifier sees it (docs/AUDIT.md, "Crashes").
 enum Line {
     /// Not a JSON object: a torn fragment if the next line acknowledges it.
@@ -207,7 +206,8 @@ fn classify(line: &[u8]) -> Line {
 /// writer gives a rotated file: `YYYYMMDDThhmmss.mmmZ`, maybe `.N`.
 fn rotation_stamp(rest: &str) -> bool {
     let b = rest.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
     if b.len() < 20 || !digits(0..8) || b[8] != b'T' || !digits(9..15) || b[15] != b'.' {
         return false;
     }
@@ -391,7 +391,10 @@ fn find_anchor(
         for from in [tail, 0] {
             for_lines(dir, file, from, |line| {
                 if let Line::Chained { seq, v, .. } = classify(line) {
-                    if seq < end && v.get("type").and_then(|t| t.as_str()) == Some("checkpoint") && v.get("note").is_some() {
+                    if seq < end
+                        && v.get("type").and_then(|t| t.as_str()) == Some("checkpoint")
+                        && v.get("note").is_some()
+                    {
                         found = Some((seq, v, file.clone()));
                     }
                 }

@@ -199,6 +199,12 @@ impl MerkleLog {
         Ok((line, published))
     }
 
+    /// Leaves not stored yet: kept until the first file sink holds their
+    /// lines, or staged until the store takes them.
+    pub(crate) fn backlog(&self) -> usize {
+        self.unstaged.len() + self.transparency.staged()
+    }
+
     /// Hands the leaves of lines below `below` (`None`: all) to the store's
     /// queue; [`Transparency::flush`] stores them.
     pub(crate) fn stage_below(&mut self, below: Option<u64>) {

@@ -462,9 +462,16 @@ fn a_catch_up_that_does_not_end_on_the_resume_line_is_refused() {
     };
     let path = dir.path().join("audit.jsonl");
     let end = lines.len() as u64;
-    let e = super::catch_up(&config.tlog_dir(), &mut store, &path, end, Some([7; 32]), &check)
-        .err()
-        .expect("refused");
+    let e = super::catch_up(
+        &config.tlog_dir(),
+        &mut store,
+        &path,
+        end,
+        Some([7; 32]),
+        &check,
+    )
+    .err()
+    .expect("refused");
     assert!(
         e.to_string().contains(&format!(
             "the lines read end at seq {} in {1}, not on the line of {1} the trail resumes from",
@@ -475,8 +482,15 @@ fn a_catch_up_that_does_not_end_on_the_resume_line_is_refused() {
     );
     assert_eq!(store.size(), end - 2, "nothing appended");
     let last = crate::audit::chain::line_hash(lines[lines.len() - 1].as_bytes());
-    let f = super::catch_up(&config.tlog_dir(), &mut store, &path, end, Some(last), &check)
-        .expect("caught up");
+    let f = super::catch_up(
+        &config.tlog_dir(),
+        &mut store,
+        &path,
+        end,
+        Some(last),
+        &check,
+    )
+    .expect("caught up");
     assert_eq!((f.size(), store.size()), (end, end));
 }
 
@@ -574,7 +588,10 @@ fn a_refused_catch_up_leaves_the_store_as_it_was() {
     std::fs::write(&path, broken.join("\n") + "\n").expect("write");
     let e = AuditLog::open(&config, Some(key())).err().expect("refused");
     assert!(e.to_string().contains("does not follow"), "{e}");
-    assert_eq!(TileStore::open(&config.tlog_dir()).expect("store").size(), 2);
+    assert_eq!(
+        TileStore::open(&config.tlog_dir()).expect("store").size(),
+        2
+    );
 }
 
 /// A log whose notes cannot be signed (an origin that is no key name,
@@ -589,4 +606,47 @@ fn an_origin_that_cannot_sign_notes_refuses_the_start() {
     assert!(e.to_string().contains("origin"), "{e}");
     assert!(trail(dir.path()).is_empty(), "no line written");
     assert!(!config.tlog_dir().join("tree-size").exists());
+}
+
+/// R7: a store that keeps failing does not grow the leaves waiting for
+/// it without bound: past `max(2 × max_backlog, 4096)` the trail is
+/// unavailable (calls refused with AUDIT_UNAVAILABLE) until it stores
+/// them again; no leaf is dropped.
+#[test]
+fn a_failing_store_makes_the_trail_unavailable_past_the_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = file_config(dir.path());
+    // The bound: 16384 leaves (a backlog the file sink never reaches here).
+    config.max_backlog = 8192;
+    let log = AuditLog::open(&config, Some(key())).expect("open");
+    log.flush();
+    let tiles = config.tlog_dir().join("tile");
+    let aside = config.tlog_dir().join("tile.aside");
+    std::fs::rename(&tiles, &aside).expect("aside");
+    std::fs::write(&tiles, b"not a folder").expect("block");
+    for i in 0..15_000u32 {
+        log.write(&record(Some([(i % 251) as u8; 32])));
+    }
+    log.flush();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log.available() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!log.available(), "past the bound: unavailable");
+    std::fs::remove_file(&tiles).expect("unblock");
+    std::fs::rename(&aside, &tiles).expect("back");
+    let t = log.transparency().expect("log");
+    log.flush();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !log.available() && std::time::Instant::now() < deadline {
+        log.flush();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(log.available(), "stored again: available");
+    log.close();
+    assert_eq!(
+        t.stored_size(),
+        trail(dir.path()).len() as u64,
+        "no leaf dropped"
+    );
 }

@@ -87,6 +87,8 @@ pub(crate) struct Writer {
     /// The locks of the file sinks' files (`.<name>.lock` beside each),
     /// taken before any sink or spool is opened: one process writes a file.
     _file_locks: Vec<nix::fcntl::Flock<std::fs::File>>,
+    /// The Merkle log's leaves not stored yet are past their bound.
+    leaves_over: bool,
 }
 
 #[derive(Serialize)]
@@ -162,9 +164,8 @@ impl Writer {
                 Some(SinkConfig::File { path, .. }) => Some(path.clone()),
                 _ => None,
             });
-            let log =
-                MerkleLog::open(config, key, trail.as_deref(), w.seq, r.last.map(|(_, h)| h))
-                    .map_err(io::Error::other)?;
+            let log = MerkleLog::open(config, key, trail.as_deref(), w.seq, r.last.map(|(_, h)| h))
+                .map_err(io::Error::other)?;
             w.log = Some(log);
         }
         let resumed = r.last.map(|(s, _)| s);
@@ -257,6 +258,7 @@ impl Writer {
             log: None,
             store_inline: false,
             _file_locks: Vec::new(),
+            leaves_over: false,
         }
     }
 
@@ -520,6 +522,32 @@ impl Writer {
         Some(log.transparency().clone())
     }
 
+    /// Whether the Merkle log's leaves not stored yet are within their
+    /// bound (`max(2 × max_backlog, 4096)`): past it (a store that keeps
+    /// failing, or a first file sink that holds no new line) new calls are
+    /// refused with AUDIT_UNAVAILABLE rather than the queue growing (a
+    /// leaf is never dropped: the tree would no longer be the trail's).
+    fn leaves_bounded(&mut self) -> bool {
+        let bound = self.max_backlog.saturating_mul(2).max(4096);
+        let Some(log) = self.log.as_ref() else {
+            return true;
+        };
+        let backlog = log.backlog();
+        let bounded = backlog <= bound;
+        if bounded == self.leaves_over {
+            self.leaves_over = !bounded;
+            if bounded {
+                tracing::info!(
+                    backlog,
+                    "audit Merkle log back within its bound of leaves not stored"
+                );
+            } else {
+                tracing::error!(backlog, bound, "audit Merkle log cannot store its leaves: calls are refused with AUDIT_UNAVAILABLE until it can");
+            }
+        }
+        bounded
+    }
+
     /// Every slot tries to deliver; availability follows.
     fn deliver(&mut self) {
         let now = Instant::now();
@@ -550,7 +578,7 @@ impl Writer {
         {
             self.file_first_seq = first;
         }
-        let available = self.slots.iter().all(|s| s.backlog.is_empty());
+        let available = self.slots.iter().all(|s| s.backlog.is_empty()) && self.leaves_bounded();
         self.shared.available.store(available, Ordering::Release);
         let withheld = std::mem::take(&mut self.withheld);
         let mut any = false;

@@ -142,14 +142,24 @@ async fn a_second_gateway_on_the_same_audit_file_is_refused() {
         )),
         "{log}"
     );
-    assert_eq!(std::fs::read(&file).expect("file"), before, "the first's file untouched");
-    assert!(!tlog_dir(&second).exists(), "the refused gateway opened no log");
+    assert_eq!(
+        std::fs::read(&file).expect("file"),
+        before,
+        "the first's file untouched"
+    );
+    assert!(
+        !tlog_dir(&second).exists(),
+        "the refused gateway opened no log"
+    );
     // The first goes on.
     call(&client).await.expect("allowed");
     drop(client);
     gw.stop();
     let lines = raw_lines(&file);
-    assert_eq!(TileStore::open(&tlog_dir(&first)).expect("store").size(), lines.len() as u64);
+    assert_eq!(
+        TileStore::open(&tlog_dir(&first)).expect("store").size(),
+        lines.len() as u64
+    );
 }
 
 /// The lines of `files` with a seq, in order (torn fragments are no leaves).
