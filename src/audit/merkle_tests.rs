@@ -462,16 +462,16 @@ fn a_catch_up_that_does_not_end_on_the_resume_line_is_refused() {
     };
     let path = dir.path().join("audit.jsonl");
     let end = lines.len() as u64;
-    let e = super::catch_up(
+    let Err(e) = super::catch_up(
         &config.tlog_dir(),
         &mut store,
         &path,
         end,
         Some([7; 32]),
         &check,
-    )
-    .err()
-    .expect("refused");
+    ) else {
+        panic!("refused")
+    };
     assert!(
         e.to_string().contains(&format!(
             "the lines read end at seq {} in {1}, not on the line of {1} the trail resumes from",
