@@ -26,6 +26,58 @@ pub(crate) fn open_append(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Opens `path` to read it, as the audit file is opened: a symbolic link
+/// is not followed, a FIFO does not block the open, and anything but a
+/// regular file is refused.
+pub(crate) fn open_read(path: &Path) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.file_type().is_file() {
+        return Err(io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    Ok(f)
+}
+
+/// Takes the exclusive lock of the audit file at `path`, without waiting:
+/// a lock file `.<name>.lock` beside it (0600, never followed through a
+/// link), held as long as the returned value lives. The lock is on a file
+/// of its own because the audit file itself is renamed at rotation. A
+/// second process writing the same file is refused: "another sealgate
+/// writes the audit file PATH (its lock file LOCK is held)".
+pub(crate) fn lock_beside(path: &Path) -> io::Result<nix::fcntl::Flock<File>> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let lock = path.with_file_name(format!(".{name}.lock"));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&lock)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", lock.display())))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, errno)| {
+            if errno == nix::errno::Errno::EWOULDBLOCK {
+                io::Error::other(format!(
+                    "another sealgate writes the audit file {} (its lock file {} is held)",
+                    path.display(),
+                    lock.display()
+                ))
+            } else {
+                io::Error::other(format!("{}: {errno}", lock.display()))
+            }
+        },
+    )
+}
+
 /// Creates (truncates) `path` 0600.
 pub(crate) fn create_0600(path: &Path) -> io::Result<File> {
     let f = OpenOptions::new()

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::tlog::{leaf_hash, Frontier, Hash, TileStore};
+use crate::tlog::{leaf_hash, Frontier, Hash, KeyName, SignatureType, SignerKey, TileStore};
 
-use super::catchup::{catch_up, CatchUpError};
+use super::catchup::{catch_up, CatchUpError, Signer};
 use super::chain::{self, CheckpointV2, CheckpointV3};
 use super::config::AuditConfig;
 use super::transparency::{Published, Store, Transparency};
@@ -47,14 +47,15 @@ pub(crate) struct MerkleLog {
 
 impl MerkleLog {
     /// A log kept in memory (a memory trail).
-    pub(crate) fn memory(key: &SigningKey) -> Result<MerkleLog, String> {
-        let transparency = Transparency::memory(MEMORY_ORIGIN, key).map_err(|e| e.to_string())?;
-        Ok(MerkleLog {
+    pub(crate) fn memory(key: &SigningKey) -> MerkleLog {
+        let transparency =
+            Transparency::memory(MEMORY_ORIGIN, key).expect("MEMORY_ORIGIN is a valid key name");
+        MerkleLog {
             frontier: Frontier::new(),
             transparency: Arc::new(transparency),
             unstaged: VecDeque::new(),
             _lock: None,
-        })
+        }
     }
 
     /// Opens (or creates) the tile store of `config` locked for this
@@ -66,6 +67,7 @@ impl MerkleLog {
         key: &SigningKey,
         trail: Option<&Path>,
         end: u64,
+        last: Option<[u8; 32]>,
     ) -> Result<MerkleLog, CatchUpError> {
         let dir = config.tlog_dir();
         let dir_s = dir.display().to_string();
@@ -80,6 +82,17 @@ impl MerkleLog {
                 file: dir_s.clone(),
                 source,
             })?;
+        // The origin is checked before anything is opened: a log is never
+        // written without its signed notes.
+        let signer = SignerKey::from_seed(
+            KeyName::new(config.origin()).map_err(|e| CatchUpError::Origin {
+                dir: dir_s.clone(),
+                message: e.to_string(),
+            })?,
+            SignatureType::Ed25519,
+            &key.to_bytes(),
+        );
+        let key_id = chain::key_id(&key.verifying_key());
         let lock = lock(&dir)?;
         let mut store = match TileStore::open(&dir) {
             Ok(s) => s,
@@ -91,12 +104,17 @@ impl MerkleLog {
             Err(e) => return Err(store_err(e)),
         };
         let before = store.size();
-        match trail {
+        let frontier = match trail {
             Some(path) => {
-                catch_up(&dir, &mut store, path, end)?;
+                let check = Signer {
+                    verifier: signer.verifier(),
+                    key_id: &key_id,
+                };
+                let frontier = catch_up(&dir, &mut store, path, end, last, &check)?;
                 if store.size() > before {
                     tracing::info!(dir = %dir.display(), stored = before, caught_up = store.size() - before, "audit Merkle log caught up from the audit files (the gateway stopped before storing their leaves)");
                 }
+                frontier
             }
             None if store.size() > 0 => {
                 // No file to resume the chain from: it started at seq 0,
@@ -110,10 +128,10 @@ impl MerkleLog {
                     source,
                 })?;
                 store = TileStore::create(&dir).map_err(store_err)?;
+                Frontier::from_source(&store, end).map_err(store_err)?
             }
-            None => {}
-        }
-        let frontier = Frontier::from_source(&store, end).map_err(store_err)?;
+            None => Frontier::from_source(&store, end).map_err(store_err)?,
+        };
         let transparency = Transparency::new(
             config.origin(),
             key,
@@ -148,32 +166,29 @@ impl MerkleLog {
 
     /// The v3 checkpoint line of `v2` (whose `seq` is the tree's size:
     /// every line before it is a leaf) and its signed note, to publish
-    /// once the line is appended. `None` (logged) if the note cannot be
-    /// signed.
+    /// once the line is appended. An error (which the writer logs, writing
+    /// no checkpoint) if the tree is out of step or the note cannot be
+    /// signed: never a weaker checkpoint.
     pub(crate) fn checkpoint(
         &self,
         key: &SigningKey,
         key_id: &str,
         v2: CheckpointV2<'_>,
         records: u64,
-    ) -> Option<(String, Published)> {
+    ) -> Result<(String, Published), String> {
         if self.frontier.size() != v2.seq {
-            tracing::error!(
-                seq = v2.seq,
-                leaves = self.frontier.size(),
-                "audit Merkle log out of step with the chain: no checkpoint"
-            );
-            return None;
+            return Err(format!(
+                "the Merkle log holds {} leaves, out of step with the chain at seq {}",
+                self.frontier.size(),
+                v2.seq
+            ));
         }
         let root = self.frontier.root();
-        let published = match self.transparency.sign(self.frontier.size(), &root) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "audit checkpoint note could not be signed");
-                return None;
-            }
-        };
-        let note = String::from_utf8(published.note.to_bytes()).ok()?;
+        let published = self
+            .transparency
+            .sign(self.frontier.size(), &root)
+            .map_err(|e| e.to_string())?;
+        let note = String::from_utf8(published.note.to_bytes()).map_err(|e| e.to_string())?;
         let c = CheckpointV3 {
             v2,
             root: root.as_bytes(),
@@ -181,7 +196,13 @@ impl MerkleLog {
         };
         let sig = chain::sign_checkpoint_v3(key, &c);
         let line = chain::checkpoint_line_v3(&c, records, key_id, &sig, &note);
-        Some((line, published))
+        Ok((line, published))
+    }
+
+    /// Leaves not stored yet: kept until the first file sink holds their
+    /// lines, or staged until the store takes them.
+    pub(crate) fn backlog(&self) -> usize {
+        self.unstaged.len() + self.transparency.staged()
     }
 
     /// Hands the leaves of lines below `below` (`None`: all) to the store's

@@ -166,6 +166,7 @@ mod tests {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .expect("dir")
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
             .collect();
         names.sort_by_key(|n| (n == "audit.jsonl", n.clone()));
         names

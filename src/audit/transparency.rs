@@ -246,6 +246,11 @@ impl Transparency {
         }
     }
 
+    /// Leaves staged and not stored yet.
+    pub fn staged(&self) -> usize {
+        self.pending.lock().map_or(0, |p| p.len())
+    }
+
     /// Moves the staged leaves into the store (the writer's thread, off
     /// the request path); on failure they stay staged for the next call.
     pub fn flush(&self) -> Result<u64, TransparencyError> {

@@ -84,6 +84,11 @@ pub(crate) struct Writer {
     /// A memory trail: the log's leaves are stored as each entry is
     /// handled (there is no thread to tick).
     store_inline: bool,
+    /// The locks of the file sinks' files (`.<name>.lock` beside each),
+    /// taken before any sink or spool is opened: one process writes a file.
+    _file_locks: Vec<nix::fcntl::Flock<std::fs::File>>,
+    /// The Merkle log's leaves not stored yet are past their bound.
+    leaves_over: bool,
 }
 
 #[derive(Serialize)]
@@ -105,6 +110,13 @@ impl Writer {
         key: Option<SigningKey>,
         shared: Arc<Shared>,
     ) -> io::Result<Writer> {
+        // Before anything is opened (or changed): one writer per file.
+        let mut file_locks = Vec::new();
+        for sc in config.effective_sinks() {
+            if let SinkConfig::File { path, .. } = sc {
+                file_locks.push(super::file::lock_beside(&path)?);
+            }
+        }
         let mut slots = Vec::new();
         let mut resume: Option<Resume> = None;
         let mut primary = None;
@@ -136,6 +148,7 @@ impl Writer {
             slots.push(Slot::new(sc.name(), sink, spool));
         }
         let mut w = Writer::new(key, shared, slots, config);
+        w._file_locks = file_locks;
         w.handover = Some(spool_dir.join(HANDOVER));
         w.primary = primary;
         let r = resume.unwrap_or_default();
@@ -151,8 +164,8 @@ impl Writer {
                 Some(SinkConfig::File { path, .. }) => Some(path.clone()),
                 _ => None,
             });
-            let log =
-                MerkleLog::open(config, key, trail.as_deref(), w.seq).map_err(io::Error::other)?;
+            let log = MerkleLog::open(config, key, trail.as_deref(), w.seq, r.last.map(|(_, h)| h))
+                .map_err(io::Error::other)?;
             w.log = Some(log);
         }
         let resumed = r.last.map(|(s, _)| s);
@@ -200,10 +213,7 @@ impl Writer {
         let mut w = Writer::new(key, shared, slots, config);
         w.store_inline = true;
         if let Some(key) = &w.key {
-            match MerkleLog::memory(key) {
-                Ok(log) => w.log = Some(log),
-                Err(e) => tracing::error!(error = %e, "memory audit trail without its Merkle log"),
-            }
+            w.log = Some(MerkleLog::memory(key));
         }
         w
     }
@@ -247,6 +257,8 @@ impl Writer {
             sealed: false,
             log: None,
             store_inline: false,
+            _file_locks: Vec::new(),
+            leaves_over: false,
         }
     }
 
@@ -459,23 +471,26 @@ impl Writer {
             reason,
         };
         let records = self.since_checkpoint;
-        let v3 = self
-            .log
-            .as_ref()
-            .and_then(|log| log.checkpoint(key, key_id, v2, records));
-        let (line, published) = match v3 {
-            Some((line, published)) => (line, Some(published)),
-            None => {
-                // No log (cannot happen with a key) or no note: v2.
-                let sig = chain::sign_checkpoint_v2(key, &v2);
-                (chain::checkpoint_line(&v2, records, key_id, &sig), None)
+        // With a key every checkpoint is v3: a v2 one is never written into
+        // the trail (the origin was validated at load and when the log was
+        // opened, so signing the note cannot fail; if it ever did, the
+        // checkpoint is missing, loudly, rather than weaker).
+        let signed = match self.log.as_ref() {
+            Some(log) => log.checkpoint(key, key_id, v2, records),
+            None => Err("the trail has no Merkle log".to_string()),
+        };
+        let (line, published) = match signed {
+            Ok(signed) => signed,
+            Err(e) => {
+                tracing::error!(reason, seq = self.seq, error = %e, "audit checkpoint NOT written: its v3 note could not be signed (no v2 checkpoint is written instead)");
+                return;
             }
         };
         self.since_checkpoint = 0;
         self.last_checkpoint = Instant::now();
         self.push_line("checkpoint", Arc::from(line));
-        if let (Some(log), Some(p)) = (&self.log, published) {
-            log.transparency().publish(Arc::new(p));
+        if let Some(log) = &self.log {
+            log.transparency().publish(Arc::new(published));
         }
         if chain::is_final_reason(reason) {
             self.file_first_seq = self.seq;
@@ -505,6 +520,32 @@ impl Writer {
         let log = self.log.as_mut()?;
         log.stage_below(below);
         Some(log.transparency().clone())
+    }
+
+    /// Whether the Merkle log's leaves not stored yet are within their
+    /// bound (`max(2 × max_backlog, 4096)`): past it (a store that keeps
+    /// failing, or a first file sink that holds no new line) new calls are
+    /// refused with AUDIT_UNAVAILABLE rather than the queue growing (a
+    /// leaf is never dropped: the tree would no longer be the trail's).
+    fn leaves_bounded(&mut self) -> bool {
+        let bound = self.max_backlog.saturating_mul(2).max(4096);
+        let Some(log) = self.log.as_ref() else {
+            return true;
+        };
+        let backlog = log.backlog();
+        let bounded = backlog <= bound;
+        if bounded == self.leaves_over {
+            self.leaves_over = !bounded;
+            if bounded {
+                tracing::info!(
+                    backlog,
+                    "audit Merkle log back within its bound of leaves not stored"
+                );
+            } else {
+                tracing::error!(backlog, bound, "audit Merkle log cannot store its leaves: calls are refused with AUDIT_UNAVAILABLE until it can");
+            }
+        }
+        bounded
     }
 
     /// Every slot tries to deliver; availability follows.
@@ -537,7 +578,7 @@ impl Writer {
         {
             self.file_first_seq = first;
         }
-        let available = self.slots.iter().all(|s| s.backlog.is_empty());
+        let available = self.slots.iter().all(|s| s.backlog.is_empty()) && self.leaves_bounded();
         self.shared.available.store(available, Ordering::Release);
         let withheld = std::mem::take(&mut self.withheld);
         let mut any = false;

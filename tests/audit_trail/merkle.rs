@@ -120,6 +120,48 @@ async fn a_second_gateway_on_the_same_log_is_refused() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gateway_on_the_same_audit_file_is_refused() {
+    let first = Setup::new(FILE_AUDIT);
+    let gw = first.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("allowed");
+    let file = first.path("audit.jsonl");
+    // Another tlog_dir and spool_dir (its own folder), the same file.
+    let second = Setup::new(&format!(
+        "path = \"{}\"\nsigning_key = \"file:audit.signing.key\"\n",
+        file.display()
+    ));
+    let before = std::fs::read(&file).expect("file");
+    let log = serve_refused(&second);
+    assert!(
+        log.contains(&format!(
+            "another sealgate writes the audit file {} (its lock file {} is held)",
+            file.display(),
+            first.path(".audit.jsonl.lock").display()
+        )),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read(&file).expect("file"),
+        before,
+        "the first's file untouched"
+    );
+    assert!(
+        !tlog_dir(&second).exists(),
+        "the refused gateway opened no log"
+    );
+    // The first goes on.
+    call(&client).await.expect("allowed");
+    drop(client);
+    gw.stop();
+    let lines = raw_lines(&file);
+    assert_eq!(
+        TileStore::open(&tlog_dir(&first)).expect("store").size(),
+        lines.len() as u64
+    );
+}
+
 /// The lines of `files` with a seq, in order (torn fragments are no leaves).
 fn leaves(files: &[PathBuf]) -> Vec<String> {
     files
@@ -216,4 +258,84 @@ async fn a_killed_gateway_is_caught_up_and_its_next_checkpoint_signs_the_files()
     let (code, r) = setup.verify(&files, false);
     assert!(r["broken"].is_null(), "{r}");
     assert_eq!(code, 3, "the killed run's tail is not vouched: {r}");
+}
+
+/// A store of `dir` rebuilt with the leaves of the first `k` of `lines`.
+fn store_with(dir: &Path, lines: &[String], k: usize) {
+    std::fs::remove_dir_all(dir).expect("rm");
+    let mut s = TileStore::create(dir).expect("create");
+    let leaves: Vec<_> = lines[..k].iter().map(|l| leaf_hash(l.as_bytes())).collect();
+    s.append(&leaves).expect("append");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_altered_while_stopped_is_refused_at_start() {
+    // Someone who can write tlog_dir (no audit key) flips a stored hash
+    // other than the last leaf: the start checks the store's head against
+    // the last signed checkpoint in the files and refuses.
+    let setup = Setup::new(FILE_AUDIT);
+    calls_then_stop(&setup, 3).await;
+    let file = setup.path("audit.jsonl");
+    let n = raw_lines(&file).len();
+    let tile = tlog_dir(&setup).join(format!("tile/0/000.p/{n}"));
+    let mut bytes = std::fs::read(&tile).expect("partial tile");
+    bytes[0] ^= 1;
+    std::fs::write(&tile, &bytes).expect("write");
+    let before = std::fs::read(&file).expect("read");
+    let log = serve_refused(&setup);
+    assert!(
+        log.contains(&format!(
+            "the audit log in {} does not match the checkpoint at seq {} in {}: the stored hashes were altered",
+            tlog_dir(&setup).display(),
+            n - 1,
+            file.display()
+        )),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read(&file).expect("read"),
+        before,
+        "nothing written"
+    );
+    assert_eq!(
+        std::fs::read(&tile).expect("tile"),
+        bytes,
+        "the store is left as it was"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_torn_trail_restarts_even_before_its_leaves_are_stored() {
+    // Killed mid-write (a torn fragment of the last line), restarted (the
+    // fragment acknowledged by `torn_line`), killed again before the tick
+    // stored the leaves: the next start skips the fragment as a verifier
+    // does and goes on.
+    let setup = Setup::new(FILE_AUDIT);
+    calls_then_stop(&setup, 3).await;
+    let file = setup.path("audit.jsonl");
+    let lines = raw_lines(&file);
+    let n = lines.len();
+    std::fs::write(
+        &file,
+        lines[..n - 1].join("\n") + "\n" + &lines[n - 1][..30],
+    )
+    .expect("torn");
+    store_with(&tlog_dir(&setup), &lines, n - 1);
+    calls_then_stop(&setup, 1).await;
+    let lines = raw_lines(&file);
+    assert!(lines.iter().any(|l| l.contains("\"event\":\"torn_line\"")));
+    store_with(&tlog_dir(&setup), &lines, n - 1);
+    calls_then_stop(&setup, 1).await;
+    let files = trail_files(&setup);
+    // No break; the crash's lines are not vouched for (exit 3), as always.
+    let (code, report) = setup.verify(&files, false);
+    assert_eq!(
+        (code, &report["broken"], &report["torn"]),
+        (3, &Value::Null, &Value::from(1)),
+        "{report}"
+    );
+    assert_eq!(
+        TileStore::open(&tlog_dir(&setup)).expect("store").size(),
+        leaves(&files).len() as u64
+    );
 }
