@@ -172,7 +172,9 @@ async fn add_checkpoint(witness: &Witness, req: Request<Incoming>) -> Response<F
         Err(refused) => {
             let status =
                 StatusCode::from_u16(refused.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            if let super::cosigner::Refused::Conflict { size, .. } = refused {
+            if let super::cosigner::Refused::Conflict { size, .. }
+            | super::cosigner::Refused::SameSizeOtherRoot { size } = refused
+            {
                 return text(status, SIZE_CONTENT_TYPE, format_size(size));
             }
             if status.is_server_error() {
