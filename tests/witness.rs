@@ -76,6 +76,42 @@ async fn good_checkpoints_are_cosigned_and_served_to_monitors() {
         ORIGIN,
     ]));
     assert_eq!(shown.as_bytes(), &m.body[..]);
+    // An auditor without the private key: --witness-key gives the vkey.
+    std::fs::rename(s.path("w.skey"), s.path("w.skey.away")).expect("skey gone");
+    let show = |extra: &[&str]| {
+        let mut args = vec![
+            "audit",
+            "witness",
+            "--config",
+            "witness.toml",
+            "--show",
+            ORIGIN,
+        ];
+        args.extend_from_slice(extra);
+        s.sealgate(&args)
+    };
+    let without = show(&[]);
+    assert!(!without.status.success(), "{without:?}");
+    assert!(
+        String::from_utf8_lossy(&without.stderr).contains("w.skey"),
+        "{without:?}"
+    );
+    let vkey = s.witness.to_string();
+    let shown = witness_common::ok(&show(&["--witness-key", &vkey]));
+    assert_eq!(shown.as_bytes(), &m.body[..]);
+    std::fs::write(s.path("w.vkey"), format!("{vkey}\n")).expect("vkey file");
+    let shown = witness_common::ok(&show(&["--witness-key", "w.vkey"]));
+    assert_eq!(shown.as_bytes(), &m.body[..]);
+    // Another witness's key: the state is not cosigned by it.
+    let other = SignerKey::from_seed(
+        KeyName::new("w.example/other").expect("valid test input"),
+        SignatureType::CosignatureV1,
+        &[7; 32],
+    );
+    let refused = show(&["--witness-key", &other.verifier().to_string()]);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(refused.stdout.is_empty());
+    std::fs::rename(s.path("w.skey.away"), s.path("w.skey")).expect("skey back");
     assert_eq!(w.get(&client, "/00/checkpoint").await.status, 404);
 }
 
