@@ -457,3 +457,71 @@ async fn a_request_abandoned_mid_write_keeps_disk_and_memory_together() {
     ]);
     assert!(String::from_utf8_lossy(&shown.stdout).contains(&format!("\n{last}\n")));
 }
+
+/// Review F3: one source holding its share of connections (handshaked and
+/// silent) cannot keep another source (the gateway) out, its next
+/// connection is closed at once, and an idle connection is closed after
+/// the header timeout (the idle keep-alive bound).
+#[tokio::test]
+async fn one_source_cannot_take_every_connection() {
+    use sealgate::witness::{HEADER_TIMEOUT, MAX_CONNECTIONS_PER_IP};
+    use tokio::io::AsyncReadExt;
+    let s = Setup::new();
+    let w = s.start();
+    let tls = Arc::new(sealgate::tls::backend_client_config(&s.path("ca/ca.crt")).expect("tls"));
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut held = Vec::new();
+    for _ in 0..MAX_CONNECTIONS_PER_IP {
+        let c = connector
+            .connect(
+                name.clone(),
+                tokio::net::TcpStream::connect(w.addr).await.expect("tcp"),
+            )
+            .await
+            .expect("handshake");
+        held.push(c);
+    }
+    // One more from the same source: closed before any handshake.
+    let tcp = tokio::net::TcpStream::connect(w.addr).await.expect("tcp");
+    let more = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        connector.connect(name.clone(), tcp),
+    )
+    .await;
+    assert!(
+        matches!(more, Ok(Err(_))),
+        "the 17th connection from one source is closed: {more:?}"
+    );
+    // Another source (127.0.0.2: Linux routes all of 127/8 to lo) is served.
+    let other = reqwest::Client::builder()
+        .tls_backend_preconfigured(
+            sealgate::tls::backend_client_config(&s.path("ca/ca.crt")).expect("tls"),
+        )
+        .no_proxy()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(8))
+        .build()
+        .expect("client");
+    let r = other
+        .post(&w.url)
+        .body(s.good(0, 5))
+        .send()
+        .await
+        .expect("served");
+    assert_eq!(r.status(), 200);
+    // The held connections sent nothing: each is closed after the header
+    // timeout (no place is held idle for longer).
+    let started = std::time::Instant::now();
+    let mut c = held.pop().expect("one");
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(
+        HEADER_TIMEOUT + std::time::Duration::from_secs(5),
+        c.read(&mut buf),
+    )
+    .await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed: {read:?}");
+    assert!(started.elapsed() < HEADER_TIMEOUT + std::time::Duration::from_secs(5));
+    drop(held);
+}
