@@ -1,13 +1,17 @@
 //! The witness's decision on one `add-checkpoint` request, in the spec's
 //! order: parse (400), origin (404), the log's signature (403), old size
 //! not above the checkpoint's (400), old size equal to the last cosigned
-//! size (409), empty-tree root and consistency proof (422); then the
-//! cosignature, made and the new state stored before it is returned.
+//! size (409), the same root when the size is the same (409), empty-tree
+//! root and consistency proof (422); then the cosignature, made and the
+//! new state stored before it is returned. The checkpoint already held is
+//! cosigned afresh without rewriting the state.
 //!
 //! The check against the last cosigned checkpoint and the update of it
 //! happen under that log's one lock, held until the new state is durable:
 //! two concurrent requests cannot both pass against the same old state
-//! (the spec's rollback race). Nothing here reads HTTP; the server maps a
+//! (the spec's rollback race). They run in a spawned task, so a dropped
+//! request cannot leave the disk ahead of memory; after a failed store,
+//! memory follows the state read back from disk, or the log is refused. Nothing here reads HTTP; the server maps a
 //! [`Refused`] to its status with [`Refused::status`], the one place.
 
 use std::collections::HashMap;
