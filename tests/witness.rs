@@ -76,6 +76,42 @@ async fn good_checkpoints_are_cosigned_and_served_to_monitors() {
         ORIGIN,
     ]));
     assert_eq!(shown.as_bytes(), &m.body[..]);
+    // An auditor without the private key: --witness-key gives the vkey.
+    std::fs::rename(s.path("w.skey"), s.path("w.skey.away")).expect("skey gone");
+    let show = |extra: &[&str]| {
+        let mut args = vec![
+            "audit",
+            "witness",
+            "--config",
+            "witness.toml",
+            "--show",
+            ORIGIN,
+        ];
+        args.extend_from_slice(extra);
+        s.sealgate(&args)
+    };
+    let without = show(&[]);
+    assert!(!without.status.success(), "{without:?}");
+    assert!(
+        String::from_utf8_lossy(&without.stderr).contains("w.skey"),
+        "{without:?}"
+    );
+    let vkey = s.witness.to_string();
+    let shown = witness_common::ok(&show(&["--witness-key", &vkey]));
+    assert_eq!(shown.as_bytes(), &m.body[..]);
+    std::fs::write(s.path("w.vkey"), format!("{vkey}\n")).expect("vkey file");
+    let shown = witness_common::ok(&show(&["--witness-key", "w.vkey"]));
+    assert_eq!(shown.as_bytes(), &m.body[..]);
+    // Another witness's key: the state is not cosigned by it.
+    let other = SignerKey::from_seed(
+        KeyName::new("w.example/other").expect("valid test input"),
+        SignatureType::CosignatureV1,
+        &[7; 32],
+    );
+    let refused = show(&["--witness-key", &other.verifier().to_string()]);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(refused.stdout.is_empty());
+    std::fs::rename(s.path("w.skey.away"), s.path("w.skey")).expect("skey back");
     assert_eq!(w.get(&client, "/00/checkpoint").await.status, 404);
 }
 
@@ -94,16 +130,27 @@ async fn every_refusal_has_the_spec_status_and_nothing_is_cosigned() {
     let other_log = s.note_with("other.example/log", 3, forged, &s.log);
 
     // 422: a fork of the log (size 12 whose first 10 leaves differ), a
-    // proof that does not verify, a rewrite at the same size.
+    // proof that does not verify.
     for body in [
         s.body(10, s.proof(10, 12), s.note_with(ORIGIN, 12, forged, &s.log)),
         s.body(10, s.proof(9, 12), s.note(12)),
-        s.body(10, vec![], s.note_with(ORIGIN, 10, forged, &s.log)),
     ] {
         let a = w.post(&client, body).await;
         assert_eq!(a.status, 422, "{}", a.text());
         assert!(a.text().contains("not consistent"), "{}", a.text());
     }
+    // 409 with the size: a rewrite at the same size (c2sp.org/tlog-witness:
+    // "If the old size matches the checkpoint size, the witness MUST check
+    // that the root hashes are also identical. If they don't match, the
+    // witness MUST respond with a 409 Conflict.").
+    let a = w
+        .post(
+            &client,
+            s.body(10, vec![], s.note_with(ORIGIN, 10, forged, &s.log)),
+        )
+        .await;
+    assert_eq!(a.status, 409, "{}", a.text());
+    assert_eq!(a.text(), "10\n");
     // 409: the client believes another size (a rollback to 8 from 5, or a
     // fresh client with 0): the body tells it 10.
     for body in [s.good(5, 8), s.good(0, 12)] {
@@ -291,4 +338,190 @@ async fn slow_clients_are_cut_off() {
     let got = String::from_utf8_lossy(&got);
     assert!(got.starts_with("HTTP/1.1 408"), "{got}");
     assert!(started.elapsed() >= sealgate::witness::BODY_TIMEOUT);
+}
+
+// ---- review (rev-wit) F1: failed before the fix ----
+
+/// A client that closes its connection right after sending a request:
+/// hyper drops the service future (mid_message_detect_eof). Before the
+/// fix, when that happened during the state write, the disk (`--show`) got
+/// the new size while memory (GET) stayed behind, and a smaller fork from
+/// the old size was then cosigned. Now disk and memory always agree and
+/// the fork is refused.
+#[tokio::test]
+async fn a_request_abandoned_mid_write_keeps_disk_and_memory_together() {
+    use sealgate::tlog::{consistency_proof, leaf_hash, tree_hash, MemoryTree};
+    let s = Setup::new();
+    let w = s.start();
+    let client = s.client();
+    let mut tree = MemoryTree::new();
+    for i in 0..4000u32 {
+        tree.push(leaf_hash(format!("line {i}").as_bytes()));
+    }
+    let req = |old: u64, new: u64| {
+        let proof = if old == 0 {
+            vec![]
+        } else {
+            consistency_proof(&tree, old, new).expect("proof")
+        };
+        let note = s.note_with(ORIGIN, new, tree_hash(&tree, new).expect("root"), &s.log);
+        s.body(old, proof, note)
+    };
+    assert_eq!(w.post(&client, req(0, 5)).await.status, 200);
+    let tls = Arc::new(sealgate::tls::backend_client_config(&s.path("ca/ca.crt")).expect("tls"));
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut cur = 5u64;
+    let mut completed = 0;
+    for attempt in 0..40u64 {
+        let mut c = connector
+            .connect(
+                name.clone(),
+                tokio::net::TcpStream::connect(w.addr).await.expect("tcp"),
+            )
+            .await
+            .expect("handshake");
+        let body = req(cur, cur + 10);
+        let mut head = format!(
+            "POST /add-checkpoint HTTP/1.1\r\nHost: w\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        head.extend_from_slice(&body);
+        c.write_all(&head).await.expect("write");
+        c.flush().await.expect("flush");
+        std::thread::sleep(std::time::Duration::from_micros(20 * (attempt % 50)));
+        let _ = c.shutdown().await; // close_notify + FIN
+        drop(c);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let served = w.get(&client, &monitoring_path()).await.text();
+        let shown = String::from_utf8_lossy(
+            &s.sealgate(&[
+                "audit",
+                "witness",
+                "--config",
+                "witness.toml",
+                "--show",
+                ORIGIN,
+            ])
+            .stdout,
+        )
+        .into_owned();
+        let size = |t: &str| t.lines().nth(1).and_then(|l| l.parse::<u64>().ok());
+        match (size(&served), size(&shown)) {
+            (Some(m), Some(d)) if m == d => {
+                if m != cur {
+                    completed += 1;
+                }
+                cur = m;
+            }
+            other => {
+                panic!("attempt {attempt}: memory (GET) and disk (--show) disagree: {other:?}")
+            }
+        }
+    }
+    // The abandoned requests ran to the end (nothing cancels them).
+    assert!(completed > 0, "no abandoned request was stored");
+    let last = cur;
+    cur = last - 10;
+    // A fork: the first `cur` leaves, then others; size cur+5 < cur+10.
+    let mut fork = MemoryTree::new();
+    for i in 0..cur as u32 {
+        fork.push(leaf_hash(format!("line {i}").as_bytes()));
+    }
+    for i in 0..5u32 {
+        fork.push(leaf_hash(format!("fork {i}").as_bytes()));
+    }
+    let note = s.note_with(
+        ORIGIN,
+        cur + 5,
+        tree_hash(&fork, cur + 5).expect("root"),
+        &s.log,
+    );
+    let proof = consistency_proof(&fork, cur, cur + 5).expect("proof");
+    let a = w.post(&client, s.body(cur, proof, note)).await;
+    assert_eq!(
+        a.status,
+        409,
+        "a smaller fork of {last} from {cur}: {}",
+        a.text()
+    );
+    assert_eq!(a.text(), format!("{last}\n"));
+    let shown = s.sealgate(&[
+        "audit",
+        "witness",
+        "--config",
+        "witness.toml",
+        "--show",
+        ORIGIN,
+    ]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains(&format!("\n{last}\n")));
+}
+
+/// Review F3: one source holding its share of connections (handshaked and
+/// silent) cannot keep another source (the gateway) out, its next
+/// connection is closed at once, and an idle connection is closed after
+/// the header timeout (the idle keep-alive bound).
+#[tokio::test]
+async fn one_source_cannot_take_every_connection() {
+    use sealgate::witness::{HEADER_TIMEOUT, MAX_CONNECTIONS_PER_IP};
+    use tokio::io::AsyncReadExt;
+    let s = Setup::new();
+    let w = s.start();
+    let tls = Arc::new(sealgate::tls::backend_client_config(&s.path("ca/ca.crt")).expect("tls"));
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut held = Vec::new();
+    for _ in 0..MAX_CONNECTIONS_PER_IP {
+        let c = connector
+            .connect(
+                name.clone(),
+                tokio::net::TcpStream::connect(w.addr).await.expect("tcp"),
+            )
+            .await
+            .expect("handshake");
+        held.push(c);
+    }
+    // One more from the same source: closed before any handshake.
+    let tcp = tokio::net::TcpStream::connect(w.addr).await.expect("tcp");
+    let more = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        connector.connect(name.clone(), tcp),
+    )
+    .await;
+    assert!(
+        matches!(more, Ok(Err(_))),
+        "the 17th connection from one source is closed: {more:?}"
+    );
+    // Another source (127.0.0.2: Linux routes all of 127/8 to lo) is served.
+    let other = reqwest::Client::builder()
+        .tls_backend_preconfigured(
+            sealgate::tls::backend_client_config(&s.path("ca/ca.crt")).expect("tls"),
+        )
+        .no_proxy()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(8))
+        .build()
+        .expect("client");
+    let r = other
+        .post(&w.url)
+        .body(s.good(0, 5))
+        .send()
+        .await
+        .expect("served");
+    assert_eq!(r.status(), 200);
+    // The held connections sent nothing: each is closed after the header
+    // timeout (no place is held idle for longer).
+    let started = std::time::Instant::now();
+    let mut c = held.pop().expect("one");
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(
+        HEADER_TIMEOUT + std::time::Duration::from_secs(5),
+        c.read(&mut buf),
+    )
+    .await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed: {read:?}");
+    assert!(started.elapsed() < HEADER_TIMEOUT + std::time::Duration::from_secs(5));
+    drop(held);
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use sealgate::tlog::{KeyName, SignatureType, SignerKey};
+use sealgate::tlog::{KeyName, SignatureType, SignerKey, VerifierKey};
 use sealgate::witness::{self, Witness, WitnessConfig};
 
 #[derive(Args)]
@@ -24,6 +24,12 @@ pub struct WitnessArgs {
     /// works beside a running witness.
     #[arg(long, value_name = "ORIGIN")]
     show: Option<String>,
+    /// With `--show`: the witness's public key (its vkey text, or a file
+    /// holding it) to check the state's cosignature with, so the private
+    /// `signing_key` need not be readable (without it, `--show` reads the
+    /// vkey from `signing_key`).
+    #[arg(long, value_name = "VKEY", requires = "show")]
+    witness_key: Option<String>,
 }
 
 #[derive(Args)]
@@ -59,7 +65,7 @@ pub fn witness_key(args: WitnessKeyArgs) -> Result<ExitCode> {
 pub fn witness(args: WitnessArgs) -> Result<ExitCode> {
     let config = WitnessConfig::load(&args.config)?;
     if let Some(origin) = args.show {
-        return show(&config, &args.config, &origin);
+        return show(&config, &args.config, &origin, args.witness_key.as_deref());
     }
     let tls = witness::tls_config(&config.tls_cert, &config.tls_key)?;
     let witness = Arc::new(Witness::open(&config)?);
@@ -90,12 +96,22 @@ pub fn witness(args: WitnessArgs) -> Result<ExitCode> {
 
 /// Reads one log's state file without taking the state's lock (the file
 /// is replaced by rename, so it is whole), checked as at start.
-fn show(config: &WitnessConfig, file: &std::path::Path, origin: &str) -> Result<ExitCode> {
+fn show(
+    config: &WitnessConfig,
+    file: &std::path::Path,
+    origin: &str,
+    vkey: Option<&str>,
+) -> Result<ExitCode> {
     if !config.logs.contains_key(origin) {
         anyhow::bail!("{origin:?} is not a [[log]] origin of {}", file.display());
     }
-    let signer = witness::load_signer(&config.signing_key)?;
-    match witness::StateDir::read(&config.state_dir, signer.verifier(), origin)? {
+    let key = match vkey {
+        Some(arg) => load_vkey(arg)?,
+        None => witness::load_signer(&config.signing_key)?
+            .verifier()
+            .clone(),
+    };
+    match witness::StateDir::read(&config.state_dir, &key, origin)? {
         Some(c) => {
             use std::io::Write as _;
             std::io::stdout().write_all(&c.note.to_bytes())?;
@@ -106,4 +122,32 @@ fn show(config: &WitnessConfig, file: &std::path::Path, origin: &str) -> Result<
             Ok(ExitCode::from(3))
         }
     }
+}
+
+/// A cosignature/v1 vkey given as text, or as a file holding it.
+fn load_vkey(arg: &str) -> Result<VerifierKey> {
+    let key = match VerifierKey::parse(arg) {
+        Ok(k) => k,
+        Err(direct) => {
+            let path = std::path::Path::new(arg);
+            if !path.is_file() {
+                anyhow::bail!("--witness-key {arg:?} is neither a vkey ({direct}) nor a file");
+            }
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(std::fs::File::open(path)?, 4096),
+                &mut text,
+            )
+            .with_context(|| format!("--witness-key {arg}"))?;
+            VerifierKey::parse(text.trim())
+                .map_err(|e| anyhow::anyhow!("--witness-key {arg}: not a vkey ({e})"))?
+        }
+    };
+    if key.kind() != SignatureType::CosignatureV1 {
+        anyhow::bail!(
+            "--witness-key {arg}: {} is not a witness's cosignature/v1 key",
+            key.name()
+        );
+    }
+    Ok(key)
 }

@@ -1,13 +1,17 @@
 //! The witness's decision on one `add-checkpoint` request, in the spec's
 //! order: parse (400), origin (404), the log's signature (403), old size
 //! not above the checkpoint's (400), old size equal to the last cosigned
-//! size (409), empty-tree root and consistency proof (422); then the
-//! cosignature, made and the new state stored before it is returned.
+//! size (409), the same root when the size is the same (409), empty-tree
+//! root and consistency proof (422); then the cosignature, made and the
+//! new state stored before it is returned. The checkpoint already held is
+//! cosigned afresh without rewriting the state.
 //!
 //! The check against the last cosigned checkpoint and the update of it
 //! happen under that log's one lock, held until the new state is durable:
 //! two concurrent requests cannot both pass against the same old state
-//! (the spec's rollback race). Nothing here reads HTTP; the server maps a
+//! (the spec's rollback race). They run in a spawned task, so a dropped
+//! request cannot leave the disk ahead of memory; after a failed store,
+//! memory follows the state read back from disk, or the log is refused. Nothing here reads HTTP; the server maps a
 //! [`Refused`] to its status with [`Refused::status`], the one place.
 
 use std::collections::HashMap;
@@ -64,6 +68,17 @@ pub enum Refused {
     /// one (422): evidence of a rewritten or forked log.
     #[error("the checkpoint is not consistent with the last cosigned one: {0}")]
     Inconsistent(ProofError),
+    /// The checkpoint has the size of the last cosigned one but another
+    /// root (409, per the spec; the body tells that size).
+    #[error("the checkpoint has the witness's last cosigned size {size} but another root")]
+    SameSizeOtherRoot {
+        /// The last size this witness cosigned for the log.
+        size: u64,
+    },
+    /// A state write of this log failed and its state could not be read
+    /// back: the log is refused until the witness restarts (500).
+    #[error("the witness's state of this log is unknown until it restarts")]
+    Unknown,
     /// The new state could not be stored; nothing was cosigned (500).
     #[error("the witness could not store its state")]
     Storage(#[source] StateError),
@@ -83,9 +98,9 @@ impl Refused {
             Refused::BadRequest(_) | Refused::OldAboveSize { .. } => 400,
             Refused::NotSigned(_) => 403,
             Refused::UnknownOrigin => 404,
-            Refused::Conflict { .. } => 409,
+            Refused::Conflict { .. } | Refused::SameSizeOtherRoot { .. } => 409,
             Refused::EmptyTreeRoot | Refused::ProofFromZero | Refused::Inconsistent(_) => 422,
-            Refused::Storage(_) | Refused::Cosign(_) | Refused::Unkept(_) => 500,
+            Refused::Storage(_) | Refused::Unknown | Refused::Cosign(_) | Refused::Unkept(_) => 500,
         }
     }
 }
@@ -123,12 +138,12 @@ struct Log {
     keys: Vec<VerifierKey>,
     /// The lock under which a request is checked against the last
     /// cosigned checkpoint and the new one stored (the spec's race).
-    last: tokio::sync::Mutex<Option<Cosigned>>,
+    last: Arc<tokio::sync::Mutex<Slot>>,
 }
 
 /// A running witness: its key, its logs and their state.
 pub struct Witness {
-    signer: SignerKey,
+    signer: Arc<SignerKey>,
     logs: HashMap<String, Log>,
     state: Arc<StateDir>,
 }
@@ -148,13 +163,16 @@ impl Witness {
             .map(|(origin, keys)| {
                 let log = Log {
                     keys: keys.clone(),
-                    last: tokio::sync::Mutex::new(last.remove(origin).flatten()),
+                    last: Arc::new(tokio::sync::Mutex::new(Slot {
+                        last: last.remove(origin).flatten(),
+                        poisoned: false,
+                    })),
                 };
                 (origin.clone(), log)
             })
             .collect();
         Ok(Witness {
-            signer,
+            signer: Arc::new(signer),
             logs,
             state: Arc::new(state),
         })
@@ -167,7 +185,7 @@ impl Witness {
 
     /// The last checkpoint cosigned for `origin`, if any.
     pub async fn latest(&self, origin: &str) -> Option<Cosigned> {
-        self.logs.get(origin)?.last.lock().await.clone()
+        self.logs.get(origin)?.last.lock().await.last.clone()
     }
 
     /// The origins witnessed.
@@ -191,8 +209,88 @@ impl Witness {
         if old > size {
             return Err(Refused::OldAboveSize { old, size });
         }
-        let mut last = log.last.lock().await;
-        let last_size = last.as_ref().map_or(0, |c| c.checkpoint.size());
+        let job = Job {
+            slot: log.last.clone(),
+            signer: self.signer.clone(),
+            state: self.state.clone(),
+            verified,
+            checkpoint,
+            old,
+            proof: request.proof,
+        };
+        // The check, the durable store and the memory update run in a task
+        // of their own: a dropped request (the client closed its
+        // connection) cannot stop it between the store and the memory
+        // update, so disk and memory never disagree (a dropped JoinHandle
+        // does not cancel a spawned task).
+        tokio::spawn(job.run()).await.map_err(|e| {
+            Refused::Storage(StateError::Io {
+                path: "(state writer)".into(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        })?
+    }
+}
+
+/// What one log keeps in memory: its last cosigned checkpoint, and
+/// whether a failed store left it unknown (the log is then refused, 500,
+/// until the witness restarts and reads the disk).
+#[derive(Default)]
+struct Slot {
+    last: Option<Cosigned>,
+    poisoned: bool,
+}
+
+/// One request past its signature check: checked against the last
+/// cosigned checkpoint, stored, and remembered, under the log's lock.
+struct Job {
+    slot: Arc<tokio::sync::Mutex<Slot>>,
+    signer: Arc<SignerKey>,
+    state: Arc<StateDir>,
+    verified: crate::tlog::VerifiedNote,
+    checkpoint: Checkpoint,
+    old: u64,
+    proof: Vec<crate::tlog::Hash>,
+}
+
+impl Job {
+    /// After a failed store: memory takes the state read back from disk
+    /// when that is this witness's and not behind memory (it never rolls
+    /// back); otherwise the log is refused (500) until a later read
+    /// succeeds or the witness restarts.
+    async fn reconcile(&self, slot: &mut Slot) {
+        let (state, origin, witness) = (
+            self.state.clone(),
+            self.checkpoint.origin().to_owned(),
+            self.signer.verifier().clone(),
+        );
+        let reread =
+            tokio::task::spawn_blocking(move || StateDir::read(state.dir(), &witness, &origin))
+                .await;
+        let held = slot.last.as_ref().map(|c| c.checkpoint.size());
+        match reread {
+            Ok(Ok(Some(disk))) if held.is_none_or(|h| disk.checkpoint.size() >= h) => {
+                slot.last = Some(disk);
+                slot.poisoned = false;
+            }
+            Ok(Ok(None)) if held.is_none() => slot.poisoned = false,
+            _ => {
+                tracing::error!(log.origin = %self.checkpoint.origin(), "the witness's state of this log cannot be read back after a failed write: the log is refused until it can or the witness restarts");
+                slot.poisoned = true;
+            }
+        }
+    }
+
+    async fn run(self) -> Result<Vec<SignatureLine>, Refused> {
+        let mut slot = self.slot.clone().lock_owned().await;
+        if slot.poisoned {
+            self.reconcile(&mut slot).await;
+            if slot.poisoned {
+                return Err(Refused::Unknown);
+            }
+        }
+        let (old, size, checkpoint) = (self.old, self.checkpoint.size(), &self.checkpoint);
+        let last_size = slot.last.as_ref().map_or(0, |c| c.checkpoint.size());
         if old != last_size {
             return Err(Refused::Conflict {
                 old,
@@ -203,17 +301,38 @@ impl Witness {
         if size == 0 && root != empty_root() {
             return Err(Refused::EmptyTreeRoot);
         }
-        match last.as_ref() {
+        match slot.last.as_ref() {
             // Old size 0: nothing to be consistent with (also when the
             // last cosigned checkpoint is the empty tree).
-            _ if old == 0 => {
-                if !request.proof.is_empty() {
+            _ if old == 0 && size != 0 => {
+                if !self.proof.is_empty() {
                     return Err(Refused::ProofFromZero);
                 }
             }
+            Some(prev) if size == prev.checkpoint.size() => {
+                // c2sp.org/tlog-witness: "If the old size matches the
+                // checkpoint size, the witness MUST check that the root
+                // hashes are also identical. If they don't match, the
+                // witness MUST respond with a 409 Conflict."
+                if root.0 != *prev.checkpoint.root_hash() {
+                    tracing::warn!(
+                        log.origin = %checkpoint.origin(),
+                        tree_size = size,
+                        "a checkpoint signed by the log has the size this witness cosigned but another root: the log was rewritten or forked"
+                    );
+                    return Err(Refused::SameSizeOtherRoot { size });
+                }
+                verify_consistency(old, size, &self.proof, &root, &root)
+                    .map_err(Refused::Inconsistent)?;
+                // The checkpoint already held (anyone can replay it: GET
+                // serves it): a fresh cosignature, nothing stored.
+                return cosign(checkpoint, &self.signer, now_secs())
+                    .map(|line| vec![line])
+                    .map_err(Refused::Cosign);
+            }
             Some(prev) => {
                 let prev_root = crate::tlog::Hash(*prev.checkpoint.root_hash());
-                verify_consistency(old, size, &request.proof, &prev_root, &root).map_err(|e| {
+                verify_consistency(old, size, &self.proof, &prev_root, &root).map_err(|e| {
                     tracing::warn!(
                         log.origin = %checkpoint.origin(),
                         old_size = old,
@@ -224,24 +343,39 @@ impl Witness {
                     Refused::Inconsistent(e)
                 })?;
             }
+            // Size 0 from 0 with nothing held: the empty tree, stored.
+            None if old == 0 => {
+                if !self.proof.is_empty() {
+                    return Err(Refused::ProofFromZero);
+                }
+            }
             // old == last_size, so old == 0 when nothing was cosigned.
             None => return Err(Refused::Conflict { old, size: 0 }),
         }
-        let line = cosign(&checkpoint, &self.signer, now_secs()).map_err(Refused::Cosign)?;
-        let note = cosigned_note(verified.text().as_str(), &verified, &line)?;
+        let line = cosign(checkpoint, &self.signer, now_secs()).map_err(Refused::Cosign)?;
+        let note = cosigned_note(self.verified.text().as_str(), &self.verified, &line)?;
         let state = self.state.clone();
-        let (o, n) = (checkpoint.origin().to_owned(), note.clone());
-        tokio::task::spawn_blocking(move || state.store(&o, &n))
+        let origin = checkpoint.origin().to_owned();
+        let n = note.clone();
+        let stored = tokio::task::spawn_blocking(move || state.store(&origin, &n))
             .await
-            .map_err(|e| {
-                Refused::Storage(StateError::Io {
+            .unwrap_or_else(|e| {
+                Err(StateError::Io {
                     path: "(state writer)".into(),
                     source: std::io::Error::other(e.to_string()),
                 })
-            })?
-            .map_err(Refused::Storage)?;
+            });
+        if let Err(e) = stored {
+            // The disk may hold the new note (a failed folder fsync after
+            // the rename) or the old one: memory follows the disk.
+            self.reconcile(&mut slot).await;
+            return Err(Refused::Storage(e));
+        }
         tracing::info!(log.origin = %checkpoint.origin(), tree_size = size, "cosigned");
-        *last = Some(Cosigned { checkpoint, note });
+        slot.last = Some(Cosigned {
+            checkpoint: self.checkpoint,
+            note,
+        });
         Ok(vec![line])
     }
 }

@@ -175,11 +175,14 @@ async fn every_refusal_has_its_status_and_changes_nothing() {
         ),
         (f.body(10, proof(9, 12), f.note(12)), 422, "not consistent"),
         (f.body(10, vec![], f.note(12)), 422, "not consistent"),
-        // Same size, other root.
+        // Same size, other root: 409 (c2sp.org/tlog-witness: "If the old
+        // size matches the checkpoint size, the witness MUST check that the
+        // root hashes are also identical. If they don't match, the witness
+        // MUST respond with a 409 Conflict.").
         (
             f.body(10, vec![], f.note_with(ORIGIN, 10, forged_root, &f.log)),
-            422,
-            "not consistent",
+            409,
+            "last cosigned size 10 but another root",
         ),
     ];
     for (body, status, text) in cases {
@@ -290,6 +293,7 @@ async fn a_failed_state_write_cosigns_nothing() {
     let w = f.witness();
     w.add_checkpoint(&f.good(0, 10)).await.expect("cosigned");
     let path = w.state.path_of(ORIGIN);
+    let held = std::fs::read(&path).expect("state");
     std::fs::remove_file(&path).expect("rm");
     std::fs::create_dir_all(path.join("x")).expect("a folder in its place");
     let refused = w
@@ -306,8 +310,131 @@ async fn a_failed_state_write_cosigns_nothing() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The state cannot be read back (a folder): the log is refused, even
+    // a request that would have passed, until the disk is readable.
+    let refused = w
+        .add_checkpoint(&f.good(10, 20))
+        .await
+        .expect_err("the log's state is unknown");
+    assert!(matches!(refused, Refused::Unknown), "{refused}");
+    assert_eq!(refused.status(), 500);
+    // A missing state is not read as "nothing cosigned" (a rollback).
     std::fs::remove_dir_all(&path).expect("rm");
+    let refused = w
+        .add_checkpoint(&f.good(0, 3))
+        .await
+        .expect_err("no rollback");
+    assert!(matches!(refused, Refused::Unknown), "{refused}");
+    std::fs::write(&path, held).expect("restored");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("0600");
     w.add_checkpoint(&f.good(10, 20))
         .await
-        .expect("cosigned once the state can be written");
+        .expect("cosigned once the state can be read and written");
+}
+
+// ---- review (rev-wit), F1/F2/F7: failed before the fix ----
+
+/// F1: a request whose future is dropped while its state write runs
+/// (hyper drops the service future when the client closes the connection
+/// mid-request): the write and the memory update still finish together,
+/// so a fork from the old size is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_request_still_updates_memory_with_the_disk() {
+    use futures_util::FutureExt;
+    let f = Fixture::new();
+    let w = f.witness();
+    w.add_checkpoint(&f.good(0, 5)).await.expect("5 cosigned");
+    let body = f.good(5, 17);
+    // Polled once, then dropped (before the fix: at the state write).
+    assert!(w.add_checkpoint(&body).now_or_never().is_none(), "pending");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let disk = StateDir::read(&f.config.state_dir, w.verifier(), ORIGIN)
+        .expect("readable")
+        .expect("present");
+    assert_eq!(disk.checkpoint.size(), 17, "disk: 17");
+    assert_eq!(size_of(&w).await, Some(17), "memory: 17, as the disk");
+    // A fork: the same first 5 leaves, then others; size 10 < 17.
+    let mut fork = MemoryTree::new();
+    for i in 0..5u32 {
+        fork.push(leaf_hash(&i.to_be_bytes()));
+    }
+    for i in 0..5u32 {
+        fork.push(leaf_hash(&(1000 + i).to_be_bytes()));
+    }
+    let note = f.note_with(ORIGIN, 10, tree_hash(&fork, 10).expect("root"), &f.log);
+    let proof = consistency_proof(&fork, 5, 10).expect("proof");
+    let refused = w
+        .add_checkpoint(&f.body(5, proof, note))
+        .await
+        .expect_err("a smaller fork is never cosigned");
+    assert!(
+        matches!(refused, Refused::Conflict { old: 5, size: 17 }),
+        "{refused}"
+    );
+    assert_eq!(refused.status(), 409);
+    let disk = StateDir::read(&f.config.state_dir, w.verifier(), ORIGIN)
+        .expect("readable")
+        .expect("present");
+    assert_eq!(disk.checkpoint.size(), 17, "the state stays at 17");
+}
+
+/// F2: anyone can replay the latest checkpoint (GET serves it) with
+/// `old <size>`: it is cosigned afresh, but the state is not rewritten
+/// (no fsync under the log's lock per replay).
+#[tokio::test]
+async fn a_replayed_checkpoint_is_cosigned_without_rewriting_the_state() {
+    use std::os::unix::fs::MetadataExt;
+    let f = Fixture::new();
+    let w = f.witness();
+    w.add_checkpoint(&f.good(0, 5)).await.expect("5 cosigned");
+    let path = w.state.path_of(ORIGIN);
+    let before = std::fs::metadata(&path).expect("meta");
+    let stored = std::fs::read(&path).expect("state");
+    let served = w.latest(ORIGIN).await.expect("kept").note; // what GET serves
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    for _ in 0..20 {
+        let lines = w
+            .add_checkpoint(&f.body(5, vec![], served.clone()))
+            .await
+            .expect("re-cosigned");
+        assert_eq!(lines.len(), 1);
+        let mut fresh = f.note(5);
+        fresh.push(lines[0].clone()).expect("room");
+        assert!(verify_cosignature(&fresh, w.verifier()).expect("a valid cosignature") > 0);
+    }
+    let after = std::fs::metadata(&path).expect("meta");
+    assert_eq!(after.ino(), before.ino(), "the file was not replaced");
+    assert_eq!(
+        (after.mtime(), after.mtime_nsec()),
+        (before.mtime(), before.mtime_nsec()),
+        "the file was not written"
+    );
+    assert_eq!(std::fs::read(&path).expect("state"), stored);
+    assert_eq!(size_of(&w).await, Some(5));
+}
+
+/// F7: same size, other root: 409 with the size (c2sp.org/tlog-witness:
+/// "If the old size matches the checkpoint size, the witness MUST check
+/// that the root hashes are also identical. If they don't match, the
+/// witness MUST respond with a 409 Conflict.").
+#[tokio::test]
+async fn same_size_other_root_is_409_per_spec() {
+    let f = Fixture::new();
+    let w = f.witness();
+    w.add_checkpoint(&f.good(0, 10)).await.expect("cosigned");
+    let refused = w
+        .add_checkpoint(&f.body(
+            10,
+            vec![],
+            f.note_with(ORIGIN, 10, Hash([0xaa; 32]), &f.log),
+        ))
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.status(), 409, "spec says 409; got {refused}");
+    assert!(
+        matches!(refused, Refused::SameSizeOtherRoot { size: 10 }),
+        "{refused}"
+    );
+    assert_eq!(size_of(&w).await, Some(10));
 }

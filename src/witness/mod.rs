@@ -25,6 +25,6 @@ pub use config::{WitnessConfig, WitnessConfigError};
 pub use cosigner::{load_signer, Refused, Witness, WitnessError};
 pub use server::{
     serve, tls_config, BODY_TIMEOUT, HANDSHAKE_TIMEOUT, HEADER_TIMEOUT, MAX_CONNECTIONS,
-    MAX_CONNECTION_AGE,
+    MAX_CONNECTIONS_PER_IP, MAX_CONNECTION_AGE,
 };
 pub use state::{Cosigned, StateDir, StateError};

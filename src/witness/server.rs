@@ -8,14 +8,18 @@
 //! - `GET <prefix>/<hex SHA-256 of the origin>/checkpoint`: the last
 //!   cosigned checkpoint (the spec's monitoring retrieval), else 404.
 //!
-//! Bounded: [`MAX_CONNECTIONS`] at once (more wait in the backlog), a
+//! Bounded: [`MAX_CONNECTIONS`] at once (more wait in the backlog), at
+//! most [`MAX_CONNECTIONS_PER_IP`] of them from one source address (more
+//! are closed at once), a
 //! handshake within [`HANDSHAKE_TIMEOUT`], a request head within
 //! [`HEADER_TIMEOUT`] (also between requests on a kept-alive connection),
 //! a body of at most [`MAX_REQUEST_BYTES`] within [`BODY_TIMEOUT`], and a
 //! connection lives at most [`MAX_CONNECTION_AGE`]. A plaintext or TLS 1.2
 //! client never gets an HTTP answer.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +39,9 @@ use super::protocol::{format_cosignatures, format_size, MAX_REQUEST_BYTES, SIZE_
 
 /// Connections served at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 256;
+/// Connections served at once from one source IP address; more are
+/// closed as soon as they are accepted (one host cannot take every place).
+pub const MAX_CONNECTIONS_PER_IP: usize = 16;
 /// Time a client has to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client has to send a request head (and between requests).
@@ -74,6 +81,7 @@ pub async fn serve(
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let prefix: Arc<str> = prefix.into();
     let places = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_ip = Arc::new(std::sync::Mutex::new(HashMap::new()));
     tokio::pin!(shutdown);
     loop {
         let (place, tcp) = tokio::select! {
@@ -82,7 +90,13 @@ pub async fn serve(
                 let place = places.clone().acquire_owned().await;
                 (place, listener.accept().await)
             } => match accepted {
-                (Ok(place), Ok((tcp, _))) => (place, tcp),
+                (Ok(place), Ok((tcp, peer))) => match PerIp::take(&per_ip, peer.ip()) {
+                    Some(share) => ((place, share), tcp),
+                    None => {
+                        tracing::debug!(peer = %peer.ip(), "witness connection refused: too many from this address");
+                        continue;
+                    }
+                },
                 (_, Err(e)) => {
                     // Out of descriptors, or a connection reset before it
                     // was taken: passing, never a reason to stop.
@@ -119,6 +133,46 @@ pub async fn serve(
                 tracing::debug!(error = %e, "witness connection ended");
             }
         });
+    }
+}
+
+/// One connection's share of its source address's places; given back
+/// when dropped.
+struct PerIp {
+    counts: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    /// A place for `ip`, or `None` when it holds [`MAX_CONNECTIONS_PER_IP`].
+    fn take(counts: &Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<PerIp> {
+        let mut map = counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = map.entry(ip).or_insert(0);
+        if *n >= MAX_CONNECTIONS_PER_IP {
+            return None;
+        }
+        *n += 1;
+        Some(PerIp {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PerIp {
+    fn drop(&mut self) {
+        let mut map = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -172,7 +226,9 @@ async fn add_checkpoint(witness: &Witness, req: Request<Incoming>) -> Response<F
         Err(refused) => {
             let status =
                 StatusCode::from_u16(refused.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            if let super::cosigner::Refused::Conflict { size, .. } = refused {
+            if let super::cosigner::Refused::Conflict { size, .. }
+            | super::cosigner::Refused::SameSizeOtherRoot { size } = refused
+            {
                 return text(status, SIZE_CONTENT_TYPE, format_size(size));
             }
             if status.is_server_error() {

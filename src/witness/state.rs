@@ -137,6 +137,11 @@ impl StateDir {
         load(&dir.join(file_name(origin)), origin, witness)
     }
 
+    /// The state folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The file of `origin`'s state.
     pub fn path_of(&self, origin: &str) -> PathBuf {
         self.dir.join(file_name(origin))
