@@ -9,6 +9,7 @@
 
 #[path = "../audit_common.rs"]
 mod audit_common;
+mod receipts;
 mod witnesses;
 
 use std::time::{Duration, Instant};
