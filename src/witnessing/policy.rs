@@ -32,6 +32,11 @@ pub struct WitnessGate {
     cosigned_size: AtomicU64,
     /// Per witness (in config order): its name and failed submissions.
     failures: Vec<(String, AtomicU64)>,
+    /// Per witness: its 422 answers (it says our log is inconsistent with
+    /// what it cosigned).
+    refused: Vec<AtomicU64>,
+    /// Per witness: its claims of a larger tree than ours.
+    ahead: Vec<AtomicU64>,
 }
 
 impl WitnessGate {
@@ -42,6 +47,8 @@ impl WitnessGate {
             unwitnessed_since_ms: AtomicU64::new(0),
             quorum_lost: AtomicU64::new(0),
             cosigned_size: AtomicU64::new(0),
+            refused: names.iter().map(|_| AtomicU64::new(0)).collect(),
+            ahead: names.iter().map(|_| AtomicU64::new(0)).collect(),
             failures: names.into_iter().map(|n| (n, AtomicU64::new(0))).collect(),
         }
     }
@@ -71,6 +78,18 @@ impl WitnessGate {
 
     pub(super) fn count_failure(&self, peer: usize) {
         if let Some((_, n)) = self.failures.get(peer) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn count_refused(&self, peer: usize) {
+        if let Some(n) = self.refused.get(peer) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn count_ahead(&self, peer: usize) {
+        if let Some(n) = self.ahead.get(peer) {
             n.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -138,6 +157,30 @@ impl Collector for WitnessCollector {
         for (name, n) in &g.failures {
             ConstCounter::new(n.load(Ordering::Relaxed))
                 .encode(family.encode_family(&[("witness", name.as_str())])?)?;
+        }
+        drop(family);
+        for (metric, help, counts) in [
+            (
+                "audit_witness_refused_checkpoint",
+                "422 answers of a witness: it holds a checkpoint of this log that the gateway's tree does not extend (a fork or rewrite)",
+                &g.refused,
+            ),
+            (
+                "audit_witness_ahead_of_log",
+                "409 answers of a witness claiming a larger tree of this log than the gateway holds",
+                &g.ahead,
+            ),
+        ] {
+            let mut family = enc.encode_descriptor(
+                metric,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for ((name, _), n) in g.failures.iter().zip(counts) {
+                ConstCounter::new(n.load(Ordering::Relaxed))
+                    .encode(family.encode_family(&[("witness", name.as_str())])?)?;
+            }
         }
         Ok(())
     }

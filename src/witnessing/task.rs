@@ -37,6 +37,10 @@ const NOT_STORED_RETRY: Duration = Duration::from_millis(50);
 const NOT_STORED_PATIENCE: Duration = Duration::from_secs(10);
 /// An answer slower than this counts towards backing the witness off.
 const SLOW_ANSWER: Duration = Duration::from_secs(3);
+/// At most one `witness_refused_checkpoint` event per witness this often.
+const REFUSED_EVERY: Duration = Duration::from_secs(60);
+/// At most one `witness_ahead_of_log` event per witness this often.
+const AHEAD_EVERY: Duration = Duration::from_secs(600);
 /// Consecutive slow answers after which a witness is backed off.
 const SLOW_STREAK: u32 = 2;
 
@@ -50,8 +54,10 @@ struct Peer {
     failures: u32,
     /// Not before this instant (backoff).
     retry_at: Option<Instant>,
-    /// The size it claimed beyond our tree, once reported.
-    ahead_reported: Option<u64>,
+    /// The size it claimed beyond our tree last reported, and when.
+    ahead_reported: Option<(u64, Instant)>,
+    /// When its last 422 was reported (at most one per [`REFUSED_EVERY`]).
+    refused_reported: Option<Instant>,
     /// The checkpoint size of its submission in flight (one at a time).
     in_flight: Option<u64>,
     /// Consecutive answers slower than [`SLOW_ANSWER`] (backoff at
@@ -119,6 +125,7 @@ pub fn start_witnessing(
             failures: 0,
             retry_at: None,
             ahead_reported: None,
+            refused_reported: None,
             in_flight: None,
             slow: 0,
         });
@@ -288,8 +295,14 @@ impl Task {
             Outcome::Ahead { size } => {
                 backoff(peer);
                 self.gate.count_failure(i);
-                if peer.ahead_reported != Some(size) {
-                    peer.ahead_reported = Some(size);
+                self.gate.count_ahead(i);
+                let now = Instant::now();
+                let due = match peer.ahead_reported {
+                    None => true,
+                    Some((s, at)) => s != size && now.saturating_duration_since(at) >= AHEAD_EVERY,
+                };
+                if due {
+                    peer.ahead_reported = Some((size, now));
                     tracing::error!(witness = %name, witness.size = size, tree.size = n, "the witness has cosigned a larger tree of this log than the gateway holds: the log was rolled back or forked (another writer under the same origin?)");
                     if let Some(audit) = self.audit.upgrade() {
                         let mut e = event("witness_ahead_of_log");
@@ -306,6 +319,27 @@ impl Task {
                 if matches!(error, SubmitError::Conflict { .. }) {
                     // Our size was stale twice: start over from unknown.
                     peer.size = 0;
+                }
+                if matches!(error, SubmitError::Status { status: 422 }) {
+                    self.gate.count_refused(i);
+                    let now = Instant::now();
+                    if peer
+                        .refused_reported
+                        .is_none_or(|at| now.saturating_duration_since(at) >= REFUSED_EVERY)
+                    {
+                        peer.refused_reported = Some(now);
+                        tracing::error!(witness = %name, tree.size = n, witness.size = old_size, "the witness refused the audit checkpoint as inconsistent with the one it cosigned: the audit log was forked or rewritten");
+                        if let Some(audit) = self.audit.upgrade() {
+                            let mut e = event("witness_refused_checkpoint");
+                            e.insert("peer".into(), serde_json::json!(name));
+                            e.insert("status".into(), serde_json::json!(422));
+                            e.insert("tree_size".into(), serde_json::json!(n));
+                            if old_size > 0 {
+                                e.insert("witness_size".into(), serde_json::json!(old_size));
+                            }
+                            audit.write_event(&e);
+                        }
+                    }
                 }
                 let failures = peer.failures;
                 if failures == 1 {

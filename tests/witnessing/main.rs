@@ -10,6 +10,7 @@
 #[path = "../audit_common.rs"]
 mod audit_common;
 mod receipts;
+mod refused;
 mod witnesses;
 
 use std::time::{Duration, Instant};
