@@ -158,7 +158,6 @@ impl Collector for WitnessCollector {
             ConstCounter::new(n.load(Ordering::Relaxed))
                 .encode(family.encode_family(&[("witness", name.as_str())])?)?;
         }
-        drop(family);
         for (metric, help, counts) in [
             (
                 "audit_witness_refused_checkpoint",
