@@ -11,6 +11,7 @@
 mod audit_common;
 mod receipts;
 mod refused;
+mod stream;
 mod witnesses;
 
 use std::time::{Duration, Instant};

@@ -1,0 +1,64 @@
+//! fail_closed recovery under load: refusals are records, so while the
+//! gateway refuses a stream of calls new checkpoints keep coming faster
+//! than the witnesses answer. A quorum on any checkpoint newer than the
+//! one that started the outage reopens the gateway; it need not be the
+//! newest.
+
+use super::witnesses::{log_vkey, Witness};
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_closed_reopens_under_a_stream_of_refused_calls_once_witnesses_are_back() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let setup = Setup::new("path = \"audit.jsonl\"\nsigning_key = \"file:audit.signing.key\"\n");
+    let vkey = log_vkey(&setup, DEFAULT_ORIGIN);
+    let logs = [(DEFAULT_ORIGIN.to_string(), vkey.clone())];
+    let w1 = Witness::start(&root.path().join("w1"), "w1.example", &logs);
+    let mut w2 = Witness::start(&root.path().join("w2"), "w2.example", &logs);
+    let section = audit_section(
+        None,
+        "quorum = 2\nmax_unwitnessed_secs = 1\non_no_quorum = \"fail_closed\"",
+        &[&w1, &w2],
+    );
+    set_audit(&setup, &format!("checkpoint_records = 1\n{section}"));
+    let gw = setup.serve();
+    let client = gw.client().await;
+    call(&client).await.expect("served");
+    w2.kill();
+    let refused = call_until(&client, 30, |r| r.is_err()).await;
+    assert_eq!(
+        refused,
+        Err((tonic::Code::Unavailable, Some("AUDIT_UNWITNESSED".into()))),
+        "{}",
+        gw.log_text()
+    );
+
+    // Both witnesses healthy, and a stream of calls (refused, each one a
+    // record and so a checkpoint): the gateway must reopen.
+    w2.restart();
+    let stop_flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let c = gw.client().await;
+        let stop_flag = stop_flag.clone();
+        streams.push(tokio::spawn(async move {
+            while !stop_flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = call(&c).await;
+            }
+        }));
+    }
+    let back = call_until(&client, 30, |r| r.is_ok()).await;
+    stop_flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in streams {
+        s.await.expect("stream");
+    }
+    assert_eq!(back, Ok(()), "{}", gw.log_text());
+    let recs = trail(&setup);
+    assert!(
+        !events(&recs, "witness_quorum_recovered").is_empty(),
+        "recovered"
+    );
+    drop(client);
+    stop(gw).await;
+    assert_cosigned_events_verify(&trail(&setup), &[&w1, &w2], &vkey, 2);
+}
