@@ -15,11 +15,20 @@ async fn fail_closed_reopens_under_a_stream_of_refused_calls_once_witnesses_are_
     let logs = [(DEFAULT_ORIGIN.to_string(), vkey.clone())];
     let w1 = Witness::start(&root.path().join("w1"), "w1.example", &logs);
     let mut w2 = Witness::start(&root.path().join("w2"), "w2.example", &logs);
-    let section = audit_section(
+    // Each witness answers ~150 ms late (a delaying proxy in front):
+    // slower than checkpoints come under the stream below.
+    let mut section = audit_section(
         None,
         "quorum = 2\nmax_unwitnessed_secs = 1\non_no_quorum = \"fail_closed\"",
         &[&w1, &w2],
     );
+    for w in [&w1, &w2] {
+        let proxy = delaying_proxy(w.port).await;
+        section = section.replace(
+            &format!("localhost:{}/", w.port),
+            &format!("localhost:{proxy}/"),
+        );
+    }
     set_audit(&setup, &format!("checkpoint_records = 1\n{section}"));
     let gw = setup.serve();
     let client = gw.client().await;
@@ -61,4 +70,44 @@ async fn fail_closed_reopens_under_a_stream_of_refused_calls_once_witnesses_are_
     drop(client);
     stop(gw).await;
     assert_cosigned_events_verify(&trail(&setup), &[&w1, &w2], &vkey, 2);
+}
+
+/// A TCP proxy to `127.0.0.1:port` that holds every chunk from the client
+/// for 150 ms; its port.
+async fn delaying_proxy(port: u16) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("proxy");
+    let local = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+                    return;
+                };
+                let (mut ri, mut wi) = inbound.into_split();
+                let (mut ro, mut wo) = outbound.into_split();
+                let up = async move {
+                    let mut buf = vec![0u8; 16384];
+                    while let Ok(n) = ri.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                        if wo.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = wo.shutdown().await;
+                };
+                let down = async move {
+                    let _ = tokio::io::copy(&mut ro, &mut wi).await;
+                    let _ = wi.shutdown().await;
+                };
+                tokio::join!(up, down);
+            });
+        }
+    });
+    local
 }
