@@ -23,7 +23,7 @@ async fn fail_closed_reopens_under_a_stream_of_refused_calls_once_witnesses_are_
         &[&w1, &w2],
     );
     for w in [&w1, &w2] {
-        let proxy = delaying_proxy(w.port).await;
+        let proxy = delaying_proxy(w.port, Duration::from_millis(150)).await;
         section = section.replace(
             &format!("localhost:{}/", w.port),
             &format!("localhost:{proxy}/"),
@@ -73,8 +73,8 @@ async fn fail_closed_reopens_under_a_stream_of_refused_calls_once_witnesses_are_
 }
 
 /// A TCP proxy to `127.0.0.1:port` that holds every chunk from the client
-/// for 150 ms; its port.
-async fn delaying_proxy(port: u16) -> u16 {
+/// for `delay`; its port.
+pub(super) async fn delaying_proxy(port: u16, delay: Duration) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -94,7 +94,7 @@ async fn delaying_proxy(port: u16) -> u16 {
                         if n == 0 {
                             break;
                         }
-                        tokio::time::sleep(Duration::from_millis(150)).await;
+                        tokio::time::sleep(delay).await;
                         if wo.write_all(&buf[..n]).await.is_err() {
                             break;
                         }
@@ -110,4 +110,44 @@ async fn delaying_proxy(port: u16) -> u16 {
         }
     });
     local
+}
+
+/// F4: quorum 2 of 3, one witness slow but valid (every chunk to it held
+/// 2 s): the two fast ones cosign each checkpoint without waiting for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_witness_does_not_hold_back_the_quorum_of_the_others() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let setup = Setup::new("path = \"audit.jsonl\"\nsigning_key = \"file:audit.signing.key\"\n");
+    let vkey = log_vkey(&setup, DEFAULT_ORIGIN);
+    let logs = [(DEFAULT_ORIGIN.to_string(), vkey.clone())];
+    let w1 = Witness::start(&root.path().join("w1"), "w1.example", &logs);
+    let w2 = Witness::start(&root.path().join("w2"), "w2.example", &logs);
+    let w3 = Witness::start(&root.path().join("w3"), "w3.example", &logs);
+    let proxy = delaying_proxy(w3.port, Duration::from_secs(2)).await;
+    let section = audit_section(
+        None,
+        "quorum = 2\nmax_unwitnessed_secs = 60",
+        &[&w1, &w2, &w3],
+    )
+    .replace(
+        &format!("localhost:{}/", w3.port),
+        &format!("localhost:{proxy}/"),
+    );
+    set_audit(&setup, &section);
+    let gw = setup.serve();
+    let client = gw.client().await;
+    // A call every 200 ms for 8 s: a checkpoint a second (checkpoint_secs).
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(8) {
+        call(&client).await.expect("served");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(client);
+    stop(gw).await;
+    let recs = trail(&setup);
+    let n = assert_cosigned_events_verify(&recs, &[&w1, &w2, &w3], &vkey, 2);
+    assert!(
+        n >= 5,
+        "{n} cosigned checkpoints in 8 s: the slow witness held the others back"
+    );
 }
