@@ -3,15 +3,16 @@
 //! index, the checkpoint from the latest published one, the proof from the
 //! stored tree.
 //!
-//! Which checkpoint: the latest cosigned one when it covers the record;
-//! otherwise, while witnesses have cosigned none that covers it, the
-//! gateway waits (up to the caller's `wait_ms`) for one, having asked the
-//! writer for a checkpoint; once witnesses have cosigned any checkpoint it
-//! keeps waiting for a cosigned one, and when the wait ends it answers
-//! with the latest signed one that covers the record (a receipt the log
-//! vouches for, which a client requiring witnesses refuses and asks for
-//! again later). Never an answer that says more about a record that is
-//! not the caller's than about one that does not exist.
+//! Which checkpoint: when the gateway has witnesses (`[audit.witness]`),
+//! only the latest one a quorum cosigned, and only if it covers the
+//! record: otherwise the gateway asks the writer for a checkpoint and
+//! waits (up to the caller's `wait_ms`) for the witnesses to cosign one
+//! that does, and answers `Pending` when the wait ends (never a merely
+//! signed checkpoint: a receipt from a witnessed gateway always carries
+//! the quorum's cosignatures). Without witnesses, the latest signed
+//! checkpoint that covers the record, waited for the same way. Never an
+//! answer that says more about a record that is not the caller's than
+//! about one that does not exist.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,20 +44,31 @@ pub enum LookupError {
     Log(#[from] TransparencyError),
 }
 
+/// Which checkpoints a receipt may be built on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoints {
+    /// The gateway has no witnesses: the log's signed checkpoints.
+    Signed,
+    /// The gateway has witnesses: only checkpoints a quorum cosigned.
+    Cosigned,
+}
+
 /// The receipt of `client_id`'s record bound to `digest`, waiting up to
-/// `wait` for a checkpoint that covers it (asking the writer for one).
+/// `wait` for a checkpoint of the `kind` that covers it (asking the
+/// writer for one).
 pub async fn receipt_for(
     log: &Transparency,
     digest: &[u8; 32],
     client_id: &str,
     wait: Duration,
+    kind: Checkpoints,
 ) -> Result<Receipt, LookupError> {
     let deadline = Instant::now() + wait;
     let mut demanded = false;
     loop {
         let now = Instant::now();
         let last_try = now >= deadline;
-        match attempt(log, digest, client_id, last_try) {
+        match attempt(log, digest, client_id, kind) {
             Err(LookupError::Pending) => {}
             other => return other,
         }
@@ -72,26 +84,23 @@ pub async fn receipt_for(
     }
 }
 
-/// One look: the receipt, or why not now. `settle`: the wait is over, so
-/// a signed checkpoint does when no cosigned one covers the record.
+/// One look: the receipt, or why not now.
 fn attempt(
     log: &Transparency,
     digest: &[u8; 32],
     client_id: &str,
-    settle: bool,
+    kind: Checkpoints,
 ) -> Result<Receipt, LookupError> {
     let record = log.lookup(digest).ok_or(LookupError::NotFound)?;
     if record.client_id.as_deref() != Some(client_id) {
         return Err(LookupError::NotFound);
     }
     let covers = |p: &Option<Arc<Published>>| p.clone().filter(|p| p.size() > record.seq);
-    let cosigned = log.subscribe_cosigned().borrow().clone();
-    let witnessed = cosigned.is_some();
-    let chosen = match covers(&cosigned) {
-        Some(p) => p,
-        None if witnessed && !settle => return Err(LookupError::Pending),
-        None => covers(&log.subscribe_signed().borrow().clone()).ok_or(LookupError::Pending)?,
+    let latest = match kind {
+        Checkpoints::Cosigned => log.subscribe_cosigned().borrow().clone(),
+        Checkpoints::Signed => log.subscribe_signed().borrow().clone(),
     };
+    let chosen = covers(&latest).ok_or(LookupError::Pending)?;
     let proof = match log.inclusion_proof(record.seq, chosen.size()) {
         Ok(proof) => proof,
         Err(TransparencyError::NotYetStored { .. }) => return Err(LookupError::Pending),
@@ -158,7 +167,7 @@ mod tests {
     async fn a_published_checkpoint_gives_a_receipt_that_verifies() {
         let (log, frontier) = log_with_record(5);
         publish(&log, &frontier);
-        let r = receipt_for(&log, &DIGEST, "alice", Duration::ZERO)
+        let r = receipt_for(&log, &DIGEST, "alice", Duration::ZERO, Checkpoints::Signed)
             .await
             .expect("receipt");
         assert_eq!((r.leaf_index, r.tree_size), (2, 5));
@@ -176,7 +185,14 @@ mod tests {
         publish(&log, &frontier);
         for (digest, who) in [(DIGEST, "bob"), ([1; 32], "alice")] {
             assert!(matches!(
-                receipt_for(&log, &digest, who, Duration::from_millis(50)).await,
+                receipt_for(
+                    &log,
+                    &digest,
+                    who,
+                    Duration::from_millis(50),
+                    Checkpoints::Signed
+                )
+                .await,
                 Err(LookupError::NotFound)
             ));
         }
@@ -189,7 +205,16 @@ mod tests {
         let log = Arc::new(log);
         let waiter = tokio::spawn({
             let log = log.clone();
-            async move { receipt_for(&log, &DIGEST, "alice", Duration::from_secs(10)).await }
+            async move {
+                receipt_for(
+                    &log,
+                    &DIGEST,
+                    "alice",
+                    Duration::from_secs(10),
+                    Checkpoints::Signed,
+                )
+                .await
+            }
         });
         let start = Instant::now();
         while !log.take_demand() {
@@ -206,7 +231,7 @@ mod tests {
         let (log, _) = log_with_record(3);
         for wait in [Duration::from_millis(60), Duration::ZERO] {
             assert!(matches!(
-                receipt_for(&log, &DIGEST, "alice", wait).await,
+                receipt_for(&log, &DIGEST, "alice", wait, Checkpoints::Signed).await,
                 Err(LookupError::Pending)
             ));
             assert!(log.take_demand(), "a checkpoint is asked for ({wait:?})");
@@ -223,33 +248,59 @@ mod tests {
         log.stage(leaf);
         publish(&log, &frontier);
         assert!(matches!(
-            receipt_for(&log, &DIGEST, "alice", Duration::ZERO).await,
+            receipt_for(&log, &DIGEST, "alice", Duration::ZERO, Checkpoints::Signed).await,
             Err(LookupError::Pending)
         ));
         log.flush().expect("flush");
-        let r = receipt_for(&log, &DIGEST, "alice", Duration::ZERO)
+        let r = receipt_for(&log, &DIGEST, "alice", Duration::ZERO, Checkpoints::Signed)
             .await
             .expect("receipt once stored");
         assert_eq!(r.tree_size, 4);
     }
 
     #[tokio::test]
-    async fn a_cosigned_checkpoint_is_preferred_once_witnesses_cosign() {
+    async fn with_witnesses_only_a_covering_cosigned_checkpoint_serves() {
         let (log, frontier) = log_with_record(4);
         publish(&log, &frontier);
         let old = log.sign(1, &leaf_hash(b"x")).expect("sign");
         log.record_cosigned(Arc::new(old));
-        // Witnesses are at work but none covers the record: the signed
-        // one only once the wait is over.
-        let r = receipt_for(&log, &DIGEST, "alice", Duration::from_millis(60))
-            .await
-            .expect("receipt");
-        assert_eq!(r.tree_size, 4);
+        // A signed checkpoint covers the record, but the cosigned one does
+        // not: pending, however long the wait, and a checkpoint is asked for.
+        for wait in [Duration::from_millis(60), Duration::ZERO] {
+            assert!(matches!(
+                receipt_for(&log, &DIGEST, "alice", wait, Checkpoints::Cosigned).await,
+                Err(LookupError::Pending)
+            ));
+            assert!(log.take_demand(), "a checkpoint is asked for ({wait:?})");
+        }
         let covering = log.sign(frontier.size(), &frontier.root()).expect("sign");
         log.record_cosigned(Arc::new(covering));
-        let r = receipt_for(&log, &DIGEST, "alice", Duration::ZERO)
-            .await
-            .expect("receipt");
+        let r = receipt_for(
+            &log,
+            &DIGEST,
+            "alice",
+            Duration::ZERO,
+            Checkpoints::Cosigned,
+        )
+        .await
+        .expect("receipt");
         assert_eq!(r.tree_size, 4);
+    }
+
+    #[tokio::test]
+    async fn with_witnesses_none_cosigned_yet_is_pending() {
+        let (log, frontier) = log_with_record(4);
+        publish(&log, &frontier);
+        assert!(matches!(
+            receipt_for(
+                &log,
+                &DIGEST,
+                "alice",
+                Duration::from_millis(40),
+                Checkpoints::Cosigned
+            )
+            .await,
+            Err(LookupError::Pending)
+        ));
     }
 }

@@ -25,7 +25,7 @@ mod verify;
 mod wire;
 
 pub use error::{ProveError, ReceiptError};
-pub use lookup::{receipt_for, LookupError, MAX_WAIT_MS};
+pub use lookup::{receipt_for, Checkpoints, LookupError, MAX_WAIT_MS};
 pub use prove::{log_verifier, prove, ProvenReceipt};
 pub use service::{AuditService, METHOD_RECEIPT};
 pub use verify::{verify_receipt, ReceiptKeys, VerifiedReceipt};

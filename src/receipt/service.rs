@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
-use super::lookup::{receipt_for, LookupError, MAX_WAIT_MS};
+use super::lookup::{receipt_for, Checkpoints, LookupError, MAX_WAIT_MS};
 use crate::audit::transparency::Transparency;
 use crate::audit::AuditRecord;
 use crate::error::{Denial, Reason};
@@ -64,7 +64,14 @@ impl AuditService {
             )
         })?;
         let wait = Duration::from_millis(u64::from(request.wait_ms.min(MAX_WAIT_MS)));
-        match receipt_for(&log, &digest, admitted.identity.client_id.as_str(), wait).await {
+        // With witnesses, a receipt carries a quorum's cosignatures or waits.
+        let kind = if gw.witnessing.is_some() {
+            Checkpoints::Cosigned
+        } else {
+            Checkpoints::Signed
+        };
+        let client_id = admitted.identity.client_id.as_str();
+        match receipt_for(&log, &digest, client_id, wait, kind).await {
             Ok(receipt) => Ok(receipt.into()),
             Err(LookupError::NotFound) => Err(Denial::new(
                 Reason::ReceiptNotFound,

@@ -8,6 +8,7 @@
 //! [`WitnessGate`] is what the witnessing task, the request path and the
 //! metrics share. It never blocks and never touches the network.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,11 @@ pub struct WitnessGate {
     cosigned_size: AtomicU64,
     /// Per witness (in config order): its name and failed submissions.
     failures: Vec<(String, AtomicU64)>,
+    /// Per witness: its 422 answers (it says our log is inconsistent with
+    /// what it cosigned).
+    refused: Vec<AtomicU64>,
+    /// Per witness: its claims of a larger tree than ours.
+    ahead: Vec<AtomicU64>,
 }
 
 impl WitnessGate {
@@ -41,6 +47,8 @@ impl WitnessGate {
             unwitnessed_since_ms: AtomicU64::new(0),
             quorum_lost: AtomicU64::new(0),
             cosigned_size: AtomicU64::new(0),
+            refused: names.iter().map(|_| AtomicU64::new(0)).collect(),
+            ahead: names.iter().map(|_| AtomicU64::new(0)).collect(),
             failures: names.into_iter().map(|n| (n, AtomicU64::new(0))).collect(),
         }
     }
@@ -70,6 +78,18 @@ impl WitnessGate {
 
     pub(super) fn count_failure(&self, peer: usize) {
         if let Some((_, n)) = self.failures.get(peer) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn count_refused(&self, peer: usize) {
+        if let Some(n) = self.refused.get(peer) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn count_ahead(&self, peer: usize) {
+        if let Some(n) = self.ahead.get(peer) {
             n.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -138,6 +158,29 @@ impl Collector for WitnessCollector {
             ConstCounter::new(n.load(Ordering::Relaxed))
                 .encode(family.encode_family(&[("witness", name.as_str())])?)?;
         }
+        for (metric, help, counts) in [
+            (
+                "audit_witness_refused_checkpoint",
+                "422 answers of a witness: it holds a checkpoint of this log that the gateway's tree does not extend (a fork or rewrite)",
+                &g.refused,
+            ),
+            (
+                "audit_witness_ahead_of_log",
+                "409 answers of a witness claiming a larger tree of this log than the gateway holds",
+                &g.ahead,
+            ),
+        ] {
+            let mut family = enc.encode_descriptor(
+                metric,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for ((name, _), n) in g.failures.iter().zip(counts) {
+                ConstCounter::new(n.load(Ordering::Relaxed))
+                    .encode(family.encode_family(&[("witness", name.as_str())])?)?;
+            }
+        }
         Ok(())
     }
 }
@@ -160,66 +203,81 @@ pub(super) enum Transition {
     },
 }
 
+/// How many waiting checkpoints the policy keeps apart (newer ones fold
+/// into the last kept, which keeps its earlier time: the wait is never
+/// undercounted).
+const MAX_WAITING: usize = 64;
+
 /// How long checkpoints have waited for a quorum, and whether that is a
 /// loss. Pure: the caller passes the time.
 #[derive(Debug)]
 pub(super) struct Policy {
     max_unwitnessed: Duration,
-    /// When the first checkpoint still without its quorum was seen.
-    waiting_since: Option<Instant>,
+    /// Checkpoints still without their quorum, oldest first: (size, when
+    /// it was published).
+    waiting: VecDeque<(u64, Instant)>,
     /// The size of the latest checkpoint a quorum cosigned.
     cosigned: u64,
-    lost: bool,
+    /// While the quorum is lost: the checkpoint that started the outage
+    /// (its size, when it was published).
+    lost: Option<(u64, Instant)>,
 }
 
 impl Policy {
     pub(super) fn new(max_unwitnessed: Duration) -> Policy {
         Policy {
             max_unwitnessed,
-            waiting_since: None,
+            waiting: VecDeque::new(),
             cosigned: 0,
-            lost: false,
+            lost: None,
         }
     }
 
-    /// A checkpoint of `size` needs its quorum (seen at `now`).
-    pub(super) fn waiting(&mut self, size: u64, now: Instant) {
-        if size > self.cosigned && self.waiting_since.is_none() {
-            self.waiting_since = Some(now);
+    /// A checkpoint of `size`, published at `at`, needs its quorum.
+    pub(super) fn waiting(&mut self, size: u64, at: Instant) {
+        if size <= self.cosigned || self.waiting.back().is_some_and(|(s, _)| *s >= size) {
+            return;
+        }
+        let full = self.waiting.len() >= MAX_WAITING;
+        match self.waiting.back_mut() {
+            Some(back) if full => back.0 = size,
+            _ => self.waiting.push_back((size, at)),
         }
     }
 
-    /// A quorum cosigned the checkpoint of `size`; `latest` is the size of
-    /// the latest checkpoint that needs one. Returns `Recovered` if the
-    /// quorum had been lost and nothing waits any more.
-    pub(super) fn cosigned(&mut self, size: u64, latest: u64, now: Instant) -> Option<Transition> {
+    /// A quorum cosigned the checkpoint of `size`: every checkpoint up to
+    /// it is witnessed. Returns `Recovered` if the quorum had been lost and
+    /// this checkpoint is newer than the one that started the outage (or
+    /// nothing waits any more): the witnesses are back, even if newer
+    /// checkpoints keep coming faster than they answer.
+    pub(super) fn cosigned(&mut self, size: u64, now: Instant) -> Option<Transition> {
         self.cosigned = self.cosigned.max(size);
-        if self.cosigned < latest {
-            // The checkpoint cosigned is older than the latest: the
-            // witnesses keep up, one behind; the latest waits from now. A
-            // loss goes on (and is measured) until the latest is cosigned.
-            if !self.lost {
-                self.waiting_since = Some(now);
-            }
+        while self
+            .waiting
+            .front()
+            .is_some_and(|(s, _)| *s <= self.cosigned)
+        {
+            self.waiting.pop_front();
+        }
+        let (outage, since) = self.lost?;
+        if size <= outage && !self.waiting.is_empty() {
             return None;
         }
-        let since = self.waiting_since.take();
-        if std::mem::take(&mut self.lost) {
-            return Some(Transition::Recovered {
-                tree_size: self.cosigned,
-                unwitnessed: since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s)),
-            });
-        }
-        None
+        self.lost = None;
+        Some(Transition::Recovered {
+            tree_size: self.cosigned,
+            unwitnessed: now.saturating_duration_since(since),
+        })
     }
 
-    /// `Lost` once the wait exceeds the limit (once per loss).
+    /// `Lost` once the oldest waiting checkpoint has waited longer than
+    /// the limit (once per loss).
     pub(super) fn check(&mut self, now: Instant) -> Option<Transition> {
-        let since = self.waiting_since?;
-        if self.lost || now.saturating_duration_since(since) <= self.max_unwitnessed {
+        let (size, since) = *self.waiting.front()?;
+        if self.lost.is_some() || now.saturating_duration_since(since) <= self.max_unwitnessed {
             return None;
         }
-        self.lost = true;
+        self.lost = Some((size, since));
         Some(Transition::Lost {
             since_tree_size: self.cosigned,
         })
@@ -227,22 +285,22 @@ impl Policy {
 
     /// When [`Policy::check`] would next report a loss, if ever.
     pub(super) fn deadline(&self) -> Option<Instant> {
-        if self.lost {
+        if self.lost.is_some() {
             return None;
         }
-        self.waiting_since
+        self.waiting_since()
             .map(|s| s + self.max_unwitnessed + Duration::from_millis(1))
     }
 
-    /// When the oldest waiting checkpoint was seen.
+    /// When the oldest waiting checkpoint was published.
     pub(super) fn waiting_since(&self) -> Option<Instant> {
-        self.waiting_since
+        self.waiting.front().map(|(_, t)| *t)
     }
 
     /// Whether the quorum is lost now.
     #[cfg(test)]
     pub(super) fn is_lost(&self) -> bool {
-        self.lost
+        self.lost.is_some()
     }
 
     /// The size of the latest checkpoint a quorum cosigned.
@@ -261,7 +319,7 @@ mod tests {
         let s = |n| t0 + Duration::from_millis(n);
         let mut p = Policy::new(Duration::from_secs(1));
         assert_eq!(p.check(s(5000)), None, "nothing waits");
-        p.cosigned(10, 10, s(0));
+        p.cosigned(10, s(0));
         p.waiting(20, s(100));
         p.waiting(30, s(600));
         assert_eq!(p.deadline(), Some(s(1101)));
@@ -274,11 +332,12 @@ mod tests {
         );
         assert_eq!(p.check(s(9000)), None, "reported once");
         assert!(p.is_lost());
-        // A quorum on an older checkpoint than the latest: still lost.
-        assert_eq!(p.cosigned(20, 30, s(2000)), None);
+        // A quorum on the checkpoint that started the outage while a newer
+        // one waits: still lost.
+        assert_eq!(p.cosigned(20, s(2000)), None);
         assert!(p.is_lost());
         assert_eq!(
-            p.cosigned(30, 30, s(2500)),
+            p.cosigned(30, s(2500)),
             Some(Transition::Recovered {
                 tree_size: 30,
                 unwitnessed: Duration::from_millis(2400)
@@ -293,11 +352,43 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Policy::new(Duration::from_secs(1));
         p.waiting(5, t0);
-        assert_eq!(p.cosigned(5, 5, t0 + Duration::from_millis(900)), None);
+        assert_eq!(p.cosigned(5, t0 + Duration::from_millis(900)), None);
         assert_eq!(p.check(t0 + Duration::from_secs(60)), None);
         // A checkpoint no larger than the cosigned one does not wait.
         p.waiting(5, t0);
         assert_eq!(p.waiting_since(), None);
+    }
+
+    /// F5: checkpoints published faster than the witnesses answer must
+    /// not keep the outage open once a quorum cosigns a newer one.
+    #[test]
+    fn a_quorum_on_any_checkpoint_newer_than_the_outage_recovers_under_a_stream() {
+        let t0 = Instant::now();
+        let s = |n| t0 + Duration::from_millis(n);
+        let mut p = Policy::new(Duration::from_secs(1));
+        p.waiting(10, s(0));
+        assert!(p.check(s(1500)).is_some());
+        // A stream: a new checkpoint every 10 ms; each quorum lands on one
+        // that is already no longer the latest.
+        for k in 0..100u64 {
+            p.waiting(20 + k * 10, s(1500 + k * 10));
+        }
+        assert_eq!(
+            p.cosigned(500, s(2600)),
+            Some(Transition::Recovered {
+                tree_size: 500,
+                unwitnessed: Duration::from_millis(2600)
+            })
+        );
+        assert!(!p.is_lost());
+        // What still waits was published after the cosigned one.
+        assert_eq!(p.waiting_since(), Some(s(1500 + 49 * 10)));
+        // The wait of a kept checkpoint is never reset by a later one.
+        let mut q = Policy::new(Duration::from_secs(1));
+        q.waiting(5, s(0));
+        q.waiting(6, s(900));
+        assert_eq!(q.cosigned(5, s(950)), None);
+        assert_eq!(q.waiting_since(), Some(s(900)), "from its publication");
     }
 
     #[test]

@@ -35,6 +35,14 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const NOT_STORED_RETRY: Duration = Duration::from_millis(50);
 /// How long a proof may wait for the writer to store the tree.
 const NOT_STORED_PATIENCE: Duration = Duration::from_secs(10);
+/// An answer slower than this counts towards backing the witness off.
+const SLOW_ANSWER: Duration = Duration::from_secs(3);
+/// At most one `witness_refused_checkpoint` event per witness this often.
+const REFUSED_EVERY: Duration = Duration::from_secs(60);
+/// At most one `witness_ahead_of_log` event per witness this often.
+const AHEAD_EVERY: Duration = Duration::from_secs(600);
+/// Consecutive slow answers after which a witness is backed off.
+const SLOW_STREAK: u32 = 2;
 
 /// One witness and what the task knows of it.
 #[derive(Debug)]
@@ -46,8 +54,15 @@ struct Peer {
     failures: u32,
     /// Not before this instant (backoff).
     retry_at: Option<Instant>,
-    /// The size it claimed beyond our tree, once reported.
-    ahead_reported: Option<u64>,
+    /// The size it claimed beyond our tree last reported, and when.
+    ahead_reported: Option<(u64, Instant)>,
+    /// When its last 422 was reported (at most one per [`REFUSED_EVERY`]).
+    refused_reported: Option<Instant>,
+    /// The checkpoint size of its submission in flight (one at a time).
+    in_flight: Option<u64>,
+    /// Consecutive answers slower than [`SLOW_ANSWER`] (backoff at
+    /// [`SLOW_STREAK`]).
+    slow: u32,
 }
 
 /// What one submission brought back.
@@ -110,6 +125,9 @@ pub fn start_witnessing(
             failures: 0,
             retry_at: None,
             ahead_reported: None,
+            refused_reported: None,
+            in_flight: None,
+            slow: 0,
         });
     }
     let gate = Arc::new(WitnessGate::new(
@@ -123,7 +141,8 @@ pub fn start_witnessing(
         fail_closed: config.on_no_quorum == OnNoQuorum::FailClosed,
         policy: Policy::new(Duration::from_secs(config.max_unwitnessed_secs)),
         peers,
-        collected: None,
+        latest: None,
+        target: None,
         recorded_event_for: None,
     };
     let signed = log.subscribe_signed();
@@ -139,19 +158,35 @@ struct Task {
     fail_closed: bool,
     policy: Policy,
     peers: Vec<Peer>,
-    /// The cosignatures gathered for the checkpoint of this size.
-    collected: Option<(u64, Vec<SignatureLine>)>,
+    /// The latest signed checkpoint that needs a quorum.
+    latest: Option<Arc<Published>>,
+    /// The checkpoint the witnesses are asked to cosign now, and the
+    /// cosignatures gathered for it. It moves on to the latest once a
+    /// quorum cosigned it, or once no witness is still answering for it: a
+    /// slow witness never holds the others back.
+    target: Option<(Arc<Published>, Vec<SignatureLine>)>,
     /// The size whose `checkpoint_cosigned` event this task wrote last.
     recorded_event_for: Option<u64>,
 }
 
 impl Task {
     async fn run(mut self, mut signed: tokio::sync::watch::Receiver<Option<Arc<Published>>>) {
+        let mut in_flight = FuturesUnordered::new();
         loop {
             let latest = signed.borrow_and_update().clone();
             if let Some(p) = latest.filter(|p| self.needs_witnessing(p)) {
+                // Seen as soon as it is published: the loop never waits
+                // on a witness, so this is its publication time.
                 self.policy.waiting(p.size(), Instant::now());
-                self.round(&p).await;
+                self.latest = Some(p);
+            }
+            for (i, client, old, p) in self.dispatch() {
+                let log = self.log.clone();
+                in_flight.push(async move {
+                    let started = Instant::now();
+                    let outcome = submit(&client, old, &log, &p).await;
+                    (i, p.size(), started.elapsed(), outcome)
+                });
             }
             self.apply_policy();
             let wake = self.next_wake();
@@ -161,12 +196,53 @@ impl Task {
                         return;
                     }
                 }
+                Some((i, n, took, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                    self.settle(i, n, took, outcome);
+                    self.record_if_quorum();
+                }
                 () = sleep_until(wake) => {}
             }
             if self.audit.strong_count() == 0 {
                 return;
             }
         }
+    }
+
+    /// Moves the target on when it is done with, and returns the
+    /// submissions to start: the target to each witness that has not
+    /// cosigned it, has nothing in flight and is not backing off.
+    fn dispatch(&mut self) -> Vec<(usize, WitnessClient, u64, Arc<Published>)> {
+        let cosigned = self.policy.cosigned_size();
+        let done = match &self.target {
+            None => true,
+            Some((t, _)) => {
+                t.size() <= cosigned
+                    || !self.peers.iter().any(|p| p.in_flight == Some(t.size()))
+                        && self.latest.as_ref().is_some_and(|l| l.size() > t.size())
+            }
+        };
+        if done {
+            self.target = self
+                .latest
+                .clone()
+                .filter(|l| l.size() > cosigned)
+                .map(|l| (l, Vec::new()));
+        }
+        let Some((p, _)) = &self.target else {
+            return Vec::new();
+        };
+        let now = Instant::now();
+        let n = p.size();
+        let mut jobs = Vec::new();
+        for (i, peer) in self.peers.iter_mut().enumerate() {
+            if peer.size >= n || peer.in_flight.is_some() || peer.retry_at.is_some_and(|t| t > now)
+            {
+                continue;
+            }
+            peer.in_flight = Some(n);
+            jobs.push((i, peer.client.clone(), peer.size, p.clone()));
+        }
+        jobs
     }
 
     /// Whether `p` still needs a quorum. A checkpoint that adds only the
@@ -183,46 +259,33 @@ impl Task {
         !(self.recorded_event_for == Some(cosigned) && p.size() == cosigned + 2)
     }
 
-    /// Submits `p` to every witness that has not cosigned it and is not
-    /// backing off, concurrently; records the quorum as soon as it is in.
-    async fn round(&mut self, p: &Arc<Published>) {
-        let n = p.size();
-        if self.collected.as_ref().is_none_or(|(s, _)| *s != n) {
-            self.collected = Some((n, Vec::new()));
-        }
-        let now = Instant::now();
-        let mut pending = FuturesUnordered::new();
-        for (i, peer) in self.peers.iter().enumerate() {
-            if peer.size >= n || peer.retry_at.is_some_and(|t| t > now) {
-                continue;
-            }
-            let (client, old, log, p) =
-                (peer.client.clone(), peer.size, self.log.clone(), p.clone());
-            pending.push(async move { (i, submit(&client, old, &log, &p).await) });
-        }
-        while let Some((i, outcome)) = pending.next().await {
-            self.settle(i, n, outcome);
-            self.record_if_quorum(p);
-        }
-    }
-
     /// Applies one submission's outcome to its witness.
-    fn settle(&mut self, i: usize, n: u64, outcome: Outcome) {
+    fn settle(&mut self, i: usize, n: u64, took: Duration, outcome: Outcome) {
         let Some(peer) = self.peers.get_mut(i) else {
             return;
         };
+        peer.in_flight = None;
         let name = peer.client.name().to_string();
         match outcome {
             Outcome::Cosigned { size, line } => {
                 if peer.failures > 0 {
                     tracing::info!(witness = %name, tree.size = size, "witness cosigns again");
                 }
-                peer.size = size;
+                peer.size = peer.size.max(size);
                 peer.failures = 0;
                 peer.retry_at = None;
-                if let Some((s, lines)) = self.collected.as_mut().filter(|(s, _)| *s == size) {
-                    debug_assert_eq!(*s, n);
+                if let Some((_, lines)) = self.target.as_mut().filter(|(t, _)| t.size() == size) {
                     lines.push(line);
+                }
+                if took > SLOW_ANSWER {
+                    peer.slow = peer.slow.saturating_add(1);
+                    if peer.slow >= SLOW_STREAK {
+                        tracing::warn!(witness = %name, answer_ms = took.as_millis() as u64, "witness answers slowly again and again; backing off");
+                        backoff(peer);
+                        self.gate.count_failure(i);
+                    }
+                } else {
+                    peer.slow = 0;
                 }
             }
             Outcome::NotStored => {
@@ -232,8 +295,14 @@ impl Task {
             Outcome::Ahead { size } => {
                 backoff(peer);
                 self.gate.count_failure(i);
-                if peer.ahead_reported != Some(size) {
-                    peer.ahead_reported = Some(size);
+                self.gate.count_ahead(i);
+                let now = Instant::now();
+                let due = match peer.ahead_reported {
+                    None => true,
+                    Some((s, at)) => s != size && now.saturating_duration_since(at) >= AHEAD_EVERY,
+                };
+                if due {
+                    peer.ahead_reported = Some((size, now));
                     tracing::error!(witness = %name, witness.size = size, tree.size = n, "the witness has cosigned a larger tree of this log than the gateway holds: the log was rolled back or forked (another writer under the same origin?)");
                     if let Some(audit) = self.audit.upgrade() {
                         let mut e = event("witness_ahead_of_log");
@@ -251,6 +320,27 @@ impl Task {
                     // Our size was stale twice: start over from unknown.
                     peer.size = 0;
                 }
+                if matches!(error, SubmitError::Status { status: 422 }) {
+                    self.gate.count_refused(i);
+                    let now = Instant::now();
+                    if peer
+                        .refused_reported
+                        .is_none_or(|at| now.saturating_duration_since(at) >= REFUSED_EVERY)
+                    {
+                        peer.refused_reported = Some(now);
+                        tracing::error!(witness = %name, tree.size = n, witness.size = old_size, "the witness refused the audit checkpoint as inconsistent with the one it cosigned: the audit log was forked or rewritten");
+                        if let Some(audit) = self.audit.upgrade() {
+                            let mut e = event("witness_refused_checkpoint");
+                            e.insert("peer".into(), serde_json::json!(name));
+                            e.insert("status".into(), serde_json::json!(422));
+                            e.insert("tree_size".into(), serde_json::json!(n));
+                            if old_size > 0 {
+                                e.insert("witness_size".into(), serde_json::json!(old_size));
+                            }
+                            audit.write_event(&e);
+                        }
+                    }
+                }
                 let failures = peer.failures;
                 if failures == 1 {
                     tracing::warn!(witness = %name, tree.size = n, old.size = old_size, error = %error, "witness did not cosign the audit checkpoint");
@@ -261,18 +351,14 @@ impl Task {
         }
     }
 
-    /// Once `quorum` cosignatures for `p` are in (and not recorded yet):
-    /// the cosigned note is published and `checkpoint_cosigned` recorded.
-    fn record_if_quorum(&mut self, p: &Arc<Published>) {
-        let n = p.size();
-        let Some(lines) = self
-            .collected
-            .as_ref()
-            .filter(|(s, _)| *s == n)
-            .map(|(_, l)| l.clone())
-        else {
+    /// Once `quorum` cosignatures for the target are in (and not recorded
+    /// yet): the cosigned note is published and `checkpoint_cosigned`
+    /// recorded.
+    fn record_if_quorum(&mut self) {
+        let Some((p, lines)) = self.target.clone() else {
             return;
         };
+        let n = p.size();
         if lines.len() < self.quorum || self.policy.cosigned_size() >= n {
             return;
         }
@@ -301,17 +387,7 @@ impl Task {
             self.recorded_event_for = Some(n);
         }
         self.gate.set_cosigned_size(n);
-        let latest = self
-            .log
-            .upgrade()
-            .and_then(|l| l.subscribe_signed().borrow().as_ref().map(|p| p.size()))
-            .unwrap_or(n);
-        let latest = if self.recorded_event_for == Some(n) && latest == n + 2 {
-            n
-        } else {
-            latest
-        };
-        if let Some(t) = self.policy.cosigned(n, latest, Instant::now()) {
+        if let Some(t) = self.policy.cosigned(n, Instant::now()) {
             self.transition(t);
         }
         tracing::debug!(

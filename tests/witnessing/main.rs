@@ -9,6 +9,9 @@
 
 #[path = "../audit_common.rs"]
 mod audit_common;
+mod receipts;
+mod refused;
+mod stream;
 mod witnesses;
 
 use std::time::{Duration, Instant};
