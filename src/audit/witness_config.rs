@@ -140,10 +140,9 @@ impl WitnessConfig {
             }
             let key = p.verifier().map_err(|e| format!("{}: {e}", field("key")))?;
             // One witness counted twice would make a quorum of one.
-            if let Some(j) = keys
-                .iter()
-                .position(|k| k.name() == key.name() && k.id() == key.id())
-            {
+            // A cosignature does not sign its key name: one public key
+            // under two names is still one witness.
+            if let Some(j) = keys.iter().position(|k| k.public_key() == key.public_key()) {
                 return Err(format!(
                     "{}: the same witness key as audit.witness.peer[{j}].key",
                     field("key")
@@ -205,7 +204,30 @@ mod tests {
                 .verifier()
                 .to_string();
         let same = vkey("w1");
+        // The same public key under another name: one witness all the same.
+        let alias = SignerKey::from_seed(
+            KeyName::new("alias").expect("name"),
+            SignatureType::CosignatureV1,
+            &[9; 32],
+        )
+        .verifier()
+        .to_string();
+        let original = SignerKey::from_seed(
+            KeyName::new("w9").expect("name"),
+            SignatureType::CosignatureV1,
+            &[9; 32],
+        )
+        .verifier()
+        .to_string();
         let rows = [
+            (
+                format!(
+                    "{}{}",
+                    peer("https://w1.example/", &original),
+                    peer("https://w2.example/", &alias)
+                ),
+                "audit.witness.peer[1].key: the same witness key as audit.witness.peer[0].key",
+            ),
             ("peer = []".to_string(), "audit.witness.peer"),
             (format!("quorum = 2\n{one}"), "audit.witness.quorum"),
             (format!("quorum = 0\n{one}"), "audit.witness.quorum"),
