@@ -49,7 +49,7 @@ impl AdminService {
         size: usize,
         method: &'static str,
     ) -> Result<SignedEnvelope, Status> {
-        let _busy = peer.as_ref().map(|p| p.activity.begin());
+        let busy = peer.as_ref().map(|p| p.activity.begin());
         let gw = &self.gateway;
         // The same guard, detectors and refusal summaries as a gateway call.
         let mut audit = gw.audit_guard();
@@ -57,19 +57,9 @@ impl AdminService {
         let result = self
             .handle(peer.as_deref(), envelope, size, method, &mut audit.record)
             .await;
-        if matches!(&result, Err(d) if d.unanswered) {
-            // Past the connection's identity-denial limit: not answered,
-            // audited or counted (as on the Call path, [`crate::admission`]);
-            // it waits for the transport's GOAWAY, not counted in flight.
-            drop(_busy);
-            audit.dismiss();
-            return std::future::pending().await;
-        }
-        if let Err(d) = &result {
-            gw.observe_denial(peer.as_deref(), &audit.record, d.reason);
-        }
-        let result = gw.finish(peer.as_deref(), audit, result).await;
-        result.map_err(|d| d.to_status())
+        gw.finish_service(peer.as_deref(), audit, result, busy)
+            .await
+            .map_err(|d| d.to_status())
     }
 
     async fn handle(

@@ -147,6 +147,32 @@ impl Gateway {
         }
     }
 
+    /// Ends a side service's call (admin, receipts) as the Call path ends
+    /// one: a denial past the connection's identity-denial limit is not
+    /// answered, audited or counted (it waits for the transport's GOAWAY,
+    /// no longer in flight: `busy` is dropped first); another denial is
+    /// told to the detectors; then [`Gateway::finish`], with `busy` held
+    /// until the record is committed.
+    pub async fn finish_service<T, B>(
+        &self,
+        peer: Option<&PeerInfo>,
+        audit: AuditOnDrop<'_>,
+        result: Result<T, Denial>,
+        busy: B,
+    ) -> Result<T, Denial> {
+        if matches!(&result, Err(d) if d.unanswered) {
+            drop(busy);
+            audit.dismiss();
+            return std::future::pending().await;
+        }
+        if let Err(d) = &result {
+            self.observe_denial(peer, &audit.record, d.reason);
+        }
+        let result = self.finish(peer, audit, result).await;
+        drop(busy);
+        result
+    }
+
     /// Answers a request that stages 1 or 2 refused before its body was
     /// read ([`crate::admission`]): tells the detectors, records it as
     /// the service would (a repeat counted into the summary), and returns

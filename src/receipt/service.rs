@@ -105,7 +105,7 @@ impl AuditRpc for AuditService {
         request: Request<GetReceiptRequest>,
     ) -> Result<Response<GetReceiptResponse>, Status> {
         let peer = request.extensions().get::<Arc<PeerInfo>>().cloned();
-        let _busy = peer.as_ref().map(|p| p.activity.begin());
+        let busy = peer.as_ref().map(|p| p.activity.begin());
         let gw = &self.gateway;
         // The same guard, detectors and refusal summaries as a gateway call.
         let mut audit = gw.audit_guard();
@@ -113,19 +113,8 @@ impl AuditRpc for AuditService {
         let result = self
             .handle(peer.as_deref(), request.into_inner(), &mut audit.record)
             .await;
-        if matches!(&result, Err(d) if d.unanswered) {
-            // Past the connection's identity-denial limit: not answered,
-            // audited or counted, as on the Call path; it waits for the
-            // transport's GOAWAY.
-            drop(_busy);
-            audit.dismiss();
-            return std::future::pending().await;
-        }
-        if let Err(d) = &result {
-            gw.observe_denial(peer.as_deref(), &audit.record, d.reason);
-        }
-        let result = gw.finish(peer.as_deref(), audit, result).await;
-        result
+        gw.finish_service(peer.as_deref(), audit, result, busy)
+            .await
             .map(|receipt| {
                 Response::new(GetReceiptResponse {
                     receipt: Some(receipt),
