@@ -616,7 +616,8 @@ fn an_origin_that_cannot_sign_notes_refuses_the_start() {
 fn a_failing_store_makes_the_trail_unavailable_past_the_bound() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = file_config(dir.path());
-    // The bound: 16384 leaves (a backlog the file sink never reaches here).
+    // The bound: 16384 leaves (a backlog the file sink never reaches
+    // here); 20,000 records go past it.
     config.max_backlog = 8192;
     let log = AuditLog::open(&config, Some(key())).expect("open");
     log.flush();
@@ -624,10 +625,14 @@ fn a_failing_store_makes_the_trail_unavailable_past_the_bound() {
     let aside = config.tlog_dir().join("tile.aside");
     std::fs::rename(&tiles, &aside).expect("aside");
     std::fs::write(&tiles, b"not a folder").expect("block");
-    for i in 0..15_000u32 {
-        log.write(&record(Some([(i % 251) as u8; 32])));
+    // Past the bound whatever the writer's pace: in chunks the queue
+    // (8192) always takes, each handled before the next.
+    for chunk in 0..5u32 {
+        for i in 0..4_000u32 {
+            log.write(&record(Some([((chunk * 4_000 + i) % 251) as u8; 32])));
+        }
+        log.flush();
     }
-    log.flush();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while log.available() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
