@@ -10,11 +10,10 @@
 //! so it measures the gateway's side.
 //! Run: `cargo bench --bench audit`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+#[path = "common/drive.rs"]
+mod drive;
 
-use serde_json::json;
+use std::sync::Arc;
 
 /// A TCP collector that reads and discards; returns its port.
 fn discard_collector() -> u16 {
@@ -70,38 +69,7 @@ async fn run(audit_toml: Option<&str>, clients: usize, secs: u64) -> f64 {
         })
         .await;
     });
-    let profile =
-        sealgate::client::Profile::load(&dev.join("clients/demo.profile.toml")).expect("profile");
-    let args = json!({"country": "SE", "limit": 2});
-    let done = Arc::new(AtomicU64::new(0));
-    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let deadline = Instant::now() + Duration::from_secs(1 + secs);
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let client = sealgate::client::Client::connect(&profile)
-            .await
-            .expect("client");
-        let (done, measuring, args) = (done.clone(), measuring.clone(), args.clone());
-        tasks.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                client
-                    .call_tool("get_meps", args.clone())
-                    .await
-                    .expect("call");
-                if measuring.load(Ordering::Relaxed) {
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    // One second of warm-up, then count.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    measuring.store(true, Ordering::Relaxed);
-    let t = Instant::now();
-    for task in tasks {
-        let _ = task.await;
-    }
-    let rps = done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64();
+    let rps = drive::calls_per_second(&dev, clients, secs).await;
     let _ = stop_tx.send(());
     let _ = server.await;
     rps

@@ -23,11 +23,10 @@
 
 mod witness;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+#[path = "../common/drive.rs"]
+mod drive;
 
-use serde_json::json;
+use std::time::{Duration, Instant};
 
 /// What the `[audit]` section holds in a mode.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -115,38 +114,7 @@ async fn run(mode: Mode, clients: usize, secs: u64) -> Result<(f64, Trail), Stri
         })
         .await;
     });
-    let profile =
-        sealgate::client::Profile::load(&dev.join("clients/demo.profile.toml")).expect("profile");
-    let args = json!({"country": "SE", "limit": 2});
-    let done = Arc::new(AtomicU64::new(0));
-    let measuring = Arc::new(AtomicBool::new(false));
-    let deadline = Instant::now() + Duration::from_secs(1 + secs);
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let client = sealgate::client::Client::connect(&profile)
-            .await
-            .expect("client");
-        let (done, measuring, args) = (done.clone(), measuring.clone(), args.clone());
-        tasks.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                client
-                    .call_tool("get_meps", args.clone())
-                    .await
-                    .expect("call");
-                if measuring.load(Ordering::Relaxed) {
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    // One second of warm-up, then count.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    measuring.store(true, Ordering::Relaxed);
-    let t = Instant::now();
-    for task in tasks {
-        let _ = task.await;
-    }
-    let rps = done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64();
+    let rps = drive::calls_per_second(&dev, clients, secs).await;
     let _ = stop_tx.send(());
     let _ = server.await;
     // The writer thread writes the closing checkpoint after the server
