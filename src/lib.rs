@@ -55,6 +55,8 @@ pub mod envelope;
 pub mod error;
 pub mod expiry;
 pub mod foreign;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod gateway;
 pub mod health;
 pub mod identity;

@@ -1,0 +1,17 @@
+//! Fuzzing entry points: one function per input surface that takes
+//! arbitrary bytes, drives the same code the gateway and the CLI run on
+//! untrusted input, and asserts the surface's invariants (never a panic,
+//! a hang or unbounded memory; an accepted input is one a genuine party
+//! could have made). The libFuzzer targets in fuzz/ are one line each over
+//! these, and `tests/fuzz_corpus.rs` replays the committed corpus through
+//! them on stable, so every input a fuzzer ever kept stays a regression
+//! test. [`targets::ALL`] lists them; docs/THREAT-MODEL.md maps each input
+//! surface to its target. Keys here are fixed sample keys, used nowhere
+//! else.
+
+mod envelope;
+mod sample;
+mod targets;
+
+pub use envelope::{envelope, envelope_seeds};
+pub use targets::{Target, ALL};

@@ -1,0 +1,24 @@
+//! The list of fuzz targets: name, entry point, seed generator, and the
+//! surface each one covers. fuzz/Cargo.toml has one `[[bin]]` per entry and
+//! `tests/fuzz_corpus.rs` checks the two lists agree.
+
+/// One fuzz target.
+pub struct Target {
+    /// Its name: the cargo-fuzz binary and the corpus folder fuzz/corpus/NAME.
+    pub name: &'static str,
+    /// What untrusted input it covers, in a few words.
+    pub surface: &'static str,
+    /// Runs one input; panics only when an invariant breaks.
+    pub run: fn(&[u8]),
+    /// Seeds derived from real data (vectors, real listings, real files):
+    /// committed under fuzz/corpus/NAME and checked to be there.
+    pub seeds: fn() -> Vec<Vec<u8>>,
+}
+
+/// Every fuzz target, in the order `scripts/fuzz.sh --all` runs them.
+pub const ALL: &[Target] = &[Target {
+    name: "envelope",
+    surface: "the protobuf SignedEnvelope from a client: decode, signed bytes, shape, strict Ed25519 verification, freshness",
+    run: super::envelope,
+    seeds: super::envelope_seeds,
+}];
