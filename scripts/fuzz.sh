@@ -8,8 +8,11 @@
 # and keeps what it finds in fuzz/work/TARGET. Limits: 10 s per input (a
 # slower one is a hang), 2048 MiB resident (more is a failure), inputs up
 # to 1 MiB. A failing input is left in fuzz/artifacts/TARGET: add it to
-# fuzz/regressions/TARGET with a test. SANITIZER=address runs under ASan
-# (the default, none, suits a crate without unsafe code and runs faster).
+# fuzz/regressions/TARGET with a test. Builds keep debug assertions (an
+# integer overflow is a failure, as in tests). SANITIZER=address runs under
+# ASan (the default, none, suits a crate without unsafe code and runs
+# faster); FUZZ_BUILD=dev builds without optimisation (CI's short pass:
+# quicker to build, slower to run).
 # The log of each run is fuzz/logs/TARGET.log; its last line sums it up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,9 +47,19 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
 fi
 export RUSTC_BOOTSTRAP=1
 sanitizer=${SANITIZER:-none}
+flags=(--sanitizer "$sanitizer" --debug-assertions)
+case "${FUZZ_BUILD:-release}" in
+  release) ;;
+  dev) flags+=(--dev) ;;
+  *) echo "scripts/fuzz.sh: FUZZ_BUILD is release or dev" >&2; exit 2 ;;
+esac
 
-echo "== cargo fuzz build (sanitizer: $sanitizer)"
-(cd fuzz && cargo fuzz build --sanitizer "$sanitizer" $selected)
+echo "== cargo fuzz build (sanitizer: $sanitizer, ${FUZZ_BUILD:-release})"
+if [ "$1" = --all ]; then
+  (cd fuzz && cargo fuzz build "${flags[@]}")
+else
+  (cd fuzz && cargo fuzz build "${flags[@]}" "$1")
+fi
 
 mkdir -p fuzz/logs
 for t in $selected; do
@@ -54,7 +67,7 @@ for t in $selected; do
   echo "== fuzz $t for ${seconds}s"
   log="fuzz/logs/$t.log"
   status=0
-  (cd fuzz && cargo fuzz run --sanitizer "$sanitizer" "$t" "work/$t" "corpus/$t" -- \
+  (cd fuzz && cargo fuzz run "${flags[@]}" "$t" "work/$t" "corpus/$t" -- \
       -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
       -max_len=1048576 -print_final_stats=1) >"$log" 2>&1 || status=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
