@@ -429,4 +429,37 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn a_step_back_longer_than_the_hold_refuses_until_the_floor_is_passed() {
+        // One envelope a second for fifteen minutes, then the shared clock
+        // goes back twenty: what the store forgot cannot be told from a
+        // replay, so the client is refused until its timestamps pass the
+        // floor, then served again.
+        let store = MemoryReplayStore::new(30_000, 100_000);
+        let start = 1_000_000_000;
+        for i in 0..900_i64 {
+            let now = start + i * 1_000;
+            let e = env_at(&i.to_be_bytes(), now);
+            assert_eq!(store.check_and_record(&id("a"), &e, now), Ok(()), "{i}");
+        }
+        // The newest forgotten envelope was signed at start + 299 s.
+        let floor = start + 299_000;
+        let back = start + 900_000 - 1_200_000;
+        let mut refused = 0;
+        let mut t = back;
+        while t <= floor + 2_000 {
+            let e = env_at(&t.to_be_bytes(), t);
+            match store.check_and_record(&id("a"), &e, t) {
+                Err(ReplayError::Forgotten) => {
+                    assert!(t <= floor, "refused at {t}, after the floor");
+                    refused += 1;
+                }
+                Ok(()) => assert!(t > floor, "accepted at {t}, before the floor"),
+                other => panic!("{other:?} at {t}"),
+            }
+            t += 1_000;
+        }
+        assert!(refused > 0);
+    }
 }
