@@ -45,6 +45,13 @@ if ! command -v redis-server >/dev/null 2>&1 || ! { command -v haproxy >/dev/nul
   apt-get install -y redis-server haproxy >/dev/null 2>&1 \
     || { apt-get update >/dev/null && apt-get install -y redis-server haproxy >/dev/null; }
 fi
+# tests/clock_faults/ runs `sealgate serve` under Debian's libfaketime to
+# jump its wall clock while it serves; installed only when missing.
+if ! ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1; then
+  echo "== apt-get install faketime (clock fault tests)"
+  apt-get install -y faketime >/dev/null 2>&1 \
+    || { apt-get update >/dev/null && apt-get install -y faketime >/dev/null; }
+fi
 # Tests start `python3` and `bao` by name: the virtualenv's come first.
 export PATH="$PWD/$venv/bin:$PATH"
 

@@ -319,6 +319,8 @@ impl From<crate::replay::ReplayError> for Denial {
         let reason = match e {
             E::Replayed => Reason::ReplayedNonce,
             E::Full => Reason::ReplayCacheFull,
+            // Same reason as a replay: the gateway cannot tell it from one.
+            E::Forgotten => Reason::ReplayedNonce,
         };
         Denial::new(reason, e.to_string())
     }
@@ -550,6 +552,7 @@ mod tests {
         let rows = [
             (E::Replayed, Reason::ReplayedNonce),
             (E::Full, Reason::ReplayCacheFull),
+            (E::Forgotten, Reason::ReplayedNonce),
         ];
         check_rows(
             rows.into_iter()

@@ -25,6 +25,12 @@ impl Gcra {
     /// Takes one cell at `now_ms`, or says how long to wait.
     pub(super) fn check(&mut self, now_ms: i64) -> Result<(), u64> {
         let now = now_ms as f64;
+        // On a clock that only moves forward the theoretical arrival time
+        // never runs more than one interval past the tolerance; a clock
+        // that went back would leave it up to the jump in the future and
+        // refuse the identity for as long, so it is held to that bound.
+        // Stored, so the bound does not move with `now` on every refusal.
+        self.tat_ms = self.tat_ms.min(now + self.tolerance_ms + self.interval_ms);
         let tat = self.tat_ms.max(now);
         if tat - now > self.tolerance_ms {
             return Err((tat - now - self.tolerance_ms).ceil() as u64);

@@ -67,7 +67,14 @@ impl VolumeConfig {
         }
         let window_ms = secs_ms(self.window_secs).max(1);
         let elapsed = now_ms.saturating_sub(w.start_ms);
-        if elapsed >= window_ms {
+        if elapsed < 0 {
+            // The clock went back: the window starts again here (the
+            // baseline is kept), or it would stretch by the jump and add up
+            // calls over far longer than `window_secs`.
+            w.start_ms = now_ms;
+            w.calls = 0;
+            w.fired_in_window = false;
+        } else if elapsed >= window_ms {
             let windows = (elapsed / window_ms).max(1);
             let alpha = 1.0 - 0.5f64.powf(self.window_secs as f64 / self.half_life_secs as f64);
             // The finished window, then any empty ones after it.

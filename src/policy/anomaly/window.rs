@@ -41,7 +41,11 @@ impl Burst {
     /// Counts one event at `now_ms` in a window of `window_secs`, starting
     /// a new window first if the current one is over; returns the count.
     pub(super) fn add(&mut self, now_ms: i64, window_secs: u64) -> u32 {
-        if now_ms.saturating_sub(self.start_ms) >= secs_ms(window_secs) {
+        // A clock that went back (now before the start) starts a new
+        // window too: otherwise the window would stretch by the jump and
+        // count a burst over far longer than `window_secs`.
+        let elapsed = now_ms.saturating_sub(self.start_ms);
+        if elapsed < 0 || elapsed >= secs_ms(window_secs) {
             self.start_ms = now_ms;
             self.count = 0;
         }

@@ -14,6 +14,7 @@ use crate::audit::AuditLog;
 use crate::policy::RateLimitFile;
 
 mod bounds;
+mod clock_jumps;
 mod config;
 mod denials;
 mod new_tool;
