@@ -144,3 +144,39 @@ async fn enrollment_refuses_non_canonical_and_small_order_proofs() {
         .expect("the genuine proof enrolls carol with the same token");
     assert_eq!(s.issued_count(), issued + 1);
 }
+
+/// docs/ENVELOPE.md section 7: a non-canonical encoding of A (y + p for
+/// y < 19) is not refused by decoding when the point is not small-order,
+/// but it is another key: another key id, and the signature's hash covers
+/// the bytes as given. Each such encoding is either refused as weak or
+/// decodes to a key whose id differs from the canonical encoding's.
+#[test]
+fn a_non_canonical_public_key_encoding_is_another_key() {
+    use sealgate::identity::{decode_public_key, key_id_for};
+    let b64 = |b: &[u8; 32]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b);
+    let mut distinct = 0;
+    for y in 0u8..19 {
+        for sign in [0u8, 0x80] {
+            // p = 2^255 - 19, little-endian: ed ff .. ff 7f.
+            let mut non_canonical = [0xffu8; 32];
+            non_canonical[0] = 0xed + y;
+            non_canonical[31] = 0x7f | sign;
+            let mut canonical = [0u8; 32];
+            canonical[0] = y;
+            canonical[31] = sign;
+            match decode_public_key(&b64(&non_canonical)) {
+                Ok(key) => {
+                    let canonical = VerifyingKey::from_bytes(&canonical).expect("same point");
+                    assert_ne!(key_id_for(&key), key_id_for(&canonical), "y = {y}");
+                    distinct += 1;
+                }
+                Err(e) => assert!(
+                    e == "public_key is a weak (small-order) Ed25519 key"
+                        || e == "public_key is not a valid Ed25519 point",
+                    "y = {y}: {e}"
+                ),
+            }
+        }
+    }
+    println!("{distinct} non-canonical encodings decode to a (differently named) key");
+}
