@@ -11,7 +11,7 @@
 //! - `spiffe`: SPIFFE SAN edge cases made with rcgen under a fresh CA
 //!   (two URIs, query, fragment, percent-encoding, uppercase scheme, URI
 //!   and DNS, no SAN, ...), each accepted or refused with its exact
-//!   `IdentityError`, as docs/CERTIFICATES.md states.
+//!   `IdentityError`, as docs/ENVELOPE.md section 4 states.
 
 mod limbo;
 mod spiffe;
