@@ -52,6 +52,8 @@ pub use error::TlsError;
 pub use listener::{enrollment_server_tls, gateway_server_tls, ServerTls, ServerTlsFiles};
 pub use pem::{load_certs, load_private_key};
 pub use provider::{is_post_quantum, provider};
-pub use server_config::{enrollment_server_config, server_config, server_config_with_grace};
+pub use server_config::{
+    client_verifier, enrollment_server_config, server_config, server_config_with_grace,
+};
 pub use urls::{is_https, transport_allowed};
 pub use verifier::ClientAuthOnly;

@@ -7,8 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::CertificateRevocationListDer;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
-use rustls::ServerConfig;
+use rustls::{RootCertStore, ServerConfig};
 
 use super::crl::{load_crls_now, DEFAULT_CRL_GRACE};
 use super::error::TlsError;
@@ -92,19 +93,13 @@ pub(super) fn build_server_config(
     client_cert_required: bool,
     provider: Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut builder =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider.clone())
-            .with_crls(crls);
-    if enforce {
-        builder = builder.enforce_revocation_expiration();
-    }
-    if !client_cert_required {
-        builder = builder.allow_unauthenticated();
-    }
-    let webpki = builder
-        .build()
-        .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
-    let verifier = Arc::new(ClientAuthOnly(webpki));
+    let verifier = client_verifier(
+        roots(client_ca)?,
+        crls,
+        enforce,
+        client_cert_required,
+        provider.clone(),
+    )?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
@@ -116,4 +111,29 @@ pub(super) fn build_server_config(
     // full handshake and a fresh client-certificate check.
     config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
+}
+
+/// The client-certificate verifier every server config uses: webpki's
+/// chain, date and revocation checks against `roots` and `crls`, then
+/// [`ClientAuthOnly`]. Public so the X.509 path vectors (tests/x509_cases)
+/// run the very verifier a handshake runs, at a validation time of theirs.
+pub fn client_verifier(
+    roots: RootCertStore,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    enforce: bool,
+    client_cert_required: bool,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).with_crls(crls);
+    if enforce {
+        builder = builder.enforce_revocation_expiration();
+    }
+    if !client_cert_required {
+        builder = builder.allow_unauthenticated();
+    }
+    let webpki = builder
+        .build()
+        .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
+    Ok(Arc::new(ClientAuthOnly(webpki)))
 }
