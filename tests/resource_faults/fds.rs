@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::audit_common::{call, requests, wait_until, Setup};
+use crate::audit_common::{call, requests, Setup};
 use crate::{cpu_ticks, open_fds, prlimit, ticks_per_second, AUDIT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
