@@ -90,6 +90,15 @@ on_failure = "spool"
         assert!(start.elapsed() < Duration::from_secs(15), "served again");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Said once per outage, not at every retry (a full disk must not
+    // fill the log's disk too).
+    let log = gw.log_text();
+    assert_eq!(
+        log.matches("audit spool cannot be written").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("audit spool written again"), "{log}");
     // The collector comes back: it gets every line of the file, in order.
     let mut rsyslog = Rsyslog::start(&setup.dir.path().join("rsyslog"), port, None);
     call(&client).await.expect("served");
