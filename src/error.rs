@@ -169,6 +169,11 @@ reasons! {
     /// epoch plus the skew window: nothing was done; retry later (with a
     /// fresh envelope; RetryInfo says when).
     StateUnavailable => (Code::Unavailable, Gateway, "STATE_UNAVAILABLE"),
+    /// The gateway uses at least 90% of the memory it may use (its cgroup's
+    /// `memory.max`, or `RLIMIT_AS`): new calls are refused until the use
+    /// falls, so that the calls in flight finish instead of the process
+    /// being killed. Nothing was done; retry later.
+    MemoryPressure => (Code::Unavailable, Gateway, "MEMORY_PRESSURE"),
     /// The gRPC message is larger than the transport decodes; sent by the
     /// gRPC layer itself (OUT_OF_RANGE, without ErrorInfo) and recorded in
     /// the audit trail under this reason.
@@ -241,6 +246,16 @@ pub fn audit_unavailable() -> Denial {
     Denial::new(
         Reason::AuditUnavailable,
         "the audit trail cannot record this call now; nothing was answered. Retry later",
+    )
+    .retry_after(std::time::Duration::from_secs(1))
+}
+
+/// The refusal of a new call while the process is at its memory
+/// watermark ([`crate::memory`]).
+pub fn memory_pressure() -> Denial {
+    Denial::new(
+        Reason::MemoryPressure,
+        "the gateway is near its memory limit; nothing was done. Retry later",
     )
     .retry_after(std::time::Duration::from_secs(1))
 }

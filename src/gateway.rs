@@ -239,6 +239,11 @@ impl Gateway {
         if self.witnessing.as_ref().is_some_and(|w| w.refusing()) {
             return Err(crate::error::audit_unwitnessed());
         }
+        // ... nor while the process is at its memory watermark: the calls
+        // in flight finish rather than the process being killed.
+        if crate::memory::over_watermark() {
+            return Err(crate::error::memory_pressure());
+        }
         record.stage = "identity";
         let identity = self.identify(peer, now).map_err(|d| {
             let d = note_identity_denied(peer, d);

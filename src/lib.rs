@@ -62,6 +62,7 @@ pub mod health;
 pub mod identity;
 pub mod jsonrpc;
 pub mod keys;
+pub mod memory;
 pub mod metrics;
 pub mod peer;
 pub mod policy;

@@ -275,6 +275,9 @@ pub struct AcceptStats {
     /// Connections closed at accept because the `source_failures` anomaly
     /// detector blocked their source address.
     pub connections_from_blocked_sources: AtomicU64,
+    /// TCP connections refused at accept (an `internal_error` alert, then
+    /// closed) because the process had no file descriptor left.
+    pub connections_refused_out_of_fds: AtomicU64,
     /// Authenticated connections open now (handed to HTTP/2, not yet
     /// closed).
     pub connections_open: AtomicU64,

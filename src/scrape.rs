@@ -79,7 +79,7 @@ impl Collector for StateCollector {
         rows(
             &mut enc,
             "tls_handshakes",
-            "Connections by how their TLS handshake ended (ok, failed, timed_out) or why they were closed at accept (shed, shed_per_source, blocked_source)",
+            "Connections by how their TLS handshake ended (ok, failed, timed_out) or why they were closed at accept (shed, shed_per_source, blocked_source, out_of_fds)",
             MetricType::Counter,
             &[
                 ([("result", "ok")], ConstCounter::new(load(&s.handshakes_ok))),
@@ -103,6 +103,10 @@ impl Collector for StateCollector {
                     [("result", "blocked_source")],
                     ConstCounter::new(load(&s.connections_from_blocked_sources)),
                 ),
+                (
+                    [("result", "out_of_fds")],
+                    ConstCounter::new(load(&s.connections_refused_out_of_fds)),
+                ),
             ],
         )?;
         single(
@@ -117,6 +121,20 @@ impl Collector for StateCollector {
             "Authenticated connections open now",
             &ConstGauge::new(load(&s.connections_open) as i64),
         )?;
+        if let Some((used, limit)) = crate::memory::last_reading() {
+            single(
+                &mut enc,
+                "memory_used_bytes",
+                "Memory in use against the limit below (cgroup v2 working set, or address space under RLIMIT_AS)",
+                &ConstGauge::new(i64::try_from(used).unwrap_or(i64::MAX)),
+            )?;
+            single(
+                &mut enc,
+                "memory_limit_bytes",
+                "The memory limit new calls are admitted under (refused with MEMORY_PRESSURE at 90% of it)",
+                &ConstGauge::new(i64::try_from(limit).unwrap_or(i64::MAX)),
+            )?;
+        }
         rows(
             &mut enc,
             "connections_closed",

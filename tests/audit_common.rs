@@ -167,6 +167,19 @@ impl Gateway {
             .expect("client connects")
     }
 
+    /// A new client connection, or why it could not be made.
+    pub async fn try_client(&self) -> Result<sealgate::client::Client, String> {
+        let profile = sealgate::client::Profile::load(&self.profile).expect("profile");
+        sealgate::client::Client::connect(&profile)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether the process is still running.
+    pub fn child_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -24,6 +24,9 @@ pub(super) struct Slot {
     /// No try before this (backoff).
     pub(super) next_try: Instant,
     backoff: Duration,
+    /// The spool file could not be written at the last try (a full disk):
+    /// logged once when it starts and once when it ends, not at every tick.
+    spool_unwritable: bool,
 }
 
 impl Slot {
@@ -37,6 +40,7 @@ impl Slot {
             failing_since: None,
             next_try: Instant::now(),
             backoff: Duration::from_millis(50),
+            spool_unwritable: false,
         }
     }
 
@@ -84,9 +88,18 @@ impl Slot {
                 // a tick: it goes after what is spooled).
                 let lines: Vec<Arc<str>> = self.backlog.iter().map(|(_, l)| l.clone()).collect();
                 match spool.append(&lines) {
-                    Ok(()) => self.backlog.clear(),
+                    Ok(()) => {
+                        self.backlog.clear();
+                        if std::mem::take(&mut self.spool_unwritable) {
+                            tracing::warn!(spool = %spool.path.display(), "audit spool written again");
+                        }
+                    }
                     Err(e) => {
-                        tracing::error!(spool = %spool.path.display(), error = %e, "audit spool cannot be written");
+                        // Retried at every tick (the records wait in the
+                        // backlog, calls are refused meanwhile); said once.
+                        if !std::mem::replace(&mut self.spool_unwritable, true) {
+                            tracing::error!(spool = %spool.path.display(), error = %e, "audit spool cannot be written: calls are refused with AUDIT_UNAVAILABLE until it can");
+                        }
                     }
                 }
             }

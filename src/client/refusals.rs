@@ -73,7 +73,7 @@ const REFUSALS: &[Refusal] = &[
         by_gateway: true,
         alert: "internal_error",
         what: "the gateway is busy (too many handshakes in progress, from this source address \
-               or in all)",
+               or in all, or no file descriptor left)",
         advice: "retry in a few seconds; if it persists, ask the gateway operator",
     },
     Refusal {

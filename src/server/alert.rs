@@ -88,29 +88,38 @@ pub fn refuse(
     }
     tokio::spawn(async move {
         let _slot = slot;
-        let mut tcp = tcp;
-        let mut buf = [0u8; 2048];
-        let _ = tokio::time::timeout(LINGER, async {
-            let first = tokio::time::timeout(FIRST_BYTES, tcp.read(&mut buf)).await;
-            if !matches!(first, Ok(Ok(n)) if n > 0 && buf[0] == HANDSHAKE_RECORD) {
-                return;
-            }
-            if tcp.write_all(&alert.record()).await.is_err() {
-                return;
-            }
-            let mut total = 0usize;
-            while let Ok(n) = tcp.read(&mut buf).await {
-                total += n;
-                if n == 0 || total > MAX_DISCARD {
-                    break;
-                }
-            }
-        })
-        .await;
-        drop(tcp);
+        answer(tcp, alert).await;
         ANSWERING.fetch_sub(1, Ordering::Relaxed);
     });
     true
+}
+
+/// Answers `tcp` with `alert` (see the module documentation) and closes
+/// it, within [`LINGER`]. The accept loop awaits this itself for a
+/// connection taken on its last file descriptor (`accept.rs`): nothing else
+/// can be accepted meanwhile, and the descriptor must come back before the
+/// loop goes on.
+pub async fn answer(mut tcp: TcpStream, alert: Alert) {
+    let _ = tcp.set_zero_linger();
+    let mut buf = [0u8; 2048];
+    let _ = tokio::time::timeout(LINGER, async {
+        let first = tokio::time::timeout(FIRST_BYTES, tcp.read(&mut buf)).await;
+        if !matches!(first, Ok(Ok(n)) if n > 0 && buf[0] == HANDSHAKE_RECORD) {
+            return;
+        }
+        if tcp.write_all(&alert.record()).await.is_err() {
+            return;
+        }
+        let mut total = 0usize;
+        while let Ok(n) = tcp.read(&mut buf).await {
+            total += n;
+            if n == 0 || total > MAX_DISCARD {
+                break;
+            }
+        }
+    })
+    .await;
+    drop(tcp);
 }
 
 #[cfg(test)]

@@ -40,6 +40,8 @@ pub(super) enum Refusal {
     IdentityDenials(Source),
     /// Closed at accept: the `source_failures` detector blocked the source.
     BlockedSource(Source),
+    /// Refused at accept: the process had no file descriptor left.
+    OutOfFds(Source),
 }
 
 impl fmt::Display for Refusal {
@@ -70,6 +72,10 @@ impl fmt::Display for Refusal {
             Refusal::BlockedSource(s) => {
                 write!(f, "connections from {s} closed at accept (source blocked)")
             }
+            Refusal::OutOfFds(s) => write!(
+                f,
+                "connections from {s} refused at accept (no file descriptor left)"
+            ),
         }
     }
 }
