@@ -575,6 +575,22 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
                     }
                 }
             }
+            // Its output is gone (closed mid-line, or by a child that
+            // keeps running): no answer can come any more, so end it and
+            // let the supervisor restart it rather than fail every call
+            // on a child nobody restarts.
+            if conn
+                .kill
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+            {
+                tracing::warn!(
+                    backend = shared.name,
+                    "backend closed its output; restarting it"
+                );
+            }
+            conn.kill();
             conn.fail_all();
         });
     }
