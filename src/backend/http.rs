@@ -278,17 +278,21 @@ fn event_end(buf: &[u8], scanned: usize) -> Option<usize> {
 }
 
 /// Reads an SSE body event by event until the response with `id` arrives:
-/// the server may keep the stream open after it.
+/// the server may keep the stream open after it. Each byte is searched and
+/// moved a bounded number of times, however the server cuts its events
+/// into chunks: a flood of small events costs linear time.
 async fn read_sse_response(resp: reqwest::Response, id: u64) -> Result<Value, PostError> {
     let mut buf: Vec<u8> = Vec::new();
-    // How much of `buf` is known to hold no end of an event.
+    // Events before `start` were handled; `buf[start..scanned]` holds no
+    // end of an event.
+    let mut start = 0;
     let mut scanned = 0;
     let mut stream = resp.bytes_stream();
     loop {
-        while let Some(end) = event_end(&buf, scanned) {
-            let found = find_in_sse(&buf[..end], id).ok();
-            buf.drain(..end);
-            scanned = 0;
+        while let Some(end) = event_end(&buf[start..], scanned - start) {
+            let found = find_in_sse(&buf[start..start + end], id).ok();
+            start += end;
+            scanned = start;
             if let Some(v) = found {
                 return Ok(v);
             }
@@ -296,13 +300,17 @@ async fn read_sse_response(resp: reqwest::Response, id: u64) -> Result<Value, Po
         scanned = buf.len();
         match stream.next().await {
             Some(Ok(chunk)) => {
+                // Handled events go once per chunk, not once per event.
+                buf.drain(..start);
+                scanned -= start;
+                start = 0;
                 if buf.len() + chunk.len() > MAX_BODY {
                     return Err(PostError::Fatal(BackendError::Protocol));
                 }
                 buf.extend_from_slice(&chunk);
             }
             Some(Err(e)) => return Err(body_error(&e)),
-            None => return find_in_sse(&buf, id),
+            None => return find_in_sse(&buf[start..], id),
         }
     }
 }

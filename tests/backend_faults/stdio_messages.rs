@@ -115,15 +115,15 @@ async fn a_duplicate_answer_is_dropped_and_reaches_no_other_call() {
 #[tokio::test]
 async fn a_notification_flood_is_read_through_with_bounded_memory() {
     let _serial = SERIAL.lock().await;
-    let f = faulty_gateway().await;
+    let f = faulty_gateway_with(60).await;
     let ops = f.gw.client(&f.gw.ops).await;
     let pid = f.stdio_pid().expect("pid");
     let peak = Peak::start();
     let r = meanwhile(&f, "h_ok", ops.call_tool("f_flood", json!({})))
         .await
-        .expect("the answer after 100,000 notifications");
+        .expect("the answer after 100 MB of notifications");
     assert_eq!(text(&r), "flooded");
-    peak.assert_bounded("100,000 notifications from a stdio backend");
+    peak.assert_bounded("100 MB of notifications from a stdio backend");
     assert_eq!(f.stdio_pid(), Some(pid));
 }
 
