@@ -575,21 +575,9 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
                     }
                 }
             }
-            // Its output is gone (closed mid-line, or by a child that
-            // keeps running): no answer can come any more, so end it and
-            // let the supervisor restart it rather than fail every call
-            // on a child nobody restarts.
-            if conn
-                .kill
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_some()
-            {
-                tracing::warn!(
-                    backend = shared.name,
-                    "backend closed its output; restarting it"
-                );
-            }
+            // No answer can come any more (even from a child that closed
+            // its stdout and runs on): end it, so the supervisor restarts it.
+            tracing::warn!(backend = shared.name, "backend output ended");
             conn.kill();
             conn.fail_all();
         });
