@@ -258,38 +258,59 @@ async fn read_bounded(resp: reqwest::Response) -> Result<Vec<u8>, PostError> {
     Ok(body)
 }
 
-/// Where the first complete SSE event in `buf` ends (after its blank line).
-fn event_end(buf: &[u8]) -> Option<usize> {
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
-    match (lf, crlf) {
+/// Where the first complete SSE event in `buf` ends (after its blank line),
+/// given that none ends within `buf[..scanned]`: only the new bytes (and
+/// the 3 before them, where a blank line may have begun) are searched, so
+/// an event that never ends costs each byte one look, not one per chunk.
+fn event_end(buf: &[u8], scanned: usize) -> Option<usize> {
+    let from = scanned.saturating_sub(3).min(buf.len());
+    let tail = &buf[from..];
+    let lf = tail.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    let crlf = tail
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4);
+    let end = match (lf, crlf) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    }
+    };
+    end.map(|e| e + from)
 }
 
 /// Reads an SSE body event by event until the response with `id` arrives:
-/// the server may keep the stream open after it.
+/// the server may keep the stream open after it. Each byte is searched and
+/// moved a bounded number of times, however the server cuts its events
+/// into chunks: a flood of small events costs linear time.
 async fn read_sse_response(resp: reqwest::Response, id: u64) -> Result<Value, PostError> {
     let mut buf: Vec<u8> = Vec::new();
+    // Events before `start` were handled; `buf[start..scanned]` holds no
+    // end of an event.
+    let mut start = 0;
+    let mut scanned = 0;
     let mut stream = resp.bytes_stream();
     loop {
-        while let Some(end) = event_end(&buf) {
-            let found = find_in_sse(&buf[..end], id).ok();
-            buf.drain(..end);
+        while let Some(end) = event_end(&buf[start..], scanned - start) {
+            let found = find_in_sse(&buf[start..start + end], id).ok();
+            start += end;
+            scanned = start;
             if let Some(v) = found {
                 return Ok(v);
             }
         }
+        scanned = buf.len();
         match stream.next().await {
             Some(Ok(chunk)) => {
+                // Handled events go once per chunk, not once per event.
+                buf.drain(..start);
+                scanned -= start;
+                start = 0;
                 if buf.len() + chunk.len() > MAX_BODY {
                     return Err(PostError::Fatal(BackendError::Protocol));
                 }
                 buf.extend_from_slice(&chunk);
             }
             Some(Err(e)) => return Err(body_error(&e)),
-            None => return find_in_sse(&buf, id),
+            None => return find_in_sse(&buf[start..], id),
         }
     }
 }
@@ -418,5 +439,29 @@ mod tests {
         assert_eq!(v["result"]["ok"], true);
         assert!(find_in_sse(body, 8).is_err());
         assert!(find_in_sse(b"data: not json\n\n", 1).is_err());
+    }
+
+    #[test]
+    fn an_event_end_split_across_chunks_is_found_from_where_the_scan_stopped() {
+        for end in [&b"\n\n"[..], b"\r\n\r\n"] {
+            let mut whole = b"data: {}".to_vec();
+            whole.extend_from_slice(end);
+            assert_eq!(event_end(&whole, 0), Some(whole.len()));
+            // Cut anywhere inside the blank line: the first part holds no
+            // end, and the search resumes where it stopped.
+            for split in 0..end.len() {
+                let mut buf = b"data: {}".to_vec();
+                buf.extend_from_slice(&end[..split]);
+                let scanned = buf.len();
+                assert_eq!(event_end(&buf, 0), None);
+                buf.extend_from_slice(&end[split..]);
+                buf.extend_from_slice(b"data: next");
+                assert_eq!(event_end(&buf, scanned), Some(8 + end.len()), "{split}");
+            }
+        }
+        // The first of two ends, whichever kind comes first.
+        assert_eq!(event_end(b"a\r\n\r\nb\n\n", 0), Some(5));
+        assert_eq!(event_end(b"a\n\nb\r\n\r\n", 0), Some(3));
+        assert_eq!(event_end(b"", 10), None);
     }
 }

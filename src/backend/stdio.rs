@@ -575,6 +575,10 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
                     }
                 }
             }
+            // No answer can come any more (even from a child that closed
+            // its stdout and runs on): end it, so the supervisor restarts it.
+            tracing::warn!(backend = shared.name, "backend output ended");
+            conn.kill();
             conn.fail_all();
         });
     }
