@@ -25,7 +25,7 @@ use crate::jsonrpc::PROTOCOL_VERSION;
 use crate::secrets::{SecretRef, Secrets};
 
 /// Largest response body accepted from a backend.
-const MAX_BODY: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// Where and how to reach a Streamable HTTP backend, from the config.
 pub struct HttpSpec {
@@ -173,12 +173,7 @@ impl HttpBackend {
         let message = if content_type.starts_with("text/event-stream") {
             read_sse_response(resp, id).await?
         } else {
-            let body = read_bounded(resp).await?;
-            let v: Value = serde_json::from_slice(&body)
-                .map_err(|_| PostError::Fatal(BackendError::Protocol))?;
-            (v.get("id").and_then(Value::as_u64) == Some(id))
-                .then_some(v)
-                .ok_or(PostError::Fatal(BackendError::Protocol))?
+            json_body_message(&read_bounded(resp).await?, id)?
         };
         Ok((Some(message), session_id))
     }
@@ -221,7 +216,7 @@ impl HttpBackend {
     }
 }
 
-enum PostError {
+pub(crate) enum PostError {
     SessionExpired,
     Fatal(BackendError),
 }
@@ -258,8 +253,18 @@ async fn read_bounded(resp: reqwest::Response) -> Result<Vec<u8>, PostError> {
     Ok(body)
 }
 
+/// The JSON-RPC response with `id` in a JSON body; anything else (not
+/// JSON, another id) is a protocol error.
+pub(crate) fn json_body_message(body: &[u8], id: u64) -> Result<Value, PostError> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|_| PostError::Fatal(BackendError::Protocol))?;
+    (v.get("id").and_then(Value::as_u64) == Some(id))
+        .then_some(v)
+        .ok_or(PostError::Fatal(BackendError::Protocol))
+}
+
 /// Where the first complete SSE event in `buf` ends (after its blank line).
-fn event_end(buf: &[u8]) -> Option<usize> {
+pub(crate) fn event_end(buf: &[u8]) -> Option<usize> {
     let lf = buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
     let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
     match (lf, crlf) {
@@ -296,7 +301,7 @@ async fn read_sse_response(resp: reqwest::Response, id: u64) -> Result<Value, Po
 
 /// Finds the JSON-RPC response with `id` among the `data:` events of an SSE
 /// body (other events, such as notifications, are skipped).
-fn find_in_sse(body: &[u8], id: u64) -> Result<Value, PostError> {
+pub(crate) fn find_in_sse(body: &[u8], id: u64) -> Result<Value, PostError> {
     let text = std::str::from_utf8(body).map_err(|_| PostError::Fatal(BackendError::Protocol))?;
     let mut data = String::new();
     let flush = |data: &mut String| -> Option<Value> {
