@@ -126,6 +126,11 @@ fn listing(body: &[u8]) {
     for def in tools {
         if let Ok(tool) = PinnedTool::compile(def.clone()) {
             check_pinned(&tool, def);
+            // A client's arguments then meet the schema the backend chose.
+            let args = serde_json::json!({"a": [1, "x", {"b": null}], "id": "124810"});
+            if let Err(e) = tool.validate(&args) {
+                assert!(e.starts_with("argument /"), "a schema error without a path");
+            }
         }
     }
 }
