@@ -144,7 +144,7 @@ pub fn arguments_seeds() -> Vec<Vec<u8>> {
     let sample = index("sample_counts");
     let seeds: &[(u8, &str)] = &[
         (get_meps, r#"{"country":"SE","limit":5}"#),
-        (get_meps, r#"{"country":"se","limit":500}"#),
+        (get_meps, r#"{"country":"se"}"#),
         (get_meps, r#"{"group":"S&D","active":true,"offset":0}"#),
         (get_meps, r#"{}"#),
         (get_meps, r#"{"country":"SE","country":"FR"}"#),

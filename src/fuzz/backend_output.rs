@@ -199,12 +199,14 @@ fn result(rest: &[u8]) {
 /// and next to each refusal (oversized error, wrong id, a request in the
 /// stream, an invalid schema, a secret in a result).
 pub fn backend_output_seeds() -> Vec<Vec<u8>> {
-    let listing = serde_json::from_str::<Value>(ep::LISTING).expect("listing");
     let listing_line = ep::LISTING.trim_end();
-    let result = listing["result"].to_string();
+    let result = listing_line
+        .strip_prefix(r#"{"result":"#)
+        .and_then(|r| r.strip_suffix(r#","jsonrpc":"2.0","id":2}"#))
+        .expect("the captured response is {result, jsonrpc, id}");
     let call = r#"{"content":[{"type":"text","text":"{\"meps\":[{\"id\":\"124810\",\"name\":\"Sample MEP\",\"country\":\"SE\"}]}"}],"isError":false}"#;
     let secret = r#"{"content":[{"type":"text","text":"key AKIAIOSFODNN7EXAMPLE and ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"}]}"#;
-    let hidden = "{\"content\":[{\"type\":\"text\",\"text\":\"ok\u{200b}\u{1b}[31m\"}]}";
+    let hidden = r#"{"content":[{"type":"text","text":"ok\u200b\u001b[31m"}]}"#;
     let structured = r#"{"content":[],"structuredContent":{"country":"SE","count":3}}"#;
     let bad_structured = r#"{"content":[],"structuredContent":{"country":"se","count":-1}}"#;
     let sample = (ep::tools().len() - 1) as u8;
@@ -218,7 +220,7 @@ pub fn backend_output_seeds() -> Vec<Vec<u8>> {
         with(0, b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\r\n{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}\n"),
         with(0, format!("{error}\n").as_bytes()),
         with(0, b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"sampling/createMessage\",\"params\":{}}\nnot json\n\xff\xfe\n"),
-        with(1, b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\ndata: {\"jsonrpc\":\"2.0\",\n data: \"id\":7,\"result\":{}}\n\n"),
+        with(1, b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\ndata: {\"jsonrpc\":\"2.0\",\ndata: \"id\":7,\"result\":{}}\n\n"),
         with(1, b"data: {\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"ping\"}\r\n\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{}}\r\n\r\n"),
         with(1, format!("data: {listing_line}\n\n").replace("\"id\":2", "\"id\":7").as_bytes()),
         with(2, listing_line.replace("\"id\":2", "\"id\":7").as_bytes()),

@@ -137,8 +137,8 @@ pub fn jsonrpc_seeds() -> Vec<Vec<u8>> {
     .collect();
     let deep = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"x","arguments":{{"a":{}1{}}}}}}}"#,
-        "[".repeat(28),
-        "]".repeat(28)
+        "[".repeat(29),
+        "]".repeat(29)
     );
     let too_deep = deep.replacen("[1", "[[1]", 1);
     out.push(deep.into_bytes());
