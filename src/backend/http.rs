@@ -25,7 +25,7 @@ use crate::jsonrpc::PROTOCOL_VERSION;
 use crate::secrets::{SecretRef, Secrets};
 
 /// Largest response body accepted from a backend.
-const MAX_BODY: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// Where and how to reach a Streamable HTTP backend, from the config.
 pub struct HttpSpec {
@@ -173,12 +173,7 @@ impl HttpBackend {
         let message = if content_type.starts_with("text/event-stream") {
             read_sse_response(resp, id).await?
         } else {
-            let body = read_bounded(resp).await?;
-            let v: Value = serde_json::from_slice(&body)
-                .map_err(|_| PostError::Fatal(BackendError::Protocol))?;
-            (v.get("id").and_then(Value::as_u64) == Some(id))
-                .then_some(v)
-                .ok_or(PostError::Fatal(BackendError::Protocol))?
+            json_body_message(&read_bounded(resp).await?, id)?
         };
         Ok((Some(message), session_id))
     }
@@ -221,7 +216,7 @@ impl HttpBackend {
     }
 }
 
-enum PostError {
+pub(crate) enum PostError {
     SessionExpired,
     Fatal(BackendError),
 }
@@ -258,11 +253,21 @@ async fn read_bounded(resp: reqwest::Response) -> Result<Vec<u8>, PostError> {
     Ok(body)
 }
 
+/// The JSON-RPC response with `id` in a JSON body; anything else (not
+/// JSON, another id) is a protocol error.
+pub(crate) fn json_body_message(body: &[u8], id: u64) -> Result<Value, PostError> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|_| PostError::Fatal(BackendError::Protocol))?;
+    (v.get("id").and_then(Value::as_u64) == Some(id))
+        .then_some(v)
+        .ok_or(PostError::Fatal(BackendError::Protocol))
+}
+
 /// Where the first complete SSE event in `buf` ends (after its blank line),
 /// given that none ends within `buf[..scanned]`: only the new bytes (and
 /// the 3 before them, where a blank line may have begun) are searched, so
 /// an event that never ends costs each byte one look, not one per chunk.
-fn event_end(buf: &[u8], scanned: usize) -> Option<usize> {
+pub(crate) fn event_end(buf: &[u8], scanned: usize) -> Option<usize> {
     let from = scanned.saturating_sub(3).min(buf.len());
     let tail = &buf[from..];
     let lf = tail.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
@@ -282,42 +287,81 @@ fn event_end(buf: &[u8], scanned: usize) -> Option<usize> {
 /// moved a bounded number of times, however the server cuts its events
 /// into chunks: a flood of small events costs linear time.
 async fn read_sse_response(resp: reqwest::Response, id: u64) -> Result<Value, PostError> {
-    let mut buf: Vec<u8> = Vec::new();
-    // Events before `start` were handled; `buf[start..scanned]` holds no
-    // end of an event.
-    let mut start = 0;
-    let mut scanned = 0;
+    let mut events = SseEvents::new(id);
     let mut stream = resp.bytes_stream();
     loop {
-        while let Some(end) = event_end(&buf[start..], scanned - start) {
-            let found = find_in_sse(&buf[start..start + end], id).ok();
-            start += end;
-            scanned = start;
-            if let Some(v) = found {
-                return Ok(v);
-            }
+        if let Some(v) = events.take() {
+            return Ok(v);
         }
-        scanned = buf.len();
         match stream.next().await {
-            Some(Ok(chunk)) => {
-                // Handled events go once per chunk, not once per event.
-                buf.drain(..start);
-                scanned -= start;
-                start = 0;
-                if buf.len() + chunk.len() > MAX_BODY {
-                    return Err(PostError::Fatal(BackendError::Protocol));
-                }
-                buf.extend_from_slice(&chunk);
-            }
+            Some(Ok(chunk)) => events.push(&chunk)?,
             Some(Err(e)) => return Err(body_error(&e)),
-            None => return find_in_sse(&buf[start..], id),
+            None => return events.finish(),
         }
+    }
+}
+
+/// An SSE response body read as it arrives: each complete event is searched
+/// for the response with the request's id. Pure, so the fuzz target drives
+/// it over any split of a body into chunks.
+pub(crate) struct SseEvents {
+    buf: Vec<u8>,
+    /// Events before `start` were handled.
+    start: usize,
+    /// `buf[start..scanned]` holds no end of an event.
+    scanned: usize,
+    id: u64,
+}
+
+impl SseEvents {
+    /// A reader for the response to request `id`.
+    pub(crate) fn new(id: u64) -> Self {
+        SseEvents {
+            buf: Vec::new(),
+            start: 0,
+            scanned: 0,
+            id,
+        }
+    }
+
+    /// Handles every complete event that has arrived: the response, when
+    /// one of them is it.
+    pub(crate) fn take(&mut self) -> Option<Value> {
+        while let Some(end) = event_end(&self.buf[self.start..], self.scanned - self.start) {
+            let found = find_in_sse(&self.buf[self.start..self.start + end], self.id).ok();
+            self.start += end;
+            self.scanned = self.start;
+            if found.is_some() {
+                return found;
+            }
+        }
+        self.scanned = self.buf.len();
+        None
+    }
+
+    /// Adds a chunk; handled events go once per chunk, not once per event.
+    /// A body over [`MAX_BODY`] is a protocol error.
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> Result<(), PostError> {
+        self.buf.drain(..self.start);
+        self.scanned -= self.start;
+        self.start = 0;
+        if self.buf.len() + chunk.len() > MAX_BODY {
+            return Err(PostError::Fatal(BackendError::Protocol));
+        }
+        self.buf.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// The body ended: the response is in its last, unterminated event or
+    /// nowhere.
+    pub(crate) fn finish(&self) -> Result<Value, PostError> {
+        find_in_sse(&self.buf[self.start..], self.id)
     }
 }
 
 /// Finds the JSON-RPC response with `id` among the `data:` events of an SSE
 /// body (other events, such as notifications, are skipped).
-fn find_in_sse(body: &[u8], id: u64) -> Result<Value, PostError> {
+pub(crate) fn find_in_sse(body: &[u8], id: u64) -> Result<Value, PostError> {
     let text = std::str::from_utf8(body).map_err(|_| PostError::Fatal(BackendError::Protocol))?;
     let mut data = String::new();
     let flush = |data: &mut String| -> Option<Value> {

@@ -43,7 +43,7 @@ use crate::secrets::{SecretRef, Secrets};
 use stderr_tail::StderrTail;
 
 /// Longest line accepted from a child: one JSON-RPC message.
-const MAX_LINE: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_LINE: usize = 16 * 1024 * 1024;
 /// How long a child that failed to start is given to finish writing its
 /// stderr before the start error is written.
 const STDERR_WAIT: Duration = Duration::from_secs(2);

@@ -115,7 +115,7 @@ impl HttpPolicy {
     }
 
     /// The refusal for a request's headers, if any.
-    fn refuse(&self, req: &Request<Incoming>) -> Option<(StatusCode, &'static str)> {
+    pub(crate) fn refuse<B>(&self, req: &Request<B>) -> Option<(StatusCode, &'static str)> {
         let hosts = self.hosts();
         let host = req
             .headers()

@@ -56,7 +56,7 @@ pub mod codes {
 }
 
 /// What a host sent, classified.
-enum Incoming {
+pub(crate) enum Incoming {
     /// A request: it gets exactly one response, with this id.
     Request(Value),
     /// A notification (or a response to a server request, which the
@@ -64,7 +64,7 @@ enum Incoming {
     Notification { cancels: Option<Value> },
 }
 
-fn classify(msg: &Value) -> Option<Incoming> {
+pub(crate) fn classify(msg: &Value) -> Option<Incoming> {
     let obj = msg.as_object()?;
     let method = obj.get("method").and_then(Value::as_str);
     match (obj.get("id"), method) {
@@ -239,39 +239,9 @@ impl Bridge {
     /// (for a request), or `None` (a notification, or a request the host
     /// cancelled meanwhile).
     pub async fn handle(&self, raw: &[u8]) -> Option<Value> {
-        if raw.len() > MAX_MESSAGE_BYTES {
-            return Some(error_response(
-                &Value::Null,
-                codes::INVALID_REQUEST,
-                "message too large for the bridge",
-                None,
-            ));
-        }
-        let msg: Value = match serde_json::from_slice(raw) {
-            Ok(v) => v,
-            Err(_) => {
-                return Some(error_response(
-                    &Value::Null,
-                    codes::PARSE_ERROR,
-                    "not JSON",
-                    None,
-                ))
-            }
-        };
-        let Some(kind) = classify(&msg) else {
-            if msg.get("method").is_none()
-                && (msg.get("result").is_some() || msg.get("error").is_some())
-            {
-                // A response to a server request: the gateway makes none.
-                return None;
-            }
-            let id = msg.get("id").cloned().unwrap_or(Value::Null);
-            return Some(error_response(
-                &id,
-                codes::INVALID_REQUEST,
-                "not a JSON-RPC 2.0 request or notification (batches are not supported)",
-                None,
-            ));
+        let kind = match screen(raw) {
+            Screened::Answer(answer) => return answer,
+            Screened::Forward(kind) => kind,
         };
         let sent = self.forward(Bytes::copy_from_slice(raw)).await;
         match kind {
@@ -299,22 +269,7 @@ impl Bridge {
                     // The host gave up on it: MCP says no response follows.
                     return None;
                 }
-                Some(match sent {
-                    Ok(reply) => match serde_json::from_slice::<Value>(&reply) {
-                        Ok(v) if v.get("id") == Some(&id) => v,
-                        Ok(_) => error_for(
-                            &id,
-                            &ClientError::BadResponse(
-                                "its JSON-RPC id is not the request's".into(),
-                            ),
-                        ),
-                        Err(_) => error_for(
-                            &id,
-                            &ClientError::BadResponse("its payload is not JSON".into()),
-                        ),
-                    },
-                    Err(e) => error_for(&id, &e),
-                })
+                Some(reply_for(&id, sent))
             }
         }
     }
@@ -329,6 +284,76 @@ impl Bridge {
             self.reset().await;
         }
         result
+    }
+}
+
+/// What [`Bridge::handle`] decides about a host's message before anything
+/// is sent: answer it at once (an error, or nothing for a response the
+/// host sent), or forward it as a request or a notification.
+pub(crate) enum Screened {
+    /// Answered by the bridge itself; `None`: no answer at all.
+    Answer(Option<Value>),
+    /// Sent to the gateway byte for byte.
+    Forward(Incoming),
+}
+
+/// The bridge's checks on a host's message (size, JSON, JSON-RPC shape),
+/// the pure part of [`Bridge::handle`].
+pub(crate) fn screen(raw: &[u8]) -> Screened {
+    if raw.len() > MAX_MESSAGE_BYTES {
+        return Screened::Answer(Some(error_response(
+            &Value::Null,
+            codes::INVALID_REQUEST,
+            "message too large for the bridge",
+            None,
+        )));
+    }
+    let msg: Value = match serde_json::from_slice(raw) {
+        Ok(v) => v,
+        Err(_) => {
+            return Screened::Answer(Some(error_response(
+                &Value::Null,
+                codes::PARSE_ERROR,
+                "not JSON",
+                None,
+            )))
+        }
+    };
+    let Some(kind) = classify(&msg) else {
+        if msg.get("method").is_none()
+            && (msg.get("result").is_some() || msg.get("error").is_some())
+        {
+            // A response to a server request: the gateway makes none.
+            return Screened::Answer(None);
+        }
+        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        return Screened::Answer(Some(error_response(
+            &id,
+            codes::INVALID_REQUEST,
+            "not a JSON-RPC 2.0 request or notification (batches are not supported)",
+            None,
+        )));
+    };
+    Screened::Forward(kind)
+}
+
+/// The response a host gets for request `id` once the gateway answered
+/// (or failed): the gateway's JSON-RPC response when its id is the
+/// request's, otherwise an error with this id.
+pub(crate) fn reply_for(id: &Value, sent: Result<Bytes, ClientError>) -> Value {
+    match sent {
+        Ok(reply) => match serde_json::from_slice::<Value>(&reply) {
+            Ok(v) if v.get("id") == Some(id) => v,
+            Ok(_) => error_for(
+                id,
+                &ClientError::BadResponse("its JSON-RPC id is not the request's".into()),
+            ),
+            Err(_) => error_for(
+                id,
+                &ClientError::BadResponse("its payload is not JSON".into()),
+            ),
+        },
+        Err(e) => error_for(id, &e),
     }
 }
 

@@ -9,9 +9,18 @@
 //! surface to its target. Keys here are fixed sample keys, used nowhere
 //! else.
 
+mod arguments;
+mod backend_output;
+mod bridge;
 mod envelope;
+mod ep;
+mod jsonrpc;
 mod sample;
 mod targets;
 
+pub use arguments::{arguments, arguments_seeds};
+pub use backend_output::{backend_output, backend_output_seeds};
+pub use bridge::{bridge, bridge_seeds};
 pub use envelope::{envelope, envelope_seeds};
+pub use jsonrpc::{jsonrpc, jsonrpc_seeds};
 pub use targets::{Target, ALL};

@@ -16,9 +16,35 @@ pub struct Target {
 }
 
 /// Every fuzz target, in the order `scripts/fuzz.sh --all` runs them.
-pub const ALL: &[Target] = &[Target {
+pub const ALL: &[Target] = &[
+    Target {
     name: "envelope",
     surface: "the protobuf SignedEnvelope from a client: decode, signed bytes, shape, strict Ed25519 verification, freshness",
     run: super::envelope,
     seeds: super::envelope_seeds,
-}];
+    },
+    Target {
+        name: "jsonrpc",
+        surface: "a verified payload's strict JSON-RPC parse: depth pre-scan, duplicate keys, numbers, escapes, surrogates, method table, tools/call params",
+        run: super::jsonrpc,
+        seeds: super::jsonrpc_seeds,
+    },
+    Target {
+        name: "arguments",
+        surface: "tools/call arguments for the EP server's real tools: sanitizer (default and normalize) and the pinned inputSchema; the first byte picks the tool",
+        run: super::arguments,
+        seeds: super::arguments_seeds,
+    },
+    Target {
+        name: "backend_output",
+        surface: "backend output, first byte % 5: stdio line framing and responses, SSE body, HTTP JSON body, tools/list compile and pin digest, tools/call result checks",
+        run: super::backend_output,
+        seeds: super::backend_output_seeds,
+    },
+    Target {
+        name: "bridge",
+        surface: "the bridge, first byte % 3: a host's message before forwarding, the gateway's answer or denial turned into the host's response, the HTTP listener's header checks",
+        run: super::bridge,
+        seeds: super::bridge_seeds,
+    },
+];

@@ -106,16 +106,23 @@ impl SanitizePolicy {
     /// Checks (and, for NFC normalisation, rewrites) a tool's arguments.
     pub fn apply(&self, tool: &str, arguments: &mut Value) -> Result<(), SanitizeError> {
         let rules = self.effective(tool);
-        let size = serde_json::to_vec(arguments)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
-        if size > rules.max_total_bytes {
-            return Err(SanitizeError {
+        let too_large = |v: &Value| {
+            let size = serde_json::to_vec(v).map(|v| v.len()).unwrap_or(usize::MAX);
+            (size > rules.max_total_bytes).then(|| SanitizeError {
                 path: "/".into(),
                 rule: "exceeds the total argument size limit",
-            });
+            })
+        };
+        if let Some(e) = too_large(arguments) {
+            return Err(e);
         }
-        walk(arguments, &mut String::new(), None, 0, &rules)
+        walk(arguments, &mut String::new(), None, 0, &rules)?;
+        // NFC can lengthen what it rewrites: the limit holds for what is
+        // forwarded.
+        match too_large(arguments) {
+            Some(e) if rules.nfc == NfcPolicy::Normalize => Err(e),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -255,7 +262,15 @@ fn walk(
                 if nfc != *s {
                     match rules.nfc {
                         NfcPolicy::Reject => return fail(path, "is not in Unicode NFC"),
-                        NfcPolicy::Normalize => *s = nfc,
+                        // NFC can lengthen a string (U+FB2C is three
+                        // characters in NFC): the limit holds for what is
+                        // forwarded.
+                        NfcPolicy::Normalize => {
+                            if nfc.chars().count() > rules.max_string_chars {
+                                return fail(path, "is longer than the string length limit");
+                            }
+                            *s = nfc
+                        }
                     }
                 }
             }
@@ -407,6 +422,34 @@ mod tests {
         let mut v = json!({"q": "cafe\u{0301}"});
         policy.apply("t", &mut v).expect("normalised");
         assert_eq!(v, json!({"q": "caf\u{e9}"}));
+    }
+
+    #[test]
+    fn normalising_never_lifts_a_string_or_the_total_past_its_limit() {
+        // Regression (fuzz/regressions/arguments/nfc-expands-past-limits):
+        // U+FB2C is one character and three in NFC.
+        let policy: SanitizePolicy =
+            toml::from_str("nfc = \"normalize\"\nmax_string_chars = 10").expect("policy");
+        let mut v = json!({"q": "\u{FB2C}".repeat(4)});
+        assert_eq!(
+            policy.apply("t", &mut v),
+            Err(SanitizeError {
+                path: "/q".into(),
+                rule: "is longer than the string length limit"
+            })
+        );
+        let policy: SanitizePolicy =
+            toml::from_str("nfc = \"normalize\"\nmax_total_bytes = 30").expect("policy");
+        // Serialised: 17 bytes, then 26 in NFC (passes); with four and a
+        // member more, 26 bytes, then 38 in NFC (refused).
+        let mut v = json!({"q": "\u{FB2C}".repeat(3)});
+        assert!(policy.apply("t", &mut v.clone()).is_ok());
+        let mut v4 = json!({"q": "\u{FB2C}".repeat(4), "r": 1});
+        assert_eq!(
+            policy.apply("t", &mut v4).expect_err("total").rule,
+            "exceeds the total argument size limit"
+        );
+        assert!(policy.apply("t", &mut v).is_ok());
     }
 
     #[test]

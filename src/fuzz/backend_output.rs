@@ -1,0 +1,328 @@
+//! Fuzz surface: what a backend writes back. The first byte picks the
+//! part (`% 5`): 0 the stdio line framing (the reader's `LinesCodec` with
+//! its maximum line length) and each line's JSON-RPC response handling;
+//! 1 an SSE body searched for the response to the gateway's request id;
+//! 2 a JSON body of the HTTP backend; 3 a `tools/list` result, each tool
+//! compiled and pinned as the router does (digest, schemas); 4 a
+//! `tools/call` result through the result checks of src/policy/results.rs
+//! for an EP tool or the sample tool with an outputSchema.
+
+use bytes::BytesMut;
+use serde_json::Value;
+use tokio_util::codec::{Decoder, LinesCodec};
+
+use super::ep;
+use crate::backend::http::{json_body_message, SseEvents};
+use crate::backend::{reply_from_message, Reply, MAX_ERROR_MESSAGE_CHARS};
+use crate::policy::pins::{canonical_json, tool_digest, PinnedTool};
+use crate::policy::results::ResultPolicy;
+
+/// The id of the gateway's request the response must carry.
+const ID: u64 = 7;
+
+/// Runs one input. Invariants, by part: framing yields lines without a
+/// newline whose bytes all come from the input, each at most the maximum
+/// line length; a response becomes a result object or an error of exactly
+/// a code and a message of at most 1024 characters; SSE events tile the
+/// body and only the response with our id (not a request) is taken; a tool
+/// that compiles has a valid name and the digest of its canonical JSON,
+/// which reads back as the same definition; a result that passes the
+/// checks holds no secret a second pass would redact and, with invisible
+/// characters stripped, none of those.
+pub fn backend_output(data: &[u8]) {
+    let Some((&part, rest)) = data.split_first() else {
+        return;
+    };
+    match part % 5 {
+        0 => stdio_lines(rest),
+        1 => sse(rest),
+        2 => {
+            if let Ok(v) = json_body_message(rest, ID) {
+                assert_eq!(v.get("id").and_then(Value::as_u64), Some(ID));
+                check_reply(&v);
+            }
+        }
+        3 => listing(rest),
+        _ => result(rest),
+    }
+}
+
+fn stdio_lines(input: &[u8]) {
+    let max = crate::backend::stdio::MAX_LINE;
+    let mut codec = LinesCodec::new_with_max_length(max);
+    let mut buf = BytesMut::from(input);
+    let mut taken = 0usize;
+    loop {
+        let line = match codec.decode(&mut buf) {
+            Ok(Some(line)) => line,
+            // The reader stops at the end or at the first unreadable line.
+            Ok(None) => match codec.decode_eof(&mut buf) {
+                Ok(Some(line)) => line,
+                _ => break,
+            },
+            Err(_) => break,
+        };
+        assert!(!line.contains('\n'), "a framed line holds a newline");
+        assert!(line.len() <= max, "a framed line is over the maximum");
+        taken += line.len();
+        assert!(taken <= input.len(), "framing made up bytes");
+        if let Ok(msg) = serde_json::from_str::<Value>(&line) {
+            if msg.get("id").is_some() && msg.get("method").is_none() {
+                check_reply(&msg);
+            }
+        }
+    }
+}
+
+/// `reply_from_message` on a response: a result object, or an error of a
+/// code and a bounded message only (a backend's `data` never passes).
+fn check_reply(msg: &Value) {
+    match reply_from_message(msg) {
+        Ok(Reply::Result(r)) => assert!(r.is_object(), "a result that is not an object"),
+        Ok(Reply::Error(e)) => assert_error_shape(&e),
+        Err(_) => {}
+    }
+}
+
+fn assert_error_shape(e: &Value) {
+    let obj = e.as_object().expect("an error is an object");
+    assert_eq!(
+        obj.len(),
+        2,
+        "an error passed with members beyond code and message"
+    );
+    assert!(obj.get("code").is_some_and(Value::is_i64));
+    let message = obj["message"].as_str().expect("a string message");
+    assert!(
+        message.chars().count() <= MAX_ERROR_MESSAGE_CHARS,
+        "an error message over the cap"
+    );
+}
+
+fn sse(input: &[u8]) {
+    // The first byte cuts the body into chunks (1 to 64 bytes, cycling), as
+    // a server or the network may; the same body read in one chunk must
+    // give the same answer (the reader resumes its scan between chunks).
+    let Some((&cut, body)) = input.split_first() else {
+        return;
+    };
+    let whole = read_sse(body, &[body.len().max(1)]);
+    let sizes: Vec<usize> = (0..8)
+        .map(|i| usize::from(cut.rotate_left(i) % 64) + 1)
+        .collect();
+    let chunked = read_sse(body, &sizes);
+    assert_eq!(
+        whole.as_ref().ok(),
+        chunked.as_ref().ok(),
+        "the answer depends on how the body was cut into chunks"
+    );
+    if let Ok(v) = whole {
+        assert_eq!(v.get("id").and_then(Value::as_u64), Some(ID));
+        assert!(v.get("method").is_none(), "a request taken as the response");
+        check_reply(&v);
+    }
+}
+
+/// The HTTP backend's SSE reader over `body` cut into chunks of `sizes`
+/// (cycling), exactly as `read_sse_response` drives it.
+fn read_sse(body: &[u8], sizes: &[usize]) -> Result<Value, crate::backend::http::PostError> {
+    let mut events = SseEvents::new(ID);
+    let mut rest = body;
+    for size in sizes.iter().cycle() {
+        if let Some(v) = events.take() {
+            return Ok(v);
+        }
+        if rest.is_empty() {
+            break;
+        }
+        let (chunk, tail) = rest.split_at((*size).min(rest.len()));
+        events.push(chunk)?;
+        rest = tail;
+    }
+    events.finish()
+}
+
+fn listing(body: &[u8]) {
+    let Ok(result) = serde_json::from_slice::<Value>(body) else {
+        return;
+    };
+    let Some(tools) = result.get("tools").and_then(Value::as_array) else {
+        return;
+    };
+    for def in tools {
+        if let Ok(tool) = PinnedTool::compile(def.clone()) {
+            check_pinned(&tool, def);
+            // A client's arguments then meet the schema the backend chose.
+            let args = serde_json::json!({"a": [1, "x", {"b": null}], "id": "124810"});
+            if let Err(e) = tool.validate(&args) {
+                assert!(e.starts_with("argument /"), "a schema error without a path");
+            }
+        }
+    }
+}
+
+/// A compiled tool: its name is valid and its digest is the one of its
+/// canonical JSON, which reads back as the definition.
+fn check_pinned(tool: &PinnedTool, def: &Value) {
+    assert!(crate::jsonrpc::valid_tool_name(&tool.name));
+    assert_eq!(&tool.definition, def);
+    let canonical = canonical_json(def);
+    let back: Value = serde_json::from_slice(&canonical).expect("canonical JSON parses");
+    assert_eq!(
+        &back, def,
+        "canonical JSON reads back as another definition"
+    );
+    assert_eq!(
+        canonical_json(&back),
+        canonical,
+        "canonical JSON is not stable"
+    );
+    assert_eq!(
+        tool.digest,
+        tool_digest(def),
+        "the pinned digest is not the definition's"
+    );
+}
+
+fn result(rest: &[u8]) {
+    let Some((&pick, body)) = rest.split_first() else {
+        return;
+    };
+    let Ok(original) = serde_json::from_slice::<Value>(body) else {
+        return;
+    };
+    let tools = ep::tools();
+    let tool = &tools[usize::from(pick) % tools.len()];
+    let key = tool.name.as_str();
+    let policy = ResultPolicy::default();
+    let mut v = original.clone();
+    if policy.check("tools/call", Some(tool), key, &mut v).is_ok() {
+        let mut again = v.clone();
+        let second = policy
+            .filter(key, &mut again)
+            .expect("a redacted result passes again");
+        assert_eq!(
+            second.redacted,
+            Vec::<String>::new(),
+            "a secret left after redaction"
+        );
+        assert_eq!(again, v, "a second pass changed a redacted result");
+    }
+    let strip: ResultPolicy =
+        toml::from_str("invisible = \"strip\"").expect("a valid results policy");
+    let mut v = original;
+    if strip.filter(key, &mut v).is_ok() {
+        let mut again = v.clone();
+        let second = strip
+            .filter(key, &mut again)
+            .expect("stripped passes again");
+        assert_eq!(second.stripped, 0, "hidden characters left after stripping");
+    }
+}
+
+/// Seeds: the EP server's real `tools/list` response and a real call
+/// result shape, framed as its stdio output, as SSE and as an HTTP body,
+/// and next to each refusal (oversized error, wrong id, a request in the
+/// stream, an invalid schema, a secret in a result).
+pub fn backend_output_seeds() -> Vec<Vec<u8>> {
+    let listing_line = ep::LISTING.trim_end();
+    let result = listing_line
+        .strip_prefix(r#"{"result":"#)
+        .and_then(|r| r.strip_suffix(r#","jsonrpc":"2.0","id":2}"#))
+        .expect("the captured response is {result, jsonrpc, id}");
+    let call = r#"{"content":[{"type":"text","text":"{\"meps\":[{\"id\":\"124810\",\"name\":\"Sample MEP\",\"country\":\"SE\"}]}"}],"isError":false}"#;
+    let secret = r#"{"content":[{"type":"text","text":"key AKIAIOSFODNN7EXAMPLE and ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"}]}"#;
+    let hidden = r#"{"content":[{"type":"text","text":"ok\u200b\u001b[31m"}]}"#;
+    let structured = r#"{"content":[],"structuredContent":{"country":"SE","count":3}}"#;
+    let bad_structured = r#"{"content":[],"structuredContent":{"country":"se","count":-1}}"#;
+    let sample = (ep::tools().len() - 1) as u8;
+    let error = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"error":{{"code":-32602,"message":"{}","data":{{"secret":"x"}}}}}}"#,
+        "m".repeat(1100)
+    );
+    let with = |part: u8, body: &[u8]| [&[part][..], body].concat();
+    let mut out = vec![
+        with(0, format!("{listing_line}\n").as_bytes()),
+        with(0, b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\r\n{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}\n"),
+        with(0, format!("{error}\n").as_bytes()),
+        with(0, b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"sampling/createMessage\",\"params\":{}}\nnot json\n\xff\xfe\n"),
+        with(1, b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\ndata: {\"jsonrpc\":\"2.0\",\ndata: \"id\":7,\"result\":{}}\n\n"),
+        with(1, b"data: {\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"ping\"}\r\n\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{}}\r\n\r\n"),
+        with(1, format!("data: {listing_line}\n\n").replace("\"id\":2", "\"id\":7").as_bytes()),
+        with(2, listing_line.replace("\"id\":2", "\"id\":7").as_bytes()),
+        with(2, error.as_bytes()),
+        with(2, br#"{"jsonrpc":"2.0","id":"7","result":{}}"#),
+        with(3, result.as_bytes()),
+        with(3, br#"{"tools":[{"name":"x","inputSchema":{"type":"object","properties":{"a":{"pattern":"("}}}},{"name":"bad name","inputSchema":{}},{"name":"y","inputSchema":{"$ref":"https://evil.example/s.json"}},{"name":"z","inputSchema":{"type":"object"},"outputSchema":[]}]}"#),
+        with(4, [&[0u8][..], call.as_bytes()].concat().as_slice()),
+        with(4, [&[0u8][..], secret.as_bytes()].concat().as_slice()),
+        with(4, [&[0u8][..], hidden.as_bytes()].concat().as_slice()),
+        with(4, [&[sample][..], structured.as_bytes()].concat().as_slice()),
+        with(4, [&[sample][..], bad_structured.as_bytes()].concat().as_slice()),
+        with(4, [&[0u8][..], br#"{"content":{"type":"text"}}"#].concat().as_slice()),
+    ];
+    out.shrink_to_fit();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::http::find_in_sse;
+    use crate::policy::results::ResultError;
+
+    #[test]
+    fn every_seed_holds_the_invariants() {
+        for seed in backend_output_seeds() {
+            backend_output(&seed);
+        }
+    }
+
+    #[test]
+    fn seeds_are_accepted_and_refused_with_their_error() {
+        // The real EP listing compiles, every tool of it.
+        let v: Value = serde_json::from_str(ep::LISTING).expect("listing");
+        let defs = v["result"]["tools"].as_array().expect("tools");
+        assert!(defs.iter().all(|d| PinnedTool::compile(d.clone()).is_ok()));
+        // An SSE stream: the request with our id is skipped, and no other
+        // event is the response.
+        assert!(find_in_sse(&backend_output_seeds()[5][1..], ID).is_err());
+        assert!(find_in_sse(&backend_output_seeds()[4][1..], ID).is_ok());
+        // A backend's error loses its data and is capped.
+        let seeds = backend_output_seeds();
+        let msg: Value = serde_json::from_slice(&seeds[8][1..]).expect("json");
+        match reply_from_message(&msg) {
+            Ok(Reply::Error(e)) => assert_error_shape(&e),
+            other => panic!("not an error reply: {other:?}"),
+        }
+        // The sample tool's outputSchema refuses a bad structuredContent.
+        let tool = ep::tools().last().expect("sample tool");
+        let mut bad: Value = serde_json::from_slice(&seeds[16][2..]).expect("json");
+        let e = ResultPolicy::default()
+            .check("tools/call", Some(tool), &tool.name, &mut bad)
+            .expect_err("outputSchema");
+        assert!(
+            matches!(e, ResultError::Invalid { ref path, .. } if path.starts_with("/structuredContent")),
+            "{e:?}"
+        );
+        let mut good: Value = serde_json::from_slice(&seeds[15][2..]).expect("json");
+        assert!(ResultPolicy::default()
+            .check("tools/call", Some(tool), &tool.name, &mut good)
+            .is_ok());
+    }
+
+    #[test]
+    #[should_panic(expected = "an error passed with members beyond code and message")]
+    fn the_error_shape_check_fails_on_data() {
+        assert_error_shape(&serde_json::json!({"code": 1, "message": "m", "data": 1}));
+    }
+
+    #[test]
+    #[should_panic(expected = "the pinned digest is not the definition's")]
+    fn the_pin_check_fails_on_another_digest() {
+        let def = ep::sample_output_tool();
+        let mut tool = PinnedTool::compile(def.clone()).expect("compiles");
+        tool.digest = tool_digest(&serde_json::json!({}));
+        check_pinned(&tool, &def);
+    }
+}
