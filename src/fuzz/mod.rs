@@ -9,9 +9,13 @@
 //! surface to its target. Keys here are fixed sample keys, used nowhere
 //! else.
 
+mod audit_verify;
+mod config_files;
 mod envelope;
 mod sample;
 mod targets;
 
+pub use audit_verify::{audit_verify, audit_verify_seeds};
+pub use config_files::{config_files, config_files_seeds};
 pub use envelope::{envelope, envelope_seeds};
 pub use targets::{Target, ALL};
