@@ -53,6 +53,7 @@ mod thread;
 mod timestamp;
 pub mod transparency;
 mod verify;
+mod verify_read;
 mod verify_v3;
 mod verify_witness;
 pub mod witness_config;

@@ -15,18 +15,15 @@
 //! only v1 checkpoints, or nothing at all is vouched: no key, no
 //! checkpoint). docs/AUDIT.md has the format and the rules.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
-use sealgate::audit::chain::{distinct, Anchor, Verifier};
+use sealgate::audit::chain::{distinct, read_file, Anchor, Flow, Verifier};
 use sealgate::tlog::{SignatureType, VerifierKey, MAX_KEY_TEXT_BYTES, MAX_NOTE_BYTES};
-
-/// Longest line read; a longer one is a break, not an allocation.
-const MAX_LINE: u64 = 1024 * 1024;
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
@@ -110,33 +107,12 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
     if let Some(o) = &args.origin {
         v = v.with_origin(o);
     }
-    'files: for file in &args.files {
+    for file in &args.files {
         let f = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
-        v.start_file(&file.display().to_string());
-        let mut r = BufReader::new(f);
-        let mut n = 0u64;
-        loop {
-            let mut line = Vec::new();
-            let read = (&mut r)
-                .take(MAX_LINE + 1)
-                .read_until(b'\n', &mut line)
-                .with_context(|| format!("{}", file.display()))?;
-            if read == 0 {
-                break;
-            }
-            n += 1;
-            let at = format!("{}:{n}", file.display());
-            let newline = line.last() == Some(&b'\n');
-            if newline {
-                line.pop();
-            } else if line.len() as u64 > MAX_LINE {
-                v.fail(&at, format!("a line longer than {MAX_LINE} bytes"));
-                break 'files;
-            }
-            v.line(&at, &line);
-            if newline {
-                v.newline();
-            }
+        let name = file.display().to_string();
+        let flow = read_file(&mut v, &name, BufReader::new(f)).with_context(|| name.clone())?;
+        if flow == Flow::Stop {
+            break;
         }
     }
     let report = v.finish();

@@ -63,7 +63,13 @@ impl Profile {
     pub fn load(path: &Path) -> Result<Profile, ClientError> {
         let err = |m: String| ClientError::Config(format!("{}: {m}", path.display()));
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let mut p: Profile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        Profile::from_text(path, &text)
+    }
+
+    /// [`Profile::load`] of `text`, the contents of the file at `path`.
+    pub fn from_text(path: &Path, text: &str) -> Result<Profile, ClientError> {
+        let err = |m: String| ClientError::Config(format!("{}: {m}", path.display()));
+        let mut p: Profile = toml::from_str(text).map_err(|e| err(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for f in [&mut p.ca, &mut p.cert, &mut p.key, &mut p.signing_key] {
             if f.is_relative() {

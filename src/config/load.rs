@@ -58,7 +58,17 @@ impl Config {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let mut config: Config = toml::from_str(&text).map_err(|e| err(toml_error(&text, &e)))?;
+        Config::from_text(path, &text)
+    }
+
+    /// [`Config::load`] of `text`, the contents of the file at `path`
+    /// (paths resolve against its folder): parse, resolve, validate.
+    pub fn from_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let err = |message: String| ConfigError {
+            path: path.display().to_string(),
+            message,
+        };
+        let mut config: Config = toml::from_str(text).map_err(|e| err(toml_error(text, &e)))?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
         // The audit log's origin defaults to one named by the trust domain.

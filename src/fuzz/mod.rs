@@ -10,8 +10,10 @@
 //! else.
 
 mod arguments;
+mod audit_verify;
 mod backend_output;
 mod bridge;
+mod config_files;
 mod envelope;
 mod ep;
 mod jsonrpc;
@@ -19,8 +21,10 @@ mod sample;
 mod targets;
 
 pub use arguments::{arguments, arguments_seeds};
+pub use audit_verify::{audit_verify, audit_verify_seeds};
 pub use backend_output::{backend_output, backend_output_seeds};
 pub use bridge::{bridge, bridge_seeds};
+pub use config_files::{config_files, config_files_seeds};
 pub use envelope::{envelope, envelope_seeds};
 pub use jsonrpc::{jsonrpc, jsonrpc_seeds};
 pub use targets::{Target, ALL};

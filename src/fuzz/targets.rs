@@ -18,10 +18,10 @@ pub struct Target {
 /// Every fuzz target, in the order `scripts/fuzz.sh --all` runs them.
 pub const ALL: &[Target] = &[
     Target {
-    name: "envelope",
-    surface: "the protobuf SignedEnvelope from a client: decode, signed bytes, shape, strict Ed25519 verification, freshness",
-    run: super::envelope,
-    seeds: super::envelope_seeds,
+        name: "envelope",
+        surface: "the protobuf SignedEnvelope from a client: decode, signed bytes, shape, strict Ed25519 verification, freshness",
+        run: super::envelope,
+        seeds: super::envelope_seeds,
     },
     Target {
         name: "jsonrpc",
@@ -46,5 +46,17 @@ pub const ALL: &[Target] = &[
         surface: "the bridge, first byte % 3: a host's message before forwarding, the gateway's answer or denial turned into the host's response, the HTTP listener's header checks",
         run: super::bridge,
         seeds: super::bridge_seeds,
+    },
+    Target {
+        name: "audit_verify",
+        surface: "`audit verify` on arbitrary audit files (first byte: key, witness key, --origin, --checkpoint flags; files split at 0x1C): line reading, the chain, v1-v3 checkpoints, Merkle heads, cosignatures, anchors",
+        run: super::audit_verify,
+        seeds: super::audit_verify_seeds,
+    },
+    Target {
+        name: "config_files",
+        surface: "the TOML files read at start (first byte % 4: config with [audit.witness], client registry, client profile, pin file): parse, resolve, validate; the config against its published schema",
+        run: super::config_files,
+        seeds: super::config_files_seeds,
     },
 ];
