@@ -9,9 +9,18 @@
 //! surface to its target. Keys here are fixed sample keys, used nowhere
 //! else.
 
+mod certificate;
+mod csr;
+mod enrollment;
 mod envelope;
+mod pki_sample;
 mod sample;
 mod targets;
+mod tlog;
 
+pub use certificate::{certificate, certificate_seeds};
+pub use csr::{csr, csr_seeds};
+pub use enrollment::{enrollment, enrollment_seeds};
 pub use envelope::{envelope, envelope_seeds};
 pub use targets::{Target, ALL};
+pub use tlog::{tlog, tlog_seeds};
