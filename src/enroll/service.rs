@@ -37,7 +37,8 @@ mod new_key;
 
 use enrolled_keys::lock_enrolled;
 pub use enrolled_keys::store_enrolled;
-use new_key::{key_unused, new_public_key, verify};
+use new_key::key_unused;
+pub use new_key::{check_enroll_proof, check_renew_shape, check_renew_signatures};
 
 use super::limits::{SourceRate, MAX_RATE_SOURCES};
 use super::reasons::{csr_refusal, internal, refuse};
@@ -45,11 +46,9 @@ pub use super::reasons::{EnrollReason, Refused};
 use super::refusals::{EnrollmentEvent, RefusalAudit, REFUSAL_SUMMARY_INTERVAL};
 use super::renewals::{Denied, RenewalLedger, RENEWALS_PER_HOUR};
 use super::tokens;
-use super::{enroll_proof_bytes, renew_proof_bytes, RenewProof};
 use crate::audit::AuditLog;
 use crate::ca::Ca;
 use crate::config::{Config, EnrollmentConfig};
-use crate::envelope::{MAX_NONCE_LEN, MIN_NONCE_LEN};
 use crate::gateway::{Clock, Gateway, SystemClock};
 use crate::identity::enrolled::{EnrolledKey, Retirement};
 use crate::identity::{
@@ -261,22 +260,6 @@ impl Enrollment {
         Ok(())
     }
 
-    fn check_fresh(&self, ts: i64, now_ms: i64) -> Result<(), Refused> {
-        if ts < now_ms.saturating_sub(self.skew_ms) {
-            return Err(refuse(
-                EnrollReason::TimestampStale,
-                "the request's timestamp is older than the skew window; check this machine's clock",
-            ));
-        }
-        if ts > now_ms.saturating_add(self.skew_ms) {
-            return Err(refuse(
-                EnrollReason::TimestampFuture,
-                "the request's timestamp is ahead of the skew window; check this machine's clock",
-            ));
-        }
-        Ok(())
-    }
-
     fn rate(&self, remote: SocketAddr) -> Result<(), Refused> {
         if self
             .per_source
@@ -346,21 +329,7 @@ impl Enrollment {
         let now_ms = self.clock.now_ms();
         let pending = tokens::check(&self.settings.ca_dir, &req.token, now_ms)?;
         let id = pending.client.clone();
-        self.check_fresh(req.timestamp_unix_ms, now_ms)?;
-        let new_key = new_public_key(&req.signing_public_key)?;
-        let proof = enroll_proof_bytes(
-            &self.audience,
-            &req.token,
-            &req.csr,
-            &req.signing_public_key,
-            req.timestamp_unix_ms,
-        );
-        verify(&new_key, &proof, &req.new_key_signature).map_err(|_| {
-            refuse(
-                EnrollReason::ProofInvalid,
-                "the new signing key's signature over the enroll proof does not verify",
-            )
-        })?;
+        let new_key = check_enroll_proof(&self.audience, &req, now_ms, self.skew_ms)?;
         let key_id = key_id_for(&new_key);
         let _guard = self.write.lock().await;
         let _file = lock_enrolled(&self.enrolled_keys).await?;
@@ -493,15 +462,7 @@ impl Enrollment {
                 )));
             }
         }
-        if !(MIN_NONCE_LEN..=MAX_NONCE_LEN).contains(&req.nonce.len()) {
-            return Err(with_id(refuse(
-                EnrollReason::NonceInvalid,
-                "the nonce must be 16 to 64 bytes",
-            )));
-        }
-        let new_key = new_public_key(&req.new_signing_public_key).map_err(with_id)?;
-        self.check_fresh(req.timestamp_unix_ms, now_ms)
-            .map_err(with_id)?;
+        let new_key = check_renew_shape(&req, now_ms, self.skew_ms).map_err(with_id)?;
         let current = entry.keys.get(&req.current_key_id).ok_or_else(|| {
             with_id(refuse(
                 EnrollReason::KeyNotBound,
@@ -515,27 +476,8 @@ impl Enrollment {
             )));
         }
         let spiffe = client_spiffe_id(&self.ca.trust_domain, &id);
-        let proof = renew_proof_bytes(&RenewProof {
-            audience: &self.audience,
-            spiffe_id: &spiffe,
-            current_key_id: &req.current_key_id,
-            csr_der: &req.csr,
-            new_public_key: &req.new_signing_public_key,
-            timestamp_unix_ms: req.timestamp_unix_ms,
-            nonce: &req.nonce,
-        });
-        verify(&current.key, &proof, &req.current_key_signature).map_err(|_| {
-            with_id(refuse(
-                EnrollReason::SignatureInvalid,
-                "the current signing key's signature over the renew proof does not verify",
-            ))
-        })?;
-        verify(&new_key, &proof, &req.new_key_signature).map_err(|_| {
-            with_id(refuse(
-                EnrollReason::ProofInvalid,
-                "the new signing key's signature over the renew proof does not verify",
-            ))
-        })?;
+        check_renew_signatures(&self.audience, &spiffe, &current.key, &new_key, &req)
+            .map_err(with_id)?;
         self.ledger_allows(&id, &req.nonce, now_ms)
             .map_err(with_id)?;
         crate::ca::check_client_csr_der(&req.csr, &spiffe).map_err(|e| with_id(csr_refusal(e)))?;

@@ -48,6 +48,30 @@ pub const ALL: &[Target] = &[
         seeds: super::bridge_seeds,
     },
     Target {
+        name: "certificate",
+        surface: "a client certificate (DER) from the TLS handshake: the audit facts and the SPIFFE identity read from it",
+        run: super::certificate,
+        seeds: super::certificate_seeds,
+    },
+    Target {
+        name: "csr",
+        surface: "a PKCS#10 request (DER) to sign-csr or the enrollment service: parse, self-signature, key, CA and SAN checks",
+        run: super::csr,
+        seeds: super::csr_seeds,
+    },
+    Target {
+        name: "enrollment",
+        surface: "an Enroll or Renew request (protobuf; first byte picks which): freshness, nonce, new key, proof signatures, CSR",
+        run: super::enrollment,
+        seeds: super::enrollment_seeds,
+    },
+    Target {
+        name: "tlog",
+        surface: "first byte % 5 picks: a signed note, a checkpoint, a witness add-checkpoint body, a receipt (JSON, verified), a cosignature answer",
+        run: super::tlog,
+        seeds: super::tlog_seeds,
+    },
+    Target {
         name: "audit_verify",
         surface: "`audit verify` on arbitrary audit files (first byte: key, witness key, --origin, --checkpoint flags; files split at 0x1C): line reading, the chain, v1-v3 checkpoints, Merkle heads, cosignatures, anchors",
         run: super::audit_verify,
