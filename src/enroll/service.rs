@@ -340,11 +340,18 @@ impl Enrollment {
         // The CSR is checked in full before the token is spent.
         crate::ca::check_client_csr_der(&req.csr, &client_spiffe_id(&self.ca.trust_domain, &id))
             .map_err(csr_refusal)?;
-        let id = pending.spend()?;
-        let (cert, cert_not_after) = self
-            .ca
-            .sign_csr_der(&req.csr, &id, self.settings.cert_days)
-            .map_err(csr_refusal)?;
+        let spent = pending.spend()?;
+        let id = spent.client.clone();
+        // From here a failure is the gateway's (the CA, a full disk): the
+        // token is given back, since nothing was granted.
+        let (cert, cert_not_after) =
+            match self.ca.sign_csr_der(&req.csr, &id, self.settings.cert_days) {
+                Ok(issued) => issued,
+                Err(e) => {
+                    spent.restore();
+                    return Err(csr_refusal(e));
+                }
+            };
         let key_not_after = now_ms.saturating_add(i64::from(self.settings.key_days) * 86_400_000);
         enrolled.prune(now_ms, KEEP_EXPIRED_MS);
         enrolled.keys.push(EnrolledKey {
@@ -354,8 +361,10 @@ impl Enrollment {
             not_before: crate::audit::rfc3339_ms(now_ms - 60_000),
             not_after: crate::audit::rfc3339_ms(key_not_after),
         });
-        self.store(&enrolled)
-            .map_err(|e| internal("enrolled keys could not be written", e))?;
+        if let Err(e) = self.store(&enrolled) {
+            spent.restore();
+            return Err(internal("enrolled keys could not be written", e));
+        }
         self.publish();
         if let Err(e) = self.ca.record_key(&id, &key_id, key_not_after) {
             tracing::error!(error = %e, "the CA index could not record the enrolled key");

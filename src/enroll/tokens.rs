@@ -139,17 +139,44 @@ pub fn check(ca_dir: &Path, token: &str, now_ms: i64) -> Result<Pending, TokenRe
 impl Pending {
     /// Spends the token: exactly one of several racing redeemers succeeds;
     /// the others get [`TokenRefusal::Used`].
-    pub fn spend(self) -> Result<ClientId, TokenRefusal> {
+    pub fn spend(self) -> Result<Spent, TokenRefusal> {
         if let Some(parent) = self.used.parent() {
             std::fs::create_dir_all(parent).map_err(|_| TokenRefusal::Store)?;
         }
         match std::fs::rename(&self.path, &self.used) {
-            Ok(()) => Ok(self.client),
+            Ok(()) => Ok(Spent {
+                client: self.client,
+                path: self.path,
+                used: self.used,
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(TokenRefusal::Used),
             Err(e) => {
                 tracing::error!(error = %e, "enrollment token could not be spent");
                 Err(TokenRefusal::Store)
             }
+        }
+    }
+}
+
+/// A token just spent, for the client it was issued to. When what it was
+/// spent for fails on the gateway's side (the certificate cannot be signed,
+/// the enrolled-keys file cannot be written: a full disk), [`Spent::restore`]
+/// gives it back, so the client can try again without a new token. Nothing
+/// was granted in that case: no key stored, no certificate returned.
+#[derive(Debug)]
+pub struct Spent {
+    /// The client id the token was issued for.
+    pub client: ClientId,
+    path: PathBuf,
+    used: PathBuf,
+}
+
+impl Spent {
+    /// Puts the token back as unused (a rename, which needs no free space).
+    /// If even that fails, the token stays spent and the operator is told.
+    pub fn restore(self) {
+        if let Err(e) = std::fs::rename(&self.used, &self.path) {
+            tracing::error!(client.id = %self.client, error = %e, "an enrollment token spent on a failed enrollment could not be restored: the client needs a new token");
         }
     }
 }
@@ -172,8 +199,28 @@ mod tests {
         assert_eq!(pending.client, alice);
         // A second check before spending still sees it; spending twice fails.
         let again = check(dir.path(), &token, 2_000).expect("test");
-        assert_eq!(pending.spend().expect("test"), alice);
+        assert_eq!(pending.spend().expect("test").client, alice);
         assert_eq!(again.spend().expect_err("refused"), TokenRefusal::Used);
+    }
+
+    #[test]
+    fn a_restored_token_can_be_spent_once_more_and_only_once() {
+        let dir = tempfile::tempdir().expect("test");
+        let alice = ClientId::parse("alice").expect("test");
+        let (token, _) = create(dir.path(), &alice, 60, 1_000).expect("test");
+        let spent = check(dir.path(), &token, 2_000)
+            .expect("test")
+            .spend()
+            .expect("test");
+        assert_eq!(
+            check(dir.path(), &token, 2_000).expect_err("spent"),
+            TokenRefusal::Used
+        );
+        spent.restore();
+        let pending = check(dir.path(), &token, 2_000).expect("unused again");
+        let racing = check(dir.path(), &token, 2_000).expect("unused again");
+        assert_eq!(pending.spend().expect("test").client, alice);
+        assert_eq!(racing.spend().expect_err("refused"), TokenRefusal::Used);
         assert_eq!(
             check(dir.path(), &token, 2_000).expect_err("refused"),
             TokenRefusal::Used
