@@ -28,6 +28,10 @@ impl Default for EnvelopeConfig {
     }
 }
 
+/// The deepest `max_json_depth` accepted: serde_json parses nesting up to
+/// 127 levels (its recursion limit is 128).
+pub const MAX_JSON_DEPTH: usize = 127;
+
 impl EnvelopeConfig {
     /// Checks the section.
     pub(super) fn validate(&self) -> Result<(), String> {
@@ -38,8 +42,13 @@ impl EnvelopeConfig {
         if !(1024..=16 * 1024 * 1024).contains(&e.max_envelope_bytes) {
             return Err("field envelope.max_envelope_bytes: must be 1 KiB..=16 MiB".into());
         }
-        if !(2..=128).contains(&e.max_json_depth) {
-            return Err("field envelope.max_json_depth: must be 2..=128".into());
+        // serde_json refuses nesting of 128 and more by itself (its
+        // recursion limit): past 127 a deep payload would be refused as
+        // malformed JSON rather than JSON_TOO_DEEP.
+        if !(2..=MAX_JSON_DEPTH).contains(&e.max_json_depth) {
+            return Err(format!(
+                "field envelope.max_json_depth: must be 2..={MAX_JSON_DEPTH}"
+            ));
         }
         if e.replay_capacity_per_client == 0 {
             return Err("field envelope.replay_capacity_per_client: must be at least 1".into());

@@ -35,7 +35,7 @@ mod tests;
 
 pub use backends::{BackendConfig, Pinning};
 pub use clients::{EnrollmentConfig, RegistryConfig};
-pub use envelope::EnvelopeConfig;
+pub use envelope::{EnvelopeConfig, MAX_JSON_DEPTH};
 pub use expiry::ExpiryConfig;
 pub use file::Config;
 pub use load::ConfigError;

@@ -130,3 +130,26 @@ fn method_table_round_trips() {
     }
     assert_eq!(Method::parse("tools/CALL"), None);
 }
+
+#[test]
+fn the_deepest_depth_the_config_allows_parses_and_one_more_is_too_deep() {
+    let max = crate::config::MAX_JSON_DEPTH;
+    // A tools/call whose arguments nest down to `depth` levels in all: the
+    // message, params and arguments objects, then arrays.
+    let nested = |depth: usize| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"t","arguments":{{"a":{}1{}}}}}}}"#,
+            "[".repeat(depth - 3),
+            "]".repeat(depth - 3)
+        )
+    };
+    let limits = Limits { max_depth: max };
+    let at_max = nested(max);
+    assert!(!nesting_depth_exceeds(at_max.as_bytes(), max));
+    parse(at_max.as_bytes(), limits).expect("the deepest allowed nesting parses");
+    let over = nested(max + 1);
+    assert_eq!(
+        parse(over.as_bytes(), limits).expect_err("too deep"),
+        JsonRpcError::TooDeep(max)
+    );
+}
