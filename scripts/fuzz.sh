@@ -4,6 +4,10 @@
 #   scripts/fuzz.sh                  lists the targets, one name a line
 #   scripts/fuzz.sh TARGET SECONDS   runs one target for SECONDS
 #   scripts/fuzz.sh --all SECONDS    runs every target in turn (CI's pass)
+#   scripts/fuzz.sh --keep TARGET    after a long run: merges into the
+#                                    committed corpus the inputs of
+#                                    fuzz/work/TARGET that add coverage
+#                                    (libFuzzer -merge=1), to be committed
 # Each run starts from the committed corpus (fuzz/corpus/TARGET, read only)
 # and keeps what it finds in fuzz/work/TARGET. Limits: 10 s per input (a
 # slower one is a hang), 2048 MiB resident (more is a failure), inputs up
@@ -27,11 +31,19 @@ if [ $# -eq 0 ]; then
   exit 0
 fi
 
-usage() { echo "usage: scripts/fuzz.sh [TARGET SECONDS | --all SECONDS]" >&2; exit 2; }
+usage() { echo "usage: scripts/fuzz.sh [TARGET SECONDS | --all SECONDS | --keep TARGET]" >&2; exit 2; }
 [ $# -eq 2 ] || usage
-case "$2" in '' | *[!0-9]*) usage ;; esac
-seconds=$2
-if [ "$1" = --all ]; then
+if [ "$1" = --keep ]; then
+  targets | grep -qx -- "$2" || usage
+  keep=$2
+else
+  keep=
+  case "$2" in '' | *[!0-9]*) usage ;; esac
+fi
+seconds=${2}
+if [ -n "$keep" ]; then
+  selected=$keep
+elif [ "$1" = --all ]; then
   selected=$(targets)
 elif targets | grep -qx -- "$1"; then
   selected=$1
@@ -58,7 +70,15 @@ echo "== cargo fuzz build (sanitizer: $sanitizer, ${FUZZ_BUILD:-release})"
 if [ "$1" = --all ]; then
   (cd fuzz && cargo fuzz build "${flags[@]}")
 else
-  (cd fuzz && cargo fuzz build "${flags[@]}" "$1")
+  (cd fuzz && cargo fuzz build "${flags[@]}" "$selected")
+fi
+
+if [ -n "$keep" ]; then
+  before=$(ls "fuzz/corpus/$keep" | wc -l)
+  (cd fuzz && cargo fuzz run "${flags[@]}" "$keep" "corpus/$keep" "work/$keep" -- \
+      -merge=1 -timeout=10 -rss_limit_mb=2048 -max_len=1048576) >"fuzz/logs/$keep.merge.log" 2>&1
+  echo "kept $keep: $before -> $(ls "fuzz/corpus/$keep" | wc -l) inputs in fuzz/corpus/$keep (commit them)"
+  exit 0
 fi
 
 mkdir -p fuzz/logs

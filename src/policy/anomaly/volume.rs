@@ -67,10 +67,11 @@ impl VolumeConfig {
         }
         let window_ms = secs_ms(self.window_secs).max(1);
         let elapsed = now_ms.saturating_sub(w.start_ms);
-        if elapsed < 0 {
-            // The clock went back: the window starts again here (the
-            // baseline is kept), or it would stretch by the jump and add up
-            // calls over far longer than `window_secs`.
+        if elapsed < -super::window::REORDER_MS {
+            // The clock went back (further than calls are ever reordered):
+            // the window starts again here (the baseline is kept), or it
+            // would stretch by the jump and add up calls over far longer
+            // than `window_secs`.
             w.start_ms = now_ms;
             w.calls = 0;
             w.fired_in_window = false;

@@ -9,6 +9,13 @@ pub(super) const DEFAULT_COOLDOWN_SECS: u64 = 900;
 /// a year. Larger values would only overflow time arithmetic.
 pub(super) const MAX_SECS: u64 = 366 * 86_400;
 
+/// How far out of order events may arrive (their time is taken before an
+/// asynchronous step): an event up to this much earlier than its window's
+/// start still counts in that window. Only a clock that went back further
+/// starts a new window, so a client cannot empty its window by having one
+/// call arrive a few milliseconds late.
+pub(super) const REORDER_MS: i64 = 1_000;
+
 /// When a restriction imposed at `now_ms` for `cooldown_secs` ends; `None`
 /// for a cool-down of 0 (until an operator lifts it).
 pub(super) fn until_of(now_ms: i64, cooldown_secs: u64) -> Option<i64> {
@@ -41,11 +48,12 @@ impl Burst {
     /// Counts one event at `now_ms` in a window of `window_secs`, starting
     /// a new window first if the current one is over; returns the count.
     pub(super) fn add(&mut self, now_ms: i64, window_secs: u64) -> u32 {
-        // A clock that went back (now before the start) starts a new
-        // window too: otherwise the window would stretch by the jump and
-        // count a burst over far longer than `window_secs`.
+        // A clock that went back (now before the start by more than
+        // events are ever reordered) starts a new window too: otherwise the
+        // window would stretch by the jump and count a burst over far
+        // longer than `window_secs`.
         let elapsed = now_ms.saturating_sub(self.start_ms);
-        if elapsed < 0 || elapsed >= secs_ms(window_secs) {
+        if elapsed < -REORDER_MS || elapsed >= secs_ms(window_secs) {
             self.start_ms = now_ms;
             self.count = 0;
         }

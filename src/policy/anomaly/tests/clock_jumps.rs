@@ -127,3 +127,44 @@ fn a_throttled_identity_is_not_refused_for_as_long_as_a_jump_back() {
         "still one a second"
     );
 }
+
+#[test]
+fn a_call_that_arrives_a_few_milliseconds_late_still_counts_in_its_window() {
+    // Eleven calls in one window, the last one stamped 10 ms before the
+    // window's start (its time was taken before an asynchronous step): the
+    // window is not emptied, the eleventh call crosses the floor and the
+    // identity is throttled as if the calls had arrived in order.
+    let (a, audit) = anomaly(volume_throttle());
+    a.observe_call("alice", None, true, T0);
+    for i in 1..10 {
+        a.observe_call("alice", None, true, T0 + i);
+    }
+    a.observe_call("alice", None, true, T0 - 10);
+    assert_eq!(events(&audit).len(), 1, "{:?}", events(&audit));
+}
+
+#[test]
+fn a_denial_that_arrives_a_few_milliseconds_late_still_counts_toward_a_burst() {
+    let mut c = quiet();
+    c.denials = DenialsConfig {
+        action: Action::Block,
+        window_secs: 60,
+        threshold: 5,
+        cooldown_secs: Some(600),
+    };
+    let (a, _audit) = anomaly(c);
+    for i in 0..4 {
+        a.observe_denial("alice", "SIGNATURE_INVALID", T0 + 100 + i);
+    }
+    a.observe_denial("alice", "SIGNATURE_INVALID", T0 + 90);
+    assert!(
+        matches!(
+            a.admit("alice", T0 + 200),
+            Admission::Blocked {
+                detector: "denials",
+                ..
+            }
+        ),
+        "five denials in one window, one of them 10 ms late, block"
+    );
+}
