@@ -64,7 +64,7 @@ fn enroll(req: &EnrollRequest) {
         &req.signing_public_key,
         &req.timestamp_unix_ms.to_be_bytes(),
     ];
-    assert_eq!(parse_fields(&proof), fields.map(<[u8]>::to_vec));
+    assert_eq!(sample::parse_fields(&proof), fields.map(<[u8]>::to_vec));
     match check_enroll_proof(sample::AUDIENCE, req, sample::NOW_MS, sample::SKEW_MS) {
         Ok(key) => {
             signed_by_sample(&new_key(), &key, &proof, &req.new_key_signature);
@@ -102,7 +102,7 @@ fn renew(req: &RenewRequest) {
         &req.timestamp_unix_ms.to_be_bytes(),
         &req.nonce,
     ];
-    assert_eq!(parse_fields(&proof), fields.map(<[u8]>::to_vec));
+    assert_eq!(sample::parse_fields(&proof), fields.map(<[u8]>::to_vec));
     let shapes = [
         EnrollReason::NonceInvalid,
         EnrollReason::KeyInvalid,
@@ -182,32 +182,6 @@ fn refused(r: &Refused, allowed: &[EnrollReason]) {
     let status = r.to_status();
     assert_eq!(status.code(), r.reason.code());
     assert!(status.message().starts_with(r.reason.as_str()));
-}
-
-/// Reads a proof back: `u64be(n)`, then n × (`u64be(len)` ‖ bytes), and
-/// nothing after. Panics when it does not parse (an encoder bug).
-fn parse_fields(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let (count, mut rest) = split_u64(bytes);
-    let mut out = Vec::new();
-    for _ in 0..count {
-        let (len, tail) = split_u64(rest);
-        let len = usize::try_from(len).expect("field length fits in usize");
-        assert!(tail.len() >= len, "a proof ends inside a field");
-        out.push(tail[..len].to_vec());
-        rest = &tail[len..];
-    }
-    assert!(
-        rest.is_empty(),
-        "a proof carries bytes after its last field"
-    );
-    out
-}
-
-fn split_u64(bytes: &[u8]) -> (u64, &[u8]) {
-    let (head, tail) = bytes
-        .split_at_checked(8)
-        .expect("a length prefix is 8 bytes");
-    (u64::from_be_bytes(head.try_into().expect("8 bytes")), tail)
 }
 
 /// The sample token (sample data).

@@ -33,7 +33,7 @@ pub fn envelope(data: &[u8]) {
 
     let request = fields(&env, Direction::Request, None);
     let signed = signed_bytes(&request);
-    assert_eq!(parse_signed(&signed), field_list(&request));
+    assert_eq!(sample::parse_fields(&signed), field_list(&request));
     if let Ok(verified) = verify_request(&env, &public, sample::NOW_MS, sample::SKEW_MS) {
         assert_eq!(
             env.signature.as_ref(),
@@ -47,7 +47,7 @@ pub fn envelope(data: &[u8]) {
     if let Ok(bound) = <[u8; DIGEST_LEN]>::try_from(env.request_digest.as_ref()) {
         let response = fields(&env, Direction::Response, Some(&bound));
         let signed = signed_bytes(&response);
-        assert_eq!(parse_signed(&signed), field_list(&response));
+        assert_eq!(sample::parse_fields(&signed), field_list(&response));
         let verdict = verify_response(
             &env,
             sample::CLIENT,
@@ -149,30 +149,4 @@ fn field_list(f: &SignedFields<'_>) -> Vec<Vec<u8>> {
         out.push(f.request_digest.map(|d| d.to_vec()).unwrap_or_default());
     }
     out
-}
-
-/// Reads signed bytes back: `u64be(n)`, then n × (`u64be(len)` ‖ bytes),
-/// and nothing after. Panics when they do not parse (an encoder bug).
-fn parse_signed(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let (count, mut rest) = split_u64(bytes);
-    let mut out = Vec::new();
-    for _ in 0..count {
-        let (len, tail) = split_u64(rest);
-        let len = usize::try_from(len).expect("field length fits in usize");
-        assert!(tail.len() >= len, "signed bytes end inside a field");
-        out.push(tail[..len].to_vec());
-        rest = &tail[len..];
-    }
-    assert!(
-        rest.is_empty(),
-        "signed bytes carry bytes after the last field"
-    );
-    out
-}
-
-fn split_u64(bytes: &[u8]) -> (u64, &[u8]) {
-    let (head, tail) = bytes
-        .split_at_checked(8)
-        .expect("a length prefix is 8 bytes");
-    (u64::from_be_bytes(head.try_into().expect("8 bytes")), tail)
 }
