@@ -194,7 +194,7 @@ fn result(rest: &[u8]) {
     let tools = ep::tools();
     let tool = &tools[usize::from(pick) % tools.len()];
     let key = tool.name.as_str();
-    let policy = ResultPolicy::default();
+    let (policy, strip) = policies();
     let mut v = original.clone();
     if policy.check("tools/call", Some(tool), key, &mut v).is_ok() {
         let mut again = v.clone();
@@ -208,8 +208,6 @@ fn result(rest: &[u8]) {
         );
         assert_eq!(again, v, "a second pass changed a redacted result");
     }
-    let strip: ResultPolicy =
-        toml::from_str("invisible = \"strip\"").expect("a valid results policy");
     let mut v = original;
     if strip.filter(key, &mut v).is_ok() {
         let mut again = v.clone();
@@ -218,6 +216,17 @@ fn result(rest: &[u8]) {
             .expect("stripped passes again");
         assert_eq!(second.stripped, 0, "hidden characters left after stripping");
     }
+}
+
+/// The default result policy and one that strips invisible characters,
+/// built once: compiling their secret patterns costs far more than one
+/// input, and a policy holds no state between results.
+fn policies() -> &'static (ResultPolicy, ResultPolicy) {
+    static POLICIES: std::sync::OnceLock<(ResultPolicy, ResultPolicy)> = std::sync::OnceLock::new();
+    POLICIES.get_or_init(|| {
+        let strip = toml::from_str("invisible = \"strip\"").expect("a valid results policy");
+        (ResultPolicy::default(), strip)
+    })
 }
 
 /// Seeds: the EP server's real `tools/list` response and a real call
