@@ -38,8 +38,11 @@ use super::{
 };
 use crate::sandbox::{Egress, Enforcement, Limits, SandboxReport, SandboxSpec, REPORT_METHOD};
 
+mod incoming;
 mod stderr_tail;
+
 use crate::secrets::{SecretRef, Secrets};
+pub(crate) use incoming::{classify, Incoming};
 use stderr_tail::StderrTail;
 
 /// Longest line accepted from a child: one JSON-RPC message.
@@ -685,42 +688,35 @@ fn on_message(shared: &Shared, conn: &Conn, line: &str) {
         );
         return;
     };
-    let method = msg.get("method").and_then(Value::as_str);
-    match (msg.get("id"), method) {
-        // A response to one of our requests.
-        (Some(id), None) => {
-            let Some(id) = id.as_u64() else {
-                tracing::warn!(
-                    backend = shared.name,
-                    "response with an id the gateway never used"
-                );
-                return;
-            };
+    match classify(&msg) {
+        Incoming::Response(id) => {
             if let Some(tx) = conn.take_pending(id) {
                 let _ = tx.send(reply_from_message(&msg));
             }
         }
+        Incoming::ForeignId => tracing::warn!(
+            backend = shared.name,
+            "response with an id the gateway never used"
+        ),
         // A request from the server to the client: the gateway offers no
         // client capabilities (sampling, roots, elicitation).
-        (Some(id), Some(m)) => {
-            let answer = if m == "ping" {
+        Incoming::Request { id, ping } => {
+            let answer = if ping {
                 json!({"jsonrpc": "2.0", "id": id, "result": {}})
             } else {
                 json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "method not supported by the sealgate gateway"}})
             };
             let _ = conn.tx.try_send(answer.to_string());
         }
-        (None, Some("notifications/tools/list_changed")) => {
-            shared.generation.send_modify(|g| *g += 1);
-        }
-        (None, Some(REPORT_METHOD)) => {
+        Incoming::ListChanged => shared.generation.send_modify(|g| *g += 1),
+        Incoming::Report => {
             if let Some(errno) = msg.get("params").and_then(stderr_tail::exec_failure) {
                 conn.exec_errno
                     .store(errno, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        (None, Some(_)) => {}
-        (None, None) => tracing::warn!(
+        Incoming::Notification => {}
+        Incoming::Neither => tracing::warn!(
             backend = shared.name,
             "backend wrote a message that is neither request nor response"
         ),

@@ -13,6 +13,7 @@ use tokio_util::codec::{Decoder, LinesCodec};
 
 use super::ep;
 use crate::backend::http::{json_body_message, SseEvents};
+use crate::backend::stdio::{classify, Incoming};
 use crate::backend::{reply_from_message, Reply, MAX_ERROR_MESSAGE_CHARS};
 use crate::policy::pins::{canonical_json, tool_digest, PinnedTool};
 use crate::policy::results::ResultPolicy;
@@ -67,7 +68,9 @@ fn stdio_lines(input: &[u8]) {
         taken += line.len();
         assert!(taken <= input.len(), "framing made up bytes");
         if let Ok(msg) = serde_json::from_str::<Value>(&line) {
-            if msg.get("id").is_some() && msg.get("method").is_none() {
+            // Dispatched exactly as the stdio reader does; a response to our
+            // request reaches the caller through `reply_from_message`.
+            if classify(&msg) == Incoming::Response(ID) {
                 check_reply(&msg);
             }
         }
