@@ -339,6 +339,7 @@ impl ResultPolicy {
             }
             Value::Object(map) => {
                 for (k, item) in map.iter_mut() {
+                    self.check_member_name(k, path, rules)?;
                     let len = path.len();
                     push_key(path, k);
                     self.walk(item, path, rules, hits, findings)?;
@@ -348,6 +349,37 @@ impl ResultPolicy {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Member names are never rewritten (a redacted or stripped name could
+    /// collide with another and changes the result's shape): one holding a
+    /// hidden character or text matching a secret pattern, when those
+    /// filters are on, refuses the result, which names the object that
+    /// holds it (never the name itself, which is the secret).
+    fn check_member_name(
+        &self,
+        name: &str,
+        path: &str,
+        rules: &Effective,
+    ) -> Result<(), ResultError> {
+        if rules.invisible != InvisibleAction::Allow && name.chars().any(is_hidden) {
+            return Err(ResultError::Refused {
+                path: shown_pointer(path),
+                what: "a member name with invisible format or control characters".into(),
+            });
+        }
+        if rules.secrets != SecretAction::Off {
+            if let Some(i) = self.set.matches(name).into_iter().next() {
+                return Err(ResultError::Refused {
+                    path: shown_pointer(path),
+                    what: format!(
+                        "a member name matching the secret pattern {}",
+                        self.names[i]
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn filter_string(

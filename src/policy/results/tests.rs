@@ -289,3 +289,45 @@ fn a_secret_a_redaction_exposes_is_redacted_too() {
         ]
     );
 }
+
+#[test]
+fn a_member_name_holding_a_secret_or_a_hidden_character_refuses_the_result() {
+    // Names are never rewritten, so a secret in one cannot be redacted: the
+    // result is refused, naming the object that holds it, never the name.
+    let policy = ResultPolicy::default();
+    let mut v = json!({
+        "content": [{"type": "text", "text": "ok"}],
+        "structuredContent": {"keys": {"AKIAIOSFODNN7EXAMPLE": 1}}
+    });
+    let e = policy
+        .check("tools/call", None, "t", &mut v)
+        .expect_err("a secret member name");
+    assert_eq!(
+        e,
+        ResultError::Refused {
+            path: "/structuredContent/keys".into(),
+            what: "a member name matching the secret pattern aws_access_key_id".into(),
+        }
+    );
+    assert!(!e.to_string().contains("AKIA"), "{e}");
+
+    let strip: ResultPolicy = toml::from_str("invisible = \"strip\"").expect("a valid policy");
+    let mut v = json!({"content": [], "_meta": {"note\u{202e}": 1}});
+    let e = strip
+        .check("tools/call", None, "t", &mut v)
+        .expect_err("a hidden character in a member name");
+    assert_eq!(
+        e,
+        ResultError::Refused {
+            path: "/_meta".into(),
+            what: "a member name with invisible format or control characters".into(),
+        }
+    );
+
+    // With both filters off, names pass as they are.
+    let off: ResultPolicy =
+        toml::from_str("secrets = \"off\"\ninvisible = \"allow\"").expect("a valid policy");
+    let mut v = json!({"content": [], "_meta": {"AKIAIOSFODNN7EXAMPLE": 1, "a\u{202e}": 2}});
+    off.check("tools/call", None, "t", &mut v)
+        .expect("no filter");
+}
