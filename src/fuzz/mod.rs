@@ -4,8 +4,9 @@
 //! a hang or unbounded memory; an accepted input is one a genuine party
 //! could have made). The libFuzzer targets in fuzz/ are one line each over
 //! these, and `tests/fuzz_corpus.rs` replays the committed corpus through
-//! them on stable, so every input a fuzzer ever kept stays a regression
-//! test. [`targets::ALL`] lists them; docs/THREAT-MODEL.md maps each input
+//! them on stable: the seeds, what long runs found (merged with
+//! `scripts/fuzz.sh --keep`) and every input that once broke an invariant
+//! (fuzz/regressions) stay regression tests. [`targets::ALL`] lists them; docs/THREAT-MODEL.md maps each input
 //! surface to its target. Keys here are fixed sample keys, used nowhere
 //! else.
 
