@@ -509,3 +509,43 @@ pub fn write_lines(path: &Path, lines: &[String]) {
     }
     std::fs::write(path, text).expect("write");
 }
+
+/// A small tmpfs mounted for a full-disk test, unmounted when dropped.
+pub struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Mounts a tmpfs of `size` (e.g. "64k") on `mnt` (created here), or, when
+/// mounting is refused, returns `None` only if `SEALGATE_TEST_NO_MOUNT` says
+/// this machine cannot (never a silent pass: otherwise the test fails).
+#[allow(dead_code)]
+pub fn mount_tmpfs(mnt: &std::path::Path, size: &str) -> Option<Tmpfs> {
+    std::fs::create_dir(mnt).expect("mkdir");
+    let mounted = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0700"),
+            "tmpfs",
+        ])
+        .arg(mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if mounted {
+        return Some(Tmpfs(mnt.to_path_buf()));
+    }
+    assert!(
+        std::env::var_os("SEALGATE_TEST_NO_MOUNT").is_some(),
+        "mount -t tmpfs refused: run as root, or set SEALGATE_TEST_NO_MOUNT=1"
+    );
+    eprintln!("NOT RUN: mount refused and SEALGATE_TEST_NO_MOUNT is set");
+    None
+}

@@ -138,35 +138,13 @@ async fn a_file_size_limit_refuses_calls_and_the_gateway_recovers() {
 }
 
 /// A tmpfs mounted for the test, unmounted on drop.
-struct Tmpfs(std::path::PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_filesystem_refuses_calls_and_the_gateway_recovers() {
     let setup = Setup::new(&AUDIT.replace("audit.jsonl", "{dir}/mnt/audit.jsonl"));
     let mnt = setup.path("mnt");
-    std::fs::create_dir(&mnt).expect("mkdir");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        // Never a silent pass: without mount privileges the run must say
-        // so explicitly (RLIMIT_FSIZE covers the same path above).
-        assert!(
-            std::env::var_os("SEALGATE_TEST_NO_MOUNT").is_some(),
-            "mount -t tmpfs refused: run as root, or set SEALGATE_TEST_NO_MOUNT=1 to rely on the RLIMIT_FSIZE test"
-        );
-        eprintln!("NOT RUN: mount refused and SEALGATE_TEST_NO_MOUNT is set");
+    let Some(_guard) = audit_common::mount_tmpfs(&mnt, "512k") else {
         return;
-    }
-    let _guard = Tmpfs(mnt.clone());
+    };
     let gw = setup.serve();
     let client = gw.client().await;
     let mut served = 0;

@@ -5,18 +5,8 @@
 //! once there is room. Driven through `store_enrolled`, the function the
 //! service writes with, on a real full tmpfs.
 
-use std::process::Command;
-
 use sealgate::enroll::service::store_enrolled;
 use sealgate::identity::enrolled::{EnrolledKey, EnrolledKeys};
-
-struct Tmpfs(std::path::PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 fn key(i: usize) -> EnrolledKey {
     EnrolledKey {
@@ -32,21 +22,9 @@ fn key(i: usize) -> EnrolledKey {
 fn a_full_disk_refuses_the_write_and_keeps_the_enrolled_keys_as_they_were() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mnt = dir.path().join("mnt");
-    std::fs::create_dir(&mnt).expect("mkdir");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        assert!(
-            std::env::var_os("SEALGATE_TEST_NO_MOUNT").is_some(),
-            "mount -t tmpfs refused: run as root, or set SEALGATE_TEST_NO_MOUNT=1"
-        );
-        eprintln!("NOT RUN: mount refused and SEALGATE_TEST_NO_MOUNT is set");
+    let Some(_guard) = crate::audit_common::mount_tmpfs(&mnt, "64k") else {
         return;
-    }
-    let _guard = Tmpfs(mnt.clone());
+    };
     let path = mnt.join("enrolled-keys.toml");
     let mut keys = EnrolledKeys::default();
     keys.keys.push(key(0));

@@ -5,20 +5,11 @@
 //! again, and when the collector is back it receives every record of the
 //! file, in order.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::audit_common::{call, free_port, wait_until, Rsyslog, Setup};
 
 /// A tmpfs mounted for the test, unmounted on drop.
-struct Tmpfs(std::path::PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_disk_refuses_calls_then_every_record_reaches_the_collector() {
     let port = free_port();
@@ -35,22 +26,9 @@ on_failure = "spool"
 "#
     ));
     let mnt = setup.path("mnt");
-    std::fs::create_dir(&mnt).expect("mkdir");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        // Never a silent pass.
-        assert!(
-            std::env::var_os("SEALGATE_TEST_NO_MOUNT").is_some(),
-            "mount -t tmpfs refused: run as root, or set SEALGATE_TEST_NO_MOUNT=1"
-        );
-        eprintln!("NOT RUN: mount refused and SEALGATE_TEST_NO_MOUNT is set");
+    let Some(_guard) = crate::audit_common::mount_tmpfs(&mnt, "256k") else {
         return;
-    }
-    let _guard = Tmpfs(mnt.clone());
+    };
     // The collector is away from the start: records go to the spool.
     let gw = setup.serve();
     let client = gw.client().await;
