@@ -378,3 +378,12 @@ fn the_audit_log_origin_and_folder_default_at_load() {
         "{e}"
     );
 }
+
+#[test]
+fn max_json_depth_is_bounded_by_what_the_json_parser_can_hold() {
+    assert_eq!(validate("[envelope]\nmax_json_depth = 127\n"), Ok(()));
+    assert_eq!(
+        validate("[envelope]\nmax_json_depth = 128\n"),
+        Err("field envelope.max_json_depth: must be 2..=127".into())
+    );
+}
