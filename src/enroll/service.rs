@@ -165,16 +165,21 @@ impl Enrollment {
         };
         let issued_here = {
             let mut roots = rustls::RootCertStore::empty();
-            let der = ca.cert_der().map_err(|e| e.to_string())?;
+            let der = CertificateDer::from(ca.cert_der().map_err(|e| e.to_string())?);
             roots
-                .add(CertificateDer::from(der))
+                .add(der.clone())
                 .map_err(|e| format!("the enrollment CA certificate: {e}"))?;
-            rustls::server::WebPkiClientVerifier::builder_with_provider(
+            let webpki = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
                 crate::tls::provider(),
             )
             .build()
-            .map_err(|e| format!("the enrollment CA certificate: {e}"))?
+            .map_err(|e| format!("the enrollment CA certificate: {e}"))?;
+            // The CA's own dates count too (webpki reads none of an anchor's).
+            Arc::new(
+                crate::tls::ClientAuthOnly::new(webpki, std::slice::from_ref(&der))
+                    .map_err(|e| format!("the enrollment CA certificate: {e}"))?,
+            )
         };
         let skew_ms = i64::try_from(config.envelope.clock_skew_secs)
             .unwrap_or(600)

@@ -13,7 +13,7 @@ use rustls::{RootCertStore, ServerConfig};
 
 use super::crl::{load_crls_now, DEFAULT_CRL_GRACE};
 use super::error::TlsError;
-use super::pem::{load_certs, load_private_key, roots};
+use super::pem::{load_certs, load_private_key, roots_of};
 use super::provider::provider;
 use super::verifier::ClientAuthOnly;
 
@@ -93,8 +93,10 @@ pub(super) fn build_server_config(
     client_cert_required: bool,
     provider: Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    let ca_certs = load_certs(client_ca)?;
     let verifier = client_verifier(
-        roots(client_ca)?,
+        roots_of(client_ca, ca_certs.iter().cloned())?,
+        &ca_certs,
         crls,
         enforce,
         client_cert_required,
@@ -115,10 +117,13 @@ pub(super) fn build_server_config(
 
 /// The client-certificate verifier every server config uses: webpki's
 /// chain, date and revocation checks against `roots` and `crls`, then
-/// [`ClientAuthOnly`]. Public so the X.509 path vectors (tests/x509_cases)
-/// run the very verifier a handshake runs, at a validation time of theirs.
+/// [`ClientAuthOnly`] (clientAuth EKU, and the dates of the client CA
+/// certificates `ca_certs` that `roots` was made from). Public so the
+/// X.509 path vectors (tests/x509_cases) run the very verifier a handshake
+/// runs, at a validation time of theirs.
 pub fn client_verifier(
     roots: RootCertStore,
+    ca_certs: &[rustls::pki_types::CertificateDer<'static>],
     crls: Vec<CertificateRevocationListDer<'static>>,
     enforce: bool,
     client_cert_required: bool,
@@ -135,5 +140,5 @@ pub fn client_verifier(
     let webpki = builder
         .build()
         .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
-    Ok(Arc::new(ClientAuthOnly(webpki)))
+    Ok(Arc::new(ClientAuthOnly::new(webpki, ca_certs)?))
 }

@@ -36,7 +36,7 @@ pub fn gateway_verifier(
             .add(r.clone())
             .map_err(|e| format!("root refused: {e}"))?;
     }
-    sealgate::tls::client_verifier(store, crls, false, true, sealgate::tls::provider())
+    sealgate::tls::client_verifier(store, roots, crls, false, true, sealgate::tls::provider())
         .map_err(|e| e.to_string())
 }
 

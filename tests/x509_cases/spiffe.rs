@@ -384,22 +384,25 @@ fn path_cases_for_a_client_certificate() {
     let got = present(&ca, &leaf(&impostor, vec![carol()], |_| {}));
     assert_eq!(got, Verdict::Handshake(CertificateError::BadSignature));
 
-    // An expired or not-yet-valid CA certificate: the trust anchor is a
-    // name and a key (RFC 5280 6.1.1 (d)), so webpki does not check its
-    // dates, and a leaf within its own validity is accepted (limbo's
-    // rfc5280::validity::expired-root, listed in limbo.rs). `sealgate ca`
-    // never issues a leaf that outlives the CA, so this needs a leaf made
+    // An expired or not-yet-valid CA certificate: webpki takes a trust
+    // anchor as a name and a key (RFC 5280 6.1.1 (d)) and does not check
+    // its dates; `ClientAuthOnly` does, so a leaf within its own validity
+    // that a CA outside its validity signed is refused (limbo's
+    // rfc5280::validity::expired-root likewise). `sealgate ca` never
+    // issues a leaf that outlives the CA, so this needs a leaf made
     // elsewhere with the CA's key.
-    for (what, nb, na) in [
+    for (what, nb, na, refused) in [
         (
             "expired CA",
             now - Duration::days(10),
             now - Duration::days(1),
+            CertificateError::Expired,
         ),
         (
             "not-yet-valid CA",
             now + Duration::days(1),
             now + Duration::days(10),
+            CertificateError::NotValidYet,
         ),
     ] {
         let dated = ca_with(|p| {
@@ -407,6 +410,69 @@ fn path_cases_for_a_client_certificate() {
             p.not_after = na;
         });
         let got = present(&dated, &leaf(&dated, vec![carol()], |_| {}));
-        assert_eq!(got, Verdict::Client("carol".into()), "{what}");
+        assert_eq!(got, Verdict::Handshake(refused), "{what}");
     }
+}
+
+/// The client CA file during a CA rotation holds two CAs of one name, the
+/// old one past its dates: a leaf the old key signed is refused, one the
+/// new key signed accepted (the anchor check follows the signing key, not
+/// the name alone). Through an intermediate, the dates that count are
+/// those of the anchor at the top.
+#[test]
+fn a_client_ca_vouches_only_within_its_own_dates() {
+    let now = OffsetDateTime::now_utc();
+    let old = ca_with(|p| {
+        p.not_before = now - Duration::days(400);
+        p.not_after = now - Duration::days(1);
+    });
+    let new = ca();
+    let both = gateway_verifier(&[old.der.clone(), new.der.clone()], Vec::new()).expect("verifier");
+    let verdict = |leaf: &[u8], chain: &[CertificateDer<'static>]| {
+        verify(
+            both.as_ref(),
+            &CertificateDer::from(leaf.to_vec()),
+            chain,
+            UnixTime::now(),
+        )
+    };
+    assert_eq!(
+        verdict(&leaf(&old, vec![carol()], |_| {}), &[]),
+        Err(rustls::Error::InvalidCertificate(CertificateError::Expired)),
+        "a leaf of the expired CA"
+    );
+    assert_eq!(verdict(&leaf(&new, vec![carol()], |_| {}), &[]), Ok(()));
+
+    // old (expired anchor) -> intermediate (in its dates) -> leaf.
+    let intermediate = |root: &Ca| {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "sealgate test intermediate");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        let cert = params.signed_by(&key, &root.issuer).expect("intermediate");
+        Ca {
+            der: cert.der().clone(),
+            issuer: Issuer::new(params, key),
+        }
+    };
+    let under_old = intermediate(&old);
+    assert_eq!(
+        verdict(
+            &leaf(&under_old, vec![carol()], |_| {}),
+            std::slice::from_ref(&under_old.der)
+        ),
+        Err(rustls::Error::InvalidCertificate(CertificateError::Expired)),
+        "a leaf under an intermediate of the expired CA"
+    );
+    let under_new = intermediate(&new);
+    assert_eq!(
+        verdict(
+            &leaf(&under_new, vec![carol()], |_| {}),
+            std::slice::from_ref(&under_new.der)
+        ),
+        Ok(())
+    );
 }
