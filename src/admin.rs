@@ -209,10 +209,28 @@ struct AdminRequest {
     params: Option<serde_json::Map<String, Value>>,
 }
 
-/// Parses the signed payload strictly: JSON-RPC 2.0, an id, and the method
-/// of the RPC it came on.
+/// How deep an admin payload may nest: `{"params":{"id":"…"}}` needs 2.
+const ADMIN_MAX_DEPTH: usize = 8;
+
+/// Parses the signed payload strictly, as `jsonrpc::parse` does a call's:
+/// the nesting depth measured before anything is built (JSON_TOO_DEEP),
+/// no repeated key at any depth (JSON_INVALID: two parsers could read two
+/// different requests from the signed bytes), then JSON-RPC 2.0, an id,
+/// and the method of the RPC it came on.
 fn parse(payload: &[u8], method: &str) -> Result<AdminRequest, Denial> {
-    let request: AdminRequest = serde_json::from_slice(payload).map_err(|_| {
+    if crate::jsonrpc::nesting_depth_exceeds(payload, ADMIN_MAX_DEPTH) {
+        return Err(Denial::new(
+            Reason::JsonTooDeep,
+            format!("an admin payload nests at most {ADMIN_MAX_DEPTH} levels"),
+        ));
+    }
+    let value = crate::jsonrpc::strict::from_slice_unique(payload).map_err(|_| {
+        Denial::new(
+            Reason::JsonInvalid,
+            "the payload is not one JSON value without repeated keys",
+        )
+    })?;
+    let request: AdminRequest = serde_json::from_value(value).map_err(|_| {
         Denial::new(
             Reason::JsonRpcInvalid,
             "the payload is not an admin JSON-RPC request",
@@ -259,5 +277,57 @@ impl AdminRpc for AdminService {
         Ok(Response::new(UnblockResponse {
             envelope: Some(envelope),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(payload: &str) -> (Reason, String) {
+        match parse(payload.as_bytes(), "admin/unblock") {
+            Ok(_) => panic!("accepted: {payload}"),
+            Err(d) => (d.reason, d.message.into_owned()),
+        }
+    }
+
+    #[test]
+    fn an_admin_payload_is_parsed_as_strictly_as_a_call() {
+        let ok = r#"{"jsonrpc":"2.0","id":1,"method":"admin/unblock","params":{"id":"alice"}}"#;
+        let request = parse(ok.as_bytes(), "admin/unblock").expect("a plain admin request");
+        assert_eq!(request.method, "admin/unblock");
+
+        // A repeated key: serde_json alone would keep the last "id".
+        let twice = r#"{"jsonrpc":"2.0","id":1,"method":"admin/unblock","params":{"id":"alice","id":"bob"}}"#;
+        assert_eq!(
+            reason(twice),
+            (
+                Reason::JsonInvalid,
+                "the payload is not one JSON value without repeated keys".into()
+            )
+        );
+        let deep = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"admin/unblock","params":{{"x":{}1{}}}}}"#,
+            "[".repeat(20),
+            "]".repeat(20)
+        );
+        assert_eq!(
+            reason(&deep),
+            (
+                Reason::JsonTooDeep,
+                "an admin payload nests at most 8 levels".into()
+            )
+        );
+        assert_eq!(
+            reason(r#"{"jsonrpc":"2.0","id":1,"method":"admin/blocks"}"#),
+            (
+                Reason::MethodUnknown,
+                "this RPC takes method admin/unblock".into()
+            )
+        );
+        assert_eq!(
+            reason(r#"{"jsonrpc":"2.0","id":1,"method":"admin/unblock","extra":1}"#).0,
+            Reason::JsonRpcInvalid
+        );
     }
 }
