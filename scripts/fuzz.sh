@@ -82,6 +82,7 @@ if [ -n "$keep" ]; then
 fi
 
 mkdir -p fuzz/logs
+failed=()
 for t in $selected; do
   mkdir -p "fuzz/work/$t" "fuzz/corpus/$t"
   echo "== fuzz $t for ${seconds}s"
@@ -99,7 +100,14 @@ for t in $selected; do
   if [ "$status" -ne 0 ]; then
     tail -40 "$log" >&2
     echo "FAIL $t: libFuzzer exited $status after ${execs:-?} inputs; the input is in fuzz/artifacts/$t (log: $log)" >&2
-    exit 1
+    failed+=("$t")
+    continue
   fi
   echo "ok $t: ${seconds}s, ${execs:-?} inputs, cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?}, peak rss ${rss:-?} MiB, 0 crashes" | tee -a "$log"
 done
+# Every selected target runs even after one fails, so one failure does not
+# hide the verdicts of the others.
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAIL: ${#failed[@]} target(s) failed: ${failed[*]}" >&2
+  exit 1
+fi
