@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::timestamp::rfc3339_ms;
 
 pub use super::verify::{Broken, FileReport, Report, Unvouched, Verifier};
-pub use super::verify_read::{read_file, Flow, MAX_LINE};
+pub use super::verify_read::{read_file, read_file_with_limit, Flow, MAX_LINE};
 pub use super::verify_witness::{distinct, Anchor, WitnessReport, MAX_NOTES_KEPT};
 
 /// Domain separation of v1 checkpoint signatures (docs/AUDIT.md): still

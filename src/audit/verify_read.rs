@@ -25,12 +25,26 @@ pub enum Flow {
 /// Reads the file `name` from `r` into `v`, line by line (`name:N` names
 /// line N in the report). An I/O error is returned as is (the CLI names
 /// the file); a line over [`MAX_LINE`] is recorded as the break.
-pub fn read_file(v: &mut Verifier<'_>, name: &str, mut r: impl BufRead) -> io::Result<Flow> {
+pub fn read_file(v: &mut Verifier<'_>, name: &str, r: impl BufRead) -> io::Result<Flow> {
+    read_file_with_limit(v, name, r, MAX_LINE)
+}
+
+/// [`read_file`] with another line bound than [`MAX_LINE`]: the fuzz
+/// target's way to reach the over-long-line break with inputs far under
+/// libFuzzer's size limit. The CLI always reads with [`MAX_LINE`].
+pub fn read_file_with_limit(
+    v: &mut Verifier<'_>,
+    name: &str,
+    mut r: impl BufRead,
+    max_line: u64,
+) -> io::Result<Flow> {
     v.start_file(name);
     let mut n = 0u64;
     loop {
         let mut line = Vec::new();
-        let read = (&mut r).take(MAX_LINE + 1).read_until(b'\n', &mut line)?;
+        let read = (&mut r)
+            .take(max_line.saturating_add(1))
+            .read_until(b'\n', &mut line)?;
         if read == 0 {
             return Ok(Flow::Next);
         }
@@ -39,8 +53,8 @@ pub fn read_file(v: &mut Verifier<'_>, name: &str, mut r: impl BufRead) -> io::R
         let newline = line.last() == Some(&b'\n');
         if newline {
             line.pop();
-        } else if line.len() as u64 > MAX_LINE {
-            v.fail(&at, format!("a line longer than {MAX_LINE} bytes"));
+        } else if line.len() as u64 > max_line {
+            v.fail(&at, format!("a line longer than {max_line} bytes"));
             return Ok(Flow::Stop);
         }
         v.line(&at, &line);

@@ -9,15 +9,17 @@
 //! byte 0x1C (never in a JSON line; a torn fragment holding one is cut in
 //! two). Flags: bit 0 no audit key; bit 1 the vectors' witness key; bit 2
 //! `--origin sealgate.test/audit`; bit 3 the first part is a
-//! `--checkpoint` note. An anchor needs the audit key and a witness key
+//! `--checkpoint` note; bit 4 reads with a 640-byte line bound instead of
+//! the CLI's 1 MiB (which no input under libFuzzer's size limit exceeds).
+//! An anchor needs the audit key and a witness key
 //! (the CLI refuses it otherwise, a usage error with nothing to fuzz), so
 //! bit 3 turns both on whatever bits 0 and 1 say: no flag value is wasted.
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use crate::audit::chain::{
-    read_file, sign_checkpoint_v2, sign_checkpoint_v3, Anchor, CheckpointV2, CheckpointV3, Flow,
-    Report, Verifier,
+    read_file_with_limit, sign_checkpoint_v2, sign_checkpoint_v3, Anchor, CheckpointV2,
+    CheckpointV3, Flow, Report, Verifier, MAX_LINE,
 };
 use crate::tlog::{Checkpoint, SignedNote, VerifierKey};
 
@@ -35,6 +37,12 @@ const NO_KEY: u8 = 1;
 const WITNESS: u8 = 2;
 const PIN_ORIGIN: u8 = 4;
 const ANCHOR: u8 = 8;
+const SHORT_LINES: u8 = 16;
+
+/// The line bound bit 4 picks instead of [`MAX_LINE`] (1 MiB, above
+/// libFuzzer's input size): short enough that the over-long-line break is
+/// reached, long enough for most of the vectors' lines.
+const SHORT_LINE: u64 = 640;
 
 fn audit_key() -> SigningKey {
     SigningKey::from_bytes(&AUDIT_SEED)
@@ -107,13 +115,30 @@ fn run(
     if flags & PIN_ORIGIN != 0 {
         v = v.with_origin(ORIGIN);
     }
+    let max_line = if flags & SHORT_LINES != 0 {
+        SHORT_LINE
+    } else {
+        MAX_LINE
+    };
     for (i, file) in files.iter().enumerate() {
-        let flow = read_file(&mut v, &format!("f{i}"), *file).expect("reading a slice never fails");
+        let flow = read_file_with_limit(&mut v, &format!("f{i}"), *file, max_line)
+            .expect("reading a slice never fails");
         if flow == Flow::Stop {
+            assert_over_long_line(&files[..=i], max_line);
             break;
         }
     }
     v.finish()
+}
+
+/// Panics unless one of `files` (read up to the one that stopped) has a
+/// line over `max_line` bytes: the only reason reading stops.
+fn assert_over_long_line(files: &[&[u8]], max_line: u64) {
+    let over = files.iter().any(|f| {
+        f.split(|b| *b == b'\n')
+            .any(|line| line.len() as u64 > max_line)
+    });
+    assert!(over, "reading stopped without a line over {max_line} bytes");
 }
 
 /// What holds of every report, whatever the input.
@@ -215,11 +240,21 @@ pub fn audit_verify_seeds() -> Vec<Vec<u8>> {
         with(0, &[altered.as_bytes()]),
         with(0, &[v2, v2]),
         with(0, &[b""]),
+        // A record line over the short bound (640 bytes): the break.
+        with(SHORT_LINES, &[&long_line(v2)]),
     ];
     if let Some(note) = cosigned_note() {
         out.push(with(WITNESS | ANCHOR, &[note.as_bytes(), v3]));
     }
     out
+}
+
+/// `file` with its first record's `actor` made 700 bytes long (an
+/// over-long line under the short bound, whatever the chain says).
+fn long_line(file: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(file)
+        .replacen("analyst-7", &"a".repeat(700), 1)
+        .into_bytes()
 }
 
 /// The cosigned checkpoint of tests/vectors/audit-v3.json.
@@ -271,6 +306,26 @@ mod tests {
             .expect("the second part's head is not its checkpoint's");
         assert_eq!(b.at, "f1:2");
         assert!(b.what.contains("the file's head was cut"), "{}", b.what);
+    }
+
+    #[test]
+    fn a_line_over_the_short_bound_is_the_break() {
+        let seeds = audit_verify_seeds();
+        let seed = seeds
+            .iter()
+            .position(|s| s[0] == SHORT_LINES)
+            .expect("a short-lines seed");
+        let b = report(seed).broken.expect("the long line breaks");
+        assert_eq!(
+            (b.at.as_str(), b.what.as_str()),
+            ("f0:1", "a line longer than 640 bytes")
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "reading stopped without a line over 640 bytes")]
+    fn a_stop_without_a_long_line_breaks_the_invariant() {
+        assert_over_long_line(&[b"short\nlines\n"], SHORT_LINE);
     }
 
     #[test]
