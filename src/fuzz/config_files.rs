@@ -2,11 +2,13 @@
 //! through the functions that read them: the config file
 //! ([`Config::from_text`]: parse, path resolution, every section's checks,
 //! `[audit.witness]` included, then its secret references), the client
-//! registry ([`Registry::parse_with`] with the config's defaults), a client
+//! registry merged with an enrolled-keys file ([`Registry::parse_merged`],
+//! as at start and, with the registry before it, on reload), a client
 //! profile ([`Profile::from_text`]) and a backend's pin file ([`PinFile`]).
 //!
 //! Input: the first byte picks the file (`% 4`: config, registry, profile,
-//! pins); the rest is its text (not UTF-8: the loaders refuse it when
+//! pins); the rest is its text (for a registry, the enrolled-keys file
+//! follows a 0x1C byte) (not UTF-8: the loaders refuse it when
 //! reading, before any parsing). Nothing is read from or written to disk.
 
 use std::path::Path;
@@ -14,7 +16,9 @@ use std::sync::OnceLock;
 
 use crate::client::Profile;
 use crate::config::Config;
-use crate::identity::{RateLimitFile, Registry, RegistryDefaults};
+use crate::identity::{
+    parse_rfc3339_ms, ClientId, EnrolledKeys, RateLimitFile, Registry, RegistryDefaults,
+};
 use crate::policy::pins::{tool_digest, PinEntry};
 use crate::policy::PinFile;
 
@@ -74,18 +78,76 @@ fn assert_schema_accepts(document: &serde_json::Value) {
     }
 }
 
+/// Separates a registry's text from the enrolled-keys file read with it.
+const ENROLLED_SEPARATOR: char = '\u{1c}';
+
 fn registry(text: &str) {
     let defaults = RegistryDefaults::rate_only(RateLimitFile {
         per_second: 50,
         burst: 100,
     });
-    if let Ok(registry) = Registry::parse_with(text, &defaults, None) {
-        let document: toml::Table = toml::from_str(text).expect("an accepted registry is TOML");
-        let listed = document
-            .get("client")
-            .and_then(toml::Value::as_array)
-            .map_or(0, Vec::len);
-        assert_eq!(registry.len(), listed, "clients dropped or added");
+    // As the start and a reload read it: the registry file merged with the
+    // enrolled-keys file (the part after 0x1C, if any) and the registry
+    // loaded before (a reload's `previous`).
+    let (text, enrolled_text) = text.split_once(ENROLLED_SEPARATOR).unwrap_or((text, ""));
+    let Ok(enrolled) = toml::from_str::<EnrolledKeys>(enrolled_text) else {
+        return;
+    };
+    let previous = Registry::parse_with(text, &defaults, None).ok();
+    let merged = Registry::parse_merged(text, &enrolled, &defaults, previous.as_ref());
+    let fresh = Registry::parse_merged(text, &enrolled, &defaults, None);
+    assert_eq!(
+        merged.is_ok(),
+        fresh.is_ok(),
+        "a reload and a start disagree on the same files"
+    );
+    let Ok(registry) = merged else { return };
+    let document: toml::Table = toml::from_str(text).expect("an accepted registry is TOML");
+    let listed = document
+        .get("client")
+        .and_then(toml::Value::as_array)
+        .map_or(0, Vec::len);
+    assert_eq!(registry.len(), listed, "clients dropped or added");
+    assert_merged(&registry, &enrolled);
+}
+
+/// What a merged registry promises of the enrolled-keys file: every key
+/// of a listed client is bound to it, with its own end, and no key
+/// outlives a cap (`[[retire]]`) on it: a renewed key never comes back to
+/// life through the registry file's later `not_after`.
+fn assert_merged(registry: &Registry, enrolled: &EnrolledKeys) {
+    for k in &enrolled.keys {
+        let Some(client) = ClientId::parse(&k.client)
+            .ok()
+            .and_then(|id| registry.get(&id))
+        else {
+            continue;
+        };
+        let bound = client
+            .keys
+            .get(&k.id)
+            .unwrap_or_else(|| panic!("enrolled key {:?} of a listed client is not bound", k.id));
+        assert!(
+            bound.not_after_ms.is_some(),
+            "an enrolled key bound without an end"
+        );
+    }
+    for r in &enrolled.retired {
+        let Some(client) = ClientId::parse(&r.client)
+            .ok()
+            .and_then(|id| registry.get(&id))
+        else {
+            continue;
+        };
+        let (Some(key), Ok(cap)) = (client.keys.get(&r.key_id), parse_rfc3339_ms(&r.not_after))
+        else {
+            continue;
+        };
+        assert!(
+            key.not_after_ms.is_some_and(|end| end <= cap),
+            "key {:?} outlives its cap",
+            r.key_id
+        );
     }
 }
 
@@ -138,7 +200,21 @@ pub fn config_files_seeds() -> Vec<Vec<u8>> {
         with(2, &profile[..profile.find("[[gateway_key]]").unwrap_or(0)]),
         with(3, &sample_pins()),
         with(3, "[tools.get_meps]\ndigest = 1\n"),
+        with(1, &format!("{registry}\u{1c}{}", sample_enrolled())),
     ]
+}
+
+/// An enrolled-keys file as the enrollment service writes it after a
+/// renewal of the dev registry's `demo` key: the new key, and a cap on the
+/// old one a month before its own end (sample data: the key is derived
+/// from a fixed seed).
+fn sample_enrolled() -> String {
+    use base64::Engine;
+    let public = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+    let public = base64::engine::general_purpose::STANDARD.encode(public.as_bytes());
+    format!(
+        "[[key]]\nclient = \"demo\"\nid = \"ed25519:sample-renewed\"\npublic_key = \"{public}\"\nnot_before = \"2026-12-07T15:00:00Z\"\nnot_after = \"2027-03-07T15:00:00Z\"\n\n[[retire]]\nclient = \"demo\"\nkey_id = \"ed25519:704d0905aea799447dc1903244e332bd\"\nnot_after = \"2027-02-01T00:00:00Z\"\n"
+    )
 }
 
 /// A pin file as `sealgate tools accept` writes it, for two of the
@@ -221,6 +297,42 @@ mod tests {
         });
         let text = std::str::from_utf8(&seed[1..]).expect("utf8");
         assert!(Registry::parse_with(text, &defaults, None).is_err());
+    }
+
+    #[test]
+    fn a_renewal_caps_the_old_key_and_binds_the_new() {
+        let registry = include_str!("../../tests/fixtures/dev/clients.toml");
+        let enrolled: EnrolledKeys = toml::from_str(&sample_enrolled()).expect("sample parses");
+        let defaults = RegistryDefaults::rate_only(RateLimitFile {
+            per_second: 50,
+            burst: 100,
+        });
+        let merged = Registry::parse_merged(registry, &enrolled, &defaults, None).expect("merges");
+        let demo = merged
+            .get(&ClientId::parse("demo").expect("id"))
+            .expect("demo");
+        let old = &demo.keys["ed25519:704d0905aea799447dc1903244e332bd"];
+        assert_eq!(
+            old.not_after_ms,
+            Some(parse_rfc3339_ms("2027-02-01T00:00:00Z").expect("date"))
+        );
+        assert!(demo.keys.contains_key("ed25519:sample-renewed"));
+        assert_merged(&merged, &enrolled);
+    }
+
+    #[test]
+    #[should_panic(expected = "outlives its cap")]
+    fn a_key_past_its_cap_breaks_the_invariant() {
+        let registry = include_str!("../../tests/fixtures/dev/clients.toml");
+        let mut enrolled: EnrolledKeys = toml::from_str(&sample_enrolled()).expect("sample parses");
+        let defaults = RegistryDefaults::rate_only(RateLimitFile {
+            per_second: 50,
+            burst: 100,
+        });
+        // Read without the file's caps, the old key keeps its own end.
+        let uncapped = Registry::parse_with(registry, &defaults, None).expect("parses");
+        enrolled.keys.clear();
+        assert_merged(&uncapped, &enrolled);
     }
 
     #[test]

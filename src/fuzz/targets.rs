@@ -79,7 +79,7 @@ pub const ALL: &[Target] = &[
     },
     Target {
         name: "config_files",
-        surface: "the TOML files read at start (first byte % 4: config with [audit.witness], client registry, client profile, pin file): parse, resolve, validate; the config against its published schema",
+        surface: "the TOML files read at start (first byte % 4: config with [audit.witness], client registry merged with an enrolled-keys file after 0x1C, client profile, pin file): parse, resolve, validate; the config against its published schema",
         run: super::config_files,
         seeds: super::config_files_seeds,
     },
