@@ -355,52 +355,17 @@ impl Router {
         let mut report = SyncReport::default();
 
         // Compile each definition; a tool listed twice is refused entirely.
-        let mut counts: HashMap<String, usize> = HashMap::new();
-        for def in &listed {
-            if let Some(n) = def.get("name").and_then(Value::as_str) {
-                *counts.entry(n.to_string()).or_default() += 1;
-            }
-        }
-        let mut compiled = Vec::new();
-        let mut invalid: Vec<String> = Vec::new();
-        let mut seen_twice: HashSet<String> = HashSet::new();
         // The first few refusals are recorded one by one, the rest counted.
-        let mut refusals = 0usize;
-        let mut refuse = |kind: &str, tool: Option<&str>| {
-            refusals += 1;
-            if refusals <= DETAILED_REFUSALS {
-                self.event(kind, name, tool, None, None);
-                return true;
-            }
-            false
-        };
-        for def in listed {
-            let tool_name = def
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            if counts.get(&tool_name).copied().unwrap_or(0) > 1 {
-                if seen_twice.insert(tool_name.clone()) {
-                    refuse("tool_listed_twice", Some(&tool_name));
-                    invalid.push(tool_name);
-                }
-                continue;
-            }
-            match PinnedTool::compile(def) {
-                Ok(t) => compiled.push(t),
-                Err(e) => {
-                    let valid = crate::jsonrpc::valid_tool_name(&tool_name);
-                    if refuse(
-                        "tool_definition_invalid",
-                        valid.then_some(tool_name.as_str()),
-                    ) {
-                        tracing::warn!(backend = name, error = %e, "tool refused: invalid definition");
-                    }
-                    if valid {
-                        invalid.push(tool_name);
-                    }
-                }
+        let screen::Screened {
+            compiled,
+            invalid,
+            refusals: refused,
+        } = screen::screen(listed);
+        let refusals = refused.len();
+        for r in refused.iter().take(DETAILED_REFUSALS) {
+            self.event(r.kind, name, r.tool.as_deref(), None, None);
+            if let Some(e) = &r.error {
+                tracing::warn!(backend = name, error = %e, "tool refused: invalid definition");
             }
         }
         if refusals > DETAILED_REFUSALS {
@@ -504,8 +469,8 @@ impl Router {
                 report.invalid.push(format!("clash:{exposed}"));
                 continue;
             }
-            match pins.as_ref().map(|p| p.accepted(&tool.name)) {
-                Some(Some(pinned)) if *pinned != tool.digest => {
+            match screen::pin_verdict(pins.as_ref(), &tool) {
+                screen::PinVerdict::Changed(pinned) => {
                     self.event(
                         "tool_definition_changed",
                         name,
@@ -516,7 +481,7 @@ impl Router {
                     report.changed.push(tool.name.clone());
                     table.refused.insert(exposed, slot);
                 }
-                Some(None) => {
+                screen::PinVerdict::Added => {
                     self.event(
                         "tool_added",
                         name,
@@ -527,7 +492,7 @@ impl Router {
                     report.added.push(tool.name.clone());
                     table.refused.insert(exposed, slot);
                 }
-                _ => {
+                screen::PinVerdict::Serve => {
                     let mut def = tool.definition.clone();
                     def["name"] = Value::String(exposed.clone());
                     table.listing.push((exposed.clone(), slot, def));
@@ -726,6 +691,9 @@ async fn relist_on_schedule(router: std::sync::Weak<Router>, i: usize, every: Du
         router.relist(i).await;
     }
 }
+
+#[path = "router/screen.rs"]
+pub mod screen;
 
 #[cfg(test)]
 #[path = "router/tests.rs"]

@@ -2,10 +2,14 @@
 //! part (`% 5`): 0 the stdio line framing (the reader's `LinesCodec` with
 //! its maximum line length) and each line's JSON-RPC response handling;
 //! 1 an SSE body searched for the response to the gateway's request id;
-//! 2 a JSON body of the HTTP backend; 3 a `tools/list` result, each tool
-//! compiled and pinned as the router does (digest, schemas); 4 a
+//! 2 a JSON body of the HTTP backend; 3 a `tools/list` result screened and
+//! pinned as the router does (names listed twice, digest, schemas, pin
+//! verdicts), then optionally (after a 0x1C byte) the JSON arguments a
+//! client sends, validated against each compiled tool's schema; 4 a
 //! `tools/call` result through the result checks of src/policy/results.rs
 //! for an EP tool or the sample tool with an outputSchema.
+
+use std::collections::HashMap;
 
 use bytes::BytesMut;
 use serde_json::Value;
@@ -13,10 +17,12 @@ use tokio_util::codec::{Decoder, LinesCodec};
 
 use super::ep;
 use crate::backend::http::{json_body_message, SseEvents};
+use crate::backend::router::screen::{pin_verdict, screen, PinVerdict};
 use crate::backend::stdio::{classify, Incoming};
 use crate::backend::{reply_from_message, Reply, MAX_ERROR_MESSAGE_CHARS};
-use crate::policy::pins::{canonical_json, tool_digest, PinnedTool};
+use crate::policy::pins::{canonical_json, tool_digest, PinEntry, PinnedTool};
 use crate::policy::results::ResultPolicy;
+use crate::policy::PinFile;
 
 /// The id of the gateway's request the response must carry.
 const ID: u64 = 7;
@@ -145,22 +151,98 @@ fn read_sse(body: &[u8], sizes: &[usize]) -> Result<Value, crate::backend::http:
     events.finish()
 }
 
+/// Separates a listing from the arguments a client sends to its tools.
+const ARGUMENTS_SEPARATOR: u8 = 0x1c;
+
 fn listing(body: &[u8]) {
+    let (body, arguments) = match body.iter().position(|b| *b == ARGUMENTS_SEPARATOR) {
+        Some(at) => (&body[..at], Some(&body[at + 1..])),
+        None => (body, None),
+    };
     let Ok(result) = serde_json::from_slice::<Value>(body) else {
         return;
     };
     let Some(tools) = result.get("tools").and_then(Value::as_array) else {
         return;
     };
+    // The router's own screening: a name listed twice is never served, and
+    // every definition is compiled or refused.
+    let screened = screen(tools.clone());
+    let mut counts: HashMap<&str, usize> = HashMap::new();
     for def in tools {
-        if let Ok(tool) = PinnedTool::compile(def.clone()) {
-            check_pinned(&tool, def);
-            // A client's arguments then meet the schema the backend chose.
-            let args = serde_json::json!({"a": [1, "x", {"b": null}], "id": "124810"});
-            if let Err(e) = tool.validate(&args) {
-                assert!(e.starts_with("argument /"), "a schema error without a path");
-            }
+        if let Some(n) = def.get("name").and_then(Value::as_str) {
+            *counts.entry(n).or_default() += 1;
         }
+    }
+    for def in tools {
+        let Some(name) = def.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        if counts.get(name) == Some(&1) && PinnedTool::compile(def.clone()).is_ok() {
+            assert!(
+                screened.compiled.iter().any(|t| t.name == name),
+                "a tool listed once that compiles was dropped"
+            );
+        }
+    }
+    for tool in &screened.compiled {
+        assert_eq!(
+            counts.get(tool.name.as_str()),
+            Some(&1),
+            "a name listed twice compiled"
+        );
+        check_pinned(tool, &tool.definition.clone());
+    }
+    check_pin_verdicts(&screened.compiled);
+    // A client's arguments then meet the schema the backend chose.
+    let args = arguments
+        .and_then(|a| serde_json::from_slice::<Value>(a).ok())
+        .unwrap_or_else(|| serde_json::json!({"a": [1, "x", {"b": null}], "id": "124810"}));
+    for tool in &screened.compiled {
+        if let Err(e) = tool.validate(&args) {
+            assert!(e.starts_with("argument /"), "a schema error without a path");
+        }
+    }
+}
+
+/// Pins made from `compiled` with every other digest altered and the
+/// last tool left out: each tool is served exactly when its pin is its own
+/// digest (a changed definition is never served, an unpinned one waits).
+fn check_pin_verdicts(compiled: &[PinnedTool]) {
+    let mut pins = PinFile::default();
+    let pinned = compiled.len().saturating_sub(1);
+    for (i, tool) in compiled.iter().take(pinned).enumerate() {
+        let digest = if i % 2 == 1 {
+            format!("{}0", tool.digest)
+        } else {
+            tool.digest.clone()
+        };
+        pins.tools.insert(tool.name.clone(), PinEntry { digest });
+    }
+    for tool in compiled {
+        let verdict = pin_verdict(Some(&pins), tool);
+        assert_pin_verdict(&verdict, pins.accepted(&tool.name), tool);
+        assert_eq!(
+            pin_verdict(None, tool),
+            PinVerdict::Serve,
+            "built-in refused"
+        );
+    }
+}
+
+fn assert_pin_verdict(verdict: &PinVerdict<'_>, pin: Option<&String>, tool: &PinnedTool) {
+    match (verdict, pin) {
+        (PinVerdict::Serve, Some(p)) => {
+            assert_eq!(p, &tool.digest, "served under another digest than its pin")
+        }
+        (PinVerdict::Changed(p), Some(q)) => {
+            assert!(
+                *p == q && *p != &tool.digest,
+                "refused as changed while pinned as is"
+            )
+        }
+        (PinVerdict::Added, None) => {}
+        (v, p) => panic!("pin verdict {v:?} with pin {p:?}"),
     }
 }
 
@@ -272,6 +354,7 @@ pub fn backend_output_seeds() -> Vec<Vec<u8>> {
         with(4, [&[sample][..], structured.as_bytes()].concat().as_slice()),
         with(4, [&[sample][..], bad_structured.as_bytes()].concat().as_slice()),
         with(4, [&[0u8][..], br#"{"content":{"type":"text"}}"#].concat().as_slice()),
+        with(3, format!(r#"{{"tools":[{{"name":"a","inputSchema":{{"type":"object","properties":{{"q":{{"type":"string","pattern":"^(a+)+$"}}}}}}}},{{"name":"b","inputSchema":{{}}}},{{"name":"b","inputSchema":{{"type":"object"}}}}]}}{}{{"q":"{}!"}}"#, ARGUMENTS_SEPARATOR as char, "a".repeat(40)).as_bytes()),
     ];
     out.shrink_to_fit();
     out
@@ -288,6 +371,39 @@ mod tests {
         for seed in backend_output_seeds() {
             backend_output(&seed);
         }
+    }
+
+    #[test]
+    fn a_name_listed_twice_is_never_served_and_arguments_meet_the_schema() {
+        let seed = backend_output_seeds()
+            .into_iter()
+            .find(|s| s[0] == 3 && s.contains(&ARGUMENTS_SEPARATOR))
+            .expect("a listing seed with arguments");
+        let at = seed
+            .iter()
+            .position(|b| *b == ARGUMENTS_SEPARATOR)
+            .expect("separator");
+        let listing: Value = serde_json::from_slice(&seed[1..at]).expect("listing");
+        let screened = screen(listing["tools"].as_array().expect("tools").clone());
+        let names: Vec<&str> = screened.compiled.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["a"]);
+        assert_eq!(screened.invalid, ["b"]);
+        assert_eq!(screened.refusals[0].kind, "tool_listed_twice");
+        let args: Value = serde_json::from_slice(&seed[at + 1..]).expect("arguments");
+        let e = screened.compiled[0]
+            .validate(&args)
+            .expect_err("the pattern refuses");
+        assert!(e.starts_with("argument /q"), "{e}");
+        backend_output(&seed);
+    }
+
+    #[test]
+    #[should_panic(expected = "served under another digest than its pin")]
+    fn serving_a_tool_under_another_pin_breaks_the_invariant() {
+        let tool = PinnedTool::compile(serde_json::json!({"name": "a", "inputSchema": {}}))
+            .expect("compiles");
+        let other = "0".repeat(64);
+        assert_pin_verdict(&PinVerdict::Serve, Some(&other), &tool);
     }
 
     #[test]
