@@ -17,8 +17,9 @@
 --        1 blocked (extra: the block, "<detector> <since> <until|->")
 --        2 the envelope may predate what the store remembers (gap)
 --        3 throttled (extra: us to wait)   4 over the rate (extra: us)
---        5 the nonce was already used, or the envelope was signed a hold
---          or more before the newest one accepted from this identity
+--        5 the nonce was already used
+--        6 the envelope was signed a hold or more before the newest one
+--          accepted from this identity (its nonce may have expired)
 --@EPOCH@
 --@GCRA@
 local id, since = epoch(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[12])
@@ -49,7 +50,7 @@ if not ok then return {4, since, id, unblocked, string.format('%.0f', tat)} end
 local ts = tonumber(ARGV[4])
 local hold = tonumber(ARGV[6])
 local high = tonumber(redis.call('GET', KEYS[8]) or '')
-if high and ts <= high - hold then return {5, since, id, unblocked, ''} end
+if high and ts <= high - hold then return {6, since, id, unblocked, ''} end
 local ahead = math.min(math.max(ts - math.floor(now_us / 1000), 0), hold)
 if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', string.format('%.0f', hold + ahead)) then
   return {5, since, id, unblocked, ''}

@@ -45,6 +45,10 @@ pub enum Verdict {
     RateLimited(Duration),
     /// The nonce was used before (on any replica).
     Replayed,
+    /// Signed a replay hold or more before the newest envelope accepted
+    /// from this identity: its nonce may have expired, so it cannot be told
+    /// from a replay (the gateway's clock went back, or a replica's lags).
+    Forgotten,
 }
 
 impl SharedState {
@@ -155,6 +159,7 @@ impl SharedState {
             3 => Verdict::Throttled(wait()),
             4 => Verdict::RateLimited(wait()),
             5 => Verdict::Replayed,
+            6 => Verdict::Forgotten,
             _ => return Err(StoreError::Protocol),
         };
         Ok((verdict, unblocked))
@@ -204,6 +209,7 @@ impl SharedState {
             )
             .retry_after(wait)),
             Verdict::Replayed => Err(crate::replay::ReplayError::Replayed.into()),
+            Verdict::Forgotten => Err(crate::replay::ReplayError::Forgotten.into()),
         }
     }
 
