@@ -151,7 +151,7 @@ fn setup(dir: &Path, port: u16) {
     text.push_str(
         "\n# Bench: demo's rate and the replay cache out of the way; many connections.\n\
          [rate_limit]\nper_second = 1000000\nburst = 1000000\n\n\
-         [envelope]\nreplay_capacity_per_client = 4000000\n\n\
+         [envelope]\nreplay_capacity_per_client = 601000000\n\n\
          [transport]\nmax_connections = 12000\nmax_connections_per_identity = 12000\nmax_handshakes = 256\n",
     );
     std::fs::write(&config, text).expect("config");

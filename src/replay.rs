@@ -17,9 +17,14 @@
 //!   replay. That only happens after the clock went back by more than the
 //!   hold (or forward past it and back): on a clock that moves forward the
 //!   floor stays older than the skew window and refuses nothing fresh;
-//! - a client at its cap forgets its oldest nonce if that envelope is no
-//!   longer fresh (the floor keeps it refused) and is refused otherwise,
-//!   never evicting a nonce whose envelope could still pass.
+//! - a client at its cap forgets its oldest stale nonce (the one with the
+//!   oldest timestamp among those whose envelope can no longer pass: the
+//!   floor keeps it refused and rises as little as it can) and is refused
+//!   otherwise, never evicting a nonce whose envelope could still pass.
+//!   Forgetting raises the floor, so after a step back within the hold a
+//!   client that reached its cap could be refused; the cap therefore must
+//!   hold what a client may send within the hold at its rate
+//!   ([`capacity_needed`], checked at config load).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
@@ -33,6 +38,30 @@ use crate::identity::ClientId;
 /// wall-clock step back by up to this much re-opens no replay and refuses
 /// no honest client.
 pub const JUMP_HOLD_MS: i64 = 10 * 60 * 1000;
+
+/// How long a nonce is held for a freshness window of `skew_ms` either
+/// side: [`JUMP_HOLD_MS`], or one millisecond more than the longest an
+/// envelope stays fresh (from -skew to +skew) if that is longer, since
+/// eviction is at `expiry <= now`. The same in this process and in the
+/// shared store.
+pub fn hold_ms(skew_ms: i64) -> i64 {
+    skew_ms
+        .saturating_mul(2)
+        .saturating_add(1)
+        .max(JUMP_HOLD_MS)
+}
+
+/// The fewest live nonces a client's cap must allow so that a client
+/// sending at its rate limit (`per_second` sustained after a `burst`) never
+/// reaches it within the hold: below that, a client at its cap forgets
+/// nonces early, and a clock step back within the hold can refuse it.
+pub fn capacity_needed(per_second: u32, burst: u32, skew_ms: i64) -> u64 {
+    let hold = u64::try_from(hold_ms(skew_ms)).unwrap_or(u64::MAX);
+    u64::from(per_second)
+        .saturating_mul(hold)
+        .div_ceil(1000)
+        .saturating_add(u64::from(burst))
+}
 
 /// Why a nonce was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +110,16 @@ struct ClientNonces {
     floor: i64,
 }
 
+impl ClientNonces {
+    fn empty() -> ClientNonces {
+        ClientNonces {
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+            floor: i64::MIN,
+        }
+    }
+}
+
 /// The in-memory [`ReplayStore`].
 pub struct MemoryReplayStore {
     /// How long a nonce is held: [`JUMP_HOLD_MS`], or twice the skew
@@ -98,13 +137,7 @@ impl MemoryReplayStore {
     /// most `per_client_capacity` live nonces per client.
     pub fn new(skew_ms: i64, per_client_capacity: usize) -> Self {
         MemoryReplayStore {
-            // At least one millisecond more than the longest an envelope
-            // stays fresh (from -skew to +skew), since eviction is at
-            // `expiry <= now`.
-            retention_ms: skew_ms
-                .saturating_mul(2)
-                .saturating_add(1)
-                .max(JUMP_HOLD_MS),
+            retention_ms: hold_ms(skew_ms),
             skew_ms,
             per_client_capacity,
             clients: Mutex::new(HashMap::new()),
@@ -140,6 +173,20 @@ impl MemoryReplayStore {
     }
 }
 
+impl MemoryReplayStore {
+    /// Raises `client`'s floor to `ts`: its envelopes signed at or before
+    /// `ts` are refused from now on, as if their nonces had been forgotten.
+    /// For a nonce accepted elsewhere that this store could not keep (it
+    /// was full).
+    pub fn forget_up_to(&self, client: &ClientId, ts: i64) {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = clients
+            .entry(client.clone())
+            .or_insert_with(ClientNonces::empty);
+        entry.floor = entry.floor.max(ts);
+    }
+}
+
 impl ReplayStore for MemoryReplayStore {
     fn check_and_record(
         &self,
@@ -152,11 +199,7 @@ impl ReplayStore for MemoryReplayStore {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         let entry = clients
             .entry(client.clone())
-            .or_insert_with(|| ClientNonces {
-                seen: HashSet::new(),
-                order: VecDeque::new(),
-                floor: i64::MIN,
-            });
+            .or_insert_with(ClientNonces::empty);
         while let Some(&(expiry, old, ts)) = entry.order.front() {
             if expiry > now_ms {
                 break;
@@ -172,15 +215,24 @@ impl ReplayStore for MemoryReplayStore {
             return Err(ReplayError::Forgotten);
         }
         if entry.seen.len() >= self.per_client_capacity {
-            // The oldest nonce may go if its envelope can no longer pass
-            // freshness now: the floor keeps it refused.
-            match entry.order.front() {
-                Some(&(_, old, ts)) if ts.saturating_add(self.skew_ms) < now_ms => {
-                    entry.order.pop_front();
+            // A nonce may go if its envelope can no longer pass freshness
+            // now: the floor keeps it refused. Of those, the one signed
+            // first, so the floor rises least; not merely the front, whose
+            // envelope may be stamped ahead (a client clock up to the skew
+            // fast) while stale ones wait behind it.
+            let stale = entry
+                .order
+                .iter()
+                .enumerate()
+                .filter(|(_, &(_, _, ts))| ts.saturating_add(self.skew_ms) < now_ms)
+                .min_by_key(|(_, &(_, _, ts))| ts)
+                .map(|(at, _)| at);
+            match stale.and_then(|at| entry.order.remove(at)) {
+                Some((_, old, ts)) => {
                     entry.seen.remove(&old);
                     entry.floor = entry.floor.max(ts);
                 }
-                _ => return Err(ReplayError::Full),
+                None => return Err(ReplayError::Full),
             }
         }
         entry.seen.insert(key);
@@ -461,5 +513,115 @@ mod tests {
             t += 1_000;
         }
         assert!(refused > 0);
+    }
+
+    /// One envelope every 200 ms (5/s, the client's rate) for twelve
+    /// minutes on a clock the client shares with the gateway, then the
+    /// clock goes back five minutes and the client carries on for six:
+    /// whether an honest envelope was refused, and whether each one of
+    /// five minutes ago (fresh again) was refused as a replay.
+    fn step_back_at_the_cap(cap: usize) -> (Vec<(i64, ReplayError)>, usize) {
+        let skew = 30_000;
+        let store = MemoryReplayStore::new(skew, cap);
+        let start = 1_000_000_000;
+        let mut sent = Vec::new();
+        let mut refused = Vec::new();
+        for i in 0..3_600_i64 {
+            let now = start + i * 200;
+            // Stamped up to the skew either side of the gateway's clock.
+            let ts = now + [-29_000, 0, 29_000][usize::try_from(i % 3).expect("index")];
+            let e = env_at(&i.to_be_bytes(), ts);
+            if let Err(why) = store.check_and_record(&id("a"), &e, now) {
+                refused.push((now, why));
+            }
+            sent.push((now, e));
+        }
+        let stepped = start + 3_600 * 200 - 300_000;
+        let mut replays_refused = 0;
+        for i in 0..1_800_i64 {
+            let now = stepped + i * 200;
+            let e = env_at(&(100_000 + i).to_be_bytes(), now);
+            if let Err(why) = store.check_and_record(&id("a"), &e, now) {
+                refused.push((now, why));
+            }
+            // The envelope sent when the clock last read `now`.
+            if let Some((_, old)) = sent.iter().find(|(at, _)| *at == now) {
+                match store.check_and_record(&id("a"), old, now) {
+                    Err(ReplayError::Replayed | ReplayError::Forgotten) => replays_refused += 1,
+                    other => panic!("a replay at {now} got {other:?}"),
+                }
+            }
+        }
+        (refused, replays_refused)
+    }
+
+    #[test]
+    fn a_client_at_its_cap_is_not_locked_out_by_a_step_back_within_the_hold() {
+        let needed = capacity_needed(5, 5, 30_000);
+        assert_eq!(needed, 3_005);
+        // Sized by the rule: the client fills its cap after the step back
+        // (nothing expires for five minutes of gateway time), forgets only
+        // envelopes signed before the step's five minutes, and is served
+        // throughout; every replay of those five minutes is refused.
+        let (refused, replays) = step_back_at_the_cap(usize::try_from(needed).expect("cap"));
+        assert_eq!(refused, vec![]);
+        assert_eq!(replays, 1_500);
+        // Below the rule the client reaches its cap before the step, the
+        // floor follows the clock, and the step back refuses it: what the
+        // config check prevents.
+        let (refused, replays) = step_back_at_the_cap(1_000);
+        assert!(
+            refused
+                .iter()
+                .any(|(_, why)| *why == ReplayError::Forgotten),
+            "{refused:?}"
+        );
+        assert_eq!(replays, 1_500);
+    }
+
+    #[test]
+    fn a_front_nonce_stamped_ahead_does_not_keep_stale_ones_from_being_forgotten() {
+        let skew = 30_000;
+        let store = MemoryReplayStore::new(skew, 3);
+        // First an envelope from a client clock a skew ahead, then two
+        // from a clock a skew behind: at 2 ms the second is stale, the
+        // first and third are not.
+        let ahead = env_at(&[1; 16], skew);
+        let behind = env_at(&[2; 16], -skew);
+        let behind_later = env_at(&[3; 16], -skew + 5);
+        for e in [&ahead, &behind, &behind_later] {
+            assert_eq!(store.check_and_record(&id("a"), e, 0), Ok(()));
+        }
+        // At the cap, the front is not stale: the stale nonce behind it
+        // goes (not Full).
+        let next = env_at(&[4; 16], 2);
+        assert_eq!(store.check_and_record(&id("a"), &next, 2), Ok(()));
+        assert_eq!(store.nonces(), 3);
+        assert_eq!(
+            store.check_and_record(&id("a"), &behind, 2),
+            Err(ReplayError::Forgotten)
+        );
+        for e in [&ahead, &behind_later, &next] {
+            assert_eq!(
+                store.check_and_record(&id("a"), e, 2),
+                Err(ReplayError::Replayed)
+            );
+        }
+        // Nothing else is stale now: the next one is refused, not evicted.
+        assert_eq!(
+            store.check_and_record(&id("a"), &env_at(&[5; 16], 2), 2),
+            Err(ReplayError::Full)
+        );
+    }
+
+    #[test]
+    fn the_capacity_needed_covers_the_hold_at_the_rate_plus_the_burst() {
+        assert_eq!(capacity_needed(50, 100, 30_000), 30_100);
+        // A skew window longer than half the hold lengthens the hold.
+        assert_eq!(capacity_needed(1, 1, 600_000), 1_202);
+        assert_eq!(
+            capacity_needed(u32::MAX, u32::MAX, 600_000),
+            5_158_260_016_263
+        );
     }
 }

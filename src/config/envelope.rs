@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 
+use crate::identity::RateLimitFile;
+
 /// `[envelope]`: limits on request envelopes and the replay cache.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -13,7 +15,9 @@ pub struct EnvelopeConfig {
     pub max_envelope_bytes: usize,
     /// Deepest accepted JSON nesting in a payload.
     pub max_json_depth: usize,
-    /// Live nonces remembered per client before it is refused.
+    /// Live nonces remembered per client before it is refused; at least
+    /// what a client may send within the replay hold at its rate limit
+    /// (`per_second` x hold + `burst`), checked at load.
     pub replay_capacity_per_client: usize,
 }
 
@@ -54,5 +58,27 @@ impl EnvelopeConfig {
             return Err("field envelope.replay_capacity_per_client: must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// Checks that `rate` (the rate limit of `what`: `rate_limit`, a tier's
+    /// or a registry entry's) leaves room in `replay_capacity_per_client`
+    /// for everything a client at that rate may send within the replay
+    /// hold. Below it a client at its cap forgets nonces early and a clock
+    /// step back within the hold could refuse it (docs/CONFIG.md).
+    pub fn check_replay_capacity(&self, what: &str, rate: RateLimitFile) -> Result<(), String> {
+        let skew_ms = i64::try_from(self.clock_skew_secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
+        let needed = crate::replay::capacity_needed(rate.per_second, rate.burst, skew_ms);
+        let cap = u64::try_from(self.replay_capacity_per_client).unwrap_or(u64::MAX);
+        if cap >= needed {
+            return Ok(());
+        }
+        Err(format!(
+            "field envelope.replay_capacity_per_client: {cap} is below what {what} (per_second = {}, burst = {}) lets a client send within the replay hold of {} s; set it to at least {needed} (per_second x hold + burst) or lower {what}",
+            rate.per_second,
+            rate.burst,
+            (crate::replay::hold_ms(skew_ms) + 999) / 1000,
+        ))
     }
 }

@@ -140,17 +140,33 @@ impl Config {
     }
 
     /// Loads the client registry with the enrolled keys merged, carrying
-    /// limiter state over from `previous`.
+    /// limiter state over from `previous`; refused if a client's rate limit
+    /// does not fit `envelope.replay_capacity_per_client`.
     pub fn load_registry(
         &self,
         previous: Option<&crate::identity::Registry>,
     ) -> Result<crate::identity::Registry, crate::identity::RegistryError> {
-        crate::identity::Registry::load_merged(
+        let registry = crate::identity::Registry::load_merged(
             &self.registry.path,
             self.registry.enrolled_keys.as_deref(),
             &self.registry_defaults(),
             previous,
-        )
+        )?;
+        // A client's own rate (its entry's or its tier's) must fit the
+        // replay cap as the default rate must (`Config::validate` checks
+        // that one).
+        for client in registry.clients().filter(|c| c.rate != self.rate_limit) {
+            self.envelope
+                .check_replay_capacity(
+                    &format!("the rate_limit of client {:?}", client.id.as_str()),
+                    client.rate,
+                )
+                .map_err(|message| crate::identity::RegistryError {
+                    path: self.registry.path.display().to_string(),
+                    message,
+                })?;
+        }
+        Ok(registry)
     }
 
     /// `[audit] signing_key` as a secret reference (`None`: not set).

@@ -213,8 +213,14 @@ impl Config {
         self.audit.validate()?;
         self.state.validate()?;
         crate::identity::quota(self.rate_limit).map_err(|m| format!("field rate_limit: {m}"))?;
+        self.envelope
+            .check_replay_capacity("rate_limit", self.rate_limit)?;
         for (name, tier) in &self.tiers {
             tier.validate(&format!("tier.{name}"))?;
+            if let Some(rate) = tier.rate_limit {
+                self.envelope
+                    .check_replay_capacity(&format!("tier.{name}.rate_limit"), rate)?;
+            }
         }
         self.anomaly.validate()?;
         self.expiry.validate()?;

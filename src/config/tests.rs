@@ -387,3 +387,57 @@ fn max_json_depth_is_bounded_by_what_the_json_parser_can_hold() {
         Err("field envelope.max_json_depth: must be 2..=127".into())
     );
 }
+
+#[test]
+fn a_rate_limit_the_replay_cap_cannot_hold_for_the_hold_is_refused_naming_the_minimum() {
+    // 50/s for the 600 s hold plus a burst of 100: 30 100 nonces.
+    assert_eq!(
+        validate("[envelope]\nreplay_capacity_per_client = 30100\n"),
+        Ok(())
+    );
+    assert_eq!(
+        validate("[envelope]\nreplay_capacity_per_client = 30099\n"),
+        Err("field envelope.replay_capacity_per_client: 30099 is below what rate_limit (per_second = 50, burst = 100) lets a client send within the replay hold of 600 s; set it to at least 30100 (per_second x hold + burst) or lower rate_limit".into())
+    );
+    // The default cap holds the default rate; not 200/s.
+    assert_eq!(
+        validate("[rate_limit]\nper_second = 166\nburst = 100\n"),
+        Ok(())
+    );
+    let fast = validate("[rate_limit]\nper_second = 200\nburst = 100\n").expect_err("refused");
+    assert!(fast.contains("set it to at least 120100"), "{fast}");
+    // A skew window over half the hold lengthens the hold.
+    let long = validate("[envelope]\nclock_skew_secs = 600\nreplay_capacity_per_client = 60099\n")
+        .expect_err("refused");
+    assert!(
+        long.contains("hold of 1201 s; set it to at least 60101"),
+        "{long}"
+    );
+    // A tier's own rate.
+    let tier = validate("[tier.bulk]\nrate_limit = { per_second = 500, burst = 10 }\n")
+        .expect_err("refused");
+    assert!(
+        tier.starts_with("field envelope.replay_capacity_per_client: 100000 is below what tier.bulk.rate_limit (per_second = 500, burst = 10)"),
+        "{tier}"
+    );
+}
+
+#[test]
+fn a_registry_entry_whose_rate_the_replay_cap_cannot_hold_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = dir.path().join("clients.toml");
+    let mut config: Config = toml::from_str(MINIMAL).expect("config");
+    config.registry.path = registry.clone();
+    let entry = |rate: &str| {
+        format!("[[client]]\nid = \"fast\"\nmethods = []\ntools = []\nrate_limit = {rate}\n")
+    };
+    std::fs::write(&registry, entry("{ per_second = 166, burst = 400 }")).expect("write");
+    assert!(config.load_registry(None).is_ok());
+    std::fs::write(&registry, entry("{ per_second = 167, burst = 10 }")).expect("write");
+    let err = config.load_registry(None).expect_err("refused");
+    assert_eq!(err.path, registry.display().to_string());
+    assert_eq!(
+        err.message,
+        "field envelope.replay_capacity_per_client: 100000 is below what the rate_limit of client \"fast\" (per_second = 167, burst = 10) lets a client send within the replay hold of 600 s; set it to at least 100210 (per_second x hold + burst) or lower the rate_limit of client \"fast\""
+    );
+}

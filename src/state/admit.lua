@@ -2,19 +2,24 @@
 -- step is here). Atomic: Redis runs a script alone.
 --
 -- KEYS: 1 epoch, 2 nonce, 3 rate TAT, 4 identity block, 5 identity
---       throttle, 6 throttle TAT, 7 last operator unblock of the identity
+--       throttle, 6 throttle TAT, 7 last operator unblock of the identity,
+--       8 the identity's high-water (newest accepted envelope timestamp)
 -- ARGV: 1 epoch id this replica knows ('' if none), 2 a fresh epoch id,
 --       3 now (ms, the gateway's clock), 4 the envelope's timestamp (ms),
 --       5 skew (ms), 6 nonce retention (ms), 7 rate T (us), 8 rate tau
 --       (us), 9 throttle T (us), 10 throttle tau (us), 11 now in us for
 --       the GCRA ('' : the store's TIME, the one clock all replicas share),
---       12 '1' unless the store is persistent (a missing epoch starts now)
+--       12 '1' unless the store is persistent (a missing epoch starts now),
+--       13 how long the high-water outlives the identity's last accepted
+--       envelope (ms)
 -- Returns {code, epoch since, epoch id, last unblock (ms, 0: none), extra}
 --   code 0 accepted (nonce recorded, one unit of the rate taken)
 --        1 blocked (extra: the block, "<detector> <since> <until|->")
 --        2 the envelope may predate what the store remembers (gap)
 --        3 throttled (extra: us to wait)   4 over the rate (extra: us)
 --        5 the nonce was already used
+--        6 the envelope was signed a hold or more before the newest one
+--          accepted from this identity (its nonce may have expired)
 --@EPOCH@
 --@GCRA@
 local id, since = epoch(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[12])
@@ -34,8 +39,26 @@ if throttled then
 end
 local ok, tat = gcra(KEYS[3], now_us, tonumber(ARGV[7]), tonumber(ARGV[8]), 1)
 if not ok then return {4, since, id, unblocked, string.format('%.0f', tat)} end
-if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[6]) then
+-- The nonce is held for the hold (ARGV[6]) of the store's clock, which no
+-- gateway steps: a gateway clock going back by up to that much finds it.
+-- Past it, the high-water is the floor: nothing signed a hold or more
+-- before the newest accepted envelope can be told from a replay whose
+-- nonce expired (an honest envelope lags the newest by at most twice the
+-- skew on a steady clock). An envelope stamped ahead of the store's clock
+-- (a gateway or client clock ahead) is fresh until then: its nonce is held
+-- that much longer, by at most one more hold, so memory stays bounded.
+local ts = tonumber(ARGV[4])
+local hold = tonumber(ARGV[6])
+local high = tonumber(redis.call('GET', KEYS[8]) or '')
+if high and ts <= high - hold then return {6, since, id, unblocked, ''} end
+local ahead = math.min(math.max(ts - math.floor(now_us / 1000), 0), hold)
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', string.format('%.0f', hold + ahead)) then
   return {5, since, id, unblocked, ''}
+end
+if not high or ts > high then
+  redis.call('SET', KEYS[8], ARGV[4], 'PX', ARGV[13])
+else
+  redis.call('PEXPIRE', KEYS[8], ARGV[13])
 end
 keep_tat(KEYS[3], tat, now_us)
 if throttled then keep_tat(KEYS[6], thr_tat, now_us) end

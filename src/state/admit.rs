@@ -20,6 +20,13 @@ use crate::policy::anomaly::{Admission, Anomaly, StoredRestriction};
 use crate::policy::RateLimitFile;
 use crate::replay::ReplayStore;
 
+/// How long an identity's high-water (the newest envelope timestamp the
+/// store accepted from it: its replay floor is that minus the hold) outlives
+/// its last accepted envelope. A gateway clock stepped back by more than the
+/// hold finds it for a week after the client's last call; one key per
+/// identity, so it costs nothing worth bounding tighter.
+pub const HIGH_WATER_KEEP_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
 /// What the store said at stage 3.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -38,6 +45,10 @@ pub enum Verdict {
     RateLimited(Duration),
     /// The nonce was used before (on any replica).
     Replayed,
+    /// Signed a replay hold or more before the newest envelope accepted
+    /// from this identity: its nonce may have expired, so it cannot be told
+    /// from a replay (the gateway's clock went back, or a replica's lags).
+    Forgotten,
 }
 
 impl SharedState {
@@ -75,8 +86,10 @@ impl SharedState {
     }
 
     /// The store's verdict, applied; an accepted nonce is also kept for
-    /// the local fallback (full: that client is refused there until some
-    /// expire).
+    /// the local fallback. If that client's store here is full, the nonce
+    /// cannot be kept, so its floor rises to the envelope's timestamp: in a
+    /// fallback that client's envelopes signed up to then are refused (a
+    /// replay of this one among them), never accepted.
     async fn store_decides(
         &self,
         client: &ClientEntry,
@@ -88,7 +101,11 @@ impl SharedState {
             .verdict(&client.id, client.rate, env, now_ms, None)
             .await?;
         if verdict == Verdict::Accepted {
-            let _ = self.recent.check_and_record(&client.id, env, now_ms);
+            if let Err(crate::replay::ReplayError::Full) =
+                self.recent.check_and_record(&client.id, env, now_ms)
+            {
+                self.recent.forget_up_to(&client.id, env.timestamp_unix_ms);
+            }
         }
         Ok(self.apply(client, verdict, unblocked, now_ms, anomaly))
     }
@@ -115,6 +132,7 @@ impl SharedState {
             .key(self.keys.of("t", id))
             .key(self.keys.of("tr", id))
             .key(self.keys.of("u", id))
+            .key(self.keys.of("hw", id))
             .arg(known.as_str())
             .arg(fresh_id())
             .arg(now_ms)
@@ -126,7 +144,8 @@ impl SharedState {
             .arg(&self.throttle.0)
             .arg(&self.throttle.1)
             .arg(now_us.map(|n| n.to_string()).unwrap_or_default())
-            .arg(self.cold());
+            .arg(self.cold())
+            .arg(HIGH_WATER_KEEP_MS);
         let (code, since, epoch, unblocked, extra): (i64, i64, String, i64, String) =
             self.round_trip(inv).await?;
         self.adopt_epoch(&known, epoch, since);
@@ -140,6 +159,7 @@ impl SharedState {
             3 => Verdict::Throttled(wait()),
             4 => Verdict::RateLimited(wait()),
             5 => Verdict::Replayed,
+            6 => Verdict::Forgotten,
             _ => return Err(StoreError::Protocol),
         };
         Ok((verdict, unblocked))
@@ -189,6 +209,7 @@ impl SharedState {
             )
             .retry_after(wait)),
             Verdict::Replayed => Err(crate::replay::ReplayError::Replayed.into()),
+            Verdict::Forgotten => Err(crate::replay::ReplayError::Forgotten.into()),
         }
     }
 

@@ -12,8 +12,10 @@
 //!   (`admit.lua`) that atomically reads the identity's block, checks the
 //!   store's epoch (below), applies a throttle, takes one unit of the
 //!   client's rate with the same GCRA as the in-process limiter, and
-//!   records the nonce with `SET NX PX` for the retention window; it says
-//!   which refused. A tool dearer than one unit takes the rest at stage 5
+//!   records the nonce with `SET NX PX` for the replay hold
+//!   ([`crate::replay::hold_ms`], on the store's clock) unless it was
+//!   signed a hold before the identity's newest accepted envelope (its
+//!   high-water, the shared floor); it says which refused. A tool dearer than one unit takes the rest at stage 5
 //!   with one more round trip (`rate.lua`), once its name is known.
 //! - Blocks and throttles the detectors impose are published to the store;
 //!   local ones are re-checked against it every

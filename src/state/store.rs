@@ -84,7 +84,8 @@ pub struct SharedState {
     pub(super) source_mirror: ArcSwap<SourceMirror>,
     pub(super) keys: Keys,
     pub(super) scripts: Scripts,
-    /// How far an envelope may be from now, and how long a nonce is kept.
+    /// How far an envelope may be from now, and how long a nonce is kept
+    /// ([`crate::replay::hold_ms`], as in this process).
     pub(super) skew_ms: i64,
     pub(super) retention_ms: i64,
     /// The anomaly throttle rate, as the scripts take it.
@@ -154,7 +155,7 @@ impl SharedState {
     /// ([`SharedState::start`] connects).
     pub fn new(config: &StateConfig, setup: StateSetup) -> Result<SharedState, String> {
         let connector = Connector::new(config, setup.secrets)?;
-        let retention_ms = setup.skew_ms.saturating_mul(2).saturating_add(1);
+        let retention_ms = crate::replay::hold_ms(setup.skew_ms);
         Ok(SharedState {
             connector,
             conn: ArcSwapOption::empty(),

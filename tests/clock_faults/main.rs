@@ -1,6 +1,7 @@
 //! Wall-clock jumps while serving (issue 24, "Clock and resource faults"):
 //! a real `sealgate serve` process whose wall clock libfaketime moves back
-//! and forward by minutes, and the time-dependent parts that take `now` as
+//! and forward by minutes (alone, and with its replay state in a real
+//! redis-server, `shared_state.rs`), and the time-dependent parts that take `now` as
 //! an argument driven through the same jumps. The guarantees: no replay is
 //! accepted, honest clients are served again as soon as their clock and
 //! the gateway's agree, enrollment tokens stay single-use and expiry
@@ -17,6 +18,11 @@
 #[path = "../audit_common.rs"]
 mod audit_common;
 
+#[path = "../common/services.rs"]
+#[allow(dead_code)]
+mod services;
+
 mod expiry;
 mod serve;
+mod shared_state;
 mod tokens;

@@ -20,10 +20,10 @@ use sealgate::proto::{CallRequest, SignedEnvelope};
 use crate::audit_common::{records, requests, wait_until, Setup};
 
 const GET_MEPS: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_meps","arguments":{"country":"SE","limit":1}}}"#;
-const MIN: i64 = 60_000;
+pub(crate) const MIN: i64 = 60_000;
 
 /// Debian's libfaketime (multi-threaded variant, for tokio's threads).
-fn libfaketime() -> PathBuf {
+pub(crate) fn libfaketime() -> PathBuf {
     let found = std::fs::read_dir("/usr/lib")
         .into_iter()
         .flatten()
@@ -34,7 +34,7 @@ fn libfaketime() -> PathBuf {
 }
 
 /// Moves the gateway's wall clock to `offset_ms` from the real time.
-fn set_offset(file: &Path, offset_ms: i64) {
+pub(crate) fn set_offset(file: &Path, offset_ms: i64) {
     // libfaketime's relative form: "+N" / "-N" seconds.
     let secs = offset_ms / 1000;
     let text = if secs >= 0 {
@@ -45,12 +45,12 @@ fn set_offset(file: &Path, offset_ms: i64) {
     std::fs::write(file, text).expect("write the faketime file");
 }
 
-fn real_now_ms() -> i64 {
+pub(crate) fn real_now_ms() -> i64 {
     sealgate::gateway::Clock::now_ms(&sealgate::gateway::SystemClock)
 }
 
 /// A client that seals with the timestamp it is told.
-struct Raw {
+pub(crate) struct Raw {
     rpc: McpGatewayServiceClient<tonic::transport::Channel>,
     key: SigningKey,
     key_id: String,
@@ -58,7 +58,7 @@ struct Raw {
 }
 
 impl Raw {
-    async fn connect(profile: &Path) -> Raw {
+    pub(crate) async fn connect(profile: &Path) -> Raw {
         let p = Profile::load(profile).expect("profile");
         let tls = sealgate::tls::client_config(&p.ca, &p.cert, &p.key).expect("tls config");
         let channel = sealgate::tls::connect_channel(&p.endpoint, &p.server_name, tls)
@@ -72,7 +72,7 @@ impl Raw {
         }
     }
 
-    fn seal_at(&self, ts: i64) -> SignedEnvelope {
+    pub(crate) fn seal_at(&self, ts: i64) -> SignedEnvelope {
         envelope::seal(
             &self.key,
             Seal {
@@ -89,7 +89,7 @@ impl Raw {
     }
 
     /// Ok, or the refusal's sealgate reason.
-    async fn send(&self, env: SignedEnvelope) -> Result<(), String> {
+    pub(crate) async fn send(&self, env: SignedEnvelope) -> Result<(), String> {
         match self
             .rpc
             .clone()

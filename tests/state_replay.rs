@@ -1,0 +1,288 @@
+//! Replay across clock faults with a shared store (issue 24, review-rt
+//! findings 1 and 12): the store holds a nonce for the replay hold (ten
+//! minutes, as a single process does), not only twice the skew, and keeps
+//! each identity's high-water, so a gateway clock stepped back, or a
+//! replica whose clock lags another's, accepts no replay; and a nonce the
+//! store accepted that the replica could not keep for its local fallback
+//! still refuses that envelope there. Debian's redis-server on a free
+//! loopback port; each replica's clock is the `now` it is given.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::now_ms;
+use common::services::Redis;
+use sealgate::envelope::VerifiedEnvelope;
+use sealgate::identity::ClientId;
+use sealgate::policy::RateLimitFile;
+use sealgate::state::{SharedState, StateConfig, StateSetup, Verdict};
+
+const RATE: RateLimitFile = RateLimitFile {
+    per_second: 100,
+    burst: 100,
+};
+
+/// A replica's store handle from `[state]` lines (`kind` and `url` added),
+/// with `skew_ms` and a local replay cap of `cap`.
+async fn replica(redis: &Redis, extra: &str, skew_ms: i64, cap: usize) -> Arc<SharedState> {
+    let text = format!(
+        "kind = \"redis\"\nurl = \"{}\"\npersistent = true\n{extra}\n",
+        redis.url()
+    );
+    let config: StateConfig = toml::from_str(&text).expect("config");
+    let secrets = Arc::new(sealgate::secrets::Secrets::new(None, Vec::new()).expect("secrets"));
+    let metrics = sealgate::metrics::Metrics::new(&[]);
+    let state = Arc::new(
+        SharedState::new(
+            &config,
+            StateSetup {
+                skew_ms,
+                replay_capacity_per_client: cap,
+                throttle: RateLimitFile {
+                    per_second: 1,
+                    burst: 1,
+                },
+                secrets,
+                audit: Arc::new(sealgate::audit::AuditLog::memory()),
+                clock: Arc::new(now_ms),
+                metrics: metrics.register_state(),
+            },
+        )
+        .expect("state"),
+    );
+    state.start().await.expect("connects");
+    state
+}
+
+fn envelope(ts: i64) -> VerifiedEnvelope {
+    VerifiedEnvelope {
+        payload: bytes::Bytes::new(),
+        key_id: "k".into(),
+        nonce: bytes::Bytes::copy_from_slice(&rand::random::<[u8; 16]>()),
+        timestamp_unix_ms: ts,
+        digest: [0; 32],
+    }
+}
+
+fn redis_cli(redis: &Redis, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &redis.port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The store's own clock moves `ms` ahead, as its expiry sees it: every
+/// key's time to live shrinks by `ms`, and a key with less left is gone
+/// (what a store whose clock ran on while a gateway's stepped back does).
+fn store_time_passes(redis: &Redis, ms: i64) {
+    redis_cli(
+        redis,
+        &[
+            "EVAL",
+            "for _, k in ipairs(redis.call('KEYS', 'sealgate:*')) do \
+               local t = redis.call('PTTL', k) \
+               if t > 0 then \
+                 if t <= tonumber(ARGV[1]) then redis.call('DEL', k) \
+                 else redis.call('PEXPIRE', k, t - tonumber(ARGV[1])) end \
+               end \
+             end return 1",
+            "0",
+            &ms.to_string(),
+        ],
+    );
+}
+
+fn nonce_key(client: &str, env: &VerifiedEnvelope) -> String {
+    format!(
+        "sealgate:n:{client}:{}",
+        hex::encode(sealgate::replay::nonce_key(&env.nonce))
+    )
+}
+
+async fn verdict(state: &SharedState, env: &VerifiedEnvelope, now: i64) -> Verdict {
+    let client = ClientId::parse("alice").expect("id");
+    state
+        .verdict(&client, RATE, env, now, None)
+        .await
+        .expect("verdict")
+        .0
+}
+
+#[tokio::test]
+async fn two_replicas_whose_clocks_are_twice_the_skew_apart_accept_no_replay() {
+    // A 1 s skew: before the fix a nonce was held 2 001 ms.
+    let skew = 1_000;
+    let redis = Redis::start();
+    let ahead = replica(&redis, "", skew, 10).await;
+    let behind = replica(&redis, "", skew, 10).await;
+    let lag = 2 * skew;
+
+    // The replica on the true time accepts E.
+    let t = now_ms();
+    let e = envelope(t);
+    assert_eq!(verdict(&ahead, &e, t).await, Verdict::Accepted);
+    let pttl: i64 = redis_cli(&redis, &["PTTL", &nonce_key("alice", &e)])
+        .parse()
+        .expect("pttl");
+    assert!(
+        pttl > 590_000,
+        "held for the ten-minute hold, not twice the skew: {pttl} ms"
+    );
+
+    // Past twice the skew later, the lagging replica's clock reads within
+    // the skew of E's timestamp (E is fresh there): the attacker replays E
+    // to it. The store still holds the nonce.
+    let wait = (t + 2_300 - now_ms()).max(0);
+    tokio::time::sleep(Duration::from_millis(u64::try_from(wait).expect("wait"))).await;
+    let now_behind = now_ms() - lag;
+    assert!(
+        (e.timestamp_unix_ms - now_behind).abs() <= skew,
+        "E is fresh there"
+    );
+    assert_eq!(verdict(&behind, &e, now_behind).await, Verdict::Replayed);
+    assert_eq!(redis_cli(&redis, &["EXISTS", &nonce_key("alice", &e)]), "1");
+
+    // Honest envelopes on either clock are served by either replica.
+    assert_eq!(
+        verdict(&behind, &envelope(now_behind), now_behind).await,
+        Verdict::Accepted
+    );
+    let now = now_ms();
+    assert_eq!(
+        verdict(&ahead, &envelope(now), now).await,
+        Verdict::Accepted
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_clock_stepped_back_finds_the_nonce_within_the_hold_and_the_floor_past_it() {
+    let skew = 30_000;
+    let redis = Redis::start();
+    let gw = replica(&redis, "", skew, 10).await;
+    let t = now_ms();
+    let e = envelope(t);
+    assert_eq!(verdict(&gw, &e, t).await, Verdict::Accepted);
+
+    // Five minutes pass on the store; the gateway's clock steps back five
+    // minutes, so it reads T again and E is fresh. Its nonce (held 61 s
+    // before the fix) is still there.
+    store_time_passes(&redis, 5 * 60_000);
+    assert_eq!(verdict(&gw, &e, t + 1_000).await, Verdict::Replayed);
+
+    // The client carries on on a clock that went eleven minutes ahead,
+    // then the gateway's clock comes back to T while the store's ran on
+    // sixteen minutes in all: E's nonce is gone, and the high-water (the
+    // newest accepted timestamp, T + 11 min) refuses everything signed a
+    // hold or more before it.
+    let later = t + 11 * 60_000;
+    assert_eq!(
+        verdict(&gw, &envelope(later), later).await,
+        Verdict::Accepted
+    );
+    store_time_passes(&redis, 11 * 60_000);
+    assert_eq!(redis_cli(&redis, &["EXISTS", &nonce_key("alice", &e)]), "0");
+    assert_eq!(verdict(&gw, &e, t + 2_000).await, Verdict::Forgotten);
+    // An honest client whose clock came back too is refused the same way
+    // until its timestamps pass the floor (as in a single process).
+    assert_eq!(
+        verdict(&gw, &envelope(t + 2_000), t + 2_000).await,
+        Verdict::Forgotten
+    );
+    let past_floor = later - 600_000 + 1;
+    assert_eq!(
+        verdict(&gw, &envelope(past_floor), past_floor).await,
+        Verdict::Accepted
+    );
+    // Other identities have floors of their own.
+    let bob = ClientId::parse("bob").expect("id");
+    let (v, _) = gw
+        .verdict(&bob, RATE, &envelope(t + 2_000), t + 2_000, None)
+        .await
+        .expect("verdict");
+    assert_eq!(v, Verdict::Accepted);
+
+    // Every key admission wrote expires: nonces, rates, high-waters.
+    let keys = redis_cli(&redis, &["KEYS", "sealgate:*"]);
+    let mut high_water = 0;
+    for key in keys.lines() {
+        let kind = key.trim_start_matches("sealgate:").split(':').next();
+        if !matches!(kind, Some("n" | "r" | "hw")) {
+            continue;
+        }
+        let pttl: i64 = redis_cli(&redis, &["PTTL", key]).parse().expect("pttl");
+        // -1: no time to live; -2: expired since KEYS listed it (a rate
+        // key lives only until its TAT).
+        assert_ne!(pttl, -1, "{key} has no time to live");
+        if key.starts_with("sealgate:hw:") {
+            high_water += 1;
+            assert!(pttl <= 7 * 24 * 3_600_000, "{key}: {pttl}");
+        }
+    }
+    assert_eq!(high_water, 2, "{keys}");
+}
+
+#[tokio::test]
+async fn a_nonce_the_store_accepted_but_the_fallback_could_not_keep_is_refused_there() {
+    // A local cap of two (below what any validated config allows, so the
+    // store's acceptance finds the fallback's cache full) and a 2 s skew.
+    let skew = 2_000;
+    let redis = Redis::start();
+    let state = replica(&redis, "on_failure = \"local\"\ntimeout_ms = 300", skew, 2).await;
+    let registry = sealgate::identity::Registry::parse(
+        "[[client]]\nid = \"alice\"\nmethods = []\ntools = []\n",
+        RATE,
+    )
+    .expect("registry");
+    let client = registry
+        .get(&ClientId::parse("alice").expect("id"))
+        .expect("alice")
+        .clone();
+    let anomaly = sealgate::policy::Anomaly::new(
+        sealgate::policy::AnomalyConfig::default(),
+        Arc::new(sealgate::audit::AuditLog::memory()),
+    );
+
+    // Two envelopes stamped a skew behind (soon stale), then E stamped a
+    // skew ahead: the store accepts all three, the fallback keeps two.
+    let t = now_ms();
+    for _ in 0..2 {
+        state
+            .admit(&client, &envelope(t - skew + 100), now_ms(), &anomaly)
+            .await
+            .expect("accepted");
+    }
+    let e = envelope(t + skew - 100);
+    state
+        .admit(&client, &e, now_ms(), &anomaly)
+        .await
+        .expect("accepted");
+
+    // The first two are stale now, E is still fresh; the store goes away
+    // and the replica decides on its own. E is refused, not accepted
+    // after a stale nonce made room.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.pause();
+    let now = now_ms();
+    assert!(e.timestamp_unix_ms - now <= skew, "E is fresh: {}", now - t);
+    let refused = state
+        .admit(&client, &e, now, &anomaly)
+        .await
+        .expect_err("a replay in the fallback");
+    assert_eq!(refused.reason.as_str(), "REPLAYED_NONCE", "{refused:?}");
+    assert_eq!(state.local_nonces(), 0, "nothing accepted on its own");
+    assert_eq!(state.mode().as_str(), "local");
+
+    // An envelope signed after E is served there.
+    let next = envelope(e.timestamp_unix_ms + 1);
+    state
+        .admit(&client, &next, now_ms(), &anomaly)
+        .await
+        .expect("served on its own state");
+    assert_eq!(state.local_nonces(), 1);
+    redis.resume();
+}
