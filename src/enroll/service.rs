@@ -164,22 +164,11 @@ impl Enrollment {
             None => RegistrySource::Files,
         };
         let issued_here = {
-            let mut roots = rustls::RootCertStore::empty();
+            // The gateway's own verifier over this one CA: its dates count
+            // too (webpki reads none of an anchor's).
             let der = CertificateDer::from(ca.cert_der().map_err(|e| e.to_string())?);
-            roots
-                .add(der.clone())
-                .map_err(|e| format!("the enrollment CA certificate: {e}"))?;
-            let webpki = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                crate::tls::provider(),
-            )
-            .build()
-            .map_err(|e| format!("the enrollment CA certificate: {e}"))?;
-            // The CA's own dates count too (webpki reads none of an anchor's).
-            Arc::new(
-                crate::tls::ClientAuthOnly::new(webpki, std::slice::from_ref(&der))
-                    .map_err(|e| format!("the enrollment CA certificate: {e}"))?,
-            )
+            crate::tls::client_verifier(&[der], Vec::new(), false, true, crate::tls::provider())
+                .map_err(|e| format!("the enrollment CA certificate: {e}"))?
         };
         let skew_ms = i64::try_from(config.envelope.clock_skew_secs)
             .unwrap_or(600)

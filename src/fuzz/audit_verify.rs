@@ -13,7 +13,8 @@
 //! the CLI's 1 MiB (which no input under libFuzzer's size limit exceeds).
 //! An anchor needs the audit key and a witness key
 //! (the CLI refuses it otherwise, a usage error with nothing to fuzz), so
-//! bit 3 turns both on whatever bits 0 and 1 say: no flag value is wasted.
+//! bit 3 turns both on whatever bits 0 and 1 say: no anchored input
+//! returns before the verifier.
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
@@ -120,13 +121,23 @@ fn run(
     } else {
         MAX_LINE
     };
+    let mut stopped = false;
     for (i, file) in files.iter().enumerate() {
         let flow = read_file_with_limit(&mut v, &format!("f{i}"), *file, max_line)
             .expect("reading a slice never fails");
         if flow == Flow::Stop {
             assert_over_long_line(&files[..=i], max_line);
+            stopped = true;
             break;
         }
+    }
+    // And the other way: files read to their end had no line over the
+    // bound (none was read as two lines).
+    if !stopped {
+        assert!(
+            !over_long_line(files, max_line),
+            "a line over {max_line} bytes was read without stopping"
+        );
     }
     v.finish()
 }
@@ -134,11 +145,18 @@ fn run(
 /// Panics unless one of `files` (read up to the one that stopped) has a
 /// line over `max_line` bytes: the only reason reading stops.
 fn assert_over_long_line(files: &[&[u8]], max_line: u64) {
-    let over = files.iter().any(|f| {
+    assert!(
+        over_long_line(files, max_line),
+        "reading stopped without a line over {max_line} bytes"
+    );
+}
+
+/// Whether one of `files` has a line over `max_line` bytes.
+fn over_long_line(files: &[&[u8]], max_line: u64) -> bool {
+    files.iter().any(|f| {
         f.split(|b| *b == b'\n')
             .any(|line| line.len() as u64 > max_line)
-    });
-    assert!(over, "reading stopped without a line over {max_line} bytes");
+    })
 }
 
 /// What holds of every report, whatever the input.

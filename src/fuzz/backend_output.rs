@@ -191,7 +191,11 @@ fn listing(body: &[u8]) {
             Some(&1),
             "a name listed twice compiled"
         );
-        check_pinned(tool, &tool.definition.clone());
+        let listed = tools
+            .iter()
+            .find(|d| d.get("name").and_then(Value::as_str) == Some(tool.name.as_str()))
+            .expect("a compiled tool was listed");
+        check_pinned(tool, listed);
     }
     check_pin_verdicts(&screened.compiled);
     // A client's arguments then meet the schema the backend chose.

@@ -63,17 +63,8 @@ pub(super) fn load_crls(
 
 /// The certificates of a CA file as a root store.
 pub(super) fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
-    roots_of(ca, load_certs(ca)?)
-}
-
-/// The trust anchors of `certs`, read from the file `ca` (named in the
-/// error when one is unusable).
-pub(super) fn roots_of(
-    ca: &Path,
-    certs: impl IntoIterator<Item = CertificateDer<'static>>,
-) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    for cert in certs {
+    for cert in load_certs(ca)? {
         roots.add(cert).map_err(|e| {
             TlsError::Config(format!("{}: unusable CA certificate: {e}", ca.display()))
         })?;

@@ -8,14 +8,13 @@ use std::sync::Arc;
 
 use rustls::pki_types::CertificateRevocationListDer;
 use rustls::server::danger::ClientCertVerifier;
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::ServerConfig;
 
 use super::crl::{load_crls_now, DEFAULT_CRL_GRACE};
 use super::error::TlsError;
-use super::pem::{load_certs, load_private_key, roots_of};
+use super::pem::{load_certs, load_private_key};
 use super::provider::provider;
-use super::verifier::ClientAuthOnly;
+use super::verifier::{ClientAuthOnly, WebpkiSettings};
 
 /// The gateway's TLS config: TLS 1.3 only, ALPN h2, client certificate
 /// required and verified against `client_ca` and `crls`, with the default
@@ -93,15 +92,14 @@ pub(super) fn build_server_config(
     client_cert_required: bool,
     provider: Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let ca_certs = load_certs(client_ca)?;
     let verifier = client_verifier(
-        roots_of(client_ca, ca_certs.iter().cloned())?,
-        &ca_certs,
+        &load_certs(client_ca)?,
         crls,
         enforce,
         client_cert_required,
         provider.clone(),
-    )?;
+    )
+    .map_err(|e| TlsError::Config(format!("{}: {e}", client_ca.display())))?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
@@ -116,29 +114,23 @@ pub(super) fn build_server_config(
 }
 
 /// The client-certificate verifier every server config uses: webpki's
-/// chain, date and revocation checks against `roots` and `crls`, then
-/// [`ClientAuthOnly`] (clientAuth EKU, and the dates of the client CA
-/// certificates `ca_certs` that `roots` was made from). Public so the
-/// X.509 path vectors (tests/x509_cases) run the very verifier a handshake
-/// runs, at a validation time of theirs.
+/// chain, date and revocation checks against the client CA certificates
+/// `ca_certs` in their dates and `crls`, then [`ClientAuthOnly`]'s
+/// clientAuth EKU check. Public so the X.509 path vectors
+/// (tests/x509_cases) run the very verifier a handshake runs, at a
+/// validation time of theirs.
 pub fn client_verifier(
-    roots: RootCertStore,
     ca_certs: &[rustls::pki_types::CertificateDer<'static>],
     crls: Vec<CertificateRevocationListDer<'static>>,
     enforce: bool,
     client_cert_required: bool,
     provider: Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
-    let mut builder =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).with_crls(crls);
-    if enforce {
-        builder = builder.enforce_revocation_expiration();
-    }
-    if !client_cert_required {
-        builder = builder.allow_unauthenticated();
-    }
-    let webpki = builder
-        .build()
-        .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
-    Ok(Arc::new(ClientAuthOnly::new(webpki, ca_certs)?))
+    let settings = WebpkiSettings {
+        crls,
+        enforce_crl_expiry: enforce,
+        required: client_cert_required,
+        provider,
+    };
+    Ok(Arc::new(ClientAuthOnly::new(ca_certs, settings)?))
 }

@@ -13,6 +13,7 @@
 //!   and DNS, no SAN, ...), each accepted or refused with its exact
 //!   `IdentityError`, as docs/ENVELOPE.md section 4 states.
 
+mod anchors;
 mod limbo;
 mod spiffe;
 
@@ -20,7 +21,6 @@ use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
-use rustls::RootCertStore;
 
 /// The gateway's client verifier over `roots` and `crls`, as
 /// `build_server_config` makes it for the gateway port (client
@@ -30,13 +30,7 @@ pub fn gateway_verifier(
     roots: &[CertificateDer<'static>],
     crls: Vec<CertificateRevocationListDer<'static>>,
 ) -> Result<Arc<dyn ClientCertVerifier>, String> {
-    let mut store = RootCertStore::empty();
-    for r in roots {
-        store
-            .add(r.clone())
-            .map_err(|e| format!("root refused: {e}"))?;
-    }
-    sealgate::tls::client_verifier(store, roots, crls, false, true, sealgate::tls::provider())
+    sealgate::tls::client_verifier(roots, crls, false, true, sealgate::tls::provider())
         .map_err(|e| e.to_string())
 }
 

@@ -17,12 +17,12 @@ use super::{gateway_verifier, verify};
 
 const TD: &str = "sealgate.test";
 
-struct Ca {
-    der: CertificateDer<'static>,
-    issuer: Issuer<'static, KeyPair>,
+pub(crate) struct Ca {
+    pub(crate) der: CertificateDer<'static>,
+    pub(crate) issuer: Issuer<'static, KeyPair>,
 }
 
-fn ca_with(edit: impl FnOnce(&mut CertificateParams)) -> Ca {
+pub(crate) fn ca_with(edit: impl FnOnce(&mut CertificateParams)) -> Ca {
     let key = KeyPair::generate().expect("key");
     let mut params = CertificateParams::default();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -38,7 +38,7 @@ fn ca_with(edit: impl FnOnce(&mut CertificateParams)) -> Ca {
     }
 }
 
-fn ca() -> Ca {
+pub(crate) fn ca() -> Ca {
     ca_with(|_| {})
 }
 
@@ -48,7 +48,11 @@ fn uri(s: &str) -> SanType {
 
 /// A client leaf of `ca`: clientAuth, the SANs given, valid now, with
 /// `edit` applied last.
-fn leaf(ca: &Ca, sans: Vec<SanType>, edit: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
+pub(crate) fn leaf(
+    ca: &Ca,
+    sans: Vec<SanType>,
+    edit: impl FnOnce(&mut CertificateParams),
+) -> Vec<u8> {
     let key = KeyPair::generate().expect("key");
     let mut params = CertificateParams::default();
     params.subject_alt_names = sans;
@@ -87,7 +91,7 @@ fn present(ca: &Ca, leaf: &[u8]) -> Verdict {
     }
 }
 
-fn carol() -> SanType {
+pub(crate) fn carol() -> SanType {
     uri("spiffe://sealgate.test/client/carol")
 }
 
@@ -412,67 +416,4 @@ fn path_cases_for_a_client_certificate() {
         let got = present(&dated, &leaf(&dated, vec![carol()], |_| {}));
         assert_eq!(got, Verdict::Handshake(refused), "{what}");
     }
-}
-
-/// The client CA file during a CA rotation holds two CAs of one name, the
-/// old one past its dates: a leaf the old key signed is refused, one the
-/// new key signed accepted (the anchor check follows the signing key, not
-/// the name alone). Through an intermediate, the dates that count are
-/// those of the anchor at the top.
-#[test]
-fn a_client_ca_vouches_only_within_its_own_dates() {
-    let now = OffsetDateTime::now_utc();
-    let old = ca_with(|p| {
-        p.not_before = now - Duration::days(400);
-        p.not_after = now - Duration::days(1);
-    });
-    let new = ca();
-    let both = gateway_verifier(&[old.der.clone(), new.der.clone()], Vec::new()).expect("verifier");
-    let verdict = |leaf: &[u8], chain: &[CertificateDer<'static>]| {
-        verify(
-            both.as_ref(),
-            &CertificateDer::from(leaf.to_vec()),
-            chain,
-            UnixTime::now(),
-        )
-    };
-    assert_eq!(
-        verdict(&leaf(&old, vec![carol()], |_| {}), &[]),
-        Err(rustls::Error::InvalidCertificate(CertificateError::Expired)),
-        "a leaf of the expired CA"
-    );
-    assert_eq!(verdict(&leaf(&new, vec![carol()], |_| {}), &[]), Ok(()));
-
-    // old (expired anchor) -> intermediate (in its dates) -> leaf.
-    let intermediate = |root: &Ca| {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "sealgate test intermediate");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
-        let cert = params.signed_by(&key, &root.issuer).expect("intermediate");
-        Ca {
-            der: cert.der().clone(),
-            issuer: Issuer::new(params, key),
-        }
-    };
-    let under_old = intermediate(&old);
-    assert_eq!(
-        verdict(
-            &leaf(&under_old, vec![carol()], |_| {}),
-            std::slice::from_ref(&under_old.der)
-        ),
-        Err(rustls::Error::InvalidCertificate(CertificateError::Expired)),
-        "a leaf under an intermediate of the expired CA"
-    );
-    let under_new = intermediate(&new);
-    assert_eq!(
-        verdict(
-            &leaf(&under_new, vec![carol()], |_| {}),
-            std::slice::from_ref(&under_new.der)
-        ),
-        Ok(())
-    );
 }

@@ -17,8 +17,9 @@ use crate::policy::PinFile;
 pub struct Refusal {
     /// `tool_listed_twice` or `tool_definition_invalid` (the audit event).
     pub kind: &'static str,
-    /// The tool's name when it is a valid one (an invalid name is never
-    /// recorded).
+    /// The tool's name: for a name listed twice always (bounded and
+    /// escaped by the audit event), for an invalid definition only when
+    /// the name is a valid one.
     pub tool: Option<String>,
     /// Why its definition did not compile.
     pub error: Option<String>,
@@ -30,7 +31,8 @@ pub struct Refusal {
 pub struct Screened {
     /// Compiled tools, in listing order.
     pub compiled: Vec<PinnedTool>,
-    /// Valid names refused: listed twice (once each) or invalid.
+    /// Valid names refused: listed twice (once each) or with an invalid
+    /// definition.
     pub invalid: Vec<String>,
     /// Every refusal, in listing order (a name listed twice once).
     pub refusals: Vec<Refusal>,
@@ -56,12 +58,19 @@ pub fn screen(listed: Vec<Value>) -> Screened {
             .to_string();
         if counts.get(&tool_name).copied().unwrap_or(0) > 1 {
             if seen_twice.insert(tool_name.clone()) {
+                // Recorded (the audit event bounds and escapes it), but an
+                // invalid name is not kept out of the table under its name:
+                // it could never be served, and it could clash with another
+                // backend's name there.
+                let valid = crate::jsonrpc::valid_tool_name(&tool_name);
                 out.refusals.push(Refusal {
                     kind: "tool_listed_twice",
                     tool: Some(tool_name.clone()),
                     error: None,
                 });
-                out.invalid.push(tool_name);
+                if valid {
+                    out.invalid.push(tool_name);
+                }
             }
             continue;
         }
@@ -100,5 +109,38 @@ pub fn pin_verdict<'a>(pins: Option<&'a PinFile>, tool: &PinnedTool) -> PinVerdi
         Some(Some(pinned)) if *pinned != tool.digest => PinVerdict::Changed(pinned),
         Some(None) => PinVerdict::Added,
         _ => PinVerdict::Serve,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_name_listed_twice_is_refused_and_only_a_valid_one_kept_out_by_name() {
+        let tool = |n: &str| json!({"name": n, "inputSchema": {"type": "object"}});
+        let s = screen(vec![
+            tool("dup"),
+            tool("dup"),
+            tool("clash:foo"),
+            tool("clash:foo"),
+            tool("fine"),
+        ]);
+        let compiled: Vec<&str> = s.compiled.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(compiled, ["fine"]);
+        assert_eq!(s.invalid, ["dup"]);
+        let recorded: Vec<(&str, Option<&str>)> = s
+            .refusals
+            .iter()
+            .map(|r| (r.kind, r.tool.as_deref()))
+            .collect();
+        assert_eq!(
+            recorded,
+            [
+                ("tool_listed_twice", Some("dup")),
+                ("tool_listed_twice", Some("clash:foo"))
+            ]
+        );
     }
 }
