@@ -210,7 +210,8 @@ mod tests {
         let status = "Name:\tsealgate\nVmPeak:\t  300000 kB\nVmSize:\t  123456 kB\n";
         assert_eq!(status_kb(status, "VmSize:"), Some(123_456));
         assert_eq!(status_kb(status, "VmRSS:"), None);
-        let status = "VmSize:\t 900000 kB\nRssAnon:\t 1000 kB\nRssFile:\t 5000 kB\nRssShmem:\t 24 kB\n";
+        let status =
+            "VmSize:\t 900000 kB\nRssAnon:\t 1000 kB\nRssFile:\t 5000 kB\nRssShmem:\t 24 kB\n";
         assert_eq!(own_memory(status), Some(1024 * 1024));
         assert_eq!(own_memory("RssAnon:\t 2 kB\n"), Some(2048));
         assert_eq!(own_memory("VmSize:\t 2 kB\n"), None);
@@ -228,14 +229,23 @@ mod tests {
         std::fs::write(dir.join("memory.max"), format!("{limit}\n")).expect("max");
         // What the whole cgroup uses: 99% of the limit, nearly all of it
         // the backend child's anonymous memory and tmpfs files.
-        std::fs::write(dir.join("memory.current"), format!("{}\n", limit / 100 * 99))
-            .expect("current");
-        std::fs::write(dir.join("memory.stat"), "anon 1000000000\nshmem 50000000\ninactive_file 0\n")
-            .expect("stat");
+        std::fs::write(
+            dir.join("memory.current"),
+            format!("{}\n", limit / 100 * 99),
+        )
+        .expect("current");
+        std::fs::write(
+            dir.join("memory.stat"),
+            "anon 1000000000\nshmem 50000000\ninactive_file 0\n",
+        )
+        .expect("stat");
         let own = "0::/system.slice/sealgate.service\n";
         let small = "RssAnon:\t 102400 kB\nRssFile:\t 900000 kB\nRssShmem:\t 0 kB\n";
         let u = cgroup_v2_at(root.path(), own, small).expect("a reading");
-        assert_eq!((u.used, u.limit, u.source), (100 * 1024 * 1024, limit, "cgroup"));
+        assert_eq!(
+            (u.used, u.limit, u.source),
+            (100 * 1024 * 1024, limit, "cgroup")
+        );
         assert!(!u.over(WATERMARK_PERCENT), "{u:?}");
         let big = "RssAnon:\t 943718 kB\nRssShmem:\t 1024 kB\n";
         let u = cgroup_v2_at(root.path(), own, big).expect("a reading");

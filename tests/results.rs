@@ -255,12 +255,17 @@ async fn a_result_over_its_size_limit_is_refused_before_any_filter_runs() {
     let ops = gw.client(&gw.ops).await;
 
     let (code, reason, message) = denied(ops.call_tool("a_chained_huge", json!({})).await);
-    assert_eq!((code, reason.as_str()), (Code::ResourceExhausted, "RESULT_TOO_LARGE"));
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::ResourceExhausted, "RESULT_TOO_LARGE")
+    );
     // 403,298 keys of 39 characters and the 39 bytes around the text.
     let size = (15 * 1024 * 1024 / 39) * 39 + 39;
     assert_eq!(
         message,
-        format!("RESULT_TOO_LARGE: the backend's result is {size} bytes, more than the 1048576 allowed")
+        format!(
+            "RESULT_TOO_LARGE: the backend's result is {size} bytes, more than the 1048576 allowed"
+        )
     );
     assert_result_denial(&gw, "RESULT_TOO_LARGE", "a");
 
@@ -280,7 +285,10 @@ async fn a_result_over_its_size_limit_is_refused_before_any_filter_runs() {
     // Twenty 20-character ids become 28-character markers: 160 bytes more
     // than the 10 left.
     let (code, reason, message) = denied(ops.call_tool("a_aws_under", json!({})).await);
-    assert_eq!((code, reason.as_str()), (Code::ResourceExhausted, "RESULT_TOO_LARGE"));
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::ResourceExhausted, "RESULT_TOO_LARGE")
+    );
     assert_eq!(
         message,
         format!(

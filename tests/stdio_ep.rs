@@ -269,16 +269,21 @@ async fn bad_arguments_are_refused_before_the_ep_server() {
     // the EP server, lookalikes of "../" included.
     let ops_raw = gw.raw(&gw.ops).await;
     for (tool, arguments, path) in [
-        ("correlate_intelligence", json!({"mepIds": ["../x"]}), "/mepIds/0"),
+        (
+            "correlate_intelligence",
+            json!({"mepIds": ["../x"]}),
+            "/mepIds/0",
+        ),
         (
             "compare_political_groups",
             json!({"groupIds": ["EPP", "\u{2025}/x"]}),
             "/groupIds/1",
         ),
     ] {
-        let payload = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call",
+        let payload =
+            serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call",
             "params": {"name": tool, "arguments": arguments}}))
-        .expect("json");
+            .expect("json");
         let r = ops_raw.send_payload(&payload).await;
         let msg = r
             .as_ref()

@@ -297,7 +297,9 @@ fn ends_with_word(name: &str, word: &str) -> bool {
     matches!(prev, '_' | '-' | '.' | ' ')
         || (first.is_ascii_uppercase()
             && (prev.is_lowercase() || prev.is_ascii_digit() || second.is_ascii_lowercase()))
-        || (!matches!(word, "id" | "ids") && head.chars().all(|c| !c.is_uppercase()) && tail == word)
+        || (!matches!(word, "id" | "ids")
+            && head.chars().all(|c| !c.is_uppercase())
+            && tail == word)
 }
 
 pub(crate) use crate::foreign::is_bidi_or_invisible;
@@ -536,7 +538,11 @@ mod tests {
         let scheme = "in an identifier field carries a URL scheme";
         let cases = [
             (json!({"mepIds": ["../x"]}), "/mepIds/0", traversal),
-            (json!({"groupIds": ["EPP", "file:x"]}), "/groupIds/1", scheme),
+            (
+                json!({"groupIds": ["EPP", "file:x"]}),
+                "/groupIds/1",
+                scheme,
+            ),
             (json!({"id": "\u{2025}/x"}), "/id", traversal),
             (json!({"filePath": "..\u{FF0F}etc"}), "/filePath", traversal),
             (json!({"id": "\u{2024}\u{2024}/x"}), "/id", traversal),
@@ -559,7 +565,11 @@ mod tests {
                 scheme,
             ),
             // A fullwidth member name is the name it folds to.
-            (json!({"\u{FF49}\u{FF44}": "../x"}), "/\u{FF49}\u{FF44}", traversal),
+            (
+                json!({"\u{FF49}\u{FF44}": "../x"}),
+                "/\u{FF49}\u{FF44}",
+                traversal,
+            ),
         ];
         for (v, path, rule) in cases {
             let text = v.to_string();

@@ -127,7 +127,9 @@ async fn a_backend_holding_memory_does_not_make_the_gateway_refuse_calls() {
     // A reading is at most 100 ms old: every call after it is served.
     tokio::time::sleep(Duration::from_millis(250)).await;
     for _ in 0..3 {
-        call(&client).await.expect("served while the backend holds memory");
+        call(&client)
+            .await
+            .expect("served while the backend holds memory");
     }
     assert!(
         !gw.log_text()
