@@ -6,13 +6,25 @@
 //! the middle of them. Calls in flight are never cut; new calls are
 //! admitted again once the use falls below the watermark.
 //!
-//! The limit and the use, the first that applies:
-//! - cgroup v2: the process's own cgroup's `memory.max`, against
-//!   `memory.current` less `inactive_file` (`memory.stat`): page cache the
-//!   kernel reclaims before it kills anyone (the audit files' pages) is not
-//!   counted as use. Limits set only on an ancestor cgroup are not seen.
+//! Only the gateway process's own memory is counted, never its cgroup's:
+//! a stdio backend runs in the same cgroup, and counting its memory (or its
+//! tmpfs files, or page cache) would let one client make one backend hold
+//! memory and so have the gateway refuse every call from every client, for
+//! as long as the child holds it. A backend that grows is the cgroup OOM
+//! killer's to end (it picks the largest process, the child), not this
+//! watermark's. The limit and the use, the first that applies:
+//! - cgroup v2: the process's own cgroup's `memory.max`, against the
+//!   process's resident anonymous and shared memory (`RssAnon` + `RssShmem`
+//!   of /proc/self/status): what the cgroup is charged for this process and
+//!   cannot reclaim. File pages (`RssFile`: the mapped binary; the audit
+//!   files' page cache) are reclaimed before anyone is killed, and
+//!   `VmSize` is reserved address space (a malloc arena per thread), not
+//!   memory. Kernel memory charged for the process (socket buffers) is not
+//!   in these figures: part of what the watermark's remaining 10% is for.
+//!   Limits set only on an ancestor cgroup are not seen.
 //! - `RLIMIT_AS` (`ulimit -v`, `prlimit --as`): the soft limit, against the
-//!   address space in use (`VmSize` of /proc/self/status).
+//!   address space in use (`VmSize` of /proc/self/status), which is what
+//!   that limit limits (per process: a child's is its own).
 //!
 //! Neither set: nothing is ever refused. A reading (two or three small
 //! files) is taken at most once per [`REFRESH`], by the call that finds the
@@ -25,9 +37,14 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// New calls are refused at this share (percent) of the limit. High enough
-/// that a gateway at its normal working set is never near it; low enough
-/// that the calls in flight (each bounded by `max_envelope_bytes` and the
-/// backends' `max_result_bytes`) fit in what is left.
+/// that a gateway at its normal working set is never near it. What is left
+/// holds the calls in flight. Nothing sizes them to fit: their number is
+/// bounded by `transport.max_connections` × `max_concurrent_streams` (and
+/// per client by a tier's `max_concurrent_calls`), the size of each by
+/// `max_envelope_bytes` on the way in and, on the way back, by the
+/// backends' read limits (16 MiB for a stdio line or an HTTP body, parsed
+/// whole; `[results] max_bytes` is checked on the parsed result, before
+/// any filter). docs/OPERATIONS.md "Resource limits" says how to size it.
 pub const WATERMARK_PERCENT: u64 = 90;
 
 /// How old a reading may be before a call takes a new one.
@@ -104,18 +121,33 @@ pub fn last_reading() -> Option<(u64, u64)> {
 /// cgroup v2: the process's cgroup (`0::/path` in /proc/self/cgroup).
 fn cgroup_v2() -> Option<Usage> {
     let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let dir = std::path::Path::new("/sys/fs/cgroup").join(cgroup_v2_path(&own)?);
-    let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
-    let limit = read("memory.max")?.trim().parse::<u64>().ok()?;
-    let current = read("memory.current")?.trim().parse::<u64>().ok()?;
-    let inactive = read("memory.stat")
-        .and_then(|s| stat_field(&s, "inactive_file"))
-        .unwrap_or(0);
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    cgroup_v2_at(std::path::Path::new("/sys/fs/cgroup"), &own, &status)
+}
+
+/// The cgroup v2 reading with the cgroup hierarchy mounted at `root`, the
+/// process's /proc/self/cgroup text `own` and its /proc/self/status text
+/// `status`: the cgroup's limit against the process's own memory only.
+fn cgroup_v2_at(root: &std::path::Path, own: &str, status: &str) -> Option<Usage> {
+    let dir = root.join(cgroup_v2_path(own)?);
+    let limit = std::fs::read_to_string(dir.join("memory.max"))
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
     Some(Usage {
-        used: current.saturating_sub(inactive),
+        used: own_memory(status)?,
         limit,
         source: "cgroup",
     })
+}
+
+/// The process's resident anonymous and shared memory, in bytes, from its
+/// /proc/self/status text (`RssShmem` absent counts as 0).
+fn own_memory(status: &str) -> Option<u64> {
+    let anon = status_kb(status, "RssAnon:")?;
+    let shmem = status_kb(status, "RssShmem:").unwrap_or(0);
+    Some(anon.saturating_add(shmem).saturating_mul(1024))
 }
 
 /// The relative path of the unified (v2) cgroup in /proc/self/cgroup's
@@ -124,14 +156,6 @@ fn cgroup_v2_path(text: &str) -> Option<&str> {
     text.lines()
         .find_map(|l| l.strip_prefix("0::"))
         .map(|p| p.trim().trim_start_matches('/'))
-}
-
-/// One `name value` line of a cgroup `memory.stat`.
-fn stat_field(text: &str, name: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == name).then(|| v.trim().parse().ok()).flatten()
-    })
 }
 
 /// `RLIMIT_AS` (soft) against `VmSize`.
@@ -183,12 +207,52 @@ mod tests {
         );
         assert_eq!(cgroup_v2_path("4:memory:/x\n0::/\n"), Some(""));
         assert_eq!(cgroup_v2_path("4:memory:/x\n1:cpu:/\n"), None);
-        let stat = "anon 100\nfile 5000\ninactive_file 4096\nactive_file 904\n";
-        assert_eq!(stat_field(stat, "inactive_file"), Some(4096));
-        assert_eq!(stat_field(stat, "inactive"), None);
         let status = "Name:\tsealgate\nVmPeak:\t  300000 kB\nVmSize:\t  123456 kB\n";
         assert_eq!(status_kb(status, "VmSize:"), Some(123_456));
         assert_eq!(status_kb(status, "VmRSS:"), None);
+        let status =
+            "VmSize:\t 900000 kB\nRssAnon:\t 1000 kB\nRssFile:\t 5000 kB\nRssShmem:\t 24 kB\n";
+        assert_eq!(own_memory(status), Some(1024 * 1024));
+        assert_eq!(own_memory("RssAnon:\t 2 kB\n"), Some(2048));
+        assert_eq!(own_memory("VmSize:\t 2 kB\n"), None);
+    }
+
+    /// The attack of review-rt #2: a stdio backend (same cgroup) holds
+    /// almost all of `memory.max`. The gateway's own use is what counts, so
+    /// it is not over; its own use near the limit still is.
+    #[test]
+    fn a_cgroup_filled_by_another_process_is_not_the_gateways_use() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("system.slice/sealgate.service");
+        std::fs::create_dir_all(&dir).expect("cgroup dir");
+        let limit: u64 = 1024 * 1024 * 1024;
+        std::fs::write(dir.join("memory.max"), format!("{limit}\n")).expect("max");
+        // What the whole cgroup uses: 99% of the limit, nearly all of it
+        // the backend child's anonymous memory and tmpfs files.
+        std::fs::write(
+            dir.join("memory.current"),
+            format!("{}\n", limit / 100 * 99),
+        )
+        .expect("current");
+        std::fs::write(
+            dir.join("memory.stat"),
+            "anon 1000000000\nshmem 50000000\ninactive_file 0\n",
+        )
+        .expect("stat");
+        let own = "0::/system.slice/sealgate.service\n";
+        let small = "RssAnon:\t 102400 kB\nRssFile:\t 900000 kB\nRssShmem:\t 0 kB\n";
+        let u = cgroup_v2_at(root.path(), own, small).expect("a reading");
+        assert_eq!(
+            (u.used, u.limit, u.source),
+            (100 * 1024 * 1024, limit, "cgroup")
+        );
+        assert!(!u.over(WATERMARK_PERCENT), "{u:?}");
+        let big = "RssAnon:\t 943718 kB\nRssShmem:\t 1024 kB\n";
+        let u = cgroup_v2_at(root.path(), own, big).expect("a reading");
+        assert!(u.over(WATERMARK_PERCENT), "{u:?}");
+        // No limit on the cgroup ("max"): no reading from it.
+        std::fs::write(dir.join("memory.max"), "max\n").expect("max");
+        assert_eq!(cgroup_v2_at(root.path(), own, big), None);
     }
 
     #[test]

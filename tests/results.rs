@@ -233,12 +233,84 @@ async fn a_result_over_its_size_limit_is_refused() {
     let (code, reason, message) = denied(ops.call_tool("b_big", json!({})).await);
     assert_eq!(code, Code::ResourceExhausted);
     assert_eq!(reason, "RESULT_TOO_LARGE");
-    assert!(
-        message.starts_with("RESULT_TOO_LARGE: the backend's result is 2000")
-            && message.ends_with("bytes, more than the 1000 allowed"),
-        "{message}"
+    // The result member as received, compact JSON: 39 bytes around the text.
+    assert_eq!(
+        message,
+        "RESULT_TOO_LARGE: the backend's result is 200039 bytes, more than the 1000 allowed"
     );
     assert_result_denial(&gw, "RESULT_TOO_LARGE", "b");
+}
+
+/// review-rt #5: a backend sends 15 MiB of chained secrets, each redaction
+/// marker giving the next key its word boundary, so that every string
+/// costs all 8 redaction passes. Its size is checked first: it is refused
+/// as too large, never filtered (filtering would end in RESULT_REFUSED
+/// after the 8 passes). A result just under the limit is still filtered
+/// (off the async workers: it is over 16 KiB), and one that redaction
+/// markers lengthen past the limit is refused once redacted.
+#[tokio::test]
+async fn a_result_over_its_size_limit_is_refused_before_any_filter_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = results_gateway(dir.path()).await;
+    let ops = gw.client(&gw.ops).await;
+
+    let (code, reason, message) = denied(ops.call_tool("a_chained_huge", json!({})).await);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::ResourceExhausted, "RESULT_TOO_LARGE")
+    );
+    // 403,298 keys of 39 characters and the 39 bytes around the text.
+    let size = (15 * 1024 * 1024 / 39) * 39 + 39;
+    assert_eq!(
+        message,
+        format!(
+            "RESULT_TOO_LARGE: the backend's result is {size} bytes, more than the 1048576 allowed"
+        )
+    );
+    assert_result_denial(&gw, "RESULT_TOO_LARGE", "a");
+
+    // 10 bytes under the limit: filtered, all three chained keys redacted.
+    let under = ops
+        .call_tool("a_chained_under", json!({}))
+        .await
+        .expect("a result within the limit is answered");
+    let text = text_of(&under);
+    assert!(
+        text.starts_with(&"[REDACTED:google_api_key]".repeat(3)) && !text.contains("AIza"),
+        "{}",
+        &text[..120]
+    );
+    assert_eq!(text.len(), 1_048_576 - 39 - 10 - 3 * (39 - 25));
+
+    // Twenty 20-character ids become 28-character markers: 160 bytes more
+    // than the 10 left.
+    let (code, reason, message) = denied(ops.call_tool("a_aws_under", json!({})).await);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::ResourceExhausted, "RESULT_TOO_LARGE")
+    );
+    assert_eq!(
+        message,
+        format!(
+            "RESULT_TOO_LARGE: the backend's result is {} bytes once redacted, more than the 1048576 allowed",
+            1_048_576 - 10 + 20 * 8
+        )
+    );
+    assert_result_denial(&gw, "RESULT_TOO_LARGE", "a");
+    let calls = calls(dir.path(), "a");
+    let tools: Vec<&str> = calls.iter().filter_map(|c| c["tool"].as_str()).collect();
+    assert_eq!(tools, ["chained_huge", "chained_under", "aws_under"]);
+    // One result was filtered and answered: the one under the limit.
+    let events: Vec<Value> = gw
+        .audit
+        .lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"] == "result_filtered")
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["tool"], "a_chained_under");
+    assert_eq!(events[0]["redacted"], json!(["google_api_key"]));
 }
 
 async fn read(client: &Client, uri: Value) -> Result<Value, ClientError> {

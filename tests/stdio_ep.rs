@@ -264,6 +264,39 @@ async fn bad_arguments_are_refused_before_the_ep_server() {
         assert_denied(&gw, r, Code::InvalidArgument, "ARGUMENTS_REJECTED", 0);
         assert!(msg.contains(rule), "{msg} should name {rule:?}");
     }
+    // The EP tools' identifier lists (review-rt #9): their items have no
+    // pattern in the schema, so only the sanitizer stands between them and
+    // the EP server, lookalikes of "../" included.
+    let ops_raw = gw.raw(&gw.ops).await;
+    for (tool, arguments, path) in [
+        (
+            "correlate_intelligence",
+            json!({"mepIds": ["../x"]}),
+            "/mepIds/0",
+        ),
+        (
+            "compare_political_groups",
+            json!({"groupIds": ["EPP", "\u{2025}/x"]}),
+            "/groupIds/1",
+        ),
+    ] {
+        let payload =
+            serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments}}))
+            .expect("json");
+        let r = ops_raw.send_payload(&payload).await;
+        let msg = r
+            .as_ref()
+            .err()
+            .map(|s| s.message().to_string())
+            .unwrap_or_default();
+        assert_denied(&gw, r, Code::InvalidArgument, "ARGUMENTS_REJECTED", 0);
+        assert_eq!(
+            msg,
+            format!("ARGUMENTS_REJECTED: argument {path} in an identifier field looks like a path traversal"),
+            "{tool}"
+        );
+    }
     // An EP tool the client may call but no backend offers under that name.
     let ghost = br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"get_mepz"}}"#;
     let ops = gw.raw(&gw.ops).await;

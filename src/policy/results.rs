@@ -116,6 +116,28 @@ const REDACT_ROUNDS: usize = 8;
 /// (4 MiB), so a signed answer always fits.
 pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
 
+/// The size of `v` serialised as compact JSON, counted without building
+/// the text.
+pub fn serialized_size(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(b.len());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // A `Value` always serialises (its keys are strings) and the counter
+    // never fails; were it to, the result counts as too large.
+    match serde_json::to_writer(&mut count, v) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
 /// The checks on results, compiled once at startup.
 #[derive(Debug, Clone)]
 pub struct ResultPolicy {
@@ -157,13 +179,19 @@ pub enum ResultError {
         /// The broken rule.
         rule: String,
     },
-    /// Larger than allowed (`RESULT_TOO_LARGE`).
-    #[error("the backend's result is {size} bytes, more than the {limit} allowed")]
+    /// Larger than allowed (`RESULT_TOO_LARGE`): as received (checked
+    /// before any filter runs), or once redaction markers lengthened it.
+    #[error(
+        "the backend's result is {size} bytes{}, more than the {limit} allowed",
+        if *redacted { " once redacted" } else { "" }
+    )]
     TooLarge {
-        /// Its serialised size.
+        /// Its serialised size (compact JSON, the result or error member).
         size: usize,
         /// The limit that applied.
         limit: usize,
+        /// Whether `size` is the size after redaction.
+        redacted: bool,
     },
     /// Holds what a filter refuses (`RESULT_REFUSED`).
     #[error("the backend's result {path} holds {what}")]

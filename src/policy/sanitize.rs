@@ -1,8 +1,9 @@
 //! The sanitizer: rules for every string in tool arguments, beyond what a
 //! backend's schema says. Limits on length, total size and depth; no control
-//! characters and no Unicode bidirectional overrides; NFC (normalise or
-//! reject); and, in identifier-like fields, no path traversal and no URL
-//! schemes. Errors name the JSON path and the rule, never the value.
+//! characters and no Unicode bidirectional overrides; NFC for values and
+//! member names (normalise or reject); and, in identifier-like fields and
+//! lists, no path traversal and no URL schemes, also under compatibility
+//! (NFKC) folding. Errors name the JSON path and the rule, never the value.
 //!
 //! It runs before the pinned schema check and is the only code that may
 //! rewrite an argument (and only to NFC, when configured); it never
@@ -36,8 +37,10 @@ pub struct SanitizeRules {
     pub max_depth: Option<usize>,
     /// What to do with a string that is not NFC; rejected by default.
     pub nfc: Option<NfcPolicy>,
-    /// Field names treated as identifiers, in addition to the built-in
-    /// rule (`id`, `*Id`, `*_id`, `*ID`, `identifier`, `uri`, `url`, `path`).
+    /// Field names treated as identifiers (in any case), in addition to
+    /// the built-in rule: `id`, `ids`, `identifier(s)`, `uri(s)`, `url(s)`,
+    /// `path(s)` as the name or its last word (`mepIds`, `file_path`,
+    /// `sourceURL`), and `*ID`.
     pub identifier_fields: Option<Vec<String>>,
 }
 
@@ -78,6 +81,8 @@ pub struct SanitizeError {
 const DEFAULT_MAX_STRING_CHARS: usize = 4096;
 const DEFAULT_MAX_TOTAL_BYTES: usize = 64 * 1024;
 const DEFAULT_MAX_DEPTH: usize = 8;
+/// Longest member name, in characters.
+const MAX_NAME_CHARS: usize = 256;
 
 impl SanitizePolicy {
     fn effective(&self, tool: &str) -> Effective<'_> {
@@ -200,8 +205,32 @@ pub(crate) fn push_key(path: &mut String, k: &str) {
     }
 }
 
-/// `.` or `..` segments, backslashes, percent-encoded dots or slashes, NUL.
+/// `s` under NFKC (compatibility) folding, with the slash lookalikes NFKC
+/// leaves alone mapped too: what a backend that folds compatibility
+/// characters, or Windows' "best-fit" mapping, would turn it into. The
+/// traversal and scheme checks look at this, so `\u{2025}/` (one "two dot
+/// leader") or `..\u{FF0F}` (a fullwidth solidus) is `../` to them.
+fn folded(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.is_ascii() {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.nfkc()
+            .map(|c| match c {
+                // Division slash, fraction slash, big solidus.
+                '\u{2215}' | '\u{2044}' | '\u{29F8}' => '/',
+                // Set minus, big reverse solidus.
+                '\u{2216}' | '\u{29F9}' => '\\',
+                c => c,
+            })
+            .collect(),
+    )
+}
+
+/// `.` or `..` segments, backslashes, percent-encoded dots or slashes, NUL,
+/// in `s` or in its compatibility folding (see [`folded`]).
 fn is_traversal(s: &str) -> bool {
+    let s = folded(s);
     let lower = s.to_ascii_lowercase();
     s.split(['/', '\\']).any(|seg| seg == ".." || seg == ".")
         || s.contains('\\')
@@ -211,12 +240,66 @@ fn is_traversal(s: &str) -> bool {
         || s.contains('\0')
 }
 
+/// The words that make a member name an identifier field, as the whole
+/// name or its last word, in any case. `id` and `ids` must be a word of
+/// their own (`mepIds`, `group_ids`, `docID`), not the end of one
+/// (`valid`, `kids`); the longer ones may end an all-lower-case name too
+/// (`filepath`, `imageurl`).
+const IDENTIFIER_WORDS: &[&str] = &[
+    "id",
+    "ids",
+    "identifier",
+    "identifiers",
+    "uri",
+    "uris",
+    "url",
+    "urls",
+    "path",
+    "paths",
+];
+
+/// Whether member `name` (NFKC-folded: `ｉｄ` is `id`) holds identifiers:
+/// the built-in words ([`IDENTIFIER_WORDS`]; `*ID` as before, whatever
+/// precedes it) or the configured `identifier_fields`, compared without
+/// regard to case. The items of an identifier list are identifiers too.
 fn is_identifier_field(name: &str, rules: &Effective<'_>) -> bool {
-    rules.identifier_fields.contains(name)
-        || matches!(name, "id" | "identifier" | "uri" | "url" | "path")
-        || name.ends_with("Id")
-        || name.ends_with("_id")
+    let name = folded(name);
+    rules
+        .identifier_fields
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(&name))
         || name.ends_with("ID")
+        || IDENTIFIER_WORDS.iter().any(|w| ends_with_word(&name, w))
+}
+
+/// Whether `name` ends with `word` (ASCII, lower case) in any case, as a
+/// word: the whole name; after `_`, `-`, `.` or a space; or starting with
+/// a capital after a lower-case letter or digit (`mepIds`, `sourceURL`) or
+/// in title case (`URLPath`). Every word but `id` and `ids` may also end
+/// an all-lower-case name (`filepath`; `paid` and `kids` are no ids).
+fn ends_with_word(name: &str, word: &str) -> bool {
+    let Some(at) = name.len().checked_sub(word.len()) else {
+        return false;
+    };
+    if !name.is_char_boundary(at) {
+        return false;
+    }
+    let (head, tail) = name.split_at(at);
+    if !tail.eq_ignore_ascii_case(word) {
+        return false;
+    }
+    let Some(prev) = head.chars().next_back() else {
+        return true;
+    };
+    let mut chars = tail.chars();
+    let first = chars.next().unwrap_or_default();
+    let second = chars.next().unwrap_or_default();
+    matches!(prev, '_' | '-' | '.' | ' ')
+        || (first.is_ascii_uppercase()
+            && (prev.is_lowercase() || prev.is_ascii_digit() || second.is_ascii_lowercase()))
+        || (!matches!(word, "id" | "ids")
+            && head.chars().all(|c| !c.is_uppercase())
+            && tail == word)
 }
 
 pub(crate) use crate::foreign::is_bidi_or_invisible;
@@ -275,11 +358,12 @@ fn walk(
                 }
             }
             if key.is_some_and(|k| is_identifier_field(k, rules)) {
-                if s.starts_with('/') || is_traversal(s) {
+                // As a backend that folds compatibility characters reads it.
+                let f = folded(s);
+                if f.starts_with(['/', '\\']) || is_traversal(&f) {
                     return fail(path, "in an identifier field looks like a path traversal");
                 }
-                let scheme = scheme_of(s).is_some();
-                if scheme {
+                if scheme_of(&f).is_some() {
                     return fail(path, "in an identifier field carries a URL scheme");
                 }
             }
@@ -296,15 +380,45 @@ fn walk(
             Ok(())
         }
         Value::Object(map) => {
-            for (k, item) in map.iter_mut() {
+            let mut renames = Vec::new();
+            for k in map.keys() {
                 if k.chars().any(|c| c.is_control() || is_bidi_or_invisible(c))
-                    || k.chars().count() > 256
+                    || k.chars().count() > MAX_NAME_CHARS
                 {
                     return fail(
                         path,
                         "has a member name with control or format characters, or too long",
                     );
                 }
+                // Member names get the NFC rule string values get: two
+                // names a backend that normalises reads as one, or a name
+                // the pinned schema does not know that the backend reads
+                // as one it does, would slip past the schema check.
+                if is_nfc_quick(k.chars()) != IsNormalized::Yes {
+                    let nfc: String = k.nfc().collect();
+                    if nfc != *k {
+                        if rules.nfc == NfcPolicy::Reject {
+                            return fail(path, "has a member name not in Unicode NFC");
+                        }
+                        if nfc.chars().count() > MAX_NAME_CHARS {
+                            return fail(
+                                path,
+                                "has a member name with control or format characters, or too long",
+                            );
+                        }
+                        renames.push((k.clone(), nfc));
+                    }
+                }
+            }
+            for (name, nfc) in renames {
+                if map.contains_key(&nfc) {
+                    return fail(path, "has two member names that are equal in Unicode NFC");
+                }
+                if let Some(item) = map.remove(&name) {
+                    map.insert(nfc, item);
+                }
+            }
+            for (k, item) in map.iter_mut() {
                 let len = path.len();
                 push_key(path, k);
                 walk(item, path, Some(k), depth + 1, rules)?;
@@ -414,6 +528,91 @@ mod tests {
         }
         // Non-identifier fields may hold URLs and slashes.
         assert!(check(json!({"keyword": "see http://example.org/a/../b"})).is_ok());
+    }
+
+    /// review-rt #9: compatibility lookalikes of `.`, `/` and `\`, id lists
+    /// and names in any case.
+    #[test]
+    fn lookalikes_id_lists_and_names_in_any_case_are_identifier_checked() {
+        let traversal = "in an identifier field looks like a path traversal";
+        let scheme = "in an identifier field carries a URL scheme";
+        let cases = [
+            (json!({"mepIds": ["../x"]}), "/mepIds/0", traversal),
+            (
+                json!({"groupIds": ["EPP", "file:x"]}),
+                "/groupIds/1",
+                scheme,
+            ),
+            (json!({"id": "\u{2025}/x"}), "/id", traversal),
+            (json!({"filePath": "..\u{FF0F}etc"}), "/filePath", traversal),
+            (json!({"id": "\u{2024}\u{2024}/x"}), "/id", traversal),
+            (json!({"id": "\u{FF0E}\u{FF0E}/x"}), "/id", traversal),
+            (json!({"id": "\u{FE52}\u{FE52}/x"}), "/id", traversal),
+            (json!({"id": "a\u{FE68}b"}), "/id", traversal),
+            (json!({"id": "a\u{FF3C}b"}), "/id", traversal),
+            (json!({"id": "\u{FF0F}etc"}), "/id", traversal),
+            (json!({"id": "..\u{2215}x"}), "/id", traversal),
+            (json!({"MEP_IDS": ["a", "..\\x"]}), "/MEP_IDS/1", traversal),
+            (json!({"docID": "../x"}), "/docID", traversal),
+            (json!({"file_path": "/etc/passwd"}), "/file_path", traversal),
+            (json!({"filepath": "/etc/passwd"}), "/filepath", traversal),
+            (json!({"Path": "../x"}), "/Path", traversal),
+            (json!({"URLPath": "../x"}), "/URLPath", traversal),
+            (json!({"sourceURL": "http://evil"}), "/sourceURL", scheme),
+            (
+                json!({"sourceUrl": "\u{FF4A}avascript\u{FF1A}alert(1)"}),
+                "/sourceUrl",
+                scheme,
+            ),
+            // A fullwidth member name is the name it folds to.
+            (
+                json!({"\u{FF49}\u{FF44}": "../x"}),
+                "/\u{FF49}\u{FF44}",
+                traversal,
+            ),
+        ];
+        for (v, path, rule) in cases {
+            let text = v.to_string();
+            let e = check(v).expect_err(&text);
+            assert_eq!((e.path.as_str(), e.rule), (path, rule), "{text}");
+        }
+        // Words that only end in "id" or "ids" are no identifier fields.
+        for v in [
+            json!({"valid": "a:b", "paid": "../x", "kids": ["/x"], "void": "x:y"}),
+            json!({"keyword": "\u{2025}/x"}),
+        ] {
+            assert!(check(v.clone()).is_ok(), "{v}");
+        }
+        // Configured names match in any case.
+        let policy: SanitizePolicy =
+            toml::from_str("identifier_fields = [\"keyword\"]").expect("policy");
+        assert_eq!(
+            policy
+                .apply("t", &mut json!({"KeyWord": "x:y"}))
+                .expect_err("configured")
+                .rule,
+            scheme
+        );
+    }
+
+    /// Member names get the NFC rule values get (review-rt #9 (c)).
+    #[test]
+    fn member_names_are_nfc_checked_and_normalised_without_collisions() {
+        let e = check(json!({"a": {"cafe\u{0301}": 1}})).expect_err("not NFC");
+        assert_eq!(
+            (e.path.as_str(), e.rule),
+            ("/a", "has a member name not in Unicode NFC")
+        );
+        let policy: SanitizePolicy = toml::from_str("nfc = \"normalize\"").expect("policy");
+        let mut v = json!({"cafe\u{0301}": 1, "i\u{0307}d": "x"});
+        policy.apply("t", &mut v).expect("normalised");
+        assert_eq!(v, json!({"caf\u{e9}": 1, "i\u{0307}d": "x"}));
+        let mut twice = json!({"n": {"caf\u{e9}": 1, "cafe\u{0301}": 2}});
+        let e = policy.apply("t", &mut twice).expect_err("collision");
+        assert_eq!(
+            (e.path.as_str(), e.rule),
+            ("/n", "has two member names that are equal in Unicode NFC")
+        );
     }
 
     #[test]
