@@ -104,6 +104,24 @@ fn nonce_key(client: &str, env: &VerifiedEnvelope) -> String {
     )
 }
 
+/// The verdict with the store's clock fixed at `store_ms` (the script's
+/// clock: what `store_time_passes` moves in expiry, this moves for the
+/// script's own floors).
+async fn verdict_at(
+    state: &SharedState,
+    client: &str,
+    env: &VerifiedEnvelope,
+    now: i64,
+    store_ms: i64,
+) -> Verdict {
+    let client = ClientId::parse(client).expect("id");
+    state
+        .verdict(&client, RATE, env, now, Some(store_ms * 1000))
+        .await
+        .expect("verdict")
+        .0
+}
+
 async fn verdict(state: &SharedState, env: &VerifiedEnvelope, now: i64) -> Verdict {
     let client = ClientId::parse("alice").expect("id");
     state
@@ -174,37 +192,56 @@ async fn a_gateway_clock_stepped_back_finds_the_nonce_within_the_hold_and_the_fl
     store_time_passes(&redis, 5 * 60_000);
     assert_eq!(verdict(&gw, &e, t + 1_000).await, Verdict::Replayed);
 
-    // The client carries on on a clock that went eleven minutes ahead,
-    // then the gateway's clock comes back to T while the store's ran on
-    // sixteen minutes in all: E's nonce is gone, and the high-water (the
-    // newest accepted timestamp, T + 11 min) refuses everything signed a
-    // hold or more before it.
-    let later = t + 11 * 60_000;
+    // The store's clock runs on; from here each verdict names it (the
+    // script's clock, as a replica's TIME would read it). The client
+    // carries on on a clock eleven minutes on (the store's too), then the
+    // gateway's clock comes back to T while the store's ran on to T + 22
+    // min: E's nonce is gone, and the store's clock (T + 22 min - the
+    // hold) and the high-water (T + 11 min - the hold) refuse it.
+    let min = 60_000;
+    store_time_passes(&redis, 6 * min);
+    let later = t + 11 * min;
     assert_eq!(
-        verdict(&gw, &envelope(later), later).await,
+        verdict_at(&gw, "alice", &envelope(later), later, later).await,
         Verdict::Accepted
     );
-    store_time_passes(&redis, 11 * 60_000);
+    store_time_passes(&redis, 11 * min);
+    let store = t + 22 * min;
     assert_eq!(redis_cli(&redis, &["EXISTS", &nonce_key("alice", &e)]), "0");
-    assert_eq!(verdict(&gw, &e, t + 2_000).await, Verdict::Forgotten);
-    // An honest client whose clock came back too is refused the same way
-    // until its timestamps pass the floor (as in a single process).
     assert_eq!(
-        verdict(&gw, &envelope(t + 2_000), t + 2_000).await,
+        verdict_at(&gw, "alice", &e, t + 2_000, store).await,
         Verdict::Forgotten
     );
-    let past_floor = later - 600_000 + 1;
+    // An honest client whose clock came back with the gateway's is refused
+    // the same way until its timestamps pass the floor (a replica whose
+    // clock lags the store's by more than the hold refuses, it does not
+    // risk a replay).
     assert_eq!(
-        verdict(&gw, &envelope(past_floor), past_floor).await,
+        verdict_at(&gw, "alice", &envelope(t + 2_000), t + 2_000, store).await,
+        Verdict::Forgotten
+    );
+    let past_floor = store - 600_000 + 1;
+    assert_eq!(
+        verdict_at(&gw, "alice", &envelope(past_floor), past_floor, store).await,
         Verdict::Accepted
     );
-    // Other identities have floors of their own.
-    let bob = ClientId::parse("bob").expect("id");
-    let (v, _) = gw
-        .verdict(&bob, RATE, &envelope(t + 2_000), t + 2_000, None)
-        .await
-        .expect("verdict");
-    assert_eq!(v, Verdict::Accepted);
+    // Alice's high-water moves past the store's floor (stamped 9 min ahead
+    // of the store, within the hold): an envelope of hers 16 min older is
+    // refused, while bob, with a floor of his own, is served at that time.
+    let ahead = store + 9 * min;
+    assert_eq!(
+        verdict_at(&gw, "alice", &envelope(ahead), ahead, store).await,
+        Verdict::Accepted
+    );
+    let between = store - 7 * min;
+    assert_eq!(
+        verdict_at(&gw, "alice", &envelope(between), between, store).await,
+        Verdict::Forgotten
+    );
+    assert_eq!(
+        verdict_at(&gw, "bob", &envelope(between), between, store).await,
+        Verdict::Accepted
+    );
 
     // Every key admission wrote expires: nonces, rates, high-waters.
     let keys = redis_cli(&redis, &["KEYS", "sealgate:*"]);
@@ -285,4 +322,65 @@ async fn a_nonce_the_store_accepted_but_the_fallback_could_not_keep_is_refused_t
         .expect("served on its own state");
     assert_eq!(state.local_nonces(), 1);
     redis.resume();
+}
+
+/// Review (review-b H1): a client that goes quiet after E. Eleven minutes
+/// on the store's clock later E's nonce has expired and no later envelope
+/// raised the high-water; a gateway clock stepped back to E's time must
+/// still refuse it (the store's own clock is the floor).
+#[tokio::test]
+async fn an_idle_clients_envelope_is_refused_after_its_nonce_expired() {
+    let redis = Redis::start();
+    let gw = replica(&redis, "", 30_000, 10).await;
+    let t = now_ms();
+    let e = envelope(t);
+    assert_eq!(
+        verdict_at(&gw, "alice", &e, t, t).await,
+        Verdict::Accepted
+    );
+    store_time_passes(&redis, 11 * 60_000);
+    assert_eq!(redis_cli(&redis, &["EXISTS", &nonce_key("alice", &e)]), "0");
+    assert_eq!(
+        verdict_at(&gw, "alice", &e, t + 1_000, t + 11 * 60_000).await,
+        Verdict::Forgotten
+    );
+}
+
+/// Review (review-b H1, forward variant): an envelope stamped ahead of the
+/// store's clock is held until the store's clock passes its stamp by the
+/// hold; one stamped more than a hold ahead is refused outright.
+#[tokio::test]
+async fn an_envelope_stamped_ahead_of_the_store_is_held_until_it_is_below_the_floor() {
+    let redis = Redis::start();
+    let gw = replica(&redis, "", 30_000, 10).await;
+    let t = now_ms();
+    let min = 60_000;
+    let e = envelope(t + 9 * min);
+    assert_eq!(
+        verdict_at(&gw, "alice", &e, t + 9 * min, t).await,
+        Verdict::Accepted
+    );
+    let pttl: i64 = redis_cli(&redis, &["PTTL", &nonce_key("alice", &e)])
+        .parse()
+        .expect("pttl");
+    assert!(pttl > 18 * min && pttl <= 19 * min, "{pttl}");
+    // 18 minutes on: the nonce is still held and E is a replay.
+    store_time_passes(&redis, 18 * min);
+    assert_eq!(
+        verdict_at(&gw, "alice", &e, t + 9 * min, t + 18 * min).await,
+        Verdict::Replayed
+    );
+    // Past the stamp plus the hold, E is under the store's floor.
+    store_time_passes(&redis, 2 * min);
+    assert_eq!(
+        verdict_at(&gw, "alice", &e, t + 9 * min, t + 20 * min).await,
+        Verdict::Forgotten
+    );
+    // More than a hold ahead of the store's clock: refused, nothing held.
+    let far = envelope(t + 11 * min);
+    assert_eq!(
+        verdict_at(&gw, "bob", &far, t + 11 * min, t).await,
+        Verdict::Forgotten
+    );
+    assert_eq!(redis_cli(&redis, &["EXISTS", &nonce_key("bob", &far)]), "0");
 }

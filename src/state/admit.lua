@@ -18,8 +18,9 @@
 --        2 the envelope may predate what the store remembers (gap)
 --        3 throttled (extra: us to wait)   4 over the rate (extra: us)
 --        5 the nonce was already used
---        6 the envelope was signed a hold or more before the newest one
---          accepted from this identity (its nonce may have expired)
+--        6 the envelope was signed a hold or more before the store's
+--          clock or the newest one accepted from this identity (its nonce
+--          may have expired), or more than a hold after the store's clock
 --@EPOCH@
 --@GCRA@
 local id, since = epoch(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[12])
@@ -41,17 +42,28 @@ local ok, tat = gcra(KEYS[3], now_us, tonumber(ARGV[7]), tonumber(ARGV[8]), 1)
 if not ok then return {4, since, id, unblocked, string.format('%.0f', tat)} end
 -- The nonce is held for the hold (ARGV[6]) of the store's clock, which no
 -- gateway steps: a gateway clock going back by up to that much finds it.
--- Past it, the high-water is the floor: nothing signed a hold or more
--- before the newest accepted envelope can be told from a replay whose
--- nonce expired (an honest envelope lags the newest by at most twice the
--- skew on a steady clock). An envelope stamped ahead of the store's clock
--- (a gateway or client clock ahead) is fresh until then: its nonce is held
--- that much longer, by at most one more hold, so memory stays bounded.
+-- Two floors cover what expiry forgets, both refusing as a replay whose
+-- nonce may have expired (6):
+-- * the store's clock: an envelope stamped a hold or more before the
+--   store's now. A nonce is held until the store's clock passes its
+--   envelope's timestamp by the hold, so an envelope whose nonce expired
+--   is below this floor, whatever the gateway's clock says (a gateway
+--   stepped back more than the hold, an idle client, a lagging replica).
+--   Likewise one stamped more than a hold ahead of the store's clock is
+--   refused: its nonce would have to be held past any bound.
+-- * the identity's high-water: nothing signed a hold or more before the
+--   newest accepted envelope (an honest envelope lags it by at most twice
+--   the skew on a steady clock).
 local ts = tonumber(ARGV[4])
 local hold = tonumber(ARGV[6])
+local store_ms = math.floor(now_us / 1000)
+if ts <= store_ms - hold or ts > store_ms + hold then
+  return {6, since, id, unblocked, ''}
+end
 local high = tonumber(redis.call('GET', KEYS[8]) or '')
 if high and ts <= high - hold then return {6, since, id, unblocked, ''} end
-local ahead = math.min(math.max(ts - math.floor(now_us / 1000), 0), hold)
+-- Held until the store's clock reaches ts + hold (at least the hold).
+local ahead = math.max(ts - store_ms, 0)
 if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', string.format('%.0f', hold + ahead)) then
   return {5, since, id, unblocked, ''}
 end
