@@ -108,8 +108,7 @@ pub struct Sandboxing {
     pub enforcement: Enforcement,
 }
 
-/// Where the answer to one pending call goes.
-type Waiter = oneshot::Sender<Result<Reply, BackendError>>;
+use reader::Waiter;
 
 struct Conn {
     tx: mpsc::Sender<String>,
@@ -573,7 +572,7 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         *shared.sandbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
     }
     // Reader: route responses to their callers.
-    reader::spawn(shared.clone(), conn.clone(), lines);
+    reader::spawn(Routed(shared.clone(), conn.clone()), lines);
     // Stderr: to the gateway's log, bounded per line; its last lines are
     // kept to name why the child could not start.
     let tail = StderrTail::default();
@@ -671,6 +670,34 @@ async fn read_sandbox_report(
     }
     serde_json::from_value(params.get("report").cloned().unwrap_or(Value::Null))
         .map_err(|e| format!("the sandbox helper's report is unreadable: {e}"))
+}
+
+/// The reader's view of one child.
+struct Routed(Arc<Shared>, Arc<Conn>);
+
+impl reader::Routes for Routed {
+    fn backend(&self) -> &str {
+        &self.0.name
+    }
+    fn take_pending(&self, id: u64) -> Option<Waiter> {
+        self.1.take_pending(id)
+    }
+    fn write(&self, line: String) {
+        let _ = self.1.tx.try_send(line);
+    }
+    fn list_changed(&self) {
+        self.0.generation.send_modify(|g| *g += 1);
+    }
+    fn exec_failed(&self, errno: i32) {
+        self.1.exec_errno.store(errno, Ordering::Relaxed);
+    }
+    fn skipped(&self) -> u64 {
+        self.0.too_long.fetch_add(1, Ordering::Relaxed) + 1
+    }
+    fn ended(&self) {
+        self.1.kill();
+        self.1.fail_all();
+    }
 }
 
 /// Makes a freshly initialized child the one calls go to, and bumps the

@@ -2,52 +2,72 @@
 //! (a response to its caller, a request to the client answered, a
 //! notification dropped, a line over the limit skipped), never queued.
 //! When the output ends the child is ended too, so the supervisor
-//! restarts it: no answer can come any more.
-
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+//! restarts it: no answer can come any more. What a line changes is done
+//! through [`Routes`], which the backend implements for one child.
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
+use tokio::sync::oneshot;
 use tokio_util::codec::FramedRead;
 
-use super::{classify, stderr_tail, Conn, Incoming, Line, MessageLines, Shared};
-use crate::backend::{reply_from_message, BackendError};
+use super::incoming::{classify, Incoming};
+use super::lines::{Line, MessageLines};
+use super::stderr_tail;
+use crate::backend::{reply_from_message, BackendError, Reply};
 
-/// Reads `lines` until they end or fail, then ends the child and fails
-/// its calls.
+/// Where the answer to one pending call goes.
+pub(super) type Waiter = oneshot::Sender<Result<Reply, BackendError>>;
+
+/// What the reader of one child's output may change.
+pub(super) trait Routes: Send + 'static {
+    /// The backend's name, for the log.
+    fn backend(&self) -> &str;
+    /// The call waiting on `id`, taken: its answer goes to no other.
+    fn take_pending(&self, id: u64) -> Option<Waiter>;
+    /// Writes a line to the child without waiting (an answer to its
+    /// request; dropped when its input is full).
+    fn write(&self, line: String);
+    /// The child announced a changed tool list.
+    fn list_changed(&self);
+    /// The sandbox helper's `execv` failed with `errno`.
+    fn exec_failed(&self, errno: i32);
+    /// Counts a skipped line; the count over all children.
+    fn skipped(&self) -> u64;
+    /// The output ended: end the child and fail its calls.
+    fn ended(&self);
+}
+
+/// Reads `lines` until they end or fail, then ends the child.
 pub(super) fn spawn(
-    shared: Arc<Shared>,
-    conn: Arc<Conn>,
+    routes: impl Routes,
     mut lines: FramedRead<tokio::process::ChildStdout, MessageLines>,
 ) {
     tokio::spawn(async move {
         while let Some(line) = lines.next().await {
             match line {
-                Ok(Line::Message(line)) => on_message(&shared, &conn, &line),
-                Ok(Line::TooLong { id, bytes }) => on_too_long(&shared, &conn, id, bytes),
+                Ok(Line::Message(line)) => on_message(&routes, &line),
+                Ok(Line::TooLong { id, bytes }) => on_too_long(&routes, id, bytes),
                 Err(e) => {
-                    tracing::warn!(backend = shared.name, error = %e, "backend output unreadable; restarting it");
+                    tracing::warn!(backend = routes.backend(), error = %e, "backend output unreadable; restarting it");
                     break;
                 }
             }
         }
         // No answer can come any more (even from a child that closed its
         // stdout and runs on): end it, so the supervisor restarts it.
-        tracing::warn!(backend = shared.name, "backend output ended");
-        conn.kill();
-        conn.fail_all();
+        tracing::warn!(backend = routes.backend(), "backend output ended");
+        routes.ended();
     });
 }
 
-/// A line over [`MAX_LINE`], skipped: the call it names fails alone
+/// A line over the limit, skipped: the call it names fails alone
 /// (BACKEND_PROTOCOL_ERROR, as an HTTP body over its limit); the child and
 /// every other call go on.
-fn on_too_long(shared: &Shared, conn: &Conn, id: Option<u64>, bytes: u64) {
-    let total = shared.too_long.fetch_add(1, Ordering::Relaxed) + 1;
-    let failed = id.and_then(|id| conn.take_pending(id));
+fn on_too_long(routes: &impl Routes, id: Option<u64>, bytes: u64) {
+    let total = routes.skipped();
+    let failed = id.and_then(|id| routes.take_pending(id));
     tracing::warn!(
-        backend = shared.name,
+        backend = routes.backend(),
         bytes,
         call_failed = failed.is_some(),
         lines_too_long = total,
@@ -58,22 +78,22 @@ fn on_too_long(shared: &Shared, conn: &Conn, id: Option<u64>, bytes: u64) {
     }
 }
 
-fn on_message(shared: &Shared, conn: &Conn, line: &[u8]) {
+fn on_message(routes: &impl Routes, line: &[u8]) {
     let Ok(msg) = serde_json::from_slice::<Value>(line) else {
         tracing::warn!(
-            backend = shared.name,
+            backend = routes.backend(),
             "backend wrote a line that is not JSON"
         );
         return;
     };
     match classify(&msg) {
         Incoming::Response(id) => {
-            if let Some(tx) = conn.take_pending(id) {
+            if let Some(tx) = routes.take_pending(id) {
                 let _ = tx.send(reply_from_message(&msg));
             }
         }
         Incoming::ForeignId => tracing::warn!(
-            backend = shared.name,
+            backend = routes.backend(),
             "response with an id the gateway never used"
         ),
         // A request from the server to the client: the gateway offers no
@@ -84,18 +104,17 @@ fn on_message(shared: &Shared, conn: &Conn, line: &[u8]) {
             } else {
                 json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "method not supported by the sealgate gateway"}})
             };
-            let _ = conn.tx.try_send(answer.to_string());
+            routes.write(answer.to_string());
         }
-        Incoming::ListChanged => shared.generation.send_modify(|g| *g += 1),
+        Incoming::ListChanged => routes.list_changed(),
         Incoming::Report => {
             if let Some(errno) = msg.get("params").and_then(stderr_tail::exec_failure) {
-                conn.exec_errno
-                    .store(errno, std::sync::atomic::Ordering::Relaxed);
+                routes.exec_failed(errno);
             }
         }
         Incoming::Notification => {}
         Incoming::Neither => tracing::warn!(
-            backend = shared.name,
+            backend = routes.backend(),
             "backend wrote a message that is neither request nor response"
         ),
     }
