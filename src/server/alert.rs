@@ -17,7 +17,8 @@
 //! cannot take every answer and leave its neighbours a bare reset); beyond
 //! that the connection is reset at once, as before. The socket is closed with
 //! zero linger either way: no TIME_WAIT is kept for a peer the gateway did
-//! not want.
+//! not want. The accept loop's own refusal when out of file descriptors
+//! ([`answer_at_once`]) does not linger at all: it must not wait on a peer.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
