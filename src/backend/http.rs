@@ -24,8 +24,12 @@ use super::{
 use crate::jsonrpc::PROTOCOL_VERSION;
 use crate::secrets::{SecretRef, Secrets};
 
-/// Largest response body accepted from a backend.
+/// Largest response body accepted from a backend (and largest SSE event).
 pub(crate) const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Most bytes read from one SSE stream in all, events handled and dropped
+/// included: over a 100 MB flood of notifications before the answer, and
+/// a bound on the work of a stream that never ends besides the deadline.
+pub(crate) const MAX_SSE_STREAM: usize = 8 * MAX_BODY;
 
 /// Where and how to reach a Streamable HTTP backend, from the config.
 pub struct HttpSpec {
@@ -263,23 +267,21 @@ pub(crate) fn json_body_message(body: &[u8], id: u64) -> Result<Value, PostError
         .ok_or(PostError::Fatal(BackendError::Protocol))
 }
 
-/// Where the first complete SSE event in `buf` ends (after its blank line),
-/// given that none ends within `buf[..scanned]`: only the new bytes (and
-/// the 3 before them, where a blank line may have begun) are searched, so
-/// an event that never ends costs each byte one look, not one per chunk.
+/// Where the first complete SSE event in `buf` ends, given that none ends
+/// within `buf[..scanned]`. A line ends at `\r\n`, `\n` or `\r` (WHATWG
+/// SSE: CR-only and mixed line ends are legal), and an event at a blank
+/// line: a line end right after another. The event ends after the blank
+/// line's first byte; a `\n` completing its `\r\n` begins the next event
+/// as an empty line, which carries nothing. So where an event ends depends
+/// only on the bytes up to it (never on one not yet received: an open
+/// stream's `\r\r` is answered at once) and not on how the body was cut
+/// into chunks; and since it looks at a byte and the one before, only the
+/// new bytes are searched: each byte costs one look, not one per chunk.
 pub(crate) fn event_end(buf: &[u8], scanned: usize) -> Option<usize> {
-    let from = scanned.saturating_sub(3).min(buf.len());
-    let tail = &buf[from..];
-    let lf = tail.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
-    let crlf = tail
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4);
-    let end = match (lf, crlf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    end.map(|e| e + from)
+    let eol = |b: u8| b == b'\r' || b == b'\n';
+    (scanned.max(1)..buf.len())
+        .find(|&i| eol(buf[i]) && eol(buf[i - 1]) && buf[i - 1..=i] != *b"\r\n")
+        .map(|i| i + 1)
 }
 
 /// Reads an SSE body event by event until the response with `id` arrives:
@@ -310,6 +312,8 @@ pub(crate) struct SseEvents {
     start: usize,
     /// `buf[start..scanned]` holds no end of an event.
     scanned: usize,
+    /// Bytes pushed in all (at most [`MAX_SSE_STREAM`]).
+    total: usize,
     id: u64,
 }
 
@@ -320,6 +324,7 @@ impl SseEvents {
             buf: Vec::new(),
             start: 0,
             scanned: 0,
+            total: 0,
             id,
         }
     }
@@ -340,12 +345,14 @@ impl SseEvents {
     }
 
     /// Adds a chunk; handled events go once per chunk, not once per event.
-    /// A body over [`MAX_BODY`] is a protocol error.
+    /// An event over [`MAX_BODY`], or a stream over [`MAX_SSE_STREAM`] in
+    /// all, is a protocol error.
     pub(crate) fn push(&mut self, chunk: &[u8]) -> Result<(), PostError> {
         self.buf.drain(..self.start);
         self.scanned -= self.start;
         self.start = 0;
-        if self.buf.len() + chunk.len() > MAX_BODY {
+        self.total = self.total.saturating_add(chunk.len());
+        if self.buf.len() + chunk.len() > MAX_BODY || self.total > MAX_SSE_STREAM {
             return Err(PostError::Fatal(BackendError::Protocol));
         }
         self.buf.extend_from_slice(chunk);
@@ -369,8 +376,7 @@ pub(crate) fn find_in_sse(body: &[u8], id: u64) -> Result<Value, PostError> {
         data.clear();
         v.filter(|v| v.get("id").and_then(Value::as_u64) == Some(id) && v.get("method").is_none())
     };
-    for line in text.split('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
+    for line in sse_lines(text) {
         if line.is_empty() {
             if let Some(v) = flush(&mut data) {
                 return Ok(v);
@@ -383,6 +389,25 @@ pub(crate) fn find_in_sse(body: &[u8], id: u64) -> Result<Value, PostError> {
         }
     }
     flush(&mut data).ok_or(PostError::Fatal(BackendError::Protocol))
+}
+
+/// The lines of `text`, each ended by `\r\n`, `\n` or `\r` (or the end).
+fn sse_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let s = rest?;
+        match s.find(['\r', '\n']) {
+            Some(i) => {
+                let eol = if s[i..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&s[i + eol..]);
+                Some(&s[..i])
+            }
+            None => {
+                rest = None;
+                Some(s)
+            }
+        }
+    })
 }
 
 #[tonic::async_trait]
@@ -487,25 +512,98 @@ mod tests {
 
     #[test]
     fn an_event_end_split_across_chunks_is_found_from_where_the_scan_stopped() {
-        for end in [&b"\n\n"[..], b"\r\n\r\n"] {
+        // Each blank line, and where its event ends: after the blank line's
+        // first byte (a `\n` completing its `\r\n` begins the next event).
+        for (end, at) in [
+            (&b"\n\n"[..], 2),
+            (b"\r\n\r\n", 3),
+            (b"\r\r", 2),
+            (b"\n\r\n", 2),
+            (b"\r\n\n", 3),
+            (b"\r\r\n", 2),
+            (b"\n\r", 2),
+        ] {
             let mut whole = b"data: {}".to_vec();
             whole.extend_from_slice(end);
-            assert_eq!(event_end(&whole, 0), Some(whole.len()));
-            // Cut anywhere inside the blank line: the first part holds no
+            assert_eq!(event_end(&whole, 0), Some(8 + at), "{end:?}");
+            // Cut anywhere before the event's end: the first part holds no
             // end, and the search resumes where it stopped.
-            for split in 0..end.len() {
+            for split in 0..at {
                 let mut buf = b"data: {}".to_vec();
                 buf.extend_from_slice(&end[..split]);
                 let scanned = buf.len();
                 assert_eq!(event_end(&buf, 0), None);
                 buf.extend_from_slice(&end[split..]);
                 buf.extend_from_slice(b"data: next");
-                assert_eq!(event_end(&buf, scanned), Some(8 + end.len()), "{split}");
+                assert_eq!(event_end(&buf, scanned), Some(8 + at), "{end:?} {split}");
             }
         }
+        // One line end is no event end, whichever kind.
+        for one in [&b"a\r\nb"[..], b"a\nb", b"a\rb", b"a\r\n"] {
+            assert_eq!(event_end(one, 0), None, "{one:?}");
+        }
         // The first of two ends, whichever kind comes first.
-        assert_eq!(event_end(b"a\r\n\r\nb\n\n", 0), Some(5));
+        assert_eq!(event_end(b"a\r\n\r\nb\n\n", 0), Some(4));
         assert_eq!(event_end(b"a\n\nb\r\n\r\n", 0), Some(3));
+        assert_eq!(event_end(b"a\r\rb\n\n", 0), Some(3));
         assert_eq!(event_end(b"", 10), None);
+    }
+
+    /// Reads `body` in chunks of `size` as `read_sse_response` does.
+    fn read(body: &[u8], size: usize) -> Option<Value> {
+        let mut events = SseEvents::new(7);
+        for chunk in body.chunks(size) {
+            if let Some(v) = events.take() {
+                return Some(v);
+            }
+            events.push(chunk).ok()?;
+        }
+        events.take()
+    }
+
+    #[test]
+    fn cr_only_and_mixed_line_ends_deliver_the_answer_before_the_stream_ends() {
+        let note = r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#;
+        let answer = r#"{"jsonrpc":"2.0","id":7,"result":{"ok":true}}"#;
+        for (eol, blank) in [
+            ("\r", "\r"),
+            ("\n", "\r"),
+            ("\r\n", "\r"),
+            ("\r", "\r\n"),
+            ("\n", "\r\n"),
+        ] {
+            let body = format!("event: message{eol}data: {note}{eol}{blank}event: message{eol}data: {answer}{eol}{blank}");
+            // The stream stays open after it: found from the events alone,
+            // however the body is cut (a `\r` at the end of one chunk and
+            // its `\n` at the start of the next included).
+            for size in 1..=body.len() {
+                let v = read(body.as_bytes(), size)
+                    .unwrap_or_else(|| panic!("{body:?} in chunks of {size}"));
+                assert_eq!(v["result"]["ok"], true);
+            }
+            let v = find_in_sse(body.as_bytes(), 7).ok().expect("found whole");
+            assert_eq!(v["result"]["ok"], true);
+        }
+    }
+
+    #[test]
+    fn a_stream_of_complete_events_is_cut_past_its_total_limit() {
+        // Comment events of 64 KiB, 1 MiB a chunk: none is the answer.
+        let mut event = b": ".to_vec();
+        event.resize(64 * 1024, b'x');
+        event.extend_from_slice(b"\r\r");
+        let note = event.repeat(16);
+        let mut events = SseEvents::new(7);
+        let mut pushed = 0usize;
+        let refused = loop {
+            assert!(events.take().is_none());
+            match events.push(&note) {
+                Ok(()) => pushed += note.len(),
+                Err(e) => break e,
+            }
+            assert!(events.buf.len() <= note.len(), "handled events are dropped");
+        };
+        assert!(matches!(refused, PostError::Fatal(BackendError::Protocol)));
+        assert!(pushed <= MAX_SSE_STREAM && pushed + note.len() > MAX_SSE_STREAM);
     }
 }

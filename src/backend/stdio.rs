@@ -30,19 +30,22 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::codec::FramedRead;
 
 use super::{
-    initialize_params, initialized_notification, reply_from_message, request_message, Backend,
-    BackendError, Reply,
+    initialize_params, initialized_notification, request_message, Backend, BackendError, Reply,
 };
 use crate::sandbox::{Egress, Enforcement, Limits, SandboxReport, SandboxSpec, REPORT_METHOD};
 
+mod group;
 mod incoming;
+mod lines;
+mod reader;
 mod stderr_tail;
 
 use crate::secrets::{SecretRef, Secrets};
 pub(crate) use incoming::{classify, Incoming};
+pub(crate) use lines::{Line, MessageLines};
 use stderr_tail::StderrTail;
 
 /// Longest line accepted from a child: one JSON-RPC message.
@@ -105,8 +108,7 @@ pub struct Sandboxing {
     pub enforcement: Enforcement,
 }
 
-/// Where the answer to one pending call goes.
-type Waiter = oneshot::Sender<Result<Reply, BackendError>>;
+use reader::Waiter;
 
 struct Conn {
     tx: mpsc::Sender<String>,
@@ -114,6 +116,8 @@ struct Conn {
     pending: Mutex<Option<HashMap<u64, Waiter>>>,
     kill: Mutex<Option<oneshot::Sender<()>>>,
     pid: Option<u32>,
+    /// Its process group, signalled only while the child is unreaped.
+    group: group::Group,
     /// The sandbox helper's failed `execv`: its error number (0: none).
     exec_errno: std::sync::atomic::AtomicI32,
 }
@@ -155,6 +159,8 @@ struct Shared {
     next_id: AtomicU64,
     restarts: AtomicU32,
     probing: AtomicBool,
+    /// Lines over [`MAX_LINE`] skipped, over all children.
+    too_long: AtomicU64,
     /// The layers the current child's sandbox helper reported.
     sandbox: Mutex<Option<SandboxReport>>,
     /// What its egress relays did (egress by host name).
@@ -171,7 +177,7 @@ impl Drop for StdioBackend {
     fn drop(&mut self) {
         if let Some(conn) = self.shared.conn.borrow().as_ref() {
             conn.kill();
-            kill_group(conn.pid);
+            conn.group.kill();
         }
         self.supervisor.abort();
         if let (true, Some(dir)) = (
@@ -222,6 +228,7 @@ impl StdioBackend {
             next_id: AtomicU64::new(1),
             restarts: AtomicU32::new(0),
             probing: AtomicBool::new(false),
+            too_long: AtomicU64::new(0),
             sandbox: Mutex::new(None),
             egress: Arc::default(),
         });
@@ -353,7 +360,7 @@ impl Backend for StdioBackend {
         self.supervisor.abort();
         if let Some(conn) = self.shared.conn.borrow().as_ref() {
             conn.kill();
-            kill_group(conn.pid);
+            conn.group.kill();
         }
     }
 }
@@ -523,6 +530,7 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         pending: Mutex::new(Some(HashMap::new())),
         kill: Mutex::new(Some(kill_tx)),
         pid,
+        group: group::Group::new(pid),
         exec_errno: Default::default(),
     });
 
@@ -538,7 +546,7 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
             }
         }
     });
-    let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE));
+    let mut lines = FramedRead::new(stdout, MessageLines::new(MAX_LINE));
     let mut relay = None;
     if spec.sandbox.is_some() {
         let report = tokio::time::timeout(spec.init_timeout, read_sandbox_report(&mut lines))
@@ -564,27 +572,7 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         *shared.sandbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
     }
     // Reader: route responses to their callers.
-    {
-        let conn = conn.clone();
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            while let Some(line) = lines.next().await {
-                match line {
-                    Ok(line) => on_message(&shared, &conn, &line),
-                    Err(e) => {
-                        tracing::warn!(backend = shared.name, error = %e, "unreadable output from backend; restarting it");
-                        conn.kill();
-                        break;
-                    }
-                }
-            }
-            // No answer can come any more (even from a child that closed
-            // its stdout and runs on): end it, so the supervisor restarts it.
-            tracing::warn!(backend = shared.name, "backend output ended");
-            conn.kill();
-            conn.fail_all();
-        });
-    }
+    reader::spawn(Routed(shared.clone(), conn.clone()), lines);
     // Stderr: to the gateway's log, bounded per line; its last lines are
     // kept to name why the child could not start.
     let tail = StderrTail::default();
@@ -604,8 +592,9 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         Err(e) => Some(format!("initialize failed: {e}")),
     };
     if let Some(failed) = failed {
-        // Its last words: end it, read what it wrote before (bounded).
-        kill_group(pid);
+        // Its last words: end it, read what it wrote before (bounded). Not
+        // reaped yet (never waited on), so its group is still its own.
+        group::kill_unreaped(pid);
         let _ = child.start_kill();
         let _ = tokio::time::timeout(STDERR_WAIT, stderr_done).await;
         let exec = match conn.exec_errno.load(std::sync::atomic::Ordering::Relaxed) {
@@ -661,13 +650,16 @@ async fn start_relay(
 /// not be started. Written before the backend runs, so the backend cannot
 /// forge it.
 async fn read_sandbox_report(
-    lines: &mut FramedRead<tokio::process::ChildStdout, LinesCodec>,
+    lines: &mut FramedRead<tokio::process::ChildStdout, MessageLines>,
 ) -> Result<SandboxReport, String> {
     let line = match lines.next().await {
-        Some(Ok(line)) => line,
+        Some(Ok(Line::Message(line))) => line,
+        Some(Ok(Line::TooLong { .. })) => {
+            return Err("the sandbox helper's first line is not its report".into())
+        }
         _ => return Err("the sandbox helper exited without a report".into()),
     };
-    let msg: Value = serde_json::from_str(&line)
+    let msg: Value = serde_json::from_slice(&line)
         .map_err(|_| "the sandbox helper's first line is not its report".to_string())?;
     if msg.get("method").and_then(Value::as_str) != Some(REPORT_METHOD) {
         return Err("the sandbox helper's first line is not its report".into());
@@ -680,46 +672,31 @@ async fn read_sandbox_report(
         .map_err(|e| format!("the sandbox helper's report is unreadable: {e}"))
 }
 
-fn on_message(shared: &Shared, conn: &Conn, line: &str) {
-    let Ok(msg) = serde_json::from_str::<Value>(line) else {
-        tracing::warn!(
-            backend = shared.name,
-            "backend wrote a line that is not JSON"
-        );
-        return;
-    };
-    match classify(&msg) {
-        Incoming::Response(id) => {
-            if let Some(tx) = conn.take_pending(id) {
-                let _ = tx.send(reply_from_message(&msg));
-            }
-        }
-        Incoming::ForeignId => tracing::warn!(
-            backend = shared.name,
-            "response with an id the gateway never used"
-        ),
-        // A request from the server to the client: the gateway offers no
-        // client capabilities (sampling, roots, elicitation).
-        Incoming::Request { id, ping } => {
-            let answer = if ping {
-                json!({"jsonrpc": "2.0", "id": id, "result": {}})
-            } else {
-                json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "method not supported by the sealgate gateway"}})
-            };
-            let _ = conn.tx.try_send(answer.to_string());
-        }
-        Incoming::ListChanged => shared.generation.send_modify(|g| *g += 1),
-        Incoming::Report => {
-            if let Some(errno) = msg.get("params").and_then(stderr_tail::exec_failure) {
-                conn.exec_errno
-                    .store(errno, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        Incoming::Notification => {}
-        Incoming::Neither => tracing::warn!(
-            backend = shared.name,
-            "backend wrote a message that is neither request nor response"
-        ),
+/// The reader's view of one child.
+struct Routed(Arc<Shared>, Arc<Conn>);
+
+impl reader::Routes for Routed {
+    fn backend(&self) -> &str {
+        &self.0.name
+    }
+    fn take_pending(&self, id: u64) -> Option<Waiter> {
+        self.1.take_pending(id)
+    }
+    fn write(&self, line: String) {
+        let _ = self.1.tx.try_send(line);
+    }
+    fn list_changed(&self) {
+        self.0.generation.send_modify(|g| *g += 1);
+    }
+    fn exec_failed(&self, errno: i32) {
+        self.1.exec_errno.store(errno, Ordering::Relaxed);
+    }
+    fn skipped(&self) -> u64 {
+        self.0.too_long.fetch_add(1, Ordering::Relaxed) + 1
+    }
+    fn ended(&self) {
+        self.1.kill();
+        self.1.fail_all();
     }
 }
 
@@ -746,17 +723,19 @@ async fn supervise(shared: Arc<Shared>, first: Running) {
         }) = running.take()
         {
             let up = Instant::now();
-            tokio::select! {
-                status = child.wait() => {
-                    tracing::warn!(backend = shared.name, status = ?status.ok(), "backend process exited");
-                }
-                _ = kill_rx => {
-                    let _ = child.kill().await;
-                }
+            let exited = tokio::select! {
+                () = group::exited(conn.pid) => true,
+                _ = kill_rx => false,
+            };
+            // Whatever the child left behind in its group goes with it,
+            // before the child is reaped (see `group`), and so does its
+            // egress relay.
+            conn.group.end();
+            let _ = child.start_kill();
+            let status = child.wait().await;
+            if exited {
+                tracing::warn!(backend = shared.name, status = ?status.ok(), "backend process exited");
             }
-            // Whatever the child left behind in its group goes with it, and
-            // so does its egress relay.
-            kill_group(conn.pid);
             drop(relay);
             // Gone: calls waiting for a child must not reach the next one
             // before its tools are re-listed and checked.
@@ -779,16 +758,4 @@ async fn supervise(shared: Arc<Shared>, first: Running) {
             Err(e) => tracing::warn!(backend = shared.name, error = %e, "backend restart failed"),
         }
     }
-}
-
-/// Sends SIGKILL to the process group `pid` leads (the child was started
-/// as a group leader): its grandchildren end with it.
-pub(crate) fn kill_group(pid: Option<u32>) {
-    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 1) else {
-        return;
-    };
-    let _ = nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
 }

@@ -8,10 +8,13 @@
 //! connection stays queued, so a loop that retried at once would spin. The
 //! loop keeps one descriptor in reserve ([`Reserve`]): it frees it, takes
 //! the connection queued longest, answers it with an `internal_error` alert
-//! (`alert::answer`, awaited: nothing else can be accepted meanwhile),
-//! closes it and takes the reserve back, so a client
-//! learns at once that the gateway is busy instead of waiting on a
-//! connection nobody reads. When even that fails (another task took the
+//! (`access_denied` when its source is blocked), closes it and takes the
+//! reserve back, so a client learns at once that the gateway is busy
+//! instead of waiting on a connection nobody reads. That answer runs on
+//! the loop (the descriptor must come back before anything else is
+//! accepted), so it never lingers for the peer (`alert::answer_at_once`:
+//! at most 50 ms for its first bytes, the alert written at once): a peer
+//! that trickles its ClientHello cannot slow the refusals of the others. When even that fails (another task took the
 //! freed descriptor) the loop backs off for [`OUT_OF_FDS_BACKOFF`]: at most
 //! a few wake-ups a second, never a busy loop. Connections that close
 //! free their descriptors and the loop accepts again by itself.
@@ -175,10 +178,25 @@ async fn refuse_out_of_fds(
     };
     let refused = taken.is_some();
     if let Some((tcp, remote)) = taken {
-        alert::answer(tcp, alert::Alert::InternalError).await;
-        let counter = &admission.stats.connections_refused_out_of_fds;
-        if admission.refuse(counter, Refusal::OutOfFds(Source::of(remote))) {
-            tracing::warn!(peer.addr = %remote, "connection refused at accept: the gateway has no file descriptor left (ulimit -n, or connections held open); see docs/OPERATIONS.md \"Resource limits\"");
+        let source = Source::of(remote);
+        // A blocked source is told so here too, and counted as such.
+        let now_ms = admission.gateway.clock.now_ms();
+        if admission
+            .gateway
+            .anomaly
+            .source_blocked(remote.ip(), now_ms)
+        {
+            alert::answer_at_once(tcp, alert::Alert::AccessDenied).await;
+            let counter = &admission.stats.connections_from_blocked_sources;
+            if admission.refuse(counter, Refusal::BlockedSource(source)) {
+                tracing::info!(peer.addr = %remote, "connection closed at accept: its source is blocked by the source_failures detector");
+            }
+        } else {
+            alert::answer_at_once(tcp, alert::Alert::InternalError).await;
+            let counter = &admission.stats.connections_refused_out_of_fds;
+            if admission.refuse(counter, Refusal::OutOfFds(source)) {
+                tracing::warn!(peer.addr = %remote, "connection refused at accept: the gateway has no file descriptor left (ulimit -n, or connections held open); see docs/OPERATIONS.md \"Resource limits\"");
+            }
         }
     }
     reserve.refill();

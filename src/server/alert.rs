@@ -17,7 +17,8 @@
 //! cannot take every answer and leave its neighbours a bare reset); beyond
 //! that the connection is reset at once, as before. The socket is closed with
 //! zero linger either way: no TIME_WAIT is kept for a peer the gateway did
-//! not want.
+//! not want. The accept loop's own refusal when out of file descriptors
+//! ([`answer_at_once`]) does not linger at all: it must not wait on a peer.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -38,6 +39,9 @@ pub const MAX_ANSWERING_PER_SOURCE: usize = 4;
 const FIRST_BYTES: Duration = Duration::from_millis(200);
 /// How long a refused connection is kept in all.
 const LINGER: Duration = Duration::from_millis(500);
+/// How long a connection refused on the accept loop itself
+/// ([`answer_at_once`]) may take to send its first bytes.
+pub const FIRST_BYTES_AT_ONCE: Duration = Duration::from_millis(50);
 /// How many bytes a refused connection may send after its alert.
 const MAX_DISCARD: usize = 16 * 1024;
 
@@ -95,10 +99,7 @@ pub fn refuse(
 }
 
 /// Answers `tcp` with `alert` (see the module documentation) and closes
-/// it, within [`LINGER`]. The accept loop awaits this itself for a
-/// connection taken on its last file descriptor (`accept.rs`): nothing else
-/// can be accepted meanwhile, and the descriptor must come back before the
-/// loop goes on.
+/// it, within [`LINGER`].
 pub async fn answer(mut tcp: TcpStream, alert: Alert) {
     let _ = tcp.set_zero_linger();
     let mut buf = [0u8; 2048];
@@ -120,6 +121,36 @@ pub async fn answer(mut tcp: TcpStream, alert: Alert) {
     })
     .await;
     drop(tcp);
+}
+
+/// Answers `tcp` with `alert` and closes it without lingering: for the
+/// accept loop itself, out of file descriptors (`accept.rs`), which must
+/// get its descriptor back before it goes on, so that no peer can hold
+/// it. The first bytes are waited for at most [`FIRST_BYTES_AT_ONCE`] (a
+/// client's ClientHello comes with the last packet of the TCP handshake,
+/// and the connection waited in the backlog since: it is there); when they
+/// begin a handshake record the alert is written at once (seven bytes into
+/// an empty send buffer: no wait), what else already arrived is read
+/// without waiting (a close with unread bytes resets the connection
+/// sooner), and the socket is closed with zero linger. A peer that sends
+/// one byte and then trickles costs the loop nothing more than that.
+pub async fn answer_at_once(mut tcp: TcpStream, alert: Alert) {
+    let _ = tcp.set_zero_linger();
+    let mut buf = [0u8; 2048];
+    let first = tokio::time::timeout(FIRST_BYTES_AT_ONCE, tcp.read(&mut buf)).await;
+    if !matches!(first, Ok(Ok(n)) if n > 0 && buf[0] == HANDSHAKE_RECORD) {
+        return;
+    }
+    if !matches!(tcp.try_write(&alert.record()), Ok(7)) {
+        return;
+    }
+    let mut total = 0usize;
+    while let Ok(n) = tcp.try_read(&mut buf) {
+        total += n;
+        if n == 0 || total > MAX_DISCARD {
+            break;
+        }
+    }
 }
 
 #[cfg(test)]

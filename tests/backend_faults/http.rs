@@ -115,6 +115,40 @@ async fn an_sse_stream_without_the_answer_times_out_with_bounded_memory() {
     assert_eq!(text(&r), "ok");
 }
 
+/// Events with CR-only and mixed line ends (legal SSE) are events: the
+/// answer is taken from the stream while the server keeps it open. Before,
+/// it was found only at the stream's end, so this call waited out its
+/// deadline and failed `BACKEND_TIMEOUT`: success is the assertion.
+#[tokio::test]
+async fn an_sse_stream_with_cr_only_line_ends_is_answered_while_it_stays_open() {
+    let _serial = SERIAL.lock().await;
+    let f = faulty_gateway().await;
+    let ops = f.gw.client(&f.gw.ops).await;
+    let cr = meanwhile(&f, "f_ok", ops.call_tool("h_sse_cr_only", json!({})))
+        .await
+        .expect("an SSE stream with CR-only line ends is answered");
+    assert_eq!(text(&cr), "cr only");
+}
+
+/// A stream of complete events that never ends is cut at its total limit
+/// (128 MiB), not only at the deadline: the deadline here is long enough
+/// for any build to read that much.
+#[tokio::test]
+async fn an_endless_stream_of_sse_events_is_cut_at_its_total_limit() {
+    let _serial = SERIAL.lock().await;
+    let f = faulty_gateway_with(120).await;
+    let ops = f.gw.client(&f.gw.ops).await;
+    let peak = Peak::start();
+    let flood = meanwhile(&f, "f_ok", ops.call_tool("h_sse_flood_forever", json!({}))).await;
+    f.assert_failed(
+        flood,
+        "h_sse_flood_forever",
+        Code::Unavailable,
+        "BACKEND_PROTOCOL_ERROR",
+    );
+    peak.assert_bounded("an SSE stream of events that never ends");
+}
+
 #[tokio::test]
 async fn a_100_mib_http_body_is_a_protocol_error_with_bounded_memory() {
     let _serial = SERIAL.lock().await;

@@ -56,24 +56,61 @@ async fn slow_and_silent_stdio_calls_time_out_and_the_backend_is_kept() {
     assert_eq!(f.gw.backend.restarts(), 0);
 }
 
+/// A line over 16 MiB is skipped, not a reason to end the child every
+/// client shares: only the call it answers fails, while another call to
+/// the same child is in flight and served, and the child is kept.
 #[tokio::test]
-async fn a_100_mib_stdio_result_fails_the_call_and_restarts_the_backend() {
+async fn a_100_mib_stdio_result_fails_only_its_call_and_the_backend_is_kept() {
+    let _serial = SERIAL.lock().await;
+    let f = faulty_gateway().await;
+    let ops = f.gw.client(&f.gw.ops).await;
+    // A second connection (ops may call every backend's tools).
+    let other = f.gw.client(&f.gw.ops).await;
+    let pid = f.stdio_pid().expect("pid");
+
+    let peak = Peak::start();
+    // Another connection's call to the same child, in flight all along.
+    let in_flight = other.call_tool("f_slow", json!({"seconds": 2}));
+    let huge = meanwhile(&f, "h_ok", ops.call_tool("f_huge", json!({})));
+    let (huge, in_flight) = tokio::join!(huge, in_flight);
+    f.assert_failed(huge, "f_huge", Code::Unavailable, "BACKEND_PROTOCOL_ERROR");
+    peak.assert_bounded("a 100 MiB stdio result");
+    let in_flight = in_flight.expect("the other call in flight on the same child is served");
+    assert_eq!(text(&in_flight), "slow");
+
+    let r = ops
+        .call_tool("f_ok", json!({}))
+        .await
+        .expect("the child goes on serving");
+    assert_eq!(text(&r), format!("ok {pid}"));
+    assert_eq!(f.stdio_pid(), Some(pid), "the child is kept");
+    assert_eq!(f.stdio_starts(), 1);
+    assert_eq!(f.gw.backend.restarts(), 0);
+}
+
+/// A line over 16 MiB that names no call (here a notification) fails
+/// none: it is skipped to its newline, and the answer after it is read.
+#[tokio::test]
+async fn a_line_over_16_mib_is_skipped_and_the_answer_after_it_is_served() {
     let _serial = SERIAL.lock().await;
     let f = faulty_gateway().await;
     let ops = f.gw.client(&f.gw.ops).await;
     let pid = f.stdio_pid().expect("pid");
 
     let peak = Peak::start();
-    let huge = meanwhile(&f, "h_ok", ops.call_tool("f_huge", json!({}))).await;
-    // A line over 16 MiB ends the reading: the child is killed and its
-    // calls fail at once.
-    f.assert_failed(huge, "f_huge", Code::Unavailable, "BACKEND_UNAVAILABLE");
-    peak.assert_bounded("a 100 MiB stdio result");
-
-    let new = f.wait_restarted(&ops, pid).await;
-    assert_ne!(new, pid);
-    assert!(!pid_alive(pid as i32), "the old child is gone");
-    assert_eq!(f.stdio_starts(), 2);
+    let r = meanwhile(&f, "h_ok", ops.call_tool("f_huge_then_ok", json!({})))
+        .await
+        .expect("the answer after the long line is served");
+    assert_eq!(text(&r), "after huge");
+    peak.assert_bounded("a 17 MiB stdio line");
+    let r = ops
+        .call_tool("f_ok", json!({}))
+        .await
+        .expect("another call is served");
+    assert_eq!(text(&r), format!("ok {pid}"));
+    assert_eq!(f.stdio_pid(), Some(pid), "the child is kept");
+    assert_eq!(f.stdio_starts(), 1);
+    assert_eq!(f.gw.backend.restarts(), 0);
 }
 
 #[tokio::test]
