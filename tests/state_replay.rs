@@ -334,10 +334,7 @@ async fn an_idle_clients_envelope_is_refused_after_its_nonce_expired() {
     let gw = replica(&redis, "", 30_000, 10).await;
     let t = now_ms();
     let e = envelope(t);
-    assert_eq!(
-        verdict_at(&gw, "alice", &e, t, t).await,
-        Verdict::Accepted
-    );
+    assert_eq!(verdict_at(&gw, "alice", &e, t, t).await, Verdict::Accepted);
     store_time_passes(&redis, 11 * 60_000);
     assert_eq!(redis_cli(&redis, &["EXISTS", &nonce_key("alice", &e)]), "0");
     assert_eq!(

@@ -1,6 +1,8 @@
 //! Fuzz surface: what a backend writes back. The first byte picks the
-//! part (`% 5`): 0 the stdio line framing (the reader's `LinesCodec` with
-//! its maximum line length) and each line's JSON-RPC response handling;
+//! part (`% 5`): 0 the stdio line framing (the reader's `MessageLines`,
+//! under its own limit or a small one so that too-long lines are skipped;
+//! whole and in small reads alike) and each line's JSON-RPC response
+//! handling;
 //! 1 an SSE body searched for the response to the gateway's request id;
 //! 2 a JSON body of the HTTP backend; 3 a `tools/list` result screened and
 //! pinned as the router does (names listed twice, digest, schemas, pin
@@ -13,12 +15,12 @@ use std::collections::HashMap;
 
 use bytes::BytesMut;
 use serde_json::Value;
-use tokio_util::codec::{Decoder, LinesCodec};
+use tokio_util::codec::Decoder;
 
 use super::ep;
 use crate::backend::http::{json_body_message, SseEvents};
 use crate::backend::router::screen::{pin_verdict, screen, PinVerdict};
-use crate::backend::stdio::{classify, Incoming};
+use crate::backend::stdio::{classify, Incoming, Line, MessageLines};
 use crate::backend::{reply_from_message, Reply, MAX_ERROR_MESSAGE_CHARS};
 use crate::policy::pins::{canonical_json, tool_digest, PinEntry, PinnedTool};
 use crate::policy::results::ResultPolicy;
@@ -54,33 +56,62 @@ pub fn backend_output(data: &[u8]) {
     }
 }
 
-fn stdio_lines(input: &[u8]) {
-    let max = crate::backend::stdio::MAX_LINE;
-    let mut codec = LinesCodec::new_with_max_length(max);
-    let mut buf = BytesMut::from(input);
+/// Part 0: the first byte picks the line limit (0: the reader's
+/// `MAX_LINE`, 16 MiB, above any input libFuzzer makes; n: 16·n bytes, so
+/// the skipping of a too-long line is reached), the rest is a child's
+/// stdout, framed by the reader's own `MessageLines` whole and again cut
+/// into 7-byte reads: both give the same lines.
+fn stdio_lines(rest: &[u8]) {
+    let Some((&limit, input)) = rest.split_first() else {
+        return;
+    };
+    let max = match limit {
+        0 => crate::backend::stdio::MAX_LINE,
+        n => usize::from(n) * 16,
+    };
+    let whole = frame(input, max, input.len().max(1));
+    assert_eq!(whole, frame(input, max, 7), "framing depends on the reads");
     let mut taken = 0usize;
-    loop {
-        let line = match codec.decode(&mut buf) {
-            Ok(Some(line)) => line,
-            // The reader stops at the end or at the first unreadable line.
-            Ok(None) => match codec.decode_eof(&mut buf) {
-                Ok(Some(line)) => line,
-                _ => break,
-            },
-            Err(_) => break,
-        };
-        assert!(!line.contains('\n'), "a framed line holds a newline");
-        assert!(line.len() <= max, "a framed line is over the maximum");
-        taken += line.len();
-        assert!(taken <= input.len(), "framing made up bytes");
-        if let Ok(msg) = serde_json::from_str::<Value>(&line) {
-            // Dispatched exactly as the stdio reader does; a response to our
-            // request reaches the caller through `reply_from_message`.
-            if classify(&msg) == Incoming::Response(ID) {
-                check_reply(&msg);
+    for line in whole {
+        match line {
+            Line::Message(line) => {
+                assert!(!line.contains(&b'\n'), "a framed line holds a newline");
+                assert!(line.len() <= max, "a framed line is over the maximum");
+                taken += line.len();
+                if let Ok(msg) = serde_json::from_slice::<Value>(&line) {
+                    // Dispatched exactly as the stdio reader does; a response
+                    // to our request reaches the caller through
+                    // `reply_from_message`.
+                    if classify(&msg) == Incoming::Response(ID) {
+                        check_reply(&msg);
+                    }
+                }
+            }
+            Line::TooLong { bytes, .. } => {
+                assert!(bytes > max as u64, "a line within the limit skipped");
+                taken += usize::try_from(bytes).expect("a length in memory");
             }
         }
+        assert!(taken <= input.len(), "framing made up bytes");
     }
+}
+
+/// The lines `MessageLines` makes of `input` read `chunk` bytes at a time,
+/// then its end.
+fn frame(input: &[u8], max: usize, chunk: usize) -> Vec<Line> {
+    let mut codec = MessageLines::new(max);
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for piece in input.chunks(chunk) {
+        buf.extend_from_slice(piece);
+        while let Some(line) = codec.decode(&mut buf).expect("the framer never fails") {
+            out.push(line);
+        }
+    }
+    while let Some(line) = codec.decode_eof(&mut buf).expect("the framer never fails") {
+        out.push(line);
+    }
+    out
 }
 
 /// `reply_from_message` on a response: a result object, or an error of a
@@ -340,10 +371,10 @@ pub fn backend_output_seeds() -> Vec<Vec<u8>> {
     );
     let with = |part: u8, body: &[u8]| [&[part][..], body].concat();
     let mut out = vec![
-        with(0, format!("{listing_line}\n").as_bytes()),
-        with(0, b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\r\n{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}\n"),
-        with(0, format!("{error}\n").as_bytes()),
-        with(0, b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"sampling/createMessage\",\"params\":{}}\nnot json\n\xff\xfe\n"),
+        with(0, format!("\0{listing_line}\n").as_bytes()),
+        with(0, b"\0{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\r\n{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}\n"),
+        with(0, format!("\0{error}\n").as_bytes()),
+        with(0, b"\0{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"sampling/createMessage\",\"params\":{}}\nnot json\n\xff\xfe\n"),
         with(1, b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\ndata: {\"jsonrpc\":\"2.0\",\ndata: \"id\":7,\"result\":{}}\n\n"),
         with(1, b"data: {\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"ping\"}\r\n\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{}}\r\n\r\n"),
         with(1, format!("data: {listing_line}\n\n").replace("\"id\":2", "\"id\":7").as_bytes()),
@@ -359,6 +390,9 @@ pub fn backend_output_seeds() -> Vec<Vec<u8>> {
         with(4, [&[sample][..], bad_structured.as_bytes()].concat().as_slice()),
         with(4, [&[0u8][..], br#"{"content":{"type":"text"}}"#].concat().as_slice()),
         with(3, format!(r#"{{"tools":[{{"name":"a","inputSchema":{{"type":"object","properties":{{"q":{{"type":"string","pattern":"^(a+)+$"}}}}}}}},{{"name":"b","inputSchema":{{}}}},{{"name":"b","inputSchema":{{"type":"object"}}}}]}}{}{{"q":"{}!"}}"#, ARGUMENTS_SEPARATOR as char, "a".repeat(40)).as_bytes()),
+        // A 64-byte limit: a long answer to our call skipped (its id read
+        // from its first bytes), the next line served.
+        with(0, format!("\u{4}{{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{{\"text\":\"{}\"}}}}\n{{\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{{}}}}\n", "x".repeat(80)).as_bytes()),
     ];
     out.shrink_to_fit();
     out
@@ -398,6 +432,22 @@ mod tests {
             .validate(&args)
             .expect_err("the pattern refuses");
         assert!(e.starts_with("argument /q"), "{e}");
+        backend_output(&seed);
+    }
+
+    #[test]
+    fn a_line_over_a_small_limit_is_skipped_naming_its_call() {
+        let seed = backend_output_seeds()
+            .into_iter()
+            .find(|s| s.starts_with(&[0, 4]))
+            .expect("the small-limit seed");
+        let lines = frame(&seed[2..], 64, 5);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            matches!(lines[0], Line::TooLong { id: Some(7), bytes } if bytes > 64),
+            "{lines:?}"
+        );
+        assert!(matches!(&lines[1], Line::Message(m) if m.starts_with(b"{")));
         backend_output(&seed);
     }
 

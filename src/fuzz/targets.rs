@@ -37,7 +37,7 @@ pub const ALL: &[Target] = &[
     },
     Target {
         name: "backend_output",
-        surface: "backend output, first byte % 5: stdio line framing and responses, SSE body, HTTP JSON body, tools/list screened and pinned as the router does (then fuzzed arguments after 0x1C against its schemas), tools/call result checks",
+        surface: "backend output, first byte % 5: stdio line framing (the reader's MessageLines, limit from the next byte, whole and in 7-byte reads) and responses, SSE body, HTTP JSON body, tools/list screened and pinned as the router does (then fuzzed arguments after 0x1C against its schemas), tools/call result checks",
         run: super::backend_output,
         seeds: super::backend_output_seeds,
     },
