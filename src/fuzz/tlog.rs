@@ -3,7 +3,8 @@
 //! under the sample log key, then read as a checkpoint and its witness
 //! cosignature checked), 1 a checkpoint's text, 2 the witness's
 //! `add-checkpoint` request body (network-facing, src/witness/protocol.rs),
-//! 3 a receipt's JSON form verified as a client verifies it (src/receipt/),
+//! 3 a receipt's JSON form verified as a client verifies it (src/receipt/;
+//! witness quorum `kind / 7 % 2`, as the CLI uses 1 with a witness key),
 //! 4 a witness's cosignature answer to the sample checkpoint, 5 a
 //! consistency proof (`old` and `size` as two big-endian u64, then the
 //! proof's hashes) checked by `verify_consistency` against a 16-leaf
@@ -53,7 +54,7 @@ pub fn tlog(data: &[u8]) {
         0 => note(rest),
         1 => checkpoint(rest),
         2 => add_checkpoint(rest),
-        3 => receipt(rest),
+        3 => receipt(rest, usize::from(kind / 7 % 2)),
         4 => cosignatures(rest),
         5 => consistency(rest),
         _ => witness(rest),
@@ -61,6 +62,10 @@ pub fn tlog(data: &[u8]) {
 }
 
 fn note(bytes: &[u8]) {
+    note_invariants(bytes);
+}
+
+fn note_invariants(bytes: &[u8]) {
     let Ok(note) = SignedNote::parse(bytes) else {
         return;
     };
@@ -120,7 +125,7 @@ fn add_checkpoint(bytes: &[u8]) {
     note(&request.note.to_bytes());
 }
 
-fn receipt(bytes: &[u8]) {
+fn receipt(bytes: &[u8], quorum: usize) {
     let Ok(json) = serde_json::from_slice::<Value>(bytes) else {
         return;
     };
@@ -137,10 +142,34 @@ fn receipt(bytes: &[u8]) {
     let keys = ReceiptKeys {
         log: log_key().verifier().clone(),
         witnesses: vec![witness_key().verifier().clone()],
-        quorum: 0,
+        quorum,
     };
     if let Ok(v) = verify_receipt(&receipt, &DIGEST, &keys) {
         check_verified(v.leaf_index, v.tree_size, v.record.as_bytes());
+        check_cosigned(&v.cosigned_by, quorum, &receipt.checkpoint);
+    }
+}
+
+/// A verified receipt meets its quorum with the sample witness's genuine
+/// cosignature (the note part checks it is the one the witness made).
+fn check_cosigned(cosigned_by: &[KeyName], quorum: usize, checkpoint: &[u8]) {
+    assert!(
+        cosigned_by.len() >= quorum,
+        "a receipt verified below its quorum"
+    );
+    let witness = witness_key();
+    for name in cosigned_by {
+        assert_eq!(
+            name,
+            witness.verifier().name(),
+            "cosigned by an unknown witness"
+        );
+        let note = SignedNote::parse(checkpoint).expect("a verified checkpoint parses");
+        assert!(
+            verify_cosignature(&note, witness.verifier()).is_ok(),
+            "a cosignature counted that does not verify"
+        );
+        note_invariants(checkpoint);
     }
 }
 
@@ -442,6 +471,7 @@ pub fn tlog_seeds() -> Vec<Vec<u8>> {
             vec![0, 12, 0, 0, 12, 12, 1, 2, 12, 14, 1, 1, 12, 9, 0, 0],
         ),
         with(6, vec![0, 0, 2, 2, 0, 0, 2, 2, 0, 4, 3, 2, 4, 6, 0, 0]),
+        with(10, json(&receipt)),
     ]
 }
 
@@ -576,6 +606,31 @@ mod tests {
             decide(None, 0, &five, &proof(3, 5, false)),
             Err(crate::witness::Refused::ProofFromZero)
         ));
+    }
+
+    #[test]
+    fn a_receipt_with_quorum_one_needs_the_witness() {
+        let seeds = tlog_seeds();
+        let quorum_one = seeds.iter().find(|s| s[0] == 10).expect("a quorum-1 seed");
+        tlog(quorum_one);
+        let keys = ReceiptKeys {
+            log: log_key().verifier().clone(),
+            witnesses: vec![witness_key().verifier().clone()],
+            quorum: 1,
+        };
+        let (note, _) = sample_note();
+        let mut bare = sample_receipt();
+        bare.checkpoint = note.to_bytes();
+        assert!(matches!(
+            verify_receipt(&bare, &DIGEST, &keys),
+            Err(ReceiptError::WitnessQuorum { .. })
+        ));
+    }
+
+    #[test]
+    #[should_panic(expected = "a receipt verified below its quorum")]
+    fn the_quorum_invariant_fails_below_quorum() {
+        check_cosigned(&[], 1, &sample_receipt().checkpoint);
     }
 
     #[test]
