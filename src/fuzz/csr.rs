@@ -44,17 +44,14 @@ pub fn csr(data: &[u8]) {
     }
 }
 
-/// A request whose info names the key that signed it (byte for byte) is
+/// A request whose info names the key that signed it (its whole
+/// SubjectPublicKeyInfo, algorithm and curve included, byte for byte) is
 /// not refused for its signature.
 fn assert_signature_holds(cri: &[u8], key: SampleKey, refusal: &str) {
     use rcgen::PublicKeyData as _;
     let names_key =
         X509CertificationRequest::from_der(&signed_request(cri, key)).is_ok_and(|(_, p)| {
-            p.certification_request_info
-                .subject_pki
-                .subject_public_key
-                .data
-                == key.pair().der_bytes()
+            p.certification_request_info.subject_pki.raw == key.pair().subject_public_key_info()
         });
     assert!(
         !(names_key && refusal.contains("signature does not verify")),
@@ -241,6 +238,22 @@ mod tests {
         for s in &seeds {
             csr(s);
         }
+    }
+
+    /// fuzz/regressions/csr/curve-oid-changed: the sample key's point under
+    /// another curve OID is another key; its refusal for the signature is
+    /// right, and the invariant (first written on the point alone) holds.
+    #[test]
+    fn a_request_naming_the_point_under_another_curve_is_refused_for_its_signature() {
+        let input = include_bytes!("../../fuzz/regressions/csr/curve-oid-changed");
+        let m = check_client_csr_der(
+            &signed_request(&input[1..], SampleKey::P256),
+            &expected(CLIENT_ID),
+        )
+        .expect_err("another curve")
+        .to_string();
+        assert!(m.contains("signature does not verify"), "{m}");
+        csr(input);
     }
 
     #[test]
