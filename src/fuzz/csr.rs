@@ -46,12 +46,15 @@ pub fn csr(data: &[u8]) {
 
 /// A request whose info names the key that signed it (its whole
 /// SubjectPublicKeyInfo, algorithm and curve included, byte for byte) is
-/// not refused for its signature.
+/// not refused for its signature, when the info is all that was signed
+/// (bytes after it are signed here but are not the request's info).
 fn assert_signature_holds(cri: &[u8], key: SampleKey, refusal: &str) {
     use rcgen::PublicKeyData as _;
     let names_key =
         X509CertificationRequest::from_der(&signed_request(cri, key)).is_ok_and(|(_, p)| {
-            p.certification_request_info.subject_pki.raw == key.pair().subject_public_key_info()
+            p.certification_request_info.raw == cri
+                && p.certification_request_info.subject_pki.raw
+                    == key.pair().subject_public_key_info()
         });
     assert!(
         !(names_key && refusal.contains("signature does not verify")),
@@ -253,6 +256,19 @@ mod tests {
         .expect_err("another curve")
         .to_string();
         assert!(m.contains("signature does not verify"), "{m}");
+        csr(input);
+    }
+
+    /// fuzz/regressions/csr/trailing-bytes-after-request-info: bytes after
+    /// the info are signed here but the verifier checks the info alone.
+    #[test]
+    fn trailing_bytes_after_the_request_info_are_refused_for_the_signature() {
+        let input = include_bytes!("../../fuzz/regressions/csr/trailing-bytes-after-request-info");
+        assert!(check_client_csr_der(
+            &signed_request(&input[1..], SampleKey::P256),
+            &expected(CLIENT_ID)
+        )
+        .is_err());
         csr(input);
     }
 
