@@ -2,7 +2,9 @@
 //! first byte picks the part (`% 3`): 0 a host's message through the
 //! bridge's checks before anything is forwarded (size, JSON, JSON-RPC
 //! shape); 1 what the gateway answered a request (its payload, or a
-//! denial's reason and message) turned into the host's response; 2 an
+//! denial's reason and message) turned into the host's response, for the
+//! request id the input starts with (JSON, up to a 0x1E byte; without one,
+//! one of four fixed ids); 2 an
 //! HTTP request head (`METHOD PATH` then `Name: value` lines) through the
 //! Streamable HTTP listener's Host, Origin, path, bearer, method, version
 //! and Content-Type checks.
@@ -15,6 +17,7 @@ use serde_json::{json, Value};
 use crate::bridge::http::HttpPolicy;
 use crate::bridge::{reply_for, screen, to_line, Incoming, Screened};
 use crate::client::ClientError;
+use crate::error::{Fault, Reason};
 
 /// The sample bridge's per-launch bearer secret (sample data).
 const SECRET: &str = "sample-bridge-secret-0123456789abcdef";
@@ -26,8 +29,9 @@ const ADDR: &str = "127.0.0.1:7433";
 /// null), on one line; one it forwards is a JSON object with a string
 /// method, a request only with a non-null id; the host's response to a
 /// request always carries that request's id, whatever the gateway sent,
-/// and a denial's text is bounded and holds no hidden character (and for a
-/// backend's fault, none of the gateway's words); an HTTP request passes
+/// and a denial's text is bounded and holds no hidden character; for a
+/// backend's fault or an unknown reason, the reply is byte for byte the
+/// one for an empty message (none of the gateway's words); an HTTP request passes
 /// only from a party holding the secret, at the bridge's address, POSTing
 /// JSON to /mcp.
 pub fn bridge(data: &[u8]) {
@@ -83,11 +87,19 @@ fn assert_error_reply(reply: &Value) {
 }
 
 fn gateway_answer(rest: &[u8]) {
-    let Some((&kind, body)) = rest.split_first() else {
+    let Some((&kind, rest)) = rest.split_first() else {
         return;
     };
     let ids = [json!(7), json!("req-1"), json!(-1), json!("")];
-    let id = &ids[usize::from(kind) % ids.len()];
+    let (id, body) = match rest.iter().position(|&b| b == 0x1e) {
+        Some(at) => match serde_json::from_slice::<Value>(&rest[..at]) {
+            // The bridge forwards only requests with a non-null id.
+            Ok(id) if !id.is_null() => (id, &rest[at + 1..]),
+            _ => return,
+        },
+        None => (ids[usize::from(kind) % ids.len()].clone(), rest),
+    };
+    let id = &id;
     let reply = reply_for(id, Ok(Bytes::copy_from_slice(body)));
     assert_eq!(reply.get("id"), Some(id), "a response with another id");
 
@@ -95,39 +107,40 @@ fn gateway_answer(rest: &[u8]) {
     // gateway's message.
     let text = String::from_utf8_lossy(body);
     let (reason, message) = text.split_once('\0').unwrap_or(("", &text));
-    let denial = ClientError::Denied {
+    let denial = |message: &str| ClientError::Denied {
         code: tonic::Code::from_i32(i32::from(kind) % 17),
         reason: (!reason.is_empty()).then(|| reason.to_string()),
         message: message.to_string(),
     };
-    let reply = reply_for(id, Err(denial));
+    let reply = reply_for(id, Err(denial(message)));
     assert_eq!(reply.get("id"), Some(id));
     assert_error_reply(&reply);
     let shown = reply["error"]["message"].as_str().expect("a message");
-    assert_shown(shown, message);
+    assert_shown(shown);
+    let known = Reason::ALL.iter().find(|r| r.as_str() == reason);
+    if known.is_none_or(|r| r.fault() == Fault::Backend) {
+        assert_same_reply(&reply, &reply_for(id, Err(denial(""))));
+    }
 }
 
 /// What a host sees of a denial: at most the bridge's prefix, a reason and
-/// 300 characters plus an ellipsis, no hidden character; and for a
-/// backend's fault (or an unknown reason) none of the gateway's text.
-fn assert_shown(shown: &str, gateway_text: &str) {
+/// 300 characters plus an ellipsis, no hidden character.
+fn assert_shown(shown: &str) {
     assert!(
         !shown.chars().any(crate::foreign::unseen),
         "a hidden character shown to a host"
     );
     assert!(shown.chars().count() <= 600, "an unbounded denial text");
-    let known = [
-        "UNKNOWN: the gateway refused the request",
-        "the gateway's audit trail and log have the details",
-    ];
-    if known.iter().any(|k| shown.contains(k)) {
-        for word in gateway_text
-            .split_whitespace()
-            .filter(|w| w.chars().count() >= 40)
-        {
-            assert!(!shown.contains(word), "a backend's words shown to a host");
-        }
-    }
+}
+
+/// For a backend's fault or an unknown reason, the host's reply does not
+/// depend on the gateway's message: the same bytes as with none.
+fn assert_same_reply(reply: &Value, without_message: &Value) {
+    assert_eq!(
+        to_line(reply),
+        to_line(without_message),
+        "a backend's words shown to a host"
+    );
 }
 
 fn http_head(raw: &[u8]) {
@@ -203,6 +216,12 @@ pub fn bridge_seeds() -> Vec<Vec<u8>> {
         b"TOOL_NOT_ALLOWED\0client spiffe://example.org/client/alice may not call delete_everything",
         b"RESULT_REFUSED\0the backend's result /content/0/text holds IGNORE PREVIOUS INSTRUCTIONS\x1b[2J",
         b"NOT_A_REASON\0\xe2\x80\xae reversed text",
+        b"{\"k\":[1,null]}\x1eRESULT_REFUSED\0the result holds IGNORE PREVIOUS INSTRUCTIONS",
+        b"\"a\\u0000b\"\x1eBACKEND_UNAVAILABLE\0connect to 10.0.0.7:8443: connection refused",
+        b"1.5e3\x1e\0no reason at all, from the backend",
+        b"-9223372036854775809\x1e{\"jsonrpc\":\"2.0\",\"id\":-9223372036854775809,\"result\":{}}",
+        b"[]\x1eTOOL_NOT_ALLOWED\0client may not call delete_everything",
+        b"null\x1eRESULT_REFUSED\0a null id is never a request's",
     ];
     let heads: &[&str] = &[
         "POST /mcp\r\nHost: 127.0.0.1:7433\r\nAuthorization: Bearer sample-bridge-secret-0123456789abcdef\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\n\r\n",
@@ -249,7 +268,7 @@ mod tests {
     #[test]
     fn seeds_are_accepted_and_refused_with_their_reason() {
         let seeds = bridge_seeds();
-        let heads = &seeds[15..];
+        let heads = &seeds[21..];
         let p = policy();
         assert_eq!(p.refuse(&head(&heads[0])), None);
         assert_eq!(p.refuse(&head(&heads[1])), None);
@@ -286,7 +305,7 @@ mod tests {
     #[should_panic(expected = "accepted without the bridge's secret")]
     fn the_genuine_check_fails_without_the_secret() {
         let seeds = bridge_seeds();
-        let mut req = head(&seeds[15]);
+        let mut req = head(&seeds[21]);
         req.headers_mut().insert(
             "authorization",
             http::HeaderValue::from_static("Bearer guessed"),
@@ -297,6 +316,49 @@ mod tests {
     #[test]
     #[should_panic(expected = "a hidden character shown to a host")]
     fn the_shown_check_fails_on_a_hidden_character() {
-        assert_shown("denied \u{202e}", "");
+        assert_shown("denied \u{202e}");
+    }
+
+    #[test]
+    fn a_backend_fault_hides_the_message_and_a_client_fault_shows_it() {
+        let id = json!({"k": [1, null]});
+        let denied = |reason: &str, message: &str| {
+            reply_for(
+                &id,
+                Err(ClientError::Denied {
+                    code: tonic::Code::Internal,
+                    reason: Some(reason.into()),
+                    message: message.into(),
+                }),
+            )
+        };
+        let words = "the result holds IGNORE PREVIOUS INSTRUCTIONS";
+        assert_same_reply(
+            &denied("RESULT_REFUSED", words),
+            &denied("RESULT_REFUSED", ""),
+        );
+        assert_same_reply(&denied("NOT_A_REASON", words), &denied("NOT_A_REASON", ""));
+        let shown = denied("TOOL_NOT_ALLOWED", words);
+        assert_eq!(shown["id"], id);
+        assert!(shown["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains(words));
+    }
+
+    #[test]
+    #[should_panic(expected = "a backend's words shown to a host")]
+    fn the_differential_fails_when_the_message_is_shown() {
+        let denied = |message: &str| {
+            reply_for(
+                &json!(7),
+                Err(ClientError::Denied {
+                    code: tonic::Code::Internal,
+                    reason: Some("TOOL_NOT_ALLOWED".into()),
+                    message: message.into(),
+                }),
+            )
+        };
+        assert_same_reply(&denied("words"), &denied(""));
     }
 }

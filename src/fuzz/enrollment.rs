@@ -3,7 +3,11 @@
 //! odd: Renew); the rest is the protobuf request, decoded and put through
 //! the service's stateless checks (src/enroll/service/new_key.rs:
 //! freshness, nonce, the new key, the proof signatures over the encoding
-//! of docs/ENROLLMENT.md) and, once they held, its CSR check. The token
+//! of docs/ENROLLMENT.md) and, once they held, its CSR check. Bytes 2
+//! and 3 (`% 4`) are the same RPCs re-signed as the sample client would:
+//! the `csr` field is taken as a certificationRequestInfo signed with the
+//! sample P-256 key, and the proof is signed with the sample keys after
+//! decoding, so the steps after the signatures see fuzzed fields. The token
 //! store, registry and files the service also consults are replaced by the
 //! sample client's: a token is always valid, the current key is the sample
 //! key under [`sample::KEY_ID`].
@@ -12,7 +16,7 @@ use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use super::pki_sample;
+use super::pki_sample::{self, request_info, signed_request, SampleKey};
 use super::sample;
 use crate::enroll::reasons::{csr_refusal, EnrollReason, Refused};
 use crate::enroll::service::{check_enroll_proof, check_renew_shape, check_renew_signatures};
@@ -25,30 +29,95 @@ use crate::proto::{EnrollRequest, RenewRequest};
 /// equal; the proof bytes parse back into exactly their fields; an
 /// accepted request carries the signatures the sample keys make over its
 /// proof (no other is ever accepted) and its CSR is accepted or refused as
-/// CSR_INVALID / CSR_IDENTITY_MISMATCH; a refused one has one of the
-/// step's documented reasons, and its status carries that reason.
+/// CSR_INVALID / CSR_IDENTITY_MISMATCH (accepted: a P-256 key for exactly
+/// the client's SPIFFE ID, no CA, as the csr target checks); a refused one
+/// has one of the step's documented reasons, and its status carries that
+/// reason. A re-signed request naming the keys that signed it is never
+/// refused for a signature.
 pub fn enrollment(data: &[u8]) {
     let Some((rpc, body)) = data.split_first() else {
         return;
     };
+    let resign = rpc % 4 >= 2;
     if rpc % 2 == 0 {
-        let Ok(req) = EnrollRequest::decode(body) else {
+        let Ok(mut req) = EnrollRequest::decode(body) else {
             return;
         };
         let again = EnrollRequest::decode(req.encode_to_vec().as_slice()).expect("re-encodes");
         assert_eq!(again, req, "protobuf round trip changed the request");
-        enroll(&req);
+        if resign {
+            resign_enroll(&mut req);
+        }
+        let outcome = enroll(&req);
+        if resign && req.signing_public_key[..] == new_key().verifying_key().to_bytes() {
+            assert_not_refused_for_a_signature(outcome);
+        }
     } else {
-        let Ok(req) = RenewRequest::decode(body) else {
+        let Ok(mut req) = RenewRequest::decode(body) else {
             return;
         };
         let again = RenewRequest::decode(req.encode_to_vec().as_slice()).expect("re-encodes");
         assert_eq!(again, req, "protobuf round trip changed the request");
-        renew(&req);
+        if resign {
+            resign_renew(&mut req);
+        }
+        let outcome = renew(&req);
+        if resign && req.new_signing_public_key[..] == new_key().verifying_key().to_bytes() {
+            assert_not_refused_for_a_signature(outcome);
+        }
     }
 }
 
-fn enroll(req: &EnrollRequest) {
+/// The Enroll request the sample client makes of these fields: its CSR
+/// signed with the sample P-256 key, its proof with the next key.
+fn resign_enroll(req: &mut EnrollRequest) {
+    req.csr = signed_request(&req.csr, SampleKey::P256).into();
+    let proof = enroll_proof_bytes(
+        sample::AUDIENCE,
+        &req.token,
+        &req.csr,
+        &req.signing_public_key,
+        req.timestamp_unix_ms,
+    );
+    req.new_key_signature = new_key().sign(&proof).to_bytes().to_vec().into();
+}
+
+/// The Renew request the sample client makes of these fields: its CSR
+/// signed with the sample P-256 key, its proof with the current and the
+/// next key.
+fn resign_renew(req: &mut RenewRequest) {
+    req.csr = signed_request(&req.csr, SampleKey::P256).into();
+    let proof = renew_proof_bytes(&RenewProof {
+        audience: sample::AUDIENCE,
+        spiffe_id: sample::CLIENT,
+        current_key_id: &req.current_key_id,
+        csr_der: &req.csr,
+        new_public_key: &req.new_signing_public_key,
+        timestamp_unix_ms: req.timestamp_unix_ms,
+        nonce: &req.nonce,
+    });
+    req.current_key_signature = sample::signing_key()
+        .sign(&proof)
+        .to_bytes()
+        .to_vec()
+        .into();
+    req.new_key_signature = new_key().sign(&proof).to_bytes().to_vec().into();
+}
+
+/// A request signed by the keys it names is refused, if at all, for
+/// something else than its signatures.
+fn assert_not_refused_for_a_signature(outcome: Option<EnrollReason>) {
+    assert!(
+        !matches!(
+            outcome,
+            Some(EnrollReason::ProofInvalid | EnrollReason::SignatureInvalid)
+        ),
+        "a request signed by the keys it names refused as {outcome:?}"
+    );
+}
+
+/// The service's steps; the reason of a refusal, if any.
+fn enroll(req: &EnrollRequest) -> Option<EnrollReason> {
     let proof = enroll_proof_bytes(
         sample::AUDIENCE,
         &req.token,
@@ -68,7 +137,7 @@ fn enroll(req: &EnrollRequest) {
     match check_enroll_proof(sample::AUDIENCE, req, sample::NOW_MS, sample::SKEW_MS) {
         Ok(key) => {
             signed_by_sample(&new_key(), &key, &proof, &req.new_key_signature);
-            check_csr(&req.csr);
+            check_csr(&req.csr)
         }
         Err(r) => refused(
             &r,
@@ -82,7 +151,8 @@ fn enroll(req: &EnrollRequest) {
     }
 }
 
-fn renew(req: &RenewRequest) {
+/// The service's steps; the reason of a refusal, if any.
+fn renew(req: &RenewRequest) -> Option<EnrollReason> {
     let proof = renew_proof_bytes(&RenewProof {
         audience: sample::AUDIENCE,
         spiffe_id: sample::CLIENT,
@@ -115,7 +185,7 @@ fn renew(req: &RenewRequest) {
     };
     // The registry step: only the sample key is bound to the sample client.
     if req.current_key_id != sample::KEY_ID {
-        return;
+        return None;
     }
     let current = sample::signing_key();
     match check_renew_signatures(
@@ -133,7 +203,7 @@ fn renew(req: &RenewRequest) {
                 &req.current_key_signature,
             );
             signed_by_sample(&new_key(), &key, &proof, &req.new_key_signature);
-            check_csr(&req.csr);
+            check_csr(&req.csr)
         }
         Err(r) => refused(
             &r,
@@ -162,26 +232,35 @@ fn signed_by_sample(signer: &SigningKey, key: &VerifyingKey, proof: &[u8], signa
     );
 }
 
-/// The service's CSR step: accepted, or refused as a CSR (never INTERNAL).
-fn check_csr(csr: &[u8]) {
-    if let Err(e) = crate::ca::check_client_csr_der(csr, sample::CLIENT) {
-        let reason = csr_refusal(e).reason;
-        assert!(
-            matches!(
-                reason,
-                EnrollReason::CsrInvalid | EnrollReason::CsrIdentityMismatch
-            ),
-            "a CSR refused as {reason:?}"
-        );
+/// The service's CSR step: accepted (for exactly the client's identity,
+/// as x509-parser reads it), or refused as a CSR (never INTERNAL).
+fn check_csr(csr: &[u8]) -> Option<EnrollReason> {
+    match crate::ca::check_client_csr_der(csr, sample::CLIENT) {
+        Ok(()) => {
+            super::csr::check_accepted(csr, sample::CLIENT);
+            None
+        }
+        Err(e) => {
+            let reason = csr_refusal(e).reason;
+            assert!(
+                matches!(
+                    reason,
+                    EnrollReason::CsrInvalid | EnrollReason::CsrIdentityMismatch
+                ),
+                "a CSR refused as {reason:?}"
+            );
+            Some(reason)
+        }
     }
 }
 
 /// A refusal has one of `allowed` reasons, and its status says so.
-fn refused(r: &Refused, allowed: &[EnrollReason]) {
+fn refused(r: &Refused, allowed: &[EnrollReason]) -> Option<EnrollReason> {
     assert!(allowed.contains(&r.reason), "refused as {:?}", r.reason);
     let status = r.to_status();
     assert_eq!(status.code(), r.reason.code());
     assert!(status.message().starts_with(r.reason.as_str()));
+    Some(r.reason)
 }
 
 /// The sample token (sample data).
@@ -257,11 +336,54 @@ pub fn enrollment_seeds() -> Vec<Vec<u8>> {
         swapped,
     ];
     let with = |rpc: u8, body: Vec<u8>| [vec![rpc], body].concat();
-    enrolls
+    let mut out: Vec<Vec<u8>> = enrolls
         .iter()
         .map(|r| with(0, r.encode_to_vec()))
         .chain(renews.iter().map(|r| with(1, r.encode_to_vec())))
-        .collect()
+        .collect();
+    // Re-signed: the CSR field is a request info, signatures are made here.
+    let info = |id: &str| {
+        let mut p = rcgen::CertificateParams::default();
+        p.subject_alt_names = vec![rcgen::SanType::URI(
+            rcgen::string::Ia5String::try_from(format!("spiffe://fuzz.example/client/{id}"))
+                .expect("ia5"),
+        )];
+        request_info(&p, SampleKey::P256)
+    };
+    let unsigned_enroll = |csr: Vec<u8>, ts: i64| EnrollRequest {
+        token: TOKEN.into(),
+        csr: csr.into(),
+        signing_public_key: new_key().verifying_key().to_bytes().to_vec().into(),
+        timestamp_unix_ms: ts,
+        new_key_signature: Default::default(),
+    };
+    let unsigned_renew = |csr: Vec<u8>, nonce: &[u8]| RenewRequest {
+        csr: csr.into(),
+        new_signing_public_key: new_key().verifying_key().to_bytes().to_vec().into(),
+        current_key_id: sample::KEY_ID.into(),
+        timestamp_unix_ms: now,
+        nonce: nonce.to_vec().into(),
+        current_key_signature: Default::default(),
+        new_key_signature: Default::default(),
+    };
+    out.push(with(
+        2,
+        unsigned_enroll(info("sample"), now).encode_to_vec(),
+    ));
+    out.push(with(2, unsigned_enroll(info("admin"), now).encode_to_vec()));
+    out.push(with(
+        2,
+        unsigned_enroll(info("sample"), now - 31_000).encode_to_vec(),
+    ));
+    out.push(with(
+        3,
+        unsigned_renew(info("sample"), &[9; 16]).encode_to_vec(),
+    ));
+    out.push(with(
+        3,
+        unsigned_renew(info("admin"), &[9; 16]).encode_to_vec(),
+    ));
+    out
 }
 
 #[cfg(test)]
@@ -321,6 +443,33 @@ mod tests {
         let e = crate::ca::check_client_csr_der(&renew_req(8).csr, sample::CLIENT)
             .expect_err("another identity");
         assert_eq!(csr_refusal(e).reason, EnrollReason::CsrIdentityMismatch);
+    }
+
+    #[test]
+    fn re_signed_requests_reach_the_csr_check() {
+        let resigned = |i: usize| {
+            let (rpc, body) = seed(i);
+            if rpc % 2 == 0 {
+                let mut req = EnrollRequest::decode(&body[..]).expect("decodes");
+                resign_enroll(&mut req);
+                enroll(&req)
+            } else {
+                let mut req = RenewRequest::decode(&body[..]).expect("decodes");
+                resign_renew(&mut req);
+                renew(&req)
+            }
+        };
+        assert_eq!(resigned(10), None, "the sample client's enroll, re-signed");
+        assert_eq!(resigned(11), Some(EnrollReason::CsrIdentityMismatch));
+        assert_eq!(resigned(12), Some(EnrollReason::TimestampStale));
+        assert_eq!(resigned(13), None, "the sample client's renew, re-signed");
+        assert_eq!(resigned(14), Some(EnrollReason::CsrIdentityMismatch));
+    }
+
+    #[test]
+    #[should_panic(expected = "a request signed by the keys it names refused")]
+    fn the_resign_invariant_fails_on_a_signature_refusal() {
+        assert_not_refused_for_a_signature(Some(EnrollReason::ProofInvalid));
     }
 
     #[test]

@@ -61,6 +61,79 @@ pub fn fixture(name: &str) -> &'static [u8] {
         .expect("a committed fixture name")
 }
 
+/// The sample keys fuzzed requests are re-signed with (sample data, made
+/// once with `openssl genpkey`, used nowhere else): a fuzzer cannot make a
+/// request's self-signature, the key's holder can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleKey {
+    /// ECDSA P-256 (what `sealgate csr` makes), signing with SHA-256.
+    P256,
+    /// Ed25519 (a key sealgate refuses in a CSR).
+    Ed25519,
+}
+
+impl SampleKey {
+    /// The key pair (parsed once).
+    pub fn pair(self) -> &'static rcgen::KeyPair {
+        static KEYS: std::sync::OnceLock<[rcgen::KeyPair; 2]> = std::sync::OnceLock::new();
+        let keys = KEYS.get_or_init(|| {
+            let p256 = include_bytes!("../../tests/fixtures/fuzz_pki/sample-p256.pk8");
+            let ed25519 = include_bytes!("../../tests/fixtures/fuzz_pki/sample-ed25519.pk8");
+            [&p256[..], &ed25519[..]]
+                .map(|der| rcgen::KeyPair::try_from(der).expect("a committed sample key"))
+        });
+        &keys[usize::from(self == SampleKey::Ed25519)]
+    }
+
+    /// The DER of the AlgorithmIdentifier of this key's signatures.
+    fn algorithm(self) -> &'static [u8] {
+        match self {
+            // ecdsa-with-SHA256 (RFC 5758), no parameters.
+            SampleKey::P256 => &[
+                0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
+            ],
+            // id-Ed25519 (RFC 8410).
+            SampleKey::Ed25519 => &[0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70],
+        }
+    }
+}
+
+/// A PKCS#10 request (DER) of `cri` (a certificationRequestInfo, taken as
+/// is) signed by `key`: `SEQUENCE { cri, algorithm, BIT STRING signature }`.
+pub fn signed_request(cri: &[u8], key: SampleKey) -> Vec<u8> {
+    use rcgen::SigningKey as _;
+    let signature = key.pair().sign(cri).expect("the sample key signs");
+    let bits = der(0x03, &[&[0u8][..], &signature].concat());
+    der(0x30, &[cri, key.algorithm(), &bits].concat())
+}
+
+/// The certificationRequestInfo of a request made by rcgen with `key` for
+/// `params` (seeds of the re-signing modes).
+pub fn request_info(params: &rcgen::CertificateParams, key: SampleKey) -> Vec<u8> {
+    use x509_parser::prelude::FromDer;
+    let csr = params.serialize_request(key.pair()).expect("a request");
+    let (_, parsed) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(csr.der())
+            .expect("rcgen's request parses");
+    parsed.certification_request_info.raw.to_vec()
+}
+
+/// One DER TLV (definite length).
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

@@ -31,7 +31,7 @@ pub const ALL: &[Target] = &[
     },
     Target {
         name: "arguments",
-        surface: "tools/call arguments for the EP server's real tools: sanitizer (default and normalize) and the pinned inputSchema; the first byte picks the tool",
+        surface: "tools/call arguments for the EP server's real tools: sanitizer (default and normalize, each rule asserted) and the pinned inputSchema; the first byte picks the tool (below 0xF0), or 0xF0..=0xF7 resources/read params (URI scheme and traversal), 0xF8..=0xFF prompts/get params",
         run: super::arguments,
         seeds: super::arguments_seeds,
     },
@@ -43,7 +43,7 @@ pub const ALL: &[Target] = &[
     },
     Target {
         name: "bridge",
-        surface: "the bridge, first byte % 3: a host's message before forwarding, the gateway's answer or denial turned into the host's response, the HTTP listener's header checks",
+        surface: "the bridge, first byte % 3: a host's message before forwarding, the gateway's answer or denial turned into the host's response (any JSON id from the input; a backend fault's message never shown, checked by differential), the HTTP listener's header checks",
         run: super::bridge,
         seeds: super::bridge_seeds,
     },
@@ -55,19 +55,19 @@ pub const ALL: &[Target] = &[
     },
     Target {
         name: "csr",
-        surface: "a PKCS#10 request (DER) to sign-csr or the enrollment service: parse, self-signature, key, CA and SAN checks",
+        surface: "a PKCS#10 request (DER) to sign-csr or the enrollment service: parse, self-signature, key, CA and SAN checks; first byte 0x30 the request as received, any other a certificationRequestInfo signed here by a sample key (even P-256, odd Ed25519) to reach the checks after the signature",
         run: super::csr,
         seeds: super::csr_seeds,
     },
     Target {
         name: "enrollment",
-        surface: "an Enroll or Renew request (protobuf; first byte picks which): freshness, nonce, new key, proof signatures, CSR",
+        surface: "an Enroll or Renew request (protobuf; first byte % 4: Enroll, Renew, then both re-signed by the sample keys with the csr field a request info signed with the sample P-256 key): freshness, nonce, new key, proof signatures, CSR",
         run: super::enrollment,
         seeds: super::enrollment_seeds,
     },
     Target {
         name: "tlog",
-        surface: "first byte % 5 picks: a signed note, a checkpoint, a witness add-checkpoint body, a receipt (JSON, verified), a cosignature answer",
+        surface: "first byte % 7 picks: a signed note, a checkpoint, a witness add-checkpoint body, a receipt (JSON, verified), a cosignature answer, a consistency proof against a sample tree's roots, a sequence of add-checkpoint steps through the witness's decision (fork detection)",
         run: super::tlog,
         seeds: super::tlog_seeds,
     },

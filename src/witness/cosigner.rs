@@ -289,69 +289,16 @@ impl Job {
                 return Err(Refused::Unknown);
             }
         }
-        let (old, size, checkpoint) = (self.old, self.checkpoint.size(), &self.checkpoint);
-        let last_size = slot.last.as_ref().map_or(0, |c| c.checkpoint.size());
-        if old != last_size {
-            return Err(Refused::Conflict {
-                old,
-                size: last_size,
-            });
+        let checkpoint = &self.checkpoint;
+        let last = slot.last.as_ref().map(|c| &c.checkpoint);
+        if decide(last, self.old, checkpoint, &self.proof)? == Decision::Replay {
+            // The checkpoint already held (anyone can replay it: GET
+            // serves it): a fresh cosignature, nothing stored.
+            return cosign(checkpoint, &self.signer, now_secs())
+                .map(|line| vec![line])
+                .map_err(Refused::Cosign);
         }
-        let root = crate::tlog::Hash(*checkpoint.root_hash());
-        if size == 0 && root != empty_root() {
-            return Err(Refused::EmptyTreeRoot);
-        }
-        match slot.last.as_ref() {
-            // Old size 0: nothing to be consistent with (also when the
-            // last cosigned checkpoint is the empty tree).
-            _ if old == 0 && size != 0 => {
-                if !self.proof.is_empty() {
-                    return Err(Refused::ProofFromZero);
-                }
-            }
-            Some(prev) if size == prev.checkpoint.size() => {
-                // c2sp.org/tlog-witness: "If the old size matches the
-                // checkpoint size, the witness MUST check that the root
-                // hashes are also identical. If they don't match, the
-                // witness MUST respond with a 409 Conflict."
-                if root.0 != *prev.checkpoint.root_hash() {
-                    tracing::warn!(
-                        log.origin = %checkpoint.origin(),
-                        tree_size = size,
-                        "a checkpoint signed by the log has the size this witness cosigned but another root: the log was rewritten or forked"
-                    );
-                    return Err(Refused::SameSizeOtherRoot { size });
-                }
-                verify_consistency(old, size, &self.proof, &root, &root)
-                    .map_err(Refused::Inconsistent)?;
-                // The checkpoint already held (anyone can replay it: GET
-                // serves it): a fresh cosignature, nothing stored.
-                return cosign(checkpoint, &self.signer, now_secs())
-                    .map(|line| vec![line])
-                    .map_err(Refused::Cosign);
-            }
-            Some(prev) => {
-                let prev_root = crate::tlog::Hash(*prev.checkpoint.root_hash());
-                verify_consistency(old, size, &self.proof, &prev_root, &root).map_err(|e| {
-                    tracing::warn!(
-                        log.origin = %checkpoint.origin(),
-                        old_size = old,
-                        new_size = size,
-                        error = %e,
-                        "a checkpoint signed by the log is inconsistent with the one this witness cosigned: the log was rewritten or forked"
-                    );
-                    Refused::Inconsistent(e)
-                })?;
-            }
-            // Size 0 from 0 with nothing held: the empty tree, stored.
-            None if old == 0 => {
-                if !self.proof.is_empty() {
-                    return Err(Refused::ProofFromZero);
-                }
-            }
-            // old == last_size, so old == 0 when nothing was cosigned.
-            None => return Err(Refused::Conflict { old, size: 0 }),
-        }
+        let size = checkpoint.size();
         let line = cosign(checkpoint, &self.signer, now_secs()).map_err(Refused::Cosign)?;
         let note = cosigned_note(self.verified.text().as_str(), &self.verified, &line)?;
         let state = self.state.clone();
@@ -378,6 +325,87 @@ impl Job {
         });
         Ok(vec![line])
     }
+}
+
+/// What the witness does with a checkpoint past its signature check and
+/// the old-size bound, given the last checkpoint it cosigned for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// The checkpoint it already holds: cosigned afresh, nothing stored.
+    Replay,
+    /// A new checkpoint consistent with the last one: cosigned and stored.
+    Store,
+}
+
+/// The pure part of the decision (no lock, disk or clock): old size equal
+/// to the last cosigned size (409), the same root at the same size (409),
+/// the empty tree's root, and the consistency proof from the last
+/// cosigned root (422). Run under the log's lock by [`Job::run`].
+pub(crate) fn decide(
+    last: Option<&Checkpoint>,
+    old: u64,
+    checkpoint: &Checkpoint,
+    proof: &[crate::tlog::Hash],
+) -> Result<Decision, Refused> {
+    let size = checkpoint.size();
+    let last_size = last.map_or(0, Checkpoint::size);
+    if old != last_size {
+        return Err(Refused::Conflict {
+            old,
+            size: last_size,
+        });
+    }
+    let root = crate::tlog::Hash(*checkpoint.root_hash());
+    if size == 0 && root != empty_root() {
+        return Err(Refused::EmptyTreeRoot);
+    }
+    match last {
+        // Old size 0: nothing to be consistent with (also when the
+        // last cosigned checkpoint is the empty tree).
+        _ if old == 0 && size != 0 => {
+            if !proof.is_empty() {
+                return Err(Refused::ProofFromZero);
+            }
+        }
+        Some(prev) if size == prev.size() => {
+            // c2sp.org/tlog-witness: "If the old size matches the
+            // checkpoint size, the witness MUST check that the root
+            // hashes are also identical. If they don't match, the
+            // witness MUST respond with a 409 Conflict."
+            if root.0 != *prev.root_hash() {
+                tracing::warn!(
+                    log.origin = %checkpoint.origin(),
+                    tree_size = size,
+                    "a checkpoint signed by the log has the size this witness cosigned but another root: the log was rewritten or forked"
+                );
+                return Err(Refused::SameSizeOtherRoot { size });
+            }
+            verify_consistency(old, size, proof, &root, &root).map_err(Refused::Inconsistent)?;
+            return Ok(Decision::Replay);
+        }
+        Some(prev) => {
+            let prev_root = crate::tlog::Hash(*prev.root_hash());
+            verify_consistency(old, size, proof, &prev_root, &root).map_err(|e| {
+                tracing::warn!(
+                    log.origin = %checkpoint.origin(),
+                    old_size = old,
+                    new_size = size,
+                    error = %e,
+                    "a checkpoint signed by the log is inconsistent with the one this witness cosigned: the log was rewritten or forked"
+                );
+                Refused::Inconsistent(e)
+            })?;
+        }
+        // Size 0 from 0 with nothing held: the empty tree, stored.
+        None if old == 0 => {
+            if !proof.is_empty() {
+                return Err(Refused::ProofFromZero);
+            }
+        }
+        // old == last_size, so old == 0 when nothing was cosigned.
+        None => return Err(Refused::Conflict { old, size: 0 }),
+    }
+    Ok(Decision::Store)
 }
 
 /// The note kept and served to monitors: the checkpoint text, the lines

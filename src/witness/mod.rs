@@ -22,6 +22,7 @@ mod server;
 mod state;
 
 pub use config::{WitnessConfig, WitnessConfigError};
+pub(crate) use cosigner::{decide, Decision};
 pub use cosigner::{load_signer, Refused, Witness, WitnessError};
 pub use server::{
     serve, tls_config, BODY_TIMEOUT, HANDSHAKE_TIMEOUT, HEADER_TIMEOUT, MAX_CONNECTIONS,
