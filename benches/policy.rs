@@ -54,15 +54,15 @@ async fn run() {
     let mut text = std::fs::read_to_string(&config_path).expect("config");
     text.push_str(
         "\n[tier.bench]\ntools = [\"get_*\", \"search_documents\"]\nrate_limit = { per_second = 1000000, burst = 1000000 }\ntool_cost = { search_documents = 5 }\nallowed_hours = { time_zone = \"Europe/Brussels\", from = \"00:00\", to = \"24:00\" }\n\
-         [anomaly.volume]\naction = \"alert\"\nfloor = 1000000000\n[anomaly.new_tool]\naction = \"alert\"\n[anomaly.off_hours]\naction = \"alert\"\n",
+         [anomaly.volume]\naction = \"alert\"\nfloor = 1000000000\n[anomaly.new_tool]\naction = \"alert\"\n[anomaly.off_hours]\naction = \"alert\"\n\
+         [envelope]\nreplay_capacity_per_client = 601000000\n",
     );
     std::fs::write(&config_path, text).expect("config");
     let registry = dev.join("clients.toml");
     let reg = std::fs::read_to_string(&registry).expect("registry");
     let reg = reg.replacen("enabled = true\n", "enabled = true\ntier = \"bench\"\n", 1);
     std::fs::write(&registry, reg).expect("registry");
-    let mut config = sealgate::config::Config::load(&config_path).expect("config");
-    config.envelope.replay_capacity_per_client = 10_000_000;
+    let config = sealgate::config::Config::load(&config_path).expect("config");
     let audit = Arc::new(sealgate::audit::AuditLog::file(&dev.join("audit.jsonl")).expect("audit"));
     let parts = sealgate::startup::build(&config, Some(audit))
         .await
