@@ -64,12 +64,15 @@ pub fn json_len(v: &serde_json::Value) -> usize {
 /// invisible format characters that change how text reads or hide text
 /// from a human reviewer while a model still reads it: Unicode tag
 /// characters (U+E0000–U+E007F, "ASCII smuggling"), soft hyphens, zero-width
-/// and invisible operators, the Mongolian vowel separator, interlinear
-/// annotations, and variation selectors beyond the basic block.
+/// and invisible operators, the deprecated format characters
+/// (U+206A–U+206F: symmetric swapping, digit shapes), the Mongolian vowel
+/// separator, interlinear annotations, and variation selectors beyond the
+/// basic block (the basic ones, U+FE00–U+FE0F, are in emoji: allowed, but
+/// the sanitizer's identifier checks read past them).
 pub fn is_bidi_or_invisible(c: char) -> bool {
     matches!(c,
         '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
-        | '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}'
+        | '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{206A}'..='\u{206F}' | '\u{FEFF}'
         | '\u{00AD}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
         | '\u{180E}' | '\u{3164}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}'
         | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
@@ -84,7 +87,7 @@ pub fn unseen(c: char) -> bool {
     c.is_control()
         || is_bidi_or_invisible(c)
         || matches!(c,
-            '\u{2028}' | '\u{2029}' | '\u{180B}'..='\u{180F}' | '\u{206A}'..='\u{206F}'
+            '\u{2028}' | '\u{2029}' | '\u{180B}'..='\u{180F}'
             | '\u{FE00}'..='\u{FE0F}' | '\u{FFF0}'..='\u{FFF8}' | '\u{13430}'..='\u{1343F}'
             | '\u{E0080}'..='\u{E0FFF}')
 }

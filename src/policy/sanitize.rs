@@ -205,26 +205,37 @@ pub(crate) fn push_key(path: &mut String, k: &str) {
     }
 }
 
-/// `s` under NFKC (compatibility) folding, with the slash lookalikes NFKC
-/// leaves alone mapped too: what a backend that folds compatibility
-/// characters, or Windows' "best-fit" mapping, would turn it into. The
+/// `s` as a backend that reads it leniently would: a URL parser (WHATWG)
+/// drops every ASCII tab and newline and trims leading and trailing C0
+/// controls and spaces (and a backend may drop any character no one
+/// sees: variation selectors, default ignorables), so `"java\tscript:"` or `" file:"` carry a
+/// scheme; NFKC (compatibility) folding, with the slash lookalikes NFKC
+/// leaves alone mapped too, and Windows' "best-fit" mapping (a yen or won
+/// sign is the backslash of the Japanese and Korean code pages). The
 /// traversal and scheme checks look at this, so `\u{2025}/` (one "two dot
 /// leader") or `..\u{FF0F}` (a fullwidth solidus) is `../` to them.
 fn folded(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.is_ascii() {
+    let loose = |c: char| c <= ' ';
+    let url_view = !s.contains(['\t', '\n', '\r']) && !s.starts_with(loose) && !s.ends_with(loose);
+    if s.is_ascii() && url_view {
         return std::borrow::Cow::Borrowed(s);
     }
-    std::borrow::Cow::Owned(
-        s.nfkc()
-            .map(|c| match c {
-                // Division slash, fraction slash, big solidus.
-                '\u{2215}' | '\u{2044}' | '\u{29F8}' => '/',
-                // Set minus, big reverse solidus.
-                '\u{2216}' | '\u{29F9}' => '\\',
-                c => c,
-            })
-            .collect(),
-    )
+    let f: String = s
+        .nfkc()
+        // Tabs and newlines (a URL parser drops them), and every character
+        // a reader cannot see: a backend that removes ignorables reads
+        // `.\u{FE0F}./x` as `../x`.
+        .filter(|c| !crate::foreign::unseen(*c))
+        .map(|c| match c {
+            // Division slash, fraction slash, big solidus.
+            '\u{2215}' | '\u{2044}' | '\u{29F8}' => '/',
+            // Set minus, big reverse solidus, yen and won signs.
+            '\u{2216}' | '\u{29F9}' | '\u{A5}' | '\u{20A9}' => '\\',
+            c => c,
+        })
+        .collect();
+    // Trimmed after folding: an ideographic space folds to a space.
+    std::borrow::Cow::Owned(f.trim_matches(loose).to_string())
 }
 
 /// `.` or `..` segments, backslashes, percent-encoded dots or slashes, NUL,
@@ -564,6 +575,18 @@ mod tests {
                 "/sourceUrl",
                 scheme,
             ),
+            // A URL parser drops tabs and newlines and trims C0 and
+            // spaces (review-b M3); best-fit maps yen and won to `\`.
+            (json!({"url": "java\tscript:alert(1)"}), "/url", scheme),
+            (json!({"url": "\nfile:///etc/passwd"}), "/url", scheme),
+            (json!({"url": " javascript:x"}), "/url", scheme),
+            (json!({"url": "\u{3000}file:x"}), "/url", scheme),
+            (json!({"id": ".\t./x"}), "/id", traversal),
+            (json!({"id": "a\u{A5}..\u{A5}b"}), "/id", traversal),
+            (json!({"id": "a\u{20A9}b"}), "/id", traversal),
+            // Ignorables a backend may drop (review-b M4).
+            (json!({"id": ".\u{FE0F}./x"}), "/id", traversal),
+            (json!({"id": ".\u{180B}./x"}), "/id", traversal),
             // A fullwidth member name is the name it folds to.
             (
                 json!({"\u{FF49}\u{FF44}": "../x"}),
@@ -576,6 +599,11 @@ mod tests {
             let e = check(v).expect_err(&text);
             assert_eq!((e.path.as_str(), e.rule), (path, rule), "{text}");
         }
+        // The deprecated format characters are hidden characters anywhere.
+        assert_eq!(
+            check(json!({"q": "a\u{206A}b"})).expect_err("hidden").rule,
+            "contains Unicode bidirectional or invisible format characters"
+        );
         // Words that only end in "id" or "ids" are no identifier fields.
         for v in [
             json!({"valid": "a:b", "paid": "../x", "kids": ["/x"], "void": "x:y"}),
