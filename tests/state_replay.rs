@@ -381,3 +381,41 @@ async fn an_envelope_stamped_ahead_of_the_store_is_held_until_it_is_below_the_fl
     );
     assert_eq!(redis_cli(&redis, &["EXISTS", &nonce_key("bob", &far)]), "0");
 }
+
+/// Review (review-b M1): the store lost E's nonce (a key deleted, a store
+/// emptied within its epoch), but this replica's own recent nonces hold
+/// it: E is refused, not accepted because the store forgot it.
+#[tokio::test]
+async fn a_nonce_the_store_lost_but_this_replica_kept_is_still_a_replay() {
+    let redis = Redis::start();
+    let state = replica(&redis, "", 30_000, 10).await;
+    let registry = sealgate::identity::Registry::parse(
+        "[[client]]\nid = \"alice\"\nmethods = []\ntools = []\n",
+        RATE,
+    )
+    .expect("registry");
+    let client = registry
+        .get(&ClientId::parse("alice").expect("id"))
+        .expect("alice")
+        .clone();
+    let anomaly = sealgate::policy::Anomaly::new(
+        sealgate::policy::AnomalyConfig::default(),
+        Arc::new(sealgate::audit::AuditLog::memory()),
+    );
+    let e = envelope(now_ms());
+    state
+        .admit(&client, &e, now_ms(), &anomaly)
+        .await
+        .expect("accepted");
+    redis_cli(&redis, &["DEL", &nonce_key("alice", &e)]);
+    let refused = state
+        .admit(&client, &e, now_ms(), &anomaly)
+        .await
+        .expect_err("a replay the store forgot");
+    assert_eq!(refused.reason.as_str(), "REPLAYED_NONCE", "{refused:?}");
+    // A new envelope is served.
+    state
+        .admit(&client, &envelope(now_ms()), now_ms(), &anomaly)
+        .await
+        .expect("a fresh envelope");
+}

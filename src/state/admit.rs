@@ -86,7 +86,8 @@ impl SharedState {
     }
 
     /// The store's verdict, applied; an accepted nonce is also kept for
-    /// the local fallback. If that client's store here is full, the nonce
+    /// the local fallback, and one this replica's own recent nonces know
+    /// is refused even when the store accepted it (it forgot it). If that client's store here is full, the nonce
     /// cannot be kept, so its floor rises to the envelope's timestamp: in a
     /// fallback that client's envelopes signed up to then are refused (a
     /// replay of this one among them), never accepted.
@@ -100,11 +101,19 @@ impl SharedState {
         let (verdict, unblocked) = self
             .verdict(&client.id, client.rate, env, now_ms, None)
             .await?;
+        let mut verdict = verdict;
         if verdict == Verdict::Accepted {
-            if let Err(crate::replay::ReplayError::Full) =
-                self.recent.check_and_record(&client.id, env, now_ms)
-            {
-                self.recent.forget_up_to(&client.id, env.timestamp_unix_ms);
+            match self.recent.check_and_record(&client.id, env, now_ms) {
+                Err(crate::replay::ReplayError::Full) => {
+                    self.recent.forget_up_to(&client.id, env.timestamp_unix_ms)
+                }
+                // The store no longer knows a nonce this replica saw
+                // accepted (its key expired or the store lost it): still a
+                // replay (review-b M1).
+                Err(crate::replay::ReplayError::Replayed) => verdict = Verdict::Replayed,
+                // Under the local floor only (raised when this store was
+                // full): the store's word stands while it is up.
+                Err(crate::replay::ReplayError::Forgotten) | Ok(()) => {}
             }
         }
         Ok(self.apply(client, verdict, unblocked, now_ms, anomaly))
