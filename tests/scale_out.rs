@@ -662,7 +662,9 @@ async fn the_stores_limiter_computes_exactly_what_the_in_process_one_does() {
         );
         let client =
             sealgate::identity::ClientId::parse(&format!("gcra-{per_second}-{burst}")).expect("id");
-        let mut t_us: i64 = 1_700_000_000_000_000;
+        // The store's clock from now on (the replay floor and the upper
+        // bound compare envelopes stamped now with it).
+        let mut t_us: i64 = now_ms() * 1000;
         let (mut allowed, mut denied) = (0, 0);
         for (i, step) in steps.iter().enumerate() {
             t_us += *step as i64;

@@ -419,3 +419,40 @@ async fn a_nonce_the_store_lost_but_this_replica_kept_is_still_a_replay() {
         .await
         .expect("a fresh envelope");
 }
+
+/// Review (review-c M1): the store's clock runs 30 minutes ahead (a step,
+/// or a failover to a replica ahead) and expires E's nonce by that time,
+/// then comes back. The floor follows the newest store time seen, so E
+/// stays refused; clients are served again once the store's clock passes
+/// that time less the hold (fail closed, not a replay).
+#[tokio::test]
+async fn a_store_clock_that_ran_ahead_and_came_back_reopens_no_replay() {
+    let redis = Redis::start();
+    let gw = replica(&redis, "", 30_000, 10).await;
+    let t = now_ms();
+    let min = 60_000;
+    let e = envelope(t);
+    assert_eq!(verdict_at(&gw, "alice", &e, t, t).await, Verdict::Accepted);
+    // The store's clock ahead: an admission sees it, E's nonce expires.
+    let ahead = t + 30 * min;
+    assert_eq!(
+        verdict_at(&gw, "bob", &envelope(ahead), ahead, ahead).await,
+        Verdict::Accepted
+    );
+    redis_cli(&redis, &["DEL", &nonce_key("alice", &e)]);
+    // Back on time: E is fresh for the gateway, and refused.
+    assert_eq!(
+        verdict_at(&gw, "alice", &e, t + 1_000, t + 1_000).await,
+        Verdict::Forgotten
+    );
+    let after = ahead - 10 * min + 1;
+    assert_eq!(
+        verdict_at(&gw, "alice", &envelope(after), after, after).await,
+        Verdict::Accepted
+    );
+    assert_ne!(
+        redis_cli(&redis, &["PTTL", "sealgate:clock"]),
+        "-1",
+        "the store time key expires"
+    );
+}

@@ -3,7 +3,8 @@
 --
 -- KEYS: 1 epoch, 2 nonce, 3 rate TAT, 4 identity block, 5 identity
 --       throttle, 6 throttle TAT, 7 last operator unblock of the identity,
---       8 the identity's high-water (newest accepted envelope timestamp)
+--       8 the identity's high-water (newest accepted envelope timestamp),
+--       9 the newest store time seen (ms)
 -- ARGV: 1 epoch id this replica knows ('' if none), 2 a fresh epoch id,
 --       3 now (ms, the gateway's clock), 4 the envelope's timestamp (ms),
 --       5 skew (ms), 6 nonce retention (ms), 7 rate T (us), 8 rate tau
@@ -57,7 +58,16 @@ if not ok then return {4, since, id, unblocked, string.format('%.0f', tat)} end
 local ts = tonumber(ARGV[4])
 local hold = tonumber(ARGV[6])
 local store_ms = math.floor(now_us / 1000)
-if ts <= store_ms - hold or ts > store_ms + hold then
+-- The lower floor follows the newest store time seen (KEYS[9]), not the
+-- store's clock alone: a store clock that ran ahead (a step, or a failover
+-- to a replica ahead) expired nonces by that time, and stepping back must
+-- not bring their envelopes back above the floor.
+local seen = tonumber(redis.call('GET', KEYS[9]) or '') or 0
+if store_ms > seen then
+  seen = store_ms
+  redis.call('SET', KEYS[9], string.format('%.0f', seen), 'PX', ARGV[13])
+end
+if ts <= seen - hold or ts > store_ms + hold then
   return {6, since, id, unblocked, ''}
 end
 local high = tonumber(redis.call('GET', KEYS[8]) or '')

@@ -142,6 +142,7 @@ impl SharedState {
             .key(self.keys.of("tr", id))
             .key(self.keys.of("u", id))
             .key(self.keys.of("hw", id))
+            .key(self.keys.store_clock())
             .arg(known.as_str())
             .arg(fresh_id())
             .arg(now_ms)

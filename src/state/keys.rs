@@ -16,6 +16,10 @@ impl Keys {
     pub(super) fn epoch(&self) -> String {
         format!("{}epoch", self.prefix)
     }
+    /// The newest store time an admission saw (the replay floor's clock).
+    pub(super) fn store_clock(&self) -> String {
+        format!("{}clock", self.prefix)
+    }
     pub(super) fn nonce(&self, client: &str, key: &[u8; 16]) -> String {
         format!("{}n:{client}:{}", self.prefix, hex::encode(key))
     }
