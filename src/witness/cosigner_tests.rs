@@ -347,7 +347,10 @@ async fn a_cancelled_request_still_updates_memory_with_the_disk() {
     w.add_checkpoint(&f.good(0, 5)).await.expect("5 cosigned");
     let body = f.good(5, 17);
     // Polled once, then dropped (before the fix: at the state write).
-    assert!(w.add_checkpoint(&body).now_or_never().is_none(), "pending");
+    // Almost always still pending then; on a loaded machine the spawned
+    // job may finish before that one poll (CI saw it), and what follows
+    // must hold either way, so it is not asserted.
+    let _ = w.add_checkpoint(&body).now_or_never();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let disk = StateDir::read(&f.config.state_dir, w.verifier(), ORIGIN)
         .expect("readable")
