@@ -129,15 +129,20 @@ impl Decoder for MessageLines {
     }
 }
 
-/// The numeric `"id"` member of the JSON object that `prefix` begins, when
-/// it comes at the top level before the prefix ends (member names are
-/// compared as written, unescaped). The first such member counts. Linear.
+/// The numeric `"id"` member of the JSON-RPC response that `prefix`
+/// begins: a top-level `"id"` and a top-level `"result"` or `"error"`
+/// member, in either order, before the prefix ends, and no `"method"`
+/// member before them (a request of the backend's own, whose ids share
+/// their numbers with the gateway's calls, names no call of ours). Member
+/// names are compared as written, unescaped; the first `"id"` counts.
+/// Linear.
 pub(crate) fn leading_id(prefix: &[u8]) -> Option<u64> {
     let mut i = skip_ws(prefix, 0);
     if prefix.get(i) != Some(&b'{') {
         return None;
     }
     i += 1;
+    let (mut id, mut response) = (None, false);
     loop {
         i = skip_ws(prefix, i);
         let name_start = i + 1;
@@ -148,16 +153,32 @@ pub(crate) fn leading_id(prefix: &[u8]) -> Option<u64> {
             return None;
         }
         i = skip_ws(prefix, i + 1);
-        if name == b"id" {
-            let digits = prefix[i..]
-                .iter()
-                .take_while(|b| b.is_ascii_digit())
-                .count();
-            let n = std::str::from_utf8(&prefix[i..i + digits])
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())?;
-            let after = skip_ws(prefix, i + digits);
-            return matches!(prefix.get(after), Some(b',' | b'}')).then_some(n);
+        match name {
+            b"method" => return None,
+            b"result" | b"error" => {
+                if id.is_some() {
+                    return id;
+                }
+                response = true;
+            }
+            b"id" if id.is_none() => {
+                let digits = prefix[i..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit())
+                    .count();
+                let n = std::str::from_utf8(&prefix[i..i + digits])
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())?;
+                let after = skip_ws(prefix, i + digits);
+                if !matches!(prefix.get(after), Some(b',' | b'}')) {
+                    return None;
+                }
+                id = Some(n);
+                if response {
+                    return id;
+                }
+            }
+            _ => {}
         }
         i = skip_value(prefix, i)?;
         i = skip_ws(prefix, i);
@@ -301,11 +322,26 @@ mod tests {
             leading_id(br#"{"jsonrpc": "2.0", "id": 12, "result": {"#),
             Some(12)
         );
-        assert_eq!(leading_id(br#" { "id" :3}"#), Some(3));
+        assert_eq!(leading_id(br#" { "id" :3, "error": {"#), Some(3));
+        assert_eq!(leading_id(br#"{"result": 1, "id": 4}"#), Some(4));
+        // An id alone, or a request of the backend's own (review-c M2:
+        // its ids share numbers with the gateway's calls), names none.
+        assert_eq!(leading_id(br#" { "id" :3}"#), None);
+        assert_eq!(
+            leading_id(br#"{"id": 3, "method": "sampling/createMessage", "params": {"#),
+            None
+        );
+        assert_eq!(
+            leading_id(br#"{"method": "x", "id": 3, "result": 1}"#),
+            None
+        );
         // Nested ids, string ids and ids after the prefix ends name none.
         assert_eq!(leading_id(br#"{"result": {"id": 5, "x": "aaaa"#), None);
         assert_eq!(leading_id(br#"{"a": [{"id": 5}], "b": "}\"id\": 6"#), None);
-        assert_eq!(leading_id(br#"{"a": [{"id": 5}], "id": 9}"#), Some(9));
+        assert_eq!(
+            leading_id(br#"{"a": [{"id": 5}], "id": 9, "result": "aaa"#),
+            Some(9)
+        );
         assert_eq!(leading_id(br#"{"id": "5"}"#), None);
         assert_eq!(leading_id(br#"{"id": 5.5}"#), None);
         assert_eq!(leading_id(br#"{"id": -5}"#), None);
