@@ -593,15 +593,27 @@ impl Gateway {
             let findings = check(&self.results, key, &mut reply)?;
             return Ok((reply, findings));
         }
+        // At most a few large results are filtered at once: each blocking
+        // thread costs its stack (and, under RLIMIT_AS, address space that
+        // the memory watermark counts), and the rest wait their turn
+        // (review-b M6).
+        static LARGE_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+        let unavailable = || Denial::new(Reason::Internal, "the result could not be checked");
+        let permit = LARGE_CHECKS.acquire().await.map_err(|_| unavailable())?;
         let policy = self.results.clone();
         let key = key.to_string();
         let checked = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             check(&policy, &key, &mut reply).map(|findings| (reply, findings))
         })
         .await
         .map_err(|e| {
-            tracing::error!(error = %e, "the result check ended without an answer");
-            Denial::new(Reason::Internal, "the result could not be checked")
+            // Never the panic's message: it could quote the result.
+            tracing::error!(
+                panicked = e.is_panic(),
+                "the result check ended without an answer"
+            );
+            unavailable()
         })?;
         Ok(checked?)
     }
