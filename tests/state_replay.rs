@@ -104,6 +104,28 @@ fn nonce_key(client: &str, env: &VerifiedEnvelope) -> String {
     )
 }
 
+/// The registry entry of client alice (at [`RATE`]) and detectors that
+/// only record, for `admit`.
+fn alice() -> (
+    Arc<sealgate::identity::ClientEntry>,
+    sealgate::policy::Anomaly,
+) {
+    let registry = sealgate::identity::Registry::parse(
+        "[[client]]\nid = \"alice\"\nmethods = []\ntools = []\n",
+        RATE,
+    )
+    .expect("registry");
+    let client = registry
+        .get(&ClientId::parse("alice").expect("id"))
+        .expect("alice")
+        .clone();
+    let anomaly = sealgate::policy::Anomaly::new(
+        sealgate::policy::AnomalyConfig::default(),
+        Arc::new(sealgate::audit::AuditLog::memory()),
+    );
+    (client, anomaly)
+}
+
 /// The verdict with the store's clock fixed at `store_ms` (the script's
 /// clock: what `store_time_passes` moves in expiry, this moves for the
 /// script's own floors).
@@ -270,19 +292,7 @@ async fn a_nonce_the_store_accepted_but_the_fallback_could_not_keep_is_refused_t
     let skew = 2_000;
     let redis = Redis::start();
     let state = replica(&redis, "on_failure = \"local\"\ntimeout_ms = 300", skew, 2).await;
-    let registry = sealgate::identity::Registry::parse(
-        "[[client]]\nid = \"alice\"\nmethods = []\ntools = []\n",
-        RATE,
-    )
-    .expect("registry");
-    let client = registry
-        .get(&ClientId::parse("alice").expect("id"))
-        .expect("alice")
-        .clone();
-    let anomaly = sealgate::policy::Anomaly::new(
-        sealgate::policy::AnomalyConfig::default(),
-        Arc::new(sealgate::audit::AuditLog::memory()),
-    );
+    let (client, anomaly) = alice();
 
     // Two envelopes stamped a skew behind (soon stale), then E stamped a
     // skew ahead: the store accepts all three, the fallback keeps two.
@@ -389,19 +399,7 @@ async fn an_envelope_stamped_ahead_of_the_store_is_held_until_it_is_below_the_fl
 async fn a_nonce_the_store_lost_but_this_replica_kept_is_still_a_replay() {
     let redis = Redis::start();
     let state = replica(&redis, "", 30_000, 10).await;
-    let registry = sealgate::identity::Registry::parse(
-        "[[client]]\nid = \"alice\"\nmethods = []\ntools = []\n",
-        RATE,
-    )
-    .expect("registry");
-    let client = registry
-        .get(&ClientId::parse("alice").expect("id"))
-        .expect("alice")
-        .clone();
-    let anomaly = sealgate::policy::Anomaly::new(
-        sealgate::policy::AnomalyConfig::default(),
-        Arc::new(sealgate::audit::AuditLog::memory()),
-    );
+    let (client, anomaly) = alice();
     let e = envelope(now_ms());
     state
         .admit(&client, &e, now_ms(), &anomaly)
