@@ -164,14 +164,19 @@ impl Gateway {
         timer.lap(crate::metrics::Stage::Backend);
 
         // 9 result: what a backend answered, checked before it is signed.
-        if let (Some(from), Some(answer)) = (from_backend, reply.take()) {
-            record.stage = "result";
-            let key = message.tool.as_deref().unwrap_or(message.method.as_str());
-            let (answer, findings) = self.check_result(message.method, from, key, answer).await?;
-            if findings.any() {
-                self.record_filtered(record, key, &findings);
+        // Only a backend's reply is taken out to be checked: the
+        // gateway's own (initialize, ping) stays as it is.
+        if let Some(from) = from_backend {
+            if let Some(answer) = reply.take() {
+                record.stage = "result";
+                let key = message.tool.as_deref().unwrap_or(message.method.as_str());
+                let (answer, findings) =
+                    self.check_result(message.method, from, key, answer).await?;
+                if findings.any() {
+                    self.record_filtered(record, key, &findings);
+                }
+                reply = Some(answer);
             }
-            reply = Some(answer);
         }
         let payload = self.response_payload(&message, reply, record)?;
         timer.lap(crate::metrics::Stage::Result);
