@@ -76,27 +76,6 @@ fn redis_cli(redis: &Redis, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// The store's own clock moves `ms` ahead, as its expiry sees it: every
-/// key's time to live shrinks by `ms`, and a key with less left is gone
-/// (what a store whose clock ran on while a gateway's stepped back does).
-fn store_time_passes(redis: &Redis, ms: i64) {
-    redis_cli(
-        redis,
-        &[
-            "EVAL",
-            "for _, k in ipairs(redis.call('KEYS', 'sealgate:*')) do \
-               local t = redis.call('PTTL', k) \
-               if t > 0 then \
-                 if t <= tonumber(ARGV[1]) then redis.call('DEL', k) \
-                 else redis.call('PEXPIRE', k, t - tonumber(ARGV[1])) end \
-               end \
-             end return 1",
-            "0",
-            &ms.to_string(),
-        ],
-    );
-}
-
 fn nonce_key(client: &str, env: &VerifiedEnvelope) -> String {
     format!(
         "sealgate:n:{client}:{}",
@@ -211,7 +190,7 @@ async fn a_gateway_clock_stepped_back_finds_the_nonce_within_the_hold_and_the_fl
     // Five minutes pass on the store; the gateway's clock steps back five
     // minutes, so it reads T again and E is fresh. Its nonce (held 61 s
     // before the fix) is still there.
-    store_time_passes(&redis, 5 * 60_000);
+    redis.store_time_passes(5 * 60_000);
     assert_eq!(verdict(&gw, &e, t + 1_000).await, Verdict::Replayed);
 
     // The store's clock runs on; from here each verdict names it (the
@@ -221,13 +200,13 @@ async fn a_gateway_clock_stepped_back_finds_the_nonce_within_the_hold_and_the_fl
     // min: E's nonce is gone, and the store's clock (T + 22 min - the
     // hold) and the high-water (T + 11 min - the hold) refuse it.
     let min = 60_000;
-    store_time_passes(&redis, 6 * min);
+    redis.store_time_passes(6 * min);
     let later = t + 11 * min;
     assert_eq!(
         verdict_at(&gw, "alice", &envelope(later), later, later).await,
         Verdict::Accepted
     );
-    store_time_passes(&redis, 11 * min);
+    redis.store_time_passes(11 * min);
     let store = t + 22 * min;
     assert_eq!(redis_cli(&redis, &["EXISTS", &nonce_key("alice", &e)]), "0");
     assert_eq!(
@@ -345,7 +324,7 @@ async fn an_idle_clients_envelope_is_refused_after_its_nonce_expired() {
     let t = now_ms();
     let e = envelope(t);
     assert_eq!(verdict_at(&gw, "alice", &e, t, t).await, Verdict::Accepted);
-    store_time_passes(&redis, 11 * 60_000);
+    redis.store_time_passes(11 * 60_000);
     assert_eq!(redis_cli(&redis, &["EXISTS", &nonce_key("alice", &e)]), "0");
     assert_eq!(
         verdict_at(&gw, "alice", &e, t + 1_000, t + 11 * 60_000).await,
@@ -372,13 +351,13 @@ async fn an_envelope_stamped_ahead_of_the_store_is_held_until_it_is_below_the_fl
         .expect("pttl");
     assert!(pttl > 18 * min && pttl <= 19 * min, "{pttl}");
     // 18 minutes on: the nonce is still held and E is a replay.
-    store_time_passes(&redis, 18 * min);
+    redis.store_time_passes(18 * min);
     assert_eq!(
         verdict_at(&gw, "alice", &e, t + 9 * min, t + 18 * min).await,
         Verdict::Replayed
     );
     // Past the stamp plus the hold, E is under the store's floor.
-    store_time_passes(&redis, 2 * min);
+    redis.store_time_passes(2 * min);
     assert_eq!(
         verdict_at(&gw, "alice", &e, t + 9 * min, t + 20 * min).await,
         Verdict::Forgotten

@@ -11,27 +11,6 @@ use crate::audit_common::{records, requests, wait_until, Setup};
 use crate::serve::{libfaketime, real_now_ms, set_offset, Raw, MIN};
 use crate::services::Redis;
 
-/// `ms` pass on the store's clock.
-fn store_time_passes(redis: &Redis, ms: i64) {
-    let out = std::process::Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &redis.port.to_string()])
-        .args([
-            "EVAL",
-            "for _, k in ipairs(redis.call('KEYS', 'sealgate:*')) do \
-               local t = redis.call('PTTL', k) \
-               if t > 0 then \
-                 if t <= tonumber(ARGV[1]) then redis.call('DEL', k) \
-                 else redis.call('PEXPIRE', k, t - tonumber(ARGV[1])) end \
-               end \
-             end return 1",
-            "0",
-            &ms.to_string(),
-        ])
-        .output()
-        .expect("redis-cli runs");
-    assert!(out.status.success(), "{out:?}");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn with_a_shared_store_a_gateway_clock_stepped_back_accepts_no_replay() {
     let lib = libfaketime();
@@ -67,7 +46,7 @@ async fn with_a_shared_store_a_gateway_clock_stepped_back_accepts_no_replay() {
     // 2. Five minutes pass on the store while the gateway's clock steps
     // back by as much: it reads E's time again, so E is fresh. Its nonce
     // key (61 s before the fix) is still held: the replay is refused.
-    store_time_passes(&redis, 5 * MIN);
+    redis.store_time_passes(5 * MIN);
     assert_eq!(
         c.send(e.clone()).await,
         Err("REPLAYED_NONCE".into()),

@@ -298,6 +298,29 @@ impl Redis {
         wait_for_port(self.port, "redis-server");
     }
 
+    /// `ms` pass on the store's clock as its expiry sees it: every
+    /// `sealgate:*` key's time to live shrinks by `ms`, and a key with less
+    /// left is gone (redis-server does not run under libfaketime here).
+    pub fn store_time_passes(&self, ms: i64) {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args([
+                "EVAL",
+                "for _, k in ipairs(redis.call('KEYS', 'sealgate:*')) do \
+                   local t = redis.call('PTTL', k) \
+                   if t > 0 then \
+                     if t <= tonumber(ARGV[1]) then redis.call('DEL', k) \
+                     else redis.call('PEXPIRE', k, t - tonumber(ARGV[1])) end \
+                   end \
+                 end return 1",
+                "0",
+                &ms.to_string(),
+            ])
+            .output()
+            .expect("redis-cli runs");
+        assert!(out.status.success(), "{out:?}");
+    }
+
     /// `redis://127.0.0.1:PORT/0`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
