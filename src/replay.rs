@@ -155,21 +155,57 @@ pub fn nonce_key(nonce: &[u8]) -> [u8; 16] {
     key
 }
 
+/// A live nonce taken out of a [`MemoryReplayStore`] to be written to the
+/// shared store: whose, its key, its envelope's timestamp and when this
+/// store would have forgotten it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldNonce {
+    /// Whose nonce it is.
+    pub client: ClientId,
+    /// The nonce as it is remembered ([`nonce_key`]).
+    pub key: [u8; 16],
+    /// Its envelope's timestamp (Unix ms).
+    pub timestamp_ms: i64,
+    expiry_ms: i64,
+}
+
 impl MemoryReplayStore {
-    /// Every live nonce as (client, key, ms it still has to be kept), and
-    /// the store emptied: what a replica that served on its own state
-    /// writes to the shared store when it answers again.
-    pub fn drain_live(&self, now_ms: i64) -> Vec<(ClientId, [u8; 16], i64)> {
+    /// Every live nonce, taken out of the store (each client's floor
+    /// stays): what a replica that served on its own state writes to the
+    /// shared store when it answers again. What could not be written goes
+    /// back with [`MemoryReplayStore::restore`].
+    pub fn drain_live(&self, now_ms: i64) -> Vec<HeldNonce> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
-        for (client, nonces) in clients.drain() {
-            for (expiry, key, _) in nonces.order {
-                if expiry > now_ms {
-                    out.push((client.clone(), key, expiry - now_ms));
+        clients.retain(|client, nonces| {
+            for (expiry_ms, key, timestamp_ms) in nonces.order.drain(..) {
+                if expiry_ms > now_ms {
+                    out.push(HeldNonce {
+                        client: client.clone(),
+                        key,
+                        timestamp_ms,
+                        expiry_ms,
+                    });
                 }
             }
-        }
+            nonces.seen.clear();
+            nonces.floor != i64::MIN
+        });
         out
+    }
+
+    /// Puts back nonces [`MemoryReplayStore::drain_live`] took out, before
+    /// any recorded since (they are older), in their order.
+    pub fn restore(&self, held: &[HeldNonce]) {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        for n in held.iter().rev() {
+            let entry = clients
+                .entry(n.client.clone())
+                .or_insert_with(ClientNonces::empty);
+            if entry.seen.insert(n.key) {
+                entry.order.push_front((n.expiry_ms, n.key, n.timestamp_ms));
+            }
+        }
     }
 }
 
@@ -393,24 +429,67 @@ mod tests {
     }
 
     #[test]
-    fn live_nonces_are_drained_with_the_time_they_have_left() {
+    fn live_nonces_are_drained_with_their_timestamps_and_can_be_put_back() {
         let store = MemoryReplayStore::new(30_000, 10);
-        assert_eq!(store.check_and_record(&id("a"), &env(&[1; 16]), 0), Ok(()));
         assert_eq!(
-            store.check_and_record(&id("b"), &env(&[2; 16]), 10_000),
+            store.check_and_record(&id("a"), &env_at(&[1; 16], 5), 0),
+            Ok(())
+        );
+        assert_eq!(
+            store.check_and_record(&id("b"), &env_at(&[2; 16], 9_000), 10_000),
             Ok(())
         );
         let mut live = store.drain_live(20_000);
-        live.sort();
+        live.sort_by_key(|n| n.timestamp_ms);
+        let seen: Vec<_> = live
+            .iter()
+            .map(|n| (n.client.clone(), n.key, n.timestamp_ms))
+            .collect();
         assert_eq!(
-            live,
+            seen,
             vec![
-                (id("a"), nonce_key(&[1; 16]), JUMP_HOLD_MS - 20_000),
-                (id("b"), nonce_key(&[2; 16]), JUMP_HOLD_MS - 10_000)
+                (id("a"), nonce_key(&[1; 16]), 5),
+                (id("b"), nonce_key(&[2; 16]), 9_000)
             ]
         );
         assert_eq!(store.nonces(), 0);
         assert!(store.drain_live(0).is_empty());
+        // A nonce recorded meanwhile, then the drained ones put back: all
+        // three are replays again, and the put-back ones still expire when
+        // they would have.
+        assert_eq!(
+            store.check_and_record(&id("a"), &env_at(&[3; 16], 20_000), 20_000),
+            Ok(())
+        );
+        store.restore(&live);
+        assert_eq!(store.nonces(), 3);
+        for (who, n) in [("a", 1), ("b", 2), ("a", 3)] {
+            assert_eq!(
+                store.check_and_record(&id(who), &env_at(&[n; 16], 20_000), 20_001),
+                Err(ReplayError::Replayed),
+                "{who} {n}"
+            );
+        }
+        assert_eq!(
+            store.check_and_record(&id("a"), &env_at(&[1; 16], 20_000), JUMP_HOLD_MS),
+            Ok(()),
+            "a's first nonce is forgotten at its own expiry"
+        );
+    }
+
+    #[test]
+    fn draining_keeps_each_client_s_floor() {
+        let store = MemoryReplayStore::new(30_000, 10);
+        store.forget_up_to(&id("a"), 1_000);
+        assert_eq!(
+            store.check_and_record(&id("a"), &env_at(&[1; 16], 2_000), 2_000),
+            Ok(())
+        );
+        assert_eq!(store.drain_live(2_000).len(), 1);
+        assert_eq!(
+            store.check_and_record(&id("a"), &env_at(&[2; 16], 1_000), 2_000),
+            Err(ReplayError::Forgotten)
+        );
     }
 
     #[test]

@@ -399,3 +399,77 @@ async fn a_replica_started_while_the_store_is_away_does_not_accept_what_the_stor
     let status = refused(to_b.send(env).await, Code::Unavailable, "STATE_UNAVAILABLE");
     assert!(status.message().contains("started"), "{status:?}");
 }
+
+/// `sealgate_state_store_failures_total`, all kinds, now.
+fn store_failures(gw: &sealgate::gateway::Gateway) -> u64 {
+    gw.metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("sealgate_state_store_failures_total{"))
+        .map(|l| {
+            let (_, n) = l.rsplit_once(' ').expect("a sample");
+            n.parse::<u64>().expect("a count")
+        })
+        .sum()
+}
+
+/// Review-b M2: a write-back that failed half way (the store answered the
+/// probe but refused the writes) dropped the nonces it had taken out of the
+/// fallback, so the next, successful one wrote nothing and another replica
+/// accepted a replay of what this one accepted on its own. They are now
+/// put back and written at the next attempt, with the identity's high-water.
+#[tokio::test]
+async fn nonces_a_failed_write_back_could_not_write_are_written_by_the_next() {
+    let redis = Redis::start();
+    let a = TestGateway::start_with(Options {
+        config_extra: local_state(&redis, "[anomaly.denials]\naction = \"off\"\n"),
+        ..Options::default()
+    })
+    .await;
+    let b = a.replica().await;
+    let to_a = a.raw(&a.alice).await;
+    let to_b = a.raw_to(&a.alice, b.addr).await;
+
+    // The store reads but refuses every SET, in scripts too: A's call
+    // fails over to its own state, and each write-back fails.
+    redis.cli(&["ACL", "SETUSER", "default", "-set"]);
+    let f = to_a.seal(GET_MEPS);
+    to_a.send(f.clone()).await.expect("served on A's own state");
+    assert!(mode_is(&a.gateway, "local"));
+    let refusals = store_failures(&a.gateway);
+    eventually(10, "a second refused write-back (a write-back that lost the nonce writes nothing, succeeds and turns back to the store)", async || {
+        store_failures(&a.gateway) >= refusals + 2
+    })
+    .await;
+    assert!(mode_is(&a.gateway, "local"), "still on its own state");
+
+    redis.cli(&["ACL", "SETUSER", "default", "+set"]);
+    eventually(10, "A is shared again", async || {
+        mode_is(&a.gateway, "shared")
+    })
+    .await;
+    let recovered: Vec<serde_json::Value> = a
+        .audit
+        .lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "state_store" && v["status"] == "recovered")
+        .collect();
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert_eq!(recovered[0]["nonces_written_back"], 1, "{recovered:?}");
+    // The identity's high-water is the envelope A accepted on its own (no
+    // other envelope of alice's reached the store).
+    let hw = redis.cli(&["--scan", "--pattern", "sealgate:hw:*"]);
+    assert_eq!(hw.lines().count(), 1, "{hw}");
+    assert_eq!(
+        redis.cli(&["GET", hw.trim()]),
+        f.timestamp_unix_ms.to_string()
+    );
+    let before = b.backend_calls();
+    refused(to_b.send(f).await, Code::Unauthenticated, "REPLAYED_NONCE");
+    assert_eq!(
+        b.backend_calls(),
+        before,
+        "the replay never reached B's backend"
+    );
+}

@@ -156,15 +156,14 @@ impl Config {
         // replay cap as the default rate must (`Config::validate` checks
         // that one).
         for client in registry.clients().filter(|c| c.rate != self.rate_limit) {
-            self.envelope
-                .check_replay_capacity(
-                    &format!("the rate_limit of client {:?}", client.id.as_str()),
-                    client.rate,
-                )
-                .map_err(|message| crate::identity::RegistryError {
-                    path: self.registry.path.display().to_string(),
-                    message,
-                })?;
+            self.check_replay_capacity(
+                &format!("the rate_limit of client {:?}", client.id.as_str()),
+                client.rate,
+            )
+            .map_err(|message| crate::identity::RegistryError {
+                path: self.registry.path.display().to_string(),
+                message,
+            })?;
         }
         Ok(registry)
     }

@@ -195,6 +195,21 @@ impl Config {
         }
     }
 
+    /// `[envelope] replay_capacity_per_client` against `rate` (the rate of
+    /// `what`), where this process's replay cache decides calls
+    /// ([`StateConfig::local_replay_decides`]): with a shared store and
+    /// `fail_closed` the cap never refuses, so it is not held to the rate.
+    pub(crate) fn check_replay_capacity(
+        &self,
+        what: &str,
+        rate: crate::policy::RateLimitFile,
+    ) -> Result<(), String> {
+        if !self.state.local_replay_decides() {
+            return Ok(());
+        }
+        self.envelope.check_replay_capacity(what, rate)
+    }
+
     /// Checks values that parse but make no sense: the top-level fields
     /// here, then each section's own checks, in the order of the file.
     pub fn validate(&self) -> Result<(), String> {
@@ -213,13 +228,11 @@ impl Config {
         self.audit.validate()?;
         self.state.validate()?;
         crate::identity::quota(self.rate_limit).map_err(|m| format!("field rate_limit: {m}"))?;
-        self.envelope
-            .check_replay_capacity("rate_limit", self.rate_limit)?;
+        self.check_replay_capacity("rate_limit", self.rate_limit)?;
         for (name, tier) in &self.tiers {
             tier.validate(&format!("tier.{name}"))?;
             if let Some(rate) = tier.rate_limit {
-                self.envelope
-                    .check_replay_capacity(&format!("tier.{name}.rate_limit"), rate)?;
+                self.check_replay_capacity(&format!("tier.{name}.rate_limit"), rate)?;
             }
         }
         self.anomaly.validate()?;

@@ -101,6 +101,14 @@ impl StateConfig {
         self.kind == StateKind::Redis
     }
 
+    /// Whether this process's own replay cache ever decides a call: without
+    /// a shared store, or with one whose outages are served locally. With a
+    /// shared store and `fail_closed`, the store holds every nonce and the
+    /// local cap never refuses one.
+    pub fn local_replay_decides(&self) -> bool {
+        !self.shared() || self.on_failure == OnFailure::Local
+    }
+
     /// The round-trip budget.
     pub fn budget(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)

@@ -422,6 +422,25 @@ fn a_rate_limit_the_replay_cap_cannot_hold_for_the_hold_is_refused_naming_the_mi
     );
 }
 
+/// Review-b L3: with a shared store that fails closed the local cache never
+/// decides (the store holds every nonce), so a fast rate is not refused for
+/// a cap that plays no part; with `on_failure = "local"` it decides while
+/// the store is away, and is held to the rate.
+#[test]
+fn the_replay_cap_is_held_to_the_rate_only_where_this_process_decides() {
+    let fast = "[rate_limit]\nper_second = 200\nburst = 100\n";
+    let store = "[state]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\n";
+    assert_eq!(validate(&format!("{fast}{store}")), Ok(()));
+    assert_eq!(
+        validate(&format!("{fast}{store}on_failure = \"fail_closed\"\n")),
+        Ok(())
+    );
+    let local = validate(&format!("{fast}{store}on_failure = \"local\"\n")).expect_err("refused");
+    assert!(local.contains("set it to at least 120100"), "{local}");
+    let tier = "[tier.bulk]\nrate_limit = { per_second = 500, burst = 10 }\n";
+    assert_eq!(validate(&format!("{tier}{store}")), Ok(()));
+}
+
 #[test]
 fn a_registry_entry_whose_rate_the_replay_cap_cannot_hold_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 
+use super::admit::HIGH_WATER_KEEP_MS;
 use super::connection::CONNECT_TIMEOUT;
 use super::error::{classify, StoreError};
 use super::store::{Mode, SharedState};
@@ -21,6 +22,10 @@ use crate::policy::anomaly::Restriction;
 /// epoch), so a store that went away or was emptied is noticed without
 /// waiting for traffic.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Nonces written back per round trip (a script runs alone in the store:
+/// a short one keeps other replicas' calls moving).
+const WRITE_BACK_CHUNK: usize = 256;
 
 impl SharedState {
     /// Sets the mode in force, and its metric.
@@ -162,27 +167,30 @@ impl SharedState {
     }
 
     /// Turning back to the store: the nonces accepted on local state and
-    /// the restrictions imposed meanwhile are written first.
+    /// the restrictions imposed meanwhile are written first
+    /// (`writeback.lua`: held on the store's clock, and each identity's
+    /// high-water raised). Nonces not written go back to the fallback for
+    /// the next attempt (review-b M2: they were lost, and another replica
+    /// accepted their replays).
     async fn catch_up(&self, conn: &MultiplexedConnection) -> Result<usize, StoreError> {
-        let now = (self.clock)();
-        let live = self.local.drain_live(now);
-        let written = live.len();
+        let live = self.local.drain_live((self.clock)());
         let mut conn = conn.clone();
-        for chunk in live.chunks(512) {
-            let mut pipe = redis::pipe();
-            for (client, key, left) in chunk {
-                pipe.cmd("SET")
-                    .arg(self.keys.nonce(client.as_str(), key))
-                    .arg("1")
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(*left)
-                    .ignore();
+        for (at, chunk) in live.chunks(WRITE_BACK_CHUNK).enumerate() {
+            let mut inv = self.scripts.writeback.prepare_invoke();
+            inv.arg(self.retention_ms).arg(HIGH_WATER_KEEP_MS);
+            for n in chunk {
+                inv.key(self.keys.nonce(n.client.as_str(), &n.key))
+                    .key(self.keys.of("hw", n.client.as_str()))
+                    .arg(n.timestamp_ms);
             }
-            tokio::time::timeout(CONNECT_TIMEOUT, pipe.query_async::<()>(&mut conn))
+            let written = tokio::time::timeout(CONNECT_TIMEOUT, inv.invoke_async::<i64>(&mut conn))
                 .await
-                .map_err(|_| StoreError::Timeout)?
-                .map_err(|e| classify(&e))?;
+                .map_err(|_| StoreError::Timeout)
+                .and_then(|r| r.map_err(|e| classify(&e)));
+            if let Err(e) = written {
+                self.local.restore(&live[at * WRITE_BACK_CHUNK..]);
+                return Err(e);
+            }
         }
         let pending: Vec<Restriction> =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner())).into();
@@ -195,7 +203,7 @@ impl SharedState {
                 return Err(e);
             }
         }
-        Ok(written)
+        Ok(live.len())
     }
 
     /// The reconnection task's step while the store is away.

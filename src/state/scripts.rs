@@ -38,6 +38,8 @@ pub(super) struct Scripts {
     pub(super) unblock: redis::Script,
     /// The tidying of the source index (`tidy.lua`).
     pub(super) tidy: redis::Script,
+    /// The write-back after a local fallback (`writeback.lua`).
+    pub(super) writeback: redis::Script,
 }
 
 impl Scripts {
@@ -48,6 +50,7 @@ impl Scripts {
             probe: script(include_str!("probe.lua")),
             unblock: script(include_str!("unblock.lua")),
             tidy: script(include_str!("tidy.lua")),
+            writeback: script(include_str!("writeback.lua")),
         }
     }
 }

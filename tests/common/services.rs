@@ -302,23 +302,34 @@ impl Redis {
     /// `sealgate:*` key's time to live shrinks by `ms`, and a key with less
     /// left is gone (redis-server does not run under libfaketime here).
     pub fn store_time_passes(&self, ms: i64) {
+        self.cli(&[
+            "EVAL",
+            "for _, k in ipairs(redis.call('KEYS', 'sealgate:*')) do \
+               local t = redis.call('PTTL', k) \
+               if t > 0 then \
+                 if t <= tonumber(ARGV[1]) then redis.call('DEL', k) \
+                 else redis.call('PEXPIRE', k, t - tonumber(ARGV[1])) end \
+               end \
+             end return 1",
+            "0",
+            &ms.to_string(),
+        ]);
+    }
+
+    /// Runs one command with `redis-cli` and returns its answer (trimmed);
+    /// a command the server refuses fails the test.
+    pub fn cli(&self, args: &[&str]) -> String {
         let out = std::process::Command::new("redis-cli")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args([
-                "EVAL",
-                "for _, k in ipairs(redis.call('KEYS', 'sealgate:*')) do \
-                   local t = redis.call('PTTL', k) \
-                   if t > 0 then \
-                     if t <= tonumber(ARGV[1]) then redis.call('DEL', k) \
-                     else redis.call('PEXPIRE', k, t - tonumber(ARGV[1])) end \
-                   end \
-                 end return 1",
-                "0",
-                &ms.to_string(),
-            ])
+            .args(args)
             .output()
             .expect("redis-cli runs");
-        assert!(out.status.success(), "{out:?}");
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            out.status.success() && !answer.starts_with("ERR"),
+            "redis-cli {args:?}: {out:?}"
+        );
+        answer
     }
 
     /// `redis://127.0.0.1:PORT/0`.
