@@ -446,10 +446,26 @@ fn probe(shared: Arc<Shared>, conn: Arc<Conn>) {
 
 struct Running {
     conn: Arc<Conn>,
-    child: tokio::process::Child,
+    child: Leader,
     kill_rx: oneshot::Receiver<()>,
     /// The egress relay of this child (egress by host name); ends with it.
     relay: Option<super::egress::Relay>,
+}
+
+/// A child's handle that ends the child's whole group when dropped, before
+/// `kill_on_drop` signals the child and tokio reaps it: wherever it is let
+/// go (a start that fails half way, the supervisor aborted at stop or drop
+/// while a restart is still starting), no grandchild outlives it, and the
+/// group is never signalled after the reaping (review-c L1, L2).
+struct Leader {
+    child: tokio::process::Child,
+    conn: Arc<Conn>,
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        self.conn.group.end();
+    }
 }
 
 async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
@@ -521,6 +537,8 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
     let (Some(stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
+        // Not reaped yet (never waited on): its group is still its own.
+        group::kill_unreaped(pid);
         return Err("child has no stdio pipes".into());
     };
     let (tx, mut rx) = mpsc::channel::<String>(256);
@@ -533,6 +551,10 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         group: group::Group::new(pid),
         exec_errno: Default::default(),
     });
+    let mut child = Leader {
+        child,
+        conn: conn.clone(),
+    };
 
     // Writer: one JSON-RPC message per line.
     tokio::spawn(async move {
@@ -592,10 +614,10 @@ async fn spawn_and_initialize(shared: &Arc<Shared>) -> Result<Running, String> {
         Err(e) => Some(format!("initialize failed: {e}")),
     };
     if let Some(failed) = failed {
-        // Its last words: end it, read what it wrote before (bounded). Not
-        // reaped yet (never waited on), so its group is still its own.
-        group::kill_unreaped(pid);
-        let _ = child.start_kill();
+        // Its last words: end it (its whole group: not reaped yet, never
+        // waited on), read what it wrote before (bounded).
+        conn.group.end();
+        let _ = child.child.start_kill();
         let _ = tokio::time::timeout(STDERR_WAIT, stderr_done).await;
         let exec = match conn.exec_errno.load(std::sync::atomic::Ordering::Relaxed) {
             0 => String::new(),
@@ -731,8 +753,8 @@ async fn supervise(shared: Arc<Shared>, first: Running) {
             // before the child is reaped (see `group`), and so does its
             // egress relay.
             conn.group.end();
-            let _ = child.start_kill();
-            let status = child.wait().await;
+            let _ = child.child.start_kill();
+            let status = child.child.wait().await;
             if exited {
                 tracing::warn!(backend = shared.name, status = ?status.ok(), "backend process exited");
             }

@@ -264,13 +264,14 @@ async fn faulty_gateway_with(timeout_secs: u64) -> Faulty {
     let gw = TestGateway::start_with(Options {
         config_extra: format!(
             "[[backend]]\nname = \"f\"\nkind = \"stdio\"\ncommand = \"python3\"\nargs = [\"{}\"]\nprefix = \"f_\"\n\
-             timeout_secs = {timeout_secs}\nenv = {{ START_FILE = \"{}\", GRANDCHILD_PID_FILE = \"{}\" }}\n{}\n\
+             timeout_secs = {timeout_secs}\nenv = {{ START_FILE = \"{}\", GRANDCHILD_PID_FILE = \"{}\", STALL_FILE = \"{}\" }}\n{}\n\
              [[backend]]\nname = \"h\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/mcp\"\nprefix = \"h_\"\n\
              timeout_secs = {timeout_secs}\nrelist_secs = 0\n\n\
              [[backend]]\nname = \"sample\"\nkind = \"embedded\"\n",
             fixture("faulty_stdio_server.py"),
             d.join("stdio.starts").display(),
             d.join("grandchild.pid").display(),
+            d.join("stall").display(),
             unsandboxed(),
         ),
         ..Default::default()

@@ -84,3 +84,44 @@ async fn a_grandchild_holding_stdout_open_neither_delays_the_failure_nor_outlive
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Review-c L1, L2: a gateway stopped while its restarted child was still
+/// starting (initialize not answered yet) ended only that child: the
+/// supervisor was aborted with the child in hand, `kill_on_drop` signals
+/// one pid, and the grandchild it had forked lived on. The child's whole
+/// group now ends whenever its handle is dropped, before it is reaped.
+#[tokio::test]
+async fn a_gateway_stopped_while_its_backend_restarts_leaves_no_grandchild() {
+    let _serial = SERIAL.lock().await;
+    let f = faulty_gateway().await;
+    let ops = f.gw.client(&f.gw.ops).await;
+    // The next start forks a grandchild and never answers initialize.
+    std::fs::write(f.path("stall"), "").expect("stall file");
+    let r = ops.call_tool("f_exit_mid_call", json!({})).await;
+    f.assert_failed(
+        r,
+        "f_exit_mid_call",
+        Code::Unavailable,
+        "BACKEND_UNAVAILABLE",
+    );
+    let started = Instant::now();
+    while f.stdio_starts() < 2 || !f.path("grandchild.pid").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the backend was not restarted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let grandchild = read_pid(&f.path("grandchild.pid"));
+    assert!(pid_alive(grandchild), "the grandchild runs");
+    drop(f);
+    let gone = Instant::now();
+    while pid_alive(grandchild) {
+        assert!(
+            gone.elapsed() < Duration::from_secs(10),
+            "the grandchild {grandchild} outlived its gateway"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
