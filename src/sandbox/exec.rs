@@ -131,6 +131,9 @@ fn apply(spec: &SandboxSpec) -> Result<SandboxError, SandboxError> {
         .ok_or_else(|| SandboxError::Program(spec.program.clone()))?;
 
     set_limits(&spec.limits)?;
+    if let Err(reason) = raise_oom_score() {
+        skip(&mut missing, "oom_score", reason)?;
+    }
 
     let canonical = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
     if let Some(p) = [&program]
@@ -342,6 +345,29 @@ fn resolve_program(program: &str) -> Option<PathBuf> {
         .flat_map(std::env::split_paths)
         .map(|dir| dir.join(program))
         .find(|p| executable(p))
+}
+
+/// The OOM killer's adjustment a backend runs with (`oom_score_adj`,
+/// -1000 to 1000): when memory runs out (the gateway's cgroup or the
+/// host's), a backend, which the gateway restarts, is chosen before the
+/// gateway, which every client's calls and the audit trail depend on
+/// (review-b L4). Raising it needs no privilege and the backend cannot
+/// lower it again (that needs `CAP_SYS_RESOURCE`).
+pub const BACKEND_OOM_SCORE_ADJ: i32 = 800;
+
+/// Raises this process's `oom_score_adj` to [`BACKEND_OOM_SCORE_ADJ`]
+/// (never lowers it: a higher one set by the operator stays).
+fn raise_oom_score() -> Result<(), String> {
+    const PATH: &str = "/proc/self/oom_score_adj";
+    let now: i32 = std::fs::read_to_string(PATH)
+        .map_err(|e| format!("{PATH}: {e}"))?
+        .trim()
+        .parse()
+        .map_err(|_| format!("{PATH}: not a number"))?;
+    if now >= BACKEND_OOM_SCORE_ADJ {
+        return Ok(());
+    }
+    std::fs::write(PATH, BACKEND_OOM_SCORE_ADJ.to_string()).map_err(|e| format!("{PATH}: {e}"))
 }
 
 fn set_limits(l: &Limits) -> Result<(), SandboxError> {

@@ -48,7 +48,8 @@ pub mod spec;
 pub use egress::{Egress, HostPort, MAX_EGRESS_HOSTS};
 pub use error::SandboxError;
 pub use exec::{
-    default_helper, exec, this_executable_is_the_helper, SUBCOMMAND, SYSTEM_READ, SYSTEM_READ_WRITE,
+    default_helper, exec, this_executable_is_the_helper, BACKEND_OOM_SCORE_ADJ, SUBCOMMAND,
+    SYSTEM_READ, SYSTEM_READ_WRITE,
 };
 pub use report::{SandboxReport, REPORT_METHOD};
 pub use spec::{Enforcement, Limits, SandboxSpec};

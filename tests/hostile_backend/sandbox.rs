@@ -37,6 +37,13 @@ async fn every_attack_fails_as_another_user_in_the_sandbox() {
     if sandbox.seccomp {
         assert_eq!(at("setsid in a grandchild"), "EPERM");
     }
+    // The OOM killer picks it before the gateway, and it cannot undo that.
+    assert_eq!(
+        o["oom_score_adj"],
+        sealgate::sandbox::BACKEND_OOM_SCORE_ADJ,
+        "{o}"
+    );
+    assert_eq!(at("lower oom score"), "EACCES");
     if root() {
         assert_eq!(o["uid"], 65534, "{o}");
         assert_eq!(o["groups"], json!([]), "supplementary groups cleared");
@@ -136,6 +143,8 @@ async fn the_sandbox_alone_confines_a_backend_of_the_gateway_s_own_user() {
     assert_eq!(at("signal parent"), "EPERM");
     assert_eq!(at("ptrace parent"), "EPERM");
     assert_eq!(at("setsid in a grandchild"), "EPERM");
+    assert_eq!(o["oom_score_adj"], sealgate::sandbox::BACKEND_OOM_SCORE_ADJ);
+    assert_eq!(at("lower oom score"), "EACCES");
     // A TCP port other than 443: Landlock refuses the connect.
     assert_eq!(at("connect"), "EACCES");
     assert_never_connected(&l);
