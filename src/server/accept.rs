@@ -13,8 +13,10 @@
 //! instead of waiting on a connection nobody reads. That answer runs on
 //! the loop (the descriptor must come back before anything else is
 //! accepted), so it never lingers for the peer (`alert::answer_at_once`:
-//! at most 50 ms for its first bytes, the alert written at once): a peer
-//! that trickles its ClientHello cannot slow the refusals of the others. When even that fails (another task took the
+//! at most 50 ms for its first bytes, and at most 100 ms of each second
+//! for all (`alert::WaitBudget`), the alert written at once): a peer that
+//! trickles its ClientHello, or many silent ones, cannot slow the refusals
+//! of the others. When even that fails (another task took the
 //! freed descriptor) the loop backs off for [`OUT_OF_FDS_BACKOFF`]: at most
 //! a few wake-ups a second, never a busy loop. Connections that close
 //! free their descriptors and the loop accepts again by itself.
@@ -44,6 +46,7 @@ pub(super) async fn accept_loop(
 ) {
     let t = &admission.transport;
     let mut reserve = Reserve::new();
+    let mut waits = alert::WaitBudget::new();
     loop {
         let accepted = tokio::select! {
             _ = stopping.wait_for(|s| *s) => return,
@@ -52,7 +55,7 @@ pub(super) async fn accept_loop(
         let (tcp, remote) = match accepted {
             Ok(accepted) => accepted,
             Err(e) if out_of_fds(&e) => {
-                if !refuse_out_of_fds(&listener, &mut reserve, &admission).await {
+                if !refuse_out_of_fds(&listener, &mut reserve, &mut waits, &admission).await {
                     tokio::time::sleep(OUT_OF_FDS_BACKOFF).await;
                 }
                 continue;
@@ -162,6 +165,7 @@ impl Reserve {
 async fn refuse_out_of_fds(
     listener: &TcpListener,
     reserve: &mut Reserve,
+    waits: &mut alert::WaitBudget,
     admission: &Admission,
 ) -> bool {
     if !reserve.refill() {
@@ -186,13 +190,13 @@ async fn refuse_out_of_fds(
             .anomaly
             .source_blocked(remote.ip(), now_ms)
         {
-            alert::answer_at_once(tcp, alert::Alert::AccessDenied).await;
+            alert::answer_at_once(tcp, alert::Alert::AccessDenied, waits).await;
             let counter = &admission.stats.connections_from_blocked_sources;
             if admission.refuse(counter, Refusal::BlockedSource(source)) {
                 tracing::info!(peer.addr = %remote, "connection closed at accept: its source is blocked by the source_failures detector");
             }
         } else {
-            alert::answer_at_once(tcp, alert::Alert::InternalError).await;
+            alert::answer_at_once(tcp, alert::Alert::InternalError, waits).await;
             let counter = &admission.stats.connections_refused_out_of_fds;
             if admission.refuse(counter, Refusal::OutOfFds(source)) {
                 tracing::warn!(peer.addr = %remote, "connection refused at accept: the gateway has no file descriptor left (ulimit -n, or connections held open); see docs/OPERATIONS.md \"Resource limits\"");

@@ -42,6 +42,50 @@ const LINGER: Duration = Duration::from_millis(500);
 /// How long a connection refused on the accept loop itself
 /// ([`answer_at_once`]) may take to send its first bytes.
 pub const FIRST_BYTES_AT_ONCE: Duration = Duration::from_millis(50);
+/// How much of each second the accept loop may spend waiting for refused
+/// peers' first bytes ([`WaitBudget`]).
+pub const FIRST_BYTES_PER_SECOND: Duration = Duration::from_millis(100);
+
+/// The accept loop's allowance for waiting on refused peers' first bytes:
+/// [`FIRST_BYTES_PER_SECOND`] a second. Beyond it, a refused peer whose
+/// first bytes are not there yet is closed at once (a reset instead of an
+/// alert), so silent peers queued while the gateway is out of descriptors
+/// cost the loop at most a tenth of its time, not 50 ms each (review-c L4).
+pub struct WaitBudget {
+    window: std::time::Instant,
+    spent: Duration,
+}
+
+impl WaitBudget {
+    pub fn new() -> WaitBudget {
+        WaitBudget {
+            window: std::time::Instant::now(),
+            spent: Duration::ZERO,
+        }
+    }
+
+    /// How long the next refused peer may be waited for, as of `now`.
+    pub fn allowance(&mut self, now: std::time::Instant) -> Duration {
+        if now.saturating_duration_since(self.window) >= Duration::from_secs(1) {
+            self.window = now;
+            self.spent = Duration::ZERO;
+        }
+        FIRST_BYTES_PER_SECOND
+            .saturating_sub(self.spent)
+            .min(FIRST_BYTES_AT_ONCE)
+    }
+
+    /// Charges `waited` to the current second.
+    pub fn spend(&mut self, waited: Duration) {
+        self.spent = self.spent.saturating_add(waited);
+    }
+}
+
+impl Default for WaitBudget {
+    fn default() -> Self {
+        WaitBudget::new()
+    }
+}
 /// How many bytes a refused connection may send after its alert.
 const MAX_DISCARD: usize = 16 * 1024;
 
@@ -126,19 +170,30 @@ pub async fn answer(mut tcp: TcpStream, alert: Alert) {
 /// Answers `tcp` with `alert` and closes it without lingering: for the
 /// accept loop itself, out of file descriptors (`accept.rs`), which must
 /// get its descriptor back before it goes on, so that no peer can hold
-/// it. The first bytes are waited for at most [`FIRST_BYTES_AT_ONCE`] (a
-/// client's ClientHello comes with the last packet of the TCP handshake,
-/// and the connection waited in the backlog since: it is there); when they
+/// it. The first bytes are waited for at most what `budget` allows
+/// ([`FIRST_BYTES_AT_ONCE`], less once silent peers spent the second's
+/// share; a client's ClientHello comes with the last packet of the TCP
+/// handshake, and the connection waited in the backlog since: it is
+/// usually there already, and then costs no wait); when they
 /// begin a handshake record the alert is written at once (seven bytes into
 /// an empty send buffer: no wait), what else already arrived is read
 /// without waiting (a close with unread bytes resets the connection
 /// sooner), and the socket is closed with zero linger. A peer that sends
 /// one byte and then trickles costs the loop nothing more than that.
-pub async fn answer_at_once(mut tcp: TcpStream, alert: Alert) {
+pub async fn answer_at_once(mut tcp: TcpStream, alert: Alert, budget: &mut WaitBudget) {
     let _ = tcp.set_zero_linger();
     let mut buf = [0u8; 2048];
-    let first = tokio::time::timeout(FIRST_BYTES_AT_ONCE, tcp.read(&mut buf)).await;
-    if !matches!(first, Ok(Ok(n)) if n > 0 && buf[0] == HANDSHAKE_RECORD) {
+    let first = match tcp.try_read(&mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            let started = std::time::Instant::now();
+            let wait = budget.allowance(started);
+            let read = tokio::time::timeout(wait, tcp.read(&mut buf)).await;
+            budget.spend(started.elapsed());
+            read.ok()
+        }
+        read => Some(read),
+    };
+    if !matches!(first, Some(Ok(n)) if n > 0 && buf[0] == HANDSHAKE_RECORD) {
         return;
     }
     if !matches!(tcp.try_write(&alert.record()), Ok(7)) {
@@ -156,6 +211,60 @@ pub async fn answer_at_once(mut tcp: TcpStream, alert: Alert) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wait_budget_is_a_tenth_of_each_second_and_50_ms_a_peer() {
+        let mut b = WaitBudget::new();
+        let t0 = b.window;
+        assert_eq!(b.allowance(t0), FIRST_BYTES_AT_ONCE);
+        b.spend(FIRST_BYTES_AT_ONCE);
+        assert_eq!(b.allowance(t0), Duration::from_millis(50));
+        b.spend(Duration::from_millis(30));
+        assert_eq!(b.allowance(t0), Duration::from_millis(20));
+        b.spend(Duration::from_millis(20));
+        // Spent for this second: silent peers are closed without a wait.
+        assert_eq!(b.allowance(t0 + Duration::from_millis(999)), Duration::ZERO);
+        assert_eq!(
+            b.allowance(t0 + Duration::from_secs(1)),
+            FIRST_BYTES_AT_ONCE,
+            "a new second"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_peer_is_closed_without_a_wait_once_the_budget_is_spent() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut budget = WaitBudget::new();
+        let mut silent = Vec::new();
+        let mut waits = Vec::new();
+        for _ in 0..4 {
+            silent.push(TcpStream::connect(addr).await.expect("connect"));
+            let (tcp, _) = listener.accept().await.expect("accept");
+            let started = std::time::Instant::now();
+            answer_at_once(tcp, Alert::InternalError, &mut budget).await;
+            waits.push(started.elapsed());
+        }
+        // 50 ms, 50 ms, then nothing left of this second's 100 ms.
+        assert!(waits[0] >= Duration::from_millis(45), "{waits:?}");
+        assert!(waits[3] < Duration::from_millis(45), "{waits:?}");
+        // A peer whose ClientHello is there gets its alert at once, even
+        // with the budget spent.
+        let mut hello = TcpStream::connect(addr).await.expect("connect");
+        tokio::io::AsyncWriteExt::write_all(&mut hello, &[HANDSHAKE_RECORD, 3, 1, 0, 1, 0])
+            .await
+            .expect("write");
+        let (tcp, _) = listener.accept().await.expect("accept");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        answer_at_once(tcp, Alert::InternalError, &mut budget).await;
+        let mut got = [0u8; 7];
+        tokio::io::AsyncReadExt::read_exact(&mut hello, &mut got)
+            .await
+            .expect("the alert");
+        assert_eq!(got, Alert::InternalError.record());
+    }
 
     #[test]
     fn the_records_are_fatal_alerts() {
