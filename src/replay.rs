@@ -170,31 +170,34 @@ pub struct HeldNonce {
 }
 
 impl MemoryReplayStore {
-    /// Every live nonce, taken out of the store (each client's floor
-    /// stays): what a replica that served on its own state writes to the
-    /// shared store when it answers again. What could not be written goes
-    /// back with [`MemoryReplayStore::restore`].
-    pub fn drain_live(&self, now_ms: i64) -> Vec<HeldNonce> {
+    /// Takes out up to `n` nonces, each client's oldest first, whatever the
+    /// gateway's clock says of their expiry (each client's floor stays):
+    /// what a replica that served on its own state writes to the shared
+    /// store when it answers again, a chunk at a time, and which the store
+    /// judges on its own clock. What could not be written goes back with
+    /// [`MemoryReplayStore::restore`].
+    pub fn take(&self, n: usize) -> Vec<HeldNonce> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
         clients.retain(|client, nonces| {
-            for (expiry_ms, key, timestamp_ms) in nonces.order.drain(..) {
-                if expiry_ms > now_ms {
-                    out.push(HeldNonce {
-                        client: client.clone(),
-                        key,
-                        timestamp_ms,
-                        expiry_ms,
-                    });
-                }
+            while out.len() < n {
+                let Some((expiry_ms, key, timestamp_ms)) = nonces.order.pop_front() else {
+                    break;
+                };
+                nonces.seen.remove(&key);
+                out.push(HeldNonce {
+                    client: client.clone(),
+                    key,
+                    timestamp_ms,
+                    expiry_ms,
+                });
             }
-            nonces.seen.clear();
-            nonces.floor != i64::MIN
+            !nonces.order.is_empty() || nonces.floor != i64::MIN
         });
         out
     }
 
-    /// Puts back nonces [`MemoryReplayStore::drain_live`] took out, before
+    /// Puts back nonces [`MemoryReplayStore::take`] took out, before
     /// any recorded since (they are older), in their order.
     pub fn restore(&self, held: &[HeldNonce]) {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
@@ -429,7 +432,7 @@ mod tests {
     }
 
     #[test]
-    fn live_nonces_are_drained_with_their_timestamps_and_can_be_put_back() {
+    fn nonces_are_taken_with_their_timestamps_and_can_be_put_back() {
         let store = MemoryReplayStore::new(30_000, 10);
         assert_eq!(
             store.check_and_record(&id("a"), &env_at(&[1; 16], 5), 0),
@@ -439,7 +442,10 @@ mod tests {
             store.check_and_record(&id("b"), &env_at(&[2; 16], 9_000), 10_000),
             Ok(())
         );
-        let mut live = store.drain_live(20_000);
+        // Taken whatever the gateway's clock says: the store judges them.
+        let mut live = store.take(1);
+        assert_eq!(live.len(), 1);
+        live.extend(store.take(10));
         live.sort_by_key(|n| n.timestamp_ms);
         let seen: Vec<_> = live
             .iter()
@@ -453,7 +459,7 @@ mod tests {
             ]
         );
         assert_eq!(store.nonces(), 0);
-        assert!(store.drain_live(0).is_empty());
+        assert!(store.take(10).is_empty());
         // A nonce recorded meanwhile, then the drained ones put back: all
         // three are replays again, and the put-back ones still expire when
         // they would have.
@@ -478,14 +484,14 @@ mod tests {
     }
 
     #[test]
-    fn draining_keeps_each_client_s_floor() {
+    fn taking_keeps_each_client_s_floor() {
         let store = MemoryReplayStore::new(30_000, 10);
         store.forget_up_to(&id("a"), 1_000);
         assert_eq!(
             store.check_and_record(&id("a"), &env_at(&[1; 16], 2_000), 2_000),
             Ok(())
         );
-        assert_eq!(store.drain_live(2_000).len(), 1);
+        assert_eq!(store.take(10).len(), 1);
         assert_eq!(
             store.check_and_record(&id("a"), &env_at(&[2; 16], 1_000), 2_000),
             Err(ReplayError::Forgotten)

@@ -433,3 +433,72 @@ async fn a_store_clock_that_ran_ahead_and_came_back_reopens_no_replay() {
         "the store time key expires"
     );
 }
+
+/// `writeback.lua` on its own (review of 3a61ea2, findings 3 and 4): a
+/// nonce is held on the store's clock; one stamped a hold or more before
+/// it is not written (admit.lua refuses its envelope anyway); one stamped
+/// far ahead (a replica whose clock ran ahead) is held, but does not raise
+/// the identity's high-water, which would lock the identity out once the
+/// clocks are right again; a nonce already held longer keeps its time.
+#[test]
+fn the_write_back_holds_nonces_on_the_store_s_clock_within_admit_s_bounds() {
+    let redis = Redis::start();
+    let hold = sealgate::replay::JUMP_HOLD_MS;
+    let keep = 7 * 24 * 3_600_000i64;
+    let now = now_ms();
+    let run = |entries: &[(&str, i64)]| -> String {
+        let mut args: Vec<String> = vec![
+            "EVAL".into(),
+            include_str!("../src/state/writeback.lua").into(),
+            (entries.len() * 2).to_string(),
+        ];
+        for (name, _) in entries {
+            args.push(format!("sealgate:n:{name}"));
+            args.push(format!("sealgate:hw:{name}"));
+        }
+        args.push(hold.to_string());
+        args.push(keep.to_string());
+        for (_, ts) in entries {
+            args.push(ts.to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        redis.cli(&args)
+    };
+    let pttl = |name: &str| -> i64 {
+        redis
+            .cli(&["PTTL", &format!("sealgate:n:{name}")])
+            .parse()
+            .expect("a number")
+    };
+    let hw = |name: &str| redis.cli(&["GET", &format!("sealgate:hw:{name}")]);
+    let written = run(&[
+        ("now", now),
+        ("ahead", now + 2 * hold),
+        ("stale", now - hold - 60_000),
+    ]);
+    assert_eq!(written, "2", "the stale nonce is not written");
+    let slack = 30_000;
+    assert!(
+        (hold - slack..=hold).contains(&pttl("now")),
+        "{}",
+        pttl("now")
+    );
+    assert_eq!(hw("now"), now.to_string());
+    assert!(
+        (3 * hold - slack..=3 * hold).contains(&pttl("ahead")),
+        "held until the store's clock passes it by the hold: {}",
+        pttl("ahead")
+    );
+    assert_eq!(
+        hw("ahead"),
+        "",
+        "no high-water beyond the store's clock + hold"
+    );
+    assert_eq!(pttl("stale"), -2, "not written");
+    // Written again with an older timestamp: the longer time stays, and
+    // the high-water does not go down.
+    redis.cli(&["PEXPIRE", "sealgate:n:now", &(5 * hold).to_string()]);
+    assert_eq!(run(&[("now", now - 1_000)]), "1");
+    assert!(pttl("now") > 4 * hold, "{}", pttl("now"));
+    assert_eq!(hw("now"), now.to_string());
+}

@@ -351,8 +351,11 @@ fn resolve_program(program: &str) -> Option<PathBuf> {
 /// -1000 to 1000): when memory runs out (the gateway's cgroup or the
 /// host's), a backend, which the gateway restarts, is chosen before the
 /// gateway, which every client's calls and the audit trail depend on
-/// (review-b L4). Raising it needs no privilege and the backend cannot
-/// lower it again (that needs `CAP_SYS_RESOURCE`).
+/// (review-b L4). Raising it needs no privilege. The backend cannot lower
+/// it again where the helper wrote it with `CAP_SYS_RESOURCE` (the kernel
+/// then makes the value its floor) or where Landlock keeps `/proc/self`
+/// read-only; with neither, it could lower it down to the gateway's value
+/// (docs/BACKENDS.md says so).
 pub const BACKEND_OOM_SCORE_ADJ: i32 = 800;
 
 /// Raises this process's `oom_score_adj` to [`BACKEND_OOM_SCORE_ADJ`]

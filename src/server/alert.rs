@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::os::fd::AsRawFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use tokio::net::TcpStream;
 
 use super::source::Source;
@@ -183,15 +185,25 @@ pub async fn answer(mut tcp: TcpStream, alert: Alert) {
 pub async fn answer_at_once(mut tcp: TcpStream, alert: Alert, budget: &mut WaitBudget) {
     let _ = tcp.set_zero_linger();
     let mut buf = [0u8; 2048];
-    let first = match tcp.try_read(&mut buf) {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+    // What already arrived, read straight from the socket: tokio's own
+    // `try_read` sees nothing on a stream its reactor has not polled yet,
+    // and every refused peer would then wait (review of 3f11b1b).
+    let first = match nix::sys::socket::recv(
+        tcp.as_raw_fd(),
+        &mut buf,
+        nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+    ) {
+        Err(nix::errno::Errno::EAGAIN) => {
             let started = std::time::Instant::now();
             let wait = budget.allowance(started);
+            if wait.is_zero() {
+                return;
+            }
             let read = tokio::time::timeout(wait, tcp.read(&mut buf)).await;
             budget.spend(started.elapsed());
             read.ok()
         }
-        read => Some(read),
+        read => Some(read.map_err(std::io::Error::from)),
     };
     if !matches!(first, Some(Ok(n)) if n > 0 && buf[0] == HANDSHAKE_RECORD) {
         return;
@@ -233,6 +245,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_silent_peer_is_closed_without_a_wait_once_the_budget_is_spent() {
+        use std::future::Future as _;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -250,6 +263,15 @@ mod tests {
         // 50 ms, 50 ms, then nothing left of this second's 100 ms.
         assert!(waits[0] >= Duration::from_millis(45), "{waits:?}");
         assert!(waits[3] < Duration::from_millis(45), "{waits:?}");
+        // With the budget spent a silent peer is closed without awaiting
+        // anything: done at its first poll.
+        for _ in 0..16 {
+            silent.push(TcpStream::connect(addr).await.expect("connect"));
+            let (tcp, _) = listener.accept().await.expect("accept");
+            let answer = std::pin::pin!(answer_at_once(tcp, Alert::InternalError, &mut budget));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(answer.poll(&mut cx).is_ready(), "closed at once");
+        }
         // A peer whose ClientHello is there gets its alert at once, even
         // with the budget spent.
         let mut hello = TcpStream::connect(addr).await.expect("connect");

@@ -32,9 +32,10 @@
 //! `STATE_UNAVAILABLE`; `"local"` serves them with this replica's own
 //! replay cache, limiter and blocks, and says so (log, audit event
 //! `state_store`, metric). On the way back, a replica that served locally
-//! first writes every nonce it accepted meanwhile to the store (`SET NX
-//! PX` with the time it has left) and republishes its blocks, and only then
-//! turns back to the store.
+//! first writes every nonce it accepted meanwhile to the store
+//! (`writeback.lua`, a chunk at a time, held on the store's clock; a chunk
+//! not written goes back to the fallback) and republishes its blocks, and
+//! only then turns back to the store.
 //!
 //! # No replay across a gap
 //! Nonces written before a gap are still in the store after it, unless the

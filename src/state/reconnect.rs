@@ -169,28 +169,34 @@ impl SharedState {
     /// Turning back to the store: the nonces accepted on local state and
     /// the restrictions imposed meanwhile are written first
     /// (`writeback.lua`: held on the store's clock, and each identity's
-    /// high-water raised). Nonces not written go back to the fallback for
-    /// the next attempt (review-b M2: they were lost, and another replica
-    /// accepted their replays).
+    /// high-water raised), a chunk at a time: a chunk the store refuses or
+    /// drops goes back to the fallback for the next attempt (review-b M2:
+    /// the nonces were lost, and another replica accepted their replays),
+    /// so a store that keeps refusing costs one chunk per attempt.
     async fn catch_up(&self, conn: &MultiplexedConnection) -> Result<usize, StoreError> {
-        let live = self.local.drain_live((self.clock)());
         let mut conn = conn.clone();
-        for (at, chunk) in live.chunks(WRITE_BACK_CHUNK).enumerate() {
+        let mut written = 0;
+        loop {
+            let chunk = self.local.take(WRITE_BACK_CHUNK);
+            if chunk.is_empty() {
+                break;
+            }
             let mut inv = self.scripts.writeback.prepare_invoke();
             inv.arg(self.retention_ms).arg(HIGH_WATER_KEEP_MS);
-            for n in chunk {
+            for n in &chunk {
                 inv.key(self.keys.nonce(n.client.as_str(), &n.key))
                     .key(self.keys.of("hw", n.client.as_str()))
                     .arg(n.timestamp_ms);
             }
-            let written = tokio::time::timeout(CONNECT_TIMEOUT, inv.invoke_async::<i64>(&mut conn))
+            let done = tokio::time::timeout(CONNECT_TIMEOUT, inv.invoke_async::<i64>(&mut conn))
                 .await
                 .map_err(|_| StoreError::Timeout)
                 .and_then(|r| r.map_err(|e| classify(&e)));
-            if let Err(e) = written {
-                self.local.restore(&live[at * WRITE_BACK_CHUNK..]);
+            if let Err(e) = done {
+                self.local.restore(&chunk);
                 return Err(e);
             }
+            written += chunk.len();
         }
         let pending: Vec<Restriction> =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner())).into();
@@ -203,7 +209,7 @@ impl SharedState {
                 return Err(e);
             }
         }
-        Ok(live.len())
+        Ok(written)
     }
 
     /// The reconnection task's step while the store is away.
