@@ -103,6 +103,11 @@ struct RunArgs {
     /// Closed loop: sign enough bodies for this many calls a second.
     #[arg(long, default_value_t = 30_000.0)]
     max_rate: f64,
+    /// Closed loop: sign at most this many bodies and use them again in
+    /// turn (a flood, whose calls are refused before their signature: the
+    /// few it gets admitted may then be replays).
+    #[arg(long)]
+    wrap: Option<usize>,
 }
 
 const GET_MEPS: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_meps","arguments":{"country":"SE","limit":2}}}"#;
@@ -183,7 +188,11 @@ fn setup(dir: &Path, port: u16) {
         registry.push('\n');
         registry.push_str(&issued.registry_toml.replacen(
             "enabled = true\n",
-            "enabled = true\nrate_limit = { per_second = 500, burst = 500 }\n",
+            match id {
+                // Far over its rate: the flood shape (docs/BENCHMARKS.md).
+                "flood" => "enabled = true\nrate_limit = { per_second = 5, burst = 5 }\n",
+                _ => "enabled = true\nrate_limit = { per_second = 500, burst = 500 }\n",
+            },
             1,
         ));
     }
@@ -419,7 +428,9 @@ async fn run(a: RunArgs) {
     // second; a run must end within 45 s of signing (see STAMP_AHEAD_MS).
     let budget = match a.rate {
         Some(r) => (r * a.secs * 1.05) as usize + 16,
-        None => ((a.secs * a.max_rate) as usize).max(1000),
+        None => ((a.secs * a.max_rate) as usize)
+            .max(1000)
+            .min(a.wrap.unwrap_or(usize::MAX)),
     };
     let bodies = Arc::new(presign(&signer, budget));
     let clients = channels(&profile, &endpoint, a.conns).await;
@@ -488,6 +499,7 @@ async fn run(a: RunArgs) {
         }
     };
 
+    let wrap = a.wrap.is_some();
     match a.rate {
         None => {
             let mut tasks = Vec::new();
@@ -500,9 +512,13 @@ async fn run(a: RunArgs) {
                     let bodies = bodies.clone();
                     tasks.push(tokio::spawn(async move {
                         while Instant::now() < deadline {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let mut i = next.fetch_add(1, Ordering::Relaxed);
                             if i >= bodies.len() {
-                                break;
+                                if wrap {
+                                    i %= bodies.len();
+                                } else {
+                                    break;
+                                }
                             }
                             let t0 = Instant::now();
                             one(client.clone(), i).await;

@@ -7,6 +7,8 @@
 #
 #   ./scripts/bench.sh                 # 10 s runs
 #   SECS=5 IDLE_CONNS=2000 ./scripts/bench.sh
+#   SHAPES="flood" ./scripts/bench.sh   # some shapes only: latency
+#                                      # (with throughput), openloop, flood, idle
 #
 # Needs: cargo, python3, taskset (util-linux); installs nginx-light with
 # apt-get when missing. Results: target/bench/<run>/results.jsonl.
@@ -17,6 +19,8 @@ SECS=${SECS:-10}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 IDLE_CONNS=${IDLE_CONNS:-10000}
+SHAPES=${SHAPES:-latency openloop flood idle}
+shape() { case " $SHAPES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   echo "== installing nginx-light (the benchmark's peer)"
@@ -32,7 +36,7 @@ for l in sys.stdin:
     m=json.loads(l)
     if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="load": print(m["executable"])' | tail -1)
 [ -x "$LOAD" ] || { echo "load generator not built"; exit 1; }
-SEALGATE=target/release/sealgate
+SEALGATE=${SEALGATE_BIN:-target/release/sealgate}
 
 W=$(pwd)/target/bench/run-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$W"
@@ -104,6 +108,7 @@ R="$W/results.jsonl"
 load() { taskset -c "$LOAD_CPU" "$LOAD" run "$@" | tee -a "$R" | python3 -c 'import json,sys
 r=json.loads(sys.stdin.read()); print("   %-28s %9.0f/s  cpu/call %6.1f us  p50 %6d us  p99 %6d us  %s" % (r["label"], r["rps"], r["server_cpu_per_call_us"], r["p50_us"], r["p99_us"], r["by_reason"]))'; }
 
+if shape latency; then
 echo "== one call in flight (latency), then 4 connections x 16 in flight (throughput), ${SECS} s each"
 for t in echo nginx sealgate; do
   case $t in
@@ -114,22 +119,33 @@ for t in echo nginx sealgate; do
   load --profile "$DEMO" --endpoint "$EP" --pids "$P" --conns 1 --inflight 1 --secs "$SECS" --verify-every "$V" --max-rate 20000 --label "$t latency"
   load --profile "$DEMO" --endpoint "$EP" --pids "$P" --conns 4 --inflight 16 --secs "$SECS" --verify-every "$V" --max-rate "$M" --label "$t throughput"
 done
+fi
 
+if shape openloop; then
 MAX=$(python3 -c "import json
 for l in open('$R'):
     r=json.loads(l)
-    if r['label']=='sealgate throughput': print(int(r['rps']))")
+    if r['label']=='sealgate throughput': print(int(r['rps']))" 2>/dev/null || true)
+MAX=${MAX:-10000}
 echo "== sealgate open loop at half its maximum ($((MAX/2))/s)"
 load --profile "$DEMO" --pids "$PID_GW" --conns 4 --rate $((MAX/2)) --secs "$SECS" --verify-every 64 --label "sealgate open loop"
+fi
 
-echo "== a flood from one identity at 20x its rate (500/s) while another runs at its own rate"
-taskset -c "$LOAD_CPU" "$LOAD" run --profile "$W/dev/clients/steady.profile.toml" --conns 1 --rate 450 --secs "$SECS" --verify-every 16 --label "steady beside flood" >>"$R" &
+if shape flood; then
+STEADY_PROFILE="$W/dev/clients/steady.profile.toml"
+echo "== the steady identity alone, at 450/s (its rate: 500/s)"
+load --profile "$STEADY_PROFILE" --pids "$PID_GW" --conns 1 --rate 450 --secs "$SECS" --verify-every 16 --label "steady alone"
+echo "== a flood: one identity limited to 5/s sending as fast as it can (4 connections x 16 in flight), the steady identity beside it"
+taskset -c "$LOAD_CPU" "$LOAD" run --profile "$STEADY_PROFILE" --conns 1 --rate 450 --secs "$SECS" --verify-every 16 --label "steady beside flood" >>"$R" &
 STEADY=$!
-load --profile "$W/dev/clients/flood.profile.toml" --pids "$PID_GW" --conns 4 --rate 10000 --secs "$SECS" --label "flood"
+load --profile "$W/dev/clients/flood.profile.toml" --pids "$PID_GW" --conns 4 --inflight 16 --max-rate 100000 --wrap 5000 --secs "$SECS" --label "flood"
 wait "$STEADY"
+fi
 
+if shape idle; then
 echo "== $IDLE_CONNS idle mTLS connections"
 taskset -c "$LOAD_CPU" "$LOAD" idle --profile "$DEMO" --conns "$IDLE_CONNS" --pid "$PID_GW" --label "sealgate idle" | tee -a "$R"
+fi
 
 python3 - "$R" <<'EOF'
 import json, sys
@@ -149,18 +165,20 @@ for t in ("echo", "nginx", "sealgate"):
     print(f"| {t} | {tp:,.0f} | {tp / nginx_tp if nginx_tp else 0:.2f}x | {g(f'{t} throughput', 'server_cpu_per_call_us'):.1f} us | {lat50} / {lat99} us | {lat50 - g('echo latency', 'p50_us')} us |")
 print()
 ol = rows.get("sealgate open loop", {})
-print(f"open loop at {ol.get('rate', 0):,.0f}/s: p50 {ol.get('p50_us')} us, p99 {ol.get('p99_us')} us, p99.9 {ol.get('p999_us')} us")
-fl, st = rows.get("flood", {}), rows.get("steady beside flood", {})
-per_call = g("sealgate throughput", "server_cpu_per_call_us")
-served = st.get("by_reason", {}).get("OK", 0) + fl.get("by_reason", {}).get("OK", 0)
-refused = fl.get("calls", 0) - fl.get("by_reason", {}).get("OK", 0)
-cpu = fl.get("server_cpu_s", 0) - served * per_call / 1e6
-refusal = cpu / refused * 1e6 if refused else 0
-echo_call = g("echo throughput", "server_cpu_per_call_us")
-print(f"flood: {fl.get('calls', 0):,} calls, refused {fl.get('by_reason')}; server CPU per refused call ~{refusal:.1f} us (total CPU minus served calls at {per_call:.1f} us), {refusal / echo_call if echo_call else 0:.2f}x the echo's whole call ({echo_call:.1f} us)")
-print(f"steady identity beside the flood: {st.get('by_reason')}, p50 {st.get('p50_us')} us, p99 {st.get('p99_us')} us; verified {st.get('verified')} failed {st.get('verify_failed')}")
+if ol: print(f"open loop at {ol.get('rate', 0):,.0f}/s: p50 {ol.get('p50_us')} us, p99 {ol.get('p99_us')} us, p99.9 {ol.get('p999_us')} us")
+fl, st, alone = rows.get("flood", {}), rows.get("steady beside flood", {}), rows.get("steady alone", {})
+if fl:
+    # What the flood costs: the server's CPU during flood + steady, less
+    # its CPU for the steady identity alone (same rate, same length).
+    secs = fl.get("secs", 0) or 1
+    extra = fl.get("server_cpu_s", 0) - alone.get("server_cpu_s", 0) * secs / (alone.get("secs", 0) or 1)
+    refused = fl.get("calls", 0) - fl.get("by_reason", {}).get("OK", 0)
+    print(f"flood (limited to 5/s, as fast as it can): {fl.get('calls', 0) / secs:,.0f} answers/s received, {fl.get('by_reason')}")
+    print(f"  gateway CPU spent on the flooder: {100 * extra / secs:.1f}% of one core ({extra * 1e6 / max(refused, 1):.1f} us per refusal)")
+    p99a, p99f = alone.get("p99_us", 0), st.get("p99_us", 0)
+    print(f"  steady identity alone: p50 {alone.get('p50_us')} us, p99 {p99a} us; beside the flood: p50 {st.get('p50_us')} us, p99 {p99f} us ({p99f / p99a if p99a else 0:.2f}x); {st.get('by_reason')}, verified {st.get('verified')} failed {st.get('verify_failed')}")
 idle = rows.get("sealgate idle", {})
-print(f"idle: {idle.get('conns')} connections ({idle.get('failed')} failed), RSS +{idle.get('rss_per_conn_kib', 0):.1f} KiB per connection")
+if idle: print(f"idle: {idle.get('conns')} connections ({idle.get('failed')} failed), RSS +{idle.get('rss_per_conn_kib', 0):.1f} KiB per connection")
 v = sum(r.get("verified", 0) for r in rows.values()); f = sum(r.get("verify_failed", 0) for r in rows.values())
 print(f"responses verified: {v}, failed verification: {f}")
 EOF

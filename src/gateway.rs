@@ -84,6 +84,15 @@ impl Gateway {
         if let Err(denial) = &result {
             self.observe_denial(peer, record, denial.reason);
         }
+        // A flood far over its rate gets its connection's reads held.
+        if let Some(p) = peer {
+            match &result {
+                Err(d) if d.reason == Reason::RateLimited => {
+                    p.read_hold.note_over_rate(d.retry_after);
+                }
+                _ => p.read_hold.note_not_over_rate(),
+            }
+        }
         result
     }
 

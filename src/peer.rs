@@ -42,6 +42,9 @@ pub struct PeerInfo {
     /// The client certificate's serial and fingerprint, for audit records
     /// even when it names no valid identity; set by the transport.
     pub certificate: Option<crate::audit::CertFacts>,
+    /// Whether the transport holds this connection's reads, its identity
+    /// being far over its rate.
+    pub read_hold: ReadHold,
 }
 
 impl PeerInfo {
@@ -61,6 +64,7 @@ impl PeerInfo {
             identity_denials: AtomicU32::new(0),
             last_identity_denial: std::sync::Mutex::new(None),
             certificate: None,
+            read_hold: ReadHold::new(),
         }
     }
 
@@ -222,6 +226,91 @@ impl Activity {
     }
 }
 
+/// Calls refused for the identity's rate, in a row on one connection,
+/// after which the transport holds the connection's reads
+/// ([`ReadHold`]).
+pub const HOLD_AFTER_REFUSALS: u32 = 16;
+/// The shortest a connection's reads are held.
+pub const HOLD_MIN: Duration = Duration::from_millis(100);
+/// The longest a connection's reads are held.
+pub const HOLD_MAX: Duration = Duration::from_secs(1);
+
+/// Holding a flooding connection's reads (issue 25). A connection whose
+/// calls were refused for its identity's rate [`HOLD_AFTER_REFUSALS`]
+/// times in a row, with no call admitted between, is not read until its
+/// identity's rate allows a call again (between [`HOLD_MIN`] and
+/// [`HOLD_MAX`]): its client's further calls wait in its own buffers and
+/// the network's, bounded by HTTP/2 flow control and its streams, instead
+/// of costing the gateway a refusal each. What was already read is still
+/// answered, answers are still written, and the transport's limits (idle
+/// and age, a CRL's deadline, a closing mark) still hold. A client refused
+/// now and then (fewer in a row) is refused at once as before: only a
+/// flood is held. Calls that arrive during a hold are decided when it ends
+/// (admitted if the rate then allows them), like nginx's `limit_req` with
+/// a delay.
+#[derive(Debug)]
+pub struct ReadHold {
+    epoch: Instant,
+    /// Rate refusals in a row since the last call that was not one.
+    refusals: AtomicU32,
+    /// Microseconds since `epoch` until which reads are held (0: never).
+    until_us: AtomicU64,
+}
+
+impl Default for ReadHold {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReadHold {
+    /// A connection whose reads were never held.
+    pub fn new() -> Self {
+        ReadHold {
+            epoch: Instant::now(),
+            refusals: AtomicU32::new(0),
+            until_us: AtomicU64::new(0),
+        }
+    }
+
+    /// A call on this connection was refused for its identity's rate (or
+    /// throttle), to be retried after `retry_after`. Returns whether this
+    /// refusal holds the connection's reads.
+    pub fn note_over_rate(&self, retry_after: Option<Duration>) -> bool {
+        let refusals = self
+            .refusals
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        if refusals < HOLD_AFTER_REFUSALS {
+            return false;
+        }
+        self.refusals.store(0, Ordering::Relaxed);
+        let hold = retry_after.unwrap_or(HOLD_MIN).clamp(HOLD_MIN, HOLD_MAX);
+        let until = self.epoch.elapsed().saturating_add(hold);
+        let until_us = u64::try_from(until.as_micros()).unwrap_or(u64::MAX);
+        self.until_us.fetch_max(until_us, Ordering::Relaxed);
+        true
+    }
+
+    /// A call on this connection was decided otherwise than by its rate:
+    /// the count of rate refusals in a row starts again.
+    pub fn note_not_over_rate(&self) {
+        // Read first: no write to a shared line on every admitted call.
+        if self.refusals.load(Ordering::Relaxed) != 0 {
+            self.refusals.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Until when this connection's reads are held, if they ever were (an
+    /// instant in the past: no longer).
+    pub fn held_until(&self) -> Option<Instant> {
+        match self.until_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(self.epoch + Duration::from_micros(us)),
+        }
+    }
+}
+
 /// One request in flight on a connection; dropping it ends the request and
 /// restarts the connection's idle clock.
 pub struct ActivityGuard<'a>(&'a Activity);
@@ -278,6 +367,9 @@ pub struct AcceptStats {
     /// TCP connections refused at accept (an `internal_error` alert, then
     /// closed) because the process had no file descriptor left.
     pub connections_refused_out_of_fds: AtomicU64,
+    /// Times the transport held a connection's reads, its identity far
+    /// over its rate ([`ReadHold`]).
+    pub reads_held: AtomicU64,
     /// Authenticated connections open now (handed to HTTP/2, not yet
     /// closed).
     pub connections_open: AtomicU64,

@@ -111,6 +111,12 @@ impl Collector for StateCollector {
         )?;
         single(
             &mut enc,
+            "connection_read_holds",
+            "Times a connection's reads were held because its calls were refused for its identity's rate 16 times in a row",
+            &ConstCounter::new(load(&s.reads_held)),
+        )?;
+        single(
+            &mut enc,
             "tls_handshakes_post_quantum",
             "Completed handshakes whose key exchange was X25519MLKEM768",
             &ConstCounter::new(load(&s.handshakes_post_quantum)),

@@ -68,6 +68,9 @@ pub struct PeerStream {
     stats: Arc<AcceptStats>,
     summary: Arc<Summary<Refusal>>,
     crl: crate::tls::CrlWatch,
+    /// The timer of a read hold ([`crate::peer::ReadHold`]), once there
+    /// was one.
+    hold: Option<Pin<Box<Sleep>>>,
     _held: Held,
 }
 
@@ -108,6 +111,7 @@ impl PeerStream {
             stats,
             summary,
             crl: crate::tls::CrlWatch::new(tls),
+            hold: None,
             _held: held,
         }
     }
@@ -244,6 +248,32 @@ impl PeerStream {
 }
 
 impl PeerStream {
+    /// Whether reads are held now ([`crate::peer::ReadHold`]): pending
+    /// until the hold's end, when this task is woken to read again.
+    fn poll_hold(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(until) = self.info.read_hold.held_until() else {
+            return Poll::Ready(());
+        };
+        if until <= Instant::now() {
+            return Poll::Ready(());
+        }
+        match self.hold.as_mut() {
+            Some(timer) if timer.deadline() == until => {}
+            Some(timer) => {
+                timer.as_mut().reset(until);
+                self.stats.reads_held.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                self.hold = Some(Box::pin(tokio::time::sleep_until(until)));
+                self.stats.reads_held.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        match self.hold.as_mut() {
+            Some(timer) => timer.as_mut().poll(cx),
+            None => Poll::Ready(()),
+        }
+    }
+
     /// A write or flush pended: the limits hold here too (a client that
     /// stops reading may stop h2 from reading). `Some` with the error that
     /// closes the connection, else `None` (still pending).
@@ -295,6 +325,16 @@ impl AsyncRead for PeerStream {
         let this = self.get_mut();
         if this.closed.is_some() {
             return this.poll_farewell(cx).map(Err);
+        }
+        if this.poll_hold(cx).is_pending() {
+            // Held: nothing is read, and the limits still hold meanwhile.
+            return match this.poll_limits(cx) {
+                Poll::Ready(closing) => {
+                    this.close(closing);
+                    this.poll_farewell(cx).map(Err)
+                }
+                Poll::Pending => Poll::Pending,
+            };
         }
         let before = buf.filled().len();
         let closing = match Pin::new(&mut this.io).poll_read(cx, buf) {

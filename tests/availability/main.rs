@@ -23,6 +23,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 
 mod denials;
+mod flood;
 mod handshakes;
 mod streams;
 
@@ -225,6 +226,16 @@ struct Flood {
 /// from its headers), as fast as they are answered, until the gateway
 /// closes the connection or `max_calls` were sent.
 async fn flood_calls(tls: &mut TlsStream<TcpStream>, batch: u32, max_calls: u32) -> Flood {
+    flood_calls_until(tls, batch, max_calls, None).await
+}
+
+/// [`flood_calls`], sending no new batch after `until`.
+async fn flood_calls_until(
+    tls: &mut TlsStream<TcpStream>,
+    batch: u32,
+    mut max_calls: u32,
+    until: Option<Instant>,
+) -> Flood {
     let headers = call_headers();
     let mut report = Flood::default();
     let mut hello = PREFACE.to_vec();
@@ -235,6 +246,9 @@ async fn flood_calls(tls: &mut TlsStream<TcpStream>, batch: u32, max_calls: u32)
     let mut next_stream = 1u32;
     let mut open = 0u32;
     loop {
+        if until.is_some_and(|u| Instant::now() >= u) {
+            max_calls = max_calls.min(report.sent);
+        }
         if open == 0 && report.goaway.is_none() && report.sent < max_calls {
             let mut out = Vec::new();
             for _ in 0..batch {
