@@ -122,11 +122,6 @@ where
             // on several threads are no exception): not answered, as above.
             Err(denial) if denial.unanswered => Box::pin(std::future::pending()),
             Err(denial) => {
-                if denial.reason == crate::error::Reason::RateLimited {
-                    if let Some(p) = &peer {
-                        p.read_hold.note_over_rate(denial.retry_after);
-                    }
-                }
                 let gateway = gateway.clone();
                 Box::pin(async move {
                     let _busy = peer.as_ref().map(|p| p.activity.begin());

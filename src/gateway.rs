@@ -82,16 +82,7 @@ impl Gateway {
     ) -> Result<CallResponse, Denial> {
         let result = self.stages(peer, early, request, record).await;
         if let Err(denial) = &result {
-            self.observe_denial(peer, record, denial.reason);
-        }
-        // A flood far over its rate gets its connection's reads held.
-        if let Some(p) = peer {
-            match &result {
-                Err(d) if d.reason == Reason::RateLimited => {
-                    p.read_hold.note_over_rate(d.retry_after);
-                }
-                _ => p.read_hold.note_not_over_rate(),
-            }
+            self.observe_denial(peer, record, denial);
         }
         result
     }
@@ -285,6 +276,9 @@ impl Gateway {
         // before any cryptography.
         record.stage = "admission";
         self.admit(&client, now)?;
+        if let Some(p) = peer {
+            p.read_hold.note_admitted();
+        }
         let in_flight = match &client.concurrency {
             Some(permits) => Some(permits.clone().try_acquire_owned().map_err(|_| {
                 Denial::new(

@@ -43,8 +43,8 @@ pub struct PeerInfo {
     /// even when it names no valid identity; set by the transport.
     pub certificate: Option<crate::audit::CertFacts>,
     /// Whether the transport holds this connection's reads, its identity
-    /// being far over its rate.
-    pub read_hold: ReadHold,
+    /// being far over its rate: shared by the identity's connections.
+    pub read_hold: std::sync::Arc<ReadHold>,
 }
 
 impl PeerInfo {
@@ -64,13 +64,20 @@ impl PeerInfo {
             identity_denials: AtomicU32::new(0),
             last_identity_denial: std::sync::Mutex::new(None),
             certificate: None,
-            read_hold: ReadHold::new(),
+            read_hold: Default::default(),
         }
     }
 
     /// This peer with the facts of its certificate, for audit records.
     pub fn with_certificate(mut self, facts: Option<crate::audit::CertFacts>) -> Self {
         self.certificate = facts;
+        self
+    }
+
+    /// This peer's reads held with `hold`, the one its identity's other
+    /// connections share.
+    pub fn with_read_hold(mut self, hold: std::sync::Arc<ReadHold>) -> Self {
+        self.read_hold = hold;
         self
     }
 
@@ -226,32 +233,40 @@ impl Activity {
     }
 }
 
-/// Calls refused for the identity's rate, in a row on one connection,
-/// after which the transport holds the connection's reads
-/// ([`ReadHold`]).
+/// Calls of one identity refused for its rate (or its block) in a row,
+/// with no call admitted between, after which its connections' reads are
+/// held ([`ReadHold`]).
 pub const HOLD_AFTER_REFUSALS: u32 = 16;
-/// The shortest a connection's reads are held.
+/// The shortest a hold lasts.
 pub const HOLD_MIN: Duration = Duration::from_millis(100);
-/// The longest a connection's reads are held.
+/// The longest a hold lasts.
 pub const HOLD_MAX: Duration = Duration::from_secs(1);
+/// How long a hold lasts per refusal in the run that led to it: a run of
+/// refusals costs at most one refusal per this much time, whatever the
+/// number of connections and streams that pipelined it (1,000 a second).
+pub const HOLD_PER_REFUSAL: Duration = Duration::from_millis(1);
 
-/// Holding a flooding connection's reads (issue 25). A connection whose
-/// calls were refused for its identity's rate [`HOLD_AFTER_REFUSALS`]
-/// times in a row, with no call admitted between, is not read until its
-/// identity's rate allows a call again (between [`HOLD_MIN`] and
-/// [`HOLD_MAX`]): its client's further calls wait in its own buffers and
-/// the network's, bounded by HTTP/2 flow control and its streams, instead
-/// of costing the gateway a refusal each. What was already read is still
-/// answered, answers are still written, and the transport's limits (idle
-/// and age, a CRL's deadline, a closing mark) still hold. A client refused
-/// now and then (fewer in a row) is refused at once as before: only a
-/// flood is held. Calls that arrive during a hold are decided when it ends
-/// (admitted if the rate then allows them), like nginx's `limit_req` with
-/// a delay.
+/// Holding the reads of an identity far over its rate (issue 25), shared by
+/// all of its connections (the per-identity connection slot carries it).
+///
+/// After [`HOLD_AFTER_REFUSALS`] of its calls in a row were refused for its
+/// rate or because it is blocked, with no call admitted between, none of
+/// its connections is read until the time to retry has passed, and for at
+/// least [`HOLD_PER_REFUSAL`] per refusal in that run, between
+/// [`HOLD_MIN`] and [`HOLD_MAX`]. Its further calls then wait in the
+/// gateway's socket buffers and the client's (HTTP/2 flow control and its
+/// streams bound them) instead of costing a refusal each: a flood costs at
+/// most its connections' pipelined streams once per hold. What was already
+/// read is still answered, answers go out within the client's flow-control
+/// window, and the transport's limits (idle and age, a CRL's deadline, a
+/// closing mark) still hold. A client refused now and then (fewer in a
+/// row) is refused at once as before. Calls that arrive during a hold are
+/// decided when it ends (admitted as the rate then allows), like nginx's
+/// `limit_req` with a delay.
 #[derive(Debug)]
 pub struct ReadHold {
     epoch: Instant,
-    /// Rate refusals in a row since the last call that was not one.
+    /// Refusals in the current run: since the last admitted call.
     refusals: AtomicU32,
     /// Microseconds since `epoch` until which reads are held (0: never).
     until_us: AtomicU64,
@@ -264,7 +279,7 @@ impl Default for ReadHold {
 }
 
 impl ReadHold {
-    /// A connection whose reads were never held.
+    /// Reads never held.
     pub fn new() -> Self {
         ReadHold {
             epoch: Instant::now(),
@@ -273,36 +288,37 @@ impl ReadHold {
         }
     }
 
-    /// A call on this connection was refused for its identity's rate (or
-    /// throttle), to be retried after `retry_after`. Returns whether this
-    /// refusal holds the connection's reads.
-    pub fn note_over_rate(&self, retry_after: Option<Duration>) -> bool {
-        let refusals = self
+    /// A call was refused for the identity's rate, or its block, to be
+    /// retried after `retry_after` (none said: [`HOLD_MAX`]). Returns
+    /// whether reads are held from now.
+    pub fn note_refused(&self, retry_after: Option<Duration>) -> bool {
+        let run = self
             .refusals
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1);
-        if refusals < HOLD_AFTER_REFUSALS {
+        if run < HOLD_AFTER_REFUSALS {
             return false;
         }
-        self.refusals.store(0, Ordering::Relaxed);
-        let hold = retry_after.unwrap_or(HOLD_MIN).clamp(HOLD_MIN, HOLD_MAX);
+        let hold = retry_after
+            .unwrap_or(HOLD_MAX)
+            .max(HOLD_PER_REFUSAL.saturating_mul(run))
+            .clamp(HOLD_MIN, HOLD_MAX);
         let until = self.epoch.elapsed().saturating_add(hold);
         let until_us = u64::try_from(until.as_micros()).unwrap_or(u64::MAX);
         self.until_us.fetch_max(until_us, Ordering::Relaxed);
         true
     }
 
-    /// A call on this connection was decided otherwise than by its rate:
-    /// the count of rate refusals in a row starts again.
-    pub fn note_not_over_rate(&self) {
+    /// A call of the identity was admitted: the run of refusals ends.
+    pub fn note_admitted(&self) {
         // Read first: no write to a shared line on every admitted call.
         if self.refusals.load(Ordering::Relaxed) != 0 {
             self.refusals.store(0, Ordering::Relaxed);
         }
     }
 
-    /// Until when this connection's reads are held, if they ever were (an
-    /// instant in the past: no longer).
+    /// Until when reads are held, if they ever were (an instant in the
+    /// past: no longer).
     pub fn held_until(&self) -> Option<Instant> {
         match self.until_us.load(Ordering::Relaxed) {
             0 => None,
@@ -367,8 +383,8 @@ pub struct AcceptStats {
     /// TCP connections refused at accept (an `internal_error` alert, then
     /// closed) because the process had no file descriptor left.
     pub connections_refused_out_of_fds: AtomicU64,
-    /// Times the transport held a connection's reads, its identity far
-    /// over its rate ([`ReadHold`]).
+    /// Times a connection's reads were found held and left unread until
+    /// its identity's hold ended ([`ReadHold`]).
     pub reads_held: AtomicU64,
     /// Authenticated connections open now (handed to HTTP/2, not yet
     /// closed).

@@ -166,7 +166,7 @@ impl Gateway {
             return std::future::pending().await;
         }
         if let Err(d) = &result {
-            self.observe_denial(peer, &audit.record, d.reason);
+            self.observe_denial(peer, &audit.record, d);
         }
         let result = self.finish(peer, audit, result).await;
         drop(busy);
@@ -184,7 +184,7 @@ impl Gateway {
         started: Instant,
         denial: Denial,
     ) -> Status {
-        self.observe_denial(peer, &record, denial.reason);
+        self.observe_denial(peer, &record, &denial);
         let audit = self.audit_guard_for(record, started);
         match self.finish::<()>(peer, audit, Err(denial)).await {
             Err(denial) => denial.to_status(),

@@ -70,7 +70,15 @@ impl Gateway {
 
     /// Tells the detectors about a refusal: of a registered identity for
     /// what it sent, or of a source for whom it claims to be.
-    pub fn observe_denial(&self, peer: Option<&PeerInfo>, record: &AuditRecord, reason: Reason) {
+    pub fn observe_denial(&self, peer: Option<&PeerInfo>, record: &AuditRecord, denial: &Denial) {
+        let reason = denial.reason;
+        // An identity far over its rate, or blocked, gets its connections'
+        // reads held (crate::peer::ReadHold), whichever service it calls.
+        if matches!(reason, Reason::RateLimited | Reason::IdentityBlocked) {
+            if let Some(p) = peer {
+                p.read_hold.note_refused(denial.retry_after);
+            }
+        }
         let now = self.clock.now_ms();
         let from_source = matches!(
             reason,

@@ -35,7 +35,7 @@ pub(super) struct Admission {
     /// `max_connections`: held from the end of the handshake to the close.
     pub(super) connections: Arc<Semaphore>,
     /// Each identity's connection cap, likewise.
-    pub(super) connections_per_identity: Arc<Slots<ClientId>>,
+    pub(super) connections_per_identity: Arc<Slots<ClientId, crate::peer::ReadHold>>,
     /// The refusals at accept being answered with an alert, per source.
     pub(super) alerts_per_source: Arc<Slots<Source>>,
 }

@@ -212,10 +212,13 @@ pub(super) async fn admit(
         .then(|| io.get_ref().1.peer_certificates().and_then(|c| c.first()))
         .flatten()
         .map(|c| crate::audit::CertFacts::of_der(c));
-    let info = Arc::new(
-        PeerInfo::new(identity, remote, t.max_identity_denials_per_connection)
-            .with_certificate(certificate),
-    );
+    let mut info = PeerInfo::new(identity, remote, t.max_identity_denials_per_connection)
+        .with_certificate(certificate);
+    if let Some(slot) = &identity_slot {
+        // One read hold for all of the identity's connections.
+        info = info.with_read_hold(slot.shared().clone());
+    }
+    let info = Arc::new(info);
     let stream = PeerStream::new(
         io,
         info,

@@ -35,7 +35,7 @@ pub(super) struct Held {
     pub(super) _connection: OwnedSemaphorePermit,
     /// One of its identity's connection slots; none for a certificate that
     /// names no valid identity (it cannot get past the identity stage).
-    pub(super) _identity: Option<Slot<ClientId>>,
+    pub(super) _identity: Option<Slot<ClientId, crate::peer::ReadHold>>,
 }
 
 /// An authenticated TLS connection carrying its [`PeerInfo`] into tonic,

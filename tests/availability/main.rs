@@ -190,11 +190,16 @@ fn hpack(block: &mut Vec<u8>, name: &str, value: &str) {
 
 /// The header block of a gateway `Call`.
 fn call_headers() -> Vec<u8> {
+    headers_for("/sealgate.v1.McpGatewayService/Call")
+}
+
+/// The header block of a gRPC request to `path`.
+fn headers_for(path: &str) -> Vec<u8> {
     let mut block = Vec::new();
     for (name, value) in [
         (":method", "POST"),
         (":scheme", "https"),
-        (":path", "/sealgate.v1.McpGatewayService/Call"),
+        (":path", path),
         (":authority", "localhost"),
         ("content-type", "application/grpc"),
         ("te", "trailers"),
@@ -226,17 +231,17 @@ struct Flood {
 /// from its headers), as fast as they are answered, until the gateway
 /// closes the connection or `max_calls` were sent.
 async fn flood_calls(tls: &mut TlsStream<TcpStream>, batch: u32, max_calls: u32) -> Flood {
-    flood_calls_until(tls, batch, max_calls, None).await
+    flood_calls_until(tls, batch, max_calls, None, &call_headers()).await
 }
 
-/// [`flood_calls`], sending no new batch after `until`.
+/// [`flood_calls`] with `headers`, sending no new batch after `until`.
 async fn flood_calls_until(
     tls: &mut TlsStream<TcpStream>,
     batch: u32,
     mut max_calls: u32,
     until: Option<Instant>,
+    headers: &[u8],
 ) -> Flood {
-    let headers = call_headers();
     let mut report = Flood::default();
     let mut hello = PREFACE.to_vec();
     hello.extend(frame(SETTINGS, 0, 0, &[]));
@@ -252,7 +257,7 @@ async fn flood_calls_until(
         if open == 0 && report.goaway.is_none() && report.sent < max_calls {
             let mut out = Vec::new();
             for _ in 0..batch {
-                out.extend(frame(HEADERS, END_HEADERS, next_stream, &headers));
+                out.extend(frame(HEADERS, END_HEADERS, next_stream, headers));
                 out.extend(frame(DATA, END_STREAM, next_stream, &[0, 0, 0, 0, 0]));
                 next_stream += 2;
             }
