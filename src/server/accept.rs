@@ -13,10 +13,10 @@
 //! instead of waiting on a connection nobody reads. That answer runs on
 //! the loop (the descriptor must come back before anything else is
 //! accepted), so it never lingers for the peer (`alert::answer_at_once`:
-//! at most 50 ms for its first bytes, and at most 100 ms of each second
-//! for all (`alert::WaitBudget`), the alert written at once): a peer that
-//! trickles its ClientHello, or many silent ones, cannot slow the refusals
-//! of the others. When even that fails (another task took the
+//! at most 50 ms for its first bytes, and only 10 ms once a source's
+//! 100 ms of the second, or all sources' 500 ms, are spent
+//! (`alert::WaitBudget`); the alert written at once): a peer that trickles its ClientHello, or many silent ones, cannot
+//! slow the refusals of the others, nor take another source's alert. When even that fails (another task took the
 //! freed descriptor) the loop backs off for [`OUT_OF_FDS_BACKOFF`]: at most
 //! a few wake-ups a second, never a busy loop. Connections that close
 //! free their descriptors and the loop accepts again by itself.
@@ -190,13 +190,13 @@ async fn refuse_out_of_fds(
             .anomaly
             .source_blocked(remote.ip(), now_ms)
         {
-            alert::answer_at_once(tcp, alert::Alert::AccessDenied, waits).await;
+            alert::answer_at_once(tcp, alert::Alert::AccessDenied, source, waits).await;
             let counter = &admission.stats.connections_from_blocked_sources;
             if admission.refuse(counter, Refusal::BlockedSource(source)) {
                 tracing::info!(peer.addr = %remote, "connection closed at accept: its source is blocked by the source_failures detector");
             }
         } else {
-            alert::answer_at_once(tcp, alert::Alert::InternalError, waits).await;
+            alert::answer_at_once(tcp, alert::Alert::InternalError, source, waits).await;
             let counter = &admission.stats.connections_refused_out_of_fds;
             if admission.refuse(counter, Refusal::OutOfFds(source)) {
                 tracing::warn!(peer.addr = %remote, "connection refused at accept: the gateway has no file descriptor left (ulimit -n, or connections held open); see docs/OPERATIONS.md \"Resource limits\"");
