@@ -49,10 +49,7 @@ pub fn arguments(data: &[u8]) {
     .into_bytes();
     payload.extend_from_slice(rest);
     payload.extend_from_slice(b"}}");
-    let limits = Limits {
-        max_depth: EnvelopeConfig::default().max_json_depth,
-    };
-    let Ok(mut message) = parse(&payload, limits) else {
+    let Some(mut message) = parse_as_the_gateway(&payload) else {
         return;
     };
     // As `Gateway::prepare` takes them.
@@ -107,10 +104,7 @@ fn method_params(method: &str, params: &[u8]) {
         format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":"#).into_bytes();
     payload.extend_from_slice(params);
     payload.push(b'}');
-    let limits = Limits {
-        max_depth: EnvelopeConfig::default().max_json_depth,
-    };
-    let Ok(mut message) = parse(&payload, limits) else {
+    let Some(mut message) = parse_as_the_gateway(&payload) else {
         return;
     };
     // As `Gateway::prepare` takes them.
@@ -343,6 +337,14 @@ pub fn arguments_seeds() -> Vec<Vec<u8>> {
             .map(|(b, p)| [&[*b][..], p.as_bytes()].concat()),
     );
     out
+}
+
+/// The strict JSON-RPC parse, with the gateway's default depth limit.
+fn parse_as_the_gateway(payload: &[u8]) -> Option<crate::jsonrpc::Message> {
+    let limits = Limits {
+        max_depth: EnvelopeConfig::default().max_json_depth,
+    };
+    parse(payload, limits).ok()
 }
 
 #[cfg(test)]

@@ -85,9 +85,9 @@ fn resign_enroll(req: &mut EnrollRequest) {
 /// The Renew request the sample client makes of these fields: its CSR
 /// signed with the sample P-256 key, its proof with the current and the
 /// next key.
-fn resign_renew(req: &mut RenewRequest) {
-    req.csr = signed_request(&req.csr, SampleKey::P256).into();
-    let proof = renew_proof_bytes(&RenewProof {
+/// The renewal proof `req` claims to sign, as the service rebuilds it.
+fn proof_of(req: &RenewRequest) -> Vec<u8> {
+    renew_proof_bytes(&RenewProof {
         audience: sample::AUDIENCE,
         spiffe_id: sample::CLIENT,
         current_key_id: &req.current_key_id,
@@ -95,7 +95,12 @@ fn resign_renew(req: &mut RenewRequest) {
         new_public_key: &req.new_signing_public_key,
         timestamp_unix_ms: req.timestamp_unix_ms,
         nonce: &req.nonce,
-    });
+    })
+}
+
+fn resign_renew(req: &mut RenewRequest) {
+    req.csr = signed_request(&req.csr, SampleKey::P256).into();
+    let proof = proof_of(req);
     req.current_key_signature = sample::signing_key()
         .sign(&proof)
         .to_bytes()
@@ -153,15 +158,7 @@ fn enroll(req: &EnrollRequest) -> Option<EnrollReason> {
 
 /// The service's steps; the reason of a refusal, if any.
 fn renew(req: &RenewRequest) -> Option<EnrollReason> {
-    let proof = renew_proof_bytes(&RenewProof {
-        audience: sample::AUDIENCE,
-        spiffe_id: sample::CLIENT,
-        current_key_id: &req.current_key_id,
-        csr_der: &req.csr,
-        new_public_key: &req.new_signing_public_key,
-        timestamp_unix_ms: req.timestamp_unix_ms,
-        nonce: &req.nonce,
-    });
+    let proof = proof_of(req);
     let fields = [
         RENEW_CONTEXT.as_bytes(),
         sample::AUDIENCE.as_bytes(),
