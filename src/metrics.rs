@@ -449,6 +449,9 @@ impl Metrics {
     pub fn register_state(&self) -> crate::state::StateMetrics {
         let round_trip = Histogram::new(STAGE_BUCKETS);
         let failures = Family::<[Label; 1], Counter>::default();
+        for kind in crate::state::FAILURE_KINDS {
+            let _ = failures.get_or_create(&[("kind", kind)]);
+        }
         let mode = Family::<[Label; 1], Gauge>::default();
         let local_decisions = Counter::default();
         let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());

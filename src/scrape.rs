@@ -240,6 +240,25 @@ impl Collector for StateCollector {
                 })
             })
             .collect();
+        let refused: Vec<_> = names
+            .iter()
+            .enumerate()
+            .flat_map(|(i, n)| {
+                router.refused_tools(i).map(|(why, count)| {
+                    (
+                        [("backend", n.as_str()), ("why", why)],
+                        ConstGauge::new(i64::try_from(count).unwrap_or(i64::MAX)),
+                    )
+                })
+            })
+            .collect();
+        rows(
+            &mut enc,
+            "backend_tools_refused",
+            "Tools a backend's last listing offered that are not served: changed (the definition differs from its pin: a rug pull), added (not pinned), invalid (a bad definition, a name listed twice or a clash)",
+            MetricType::Gauge,
+            &refused,
+        )?;
         rows(
             &mut enc,
             "backend_egress_connections",
@@ -319,6 +338,47 @@ impl Collector for StateCollector {
             "1 while every audit sink that must hold records takes them (else calls are refused with AUDIT_UNAVAILABLE)",
             &ConstGauge::new(i64::from(audit.available())),
         )?;
+        single(
+            &mut enc,
+            "audit_queue_capacity",
+            "[audit] queue_capacity: the queue depth at which calls are refused with AUDIT_UNAVAILABLE",
+            &ConstGauge::new(i64::try_from(self.config.audit.queue_capacity).unwrap_or(i64::MAX)),
+        )?;
+        let sinks = audit.sinks();
+        let index: Vec<String> = (0..sinks.len()).map(|i| i.to_string()).collect();
+        let sink_rows = |value: fn(&crate::audit::SinkState) -> i64| -> Vec<_> {
+            sinks
+                .iter()
+                .zip(&index)
+                .map(|(s, i)| {
+                    (
+                        [("sink", i.as_str()), ("kind", s.kind)],
+                        ConstGauge::new(value(s)),
+                    )
+                })
+                .collect()
+        };
+        rows(
+            &mut enc,
+            "audit_sink_up",
+            "1 while an audit sink takes records, 0 from a failed delivery until one succeeds (sink: its position in [[audit.sink]], from 0)",
+            MetricType::Gauge,
+            &sink_rows(|s| i64::from(s.up)),
+        )?;
+        rows(
+            &mut enc,
+            "audit_sink_backlog_records",
+            "Records waiting in memory for an audit sink",
+            MetricType::Gauge,
+            &sink_rows(|s| i64::try_from(s.backlog).unwrap_or(i64::MAX)),
+        )?;
+        rows(
+            &mut enc,
+            "audit_sink_spooled_records",
+            "Records in an audit sink's spool file, not yet re-sent (on_failure = \"spool\")",
+            MetricType::Gauge,
+            &sink_rows(|s| i64::try_from(s.spooled).unwrap_or(i64::MAX)),
+        )?;
         let actions: Vec<_> = audit
             .anomaly_actions()
             .into_iter()
@@ -337,6 +397,40 @@ impl Collector for StateCollector {
             &actions,
         )?;
         let now = gw.clock.now_ms();
+        let mut imposed: Vec<((&'static str, &'static str, &'static str), i64)> = Vec::new();
+        for r in gw.anomaly.restrictions(now) {
+            let key = (r.subject, r.action, r.detector);
+            match imposed.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, n)) => *n += 1,
+                None => imposed.push((key, 1)),
+            }
+        }
+        let imposed: Vec<_> = imposed
+            .into_iter()
+            .map(|((subject, action, detector), n)| {
+                (
+                    [
+                        ("subject", subject),
+                        ("action", action),
+                        ("detector", detector),
+                    ],
+                    ConstGauge::new(n),
+                )
+            })
+            .collect();
+        rows(
+            &mut enc,
+            "anomaly_restrictions",
+            "Blocks and throttles in force now (as `sealgate admin blocks` lists them), by subject (identity, source), action and detector",
+            MetricType::Gauge,
+            &imposed,
+        )?;
+        single(
+            &mut enc,
+            "credential_expiry_warning_seconds",
+            "[expiry] warning_days in seconds: a credential with less left than this is warned about",
+            &ConstGauge::new(i64::from(self.config.expiry.warning_days) * 86_400),
+        )?;
         let items = crate::expiry::scan(&self.config, &gw.registry.load(), now, i64::MAX / 4);
         let mut soonest: Vec<(&'static str, i64)> = Vec::new();
         for item in &items {

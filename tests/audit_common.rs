@@ -263,6 +263,33 @@ pub async fn call(client: &sealgate::client::Client) -> Result<(), (tonic::Code,
     }
 }
 
+/// Adds `[metrics] listen` on a free loopback port to the setup's config
+/// (before `serve`); returns the port.
+pub fn enable_metrics(setup: &Setup) -> u16 {
+    let port = free_port();
+    let config = setup.path("sealgate.toml");
+    let text = std::fs::read_to_string(&config).expect("config")
+        + &format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n");
+    std::fs::write(&config, text).expect("config");
+    port
+}
+
+/// `GET /metrics` on the metrics listener at `port`: the exposition text.
+pub fn scrape(port: u16) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listener");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("response");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
 /// Polls `f` until it is true or `secs` pass.
 pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();

@@ -57,6 +57,7 @@ on_failure = "spool"
 "#
     ));
     let mut rsyslog = Rsyslog::start(&setup.dir.path().join("rsyslog"), port, None);
+    let metrics = enable_metrics(&setup);
     let gw = setup.serve();
     let client = gw.client().await;
     for _ in 0..5 {
@@ -65,6 +66,12 @@ on_failure = "spool"
     wait_for("rsyslog to receive the first records", 10, || {
         rsyslog.received().len() >= 6
     });
+    let up = |sink: &str, kind: &str, v: u8| {
+        format!("sealgate_audit_sink_up{{sink=\"{sink}\",kind=\"{kind}\"}} {v}")
+    };
+    let text = scrape(metrics);
+    assert!(text.contains(&up("0", "file", 1)), "{text}");
+    assert!(text.contains(&up("1", "syslog", 1)), "{text}");
     rsyslog.stop();
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The collector is away: calls are still served, records spooled.
@@ -72,12 +79,30 @@ on_failure = "spool"
         call(&client).await.expect("served while syslog is away");
     }
     let spool = setup.path("audit-spool/sink-1.spool");
-    assert!(file_lines(&spool) >= 10, "records are in the spool");
+    let spooled = file_lines(&spool);
+    assert!(spooled >= 10, "records are in the spool");
+    // As Prometheus sees it: the sink is down, the file sink is not, and
+    // the spool holds what the file says.
+    // (The writer publishes its sinks' state right after a delivery.)
+    let spooled_row =
+        format!("sealgate_audit_sink_spooled_records{{sink=\"1\",kind=\"syslog\"}} {spooled}");
+    wait_for("the metrics to show the spool", 5, || {
+        scrape(metrics).contains(&spooled_row)
+    });
+    let text = scrape(metrics);
+    assert!(text.contains(&up("1", "syslog", 0)), "{text}");
+    assert!(text.contains(&up("0", "file", 1)), "{text}");
+    assert!(text.contains("sealgate_audit_available 1"), "{text}");
     rsyslog.restart();
     call(&client).await.expect("served");
     let file = setup.path("audit.jsonl");
     wait_for("the spool to be re-sent", 15, || {
         rsyslog.received().len() == file_lines(&file)
+    });
+    wait_for("the metrics to show the spool re-sent", 5, || {
+        let text = scrape(metrics);
+        text.contains(&up("1", "syslog", 1))
+            && text.contains("sealgate_audit_sink_spooled_records{sink=\"1\",kind=\"syslog\"} 0")
     });
     drop(client);
     gw.stop();

@@ -173,6 +173,16 @@ impl AuditLog {
         self.shared.sink_failures.load(Ordering::Relaxed)
     }
 
+    /// Each sink's state after the writer's last delivery, in config
+    /// order (empty before the first).
+    pub fn sinks(&self) -> Vec<super::SinkState> {
+        self.shared
+            .sinks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Anomaly actions recorded since start, by (detector, action).
     pub fn anomaly_actions(&self) -> Vec<((&'static str, &'static str), u64)> {
         self.shared

@@ -63,4 +63,5 @@ pub use config::{AuditConfig, Fsync, OnFailure, SinkConfig, SyslogTransport};
 pub use event::{AnomalyEvent, RefusalSummary, SecurityEvent};
 pub use log::AuditLog;
 pub use record::{AuditRecord, CertFacts, Fault, Outcome};
+pub use shared::SinkState;
 pub use timestamp::{rfc3339_ms, unix_ms};

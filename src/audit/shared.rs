@@ -25,4 +25,20 @@ pub(crate) struct Shared {
     /// are static names, so the map stays small (metrics).
     pub(super) anomaly_actions:
         Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
+    /// Each sink's state after the writer's last delivery, in config
+    /// order (metrics).
+    pub(super) sinks: Mutex<Vec<SinkState>>,
+}
+
+/// A sink's state after the writer's last delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkState {
+    /// `file`, `stdout`, `syslog`, `http` (or `memory` in tests).
+    pub kind: &'static str,
+    /// False from a failed delivery until one succeeds.
+    pub up: bool,
+    /// Lines waiting in memory for it.
+    pub backlog: u64,
+    /// Lines in its spool file, not yet re-sent (`on_failure = "spool"`).
+    pub spooled: u64,
 }

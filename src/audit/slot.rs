@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::shared::SinkState;
 use super::sink::Sink;
 use super::spool::Spool;
 
@@ -41,6 +42,23 @@ impl Slot {
             next_try: Instant::now(),
             backoff: Duration::from_millis(50),
             spool_unwritable: false,
+        }
+    }
+
+    /// Its state for the metrics: up, and the lines it still owes.
+    pub(super) fn state(&self) -> SinkState {
+        let kind = match self.name.split(':').next() {
+            Some("file") => "file",
+            Some("stdout") => "stdout",
+            Some("syslog") => "syslog",
+            Some("http") => "http",
+            _ => "memory",
+        };
+        SinkState {
+            kind,
+            up: self.failing_since.is_none(),
+            backlog: self.backlog.len() as u64,
+            spooled: self.spool.as_ref().map_or(0, |s| s.pending),
         }
     }
 

@@ -35,6 +35,13 @@ use super::syslog::{HttpSink, SyslogSink};
 use super::timestamp::unix_ms;
 use super::transparency::{IndexedRecord, Transparency};
 
+/// Puts each sink's state where the metrics read it.
+fn publish_sinks(shared: &Shared, slots: &[Slot]) {
+    let mut sinks = shared.sinks.lock().unwrap_or_else(|p| p.into_inner());
+    sinks.clear();
+    sinks.extend(slots.iter().map(Slot::state));
+}
+
 /// One thing for the writer.
 pub(crate) enum Entry {
     /// A request's record, with whom to tell once it is committed.
@@ -233,6 +240,7 @@ impl Writer {
         let mut id = [0u8; 8];
         rand::rngs::OsRng.fill_bytes(&mut id);
         let key_id = key.as_ref().map(|k| chain::key_id(&k.verifying_key()));
+        publish_sinks(&shared, &slots);
         if key.is_none() {
             tracing::warn!("[audit] signing_key is not set: no signed checkpoints, the audit trail has its hash chain only");
         }
@@ -578,6 +586,7 @@ impl Writer {
         {
             self.file_first_seq = first;
         }
+        publish_sinks(&self.shared, &self.slots);
         let available = self.slots.iter().all(|s| s.backlog.is_empty()) && self.leaves_bounded();
         self.shared.available.store(available, Ordering::Release);
         let withheld = std::mem::take(&mut self.withheld);

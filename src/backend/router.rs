@@ -118,6 +118,9 @@ struct SlotState {
     /// re-listing the backend triggers never reads a file it may have
     /// rewritten.
     pins: Mutex<PinCache>,
+    /// Tools the last listing refused: changed since pinned, not pinned,
+    /// invalid (metrics).
+    refused: [AtomicU64; 3],
 }
 
 /// Maps exposed tool names to backends. The table is swapped whole, so a
@@ -216,6 +219,7 @@ impl Router {
                 synced: AtomicU64::new(UNSYNCED),
                 syncing: tokio::sync::Mutex::new(None),
                 pins: Mutex::new(PinCache::Unread),
+                refused: Default::default(),
             })
             .collect();
         Router {
@@ -245,6 +249,18 @@ impl Router {
     /// listed and checked against the pins.
     pub fn is_ready(&self, slot: usize) -> bool {
         slot < self.slots.len() && !self.is_stale(slot) && self.slots[slot].backend.is_up()
+    }
+
+    /// How many of the backend's listed tools its last listing refused,
+    /// by why: `changed` since pinned (a rug pull), `added` (not pinned),
+    /// `invalid` (a bad definition, a name listed twice or a clash).
+    pub fn refused_tools(&self, slot: usize) -> [(&'static str, u64); 3] {
+        let n = |i: usize| {
+            self.state
+                .get(slot)
+                .map_or(0, |s| s.refused[i].load(Ordering::Relaxed))
+        };
+        [("changed", n(0)), ("added", n(1)), ("invalid", n(2))]
     }
 
     /// Stops every backend (stdio children with their process groups).
@@ -509,6 +525,10 @@ impl Router {
             }
         }
         self.table.store(Arc::new(table));
+        let refused = [&report.changed, &report.added, &report.invalid];
+        for (n, tools) in self.state[slot].refused.iter().zip(refused) {
+            n.store(tools.len() as u64, Ordering::Relaxed);
+        }
         self.state[slot].synced.store(generation, Ordering::Release);
         tracing::info!(
             backend = name,

@@ -37,7 +37,14 @@ pub enum StoreError {
     Unconfirmed,
 }
 
+/// Every `kind` of `sealgate_state_store_failures_total`: each row is
+/// there at 0 from the start, so a first failure is an increase.
+pub const FAILURE_KINDS: [&str; 6] = [
+    "connect", "timeout", "error", "refused", "protocol", "config",
+];
+
 impl StoreError {
+    /// Its `kind` label (one of [`FAILURE_KINDS`]).
     pub(super) fn label(self) -> &'static str {
         match self {
             StoreError::NotConnected | StoreError::Connect => "connect",

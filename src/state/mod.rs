@@ -90,6 +90,6 @@ mod unblock;
 pub use crate::config::{OnFailure, StateConfig, StateKind, StoreAddress};
 
 pub use admit::{unavailable, Verdict};
-pub use error::StoreError;
+pub use error::{StoreError, FAILURE_KINDS};
 pub use reconnect::PROBE_INTERVAL;
 pub use store::{Mode, Now, SharedState, StateMetrics, StateSetup};

@@ -106,7 +106,13 @@ impl WitnessGate {
 
 /// The gate's figures at each scrape.
 #[derive(Debug)]
-pub struct WitnessCollector(pub std::sync::Arc<WitnessGate>);
+pub struct WitnessCollector {
+    /// The gate the task keeps up to date.
+    pub gate: std::sync::Arc<WitnessGate>,
+    /// `max_unwitnessed_secs`, exported so an alert can compare the wait
+    /// with it.
+    pub max_unwitnessed_secs: u64,
+}
 
 fn single(
     encoder: &mut DescriptorEncoder,
@@ -120,8 +126,14 @@ fn single(
 
 impl Collector for WitnessCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let g = &*self.0;
+        let g = &*self.gate;
         let now = crate::audit::unix_ms(std::time::SystemTime::now());
+        single(
+            &mut enc,
+            "audit_max_unwitnessed_seconds",
+            "max_unwitnessed_secs: how long checkpoints may wait for a quorum before on_no_quorum applies",
+            &ConstGauge::new(i64::try_from(self.max_unwitnessed_secs).unwrap_or(i64::MAX)),
+        )?;
         single(
             &mut enc,
             "audit_unwitnessed_seconds",

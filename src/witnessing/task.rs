@@ -147,7 +147,11 @@ pub fn start_witnessing(
     };
     let signed = log.subscribe_signed();
     tokio::spawn(task.run(signed));
-    Ok((gate.clone(), WitnessCollector(gate)))
+    let collector = WitnessCollector {
+        gate: gate.clone(),
+        max_unwitnessed_secs: config.max_unwitnessed_secs,
+    };
+    Ok((gate, collector))
 }
 
 struct Task {

@@ -66,6 +66,38 @@ async fn strict_pinning_trusts_only_pins_read_at_start_or_reload() {
         .lines()
         .iter()
         .any(|l| l.contains("tools_not_pinned") && l.contains("hostile")));
+    // What sealgate_backend_tools_refused{backend="hostile"} says.
+    let router = &gw.gateway.router;
+    let slot = router
+        .slots()
+        .iter()
+        .position(|s| s.backend.name() == "hostile")
+        .expect("hostile slot");
+    let refused = |why: &str| {
+        router
+            .refused_tools(slot)
+            .iter()
+            .find(|(w, _)| *w == why)
+            .map(|(_, n)| *n)
+    };
+    assert_eq!(refused("added"), Some(4), "none of its 4 tools is pinned");
+    assert_eq!(refused("changed"), Some(0));
+    let config = sealgate::config::Config::load(&gw.path("sealgate.toml")).expect("config");
+    gw.gateway
+        .metrics
+        .register_collector(sealgate::scrape::StateCollector::new(
+            &gw.gateway,
+            gw.stats.clone(),
+            config,
+        ));
+    let text = gw.gateway.metrics.encode();
+    for row in [
+        r#"sealgate_backend_tools_refused{backend="hostile",why="added"} 4"#,
+        r#"sealgate_backend_tools_refused{backend="hostile",why="changed"} 0"#,
+        r#"sealgate_backend_tools_refused{backend="sample",why="added"} 0"#,
+    ] {
+        assert!(text.contains(row), "{row} in:\n{text}");
+    }
     // The embedded backend serves on.
     ops.call_tool("get_meps", json!({"limit": 1}))
         .await
@@ -82,6 +114,7 @@ async fn strict_pinning_trusts_only_pins_read_at_start_or_reload() {
     ops.call_tool("h_noop", json!({}))
         .await
         .expect("accepted and served");
+    assert_eq!((refused("added"), refused("changed")), (Some(0), Some(0)));
     // The backend rewrites its pin file (it can: no other layer is on) and
     // announces a changed list: the pins read at the reload still rule.
     assert_eq!(rug_pull(&gw).await, "ok");
@@ -95,6 +128,7 @@ async fn strict_pinning_trusts_only_pins_read_at_start_or_reload() {
         "the rewrite happened: {on_disk}"
     );
     wait_until_noop_refused(&gw).await;
+    assert_eq!(refused("changed"), Some(1), "the rug pull is counted");
 }
 
 #[tokio::test]
