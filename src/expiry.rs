@@ -87,6 +87,24 @@ pub fn scan(config: &Config, registry: &Registry, now_ms: i64, horizon_ms: i64) 
     out
 }
 
+/// When the first enabled client runs out of signing keys: for each
+/// enabled client, the end of its key that lasts longest (a key without
+/// `not_after` never ends), and the soonest of those. A key a renewal
+/// superseded ends soon by design (its overlap) and is not counted while
+/// its successor lasts; `None`: no enabled client's keys all end.
+pub fn soonest_client_without_keys(registry: &Registry) -> Option<i64> {
+    registry
+        .clients()
+        .filter(|c| c.enabled && !c.keys.is_empty())
+        .filter_map(|c| {
+            c.keys
+                .values()
+                .map(|k| k.not_after_ms)
+                .try_fold(i64::MIN, |latest, end| end.map(|e| latest.max(e)))
+        })
+        .min()
+}
+
 /// Logs a warning and writes an audit record for each of `items`.
 pub fn report(audit: &AuditLog, items: &[Expiring], now_ms: i64) {
     for item in items {
@@ -162,6 +180,72 @@ fn crl_next_updates(path: &Path) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(seed: u8, id: &str, not_after: Option<&str>) -> String {
+        use base64::Engine as _;
+        let k = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        let pk = base64::engine::general_purpose::STANDARD.encode(k.verifying_key().as_bytes());
+        let end = not_after.map_or("never_expires = true\n".to_string(), |t| {
+            format!("not_after = \"{t}\"\n")
+        });
+        format!("[[client.key]]\nid = \"{id}\"\npublic_key = \"{pk}\"\n{end}")
+    }
+
+    fn client(id: &str, enabled: bool, keys: &[String]) -> String {
+        format!(
+            "[[client]]\nid = \"{id}\"\nenabled = {enabled}\nmethods = [\"tools/list\"]\ntools = []\n{}",
+            keys.concat()
+        )
+    }
+
+    fn soonest(text: &str) -> Option<i64> {
+        let rate = crate::identity::RateLimitFile {
+            per_second: 1,
+            burst: 1,
+        };
+        soonest_client_without_keys(&Registry::parse(text, rate).expect("registry"))
+    }
+
+    fn ms(t: &str) -> i64 {
+        crate::audit::unix_ms(humantime::parse_rfc3339(t).expect("time"))
+    }
+
+    #[test]
+    fn a_superseded_key_ending_soon_does_not_count_while_its_successor_lasts() {
+        // a: renewed (old key capped, new key later); b: one key; c: a key
+        // without an end; d: disabled with an expired key.
+        let text = [
+            client(
+                "a",
+                true,
+                &[
+                    key(1, "a-old", Some("2026-01-01T01:00:00Z")),
+                    key(2, "a-new", Some("2026-03-01T00:00:00Z")),
+                ],
+            ),
+            client("b", true, &[key(3, "b-k", Some("2026-02-01T00:00:00Z"))]),
+            client("c", true, &[key(4, "c-k", None)]),
+            client("d", false, &[key(5, "d-k", Some("2025-01-01T00:00:00Z"))]),
+        ]
+        .join("\n");
+        assert_eq!(soonest(&text), Some(ms("2026-02-01T00:00:00Z")));
+        // Without b, a's newest key is the first to end.
+        let text = [
+            client(
+                "a",
+                true,
+                &[
+                    key(1, "a-old", Some("2026-01-01T01:00:00Z")),
+                    key(2, "a-new", Some("2026-03-01T00:00:00Z")),
+                ],
+            ),
+            client("c", true, &[key(4, "c-k", None)]),
+        ]
+        .join("\n");
+        assert_eq!(soonest(&text), Some(ms("2026-03-01T00:00:00Z")));
+        // A key that never ends: no client runs out.
+        assert_eq!(soonest(&client("c", true, &[key(4, "c-k", None)])), None);
+    }
 
     #[test]
     fn a_certificate_is_warned_about_once_and_memory_is_bounded() {

@@ -166,6 +166,9 @@ pub struct Metrics {
     request_seconds: [Histogram; 3],
     stage_seconds: [Histogram; 6],
     in_flight: Gauge,
+    /// Calls counted as concluded whose answer was then withheld: their
+    /// record could not be committed (the client got AUDIT_UNAVAILABLE).
+    withheld: Counter,
     handshake_failures: Family<[Label; 1], Counter>,
     backends: Vec<BackendHandles>,
     /// `[metrics] client_labels`: set once, before serving; unset, no
@@ -222,7 +225,16 @@ impl Metrics {
             "Calls being processed now",
             in_flight.clone(),
         );
+        let withheld = Counter::default();
+        registry.register(
+            "answers_withheld",
+            "Calls counted in sealgate_requests_total whose answer was then withheld because their audit record could not be committed (the client got AUDIT_UNAVAILABLE)",
+            withheld.clone(),
+        );
         let handshake_failures = Family::<[Label; 1], Counter>::default();
+        for cause in HANDSHAKE_FAILURE_CAUSES {
+            let _ = handshake_failures.get_or_create(&[("cause", cause)]);
+        }
         registry.register(
             "tls_handshake_failures",
             "TLS handshakes that did not complete, by the alert or cause",
@@ -275,6 +287,7 @@ impl Metrics {
             request_seconds,
             stage_seconds,
             in_flight,
+            withheld,
             handshake_failures,
             backends,
             clients: OnceLock::new(),
@@ -362,6 +375,12 @@ impl Metrics {
             Outcome::Cancelled => 2,
         };
         self.request_seconds[i].observe(elapsed.as_secs_f64());
+    }
+
+    /// A concluded call's answer was withheld: its record could not be
+    /// committed.
+    pub fn answer_withheld(&self) {
+        self.withheld.inc();
     }
 
     /// Starts timing the stages of one request (and, when traces are
@@ -567,6 +586,23 @@ impl Drop for InFlight<'_> {
         self.0.dec();
     }
 }
+
+/// Every `cause` of `sealgate_tls_handshake_failures_total`: each row is
+/// there at 0 from the start, so a first failure is an increase.
+pub const HANDSHAKE_FAILURE_CAUSES: [&str; 12] = [
+    "certificate_required",
+    "unknown_ca",
+    "certificate_expired",
+    "certificate_revoked",
+    "bad_certificate",
+    "protocol_version",
+    "decode_error",
+    "illegal_parameter",
+    "alert_received",
+    "abandoned",
+    "timed_out",
+    "other",
+];
 
 /// The metrics label of a failed handshake: the TLS alert the gateway sent
 /// for the error (or `alert_received` when the client sent one), else the

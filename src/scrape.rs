@@ -32,7 +32,21 @@ pub struct StateCollector {
     gateway: Weak<Gateway>,
     stats: Arc<AcceptStats>,
     config: Config,
+    /// The last count of blocks and throttles in force, and when: counting
+    /// walks the anomaly tables under the locks the request path takes, so
+    /// scrapes (unauthenticated, possibly many) walk them at most once per
+    /// [`RESTRICTIONS_MAX_AGE`].
+    restrictions: std::sync::Mutex<Option<(std::time::Instant, RestrictionCounts)>>,
 }
+
+type RestrictionCounts = Vec<((&'static str, &'static str, &'static str), i64)>;
+
+/// How long a count of restrictions in force is reused by scrapes.
+const RESTRICTIONS_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The anomaly actions whose counter rows exist from the start (at 0), for
+/// every detector: a first block is then an increase.
+const ANOMALY_ACTIONS: [&str; 3] = ["alert", "throttle", "block"];
 
 impl StateCollector {
     /// Reads `gateway` (while it lives), `stats` and the credential files
@@ -42,6 +56,7 @@ impl StateCollector {
             gateway: Arc::downgrade(gateway),
             stats,
             config,
+            restrictions: std::sync::Mutex::new(None),
         }
     }
 }
@@ -259,6 +274,23 @@ impl Collector for StateCollector {
             MetricType::Gauge,
             &refused,
         )?;
+        let changed: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    [("backend", n.as_str())],
+                    ConstCounter::new(router.changed_tools_total(i)),
+                )
+            })
+            .collect();
+        rows(
+            &mut enc,
+            "backend_tool_definitions_changed",
+            "Tools a backend listed with a definition other than its pin, summed over its listings since start (a change it undid before a scrape still counts)",
+            MetricType::Counter,
+            &changed,
+        )?;
         rows(
             &mut enc,
             "backend_egress_connections",
@@ -379,8 +411,16 @@ impl Collector for StateCollector {
             MetricType::Gauge,
             &sink_rows(|s| i64::try_from(s.spooled).unwrap_or(i64::MAX)),
         )?;
-        let actions: Vec<_> = audit
-            .anomaly_actions()
+        let mut counted = audit.anomaly_actions();
+        for detector in crate::policy::anomaly::DETECTORS {
+            for action in ANOMALY_ACTIONS {
+                if !counted.iter().any(|(k, _)| *k == (detector, action)) {
+                    counted.push(((detector, action), 0));
+                }
+            }
+        }
+        counted.sort();
+        let actions: Vec<_> = counted
             .into_iter()
             .map(|((detector, action), n)| {
                 (
@@ -397,14 +437,17 @@ impl Collector for StateCollector {
             &actions,
         )?;
         let now = gw.clock.now_ms();
-        let mut imposed: Vec<((&'static str, &'static str, &'static str), i64)> = Vec::new();
-        for r in gw.anomaly.restrictions(now) {
-            let key = (r.subject, r.action, r.detector);
-            match imposed.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, n)) => *n += 1,
-                None => imposed.push((key, 1)),
+        let imposed = {
+            let mut cached = self.restrictions.lock().unwrap_or_else(|p| p.into_inner());
+            match cached.as_ref() {
+                Some((at, counts)) if at.elapsed() < RESTRICTIONS_MAX_AGE => counts.clone(),
+                _ => {
+                    let counts = gw.anomaly.restriction_counts(now);
+                    *cached = Some((std::time::Instant::now(), counts.clone()));
+                    counts
+                }
             }
-        }
+        };
         let imposed: Vec<_> = imposed
             .into_iter()
             .map(|((subject, action, detector), n)| {
@@ -421,7 +464,7 @@ impl Collector for StateCollector {
         rows(
             &mut enc,
             "anomaly_restrictions",
-            "Blocks and throttles in force now (as `sealgate admin blocks` lists them), by subject (identity, source), action and detector",
+            "Blocks and throttles this replica holds in force now (as of at most a second ago), by subject (identity, source), action and detector",
             MetricType::Gauge,
             &imposed,
         )?;
@@ -431,9 +474,15 @@ impl Collector for StateCollector {
             "[expiry] warning_days in seconds: a credential with less left than this is warned about",
             &ConstGauge::new(i64::from(self.config.expiry.warning_days) * 86_400),
         )?;
-        let items = crate::expiry::scan(&self.config, &gw.registry.load(), now, i64::MAX / 4);
+        let registry = gw.registry.load();
+        let items = crate::expiry::scan(&self.config, &registry, now, i64::MAX / 4);
         let mut soonest: Vec<(&'static str, i64)> = Vec::new();
-        for item in &items {
+        // Client keys: when a client runs out of keys, not when a key a
+        // renewal superseded ends (every renewal would page).
+        if let Some(ms) = crate::expiry::soonest_client_without_keys(&registry) {
+            soonest.push(("signing_key", ms));
+        }
+        for item in items.iter().filter(|i| i.what != "signing_key") {
             match soonest.iter_mut().find(|(w, _)| *w == item.what) {
                 Some((_, ms)) => *ms = (*ms).min(item.not_after_ms),
                 None => soonest.push((item.what, item.not_after_ms)),
@@ -451,7 +500,7 @@ impl Collector for StateCollector {
         rows(
             &mut enc,
             "credential_expiry_seconds",
-            "Seconds until the soonest end of each kind of credential (server_certificate, client_ca, crl next update, signing_key of a registered client); negative once past",
+            "Seconds until the soonest end of each kind of credential (server_certificate, client_ca, crl next update; signing_key: the first enabled client whose keys all end); negative once past",
             MetricType::Gauge,
             &left,
         )?;

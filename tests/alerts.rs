@@ -5,8 +5,8 @@
 //! - A real Prometheus on loopback, with the rules, scrapes a real `sealgate
 //!   serve`; the test trips an anomaly block and makes the audit file
 //!   immutable, and reads `ALERTS` from Prometheus's HTTP API: both alerts
-//!   fire, with the labels the dashboard selects on, and nothing else does;
-//!   the audit alert resolves once the file is writable again.
+//!   fire (and the sink's), with the labels the dashboard selects on, and
+//!   nothing else does.
 //! - Every `sealgate_*` name in the rules and the dashboard is one the
 //!   gateway's `/metrics` exposes, and every dashboard query is one that
 //!   Prometheus accepts.
@@ -55,7 +55,7 @@ fn promtool_accepts_the_rules_and_their_unit_tests_pass() {
     let text = String::from_utf8_lossy(&check.stdout).into_owned()
         + &String::from_utf8_lossy(&check.stderr);
     assert!(check.status.success(), "{text}");
-    assert!(text.contains("SUCCESS: 26 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 32 rules found"), "{text}");
 
     let test = Command::new(program("promtool"))
         .args(["test", "rules"])
@@ -211,6 +211,56 @@ fn exposed_names(exposition: &str) -> BTreeSet<String> {
         } else if !line.starts_with('#') && !line.is_empty() {
             let end = line.find(['{', ' ']).unwrap_or(line.len());
             out.insert(line[..end].to_string());
+        }
+    }
+    out
+}
+
+/// Each series name of an exposition with the labels and values its rows
+/// have: name -> label -> values.
+fn exposed_labels(
+    exposition: &str,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, BTreeSet<String>>> {
+    let re = regex::Regex::new(r#"(\w+)="([^"]*)""#).expect("regex");
+    let mut out: std::collections::BTreeMap<_, std::collections::BTreeMap<_, BTreeSet<_>>> =
+        Default::default();
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, rest)) = line.split_once('{') else {
+            continue;
+        };
+        let Some((labels, _)) = rest.rsplit_once('}') else {
+            continue;
+        };
+        let entry = out.entry(name.to_string()).or_default();
+        for c in re.captures_iter(labels) {
+            entry
+                .entry(c[1].to_string())
+                .or_default()
+                .insert(c[2].to_string());
+        }
+    }
+    out
+}
+
+/// Every `label="value"` (and `label!=`, `=~`, `!~`) matcher on a
+/// `sealgate_…` series in `text`: (series, label, operator, value).
+fn selectors(text: &str) -> Vec<(String, String, String, String)> {
+    let sel = regex::Regex::new(r"\b(sealgate_[a-z0-9_]+)\{([^}]*)\}").expect("regex");
+    let matcher =
+        regex::Regex::new(r#"(\w+)\s*(=~|!~|!=|=)\s*\\?"((?:[^"\\]|\\.)*?)\\?""#).expect("regex");
+    let mut out = Vec::new();
+    for c in sel.captures_iter(text) {
+        let Some(m) = c.get(1) else { continue };
+        if text[..m.start()].ends_with(':') {
+            continue;
+        }
+        for mc in matcher.captures_iter(&c[2]) {
+            out.push((
+                c[1].to_string(),
+                mc[1].to_string(),
+                mc[2].to_string(),
+                mc[3].to_string(),
+            ));
         }
     }
     out
@@ -511,12 +561,15 @@ async fn a_real_prometheus_fires_the_audit_and_anomaly_alerts_of_a_real_gateway(
         eprintln!("NOT RUN: chattr +i unsupported and SEALGATE_TEST_NO_CHATTR is set");
         return;
     };
+    // The first call's answer is withheld (its record could not be
+    // committed), the next ones are refused before any work.
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let mut refused = 0;
+    while refused < 3 {
         match audit_common::call(&analyst).await {
             Err((code, reason)) if reason.as_deref() == Some("AUDIT_UNAVAILABLE") => {
                 assert_eq!(code, tonic::Code::Unavailable);
-                break;
+                refused += 1;
             }
             other => {
                 assert!(Instant::now() < deadline, "never refused: {other:?}");
@@ -525,20 +578,17 @@ async fn a_real_prometheus_fires_the_audit_and_anomaly_alerts_of_a_real_gateway(
         }
     }
 
+    let expected = BTreeSet::from([
+        "SealgateAnomalyBlock".to_string(),
+        "SealgateAuditSinkDown".to_string(),
+        "SealgateAuditUnavailable".to_string(),
+    ]);
     let firing = prometheus
-        .wait_firing(60, "both alerts firing", |f| {
-            let n = names(f);
-            n.contains("SealgateAuditUnavailable") && n.contains("SealgateAnomalyBlock")
+        .wait_firing(60, "the audit and anomaly alerts firing", |f| {
+            names(f).is_superset(&expected)
         })
         .await;
-    assert_eq!(
-        names(&firing),
-        BTreeSet::from([
-            "SealgateAnomalyBlock".to_string(),
-            "SealgateAuditUnavailable".to_string()
-        ]),
-        "{firing:?}"
-    );
+    assert_eq!(names(&firing), expected, "{firing:?}");
     for alert in &firing {
         // The dashboard's variables select on job and instance.
         assert_eq!(label(alert, "job"), "sealgate", "{alert:?}");
@@ -547,9 +597,13 @@ async fn a_real_prometheus_fires_the_audit_and_anomaly_alerts_of_a_real_gateway(
             "SealgateAuditUnavailable" => {
                 assert_eq!(label(alert, "severity"), "critical", "{alert:?}")
             }
+            "SealgateAuditSinkDown" => {
+                assert_eq!(label(alert, "severity"), "warning", "{alert:?}");
+                assert_eq!(label(alert, "sink"), "0", "{alert:?}");
+                assert_eq!(label(alert, "kind"), "file", "{alert:?}");
+            }
             _ => {
                 assert_eq!(label(alert, "severity"), "warning", "{alert:?}");
-                assert_eq!(label(alert, "subject"), "identity", "{alert:?}");
                 assert_eq!(label(alert, "detector"), "denials", "{alert:?}");
             }
         }
@@ -569,6 +623,7 @@ async fn a_real_prometheus_fires_the_audit_and_anomaly_alerts_of_a_real_gateway(
         "sealgate_audit_queue_capacity 8192",
         "sealgate_audit_max_unwitnessed_seconds 3600",
         "sealgate_audit_sink_up{sink=\"0\",kind=\"file\"} 0",
+        "sealgate_answers_withheld_total 1",
     ] {
         assert!(exposition.contains(row), "{row} in:\n{exposition}");
     }
@@ -583,6 +638,42 @@ async fn a_real_prometheus_fires_the_audit_and_anomaly_alerts_of_a_real_gateway(
             "{what} uses names /metrics does not expose: {missing:?}\n{exposition}"
         );
     }
+    // Every label a rule or a query selects on is one its series has, and
+    // every value it asks for equal is one a row has, but for the values
+    // this gateway's state cannot show (named here, so a misspelt one
+    // fails).
+    let labels = exposed_labels(&exposition);
+    let not_shown_here: BTreeSet<(&str, &str)> = BTreeSet::from([
+        ("sealgate_anomaly_restrictions", "source"),
+        ("sealgate_anomaly_restrictions", "throttle"),
+    ]);
+    let mut checked = 0;
+    for (what, text) in [("rules", &rules_text), ("dashboard", &dashboard_text)] {
+        for (series, label, op, value) in selectors(text) {
+            if ["job", "instance", "alertname", "alertstate", "severity"].contains(&label.as_str())
+            {
+                continue;
+            }
+            let Some(have) = labels.get(&series) else {
+                panic!("{what}: {series} has no rows to check {label} against");
+            };
+            let Some(values) = have.get(&label) else {
+                panic!(
+                    "{what}: {series} has no label {label} (it has {:?})",
+                    have.keys()
+                );
+            };
+            if op == "=" && !not_shown_here.contains(&(series.as_str(), value.as_str())) {
+                assert!(
+                    values.contains(&value),
+                    "{what}: {series}{{{label}=\"{value}\"}} matches no row (values: {values:?})"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "{checked} matchers checked");
+
     let queries = dashboard_queries();
     assert!(queries.len() > 40, "{} queries", queries.len());
     for q in &queries {
@@ -608,18 +699,28 @@ async fn a_real_prometheus_fires_the_audit_and_anomaly_alerts_of_a_real_gateway(
         );
     }
 
-    // Writable again: served, and the audit alert resolves.
+    // Writable again: served, and Prometheus sees the trail and the sink
+    // back. (The audit alerts stay for 5 minutes after the last refusal
+    // and the last failed delivery, so that a flapping sink is seen: not
+    // waited for here, the unit tests cover their end.)
     immutable.clear();
     let deadline = Instant::now() + Duration::from_secs(30);
     while audit_common::call(&analyst).await.is_err() {
         assert!(Instant::now() < deadline, "never served again");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    prometheus
-        .wait_firing(60, "the audit alert resolved", |f| {
-            !names(f).contains("SealgateAuditUnavailable")
-        })
-        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let back = format!(
+        "sealgate_audit_available{{instance=\"{instance}\"}} == 1 and on (instance) sealgate_audit_sink_up{{instance=\"{instance}\", sink=\"0\"}} == 1"
+    );
+    while prometheus.query(&back).await.map_or(true, |r| r.is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "the trail never seen back\n{}",
+            gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     drop((demo, analyst));
     gw.stop();
 }

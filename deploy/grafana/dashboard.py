@@ -103,7 +103,7 @@ ROWS = [
            [(f"sum by (client, reason) (rate(sealgate_client_requests_total{sel(DENIED)}[{RATE}]))", "{{client}} {{reason}}")], "reqps", w=12),
     ]),
     ("Admission and anomalies", [
-        ts("Blocks and throttles in force", "sealgate_anomaly_restrictions: what `sealgate admin blocks` lists, by subject, action and detector.",
+        ts("Blocks and throttles in force", "sealgate_anomaly_restrictions: the blocks and throttles each replica holds now, by subject, action and detector (`sealgate admin blocks` names them).",
            [(f"sum by (subject, action, detector) (sealgate_anomaly_restrictions{sel()})", "{{action}} {{subject}} ({{detector}})")], w=8),
         ts("Anomaly actions", "Detector alerts, throttles, blocks, their expiry and unblocks.",
            [(f"sum by (detector, action) (increase(sealgate_anomaly_actions_total{sel()}[{RATE}]))", "{{detector}} {{action}}")], w=8),
@@ -160,8 +160,9 @@ ROWS = [
            [(f"sum by (backend, kind) (rate(sealgate_backend_errors_total{sel()}[{RATE}]))", "{{backend}} {{kind}}")], "reqps", w=6),
         ts("Restarts", "stdio child restarts.",
            [(f"sum by (backend) (increase(sealgate_backend_restarts_total{sel()}[{RATE}]))", "{{backend}}")], w=6),
-        ts("Tools refused", "Listed tools not served: changed since pinned (a rug pull), added (not pinned), invalid.",
-           [(f"max by (backend, why) (sealgate_backend_tools_refused{sel()})", "{{backend}} {{why}}")], w=6),
+        ts("Tools refused", "Listed tools not served: changed since pinned (a rug pull), added (not pinned), invalid; and changed definitions found by any listing (also one undone before a scrape).",
+           [(f"max by (backend, why) (sealgate_backend_tools_refused{sel()})", "{{backend}} {{why}}"),
+            (f"sum by (backend) (increase(sealgate_backend_tool_definitions_changed_total{sel()}[{RATE}]))", "{{backend}} changes found")], w=6),
         ts("Sandbox", "Less isolation than configured (1), and the layers not in force.",
            [(f"max by (backend) (sealgate_backend_sandbox_degraded{sel()})", "degraded {{backend}}"),
             (f"count by (backend, layer) (sealgate_backend_sandbox_layers{sel()} == 0)", "missing {{backend}} {{layer}}")], w=6),
@@ -169,7 +170,7 @@ ROWS = [
            [(f"sum by (backend, result) (rate(sealgate_backend_egress_connections_total{sel()}[{RATE}]))", "{{backend}} {{result}}")], "ops", w=6),
     ]),
     ("Credentials", [
-        panel("bargauge", "Time left", "sealgate_credential_expiry_seconds: the soonest end of each kind of credential (a CRL: its next update); negative once past. Yellow within the warning window of the first instance, red within a day.",
+        panel("bargauge", "Time left", "sealgate_credential_expiry_seconds: the soonest end of each kind of credential (a CRL: its next update); negative once past. Yellow within 14 days (the default [expiry] warning_days; the panel beside it shows yours), red within a day.",
               [(f"min by (credential) (sealgate_credential_expiry_seconds{sel()})", "{{credential}}")], "s", w=16, h=7,
               defaults={"thresholds": {"mode": "absolute", "steps": [
                   {"color": "red", "value": None}, {"color": "yellow", "value": 86400}, {"color": "green", "value": 1209600}]}},

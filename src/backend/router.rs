@@ -121,6 +121,9 @@ struct SlotState {
     /// Tools the last listing refused: changed since pinned, not pinned,
     /// invalid (metrics).
     refused: [AtomicU64; 3],
+    /// Tools found changed since pinned, summed over every listing (so a
+    /// change undone before the next scrape is still seen).
+    changed_total: AtomicU64,
 }
 
 /// Maps exposed tool names to backends. The table is swapped whole, so a
@@ -220,6 +223,7 @@ impl Router {
                 syncing: tokio::sync::Mutex::new(None),
                 pins: Mutex::new(PinCache::Unread),
                 refused: Default::default(),
+                changed_total: AtomicU64::new(0),
             })
             .collect();
         Router {
@@ -261,6 +265,14 @@ impl Router {
                 .map_or(0, |s| s.refused[i].load(Ordering::Relaxed))
         };
         [("changed", n(0)), ("added", n(1)), ("invalid", n(2))]
+    }
+
+    /// Tools of the backend found changed since pinned, summed over all its
+    /// listings since start.
+    pub fn changed_tools_total(&self, slot: usize) -> u64 {
+        self.state
+            .get(slot)
+            .map_or(0, |s| s.changed_total.load(Ordering::Relaxed))
     }
 
     /// Stops every backend (stdio children with their process groups).
@@ -524,11 +536,14 @@ impl Router {
                 }
             }
         }
-        self.table.store(Arc::new(table));
         let refused = [&report.changed, &report.added, &report.invalid];
         for (n, tools) in self.state[slot].refused.iter().zip(refused) {
             n.store(tools.len() as u64, Ordering::Relaxed);
         }
+        self.state[slot]
+            .changed_total
+            .fetch_add(report.changed.len() as u64, Ordering::Relaxed);
+        self.table.store(Arc::new(table));
         self.state[slot].synced.store(generation, Ordering::Release);
         tracing::info!(
             backend = name,

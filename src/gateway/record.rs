@@ -141,6 +141,11 @@ impl Gateway {
                     result
                 } else {
                     tracing::error!("audit record could not be committed; the answer is withheld");
+                    // (An AUDIT_UNAVAILABLE refusal is the same answer.)
+                    if !matches!(&result, Err(d) if d.reason == crate::error::Reason::AuditUnavailable)
+                    {
+                        self.metrics.answer_withheld();
+                    }
                     Err(crate::error::audit_unavailable())
                 }
             }

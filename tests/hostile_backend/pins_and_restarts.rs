@@ -129,6 +129,7 @@ async fn strict_pinning_trusts_only_pins_read_at_start_or_reload() {
     );
     wait_until_noop_refused(&gw).await;
     assert_eq!(refused("changed"), Some(1), "the rug pull is counted");
+    assert!(router.changed_tools_total(slot) >= 1, "and summed");
 }
 
 #[tokio::test]

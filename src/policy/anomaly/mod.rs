@@ -71,7 +71,7 @@ pub use denials::DenialsConfig;
 pub use new_tool::NewToolConfig;
 pub use off_hours::OffHoursConfig;
 pub use restriction::{
-    detector_name, Restriction, SharedRestrictions, StoredRestriction, RECHECK_MS,
+    detector_name, Restriction, SharedRestrictions, StoredRestriction, DETECTORS, RECHECK_MS,
 };
 pub use source_failures::SourceFailuresConfig;
 pub use sources::{source_key, source_label};

@@ -35,6 +35,36 @@ impl Anomaly {
         out
     }
 
+    /// How many blocks and throttles are in force now, by (subject,
+    /// action, detector): what [`Anomaly::restrictions`] lists, counted
+    /// without naming anyone (for the metrics).
+    pub fn restriction_counts(
+        &self,
+        now_ms: i64,
+    ) -> Vec<((&'static str, &'static str, &'static str), i64)> {
+        let mut counts: Vec<((&'static str, &'static str, &'static str), i64)> = Vec::new();
+        let mut add = |key| match counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((key, 1)),
+        };
+        let live = |i: &Imposed| i.until_ms.is_none_or(|u| now_ms < u);
+        for s in lock(&self.identities).values() {
+            if let Some(b) = s.block.as_ref().filter(|b| live(b)) {
+                add(("identity", "block", b.detector));
+            }
+            if let Some((t, _)) = s.throttle.as_ref().filter(|(t, _)| live(t)) {
+                add(("identity", "throttle", t.detector));
+            }
+        }
+        for (_, s) in lock(&self.sources).iter() {
+            if let Some(b) = s.block.as_ref().filter(|b| live(b)) {
+                add(("source", "block", b.detector));
+            }
+        }
+        counts.sort();
+        counts
+    }
+
     /// Lifts every block and throttle of `id` (a client id or a source
     /// address), recording who did it. Returns how many were lifted.
     pub fn unblock(&self, id: &str, by: &str, now_ms: i64) -> usize {

@@ -57,19 +57,22 @@ impl StoredRestriction {
     }
 }
 
+/// Every detector's name.
+pub const DETECTORS: [&str; 5] = [
+    "volume",
+    "new_tool",
+    "off_hours",
+    "denials",
+    "source_failures",
+];
+
 /// A detector's name from the store, as one of ours (the audit trail and
 /// `admin blocks` name detectors by static strings).
 pub fn detector_name(name: &str) -> &'static str {
-    [
-        "volume",
-        "new_tool",
-        "off_hours",
-        "denials",
-        "source_failures",
-    ]
-    .into_iter()
-    .find(|d| *d == name)
-    .unwrap_or("shared")
+    DETECTORS
+        .into_iter()
+        .find(|d| *d == name)
+        .unwrap_or("shared")
 }
 
 /// One current block or throttle, as `sealgate admin blocks` lists it.
