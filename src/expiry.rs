@@ -87,22 +87,57 @@ pub fn scan(config: &Config, registry: &Registry, now_ms: i64, horizon_ms: i64) 
     out
 }
 
-/// When the first enabled client runs out of signing keys: for each
-/// enabled client, the end of its key that lasts longest (a key without
-/// `not_after` never ends), and the soonest of those. A key a renewal
-/// superseded ends soon by design (its overlap) and is not counted while
-/// its successor lasts; `None`: no enabled client's keys all end.
-pub fn soonest_client_without_keys(registry: &Registry) -> Option<i64> {
-    registry
+/// The enabled clients' signing keys as the metrics see them at `now_ms`:
+/// when the first client that has a valid key now runs out of valid keys
+/// (`None`: none does), and how many enabled clients with keys have none
+/// valid now. A key a renewal superseded ends soon by design (its overlap)
+/// and does not count while its successor covers the time after it; a
+/// staged key (`not_before` in the future) counts from its start. Clients
+/// without keys (waiting for their enrollment) are not counted.
+pub fn client_keys_outlook(registry: &Registry, now_ms: i64) -> (Option<i64>, usize) {
+    let mut soonest: Option<i64> = None;
+    let mut without = 0;
+    for c in registry
         .clients()
         .filter(|c| c.enabled && !c.keys.is_empty())
-        .filter_map(|c| {
-            c.keys
-                .values()
-                .map(|k| k.not_after_ms)
-                .try_fold(i64::MIN, |latest, end| end.map(|e| latest.max(e)))
-        })
-        .min()
+    {
+        let spans: Vec<(i64, i64)> = c
+            .keys
+            .values()
+            .map(|k| {
+                (
+                    k.not_before_ms.unwrap_or(i64::MIN),
+                    k.not_after_ms.unwrap_or(i64::MAX),
+                )
+            })
+            .collect();
+        match covered_until(&spans, now_ms) {
+            None => without += 1,
+            Some(i64::MAX) => {}
+            Some(end) => soonest = Some(soonest.map_or(end, |s| s.min(end))),
+        }
+    }
+    (soonest, without)
+}
+
+/// The first instant from `now` that no span `[start, end)` covers
+/// (`i64::MAX`: never), or `None` when none covers `now`.
+fn covered_until(spans: &[(i64, i64)], now: i64) -> Option<i64> {
+    let mut t = now;
+    loop {
+        let next = spans
+            .iter()
+            .filter(|(start, end)| *start <= t && t < *end)
+            .map(|(_, end)| *end)
+            .max();
+        match next {
+            None if t == now => return None,
+            None => return Some(t),
+            Some(i64::MAX) => return Some(i64::MAX),
+            // Each step moves past the end of a span: at most one step a span.
+            Some(end) => t = end,
+        }
+    }
 }
 
 /// Logs a warning and writes an audit record for each of `items`.
@@ -181,14 +216,15 @@ fn crl_next_updates(path: &Path) -> Vec<i64> {
 mod tests {
     use super::*;
 
-    fn key(seed: u8, id: &str, not_after: Option<&str>) -> String {
+    fn key(seed: u8, id: &str, not_before: Option<&str>, not_after: Option<&str>) -> String {
         use base64::Engine as _;
         let k = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
         let pk = base64::engine::general_purpose::STANDARD.encode(k.verifying_key().as_bytes());
+        let start = not_before.map_or(String::new(), |t| format!("not_before = \"{t}\"\n"));
         let end = not_after.map_or("never_expires = true\n".to_string(), |t| {
             format!("not_after = \"{t}\"\n")
         });
-        format!("[[client.key]]\nid = \"{id}\"\npublic_key = \"{pk}\"\n{end}")
+        format!("[[client.key]]\nid = \"{id}\"\npublic_key = \"{pk}\"\n{start}{end}")
     }
 
     fn client(id: &str, enabled: bool, keys: &[String]) -> String {
@@ -198,53 +234,121 @@ mod tests {
         )
     }
 
-    fn soonest(text: &str) -> Option<i64> {
+    fn outlook(text: &str, now: &str) -> (Option<i64>, usize) {
         let rate = crate::identity::RateLimitFile {
             per_second: 1,
             burst: 1,
         };
-        soonest_client_without_keys(&Registry::parse(text, rate).expect("registry"))
+        client_keys_outlook(&Registry::parse(text, rate).expect("registry"), ms(now))
     }
 
     fn ms(t: &str) -> i64 {
         crate::audit::unix_ms(humantime::parse_rfc3339(t).expect("time"))
     }
 
+    const NOW: &str = "2026-01-01T00:30:00Z";
+
     #[test]
     fn a_superseded_key_ending_soon_does_not_count_while_its_successor_lasts() {
+        let renewed = client(
+            "a",
+            true,
+            &[
+                key(1, "a-old", None, Some("2026-01-01T01:00:00Z")),
+                key(2, "a-new", None, Some("2026-03-01T00:00:00Z")),
+            ],
+        );
         // a: renewed (old key capped, new key later); b: one key; c: a key
         // without an end; d: disabled with an expired key.
         let text = [
+            renewed.clone(),
             client(
-                "a",
+                "b",
                 true,
-                &[
-                    key(1, "a-old", Some("2026-01-01T01:00:00Z")),
-                    key(2, "a-new", Some("2026-03-01T00:00:00Z")),
-                ],
+                &[key(3, "b-k", None, Some("2026-02-01T00:00:00Z"))],
             ),
-            client("b", true, &[key(3, "b-k", Some("2026-02-01T00:00:00Z"))]),
-            client("c", true, &[key(4, "c-k", None)]),
-            client("d", false, &[key(5, "d-k", Some("2025-01-01T00:00:00Z"))]),
+            client("c", true, &[key(4, "c-k", None, None)]),
+            client(
+                "d",
+                false,
+                &[key(5, "d-k", None, Some("2025-01-01T00:00:00Z"))],
+            ),
         ]
         .join("\n");
-        assert_eq!(soonest(&text), Some(ms("2026-02-01T00:00:00Z")));
+        assert_eq!(outlook(&text, NOW), (Some(ms("2026-02-01T00:00:00Z")), 0));
         // Without b, a's newest key is the first to end.
+        let text = [renewed, client("c", true, &[key(4, "c-k", None, None)])].join("\n");
+        assert_eq!(outlook(&text, NOW), (Some(ms("2026-03-01T00:00:00Z")), 0));
+        // A key that never ends: no client runs out.
+        let never = client("c", true, &[key(4, "c-k", None, None)]);
+        assert_eq!(outlook(&never, NOW), (None, 0));
+    }
+
+    #[test]
+    fn a_gap_before_a_staged_key_is_when_the_client_runs_out() {
+        // e's current key ends in 2 days; its next one starts in 30 (and
+        // never ends): e has no valid key in between.
+        let text = client(
+            "e",
+            true,
+            &[
+                key(1, "e-now", None, Some("2026-01-03T00:00:00Z")),
+                key(2, "e-next", Some("2026-01-31T00:00:00Z"), None),
+            ],
+        );
+        assert_eq!(outlook(&text, NOW), (Some(ms("2026-01-03T00:00:00Z")), 0));
+        // Overlapping keys chain: f is covered until the last one ends.
+        let text = client(
+            "f",
+            true,
+            &[
+                key(3, "f-1", None, Some("2026-01-03T00:00:00Z")),
+                key(
+                    4,
+                    "f-2",
+                    Some("2026-01-02T00:00:00Z"),
+                    Some("2026-01-10T00:00:00Z"),
+                ),
+                key(
+                    5,
+                    "f-3",
+                    Some("2026-01-09T00:00:00Z"),
+                    Some("2026-02-10T00:00:00Z"),
+                ),
+            ],
+        );
+        assert_eq!(outlook(&text, NOW), (Some(ms("2026-02-10T00:00:00Z")), 0));
+    }
+
+    #[test]
+    fn a_client_with_no_valid_key_now_is_counted_not_timed() {
+        // g's keys all ended; h's only key starts later; i is disabled; j
+        // waits for its enrollment (no keys). The soonest end comes from k.
         let text = [
             client(
-                "a",
+                "g",
                 true,
-                &[
-                    key(1, "a-old", Some("2026-01-01T01:00:00Z")),
-                    key(2, "a-new", Some("2026-03-01T00:00:00Z")),
-                ],
+                &[key(1, "g-k", None, Some("2025-12-01T00:00:00Z"))],
             ),
-            client("c", true, &[key(4, "c-k", None)]),
+            client(
+                "h",
+                true,
+                &[key(2, "h-k", Some("2026-02-01T00:00:00Z"), None)],
+            ),
+            client(
+                "i",
+                false,
+                &[key(3, "i-k", None, Some("2025-12-01T00:00:00Z"))],
+            ),
+            "[[client]]\nid = \"j\"\nmethods = [\"tools/list\"]\ntools = []\n".to_string(),
+            client(
+                "k",
+                true,
+                &[key(4, "k-k", None, Some("2026-01-20T00:00:00Z"))],
+            ),
         ]
         .join("\n");
-        assert_eq!(soonest(&text), Some(ms("2026-03-01T00:00:00Z")));
-        // A key that never ends: no client runs out.
-        assert_eq!(soonest(&client("c", true, &[key(4, "c-k", None)])), None);
+        assert_eq!(outlook(&text, NOW), (Some(ms("2026-01-20T00:00:00Z")), 2));
     }
 
     #[test]

@@ -166,9 +166,10 @@ pub struct Metrics {
     request_seconds: [Histogram; 3],
     stage_seconds: [Histogram; 6],
     in_flight: Gauge,
-    /// Calls counted as concluded whose answer was then withheld: their
-    /// record could not be committed (the client got AUDIT_UNAVAILABLE).
-    withheld: Counter,
+    /// Calls answered AUDIT_UNAVAILABLE, by how: `refused` (the request
+    /// path refused it) or `withheld` (concluded, then its record could not
+    /// be committed). Both rows exist from the start.
+    audit_unavailable: [Counter; 2],
     handshake_failures: Family<[Label; 1], Counter>,
     backends: Vec<BackendHandles>,
     /// `[metrics] client_labels`: set once, before serving; unset, no
@@ -225,12 +226,17 @@ impl Metrics {
             "Calls being processed now",
             in_flight.clone(),
         );
-        let withheld = Counter::default();
+        let audit_unavailable_family = Family::<[Label; 1], Counter>::default();
         registry.register(
-            "answers_withheld",
-            "Calls counted in sealgate_requests_total whose answer was then withheld because their audit record could not be committed (the client got AUDIT_UNAVAILABLE)",
-            withheld.clone(),
+            "audit_unavailable_answers",
+            "Calls answered AUDIT_UNAVAILABLE: refused (by the request path), or withheld (concluded and counted in sealgate_requests_total, then their audit record could not be committed)",
+            audit_unavailable_family.clone(),
         );
+        let audit_unavailable = ["refused", "withheld"].map(|how| {
+            audit_unavailable_family
+                .get_or_create(&[("how", how)])
+                .clone()
+        });
         let handshake_failures = Family::<[Label; 1], Counter>::default();
         for cause in HANDSHAKE_FAILURE_CAUSES {
             let _ = handshake_failures.get_or_create(&[("cause", cause)]);
@@ -287,7 +293,7 @@ impl Metrics {
             request_seconds,
             stage_seconds,
             in_flight,
-            withheld,
+            audit_unavailable,
             handshake_failures,
             backends,
             clients: OnceLock::new(),
@@ -362,6 +368,9 @@ impl Metrics {
                 ("reason", reason.unwrap_or("")),
             ])
             .inc();
+        if reason == Some("AUDIT_UNAVAILABLE") {
+            self.audit_unavailable[0].inc();
+        }
         if let (Some(clients), true, Some(id)) = (
             self.clients.get(),
             record.identity_passed,
@@ -380,7 +389,7 @@ impl Metrics {
     /// A concluded call's answer was withheld: its record could not be
     /// committed.
     pub fn answer_withheld(&self) {
-        self.withheld.inc();
+        self.audit_unavailable[1].inc();
     }
 
     /// Starts timing the stages of one request (and, when traces are

@@ -397,6 +397,23 @@ impl Collector for StateCollector {
             MetricType::Gauge,
             &sink_rows(|s| i64::from(s.up)),
         )?;
+        let failures: Vec<_> = sinks
+            .iter()
+            .zip(&index)
+            .map(|(s, i)| {
+                (
+                    [("sink", i.as_str()), ("kind", s.kind)],
+                    ConstCounter::new(s.failures),
+                )
+            })
+            .collect();
+        rows(
+            &mut enc,
+            "audit_sink_delivery_failures",
+            "Failed deliveries to an audit sink since start (a failure between two scrapes still counts)",
+            MetricType::Counter,
+            &failures,
+        )?;
         rows(
             &mut enc,
             "audit_sink_backlog_records",
@@ -477,11 +494,20 @@ impl Collector for StateCollector {
         let registry = gw.registry.load();
         let items = crate::expiry::scan(&self.config, &registry, now, i64::MAX / 4);
         let mut soonest: Vec<(&'static str, i64)> = Vec::new();
-        // Client keys: when a client runs out of keys, not when a key a
-        // renewal superseded ends (every renewal would page).
-        if let Some(ms) = crate::expiry::soonest_client_without_keys(&registry) {
+        // Client keys: when a client runs out of valid keys, not when a key
+        // a renewal superseded ends (every renewal would page); a client
+        // already without one is counted apart (it would hold the gauge
+        // negative and hide the next one).
+        let (run_out, without) = crate::expiry::client_keys_outlook(&registry, now);
+        if let Some(ms) = run_out {
             soonest.push(("signing_key", ms));
         }
+        single(
+            &mut enc,
+            "clients_without_valid_key",
+            "Enabled clients with signing keys none of which is valid now (all ended, or the next not started): their calls are refused with KEY_NOT_VALID_NOW",
+            &ConstGauge::new(i64::try_from(without).unwrap_or(i64::MAX)),
+        )?;
         for item in items.iter().filter(|i| i.what != "signing_key") {
             match soonest.iter_mut().find(|(w, _)| *w == item.what) {
                 Some((_, ms)) => *ms = (*ms).min(item.not_after_ms),
@@ -500,7 +526,7 @@ impl Collector for StateCollector {
         rows(
             &mut enc,
             "credential_expiry_seconds",
-            "Seconds until the soonest end of each kind of credential (server_certificate, client_ca, crl next update; signing_key: the first enabled client whose keys all end); negative once past",
+            "Seconds until the soonest end of each kind of credential (server_certificate, client_ca, crl next update; signing_key: the first enabled client with a valid key now to run out of valid keys); negative once past",
             MetricType::Gauge,
             &left,
         )?;

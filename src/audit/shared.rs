@@ -41,4 +41,6 @@ pub struct SinkState {
     pub backlog: u64,
     /// Lines in its spool file, not yet re-sent (`on_failure = "spool"`).
     pub spooled: u64,
+    /// Failed deliveries to it since start.
+    pub failures: u64,
 }

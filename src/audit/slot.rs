@@ -22,6 +22,8 @@ pub(super) struct Slot {
     pub(super) lost: u64,
     /// Since when every try failed (`None`: it takes lines).
     pub(super) failing_since: Option<Instant>,
+    /// Failed deliveries since start (metrics).
+    pub(super) failures: u64,
     /// No try before this (backoff).
     pub(super) next_try: Instant,
     backoff: Duration,
@@ -39,6 +41,7 @@ impl Slot {
             spool,
             lost: 0,
             failing_since: None,
+            failures: 0,
             next_try: Instant::now(),
             backoff: Duration::from_millis(50),
             spool_unwritable: false,
@@ -59,6 +62,7 @@ impl Slot {
             up: self.failing_since.is_none(),
             backlog: self.backlog.len() as u64,
             spooled: self.spool.as_ref().map_or(0, |s| s.pending),
+            failures: self.failures,
         }
     }
 

@@ -564,6 +564,7 @@ impl Writer {
             let was_failing = slot.failing_since;
             if let Some(error) = slot.flush(now) {
                 self.shared.sink_failures.fetch_add(1, Ordering::Relaxed);
+                slot.failures += 1;
                 if was_failing.is_none() {
                     tracing::error!(sink = %slot.name, error = %error, "audit sink cannot take records");
                 }
@@ -586,7 +587,6 @@ impl Writer {
         {
             self.file_first_seq = first;
         }
-        publish_sinks(&self.shared, &self.slots);
         let available = self.slots.iter().all(|s| s.backlog.is_empty()) && self.leaves_bounded();
         self.shared.available.store(available, Ordering::Release);
         let withheld = std::mem::take(&mut self.withheld);
@@ -617,9 +617,13 @@ impl Writer {
         }
         if any {
             for slot in &mut self.slots {
-                slot.flush(now);
+                if slot.flush(now).is_some() {
+                    self.shared.sink_failures.fetch_add(1, Ordering::Relaxed);
+                    slot.failures += 1;
+                }
             }
         }
+        publish_sinks(&self.shared, &self.slots);
     }
 
     /// Everything below the returned seq is held by every sink; `None`:

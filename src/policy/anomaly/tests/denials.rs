@@ -33,4 +33,11 @@ fn a_burst_of_denials_blocks_at_the_threshold_within_the_window() {
     assert_eq!(e.len(), 1);
     assert_eq!(e[0]["detector"], "denials");
     assert_eq!(e[0]["figures"]["denials_in_window"], 5.0);
+    // As the metrics count it (sealgate_anomaly_restrictions): in force
+    // until its end, then gone.
+    assert_eq!(
+        a.restriction_counts(T0 + MIN + 20),
+        vec![(("identity", "block", "denials"), 1)]
+    );
+    assert!(a.restriction_counts(T0 + MIN + 13 + 600_000).is_empty());
 }

@@ -27,6 +27,10 @@ fn a_failing_source_is_blocked_and_lifted() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].subject, "source");
     assert_eq!(listed[0].id, "127.0.0.2");
+    assert_eq!(
+        a.restriction_counts(T0 + 3),
+        vec![(("source", "block", "source_failures"), 1)]
+    );
     assert!(!a.source_blocked(bad, T0 + 2 + 30_000), "cool-down over");
     let e = events(&audit);
     assert_eq!(e[0]["source"], "127.0.0.2");

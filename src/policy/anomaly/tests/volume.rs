@@ -50,7 +50,13 @@ fn volume_fires_above_the_floor_then_above_factor_times_baseline() {
         }
     );
     assert_eq!(a.admit("bob", now), Admission::Allow, "bob is untouched");
+    // As the metrics count it (sealgate_anomaly_restrictions).
+    assert_eq!(
+        a.restriction_counts(now),
+        vec![(("identity", "throttle", "volume"), 1)]
+    );
     // The cool-down passes: the throttle is lifted and recorded.
+    assert!(a.restriction_counts(T0 + 10 + 120_000).is_empty());
     assert_eq!(a.admit("alice", T0 + 10 + 120_000), Admission::Allow);
     let e = events(&audit);
     assert_eq!(e.last().expect("expiry")["action"], "throttle_expired");
