@@ -710,6 +710,7 @@ async fn a_real_prometheus_fires_the_audit_and_anomaly_alerts_of_a_real_gateway(
     for q in &queries {
         let promql = q
             .replace("$__rate_interval", "1m")
+            .replace("$__range", "5m")
             .replace("$job", ".*")
             .replace("$instance", ".*");
         if let Err(e) = prometheus.query(&promql).await {
