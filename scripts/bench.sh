@@ -122,13 +122,24 @@ done
 fi
 
 if shape openloop; then
-MAX=$(python3 -c "import json
+# Each server at 50% and 80% of its own maximum (the throughput shape of
+# this run), calls on a fixed schedule: p50/p99/p99.9 from the scheduled
+# time, so a stall counts for every call it held back.
+for t in nginx sealgate; do
+  MAX=$(python3 -c "import json
 for l in open('$R'):
     r=json.loads(l)
-    if r['label']=='sealgate throughput': print(int(r['rps']))" 2>/dev/null || true)
-MAX=${MAX:-10000}
-echo "== sealgate open loop at half its maximum ($((MAX/2))/s)"
-load --profile "$DEMO" --pids "$PID_GW" --conns 4 --rate $((MAX/2)) --secs "$SECS" --verify-every 64 --label "sealgate open loop"
+    if r['label']=='$t throughput': print(int(r['rps']))" 2>/dev/null || true)
+  MAX=${MAX:-4000}
+  case $t in
+    nginx) EP="localhost:$PORT_NG"; P=$PID_NGINX_WORKERS; V=0 ;;
+    sealgate) EP="localhost:$PORT_GW"; P=$PID_GW; V=64 ;;
+  esac
+  for pct in 50 80; do
+    echo "== $t open loop at ${pct}% of its maximum ($((MAX * pct / 100))/s)"
+    load --profile "$DEMO" --endpoint "$EP" --pids "$P" --conns 4 --rate $((MAX * pct / 100)) --secs "$SECS" --verify-every "$V" --label "$t open loop $pct"
+  done
+done
 fi
 
 if shape flood; then
@@ -157,15 +168,22 @@ def g(label, key, default=0):
     return rows.get(label, {}).get(key, default)
 echo_tp, nginx_tp, sg_tp = (g(f"{t} throughput", "rps") for t in ("echo", "nginx", "sealgate"))
 print()
-print("| server on one core | req/s (4x16) | vs nginx | server CPU per call | p50 / p99 at 1 in flight | added p50 vs echo |")
-print("|---|---|---|---|---|---|")
+# Per core: calls a second of the server's own CPU (1 / CPU per call), the
+# figure that holds when the load generator's core, not the server's, is
+# what limits req/s (nginx and the echo here).
+nginx_cpu = g("nginx throughput", "server_cpu_per_call_us")
+print("| server on one core | req/s (4x16) | vs nginx | server CPU per call | calls per core-second | per core vs nginx | p50 / p99 at 1 in flight | added p50 vs echo |")
+print("|---|---|---|---|---|---|---|---|")
 for t in ("echo", "nginx", "sealgate"):
     tp = g(f"{t} throughput", "rps")
+    cpu = g(f"{t} throughput", "server_cpu_per_call_us")
     lat50, lat99 = g(f"{t} latency", "p50_us"), g(f"{t} latency", "p99_us")
-    print(f"| {t} | {tp:,.0f} | {tp / nginx_tp if nginx_tp else 0:.2f}x | {g(f'{t} throughput', 'server_cpu_per_call_us'):.1f} us | {lat50} / {lat99} us | {lat50 - g('echo latency', 'p50_us')} us |")
+    print(f"| {t} | {tp:,.0f} | {tp / nginx_tp if nginx_tp else 0:.2f}x | {cpu:.1f} us | {1e6 / cpu if cpu else 0:,.0f} | {nginx_cpu / cpu if cpu else 0:.2f}x | {lat50} / {lat99} us | {lat50 - g('echo latency', 'p50_us')} us |")
 print()
-ol = rows.get("sealgate open loop", {})
-if ol: print(f"open loop at {ol.get('rate', 0):,.0f}/s: p50 {ol.get('p50_us')} us, p99 {ol.get('p99_us')} us, p99.9 {ol.get('p999_us')} us")
+for t in ("nginx", "sealgate"):
+    for pct in (50, 80):
+        ol = rows.get(f"{t} open loop {pct}", {})
+        if ol: print(f"{t} open loop at {pct}% of its maximum ({ol.get('rate', 0):,.0f}/s): p50 {ol.get('p50_us')} us, p99 {ol.get('p99_us')} us, p99.9 {ol.get('p999_us')} us, {ol.get('by_reason')}")
 fl, st, alone = rows.get("flood", {}), rows.get("steady beside flood", {}), rows.get("steady alone", {})
 if fl:
     # What the flood costs: the server's CPU during flood + steady, less

@@ -1,6 +1,7 @@
 //! The audit trail's handle, [`AuditLog`]: what the request path and the
 //! rest of the gateway call. It only queues (or, on the fast path of local
-//! files, takes a free writer for one record); it never blocks a request on
+//! files, takes a free writer to append one record and, after a yield, to
+//! write what was appended meanwhile); it never blocks a request on
 //! an fsync or a network, and never writes a line itself: the writer frames
 //! and chains every one.
 
@@ -27,8 +28,10 @@ pub struct AuditLog {
     queue: Option<SyncSender<Entry>>,
     /// Thread mode, when every sink is a local file that is not fsynced
     /// per record: the writer itself, which a request's commit takes when
-    /// it is free, writing its record in the caller (no thread hop, no
-    /// wake-up); when the thread holds it, the record is queued.
+    /// it is free, appending its record in the caller (no thread hop, no
+    /// wake-up) and writing it after one yield, with the records other
+    /// calls appended meanwhile (group commit); when the thread holds it,
+    /// the record is queued.
     pub(super) fast: Option<Arc<Mutex<Writer>>>,
     /// Memory mode (tests): the same writer, run in the caller.
     pub(super) inline: Option<Mutex<Writer>>,
@@ -234,13 +237,21 @@ impl AuditLog {
     /// documentation), else queues it; it never waits on a lock.
     pub async fn commit(&self, record: AuditRecord) -> bool {
         if let Some(writer) = &self.fast {
-            // Free: write it here. Busy (the thread is on a batch, a tick
+            // Free: append it here. Busy (the thread is on a batch, a tick
             // or an fsync): never wait on it, queue instead.
-            if let Ok(mut w) = writer.try_lock() {
-                if let Some(committed) = w.commit_now(&record) {
-                    self.shared.written_in_task.fetch_add(1, Ordering::Relaxed);
-                    return committed;
-                }
+            let appended = match writer.try_lock() {
+                Ok(mut w) => w.append_now(&record),
+                Err(_) => None,
+            };
+            if let Some(seq) = appended {
+                self.shared.written_in_task.fetch_add(1, Ordering::Relaxed);
+                let answer_is_refusal = record.reason == Some("AUDIT_UNAVAILABLE");
+                // Group commit: the other calls ready on this worker append
+                // theirs meanwhile, and the first to come back writes them
+                // all (one write, one check of the file). Answered only
+                // once its own line is committed, as before.
+                tokio::task::yield_now().await;
+                return self.delivered(writer, seq, answer_is_refusal).await;
             }
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -248,6 +259,31 @@ impl AuditLog {
             return false;
         }
         rx.await.unwrap_or(false)
+    }
+
+    /// Whether the appended record of `seq` is committed: delivered here
+    /// when the writer is free; else the thread, which holds it, delivers
+    /// it with its batch and tells. Should the queue be full, the lock is
+    /// waited for (the thread holds it per batch): the record is in the
+    /// chain already and its answer must follow what the sinks did.
+    async fn delivered(&self, writer: &Mutex<Writer>, seq: u64, answer_is_refusal: bool) -> bool {
+        if let Ok(mut w) = writer.try_lock() {
+            return w.finish_now(seq, answer_is_refusal);
+        }
+        if let Some(queue) = &self.queue {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if queue
+                .try_send(Entry::Delivered(seq, answer_is_refusal, tx))
+                .is_ok()
+            {
+                self.shared.queued.fetch_add(1, Ordering::Relaxed);
+                return rx.await.unwrap_or(false);
+            }
+        }
+        match writer.lock() {
+            Ok(mut w) => w.finish_now(seq, answer_is_refusal),
+            Err(_) => false,
+        }
     }
 
     /// Queues a request's record without waiting (a cancelled call).
@@ -390,6 +426,53 @@ mod tests {
             .filter(|v| v["type"] == "request")
             .map(|v| v["method"].as_str().unwrap_or("-").to_string())
             .collect()
+    }
+
+    // Group commit: calls that reach their commit in the same turn of the
+    // worker are written together, each answered only once its own line is
+    // in the file, in the order they were appended.
+    #[tokio::test(flavor = "current_thread")]
+    async fn calls_committing_together_share_one_write_and_each_waits_for_its_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.jsonl");
+        let log = Arc::new(AuditLog::file(&path).expect("open"));
+        let calls: Vec<_> = (0..32)
+            .map(|i| {
+                let log = log.clone();
+                let path = path.clone();
+                tokio::spawn(async move {
+                    let method = if i % 2 == 0 { "ping" } else { "tools/list" };
+                    let ok = log.commit(record(method)).await;
+                    // Answered: its line is in the file already.
+                    (ok, methods(&path).len())
+                })
+            })
+            .collect();
+        let mut seen = Vec::new();
+        for call in calls {
+            let (ok, lines) = call.await.expect("task");
+            assert!(ok, "every record committed");
+            seen.push(lines);
+        }
+        assert_eq!(log.shared.written_in_task.load(Ordering::Relaxed), 32);
+        let writes = log.shared.group_writes.load(Ordering::Relaxed);
+        assert!(
+            (1..32).contains(&writes),
+            "32 calls ready together take fewer writes than calls: {writes}"
+        );
+        // Each call saw its own line (the tasks ran in spawn order, so the
+        // i-th saw at least i + 1 lines).
+        for (i, lines) in seen.iter().enumerate() {
+            assert!(
+                *lines > i,
+                "call {i} answered with only {lines} lines written"
+            );
+        }
+        let expected: Vec<&str> = (0..32)
+            .map(|i| if i % 2 == 0 { "ping" } else { "tools/list" })
+            .collect();
+        assert_eq!(methods(&path), expected, "in the order appended");
+        log.close();
     }
 
     // The guard held across the sleep stands for the writer thread holding

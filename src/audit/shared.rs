@@ -19,6 +19,9 @@ pub(crate) struct Shared {
     pub(crate) queued: AtomicU64,
     /// Request records written in their own task (the fast path).
     pub(crate) written_in_task: AtomicU64,
+    /// Deliveries the fast path made, each of every record appended since
+    /// the one before (group commit): at most `written_in_task`.
+    pub(crate) group_writes: AtomicU64,
     /// Failed delivery attempts to any sink since start (metrics).
     pub(crate) sink_failures: AtomicU64,
     /// Anomaly actions recorded since start, by (detector, action); both

@@ -13,7 +13,7 @@ use super::writer::{Entry, Writer};
 /// The thread's loop; a bug that panics in it leaves the gateway
 /// refusing calls (AUDIT_UNAVAILABLE), never serving without records.
 /// The writer is shared with the request path's fast path
-/// ([`Writer::commit_now`]); the thread holds it only per batch.
+/// ([`Writer::append_now`], [`Writer::finish_now`]); the thread holds it only per batch.
 pub(crate) fn run(writer: Arc<Mutex<Writer>>, rx: Receiver<Entry>) {
     let shared = match writer.lock() {
         Ok(w) => w.shared.clone(),
@@ -29,8 +29,14 @@ pub(crate) fn run(writer: Arc<Mutex<Writer>>, rx: Receiver<Entry>) {
 /// Stores the Merkle log's staged leaves (tile writes and fsyncs) outside
 /// the writer's lock, so the request path's fast path never waits on
 /// them; a failure is logged once and retried at the next tick.
-fn store(log: Option<Arc<Transparency>>, failing: &mut bool) {
+/// Only when [`Transparency::store_due`] says so (or to retry a failed
+/// store): a store writes and fsyncs a few files whatever it holds.
+fn store(log: Option<Arc<Transparency>>, failing: &mut bool, last: &mut Instant, force: bool) {
     let Some(log) = log else { return };
+    if !(force || *failing || log.store_due(last.elapsed())) {
+        return;
+    }
+    *last = Instant::now();
     match log.flush() {
         Ok(_) if *failing => {
             *failing = false;
@@ -52,6 +58,7 @@ fn store(log: Option<Arc<Transparency>>, failing: &mut bool) {
 fn serve(writer: &Mutex<Writer>, rx: Receiver<Entry>) {
     let tick = Duration::from_millis(20);
     let mut last_tick = Instant::now();
+    let mut last_store = Instant::now();
     let mut failing = false;
     // A poisoned lock (a panic while a request held the writer on the
     // fast path) is a writer whose state cannot be trusted: `None`, and
@@ -64,7 +71,7 @@ fn serve(writer: &Mutex<Writer>, rx: Receiver<Entry>) {
             Err(RecvTimeoutError::Disconnected) => {
                 if let Some(mut w) = lock() {
                     w.close();
-                    store(w.stage_leaves(), &mut failing);
+                    store(w.stage_leaves(), &mut failing, &mut last_store, true);
                 }
                 return;
             }
@@ -84,14 +91,14 @@ fn serve(writer: &Mutex<Writer>, rx: Receiver<Entry>) {
             .fetch_sub(batch.len() as u64, Ordering::Relaxed);
         w.process(batch);
         if w.closed {
-            store(w.stage_leaves(), &mut failing);
+            store(w.stage_leaves(), &mut failing, &mut last_store, true);
             return;
         }
         if last_tick.elapsed() >= tick {
             w.tick();
             let log = w.stage_leaves();
             drop(w);
-            store(log, &mut failing);
+            store(log, &mut failing, &mut last_store, false);
             last_tick = Instant::now();
         }
     }

@@ -16,6 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use tokio::sync::watch;
@@ -29,6 +30,14 @@ use crate::tlog::{
 /// Records a receipt can be found for without reading the files, at most
 /// (the most recent ones), unless configured otherwise.
 pub const DEFAULT_RECEIPT_INDEX: usize = 10_000;
+
+/// Staged leaves that make a store due at the next tick: four level-0
+/// tiles' worth (well under the staging bound of 4,096).
+pub const STORE_LEAVES: usize = 1024;
+
+/// The longest staged leaves wait for a store when no checkpoint needs
+/// them sooner.
+pub const STORE_EVERY: Duration = Duration::from_secs(1);
 
 /// Why the log could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -251,6 +260,30 @@ impl Transparency {
         self.pending.lock().map_or(0, |p| p.len())
     }
 
+    /// Whether the staged leaves are to be stored now, `since` the last
+    /// store: when the latest signed checkpoint is larger than the stored
+    /// tree (its receipts and its consistency proof for the witnesses
+    /// wait for them), when a tile's worth or more is staged
+    /// ([`STORE_LEAVES`]), or when [`STORE_EVERY`] has passed. Storing
+    /// costs a few files written and fsynced whatever the number of
+    /// leaves, so it is not done at every 20 ms tick under load; nothing
+    /// waits on it but receipts and witnesses (the trail's lines are
+    /// written before their calls are answered, and the tree is rebuilt
+    /// from them at start).
+    pub fn store_due(&self, since: Duration) -> bool {
+        let staged = self.staged();
+        if staged == 0 {
+            return false;
+        }
+        staged >= STORE_LEAVES
+            || since >= STORE_EVERY
+            || self
+                .signed
+                .borrow()
+                .as_ref()
+                .is_some_and(|p| p.size() > self.stored_size())
+    }
+
     /// Moves the staged leaves into the store (the writer's thread, off
     /// the request path); on failure they stay staged for the next call.
     pub fn flush(&self) -> Result<u64, TransparencyError> {
@@ -354,6 +387,44 @@ mod tests {
 
     fn key() -> SigningKey {
         SigningKey::from_bytes(&[7u8; 32])
+    }
+
+    // A store writes and fsyncs files whatever it holds: due when a
+    // checkpoint needs its proofs, a tile's worth is staged, or a second
+    // passed; never for nothing.
+    #[test]
+    fn a_store_is_due_for_a_checkpoint_a_full_batch_or_after_a_second() {
+        let t = Transparency::memory("example.org/sealgate-audit", &key()).expect("test value");
+        let quick = Duration::from_millis(20);
+        assert!(
+            !t.store_due(STORE_EVERY),
+            "nothing staged: nothing to store"
+        );
+        let mut frontier = Frontier::new();
+        for i in 0u8..10 {
+            let leaf = leaf_hash(&[i]);
+            frontier.push(leaf);
+            t.stage(leaf);
+        }
+        assert!(!t.store_due(quick), "a few leaves wait for the next store");
+        assert!(t.store_due(STORE_EVERY), "but not longer than STORE_EVERY");
+        // A checkpoint of the 10 leaves is published: its receipts and
+        // its witnesses need the proofs now.
+        let p = t.sign(10, &frontier.root()).expect("sign");
+        t.publish(Arc::new(p));
+        assert!(t.store_due(quick), "a checkpoint past the stored tree");
+        assert_eq!(t.flush().expect("store"), 10);
+        assert!(!t.store_due(STORE_EVERY), "stored: nothing left");
+        for i in 0..STORE_LEAVES {
+            let leaf = leaf_hash(&i.to_be_bytes());
+            t.stage(leaf);
+            assert_eq!(
+                t.store_due(quick),
+                i + 1 >= STORE_LEAVES,
+                "at {} staged",
+                i + 1
+            );
+        }
     }
 
     #[test]

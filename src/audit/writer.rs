@@ -35,6 +35,8 @@ use super::syslog::{HttpSink, SyslogSink};
 use super::timestamp::unix_ms;
 use super::transparency::{IndexedRecord, Transparency};
 
+mod fast;
+
 /// Puts each sink's state where the metrics read it.
 fn publish_sinks(shared: &Shared, slots: &[Slot]) {
     let mut sinks = shared.sinks.lock().unwrap_or_else(|p| p.into_inner());
@@ -52,6 +54,10 @@ pub(crate) enum Entry {
     Reopen,
     /// Answer once everything before is handled.
     Flush(std::sync::mpsc::Sender<()>),
+    /// A request's record the fast path already appended (its seq, and
+    /// whether its answer is an AUDIT_UNAVAILABLE refusal anyway): tell
+    /// once it is committed, as for `Request`.
+    Delivered(u64, bool, tokio::sync::oneshot::Sender<bool>),
     /// Seal and stop.
     Close,
 }
@@ -270,27 +276,6 @@ impl Writer {
         }
     }
 
-    /// Frames, writes and answers one request's record in the caller: the
-    /// fast path of [`super::AuditLog::commit`] when every sink is a local
-    /// file (a write to the page cache, no thread hop). `None` once the
-    /// writer is closed: the caller then queues as usual.
-    pub(crate) fn commit_now(&mut self, record: &AuditRecord) -> Option<bool> {
-        if self.closed {
-            return None;
-        }
-        self.note_not_queued();
-        // A refusal for AUDIT_UNAVAILABLE is answered the same whether or
-        // not its record commits.
-        let answer_is_refusal = record.reason == Some("AUDIT_UNAVAILABLE");
-        let seq = self.append_request(record);
-        self.deliver();
-        let ok = self.committed_below().is_none_or(|below| seq < below);
-        if !ok && !answer_is_refusal {
-            self.withheld.push(seq);
-        }
-        Some(ok)
-    }
-
     /// Records how many entries a full queue refused since the last time.
     fn note_not_queued(&mut self) {
         let not_queued = self.shared.not_queued.swap(0, Ordering::Relaxed);
@@ -310,6 +295,11 @@ impl Writer {
                 match entry {
                     Entry::Request(_, Some(ack)) => {
                         let _ = ack.send(false);
+                    }
+                    // Appended before the close: the closing checkpoint
+                    // followed the delivery of everything appended.
+                    Entry::Delivered(seq, _, ack) => {
+                        let _ = ack.send(self.committed_below().is_none_or(|below| seq < below));
                     }
                     Entry::Flush(tx) => {
                         let _ = tx.send(());
@@ -337,6 +327,9 @@ impl Writer {
                 }
                 Entry::Event(map) => {
                     self.append("event", &map);
+                }
+                Entry::Delivered(seq, answer_is_refusal, ack) => {
+                    acks.push((seq, ack, answer_is_refusal));
                 }
                 Entry::Reopen => reopen = true,
                 Entry::Flush(tx) => flushes.push(tx),
