@@ -264,8 +264,9 @@ impl AuditLog {
     /// Whether the appended record of `seq` is committed: delivered here
     /// when the writer is free; else the thread, which holds it, delivers
     /// it with its batch and tells. Should the queue be full, the lock is
-    /// waited for (the thread holds it per batch): the record is in the
-    /// chain already and its answer must follow what the sinks did.
+    /// tried again every millisecond, without blocking the worker: the
+    /// record is in the chain already and its answer must follow what the
+    /// sinks did.
     async fn delivered(&self, writer: &Mutex<Writer>, seq: u64, answer_is_refusal: bool) -> bool {
         if let Ok(mut w) = writer.try_lock() {
             return w.finish_now(seq, answer_is_refusal);
@@ -280,9 +281,19 @@ impl AuditLog {
                 return rx.await.unwrap_or(false);
             }
         }
-        match writer.lock() {
-            Ok(mut w) => w.finish_now(seq, answer_is_refusal),
-            Err(_) => false,
+        // The queue is full: the lock is tried again after short sleeps,
+        // never waited for on a worker thread (the thread may hold it
+        // through an fsync). A poisoned writer commits nothing.
+        loop {
+            let done = match writer.try_lock() {
+                Ok(mut w) => Some(w.finish_now(seq, answer_is_refusal)),
+                Err(std::sync::TryLockError::Poisoned(_)) => Some(false),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            match done {
+                Some(ok) => return ok,
+                None => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+            }
         }
     }
 
